@@ -1,0 +1,71 @@
+# gatehouse: the front door. See README.md.
+#   make run    build and start the quickstart gateway (examples/quickstart.yaml)
+#   make test   install test dependencies, build, run every test (plain and ASan+UBSan)
+#   make fuzz   run each libFuzzer target for FUZZ_TIME seconds
+#   make build  just build build/gatehouse
+
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME ?= 60
+JOBS ?= $(shell nproc)
+PYTEST = /usr/bin/python3 -m pytest
+
+.PHONY: all build run test unit integration asan fuzz format clean deps-build deps-test
+
+all: build
+
+deps-build:
+	@scripts/deps build
+
+deps-test:
+	@scripts/deps test
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps-build $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/quickstart $(BUILD)/gatehouse
+
+$(ASAN_BUILD)/Makefile:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGH_SANITIZE=ON
+
+asan: deps-test $(ASAN_BUILD)/Makefile
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+unit: deps-test build
+	cd $(BUILD) && ctest --output-on-failure
+
+integration: deps-test build
+	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/integration
+
+# Every test twice: the release build, then the ASan+UBSan build (unit
+# tests and the integration suite against the sanitized binary).
+test: deps-test build asan
+	cd $(BUILD) && ctest --output-on-failure
+	cd $(ASAN_BUILD) && ctest --output-on-failure
+	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/integration
+	GATEHOUSE_BIN=$(CURDIR)/$(ASAN_BUILD)/gatehouse GH_SANITIZED=1 $(PYTEST) -q tests/integration
+
+$(FUZZ_BUILD)/Makefile:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGH_FUZZ=ON -DGH_TESTS=OFF
+
+fuzz: deps-test $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
+	    name=$$(basename $$t); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$${name#fuzz_}; \
+	    echo "== $$name for $(FUZZ_TIME)s"; \
+	    GH_CONFIG_NO_DNS=1 $$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	        $(FUZZ_BUILD)/corpus/$${name#fuzz_} $$corpus 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || true; \
+	    test ! -e crash-* || { echo "$$name found a crash"; exit 1; }; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,28 @@
+/*
+ * Per-request arena: bump allocation from chained blocks, everything freed
+ * at once by gh_arena_dispose(). Cleanup hooks run (in reverse order of
+ * registration) before the memory goes, for resources that are not memory.
+ */
+#ifndef GATEHOUSE_ARENA_H
+#define GATEHOUSE_ARENA_H
+
+#include <stddef.h>
+
+typedef struct gh_arena_block_s gh_arena_block_t;
+typedef struct gh_arena_cleanup_s gh_arena_cleanup_t;
+
+typedef struct {
+    gh_arena_block_t *head;
+    gh_arena_cleanup_t *cleanups;
+    size_t block_size;
+} gh_arena_t;
+
+void gh_arena_init(gh_arena_t *a, size_t block_size);
+void gh_arena_dispose(gh_arena_t *a);
+/* Returns NULL when out of memory; memory is 16-byte aligned, not zeroed. */
+void *gh_arena_alloc(gh_arena_t *a, size_t size);
+void *gh_arena_calloc(gh_arena_t *a, size_t size);
+char *gh_arena_memdup(gh_arena_t *a, const void *p, size_t len); /* adds a NUL */
+int gh_arena_on_dispose(gh_arena_t *a, void (*fn)(void *), void *arg);
+
+#endif

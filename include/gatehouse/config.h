@@ -1,0 +1,165 @@
+/*
+ * The configuration: YAML file -> validated, immutable tree.
+ *
+ * gh_config_load() builds the whole tree or nothing: on any error it returns
+ * NULL and fills err with "file:line:col: message". Everything in the tree is
+ * owned by it and released by gh_config_free(); the proxy shares one tree
+ * between workers read-only (through gh_snapshot_t, which adds the refcount).
+ *
+ * Every key is documented in docs/config.md with its default.
+ */
+#ifndef GATEHOUSE_CONFIG_H
+#define GATEHOUSE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+typedef struct {
+    char msg[512];
+} gh_config_error_t;
+
+typedef enum {
+    GH_MATCH_EXACT = 0,
+    GH_MATCH_PREFIX,
+    GH_MATCH_REGEX,   /* PCRE2, JIT-compiled when available; unanchored unless the pattern anchors */
+    GH_MATCH_PRESENT, /* headers and query only: the name is present (any value) */
+    GH_MATCH_ABSENT,  /* headers and query only: the name is absent */
+} gh_match_kind_t;
+
+typedef struct {
+    gh_match_kind_t kind;
+    char *value; /* exact/prefix literal or regex source, NUL-terminated */
+    size_t value_len;
+    pcre2_code *re;              /* GH_MATCH_REGEX only */
+    pcre2_match_data *md_unused; /* reserved; workers allocate their own match data */
+} gh_strmatch_t;
+
+typedef struct {
+    char *name; /* headers: lower-cased; query: as written */
+    size_t name_len;
+    gh_strmatch_t match;
+} gh_kvmatch_t;
+
+typedef struct {
+    char *name;  /* lower-cased header name */
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} gh_header_kv_t;
+
+typedef struct gh_cluster_s gh_cluster_t;
+
+typedef struct {
+    gh_cluster_t *cluster; /* borrowed from config->clusters */
+    uint32_t weight;       /* >= 1 (default 1) */
+} gh_route_target_t;
+
+typedef struct {
+    int status;             /* 100..599 */
+    gh_header_kv_t *headers;
+    size_t num_headers;
+    char *body;             /* may be NULL */
+    size_t body_len;
+} gh_direct_response_t;
+
+typedef struct {
+    char *name; /* from config, or "listener/#index" when omitted */
+    size_t index;
+
+    /* match; a missing part matches everything */
+    char **hosts; /* lower-cased; exact "api.example.com" or wildcard "*.example.com" */
+    size_t num_hosts;
+    int has_path;
+    gh_strmatch_t path; /* exact, prefix or regex; matched against the path without the query */
+    char **methods;     /* upper-case as written; NULL = any */
+    size_t num_methods;
+    gh_kvmatch_t *headers;
+    size_t num_headers;
+    gh_kvmatch_t *query;
+    size_t num_query;
+
+    /* action: exactly one of targets or direct */
+    gh_route_target_t *targets;
+    size_t num_targets;
+    uint32_t total_weight;
+    gh_direct_response_t *direct; /* NULL unless direct_response */
+
+    uint64_t max_body;   /* bytes; default 1 GiB; 0 = no body allowed */
+    uint64_t timeout_ms; /* upstream response timeout (first byte of head); default 15s */
+} gh_route_t;
+
+typedef struct {
+    char *name;
+    char *address; /* as written: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:80" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+
+    uint64_t header_timeout_ms; /* 408 if a request head is not complete; default 10s */
+    uint64_t idle_timeout_ms;   /* keep-alive idle close; default 60s */
+    uint64_t body_timeout_ms;   /* max gap between body reads/writes; default 60s */
+    size_t max_head;            /* request head bytes (431); default 64KiB */
+    size_t max_headers;         /* header field count (431); default 100 */
+    size_t max_uri;             /* request-target bytes (414); default 8KiB */
+
+    gh_route_t *routes;
+    size_t num_routes;
+} gh_listener_conf_t;
+
+typedef enum {
+    GH_LB_ROUND_ROBIN = 0,
+    GH_LB_LEAST_REQUEST, /* power of two random choices */
+    GH_LB_RANDOM,
+} gh_lb_kind_t;
+
+typedef struct {
+    char *address; /* as written: "127.0.0.1:9000" or "localhost:9000" */
+    struct sockaddr_storage addr; /* resolved at load time (first result) */
+    socklen_t addrlen;
+    uint32_t weight; /* >= 1, default 1 */
+} gh_endpoint_conf_t;
+
+struct gh_cluster_s {
+    char *name;
+    size_t index; /* position in config->clusters */
+    gh_endpoint_conf_t *endpoints;
+    size_t num_endpoints;
+    uint32_t total_weight;
+    gh_lb_kind_t lb;
+    uint64_t connect_timeout_ms; /* default 2s */
+    uint64_t idle_timeout_ms;    /* pooled upstream keep-alive; default 30s */
+    uint32_t max_idle;           /* idle pooled connections per endpoint per worker; default 64 */
+    size_t max_response_head;    /* default 64KiB */
+    size_t max_response_headers; /* default 100 */
+};
+
+typedef struct {
+    char *path; /* the file it came from */
+    uint32_t workers; /* 0 = one per core; the --workers flag overrides */
+    uint64_t drain_timeout_ms; /* default 30s */
+
+    gh_listener_conf_t *listeners;
+    size_t num_listeners;
+    gh_cluster_t *clusters;
+    size_t num_clusters;
+} gh_config_t;
+
+/* Loads and validates path. Returns a new tree (caller owns; free with
+ * gh_config_free) or NULL with err->msg = "path:line:col: message". */
+gh_config_t *gh_config_load(const char *path, gh_config_error_t *err);
+
+/* Same, from a buffer; name is used in error messages. For tests and fuzzing. */
+gh_config_t *gh_config_load_buffer(const char *name, const char *buf, size_t len,
+                                   gh_config_error_t *err);
+
+void gh_config_free(gh_config_t *cfg);
+
+/* "250ms", "5s", "2m", "1h" -> milliseconds. Returns 0 or -EINVAL. */
+int gh_config_parse_duration(const char *s, uint64_t *ms);
+/* "512", "64KiB", "1MiB", "2GiB" (also KB/MB/GB = 1000-based) -> bytes. */
+int gh_config_parse_size(const char *s, uint64_t *bytes);
+
+#endif

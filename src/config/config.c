@@ -1,0 +1,1156 @@
+/*
+ * The core schema: workers, listeners with their routes, clusters.
+ * YAML tree (config/yaml.h) -> gh_config_t, all or nothing.
+ *
+ * Every allocation is recorded in the tree as soon as it is made, and arrays
+ * are zeroed and their counts set before they are filled, so that on any
+ * error gh_config_free() of the partial tree releases exactly what exists.
+ *
+ * Clusters are parsed before listeners, whatever their order in the file,
+ * so that routes can resolve `to` on the spot.
+ */
+#include "gatehouse/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config/yaml.h"
+
+#define KIB 1024ULL
+#define MIB (1024ULL * KIB)
+#define GIB (1024ULL * MIB)
+
+#define MAX_WORKERS 1024
+#define MAX_HEAD_LIMIT (8 * MIB) /* as Envoy's ceiling for max_request_headers_kb */
+#define MAX_HEADERS_LIMIT 10000
+#define MAX_WEIGHT 1000000
+#define MAX_NAME 256
+#define MAX_CONFIG_FILE (16 * MIB)
+
+typedef struct {
+    gh_yaml_doc_t *doc;
+    gh_config_t *cfg;
+    int no_dns;
+} ctx_t;
+
+/* ---- public parsers ---- */
+
+static int scan_number(const char **p, uint64_t *v)
+{
+    const char *s = *p;
+    uint64_t n = 0;
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (n > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        n = n * 10 + d;
+    }
+    *p = s;
+    *v = n;
+    return 0;
+}
+
+int gh_config_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}};
+    uint64_t v;
+    if (s == NULL || scan_number(&s, &v) != 0 || v == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(s, units[i].unit) == 0) {
+            if (v > UINT64_MAX / units[i].ms)
+                return -EINVAL;
+            *ms = v * units[i].ms;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int gh_config_parse_size(const char *s, uint64_t *bytes)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"", 1},      {"B", 1},     {"KiB", KIB},    {"MiB", MIB},
+                 {"GiB", GIB}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}};
+    uint64_t v;
+    if (s == NULL || scan_number(&s, &v) != 0)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(s, units[i].unit) == 0) {
+            if (v > UINT64_MAX / units[i].mult)
+                return -EINVAL;
+            *bytes = v * units[i].mult;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* ---- free ---- */
+
+static void strmatch_dispose(gh_strmatch_t *m)
+{
+    free(m->value);
+    pcre2_code_free(m->re);
+    pcre2_match_data_free(m->md_unused);
+}
+
+static void kvmatches_free(gh_kvmatch_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        strmatch_dispose(&v[i].match);
+    }
+    free(v);
+}
+
+static void route_dispose(gh_route_t *r)
+{
+    free(r->name);
+    for (size_t i = 0; i < r->num_hosts; i++)
+        free(r->hosts[i]);
+    free(r->hosts);
+    strmatch_dispose(&r->path);
+    for (size_t i = 0; i < r->num_methods; i++)
+        free(r->methods[i]);
+    free(r->methods);
+    kvmatches_free(r->headers, r->num_headers);
+    kvmatches_free(r->query, r->num_query);
+    free(r->targets);
+    if (r->direct != NULL) {
+        for (size_t i = 0; i < r->direct->num_headers; i++) {
+            free(r->direct->headers[i].name);
+            free(r->direct->headers[i].value);
+        }
+        free(r->direct->headers);
+        free(r->direct->body);
+        free(r->direct);
+    }
+}
+
+void gh_config_free(gh_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->num_listeners; i++) {
+        gh_listener_conf_t *l = &cfg->listeners[i];
+        free(l->name);
+        free(l->address);
+        for (size_t j = 0; j < l->num_routes; j++)
+            route_dispose(&l->routes[j]);
+        free(l->routes);
+    }
+    free(cfg->listeners);
+    for (size_t i = 0; i < cfg->num_clusters; i++) {
+        gh_cluster_t *c = &cfg->clusters[i];
+        free(c->name);
+        for (size_t j = 0; j < c->num_endpoints; j++)
+            free(c->endpoints[j].address);
+        free(c->endpoints);
+    }
+    free(cfg->clusters);
+    free(cfg->path);
+    free(cfg);
+}
+
+/* ---- helpers ---- */
+
+static int dup_mem(ctx_t *c, const char *s, size_t len, char **out)
+{
+    char *p = malloc(len + 1);
+    if (p == NULL)
+        return gh_yaml_oom(c->doc);
+    if (len > 0)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    *out = p;
+    return 0;
+}
+
+/* calloc(n, size) that reports errors; n == 0 gives NULL and success. */
+static int alloc_array(ctx_t *c, size_t n, size_t size, void **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    *out = calloc(n, size);
+    return *out != NULL ? 0 : gh_yaml_oom(c->doc);
+}
+
+static char ascii_lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+/* RFC 9110 section 5.6.2: tchar. */
+static int is_tchar(unsigned char ch)
+{
+    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+        return 1;
+    return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static int is_token(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_tchar((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Names end up in logs, metrics and the admin API: printable ASCII, no
+ * spaces, bounded. */
+static int check_name(ctx_t *c, const gh_yaml_node_t *n, const char *what, const char **out)
+{
+    const char *s;
+    int rc = gh_yaml_str(c->doc, n, what, &s);
+    if (rc != 0)
+        return rc;
+    if (n->len == 0 || n->len > MAX_NAME)
+        return gh_yaml_error(c->doc, n, "%s must be 1 to %d characters", what, MAX_NAME);
+    for (size_t i = 0; i < n->len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            return gh_yaml_error(
+                c->doc, n, "%s '%s' may contain only printable ASCII without spaces", what, s);
+    }
+    *out = s;
+    return 0;
+}
+
+static int opt_duration(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t *out)
+{
+    const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
+    return v != NULL ? gh_yaml_duration(c->doc, v, key, out) : 0;
+}
+
+static int opt_size(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t min,
+                    uint64_t max, size_t *out)
+{
+    const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
+    uint64_t x;
+    if (v == NULL)
+        return 0;
+    int rc = gh_yaml_size(c->doc, v, key, min, max > SIZE_MAX ? SIZE_MAX : max, &x);
+    if (rc == 0)
+        *out = (size_t)x;
+    return rc;
+}
+
+static int opt_uint(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
+    return v != NULL ? gh_yaml_uint(c->doc, v, key, min, max, out) : 0;
+}
+
+static int opt_weight(ctx_t *c, const gh_yaml_node_t *map, uint32_t *out)
+{
+    uint64_t w = 1;
+    int rc = opt_uint(c, map, "weight", 1, MAX_WEIGHT, &w);
+    *out = (uint32_t)w;
+    return rc;
+}
+
+static int nonempty_list(ctx_t *c, const gh_yaml_node_t *n, const char *key)
+{
+    char what[64];
+    snprintf(what, sizeof(what), "'%s'", key);
+    int rc = gh_yaml_expect(c->doc, n, GH_YAML_SEQ, what);
+    if (rc == 0 && n->count == 0)
+        rc = gh_yaml_error(c->doc, n, "'%s' must not be empty", key);
+    return rc;
+}
+
+/* ---- addresses ---- */
+
+/* Splits "host:port" or "[v6]:port" (host copied without brackets). Returns
+ * NULL or what is wrong. */
+static const char *split_hostport(const char *s, char *host, size_t hostsz, int *bracketed,
+                                  uint16_t *port)
+{
+    const char *h, *colon;
+    size_t hlen;
+    uint64_t p;
+
+    *bracketed = s[0] == '[';
+    if (*bracketed) {
+        const char *close = strchr(s, ']');
+        if (close == NULL)
+            return "has '[' without ']'";
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+        if (*colon != ':')
+            return "needs a port after ']'";
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return "needs a port";
+        h = s;
+        hlen = (size_t)(colon - s);
+        if (memchr(h, ':', hlen) != NULL)
+            return "has an IPv6 address without brackets";
+    }
+    if (hlen == 0)
+        return "has an empty host";
+    if (hlen >= hostsz)
+        return "has a host that is too long";
+    const char *ps = colon + 1;
+    if (scan_number(&ps, &p) != 0 || *ps != '\0' || p < 1 || p > 65535)
+        return "needs a port from 1 to 65535";
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return NULL;
+}
+
+static int resolve(const char *host, uint16_t port, int family, int flags,
+                   struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct addrinfo hints, *res = NULL;
+    char serv[8];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = flags | AI_NUMERICSERV;
+    snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+    int rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0)
+        return rc;
+    if (res == NULL || res->ai_addrlen > sizeof(*ss)) {
+        freeaddrinfo(res);
+        return EAI_FAIL;
+    }
+    memset(ss, 0, sizeof(*ss));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Listeners bind what is written: numeric addresses only, so that a config
+ * never depends on DNS at startup, and strictly (inet_pton refuses the
+ * inet_aton forms such as "127.1" that getaddrinfo would take). */
+static int parse_listen(ctx_t *c, const gh_yaml_node_t *n, gh_listener_conf_t *l)
+{
+    char host[INET6_ADDRSTRLEN + 64];
+    int bracketed;
+    uint16_t port;
+    const char *s, *why;
+    int rc = gh_yaml_str(c->doc, n, "listen", &s);
+    if (rc != 0)
+        return rc;
+    why = split_hostport(s, host, sizeof(host), &bracketed, &port);
+    if (why != NULL)
+        return gh_yaml_error(c->doc, n, "listen address '%s' %s", s, why);
+    memset(&l->addr, 0, sizeof(l->addr));
+    if (bracketed) {
+        if (resolve(host, port, AF_INET6, AI_NUMERICHOST, &l->addr, &l->addrlen) != 0)
+            return gh_yaml_error(c->doc, n, "listen address '%s' has an invalid IPv6 address", s);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return gh_yaml_error(c->doc, n,
+                                 "listen address '%s' must be a numeric IPv4 address or a "
+                                 "bracketed IPv6 address",
+                                 s);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        l->addrlen = sizeof(*sin);
+    }
+    return dup_mem(c, s, n->len, &l->address);
+}
+
+static int is_hostname(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '-' || ch == '.' || ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_endpoint_address(ctx_t *c, const gh_yaml_node_t *n, gh_endpoint_conf_t *e)
+{
+    char host[NI_MAXHOST];
+    int bracketed, flags = 0, family = AF_UNSPEC;
+    uint16_t port;
+    const char *s, *why;
+    int rc = gh_yaml_str(c->doc, n, "address", &s);
+    if (rc != 0)
+        return rc;
+    why = split_hostport(s, host, sizeof(host), &bracketed, &port);
+    if (why != NULL)
+        return gh_yaml_error(c->doc, n, "endpoint address '%s' %s", s, why);
+    if (bracketed) {
+        family = AF_INET6;
+        flags = AI_NUMERICHOST;
+    } else if (!is_hostname(host)) {
+        return gh_yaml_error(c->doc, n, "endpoint address '%s' has an invalid host name", s);
+    } else if (c->no_dns && strcmp(host, "localhost") != 0) {
+        flags = AI_NUMERICHOST;
+    }
+    rc = resolve(host, port, family, flags, &e->addr, &e->addrlen);
+    if (rc != 0)
+        return gh_yaml_error(c->doc, n, "cannot resolve endpoint '%s': %s", s, gai_strerror(rc));
+    return dup_mem(c, s, n->len, &e->address);
+}
+
+/* ---- clusters ---- */
+
+static int parse_endpoint(ctx_t *c, const gh_yaml_node_t *n, gh_endpoint_conf_t *e)
+{
+    static const char *const keys[] = {"address", "weight", NULL};
+    const gh_yaml_node_t *addr;
+    int rc;
+    if (n->kind == GH_YAML_SCALAR) {
+        e->weight = 1;
+        return parse_endpoint_address(c, n, e);
+    }
+    if (n->kind != GH_YAML_MAP)
+        return gh_yaml_error(c->doc, n,
+                             "an endpoint must be \"host:port\" or { address: \"host:port\", "
+                             "weight: N }");
+    if ((rc = gh_yaml_check_keys(c->doc, n, keys, "endpoint")) != 0 ||
+        (rc = gh_yaml_require(c->doc, n, "address", "endpoint", &addr)) != 0 ||
+        (rc = opt_weight(c, n, &e->weight)) != 0)
+        return rc;
+    return parse_endpoint_address(c, addr, e);
+}
+
+static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, size_t index)
+{
+    static const char *const keys[] = {"endpoints",
+                                       "lb",
+                                       "connect_timeout",
+                                       "idle_timeout",
+                                       "max_idle",
+                                       "max_response_head",
+                                       "max_response_headers",
+                                       NULL};
+    static const char *const lbs[] = {"round_robin", "least_request", "random"};
+    const gh_yaml_node_t *n = key->value, *eps, *v;
+    const char *name;
+    uint64_t u;
+    size_t i;
+    int rc;
+
+    cl->index = index;
+    cl->lb = GH_LB_ROUND_ROBIN;
+    cl->connect_timeout_ms = 2000;
+    cl->idle_timeout_ms = 30000;
+    cl->max_idle = 64;
+    cl->max_response_head = 64 * KIB;
+    cl->max_response_headers = 100;
+
+    if ((rc = check_name(c, key, "cluster name", &name)) != 0 ||
+        (rc = dup_mem(c, name, key->len, &cl->name)) != 0)
+        return rc;
+    char what[MAX_NAME + 16];
+    snprintf(what, sizeof(what), "cluster '%s'", name);
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, what)) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, what)) != 0 ||
+        (rc = gh_yaml_require(c->doc, n, "endpoints", what, &eps)) != 0 ||
+        (rc = nonempty_list(c, eps, "endpoints")) != 0)
+        return rc;
+
+    if ((v = gh_yaml_map_get(n, "lb")) != NULL) {
+        for (i = 0; i < 3; i++) {
+            if (v->kind == GH_YAML_SCALAR && strcmp(v->str, lbs[i]) == 0)
+                break;
+        }
+        if (i == 3)
+            return gh_yaml_error(c->doc, v, "'lb' must be round_robin, least_request or random");
+        cl->lb = (gh_lb_kind_t)i;
+    }
+    u = cl->max_idle;
+    if ((rc = opt_duration(c, n, "connect_timeout", &cl->connect_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "idle_timeout", &cl->idle_timeout_ms)) != 0 ||
+        (rc = opt_uint(c, n, "max_idle", 0, 65536, &u)) != 0 ||
+        (rc = opt_size(c, n, "max_response_head", KIB, MAX_HEAD_LIMIT, &cl->max_response_head)) !=
+            0)
+        return rc;
+    cl->max_idle = (uint32_t)u;
+    u = cl->max_response_headers;
+    if ((rc = opt_uint(c, n, "max_response_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
+        return rc;
+    cl->max_response_headers = (size_t)u;
+
+    if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
+        return rc;
+    cl->num_endpoints = eps->count;
+    i = 0;
+    for (const gh_yaml_node_t *e = eps->head; e != NULL; e = e->next, i++) {
+        gh_endpoint_conf_t *ep = &cl->endpoints[i];
+        if ((rc = parse_endpoint(c, e, ep)) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cl->endpoints[j].address, ep->address) == 0)
+                return gh_yaml_error(c->doc, e,
+                                     "endpoint '%s' is listed twice in cluster '%s' (use "
+                                     "weight instead)",
+                                     ep->address, name);
+        }
+        if (ep->weight > UINT32_MAX - cl->total_weight)
+            return gh_yaml_error(c->doc, e, "total endpoint weight of cluster '%s' is too large",
+                                 name);
+        cl->total_weight += ep->weight;
+    }
+    return 0;
+}
+
+static int parse_clusters(ctx_t *c, const gh_yaml_node_t *n)
+{
+    int rc;
+    if (n == NULL)
+        return 0;
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'clusters'")) != 0)
+        return rc;
+    if ((rc = alloc_array(c, n->count, sizeof(gh_cluster_t), (void **)&c->cfg->clusters)) != 0)
+        return rc;
+    c->cfg->num_clusters = n->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next, i++) {
+        if ((rc = parse_cluster(c, k, &c->cfg->clusters[i], i)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static gh_cluster_t *find_cluster(ctx_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->cfg->num_clusters; i++) {
+        if (c->cfg->clusters[i].name != NULL && strcmp(c->cfg->clusters[i].name, name) == 0)
+            return &c->cfg->clusters[i];
+    }
+    return NULL;
+}
+
+/* ---- routes ---- */
+
+static int compile_regex(ctx_t *c, const gh_yaml_node_t *n, gh_strmatch_t *m)
+{
+    int errcode;
+    PCRE2_SIZE off;
+    m->re = pcre2_compile((PCRE2_SPTR)n->str, n->len, 0, &errcode, &off, NULL);
+    if (m->re == NULL) {
+        PCRE2_UCHAR msg[256];
+        if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
+            snprintf((char *)msg, sizeof(msg), "error %d", errcode);
+        return gh_yaml_error(c->doc, n, "invalid regex '%s': %s at offset %zu", n->str,
+                             (const char *)msg, (size_t)off);
+    }
+    /* Without JIT (some architectures, or W^X policies) the interpreter
+     * matches the same language, only slower. */
+    (void)pcre2_jit_compile(m->re, PCRE2_JIT_COMPLETE);
+    return 0;
+}
+
+/* The value of an exact/prefix/regex/present/absent key into m. */
+static int parse_strmatch(ctx_t *c, const gh_yaml_node_t *key, int is_path, gh_strmatch_t *m)
+{
+    static const char *const kinds[] = {"exact", "prefix", "regex", "present", "absent"};
+    const gh_yaml_node_t *v = key->value;
+    const char *s;
+    int rc, flag;
+    size_t k = 0;
+    while (strcmp(key->str, kinds[k]) != 0)
+        k++;
+    m->kind = (gh_match_kind_t)k;
+    if (m->kind == GH_MATCH_PRESENT || m->kind == GH_MATCH_ABSENT) {
+        if ((rc = gh_yaml_bool(c->doc, v, key->str, &flag)) != 0)
+            return rc;
+        if (!flag)
+            return gh_yaml_error(c->doc, v, "'%s' can only be true", key->str);
+        return 0;
+    }
+    if ((rc = gh_yaml_str(c->doc, v, key->str, &s)) != 0)
+        return rc;
+    if (is_path && m->kind != GH_MATCH_REGEX && s[0] != '/')
+        return gh_yaml_error(c->doc, v, "path %s '%s' must start with '/'", key->str, s);
+    if (m->kind == GH_MATCH_REGEX && (rc = compile_regex(c, v, m)) != 0)
+        return rc;
+    m->value_len = v->len;
+    return dup_mem(c, s, v->len, &m->value);
+}
+
+/* Exactly one of the keys in `kinds` (which are all the allowed keys besides
+ * `other`). Returns the key node in *out. */
+static int one_of(ctx_t *c, const gh_yaml_node_t *map, const char *const *kinds, const char *what,
+                  const char *list, const gh_yaml_node_t **out)
+{
+    *out = NULL;
+    for (const char *const *k = kinds; *k != NULL; k++) {
+        const gh_yaml_node_t *key = gh_yaml_map_key(map, *k);
+        if (key == NULL)
+            continue;
+        if (*out != NULL)
+            return gh_yaml_error(c->doc, key, "%s needs exactly one of %s", what, list);
+        *out = key;
+    }
+    if (*out == NULL)
+        return gh_yaml_error(c->doc, map, "%s needs exactly one of %s", what, list);
+    return 0;
+}
+
+static int parse_path(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    static const char *const keys[] = {"exact", "prefix", "regex", NULL};
+    const gh_yaml_node_t *key;
+    int rc;
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'path'")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, "'path'")) != 0 ||
+        (rc = one_of(c, n, keys, "'path'", "'exact', 'prefix' or 'regex'", &key)) != 0)
+        return rc;
+    r->has_path = 1;
+    return parse_strmatch(c, key, 1, &r->path);
+}
+
+/* Host patterns are compared with the request's Host (port removed,
+ * lower-cased), so they are stored lower-case and may not carry a port. A
+ * wildcard is only a leading "*." so that matching stays a suffix compare. */
+static int parse_host(ctx_t *c, const gh_yaml_node_t *n, char **out)
+{
+    const char *s;
+    int rc = gh_yaml_str(c->doc, n, "host", &s);
+    if (rc != 0)
+        return rc;
+    const char *p = s;
+    size_t len = n->len;
+    if (len >= 2 && p[0] == '*' && p[1] == '.') {
+        p += 2;
+        len -= 2;
+    }
+    int ok = len > 0 && len <= 253;
+    if (ok && p[0] == '[') {
+        ok = len > 2 && p[len - 1] == ']';
+        for (size_t i = 1; ok && i + 1 < len; i++)
+            ok = strchr("0123456789abcdefABCDEF:.", p[i]) != NULL && p[i] != '\0';
+        ok = ok && p == s;
+    } else {
+        ok = ok && p[0] != '.' && p[len - 1] != '.' && strstr(p, "..") == NULL;
+        for (size_t i = 0; ok && i < len; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 ch == '-' || ch == '.' || ch == '_';
+        }
+    }
+    if (!ok)
+        return gh_yaml_error(c->doc, n,
+                             "invalid host '%s': a host name without port, optionally starting "
+                             "with '*.'",
+                             s);
+    if ((rc = dup_mem(c, s, n->len, out)) != 0)
+        return rc;
+    for (char *q = *out; *q != '\0'; q++)
+        *q = ascii_lower(*q);
+    return 0;
+}
+
+static int parse_hosts(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    int rc;
+    if (n->kind == GH_YAML_SCALAR) {
+        if ((rc = alloc_array(c, 1, sizeof(char *), (void **)&r->hosts)) != 0)
+            return rc;
+        r->num_hosts = 1;
+        return parse_host(c, n, &r->hosts[0]);
+    }
+    if (n->kind != GH_YAML_SEQ)
+        return gh_yaml_error(c->doc, n, "'host' must be a string or a list of strings");
+    if ((rc = nonempty_list(c, n, "host")) != 0 ||
+        (rc = alloc_array(c, n->count, sizeof(char *), (void **)&r->hosts)) != 0)
+        return rc;
+    r->num_hosts = n->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *h = n->head; h != NULL; h = h->next, i++) {
+        if ((rc = parse_host(c, h, &r->hosts[i])) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_methods(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    int rc;
+    if ((rc = nonempty_list(c, n, "methods")) != 0 ||
+        (rc = alloc_array(c, n->count, sizeof(char *), (void **)&r->methods)) != 0)
+        return rc;
+    r->num_methods = n->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *m = n->head; m != NULL; m = m->next, i++) {
+        const char *s;
+        if ((rc = gh_yaml_str(c->doc, m, "methods", &s)) != 0)
+            return rc;
+        if (!is_token(s, m->len))
+            return gh_yaml_error(c->doc, m, "method '%s' is not an HTTP token", s);
+        if ((rc = dup_mem(c, s, m->len, &r->methods[i])) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* headers: (is_header) names are tokens, stored lower-case; query: names as
+ * written, without the characters that delimit a query. */
+static int parse_kvmatches(ctx_t *c, const gh_yaml_node_t *n, int is_header, gh_kvmatch_t **out,
+                           size_t *count)
+{
+    static const char *const keys[] = {"name",    "exact",  "prefix", "regex",
+                                       "present", "absent", NULL};
+    const char *key = is_header ? "headers" : "query";
+    char what[32];
+    int rc;
+    snprintf(what, sizeof(what), "an entry of '%s'", key);
+    if ((rc = nonempty_list(c, n, key)) != 0 ||
+        (rc = alloc_array(c, n->count, sizeof(gh_kvmatch_t), (void **)out)) != 0)
+        return rc;
+    *count = n->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *e = n->head; e != NULL; e = e->next, i++) {
+        gh_kvmatch_t *kv = &(*out)[i];
+        const gh_yaml_node_t *name, *mk;
+        const char *s;
+        if ((rc = gh_yaml_expect(c->doc, e, GH_YAML_MAP, what)) != 0 ||
+            (rc = gh_yaml_check_keys(c->doc, e, keys, what)) != 0 ||
+            (rc = gh_yaml_require(c->doc, e, "name", what, &name)) != 0 ||
+            (rc = gh_yaml_str(c->doc, name, "name", &s)) != 0)
+            return rc;
+        if (is_header && !is_token(s, name->len))
+            return gh_yaml_error(c->doc, name, "header name '%s' is not an HTTP token", s);
+        if (!is_header && (name->len == 0 || strpbrk(s, "&=# \t\r\n") != NULL))
+            return gh_yaml_error(c->doc, name, "invalid query parameter name '%s'", s);
+        if ((rc = one_of(c, e, keys + 1, what, "'exact', 'prefix', 'regex', 'present' or 'absent'",
+                         &mk)) != 0)
+            return rc;
+        if ((rc = dup_mem(c, s, name->len, &kv->name)) != 0)
+            return rc;
+        kv->name_len = name->len;
+        if (is_header) {
+            for (char *q = kv->name; *q != '\0'; q++)
+                *q = ascii_lower(*q);
+        }
+        if ((rc = parse_strmatch(c, mk, 0, &kv->match)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_match(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    static const char *const keys[] = {"host", "path", "methods", "headers", "query", NULL};
+    const gh_yaml_node_t *v;
+    int rc;
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'match'")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, "'match'")) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "host")) != NULL && (rc = parse_hosts(c, v, r)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "path")) != NULL && (rc = parse_path(c, v, r)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "methods")) != NULL && (rc = parse_methods(c, v, r)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "headers")) != NULL &&
+        (rc = parse_kvmatches(c, v, 1, &r->headers, &r->num_headers)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "query")) != NULL &&
+        (rc = parse_kvmatches(c, v, 0, &r->query, &r->num_query)) != 0)
+        return rc;
+    return 0;
+}
+
+static int add_target(ctx_t *c, gh_route_t *r, const gh_yaml_node_t *at, const char *cluster,
+                      uint32_t weight)
+{
+    gh_cluster_t *cl = find_cluster(c, cluster);
+    if (cl == NULL)
+        return gh_yaml_error(c->doc, at, "route '%s' names unknown cluster '%s'", r->name, cluster);
+    for (size_t i = 0; i < r->num_targets; i++) {
+        if (r->targets[i].cluster == cl)
+            return gh_yaml_error(c->doc, at, "route '%s' names cluster '%s' twice", r->name,
+                                 cluster);
+    }
+    if (weight > UINT32_MAX - r->total_weight)
+        return gh_yaml_error(c->doc, at, "total weight of route '%s' is too large", r->name);
+    r->targets[r->num_targets].cluster = cl;
+    r->targets[r->num_targets].weight = weight;
+    r->num_targets++;
+    r->total_weight += weight;
+    return 0;
+}
+
+/* An unknown cluster is reported at the node that names it: the `to`
+ * scalar, or the `cluster` value inside a list entry. */
+static int parse_to(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    static const char *const keys[] = {"cluster", "weight", NULL};
+    const char *s;
+    int rc;
+    if (n->kind == GH_YAML_SCALAR) {
+        if ((rc = gh_yaml_str(c->doc, n, "to", &s)) != 0 ||
+            (rc = alloc_array(c, 1, sizeof(*r->targets), (void **)&r->targets)) != 0)
+            return rc;
+        return add_target(c, r, n, s, 1);
+    }
+    if (n->kind != GH_YAML_SEQ)
+        return gh_yaml_error(c->doc, n,
+                             "'to' must be a cluster name or a list of { cluster, weight }");
+    if ((rc = nonempty_list(c, n, "to")) != 0 ||
+        (rc = alloc_array(c, n->count, sizeof(*r->targets), (void **)&r->targets)) != 0)
+        return rc;
+    for (const gh_yaml_node_t *e = n->head; e != NULL; e = e->next) {
+        const gh_yaml_node_t *cn;
+        uint32_t w;
+        if ((rc = gh_yaml_expect(c->doc, e, GH_YAML_MAP, "an entry of 'to'")) != 0 ||
+            (rc = gh_yaml_check_keys(c->doc, e, keys, "an entry of 'to'")) != 0 ||
+            (rc = gh_yaml_require(c->doc, e, "cluster", "an entry of 'to'", &cn)) != 0 ||
+            (rc = gh_yaml_str(c->doc, cn, "cluster", &s)) != 0 ||
+            (rc = opt_weight(c, e, &w)) != 0 || (rc = add_target(c, r, cn, s, w)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int header_value_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    static const char *const keys[] = {"status", "headers", "body", NULL};
+    const gh_yaml_node_t *v;
+    uint64_t status = 200;
+    int rc;
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'direct_response'")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, "'direct_response'")) != 0 ||
+        (rc = opt_uint(c, n, "status", 100, 599, &status)) != 0)
+        return rc;
+    if ((r->direct = calloc(1, sizeof(*r->direct))) == NULL)
+        return gh_yaml_oom(c->doc);
+    gh_direct_response_t *d = r->direct;
+    d->status = (int)status;
+
+    if ((v = gh_yaml_map_get(n, "headers")) != NULL) {
+        if ((rc = gh_yaml_expect(c->doc, v, GH_YAML_MAP, "'headers'")) != 0 ||
+            (rc = alloc_array(c, v->count, sizeof(*d->headers), (void **)&d->headers)) != 0)
+            return rc;
+        d->num_headers = v->count;
+        size_t i = 0;
+        for (const gh_yaml_node_t *k = v->head; k != NULL; k = k->next, i++) {
+            gh_header_kv_t *h = &d->headers[i];
+            const char *val;
+            if (!is_token(k->str, k->len))
+                return gh_yaml_error(c->doc, k, "header name '%s' is not an HTTP token", k->str);
+            if ((rc = dup_mem(c, k->str, k->len, &h->name)) != 0)
+                return rc;
+            h->name_len = k->len;
+            for (char *q = h->name; *q != '\0'; q++)
+                *q = ascii_lower(*q);
+            /* The proxy frames the body itself; a configured length or
+             * coding could only disagree with it. */
+            if (strcmp(h->name, "content-length") == 0 || strcmp(h->name, "transfer-encoding") == 0)
+                return gh_yaml_error(c->doc, k, "header '%s' is set by the proxy", k->str);
+            for (size_t j = 0; j < i; j++) {
+                if (strcmp(d->headers[j].name, h->name) == 0)
+                    return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
+            }
+            if (k->value->kind != GH_YAML_SCALAR)
+                return gh_yaml_error(c->doc, k->value, "header '%s' must be a string", k->str);
+            val = k->value->str;
+            if (!header_value_ok(val, k->value->len))
+                return gh_yaml_error(c->doc, k->value, "header '%s' must not contain CR, LF or NUL",
+                                     k->str);
+            if ((rc = dup_mem(c, val, k->value->len, &h->value)) != 0)
+                return rc;
+            h->value_len = k->value->len;
+        }
+    }
+    if ((v = gh_yaml_map_get(n, "body")) != NULL) {
+        if (v->kind != GH_YAML_SCALAR)
+            return gh_yaml_error(c->doc, v, "'body' must be a string");
+        /* RFC 9110 sections 15.2, 15.3.5 and 15.4.5: never a body. */
+        if (status < 200 || status == 204 || status == 304)
+            return gh_yaml_error(c->doc, v, "a %d response cannot have a body", (int)status);
+        if ((rc = dup_mem(c, v->str, v->len, &d->body)) != 0)
+            return rc;
+        d->body_len = v->len;
+    }
+    return 0;
+}
+
+static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf_t *l,
+                       gh_route_t *r)
+{
+    static const char *const keys[] = {"name",     "match",   "to", "direct_response",
+                                       "max_body", "timeout", NULL};
+    const gh_yaml_node_t *v, *to, *direct, *namenode;
+    const char *name;
+    int rc;
+
+    r->max_body = GIB;
+    r->timeout_ms = 15000;
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "a route")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, "route")) != 0)
+        return rc;
+
+    if ((namenode = gh_yaml_map_get(n, "name")) != NULL) {
+        if ((rc = check_name(c, namenode, "route name", &name)) != 0 ||
+            (rc = dup_mem(c, name, namenode->len, &r->name)) != 0)
+            return rc;
+    } else {
+        char buf[MAX_NAME + 32];
+        int len = snprintf(buf, sizeof(buf), "%s/#%zu", l->name, r->index);
+        if ((rc = dup_mem(c, buf, (size_t)len, &r->name)) != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < r->index; i++) {
+        if (strcmp(l->routes[i].name, r->name) == 0)
+            return gh_yaml_error(c->doc, namenode != NULL ? namenode : n,
+                                 "duplicate route name '%s' in listener '%s'", r->name, l->name);
+    }
+
+    if ((v = gh_yaml_map_get(n, "match")) != NULL && (rc = parse_match(c, v, r)) != 0)
+        return rc;
+
+    to = gh_yaml_map_get(n, "to");
+    direct = gh_yaml_map_get(n, "direct_response");
+    if ((to == NULL) == (direct == NULL))
+        return gh_yaml_error(c->doc, to != NULL ? gh_yaml_map_key(n, "direct_response") : n,
+                             "route '%s' needs exactly one of 'to' or 'direct_response'", r->name);
+    if (to != NULL && (rc = parse_to(c, to, r)) != 0)
+        return rc;
+    if (direct != NULL && (rc = parse_direct(c, direct, r)) != 0)
+        return rc;
+
+    if ((v = gh_yaml_map_get(n, "max_body")) != NULL &&
+        (rc = gh_yaml_size(c->doc, v, "max_body", 0, UINT64_MAX, &r->max_body)) != 0)
+        return rc;
+    return opt_duration(c, n, "timeout", &r->timeout_ms);
+}
+
+/* ---- listeners ---- */
+
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+    return memcmp(&s6->sin6_addr, &in6addr_any, sizeof(in6addr_any)) == 0;
+}
+
+/* Same family and port, and the same address or either one the wildcard:
+ * the two could not both bind, or with SO_REUSEPORT they would silently
+ * share connections. */
+static int addr_conflicts(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        if (x->sin_port != y->sin_port)
+            return 0;
+        return x->sin_addr.s_addr == y->sin_addr.s_addr || is_wildcard(a) || is_wildcard(b);
+    }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+    if (x->sin6_port != y->sin6_port)
+        return 0;
+    return (memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
+            x->sin6_scope_id == y->sin6_scope_id) ||
+           is_wildcard(a) || is_wildcard(b);
+}
+
+static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
+{
+    static const char *const keys[] = {"name",         "listen",   "header_timeout", "idle_timeout",
+                                       "body_timeout", "max_head", "max_headers",    "max_uri",
+                                       "routes",       NULL};
+    gh_listener_conf_t *l = &c->cfg->listeners[index];
+    const gh_yaml_node_t *namenode, *listen, *routes;
+    const char *name;
+    uint64_t u;
+    int rc;
+
+    l->header_timeout_ms = 10000;
+    l->idle_timeout_ms = 60000;
+    l->body_timeout_ms = 60000;
+    l->max_head = 64 * KIB;
+    l->max_headers = 100;
+    l->max_uri = 8 * KIB;
+
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "a listener")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys, "listener")) != 0 ||
+        (rc = gh_yaml_require(c->doc, n, "name", "listener", &namenode)) != 0 ||
+        (rc = check_name(c, namenode, "listener name", &name)) != 0)
+        return rc;
+    for (size_t i = 0; i < index; i++) {
+        if (strcmp(c->cfg->listeners[i].name, name) == 0)
+            return gh_yaml_error(c->doc, namenode, "duplicate listener name '%s'", name);
+    }
+    if ((rc = dup_mem(c, name, namenode->len, &l->name)) != 0)
+        return rc;
+
+    char what[MAX_NAME + 16];
+    snprintf(what, sizeof(what), "listener '%s'", name);
+    if ((rc = gh_yaml_require(c->doc, n, "listen", what, &listen)) != 0 ||
+        (rc = parse_listen(c, listen, l)) != 0)
+        return rc;
+    for (size_t i = 0; i < index; i++) {
+        const gh_listener_conf_t *o = &c->cfg->listeners[i];
+        if (addr_conflicts(&o->addr, &l->addr))
+            return gh_yaml_error(c->doc, listen,
+                                 "listener '%s' address '%s' conflicts with listener '%s' ('%s')",
+                                 name, l->address, o->name, o->address);
+    }
+
+    if ((rc = opt_duration(c, n, "header_timeout", &l->header_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "idle_timeout", &l->idle_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "body_timeout", &l->body_timeout_ms)) != 0 ||
+        (rc = opt_size(c, n, "max_head", KIB, MAX_HEAD_LIMIT, &l->max_head)) != 0 ||
+        (rc = opt_size(c, n, "max_uri", 1, MAX_HEAD_LIMIT, &l->max_uri)) != 0)
+        return rc;
+    u = l->max_headers;
+    if ((rc = opt_uint(c, n, "max_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
+        return rc;
+    l->max_headers = (size_t)u;
+
+    if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
+        (rc = nonempty_list(c, routes, "routes")) != 0 ||
+        (rc = alloc_array(c, routes->count, sizeof(gh_route_t), (void **)&l->routes)) != 0)
+        return rc;
+    l->num_routes = routes->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *r = routes->head; r != NULL; r = r->next, i++) {
+        l->routes[i].index = i;
+        if ((rc = parse_route(c, r, l, &l->routes[i])) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
+{
+    static const char *const keys[] = {"workers", "drain_timeout", "listeners", "clusters", NULL};
+    const gh_yaml_node_t *listeners;
+    uint64_t u = 0;
+    int rc;
+
+    c->cfg->drain_timeout_ms = 30000;
+    if (root == NULL)
+        return gh_yaml_error(c->doc, NULL, "the configuration is empty");
+    if (root->kind != GH_YAML_MAP)
+        return gh_yaml_error(c->doc, root, "the configuration must be a mapping");
+    if ((rc = gh_yaml_check_keys(c->doc, root, keys, "the configuration")) != 0 ||
+        (rc = opt_uint(c, root, "workers", 0, MAX_WORKERS, &u)) != 0 ||
+        (rc = opt_duration(c, root, "drain_timeout", &c->cfg->drain_timeout_ms)) != 0)
+        return rc;
+    c->cfg->workers = (uint32_t)u;
+    if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0)
+        return rc;
+    if ((rc = gh_yaml_require(c->doc, root, "listeners", "the configuration", &listeners)) != 0 ||
+        (rc = nonempty_list(c, listeners, "listeners")) != 0 ||
+        (rc = alloc_array(c, listeners->count, sizeof(gh_listener_conf_t),
+                          (void **)&c->cfg->listeners)) != 0)
+        return rc;
+    c->cfg->num_listeners = listeners->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *l = listeners->head; l != NULL; l = l->next, i++) {
+        if ((rc = parse_listener(c, l, i)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- entry points ---- */
+
+/* GH_CONFIG_NO_DNS (set and not "0") keeps loading hermetic for fuzzing and
+ * tests: endpoint hosts must then be numeric, except "localhost". */
+static int no_dns(void)
+{
+    const char *v = getenv("GH_CONFIG_NO_DNS");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+gh_config_t *gh_config_load_buffer(const char *name, const char *buf, size_t len,
+                                   gh_config_error_t *err)
+{
+    gh_yaml_doc_t doc;
+    ctx_t c = {.doc = &doc, .no_dns = no_dns()};
+
+    if (name == NULL)
+        name = "<buffer>";
+    if (buf == NULL)
+        buf = "";
+    if (gh_yaml_doc_init(&doc, name, buf, len, err) != 0)
+        return NULL;
+    c.cfg = calloc(1, sizeof(*c.cfg));
+    if (c.cfg == NULL || dup_mem(&c, name, strlen(name), &c.cfg->path) != 0 ||
+        parse_root(&c, doc.root) != 0) {
+        if (c.cfg == NULL)
+            gh_yaml_oom(&doc);
+        gh_config_free(c.cfg);
+        c.cfg = NULL;
+    }
+    gh_yaml_doc_dispose(&doc);
+    return c.cfg;
+}
+
+gh_config_t *gh_config_load(const char *path, gh_config_error_t *err)
+{
+    gh_config_t *cfg = NULL;
+    char *buf = NULL;
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err->msg, sizeof(err->msg), "%s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_size > (off_t)MAX_CONFIG_FILE) {
+        snprintf(err->msg, sizeof(err->msg), "%s: larger than %llu bytes", path,
+                 (unsigned long long)MAX_CONFIG_FILE);
+        goto out;
+    }
+    size_t size = (size_t)st.st_size;
+    buf = malloc(size + 1);
+    if (buf == NULL) {
+        snprintf(err->msg, sizeof(err->msg), "%s: out of memory", path);
+        goto out;
+    }
+    if (fread(buf, 1, size, f) != size || ferror(f)) {
+        snprintf(err->msg, sizeof(err->msg), "%s: read error", path);
+        goto out;
+    }
+    cfg = gh_config_load_buffer(path, buf, size, err);
+out:
+    free(buf);
+    fclose(f);
+    return cfg;
+}

@@ -1,0 +1,380 @@
+/*
+ * Downstream connections: accept, read, parse request heads, hand each
+ * request to a stream, keep-alive and pipelining, timeouts, and closing.
+ *
+ * One stream at a time per connection. Pipelined requests wait, unparsed,
+ * in the read buffer until the current response has been written; the
+ * buffer's size bounds what a client can queue, which gives back-pressure
+ * for free and answers requests in order (RFC 9112 section 9.3.2).
+ */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gatehouse/log.h>
+
+#include "proxy/proxy.h"
+
+#define LINGER_MS 2000
+
+static void conn_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_on_close(uv_handle_t *h)
+{
+    gh_conn_t *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    gh_worker_t *w = c->worker;
+    w->num_conns--;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c);
+}
+
+/* Closes at once: the peer may see a reset if bytes were unread. Used when
+ * the exchange broke; a finished exchange goes through linger_close(). */
+void gh_conn_close(gh_conn_t *c)
+{
+    if (c->state == GH_CONN_CLOSING && c->handles_open == 0)
+        return;
+    if (c->stream != NULL) {
+        gh_stream_t *s = c->stream;
+        gh_stream_abort(s, "client connection closed");
+        return; /* abort ends the stream, which closes us */
+    }
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    c->state = GH_CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+    uv_close((uv_handle_t *)&c->timer, conn_on_close);
+}
+
+static void linger_timeout(uv_timer_t *t)
+{
+    gh_conn_t *c = t->data;
+    gh_conn_close(c);
+}
+
+static void linger_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    gh_conn_t *c = h->data;
+    (void)buf;
+    if (nread < 0)
+        gh_conn_close(c);
+    c->rlen = 0; /* discard */
+}
+
+static void linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    gh_conn_t *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->rbuf, (unsigned)c->rcap);
+}
+
+static void linger_shutdown(uv_shutdown_t *req, int status)
+{
+    gh_conn_t *c = req->data;
+    free(req);
+    if (status < 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        gh_conn_close(c);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read);
+    uv_timer_start(&c->timer, linger_timeout, LINGER_MS, 0);
+}
+
+/* Closing after a response that told the client "connection: close" while
+ * its bytes may still be in flight towards us: closing with unread data
+ * makes the kernel send a reset, which can destroy the response before the
+ * client reads it. So: send FIN, read and discard for a while, then close
+ * (what nginx calls lingering close). */
+static void linger_close(gh_conn_t *c)
+{
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    c->state = GH_CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    if (req == NULL) {
+        gh_conn_close(c);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, linger_shutdown) < 0) {
+        free(req);
+        gh_conn_close(c);
+    }
+}
+
+static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    gh_conn_t *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+void gh_conn_update_reading(gh_conn_t *c)
+{
+    int want = c->state != GH_CONN_CLOSING && c->rlen < c->rcap && !c->peer_eof;
+    if (c->state == GH_CONN_HEAD && c->wpending)
+        want = 0;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_on_read) == 0)
+            c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void conn_timeout(uv_timer_t *t)
+{
+    gh_conn_t *c = t->data;
+    if (c->state == GH_CONN_HEAD) {
+        if (c->rlen == 0) {
+            gh_conn_close(c); /* idle keep-alive connection */
+            return;
+        }
+        size_t len;
+        char *buf = gh_reply_error_build(408, "request_timeout",
+                                         "request head not received in time", 1, 0, &len);
+        c->keep_alive = 0;
+        if (buf == NULL) {
+            gh_conn_close(c);
+            return;
+        }
+        c->wbuf = buf;
+        c->state = GH_CONN_CLOSING;
+        uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+        gh_conn_write(c, &b, 1);
+        return;
+    }
+    if (c->state == GH_CONN_STREAM && c->stream != NULL)
+        gh_stream_client_timeout(c->stream);
+}
+
+void gh_conn_arm_timer(gh_conn_t *c)
+{
+    const gh_listener_conf_t *l = c->listener->conf;
+    uint64_t ms;
+    if (c->state == GH_CONN_HEAD)
+        ms = c->rlen == 0 ? l->idle_timeout_ms : l->header_timeout_ms;
+    else
+        ms = l->body_timeout_ms;
+    uv_timer_start(&c->timer, conn_timeout, ms, 0);
+}
+
+static void reply_and_close(gh_conn_t *c, int status, const char *code, const char *detail)
+{
+    size_t len;
+    char *buf = gh_reply_error_build(status, code, detail, 1, 0, &len);
+    c->keep_alive = 0;
+    if (buf == NULL) {
+        gh_conn_close(c);
+        return;
+    }
+    c->wbuf = buf;
+    c->state = GH_CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    gh_conn_write(c, &b, 1);
+}
+
+static const char *status_code_name(int status)
+{
+    switch (status) {
+    case 414: return "uri_too_long";
+    case 431: return "header_too_large";
+    case 501: return "not_implemented";
+    default: return "bad_request";
+    }
+}
+
+void gh_conn_process(gh_conn_t *c)
+{
+    while (c->state == GH_CONN_HEAD) {
+        const gh_listener_conf_t *l = c->listener->conf;
+        if (c->worker->stopping) {
+            gh_conn_close(c);
+            return;
+        }
+        if (c->rlen == 0) {
+            if (c->peer_eof) {
+                gh_conn_close(c);
+                return;
+            }
+            gh_conn_arm_timer(c);
+            gh_conn_update_reading(c);
+            return;
+        }
+        gh_h1_request_t req;
+        gh_h1_error_t err = {0, NULL};
+        gh_h1_limits_t lim = {l->max_head, l->max_headers, l->max_uri};
+        req.headers = c->worker->hdrs;
+        int r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
+        if (r == GH_H1_INCOMPLETE) {
+            if (c->peer_eof) {
+                gh_conn_close(c);
+                return;
+            }
+            /* The header timeout runs from the first byte of the head and
+             * is not extended by later bytes: a slowloris gains nothing. */
+            if (!c->head_timer) {
+                gh_conn_arm_timer(c);
+                c->head_timer = 1;
+            }
+            gh_conn_update_reading(c);
+            return;
+        }
+        if (r < 0) {
+            GH_LOG(GH_LOG_DEBUG, "conn", "conn=%llu refused request: %d %s",
+                   (unsigned long long)c->id, err.status, err.detail ? err.detail : "");
+            reply_and_close(c, err.status ? err.status : 400, status_code_name(err.status),
+                            err.detail ? err.detail : "malformed request");
+            return;
+        }
+        c->head_timer = 0;
+        gh_stream_t *s = gh_stream_new(c, &req, (size_t)r);
+        if (s == NULL) {
+            reply_and_close(c, 503, "service_unavailable", "out of memory");
+            return;
+        }
+        c->state = GH_CONN_STREAM;
+        c->stream = s;
+        gh_conn_arm_timer(c);
+        gh_stream_run_request(s);
+        return;
+    }
+    if (c->state == GH_CONN_STREAM && c->stream != NULL)
+        gh_stream_pump_request(c->stream);
+}
+
+static void conn_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    gh_conn_t *c = h->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        c->peer_eof = 1;
+        gh_conn_update_reading(c);
+        if (c->state == GH_CONN_STREAM && c->stream != NULL) {
+            gh_stream_client_eof(c->stream, (int)nread);
+            return;
+        }
+        if (c->state == GH_CONN_HEAD && c->rlen > 0) {
+            gh_conn_process(c); /* parse what is there; a complete head is still served */
+            return;
+        }
+        gh_conn_close(c);
+        return;
+    }
+    c->rlen += (size_t)nread;
+    if (c->state == GH_CONN_STREAM)
+        gh_conn_arm_timer(c);
+    if (c->rlen == c->rcap)
+        gh_conn_update_reading(c);
+    gh_conn_process(c);
+}
+
+static void conn_on_write(uv_write_t *req, int status)
+{
+    gh_conn_t *c = req->data;
+    c->wpending = 0;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    if (status < 0) {
+        gh_conn_close(c);
+        return;
+    }
+    if (c->state == GH_CONN_CLOSING) {
+        if (!uv_is_closing((uv_handle_t *)&c->tcp))
+            linger_close(c);
+        return;
+    }
+    if (c->stream != NULL)
+        gh_stream_client_wrote(c->stream);
+}
+
+void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
+{
+    c->wreq.data = c;
+    c->wpending = 1;
+    int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
+    if (r < 0) {
+        c->wpending = 0;
+        free(c->wbuf);
+        c->wbuf = NULL;
+        gh_conn_close(c);
+    }
+}
+
+/* A finished exchange that did not keep the connection alive. */
+void gh_conn_finish(gh_conn_t *c)
+{
+    if (c->peer_eof || c->rlen == 0)
+        gh_conn_close(c);
+    else
+        linger_close(c);
+}
+
+static void peer_text(gh_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    c->peer[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
+}
+
+void gh_conn_accept(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    gh_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    /* The read buffer holds a whole head plus room to see that it is too
+     * long, and is the unit of body streaming. */
+    size_t cap = l->conf->max_head + 4096;
+    if (cap < 65536)
+        cap = 65536;
+    c->rbuf = malloc(cap);
+    if (c->rbuf == NULL) {
+        free(c);
+        return;
+    }
+    c->rcap = cap;
+    c->worker = w;
+    c->listener = l;
+    c->id = ++w->next_conn_id;
+    c->tcp.data = c;
+    c->timer.data = c;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->handles_open = 2;
+    w->num_conns++;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+        gh_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    peer_text(c);
+    c->state = GH_CONN_HEAD;
+    c->keep_alive = 1;
+    gh_conn_process(c);
+}

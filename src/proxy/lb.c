@@ -1,0 +1,72 @@
+/*
+ * Load balancing: which cluster of a weighted split, and which endpoint of
+ * a cluster. Per worker, no shared state: round robin cursors and the
+ * in-flight counts used by least_request are the worker's own, which is
+ * what share-nothing workers can know without locks.
+ */
+#include "proxy/proxy.h"
+
+/* xorshift64*: fast, and quality is ample for spreading load. */
+uint64_t gh_rand(gh_worker_t *w)
+{
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+const gh_cluster_t *gh_lb_pick_cluster(gh_worker_t *w, const gh_route_t *r)
+{
+    if (r->num_targets == 1)
+        return r->targets[0].cluster;
+    uint64_t x = gh_rand(w) % r->total_weight;
+    for (size_t i = 0; i < r->num_targets; i++) {
+        if (x < r->targets[i].weight)
+            return r->targets[i].cluster;
+        x -= r->targets[i].weight;
+    }
+    return r->targets[r->num_targets - 1].cluster;
+}
+
+static size_t weighted_random(gh_worker_t *w, const gh_cluster_t *c)
+{
+    uint64_t x = gh_rand(w) % c->total_weight;
+    for (size_t i = 0; i < c->num_endpoints; i++) {
+        if (x < c->endpoints[i].weight)
+            return i;
+        x -= c->endpoints[i].weight;
+    }
+    return c->num_endpoints - 1;
+}
+
+size_t gh_lb_pick_endpoint(gh_worker_t *w, const gh_cluster_t *c)
+{
+    if (c->num_endpoints == 1)
+        return 0;
+    switch (c->lb) {
+    case GH_LB_ROUND_ROBIN: {
+        /* Weighted round robin over a virtual ring of total_weight slots:
+         * each endpoint owns weight consecutive slots. */
+        uint32_t slot = w->rr_next[c->index]++ % c->total_weight;
+        for (size_t i = 0; i < c->num_endpoints; i++) {
+            if (slot < c->endpoints[i].weight)
+                return i;
+            slot -= c->endpoints[i].weight;
+        }
+        return 0;
+    }
+    case GH_LB_LEAST_REQUEST: {
+        /* Power of two choices (Mitzenmacher): two weighted random picks,
+         * the one with fewer requests in flight per unit of weight wins. */
+        size_t a = weighted_random(w, c), b = weighted_random(w, c);
+        uint64_t la = (uint64_t)w->pools[c->index][a].active * c->endpoints[b].weight;
+        uint64_t lb = (uint64_t)w->pools[c->index][b].active * c->endpoints[a].weight;
+        return lb < la ? b : a;
+    }
+    case GH_LB_RANDOM:
+        return weighted_random(w, c);
+    }
+    return 0;
+}

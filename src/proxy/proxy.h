@@ -1,0 +1,251 @@
+/*
+ * Internal types of the proxy: workers, downstream connections, streams,
+ * upstream connections and pools. Not a public header: filters see only
+ * gatehouse/filter.h and the stream accessors.
+ *
+ * Ownership in one place:
+ *   - gh_worker_t owns its loop, listeners, pools and every connection on it.
+ *   - gh_conn_t (downstream) is heap-allocated at accept and freed in the
+ *     close callback of its tcp handle; it owns its read buffer and at most
+ *     one stream at a time (pipelined requests wait in the read buffer).
+ *   - gh_stream_t lives in its own arena, created when a request head is
+ *     complete and disposed of when the exchange ends; it borrows the conn
+ *     and holds a snapshot reference.
+ *   - gh_upconn_t (upstream) is heap-allocated and freed in its close
+ *     callback; while a stream uses it, stream->up and up->stream point at
+ *     each other; idle, it sits in its pool's list.
+ */
+#ifndef GATEHOUSE_PROXY_INTERNAL_H
+#define GATEHOUSE_PROXY_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include <gatehouse/arena.h>
+#include <gatehouse/config.h>
+#include <gatehouse/filter.h>
+#include <gatehouse/h1.h>
+
+#include "proxy/body.h"
+#include "proxy/snapshot.h"
+
+typedef struct gh_worker_s gh_worker_t;
+typedef struct gh_conn_s gh_conn_t;
+typedef struct gh_upconn_s gh_upconn_t;
+typedef struct gh_pool_s gh_pool_t;
+
+typedef struct {
+    uv_tcp_t tcp;
+    gh_worker_t *worker;
+    const gh_listener_conf_t *conf; /* borrowed from worker->snap */
+    size_t index;
+} gh_listener_t;
+
+/* Idle keep-alive connections to one endpoint, per worker. */
+struct gh_pool_s {
+    gh_worker_t *worker;
+    const gh_cluster_t *cluster;
+    const gh_endpoint_conf_t *ep;
+    gh_upconn_t *idle; /* singly linked through up->next_idle */
+    uint32_t num_idle;
+    uint32_t active; /* streams using this endpoint now (least_request) */
+};
+
+struct gh_worker_s {
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wakeup; /* main thread -> worker: stop or drain */
+    unsigned id;
+    gh_snapshot_t *snap; /* reference held by the worker */
+    gh_listener_t *listeners;
+    size_t num_listeners;
+    gh_pool_t **pools; /* [cluster index][endpoint index] */
+    uint32_t *rr_next; /* per cluster: round robin cursor */
+    pcre2_match_data *md;
+    gh_h1_header_t *hdrs; /* parser scratch, max_headers of the largest listener */
+    size_t max_hdrs;
+    uint64_t rng;
+    uint64_t next_conn_id;
+    uint32_t num_conns;
+    gh_conn_t *conns;
+    uv_timer_t drain_timer;
+    int stopping;
+    int force;     /* drain deadline passed: close everything */
+    int force_req; /* set by the main thread, atomically */
+    int loop_ok;
+    uv_async_t *on_exit; /* main thread's, signalled when the loop ends */
+    unsigned *num_exited;
+};
+
+enum {
+    GH_CONN_HEAD = 0, /* waiting for (more of) a request head */
+    GH_CONN_STREAM,   /* a stream owns the connection */
+    GH_CONN_CLOSING,
+};
+
+struct gh_conn_s {
+    uv_tcp_t tcp;
+    gh_conn_t *prev, *next; /* the worker's list of connections */
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_write_t creq; /* 100 Continue, apart from the response writes */
+    gh_worker_t *worker;
+    gh_listener_t *listener;
+    uint64_t id;
+    char *rbuf; /* unconsumed bytes are rbuf[0 .. rlen) */
+    size_t rlen, rcap;
+    gh_stream_t *stream;
+    char *wbuf; /* heap buffer of a local reply being written, freed on write completion */
+    int state;
+    unsigned reading : 1;
+    unsigned wpending : 1;
+    unsigned keep_alive : 1;
+    unsigned peer_eof : 1;
+    unsigned head_timer : 1;   /* the header timeout is running */
+    unsigned handles_open : 2; /* tcp and timer still to close */
+    char peer[64];             /* client address text, no port */
+};
+
+struct gh_upconn_s {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    gh_pool_t *pool;
+    gh_stream_t *stream; /* NULL while idle or closing */
+    gh_upconn_t *next_idle;
+    char *rbuf;
+    size_t rlen, rcap;
+    unsigned connected : 1;
+    unsigned reused : 1;
+    unsigned wpending : 1;
+    unsigned reading : 1;
+    unsigned closing : 1;
+    unsigned handles_open : 2;
+};
+
+struct gh_stream_s {
+    gh_arena_t arena;
+    gh_conn_t *conn;
+    gh_snapshot_t *snap; /* reference */
+    uint64_t id;
+    char request_id[64];
+
+    /* The request head, copied out of the read buffer. */
+    char *head;
+    gh_h1_request_t req;
+    const char *host; /* lower-cased, without port */
+    size_t host_len;
+    const char *path; /* up to '?' */
+    size_t path_len;
+    const char *query; /* after '?', or NULL */
+    size_t query_len;
+    const char *authority; /* absolute-form request-target only */
+    size_t authority_len;
+    char *fwd_head; /* the request head as sent upstream */
+    size_t fwd_head_len;
+    size_t req_inflight; /* client read-buffer bytes in the upstream write under way */
+    size_t res_inflight; /* upstream read-buffer bytes in the client write under way */
+
+    const gh_listener_conf_t *lconf;
+    const gh_route_t *route;
+    const gh_filter_t *filters;
+    size_t num_filters;
+    size_t next_filter; /* next request-direction filter to run */
+    void **ctx;         /* per filter */
+
+    /* Request body: client -> upstream. */
+    gh_body_pump_t req_pump;
+    uint64_t req_body_bytes;
+    unsigned req_body_done : 1; /* every body byte read from the client */
+    unsigned req_sent : 1;      /* head and body written upstream */
+    unsigned head_sent : 1;     /* request head written upstream */
+    unsigned continue_sent : 1; /* 100 Continue written to the client */
+
+    /* Upstream. */
+    gh_upconn_t *up;
+    const gh_cluster_t *cluster;
+    size_t endpoint;
+    unsigned tries;
+
+    /* Response: upstream -> client. */
+    gh_h1_response_t res;
+    char *res_head;
+    gh_body_pump_t res_pump;
+    unsigned res_started : 1; /* response head written (or being written) to the client */
+    unsigned res_done : 1;    /* whole response handed to the client socket */
+    unsigned res_up_done : 1; /* whole response read from the upstream */
+    unsigned replied : 1;     /* local reply */
+    unsigned aborted : 1;
+    unsigned up_eof : 1;
+    unsigned res_head_parsed : 1;
+    unsigned res_head_pending : 1; /* response head built, not yet handed to the client */
+    char *res_out_head;
+    size_t res_out_head_len;
+    unsigned logged : 1;
+    int status;
+};
+
+/* conn.c */
+void gh_conn_accept(gh_listener_t *l);
+void gh_conn_update_reading(gh_conn_t *c);
+void gh_conn_process(gh_conn_t *c);
+void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs);
+void gh_conn_close(gh_conn_t *c);
+void gh_conn_finish(gh_conn_t *c);
+void gh_conn_arm_timer(gh_conn_t *c);
+
+/* stream.c */
+gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len);
+void gh_stream_client_timeout(gh_stream_t *s);
+void gh_stream_client_eof(gh_stream_t *s, int err);
+void gh_stream_run_request(gh_stream_t *s);
+void gh_stream_response_head(gh_stream_t *s);
+void gh_stream_end(gh_stream_t *s);
+void gh_stream_abort(gh_stream_t *s, const char *why);
+void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *detail);
+void gh_stream_client_wrote(gh_stream_t *s);
+int gh_stream_pump_request(gh_stream_t *s);
+void gh_stream_request_written(gh_stream_t *s);
+int gh_stream_response_filters(gh_stream_t *s);
+
+/* route.c */
+const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l,
+                                 const gh_stream_t *s, size_t *index);
+
+/* lb.c */
+const gh_cluster_t *gh_lb_pick_cluster(gh_worker_t *w, const gh_route_t *r);
+size_t gh_lb_pick_endpoint(gh_worker_t *w, const gh_cluster_t *c);
+uint64_t gh_rand(gh_worker_t *w);
+
+/* upstream.c */
+/* An idle pooled connection, or (fresh, or none idle) a new one whose
+ * connect is under way; NULL when the connect cannot even start. */
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err);
+void gh_upconn_release(gh_upconn_t *u, int reusable);
+void gh_upconn_close(gh_upconn_t *u);
+void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);
+void gh_upconn_update_reading(gh_upconn_t *u);
+void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms);
+void gh_upconn_stop_timer(gh_upconn_t *u);
+void gh_pool_dispose(gh_pool_t *p);
+
+/* router.c */
+extern const gh_filter_type_t gh_router_filter;
+void gh_router_connected(gh_stream_t *s, int status);
+void gh_router_on_read(gh_stream_t *s, ssize_t nread);
+void gh_router_wrote(gh_stream_t *s, int status);
+void gh_router_timeout(gh_stream_t *s);
+void gh_router_client_drained(gh_stream_t *s);
+void gh_router_request_sent(gh_stream_t *s);
+
+/* direct.c */
+extern const gh_filter_type_t gh_direct_filter;
+
+/* reply.c */
+/* Returns a heap buffer (caller frees) holding a whole response. */
+char *gh_reply_error_build(int status, const char *code, const char *detail, int close,
+                           int head_only, size_t *len);
+const char *gh_status_reason(int status);
+
+#endif

@@ -1,0 +1,94 @@
+/* Local responses: the JSON error body every refusal carries. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+const char *gh_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+/* Writes s as a JSON string body (without quotes) into out; escapes what
+ * RFC 8259 requires. Returns the length written, truncating at cap. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *s != '\0' && n + 6 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20) {
+            out[n++] = '\\';
+            out[n++] = 'u';
+            out[n++] = '0';
+            out[n++] = '0';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    return n;
+}
+
+char *gh_reply_error_build(int status, const char *code, const char *detail, int close,
+                           int head_only, size_t *len)
+{
+    char body[640], esc_code[64], esc_detail[512];
+    size_t ce = json_escape(esc_code, sizeof(esc_code), code);
+    size_t de = json_escape(esc_detail, sizeof(esc_detail), detail ? detail : "");
+    int bl = snprintf(body, sizeof(body), "{\"error\":\"%.*s\",\"detail\":\"%.*s\"}\n", (int)ce,
+                      esc_code, (int)de, esc_detail);
+    if (bl < 0)
+        return NULL;
+    if ((size_t)bl >= sizeof(body))
+        bl = (int)sizeof(body) - 1;
+    size_t cap = (size_t)bl + 256;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return NULL;
+    int hl = snprintf(buf, cap,
+                      "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                      "content-length: %d\r\n%s\r\n",
+                      status, gh_status_reason(status), bl, close ? "connection: close\r\n" : "");
+    if (hl < 0 || (size_t)hl + (size_t)bl > cap) {
+        free(buf);
+        return NULL;
+    }
+    if (head_only) {
+        *len = (size_t)hl;
+        return buf;
+    }
+    memcpy(buf + hl, body, (size_t)bl);
+    *len = (size_t)hl + (size_t)bl;
+    return buf;
+}

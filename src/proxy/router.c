@@ -1,0 +1,347 @@
+/*
+ * The router: the terminal filter of every proxied route. It picks a
+ * cluster and endpoint, takes a pooled connection or opens one, sends the
+ * request (the body pump lives in stream.c), parses the upstream's response
+ * head with the same strictness as requests, and streams the response body
+ * to the client with back-pressure in both directions.
+ *
+ * Failure mapping: connect refused or reset, or the upstream closing before
+ * a response head: 502; connect or response-head timeout: 504. Once the
+ * response head is on its way to the client, a failure can only be shown by
+ * cutting the connection, so that a truncated body never looks complete.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <gatehouse/log.h>
+
+#include "proxy/forward.h"
+#include "proxy/proxy.h"
+
+static int connect_upstream(gh_stream_t *s, int fresh);
+
+static gh_filter_status_t router_on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_route_t *r = conf;
+    (void)ctx;
+    s->cluster = gh_lb_pick_cluster(s->conn->worker, r);
+    s->fwd_head = gh_forward_request_head(s, &s->fwd_head_len);
+    if (s->fwd_head == NULL) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    return connect_upstream(s, 0) < 0 ? GH_FILTER_REPLIED : GH_FILTER_PAUSE;
+}
+
+const gh_filter_type_t gh_router_filter = {
+    .name = "router",
+    .on_request_headers = router_on_request_headers,
+};
+
+static void start_exchange(gh_stream_t *s)
+{
+    gh_upconn_update_reading(s->up);
+    gh_stream_pump_request(s);
+}
+
+static int connect_upstream(gh_stream_t *s, int fresh)
+{
+    gh_worker_t *w = s->conn->worker;
+    if (!fresh)
+        s->endpoint = gh_lb_pick_endpoint(w, s->cluster);
+    gh_pool_t *p = &w->pools[s->cluster->index][s->endpoint];
+    int err = 0;
+    gh_upconn_t *u = gh_upconn_get(p, fresh, &err);
+    if (u == NULL) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s",
+                 p->ep->address, uv_strerror(err));
+        gh_stream_fail(s, 502, "bad_gateway", detail);
+        return -1;
+    }
+    u->stream = s;
+    s->up = u;
+    p->active++;
+    s->tries++;
+    if (u->connected)
+        start_exchange(s);
+    return 0;
+}
+
+/* A pooled connection can be closed by the upstream just as we reuse it;
+ * nothing was processed then, so a request whose body we still hold whole
+ * (that is, one without a body) is sent again once, on a new connection. */
+static int retry_fresh(gh_stream_t *s)
+{
+    gh_upconn_t *u = s->up;
+    if (u == NULL || !u->reused || s->tries > 1 || s->res_head_parsed || u->rlen > 0 ||
+        s->req.body != GH_H1_BODY_NONE)
+        return -1;
+    GH_LOG(GH_LOG_DEBUG, "router", "req=%s pooled connection to %s was closed, retrying",
+           s->request_id, u->pool->ep->address);
+    s->up = NULL;
+    if (u->pool->active > 0)
+        u->pool->active--;
+    gh_upconn_release(u, 0);
+    s->head_sent = 0;
+    s->req_sent = 0;
+    s->up_eof = 0;
+    s->req_inflight = 0;
+    connect_upstream(s, 1);
+    return 0;
+}
+
+void gh_router_connected(gh_stream_t *s, int status)
+{
+    if (status == 0) {
+        start_exchange(s);
+        return;
+    }
+    char detail[160];
+    if (status == UV_ETIMEDOUT) {
+        snprintf(detail, sizeof(detail), "connect to upstream %s timed out",
+                 s->up->pool->ep->address);
+        gh_stream_fail(s, 504, "gateway_timeout", detail);
+        return;
+    }
+    snprintf(detail, sizeof(detail), "connect to upstream %s failed: %s",
+             s->up->pool->ep->address, uv_strerror(status));
+    gh_stream_fail(s, 502, "bad_gateway", detail);
+}
+
+void gh_router_wrote(gh_stream_t *s, int status)
+{
+    if (status < 0) {
+        if (retry_fresh(s) == 0)
+            return;
+        if (s->res_head_parsed) {
+            /* The upstream answered and stopped reading the body (an early
+             * response such as 413); let that response through. */
+            s->req_inflight = 0;
+            s->conn->keep_alive = 0;
+            return;
+        }
+        char detail[160];
+        snprintf(detail, sizeof(detail), "upstream %s broke while receiving the request: %s",
+                 s->up->pool->ep->address, uv_strerror(status));
+        gh_stream_fail(s, 502, "bad_gateway", detail);
+        return;
+    }
+    gh_stream_request_written(s);
+}
+
+void gh_router_request_sent(gh_stream_t *s)
+{
+    if (!s->res_head_parsed && s->up != NULL)
+        gh_upconn_arm_timer(s->up, s->route->timeout_ms);
+}
+
+void gh_router_timeout(gh_stream_t *s)
+{
+    if (!s->res_started) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
+                 s->up->pool->ep->address, (unsigned long long)s->route->timeout_ms);
+        gh_stream_fail(s, 504, "gateway_timeout", detail);
+        return;
+    }
+    gh_stream_abort(s, "upstream stalled mid-response");
+}
+
+static void pump_response(gh_stream_t *s);
+
+/* Decides the client's framing and writes the response head. */
+static void start_response(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    gh_h1_body_t in = s->res.body;
+    if (s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0)
+        in = GH_H1_BODY_NONE;
+    if (gh_stream_response_filters(s) < 0) {
+        gh_upconn_t *u = s->up;
+        s->up = NULL;
+        u->stream = NULL;
+        if (u->pool->active > 0)
+            u->pool->active--;
+        gh_upconn_release(u, 0);
+        return;
+    }
+    int chunked = 0;
+    if (in == GH_H1_BODY_CHUNKED || in == GH_H1_BODY_UNTIL_CLOSE) {
+        /* An HTTP/1.0 client knows no chunked coding: its body ends when
+         * the connection closes. */
+        if (s->req.minor_version >= 1)
+            chunked = 1;
+        else
+            c->keep_alive = 0;
+    }
+    if (c->worker->stopping)
+        c->keep_alive = 0;
+    s->res_out_head = gh_forward_response_head(s, chunked, c->keep_alive, &s->res_out_head_len);
+    if (s->res_out_head == NULL ||
+        gh_body_pump_init(&s->res_pump, &s->arena, in, s->res.content_length,
+                          chunked ? GH_PUMP_OUT_CHUNKED : GH_PUMP_OUT_RAW) < 0) {
+        gh_stream_fail(s, 503, "service_unavailable", "out of memory");
+        return;
+    }
+    s->res_started = 1;
+    s->res_head_pending = 1;
+    s->status = s->res.status;
+    pump_response(s);
+}
+
+static void parse_response_head(gh_stream_t *s)
+{
+    gh_upconn_t *u = s->up;
+    const gh_cluster_t *cl = s->cluster;
+    gh_h1_limits_t lim = {cl->max_response_head, cl->max_response_headers, 0};
+    gh_h1_error_t err = {0, NULL};
+    char detail[200];
+
+    for (;;) {
+        gh_h1_response_t res;
+        res.headers = s->conn->worker->hdrs;
+        int r = u->rlen ? gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err)
+                        : GH_H1_INCOMPLETE;
+        if (r == GH_H1_INCOMPLETE) {
+            if (!s->up_eof) {
+                gh_upconn_update_reading(u);
+                return;
+            }
+            if (retry_fresh(s) == 0)
+                return;
+            snprintf(detail, sizeof(detail), "upstream %s closed the connection %s",
+                     u->pool->ep->address,
+                     u->rlen ? "in the middle of the response head" : "before responding");
+            gh_stream_fail(s, 502, "bad_gateway", detail);
+            return;
+        }
+        if (r < 0) {
+            snprintf(detail, sizeof(detail), "upstream %s sent a malformed response: %s",
+                     u->pool->ep->address, err.detail ? err.detail : "");
+            gh_stream_fail(s, 502, "bad_gateway", detail);
+            return;
+        }
+        if (res.status == 101) {
+            gh_stream_fail(s, 502, "bad_gateway", "upstream switched protocols unasked");
+            return;
+        }
+        if (res.status < 200) {
+            /* Interim responses are dropped: gatehouse answers Expect
+             * itself, and forwarding 1xx would need a second write queue
+             * for little gain. */
+            memmove(u->rbuf, u->rbuf + r, u->rlen - (size_t)r);
+            u->rlen -= (size_t)r;
+            continue;
+        }
+        s->res_head = gh_arena_alloc(&s->arena, (size_t)r);
+        gh_h1_header_t *hs = gh_arena_alloc(&s->arena, (res.num_headers + 1) * sizeof(*hs));
+        if (s->res_head == NULL || hs == NULL) {
+            gh_stream_fail(s, 503, "service_unavailable", "out of memory");
+            return;
+        }
+        memcpy(s->res_head, u->rbuf, (size_t)r);
+        ptrdiff_t d = s->res_head - u->rbuf;
+        res.reason += d;
+        for (size_t i = 0; i < res.num_headers; i++) {
+            hs[i] = res.headers[i];
+            hs[i].name += d;
+            hs[i].value += d;
+        }
+        res.headers = hs;
+        s->res = res;
+        s->res_head_parsed = 1;
+        memmove(u->rbuf, u->rbuf + r, u->rlen - (size_t)r);
+        u->rlen -= (size_t)r;
+        gh_upconn_arm_timer(u, s->lconf->body_timeout_ms);
+        start_response(s);
+        return;
+    }
+}
+
+static void pump_response(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    gh_upconn_t *u = s->up;
+    uv_buf_t bufs[GH_PUMP_MAX_BUFS + 2];
+    unsigned n = 0;
+    gh_h1_error_t err = {0, NULL};
+
+    if (c->wpending || s->res_inflight > 0)
+        return;
+    if (s->res_head_pending) {
+        bufs[n++] = uv_buf_init(s->res_out_head, (unsigned)s->res_out_head_len);
+        s->res_head_pending = 0;
+    }
+    if (!s->res_pump.done && u != NULL) {
+        size_t consumed = 0;
+        uint64_t payload = 0;
+        int k = gh_body_pump_fill(&s->res_pump, u->rbuf, u->rlen, bufs + n, &consumed, &payload,
+                                  &err);
+        if (k < 0) {
+            gh_stream_abort(s, "upstream sent a malformed chunked body");
+            return;
+        }
+        for (size_t i = s->num_filters; i-- > 0;) {
+            const gh_filter_t *f = &s->filters[i];
+            if (f->type->on_response_body == NULL)
+                continue;
+            for (unsigned j = 0; j < s->res_pump.num_data; j++)
+                f->type->on_response_body(s, f->conf, s->ctx[i], s->res_pump.data[j].base,
+                                          s->res_pump.data[j].len, 0);
+            if (s->res_pump.done)
+                f->type->on_response_body(s, f->conf, s->ctx[i], NULL, 0, 1);
+        }
+        n += (unsigned)k;
+        s->res_inflight = consumed;
+        if (!s->res_pump.done && s->up_eof && consumed == u->rlen) {
+            if (s->res_pump.in != GH_H1_BODY_UNTIL_CLOSE) {
+                gh_stream_abort(s, "upstream closed the connection mid-response");
+                return;
+            }
+            n += (unsigned)gh_body_pump_finish(&s->res_pump, bufs + n);
+        }
+    }
+    if (s->res_pump.done) {
+        s->res_up_done = 1;
+        if (u != NULL)
+            gh_upconn_stop_timer(u);
+    }
+    if (n == 0) {
+        if (u != NULL)
+            gh_upconn_update_reading(u);
+        return;
+    }
+    gh_conn_write(c, bufs, n);
+    if (u != NULL)
+        gh_upconn_update_reading(u);
+}
+
+void gh_router_on_read(gh_stream_t *s, ssize_t nread)
+{
+    if (nread < 0)
+        s->up_eof = 1;
+    if (!s->res_head_parsed) {
+        parse_response_head(s);
+        return;
+    }
+    if (nread > 0 && s->up != NULL)
+        gh_upconn_arm_timer(s->up, s->lconf->body_timeout_ms);
+    pump_response(s);
+}
+
+void gh_router_client_drained(gh_stream_t *s)
+{
+    gh_upconn_t *u = s->up;
+    if (s->res_inflight > 0 && u != NULL) {
+        memmove(u->rbuf, u->rbuf + s->res_inflight, u->rlen - s->res_inflight);
+        u->rlen -= s->res_inflight;
+    }
+    s->res_inflight = 0;
+    if (s->res_pump.done) {
+        s->res_done = 1;
+        gh_stream_end(s);
+        return;
+    }
+    pump_response(s);
+}

@@ -1,0 +1,83 @@
+#include "proxy/snapshot.h"
+
+#include <stdlib.h>
+
+#include "proxy/proxy.h"
+
+/* Builds each route's chain. Today a route's chain is its terminal filter
+ * alone (router or direct response); the authentication and policy filters
+ * of later releases are inserted in front of it here, in config order. */
+static int build_chains(gh_snapshot_t *s)
+{
+    gh_config_t *cfg = s->cfg;
+    s->chains = calloc(cfg->num_listeners ? cfg->num_listeners : 1, sizeof(*s->chains));
+    if (s->chains == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->num_listeners; i++) {
+        gh_listener_conf_t *l = &cfg->listeners[i];
+        s->chains[i] = calloc(l->num_routes ? l->num_routes : 1, sizeof(gh_chain_t));
+        if (s->chains[i] == NULL)
+            return -1;
+        for (size_t j = 0; j < l->num_routes; j++) {
+            gh_route_t *r = &l->routes[j];
+            gh_chain_t *ch = &s->chains[i][j];
+            ch->filters = calloc(1, sizeof(gh_filter_t));
+            if (ch->filters == NULL)
+                return -1;
+            if (r->direct != NULL) {
+                ch->filters[0].type = &gh_direct_filter;
+                ch->filters[0].conf = r->direct;
+            } else {
+                ch->filters[0].type = &gh_router_filter;
+                ch->filters[0].conf = r;
+            }
+            ch->num_filters = 1;
+        }
+    }
+    return 0;
+}
+
+static void snapshot_free(gh_snapshot_t *s)
+{
+    if (s->chains != NULL) {
+        for (size_t i = 0; i < s->cfg->num_listeners; i++) {
+            if (s->chains[i] == NULL)
+                continue;
+            for (size_t j = 0; j < s->cfg->listeners[i].num_routes; j++)
+                free(s->chains[i][j].filters);
+            free(s->chains[i]);
+        }
+        free(s->chains);
+    }
+    gh_config_free(s->cfg);
+    free(s);
+}
+
+gh_snapshot_t *gh_snapshot_new(gh_config_t *cfg, uint64_t generation)
+{
+    gh_snapshot_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        gh_config_free(cfg);
+        return NULL;
+    }
+    s->refs = 1;
+    s->generation = generation;
+    s->cfg = cfg;
+    if (build_chains(s) < 0) {
+        snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+gh_snapshot_t *gh_snapshot_ref(gh_snapshot_t *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    return s;
+}
+
+void gh_snapshot_unref(gh_snapshot_t *s)
+{
+    if (s != NULL && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        snapshot_free(s);
+}

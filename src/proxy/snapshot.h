@@ -1,0 +1,33 @@
+/*
+ * A snapshot is the running configuration plus what is derived from it
+ * (each route's filter chain). Immutable once published; refcounted: the
+ * main thread holds one reference, each worker one, each stream one, so a
+ * reload can replace it while in-flight requests finish on the old one.
+ */
+#ifndef GATEHOUSE_PROXY_SNAPSHOT_H
+#define GATEHOUSE_PROXY_SNAPSHOT_H
+
+#include <stdint.h>
+
+#include <gatehouse/config.h>
+#include <gatehouse/filter.h>
+
+typedef struct {
+    gh_filter_t *filters;
+    size_t num_filters;
+} gh_chain_t;
+
+typedef struct {
+    unsigned long refs; /* atomic */
+    uint64_t generation;
+    gh_config_t *cfg;       /* owned */
+    gh_chain_t **chains;    /* [listener][route], owned */
+} gh_snapshot_t;
+
+/* Takes cfg (owned from here on, also on failure). Returns a snapshot with
+ * one reference, or NULL when out of memory. */
+gh_snapshot_t *gh_snapshot_new(gh_config_t *cfg, uint64_t generation);
+gh_snapshot_t *gh_snapshot_ref(gh_snapshot_t *s);
+void gh_snapshot_unref(gh_snapshot_t *s);
+
+#endif

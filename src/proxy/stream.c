@@ -1,0 +1,447 @@
+/*
+ * A stream is one request/response exchange on a downstream connection:
+ * route match, the filter chain, the request body pump towards the router,
+ * local replies, and the end of the exchange (log, release, keep-alive).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gatehouse/log.h>
+
+#include "proxy/forward.h"
+#include "proxy/proxy.h"
+
+static void translate(const char **p, const char *from, char *to)
+{
+    if (*p != NULL)
+        *p = to + (*p - from);
+}
+
+static void set_target_parts(gh_stream_t *s)
+{
+    const char *t = s->req.target, *end = t + s->req.target_len;
+    s->authority = NULL;
+    /* absolute-form (RFC 9112 section 3.2.2): the authority replaces Host. */
+    if (s->req.target_len > 7 && (strncasecmp(t, "http://", 7) == 0 ||
+                                  (s->req.target_len > 8 && strncasecmp(t, "https://", 8) == 0))) {
+        const char *a = memchr(t, ':', s->req.target_len) + 3;
+        const char *ae = a;
+        while (ae < end && *ae != '/' && *ae != '?')
+            ae++;
+        s->authority = a;
+        s->authority_len = (size_t)(ae - a);
+        t = ae;
+    }
+    const char *q = memchr(t, '?', (size_t)(end - t));
+    if (t == end) {
+        s->path = "/";
+        s->path_len = 1;
+    } else {
+        s->path = t;
+        s->path_len = (size_t)((q ? q : end) - t);
+    }
+    if (q != NULL) {
+        s->query = q + 1;
+        s->query_len = (size_t)(end - q - 1);
+    }
+}
+
+static int set_host(gh_stream_t *s)
+{
+    const char *h = NULL;
+    size_t n = 0;
+    if (s->authority != NULL) {
+        h = s->authority;
+        n = s->authority_len;
+        const char *at = memchr(h, '@', n); /* userinfo is not part of the host */
+        if (at != NULL) {
+            n -= (size_t)(at + 1 - h);
+            h = at + 1;
+        }
+    } else if (s->req.host_index >= 0) {
+        h = s->req.headers[s->req.host_index].value;
+        n = s->req.headers[s->req.host_index].value_len;
+    }
+    if (h != NULL && n > 0) {
+        size_t end = n;
+        if (h[0] == '[') {
+            const char *rb = memchr(h, ']', n);
+            if (rb != NULL)
+                end = (size_t)(rb - h) + 1;
+        } else {
+            const char *colon = memchr(h, ':', n);
+            if (colon != NULL)
+                end = (size_t)(colon - h);
+        }
+        n = end;
+    }
+    char *lower = gh_arena_alloc(&s->arena, n + 1);
+    if (lower == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)tolower((unsigned char)h[i]);
+    lower[n] = '\0';
+    s->host = lower;
+    s->host_len = n;
+    return 0;
+}
+
+static void set_request_id(gh_stream_t *s)
+{
+    for (size_t i = 0; i < s->req.num_headers; i++) {
+        const gh_h1_header_t *h = &s->req.headers[i];
+        if (!GH_H1_NAME_IS(h, "x-request-id"))
+            continue;
+        if (h->value_len == 0 || h->value_len >= sizeof(s->request_id))
+            break;
+        for (size_t j = 0; j < h->value_len; j++)
+            if (h->value[j] < 0x21 || h->value[j] > 0x7e)
+                goto generate;
+        memcpy(s->request_id, h->value, h->value_len);
+        s->request_id[h->value_len] = '\0';
+        return;
+    }
+generate:;
+    uint64_t a = gh_rand(s->conn->worker), b = gh_rand(s->conn->worker);
+    snprintf(s->request_id, sizeof(s->request_id), "%016llx%016llx", (unsigned long long)a,
+             (unsigned long long)b);
+}
+
+gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len)
+{
+    gh_stream_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    gh_arena_init(&s->arena, 4096);
+    s->conn = c;
+    s->snap = gh_snapshot_ref(c->worker->snap);
+    s->id = c->id;
+    s->req = *req;
+    s->head = gh_arena_alloc(&s->arena, head_len);
+    s->req.headers = gh_arena_alloc(&s->arena, (req->num_headers + 1) * sizeof(gh_h1_header_t));
+    if (s->head == NULL || s->req.headers == NULL)
+        goto fail;
+    memcpy(s->head, c->rbuf, head_len);
+    translate(&s->req.method, c->rbuf, s->head);
+    translate(&s->req.target, c->rbuf, s->head);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        s->req.headers[i] = req->headers[i];
+        translate(&s->req.headers[i].name, c->rbuf, s->head);
+        translate(&s->req.headers[i].value, c->rbuf, s->head);
+    }
+    memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
+    c->rlen -= head_len;
+    c->keep_alive = req->keep_alive;
+    s->req_body_done = req->body == GH_H1_BODY_NONE ||
+                       (req->body == GH_H1_BODY_LENGTH && req->content_length == 0);
+
+    set_target_parts(s);
+    if (set_host(s) < 0)
+        goto fail;
+    set_request_id(s);
+    return s;
+fail:
+    gh_snapshot_unref(s->snap);
+    gh_arena_dispose(&s->arena);
+    free(s);
+    return NULL;
+}
+
+static void run_chain(gh_stream_t *s)
+{
+    while (s->next_filter < s->num_filters) {
+        size_t i = s->next_filter++;
+        const gh_filter_t *f = &s->filters[i];
+        if (f->type->on_request_headers == NULL)
+            continue;
+        if (f->type->on_request_headers(s, f->conf, s->ctx[i]) != GH_FILTER_CONTINUE)
+            return;
+    }
+}
+
+void gh_stream_resume(gh_stream_t *s)
+{
+    run_chain(s);
+}
+
+void gh_stream_run_request(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    gh_listener_t *l = c->listener;
+    size_t ri;
+
+    s->lconf = l->conf;
+    s->route = gh_route_match(c->worker, l->conf, s, &ri);
+    if (s->route == NULL) {
+        gh_stream_reply_error(s, 404, "not_found", "no route matched the request");
+        return;
+    }
+    if (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length > s->route->max_body) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "request body of %llu bytes exceeds the limit of %llu",
+                 (unsigned long long)s->req.content_length,
+                 (unsigned long long)s->route->max_body);
+        gh_stream_reply_error(s, 413, "payload_too_large", detail);
+        return;
+    }
+    const gh_chain_t *ch = &s->snap->chains[l->index][ri];
+    s->filters = ch->filters;
+    s->num_filters = ch->num_filters;
+    s->ctx = gh_arena_calloc(&s->arena, ch->num_filters * sizeof(void *));
+    if (s->ctx == NULL)
+        goto oom;
+    for (size_t i = 0; i < ch->num_filters; i++) {
+        if (ch->filters[i].type->ctx_size == 0)
+            continue;
+        s->ctx[i] = gh_arena_calloc(&s->arena, ch->filters[i].type->ctx_size);
+        if (s->ctx[i] == NULL)
+            goto oom;
+    }
+    if (gh_body_pump_init(&s->req_pump, &s->arena, s->req.body, s->req.content_length,
+                          s->req.body == GH_H1_BODY_CHUNKED ? GH_PUMP_OUT_CHUNKED
+                                                            : GH_PUMP_OUT_RAW) < 0)
+        goto oom;
+    s->req_body_done = s->req_pump.done;
+    run_chain(s);
+    return;
+oom:
+    s->num_filters = 0;
+    gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+}
+
+void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const char *detail)
+{
+    gh_conn_t *c = s->conn;
+    if (s->res_started) {
+        gh_stream_abort(s, detail);
+        return;
+    }
+    s->res_started = 1;
+    s->replied = 1;
+    s->status = status;
+    /* A body we have not read makes the connection unusable: its bytes
+     * would be taken for the next request. */
+    if (!s->req_body_done || c->worker->stopping)
+        c->keep_alive = 0;
+    int head_only = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
+    size_t len;
+    char *buf = gh_reply_error_build(status, code, detail, !c->keep_alive, head_only, &len);
+    if (buf == NULL) {
+        gh_stream_abort(s, "out of memory");
+        return;
+    }
+    GH_LOG(GH_LOG_DEBUG, "stream", "req=%s local reply %d %s: %s", s->request_id, status, code,
+           detail);
+    c->wbuf = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    gh_conn_write(c, &b, 1);
+}
+
+void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *detail)
+{
+    if (s->up != NULL) {
+        gh_upconn_t *u = s->up;
+        s->up = NULL;
+        u->stream = NULL;
+        gh_upconn_release(u, 0);
+    }
+    gh_stream_reply_error(s, status, code, detail);
+}
+
+/* Runs the response filters, last to first. Returns 0 to go on, -1 when
+ * one of them answered locally instead. */
+int gh_stream_response_filters(gh_stream_t *s)
+{
+    for (size_t i = s->num_filters; i-- > 0;) {
+        const gh_filter_t *f = &s->filters[i];
+        if (f->type->on_response_headers == NULL)
+            continue;
+        if (f->type->on_response_headers(s, f->conf, s->ctx[i]) != GH_FILTER_CONTINUE)
+            return -1;
+    }
+    return 0;
+}
+
+void gh_stream_end(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    if (!s->logged) {
+        s->logged = 1;
+        for (size_t i = 0; i < s->num_filters; i++)
+            if (s->filters[i].type->on_log != NULL)
+                s->filters[i].type->on_log(s, s->filters[i].conf, s->ctx[i]);
+        for (size_t i = 0; i < s->num_filters; i++)
+            if (s->filters[i].type->on_destroy != NULL)
+                s->filters[i].type->on_destroy(s, s->filters[i].conf, s->ctx[i]);
+    }
+    if (s->up != NULL) {
+        gh_upconn_t *u = s->up;
+        int reusable = !s->aborted && s->res_up_done && s->res.keep_alive && s->req_sent &&
+                       s->req_inflight == 0 && u->rlen == 0;
+        s->up = NULL;
+        u->stream = NULL;
+        gh_pool_t *p = u->pool;
+        if (p->active > 0)
+            p->active--;
+        gh_upconn_release(u, reusable);
+    }
+    int keep = c->keep_alive && s->req_body_done && !s->aborted && !c->worker->stopping &&
+               s->req_inflight == 0;
+    int aborted = s->aborted;
+    c->stream = NULL;
+    gh_snapshot_unref(s->snap);
+    gh_arena_dispose(&s->arena);
+    free(s);
+    if (aborted) {
+        gh_conn_close(c);
+    } else if (keep) {
+        c->state = GH_CONN_HEAD;
+        gh_conn_process(c);
+    } else {
+        c->state = GH_CONN_CLOSING;
+        gh_conn_finish(c);
+    }
+}
+
+void gh_stream_abort(gh_stream_t *s, const char *why)
+{
+    GH_LOG(GH_LOG_DEBUG, "stream", "req=%s aborted: %s", s->request_id, why ? why : "");
+    s->aborted = 1;
+    s->conn->keep_alive = 0;
+    gh_stream_end(s);
+}
+
+/* Called when a write of response bytes (or of a local reply) to the
+ * client completed. */
+void gh_stream_client_wrote(gh_stream_t *s)
+{
+    gh_conn_arm_timer(s->conn);
+    if (s->replied) {
+        s->res_done = 1;
+        gh_stream_end(s);
+        return;
+    }
+    gh_router_client_drained(s);
+}
+
+void gh_stream_client_timeout(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    if (!s->req_body_done && !s->res_started) {
+        gh_stream_fail(s, 408, "request_timeout", "request body not received in time");
+        return;
+    }
+    if (c->wpending || !s->req_body_done) {
+        gh_stream_abort(s, "client stalled");
+        return;
+    }
+    gh_conn_arm_timer(c); /* waiting for the upstream, whose own timers govern */
+}
+
+void gh_stream_client_eof(gh_stream_t *s, int err)
+{
+    /* A client that half-closes after sending its whole request still
+     * gets its response (HTTP/1.0-era clients do this). */
+    if (err == UV_EOF && s->req_body_done && !s->replied)
+        return;
+    if (err == UV_EOF && s->replied)
+        return;
+    gh_stream_abort(s, "client closed the connection");
+}
+
+static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void continue_written(uv_write_t *req, int status)
+{
+    (void)req;
+    (void)status; /* a failure shows up on the response write too */
+}
+
+/* Sends the request head and whatever body bytes are buffered to the
+ * upstream, one write at a time: while a write is under way the client's
+ * read buffer is not compacted, and reading stops when it is full, which is
+ * the back-pressure that keeps a fast client from outrunning a slow
+ * upstream. */
+int gh_stream_pump_request(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    gh_upconn_t *u = s->up;
+    uv_buf_t bufs[GH_PUMP_MAX_BUFS + 1];
+    unsigned n = 0;
+    gh_h1_error_t err = {0, NULL};
+
+    if (u == NULL || !u->connected || u->wpending || s->req_sent || s->res_done)
+        return 0;
+    if (!s->head_sent) {
+        bufs[n++] = uv_buf_init(s->fwd_head, (unsigned)s->fwd_head_len);
+        s->head_sent = 1;
+    }
+    if (!s->req_pump.done) {
+        if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent &&
+            c->rlen == 0) {
+            uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
+            s->continue_sent = 1;
+            c->creq.data = c;
+            if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &cb, 1, continue_written) < 0) {
+                gh_stream_abort(s, "cannot write 100 Continue");
+                return -1;
+            }
+        }
+        size_t consumed = 0;
+        uint64_t payload = 0;
+        int k = gh_body_pump_fill(&s->req_pump, c->rbuf, c->rlen, bufs + n, &consumed, &payload,
+                                  &err);
+        if (k < 0) {
+            gh_stream_fail(s, 400, "bad_request", err.detail ? err.detail : "malformed chunked body");
+            return -1;
+        }
+        s->req_body_bytes += payload;
+        if (s->req_body_bytes > s->route->max_body) {
+            char detail[128];
+            snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
+                     (unsigned long long)s->route->max_body);
+            gh_stream_fail(s, 413, "payload_too_large", detail);
+            return -1;
+        }
+        for (size_t i = 0; i < s->num_filters; i++) {
+            const gh_filter_t *f = &s->filters[i];
+            if (f->type->on_request_body == NULL)
+                continue;
+            for (unsigned d = 0; d < s->req_pump.num_data; d++)
+                f->type->on_request_body(s, f->conf, s->ctx[i], s->req_pump.data[d].base,
+                                         s->req_pump.data[d].len, 0);
+            if (s->req_pump.done)
+                f->type->on_request_body(s, f->conf, s->ctx[i], NULL, 0, 1);
+        }
+        n += (unsigned)k;
+        s->req_inflight = consumed;
+        if (s->req_pump.done)
+            s->req_body_done = 1;
+    }
+    if (n == 0) {
+        gh_conn_update_reading(c);
+        return 0;
+    }
+    gh_upconn_write(u, bufs, n);
+    return 0;
+}
+
+/* The upstream accepted the bytes of the last request write. */
+void gh_stream_request_written(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    if (s->req_inflight > 0) {
+        memmove(c->rbuf, c->rbuf + s->req_inflight, c->rlen - s->req_inflight);
+        c->rlen -= s->req_inflight;
+        s->req_inflight = 0;
+    }
+    if (s->req_pump.done && !s->req_sent) {
+        s->req_sent = 1;
+        gh_router_request_sent(s);
+    }
+    gh_conn_update_reading(c);
+    gh_stream_pump_request(s);
+}

@@ -1,0 +1,231 @@
+/*
+ * Upstream connections and their per-worker, per-endpoint pools of idle
+ * keep-alive connections. An idle connection keeps a read going so that an
+ * upstream closing it (or sending stray bytes) is noticed and the
+ * connection dropped before a request is put on it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <gatehouse/log.h>
+
+#include "proxy/proxy.h"
+
+static void up_on_close(uv_handle_t *h)
+{
+    gh_upconn_t *u = h->data;
+    if (--u->handles_open > 0)
+        return;
+    free(u->rbuf);
+    free(u);
+}
+
+static void unlink_idle(gh_upconn_t *u)
+{
+    gh_pool_t *p = u->pool;
+    for (gh_upconn_t **pp = &p->idle; *pp != NULL; pp = &(*pp)->next_idle) {
+        if (*pp == u) {
+            *pp = u->next_idle;
+            u->next_idle = NULL;
+            p->num_idle--;
+            return;
+        }
+    }
+}
+
+void gh_upconn_close(gh_upconn_t *u)
+{
+    if (u->closing)
+        return;
+    u->closing = 1;
+    u->stream = NULL;
+    unlink_idle(u);
+    uv_close((uv_handle_t *)&u->tcp, up_on_close);
+    uv_close((uv_handle_t *)&u->timer, up_on_close);
+}
+
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    gh_upconn_t *u = h->data;
+    (void)hint;
+    *buf = uv_buf_init(u->rbuf + u->rlen, (unsigned)(u->rcap - u->rlen));
+}
+
+static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    gh_upconn_t *u = h->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (u->stream == NULL) {
+        /* Idle: the upstream closed, or sent bytes nobody asked for. */
+        gh_upconn_close(u);
+        return;
+    }
+    if (nread > 0) {
+        u->rlen += (size_t)nread;
+        if (u->rlen == u->rcap)
+            gh_upconn_update_reading(u);
+    } else {
+        uv_read_stop(h);
+        u->reading = 0;
+    }
+    gh_router_on_read(u->stream, nread);
+}
+
+void gh_upconn_update_reading(gh_upconn_t *u)
+{
+    gh_stream_t *s = u->stream;
+    int want = u->connected && !u->closing && s != NULL && u->rlen < u->rcap && !s->up_eof &&
+               !s->res_up_done;
+    if (want && !u->reading) {
+        if (uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_on_read) == 0)
+            u->reading = 1;
+    } else if (!want && u->reading) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = 0;
+    }
+}
+
+static void up_on_timer(uv_timer_t *t)
+{
+    gh_upconn_t *u = t->data;
+    if (u->stream == NULL) {
+        gh_upconn_close(u); /* idle timeout */
+        return;
+    }
+    if (!u->connected)
+        gh_router_connected(u->stream, UV_ETIMEDOUT);
+    else
+        gh_router_timeout(u->stream);
+}
+
+static void up_on_connect(uv_connect_t *req, int status)
+{
+    gh_upconn_t *u = req->data;
+    if (u->closing)
+        return;
+    uv_timer_stop(&u->timer);
+    if (u->stream == NULL) {
+        gh_upconn_close(u);
+        return;
+    }
+    if (status == 0) {
+        u->connected = 1;
+        uv_tcp_nodelay(&u->tcp, 1);
+    }
+    gh_router_connected(u->stream, status);
+}
+
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
+{
+    gh_upconn_t *u;
+    if (!fresh && p->idle != NULL) {
+        u = p->idle;
+        p->idle = u->next_idle;
+        u->next_idle = NULL;
+        p->num_idle--;
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = 0;
+        uv_timer_stop(&u->timer);
+        u->reused = 1;
+        return u;
+    }
+    u = calloc(1, sizeof(*u));
+    if (u == NULL) {
+        *err = UV_ENOMEM;
+        return NULL;
+    }
+    const gh_cluster_t *c = p->cluster;
+    size_t cap = c->max_response_head + 4096;
+    if (cap < 65536)
+        cap = 65536;
+    u->rbuf = malloc(cap);
+    if (u->rbuf == NULL) {
+        free(u);
+        *err = UV_ENOMEM;
+        return NULL;
+    }
+    u->rcap = cap;
+    u->pool = p;
+    u->tcp.data = u;
+    u->timer.data = u;
+    u->creq.data = u;
+    uv_tcp_init(&p->worker->loop, &u->tcp);
+    uv_timer_init(&p->worker->loop, &u->timer);
+    u->handles_open = 2;
+    int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->ep->addr,
+                           up_on_connect);
+    if (r < 0) {
+        *err = r;
+        gh_upconn_close(u);
+        return NULL;
+    }
+    uv_timer_start(&u->timer, up_on_timer, c->connect_timeout_ms, 0);
+    return u;
+}
+
+static void idle_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread != 0)
+        gh_upconn_close(h->data);
+}
+
+void gh_upconn_release(gh_upconn_t *u, int reusable)
+{
+    gh_pool_t *p = u->pool;
+    u->stream = NULL;
+    if (u->closing)
+        return;
+    if (!reusable || u->wpending || p->num_idle >= p->cluster->max_idle || p->worker->stopping) {
+        gh_upconn_close(u);
+        return;
+    }
+    uv_timer_stop(&u->timer);
+    u->rlen = 0;
+    u->next_idle = p->idle;
+    p->idle = u;
+    p->num_idle++;
+    if (u->reading)
+        uv_read_stop((uv_stream_t *)&u->tcp);
+    u->reading = 0;
+    uv_read_start((uv_stream_t *)&u->tcp, up_alloc, idle_read);
+    uv_timer_start(&u->timer, up_on_timer, p->cluster->idle_timeout_ms, 0);
+}
+
+static void up_on_write(uv_write_t *req, int status)
+{
+    gh_upconn_t *u = req->data;
+    u->wpending = 0;
+    if (u->stream == NULL)
+        return;
+    gh_router_wrote(u->stream, status);
+}
+
+void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
+{
+    u->wreq.data = u;
+    u->wpending = 1;
+    int r = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
+    if (r < 0) {
+        u->wpending = 0;
+        gh_router_wrote(u->stream, r);
+    }
+}
+
+void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms)
+{
+    uv_timer_start(&u->timer, up_on_timer, ms, 0);
+}
+
+void gh_upconn_stop_timer(gh_upconn_t *u)
+{
+    uv_timer_stop(&u->timer);
+}
+
+void gh_pool_dispose(gh_pool_t *p)
+{
+    while (p->idle != NULL)
+        gh_upconn_close(p->idle);
+}
