@@ -148,7 +148,10 @@ typedef struct {
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with
- * gh_config_free) or NULL with err->msg = "path:line:col: message". */
+ * gh_config_free) or NULL with err->msg = "path:line:col: message".
+ * Endpoint host names are resolved here (getaddrinfo, first result). With the
+ * environment variable GH_CONFIG_NO_DNS set (and not "0"), only numeric hosts
+ * and "localhost" are accepted, so tests and fuzzing never touch DNS. */
 gh_config_t *gh_config_load(const char *path, gh_config_error_t *err);
 
 /* Same, from a buffer; name is used in error messages. For tests and fuzzing. */

@@ -23,8 +23,8 @@
 #include "config/yaml.h"
 
 #define KIB 1024ULL
-#define MIB (1024ULL * KIB)
-#define GIB (1024ULL * MIB)
+#define MIB (1024 * KIB)
+#define GIB (1024 * MIB)
 
 #define MAX_WORKERS 1024
 #define MAX_HEAD_LIMIT (8 * MIB) /* as Envoy's ceiling for max_request_headers_kb */
@@ -171,8 +171,10 @@ void gh_config_free(gh_config_t *cfg)
 static int dup_mem(ctx_t *c, const char *s, size_t len, char **out)
 {
     char *p = malloc(len + 1);
-    if (p == NULL)
-        return gh_yaml_oom(c->doc);
+    if (p == NULL) {
+        gh_yaml_oom(c->doc);
+        return -ENOMEM;
+    }
     if (len > 0)
         memcpy(p, s, len);
     p[len] = '\0';
@@ -180,14 +182,17 @@ static int dup_mem(ctx_t *c, const char *s, size_t len, char **out)
     return 0;
 }
 
-/* calloc(n, size) that reports errors; n == 0 gives NULL and success. */
+/* calloc(n, size) that reports errors. Never NULL on success, even for
+ * n == 0, so that callers indexing by the YAML node count need no special
+ * case. */
 static int alloc_array(ctx_t *c, size_t n, size_t size, void **out)
 {
-    *out = NULL;
-    if (n == 0)
-        return 0;
-    *out = calloc(n, size);
-    return *out != NULL ? 0 : gh_yaml_oom(c->doc);
+    *out = calloc(n > 0 ? n : 1, size);
+    if (*out == NULL) {
+        gh_yaml_oom(c->doc);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 static char ascii_lower(char ch)
@@ -449,7 +454,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
-    const char *name;
+    const char *name = NULL;
     uint64_t u;
     size_t i;
     int rc;
@@ -907,7 +912,7 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
     static const char *const keys[] = {"name",     "match",   "to", "direct_response",
                                        "max_body", "timeout", NULL};
     const gh_yaml_node_t *v, *to, *direct, *namenode;
-    const char *name;
+    const char *name = NULL;
     int rc;
 
     r->max_body = GIB;
@@ -991,7 +996,7 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
                                        "routes",       NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
-    const char *name;
+    const char *name = NULL;
     uint64_t u;
     int rc;
 

@@ -124,6 +124,56 @@ static const char *skip_class(const char *p, const char *end, unsigned char mask
     return p;
 }
 
+/*
+ * Field values and request-targets are most of a head. Eight bytes at a
+ * time: the usual byte-twiddling tests (Hacker's Delight 6-1) say whether
+ * a word may hold a byte below 0x20 (or 0x21), a DEL or a '#'; a word that
+ * may is finished byte by byte through the table, so a false alarm (HTAB,
+ * or a borrow across bytes) costs time, never correctness.
+ */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static uint64_t load64(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
+}
+
+/* Nonzero if some byte of x is below n (n <= 0x80), for bytes below 0x80. */
+static uint64_t has_less(uint64_t x, unsigned n)
+{
+    return (x - ONES * n) & ~x & HIGHS;
+}
+
+static uint64_t has_byte(uint64_t x, unsigned b)
+{
+    return has_less(x ^ (ONES * b), 1);
+}
+
+static const char *skip_value(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t x = load64(p);
+        if (has_less(x, 0x20) | has_byte(x, 0x7f))
+            break;
+        p += 8;
+    }
+    return skip_class(p, end, C_FIELD);
+}
+
+static const char *skip_target(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t x = load64(p);
+        if (has_less(x, 0x21) | has_byte(x, 0x7f) | has_byte(x, '#') | (x & HIGHS))
+            break;
+        p += 8;
+    }
+    return skip_class(p, end, C_TARGET);
+}
+
 /* ---- head parser ------------------------------------------------------ */
 
 enum { R_OK = 0, R_MORE = 1, R_ERR = 2 };
@@ -367,7 +417,7 @@ static int parse_fields(ctx_t *c, const char **pp, fields_t *f)
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *value = p;
-        p = skip_class(p, end, C_FIELD);
+        p = skip_value(p, end);
         const char *stop = p;
         int r = expect_crlf(c, &p, "control byte in header value");
         if (r != R_OK)
@@ -486,7 +536,7 @@ static int parse_request_line(ctx_t *c, const char **pp, const gh_h1_limits_t *l
     const char *target = p;
     size_t avail = (size_t)(end - p);
     const char *stop = limits->max_uri < avail ? p + limits->max_uri + 1 : end;
-    p = skip_class(p, stop, C_TARGET);
+    p = skip_target(p, stop);
     if ((size_t)(p - target) > limits->max_uri)
         return fail(c, 414, "request-target too long");
     if (p == end)
@@ -603,7 +653,7 @@ static int parse_status_line(ctx_t *c, const char **pp, gh_h1_response_t *res)
     else if (*p != '\r' && *p != '\n')
         return fail(c, 502, "invalid status code");
     res->reason = p;
-    p = skip_class(p, c->end, C_FIELD);
+    p = skip_value(p, c->end);
     res->reason_len = (size_t)(p - res->reason);
     r = expect_crlf(c, &p, "control byte in reason-phrase");
     if (r != R_OK)

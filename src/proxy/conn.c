@@ -319,7 +319,7 @@ void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
 /* A finished exchange that did not keep the connection alive. */
 void gh_conn_finish(gh_conn_t *c)
 {
-    if (c->peer_eof || c->rlen == 0)
+    if (c->peer_eof)
         gh_conn_close(c);
     else
         linger_close(c);

@@ -185,6 +185,9 @@ class Gatehouse:
             cfg = json.loads(json.dumps(config))
             if workers is not None and "workers" not in cfg:
                 cfg = {"workers": workers, **cfg}
+            if "drain_timeout" not in cfg:
+                # Bounds teardown when a test leaves a stuck connection behind.
+                cfg = {"drain_timeout": "5s", **cfg}
             for lst in cfg.get("listeners", [])[:1]:
                 if "listen" not in lst:
                     items = list(lst.items())
@@ -1144,6 +1147,10 @@ class Upstream:
                 "obs_fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
                 "bare_lf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
                 "space_colon": b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+                "te_gzip_chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                "nul_value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+                "huge_head": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100000 + b"\r\nContent-Length: 2\r\n\r\nok",
+                "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
             }[kind]
             self._send(conn, bad)
             time.sleep(0.1)

@@ -3,16 +3,12 @@ directly (no gatehouse), so that a failure elsewhere is gatehouse's, not the
 harness's."""
 
 import hashlib
-import json
-import socket
-import threading
 
 import pytest
 
 from harness import (
     MiB,
     RawConn,
-    Upstream,
     chunked,
     fetch,
     make_config,

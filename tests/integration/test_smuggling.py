@@ -161,7 +161,11 @@ def test_refused_after_a_good_pipelined_request(proxy, case):
 # as exactly one request with the right body, and keep the connection usable.
 VALID = {
     "te_uppercase": (req([b"Transfer-Encoding: Chunked"], CHUNKED_BODY), b"hello"),
-    "te_ows": (req([b"Transfer-Encoding: \t chunked \t"], CHUNKED_BODY), b"hello"),
+    "te_extra_spaces": (req([b"Transfer-Encoding:   chunked  "], CHUNKED_BODY), b"hello"),
+    "te_ows_tabs": (req([b"Transfer-Encoding: \t chunked \t"], CHUNKED_BODY), b"hello"),
+    "te_no_space": (req([b"Transfer-Encoding:chunked"], CHUNKED_BODY), b"hello"),
+    "cl_ows": (req([b"Content-Length:  5 \t"], b"hello"), b"hello"),
+    "cl_no_space": (req([b"Content-Length:5"], b"hello"), b"hello"),
     "chunk_ext": (req([b"Transfer-Encoding: chunked"], b"5;name=value;x=\"q\"\r\nhello\r\n0\r\n\r\n"), b"hello"),
     "chunk_upper_hex_leading_zeros": (req([b"Transfer-Encoding: chunked"], b"000A\r\n0123456789\r\n0\r\n\r\n"), b"0123456789"),
     "header_value_with_tab": (req([b"X-Foo: a\tb", b"Content-Length: 5"], b"hello"), b"hello"),

@@ -1,0 +1,200 @@
+"""Bounded sizes and times: 414, 431 (size and count), 413 (by Content-Length
+and by chunked body), 408 (header timeout), idle and body timeouts."""
+
+import threading
+import time
+
+import pytest
+
+from harness import ConnectionClosed, RawConn, assert_refusal, chunked, fetch
+
+LIMITS = {"max_uri": "1KiB", "max_head": "4KiB", "max_headers": 10}
+
+
+@pytest.fixture
+def limited(proxy):
+    return proxy(listener=LIMITS, route={"max_body": "1KiB"})
+
+
+def sentinel_only(g, up, also=()):
+    assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
+    assert up.targets() == list(also) + ["/echo?sentinel=1"], up.requests
+
+
+def test_uri_too_long(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo?" + "a" * 2000)
+    assert_refusal(r, 414, "uri_too_long")
+    sentinel_only(g, up)
+
+
+def test_uri_at_limit_accepted(limited):
+    g, up = limited
+    target = "/echo?" + "a" * (1024 - len("/echo?"))
+    assert len(target) == 1024
+    r = fetch(g.port, "GET", target)
+    assert r.status == 200 and r.json()["target"] == target, r
+
+
+def test_uri_one_past_limit_refused(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo?" + "a" * (1025 - len("/echo?")))
+    assert_refusal(r, 414, "uri_too_long")
+
+
+def test_head_too_large(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo", [("X-Big", "b" * 5000)])
+    assert_refusal(r, 431, "header_too_large")
+    sentinel_only(g, up)
+
+
+def test_head_too_large_many_small_lines(limited):
+    g, up = limited
+    # 9 fields of ~600 bytes: within the count, over 4 KiB in total.
+    r = fetch(g.port, "GET", "/echo", [(f"X-H{i}", "c" * 600) for i in range(8)])
+    assert_refusal(r, 431, "header_too_large")
+    sentinel_only(g, up)
+
+
+def test_head_under_limit_accepted(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo", [("X-Big", "b" * 3000)])
+    assert r.status == 200, r
+
+
+def test_too_many_headers(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo", [(f"X-H{i}", "v") for i in range(20)])
+    assert_refusal(r, 431, "header_too_large")
+    sentinel_only(g, up)
+
+
+def test_too_many_headers_by_one(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo", [(f"X-H{i}", "v") for i in range(10)])  # + Host = 11
+    assert_refusal(r, 431, "header_too_large")
+
+
+def test_header_count_at_limit_accepted(limited):
+    g, up = limited
+    r = fetch(g.port, "GET", "/echo", [(f"X-H{i}", "v") for i in range(9)])  # + Host = 10
+    assert r.status == 200, r
+
+
+def test_body_too_large_by_content_length(limited):
+    g, up = limited
+    with RawConn(g.port) as c:
+        # Only the head: the refusal must not wait for the body.
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n")
+        r = c.read_response("POST")
+    assert_refusal(r, 413, "payload_too_large")
+    sentinel_only(g, up)
+
+
+def test_body_at_limit_accepted(limited):
+    g, up = limited
+    r = fetch(g.port, "POST", "/echo", body=b"x" * 1024)
+    assert r.status == 200 and r.json()["body_len"] == 1024, r
+
+
+def test_body_too_large_chunked(limited):
+    g, up = limited
+    with RawConn(g.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for i in range(8):
+                c.send(b"100\r\n" + bytes([65 + i]) * 256 + b"\r\n")
+                time.sleep(0.02)
+            c.send(b"0\r\n\r\n")
+        except OSError:
+            pass  # gatehouse may close as soon as it has answered
+        r = c.read_response("POST")
+    assert_refusal(r, 413, "payload_too_large")
+    assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
+    assert up.targets() == ["/echo?sentinel=1"], f"an over-limit body reached the upstream complete: {up.requests}"
+
+
+def test_chunked_body_at_limit_accepted(limited):
+    g, up = limited
+    body = chunked([b"y" * 512, b"z" * 512])
+    r = fetch(g.port, "POST", "/echo", [("Transfer-Encoding", "chunked")], body=body)
+    assert r.status == 200 and r.json()["body_len"] == 1024, r
+
+
+def test_expect_continue_over_limit_gets_413_not_100(limited):
+    g, up = limited
+    with RawConn(g.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        r = c.read_response("POST")
+    assert_refusal(r, 413, "payload_too_large")
+    assert not r.interim, "100 Continue invites a body that will be refused"
+    sentinel_only(g, up)
+
+
+@pytest.fixture
+def timeouts(proxy):
+    return proxy(listener={"header_timeout": "1s", "idle_timeout": "1s", "body_timeout": "1s"})
+
+
+def test_header_timeout_408(timeouts):
+    g, up = timeouts
+    with RawConn(g.port, timeout=10) as c:
+        c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n")
+        r = c.read_response()
+        assert_refusal(r, 408, "request_timeout")
+        assert c.is_closed(5)
+    sentinel_only(g, up)
+
+
+def test_header_timeout_is_total_not_per_read(timeouts):
+    """A client trickling header lines (slowloris) still gets its 408."""
+    g, up = timeouts
+    c = RawConn(g.port, timeout=8)
+    stop = threading.Event()
+
+    def trickle():
+        try:
+            c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n")
+            for i in range(60):
+                if stop.wait(0.2):
+                    return
+                c.send(f"X-Trickle-{i}: v\r\n".encode())
+        except OSError:
+            pass
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        r = c.read_response()
+    finally:
+        stop.set()
+        t.join(5)
+    assert_refusal(r, 408, "request_timeout")
+    c.close()
+    sentinel_only(g, up)
+
+
+def test_idle_keepalive_connection_closed_silently(timeouts):
+    g, up = timeouts
+    with RawConn(g.port) as c:
+        c.request("GET", "/echo")
+        assert c.read_response().status == 200
+        assert c.is_closed(8), "an idle keep-alive connection must be closed after idle_timeout"
+        assert not c.buf, f"nothing may be sent on an idle connection: {bytes(c.buf)!r}"
+
+
+def test_body_timeout(timeouts):
+    g, up = timeouts
+    with RawConn(g.port, timeout=8) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        try:
+            r = c.read_response("POST")
+        except ConnectionClosed:
+            r = None
+        if r is not None:
+            assert r.status == 408, r
+            assert_refusal(r, 408, "request_timeout")
+        assert c.is_closed(5)
+    assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
+    assert up.targets() == ["/echo?sentinel=1"], up.requests
