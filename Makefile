@@ -11,7 +11,7 @@ FUZZ_TIME ?= 60
 JOBS ?= $(shell nproc)
 PYTEST = /usr/bin/python3 -m pytest
 
-.PHONY: all build run test unit integration asan fuzz format clean deps-build deps-test
+.PHONY: all build run test unit integration asan fuzz bench format clean deps-build deps-test
 
 all: build
 
@@ -55,14 +55,7 @@ $(FUZZ_BUILD)/Makefile:
 
 fuzz: deps-test $(FUZZ_BUILD)/Makefile
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
-	    name=$$(basename $$t); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
-	    mkdir -p $(FUZZ_BUILD)/corpus/$${name#fuzz_}; \
-	    echo "== $$name for $(FUZZ_TIME)s"; \
-	    GH_CONFIG_NO_DNS=1 $$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	        $(FUZZ_BUILD)/corpus/$${name#fuzz_} $$corpus 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' || true; \
-	    test ! -e crash-* || { echo "$$name found a crash"; exit 1; }; \
-	done
+	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_TIME)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

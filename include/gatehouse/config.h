@@ -136,6 +136,64 @@ struct gh_cluster_s {
     size_t max_response_headers; /* default 100 */
 };
 
+/* admin: the admin API's own listener. Off unless the key is present. */
+typedef struct {
+    int enabled;
+    char *address; /* default "127.0.0.1:9901" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char *token_file; /* bearer token read from this file (trimmed) ... */
+    char *token_env;  /* ... or from this environment variable */
+    char *token;      /* the token itself, loaded at config time; a secret */
+} gh_admin_conf_t;
+
+/* Access log fields, in output order. */
+enum {
+    GH_LOG_FIELD_TIME = 0,
+    GH_LOG_FIELD_REQUEST_ID,
+    GH_LOG_FIELD_LISTENER,
+    GH_LOG_FIELD_ROUTE,
+    GH_LOG_FIELD_METHOD,
+    GH_LOG_FIELD_PATH,
+    GH_LOG_FIELD_QUERY,
+    GH_LOG_FIELD_STATUS,
+    GH_LOG_FIELD_BYTES_IN,
+    GH_LOG_FIELD_BYTES_OUT,
+    GH_LOG_FIELD_DURATION,
+    GH_LOG_FIELD_UPSTREAM,
+    GH_LOG_FIELD_UPSTREAM_DURATION,
+    GH_LOG_FIELD_CLIENT,
+    GH_LOG_FIELD_USER_AGENT,
+    GH_LOG_FIELD_PRINCIPAL,
+    GH_LOG_FIELD_CONSUMER,
+    GH_LOG_FIELD_TRACE_ID,
+    GH_LOG_FIELD_ERROR,
+    GH_LOG_FIELD_COUNT
+};
+/* JSON key of each field, indexed by GH_LOG_FIELD_*. */
+extern const char *const gh_access_log_field_names[GH_LOG_FIELD_COUNT];
+
+/* access_log: one JSON object per request. Off unless the key is present. */
+typedef struct {
+    int enabled;
+    char *path;         /* NULL = stdout */
+    uint32_t fields;    /* bit set of GH_LOG_FIELD_*; default all */
+    char **secret_query; /* query parameter names whose values are masked */
+    size_t num_secret_query;
+} gh_access_log_conf_t;
+
+/* tracing: spans exported as OTLP/HTTP JSON. Off unless the key is present. */
+typedef struct {
+    int enabled;
+    char *collector;    /* URL, e.g. http://127.0.0.1:4318/v1/traces (required) */
+    double sampling;    /* 0..1, for new traces; default 1.0 */
+    char *service_name; /* default "gatehouse" */
+    uint32_t queue_size; /* spans waiting for export; default 2048 */
+    uint32_t batch_size; /* spans per export request; default 256 */
+    uint64_t flush_interval_ms; /* default 1s */
+    uint64_t export_timeout_ms; /* default 2s */
+} gh_tracing_conf_t;
+
 typedef struct {
     char *path; /* the file it came from */
     uint32_t workers; /* 0 = one per core; the --workers flag overrides */
@@ -145,6 +203,10 @@ typedef struct {
     size_t num_listeners;
     gh_cluster_t *clusters;
     size_t num_clusters;
+
+    gh_admin_conf_t admin;
+    gh_access_log_conf_t access_log;
+    gh_tracing_conf_t tracing;
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/sections.h"
 #include "config/yaml.h"
 
 #define KIB 1024ULL
@@ -162,6 +163,7 @@ void gh_config_free(gh_config_t *cfg)
         free(c->endpoints);
     }
     free(cfg->clusters);
+    gh_config_free_sections(cfg);
     free(cfg->path);
     free(cfg);
 }
@@ -1059,7 +1061,8 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers", "drain_timeout", "listeners", "clusters", NULL};
+    static const char *const keys[] = {"workers",    "drain_timeout", "listeners", "clusters",
+                                       "admin",      "access_log",    "tracing",   NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;
@@ -1074,6 +1077,11 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         (rc = opt_duration(c, root, "drain_timeout", &c->cfg->drain_timeout_ms)) != 0)
         return rc;
     c->cfg->workers = (uint32_t)u;
+    if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
+        (rc = gh_config_parse_access_log(c->doc, gh_yaml_map_get(root, "access_log"), c->cfg)) !=
+            0 ||
+        (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0)
+        return rc;
     if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0)
         return rc;
     if ((rc = gh_yaml_require(c->doc, root, "listeners", "the configuration", &listeners)) != 0 ||

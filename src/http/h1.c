@@ -15,10 +15,13 @@
  *     ("gzip", "identity") is 501 on a request (RFC 9112 section 6.1: a
  *     server that does not understand a coding SHOULD answer 501); a list,
  *     parameters, a repeat, odd whitespace or an empty value is 400.
- *   - Content-Length and Transfer-Encoding are held to their canonical form:
- *     at most one SP after the colon, nothing after the value. OWS there is
- *     valid, but the proxy forwards these lines, and an upstream that trims
- *     them differently would frame the body differently.
+ *   - Content-Length and Transfer-Encoding values may carry OWS around them
+ *     (RFC 9110 section 5.5), which is trimmed. This is safe because the
+ *     proxy never forwards these lines: it frames every body it sends
+ *     itself, so no peer ever sees the client's spelling of them.
+ *   - A single unsupported coding ("gzip") is 501, but only once the head is
+ *     complete, so that a repeated Transfer-Encoding is always a 400
+ *     whichever line comes first.
  *   - A repeated Content-Length must be byte-identical ("5" and "05" differ).
  *   - A response without a length (UNTIL_CLOSE) has keep_alive 0.
  *   - A status-line without the SP before an empty reason ("HTTP/1.1 200")
@@ -194,7 +197,8 @@ typedef struct {
     const char *cl; /* first Content-Length value, NULL if none */
     size_t cl_len;
     uint64_t content_length;
-    int te; /* a (valid) Transfer-Encoding: chunked was seen */
+    int te;       /* a (valid) Transfer-Encoding: chunked was seen */
+    int te_other; /* a Transfer-Encoding with one coding that is not chunked */
     int conn_close;
     int conn_keep_alive;
     int host_index;
@@ -293,10 +297,9 @@ static void scan_connection(fields_t *f, const char *v, size_t len)
 }
 
 /*
- * Checks one complete field line against the framing rules. canonical is
- * whether the raw value had at most one SP before it and nothing after it.
+ * Checks one complete field line against the framing rules.
  */
-static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h, int canonical)
+static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h)
 {
     switch (h->name_len) {
     case 4:
@@ -331,7 +334,7 @@ static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h, int canon
         /* RFC 9112 section 6.3: an invalid Content-Length, or several that
          * differ, make the framing unknowable: refuse rather than guess. */
         uint64_t n;
-        if (!canonical || parse_length(h->value, h->value_len, &n) < 0)
+        if (parse_length(h->value, h->value_len, &n) < 0)
             return fail(c, 400, "malformed Content-Length");
         if (f->cl) {
             if (f->cl_len != h->value_len || memcmp(f->cl, h->value, h->value_len) != 0)
@@ -341,7 +344,7 @@ static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h, int canon
             f->cl_len = h->value_len;
             f->content_length = n;
         }
-        if (f->te)
+        if (f->te || f->te_other)
             return fail(c, 400, "both Content-Length and Transfer-Encoding");
         break;
     }
@@ -351,17 +354,19 @@ static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h, int canon
         /* RFC 9112 section 6.1 and 6.3: both framings at once is the
          * classic smuggling setup; a repeat or a list is where parsers
          * disagree about which coding is last. Only one exact "chunked". */
-        if (f->te)
+        if (f->te || f->te_other)
             return fail(c, 400, "repeated Transfer-Encoding");
         if (f->cl)
             return fail(c, 400, "both Content-Length and Transfer-Encoding");
         if (f->minor == 0)
             return fail(c, 400, "Transfer-Encoding in an HTTP/1.0 message");
-        if (!canonical || h->value_len == 0)
+        if (h->value_len == 0)
             return fail(c, 400, "malformed Transfer-Encoding");
         if (!EQUALS_CI(h->value, h->value_len, "chunked")) {
-            if (skip_class(h->value, h->value + h->value_len, C_TCHAR) == h->value + h->value_len)
-                return fail(c, 501, "unsupported transfer coding");
+            if (skip_class(h->value, h->value + h->value_len, C_TCHAR) == h->value + h->value_len) {
+                f->te_other = 1; /* 501 once the head is complete */
+                break;
+            }
             return fail(c, 400, "malformed Transfer-Encoding");
         }
         f->te = 1;
@@ -413,7 +418,7 @@ static int parse_fields(ctx_t *c, const char **pp, fields_t *f)
         if (p == name)
             return fail(c, 400, "empty header name");
         size_t name_len = (size_t)(p - name);
-        const char *raw = ++p;
+        ++p;
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         const char *value = p;
@@ -431,8 +436,7 @@ static int parse_fields(ctx_t *c, const char **pp, fields_t *f)
         h->name_len = name_len;
         h->value = value;
         h->value_len = (size_t)(vend - value);
-        int canonical = (value == raw || (value == raw + 1 && *raw == ' ')) && vend == stop;
-        r = check_field(c, f, h, canonical);
+        r = check_field(c, f, h);
         if (r != R_OK)
             return r;
         f->num++;
@@ -606,6 +610,8 @@ int gh_h1_request_parse(const char *buf, size_t len, const gh_h1_limits_t *limit
     if (req->minor_version == 1 && f.host_index < 0)
         return finish(fail(&c, 400, "missing Host"), buf, p);
 
+    if (f.te_other)
+        return finish(fail(&c, 501, "unsupported transfer coding"), buf, p);
     req->host_index = f.host_index;
     req->content_length = 0;
     if (f.te) {
@@ -682,6 +688,8 @@ int gh_h1_response_parse(const char *buf, size_t len, const gh_h1_limits_t *limi
     if (r != R_OK)
         return finish(r, buf, p);
 
+    if (f.te_other)
+        return finish(fail(&c, 502, "unsupported transfer coding"), buf, p);
     if (res->minor_version == 1)
         res->keep_alive = !f.conn_close;
     else

@@ -308,6 +308,13 @@ static void pump_response(gh_stream_t *s)
             gh_upconn_stop_timer(u);
     }
     if (n == 0) {
+        if (s->res_pump.done) {
+            /* A close-delimited body to a client that reads until close:
+             * nothing more to write, the exchange is over. */
+            s->res_done = 1;
+            gh_stream_end(s);
+            return;
+        }
         if (u != NULL)
             gh_upconn_update_reading(u);
         return;

@@ -224,3 +224,21 @@ def test_cli_workers_flag_serves(gatehouse):
     for _ in range(10):
         r = fetch(g.port, "GET", "/health")
         assert r.status == 200 and r.body == b"ok\n"
+
+
+def test_sigterm_lets_in_flight_request_finish(gatehouse, upstream):
+    from harness import make_config
+    up = upstream()
+    g = gatehouse(make_config([up]))
+    with RawConn(g.port) as c:
+        c.request("GET", "/slow/1")
+        up.wait_requests(1)
+        g.proc.send_signal(signal.SIGTERM)
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/slow/1", r
+    # No second signal: that one may legitimately force an immediate exit.
+    try:
+        rc = g.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    assert rc == 0, f"exit status {rc} (None = still running 15s after SIGTERM)"

@@ -198,3 +198,35 @@ def test_body_timeout(timeouts):
         assert c.is_closed(5)
     assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
     assert up.targets() == ["/echo?sentinel=1"], up.requests
+
+
+def _refused_or_cut(c, method="POST"):
+    """A refusal in {400, 413, 431} followed by close, or a plain close."""
+    try:
+        r = c.read_response(method)
+    except ConnectionClosed:
+        return None
+    assert r.status in (400, 413, 431), r
+    assert c.is_closed(5)
+    return r
+
+
+@pytest.mark.parametrize("what", ["chunk_extension", "chunk_size_line", "trailers"])
+def test_chunked_metadata_is_bounded(limited, what):
+    """Chunk extensions, chunk-size lines and trailer sections are not
+    buffered without limit."""
+    g, up = limited
+    big = b"a" * 200000
+    body = {
+        "chunk_extension": b"5;ext=" + big + b"\r\nhello\r\n0\r\n\r\n",
+        "chunk_size_line": b"0" * 200000 + b"5\r\nhello\r\n0\r\n\r\n",
+        "trailers": b"5\r\nhello\r\n0\r\n" + b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 1000) for i in range(200)) + b"\r\n",
+    }[what]
+    with RawConn(g.port) as c:
+        try:
+            c.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        except OSError:
+            pass
+        _refused_or_cut(c)
+    assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
+    assert up.targets() == ["/echo?sentinel=1"], up.requests

@@ -4,6 +4,7 @@ trailers, body framing."""
 
 import hashlib
 import threading
+import time
 
 import pytest
 
@@ -465,3 +466,102 @@ def test_response_body_sizes(proxy):
             r = c.read_response()
             assert r.status == 200 and r.complete, r
             assert hashlib.sha256(r.body).hexdigest() == pattern_sha256(n), (n, mode)
+
+
+@pytest.mark.parametrize("code", [100, 103])
+def test_upstream_interim_response_then_final(proxy, code):
+    g, up = proxy()
+    with RawConn(g.port) as c:
+        c.request("GET", f"/echo?interim={code}")
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == f"/echo?interim={code}", r
+        assert all(i.status == code for i in r.interim), r.interim
+        c.request("GET", "/echo?after=1")
+        assert c.read_response().json()["target"] == "/echo?after=1"
+
+
+def test_http10_requests_still_reuse_upstream_connection(proxy):
+    g, up = proxy()
+    for i in range(3):
+        with RawConn(g.port) as c:
+            c.send(f"GET /echo?i={i} HTTP/1.0\r\n\r\n".encode())
+            assert c.read_response().status == 200
+    ids = up.conn_ids()
+    assert len(ids) == 3 and len(set(ids)) == 1, ids
+
+
+def test_many_concurrent_connections(proxy):
+    g, up = proxy()
+    conns = [RawConn(g.port) for _ in range(200)]
+    try:
+        for i, c in enumerate(conns):
+            c.request("GET", f"/echo?c={i}")
+        for i, c in enumerate(conns):
+            r = c.read_response()
+            assert r.status == 200 and r.json()["target"] == f"/echo?c={i}", r
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_client_abort_mid_upload(proxy):
+    g, up = proxy()
+    c = RawConn(g.port)
+    c.send(b"POST /hash HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n" + pattern_bytes(100000))
+    c.close()
+    r = fetch(g.port, "GET", "/echo?sentinel=1")
+    assert r.status == 200, r
+    assert up.targets() == ["/echo?sentinel=1"], up.requests
+    assert g.alive()
+
+
+def test_client_abort_mid_download(proxy):
+    g, up = proxy()
+    c = RawConn(g.port)
+    c.request("GET", "/bytes/104857600?mode=cl")
+    r = c.read_head()
+    assert r.status == 200
+    while len(c.buf) < 100000 and c._recv():
+        pass
+    c.close()
+    for i in range(3):
+        r = fetch(g.port, "GET", f"/echo?after={i}")
+        assert r.status == 200 and r.json()["target"] == f"/echo?after={i}", r
+        aborted = [x for x in up.requests if x.target.startswith("/bytes/")][0]
+        assert r.json()["conn_id"] != aborted.conn_id, "reused the connection of an unfinished response"
+    assert g.alive()
+
+
+def test_deep_pipeline(proxy):
+    g, up = proxy()
+    n = 100
+    with RawConn(g.port) as c:
+        c.send(b"".join(RawConn.build("GET", f"/echo?p={i}") for i in range(n)))
+        for i in range(n):
+            r = c.read_response()
+            assert r.status == 200 and r.json()["target"] == f"/echo?p={i}", (i, r)
+
+
+def test_pool_idle_timeout_closes_upstream_connection(proxy):
+    g, up = proxy(cluster={"idle_timeout": "1s"})
+    r1 = fetch(g.port, "GET", "/echo?n=1")
+    assert r1.status == 200
+    assert up.wait_closed(1, timeout=8) >= 1, "pooled connection still open well after idle_timeout"
+    r2 = fetch(g.port, "GET", "/echo?n=2")
+    assert r2.status == 200 and r2.json()["conn_id"] != r1.json()["conn_id"]
+
+
+def test_pool_max_idle(proxy):
+    g, up = proxy(cluster={"max_idle": 1})
+    conns = [RawConn(g.port) for _ in range(3)]
+    for i, c in enumerate(conns):
+        c.request("GET", f"/slow/0.5?c={i}")
+    for c in conns:
+        assert c.read_response().status == 200
+    assert up.connections == 3, "three concurrent requests need three upstream connections"
+    assert up.wait_closed(2, timeout=8) >= 2, "more than max_idle connections kept"
+    time.sleep(0.3)
+    assert up.closed_conns == 2, "the one idle connection allowed must stay open"
+    for i in range(3):
+        assert fetch(g.port, "GET", f"/echo?after={i}").status == 200
+    assert up.connections == 3, "later sequential requests must reuse the kept connection"

@@ -341,3 +341,29 @@ def test_lb_default_is_round_robin(gatehouse, upstream):
     g = gatehouse(make_config([a, b]))
     _run(g, 10)
     assert (len(a.complete_requests()), len(b.complete_requests())) == (5, 5)
+
+
+def test_pipelined_mixed_direct_proxied_and_404(gatehouse, upstream):
+    """Responses come back in request order even when a slow proxied request
+    is followed by requests gatehouse answers itself."""
+    up = upstream()
+    cfg = make_config([up], routes=[
+        route("direct", path={"exact": "/direct"}),
+        {"name": "proxied", "match": {"path": {"regex": "^/(slow|echo)"}}, "to": "app"},
+    ])
+    g = gatehouse(cfg)
+    with RawConn(g.port) as c:
+        c.send(RawConn.build("GET", "/slow/0.5?n=1")
+               + RawConn.build("GET", "/direct")
+               + RawConn.build("GET", "/nowhere")
+               + RawConn.build("HEAD", "/nowhere")
+               + RawConn.build("GET", "/echo?n=2"))
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/slow/0.5?n=1", r
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"direct", r
+        assert_refusal(c.read_response(), 404, "not_found")
+        r = c.read_response("HEAD")
+        assert r.status == 404 and r.body == b"", r
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/echo?n=2", r

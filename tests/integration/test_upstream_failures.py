@@ -122,7 +122,7 @@ def test_die_mid_chunked_on_keepalive_connection_with_pipelined_request(proxy):
 
 
 BAD_RESPONSES = ["cl_te", "dup_cl", "bad_cl", "status", "garbage", "obs_fold", "bare_lf", "space_colon",
-                 "te_gzip_chunked", "nul_value", "huge_head"]
+                 "te_gzip_chunked", "nul_value", "huge_head", "many_headers"]
 
 
 @pytest.mark.parametrize("kind", BAD_RESPONSES)
@@ -209,3 +209,25 @@ def test_large_response_then_reuse(proxy):
         assert r.complete and hashlib.sha256(r.body).hexdigest() == r.header("x-sha256")
         c.request("GET", "/echo")
         assert c.read_response().status == 200
+
+
+@pytest.mark.parametrize("method,target", [
+    ("GET", "/echo?poison=1"),
+    ("GET", "/status/204?poison=1"),
+    ("GET", "/status/304?poison=1"),
+    ("HEAD", "/head-ok?poison=1"),
+    ("GET", "/bytes/1000?mode=chunked&poison=1"),
+], ids=["after_length", "after_204", "after_304", "after_head", "after_chunked"])
+def test_unsolicited_upstream_bytes_never_reach_another_request(proxy, method, target):
+    """Bytes an upstream sends after a complete response (response-queue
+    poisoning) must not be served as the response to the next request."""
+    g, up = proxy()
+    with RawConn(g.port) as c:
+        c.request(method, target)
+        r1 = c.read_response(method)
+        assert r1.status in (200, 204, 304, 502), r1
+        assert not r1.has("x-poison")
+    for i in range(3):
+        r = fetch(g.port, "GET", f"/echo?next={i}")
+        assert not r.has("x-poison") and r.body != b"poison!", f"poisoned response served: {r!r}"
+        assert r.status == 200 and r.json()["target"] == f"/echo?next={i}", r

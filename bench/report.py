@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""Turns bench/run's results.tsv into the Markdown report: prints it and
+writes it to docs/performance.md between the bench markers, keeping every
+other line of that file. Standard library only."""
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+NAMES = {"gatehouse": "gatehouse", "haproxy": "HAProxy", "nginx": "nginx", "h2o": "h2o"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def to_us(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[m.group(2)]
+
+
+def parse_wrk(path):
+    out = {"non2xx": 0, "socket_errors": None}
+    try:
+        text = open(path).read()
+    except OSError:
+        return out
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        out["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    if m:
+        out["requests"] = int(m.group(1))
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, text, re.M)
+        if m:
+            out["p" + pct] = to_us(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+    return out
+
+
+def load(path):
+    res = {}
+    for line in open(path):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 3:
+            continue
+        p, k, v = parts
+        res.setdefault(p, {})
+        if k == "failed":
+            res[p].setdefault("failed", []).append(v)
+        else:
+            res[p][k] = v
+    return res
+
+
+def metrics(r, a):
+    m = {}
+    if "wrk_file" in r:
+        w = parse_wrk(r["wrk_file"])
+        m.update(w)
+        if "cpu_ticks" in r and w.get("requests"):
+            cpu_s = int(r["cpu_ticks"]) / CLK_TCK
+            m["cpu_us"] = cpu_s * 1e6 / w["requests"]
+            m["cpu_busy"] = cpu_s / a.duration
+    if r.get("peak_rss_kb"):
+        m["peak_rss"] = int(r["peak_rss_kb"]) * 1024
+    if r.get("instr_n1") and r.get("instr_n2"):
+        m["instr"] = (int(r["instr_n2"]) - int(r["instr_n1"])) / (a.n2 - a.n1)
+    if r.get("idle_held") and int(r["idle_held"]) > 0:
+        m["idle"] = (int(r["idle_rss_after_kb"]) - int(r["idle_rss_before_kb"])) * 1024 / int(r["idle_held"])
+    return m
+
+
+def fmt_lat(us):
+    if us is None:
+        return "–"
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def fmt(key, v):
+    if v is None:
+        return "–"
+    if key == "rps":
+        return f"{v:,.0f}"
+    if key in ("p50", "p99"):
+        return fmt_lat(v)
+    if key == "cpu_us":
+        return f"{v:.2f}"
+    if key == "cpu_busy":
+        return f"{v * 100:.0f}%"
+    if key == "instr":
+        return f"{v:,.0f}"
+    if key == "peak_rss":
+        return f"{v / 1048576:.1f} MiB"
+    if key == "idle":
+        return f"{v:,.0f}"
+    return str(v)
+
+
+COLS = [("rps", "req/s"), ("p50", "p50"), ("p99", "p99"), ("cpu_us", "CPU µs/req"),
+        ("cpu_busy", "proxy CPU"), ("instr", "instr/req"), ("peak_rss", "peak RSS"),
+        ("idle", "bytes/idle conn")]
+RATIO_COLS = [c for c in COLS if c[0] != "cpu_busy"]
+
+
+def machine():
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return model
+
+
+def render(res, a):
+    proxies = [p for p in a.proxies.split() if p in res]
+    ms = {p: metrics(res[p], a) for p in proxies}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    L = []
+    L.append(f"Measured {now} by `make bench` on {os.cpu_count()} CPUs ({machine()}), "
+             f"Linux {platform.release()}.")
+    L.append("")
+    L.append(f"Pinning: the proxy under test on CPU {a.proxy_cpu}; wrk, the python clients and the "
+             f"shared upstream (nginx answering `200 hello`) on CPU {a.load_cpu}. "
+             f"Every proxy runs one worker, access logs off, keep-alive to the upstream.")
+    L.append("")
+    L.append("| proxy | " + " | ".join(h for _, h in COLS) + " |")
+    L.append("| --- |" + " ---: |" * len(COLS))
+    for p in proxies:
+        L.append(f"| {NAMES.get(p, p)} | " + " | ".join(fmt(k, ms[p].get(k)) for k, _ in COLS) + " |")
+    base = ms.get("haproxy")
+    if base:
+        L.append("")
+        L.append("Relative to HAProxy (req/s: higher is better; every other column: lower is better):")
+        L.append("")
+        L.append("| proxy | " + " | ".join(h for _, h in RATIO_COLS) + " |")
+        L.append("| --- |" + " ---: |" * len(RATIO_COLS))
+        for p in proxies:
+            cells = []
+            for k, _ in RATIO_COLS:
+                v, b = ms[p].get(k), base.get(k)
+                cells.append(f"{v / b:.2f}×" if v is not None and b else "–")
+            L.append(f"| {NAMES.get(p, p)} | " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("How each figure is taken:")
+    L.append("")
+    L.append(f"- req/s, p50, p99: `wrk -t1 -c{a.conns} -d{a.duration}s --latency` after a 2 s warm-up.")
+    L.append("- CPU µs/req: the proxy's utime+stime (`/proc/PID/stat`, all threads) over the wrk run ÷ "
+             "requests wrk completed; proxy CPU: the same CPU time ÷ wall time (100% = CPU "
+             f"{a.proxy_cpu} saturated; below that the client/upstream side bounded req/s).")
+    L.append(f"- instr/req: `valgrind --tool=callgrind` on the proxy's worker process; after 1,000 warm-up "
+             f"requests, exactly {a.n1:,} and then {a.n2:,} sequential `GET /` over 4 keep-alive "
+             f"connections, counters zeroed before and dumped after each batch; "
+             f"(I({a.n2}) − I({a.n1})) ÷ {a.n2 - a.n1:,}.")
+    L.append("- peak RSS: VmHWM of the proxy's worker after the wrk run.")
+    L.append(f"- bytes/idle conn: VmRSS growth while {a.idle:,} keep-alive connections, each after one "
+             f"request, sit idle ÷ the connections held. nginx and HAProxy size some per-connection "
+             f"tables up front from worker_connections / maxconn, so part of their cost is in peak RSS "
+             f"rather than here.")
+    L.append("")
+    L.append("Versions: " + "; ".join(res[p].get("version", p) for p in proxies) + f"; tools: {a.tools}.")
+    notes = []
+    for p in proxies:
+        m, r = ms[p], res[p]
+        if r.get("failed"):
+            notes.append(f"{NAMES.get(p, p)}: could not measure {', '.join(r['failed'])} (see bench output).")
+        if m.get("non2xx"):
+            notes.append(f"{NAMES.get(p, p)}: wrk saw {m['non2xx']:,} non-2xx/3xx responses.")
+        se = m.get("socket_errors")
+        if se and any(se.values()):
+            notes.append(f"{NAMES.get(p, p)}: wrk socket errors: " +
+                         ", ".join(f"{k} {v}" for k, v in se.items()) + ".")
+        if r.get("idle_failed") and int(r["idle_failed"]):
+            notes.append(f"{NAMES.get(p, p)}: {r['idle_failed']} of {a.idle:,} idle connections failed "
+                         f"(refused, closed or not 200).")
+    if notes:
+        L.append("")
+        L.append("Errors seen during the run:")
+        L.append("")
+        L.extend("- " + n for n in notes)
+    raw = []
+    for p in proxies:
+        r = res[p]
+        bits = []
+        if "instr_n1" in r:
+            bits.append(f"I({a.n1})={int(r['instr_n1']):,} I({a.n2})={int(r['instr_n2']):,}")
+        if "idle_rss_before_kb" in r:
+            bits.append(f"idle RSS {int(r['idle_rss_before_kb']):,} → {int(r['idle_rss_after_kb']):,} KiB "
+                        f"for {int(r['idle_held']):,} connections")
+        if bits:
+            raw.append(f"{NAMES.get(p, p)}: " + "; ".join(bits))
+    if raw:
+        L.append("")
+        L.append("Raw: " + ". ".join(raw) + ".")
+    return "\n".join(L) + "\n"
+
+
+def write(path, section):
+    block = f"{BEGIN}\n{section}{END}\n"
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = None
+    if old is None:
+        new = "# Performance\n\nWritten by `make bench` (bench/run); the section between the bench markers is " \
+              "replaced on every run, the rest of this file is kept.\n\n" + block
+    elif BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        new = head + block.rstrip("\n") + tail
+        if not new.endswith("\n"):
+            new += "\n"
+    else:
+        lines = old.split("\n", 1)
+        if lines[0].startswith("# "):
+            new = lines[0] + "\n\n" + block + "\n" + (lines[1].lstrip("\n") if len(lines) > 1 else "")
+        else:
+            new = block + "\n" + old
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("out")
+    ap.add_argument("--proxies", required=True)
+    ap.add_argument("--duration", type=float, required=True)
+    ap.add_argument("--conns", type=int, required=True)
+    ap.add_argument("--n1", type=int, required=True)
+    ap.add_argument("--n2", type=int, required=True)
+    ap.add_argument("--idle", type=int, required=True)
+    ap.add_argument("--proxy-cpu", required=True)
+    ap.add_argument("--load-cpu", required=True)
+    ap.add_argument("--tools", default="")
+    a = ap.parse_args()
+    if a.duration == int(a.duration):
+        a.duration = int(a.duration)
+    section = render(load(a.results), a)
+    sys.stdout.write(section)
+    if a.out != "-":
+        write(a.out, section)
+        print(f"\n(written to {a.out})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
