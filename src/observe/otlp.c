@@ -53,10 +53,10 @@ enum {
 };
 
 static const uint16_t field_cap[F_COUNT] = {
-    [F_METHOD] = 32,         [F_PATH] = 1024,          [F_QUERY] = 512,
-    [F_SCHEME] = 16,         [F_ROUTE] = 128,          [F_SERVER_ADDRESS] = 256,
-    [F_CLIENT_ADDRESS] = 64, [F_USER_AGENT] = 256,     [F_UPSTREAM] = 128,
-    [F_REQUEST_ID] = 64,     [F_ERROR] = 64,           [F_TRACESTATE] = GH_TRACESTATE_MAX,
+    [F_METHOD] = 32,         [F_PATH] = 1024,      [F_QUERY] = 512,
+    [F_SCHEME] = 16,         [F_ROUTE] = 128,      [F_SERVER_ADDRESS] = 256,
+    [F_CLIENT_ADDRESS] = 64, [F_USER_AGENT] = 256, [F_UPSTREAM] = 128,
+    [F_REQUEST_ID] = 64,     [F_ERROR] = 64,       [F_TRACESTATE] = GH_TRACESTATE_MAX,
 };
 
 /* Sum of the caps plus one NUL per field. */
@@ -312,8 +312,8 @@ static void attr_int(gh_otlp_buf_t *b, int *first, const char *key, int64_t v)
  * (this keeps the attribute's cardinality bounded). */
 static int known_method(const char *m)
 {
-    static const char *const known[] = {"CONNECT", "DELETE", "GET",  "HEAD", "OPTIONS",
-                                        "PATCH",   "POST",   "PUT",  "TRACE"};
+    static const char *const known[] = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS",
+                                        "PATCH",   "POST",   "PUT", "TRACE"};
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (strcmp(m, known[i]) == 0)
             return 1;
@@ -403,8 +403,8 @@ static void put_span(gh_otlp_buf_t *b, const slot_t *s)
 }
 
 /* The request for the n spans that start at ring[head] (wrapping at size). */
-static void build_body(gh_otlp_buf_t *b, const char *service_name, const slot_t *ring,
-                       size_t size, size_t head, size_t n)
+static void build_body(gh_otlp_buf_t *b, const char *service_name, const slot_t *ring, size_t size,
+                       size_t head, size_t n)
 {
     b->len = 0;
     b->failed = 0;
@@ -706,6 +706,10 @@ int gh_trace_exporter_submit(gh_trace_exporter_t *e, const gh_span_t *span)
 
 void gh_trace_exporter_stats(gh_trace_exporter_t *e, gh_trace_stats_t *out)
 {
+    if (e == NULL) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
     out->exported = atomic_load(&e->exported);
     out->dropped_queue_full = atomic_load(&e->dropped_queue_full);
     out->dropped_export_failed = atomic_load(&e->dropped_export_failed);

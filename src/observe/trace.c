@@ -116,8 +116,7 @@ static int is_lcalpha(unsigned char c)
 
 static int is_key_char(unsigned char c)
 {
-    return is_lcalpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' ||
-           c == '/';
+    return is_lcalpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*' || c == '/';
 }
 
 /* A tracestate key (section 3.3.1.3.1): simple-key is lcalpha followed by
@@ -311,8 +310,8 @@ static int parse_b3_multi(const gh_h1_header_t *headers, size_t n, gh_trace_ctx_
         FIND_ONE(headers, n, "x-b3-spanid", &sid) != 1)
         return -1;
     if (b3_trace_id(tid->value, tid->value_len, out->trace_id) != 0 ||
-        b3_span_id(sid->value, sid->value_len, out->span_id) != 0 ||
-        all_zero(out->trace_id, 16) || all_zero(out->span_id, 8))
+        b3_span_id(sid->value, sid->value_len, out->span_id) != 0 || all_zero(out->trace_id, 16) ||
+        all_zero(out->span_id, 8))
         return -1;
     out->sampled = 0;
     out->sample_deferred = 1;

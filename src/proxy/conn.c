@@ -26,6 +26,10 @@ static void conn_on_close(uv_handle_t *h)
         return;
     gh_worker_t *w = c->worker;
     w->num_conns--;
+    if (c->lstats != NULL)
+        GH_STAT_DEC(c->lstats->conns_active);
+    if (c->ws != NULL)
+        gh_wsnap_unref(c->ws);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -162,7 +166,7 @@ static void conn_timeout(uv_timer_t *t)
 
 void gh_conn_arm_timer(gh_conn_t *c)
 {
-    const gh_listener_conf_t *l = c->listener->conf;
+    const gh_listener_conf_t *l = gh_conn_lconf(c);
     uint64_t ms;
     if (c->state == GH_CONN_HEAD)
         ms = c->rlen == 0 ? l->idle_timeout_ms : l->header_timeout_ms;
@@ -200,11 +204,15 @@ static const char *status_code_name(int status)
 void gh_conn_process(gh_conn_t *c)
 {
     while (c->state == GH_CONN_HEAD) {
-        const gh_listener_conf_t *l = c->listener->conf;
         if (c->worker->stopping) {
             gh_conn_close(c);
             return;
         }
+        if (c->ws != c->worker->cur && gh_conn_take_current(c) < 0) {
+            gh_conn_close(c);
+            return;
+        }
+        const gh_listener_conf_t *l = gh_conn_lconf(c);
         if (c->rlen == 0) {
             if (c->peer_eof) {
                 gh_conn_close(c);
@@ -305,6 +313,9 @@ static void conn_on_write(uv_write_t *req, int status)
 
 void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
 {
+    if (c->stream != NULL)
+        for (unsigned i = 0; i < nbufs; i++)
+            c->stream->bytes_out += bufs[i].len;
     c->wreq.data = c;
     c->wpending = 1;
     int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
@@ -338,25 +349,65 @@ static void peer_text(gh_conn_t *c)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
 }
 
+static size_t rbuf_size(const gh_listener_conf_t *l)
+{
+    /* The read buffer holds a whole head plus room to see that it is too
+     * long, and is the unit of body streaming. */
+    size_t cap = l->max_head + 4096;
+    return cap < 65536 ? 65536 : cap;
+}
+
+/* Moves an idle connection (between requests) to the worker's current
+ * snapshot, so a keep-alive connection's next request sees a reload.
+ * Returns -1 when its listener is gone from the new config: the caller
+ * closes it. */
+int gh_conn_take_current(gh_conn_t *c)
+{
+    gh_wsnap_t *cur = c->worker->cur;
+    const gh_listener_conf_t *old = gh_conn_lconf(c);
+    const gh_config_t *cfg = cur->snap->cfg;
+    for (size_t i = 0; i < cfg->num_listeners; i++) {
+        const gh_listener_conf_t *l = &cfg->listeners[i];
+        if (l->addrlen != old->addrlen || memcmp(&l->addr, &old->addr, l->addrlen) != 0)
+            continue;
+        size_t cap = rbuf_size(l);
+        if (cap > c->rcap) {
+            char *nb = realloc(c->rbuf, cap);
+            if (nb == NULL)
+                return -1;
+            c->rbuf = nb;
+            c->rcap = cap;
+        }
+        gh_wsnap_unref(c->ws);
+        c->ws = gh_wsnap_ref(cur);
+        c->li = i;
+        return 0;
+    }
+    return -1;
+}
+
 void gh_conn_accept(gh_listener_t *l)
 {
     gh_worker_t *w = l->worker;
     gh_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
-    /* The read buffer holds a whole head plus room to see that it is too
-     * long, and is the unit of body streaming. */
-    size_t cap = l->conf->max_head + 4096;
-    if (cap < 65536)
-        cap = 65536;
+    c->ws = gh_wsnap_ref(w->cur);
+    c->li = l->li;
+    size_t cap = rbuf_size(gh_conn_lconf(c));
     c->rbuf = malloc(cap);
     if (c->rbuf == NULL) {
+        gh_wsnap_unref(c->ws);
         free(c);
         return;
     }
     c->rcap = cap;
     c->worker = w;
-    c->listener = l;
+    c->lstats = gh_metrics_listener(w->metrics, c->ws->snap->lids[c->li].listener_id);
+    if (c->lstats != NULL) {
+        GH_STAT_INC(c->lstats->conns_total);
+        GH_STAT_INC(c->lstats->conns_active);
+    }
     c->id = ++w->next_conn_id;
     c->tcp.data = c;
     c->timer.data = c;

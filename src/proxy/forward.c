@@ -110,6 +110,25 @@ static size_t heads_size(const gh_h1_header_t *h, size_t nh)
     return n;
 }
 
+/* Trace context fields, replaced by gatehouse's own when it traces. */
+static int is_trace_field(const gh_h1_header_t *h)
+{
+    switch (h->name_len) {
+    case 2:
+        return GH_H1_NAME_IS(h, "b3");
+    case 10:
+        return GH_H1_NAME_IS(h, "tracestate");
+    case 11:
+        return GH_H1_NAME_IS(h, "traceparent") || GH_H1_NAME_IS(h, "x-b3-spanid") ||
+               GH_H1_NAME_IS(h, "x-b3-flags");
+    case 12:
+        return GH_H1_NAME_IS(h, "x-b3-traceid") || GH_H1_NAME_IS(h, "x-b3-sampled");
+    case 18:
+        return GH_H1_NAME_IS(h, "x-b3-parentspanid");
+    }
+    return 0;
+}
+
 static int is_request_dropped(const gh_h1_header_t *h)
 {
     switch (h->name_len) {
@@ -138,7 +157,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     collect_connection_tokens(r->headers, r->num_headers, &ct);
 
     size_t cap = r->method_len + r->target_len + 64 + heads_size(r->headers, r->num_headers) +
-                 sizeof(s->conn->peer) + s->host_len + sizeof(s->request_id) + 256;
+                 sizeof(s->conn->peer) + s->host_len + sizeof(s->request_id) + 256 +
+                 (s->traced ? 128 + GH_TRACESTATE_MAX : 0);
     if (s->authority != NULL)
         cap += s->authority_len;
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
@@ -165,6 +185,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
         if (is_hop_by_hop(h, &ct) || is_request_dropped(h))
+            continue;
+        if (s->traced && is_trace_field(h))
             continue;
         if (s->authority != NULL && (int)i == r->host_index)
             continue;
@@ -194,6 +216,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     o = PUT_LIT(o, "x-request-id: ");
     o = put(o, s->request_id, strlen(s->request_id));
     o = PUT_LIT(o, "\r\n");
+    if (s->traced)
+        o += gh_trace_format_headers(&s->span, o, (size_t)(buf + cap - o));
     if (r->body == GH_H1_BODY_CHUNKED) {
         o = PUT_LIT(o, "transfer-encoding: chunked\r\n");
     } else if (r->body == GH_H1_BODY_LENGTH) {

@@ -17,17 +17,17 @@ uint64_t gh_rand(gh_worker_t *w)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-const gh_cluster_t *gh_lb_pick_cluster(gh_worker_t *w, const gh_route_t *r)
+size_t gh_lb_pick_target(gh_worker_t *w, const gh_route_t *r)
 {
     if (r->num_targets == 1)
-        return r->targets[0].cluster;
+        return 0;
     uint64_t x = gh_rand(w) % r->total_weight;
     for (size_t i = 0; i < r->num_targets; i++) {
         if (x < r->targets[i].weight)
-            return r->targets[i].cluster;
+            return i;
         x -= r->targets[i].weight;
     }
-    return r->targets[r->num_targets - 1].cluster;
+    return r->num_targets - 1;
 }
 
 static size_t weighted_random(gh_worker_t *w, const gh_cluster_t *c)
@@ -41,15 +41,16 @@ static size_t weighted_random(gh_worker_t *w, const gh_cluster_t *c)
     return c->num_endpoints - 1;
 }
 
-size_t gh_lb_pick_endpoint(gh_worker_t *w, const gh_cluster_t *c)
+size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c)
 {
+    gh_worker_t *w = ws->worker;
     if (c->num_endpoints == 1)
         return 0;
     switch (c->lb) {
     case GH_LB_ROUND_ROBIN: {
         /* Weighted round robin over a virtual ring of total_weight slots:
          * each endpoint owns weight consecutive slots. */
-        uint32_t slot = w->rr_next[c->index]++ % c->total_weight;
+        uint32_t slot = ws->rr_next[c->index]++ % c->total_weight;
         for (size_t i = 0; i < c->num_endpoints; i++) {
             if (slot < c->endpoints[i].weight)
                 return i;
@@ -61,8 +62,8 @@ size_t gh_lb_pick_endpoint(gh_worker_t *w, const gh_cluster_t *c)
         /* Power of two choices (Mitzenmacher): two weighted random picks,
          * the one with fewer requests in flight per unit of weight wins. */
         size_t a = weighted_random(w, c), b = weighted_random(w, c);
-        uint64_t la = (uint64_t)w->pools[c->index][a].active * c->endpoints[b].weight;
-        uint64_t lb = (uint64_t)w->pools[c->index][b].active * c->endpoints[a].weight;
+        uint64_t la = (uint64_t)ws->pools[c->index][a].active * c->endpoints[b].weight;
+        uint64_t lb = (uint64_t)ws->pools[c->index][b].active * c->endpoints[a].weight;
         return lb < la ? b : a;
     }
     case GH_LB_RANDOM:

@@ -25,6 +25,9 @@
 #include <gatehouse/config.h>
 #include <gatehouse/filter.h>
 #include <gatehouse/h1.h>
+#include <gatehouse/metrics.h>
+#include <gatehouse/accesslog.h>
+#include <gatehouse/trace.h>
 
 #include "proxy/body.h"
 #include "proxy/snapshot.h"
@@ -34,21 +37,44 @@ typedef struct gh_conn_s gh_conn_t;
 typedef struct gh_upconn_s gh_upconn_t;
 typedef struct gh_pool_s gh_pool_t;
 
-typedef struct {
+typedef struct gh_wsnap_s gh_wsnap_t;
+
+/* A listening socket of one worker. Keyed by address across reloads: a
+ * listener whose address stays in the new config keeps its socket, so no
+ * connection is refused during a reload. */
+typedef struct gh_listener_s {
     uv_tcp_t tcp;
     gh_worker_t *worker;
-    const gh_listener_conf_t *conf; /* borrowed from worker->snap */
-    size_t index;
+    struct gh_listener_s *next;
+    char *address; /* owned copy of the config's address text */
+    size_t li;     /* index in the worker's current snapshot */
 } gh_listener_t;
+
+/* A worker's view of one snapshot: the snapshot reference plus the state
+ * derived from it that only this worker touches (pools, round robin
+ * cursors). Refcounted by the connections and streams that use it, so a
+ * reload leaves in-flight work on its old view while new work takes the
+ * new one; the old view (and its idle pooled connections) goes when its
+ * last user does. */
+struct gh_wsnap_s {
+    gh_worker_t *worker;
+    gh_snapshot_t *snap; /* reference */
+    gh_pool_t **pools;   /* [cluster index][endpoint index] */
+    uint32_t *rr_next;   /* per cluster: round robin cursor */
+    unsigned refs;
+};
 
 /* Idle keep-alive connections to one endpoint, per worker. */
 struct gh_pool_s {
     gh_worker_t *worker;
+    gh_wsnap_t *ws;
     const gh_cluster_t *cluster;
     const gh_endpoint_conf_t *ep;
     gh_upconn_t *idle; /* singly linked through up->next_idle */
     uint32_t num_idle;
     uint32_t active; /* streams using this endpoint now (least_request) */
+    gh_cluster_stats_t *stats; /* the worker's shard entry for the cluster; NULL if none */
+    gh_endpoint_stats_t *ep_stats; /* same for the endpoint */
 };
 
 struct gh_worker_s {
@@ -56,12 +82,15 @@ struct gh_worker_s {
     uv_thread_t thread;
     uv_async_t wakeup; /* main thread -> worker: stop or drain */
     unsigned id;
-    gh_snapshot_t *snap; /* reference held by the worker */
-    gh_listener_t *listeners;
-    size_t num_listeners;
-    gh_pool_t **pools; /* [cluster index][endpoint index] */
-    uint32_t *rr_next; /* per cluster: round robin cursor */
+    gh_wsnap_t *cur;           /* the current view; holds one reference */
+    gh_listener_t *listeners;  /* list */
+    uv_mutex_t mbox_lock;      /* main thread -> worker: a new snapshot */
+    gh_snapshot_t *mbox_snap;  /* reference, or NULL */
+    int *mbox_fds;             /* sockets for its new listeners, -1 where kept */
     pcre2_match_data *md;
+    gh_metrics_shard_t *metrics;
+    gh_access_log_buf_t alog;
+    uv_timer_t alog_timer; /* flushes alog every second */
     gh_h1_header_t *hdrs; /* parser scratch, max_headers of the largest listener */
     size_t max_hdrs;
     uint64_t rng;
@@ -70,8 +99,8 @@ struct gh_worker_s {
     gh_conn_t *conns;
     uv_timer_t drain_timer;
     int stopping;
-    int force;     /* drain deadline passed: close everything */
-    int force_req; /* set by the main thread, atomically */
+    int force;    /* drain deadline passed: close everything */
+    int stop_req; /* set by the main thread, atomically: 1 drain, 2 force */
     int loop_ok;
     uv_async_t *on_exit; /* main thread's, signalled when the loop ends */
     unsigned *num_exited;
@@ -90,7 +119,9 @@ struct gh_conn_s {
     uv_write_t wreq;
     uv_write_t creq; /* 100 Continue, apart from the response writes */
     gh_worker_t *worker;
-    gh_listener_t *listener;
+    gh_wsnap_t *ws; /* reference: the view the next request uses */
+    size_t li;      /* its listener's index in ws->snap */
+    gh_listener_stats_t *lstats; /* NULL if none */
     uint64_t id;
     char *rbuf; /* unconsumed bytes are rbuf[0 .. rlen) */
     size_t rlen, rcap;
@@ -112,10 +143,12 @@ struct gh_upconn_s {
     uv_timer_t timer;
     uv_write_t wreq;
     gh_pool_t *pool;
+    gh_cluster_stats_t *stats;
     gh_stream_t *stream; /* NULL while idle or closing */
     gh_upconn_t *next_idle;
     char *rbuf;
     size_t rlen, rcap;
+    unsigned counted : 1; /* in stats->conns_active */
     unsigned connected : 1;
     unsigned reused : 1;
     unsigned wpending : 1;
@@ -127,7 +160,8 @@ struct gh_upconn_s {
 struct gh_stream_s {
     gh_arena_t arena;
     gh_conn_t *conn;
-    gh_snapshot_t *snap; /* reference */
+    gh_wsnap_t *ws;      /* reference */
+    gh_snapshot_t *snap; /* ws->snap, borrowed */
     uint64_t id;
     char request_id[64];
 
@@ -165,7 +199,14 @@ struct gh_stream_s {
     /* Upstream. */
     gh_upconn_t *up;
     const gh_cluster_t *cluster;
+    size_t target; /* index in route->targets */
     size_t endpoint;
+    uint64_t start_ns;    /* head complete */
+    uint64_t up_start_ns; /* request head handed to the upstream */
+    uint64_t bytes_in, bytes_out;
+    const char *error; /* why a local reply or abort happened; static or arena */
+    gh_trace_ctx_t span;
+    unsigned traced : 1;
     unsigned tries;
 
     /* Response: upstream -> client. */
@@ -186,8 +227,43 @@ struct gh_stream_s {
     int status;
 };
 
+static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)
+{
+    return &c->ws->snap->cfg->listeners[c->li];
+}
+
+/* Pool counters, mirrored into the endpoint's stats for /clusters. */
+static inline void gh_pool_active_inc(gh_pool_t *p)
+{
+    p->active++;
+    if (p->ep_stats != NULL)
+        GH_STAT_INC(p->ep_stats->active_requests);
+}
+
+static inline void gh_pool_active_dec(gh_pool_t *p)
+{
+    if (p->active == 0)
+        return;
+    p->active--;
+    if (p->ep_stats != NULL)
+        GH_STAT_DEC(p->ep_stats->active_requests);
+}
+
+static inline void gh_pool_idle_add(gh_pool_t *p, int d)
+{
+    p->num_idle = (uint32_t)((int)p->num_idle + d);
+    if (p->ep_stats != NULL)
+        __atomic_store_n(&p->ep_stats->idle_conns, p->ep_stats->idle_conns + (uint64_t)(int64_t)d,
+                         __ATOMIC_RELAXED);
+}
+
+/* worker.c */
+gh_wsnap_t *gh_wsnap_ref(gh_wsnap_t *ws);
+void gh_wsnap_unref(gh_wsnap_t *ws);
+
 /* conn.c */
 void gh_conn_accept(gh_listener_t *l);
+int gh_conn_take_current(gh_conn_t *c);
 void gh_conn_update_reading(gh_conn_t *c);
 void gh_conn_process(gh_conn_t *c);
 void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs);
@@ -214,8 +290,8 @@ const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l,
                                  const gh_stream_t *s, size_t *index);
 
 /* lb.c */
-const gh_cluster_t *gh_lb_pick_cluster(gh_worker_t *w, const gh_route_t *r);
-size_t gh_lb_pick_endpoint(gh_worker_t *w, const gh_cluster_t *c);
+size_t gh_lb_pick_target(gh_worker_t *w, const gh_route_t *r);
+size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c);
 uint64_t gh_rand(gh_worker_t *w);
 
 /* upstream.c */
@@ -238,6 +314,13 @@ void gh_router_wrote(gh_stream_t *s, int status);
 void gh_router_timeout(gh_stream_t *s);
 void gh_router_client_drained(gh_stream_t *s);
 void gh_router_request_sent(gh_stream_t *s);
+
+/* observe.c */
+void gh_observe_set_tracer(gh_trace_exporter_t *e);
+gh_trace_exporter_t *gh_observe_tracer(void);
+void gh_observe_start(gh_stream_t *s);
+void gh_observe_end(gh_stream_t *s);
+int gh_listener_port(const gh_listener_conf_t *l);
 
 /* direct.c */
 extern const gh_filter_type_t gh_direct_filter;

@@ -24,7 +24,8 @@ static gh_filter_status_t router_on_request_headers(gh_stream_t *s, const void *
 {
     const gh_route_t *r = conf;
     (void)ctx;
-    s->cluster = gh_lb_pick_cluster(s->conn->worker, r);
+    s->target = gh_lb_pick_target(s->conn->worker, r);
+    s->cluster = r->targets[s->target].cluster;
     s->fwd_head = gh_forward_request_head(s, &s->fwd_head_len);
     if (s->fwd_head == NULL) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
@@ -46,10 +47,9 @@ static void start_exchange(gh_stream_t *s)
 
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
-    gh_worker_t *w = s->conn->worker;
     if (!fresh)
-        s->endpoint = gh_lb_pick_endpoint(w, s->cluster);
-    gh_pool_t *p = &w->pools[s->cluster->index][s->endpoint];
+        s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
+    gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
     int err = 0;
     gh_upconn_t *u = gh_upconn_get(p, fresh, &err);
     if (u == NULL) {
@@ -61,7 +61,9 @@ static int connect_upstream(gh_stream_t *s, int fresh)
     }
     u->stream = s;
     s->up = u;
-    p->active++;
+    gh_pool_active_inc(p);
+    if (u->reused && p->stats != NULL)
+        GH_STAT_INC(p->stats->pool_hits);
     s->tries++;
     if (u->connected)
         start_exchange(s);
@@ -80,8 +82,7 @@ static int retry_fresh(gh_stream_t *s)
     GH_LOG(GH_LOG_DEBUG, "router", "req=%s pooled connection to %s was closed, retrying",
            s->request_id, u->pool->ep->address);
     s->up = NULL;
-    if (u->pool->active > 0)
-        u->pool->active--;
+    gh_pool_active_dec(u->pool);
     gh_upconn_release(u, 0);
     s->head_sent = 0;
     s->req_sent = 0;
@@ -98,6 +99,9 @@ void gh_router_connected(gh_stream_t *s, int status)
         return;
     }
     char detail[160];
+    gh_pool_t *p = s->up->pool;
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->connect_failures);
     if (status == UV_ETIMEDOUT) {
         snprintf(detail, sizeof(detail), "connect to upstream %s timed out",
                  s->up->pool->ep->address);
@@ -122,6 +126,8 @@ void gh_router_wrote(gh_stream_t *s, int status)
             return;
         }
         char detail[160];
+        if (s->up->pool->stats != NULL)
+            GH_STAT_INC(s->up->pool->stats->resets);
         snprintf(detail, sizeof(detail), "upstream %s broke while receiving the request: %s",
                  s->up->pool->ep->address, uv_strerror(status));
         gh_stream_fail(s, 502, "bad_gateway", detail);
@@ -138,6 +144,8 @@ void gh_router_request_sent(gh_stream_t *s)
 
 void gh_router_timeout(gh_stream_t *s)
 {
+    if (s->up->pool->stats != NULL)
+        GH_STAT_INC(s->up->pool->stats->timeouts);
     if (!s->res_started) {
         char detail[160];
         snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
@@ -161,8 +169,7 @@ static void start_response(gh_stream_t *s)
         gh_upconn_t *u = s->up;
         s->up = NULL;
         u->stream = NULL;
-        if (u->pool->active > 0)
-            u->pool->active--;
+        gh_pool_active_dec(u->pool);
         gh_upconn_release(u, 0);
         return;
     }
@@ -210,6 +217,8 @@ static void parse_response_head(gh_stream_t *s)
             }
             if (retry_fresh(s) == 0)
                 return;
+            if (u->pool->stats != NULL)
+                GH_STAT_INC(u->pool->stats->resets);
             snprintf(detail, sizeof(detail), "upstream %s closed the connection %s",
                      u->pool->ep->address,
                      u->rlen ? "in the middle of the response head" : "before responding");
@@ -296,6 +305,8 @@ static void pump_response(gh_stream_t *s)
         s->res_inflight = consumed;
         if (!s->res_pump.done && s->up_eof && consumed == u->rlen) {
             if (s->res_pump.in != GH_H1_BODY_UNTIL_CLOSE) {
+                if (u->pool->stats != NULL)
+                    GH_STAT_INC(u->pool->stats->resets);
                 gh_stream_abort(s, "upstream closed the connection mid-response");
                 return;
             }

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include <gatehouse/metrics.h>
+
 #include "proxy/proxy.h"
 
 /* Builds each route's chain. Today a route's chain is its terminal filter
@@ -32,7 +34,37 @@ static int build_chains(gh_snapshot_t *s)
                 ch->filters[0].conf = r;
             }
             ch->num_filters = 1;
+            ch->route_id = gh_metrics_route_id(l->name, r->name);
+            ch->series_ids = calloc(r->num_targets + 1, sizeof(uint32_t));
+            if (ch->series_ids == NULL)
+                return -1;
+            ch->series_ids[0] = gh_metrics_series_id(l->name, r->name, "");
+            for (size_t t = 0; t < r->num_targets; t++)
+                ch->series_ids[t + 1] =
+                    gh_metrics_series_id(l->name, r->name, r->targets[t].cluster->name);
         }
+    }
+    s->lids = calloc(cfg->num_listeners + 1, sizeof(*s->lids));
+    s->cluster_ids = calloc(cfg->num_clusters + 1, sizeof(uint32_t));
+    if (s->lids == NULL || s->cluster_ids == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->num_listeners; i++) {
+        const char *name = cfg->listeners[i].name;
+        s->lids[i].listener_id = gh_metrics_listener_id(name);
+        s->lids[i].noroute_route_id = gh_metrics_route_id(name, "");
+        s->lids[i].noroute_series_id = gh_metrics_series_id(name, "", "");
+    }
+    s->endpoint_ids = calloc(cfg->num_clusters + 1, sizeof(uint32_t *));
+    if (s->endpoint_ids == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->num_clusters; i++) {
+        const gh_cluster_t *c = &cfg->clusters[i];
+        s->cluster_ids[i] = gh_metrics_cluster_id(c->name);
+        s->endpoint_ids[i] = calloc(c->num_endpoints + 1, sizeof(uint32_t));
+        if (s->endpoint_ids[i] == NULL)
+            return -1;
+        for (size_t j = 0; j < c->num_endpoints; j++)
+            s->endpoint_ids[i][j] = gh_metrics_endpoint_id(c->name, c->endpoints[j].address);
     }
     return 0;
 }
@@ -43,12 +75,20 @@ static void snapshot_free(gh_snapshot_t *s)
         for (size_t i = 0; i < s->cfg->num_listeners; i++) {
             if (s->chains[i] == NULL)
                 continue;
-            for (size_t j = 0; j < s->cfg->listeners[i].num_routes; j++)
+            for (size_t j = 0; j < s->cfg->listeners[i].num_routes; j++) {
                 free(s->chains[i][j].filters);
+                free(s->chains[i][j].series_ids);
+            }
             free(s->chains[i]);
         }
         free(s->chains);
     }
+    free(s->lids);
+    free(s->cluster_ids);
+    if (s->endpoint_ids != NULL)
+        for (size_t i = 0; i < s->cfg->num_clusters; i++)
+            free(s->endpoint_ids[i]);
+    free(s->endpoint_ids);
     gh_config_free(s->cfg);
     free(s);
 }

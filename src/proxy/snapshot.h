@@ -15,16 +15,31 @@
 typedef struct {
     gh_filter_t *filters;
     size_t num_filters;
+    /* Metric ids (gatehouse/metrics.h): the route's, and one series per
+     * target cluster, [0] being the series without a cluster (local
+     * replies before a cluster was chosen, direct responses). */
+    uint32_t route_id;
+    uint32_t *series_ids; /* num_targets + 1 */
 } gh_chain_t;
+
+typedef struct {
+    uint32_t listener_id;
+    uint32_t noroute_route_id;  /* route="" */
+    uint32_t noroute_series_id; /* route="", cluster="" */
+} gh_listener_ids_t;
 
 typedef struct {
     unsigned long refs; /* atomic */
     uint64_t generation;
-    gh_config_t *cfg;       /* owned */
-    gh_chain_t **chains;    /* [listener][route], owned */
+    gh_config_t *cfg;          /* owned */
+    gh_chain_t **chains;       /* [listener][route], owned */
+    gh_listener_ids_t *lids;   /* [listener] */
+    uint32_t *cluster_ids;     /* [cluster] */
+    uint32_t **endpoint_ids;   /* [cluster][endpoint] */
 } gh_snapshot_t;
 
-/* Takes cfg (owned from here on, also on failure). Returns a snapshot with
+/* Main thread only (it assigns metric ids). Takes cfg (owned from here on,
+ * also on failure). Returns a snapshot with
  * one reference, or NULL when out of memory. */
 gh_snapshot_t *gh_snapshot_new(gh_config_t *cfg, uint64_t generation);
 gh_snapshot_t *gh_snapshot_ref(gh_snapshot_t *s);

@@ -117,7 +117,8 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
         return NULL;
     gh_arena_init(&s->arena, 4096);
     s->conn = c;
-    s->snap = gh_snapshot_ref(c->worker->snap);
+    s->ws = gh_wsnap_ref(c->ws);
+    s->snap = s->ws->snap;
     s->id = c->id;
     s->req = *req;
     s->head = gh_arena_alloc(&s->arena, head_len);
@@ -142,9 +143,12 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
     if (set_host(s) < 0)
         goto fail;
     set_request_id(s);
+    s->start_ns = uv_hrtime();
+    s->bytes_in = head_len;
+    gh_observe_start(s);
     return s;
 fail:
-    gh_snapshot_unref(s->snap);
+    gh_wsnap_unref(s->ws);
     gh_arena_dispose(&s->arena);
     free(s);
     return NULL;
@@ -170,11 +174,10 @@ void gh_stream_resume(gh_stream_t *s)
 void gh_stream_run_request(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
-    gh_listener_t *l = c->listener;
     size_t ri;
 
-    s->lconf = l->conf;
-    s->route = gh_route_match(c->worker, l->conf, s, &ri);
+    s->lconf = gh_conn_lconf(c);
+    s->route = gh_route_match(c->worker, s->lconf, s, &ri);
     if (s->route == NULL) {
         gh_stream_reply_error(s, 404, "not_found", "no route matched the request");
         return;
@@ -187,7 +190,7 @@ void gh_stream_run_request(gh_stream_t *s)
         gh_stream_reply_error(s, 413, "payload_too_large", detail);
         return;
     }
-    const gh_chain_t *ch = &s->snap->chains[l->index][ri];
+    const gh_chain_t *ch = &s->snap->chains[c->li][ri];
     s->filters = ch->filters;
     s->num_filters = ch->num_filters;
     s->ctx = gh_arena_calloc(&s->arena, ch->num_filters * sizeof(void *));
@@ -222,6 +225,7 @@ void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const c
     s->res_started = 1;
     s->replied = 1;
     s->status = status;
+    s->error = gh_arena_memdup(&s->arena, detail, strlen(detail));
     /* A body we have not read makes the connection unusable: its bytes
      * would be taken for the next request. */
     if (!s->req_body_done || c->worker->stopping)
@@ -246,6 +250,7 @@ void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *de
         gh_upconn_t *u = s->up;
         s->up = NULL;
         u->stream = NULL;
+        gh_pool_active_dec(u->pool);
         gh_upconn_release(u, 0);
     }
     gh_stream_reply_error(s, status, code, detail);
@@ -270,6 +275,7 @@ void gh_stream_end(gh_stream_t *s)
     gh_conn_t *c = s->conn;
     if (!s->logged) {
         s->logged = 1;
+        gh_observe_end(s);
         for (size_t i = 0; i < s->num_filters; i++)
             if (s->filters[i].type->on_log != NULL)
                 s->filters[i].type->on_log(s, s->filters[i].conf, s->ctx[i]);
@@ -284,15 +290,14 @@ void gh_stream_end(gh_stream_t *s)
         s->up = NULL;
         u->stream = NULL;
         gh_pool_t *p = u->pool;
-        if (p->active > 0)
-            p->active--;
+        gh_pool_active_dec(p);
         gh_upconn_release(u, reusable);
     }
     int keep = c->keep_alive && s->req_body_done && !s->aborted && !c->worker->stopping &&
                s->req_inflight == 0;
     int aborted = s->aborted;
     c->stream = NULL;
-    gh_snapshot_unref(s->snap);
+    gh_wsnap_unref(s->ws);
     gh_arena_dispose(&s->arena);
     free(s);
     if (aborted) {
@@ -311,6 +316,8 @@ void gh_stream_abort(gh_stream_t *s, const char *why)
     GH_LOG(GH_LOG_DEBUG, "stream", "req=%s aborted: %s", s->request_id, why ? why : "");
     s->aborted = 1;
     s->conn->keep_alive = 0;
+    if (s->error == NULL && why != NULL)
+        s->error = gh_arena_memdup(&s->arena, why, strlen(why));
     gh_stream_end(s);
 }
 
@@ -378,6 +385,7 @@ int gh_stream_pump_request(gh_stream_t *s)
     if (!s->head_sent) {
         bufs[n++] = uv_buf_init(s->fwd_head, (unsigned)s->fwd_head_len);
         s->head_sent = 1;
+        s->up_start_ns = uv_hrtime();
     }
     if (!s->req_pump.done) {
         if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent &&
@@ -399,6 +407,7 @@ int gh_stream_pump_request(gh_stream_t *s)
             return -1;
         }
         s->req_body_bytes += payload;
+        s->bytes_in += consumed;
         if (s->req_body_bytes > s->route->max_body) {
             char detail[128];
             snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",

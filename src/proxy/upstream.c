@@ -16,6 +16,8 @@ static void up_on_close(uv_handle_t *h)
     gh_upconn_t *u = h->data;
     if (--u->handles_open > 0)
         return;
+    if (u->counted)
+        GH_STAT_DEC(u->stats->conns_active);
     free(u->rbuf);
     free(u);
 }
@@ -27,7 +29,7 @@ static void unlink_idle(gh_upconn_t *u)
         if (*pp == u) {
             *pp = u->next_idle;
             u->next_idle = NULL;
-            p->num_idle--;
+            gh_pool_idle_add(p, -1);
             return;
         }
     }
@@ -124,7 +126,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
         u = p->idle;
         p->idle = u->next_idle;
         u->next_idle = NULL;
-        p->num_idle--;
+        gh_pool_idle_add(p, -1);
         uv_read_stop((uv_stream_t *)&u->tcp);
         u->reading = 0;
         uv_timer_stop(&u->timer);
@@ -148,6 +150,14 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
     }
     u->rcap = cap;
     u->pool = p;
+    if (p->stats != NULL) {
+        /* The stats entry outlives the pool (shards live until exit), so
+         * the close callback may use it after a reload freed the pool. */
+        u->stats = p->stats;
+        u->counted = 1;
+        GH_STAT_INC(p->stats->conns_total);
+        GH_STAT_INC(p->stats->conns_active);
+    }
     u->tcp.data = u;
     u->timer.data = u;
     u->creq.data = u;
@@ -178,7 +188,10 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
     u->stream = NULL;
     if (u->closing)
         return;
-    if (!reusable || u->wpending || p->num_idle >= p->cluster->max_idle || p->worker->stopping) {
+    /* A pool of a view that a reload replaced keeps no idle connections:
+     * the view goes once its last stream ends. */
+    if (!reusable || u->wpending || p->num_idle >= p->cluster->max_idle || p->worker->stopping ||
+        p->ws != p->worker->cur) {
         gh_upconn_close(u);
         return;
     }
@@ -186,7 +199,7 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
     u->rlen = 0;
     u->next_idle = p->idle;
     p->idle = u;
-    p->num_idle++;
+    gh_pool_idle_add(p, 1);
     if (u->reading)
         uv_read_stop((uv_stream_t *)&u->tcp);
     u->reading = 0;

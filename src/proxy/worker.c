@@ -1,13 +1,20 @@
 /*
  * Workers: one libuv loop per thread, each with its own SO_REUSEPORT
- * listening sockets (bound by the main thread, so a bind error stops the
- * start before any thread runs), its own upstream pools and scratch space.
+ * listening sockets (bound by the main thread, so a bind error is found
+ * before anything changes), its own upstream pools and scratch space.
  * Nothing on the request path is shared between workers but the immutable
  * snapshot.
+ *
+ * A reload reaches a worker as a message (snapshot + sockets for listeners
+ * it does not have yet) and a wakeup. The worker builds a new view
+ * (gh_wsnap_t) and makes it current; connections and streams keep the view
+ * they hold until they finish or, for idle keep-alive connections, until
+ * their next request.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <gatehouse/log.h>
 
@@ -18,34 +25,86 @@ static void on_connection(uv_stream_t *server, int status)
 {
     gh_listener_t *l = server->data;
     if (status < 0) {
-        GH_LOG(GH_LOG_WARN, "worker", "worker=%u accept on %s: %s", l->worker->id,
-               l->conf->address, uv_strerror(status));
+        GH_LOG(GH_LOG_WARN, "worker", "worker=%u accept on %s: %s", l->worker->id, l->address,
+               uv_strerror(status));
         return;
     }
     gh_conn_accept(l);
 }
 
-static int pools_init(gh_worker_t *w)
+/* ---- views ---- */
+
+static void wsnap_free(gh_wsnap_t *ws)
 {
-    const gh_config_t *cfg = w->snap->cfg;
-    w->pools = calloc(cfg->num_clusters + 1, sizeof(*w->pools));
-    w->rr_next = calloc(cfg->num_clusters + 1, sizeof(*w->rr_next));
-    if (w->pools == NULL || w->rr_next == NULL)
-        return -1;
+    const gh_config_t *cfg = ws->snap->cfg;
+    if (ws->pools != NULL) {
+        for (size_t i = 0; i < cfg->num_clusters; i++) {
+            if (ws->pools[i] == NULL)
+                continue;
+            for (size_t j = 0; j < cfg->clusters[i].num_endpoints; j++)
+                gh_pool_dispose(&ws->pools[i][j]);
+            free(ws->pools[i]);
+        }
+        free(ws->pools);
+    }
+    free(ws->rr_next);
+    gh_snapshot_unref(ws->snap);
+    free(ws);
+}
+
+gh_wsnap_t *gh_wsnap_ref(gh_wsnap_t *ws)
+{
+    ws->refs++;
+    return ws;
+}
+
+void gh_wsnap_unref(gh_wsnap_t *ws)
+{
+    if (--ws->refs == 0)
+        wsnap_free(ws);
+}
+
+static gh_wsnap_t *wsnap_new(gh_worker_t *w, gh_snapshot_t *snap)
+{
+    const gh_config_t *cfg = snap->cfg;
+    gh_wsnap_t *ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return NULL;
+    ws->worker = w;
+    ws->snap = gh_snapshot_ref(snap);
+    ws->refs = 1;
+    ws->pools = calloc(cfg->num_clusters + 1, sizeof(*ws->pools));
+    ws->rr_next = calloc(cfg->num_clusters + 1, sizeof(*ws->rr_next));
+    if (ws->pools == NULL || ws->rr_next == NULL)
+        goto fail;
     for (size_t i = 0; i < cfg->num_clusters; i++) {
         const gh_cluster_t *c = &cfg->clusters[i];
-        w->pools[i] = calloc(c->num_endpoints, sizeof(gh_pool_t));
-        if (w->pools[i] == NULL)
-            return -1;
+        ws->pools[i] = calloc(c->num_endpoints, sizeof(gh_pool_t));
+        if (ws->pools[i] == NULL)
+            goto fail;
         for (size_t j = 0; j < c->num_endpoints; j++) {
-            w->pools[i][j].worker = w;
-            w->pools[i][j].cluster = c;
-            w->pools[i][j].ep = &c->endpoints[j];
+            ws->pools[i][j].worker = w;
+            ws->pools[i][j].ws = ws;
+            ws->pools[i][j].cluster = c;
+            ws->pools[i][j].ep = &c->endpoints[j];
+            ws->pools[i][j].stats = gh_metrics_cluster(w->metrics, snap->cluster_ids[i]);
+            ws->pools[i][j].ep_stats =
+                gh_metrics_endpoint(w->metrics, snap->endpoint_ids[i][j]);
         }
         /* Start workers at different points of the ring so that N workers
          * do not all send their first request to the same endpoint. */
-        w->rr_next[i] = w->id;
+        ws->rr_next[i] = w->id;
     }
+    return ws;
+fail:
+    wsnap_free(ws);
+    return NULL;
+}
+
+/* Parser scratch big enough for every listener and cluster of snap. */
+static int scratch_fit(gh_worker_t *w, const gh_snapshot_t *snap)
+{
+    const gh_config_t *cfg = snap->cfg;
     size_t maxh = 1;
     for (size_t i = 0; i < cfg->num_listeners; i++)
         if (cfg->listeners[i].max_headers > maxh)
@@ -53,24 +112,109 @@ static int pools_init(gh_worker_t *w)
     for (size_t i = 0; i < cfg->num_clusters; i++)
         if (cfg->clusters[i].max_response_headers > maxh)
             maxh = cfg->clusters[i].max_response_headers;
-    w->hdrs = calloc(maxh, sizeof(*w->hdrs));
+    if (maxh <= w->max_hdrs)
+        return 0;
+    gh_h1_header_t *h = realloc(w->hdrs, maxh * sizeof(*h));
+    if (h == NULL)
+        return -1;
+    w->hdrs = h;
     w->max_hdrs = maxh;
-    w->md = pcre2_match_data_create(1, NULL);
-    return w->hdrs != NULL && w->md != NULL ? 0 : -1;
+    return 0;
 }
 
-static void pools_dispose(gh_worker_t *w)
+/* ---- listeners ---- */
+
+static void listener_closed(uv_handle_t *h)
 {
-    const gh_config_t *cfg = w->snap->cfg;
-    if (w->pools != NULL) {
-        for (size_t i = 0; i < cfg->num_clusters; i++) {
-            if (w->pools[i] == NULL)
-                continue;
-            for (size_t j = 0; j < cfg->clusters[i].num_endpoints; j++)
-                gh_pool_dispose(&w->pools[i][j]);
-        }
-    }
+    gh_listener_t *l = h->data;
+    free(l->address);
+    free(l);
 }
+
+static void listener_close(gh_listener_t *l)
+{
+    uv_close((uv_handle_t *)&l->tcp, listener_closed);
+}
+
+static int listener_open(gh_worker_t *w, const gh_listener_conf_t *conf, size_t li, int fd)
+{
+    gh_listener_t *l = calloc(1, sizeof(*l));
+    if (l == NULL || (l->address = strdup(conf->address)) == NULL) {
+        free(l);
+        return -1;
+    }
+    l->worker = w;
+    l->li = li;
+    l->tcp.data = l;
+    uv_tcp_init(&w->loop, &l->tcp);
+    int r = uv_tcp_open(&l->tcp, fd);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (r < 0) {
+        GH_LOG(GH_LOG_ERROR, "worker", "worker=%u listen on %s: %s", w->id, conf->address,
+               uv_strerror(r));
+        listener_close(l);
+        return -1;
+    }
+    l->next = w->listeners;
+    w->listeners = l;
+    return 0;
+}
+
+static const gh_listener_conf_t *listener_conf_of(const gh_worker_t *w, const gh_listener_t *l)
+{
+    return &w->cur->snap->cfg->listeners[l->li];
+}
+
+static int same_addr(const gh_listener_conf_t *a, const gh_listener_conf_t *b)
+{
+    return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/* Makes snap current: keeps the sockets of listeners whose address stays,
+ * opens the new ones from fds (taking them), closes the ones that went. */
+static int apply_snapshot(gh_worker_t *w, gh_snapshot_t *snap, int *fds)
+{
+    const gh_config_t *cfg = snap->cfg;
+    gh_wsnap_t *ws = wsnap_new(w, snap);
+    if (ws == NULL || scratch_fit(w, snap) < 0) {
+        if (ws != NULL)
+            wsnap_free(ws);
+        return -1;
+    }
+    /* Re-point or close the listeners we have. */
+    gh_listener_t **pp = &w->listeners;
+    while (*pp != NULL) {
+        gh_listener_t *l = *pp;
+        const gh_listener_conf_t *old = w->cur ? listener_conf_of(w, l) : NULL;
+        size_t found = SIZE_MAX;
+        for (size_t i = 0; old != NULL && i < cfg->num_listeners; i++)
+            if (same_addr(old, &cfg->listeners[i]))
+                found = i;
+        if (found == SIZE_MAX) {
+            *pp = l->next;
+            listener_close(l);
+            continue;
+        }
+        l->li = found;
+        pp = &l->next;
+    }
+    for (size_t i = 0; i < cfg->num_listeners; i++) {
+        if (fds[i] < 0)
+            continue;
+        listener_open(w, &cfg->listeners[i], i, fds[i]);
+        fds[i] = -1;
+    }
+    gh_wsnap_t *old = w->cur;
+    w->cur = ws;
+    if (old != NULL)
+        gh_wsnap_unref(old);
+    /* Idle keep-alive connections move to the new view when their next
+     * request arrives (gh_conn_take_current), nothing to do for them now. */
+    return 0;
+}
+
+/* ---- stopping ---- */
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
@@ -84,9 +228,16 @@ static void check_drained(uv_timer_t *t)
     gh_worker_t *w = t->data;
     if (w->num_conns > 0 && !w->force)
         return;
-    /* Everything left is idle pools, timers and (on force) connections:
-     * close what remains; the loop ends when the last handle is closed. */
-    pools_dispose(w);
+    /* Only idle pools, timers and (on force) connections remain: close the
+     * view (and so its idle pooled connections), then every handle; the
+     * loop ends when the last one is closed. */
+    if (w->cur != NULL) {
+        gh_wsnap_t *ws = w->cur;
+        w->cur = NULL;
+        gh_wsnap_unref(ws);
+    }
+    uv_timer_stop(t);
+    gh_access_log_flush(&w->alog);
     uv_walk(&w->loop, close_walk, NULL);
 }
 
@@ -105,19 +256,51 @@ static void close_conns(gh_worker_t *w)
     }
 }
 
+static void take_mail(gh_worker_t *w)
+{
+    uv_mutex_lock(&w->mbox_lock);
+    gh_snapshot_t *snap = w->mbox_snap;
+    int *fds = w->mbox_fds;
+    w->mbox_snap = NULL;
+    w->mbox_fds = NULL;
+    uv_mutex_unlock(&w->mbox_lock);
+    if (snap == NULL)
+        return;
+    if (!w->stopping && apply_snapshot(w, snap, fds) < 0)
+        GH_LOG(GH_LOG_ERROR, "worker", "worker=%u cannot apply generation %llu: out of memory",
+               w->id, (unsigned long long)snap->generation);
+    for (size_t i = 0; i < snap->cfg->num_listeners; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    gh_snapshot_unref(snap);
+}
+
 static void on_wakeup(uv_async_t *a)
 {
     gh_worker_t *w = a->data;
-    int force = __atomic_load_n(&w->force_req, __ATOMIC_ACQUIRE);
+    take_mail(w);
+    int stop = __atomic_load_n(&w->stop_req, __ATOMIC_ACQUIRE);
+    if (stop == 0)
+        return;
     if (!w->stopping) {
         w->stopping = 1;
-        for (size_t i = 0; i < w->num_listeners; i++)
-            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+        while (w->listeners != NULL) {
+            gh_listener_t *l = w->listeners;
+            w->listeners = l->next;
+            listener_close(l);
+        }
         uv_timer_start(&w->drain_timer, check_drained, 0, 50);
     }
-    if (force)
+    if (stop > 1)
         w->force = 1;
     close_conns(w);
+}
+
+static void flush_alog(uv_timer_t *t)
+{
+    gh_worker_t *w = t->data;
+    gh_access_log_flush(&w->alog);
 }
 
 static void worker_main(void *arg)
@@ -130,7 +313,9 @@ static void worker_main(void *arg)
     }
 }
 
-int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, const int *fds)
+/* ---- API ---- */
+
+int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
 {
     uv_async_t *on_exit = w->on_exit;
     unsigned *num_exited = w->num_exited;
@@ -138,38 +323,31 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, const int *
     w->on_exit = on_exit;
     w->num_exited = num_exited;
     w->id = id;
-    w->snap = gh_snapshot_ref(snap);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)id << 32);
     if (uv_loop_init(&w->loop) != 0)
         return -1;
     w->loop_ok = 1;
-    if (pools_init(w) < 0)
+    uv_mutex_init(&w->mbox_lock);
+    w->metrics = gh_metrics_shard_new();
+    w->md = pcre2_match_data_create(1, NULL);
+    if (w->md == NULL || apply_snapshot(w, snap, fds) < 0)
         return -1;
-    const gh_config_t *cfg = snap->cfg;
-    w->listeners = calloc(cfg->num_listeners + 1, sizeof(gh_listener_t));
-    if (w->listeners == NULL)
+    size_t open = 0;
+    for (gh_listener_t *l = w->listeners; l != NULL; l = l->next)
+        open++;
+    if (open != snap->cfg->num_listeners)
         return -1;
-    w->num_listeners = cfg->num_listeners;
-    for (size_t i = 0; i < cfg->num_listeners; i++) {
-        gh_listener_t *l = &w->listeners[i];
-        l->worker = w;
-        l->conf = &cfg->listeners[i];
-        l->index = i;
-        l->tcp.data = l;
-        uv_tcp_init(&w->loop, &l->tcp);
-        int r = uv_tcp_open(&l->tcp, fds[i]);
-        if (r == 0)
-            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
-        if (r < 0) {
-            GH_LOG(GH_LOG_ERROR, "worker", "listen on %s: %s", l->conf->address, uv_strerror(r));
-            return -1;
-        }
-    }
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
+    w->alog.buf = malloc(GH_ACCESS_LOG_BUF);
+    if (w->alog.buf == NULL)
+        return -1;
+    uv_timer_init(&w->loop, &w->alog_timer);
+    w->alog_timer.data = w;
+    uv_timer_start(&w->alog_timer, flush_alog, 1000, 1000);
     return 0;
 }
 
@@ -178,10 +356,29 @@ int gh_worker_start(gh_worker_t *w)
     return uv_thread_create(&w->thread, worker_main, w);
 }
 
+void gh_worker_post(gh_worker_t *w, gh_snapshot_t *snap, int *fds)
+{
+    uv_mutex_lock(&w->mbox_lock);
+    gh_snapshot_t *old = w->mbox_snap;
+    int *old_fds = w->mbox_fds;
+    w->mbox_snap = gh_snapshot_ref(snap);
+    w->mbox_fds = fds;
+    uv_mutex_unlock(&w->mbox_lock);
+    if (old != NULL) {
+        /* Superseded before the worker saw it. Its new sockets are closed;
+         * the newer message carries its own. */
+        for (size_t i = 0; i < old->cfg->num_listeners; i++)
+            if (old_fds[i] >= 0)
+                close(old_fds[i]);
+        free(old_fds);
+        gh_snapshot_unref(old);
+    }
+    uv_async_send(&w->wakeup);
+}
+
 void gh_worker_stop(gh_worker_t *w, int force)
 {
-    if (force)
-        __atomic_store_n(&w->force_req, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&w->stop_req, force ? 2 : 1, __ATOMIC_RELEASE);
     uv_async_send(&w->wakeup);
 }
 
@@ -193,19 +390,31 @@ void gh_worker_join(gh_worker_t *w)
 void gh_worker_dispose(gh_worker_t *w)
 {
     if (w->loop_ok) {
+        if (w->cur != NULL) {
+            gh_wsnap_unref(w->cur);
+            w->cur = NULL;
+        }
+        while (w->listeners != NULL) {
+            gh_listener_t *l = w->listeners;
+            w->listeners = l->next;
+            listener_close(l);
+        }
         uv_walk(&w->loop, close_walk, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
+        uv_mutex_destroy(&w->mbox_lock);
     }
-    if (w->pools != NULL) {
-        for (size_t i = 0; i < w->snap->cfg->num_clusters; i++)
-            free(w->pools[i]);
-        free(w->pools);
+    if (w->mbox_snap != NULL) {
+        for (size_t i = 0; i < w->mbox_snap->cfg->num_listeners; i++)
+            if (w->mbox_fds[i] >= 0)
+                close(w->mbox_fds[i]);
+        free(w->mbox_fds);
+        gh_snapshot_unref(w->mbox_snap);
     }
-    free(w->rr_next);
-    free(w->listeners);
+    if (w->alog.buf != NULL)
+        gh_access_log_flush(&w->alog);
+    free(w->alog.buf);
     free(w->hdrs);
     if (w->md != NULL)
         pcre2_match_data_free(w->md);
-    gh_snapshot_unref(w->snap);
 }

@@ -812,7 +812,8 @@ class Upstream:
     Query flags on any path: close=1 (answer with Connection: close and close),
     close_after=1 (close silently after answering), delay_body=S (wait S
     seconds before reading the request body), interim=1xx (send that interim
-    response first), poison=1 (send an unsolicited response right after).
+    response first), poison=1 (send an unsolicited response right after, or
+    poison_delay=S seconds after).
     accept_mode="close" closes every connection as soon as it is accepted.
     """
 
@@ -832,6 +833,7 @@ class Upstream:
         self.requests = []
         self.connections = 0
         self.closed_conns = 0
+        self.poisons_sent = 0
         self.errors = []
         self.bytes_sent = 0
         self._conns = set()
@@ -955,12 +957,25 @@ class Upstream:
                 if "interim" in q:
                     extra = "Link: </a.css>; rel=preload\r\n" if q["interim"] == "103" else ""
                     self._send(conn, f"HTTP/1.1 {q['interim']} Interim\r\n{extra}\r\n".encode())
+                # poison without a delay: the response and the unsolicited
+                # bytes leave in one segment (TCP_CORK), so the proxy reads
+                # them together.
+                cork = q.get("poison") == "1" and "poison_delay" not in q
+                if cork:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
                 try:
                     keep = self._respond(conn, req)
                 except _Drop:
                     return
                 if q.get("poison") == "1":
+                    if "poison_delay" in q:
+                        self._stop.wait(float(q["poison_delay"]))
                     self._send(conn, POISON)
+                    with self.cond:
+                        self.poisons_sent += 1
+                        self.cond.notify_all()
+                if cork:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
                 if not keep:
                     return
         except OSError:
@@ -975,6 +990,15 @@ class Upstream:
                 self._conns.discard(conn)
                 self.closed_conns += 1
                 self.cond.notify_all()
+
+    def wait_poisons(self, n, timeout=DEFAULT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.poisons_sent < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("upstream did not send its unsolicited bytes")
+                self.cond.wait(left)
 
     def wait_closed(self, n, timeout=DEFAULT_TIMEOUT):
         """Waits until at least n connections have ended; returns the count."""

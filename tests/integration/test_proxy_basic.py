@@ -565,3 +565,12 @@ def test_pool_max_idle(proxy):
     for i in range(3):
         assert fetch(g.port, "GET", f"/echo?after={i}").status == 200
     assert up.connections == 3, "later sequential requests must reuse the kept connection"
+
+
+def test_pool_per_worker_bounds_upstream_connections(proxy):
+    """With two workers and sequential requests, at most one upstream
+    connection per worker is ever needed."""
+    g, up = proxy(workers=2)
+    for i in range(20):
+        assert fetch(g.port, "GET", f"/echo?i={i}").status == 200
+    assert 1 <= up.connections <= 2, f"{up.connections} upstream connections for 20 sequential requests"

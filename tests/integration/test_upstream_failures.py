@@ -218,15 +218,22 @@ def test_large_response_then_reuse(proxy):
     ("HEAD", "/head-ok?poison=1"),
     ("GET", "/bytes/1000?mode=chunked&poison=1"),
 ], ids=["after_length", "after_204", "after_304", "after_head", "after_chunked"])
-def test_unsolicited_upstream_bytes_never_reach_another_request(proxy, method, target):
+@pytest.mark.parametrize("delayed", [False, True], ids=["at_once", "while_idle"])
+def test_unsolicited_upstream_bytes_never_reach_another_request(proxy, method, target, delayed):
     """Bytes an upstream sends after a complete response (response-queue
     poisoning) must not be served as the response to the next request."""
     g, up = proxy()
     with RawConn(g.port) as c:
-        c.request(method, target)
+        c.request(method, target + ("&poison_delay=0.2" if delayed else ""))
         r1 = c.read_response(method)
         assert r1.status in (200, 204, 304, 502), r1
         assert not r1.has("x-poison")
+    # Only bytes that arrive before the next request is sent can be told
+    # apart from its response: wait until the upstream has sent them (on
+    # loopback they are then in gatehouse's socket buffer), and give the
+    # event loop a moment to see them.
+    up.wait_poisons(1)
+    time.sleep(0.05)
     for i in range(3):
         r = fetch(g.port, "GET", f"/echo?next={i}")
         assert not r.has("x-poison") and r.body != b"poison!", f"poisoned response served: {r!r}"

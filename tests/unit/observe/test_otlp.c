@@ -35,8 +35,8 @@
 typedef struct {
     int fd;
     int port;
-    int status;     /* answer with this */
-    int slow_ms;    /* sleep before answering */
+    int status;  /* answer with this */
+    int slow_ms; /* sleep before answering */
     _Atomic int stop;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -346,8 +346,8 @@ static json_t *check_shape(json_t *root)
     assert_true(json_is_array(ss));
     assert_int_equal(json_array_size(ss), 1);
     json_t *s0 = json_array_get(ss, 0);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(s0, "scope"), "name")), "gatehouse");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(s0, "scope"), "name")),
+                        "gatehouse");
     json_t *spans = json_object_get(s0, "spans");
     assert_true(json_is_array(spans));
     size_t i;
@@ -487,13 +487,11 @@ static void test_export_shape(void **state)
     json_t *s1 = json_array_get(spans, 1);
     assert_string_equal(json_string_value(json_object_get(s1, "traceId")),
                         "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_string_equal(json_string_value(json_object_get(s1, "parentSpanId")),
-                        "00f067aa0ba902b7");
+    assert_string_equal(json_string_value(json_object_get(s1, "parentSpanId")), "00f067aa0ba902b7");
     assert_string_equal(json_string_value(json_object_get(s1, "traceState")),
                         "rojo=00f067aa0ba902b7");
     assert_string_equal(attr_s(s1, "error.type"), "upstream_timeout");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(s1, "status"), "code")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(s1, "status"), "code")), 2);
 
     /* NULL strings and zero ints leave their attributes out. */
     json_t *s2 = json_array_get(spans, 2);
@@ -771,11 +769,9 @@ static void test_encode_unknown_method_and_truncation(void **state)
     body = gh_otlp_encode_span("orders-gw", &s);
     doc = parse(body);
     sp = json_array_get(check_shape(doc), 0);
-    assert_string_equal(json_string_value(json_object_get(sp, "name")),
-                        "GET a \"quoted\" route");
+    assert_string_equal(json_string_value(json_object_get(sp, "name")), "GET a \"quoted\" route");
     assert_string_equal(attr_s(sp, "error.type"), "502");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(sp, "status"), "code")),
-                     2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(sp, "status"), "code")), 2);
     json_decref(doc);
     free(body);
 }

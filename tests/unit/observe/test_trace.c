@@ -137,8 +137,7 @@ static void test_tp_future_versions(void **state)
     assert_int_equal(extract1("traceparent", "01-" TID "-" SID "-01", &c), 1);
     assert_ids(&c, TID, SID);
     assert_true(c.sampled);
-    assert_int_equal(extract1("traceparent", "cc-" TID "-" SID "-01-what-the-future-holds", &c),
-                     1);
+    assert_int_equal(extract1("traceparent", "cc-" TID "-" SID "-01-what-the-future-holds", &c), 1);
     assert_ids(&c, TID, SID);
     assert_int_equal(extract1("traceparent", "fe-" TID "-" SID "-00-", &c), 1);
     assert_false(c.sampled);
@@ -204,9 +203,8 @@ static void test_ts_passed(void **state)
 static void test_ts_combined(void **state)
 {
     (void)state;
-    gh_h1_header_t h[] = {hdr("tracestate", "rojo=00f067aa0ba902b7"),
-                          hdr("traceparent", TP_OK), hdr("tracestate", ""),
-                          hdr("tracestate", "congo=t61rcWkgMzE")};
+    gh_h1_header_t h[] = {hdr("tracestate", "rojo=00f067aa0ba902b7"), hdr("traceparent", TP_OK),
+                          hdr("tracestate", ""), hdr("tracestate", "congo=t61rcWkgMzE")};
     gh_trace_ctx_t c;
     assert_int_equal(gh_trace_extract(h, 4, &c), 1);
     assert_string_equal(c.tracestate, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
@@ -238,18 +236,18 @@ static void test_ts_invalid_dropped(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "A=1",         /* upper-case key */
-        "1a=1",        /* simple key must start with a letter */
-        "a",           /* no '=' */
-        "a=",          /* empty value */
-        "=1",          /* empty key */
-        "a=1,a=2",     /* duplicate key */
-        "a=b=c",       /* '=' in value */
-        "a=\x01",      /* control byte */
-        "a=\xc3\xa9",  /* non-ASCII */
-        "t@=1",        /* empty system id */
-        "@v=1",        /* empty tenant id */
-        "t@1v=1",      /* system id starts with a digit */
+        "A=1",                 /* upper-case key */
+        "1a=1",                /* simple key must start with a letter */
+        "a",                   /* no '=' */
+        "a=",                  /* empty value */
+        "=1",                  /* empty key */
+        "a=1,a=2",             /* duplicate key */
+        "a=b=c",               /* '=' in value */
+        "a=\x01",              /* control byte */
+        "a=\xc3\xa9",          /* non-ASCII */
+        "t@=1",                /* empty system id */
+        "@v=1",                /* empty tenant id */
+        "t@1v=1",              /* system id starts with a digit */
         "t@abcdefghijklmno=1", /* system id longer than 14 */
         "a b=1",
     };
@@ -314,8 +312,8 @@ static void test_ts_length_limit(void **state)
     memcpy(c2, "c=", 2);
     c2[52] = '\0';
     /* 256 + 1 + 202 + 1 + 52 = 512: kept, joined in order */
-    gh_h1_header_t h2[] = {hdr("traceparent", TP_OK), hdr("tracestate", a),
-                           hdr("tracestate", b), hdr("tracestate", c2)};
+    gh_h1_header_t h2[] = {hdr("traceparent", TP_OK), hdr("tracestate", a), hdr("tracestate", b),
+                           hdr("tracestate", c2)};
     assert_int_equal(gh_trace_extract(h2, 4, &c), 1);
     assert_int_equal(strlen(c.tracestate), 512);
     assert_memory_equal(c.tracestate, a, 256);
@@ -424,8 +422,7 @@ static void test_b3_multi(void **state)
     gh_trace_ctx_t c;
     gh_h1_header_t h[] = {hdr("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
                           hdr("X-B3-SpanId", "e457b5a2e4d86bd1"),
-                          hdr("X-B3-ParentSpanId", "05e3ac9a4f6e3b90"),
-                          hdr("X-B3-Sampled", "1")};
+                          hdr("X-B3-ParentSpanId", "05e3ac9a4f6e3b90"), hdr("X-B3-Sampled", "1")};
     assert_int_equal(gh_trace_extract(h, 4, &c), 1);
     assert_ids(&c, "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1");
     assert_true(c.sampled);

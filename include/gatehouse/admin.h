@@ -1,0 +1,38 @@
+/*
+ * The admin API: its own listener on the main thread's loop, serving
+ * /live, /ready, /metrics, /config and /clusters (docs/admin.md).
+ *
+ * The admin module does not know the server; it asks through hooks, all
+ * called on the main thread.
+ */
+#ifndef GATEHOUSE_ADMIN_H
+#define GATEHOUSE_ADMIN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include <gatehouse/config.h>
+
+typedef struct {
+    /* 1 when serving; otherwise fills reason (static text). */
+    int (*ready)(void *arg, const char **reason);
+    /* Heap JSON documents (caller frees), NULL when out of memory. */
+    char *(*config_json)(void *arg, size_t *len);
+    char *(*clusters_json)(void *arg, size_t *len);
+    void *arg;
+} gh_admin_hooks_t;
+
+typedef struct gh_admin_s gh_admin_t;
+
+/* Binds conf->address on loop. Returns NULL with the reason logged. The
+ * token (if any) is copied. */
+gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
+                           const gh_admin_hooks_t *hooks);
+/* Takes a new token from a reloaded config (the address is fixed at start:
+ * changing it needs a restart, which is logged). */
+void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf);
+/* Closes the listener and every admin connection; frees a in the last
+ * close callback. */
+void gh_admin_stop(gh_admin_t *a);
+
+#endif

@@ -1,0 +1,386 @@
+/*
+ * Admin API server: a small HTTP/1.1 server on the main thread, on the same
+ * strict parser as the data plane. Requests are tiny and answers are built
+ * whole, so a connection reads one head, writes one answer, and goes on
+ * with the next (keep-alive) or closes.
+ */
+#include <gatehouse/admin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gatehouse/h1.h>
+#include <gatehouse/log.h>
+#include <gatehouse/metrics.h>
+
+#define ADMIN_RBUF 16384
+#define ADMIN_MAX_HEADERS 64
+#define ADMIN_IDLE_MS 30000
+
+typedef struct admin_conn_s admin_conn_t;
+
+struct gh_admin_s {
+    uv_tcp_t tcp;
+    gh_admin_hooks_t hooks;
+    char *token;
+    admin_conn_t *conns;
+    int stopping;
+    unsigned open_handles;
+};
+
+struct admin_conn_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    gh_admin_t *admin;
+    admin_conn_t *prev, *next;
+    char rbuf[ADMIN_RBUF];
+    size_t rlen;
+    char *wbuf;
+    int close_after;
+    int closing;
+    unsigned handles;
+};
+
+static void admin_maybe_free(gh_admin_t *a)
+{
+    if (a->stopping && a->open_handles == 0 && a->conns == NULL) {
+        free(a->token);
+        free(a);
+    }
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+    admin_conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    gh_admin_t *a = c->admin;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c->wbuf);
+    free(c);
+    admin_maybe_free(a);
+}
+
+static void conn_close(admin_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void process(admin_conn_t *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    admin_conn_t *c = req->data;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    if (status < 0 || c->close_after) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+static void respond(admin_conn_t *c, int status, const char *reason, const char *ctype,
+                    const char *extra, const char *body, size_t blen, int head_only)
+{
+    size_t cap = blen + 512;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        conn_close(c);
+        return;
+    }
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+                     "cache-control: no-store\r\n%s%s\r\n",
+                     status, reason, ctype, blen, extra ? extra : "",
+                     c->close_after ? "connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= cap - blen) {
+        free(buf);
+        conn_close(c);
+        return;
+    }
+    if (!head_only && blen > 0)
+        memcpy(buf + n, body, blen);
+    size_t len = (size_t)n + (head_only ? 0 : blen);
+    c->wbuf = buf;
+    c->wreq.data = c;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(buf);
+        c->wbuf = NULL;
+        conn_close(c);
+    }
+}
+
+static void respond_json(admin_conn_t *c, int status, const char *reason, const char *json,
+                         const char *extra, int head_only)
+{
+    respond(c, status, reason, "application/json", extra, json, strlen(json), head_only);
+}
+
+/* Compares in time independent of where the strings differ, so the token
+ * cannot be guessed a byte at a time from response times. */
+static int token_equal(const char *want, const char *got, size_t got_len)
+{
+    size_t wl = strlen(want);
+    unsigned char d = (unsigned char)(wl != got_len);
+    for (size_t i = 0; i < wl; i++)
+        d |= (unsigned char)(want[i] ^ (i < got_len ? got[i] : 0));
+    return d == 0;
+}
+
+static int authorized(const gh_admin_t *a, const gh_h1_request_t *req)
+{
+    if (a->token == NULL)
+        return 1;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const gh_h1_header_t *h = &req->headers[i];
+        if (!GH_H1_NAME_IS(h, "authorization"))
+            continue;
+        if (h->value_len < 7 || strncasecmp(h->value, "bearer ", 7) != 0)
+            return 0;
+        const char *t = h->value + 7;
+        size_t tl = h->value_len - 7;
+        while (tl > 0 && *t == ' ') {
+            t++;
+            tl--;
+        }
+        return token_equal(a->token, t, tl);
+    }
+    return 0;
+}
+
+static int path_is(const gh_h1_request_t *req, const char *p)
+{
+    size_t n = strlen(p), tl = req->target_len;
+    const char *q = memchr(req->target, '?', tl);
+    if (q != NULL)
+        tl = (size_t)(q - req->target);
+    return tl == n && memcmp(req->target, p, n) == 0;
+}
+
+static void handle(admin_conn_t *c, const gh_h1_request_t *req)
+{
+    gh_admin_t *a = c->admin;
+    int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    int known = path_is(req, "/live") || path_is(req, "/ready") || path_is(req, "/metrics") ||
+                path_is(req, "/config") || path_is(req, "/clusters");
+    if (!known) {
+        respond_json(c, 404, "Not Found",
+                     "{\"error\":\"not_found\",\"detail\":\"admin paths: /live /ready /metrics "
+                     "/config /clusters\"}\n",
+                     NULL, is_head);
+        return;
+    }
+    if (!is_get && !is_head) {
+        respond_json(c, 405, "Method Not Allowed",
+                     "{\"error\":\"method_not_allowed\",\"detail\":\"use GET\"}\n",
+                     "allow: GET, HEAD\r\n", 0);
+        return;
+    }
+    /* Probes stay open so that an orchestrator needs no secret; the rest
+     * shows the config and the upstream map and needs the token. */
+    if (path_is(req, "/live")) {
+        respond_json(c, 200, "OK", "{\"status\":\"live\"}\n", NULL, is_head);
+        return;
+    }
+    if (path_is(req, "/ready")) {
+        const char *why = NULL;
+        char body[512];
+        if (a->hooks.ready(a->hooks.arg, &why)) {
+            snprintf(body, sizeof(body), "{\"status\":\"ready\",\"generation\":%llu}\n",
+                     (unsigned long long)gh_stats_generation());
+            respond_json(c, 200, "OK", body, NULL, is_head);
+        } else {
+            snprintf(body, sizeof(body), "{\"status\":\"not_ready\",\"reasons\":[\"%s\"]}\n",
+                     why ? why : "starting");
+            respond_json(c, 503, "Service Unavailable", body, NULL, is_head);
+        }
+        return;
+    }
+    if (!authorized(a, req)) {
+        respond_json(c, 401, "Unauthorized",
+                     "{\"error\":\"unauthorized\",\"detail\":\"this admin path needs "
+                     "Authorization: Bearer <admin token>\"}\n",
+                     "www-authenticate: Bearer realm=\"gatehouse-admin\"\r\n", is_head);
+        return;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    const char *ctype = "application/json";
+    if (path_is(req, "/metrics")) {
+        body = gh_metrics_render(&len);
+        ctype = "text/plain; version=0.0.4; charset=utf-8";
+    } else if (path_is(req, "/config")) {
+        body = a->hooks.config_json(a->hooks.arg, &len);
+    } else {
+        body = a->hooks.clusters_json(a->hooks.arg, &len);
+    }
+    if (body == NULL) {
+        respond_json(c, 503, "Service Unavailable",
+                     "{\"error\":\"service_unavailable\",\"detail\":\"out of memory\"}\n", NULL,
+                     is_head);
+        return;
+    }
+    respond(c, 200, "OK", ctype, NULL, body, len, is_head);
+    free(body);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    admin_conn_t *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(ADMIN_RBUF - c->rlen));
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void process(admin_conn_t *c)
+{
+    gh_h1_header_t headers[ADMIN_MAX_HEADERS];
+    gh_h1_request_t req;
+    gh_h1_error_t err = {0, NULL};
+    gh_h1_limits_t lim = {ADMIN_RBUF - 1, ADMIN_MAX_HEADERS, 4096};
+    if (c->closing)
+        return;
+    req.headers = headers;
+    int r = c->rlen ? gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err) : GH_H1_INCOMPLETE;
+    if (r == GH_H1_INCOMPLETE) {
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+        uv_timer_start(&c->timer, on_idle, ADMIN_IDLE_MS, 0);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (r < 0) {
+        char body[256];
+        c->close_after = 1;
+        snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"detail\":\"%s\"}\n",
+                 err.detail ? err.detail : "malformed request");
+        respond_json(c, err.status ? err.status : 400, "Bad Request", body, NULL, 0);
+        return;
+    }
+    /* Admin requests carry no body; one that does is refused rather
+     * than skipped, so its bytes never become a second request. */
+    if (req.body != GH_H1_BODY_NONE) {
+        c->close_after = 1;
+        respond_json(c, 400, "Bad Request",
+                     "{\"error\":\"bad_request\",\"detail\":\"admin requests have no body\"}\n",
+                     NULL, 0);
+        return;
+    }
+    c->close_after = !req.keep_alive || c->admin->stopping;
+    /* Handle from a copy: the read buffer is compacted before the answer
+     * is written, and the handler only reads the head. */
+    handle(c, &req);
+    memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
+    c->rlen -= (size_t)r;
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    admin_conn_t *c = h->data;
+    (void)buf;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    c->rlen += (size_t)nread;
+    if (c->rlen == ADMIN_RBUF)
+        uv_read_stop(h);
+    process(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    gh_admin_t *a = server->data;
+    if (status < 0 || a->stopping)
+        return;
+    admin_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->admin = a;
+    c->tcp.data = c->timer.data = c;
+    uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
+    c->handles = 2;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
+                           const gh_admin_hooks_t *hooks)
+{
+    gh_admin_t *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    a->hooks = *hooks;
+    if (conf->token != NULL && (a->token = strdup(conf->token)) == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->tcp.data = a;
+    uv_tcp_init(loop, &a->tcp);
+    a->open_handles = 1;
+    int r = uv_tcp_bind(&a->tcp, (const struct sockaddr *)&conf->addr, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&a->tcp, 128, on_connection);
+    if (r < 0) {
+        GH_LOG(GH_LOG_ERROR, "admin", "cannot listen on %s: %s", conf->address, uv_strerror(r));
+        gh_admin_stop(a);
+        return NULL;
+    }
+    GH_LOG(GH_LOG_INFO, "admin", "admin API on %s%s", conf->address,
+           a->token ? " (bearer token required)" : "");
+    return a;
+}
+
+void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf)
+{
+    char *t = conf->token ? strdup(conf->token) : NULL;
+    if (conf->token != NULL && t == NULL)
+        return; /* keep the old token rather than open the API */
+    free(a->token);
+    a->token = t;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    gh_admin_t *a = h->data;
+    a->open_handles--;
+    admin_maybe_free(a);
+}
+
+void gh_admin_stop(gh_admin_t *a)
+{
+    if (a == NULL || a->stopping)
+        return;
+    a->stopping = 1;
+    for (admin_conn_t *c = a->conns; c != NULL; c = c->next)
+        conn_close(c);
+    uv_close((uv_handle_t *)&a->tcp, listener_closed);
+}

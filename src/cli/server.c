@@ -1,0 +1,538 @@
+/*
+ * The main thread: load the config, bind every listener once per worker
+ * (SO_REUSEPORT: the kernel spreads connections over the workers' sockets),
+ * start the workers, wait for a signal, drain, join.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gatehouse/accesslog.h>
+#include <gatehouse/admin.h>
+#include <gatehouse/log.h>
+#include <gatehouse/metrics.h>
+#include <gatehouse/server.h>
+#include <gatehouse/trace.h>
+
+#include "admin/views.h"
+#include "proxy/proxy.h"
+#include "proxy/worker.h"
+
+typedef struct {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint, sigusr1;
+    uv_timer_t deadline;
+    uv_async_t exited; /* a worker's loop ended */
+    unsigned num_exited; /* atomic */
+    gh_worker_t *workers;
+    unsigned num_workers;
+    uint64_t drain_ms;
+    int stopping;
+
+    /* Reload. */
+    const char *path;
+    gh_snapshot_t *snap; /* the running snapshot; reference */
+    uint64_t generation;
+    uv_signal_t sighup;
+    uv_fs_event_t watch;
+    uv_timer_t debounce;
+    char *last_text; /* the file as last loaded, to ignore touch-only events */
+    size_t last_len;
+
+    gh_admin_t *admin;
+    int serving; /* every worker runs the first snapshot */
+    /* Tracers by config; an exporter that a reload replaced is kept until
+     * exit, since a worker may still be submitting to it. */
+    gh_trace_exporter_t *tracers[64];
+    unsigned num_tracers;
+} server_t;
+
+static int bind_listener(const gh_listener_conf_t *l)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        (l->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+        bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    server_t *sv = t->data;
+    GH_LOG(GH_LOG_WARN, "server", "drain deadline passed, closing remaining connections");
+    for (unsigned i = 0; i < sv->num_workers; i++)
+        gh_worker_stop(&sv->workers[i], 1);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server_t *sv = h->data;
+    if (sv->stopping) {
+        GH_LOG(GH_LOG_WARN, "server", "second signal %d, stopping now", signum);
+        on_deadline(&sv->deadline);
+        return;
+    }
+    sv->stopping = 1;
+    GH_LOG(GH_LOG_INFO, "server", "signal %d: draining for up to %llums", signum,
+           (unsigned long long)sv->drain_ms);
+    for (unsigned i = 0; i < sv->num_workers; i++)
+        gh_worker_stop(&sv->workers[i], 0);
+    uv_timer_start(&sv->deadline, on_deadline, sv->drain_ms, 0);
+    /* The admin API goes with the listeners: an orchestrator polling
+     * /ready sees the gateway leave. */
+    gh_admin_stop(sv->admin);
+    sv->admin = NULL;
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_worker_exit(uv_async_t *a)
+{
+    server_t *sv = a->data;
+    if (__atomic_load_n(&sv->num_exited, __ATOMIC_ACQUIRE) < sv->num_workers)
+        return;
+    /* Every worker is done: let the main loop end. */
+    gh_admin_stop(sv->admin);
+    sv->admin = NULL;
+    close_if_open((uv_handle_t *)&sv->exited);
+    close_if_open((uv_handle_t *)&sv->deadline);
+    close_if_open((uv_handle_t *)&sv->sigterm);
+    close_if_open((uv_handle_t *)&sv->sigint);
+    close_if_open((uv_handle_t *)&sv->sighup);
+    close_if_open((uv_handle_t *)&sv->sigusr1);
+    close_if_open((uv_handle_t *)&sv->watch);
+    close_if_open((uv_handle_t *)&sv->debounce);
+}
+
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    if (gh_access_log_reopen() == 0)
+        GH_LOG(GH_LOG_INFO, "accesslog", "reopened on SIGUSR1");
+}
+
+static int tracing_same(const gh_tracing_conf_t *a, const gh_tracing_conf_t *b)
+{
+    return a->enabled == b->enabled &&
+           (!a->enabled ||
+            (strcmp(a->collector, b->collector) == 0 &&
+             strcmp(a->service_name, b->service_name) == 0 && a->queue_size == b->queue_size &&
+             a->batch_size == b->batch_size && a->flush_interval_ms == b->flush_interval_ms &&
+             a->export_timeout_ms == b->export_timeout_ms));
+}
+
+/* Sets up what the config's operational sections ask for: the access log
+ * destination, the tracer, the admin token. old is NULL at start. */
+static void apply_ops(server_t *sv, const gh_config_t *old, const gh_config_t *cfg)
+{
+    gh_access_log_open(&cfg->access_log);
+    if (old == NULL || !tracing_same(&old->tracing, &cfg->tracing)) {
+        gh_trace_exporter_t *t = NULL;
+        if (cfg->tracing.enabled && sv->num_tracers < 64) {
+            t = gh_trace_exporter_new(&cfg->tracing);
+            if (t != NULL)
+                sv->tracers[sv->num_tracers++] = t;
+        }
+        gh_observe_set_tracer(t);
+    }
+    if (sv->admin != NULL && old != NULL) {
+        if (!cfg->admin.enabled || strcmp(cfg->admin.address, old->admin.address) != 0)
+            GH_LOG(GH_LOG_WARN, "admin", "admin listen address changes need a restart");
+        else
+            gh_admin_update(sv->admin, &cfg->admin);
+    }
+}
+
+static size_t tracing_metrics(char *buf, size_t cap, void *arg)
+{
+    server_t *sv = arg;
+    gh_trace_stats_t sum = {0, 0, 0, 0};
+    for (unsigned i = 0; i < sv->num_tracers; i++) {
+        gh_trace_stats_t st;
+        gh_trace_exporter_stats(sv->tracers[i], &st);
+        sum.exported += st.exported;
+        sum.dropped_queue_full += st.dropped_queue_full;
+        sum.dropped_export_failed += st.dropped_export_failed;
+        sum.export_requests += st.export_requests;
+    }
+    int n = snprintf(buf, cap,
+                     "# HELP gatehouse_tracing_spans_exported_total Spans the collector accepted.\n"
+                     "# TYPE gatehouse_tracing_spans_exported_total counter\n"
+                     "gatehouse_tracing_spans_exported_total %llu\n"
+                     "# HELP gatehouse_tracing_spans_dropped_total Spans not exported.\n"
+                     "# TYPE gatehouse_tracing_spans_dropped_total counter\n"
+                     "gatehouse_tracing_spans_dropped_total{reason=\"queue_full\"} %llu\n"
+                     "gatehouse_tracing_spans_dropped_total{reason=\"export_failed\"} %llu\n",
+                     (unsigned long long)sum.exported, (unsigned long long)sum.dropped_queue_full,
+                     (unsigned long long)sum.dropped_export_failed);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+static int hook_ready(void *arg, const char **reason)
+{
+    server_t *sv = arg;
+    if (sv->stopping) {
+        *reason = "draining";
+        return 0;
+    }
+    if (!sv->serving) {
+        *reason = "starting";
+        return 0;
+    }
+    return 1;
+}
+
+static char *hook_config(void *arg, size_t *len)
+{
+    server_t *sv = arg;
+    return gh_admin_config_json(sv->snap, len);
+}
+
+static char *hook_clusters(void *arg, size_t *len)
+{
+    server_t *sv = arg;
+    return gh_admin_clusters_json(sv->snap, len);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0)
+            break;
+        if (n == cap) {
+            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static int listener_kept(const gh_config_t *old, const gh_listener_conf_t *l)
+{
+    for (size_t i = 0; i < old->num_listeners; i++) {
+        const gh_listener_conf_t *o = &old->listeners[i];
+        if (o->addrlen == l->addrlen && memcmp(&o->addr, &l->addr, l->addrlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Builds a snapshot from the file and hands it to every worker. A config
+ * that does not load, or whose new listeners cannot be bound, changes
+ * nothing: the running snapshot keeps serving. */
+static void reload(server_t *sv, const char *why)
+{
+    gh_config_error_t err;
+    gh_config_t *cfg = gh_config_load(sv->path, &err);
+    if (cfg == NULL) {
+        GH_LOG(GH_LOG_ERROR, "config", "reload (%s) refused, still serving generation %llu: %s",
+               why, (unsigned long long)sv->generation, err.msg);
+        gh_stats_reload(0);
+        return;
+    }
+    size_t nl = cfg->num_listeners;
+    int **fds = calloc(sv->num_workers, sizeof(int *));
+    int ok = fds != NULL;
+    for (unsigned w = 0; ok && w < sv->num_workers; w++) {
+        fds[w] = malloc((nl + 1) * sizeof(int));
+        if (fds[w] == NULL) {
+            ok = 0;
+            break;
+        }
+        for (size_t i = 0; i < nl; i++)
+            fds[w][i] = -1;
+        for (size_t i = 0; ok && i < nl; i++) {
+            if (listener_kept(sv->snap->cfg, &cfg->listeners[i]))
+                continue;
+            int fd = bind_listener(&cfg->listeners[i]);
+            if (fd < 0) {
+                GH_LOG(GH_LOG_ERROR, "config",
+                       "reload (%s) refused: listener '%s' cannot bind %s: %s", why,
+                       cfg->listeners[i].name, cfg->listeners[i].address, strerror(-fd));
+                ok = 0;
+            }
+            fds[w][i] = fd;
+        }
+    }
+    gh_snapshot_t *snap = NULL;
+    if (ok) {
+        snap = gh_snapshot_new(cfg, sv->generation + 1);
+        cfg = NULL; /* the snapshot owns it, or gh_snapshot_new freed it */
+        ok = snap != NULL;
+    }
+    if (!ok) {
+        for (unsigned w = 0; fds != NULL && w < sv->num_workers; w++) {
+            for (size_t i = 0; fds[w] != NULL && i < nl; i++)
+                if (fds[w][i] >= 0)
+                    close(fds[w][i]);
+            free(fds[w]);
+        }
+        free(fds);
+        gh_config_free(cfg);
+        gh_stats_reload(0);
+        return;
+    }
+    for (unsigned w = 0; w < sv->num_workers; w++)
+        gh_worker_post(&sv->workers[w], snap, fds[w]);
+    free(fds);
+    gh_snapshot_t *old_snap = sv->snap;
+    const gh_config_t *old_cfg = old_snap->cfg;
+    sv->snap = snap;
+    sv->generation++;
+    gh_stats_reload(1);
+    gh_stats_set_generation(sv->generation);
+    apply_ops(sv, old_cfg, snap->cfg);
+    gh_snapshot_unref(old_snap);
+    GH_LOG(GH_LOG_INFO, "config", "reload (%s): generation %llu serving, %zu listeners", why,
+           (unsigned long long)sv->generation, nl);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    server_t *sv = h->data;
+    if (sv->stopping)
+        return;
+    free(sv->last_text);
+    sv->last_text = read_file(sv->path, &sv->last_len);
+    reload(sv, "SIGHUP");
+}
+
+static void on_debounce(uv_timer_t *t)
+{
+    server_t *sv = t->data;
+    size_t len;
+    if (sv->stopping)
+        return;
+    char *text = read_file(sv->path, &len);
+    if (text == NULL)
+        return; /* mid-replace; the rename's own event follows */
+    if (sv->last_text != NULL && len == sv->last_len && memcmp(text, sv->last_text, len) == 0) {
+        free(text);
+        return;
+    }
+    free(sv->last_text);
+    sv->last_text = text;
+    sv->last_len = len;
+    reload(sv, "file changed");
+}
+
+/* Watches the directory, not the file: editors and Kubernetes replace the
+ * file by rename, which a watch on the old inode would never see. Events
+ * come in bursts, so a short debounce makes one reload out of them. */
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    server_t *sv = h->data;
+    (void)events;
+    if (status < 0)
+        return;
+    const char *base = strrchr(sv->path, '/');
+    base = base ? base + 1 : sv->path;
+    if (filename != NULL && strcmp(filename, base) != 0)
+        return;
+    uv_timer_start(&sv->debounce, on_debounce, 100, 0);
+}
+
+static void watch_start(server_t *sv)
+{
+    char dir[4096];
+    const char *slash = strrchr(sv->path, '/');
+    if (slash == NULL) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = (size_t)(slash - sv->path);
+        if (n == 0)
+            n = 1;
+        if (n >= sizeof(dir))
+            return;
+        memcpy(dir, sv->path, n);
+        dir[n] = '\0';
+    }
+    uv_fs_event_init(&sv->loop, &sv->watch);
+    uv_timer_init(&sv->loop, &sv->debounce);
+    sv->watch.data = sv->debounce.data = sv;
+    int r = uv_fs_event_start(&sv->watch, on_fs_event, dir, 0);
+    if (r < 0)
+        GH_LOG(GH_LOG_WARN, "config", "cannot watch %s for changes (%s); SIGHUP still reloads",
+               dir, uv_strerror(r));
+}
+
+static int start_workers(server_t *sv, gh_snapshot_t *snap)
+{
+    const gh_config_t *cfg = snap->cfg;
+    size_t nl = cfg->num_listeners;
+    int rc = -1;
+    int *fds = calloc(sv->num_workers * nl + 1, sizeof(int));
+    sv->workers = calloc(sv->num_workers, sizeof(gh_worker_t));
+    if (fds == NULL || sv->workers == NULL)
+        goto out;
+    for (size_t i = 0; i < sv->num_workers * nl; i++)
+        fds[i] = -1;
+    for (unsigned w = 0; w < sv->num_workers; w++) {
+        for (size_t i = 0; i < nl; i++) {
+            int fd = bind_listener(&cfg->listeners[i]);
+            if (fd < 0) {
+                GH_LOG(GH_LOG_ERROR, "server", "listener '%s': cannot bind %s: %s",
+                       cfg->listeners[i].name, cfg->listeners[i].address, strerror(-fd));
+                goto out;
+            }
+            fds[w * nl + i] = fd;
+        }
+    }
+    for (unsigned w = 0; w < sv->num_workers; w++) {
+        sv->workers[w].on_exit = &sv->exited;
+        sv->workers[w].num_exited = &sv->num_exited;
+        if (gh_worker_init(&sv->workers[w], w, snap, &fds[w * nl]) < 0) {
+            GH_LOG(GH_LOG_ERROR, "server", "worker %u failed to start", w);
+            for (unsigned k = 0; k <= w; k++)
+                gh_worker_dispose(&sv->workers[k]);
+            goto out;
+        }
+    }
+    unsigned started = 0;
+    for (; started < sv->num_workers; started++)
+        if (gh_worker_start(&sv->workers[started]) != 0)
+            break;
+    if (started < sv->num_workers) {
+        GH_LOG(GH_LOG_ERROR, "server", "cannot start worker threads");
+        for (unsigned w = 0; w < started; w++)
+            gh_worker_stop(&sv->workers[w], 1);
+        for (unsigned w = 0; w < started; w++)
+            gh_worker_join(&sv->workers[w]);
+        for (unsigned w = 0; w < sv->num_workers; w++)
+            gh_worker_dispose(&sv->workers[w]);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fds != NULL)
+        for (size_t i = 0; i < sv->num_workers * nl; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+    free(fds);
+    if (rc < 0) {
+        free(sv->workers);
+        sv->workers = NULL;
+    }
+    return rc;
+}
+
+int gh_server_run(const gh_server_opts_t *opts)
+{
+    gh_config_error_t err;
+    gh_config_t *cfg = gh_config_load(opts->config_path, &err);
+    if (cfg == NULL) {
+        GH_LOG(GH_LOG_ERROR, "config", "%s", err.msg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    server_t sv;
+    memset(&sv, 0, sizeof(sv));
+    sv.path = opts->config_path;
+    sv.generation = 1;
+    sv.num_workers = opts->workers ? opts->workers : cfg->workers;
+    if (sv.num_workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        sv.num_workers = n > 0 ? (unsigned)n : 1;
+    }
+    sv.drain_ms = cfg->drain_timeout_ms;
+    sv.last_text = read_file(sv.path, &sv.last_len);
+    sv.snap = gh_snapshot_new(cfg, 1);
+    if (sv.snap == NULL) {
+        GH_LOG(GH_LOG_ERROR, "server", "out of memory");
+        free(sv.last_text);
+        return 1;
+    }
+    gh_stats_set_generation(1);
+    uv_loop_init(&sv.loop);
+    uv_async_init(&sv.loop, &sv.exited, on_worker_exit);
+    sv.exited.data = &sv;
+    int rc = 1;
+    if (sv.snap->cfg->access_log.enabled && gh_access_log_open(&sv.snap->cfg->access_log) < 0)
+        goto out_loop;
+    if (sv.snap->cfg->admin.enabled) {
+        gh_admin_hooks_t hooks = {hook_ready, hook_config, hook_clusters, &sv};
+        sv.admin = gh_admin_start(&sv.loop, &sv.snap->cfg->admin, &hooks);
+        if (sv.admin == NULL)
+            goto out_loop;
+    }
+    apply_ops(&sv, NULL, sv.snap->cfg);
+    gh_metrics_set_extra(tracing_metrics, &sv);
+    if (start_workers(&sv, sv.snap) < 0)
+        goto out_loop;
+
+    uv_signal_init(&sv.loop, &sv.sigterm);
+    uv_signal_init(&sv.loop, &sv.sigint);
+    uv_signal_init(&sv.loop, &sv.sighup);
+    uv_signal_init(&sv.loop, &sv.sigusr1);
+    uv_timer_init(&sv.loop, &sv.deadline);
+    sv.sigterm.data = sv.sigint.data = sv.sighup.data = sv.deadline.data = &sv;
+    uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sv.sigint, on_signal, SIGINT);
+    uv_signal_start(&sv.sighup, on_sighup, SIGHUP);
+    uv_signal_start(&sv.sigusr1, on_sigusr1, SIGUSR1);
+    watch_start(&sv);
+    sv.serving = 1;
+    for (size_t i = 0; i < sv.snap->cfg->num_listeners; i++)
+        GH_LOG(GH_LOG_INFO, "server", "listener '%s' on %s (%zu routes)",
+               sv.snap->cfg->listeners[i].name, sv.snap->cfg->listeners[i].address,
+               sv.snap->cfg->listeners[i].num_routes);
+    GH_LOG(GH_LOG_INFO, "server", "gatehouse %s serving with %u workers", GH_VERSION,
+           sv.num_workers);
+    uv_run(&sv.loop, UV_RUN_DEFAULT);
+    for (unsigned w = 0; w < sv.num_workers; w++)
+        gh_worker_join(&sv.workers[w]);
+    for (unsigned w = 0; w < sv.num_workers; w++)
+        gh_worker_dispose(&sv.workers[w]);
+    free(sv.workers);
+    rc = 0;
+    GH_LOG(GH_LOG_INFO, "server", "stopped");
+out_loop:
+    gh_admin_stop(sv.admin);
+    close_if_open((uv_handle_t *)&sv.exited);
+    uv_run(&sv.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&sv.loop);
+    gh_observe_set_tracer(NULL);
+    for (unsigned i = 0; i < sv.num_tracers; i++)
+        gh_trace_exporter_free(sv.tracers[i]);
+    gh_access_log_close();
+    gh_snapshot_unref(sv.snap);
+    gh_metrics_set_extra(NULL, NULL);
+    gh_metrics_shutdown();
+    free(sv.last_text);
+    return rc;
+}

@@ -1,0 +1,324 @@
+/* Access log: JSON lines. See include/gatehouse/accesslog.h. */
+#include <gatehouse/accesslog.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gatehouse/log.h>
+
+/* The descriptor workers write to; -1 while no log is open. Its number
+ * stays the same for the life of the process once set. */
+static int log_fd = -1;
+static char *log_path; /* main thread only; NULL = stdout */
+
+static int open_path(const char *path)
+{
+    if (path == NULL)
+        return dup(STDOUT_FILENO);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+static int install(int fd)
+{
+    int cur = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
+    if (cur < 0) {
+        __atomic_store_n(&log_fd, fd, __ATOMIC_RELEASE);
+        return 0;
+    }
+    /* dup2 swaps the file behind the number atomically for every thread. */
+    int r = dup2(fd, cur) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int gh_access_log_open(const gh_access_log_conf_t *conf)
+{
+    if (!conf->enabled)
+        return 0; /* keep whatever is open: workers skip logging by config */
+    int same = (conf->path == NULL && log_path == NULL) ||
+               (conf->path != NULL && log_path != NULL && strcmp(conf->path, log_path) == 0);
+    if (same && log_fd >= 0)
+        return 0;
+    int fd = open_path(conf->path);
+    if (fd < 0) {
+        int e = errno;
+        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot open %s: %s", conf->path ? conf->path : "stdout",
+               strerror(e));
+        return -e;
+    }
+    int r = install(fd);
+    if (r == 0) {
+        free(log_path);
+        log_path = conf->path ? strdup(conf->path) : NULL;
+    }
+    return r;
+}
+
+int gh_access_log_reopen(void)
+{
+    if (log_fd < 0 || log_path == NULL)
+        return 0;
+    int fd = open_path(log_path);
+    if (fd < 0) {
+        int e = errno;
+        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot reopen %s: %s", log_path, strerror(e));
+        return -e;
+    }
+    return install(fd);
+}
+
+void gh_access_log_close(void)
+{
+    if (log_fd >= 0)
+        close(log_fd);
+    log_fd = -1;
+    free(log_path);
+    log_path = NULL;
+}
+
+void gh_access_log_flush(gh_access_log_buf_t *b)
+{
+    int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
+    size_t off = 0;
+    while (fd >= 0 && off < b->len) {
+        ssize_t n = write(fd, b->buf + off, b->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* a full disk loses log lines, never requests */
+        off += (size_t)n;
+    }
+    b->len = 0;
+}
+
+/* ---- formatting ---- */
+
+typedef struct {
+    char *p, *end;
+    int first;
+} w_t;
+
+static void raw(w_t *w, const char *s, size_t n)
+{
+    if ((size_t)(w->end - w->p) < n) {
+        w->p = w->end; /* truncated: the caller sees no room and drops the line */
+        return;
+    }
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+static void key(w_t *w, const char *k)
+{
+    if (!w->first)
+        raw(w, ",", 1);
+    w->first = 0;
+    raw(w, "\"", 1);
+    raw(w, k, strlen(k));
+    raw(w, "\":", 2);
+}
+
+/* A JSON string from arbitrary bytes: escapes quotes, backslashes, control
+ * bytes and bytes >= 0x80 (as \u00XX, so the line stays valid UTF-8 whatever
+ * a client put in its User-Agent). */
+static void str(w_t *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (s == NULL) {
+        raw(w, "null", 4);
+        return;
+    }
+    raw(w, "\"", 1);
+    for (size_t i = 0; i < n && w->p < w->end; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            raw(w, e, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            raw(w, e, 6);
+        } else {
+            raw(w, (const char *)&s[i], 1);
+        }
+    }
+    raw(w, "\"", 1);
+}
+
+static void cstr(w_t *w, const char *s)
+{
+    str(w, s, s ? strlen(s) : 0);
+}
+
+static void num(w_t *w, uint64_t v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+    raw(w, b, (size_t)n);
+}
+
+static void ms(w_t *w, uint64_t us)
+{
+    char b[32];
+    int n = snprintf(b, sizeof(b), "%llu.%03llu", (unsigned long long)(us / 1000),
+                     (unsigned long long)(us % 1000));
+    raw(w, b, (size_t)n);
+}
+
+static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t n)
+{
+    for (size_t i = 0; i < conf->num_secret_query; i++)
+        if (strlen(conf->secret_query[i]) == n && memcmp(conf->secret_query[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The query with the values of secret parameters replaced. */
+static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_t n)
+{
+    if (q == NULL) {
+        raw(w, "null", 4);
+        return;
+    }
+    if (conf->num_secret_query == 0) {
+        str(w, q, n);
+        return;
+    }
+    char tmp[8192];
+    size_t o = 0;
+    const char *p = q, *end = q + n;
+    while (p < end && o < sizeof(tmp) - 32) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ne = eq ? eq : pe;
+        size_t keep = (size_t)((eq && is_secret(conf, p, (size_t)(ne - p)) ? eq + 1 : pe) - p);
+        if (keep > sizeof(tmp) - 32 - o)
+            keep = sizeof(tmp) - 32 - o;
+        memcpy(tmp + o, p, keep);
+        o += keep;
+        if (eq && is_secret(conf, p, (size_t)(ne - p))) {
+            memcpy(tmp + o, "[redacted]", 10);
+            o += 10;
+        }
+        if (amp)
+            tmp[o++] = '&';
+        p = pe + 1;
+    }
+    str(w, tmp, o);
+}
+
+static void timestamp(w_t *w, uint64_t unix_ms)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    char b[40];
+    gmtime_r(&t, &tm);
+    int n = snprintf(b, sizeof(b), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (unsigned)(unix_ms % 1000));
+    raw(w, b, (size_t)n);
+}
+
+#define F(bit) (conf->fields & (1u << (bit)))
+
+void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *conf,
+                          const gh_access_log_entry_t *e)
+{
+    /* A line is at most a few KiB plus the path, query and user agent
+     * (each bounded by the listener's head limit, escaped up to 6x). */
+    size_t need = 4096 + 6 * (e->path_len + e->query_len + e->user_agent_len);
+    if (need > GH_ACCESS_LOG_BUF)
+        need = GH_ACCESS_LOG_BUF;
+    if (GH_ACCESS_LOG_BUF - b->len < need)
+        gh_access_log_flush(b);
+    w_t w = {b->buf + b->len, b->buf + GH_ACCESS_LOG_BUF - 1, 1};
+    raw(&w, "{", 1);
+    if (F(GH_LOG_FIELD_TIME)) {
+        key(&w, "time");
+        timestamp(&w, e->unix_ms);
+    }
+    if (F(GH_LOG_FIELD_REQUEST_ID)) {
+        key(&w, "request_id");
+        cstr(&w, e->request_id);
+    }
+    if (F(GH_LOG_FIELD_LISTENER)) {
+        key(&w, "listener");
+        cstr(&w, e->listener);
+    }
+    if (F(GH_LOG_FIELD_ROUTE)) {
+        key(&w, "route");
+        cstr(&w, e->route);
+    }
+    if (F(GH_LOG_FIELD_METHOD)) {
+        key(&w, "method");
+        str(&w, e->method, e->method_len);
+    }
+    if (F(GH_LOG_FIELD_PATH)) {
+        key(&w, "path");
+        str(&w, e->path, e->path_len);
+    }
+    if (F(GH_LOG_FIELD_QUERY)) {
+        key(&w, "query");
+        query(&w, conf, e->query, e->query_len);
+    }
+    if (F(GH_LOG_FIELD_STATUS)) {
+        key(&w, "status");
+        num(&w, (uint64_t)e->status);
+    }
+    if (F(GH_LOG_FIELD_BYTES_IN)) {
+        key(&w, "bytes_in");
+        num(&w, e->bytes_in);
+    }
+    if (F(GH_LOG_FIELD_BYTES_OUT)) {
+        key(&w, "bytes_out");
+        num(&w, e->bytes_out);
+    }
+    if (F(GH_LOG_FIELD_DURATION)) {
+        key(&w, "duration_ms");
+        ms(&w, e->duration_us);
+    }
+    if (F(GH_LOG_FIELD_UPSTREAM)) {
+        key(&w, "upstream");
+        cstr(&w, e->upstream);
+    }
+    if (F(GH_LOG_FIELD_UPSTREAM_DURATION)) {
+        key(&w, "upstream_duration_ms");
+        if (e->upstream_duration_us < 0)
+            raw(&w, "null", 4);
+        else
+            ms(&w, (uint64_t)e->upstream_duration_us);
+    }
+    if (F(GH_LOG_FIELD_CLIENT)) {
+        key(&w, "client");
+        cstr(&w, e->client);
+    }
+    if (F(GH_LOG_FIELD_USER_AGENT)) {
+        key(&w, "user_agent");
+        str(&w, e->user_agent, e->user_agent_len);
+    }
+    if (F(GH_LOG_FIELD_PRINCIPAL)) {
+        key(&w, "principal");
+        cstr(&w, e->principal);
+    }
+    if (F(GH_LOG_FIELD_CONSUMER)) {
+        key(&w, "consumer");
+        cstr(&w, e->consumer);
+    }
+    if (F(GH_LOG_FIELD_TRACE_ID)) {
+        key(&w, "trace_id");
+        cstr(&w, e->trace_id);
+    }
+    if (F(GH_LOG_FIELD_ERROR)) {
+        key(&w, "error");
+        cstr(&w, e->error);
+    }
+    raw(&w, "}\n", 2);
+    if (w.p >= w.end)
+        return; /* did not fit: drop the line rather than write half of it */
+    b->len = (size_t)(w.p - b->buf);
+}

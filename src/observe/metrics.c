@@ -1,0 +1,543 @@
+/*
+ * Metrics registry, shards and the Prometheus text rendering.
+ * See include/gatehouse/metrics.h for the threading rules.
+ */
+#include <gatehouse/metrics.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 64
+#define MAX_CHUNKS (GH_METRICS_MAX_IDS / CHUNK)
+#define MAX_SHARDS 1024
+
+enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_COUNT };
+
+static const size_t elem_size[K_COUNT] = {
+    sizeof(gh_series_stats_t),
+    sizeof(gh_route_stats_t),
+    sizeof(gh_listener_stats_t),
+    sizeof(gh_cluster_stats_t),
+    sizeof(gh_endpoint_stats_t),
+};
+
+struct gh_metrics_shard_s {
+    void *chunks[K_COUNT][MAX_CHUNKS]; /* published with release stores */
+};
+
+/* Label sets, main thread only. labels[i] holds up to three names. */
+typedef struct {
+    char *l[3];
+} labels_t;
+
+static struct {
+    labels_t *labels[K_COUNT];
+    uint32_t count[K_COUNT]; /* read by the renderer, same thread */
+    uint32_t cap[K_COUNT];
+    gh_metrics_shard_t *shards[MAX_SHARDS];
+    unsigned num_shards; /* atomic */
+    uint64_t reloads_ok, reloads_failed, generation; /* atomic */
+    gh_metrics_extra_fn extra;
+    void *extra_arg;
+} reg;
+
+/* Histogram bounds in microseconds: 1ms .. 10s. */
+static const uint64_t bounds_us[GH_HIST_BUCKETS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000,
+};
+static const char *const bounds_text[GH_HIST_BUCKETS] = {
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
+};
+
+static uint32_t intern(int kind, const char *a, const char *b, const char *c)
+{
+    const char *v[3] = {a, b, c};
+    for (uint32_t i = 0; i < reg.count[kind]; i++) {
+        labels_t *t = &reg.labels[kind][i];
+        int same = 1;
+        for (int k = 0; k < 3 && same; k++)
+            same = (v[k] == NULL && t->l[k] == NULL) ||
+                   (v[k] != NULL && t->l[k] != NULL && strcmp(v[k], t->l[k]) == 0);
+        if (same)
+            return i;
+    }
+    if (reg.count[kind] >= GH_METRICS_MAX_IDS)
+        return UINT32_MAX;
+    if (reg.count[kind] == reg.cap[kind]) {
+        uint32_t cap = reg.cap[kind] ? reg.cap[kind] * 2 : 64;
+        labels_t *n = realloc(reg.labels[kind], cap * sizeof(*n));
+        if (n == NULL)
+            return UINT32_MAX;
+        reg.labels[kind] = n;
+        reg.cap[kind] = cap;
+    }
+    labels_t *t = &reg.labels[kind][reg.count[kind]];
+    for (int k = 0; k < 3; k++) {
+        t->l[k] = v[k] ? strdup(v[k]) : NULL;
+        if (v[k] && t->l[k] == NULL) {
+            for (int j = 0; j < k; j++)
+                free(t->l[j]);
+            return UINT32_MAX;
+        }
+    }
+    return reg.count[kind]++;
+}
+
+uint32_t gh_metrics_series_id(const char *listener, const char *route, const char *cluster)
+{
+    return intern(K_SERIES, listener, route, cluster);
+}
+
+uint32_t gh_metrics_route_id(const char *listener, const char *route)
+{
+    return intern(K_ROUTE, listener, route, NULL);
+}
+
+uint32_t gh_metrics_listener_id(const char *listener)
+{
+    return intern(K_LISTENER, listener, NULL, NULL);
+}
+
+uint32_t gh_metrics_cluster_id(const char *cluster)
+{
+    return intern(K_CLUSTER, cluster, NULL, NULL);
+}
+
+uint32_t gh_metrics_endpoint_id(const char *cluster, const char *address)
+{
+    return intern(K_ENDPOINT, cluster, address, NULL);
+}
+
+gh_metrics_shard_t *gh_metrics_shard_new(void)
+{
+    unsigned n = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
+    if (n >= MAX_SHARDS)
+        return NULL;
+    gh_metrics_shard_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    reg.shards[n] = s;
+    __atomic_store_n(&reg.num_shards, n + 1, __ATOMIC_RELEASE);
+    return s;
+}
+
+static void *get(gh_metrics_shard_t *s, int kind, uint32_t id)
+{
+    if (s == NULL || id >= GH_METRICS_MAX_IDS)
+        return NULL;
+    char *chunk = s->chunks[kind][id / CHUNK];
+    if (chunk == NULL) {
+        chunk = calloc(CHUNK, elem_size[kind]);
+        if (chunk == NULL)
+            return NULL;
+        __atomic_store_n(&s->chunks[kind][id / CHUNK], chunk, __ATOMIC_RELEASE);
+    }
+    return chunk + (id % CHUNK) * elem_size[kind];
+}
+
+gh_series_stats_t *gh_metrics_series(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_SERIES, id);
+}
+
+gh_route_stats_t *gh_metrics_route(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_ROUTE, id);
+}
+
+gh_listener_stats_t *gh_metrics_listener(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_LISTENER, id);
+}
+
+gh_cluster_stats_t *gh_metrics_cluster(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_CLUSTER, id);
+}
+
+gh_endpoint_stats_t *gh_metrics_endpoint(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_ENDPOINT, id);
+}
+
+void gh_hist_observe(gh_hist_t *h, uint64_t us)
+{
+    size_t i = 0;
+    while (i < GH_HIST_BUCKETS && us > bounds_us[i])
+        i++;
+    GH_STAT_INC(h->buckets[i]);
+    GH_STAT_ADD(h->sum_us, us);
+    GH_STAT_INC(h->count);
+}
+
+void gh_stats_reload(int ok)
+{
+    __atomic_add_fetch(ok ? &reg.reloads_ok : &reg.reloads_failed, 1, __ATOMIC_RELAXED);
+}
+
+void gh_stats_set_generation(uint64_t generation)
+{
+    __atomic_store_n(&reg.generation, generation, __ATOMIC_RELAXED);
+}
+
+uint64_t gh_stats_generation(void)
+{
+    return __atomic_load_n(&reg.generation, __ATOMIC_RELAXED);
+}
+
+void gh_metrics_set_extra(gh_metrics_extra_fn fn, void *arg)
+{
+    reg.extra = fn;
+    reg.extra_arg = arg;
+}
+
+/* ---- rendering ---- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} out_t;
+
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        if (o->oom)
+            return;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->oom = 1;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)n;
+        char *nb = realloc(o->buf, cap);
+        if (nb == NULL) {
+            o->oom = 1;
+            return;
+        }
+        o->buf = nb;
+        o->cap = cap;
+    }
+}
+
+/* Label values come from the config (names are printable ASCII without
+ * spaces), but escape as the exposition format requires anyway. */
+static const char *esc(const char *s, char *tmp, size_t cap)
+{
+    size_t n = 0;
+    for (; s != NULL && *s && n + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"') {
+            tmp[n++] = '\\';
+            tmp[n++] = *s;
+        } else if (*s == '\n') {
+            tmp[n++] = '\\';
+            tmp[n++] = 'n';
+        } else {
+            tmp[n++] = *s;
+        }
+    }
+    tmp[n] = '\0';
+    return tmp;
+}
+
+static const void *peek(const gh_metrics_shard_t *s, int kind, uint32_t id)
+{
+    const char *chunk = __atomic_load_n(&s->chunks[kind][id / CHUNK], __ATOMIC_ACQUIRE);
+    return chunk ? chunk + (id % CHUNK) * elem_size[kind] : NULL;
+}
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+static void sum_hist(gh_hist_t *dst, const gh_hist_t *src)
+{
+    for (int b = 0; b <= GH_HIST_BUCKETS; b++)
+        dst->buckets[b] += LOAD(src->buckets[b]);
+    dst->sum_us += LOAD(src->sum_us);
+    dst->count += LOAD(src->count);
+}
+
+static void put_hist(out_t *o, const char *name, const char *labels, const gh_hist_t *h)
+{
+    uint64_t cum = 0;
+    for (int b = 0; b < GH_HIST_BUCKETS; b++) {
+        cum += h->buckets[b];
+        put(o, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels, bounds_text[b],
+            (unsigned long long)cum);
+    }
+    cum += h->buckets[GH_HIST_BUCKETS];
+    put(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+    put(o, "%s_sum{%s} %.6f\n", name, labels, (double)h->sum_us / 1e6);
+    put(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
+}
+
+static const char *const code_names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+static void render_series(out_t *o, unsigned ns)
+{
+    char a[512], b[512], c[512];
+    put(o, "# HELP gatehouse_requests_total Requests by listener, route, cluster and status "
+           "class.\n# TYPE gatehouse_requests_total counter\n");
+    for (uint32_t id = 0; id < reg.count[K_SERIES]; id++) {
+        gh_series_stats_t sum;
+        memset(&sum, 0, sizeof(sum));
+        int any = 0;
+        for (unsigned i = 0; i < ns; i++) {
+            const gh_series_stats_t *st = peek(reg.shards[i], K_SERIES, id);
+            if (st == NULL)
+                continue;
+            any = 1;
+            for (int k = 0; k < 5; k++)
+                sum.codes[k] += LOAD(st->codes[k]);
+        }
+        if (!any)
+            continue;
+        labels_t *l = &reg.labels[K_SERIES][id];
+        for (int k = 0; k < 5; k++) {
+            if (sum.codes[k] == 0)
+                continue;
+            put(o,
+                "gatehouse_requests_total{listener=\"%s\",route=\"%s\",cluster=\"%s\","
+                "code=\"%s\"} %llu\n",
+                esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)),
+                esc(l->l[2], c, sizeof(c)), code_names[k], (unsigned long long)sum.codes[k]);
+        }
+    }
+}
+
+static void render_routes(out_t *o, unsigned ns)
+{
+    char a[512], b[512], lab[1100];
+    gh_route_stats_t *sums = calloc(reg.count[K_ROUTE] + 1, sizeof(*sums));
+    char *seen = calloc(reg.count[K_ROUTE] + 1, 1);
+    if (sums == NULL || seen == NULL) {
+        free(sums);
+        free(seen);
+        o->oom = 1;
+        return;
+    }
+    for (uint32_t id = 0; id < reg.count[K_ROUTE]; id++) {
+        for (unsigned i = 0; i < ns; i++) {
+            const gh_route_stats_t *st = peek(reg.shards[i], K_ROUTE, id);
+            if (st == NULL)
+                continue;
+            seen[id] = 1;
+            sum_hist(&sums[id].duration, &st->duration);
+            sums[id].bytes_in += LOAD(st->bytes_in);
+            sums[id].bytes_out += LOAD(st->bytes_out);
+        }
+    }
+    put(o, "# HELP gatehouse_request_duration_seconds Time from a complete request head to the "
+           "end of the response.\n# TYPE gatehouse_request_duration_seconds histogram\n");
+    for (uint32_t id = 0; id < reg.count[K_ROUTE]; id++) {
+        if (!seen[id])
+            continue;
+        labels_t *l = &reg.labels[K_ROUTE][id];
+        snprintf(lab, sizeof(lab), "listener=\"%s\",route=\"%s\"", esc(l->l[0], a, sizeof(a)),
+                 esc(l->l[1], b, sizeof(b)));
+        put_hist(o, "gatehouse_request_duration_seconds", lab, &sums[id].duration);
+    }
+    static const char *const names[2] = {"gatehouse_request_bytes_total",
+                                          "gatehouse_response_bytes_total"};
+    static const char *const helps[2] = {"Request bytes received (head and body).",
+                                         "Response bytes sent (head and body)."};
+    for (int k = 0; k < 2; k++) {
+        put(o, "# HELP %s %s\n# TYPE %s counter\n", names[k], helps[k], names[k]);
+        for (uint32_t id = 0; id < reg.count[K_ROUTE]; id++) {
+            if (!seen[id])
+                continue;
+            labels_t *l = &reg.labels[K_ROUTE][id];
+            put(o, "%s{listener=\"%s\",route=\"%s\"} %llu\n", names[k],
+                esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)),
+                (unsigned long long)(k == 0 ? sums[id].bytes_in : sums[id].bytes_out));
+        }
+    }
+    free(sums);
+    free(seen);
+}
+
+static void render_listeners(out_t *o, unsigned ns)
+{
+    char a[512];
+    put(o, "# HELP gatehouse_downstream_connections_active Open client connections.\n"
+           "# TYPE gatehouse_downstream_connections_active gauge\n");
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            put(o, "# HELP gatehouse_downstream_connections_total Client connections "
+                   "accepted.\n# TYPE gatehouse_downstream_connections_total counter\n");
+        for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
+            uint64_t v = 0;
+            int any = 0;
+            for (unsigned i = 0; i < ns; i++) {
+                const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
+                if (st == NULL)
+                    continue;
+                any = 1;
+                v += pass == 0 ? LOAD(st->conns_active) : LOAD(st->conns_total);
+            }
+            if (!any)
+                continue;
+            put(o, "%s{listener=\"%s\"} %llu\n",
+                pass == 0 ? "gatehouse_downstream_connections_active"
+                          : "gatehouse_downstream_connections_total",
+                esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
+        }
+    }
+}
+
+static void render_clusters(out_t *o, unsigned ns)
+{
+    char a[512], lab[600];
+    static const char *const names[6] = {
+        "gatehouse_upstream_connections_active", "gatehouse_upstream_connections_total",
+        "gatehouse_upstream_connect_failures_total", "gatehouse_upstream_timeouts_total",
+        "gatehouse_upstream_resets_total", "gatehouse_upstream_pool_hits_total",
+    };
+    static const char *const helps[6] = {
+        "Open upstream connections.",
+        "Upstream connections opened.",
+        "Upstream connects that failed or timed out.",
+        "Upstream responses that did not come in time (504).",
+        "Upstream connections that broke mid-exchange.",
+        "Requests sent on a pooled keep-alive connection.",
+    };
+    gh_cluster_stats_t *sums = calloc(reg.count[K_CLUSTER] + 1, sizeof(*sums));
+    char *seen = calloc(reg.count[K_CLUSTER] + 1, 1);
+    if (sums == NULL || seen == NULL) {
+        free(sums);
+        free(seen);
+        o->oom = 1;
+        return;
+    }
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+        for (unsigned i = 0; i < ns; i++) {
+            const gh_cluster_stats_t *st = peek(reg.shards[i], K_CLUSTER, id);
+            if (st == NULL)
+                continue;
+            seen[id] = 1;
+            sum_hist(&sums[id].duration, &st->duration);
+            sums[id].conns_active += LOAD(st->conns_active);
+            sums[id].conns_total += LOAD(st->conns_total);
+            sums[id].connect_failures += LOAD(st->connect_failures);
+            sums[id].timeouts += LOAD(st->timeouts);
+            sums[id].resets += LOAD(st->resets);
+            sums[id].pool_hits += LOAD(st->pool_hits);
+        }
+    }
+    for (int k = 0; k < 6; k++) {
+        put(o, "# HELP %s %s\n# TYPE %s %s\n", names[k], helps[k], names[k],
+            k == 0 ? "gauge" : "counter");
+        for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+            if (!seen[id])
+                continue;
+            const gh_cluster_stats_t *c = &sums[id];
+            uint64_t v[6] = {c->conns_active, c->conns_total, c->connect_failures,
+                             c->timeouts,     c->resets,      c->pool_hits};
+            put(o, "%s{cluster=\"%s\"} %llu\n", names[k],
+                esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)), (unsigned long long)v[k]);
+        }
+    }
+    put(o, "# HELP gatehouse_upstream_request_duration_seconds Time from sending a request "
+           "upstream to the end of its response.\n"
+           "# TYPE gatehouse_upstream_request_duration_seconds histogram\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+        if (!seen[id])
+            continue;
+        snprintf(lab, sizeof(lab), "cluster=\"%s\"",
+                 esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)));
+        put_hist(o, "gatehouse_upstream_request_duration_seconds", lab, &sums[id].duration);
+    }
+    free(sums);
+    free(seen);
+}
+
+void gh_metrics_endpoint_read(uint32_t id, uint64_t *active_requests, uint64_t *idle_conns)
+{
+    unsigned ns = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
+    *active_requests = *idle_conns = 0;
+    for (unsigned i = 0; id != UINT32_MAX && i < ns; i++) {
+        const gh_endpoint_stats_t *st = peek(reg.shards[i], K_ENDPOINT, id);
+        if (st == NULL)
+            continue;
+        *active_requests += LOAD(st->active_requests);
+        *idle_conns += LOAD(st->idle_conns);
+    }
+}
+
+char *gh_metrics_render(size_t *len)
+{
+    out_t o = {malloc(16384), 0, 16384, 0};
+    if (o.buf == NULL)
+        return NULL;
+    unsigned ns = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
+    put(&o, "# HELP gatehouse_build_info Version of the running binary.\n"
+            "# TYPE gatehouse_build_info gauge\ngatehouse_build_info{version=\"%s\"} 1\n",
+        GH_VERSION);
+    put(&o, "# HELP gatehouse_config_generation Generation of the serving configuration.\n"
+            "# TYPE gatehouse_config_generation gauge\ngatehouse_config_generation %llu\n",
+        (unsigned long long)gh_stats_generation());
+    put(&o,
+        "# HELP gatehouse_config_reloads_total Configuration reloads by result.\n"
+        "# TYPE gatehouse_config_reloads_total counter\n"
+        "gatehouse_config_reloads_total{result=\"ok\"} %llu\n"
+        "gatehouse_config_reloads_total{result=\"failed\"} %llu\n",
+        (unsigned long long)__atomic_load_n(&reg.reloads_ok, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&reg.reloads_failed, __ATOMIC_RELAXED));
+    render_series(&o, ns);
+    render_routes(&o, ns);
+    render_listeners(&o, ns);
+    render_clusters(&o, ns);
+    if (reg.extra != NULL && !o.oom) {
+        for (;;) {
+            size_t n = reg.extra(o.buf + o.len, o.cap - o.len, reg.extra_arg);
+            if (n < o.cap - o.len) {
+                o.len += n;
+                break;
+            }
+            char *nb = realloc(o.buf, o.cap * 2);
+            if (nb == NULL) {
+                o.oom = 1;
+                break;
+            }
+            o.buf = nb;
+            o.cap *= 2;
+        }
+    }
+    if (o.oom) {
+        free(o.buf);
+        return NULL;
+    }
+    *len = o.len;
+    return o.buf;
+}
+
+void gh_metrics_shutdown(void)
+{
+    unsigned ns = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < ns; i++) {
+        for (int k = 0; k < K_COUNT; k++)
+            for (size_t c = 0; c < MAX_CHUNKS; c++)
+                free(reg.shards[i]->chunks[k][c]);
+        free(reg.shards[i]);
+        reg.shards[i] = NULL;
+    }
+    reg.num_shards = 0;
+    for (int k = 0; k < K_COUNT; k++) {
+        for (uint32_t i = 0; i < reg.count[k]; i++)
+            for (int j = 0; j < 3; j++)
+                free(reg.labels[k][i].l[j]);
+        free(reg.labels[k]);
+        reg.labels[k] = NULL;
+        reg.count[k] = reg.cap[k] = 0;
+    }
+}

@@ -1,0 +1,247 @@
+"""Access log: one JSON object per request per line, to a file or stdout;
+field selection; secrets (Authorization, cookies, secret query values) never
+written; request_id equals the upstream's x-request-id; SIGUSR1 reopens the
+file for rotation."""
+
+import json
+import os
+import re
+import signal
+import threading
+
+from harness import RawConn, fetch, free_port, make_config
+from ops_util import read_json_lines, wait_for, wait_lines
+
+DEFAULT_FIELDS = {"time", "request_id", "listener", "route", "method", "path", "query", "status",
+                  "bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_duration_ms", "client",
+                  "user_agent", "principal", "consumer", "trace_id", "error"}
+
+AUTH = "Bearer sekrit-bearer-value-Zq81"
+COOKIE = "session=sekrit-cookie-value-Qx42; theme=dark"
+API_KEY = "sekrit-apikey-value-Wm55"
+
+
+def empty(v):
+    return v is None or v == "" or v == "-"
+
+
+def start(gatehouse, tmp_path, up=None, workers=1, dead=None, **log):
+    routes = [{"name": "dr", "match": {"path": {"prefix": "/dr"}},
+               "direct_response": {"status": 201, "body": "direct"}}]
+    clusters = {}
+    if up is not None:
+        routes.append({"name": "app", "match": {"path": {"prefix": "/app"}}, "to": "app"})
+        clusters["app"] = {"endpoints": [f"127.0.0.1:{up.port}"]}
+    if dead is not None:
+        routes.append({"name": "dead", "match": {"path": {"prefix": "/dead"}}, "to": "dead"})
+        clusters["dead"] = {"endpoints": [f"127.0.0.1:{dead}"]}
+    cfg = make_config(routes=routes, clusters=clusters)
+    if "path" not in log:
+        log["path"] = str(tmp_path / "access.log")
+    if log["path"] is None:
+        del log["path"]
+    cfg["access_log"] = log
+    g = gatehouse(cfg, workers=workers)
+    g.log_path = log.get("path", "stdout")
+    if g.log_path == "stdout":
+        g.log_path = g.stdout_path
+    return g
+
+
+def by_query_id(recs):
+    out = {}
+    for r in recs:
+        m = re.search(r"(?:^|&)id=([^&]+)", r.get("query") or "")
+        if m:
+            out[m.group(1)] = r
+    return out
+
+
+def test_default_fields_proxied(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, secret_query=["api_key"])
+    body = b"hello body 12345"
+    r = fetch(g.port, "POST", f"/app/echo?id=one&api_key={API_KEY}&x=1", body=body,
+              headers=[("User-Agent", "ua-test/1.0"), ("Authorization", AUTH), ("Cookie", COOKIE)])
+    assert r.status == 200
+    seen = up.complete_requests()[-1]
+    rid = seen.header("x-request-id")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 1, what="one access log line")
+    assert len(recs) == 1, recs
+    rec = recs[0]
+    assert set(rec) == DEFAULT_FIELDS, f"fields: extra {set(rec) - DEFAULT_FIELDS}, missing {DEFAULT_FIELDS - set(rec)}"
+    assert rec["listener"] == "edge"
+    assert rec["route"] == "app"
+    assert rec["method"] == "POST"
+    assert rec["path"] == "/app/echo"
+    assert "id=one" in rec["query"] and "x=1" in rec["query"], rec["query"]
+    assert rec["status"] == 200
+    assert rec["bytes_in"] >= len(body), rec
+    assert rec["bytes_out"] >= len(r.body), rec
+    assert isinstance(rec["duration_ms"], (int, float)) and rec["duration_ms"] >= 0
+    assert rec["upstream"] == f"127.0.0.1:{up.port}", rec["upstream"]
+    assert isinstance(rec["upstream_duration_ms"], (int, float)) and rec["upstream_duration_ms"] >= 0
+    assert rec["upstream_duration_ms"] <= rec["duration_ms"] + 1, rec
+    assert str(rec["client"]).startswith("127.0.0.1"), rec["client"]
+    assert rec["user_agent"] == "ua-test/1.0"
+    assert rid and rec["request_id"] == rid, (rec["request_id"], rid)
+    assert empty(rec["error"]), rec["error"]
+    assert empty(rec["principal"]) and empty(rec["consumer"]), rec
+    assert empty(rec["trace_id"]), rec  # tracing is off
+    assert isinstance(rec["time"], str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", rec["time"]), rec["time"]
+    raw = open(g.log_path).read()
+    for secret in ("sekrit-bearer-value", "sekrit-cookie-value", API_KEY):
+        assert secret not in raw, f"{secret} written to the access log: {raw}"
+
+
+def test_secret_query_variants(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, secret_query=["api_key", "token"])
+    targets = [
+        f"/app/a?id=1&api_key={API_KEY}",
+        f"/app/a?api_key={API_KEY}&id=2",
+        f"/app/a?id=3&token={API_KEY}&api_key={API_KEY}x",
+        f"/app/a?id=4&api_key={API_KEY}&api_key={API_KEY}2",
+        f"/dr?id=5&api_key={API_KEY}",
+        f"/nowhere?id=6&api_key={API_KEY}",
+    ]
+    for t in targets:
+        fetch(g.port, "GET", t)
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= len(targets), what="6 lines")
+    raw = open(g.log_path).read()
+    assert API_KEY not in raw, raw
+    ids = by_query_id(recs)
+    assert set(ids) == {"1", "2", "3", "4", "5", "6"}, recs
+    # The non-secret parameter keeps its value.
+    assert "id=2" in ids["2"]["query"]
+
+
+def test_fields_restricted(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, fields=["time", "request_id", "status"])
+    fetch(g.port, "GET", "/app/echo")
+    fetch(g.port, "GET", "/dr")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines")
+    assert len(recs) == 2
+    for rec in recs:
+        assert set(rec) == {"time", "request_id", "status"}, rec
+    assert sorted(r["status"] for r in recs) == [200, 201]
+
+
+def test_stdout(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, path=None)
+    fetch(g.port, "GET", "/app/echo?id=s1")
+    fetch(g.port, "GET", "/dr?id=s2")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines on stdout")
+    ids = by_query_id(recs)
+    assert set(ids) == {"s1", "s2"}
+    assert ids["s2"]["status"] == 201
+
+
+def test_stdout_explicit(gatehouse, tmp_path):
+    g = start(gatehouse, tmp_path, None, path="stdout")
+    fetch(g.port, "GET", "/dr?id=x")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 1, what="1 line on stdout")
+    assert recs[0]["route"] == "dr"
+
+
+def test_local_replies_and_errors(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, dead=free_port())
+    fetch(g.port, "GET", "/dr?id=d")
+    fetch(g.port, "GET", "/nomatch?id=n")
+    fetch(g.port, "GET", "/dead?id=x")
+    fetch(g.port, "GET", "/app/status/500?id=s")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 4, what="4 lines")
+    ids = by_query_id(recs)
+    d, n, x, s = ids["d"], ids["n"], ids["x"], ids["s"]
+    assert d["status"] == 201 and d["route"] == "dr" and empty(d["upstream"]) and empty(d["error"]), d
+    assert n["status"] == 404 and empty(n["route"]) and empty(n["upstream"]), n
+    assert x["status"] == 502 and x["route"] == "dead", x
+    assert isinstance(x["error"], str) and x["error"], f"a 502 from a refused connect has no error: {x}"
+    # An upstream's own 500 is not a gatehouse error.
+    assert s["status"] == 500 and s["upstream"] == f"127.0.0.1:{up.port}" and empty(s["error"]), s
+    for rec in recs:
+        assert rec["request_id"], rec
+
+
+def test_one_line_per_request_two_workers(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, workers=2)
+    errors = []
+
+    def run(k):
+        try:
+            with RawConn(g.port) as c:
+                for i in range(25):
+                    c.request("GET", f"/app/echo?id={k}-{i}&pad={'p' * 300}")
+                    assert c.read_response().status == 200
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 200, what="200 lines")
+    assert len(recs) == 200
+    ids = by_query_id(recs)
+    assert len(ids) == 200
+    rids = {r["request_id"] for r in recs}
+    assert len(rids) == 200, "request ids are not unique"
+    upstream_ids = {r.header("x-request-id") for r in up.complete_requests()}
+    assert rids == upstream_ids
+
+
+def test_sigusr1_reopens(gatehouse, upstream, tmp_path):
+    up = upstream()
+    g = start(gatehouse, tmp_path, up, workers=2)
+    for i in range(5):
+        fetch(g.port, "GET", f"/app/echo?id=a{i}")
+    wait_lines(g.log_path, lambda rs: len(rs) >= 5, what="5 lines before rotation")
+    rotated = str(g.log_path) + ".1"
+    os.rename(g.log_path, rotated)
+    g.proc.send_signal(signal.SIGUSR1)
+    n = [0]
+
+    def new_file_has_lines():
+        fetch(g.port, "GET", f"/app/echo?id=b{n[0]}")
+        n[0] += 1
+        return os.path.exists(g.log_path) and len(read_json_lines(g.log_path)) > 0
+
+    wait_for(new_file_has_lines, 10, "lines in a new file at the configured path after SIGUSR1", interval=0.1)
+    for i in range(5):
+        fetch(g.port, "GET", f"/app/echo?id=c{i}")
+    total = 5 + n[0] + 5
+    wait_for(lambda: len(read_json_lines(rotated)) + len(read_json_lines(g.log_path)) >= total, 10,
+             f"{total} lines over both files")
+    old, new = read_json_lines(rotated), read_json_lines(g.log_path)
+    assert len(old) + len(new) == total
+    old_ids, new_ids = by_query_id(old), by_query_id(new)
+    assert {f"a{i}" for i in range(5)} <= set(old_ids), old_ids
+    assert {f"c{i}" for i in range(5)} <= set(new_ids), "requests after the reopen went elsewhere"
+    assert not any(i.startswith("a") for i in new_ids)
+    # Both files end in a complete line.
+    for p in (rotated, g.log_path):
+        data = open(p, "rb").read()
+        assert data.endswith(b"\n"), p
+    assert g.alive()
+
+
+def test_log_survives_reload(gatehouse, upstream, tmp_path):
+    """A reload that keeps the access_log section keeps logging (one line
+    per request, nothing lost around the reload)."""
+    from ops_util import sighup
+    up = upstream()
+    g = start(gatehouse, tmp_path, up)
+    fetch(g.port, "GET", "/app/echo?id=before")
+    wait_lines(g.log_path, lambda rs: len(rs) >= 1)
+    sighup(g)
+    wait_for(lambda: "generation 2" in g.stderr or "reload" in g.stderr.lower(), 10, "the reload")
+    fetch(g.port, "GET", "/app/echo?id=after")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines")
+    assert set(by_query_id(recs)) == {"before", "after"}
+    assert len(recs) == 2

@@ -1,0 +1,248 @@
+"""The admin API on its own listener: /live, /ready, /metrics, /config,
+/clusters; bearer-token protection; refusal to listen on a non-loopback
+address without a token."""
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from harness import RawConn, fetch, free_port, gatehouse_bin, make_config, to_yaml
+from ops_util import (Metrics, admin_conf, admin_get, admin_port_of, config_text, sighup,
+                      wait_admin, wait_for, write_config)
+
+TOKEN = "s3cr3t-admin-token-0123456789abcdef"
+
+
+def ctype(r):
+    return (r.header("content-type") or "").lower()
+
+
+def is_json(r):
+    return ctype(r).split(";")[0].strip() == "application/json"
+
+
+def start(gatehouse, up, workers=1, **admin):
+    cfg = make_config([up], cluster={"lb": "round_robin"})
+    cfg["admin"] = admin_conf(**admin)
+    g = gatehouse(cfg, workers=workers)
+    g.admin = admin_port_of(cfg)
+    wait_admin(g.admin)
+    return g
+
+
+def test_live_and_ready(gatehouse, upstream):
+    g = start(gatehouse, upstream())
+    r = admin_get(g.admin, "/live")
+    assert r.status == 200 and is_json(r), r
+    assert r.json().get("status") == "live", r
+    r = admin_get(g.admin, "/ready")
+    assert r.status == 200 and is_json(r), r
+    assert r.json().get("status") == "ready", r
+    r = admin_get(g.admin, "/live", method="HEAD")
+    assert r.status == 200 and r.body == b"", r
+
+
+def test_metrics_endpoint(gatehouse, upstream):
+    g = start(gatehouse, upstream())
+    r = admin_get(g.admin, "/metrics")
+    assert r.status == 200, r
+    ct = ctype(r).replace(" ", "")
+    assert ct.startswith("text/plain") and "version=0.0.4" in ct, r.headers
+    m = Metrics(r.body.decode())
+    assert m.value("gatehouse_config_generation") == 1
+
+
+def test_admin_is_separate_from_data_listener(gatehouse):
+    cfg = make_config(routes=[{"name": "app", "direct_response": {"body": "app"}}])
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    wait_admin(admin_port_of(cfg))
+    for path in ("/metrics", "/live", "/config"):
+        r = fetch(g.port, "GET", path)
+        assert r.status == 200 and r.body == b"app", r
+
+
+def test_config_endpoint(gatehouse, upstream):
+    up = upstream()
+    g = start(gatehouse, up)
+    r = admin_get(g.admin, "/config")
+    assert r.status == 200 and is_json(r), r
+    doc = r.json()
+    text = r.body.decode()
+    for key in ("listeners", "clusters", "generation"):
+        assert key in text, f"/config lacks {key}: {text[:500]}"
+    assert doc.get("generation") == 1, doc.get("generation")
+    assert "edge" in text and f"127.0.0.1:{up.port}" in text and "app" in text, text[:1000]
+
+
+def test_config_generation_follows_reload(gatehouse, upstream):
+    up = upstream()
+    g = start(gatehouse, up)
+    sighup(g)
+    wait_for(lambda: admin_get(g.admin, "/config").json().get("generation") == 2, 10,
+             "/config generation 2 after SIGHUP")
+
+
+def test_clusters_endpoint(gatehouse, upstream):
+    u1, u2 = upstream(), upstream()
+    cfg = make_config(clusters={"app": {"endpoints": [f"127.0.0.1:{u1.port}",
+                                                      {"address": f"127.0.0.1:{u2.port}", "weight": 3}],
+                                        "lb": "least_request"},
+                                "other": {"endpoints": [f"127.0.0.1:{u1.port}"]}})
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    ap = admin_port_of(cfg)
+    wait_admin(ap)
+    r = admin_get(ap, "/clusters")
+    assert r.status == 200 and is_json(r), r
+    doc = r.json()
+    cl = {c["name"]: c for c in doc["clusters"]}
+    assert set(cl) == {"app", "other"}, doc
+    assert cl["app"]["lb"] == "least_request"
+    assert cl["other"]["lb"] == "round_robin"
+    eps = {e["address"]: e for e in cl["app"]["endpoints"]}
+    assert set(eps) == {f"127.0.0.1:{u1.port}", f"127.0.0.1:{u2.port}"}, eps
+    assert eps[f"127.0.0.1:{u1.port}"]["weight"] == 1
+    assert eps[f"127.0.0.1:{u2.port}"]["weight"] == 3
+    for e in eps.values():
+        for k in ("active_requests", "idle_connections"):
+            assert isinstance(e[k], int) and e[k] == 0, e
+
+    # A request in flight shows as active; afterwards its connection is idle in the pool.
+    c = RawConn(g.port, timeout=20)
+    c.request("GET", "/slow/2")
+
+    def active():
+        d = admin_get(ap, "/clusters").json()
+        app = [x for x in d["clusters"] if x["name"] == "app"][0]
+        return sum(e["active_requests"] for e in app["endpoints"]) == 1
+
+    wait_for(active, 10, "active_requests 1 during a slow request")
+    r = c.read_response()
+    assert r.status == 200
+    c.close()
+
+    def idle():
+        d = admin_get(ap, "/clusters").json()
+        app = [x for x in d["clusters"] if x["name"] == "app"][0]
+        return (sum(e["active_requests"] for e in app["endpoints"]) == 0
+                and sum(e["idle_connections"] for e in app["endpoints"]) == 1)
+
+    wait_for(idle, 10, "no active request and one idle pooled connection")
+
+
+def test_unknown_path_and_method(gatehouse, upstream):
+    g = start(gatehouse, upstream())
+    r = admin_get(g.admin, "/nope")
+    assert r.status == 404 and is_json(r), r
+    json.loads(r.body)
+    for method in ("POST", "PUT", "DELETE"):
+        with RawConn(g.admin) as c:
+            c.request(method, "/metrics", body=b"")
+            r = c.read_response(method)
+        assert r.status == 405, (method, r)
+
+
+@pytest.fixture
+def token_file(tmp_path):
+    p = tmp_path / "admin.token"
+    p.write_text(TOKEN + "\n")
+    return p
+
+
+def check_token_protection(ap, token):
+    for path in ("/live", "/ready"):
+        r = admin_get(ap, path)
+        assert r.status == 200, (path, r)
+    for path in ("/metrics", "/config", "/clusters", "/nope"):
+        for bad in (None, "wrong-token-wrong-token-wrong", token + "x", token[:-1]):
+            r = admin_get(ap, path, token=bad)
+            assert r.status == 401, (path, bad, r)
+            wa = r.header("www-authenticate") or ""
+            assert wa.lower().startswith("bearer"), r.headers
+            assert token.encode() not in r.body
+        # Other schemes are refused too.
+        r = admin_get(ap, path, headers=[("Authorization", f"Basic {token}")])
+        assert r.status == 401, (path, r)
+    for path in ("/metrics", "/config", "/clusters"):
+        r = admin_get(ap, path, token=token)
+        assert r.status == 200, (path, r)
+    r = admin_get(ap, "/config", token=token)
+    assert token.encode() not in r.body, "admin token appears in /config"
+    assert b"listeners" in r.body and b"clusters" in r.body and b"generation" in r.body
+    m = admin_get(ap, "/metrics", token=token)
+    assert token.encode() not in m.body
+
+
+def test_token_file(gatehouse, upstream, token_file):
+    g = start(gatehouse, upstream(), token_file=str(token_file))
+    check_token_protection(g.admin, TOKEN)
+
+
+def test_token_env(gatehouse, upstream, monkeypatch):
+    tok = "env-token-ABCDEFGHIJKLMNOPQRSTUV"
+    monkeypatch.setenv("GH_TEST_ADMIN_TOKEN", tok)
+    g = start(gatehouse, upstream(), token_env="GH_TEST_ADMIN_TOKEN")
+    check_token_protection(g.admin, tok)
+
+
+def test_token_not_in_stderr_or_config(gatehouse, upstream, token_file):
+    g = start(gatehouse, upstream(), token_file=str(token_file))
+    admin_get(g.admin, "/config", token="wrong-token-wrong-token-wrong")
+    admin_get(g.admin, "/config", token=TOKEN)
+    assert TOKEN not in g.stderr
+
+
+def validate(tmp_path, cfg, env=None):
+    p = tmp_path / "validate.yaml"
+    p.write_text(to_yaml(cfg) + "\n")
+    return subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True,
+                          timeout=20, env=env)
+
+
+def test_non_loopback_needs_token(tmp_path, token_file):
+    base = make_config(routes=[{"name": "a", "direct_response": {"body": "x"}}])
+    base["listeners"][0]["listen"] = f"127.0.0.1:{free_port()}"
+    cfg = dict(base, admin={"listen": f"0.0.0.0:{free_port()}"})
+    r = validate(tmp_path, cfg)
+    assert r.returncode == 1, r
+    assert b"admin" in r.stderr, r.stderr
+    cfg = dict(base, admin={"listen": f"0.0.0.0:{free_port()}", "token_file": str(token_file)})
+    r = validate(tmp_path, cfg)
+    assert r.returncode == 0, r
+    # loopback without a token is fine
+    cfg = dict(base, admin={"listen": f"127.0.0.1:{free_port()}"})
+    assert validate(tmp_path, cfg).returncode == 0
+
+
+def test_short_token_refused(tmp_path):
+    short = tmp_path / "short.token"
+    short.write_text("tooshort\n")
+    base = make_config(routes=[{"name": "a", "direct_response": {"body": "x"}}])
+    base["listeners"][0]["listen"] = f"127.0.0.1:{free_port()}"
+    cfg = dict(base, admin={"listen": f"127.0.0.1:{free_port()}", "token_file": str(short)})
+    r = validate(tmp_path, cfg)
+    assert r.returncode == 1, r
+    assert b"tooshort" not in r.stdout + r.stderr, "token value echoed in an error"
+
+
+def test_admin_token_change_on_reload(gatehouse, upstream, tmp_path, token_file):
+    """A reload that changes the token file takes effect for the admin API."""
+    up = upstream()
+    cfg = make_config([up])
+    cfg["admin"] = admin_conf(token_file=str(token_file))
+    g = gatehouse(cfg)
+    ap = admin_port_of(cfg)
+    wait_admin(ap)
+    assert admin_get(ap, "/metrics", token=TOKEN).status == 200
+    new_tok = "second-token-0123456789-abcdefgh"
+    tf2 = tmp_path / "admin2.token"
+    tf2.write_text(new_tok)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["admin"]["token_file"] = str(tf2)
+    write_config(g, config_text(g, cfg2), "rename")
+    wait_for(lambda: admin_get(ap, "/metrics", token=new_tok).status == 200, 10,
+             "the new token to be accepted")
+    assert admin_get(ap, "/metrics", token=TOKEN).status == 401

@@ -1,0 +1,145 @@
+"""Graceful shutdown: on SIGTERM/SIGINT gatehouse stops accepting, lets
+in-flight requests finish (up to drain_timeout), closes idle keep-alive
+connections, marks the last response on a busy keep-alive connection with
+`connection: close`, and exits 0."""
+
+import signal
+import threading
+
+import pytest
+
+from harness import RawConn, make_config
+from ops_util import connect_refused, wait_for
+
+
+class SlowClient(threading.Thread):
+    """Sends one request on a keep-alive connection (already connected) and
+    reads the response, recording it or the exception."""
+
+    def __init__(self, conn, target):
+        super().__init__(daemon=True)
+        self.conn, self.target = conn, target
+        self.resp = self.error = None
+
+    def run(self):
+        try:
+            self.conn.request("GET", self.target)
+            self.resp = self.conn.read_response()
+        except Exception as e:  # noqa: BLE001
+            self.error = e
+
+
+def drain_cfg(up, drain_timeout):
+    cfg = make_config([up], route={"timeout": "30s"})
+    cfg["drain_timeout"] = drain_timeout
+    return cfg
+
+
+@pytest.mark.parametrize("sig,workers", [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+                         ids=["sigterm-1w", "sigterm-2w", "sigint-2w"])
+def test_inflight_requests_complete(gatehouse, upstream, sig, workers):
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "20s"), workers=workers)
+    # An idle keep-alive connection that has served one request.
+    idle = RawConn(g.port, timeout=15)
+    idle.request("GET", "/echo?idle=1")
+    assert idle.read_response().status == 200
+    slow = []
+    for i in range(4):
+        c = RawConn(g.port, timeout=20)
+        slow.append(SlowClient(c, f"/slow/3?n={i}"))
+    for t in slow:
+        t.start()
+    wait_for(lambda: len([r for r in up.complete_requests() if r.path.startswith("/slow/")]) == 4,
+             10, "4 slow requests to reach the upstream")
+    g.proc.send_signal(sig)
+
+    # New connections are refused while the slow requests are still running.
+    wait_for(lambda: connect_refused(g.port), 10, "the listener to stop accepting")
+    assert g.alive(), "gatehouse exited before its in-flight requests finished"
+    assert any(t.is_alive() for t in slow), "slow requests finished before the listener closed"
+
+    # The idle keep-alive connection is closed.
+    assert idle.is_closed(timeout=10), "idle keep-alive connection left open during drain"
+
+    for t in slow:
+        t.join(20)
+        assert not t.is_alive()
+        assert t.error is None, f"slow request failed during drain: {t.error!r}\n{g.stderr_tail()}"
+        r = t.resp
+        assert r.status == 200 and r.complete, r
+        assert r.json()["target"].startswith("/slow/3"), r
+        conn_hdr = [v.lower() for v in r.headers_all("connection")]
+        assert "close" in conn_hdr, f"last response during drain lacks connection: close: {r.headers}"
+        assert t.conn.is_closed(timeout=10)
+        t.conn.close()
+    idle.close()
+    rc = g.proc.wait(timeout=15)
+    assert rc == 0, f"exit status {rc}\n{g.stderr_tail()}"
+
+
+def test_drain_timeout_cuts_slow_request(gatehouse, upstream):
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "1s"), workers=2)
+    c = RawConn(g.port, timeout=30)
+    t = SlowClient(c, "/slow/15")
+    t.start()
+    up.wait_requests(1)
+    g.proc.send_signal(signal.SIGTERM)
+    # Exits at the drain deadline, well before the upstream would answer.
+    rc = g.proc.wait(timeout=10)
+    assert rc == 0, f"exit status {rc}\n{g.stderr_tail()}"
+    t.join(10)
+    assert not t.is_alive(), "client connection still open after gatehouse exited"
+    assert t.resp is None or t.resp.status != 200 or not t.resp.complete, t.resp
+    c.close()
+
+
+def test_idle_only_exits_promptly(gatehouse, upstream):
+    """With only idle keep-alive connections open, the drain does not wait
+    for drain_timeout: the idle connections are closed and gatehouse exits."""
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "60s"), workers=2)
+    conns = []
+    for i in range(5):
+        c = RawConn(g.port, timeout=10)
+        c.request("GET", f"/echo?i={i}")
+        assert c.read_response().status == 200
+        conns.append(c)
+    g.proc.send_signal(signal.SIGTERM)
+    for c in conns:
+        assert c.is_closed(timeout=10), "idle keep-alive connection not closed on SIGTERM"
+        c.close()
+    # Far less than drain_timeout (60 s): nothing is in flight.
+    rc = g.proc.wait(timeout=20)
+    assert rc == 0, f"exit status {rc}\n{g.stderr_tail()}"
+
+
+def test_request_arriving_during_drain_gets_close(gatehouse, upstream):
+    """A keep-alive connection that sends a request while another request
+    keeps the drain going: if gatehouse answers it at all, the response says
+    connection: close."""
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "20s"), workers=1)
+    c = RawConn(g.port, timeout=20)
+    t = SlowClient(c, "/slow/3")
+    t.start()
+    up.wait_requests(1)
+    # Pipelined: the second request is already buffered behind the slow one.
+    c2 = RawConn(g.port, timeout=20)
+    c2.send(c2.build("GET", "/slow/2?a=1") + c2.build("GET", "/echo?b=2"))
+    wait_for(lambda: len(up.complete_requests()) >= 2, 10, "second slow request upstream")
+    g.proc.send_signal(signal.SIGTERM)
+    r1 = c2.read_response()
+    assert r1.status == 200 and r1.complete, r1
+    if "close" in [v.lower() for v in r1.headers_all("connection")]:
+        assert c2.is_closed(timeout=10)
+    else:
+        r2 = c2.read_response()
+        assert r2.status == 200 and r2.complete, r2
+        assert "close" in [v.lower() for v in r2.headers_all("connection")], r2
+    t.join(20)
+    assert t.error is None and t.resp.status == 200, (t.error, t.resp)
+    c.close()
+    c2.close()
+    assert g.proc.wait(timeout=15) == 0

@@ -1,0 +1,359 @@
+"""Hot reload: SIGHUP and config-file changes (in place and by rename) build
+and validate a new config; only a valid one replaces the running one. The
+load test reloads 30 times (good and bad configs) under 20 keep-alive client
+connections and checks that no request fails or is answered by a config
+that was not live."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import RawConn, Upstream, fetch, free_port, make_config
+from ops_util import (IdentityUpstream, config_errors, config_text, connect_refused, sighup,
+                      wait_for, write_config)
+
+
+def dr(body, status=200):
+    return {"status": status, "headers": {"content-type": "text/plain"}, "body": body}
+
+
+def probe_route(tag):
+    return {"name": "probe", "match": {"path": {"exact": "/probe"}}, "direct_response": dr(tag)}
+
+
+def probe(g):
+    r = fetch(g.port, "GET", "/probe", timeout=5)
+    return r.body.decode() if r.status == 200 else f"status {r.status}"
+
+
+def wait_probe(g, tag, timeout=10.0):
+    wait_for(lambda: probe(g) == tag, timeout, f"/probe to answer {tag!r} (stderr: {g.stderr_tail(5)})")
+
+
+def simple_cfg(tag, extra_routes=(), listeners_extra=()):
+    routes = [probe_route(tag)] + list(extra_routes) + [
+        {"name": "rest", "match": {"path": {"prefix": "/"}}, "direct_response": dr("rest-" + tag)}]
+    cfg = make_config(routes=routes)
+    cfg["listeners"] += list(listeners_extra)
+    return cfg
+
+
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["inplace", "rename"])
+def test_file_change_reloads(gatehouse, how):
+    g = gatehouse(simple_cfg("one"))
+    assert probe(g) == "one"
+    # Twice: the watch must survive the first change (a rename replaces the inode).
+    for tag in ("two", "three"):
+        write_config(g, config_text(g, simple_cfg(tag)), how)
+        wait_probe(g, tag)
+    r = fetch(g.port, "GET", "/anything")
+    assert r.status == 200 and r.body == b"rest-three", r
+
+
+def test_sighup_reloads(gatehouse, tmp_path):
+    """SIGHUP alone: the config path is turned into a symlink to a file in a
+    directory gatehouse does not watch, so only the signal can pick up the
+    change."""
+    g = gatehouse(simple_cfg("one"))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    real = other / "real.yaml"
+    real.write_text(Path(g.config_path).read_text())
+    link = Path(g.config_path).with_name("link.tmp")
+    os.symlink(real, link)
+    os.rename(link, g.config_path)  # same content: nothing changes
+    assert probe(g) == "one"
+    real.write_text(config_text(g, simple_cfg("two")))
+    sighup(g)
+    wait_probe(g, "two")
+    real.write_text(config_text(g, simple_cfg("three")))
+    sighup(g)
+    wait_probe(g, "three")
+
+
+def test_bad_configs_keep_old_config(gatehouse):
+    g = gatehouse(simple_cfg("good1"))
+    good_text = config_text(g, simple_cfg("good1"))
+    n0 = len(config_errors(g))
+    bad_texts = [
+        # YAML syntax error
+        good_text.replace("routes:", "routes: [", 1),
+        # a route naming an unknown cluster
+        config_text(g, simple_cfg("bad", extra_routes=[
+            {"name": "x", "match": {"path": {"prefix": "/x"}}, "to": "nosuch"}])),
+        # unknown key
+        config_text(g, {**simple_cfg("bad"), "bogus_key": 1}),
+    ]
+    for i, text in enumerate(bad_texts):
+        write_config(g, text, "rename" if i % 2 else "inplace")
+        wait_for(lambda: len(config_errors(g)) > n0, 10,
+                 f"a file:line:col error on stderr for bad config #{i}\n{g.stderr_tail(10)}")
+        errs = config_errors(g)
+        assert str(Path(g.config_path).name) in errs[-1], errs[-1]
+        n0 = len(errs)
+        assert g.alive()
+        assert probe(g) == "good1"
+        assert fetch(g.port, "GET", "/x").body == b"rest-good1"
+    assert any("nosuch" in l for l in config_errors(g)), config_errors(g)
+    write_config(g, config_text(g, simple_cfg("good2")), "inplace")
+    wait_probe(g, "good2")
+
+
+def test_sighup_with_bad_file_keeps_serving(gatehouse):
+    g = gatehouse(simple_cfg("good1"))
+    n0 = len(config_errors(g))
+    # Content-identical rewrites are ignored by the watcher; SIGHUP must still
+    # re-read and refuse the bad file.
+    write_config(g, "listeners: [ {name: edge, listen: 127.0.0.1:1, routes: [] ] }\n", "inplace")
+    sighup(g)
+    wait_for(lambda: len(config_errors(g)) > n0, 10, "an error on stderr")
+    assert g.alive()
+    assert probe(g) == "good1"
+
+
+def test_listener_added_and_removed(gatehouse):
+    g = gatehouse(simple_cfg("one"))
+    p2 = free_port()
+    second = {"name": "second", "listen": f"127.0.0.1:{p2}",
+              "routes": [{"name": "s", "direct_response": dr("from-second")}]}
+    assert connect_refused(p2)
+    write_config(g, config_text(g, simple_cfg("two", listeners_extra=[second])), "rename")
+    wait_probe(g, "two")
+
+    def second_answers():
+        r = fetch(p2, "GET", "/", timeout=3)
+        return r.status == 200 and r.body == b"from-second"
+
+    wait_for(second_answers, 10, "the added listener to answer")
+    # Several fresh connections (with several workers, each one's socket).
+    for _ in range(10):
+        assert second_answers()
+    write_config(g, config_text(g, simple_cfg("three")), "rename")
+    wait_probe(g, "three")
+    wait_for(lambda: connect_refused(p2), 10, f"port {p2} to refuse connections after removal")
+    assert probe(g) == "three"
+    # Re-adding it works again (the old socket was really closed).
+    write_config(g, config_text(g, simple_cfg("four", listeners_extra=[second])), "inplace")
+    wait_probe(g, "four")
+    wait_for(second_answers, 10, "the re-added listener to answer")
+
+
+def test_inflight_request_keeps_its_snapshot(gatehouse, upstream):
+    """A request in flight when the config changes finishes against the cluster
+    it was routed to; the next request on the same keep-alive connection uses
+    the new config."""
+    u1, u2 = upstream(name="old"), upstream(name="new")
+
+    def cfg(tag, up):
+        c = make_config([up], routes=[probe_route(tag),
+                                      {"name": "all", "match": {"path": {"prefix": "/"}}, "to": "app"}])
+        return c
+
+    g = gatehouse(cfg("one", u1), workers=2)
+    with RawConn(g.port, timeout=20) as c:
+        c.request("GET", "/slow/1.5?id=inflight")
+        u1.wait_requests(1)
+        write_config(g, config_text(g, cfg("two", u2)), "rename")
+        wait_probe(g, "two")
+        r = c.read_response()
+        assert r.status == 200 and r.complete, r
+        assert r.json()["target"] == "/slow/1.5?id=inflight"
+        assert "/slow/1.5?id=inflight" in u1.targets()
+        c.request("GET", "/echo?id=after")
+        r = c.read_response()
+        assert r.status == 200, r
+    assert "/echo?id=after" in u2.targets(), (u1.targets(), u2.targets())
+    assert "/echo?id=after" not in u1.targets()
+
+
+# --------------------------------------------------------------------------
+# The load test
+
+
+N_THREADS = 20
+N_STEPS = 30
+MIN_REQUESTS = 4000
+
+
+class LoadConfigs:
+    """Good config k (k = 0 initial, 1.. reloads): /probe answers P<k>; /v
+    alternates direct responses A<k>/B<k> and two clusters (renamed every
+    time) on two identity upstreams U1/U2; /extra exists when k % 3 == 0."""
+
+    def __init__(self, u1, u2):
+        self.u1, self.u2 = u1, u2
+
+    def cfg(self, k):
+        routes = [probe_route(f"P{k}")]
+        clusters = {}
+        kind = k % 4
+        if kind == 0:
+            v = {"direct_response": dr(f"A{k}")}
+        elif kind == 2:
+            v = {"direct_response": dr(f"B{k}")}
+        else:
+            name, up = (f"one-{k}", self.u1) if kind == 1 else (f"two-{k}", self.u2)
+            clusters[name] = {"endpoints": [f"127.0.0.1:{up.port}"]}
+            v = {"to": name}
+        # Keep both clusters defined in some configs so that an unused
+        # cluster comes and goes as well.
+        if k % 5 == 0:
+            clusters[f"spare-{k}"] = {"endpoints": [f"127.0.0.1:{self.u1.port}"]}
+        routes.append({"name": "v", "match": {"path": {"prefix": "/v"}}, **v})
+        if k % 3 == 0:
+            routes.append({"name": "extra", "match": {"path": {"exact": "/extra"}},
+                           "direct_response": dr(f"X{k}")})
+        cfg = make_config(routes=routes, clusters=clusters)
+        return cfg
+
+    def answers(self, k):
+        kind = k % 4
+        v = {0: f"A{k}", 1: "U1", 2: f"B{k}", 3: "U2"}[kind]
+        extra = (200, f"X{k}") if k % 3 == 0 else (404, None)
+        return {"/v": (200, v), "/extra": extra}
+
+    def bad(self, g, k, i):
+        good = config_text(g, self.cfg(k))
+        kind = i % 3
+        if kind == 0:
+            return good.replace("routes:", "routes: [", 1)
+        bad = self.cfg(k)
+        bad["listeners"][0]["routes"][0]["direct_response"]["body"] = "PBAD"
+        for r in bad["listeners"][0]["routes"]:
+            if r["name"] == "v":
+                r.pop("direct_response", None)
+                r["to"] = "nosuch-cluster" if kind == 1 else "one-bad"
+        bad["clusters"] = {"one-bad": {"endpoints": [f"127.0.0.1:{self.u1.port}"]}}
+        if kind == 2:
+            bad["listeners"][0]["misspelt_key"] = 5
+        return config_text(g, bad)
+
+
+class Client(threading.Thread):
+    def __init__(self, port, stop, idx):
+        super().__init__(daemon=True, name=f"load-{idx}")
+        self.port, self.stop_ev, self.idx = port, stop, idx
+        self.results = []  # (target, ts, tr, status, body)
+        self.failures = []
+        self.conns = 0
+
+    def run(self):
+        c = None
+        i = 0
+        while not self.stop_ev.is_set():
+            target = "/extra" if i % 10 == self.idx % 10 else "/v"
+            i += 1
+            try:
+                if c is None:
+                    c = RawConn(self.port, timeout=10)
+                    self.conns += 1
+                ts = time.monotonic()
+                c.request("GET", target)
+                r = c.read_response()
+                tr = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                self.failures.append(f"{target}: {type(e).__name__}: {e}")
+                if c is not None:
+                    c.close()
+                c = None
+                continue
+            if not r.complete:
+                self.failures.append(f"{target}: incomplete response {r!r}")
+            self.results.append((target, ts, tr, r.status, r.body.decode("latin-1")))
+            if any(v.lower() == "close" for v in r.headers_all("connection")):
+                c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+
+def test_reload_under_load(gatehouse, tmp_path):
+    u1, u2 = IdentityUpstream("U1"), IdentityUpstream("U2")
+    try:
+        _reload_under_load(gatehouse, u1, u2)
+    finally:
+        u1.stop()
+        u2.stop()
+
+
+def _reload_under_load(gatehouse, u1, u2):
+    confs = LoadConfigs(u1, u2)
+    g = gatehouse(confs.cfg(0), workers=2)
+    wait_probe(g, "P0")
+    # config k: (initiated, observed) monotonic times. Config 0 is live from the start.
+    live = {0: (0.0, 0.0)}
+    bad_seen = 0
+    stop = threading.Event()
+    clients = [Client(g.port, stop, i) for i in range(N_THREADS)]
+    for t in clients:
+        t.start()
+    k = 0
+    hows = ["inplace", "rename", "sighup"]
+    try:
+        for step in range(1, N_STEPS + 1):
+            time.sleep(0.05)  # let some traffic run on each config
+            how = hows[step % 3]
+            if step % 3 == 0:
+                n0 = len(config_errors(g))
+                text = confs.bad(g, k + 1, step // 3)
+                write_config(g, text, "rename" if how == "sighup" else how)
+                if how == "sighup":
+                    sighup(g)
+                wait_for(lambda: len(config_errors(g)) > n0, 10,
+                         f"step {step}: bad config refused with a file:line:col error\n{g.stderr_tail(10)}")
+                bad_seen += 1
+                assert g.alive(), g.stderr_tail()
+                assert probe(g) == f"P{k}", f"step {step}: bad config replaced the running one"
+                continue
+            k += 1
+            t0 = time.monotonic()
+            write_config(g, config_text(g, confs.cfg(k)), "rename" if how == "sighup" else how)
+            if how == "sighup":
+                sighup(g)
+            wait_probe(g, f"P{k}")
+            live[k] = (t0, time.monotonic())
+        # Keep the load running on the last config until enough requests were made.
+        wait_for(lambda: sum(len(t.results) for t in clients) >= MIN_REQUESTS, 60,
+                 f"{MIN_REQUESTS} requests")
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
+    assert g.alive(), g.stderr_tail()
+    assert bad_seen == N_STEPS // 3
+    assert len(live) - 1 == N_STEPS - N_STEPS // 3
+
+    failures = [f for t in clients for f in t.failures]
+    results = [r for t in clients for r in t.results]
+    total = len(results) + len(failures)
+    assert total >= MIN_REQUESTS
+
+    answers = {j: confs.answers(j) for j in live}
+    misrouted = []
+    for target, ts, tr, status, body in results:
+        if target == "/v" and status != 200:
+            failures.append(f"/v answered {status} {body[:200]!r}")
+            continue
+        got = (status, body if status == 200 else None)
+        # Newest config observed live before the request was sent.
+        lo = max(j for j, (_, obs) in live.items() if obs <= ts)
+        # Configs written before the response arrived.
+        ok = [j for j, (ini, _) in live.items() if j >= lo and ini <= tr]
+        if not any(answers[j][target] == got for j in ok):
+            # Which config (if any) would have given this answer?
+            from_cfg = [j for j in live if answers[j][target] == got]
+            misrouted.append(f"{target} -> {got} sent at {ts:.3f} (config {lo} observed live by then, "
+                             f"allowed configs {ok}); answer belongs to configs {from_cfg or 'none'}")
+    summary = (f"{total} requests on {sum(t.conns for t in clients)} connections, "
+               f"{len(live) - 1} good and {bad_seen} bad reloads")
+    assert not failures, f"{len(failures)} failed requests ({summary}):\n" + "\n".join(failures[:30])
+    assert not misrouted, f"{len(misrouted)} mis-routed ({summary}):\n" + "\n".join(misrouted[:30])
+    # Both upstream clusters were really used.
+    assert u1.requests > 0 and u2.requests > 0
+    print(summary)
