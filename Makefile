@@ -57,6 +57,10 @@ fuzz: deps-test $(FUZZ_BUILD)/Makefile
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_TIME)
 
+bench: build
+	@scripts/deps bench
+	bench/run
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

@@ -83,6 +83,9 @@ def metrics(r, a):
             best = w
     if best:
         m.update(best)
+        cpus = [w["cpu_us"] for w in m["rounds"] if w.get("cpu_us")]
+        if cpus:
+            m["cpu_us"] = min(cpus)
     if r.get("peak_rss_kb"):
         m["peak_rss"] = int(r["peak_rss_kb"]) * 1024
     if r.get("instr_n1") and r.get("instr_n2"):
@@ -169,11 +172,12 @@ def render(res, a):
     L.append("How each figure is taken:")
     L.append("")
     L.append(f"- req/s, p50, p99: `wrk -t1 -c{a.conns} -d{a.duration}s --latency` after a 2 s warm-up; "
-             f"{a.rounds} rounds, interleaved across the proxies, and the round with the most req/s is "
-             f"shown (its p50, p99 and CPU figures with it).")
+             f"{a.rounds} rounds, interleaved across the proxies; the round with the most req/s is "
+             f"shown (its p50, p99 and proxy CPU with it).")
     L.append("- CPU µs/req: the proxy's utime+stime (`/proc/PID/stat`, all threads) over the wrk run ÷ "
-             "requests wrk completed; proxy CPU: the same CPU time ÷ wall time (100% = CPU "
-             f"{a.proxy_cpu} saturated; below that the client/upstream side bounded req/s).")
+             "requests wrk completed, the lowest of the rounds (noise only adds); proxy CPU: the same CPU time ÷ wall time (100% = CPU "
+             f"{a.proxy_cpu} saturated; below that, wrk and the upstream on CPU {a.load_cpu} bounded req/s, "
+             f"so req/s and latency then say as much about the load side as about the proxy).")
     L.append(f"- instr/req: `valgrind --tool=callgrind` on the proxy's worker process; after 1,000 warm-up "
              f"requests, exactly {a.n1:,} and then {a.n2:,} sequential `GET /` over 4 keep-alive "
              f"connections, counters zeroed before and dumped after each batch; "
@@ -193,7 +197,7 @@ def render(res, a):
     for p in proxies:
         m, r = ms[p], res[p]
         if r.get("failed"):
-            notes.append(f"{NAMES.get(p, p)}: could not measure {', '.join(r['failed'])} (see bench output).")
+            notes.append(f"{NAMES.get(p, p)}: failed {'; '.join(r['failed'])} (see bench output).")
         for w in m.get("rounds", []):
             if w.get("non2xx"):
                 notes.append(f"{NAMES.get(p, p)}, round {w['round']}: wrk saw {w['non2xx']:,} "

@@ -66,6 +66,92 @@ typedef struct {
     size_t body_len;
 } gh_direct_response_t;
 
+/* ---- token authentication (providers.jwt, route authn) ---- */
+
+typedef enum {
+    GH_TOKEN_FROM_HEADER = 0, /* value after an optional prefix ("Bearer " by default) */
+    GH_TOKEN_FROM_QUERY,
+    GH_TOKEN_FROM_COOKIE,
+} gh_token_from_kind_t;
+
+typedef struct {
+    gh_token_from_kind_t kind;
+    char *name; /* header names lower-cased */
+    size_t name_len;
+    char *prefix; /* headers only; matched case-insensitively; may be NULL */
+    size_t prefix_len;
+} gh_token_from_t;
+
+typedef enum {
+    GH_CLAIM_EXACT = 0, /* the claim equals the one value */
+    GH_CLAIM_ONE_OF,    /* the claim equals one of the values */
+    GH_CLAIM_CONTAINS,  /* an array claim, or a space-separated string (scope), holds every value */
+} gh_claim_op_t;
+
+typedef struct {
+    char *claim; /* dotted path for nested claims */
+    gh_claim_op_t op;
+    char **values;
+    size_t num_values;
+} gh_claim_req_t;
+
+typedef struct {
+    char *claim;  /* dotted path */
+    char *header; /* lower-cased */
+} gh_claim_header_t;
+
+typedef enum {
+    GH_JWKS_INLINE = 0,
+    GH_JWKS_FILE,
+    GH_JWKS_URI,
+    GH_JWKS_DISCOVERY, /* jwks_uri from the issuer's well-known document */
+} gh_jwks_source_t;
+
+#define GH_JWT_ALG_COUNT 13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
+extern const char *const gh_jwt_alg_names[GH_JWT_ALG_COUNT];
+
+typedef struct {
+    char *name;
+    size_t index;
+    char *issuer;
+    char **audiences;
+    size_t num_audiences;
+    uint64_t clock_skew_s; /* default 60 */
+    int exp_optional;      /* default 0: exp is required */
+    char *typ;             /* required "typ" header, e.g. "at+jwt"; NULL = any */
+    gh_claim_req_t *required_claims;
+    size_t num_required_claims;
+
+    gh_jwks_source_t jwks_source;
+    char *jwks_inline; /* document text */
+    char *jwks_file;
+    char *jwks_uri;    /* for URI; for DISCOVERY the issuer's well-known URL */
+    uint64_t refresh_ms;     /* default 5m */
+    uint64_t min_refresh_ms; /* lower bound of Cache-Control max-age and of unknown-kid refetches; default 30s */
+    uint64_t max_refresh_ms; /* upper bound of Cache-Control max-age; default 24h */
+    uint64_t fetch_timeout_ms; /* default 5s */
+    int allow_symmetric;       /* oct keys and HS* algorithms; inline or file JWKS only */
+    uint32_t algorithms;       /* bit set over gh_jwt_alg_names; default all asymmetric */
+
+    gh_token_from_t *from; /* default: Authorization with prefix "Bearer " */
+    size_t num_from;
+    gh_claim_header_t *claims_to_headers;
+    size_t num_claims_to_headers;
+    char *payload_header; /* lower-cased; NULL = none */
+    int forward_token;    /* default 1 */
+    char *realm;          /* WWW-Authenticate realm; default "gatehouse" */
+    uint32_t cache_entries; /* verified tokens per worker; default 10000; 0 disables */
+} gh_jwt_provider_conf_t;
+
+typedef struct {
+    int all;      /* every provider must accept (all:), else any one (any:) */
+    int optional; /* a missing token passes; an invalid one never does */
+    gh_jwt_provider_conf_t **providers; /* borrowed from config */
+    size_t num_providers;
+    gh_strmatch_t *exempt; /* paths that skip authentication */
+    size_t num_exempt;
+} gh_authn_conf_t;
+
 typedef struct {
     char *name; /* from config, or "listener/#index" when omitted */
     size_t index;
@@ -87,6 +173,8 @@ typedef struct {
     size_t num_targets;
     uint32_t total_weight;
     gh_direct_response_t *direct; /* NULL unless direct_response */
+
+    gh_authn_conf_t *authn; /* NULL: no authentication */
 
     uint64_t max_body;   /* bytes; default 1 GiB; 0 = no body allowed */
     uint64_t timeout_ms; /* upstream response timeout (first byte of head); default 15s */
@@ -203,6 +291,9 @@ typedef struct {
     size_t num_listeners;
     gh_cluster_t *clusters;
     size_t num_clusters;
+
+    gh_jwt_provider_conf_t *jwt_providers;
+    size_t num_jwt_providers;
 
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;

@@ -140,6 +140,7 @@ static void route_dispose(gh_route_t *r)
         free(r->direct->body);
         free(r->direct);
     }
+    gh_config_free_authn(r->authn);
 }
 
 void gh_config_free(gh_config_t *cfg)
@@ -911,8 +912,8 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
 static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf_t *l,
                        gh_route_t *r)
 {
-    static const char *const keys[] = {"name",     "match",   "to", "direct_response",
-                                       "max_body", "timeout", NULL};
+    static const char *const keys[] = {"name",    "match", "to", "direct_response", "max_body",
+                                       "timeout", "authn", NULL};
     const gh_yaml_node_t *v, *to, *direct, *namenode;
     const char *name = NULL;
     int rc;
@@ -954,6 +955,9 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
 
     if ((v = gh_yaml_map_get(n, "max_body")) != NULL &&
         (rc = gh_yaml_size(c->doc, v, "max_body", 0, UINT64_MAX, &r->max_body)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "authn")) != NULL &&
+        (rc = gh_config_parse_authn(c->doc, v, c->cfg, r)) != 0)
         return rc;
     return opt_duration(c, n, "timeout", &r->timeout_ms);
 }
@@ -1062,7 +1066,8 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
     static const char *const keys[] = {"workers",    "drain_timeout", "listeners", "clusters",
-                                       "admin",      "access_log",    "tracing",   NULL};
+                                       "admin",      "access_log",    "tracing",   "providers",
+                                       NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;
@@ -1082,7 +1087,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
             0 ||
         (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0)
         return rc;
-    if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0)
+    if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0 ||
+        (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0)
         return rc;
     if ((rc = gh_yaml_require(c->doc, root, "listeners", "the configuration", &listeners)) != 0 ||
         (rc = nonempty_list(c, listeners, "listeners")) != 0 ||

@@ -13,6 +13,13 @@ int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n
                                gh_config_t *cfg);
 int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                             gh_config_t *cfg);
+int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                              gh_config_t *cfg);
+/* node: the route's authn value. */
+int gh_config_parse_authn(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                          const gh_config_t *cfg, gh_route_t *r);
+void gh_config_free_authn(gh_authn_conf_t *a);
+void gh_config_free_providers(gh_config_t *cfg);
 void gh_config_free_sections(gh_config_t *cfg);
 
 #endif

@@ -30,7 +30,9 @@ def start(gatehouse, tmp_path, up=None, workers=1, dead=None, **log):
                "direct_response": {"status": 201, "body": "direct"}}]
     clusters = {}
     if up is not None:
-        routes.append({"name": "app", "match": {"path": {"prefix": "/app"}}, "to": "app"})
+        # The test upstream acts on these paths (it sees the path unchanged).
+        routes.append({"name": "app", "match": {"path": {"regex": "^/(echo|status|hash|slow|bytes|a$)"}},
+                       "to": "app"})
         clusters["app"] = {"endpoints": [f"127.0.0.1:{up.port}"]}
     if dead is not None:
         routes.append({"name": "dead", "match": {"path": {"prefix": "/dead"}}, "to": "dead"})
@@ -61,7 +63,7 @@ def test_default_fields_proxied(gatehouse, upstream, tmp_path):
     up = upstream()
     g = start(gatehouse, tmp_path, up, secret_query=["api_key"])
     body = b"hello body 12345"
-    r = fetch(g.port, "POST", f"/app/echo?id=one&api_key={API_KEY}&x=1", body=body,
+    r = fetch(g.port, "POST", f"/echo?id=one&api_key={API_KEY}&x=1", body=body,
               headers=[("User-Agent", "ua-test/1.0"), ("Authorization", AUTH), ("Cookie", COOKIE)])
     assert r.status == 200
     seen = up.complete_requests()[-1]
@@ -73,7 +75,7 @@ def test_default_fields_proxied(gatehouse, upstream, tmp_path):
     assert rec["listener"] == "edge"
     assert rec["route"] == "app"
     assert rec["method"] == "POST"
-    assert rec["path"] == "/app/echo"
+    assert rec["path"] == "/echo"
     assert "id=one" in rec["query"] and "x=1" in rec["query"], rec["query"]
     assert rec["status"] == 200
     assert rec["bytes_in"] >= len(body), rec
@@ -98,10 +100,10 @@ def test_secret_query_variants(gatehouse, upstream, tmp_path):
     up = upstream()
     g = start(gatehouse, tmp_path, up, secret_query=["api_key", "token"])
     targets = [
-        f"/app/a?id=1&api_key={API_KEY}",
-        f"/app/a?api_key={API_KEY}&id=2",
-        f"/app/a?id=3&token={API_KEY}&api_key={API_KEY}x",
-        f"/app/a?id=4&api_key={API_KEY}&api_key={API_KEY}2",
+        f"/a?id=1&api_key={API_KEY}",
+        f"/a?api_key={API_KEY}&id=2",
+        f"/a?id=3&token={API_KEY}&api_key={API_KEY}x",
+        f"/a?id=4&api_key={API_KEY}&api_key={API_KEY}2",
         f"/dr?id=5&api_key={API_KEY}",
         f"/nowhere?id=6&api_key={API_KEY}",
     ]
@@ -119,7 +121,7 @@ def test_secret_query_variants(gatehouse, upstream, tmp_path):
 def test_fields_restricted(gatehouse, upstream, tmp_path):
     up = upstream()
     g = start(gatehouse, tmp_path, up, fields=["time", "request_id", "status"])
-    fetch(g.port, "GET", "/app/echo")
+    fetch(g.port, "GET", "/echo")
     fetch(g.port, "GET", "/dr")
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines")
     assert len(recs) == 2
@@ -131,7 +133,7 @@ def test_fields_restricted(gatehouse, upstream, tmp_path):
 def test_stdout(gatehouse, upstream, tmp_path):
     up = upstream()
     g = start(gatehouse, tmp_path, up, path=None)
-    fetch(g.port, "GET", "/app/echo?id=s1")
+    fetch(g.port, "GET", "/echo?id=s1")
     fetch(g.port, "GET", "/dr?id=s2")
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines on stdout")
     ids = by_query_id(recs)
@@ -152,7 +154,7 @@ def test_local_replies_and_errors(gatehouse, upstream, tmp_path):
     fetch(g.port, "GET", "/dr?id=d")
     fetch(g.port, "GET", "/nomatch?id=n")
     fetch(g.port, "GET", "/dead?id=x")
-    fetch(g.port, "GET", "/app/status/500?id=s")
+    fetch(g.port, "GET", "/status/500?id=s")
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 4, what="4 lines")
     ids = by_query_id(recs)
     d, n, x, s = ids["d"], ids["n"], ids["x"], ids["s"]
@@ -175,7 +177,7 @@ def test_one_line_per_request_two_workers(gatehouse, upstream, tmp_path):
         try:
             with RawConn(g.port) as c:
                 for i in range(25):
-                    c.request("GET", f"/app/echo?id={k}-{i}&pad={'p' * 300}")
+                    c.request("GET", f"/echo?id={k}-{i}&pad={'p' * 300}")
                     assert c.read_response().status == 200
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
@@ -200,7 +202,7 @@ def test_sigusr1_reopens(gatehouse, upstream, tmp_path):
     up = upstream()
     g = start(gatehouse, tmp_path, up, workers=2)
     for i in range(5):
-        fetch(g.port, "GET", f"/app/echo?id=a{i}")
+        fetch(g.port, "GET", f"/echo?id=a{i}")
     wait_lines(g.log_path, lambda rs: len(rs) >= 5, what="5 lines before rotation")
     rotated = str(g.log_path) + ".1"
     os.rename(g.log_path, rotated)
@@ -208,13 +210,13 @@ def test_sigusr1_reopens(gatehouse, upstream, tmp_path):
     n = [0]
 
     def new_file_has_lines():
-        fetch(g.port, "GET", f"/app/echo?id=b{n[0]}")
+        fetch(g.port, "GET", f"/echo?id=b{n[0]}")
         n[0] += 1
         return os.path.exists(g.log_path) and len(read_json_lines(g.log_path)) > 0
 
     wait_for(new_file_has_lines, 10, "lines in a new file at the configured path after SIGUSR1", interval=0.1)
     for i in range(5):
-        fetch(g.port, "GET", f"/app/echo?id=c{i}")
+        fetch(g.port, "GET", f"/echo?id=c{i}")
     total = 5 + n[0] + 5
     wait_for(lambda: len(read_json_lines(rotated)) + len(read_json_lines(g.log_path)) >= total, 10,
              f"{total} lines over both files")
@@ -237,11 +239,11 @@ def test_log_survives_reload(gatehouse, upstream, tmp_path):
     from ops_util import sighup
     up = upstream()
     g = start(gatehouse, tmp_path, up)
-    fetch(g.port, "GET", "/app/echo?id=before")
+    fetch(g.port, "GET", "/echo?id=before")
     wait_lines(g.log_path, lambda rs: len(rs) >= 1)
     sighup(g)
     wait_for(lambda: "generation 2" in g.stderr or "reload" in g.stderr.lower(), 10, "the reload")
-    fetch(g.port, "GET", "/app/echo?id=after")
+    fetch(g.port, "GET", "/echo?id=after")
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines")
     assert set(by_query_id(recs)) == {"before", "after"}
     assert len(recs) == 2

@@ -156,7 +156,7 @@ def check_token_protection(ap, token):
     for path in ("/live", "/ready"):
         r = admin_get(ap, path)
         assert r.status == 200, (path, r)
-    for path in ("/metrics", "/config", "/clusters", "/nope"):
+    for path in ("/metrics", "/config", "/clusters"):
         for bad in (None, "wrong-token-wrong-token-wrong", token + "x", token[:-1]):
             r = admin_get(ap, path, token=bad)
             assert r.status == 401, (path, bad, r)
@@ -186,6 +186,17 @@ def test_token_env(gatehouse, upstream, monkeypatch):
     monkeypatch.setenv("GH_TEST_ADMIN_TOKEN", tok)
     g = start(gatehouse, upstream(), token_env="GH_TEST_ADMIN_TOKEN")
     check_token_protection(g.admin, tok)
+
+
+def test_token_required_for_unknown_paths(gatehouse, upstream, token_file):
+    """Only /live and /ready are open: an unknown path without the token is
+    401, not a 404 that lists the admin paths."""
+    g = start(gatehouse, upstream(), token_file=str(token_file))
+    for path in ("/nope", "/metrics/x", "/"):
+        r = admin_get(g.admin, path)
+        assert r.status == 401, (path, r)
+        assert (r.header("www-authenticate") or "").lower().startswith("bearer"), r.headers
+    assert admin_get(g.admin, "/nope", token=TOKEN).status == 404
 
 
 def test_token_not_in_stderr_or_config(gatehouse, upstream, token_file):

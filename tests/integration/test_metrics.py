@@ -12,6 +12,8 @@ from ops_util import (admin_conf, admin_port_of, config_text, metrics, sighup, w
                       wait_for, wait_metric, write_config)
 
 REQ = "gatehouse_requests_total"
+# Paths the test upstream acts on (route r2); it does not strip prefixes.
+UPSTREAM_PATHS = "^/(echo|status|hash|slow|bytes|drop)"
 
 
 def dr(body, status=200):
@@ -21,14 +23,16 @@ def dr(body, status=200):
 def base_cfg(up, dead_port=None, **route_extra):
     routes = [
         {"name": "r1", "match": {"path": {"prefix": "/r1"}}, "direct_response": dr("one")},
-        {"name": "r2", "match": {"path": {"prefix": "/r2"}}, "to": "app", **route_extra},
+        # A request with ?short=1 goes to the same upstream with a 1 s timeout.
+        {"name": "slow", "match": {"query": [{"name": "short", "present": True}]}, "to": "app",
+         "timeout": "1s"},
+        {"name": "r2", "match": {"path": {"regex": UPSTREAM_PATHS}}, "to": "app", **route_extra},
         {"name": "teapot", "match": {"path": {"prefix": "/teapot"}}, "direct_response": dr("tea", 418)},
     ]
     clusters = {"app": {"endpoints": [f"127.0.0.1:{up.port}"]}}
     if dead_port:
         routes.append({"name": "dead", "match": {"path": {"prefix": "/dead"}}, "to": "dead"})
         clusters["dead"] = {"endpoints": [f"127.0.0.1:{dead_port}"], "max_idle": 0}
-    routes.append({"name": "slow", "match": {"path": {"prefix": "/slow"}}, "to": "app", "timeout": "1s"})
     cfg = make_config(routes=routes, clusters=clusters)
     cfg["admin"] = admin_conf()
     return cfg
@@ -59,9 +63,9 @@ def test_request_counts_exact(gatehouse, upstream, workers):
     for i in range(7):
         assert fresh_get(g, f"/r1/{i}").status == 200
     for i in range(3):
-        assert fresh_get(g, f"/r2/echo?i={i}").status == 200
-    assert fresh_get(g, "/r2/status/503").status == 503
-    assert fresh_get(g, "/r2/status/404").status == 404
+        assert fresh_get(g, f"/echo?i={i}").status == 200
+    assert fresh_get(g, "/status/503").status == 503
+    assert fresh_get(g, "/status/404").status == 404
     for i in range(2):
         assert fresh_get(g, f"/teapot/{i}").status == 418
     # Keep-alive: several requests on one connection count each.
@@ -127,8 +131,8 @@ def test_histograms(gatehouse, upstream):
     for i in range(7):
         assert fresh_get(g, f"/r1/{i}").status == 200
     for i in range(4):
-        assert fresh_get(g, f"/r2/echo?{i}").status == 200
-    assert fresh_get(g, "/r2/slow/0.3").status == 200
+        assert fresh_get(g, f"/echo?{i}").status == 200
+    assert fresh_get(g, "/slow/0.3").status == 200
     m = wait_metric(g.admin, REQ, 5, **rq("r2", "2xx", "app"))
     check_histogram(m, "gatehouse_request_duration_seconds", 7, listener="edge", route="r1")
     _, s = check_histogram(m, "gatehouse_request_duration_seconds", 5, listener="edge", route="r2")
@@ -151,9 +155,9 @@ def test_byte_counters(gatehouse, upstream):
     rb0 = m0.get("gatehouse_request_bytes_total", 0, listener="edge", route="r2")
     sb0 = m0.get("gatehouse_response_bytes_total", 0, listener="edge", route="r2")
     body = b"x" * 20000
-    r = fetch(g.port, "POST", "/r2/hash", body=body)
+    r = fetch(g.port, "POST", "/hash", body=body)
     assert r.status == 200
-    r = fresh_get(g, "/r2/bytes/50000")
+    r = fresh_get(g, "/bytes/50000")
     assert r.status == 200 and len(r.body) == 50000
     m = wait_metric(g.admin, REQ, 2, **rq("r2", "2xx", "app"))
     rb = m.value("gatehouse_request_bytes_total", listener="edge", route="r2") - rb0
@@ -192,7 +196,7 @@ def test_upstream_connections_and_pool_hits(gatehouse, upstream):
     n = 6
     with RawConn(g.port) as c:
         for i in range(n):
-            c.request("GET", f"/r2/echo?i={i}")
+            c.request("GET", f"/echo?i={i}")
             assert c.read_response().status == 200
             # Give the finished exchange time to put its connection back in the pool.
             wait_for(lambda: metrics(g.admin).get(REQ, 0, **rq("r2", "2xx", "app")) == i + 1, 5,
@@ -221,7 +225,7 @@ def test_connect_failures(gatehouse, upstream):
 def test_upstream_timeouts(gatehouse, upstream):
     up = upstream()
     g = start(gatehouse, up)
-    r = fresh_get(g, "/slow/3")
+    r = fresh_get(g, "/slow/3?short=1")
     assert r.status == 504, r
     m = wait_metric(g.admin, "gatehouse_upstream_timeouts_total", 1, cluster="app")
     assert m.value(REQ, **rq("slow", "5xx", "app")) == 1
@@ -230,7 +234,7 @@ def test_upstream_timeouts(gatehouse, upstream):
 def test_upstream_resets(gatehouse, upstream):
     up = upstream()
     g = start(gatehouse, up)
-    assert fresh_get(g, "/r2/drop").status == 502
+    assert fresh_get(g, "/drop").status == 502
     m = metrics(g.admin)
     assert m.types.get("gatehouse_upstream_resets_total") == "counter"
     wait_for(lambda: metrics(g.admin).get("gatehouse_upstream_resets_total", 0, cluster="app") >= 1,
@@ -283,14 +287,14 @@ def test_label_cardinality_bounded(gatehouse, upstream):
     up = upstream()
     g = start(gatehouse, up, workers=2)
     assert fresh_get(g, "/r1/first").status == 200
-    assert fresh_get(g, "/r2/echo").status == 200
+    assert fresh_get(g, "/echo").status == 200
     assert fresh_get(g, "/nomatch/first").status == 404
     wait_metric(g.admin, REQ, 1, **rq("", "4xx"))
     m0 = metrics(g.admin)
     before = {n: m0.labelsets(n) for n in {s[0] for s in m0.samples}}
     for i in range(60):
         assert fresh_get(g, f"/r1/unique-{i}-zzq").status == 200
-        assert fresh_get(g, f"/r2/echo/unique-{i}-zzq?q={i}").status == 200
+        assert fresh_get(g, f"/echo/unique-{i}-zzq?q={i}").status == 200
         assert fresh_get(g, f"/nomatch/unique-{i}-zzq").status == 404
     m = wait_metric(g.admin, REQ, 61, **rq("", "4xx"))
     assert "zzq" not in m.text and "unique-" not in m.text
@@ -308,7 +312,7 @@ def test_exposition_format(gatehouse, upstream):
     up = upstream()
     g = start(gatehouse, up)
     fresh_get(g, "/r1")
-    fresh_get(g, "/r2/echo")
+    fresh_get(g, "/echo")
     m = wait_metric(g.admin, REQ, 1, **rq("r2", "2xx", "app"))
     names = {s[0] for s in m.samples}
     for n in names:
