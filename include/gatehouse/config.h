@@ -107,8 +107,8 @@ typedef enum {
     GH_JWKS_DISCOVERY, /* jwks_uri from the issuer's well-known document */
 } gh_jwks_source_t;
 
-#define GH_JWT_ALG_COUNT 13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
-extern const char *const gh_jwt_alg_names[GH_JWT_ALG_COUNT];
+#define GH_CONFIG_JWT_ALGS 13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
+extern const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS];
 
 typedef struct {
     char *name;

@@ -48,6 +48,46 @@ typedef struct {
     const void *conf; /* owned by the snapshot */
 } gh_filter_t;
 
+/* ---- what filters may read and change ---- */
+
+/* The caller's verified identity, filled by the authentication filters for
+ * the filters after them (policies, rate limits) and the access log. All
+ * strings live in the stream's arena. */
+typedef struct {
+    const char *provider;  /* the provider that verified it */
+    const char *issuer;
+    const char *subject;   /* "sub"; the access log's principal */
+    const char *consumer;  /* API-key consumer (later) */
+    const char *scopes;    /* space-separated */
+} gh_identity_t;
+
+gh_identity_t *gh_stream_identity(gh_stream_t *s);
+
+/* The request as received: method, path (without query), query (NULL if
+ * none), and the header fields (pointers valid for the stream's life). */
+void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,
+                            const char **path, size_t *path_len, const char **query,
+                            size_t *query_len);
+size_t gh_stream_header_count(const gh_stream_t *s);
+void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size_t *name_len,
+                         const char **value, size_t *value_len);
+
+/* Edits of the request forwarded upstream: a header field to add (copied),
+ * and a field name (lower-case, copied) whose incoming fields are removed.
+ * Names a filter sets are always dropped first, so a client can never
+ * forge them. Return 0, or -1 when out of memory or past 64 drops. */
+int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
+                         size_t value_len);
+int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
+
+/* The stream's arena, for allocations that live as long as the request. */
+void *gh_stream_alloc(gh_stream_t *s, size_t size);
+
+/* Answers locally with extra response header lines ("name: value\r\n"...,
+ * may be NULL) and a JSON body {"error": code, "detail": detail}. */
+void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
+                                const char *extra_headers);
+
 /* Answers the request locally with a JSON error body
  * {"error": code, "detail": detail}. code and detail are copied. */
 void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const char *detail);

@@ -89,7 +89,10 @@ void gh_stats_reload(int ok);
 void gh_stats_set_generation(uint64_t generation);
 uint64_t gh_stats_generation(void);
 
-/* Extra lines a module contributes to /metrics (tracing's counters). */
+/* Extra lines a module contributes to /metrics (tracing, JWKS): fn writes
+ * at most cap bytes and returns how many it needed (like snprintf); it is
+ * called again with more room when that is cap or more. Up to 8 sources;
+ * adding fn again replaces its arg; a NULL arg removes it. Main thread. */
 typedef size_t (*gh_metrics_extra_fn)(char *buf, size_t cap, void *arg);
 void gh_metrics_set_extra(gh_metrics_extra_fn fn, void *arg);
 

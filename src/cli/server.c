@@ -92,10 +92,8 @@ static void on_signal(uv_signal_t *h, int signum)
     for (unsigned i = 0; i < sv->num_workers; i++)
         gh_worker_stop(&sv->workers[i], 0);
     uv_timer_start(&sv->deadline, on_deadline, sv->drain_ms, 0);
-    /* The admin API goes with the listeners: an orchestrator polling
-     * /ready sees the gateway leave. */
-    gh_admin_stop(sv->admin);
-    sv->admin = NULL;
+    /* The admin API stays up while draining: /ready answers 503
+     * "draining", so an orchestrator stops sending traffic. */
 }
 
 static void close_if_open(uv_handle_t *h)
@@ -313,6 +311,7 @@ static void reload(server_t *sv, const char *why)
     const gh_config_t *old_cfg = old_snap->cfg;
     sv->snap = snap;
     sv->generation++;
+    sv->drain_ms = snap->cfg->drain_timeout_ms;
     gh_stats_reload(1);
     gh_stats_set_generation(sv->generation);
     apply_ops(sv, old_cfg, snap->cfg);
@@ -362,7 +361,10 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
         return;
     const char *base = strrchr(sv->path, '/');
     base = base ? base + 1 : sv->path;
-    if (filename != NULL && strcmp(filename, base) != 0)
+    /* Kubernetes updates a mounted ConfigMap by swapping a "..data"
+     * symlink, so events under another name count too; the content
+     * comparison in on_debounce drops the ones that change nothing. */
+    if (filename != NULL && strcmp(filename, base) != 0 && strncmp(filename, "..", 2) != 0)
         return;
     uv_timer_start(&sv->debounce, on_debounce, 100, 0);
 }
@@ -531,7 +533,7 @@ out_loop:
         gh_trace_exporter_free(sv.tracers[i]);
     gh_access_log_close();
     gh_snapshot_unref(sv.snap);
-    gh_metrics_set_extra(NULL, NULL);
+    gh_metrics_set_extra(tracing_metrics, NULL);
     gh_metrics_shutdown();
     free(sv.last_text);
     return rc;

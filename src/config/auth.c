@@ -10,7 +10,7 @@
 
 #include "config/sections.h"
 
-const char *const gh_jwt_alg_names[GH_JWT_ALG_COUNT] = {
+const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS] = {
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
     "ES512", "EdDSA", "HS256", "HS384", "HS512",
 };
@@ -210,7 +210,7 @@ static int parse_algorithms(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         int found = -1;
         if ((rc = gh_yaml_str(doc, it, "algorithm", &v)) != 0)
             return rc;
-        for (int i = 0; i < GH_JWT_ALG_COUNT; i++)
+        for (int i = 0; i < GH_CONFIG_JWT_ALGS; i++)
             if (gh_jwt_alg_names[i] != NULL && strcmp(v, gh_jwt_alg_names[i]) == 0)
                 found = i;
         if (found < 0)

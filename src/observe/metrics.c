@@ -39,8 +39,8 @@ static struct {
     gh_metrics_shard_t *shards[MAX_SHARDS];
     unsigned num_shards; /* atomic */
     uint64_t reloads_ok, reloads_failed, generation; /* atomic */
-    gh_metrics_extra_fn extra;
-    void *extra_arg;
+    gh_metrics_extra_fn extra[8];
+    void *extra_arg[8];
 } reg;
 
 /* Histogram bounds in microseconds: 1ms .. 10s. */
@@ -191,8 +191,21 @@ uint64_t gh_stats_generation(void)
 
 void gh_metrics_set_extra(gh_metrics_extra_fn fn, void *arg)
 {
-    reg.extra = fn;
-    reg.extra_arg = arg;
+    int free_slot = -1;
+    for (int i = 0; i < 8; i++) {
+        if (reg.extra[i] == fn) {
+            reg.extra_arg[i] = arg;
+            if (arg == NULL)
+                reg.extra[i] = NULL;
+            return;
+        }
+        if (reg.extra[i] == NULL && free_slot < 0)
+            free_slot = i;
+    }
+    if (arg != NULL && free_slot >= 0) {
+        reg.extra[free_slot] = fn;
+        reg.extra_arg[free_slot] = arg;
+    }
 }
 
 /* ---- rendering ---- */
@@ -497,9 +510,11 @@ char *gh_metrics_render(size_t *len)
     render_routes(&o, ns);
     render_listeners(&o, ns);
     render_clusters(&o, ns);
-    if (reg.extra != NULL && !o.oom) {
+    for (int x = 0; x < 8; x++) {
+        if (reg.extra[x] == NULL || o.oom)
+            continue;
         for (;;) {
-            size_t n = reg.extra(o.buf + o.len, o.cap - o.len, reg.extra_arg);
+            size_t n = reg.extra[x](o.buf + o.len, o.cap - o.len, reg.extra_arg[x]);
             if (n < o.cap - o.len) {
                 o.len += n;
                 break;

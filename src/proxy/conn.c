@@ -209,8 +209,14 @@ void gh_conn_process(gh_conn_t *c)
             return;
         }
         if (c->ws != c->worker->cur && gh_conn_take_current(c) < 0) {
-            gh_conn_close(c);
-            return;
+            /* Its listener is gone from the config: a request already on
+             * its way is still served, on the old view, and the
+             * connection closes after it. */
+            if (c->rlen == 0) {
+                gh_conn_close(c);
+                return;
+            }
+            c->retiring = 1;
         }
         const gh_listener_conf_t *l = gh_conn_lconf(c);
         if (c->rlen == 0) {
@@ -249,6 +255,8 @@ void gh_conn_process(gh_conn_t *c)
             return;
         }
         c->head_timer = 0;
+        if (c->retiring)
+            req.keep_alive = 0;
         gh_stream_t *s = gh_stream_new(c, &req, (size_t)r);
         if (s == NULL) {
             reply_and_close(c, 503, "service_unavailable", "out of memory");

@@ -129,6 +129,14 @@ static int is_trace_field(const gh_h1_header_t *h)
     return 0;
 }
 
+static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
+{
+    for (unsigned i = 0; i < s->num_hdr_drop; i++)
+        if (gh_h1_name_is(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
+            return 1;
+    return 0;
+}
+
 static int is_request_dropped(const gh_h1_header_t *h)
 {
     switch (h->name_len) {
@@ -158,7 +166,7 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
 
     size_t cap = r->method_len + r->target_len + 64 + heads_size(r->headers, r->num_headers) +
                  sizeof(s->conn->peer) + s->host_len + sizeof(s->request_id) + 256 +
-                 (s->traced ? 128 + GH_TRACESTATE_MAX : 0);
+                 (s->traced ? 128 + GH_TRACESTATE_MAX : 0) + s->hdr_add_len;
     if (s->authority != NULL)
         cap += s->authority_len;
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
@@ -187,6 +195,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
         if (is_hop_by_hop(h, &ct) || is_request_dropped(h))
             continue;
         if (s->traced && is_trace_field(h))
+            continue;
+        if (is_filter_dropped(s, h))
             continue;
         if (s->authority != NULL && (int)i == r->host_index)
             continue;
@@ -218,6 +228,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     o = PUT_LIT(o, "\r\n");
     if (s->traced)
         o += gh_trace_format_headers(&s->span, o, (size_t)(buf + cap - o));
+    if (s->hdr_add_len > 0)
+        o = put(o, s->hdr_add, s->hdr_add_len);
     if (r->body == GH_H1_BODY_CHUNKED) {
         o = PUT_LIT(o, "transfer-encoding: chunked\r\n");
     } else if (r->body == GH_H1_BODY_LENGTH) {

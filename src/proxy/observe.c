@@ -128,6 +128,8 @@ void gh_observe_end(gh_stream_t *s)
         e.user_agent = ua ? ua->value : NULL;
         e.user_agent_len = ua ? ua->value_len : 0;
         e.trace_id = s->traced ? trace_id : NULL;
+        e.principal = s->identity.subject;
+        e.consumer = s->identity.consumer;
         e.error = s->error;
         gh_access_log_append(&w->alog, &cfg->access_log, &e);
     }

@@ -133,6 +133,7 @@ struct gh_conn_s {
     unsigned keep_alive : 1;
     unsigned peer_eof : 1;
     unsigned head_timer : 1;   /* the header timeout is running */
+    unsigned retiring : 1;     /* its listener left the config: close after this request */
     unsigned handles_open : 2; /* tcp and timer still to close */
     char peer[64];             /* client address text, no port */
 };
@@ -207,6 +208,15 @@ struct gh_stream_s {
     const char *error; /* why a local reply or abort happened; static or arena */
     gh_trace_ctx_t span;
     unsigned traced : 1;
+
+    gh_identity_t identity;
+    char *hdr_add; /* lines "name: value\r\n" to add upstream, in the arena */
+    size_t hdr_add_len, hdr_add_cap;
+    struct {
+        const char *name;
+        size_t len;
+    } hdr_drop[64];
+    unsigned num_hdr_drop;
     unsigned tries;
 
     /* Response: upstream -> client. */
@@ -329,6 +339,8 @@ extern const gh_filter_type_t gh_direct_filter;
 /* Returns a heap buffer (caller frees) holding a whole response. */
 char *gh_reply_error_build(int status, const char *code, const char *detail, int close,
                            int head_only, size_t *len);
+char *gh_reply_error_build_with(int status, const char *code, const char *detail,
+                                const char *extra, int close, int head_only, size_t *len);
 const char *gh_status_reason(int status);
 
 #endif

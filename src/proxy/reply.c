@@ -63,6 +63,12 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 char *gh_reply_error_build(int status, const char *code, const char *detail, int close,
                            int head_only, size_t *len)
 {
+    return gh_reply_error_build_with(status, code, detail, NULL, close, head_only, len);
+}
+
+char *gh_reply_error_build_with(int status, const char *code, const char *detail,
+                                const char *extra, int close, int head_only, size_t *len)
+{
     char body[640], esc_code[64], esc_detail[512];
     size_t ce = json_escape(esc_code, sizeof(esc_code), code);
     size_t de = json_escape(esc_detail, sizeof(esc_detail), detail ? detail : "");
@@ -72,14 +78,15 @@ char *gh_reply_error_build(int status, const char *code, const char *detail, int
         return NULL;
     if ((size_t)bl >= sizeof(body))
         bl = (int)sizeof(body) - 1;
-    size_t cap = (size_t)bl + 256;
+    size_t cap = (size_t)bl + 256 + (extra ? strlen(extra) : 0);
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
     int hl = snprintf(buf, cap,
                       "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-                      "content-length: %d\r\n%s\r\n",
-                      status, gh_status_reason(status), bl, close ? "connection: close\r\n" : "");
+                      "content-length: %d\r\n%s%s\r\n",
+                      status, gh_status_reason(status), bl, extra ? extra : "",
+                      close ? "connection: close\r\n" : "");
     if (hl < 0 || (size_t)hl + (size_t)bl > cap) {
         free(buf);
         return NULL;

@@ -217,6 +217,12 @@ oom:
 
 void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const char *detail)
 {
+    gh_stream_reply_error_with(s, status, code, detail, NULL);
+}
+
+void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
+                                const char *extra)
+{
     gh_conn_t *c = s->conn;
     if (s->res_started) {
         gh_stream_abort(s, detail);
@@ -232,7 +238,8 @@ void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const c
         c->keep_alive = 0;
     int head_only = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
     size_t len;
-    char *buf = gh_reply_error_build(status, code, detail, !c->keep_alive, head_only, &len);
+    char *buf =
+        gh_reply_error_build_with(status, code, detail, extra, !c->keep_alive, head_only, &len);
     if (buf == NULL) {
         gh_stream_abort(s, "out of memory");
         return;
@@ -453,4 +460,85 @@ void gh_stream_request_written(gh_stream_t *s)
     }
     gh_conn_update_reading(c);
     gh_stream_pump_request(s);
+}
+
+/* ---- the filter-facing accessors (gatehouse/filter.h) ---- */
+
+gh_identity_t *gh_stream_identity(gh_stream_t *s)
+{
+    return &s->identity;
+}
+
+void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,
+                            const char **path, size_t *path_len, const char **query,
+                            size_t *query_len)
+{
+    *method = s->req.method;
+    *method_len = s->req.method_len;
+    *path = s->path;
+    *path_len = s->path_len;
+    *query = s->query;
+    *query_len = s->query_len;
+}
+
+size_t gh_stream_header_count(const gh_stream_t *s)
+{
+    return s->req.num_headers;
+}
+
+void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size_t *name_len,
+                         const char **value, size_t *value_len)
+{
+    const gh_h1_header_t *h = &s->req.headers[i];
+    *name = h->name;
+    *name_len = h->name_len;
+    *value = h->value;
+    *value_len = h->value_len;
+}
+
+void *gh_stream_alloc(gh_stream_t *s, size_t size)
+{
+    return gh_arena_alloc(&s->arena, size);
+}
+
+int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
+                         size_t value_len)
+{
+    size_t need = s->hdr_add_len + name_len + value_len + 4;
+    if (need > s->hdr_add_cap) {
+        size_t cap = s->hdr_add_cap ? s->hdr_add_cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        char *nb = gh_arena_alloc(&s->arena, cap);
+        if (nb == NULL)
+            return -1;
+        if (s->hdr_add_len)
+            memcpy(nb, s->hdr_add, s->hdr_add_len);
+        s->hdr_add = nb;
+        s->hdr_add_cap = cap;
+    }
+    char *o = s->hdr_add + s->hdr_add_len;
+    memcpy(o, name, name_len);
+    o += name_len;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, value, value_len);
+    o += value_len;
+    *o++ = '\r';
+    *o++ = '\n';
+    s->hdr_add_len = (size_t)(o - s->hdr_add);
+    return 0;
+}
+
+int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
+{
+    if (s->num_hdr_drop >= sizeof(s->hdr_drop) / sizeof(s->hdr_drop[0]))
+        return -1;
+    char *copy = gh_arena_memdup(&s->arena, lower, len);
+    if (copy == NULL)
+        return -1;
+    s->hdr_drop[s->num_hdr_drop].name = copy;
+    s->hdr_drop[s->num_hdr_drop].len = len;
+    s->num_hdr_drop++;
+    return 0;
 }
