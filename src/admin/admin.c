@@ -176,8 +176,19 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
     gh_admin_t *a = c->admin;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-    int known = path_is(req, "/live") || path_is(req, "/ready") || path_is(req, "/metrics") ||
-                path_is(req, "/config") || path_is(req, "/clusters");
+    int probe = path_is(req, "/live") || path_is(req, "/ready");
+    int known = probe || path_is(req, "/metrics") || path_is(req, "/config") ||
+                path_is(req, "/clusters");
+    /* Probes stay open so that an orchestrator needs no secret; everything
+     * else, unknown paths included, needs the token first, so the API does
+     * not describe itself to strangers. */
+    if (!probe && !authorized(a, req)) {
+        respond_json(c, 401, "Unauthorized",
+                     "{\"error\":\"unauthorized\",\"detail\":\"this admin path needs "
+                     "Authorization: Bearer <admin token>\"}\n",
+                     "www-authenticate: Bearer realm=\"gatehouse-admin\"\r\n", is_head);
+        return;
+    }
     if (!known) {
         respond_json(c, 404, "Not Found",
                      "{\"error\":\"not_found\",\"detail\":\"admin paths: /live /ready /metrics "
@@ -191,8 +202,6 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
                      "allow: GET, HEAD\r\n", 0);
         return;
     }
-    /* Probes stay open so that an orchestrator needs no secret; the rest
-     * shows the config and the upstream map and needs the token. */
     if (path_is(req, "/live")) {
         respond_json(c, 200, "OK", "{\"status\":\"live\"}\n", NULL, is_head);
         return;
@@ -209,13 +218,6 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
                      why ? why : "starting");
             respond_json(c, 503, "Service Unavailable", body, NULL, is_head);
         }
-        return;
-    }
-    if (!authorized(a, req)) {
-        respond_json(c, 401, "Unauthorized",
-                     "{\"error\":\"unauthorized\",\"detail\":\"this admin path needs "
-                     "Authorization: Bearer <admin token>\"}\n",
-                     "www-authenticate: Bearer realm=\"gatehouse-admin\"\r\n", is_head);
         return;
     }
     char *body = NULL;
