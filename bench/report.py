@@ -48,6 +48,28 @@ def parse_wrk(path):
     return out
 
 
+def parse_strace(path, n):
+    """strace -c summary -> (total calls per request, {syscall: calls per request})."""
+    per = {}
+    total = None
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+            try:
+                per[f[-1]] = int(f[3]) / n
+            except ValueError:
+                pass
+        elif f and f[-1] == "total":
+            total = int(f[3]) / n
+    if total is None:
+        return None
+    return total, per
+
+
 def load(path):
     res = {}
     for line in open(path):
@@ -86,6 +108,10 @@ def metrics(r, a):
         cpus = [w["cpu_us"] for w in m["rounds"] if w.get("cpu_us")]
         if cpus:
             m["cpu_us"] = min(cpus)
+    if r.get("strace_file"):
+        st = parse_strace(r["strace_file"], a.nsys)
+        if st:
+            m["syscalls"], m["syscall_mix"] = st
     if r.get("peak_rss_kb"):
         m["peak_rss"] = int(r["peak_rss_kb"]) * 1024
     if r.get("instr_n1") and r.get("instr_n2"):
@@ -112,6 +138,8 @@ def fmt(key, v):
         return f"{v:.2f}"
     if key == "cpu_busy":
         return f"{v * 100:.0f}%"
+    if key == "syscalls":
+        return f"{v:.1f}"
     if key == "instr":
         return f"{v:,.0f}"
     if key == "peak_rss":
@@ -122,7 +150,7 @@ def fmt(key, v):
 
 
 COLS = [("rps", "req/s"), ("p50", "p50"), ("p99", "p99"), ("cpu_us", "CPU µs/req"),
-        ("cpu_busy", "proxy CPU"), ("instr", "instr/req"), ("peak_rss", "peak RSS"),
+        ("cpu_busy", "proxy CPU"), ("instr", "instr/req"), ("syscalls", "syscalls/req"), ("peak_rss", "peak RSS"),
         ("idle", "bytes/idle conn")]
 RATIO_COLS = [c for c in COLS if c[0] != "cpu_busy"]
 
@@ -186,6 +214,8 @@ def render(res, a):
              "upstream (CPU 1), from /proc/stat, as a share of the run: other processes plus "
              "kernel accounting slack. A round with more than a few percent was disturbed; the "
              "bench runs the proxy, clients and upstream at nice -20 to limit that.")
+    L.append(f"- syscalls/req: `strace -f -c` attached to the proxy while it answers {a.nsys:,} sequential "
+             f"requests over 4 keep-alive connections (left out when strace is not installed).")
     L.append("- peak RSS: VmHWM of the proxy's worker after the wrk run.")
     L.append(f"- bytes/idle conn: VmRSS growth while {a.idle:,} keep-alive connections, each after one "
              f"request, sit idle ÷ the connections held. nginx and HAProxy size some per-connection "
@@ -198,6 +228,11 @@ def render(res, a):
         m, r = ms[p], res[p]
         if r.get("failed"):
             notes.append(f"{NAMES.get(p, p)}: failed {'; '.join(r['failed'])} (see bench output).")
+        if m.get("foreign") and max(m["foreign"]) > 0.05:
+            notes.append(f"{NAMES.get(p, p)}: other processes took {m['foreign'][0] * 100:.0f}% of CPU "
+                         f"{a.proxy_cpu} and {m['foreign'][1] * 100:.0f}% of CPU {a.load_cpu} during its "
+                         f"best wrk round: its req/s and latency are disturbed (instr/req, syscalls/req "
+                         f"and memory are not).")
         for w in m.get("rounds", []):
             if w.get("non2xx"):
                 notes.append(f"{NAMES.get(p, p)}, round {w['round']}: wrk saw {w['non2xx']:,} "
@@ -211,7 +246,7 @@ def render(res, a):
                          f"(refused, closed or not 200).")
     if notes:
         L.append("")
-        L.append("Errors seen during the run:")
+        L.append("Errors and disturbances seen during the run:")
         L.append("")
         L.extend("- " + n for n in notes)
     raw = []
@@ -227,6 +262,9 @@ def render(res, a):
                 ", other load on CPU 0/1 " + " / ".join(
                 f"{w['foreign'][0] * 100:.0f}%/{w['foreign'][1] * 100:.0f}%" if w.get("foreign") else "–"
                 for w in rounds))
+        if mix := ms[p].get("syscall_mix"):
+            bits.append("syscalls/req " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v >= 0.05))
         if "instr_n1" in r:
             bits.append(f"I({a.n1})={int(r['instr_n1']):,} I({a.n2})={int(r['instr_n2']):,}")
         if "idle_rss_before_kb" in r:
@@ -278,6 +316,7 @@ def main():
     ap.add_argument("--n1", type=int, required=True)
     ap.add_argument("--n2", type=int, required=True)
     ap.add_argument("--idle", type=int, required=True)
+    ap.add_argument("--nsys", type=int, default=2000)
     ap.add_argument("--proxy-cpu", required=True)
     ap.add_argument("--load-cpu", required=True)
     ap.add_argument("--tools", default="")

@@ -80,6 +80,12 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
                          size_t value_len);
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
 
+/* Per-worker state of a filter type, created on first use by create() on
+ * the worker's thread and freed by destroy() when the worker ends. NULL
+ * when create() fails. */
+void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
+                             void (*destroy)(void *));
+
 /* The stream's arena, for allocations that live as long as the request. */
 void *gh_stream_alloc(gh_stream_t *s, size_t size);
 

@@ -7,12 +7,15 @@
 #include <gatehouse/log.h>
 #include <gatehouse/server.h>
 
+#include "cli/token.h"
+
 static const char usage_main[] =
     "usage: gatehouse <command> [options]\n"
     "\n"
     "commands:\n"
     "  serve     run the gateway\n"
     "  validate  check a configuration file and exit\n"
+    "  token     mint, jwks, inspect: JWT tools for development\n"
     "  version   print the version\n"
     "\n"
     "'gatehouse <command> --help' describes a command.\n";
@@ -128,6 +131,8 @@ int main(int argc, char **argv)
         gh_server_opts_t o = {a.config, a.workers};
         return gh_server_run(&o);
     }
+    if (strcmp(cmd, "token") == 0)
+        return gh_cli_token(argc - 2, argv + 2);
     fprintf(stderr, "gatehouse: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }

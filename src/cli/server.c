@@ -14,6 +14,8 @@
 
 #include <gatehouse/accesslog.h>
 #include <gatehouse/admin.h>
+#include <gatehouse/authn.h>
+#include <gatehouse/keyring.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/server.h>
@@ -45,6 +47,7 @@ typedef struct {
     size_t last_len;
 
     gh_admin_t *admin;
+    char ready_reason[512];
     int serving; /* every worker runs the first snapshot */
     /* Tracers by config; an exporter that a reload replaced is kept until
      * exit, since a worker may still be submitting to it. */
@@ -195,6 +198,16 @@ static int hook_ready(void *arg, const char **reason)
     if (!sv->serving) {
         *reason = "starting";
         return 0;
+    }
+    /* Required keys: every provider a route uses must have loaded once. */
+    for (size_t i = 0; i < sv->snap->cfg->num_jwt_providers; i++) {
+        const char *why;
+        if (!gh_jwt_runtime_ready(sv->snap->jwt[i], &why)) {
+            snprintf(sv->ready_reason, sizeof(sv->ready_reason), "jwt provider '%s': %s",
+                     sv->snap->cfg->jwt_providers[i].name, why);
+            *reason = sv->ready_reason;
+            return 0;
+        }
     }
     return 1;
 }
@@ -473,14 +486,19 @@ int gh_server_run(const gh_server_opts_t *opts)
     }
     sv.drain_ms = cfg->drain_timeout_ms;
     sv.last_text = read_file(sv.path, &sv.last_len);
+    uv_loop_init(&sv.loop);
+    gh_keyring_init(&sv.loop);
     sv.snap = gh_snapshot_new(cfg, 1);
     if (sv.snap == NULL) {
         GH_LOG(GH_LOG_ERROR, "server", "out of memory");
         free(sv.last_text);
+        gh_keyring_shutdown();
+        uv_run(&sv.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&sv.loop);
+        gh_keyring_free_all();
         return 1;
     }
     gh_stats_set_generation(1);
-    uv_loop_init(&sv.loop);
     uv_async_init(&sv.loop, &sv.exited, on_worker_exit);
     sv.exited.data = &sv;
     int rc = 1;
@@ -494,6 +512,7 @@ int gh_server_run(const gh_server_opts_t *opts)
     }
     apply_ops(&sv, NULL, sv.snap->cfg);
     gh_metrics_set_extra(tracing_metrics, &sv);
+    gh_metrics_set_extra(gh_keyring_metrics, &sv);
     if (start_workers(&sv, sv.snap) < 0)
         goto out_loop;
 
@@ -526,6 +545,7 @@ int gh_server_run(const gh_server_opts_t *opts)
 out_loop:
     gh_admin_stop(sv.admin);
     close_if_open((uv_handle_t *)&sv.exited);
+    gh_keyring_shutdown();
     uv_run(&sv.loop, UV_RUN_DEFAULT);
     uv_loop_close(&sv.loop);
     gh_observe_set_tracer(NULL);
@@ -533,7 +553,9 @@ out_loop:
         gh_trace_exporter_free(sv.tracers[i]);
     gh_access_log_close();
     gh_snapshot_unref(sv.snap);
+    gh_keyring_free_all();
     gh_metrics_set_extra(tracing_metrics, NULL);
+    gh_metrics_set_extra(gh_keyring_metrics, NULL);
     gh_metrics_shutdown();
     free(sv.last_text);
     return rc;

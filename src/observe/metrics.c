@@ -13,7 +13,7 @@
 #define MAX_CHUNKS (GH_METRICS_MAX_IDS / CHUNK)
 #define MAX_SHARDS 1024
 
-enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_COUNT };
+enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_DECISION, K_COUNT };
 
 static const size_t elem_size[K_COUNT] = {
     sizeof(gh_series_stats_t),
@@ -21,6 +21,7 @@ static const size_t elem_size[K_COUNT] = {
     sizeof(gh_listener_stats_t),
     sizeof(gh_cluster_stats_t),
     sizeof(gh_endpoint_stats_t),
+    sizeof(gh_decision_stats_t),
 };
 
 struct gh_metrics_shard_s {
@@ -112,6 +113,11 @@ uint32_t gh_metrics_endpoint_id(const char *cluster, const char *address)
     return intern(K_ENDPOINT, cluster, address, NULL);
 }
 
+uint32_t gh_metrics_decision_id(const char *provider, const char *decision, const char *reason)
+{
+    return intern(K_DECISION, provider, decision, reason);
+}
+
 gh_metrics_shard_t *gh_metrics_shard_new(void)
 {
     unsigned n = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
@@ -162,6 +168,11 @@ gh_cluster_stats_t *gh_metrics_cluster(gh_metrics_shard_t *s, uint32_t id)
 gh_endpoint_stats_t *gh_metrics_endpoint(gh_metrics_shard_t *s, uint32_t id)
 {
     return get(s, K_ENDPOINT, id);
+}
+
+gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_DECISION, id);
 }
 
 void gh_hist_observe(gh_hist_t *h, uint64_t us)
@@ -379,6 +390,30 @@ static void render_routes(out_t *o, unsigned ns)
     free(seen);
 }
 
+static void render_decisions(out_t *o, unsigned ns)
+{
+    char a[512], b[512], c[512];
+    put(o, "# HELP gatehouse_auth_decisions_total Authentication decisions by provider, "
+           "decision and reason.\n# TYPE gatehouse_auth_decisions_total counter\n");
+    for (uint32_t id = 0; id < reg.count[K_DECISION]; id++) {
+        uint64_t v = 0;
+        int any = 0;
+        for (unsigned i = 0; i < ns; i++) {
+            const gh_decision_stats_t *st = peek(reg.shards[i], K_DECISION, id);
+            if (st == NULL)
+                continue;
+            any = 1;
+            v += LOAD(st->count);
+        }
+        if (!any || v == 0)
+            continue;
+        labels_t *l = &reg.labels[K_DECISION][id];
+        put(o, "gatehouse_auth_decisions_total{provider=\"%s\",decision=\"%s\",reason=\"%s\"} %llu\n",
+            esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)), esc(l->l[2], c, sizeof(c)),
+            (unsigned long long)v);
+    }
+}
+
 static void render_listeners(out_t *o, unsigned ns)
 {
     char a[512];
@@ -510,6 +545,7 @@ char *gh_metrics_render(size_t *len)
     render_routes(&o, ns);
     render_listeners(&o, ns);
     render_clusters(&o, ns);
+    render_decisions(&o, ns);
     for (int x = 0; x < 8; x++) {
         if (reg.extra[x] == NULL || o.oom)
             continue;

@@ -89,6 +89,11 @@ struct gh_worker_s {
     int *mbox_fds;             /* sockets for its new listeners, -1 where kept */
     pcre2_match_data *md;
     gh_metrics_shard_t *metrics;
+    struct {
+        const gh_filter_type_t *type;
+        void *state;
+        void (*destroy)(void *);
+    } fstate[8]; /* per-worker filter state (gh_stream_worker_state) */
     gh_access_log_buf_t alog;
     uv_timer_t alog_timer; /* flushes alog every second */
     gh_h1_header_t *hdrs; /* parser scratch, max_headers of the largest listener */

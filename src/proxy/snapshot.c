@@ -2,16 +2,47 @@
 
 #include <stdlib.h>
 
+#include <gatehouse/authn.h>
 #include <gatehouse/metrics.h>
 
 #include "proxy/proxy.h"
 
-/* Builds each route's chain. Today a route's chain is its terminal filter
- * alone (router or direct response); the authentication and policy filters
- * of later releases are inserted in front of it here, in config order. */
+static int build_providers(gh_snapshot_t *s)
+{
+    gh_config_t *cfg = s->cfg;
+    s->jwt = calloc(cfg->num_jwt_providers + 1, sizeof(*s->jwt));
+    if (s->jwt == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->num_jwt_providers; i++)
+        if ((s->jwt[i] = gh_jwt_runtime_new(&cfg->jwt_providers[i])) == NULL)
+            return -1;
+    return 0;
+}
+
+static gh_authn_filter_conf_t *authn_conf(gh_snapshot_t *s, const gh_authn_conf_t *a)
+{
+    gh_authn_filter_conf_t *fc = calloc(1, sizeof(*fc));
+    if (fc == NULL)
+        return NULL;
+    fc->authn = a;
+    fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
+    if (fc->rt == NULL) {
+        free(fc);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->num_providers; i++)
+        fc->rt[i] = s->jwt[a->providers[i]->index];
+    return fc;
+}
+
+/* Builds each route's chain: authentication (when the route has authn),
+ * then the terminal filter (router or direct response). Later filters
+ * (policies, rate limits) go between the two, in config order. */
 static int build_chains(gh_snapshot_t *s)
 {
     gh_config_t *cfg = s->cfg;
+    if (build_providers(s) < 0)
+        return -1;
     s->chains = calloc(cfg->num_listeners ? cfg->num_listeners : 1, sizeof(*s->chains));
     if (s->chains == NULL)
         return -1;
@@ -23,17 +54,25 @@ static int build_chains(gh_snapshot_t *s)
         for (size_t j = 0; j < l->num_routes; j++) {
             gh_route_t *r = &l->routes[j];
             gh_chain_t *ch = &s->chains[i][j];
-            ch->filters = calloc(1, sizeof(gh_filter_t));
+            ch->filters = calloc(2, sizeof(gh_filter_t));
             if (ch->filters == NULL)
                 return -1;
-            if (r->direct != NULL) {
-                ch->filters[0].type = &gh_direct_filter;
-                ch->filters[0].conf = r->direct;
-            } else {
-                ch->filters[0].type = &gh_router_filter;
-                ch->filters[0].conf = r;
+            size_t n = 0;
+            if (r->authn != NULL) {
+                ch->authn_conf = authn_conf(s, r->authn);
+                if (ch->authn_conf == NULL)
+                    return -1;
+                ch->filters[n].type = &gh_authn_filter;
+                ch->filters[n++].conf = ch->authn_conf;
             }
-            ch->num_filters = 1;
+            if (r->direct != NULL) {
+                ch->filters[n].type = &gh_direct_filter;
+                ch->filters[n++].conf = r->direct;
+            } else {
+                ch->filters[n].type = &gh_router_filter;
+                ch->filters[n++].conf = r;
+            }
+            ch->num_filters = n;
             ch->route_id = gh_metrics_route_id(l->name, r->name);
             ch->series_ids = calloc(r->num_targets + 1, sizeof(uint32_t));
             if (ch->series_ids == NULL)
@@ -78,11 +117,20 @@ static void snapshot_free(gh_snapshot_t *s)
             for (size_t j = 0; j < s->cfg->listeners[i].num_routes; j++) {
                 free(s->chains[i][j].filters);
                 free(s->chains[i][j].series_ids);
+                gh_authn_filter_conf_t *fc = s->chains[i][j].authn_conf;
+                if (fc != NULL) {
+                    free(fc->rt);
+                    free(fc);
+                }
             }
             free(s->chains[i]);
         }
         free(s->chains);
     }
+    if (s->jwt != NULL)
+        for (size_t i = 0; i < s->cfg->num_jwt_providers; i++)
+            gh_jwt_runtime_free(s->jwt[i]);
+    free(s->jwt);
     free(s->lids);
     free(s->cluster_ids);
     if (s->endpoint_ids != NULL)

@@ -15,6 +15,7 @@
 typedef struct {
     gh_filter_t *filters;
     size_t num_filters;
+    void *authn_conf; /* gh_authn_filter_conf_t, owned; NULL without authn */
     /* Metric ids (gatehouse/metrics.h): the route's, and one series per
      * target cluster, [0] being the series without a cluster (local
      * replies before a cluster was chosen, direct responses). */
@@ -36,6 +37,7 @@ typedef struct {
     gh_listener_ids_t *lids;   /* [listener] */
     uint32_t *cluster_ids;     /* [cluster] */
     uint32_t **endpoint_ids;   /* [cluster][endpoint] */
+    struct gh_jwt_runtime_s **jwt; /* [provider] */
 } gh_snapshot_t;
 
 /* Main thread only (it assigns metric ids). Takes cfg (owned from here on,

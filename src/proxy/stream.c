@@ -542,3 +542,24 @@ int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
     s->num_hdr_drop++;
     return 0;
 }
+
+void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
+                             void (*destroy)(void *))
+{
+    gh_worker_t *w = s->conn->worker;
+    size_t n = sizeof(w->fstate) / sizeof(w->fstate[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (w->fstate[i].type == type)
+            return w->fstate[i].state;
+        if (w->fstate[i].type == NULL) {
+            void *st = create();
+            if (st == NULL)
+                return NULL;
+            w->fstate[i].type = type;
+            w->fstate[i].state = st;
+            w->fstate[i].destroy = destroy;
+            return st;
+        }
+    }
+    return NULL;
+}

@@ -411,6 +411,9 @@ void gh_worker_dispose(gh_worker_t *w)
         free(w->mbox_fds);
         gh_snapshot_unref(w->mbox_snap);
     }
+    for (size_t i = 0; i < sizeof(w->fstate) / sizeof(w->fstate[0]); i++)
+        if (w->fstate[i].type != NULL)
+            w->fstate[i].destroy(w->fstate[i].state);
     if (w->alog.buf != NULL)
         gh_access_log_flush(&w->alog);
     free(w->alog.buf);

@@ -247,3 +247,74 @@ def test_log_survives_reload(gatehouse, upstream, tmp_path):
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="2 lines")
     assert set(by_query_id(recs)) == {"before", "after"}
     assert len(recs) == 2
+
+
+def test_json_escaping(gatehouse, upstream, tmp_path):
+    """Header values with quotes, backslashes, control-free obs-text bytes
+    still give one valid JSON line (UTF-8) per request."""
+    up = upstream()
+    g = start(gatehouse, tmp_path, up)
+    ua = 'evil "quoted" \\back\\slash\t{"json":1}'
+    fetch(g.port, "GET", "/echo?id=q1", headers=[("User-Agent", ua)])
+    fetch(g.port, "GET", "/echo?id=q2", headers=[("User-Agent", "caf\xe9 \xff\xfe bytes")])
+    fetch(g.port, "GET", "/echo?id=q3&x=%22%5C%00%0A", headers=[("User-Agent", "x")])
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 3, what="3 lines")
+    assert len(recs) == 3
+    ids = by_query_id(recs)
+    assert ids["q1"]["user_agent"] == ua
+    assert isinstance(ids["q2"]["user_agent"], str) and ids["q2"]["user_agent"].startswith("caf")
+    assert "%22%5C%00%0A" in ids["q3"]["query"] or '"' in ids["q3"]["query"], ids["q3"]
+    assert len(open(g.log_path, "rb").read().split(b"\n")) == 4
+
+
+def test_stdout_sigusr1_harmless(gatehouse, tmp_path):
+    g = start(gatehouse, tmp_path, None, path=None)
+    fetch(g.port, "GET", "/dr?id=a")
+    wait_lines(g.log_path, lambda rs: len(rs) >= 1)
+    g.proc.send_signal(signal.SIGUSR1)
+    fetch(g.port, "GET", "/dr?id=b")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 2, what="logging goes on after SIGUSR1")
+    assert set(by_query_id(recs)) == {"a", "b"}
+    assert g.alive()
+
+
+def test_reload_changes_fields(gatehouse, upstream, tmp_path):
+    from ops_util import config_text, write_config
+    up = upstream()
+    g = start(gatehouse, tmp_path, up)
+    fetch(g.port, "GET", "/echo?id=1")
+    wait_lines(g.log_path, lambda rs: len(rs) >= 1)
+    text = g.config_text
+    assert "access_log:" in text
+    new = text.replace("access_log:\n", "access_log:\n  fields:\n    - status\n    - query\n", 1)
+    write_config(g, new, "rename")
+
+    def narrowed():
+        fetch(g.port, "GET", "/echo?id=probe")
+        return set(read_json_lines(g.log_path)[-1]) == {"status", "query"}
+
+    wait_for(narrowed, 10, "the reloaded field list to apply", interval=0.1)
+    fetch(g.port, "GET", "/echo?id=last")
+    rec = wait_lines(g.log_path, lambda rs: rs[-1].get("query") == "id=last")[-1]
+    assert set(rec) == {"status", "query"}
+
+
+def test_reload_changes_path(gatehouse, upstream, tmp_path):
+    from ops_util import write_config
+    up = upstream()
+    g = start(gatehouse, tmp_path, up)
+    fetch(g.port, "GET", "/echo?id=1")
+    wait_lines(g.log_path, lambda rs: len(rs) >= 1)
+    new_path = tmp_path / "second.log"
+    write_config(g, g.config_text.replace(str(g.log_path), str(new_path)), "rename")
+
+    def moved():
+        fetch(g.port, "GET", "/echo?id=probe")
+        return len(read_json_lines(new_path)) > 0
+
+    wait_for(moved, 10, "lines in the new access log path after reload", interval=0.1)
+    before = len(read_json_lines(g.log_path))
+    fetch(g.port, "GET", "/echo?id=last")
+    wait_lines(new_path, lambda rs: rs[-1].get("query") == "id=last")
+    assert len(read_json_lines(g.log_path)) == before
+

@@ -257,3 +257,33 @@ def test_admin_token_change_on_reload(gatehouse, upstream, tmp_path, token_file)
     wait_for(lambda: admin_get(ap, "/metrics", token=new_tok).status == 200, 10,
              "the new token to be accepted")
     assert admin_get(ap, "/metrics", token=TOKEN).status == 401
+
+
+def test_bearer_scheme_case_insensitive(gatehouse, upstream, token_file):
+    """RFC 9110 11.1: the auth scheme is case-insensitive."""
+    g = start(gatehouse, upstream(), token_file=str(token_file))
+    for scheme in ("bearer", "BEARER"):
+        r = admin_get(g.admin, "/metrics", headers=[("Authorization", f"{scheme} {TOKEN}")])
+        assert r.status == 200, (scheme, r)
+
+
+def test_keep_alive_and_malformed(gatehouse, upstream):
+    g = start(gatehouse, upstream())
+    with RawConn(g.admin) as c:
+        for path in ("/live", "/metrics", "/config", "/clusters", "/ready", "/nope"):
+            c.request("GET", path, host="127.0.0.1")
+            r = c.read_response()
+            assert r.status in (200, 404) and r.complete, (path, r)
+    for junk in (b"garbage\r\n\r\n", b"GET /live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                 b"GET /live HTTP/1.1\r\n" + b"X-Big: " + b"a" * 200000 + b"\r\n\r\n", b"\x00\xff" * 100):
+        with RawConn(g.admin, timeout=5) as c:
+            try:
+                c.send(junk)
+                r = c.read_response()
+                assert 400 <= r.status < 500, r
+            except (OSError, AssertionError) as e:
+                if isinstance(e, AssertionError) and "connection closed" not in str(e) and \
+                        not isinstance(e, ConnectionError):
+                    raise
+    assert g.alive()
+    assert admin_get(g.admin, "/live").status == 200

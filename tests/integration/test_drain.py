@@ -143,3 +143,82 @@ def test_request_arriving_during_drain_gets_close(gatehouse, upstream):
     c.close()
     c2.close()
     assert g.proc.wait(timeout=15) == 0
+
+
+def test_not_ready_while_draining(gatehouse, upstream):
+    """While a drain is running, /ready does not say ready (a load balancer
+    must stop sending); /live may stay up. A closed admin listener is also
+    acceptable."""
+    from harness import free_port
+    from ops_util import admin_get
+    up = upstream()
+    cfg = drain_cfg(up, "20s")
+    aport = free_port()
+    cfg["admin"] = {"listen": f"127.0.0.1:{aport}"}
+    g = gatehouse(cfg, workers=1)
+    wait_for(lambda: admin_get(aport, "/ready").status == 200, 10, "ready")
+    c = RawConn(g.port, timeout=20)
+    t = SlowClient(c, "/slow/3")
+    t.start()
+    up.wait_requests(1)
+    g.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: connect_refused(g.port), 10, "the listener to stop accepting")
+    assert t.is_alive()
+    try:
+        r = admin_get(aport, "/ready", timeout=3)
+    except OSError:
+        r = None
+    if r is not None:
+        assert r.status == 503, f"/ready during drain: {r!r}"
+        doc = r.json()
+        assert isinstance(doc.get("reasons"), list) and doc["reasons"], doc
+    t.join(20)
+    assert t.resp is not None and t.resp.status == 200, (t.error, t.resp)
+    c.close()
+    assert g.proc.wait(timeout=15) == 0
+
+
+def test_upload_in_flight_completes(gatehouse, upstream):
+    """A request whose body is still arriving at SIGTERM is read whole,
+    forwarded and answered."""
+    from harness import pattern_bytes, pattern_sha256
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "20s"), workers=2)
+    n = 200000
+    body = pattern_bytes(n)
+    c = RawConn(g.port, timeout=20)
+    c.send(c.build("POST", "/hash", headers=[("Content-Length", str(n))]) + body[: n // 2])
+    wait_for(lambda: len(up.requests) >= 1, 10, "the request head upstream")
+    g.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: connect_refused(g.port), 10, "the listener to stop accepting")
+    c.send(body[n // 2:])
+    r = c.read_response()
+    assert r.status == 200 and r.complete, r
+    assert r.json() == {"sha256": pattern_sha256(n), "length": n, "framing": "length"}
+    assert "close" in [v.lower() for v in r.headers_all("connection")], r.headers
+    c.close()
+    assert g.proc.wait(timeout=15) == 0
+
+
+def test_sigterm_right_after_start_exits_zero(gatehouse, upstream):
+    """SIGTERM sent as soon as the port accepts still drains and exits 0
+    (not the default action's death by signal)."""
+    import socket
+    import time
+    up = upstream()
+    statuses = []
+    for i in range(8):
+        g = gatehouse(drain_cfg(up, "5s"), wait=False)
+        deadline = time.monotonic() + 10
+        while True:
+            assert g.alive(), g.stderr_tail()
+            try:
+                socket.create_connection(("127.0.0.1", g.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+        g.proc.send_signal(signal.SIGTERM)
+        rc = g.proc.wait(timeout=15)
+        g.expect_exit = True
+        statuses.append(rc)
+    assert statuses == [0] * 8, f"exit statuses after an early SIGTERM: {statuses}"

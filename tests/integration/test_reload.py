@@ -188,6 +188,7 @@ class LoadConfigs:
 
     def __init__(self, u1, u2):
         self.u1, self.u2 = u1, u2
+        self.admin_port = free_port()
 
     def cfg(self, k):
         routes = [probe_route(f"P{k}")]
@@ -210,6 +211,7 @@ class LoadConfigs:
             routes.append({"name": "extra", "match": {"path": {"exact": "/extra"}},
                            "direct_response": dr(f"X{k}")})
         cfg = make_config(routes=routes, clusters=clusters)
+        cfg["admin"] = {"listen": f"127.0.0.1:{self.admin_port}"}
         return cfg
 
     def answers(self, k):
@@ -356,4 +358,183 @@ def _reload_under_load(gatehouse, u1, u2):
     assert not misrouted, f"{len(misrouted)} mis-routed ({summary}):\n" + "\n".join(misrouted[:30])
     # Both upstream clusters were really used.
     assert u1.requests > 0 and u2.requests > 0
+    # Every good step reloaded at least once (the watcher and SIGHUP may both
+    # fire for one step), every bad one failed at least once, and the
+    # generation counts the successful reloads.
+    from ops_util import metrics
+    m = metrics(confs.admin_port)
+    ok = m.value("gatehouse_config_reloads_total", result="ok")
+    failed = m.value("gatehouse_config_reloads_total", result="failed")
+    assert ok >= len(live) - 1 and failed >= bad_seen, (ok, failed)
+    assert m.value("gatehouse_config_generation") == 1 + ok
     print(summary)
+
+
+def test_inflight_on_removed_listener_completes(gatehouse, upstream):
+    """A request in flight on a listener that a reload removes still gets its
+    whole response."""
+    up = upstream()
+    p2 = free_port()
+
+    def cfg(tag, with_second):
+        c = make_config([up], routes=[probe_route(tag),
+                                      {"name": "all", "match": {"path": {"prefix": "/"}}, "to": "app"}])
+        if with_second:
+            c["listeners"].append({"name": "second", "listen": f"127.0.0.1:{p2}",
+                                   "routes": [{"name": "s", "to": "app"}]})
+        return c
+
+    g = gatehouse(cfg("one", True))
+    wait_for(lambda: fetch(p2, "GET", "/echo", timeout=3).status == 200, 10, "second listener")
+    with RawConn(p2, timeout=20) as c:
+        c.request("GET", "/slow/1.5?id=onsecond")
+        wait_for(lambda: "/slow/1.5?id=onsecond" in up.targets(), 10, "slow request upstream")
+        write_config(g, config_text(g, cfg("two", False)), "rename")
+        wait_probe(g, "two")
+        wait_for(lambda: connect_refused(p2), 10, "removed listener to refuse")
+        r = c.read_response()
+        assert r.status == 200 and r.complete, r
+        assert r.json()["target"] == "/slow/1.5?id=onsecond"
+
+
+def test_config_deleted_then_recreated(gatehouse):
+    """While the file is missing gatehouse keeps serving (a SIGHUP then is a
+    failed reload); writing it again (not by rename) reloads."""
+    g = gatehouse(simple_cfg("one"))
+    os.unlink(g.config_path)
+    sighup(g)
+    wait_for(lambda: "refused" in g.stderr or "cannot" in g.stderr.lower(), 10,
+             f"a logged failed reload for the missing file\n{g.stderr_tail(5)}")
+    assert g.alive()
+    assert probe(g) == "one"
+    write_config(g, config_text(g, simple_cfg("two")), "inplace")
+    wait_probe(g, "two")
+
+
+def test_kubernetes_configmap_symlink_swap(gatehouse, tmp_path):
+    """Beyond the two write modes in the brief: a Kubernetes ConfigMap volume
+    is `file -> ..data/file`, `..data -> ..<timestamp>/`, and an update
+    swaps `..data` by rename; no event names the config file itself."""
+    g = gatehouse(simple_cfg("one"))
+    name = Path(g.config_path).name
+    d1 = tmp_path / "..2026_01"
+    d1.mkdir()
+    (d1 / name).write_text(Path(g.config_path).read_text())
+    os.symlink(d1.name, tmp_path / "..data")
+    tmp_link = tmp_path / (name + ".lnk")
+    os.symlink(f"..data/{name}", tmp_link)
+    os.rename(tmp_link, g.config_path)
+    assert probe(g) == "one"
+    d2 = tmp_path / "..2026_02"
+    d2.mkdir()
+    (d2 / name).write_text(config_text(g, simple_cfg("two")))
+    os.symlink(d2.name, tmp_path / "..data_tmp")
+    os.rename(tmp_path / "..data_tmp", tmp_path / "..data")
+    wait_probe(g, "two")
+
+
+def proc_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_reloads_do_not_leak(gatehouse, upstream, tmp_path):
+    """100 reloads (with admin, access log and a second listener) leave the
+    number of descriptors and threads where it was."""
+    from ops_util import admin_conf, metrics
+    up = upstream()
+    p2 = free_port()
+    cfg = make_config([up], routes=[probe_route("x"), {"name": "all", "to": "app"}])
+    cfg["listeners"].append({"name": "second", "listen": f"127.0.0.1:{p2}",
+                             "routes": [{"name": "s", "direct_response": dr("s")}]})
+    cfg["admin"] = admin_conf()
+    cfg["access_log"] = {"path": str(tmp_path / "acc.log")}
+    g = gatehouse(cfg, workers=2)
+    ap = int(cfg["admin"]["listen"].rsplit(":", 1)[1])
+    wait_for(lambda: metrics(ap).value("gatehouse_config_generation") == 1, 10, "admin")
+    assert fetch(g.port, "GET", "/echo").status == 200
+    fds0, th0 = proc_fds(g.pid), proc_threads(g.pid)
+    for i in range(100):
+        sighup(g)
+        wait_for(lambda: metrics(ap).value("gatehouse_config_generation") >= i + 2, 10, f"reload {i + 1}")
+        if i % 10 == 0:
+            assert fetch(g.port, "GET", "/echo").status == 200
+    assert fetch(p2, "GET", "/").body == b"s"
+    fds1, th1 = proc_fds(g.pid), proc_threads(g.pid)
+    assert fds1 - fds0 < 10, f"descriptors grew from {fds0} to {fds1} over 100 reloads"
+    assert th1 - th0 < 4, f"threads grew from {th0} to {th1} over 100 reloads"
+
+
+def _start_and_signal_at_once(gatehouse, cfg, sig):
+    """Starts gatehouse and sends sig the moment its port accepts a
+    connection (the earliest a supervisor could consider it up)."""
+    import socket
+    g = gatehouse(cfg, wait=False)
+    deadline = time.monotonic() + 10
+    while True:
+        assert g.alive(), g.stderr_tail()
+        try:
+            socket.create_connection(("127.0.0.1", g.port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "never listened"
+    g.proc.send_signal(sig)
+    return g
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGUSR1"])
+def test_signal_right_after_start(gatehouse, tmp_path, signame):
+    """SIGHUP (reload) or SIGUSR1 (log reopen) sent as soon as the port
+    accepts must not take the default action (terminate)."""
+    import signal as _signal
+    sig = getattr(_signal, signame)
+    cfg = simple_cfg("one")
+    cfg["access_log"] = {"path": str(tmp_path / "a.log")}
+    deaths = []
+    for i in range(8):
+        g = _start_and_signal_at_once(gatehouse, cfg, sig)
+        try:
+            wait_for(lambda: not g.alive() or probe(g) == "one", 5, "serving or dead")
+        except AssertionError:
+            pass
+        if not g.alive():
+            g.expect_exit = True
+            deaths.append(g.proc.poll())
+        else:
+            assert probe(g) == "one"
+            g.stop()
+    assert not deaths, f"{signame} right after start killed gatehouse {len(deaths)}/8 times (exit statuses {deaths})"
+
+
+def test_reload_with_unbindable_listener_refused(gatehouse):
+    """A new listener whose address is taken makes the whole reload fail:
+    logged, counted, and the old config keeps serving."""
+    import socket
+    from ops_util import admin_conf, metrics
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    taken = blocker.getsockname()[1]
+    try:
+        cfg = simple_cfg("one")
+        cfg["admin"] = admin_conf()
+        ap = int(cfg["admin"]["listen"].rsplit(":", 1)[1])
+        g = gatehouse(cfg)
+        bad = simple_cfg("two", listeners_extra=[{"name": "taken", "listen": f"127.0.0.1:{taken}",
+                                                   "routes": [{"name": "t", "direct_response": dr("t")}]}])
+        bad["admin"] = cfg["admin"]
+        write_config(g, config_text(g, bad), "rename")
+        wait_for(lambda: metrics(ap).value("gatehouse_config_reloads_total", result="failed") == 1, 10,
+                 "a failed reload")
+        assert probe(g) == "one"
+        assert metrics(ap).value("gatehouse_config_generation") == 1
+        assert "taken" in g.stderr
+    finally:
+        blocker.close()

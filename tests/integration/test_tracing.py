@@ -294,3 +294,130 @@ def test_collector_error_status(gatehouse, upstream, collector):
     wait_for(lambda: metrics(g.admin).get("gatehouse_tracing_spans_dropped_total", 0,
                                           reason="export_failed") > 0, 15,
              "spans refused with 500 counted as export_failed")
+
+
+def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
+    from ops_util import config_text, write_config
+    up = upstream()
+    c1, c2 = collector(), collector()
+    cfg = make_config([up])
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    assert fetch(g.port, "GET", "/echo?m=off").status == 200
+    assert upstream_tp(up, "m=off").header("traceparent") is None
+    cfg["tracing"] = {"collector": c1.url, "sampling": 1.0, "flush_interval": "100ms"}
+    write_config(g, config_text(g, cfg), "rename")
+    n = [0]
+
+    def traced():
+        n[0] += 1
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
+        return upstream_tp(up, f"m=on{n[0]}").header("traceparent")
+
+    tp = wait_for(traced, 10, "traceparent upstream after enabling tracing by reload", interval=0.1)
+    wait_span(c1, TP.match(tp).group(1))
+    cfg["tracing"]["collector"] = c2.url
+    write_config(g, config_text(g, cfg), "rename")
+
+    def at_c2():
+        n[0] += 1
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
+        return bool(c2.spans())
+
+    wait_for(at_c2, 10, "spans at the second collector after the reload", interval=0.2)
+    check_records_valid(c1)
+    check_records_valid(c2)
+
+
+def test_many_reloads_changing_tracing(gatehouse, upstream, collector):
+    """Tracing keeps working after many reloads that each change the tracing
+    section (every change builds a new exporter; none may run out)."""
+    from ops_util import config_text, sighup, wait_metric, write_config
+    up = upstream()
+    col = collector()
+    cfg = make_config([up])
+    cfg["admin"] = admin_conf()
+    cfg["tracing"] = {"collector": col.url, "sampling": 1.0, "flush_interval": "100ms"}
+    g = gatehouse(cfg)
+    ap = admin_port_of(cfg)
+    n = 70
+    for i in range(n):
+        cfg["tracing"]["flush_interval"] = f"{100 + (i % 2) * 50}ms"
+        cfg["tracing"]["batch_size"] = 10 + i
+        write_config(g, config_text(g, cfg), "rename")
+        sighup(g)
+        # The watcher may reload the same content once more; wait for at
+        # least one reload per step.
+        wait_for(lambda: metrics(ap).value("gatehouse_config_generation") >= i + 2, 10,
+                 f"reload {i + 1}")
+    assert g.alive()
+    t, p = new_ids()
+    assert fetch(g.port, "GET", "/echo?m=late", headers=[("traceparent", f"00-{t}-{p}-01")]).status == 200
+    s = server_span(wait_span(col, t))
+    assert s.get("parentSpanId") == p
+    wait_for(lambda: metrics(ap).get("gatehouse_tracing_spans_exported_total", 0) >= 1, 10,
+             "exported counter")
+
+
+def test_tracing_reloads_do_not_leak_threads(gatehouse, upstream, collector):
+    from ops_util import config_text, sighup, write_config
+    up = upstream()
+    col = collector()
+    cfg = make_config([up])
+    cfg["admin"] = admin_conf()
+    cfg["tracing"] = {"collector": col.url, "sampling": 1.0, "flush_interval": "100ms"}
+    g = gatehouse(cfg)
+    ap = admin_port_of(cfg)
+
+    def threads():
+        with open(f"/proc/{g.pid}/status") as f:
+            return int([l for l in f if l.startswith("Threads:")][0].split()[1])
+
+    th0 = threads()
+    for i in range(30):
+        cfg["tracing"]["batch_size"] = 100 + i
+        write_config(g, config_text(g, cfg), "rename")
+        sighup(g)
+        wait_for(lambda: metrics(ap).value("gatehouse_config_generation") >= i + 2, 10, f"reload {i + 1}")
+    # Old exporters finish their queue and stop; give them a moment.
+    wait_for(lambda: threads() - th0 < 4, 10, f"threads back near {th0} (now {threads()})")
+
+
+def test_secrets_not_in_spans(gatehouse, upstream, collector, tmp_path):
+    """Span attributes follow the access log's masking: no Authorization,
+    no cookie, no value of a secret_query parameter."""
+    up = upstream()
+    col = collector()
+    cfg = make_config([up])
+    cfg["tracing"] = {"collector": col.url, "sampling": 1.0, "flush_interval": "100ms"}
+    cfg["access_log"] = {"path": str(tmp_path / "a.log"), "secret_query": ["api_key"]}
+    g = gatehouse(cfg)
+    t, p = new_ids()
+    r = fetch(g.port, "GET", "/echo?x=1&api_key=sekrit-key-in-query-77",
+              headers=[("traceparent", f"00-{t}-{p}-01"), ("Authorization", "Bearer sekrit-auth-88"),
+                       ("Cookie", "sid=sekrit-cookie-99")])
+    assert r.status == 200
+    wait_span(col, t)
+    raw = open(col.outfile).read()
+    for s in ("sekrit-key-in-query-77", "sekrit-auth-88", "sekrit-cookie-99"):
+        assert s not in raw, f"{s} exported in a span: {raw}"
+
+
+def test_span_status_follows_http_status(gatehouse, upstream, collector):
+    """OTel HTTP semantic conventions: a server span is Error (code 2) for a
+    5xx response and left unset for a 4xx."""
+    up = upstream()
+    col = collector()
+    g = start(gatehouse, up, col.url)
+    ids = {}
+    for target in ("/status/404", "/status/503", "/drop"):
+        t, p = new_ids()
+        ids[target] = t
+        fetch(g.port, "GET", target, headers=[("traceparent", f"00-{t}-{p}-01")])
+    got = {}
+    for target, t in ids.items():
+        s = server_span(wait_span(col, t))
+        got[target] = (attrs(s).get("http.response.status_code"), (s.get("status") or {}).get("code", 0))
+    assert got["/status/404"] == (404, 0), got
+    assert got["/status/503"] == (503, 2), got
+    assert got["/drop"] == (502, 2), got

@@ -1,0 +1,276 @@
+/*
+ * JWT (RFC 7519) in JWS compact form (RFC 7515) with JWK key sets (RFC 7517),
+ * the JWA algorithms of RFC 7518 and EdDSA (RFC 8037), checked per RFC 8725.
+ * No networking, no config: key sets come in as bytes, tokens as bytes.
+ *
+ * The hot path is gh_jwt_parse -> gh_jwt_verifier_verify -> gh_jwt_check_claims.
+ * Keys are prepared once when the set is parsed (EVP_PKEY built from
+ * OSSL_PARAMs, digests fetched once), so a verification does no algorithm
+ * fetches; a per-worker gh_jwt_verifier_t also keeps the OpenSSL contexts.
+ *
+ * Errors: int functions return 0 or a negative errno and set *reason to a
+ * short static string meant for error_description, logs and metrics
+ * ("expired", "bad signature" ...). Never the token.
+ *   -EINVAL  the token is invalid (401 invalid_token)
+ *   -ENOKEY  no key in the set has the token's kid (401; worth a JWKS refresh)
+ *   -EACCES  a valid token lacks a required claim value (403 insufficient_scope)
+ *   -ENOMEM  allocation failure (503)
+ */
+#ifndef GATEHOUSE_JWT_H
+#define GATEHOUSE_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#define GH_JWT_MAX_TOKEN (16 * 1024) /* bytes of compact serialization */
+#define GH_JWKS_MAX_DOC (1024 * 1024)
+#define GH_JWKS_MAX_KEYS 100
+#define GH_JWT_MAX_KID 256
+#define GH_JWT_MAX_TYP 127
+#define GH_JWKS_MIN_RSA_BITS 2048
+
+/* ---- algorithms ---- */
+
+typedef enum {
+    GH_JWT_ALG_UNKNOWN = 0,
+    GH_JWT_RS256,
+    GH_JWT_RS384,
+    GH_JWT_RS512,
+    GH_JWT_PS256,
+    GH_JWT_PS384,
+    GH_JWT_PS512,
+    GH_JWT_ES256,
+    GH_JWT_ES384,
+    GH_JWT_ES512,
+    GH_JWT_EDDSA, /* Ed25519 or Ed448: the key's curve decides (RFC 8037 §3.1) */
+    GH_JWT_HS256,
+    GH_JWT_HS384,
+    GH_JWT_HS512,
+    GH_JWT_ALG_COUNT
+} gh_jwt_alg_t;
+
+/* "RS256" ...; NULL for GH_JWT_ALG_UNKNOWN. Static string. */
+const char *gh_jwt_alg_name(gh_jwt_alg_t alg);
+/* Exact, case-sensitive match (RFC 7515 §4.1.1); GH_JWT_ALG_UNKNOWN otherwise,
+ * which includes "none" in every casing. */
+gh_jwt_alg_t gh_jwt_alg_from_name(const char *name, size_t len);
+
+/* ---- key sets ---- */
+
+typedef struct gh_jwks_s gh_jwks_t;
+
+typedef struct {
+    /* Accept "oct" keys (HS256/384/512). Off by default: a symmetric key in a
+     * set fetched from a URL is shared with whoever can read that URL. */
+    int allow_symmetric;
+} gh_jwks_opts_t;
+
+/*
+ * Parses a JWKS ({"keys":[...]}) or a single JWK. Each key is checked and
+ * prepared; a key that cannot be used is skipped with a warning (see
+ * gh_jwks_warning): "use" other than "sig", "key_ops" without "verify",
+ * unknown kty/crv/alg, RSA under 2048 bits, an EC point not on its curve,
+ * "oct" without opts->allow_symmetric, private members (d, p, q, dp, dq, qi,
+ * oth; k is the oct key itself) in a public set. Whole-document errors
+ * (malformed JSON, duplicate member names, over 1 MiB or 100 keys, no usable
+ * key at all) return NULL with a message in err (NUL-terminated, truncated to
+ * errcap). json is borrowed; opts may be NULL (defaults). Returns a new set
+ * with one reference, generation 0.
+ */
+gh_jwks_t *gh_jwks_parse(const char *json, size_t len, const gh_jwks_opts_t *opts, char *err,
+                         size_t errcap);
+/* Takes one more reference (atomic; any thread); returns jwks. */
+gh_jwks_t *gh_jwks_ref(gh_jwks_t *jwks);
+/* Drops one reference (atomic; any thread); the last one frees. NULL is a no-op. */
+void gh_jwks_unref(gh_jwks_t *jwks);
+/* Usable keys. */
+size_t gh_jwks_count(const gh_jwks_t *jwks);
+/* The generation is the caller's: set it once, before the set is shared (the
+ * verified-token cache keys on it so a new set invalidates old entries). */
+void gh_jwks_set_generation(gh_jwks_t *jwks, uint64_t generation);
+uint64_t gh_jwks_generation(const gh_jwks_t *jwks);
+/* Skipped-key warnings, e.g. "key 2 (kid \"old\"): RSA key of 1024 bits, under 2048".
+ * Borrowed strings, valid while the set lives. */
+size_t gh_jwks_warning_count(const gh_jwks_t *jwks);
+const char *gh_jwks_warning(const gh_jwks_t *jwks, size_t i);
+
+typedef struct {
+    const char *kid; /* NULL when the key has none */
+    const char *kty; /* "RSA", "EC", "OKP", "oct" */
+    const char *crv; /* "P-256", "Ed25519" ...; NULL for RSA and oct */
+    const char *alg; /* the key's "alg" member, NULL when absent */
+    int bits;        /* modulus, curve or secret size */
+} gh_jwk_info_t;
+
+/* Describes usable key i (< gh_jwks_count); strings borrowed from the set.
+ * Returns 0, or -ERANGE. For `token inspect` and /ready. */
+int gh_jwks_key_info(const gh_jwks_t *jwks, size_t i, gh_jwk_info_t *out);
+
+/* ---- tokens ---- */
+
+typedef struct {
+    gh_jwt_alg_t alg;
+    int has_kid;
+    char kid[GH_JWT_MAX_KID + 1];
+    char typ[GH_JWT_MAX_TYP + 1]; /* "" when absent */
+    json_t *payload;              /* owned; a JSON object */
+    /* One allocation holding a copy of the token, the decoded signature and
+     * the payload's JSON text. */
+    char *buf;
+    size_t signing_len; /* header.payload: the JWS signing input at buf */
+    size_t payload_b64_off, payload_b64_len;
+    const unsigned char *sig;
+    size_t sig_len;
+} gh_jwt_t;
+
+/*
+ * Parses a compact JWS carrying a JWT. Strict: three base64url segments
+ * without padding or whitespace and with canonical trailing bits, at most
+ * GH_JWT_MAX_TOKEN bytes; the header a JSON object with a known "alg" (never
+ * "none"), no "crit" (RFC 7515 §4.1.11: gatehouse understands no extension),
+ * "kid" a string of at most 256 bytes; the payload a JSON object without
+ * duplicate member names. "jku", "x5u", "jwk" and "x5c" are tolerated and
+ * never used (RFC 8725 §3.10). tok is borrowed (copied). On success *out owns
+ * memory released by gh_jwt_dispose; on failure *out needs no dispose.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason);
+void gh_jwt_dispose(gh_jwt_t *t);
+
+/* Per-worker scratch: reusable digest context and a small cache of prepared
+ * OpenSSL verification contexts. Not thread-safe: one per thread. The cache
+ * holds references to at most a few keys, so a retired key set's keys live
+ * until evicted or the verifier is freed. */
+typedef struct gh_jwt_verifier_s gh_jwt_verifier_t;
+gh_jwt_verifier_t *gh_jwt_verifier_new(void);
+void gh_jwt_verifier_free(gh_jwt_verifier_t *v);
+
+/*
+ * Checks the signature against keys (borrowed). With a kid, only the key with
+ * that kid is tried (none: -ENOKEY "unknown key"); without one, each key whose
+ * type fits the algorithm is tried. A key's "alg", when present, must equal the
+ * token's, and the key type must fit the algorithm (RSA for RS/PS, EC on the
+ * matching curve for ES, OKP for EdDSA, oct for HS): so a token cannot make an
+ * RSA public key serve as an HMAC secret (RFC 8725 §2.1). ECDSA signatures
+ * with r or s zero or not below the group order are refused before OpenSSL
+ * sees them (CVE-2022-21449 class). v may be NULL (slower: contexts are made
+ * per call). Returns 0, -EINVAL ("bad signature", "no key for algorithm" ...),
+ * -ENOKEY or -ENOMEM.
+ */
+int gh_jwt_verifier_verify(gh_jwt_verifier_t *v, const gh_jwt_t *t, const gh_jwks_t *keys,
+                           const char **reason);
+int gh_jwt_verify(const gh_jwt_t *t, const gh_jwks_t *keys, const char **reason);
+
+/* ---- claims ---- */
+
+typedef enum {
+    GH_JWT_CLAIM_EXACT,   /* the claim equals values[0] */
+    GH_JWT_CLAIM_ONE_OF,  /* a scalar claim equals one of values; an array claim holds one */
+    GH_JWT_CLAIM_CONTAINS /* an array, or a space-separated string (scope), holds every
+                             one of values */
+} gh_jwt_claim_op_t;
+
+/* Values compare with the claim rendered as by gh_jwt_claim_render for scalars:
+ * "true" matches true, "42" matches 42. */
+typedef struct {
+    const char *path; /* dotted for nested claims: "realm_access.roles" */
+    gh_jwt_claim_op_t op;
+    const char *const *values;
+    size_t nvalues;
+} gh_jwt_claim_req_t;
+
+typedef struct {
+    const char *issuer;           /* NULL: not checked */
+    const char *const *audiences; /* the token's aud must hold one; none: not checked */
+    size_t naudiences;
+    int64_t skew;     /* seconds of clock leeway, applied to exp, nbf, iat */
+    int exp_optional; /* exp may be absent (it is still honoured when present) */
+    const char *typ;  /* required "typ", e.g. "at+jwt"; NULL: not checked */
+    const gh_jwt_claim_req_t *required;
+    size_t nrequired;
+} gh_jwt_claims_policy_t;
+
+/*
+ * Checks registered claims, then required ones, at time now (seconds since
+ * the epoch). -EINVAL with reason "wrong issuer", "wrong audience", "missing
+ * exp", "expired", "not yet valid", "issued in the future", "malformed claim",
+ * "wrong typ"; -EACCES with "insufficient claims" for a required claim. detail
+ * (may be NULL) gets the claim concerned, and for -EACCES what was needed
+ * ("scope contains orders.read"), for error_description and WWW-Authenticate.
+ */
+int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int64_t now,
+                        const char **reason, char *detail, size_t detail_cap);
+
+/* The claim at a dotted path, or NULL. A member whose own name contains dots
+ * ("https://example.com/roles") is found too: at each level the longest
+ * matching name wins. Borrowed from the token. */
+json_t *gh_jwt_claim(const gh_jwt_t *t, const char *path);
+
+/*
+ * Renders a claim value for an HTTP header into buf: strings as they are,
+ * arrays joined by "," (elements rendered the same way, nested arrays and
+ * objects as compact JSON), numbers and booleans as JSON text, objects and
+ * null as compact JSON. Returns the length (buf NUL-terminated), -ENOSPC when
+ * cap is too small, or -EINVAL when the text holds a control character
+ * (CR, LF, NUL ... would split or forge a header).
+ */
+int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap);
+
+/* The payload segment as sent (base64url JSON), for a "whole payload" header.
+ * Borrowed from the token; not NUL-terminated. */
+const char *gh_jwt_payload_b64(const gh_jwt_t *t, size_t *len);
+
+typedef struct {
+    const char *p;
+    size_t len;
+} gh_jwt_slice_t;
+
+/* The token's scopes: "scope" split on spaces (RFC 8693 §4.2), else the
+ * strings of an "scp" array. Fills up to max slices (borrowed from the
+ * token) and returns how many there are in all (may exceed max). */
+size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max);
+
+/* ---- signing: `gatehouse token mint`, the token endpoint, tests ---- */
+
+/* A private key (RSA, EC, Ed25519/Ed448) or an HMAC secret. */
+typedef struct gh_jwt_signing_key_s gh_jwt_signing_key_t;
+
+/* PEM private key (PKCS#8 or traditional). pem borrowed. */
+gh_jwt_signing_key_t *gh_jwt_signing_key_load_pem(const char *pem, size_t len, char *err,
+                                                  size_t errcap);
+/* A private JWK (RSA with d and the CRT members, EC or OKP with d, or oct). */
+gh_jwt_signing_key_t *gh_jwt_signing_key_from_jwk(const char *json, size_t len, char *err,
+                                                  size_t errcap);
+/* Copies secret. */
+gh_jwt_signing_key_t *gh_jwt_signing_key_from_secret(const void *secret, size_t len);
+/* A fresh key fit for alg: RSA 2048 (bits 0) or bits, the alg's curve, Ed25519
+ * for EdDSA (Ed448 when bits is 448), a hash-sized random secret for HS. */
+gh_jwt_signing_key_t *gh_jwt_signing_key_generate(gh_jwt_alg_t alg, int bits, char *err,
+                                                  size_t errcap);
+/* Takes a reference to pkey (the caller keeps its own). */
+gh_jwt_signing_key_t *gh_jwt_signing_key_from_pkey(EVP_PKEY *pkey);
+void gh_jwt_signing_key_free(gh_jwt_signing_key_t *k);
+/* Borrowed; NULL for an HMAC secret. */
+EVP_PKEY *gh_jwt_signing_key_pkey(const gh_jwt_signing_key_t *k);
+
+/* The public half as a JWKS document {"keys":[{...}]} with "use":"sig", and
+ * kid and alg when given (NULL / GH_JWT_ALG_UNKNOWN to omit). An HMAC secret
+ * comes out as an "oct" key holding k: only for tests and trusted inline
+ * config. Returns a new string (free()), or NULL with err. */
+char *gh_jwt_signing_key_jwks(const gh_jwt_signing_key_t *k, const char *kid, gh_jwt_alg_t alg,
+                              char *err, size_t errcap);
+
+/*
+ * Signs: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature),
+ * with both inputs taken byte for byte (header NULL means {"alg":"<alg>","typ":
+ * "JWT"}). The header is not checked against alg, so tests can build hostile
+ * tokens; the key must fit alg. Returns a new NUL-terminated string (free()),
+ * or NULL with err.
+ */
+char *gh_jwt_sign(const char *header_json, const char *payload, size_t payload_len,
+                  const gh_jwt_signing_key_t *key, gh_jwt_alg_t alg, char *err, size_t errcap);
+
+#endif

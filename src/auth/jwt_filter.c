@@ -1,0 +1,704 @@
+/*
+ * The JWT authentication filter: finds the bearer token(s), verifies them
+ * against the route's providers, and hands the verified identity to the
+ * filters after it and the upstream (claims as headers).
+ *
+ * Refusals follow RFC 6750 section 3: 401 with WWW-Authenticate: Bearer
+ * (error="invalid_token" and a description when a token was there), 403
+ * with error="insufficient_scope" when a valid token lacks a required
+ * claim, and 503 when a provider's keys have not loaded yet (the caller did
+ * nothing wrong). The token itself never reaches a log or a metric.
+ *
+ * Each worker keeps a bounded cache of verified tokens: the full token
+ * (compared byte for byte, so a hash collision cannot pass a forged token),
+ * the provider runtime and key set generation it was verified under, its
+ * expiry, and the header lines to add. A key set refresh changes the
+ * generation and so retires every entry made under the old keys.
+ */
+#include <gatehouse/authn.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <gatehouse/jwt.h>
+#include <gatehouse/keyring.h>
+#include <gatehouse/metrics.h>
+
+#include "proxy/proxy.h"
+
+/* ---- runtime ---- */
+
+/* Every reason the filter and the JWT library give, so that each has its
+ * own metric series; anything else lands in "invalid token". */
+static const char *const reasons[] = {
+    "ok",
+    "missing token",
+    "multiple tokens",
+    "unknown issuer",
+    "keys unavailable",
+    "algorithm not allowed",
+    "token too large",
+    "malformed token",
+    "malformed header",
+    "malformed kid",
+    "malformed payload",
+    "malformed signature",
+    "stripped signature",
+    "alg none refused",
+    "unknown algorithm",
+    "unsupported algorithm",
+    "unsupported crit",
+    "bad signature",
+    "no key for algorithm",
+    "unknown key",
+    "wrong issuer",
+    "wrong audience",
+    "missing exp",
+    "expired",
+    "not yet valid",
+    "issued in the future",
+    "malformed claim",
+    "wrong typ",
+    "insufficient claims",
+    "out of memory",
+    "invalid token",
+};
+#define NUM_REASONS (sizeof(reasons) / sizeof(reasons[0]))
+
+struct gh_jwt_runtime_s {
+    uint64_t id; /* unique per runtime, for cache entries */
+    const gh_jwt_provider_conf_t *conf;
+    gh_keyring_t *keyring;
+    gh_jwt_claims_policy_t policy;
+    gh_jwt_claim_req_t *reqs;
+    uint32_t decision_ids[NUM_REASONS];
+    char *scope_needed; /* for insufficient_scope: the required scope values, or NULL */
+};
+
+static uint64_t next_runtime_id; /* atomic */
+
+gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
+{
+    gh_jwt_runtime_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return NULL;
+    rt->id = __atomic_add_fetch(&next_runtime_id, 1, __ATOMIC_RELAXED);
+    rt->conf = p;
+    rt->keyring = gh_keyring_acquire(p);
+    rt->reqs = calloc(p->num_required_claims + 1, sizeof(*rt->reqs));
+    if (rt->keyring == NULL || rt->reqs == NULL) {
+        gh_jwt_runtime_free(rt);
+        return NULL;
+    }
+    size_t scope_len = 0;
+    for (size_t i = 0; i < p->num_required_claims; i++) {
+        const gh_claim_req_t *r = &p->required_claims[i];
+        rt->reqs[i].path = r->claim;
+        rt->reqs[i].op = r->op == GH_CLAIM_EXACT    ? GH_JWT_CLAIM_EXACT
+                         : r->op == GH_CLAIM_ONE_OF ? GH_JWT_CLAIM_ONE_OF
+                                                    : GH_JWT_CLAIM_CONTAINS;
+        rt->reqs[i].values = (const char *const *)r->values;
+        rt->reqs[i].nvalues = r->num_values;
+        if (strcmp(r->claim, "scope") == 0 || strcmp(r->claim, "scp") == 0)
+            for (size_t j = 0; j < r->num_values; j++)
+                scope_len += strlen(r->values[j]) + 1;
+    }
+    if (scope_len > 0 && (rt->scope_needed = calloc(1, scope_len + 1)) != NULL) {
+        for (size_t i = 0; i < p->num_required_claims; i++) {
+            const gh_claim_req_t *r = &p->required_claims[i];
+            if (strcmp(r->claim, "scope") != 0 && strcmp(r->claim, "scp") != 0)
+                continue;
+            for (size_t j = 0; j < r->num_values; j++) {
+                if (rt->scope_needed[0])
+                    strcat(rt->scope_needed, " ");
+                strcat(rt->scope_needed, r->values[j]);
+            }
+        }
+    }
+    rt->policy.issuer = p->issuer;
+    rt->policy.audiences = (const char *const *)p->audiences;
+    rt->policy.naudiences = p->num_audiences;
+    rt->policy.skew = (int64_t)p->clock_skew_s;
+    rt->policy.exp_optional = p->exp_optional;
+    rt->policy.typ = p->typ;
+    rt->policy.required = rt->reqs;
+    rt->policy.nrequired = p->num_required_claims;
+    for (size_t i = 0; i < NUM_REASONS; i++)
+        rt->decision_ids[i] = gh_metrics_decision_id(
+            p->name, i == 0 ? "allow" : "deny", reasons[i]);
+    return rt;
+}
+
+void gh_jwt_runtime_free(gh_jwt_runtime_t *rt)
+{
+    if (rt == NULL)
+        return;
+    gh_keyring_release(rt->keyring);
+    free(rt->reqs);
+    free(rt->scope_needed);
+    free(rt);
+}
+
+int gh_jwt_runtime_ready(const gh_jwt_runtime_t *rt, const char **why)
+{
+    return gh_keyring_ready(rt->keyring, why);
+}
+
+static void count(gh_stream_t *s, const gh_jwt_runtime_t *rt, const char *reason)
+{
+    size_t i = NUM_REASONS - 1; /* "invalid token": reasons the table does not know */
+    for (size_t k = 0; k < NUM_REASONS; k++)
+        if (strcmp(reasons[k], reason) == 0)
+            i = k;
+    gh_decision_stats_t *d = gh_metrics_decision(s->conn->worker->metrics, rt->decision_ids[i]);
+    if (d != NULL)
+        GH_STAT_INC(d->count);
+}
+
+/* ---- per-worker state: verifier and cache ---- */
+
+#define WAYS 4
+
+typedef struct {
+    uint64_t hash;
+    uint64_t rt_id;
+    uint64_t gen;
+    int64_t expires; /* unix seconds; INT64_MAX without exp */
+    char *token;     /* owned */
+    size_t token_len;
+    char *hdrs; /* owned: header lines to add */
+    size_t hdrs_len;
+    char *sub, *iss, *scopes; /* owned, may be NULL */
+} entry_t;
+
+typedef struct {
+    gh_jwt_verifier_t *verifier;
+    entry_t *entries; /* nsets * WAYS */
+    size_t nsets;
+    uint64_t seed, rng;
+} wstate_t;
+
+static void entry_clear(entry_t *e)
+{
+    free(e->token);
+    free(e->hdrs);
+    free(e->sub);
+    free(e->iss);
+    free(e->scopes);
+    memset(e, 0, sizeof(*e));
+}
+
+static void *wstate_new(void)
+{
+    wstate_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->verifier = gh_jwt_verifier_new();
+    w->seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)w;
+    w->rng = w->seed | 1;
+    return w;
+}
+
+static void wstate_free(void *p)
+{
+    wstate_t *w = p;
+    for (size_t i = 0; i < w->nsets * WAYS; i++)
+        entry_clear(&w->entries[i]);
+    free(w->entries);
+    gh_jwt_verifier_free(w->verifier);
+    free(w);
+}
+
+/* FNV-1a with a per-worker seed: only picks the set; equality is a full
+ * comparison of the token. */
+static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ w->seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)t[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static int cache_fit(wstate_t *w, uint32_t entries)
+{
+    size_t sets = 1;
+    while (sets * WAYS < entries)
+        sets *= 2;
+    if (w->entries != NULL && w->nsets >= sets)
+        return 0;
+    entry_t *e = calloc(sets * WAYS, sizeof(*e));
+    if (e == NULL)
+        return -1;
+    for (size_t i = 0; i < w->nsets * WAYS; i++)
+        entry_clear(&w->entries[i]);
+    free(w->entries);
+    w->entries = e;
+    w->nsets = sets;
+    return 0;
+}
+
+static entry_t *cache_find(wstate_t *w, uint64_t h, const char *t, size_t n)
+{
+    if (w->entries == NULL)
+        return NULL;
+    entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].token != NULL && set[i].hash == h && set[i].token_len == n &&
+            memcmp(set[i].token, t, n) == 0)
+            return &set[i];
+    return NULL;
+}
+
+static entry_t *cache_slot(wstate_t *w, uint64_t h)
+{
+    entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].token == NULL)
+            return &set[i];
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    entry_t *e = &set[w->rng % WAYS];
+    entry_clear(e);
+    return e;
+}
+
+/* ---- token location ---- */
+
+typedef struct {
+    const char *p;
+    size_t n;
+    const gh_token_from_t *from;
+} found_t;
+
+static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out)
+{
+    const char *p = v, *end = v + vn;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ';'))
+            p++;
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *e = semi ? semi : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        if (eq != NULL && (size_t)(eq - p) == nn && memcmp(p, name, nn) == 0) {
+            out->p = eq + 1;
+            out->n = (size_t)(e - eq - 1);
+            return 1;
+        }
+        p = e;
+    }
+    return 0;
+}
+
+/* The token a provider's locations hold. Returns 0 none, 1 one, -1 two
+ * different ones. */
+static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out)
+{
+    found_t f = {NULL, 0, NULL};
+    for (size_t i = 0; i < p->num_from; i++) {
+        const gh_token_from_t *from = &p->from[i];
+        found_t cand = {NULL, 0, from};
+        if (from->kind == GH_TOKEN_FROM_QUERY) {
+            const char *q = s->query, *end = q ? q + s->query_len : NULL;
+            while (q != NULL && q < end) {
+                const char *amp = memchr(q, '&', (size_t)(end - q));
+                const char *pe = amp ? amp : end;
+                const char *eq = memchr(q, '=', (size_t)(pe - q));
+                if (eq != NULL && (size_t)(eq - q) == from->name_len &&
+                    memcmp(q, from->name, from->name_len) == 0) {
+                    if (cand.p != NULL &&
+                        (cand.n != (size_t)(pe - eq - 1) || memcmp(cand.p, eq + 1, cand.n) != 0))
+                        return -1;
+                    cand.p = eq + 1;
+                    cand.n = (size_t)(pe - eq - 1);
+                }
+                q = pe + 1;
+            }
+        } else {
+            for (size_t j = 0; j < s->req.num_headers; j++) {
+                const gh_h1_header_t *h = &s->req.headers[j];
+                found_t c2 = {NULL, 0, from};
+                if (from->kind == GH_TOKEN_FROM_COOKIE) {
+                    if (!GH_H1_NAME_IS(h, "cookie") ||
+                        !find_in_cookie(h->value, h->value_len, from->name, from->name_len, &c2))
+                        continue;
+                } else {
+                    if (!gh_h1_name_is(h, from->name, from->name_len))
+                        continue;
+                    /* The auth-scheme is case-insensitive (RFC 9110 11.1);
+                     * another scheme (Basic) is simply not a bearer token. */
+                    if (from->prefix_len > 0 && (h->value_len < from->prefix_len ||
+                                                 strncasecmp(h->value, from->prefix,
+                                                             from->prefix_len) != 0))
+                        continue;
+                    c2.p = h->value + from->prefix_len;
+                    c2.n = h->value_len - from->prefix_len;
+                    while (c2.n > 0 && *c2.p == ' ') {
+                        c2.p++;
+                        c2.n--;
+                    }
+                }
+                if (c2.n == 0)
+                    continue;
+                if (cand.p != NULL && (cand.n != c2.n || memcmp(cand.p, c2.p, c2.n) != 0))
+                    return -1;
+                cand = c2;
+            }
+        }
+        if (cand.p == NULL)
+            continue;
+        if (f.p != NULL && (f.n != cand.n || memcmp(f.p, cand.p, cand.n) != 0))
+            return -1;
+        if (f.p == NULL)
+            f = cand;
+    }
+    *out = f;
+    return f.p != NULL;
+}
+
+/* ---- refusals ---- */
+
+static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, int status, const char *reason,
+                   const char *detail)
+{
+    const char *realm = rt ? rt->conf->realm : "gatehouse";
+    char hdr[1024], desc[512];
+    snprintf(desc, sizeof(desc), "%s%s%s", reason, detail && detail[0] ? ": " : "",
+             detail ? detail : "");
+    /* error_description is a quoted-string of visible ASCII without '"'
+     * and '\\' (RFC 6750 section 3). */
+    for (char *c = desc; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+            *c = '\'';
+    if (status == 401 && strcmp(reason, "missing token") == 0)
+        snprintf(hdr, sizeof(hdr), "www-authenticate: Bearer realm=\"%s\"\r\n", realm);
+    else if (status == 401)
+        snprintf(hdr, sizeof(hdr),
+                 "www-authenticate: Bearer realm=\"%s\", error=\"invalid_token\", "
+                 "error_description=\"%s\"\r\n",
+                 realm, desc);
+    else if (status == 403)
+        snprintf(hdr, sizeof(hdr),
+                 "www-authenticate: Bearer realm=\"%s\", error=\"insufficient_scope\", "
+                 "error_description=\"%s\"%s%s%s\r\n",
+                 realm, desc, rt && rt->scope_needed ? ", scope=\"" : "",
+                 rt && rt->scope_needed ? rt->scope_needed : "",
+                 rt && rt->scope_needed ? "\"" : "");
+    else
+        hdr[0] = '\0';
+    if (rt != NULL)
+        count(s, rt, reason);
+    const char *code = status == 401   ? (strcmp(reason, "missing token") == 0 ? "unauthorized"
+                                                                               : "invalid_token")
+                       : status == 403 ? "insufficient_scope"
+                                       : "service_unavailable";
+    gh_stream_reply_error_with(s, status, code, desc, hdr[0] ? hdr : NULL);
+}
+
+/* ---- verification ---- */
+
+static char *dup_or_null(const char *p)
+{
+    return p ? strdup(p) : NULL;
+}
+
+/* Builds the header lines and identity for a verified token into e (the
+ * cache entry, or a stack one when the cache is off). Returns 0 or -1. */
+static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e)
+{
+    const gh_jwt_provider_conf_t *p = rt->conf;
+    size_t cap = 256, len = 0;
+    char *buf = malloc(cap);
+    char val[4096];
+    if (buf == NULL)
+        return -1;
+    for (size_t i = 0; i <= p->num_claims_to_headers; i++) {
+        const char *name;
+        const char *v;
+        int vn;
+        size_t b64n;
+        if (i < p->num_claims_to_headers) {
+            json_t *c = gh_jwt_claim(t, p->claims_to_headers[i].claim);
+            if (c == NULL)
+                continue;
+            vn = gh_jwt_claim_render(c, val, sizeof(val));
+            if (vn < 0)
+                continue; /* too long, or a value that would split a header */
+            name = p->claims_to_headers[i].header;
+            v = val;
+        } else {
+            if (p->payload_header == NULL)
+                break;
+            name = p->payload_header;
+            v = gh_jwt_payload_b64(t, &b64n);
+            vn = (int)b64n;
+        }
+        size_t need = len + strlen(name) + (size_t)vn + 4;
+        if (need > cap) {
+            while (cap < need)
+                cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+        }
+        len += (size_t)sprintf(buf + len, "%s: ", name);
+        memcpy(buf + len, v, (size_t)vn);
+        len += (size_t)vn;
+        buf[len++] = '\r';
+        buf[len++] = '\n';
+    }
+    e->hdrs = buf;
+    e->hdrs_len = len;
+    e->sub = dup_or_null(json_string_value(gh_jwt_claim(t, "sub")));
+    e->iss = dup_or_null(json_string_value(gh_jwt_claim(t, "iss")));
+    gh_jwt_slice_t sc[64];
+    size_t ns = gh_jwt_scopes(t, sc, 64), total = 0;
+    if (ns > 64)
+        ns = 64;
+    for (size_t i = 0; i < ns; i++)
+        total += sc[i].len + 1;
+    if (total > 0 && (e->scopes = calloc(1, total)) != NULL) {
+        size_t o = 0;
+        for (size_t i = 0; i < ns; i++) {
+            if (o)
+                e->scopes[o++] = ' ';
+            memcpy(e->scopes + o, sc[i].p, sc[i].len);
+            o += sc[i].len;
+        }
+    }
+    json_t *exp = gh_jwt_claim(t, "exp");
+    e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + (int64_t)p->clock_skew_s
+                                     : INT64_MAX;
+    return 0;
+}
+
+/* Applies a verified result to the stream. */
+static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
+                  const found_t *where)
+{
+    gh_identity_t *id = &s->identity;
+    if (e->hdrs_len > 0) {
+        /* hdrs holds whole lines: append them as they are. */
+        const char *p = e->hdrs, *end = e->hdrs + e->hdrs_len;
+        while (p < end) {
+            const char *colon = memchr(p, ':', (size_t)(end - p));
+            const char *eol = memchr(p, '\r', (size_t)(end - p));
+            if (colon == NULL || eol == NULL)
+                break;
+            gh_stream_add_header(s, p, (size_t)(colon - p), colon + 2, (size_t)(eol - colon - 2));
+            p = eol + 2;
+        }
+    }
+    if (id->provider == NULL) {
+        id->provider = rt->conf->name;
+        id->issuer = e->iss ? gh_arena_memdup(&s->arena, e->iss, strlen(e->iss)) : NULL;
+        id->subject = e->sub ? gh_arena_memdup(&s->arena, e->sub, strlen(e->sub)) : NULL;
+        id->scopes = e->scopes ? gh_arena_memdup(&s->arena, e->scopes, strlen(e->scopes)) : NULL;
+    }
+    if (!rt->conf->forward_token && where->from != NULL &&
+        where->from->kind == GH_TOKEN_FROM_HEADER)
+        gh_stream_drop_header(s, where->from->name, where->from->name_len);
+    count(s, rt, "ok");
+}
+
+/* Verifies tok for rt. Returns 0 (applied), or an HTTP status already
+ * answered (401, 403, 503), or -1 when the token's issuer is not rt's. */
+static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
+                      int must_match_issuer)
+{
+    const gh_jwt_provider_conf_t *p = rt->conf;
+    uint64_t h = token_hash(w, f->p, f->n);
+    time_t now = time(NULL);
+    uint64_t gen = gh_keyring_generation(rt->keyring);
+    entry_t *e = cache_find(w, h, f->p, f->n);
+    if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires) {
+        apply(s, rt, e, f);
+        return 0;
+    }
+
+    const char *reason = NULL;
+    char detail[256] = "";
+    gh_jwt_t t;
+    int rc = gh_jwt_parse(f->p, f->n, &t, &reason);
+    if (rc < 0) {
+        if (rc == -ENOMEM)
+            refuse(s, rt, 503, "out of memory", NULL);
+        else
+            refuse(s, rt, 401, reason ? reason : "malformed token", NULL);
+        return rc == -ENOMEM ? 503 : 401;
+    }
+    const char *iss = json_string_value(json_object_get(t.payload, "iss"));
+    if (must_match_issuer && (iss == NULL || strcmp(iss, p->issuer) != 0)) {
+        gh_jwt_dispose(&t);
+        return -1;
+    }
+    if (!(p->algorithms & (1u << (t.alg - 1)))) {
+        gh_jwt_dispose(&t);
+        refuse(s, rt, 401, "algorithm not allowed", gh_jwt_alg_name(t.alg));
+        return 401;
+    }
+    gh_jwks_t *keys = gh_keyring_get(rt->keyring);
+    if (keys == NULL) {
+        const char *why = "keys not loaded yet";
+        gh_keyring_ready(rt->keyring, &why);
+        snprintf(detail, sizeof(detail), "provider '%s' has no keys yet", p->name);
+        gh_jwt_dispose(&t);
+        refuse(s, rt, 503, "keys unavailable", detail);
+        return 503;
+    }
+    rc = gh_jwt_verifier_verify(w->verifier, &t, keys, &reason);
+    gen = gh_jwks_generation(keys);
+    gh_jwks_unref(keys);
+    if (rc == -ENOKEY)
+        gh_keyring_request_refresh(rt->keyring);
+    if (rc == 0)
+        rc = gh_jwt_check_claims(&t, &rt->policy, (int64_t)now, &reason, detail, sizeof(detail));
+    if (rc < 0) {
+        gh_jwt_dispose(&t);
+        int status = rc == -EACCES ? 403 : rc == -ENOMEM ? 503 : 401;
+        refuse(s, rt, status, reason ? reason : "invalid token", detail);
+        return status;
+    }
+    entry_t tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    int cached = p->cache_entries > 0 && cache_fit(w, p->cache_entries) == 0;
+    e = cached ? cache_slot(w, h) : &tmp;
+    if (build_entry(rt, &t, e) < 0) {
+        entry_clear(e);
+        gh_jwt_dispose(&t);
+        refuse(s, rt, 503, "out of memory", NULL);
+        return 503;
+    }
+    gh_jwt_dispose(&t);
+    if (cached) {
+        e->token = malloc(f->n);
+        if (e->token != NULL) {
+            memcpy(e->token, f->p, f->n);
+            e->token_len = f->n;
+            e->hash = h;
+            e->rt_id = rt->id;
+            e->gen = gen;
+        }
+    }
+    apply(s, rt, e, f);
+    if (!cached || e->token == NULL)
+        entry_clear(e);
+    return 0;
+}
+
+static int exempt(const gh_stream_t *s, const gh_authn_conf_t *a)
+{
+    for (size_t i = 0; i < a->num_exempt; i++) {
+        const gh_strmatch_t *m = &a->exempt[i];
+        switch (m->kind) {
+        case GH_MATCH_EXACT:
+            if (s->path_len == m->value_len && memcmp(s->path, m->value, m->value_len) == 0)
+                return 1;
+            break;
+        case GH_MATCH_PREFIX:
+            if (s->path_len >= m->value_len && memcmp(s->path, m->value, m->value_len) == 0)
+                return 1;
+            break;
+        case GH_MATCH_REGEX:
+            if (pcre2_match(m->re, (PCRE2_SPTR)s->path, s->path_len, 0, 0, s->conn->worker->md,
+                            NULL) >= 0)
+                return 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_authn_filter_conf_t *fc = conf;
+    const gh_authn_conf_t *a = fc->authn;
+    (void)ctx;
+    /* Headers this route's providers set are dropped whatever happens next,
+     * so a client can never pass them off as gatehouse's. */
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        for (size_t j = 0; j < p->num_claims_to_headers; j++)
+            gh_stream_drop_header(s, p->claims_to_headers[j].header,
+                                  strlen(p->claims_to_headers[j].header));
+        if (p->payload_header != NULL)
+            gh_stream_drop_header(s, p->payload_header, strlen(p->payload_header));
+    }
+    if (exempt(s, a))
+        return GH_FILTER_CONTINUE;
+    wstate_t *w = gh_stream_worker_state(s, &gh_authn_filter, wstate_new, wstate_free);
+    if (w == NULL || w->verifier == NULL) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+
+    if (a->all) {
+        /* Every provider needs its own valid token (a user token and a
+         * service token, say, in different places). */
+        for (size_t i = 0; i < a->num_providers; i++) {
+            found_t f;
+            int n = find_token(s, a->providers[i], &f);
+            if (n <= 0) {
+                refuse(s, fc->rt[i], 401, n < 0 ? "multiple tokens" : "missing token", NULL);
+                return GH_FILTER_REPLIED;
+            }
+            int r = verify_one(s, w, fc->rt[i], &f, 0);
+            if (r != 0) {
+                if (r < 0)
+                    refuse(s, fc->rt[i], 401, "wrong issuer", NULL);
+                return GH_FILTER_REPLIED;
+            }
+        }
+        return GH_FILTER_CONTINUE;
+    }
+
+    /* any / optional: one token; its issuer picks the provider (RFC 8725
+     * section 3.8), tried in config order among providers that share it. */
+    found_t tok = {NULL, 0, NULL};
+    for (size_t i = 0; i < a->num_providers; i++) {
+        found_t f;
+        int n = find_token(s, a->providers[i], &f);
+        if (n == 0)
+            continue;
+        if (n < 0 || (tok.p != NULL && (tok.n != f.n || memcmp(tok.p, f.p, f.n) != 0))) {
+            refuse(s, fc->rt[0], 401, "multiple tokens", NULL);
+            return GH_FILTER_REPLIED;
+        }
+        if (tok.p == NULL)
+            tok = f;
+    }
+    if (tok.p == NULL) {
+        if (a->optional)
+            return GH_FILTER_CONTINUE;
+        refuse(s, fc->rt[0], 401, "missing token", NULL);
+        return GH_FILTER_REPLIED;
+    }
+    int last = 401;
+    for (size_t i = 0; i < a->num_providers; i++) {
+        int r = verify_one(s, w, fc->rt[i], &tok, 1);
+        if (r == 0)
+            return GH_FILTER_CONTINUE;
+        if (r > 0)
+            return GH_FILTER_REPLIED;
+        last = r;
+    }
+    (void)last;
+    refuse(s, fc->rt[0], 401, "unknown issuer", NULL);
+    return GH_FILTER_REPLIED;
+}
+
+const gh_filter_type_t gh_authn_filter = {
+    .name = "authn",
+    .on_request_headers = on_request_headers,
+};
