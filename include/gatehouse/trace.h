@@ -96,8 +96,12 @@ typedef struct {
     uint64_t export_requests;
 } gh_trace_stats_t;
 void gh_trace_exporter_stats(gh_trace_exporter_t *e, gh_trace_stats_t *out);
-/* Flushes what is queued (bounded by the export timeout), stops the thread,
- * frees. NULL is a no-op. */
+/* Flushes what is queued (bounded by the export timeout) and ends the
+ * export thread, but keeps the exporter valid: later submits are dropped
+ * and counted. For a reload that replaces the exporter while workers may
+ * still hold it. NULL is a no-op. */
+void gh_trace_exporter_stop(gh_trace_exporter_t *e);
+/* Stops (if not yet) and frees. NULL is a no-op. */
 void gh_trace_exporter_free(gh_trace_exporter_t *e);
 
 #endif

@@ -548,6 +548,8 @@ static void closed(uv_handle_t *h)
 
 void gh_keyring_shutdown(void)
 {
+    if (shutting_down)
+        return;
     shutting_down = 1;
     for (gh_keyring_t *k = all; k != NULL; k = k->next) {
         if (k->state == K_FETCHING)

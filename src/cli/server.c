@@ -49,9 +49,10 @@ typedef struct {
     gh_admin_t *admin;
     char ready_reason[512];
     int serving; /* every worker runs the first snapshot */
-    /* Tracers by config; an exporter that a reload replaced is kept until
-     * exit, since a worker may still be submitting to it. */
-    gh_trace_exporter_t *tracers[64];
+    /* Tracers by config: the last is current. One that a reload replaced is
+     * stopped (its thread ends) but freed only at exit, since a worker may
+     * still be submitting to it. */
+    gh_trace_exporter_t **tracers;
     unsigned num_tracers;
 } server_t;
 
@@ -113,6 +114,7 @@ static void on_worker_exit(uv_async_t *a)
     /* Every worker is done: let the main loop end. */
     gh_admin_stop(sv->admin);
     sv->admin = NULL;
+    gh_keyring_shutdown();
     close_if_open((uv_handle_t *)&sv->exited);
     close_if_open((uv_handle_t *)&sv->deadline);
     close_if_open((uv_handle_t *)&sv->sigterm);
@@ -147,13 +149,19 @@ static void apply_ops(server_t *sv, const gh_config_t *old, const gh_config_t *c
 {
     gh_access_log_open(&cfg->access_log);
     if (old == NULL || !tracing_same(&old->tracing, &cfg->tracing)) {
-        gh_trace_exporter_t *t = NULL;
-        if (cfg->tracing.enabled && sv->num_tracers < 64) {
-            t = gh_trace_exporter_new(&cfg->tracing);
-            if (t != NULL)
-                sv->tracers[sv->num_tracers++] = t;
+        gh_trace_exporter_t *t = NULL, *old_t = gh_observe_tracer();
+        if (cfg->tracing.enabled) {
+            gh_trace_exporter_t **nt =
+                realloc(sv->tracers, (sv->num_tracers + 1) * sizeof(*sv->tracers));
+            if (nt != NULL) {
+                sv->tracers = nt;
+                t = gh_trace_exporter_new(&cfg->tracing);
+                if (t != NULL)
+                    sv->tracers[sv->num_tracers++] = t;
+            }
         }
         gh_observe_set_tracer(t);
+        gh_trace_exporter_stop(old_t);
     }
     if (sv->admin != NULL && old != NULL) {
         if (!cfg->admin.enabled || strcmp(cfg->admin.address, old->admin.address) != 0)
@@ -513,9 +521,9 @@ int gh_server_run(const gh_server_opts_t *opts)
     apply_ops(&sv, NULL, sv.snap->cfg);
     gh_metrics_set_extra(tracing_metrics, &sv);
     gh_metrics_set_extra(gh_keyring_metrics, &sv);
-    if (start_workers(&sv, sv.snap) < 0)
-        goto out_loop;
-
+    /* Signals are caught before the workers accept anything: a SIGTERM
+     * right after start must drain, not kill. They are handled once the
+     * loop runs. */
     uv_signal_init(&sv.loop, &sv.sigterm);
     uv_signal_init(&sv.loop, &sv.sigint);
     uv_signal_init(&sv.loop, &sv.sighup);
@@ -526,6 +534,9 @@ int gh_server_run(const gh_server_opts_t *opts)
     uv_signal_start(&sv.sigint, on_signal, SIGINT);
     uv_signal_start(&sv.sighup, on_sighup, SIGHUP);
     uv_signal_start(&sv.sigusr1, on_sigusr1, SIGUSR1);
+    if (start_workers(&sv, sv.snap) < 0)
+        goto out_loop;
+
     watch_start(&sv);
     sv.serving = 1;
     for (size_t i = 0; i < sv.snap->cfg->num_listeners; i++)
@@ -545,12 +556,18 @@ int gh_server_run(const gh_server_opts_t *opts)
 out_loop:
     gh_admin_stop(sv.admin);
     close_if_open((uv_handle_t *)&sv.exited);
+    close_if_open((uv_handle_t *)&sv.sigterm);
+    close_if_open((uv_handle_t *)&sv.sigint);
+    close_if_open((uv_handle_t *)&sv.sighup);
+    close_if_open((uv_handle_t *)&sv.sigusr1);
+    close_if_open((uv_handle_t *)&sv.deadline);
     gh_keyring_shutdown();
     uv_run(&sv.loop, UV_RUN_DEFAULT);
     uv_loop_close(&sv.loop);
     gh_observe_set_tracer(NULL);
     for (unsigned i = 0; i < sv.num_tracers; i++)
         gh_trace_exporter_free(sv.tracers[i]);
+    free(sv.tracers);
     gh_access_log_close();
     gh_snapshot_unref(sv.snap);
     gh_keyring_free_all();

@@ -87,6 +87,7 @@ struct gh_trace_exporter_s {
     slot_t *ring;
     uint32_t head, count; /* under lock */
     int stopping;         /* under lock */
+    int joined;           /* main thread: the export thread has ended */
     pthread_t thread;
 
     /* Export thread only. */
@@ -716,15 +717,29 @@ void gh_trace_exporter_stats(gh_trace_exporter_t *e, gh_trace_stats_t *out)
     out->export_requests = atomic_load(&e->export_requests);
 }
 
-void gh_trace_exporter_free(gh_trace_exporter_t *e)
+void gh_trace_exporter_stop(gh_trace_exporter_t *e)
 {
-    if (e == NULL)
+    if (e == NULL || e->joined)
         return;
     pthread_mutex_lock(&e->lock);
     e->stopping = 1;
     pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
+    e->joined = 1;
+    /* The queue goes now; the struct and its lock stay until free, for a
+     * worker still submitting to it (stopping makes that a counted drop). */
+    pthread_mutex_lock(&e->lock);
+    free(e->ring);
+    e->ring = NULL;
+    pthread_mutex_unlock(&e->lock);
+}
+
+void gh_trace_exporter_free(gh_trace_exporter_t *e)
+{
+    if (e == NULL)
+        return;
+    gh_trace_exporter_stop(e);
     pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->lock);
     exporter_destroy(e);

@@ -278,6 +278,7 @@ static void pump_response(gh_stream_t *s)
 
     if (c->wpending || s->res_inflight > 0)
         return;
+    int first = s->res_head_pending; /* nothing has reached the client yet */
     if (s->res_head_pending) {
         bufs[n++] = uv_buf_init(s->res_out_head, (unsigned)s->res_out_head_len);
         s->res_head_pending = 0;
@@ -288,6 +289,12 @@ static void pump_response(gh_stream_t *s)
         int k = gh_body_pump_fill(&s->res_pump, u->rbuf, u->rlen, bufs + n, &consumed, &payload,
                                   &err);
         if (k < 0) {
+            if (first) {
+                /* Nothing reached the client yet: it can still get a 502. */
+                s->res_started = 0;
+                gh_stream_fail(s, 502, "bad_gateway", "upstream sent a malformed chunked body");
+                return;
+            }
             gh_stream_abort(s, "upstream sent a malformed chunked body");
             return;
         }

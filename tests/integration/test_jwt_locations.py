@@ -1,0 +1,282 @@
+"""Where tokens come from (Authorization with a case-insensitive scheme,
+other headers with or without a prefix, a query parameter, a cookie; two
+different tokens refused), what the upstream receives (claims_to_headers,
+payload_header, the token forwarded or removed, client-forged identity
+headers stripped), the route authn modes (any, all, optional, exempt
+paths) and the principal in the access log."""
+
+import base64
+import json
+
+from harness import echo_of, hdr
+from jwt_util import (ec_key, expect_invalid, expect_missing, expect_ok, get, mint, provider, route, rsa_key,
+                      start)
+from ops_util import read_json_lines, wait_for
+
+FROM_ALL = [{"header": "authorization", "prefix": "Bearer "}, {"header": "x-token"},
+            {"query": "access_token"}, {"cookie": "session"}]
+
+
+def seen(r):
+    return echo_of(r)["headers"]
+
+
+def test_bearer_scheme_case_insensitive(gatehouse, upstream):
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa])})
+    tok = mint(rsa)
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        expect_ok(get(g, "/echo", tok, scheme=scheme))
+    # Extra spaces after the scheme are tolerated.
+    expect_ok(get(g, "/echo", headers=[("Authorization", f"Bearer   {tok}")]))
+    # The header name is case-insensitive as every HTTP field name.
+    expect_ok(get(g, "/echo", headers=[("AUTHORIZATION", f"Bearer {tok}")]))
+
+
+def test_other_schemes_are_missing_token(gatehouse, upstream):
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa])})
+    expect_missing(get(g, "/echo"))
+    expect_missing(get(g, "/echo", headers=[("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")]))
+    expect_missing(get(g, "/echo", headers=[("Authorization", "Digest username=\"a\"")]))
+    expect_missing(get(g, "/echo", headers=[("Authorization", "Bearer")]))
+    expect_missing(get(g, "/echo", headers=[("Authorization", "Bearer ")]))
+    # A token in a place the provider does not read is no token.
+    expect_missing(get(g, "/echo?access_token=" + mint(rsa)))
+    expect_missing(get(g, "/echo", headers=[("Cookie", "session=" + mint(rsa))]))
+    r = get(g, "/echo", headers=[("Authorization", "Bearer" + mint(rsa))])
+    assert r.status == 401, r
+
+
+def test_every_location(gatehouse, upstream):
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], **{"from": FROM_ALL + [
+        {"header": "x-prefixed", "prefix": "JWT "}]})})
+    tok = mint(rsa)
+    expect_ok(get(g, "/echo", tok))
+    expect_ok(get(g, "/echo", headers=[("X-Token", tok)]))
+    expect_ok(get(g, "/echo", headers=[("x-prefixed", "JWT " + tok)]))
+    expect_ok(get(g, "/echo", headers=[("x-prefixed", "jwt " + tok)]))
+    expect_missing(get(g, "/echo", headers=[("x-prefixed", tok)]))
+    expect_ok(get(g, f"/echo?access_token={tok}"))
+    expect_ok(get(g, f"/echo?a=1&access_token={tok}&b=2"))
+    expect_ok(get(g, "/echo", headers=[("Cookie", f"session={tok}")]))
+    expect_ok(get(g, "/echo", headers=[("Cookie", f"theme=dark; session={tok}; lang=en")]))
+    expect_missing(get(g, "/echo", headers=[("Cookie", f"xsession={tok}")]))
+    expect_missing(get(g, f"/echo?xaccess_token={tok}"))
+    # An invalid token in any location is an invalid token, not a missing one.
+    expect_invalid(get(g, "/echo?access_token=abc.def.ghi"))
+    expect_invalid(get(g, "/echo", headers=[("Cookie", "session=abc.def.ghi")]))
+
+
+def test_two_different_tokens_refused(gatehouse, upstream):
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], **{"from": FROM_ALL})})
+    a, b = mint(rsa, sub="alice"), mint(rsa, sub="bob")
+    assert a != b
+    cases = [
+        dict(target=f"/echo?access_token={b}", token=a),
+        dict(target="/echo", token=a, headers=[("X-Token", b)]),
+        dict(target="/echo", token=a, headers=[("Cookie", f"session={b}")]),
+        dict(target="/echo", headers=[("Authorization", f"Bearer {a}"), ("Authorization", f"Bearer {b}")]),
+        dict(target=f"/echo?access_token={a}&access_token={b}"),
+        dict(target="/echo", headers=[("X-Token", a), ("X-Token", b)]),
+        dict(target="/echo", headers=[("Cookie", f"session={a}"), ("Cookie", f"session={b}")]),
+        # A valid and an invalid one: still two tokens.
+        dict(target="/echo?access_token=junk.junk.junk", token=a),
+    ]
+    for c in cases:
+        r = get(g, c.get("target"), c.get("token"), headers=c.get("headers", ()))
+        expect_invalid(r, "multiple tokens")
+    # The same token in several places is one token.
+    expect_ok(get(g, f"/echo?access_token={a}", a))
+    expect_ok(get(g, "/echo", a, headers=[("X-Token", a), ("Cookie", f"session={a}")]))
+    expect_ok(get(g, "/echo", headers=[("Authorization", f"Bearer {a}"), ("Authorization", f"bearer {a}")]))
+
+
+def test_forward_token(gatehouse, upstream):
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {
+        "keep": provider(keys=[rsa], audiences=["keep"]),
+        "drop": provider(keys=[rsa], audiences=["drop"], forward_token=False,
+                         **{"from": [{"header": "authorization", "prefix": "Bearer "}, {"header": "x-token"}]}),
+    }, routes=[route("keep", "/fwd-keep", "keep"), route("drop", "/fwd-drop", "drop")])
+    tk, td = mint(rsa, aud="keep"), mint(rsa, aud="drop")
+    h = seen(expect_ok(get(g, "/fwd-keep", tk)))
+    assert hdr(h, "authorization") == [f"Bearer {tk}"], h
+    h = seen(expect_ok(get(g, "/fwd-drop", td)))
+    assert hdr(h, "authorization") == [], f"forward_token: false, upstream still saw {hdr(h, 'authorization')}"
+    h = seen(expect_ok(get(g, "/fwd-drop", headers=[("X-Token", td), ("X-Other", "kept")])))
+    assert hdr(h, "x-token") == [], h
+    assert hdr(h, "x-other") == ["kept"], h
+
+
+CLAIM_HEADERS = {"sub": "x-user", "realm.role": "x-role", "groups": "x-groups", "age": "x-age",
+                 "admin": "x-admin", "ratio": "x-ratio", "org.ids": "x-org-ids", "email": "x-email",
+                 "a.b.c": "x-deep", "flags": "x-flags"}
+
+
+def claims_gh(gatehouse, upstream, **extra):
+    rsa = rsa_key()
+    up = upstream()
+    p = provider(keys=[rsa], claims_to_headers=CLAIM_HEADERS, payload_header="x-jwt-payload", **extra)
+    g = start(gatehouse, up, {"corp": p}, routes=[
+        route("opt", "/opt", {"optional": ["corp"]}),
+        route("ex", "/", {"any": ["corp"], "exempt": [{"prefix": "/health"}]}),
+    ])
+    return g, up, rsa
+
+
+def test_claims_to_headers_and_payload_header(gatehouse, upstream):
+    g, up, rsa = claims_gh(gatehouse, upstream)
+    payload_claims = dict(sub="alice", realm={"role": "admin", "x": 1}, groups=["eng", "ops", "on-call"], age=42,
+                          admin=True, ratio=1.5, org={"ids": [7, 8]}, flags=[True, False], a={"b": {"c": "deep"}})
+    tok = mint(rsa, **payload_claims)
+    h = seen(expect_ok(get(g, "/echo", tok)))
+    assert hdr(h, "x-user") == ["alice"], h
+    assert hdr(h, "x-role") == ["admin"], h
+    assert hdr(h, "x-groups") == ["eng,ops,on-call"], h
+    assert hdr(h, "x-age") == ["42"], h
+    assert hdr(h, "x-admin") == ["true"], h
+    assert hdr(h, "x-ratio") == ["1.5"], h
+    assert hdr(h, "x-org-ids") == ["7,8"], h
+    assert hdr(h, "x-flags") == ["true,false"], h
+    assert hdr(h, "x-deep") == ["deep"], h
+    # Absent claims set no header.
+    assert hdr(h, "x-email") == [], h
+    p = hdr(h, "x-jwt-payload")
+    assert len(p) == 1, h
+    raw = base64.urlsafe_b64decode(p[0] + "=" * (-len(p[0]) % 4))
+    assert raw == base64.urlsafe_b64decode(tok.split(".")[1] + "=" * (-len(tok.split(".")[1]) % 4)), raw
+    doc = json.loads(raw)
+    assert doc["sub"] == "alice" and doc["groups"] == ["eng", "ops", "on-call"], doc
+
+
+def test_claim_values_cannot_inject_headers(gatehouse, upstream):
+    g, up, rsa = claims_gh(gatehouse, upstream)
+    for sub in ("alice\r\nx-injected: 1", "alice\nx-injected: 1", "alice\rx-injected: 1", "a\u0000b"):
+        r = get(g, "/echo", mint(rsa, sub=sub, groups=["ok", "x\r\nx-injected: 2"]))
+        if r.status == 200:
+            h = seen(r)
+            assert hdr(h, "x-injected") == [], h
+            for v in hdr(h, "x-user") + hdr(h, "x-groups"):
+                assert "\r" not in v and "\n" not in v and "\0" not in v, h
+        else:
+            assert r.status == 401, r
+    raw = up.complete_requests()
+    for req in raw:
+        assert b"x-injected" not in req.raw_head.lower(), req.raw_head
+
+
+def test_forged_identity_headers_stripped(gatehouse, upstream):
+    g, up, rsa = claims_gh(gatehouse, upstream)
+    forged = [("X-User", "root"), ("x-role", "superuser"), ("X-Jwt-Payload", "eyJzdWIiOiJyb290In0"),
+              ("x-groups", "admins"), ("X-USER", "root2")]
+    # Authenticated: only gatehouse's values.
+    h = seen(expect_ok(get(g, "/echo", mint(rsa, sub="alice"), headers=forged)))
+    assert hdr(h, "x-user") == ["alice"], h
+    assert hdr(h, "x-role") == [] and hdr(h, "x-groups") == [], h
+    assert len(hdr(h, "x-jwt-payload")) == 1 and hdr(h, "x-jwt-payload")[0] != "eyJzdWIiOiJyb290In0", h
+    # Exempt path: no token needed, forged headers still removed.
+    h = seen(expect_ok(get(g, "/health", headers=forged)))
+    for name in ("x-user", "x-role", "x-jwt-payload", "x-groups"):
+        assert hdr(h, name) == [], f"{name} reached the upstream on an exempt path: {h}"
+    # Optional route without a token: removed too.
+    h = seen(expect_ok(get(g, "/opt", headers=forged)))
+    for name in ("x-user", "x-role", "x-jwt-payload", "x-groups"):
+        assert hdr(h, name) == [], f"{name} reached the upstream on an optional route: {h}"
+    # Optional route with a token: gatehouse's values.
+    h = seen(expect_ok(get(g, "/opt", mint(rsa, sub="carol"), headers=forged)))
+    assert hdr(h, "x-user") == ["carol"], h
+    # A refused request never reaches the upstream at all.
+    n = len(up.complete_requests())
+    expect_missing(get(g, "/echo", headers=forged))
+    expect_invalid(get(g, "/opt", "junk.junk.junk", headers=forged))
+    assert len(up.complete_requests()) == n
+
+
+def two_providers(**extra_b):
+    a = rsa_key()
+    b = ec_key("P-256", kid="ec-b")
+    pa = provider(keys=[a], issuer="https://a.example.com", claims_to_headers={"sub": "x-user", "iss": "x-iss"})
+    pb = provider(keys=[b], issuer="https://b.example.com", claims_to_headers={"sub": "x-user", "iss": "x-iss"},
+                  **extra_b)
+    return a, b, pa, pb
+
+
+def test_authn_any(gatehouse, upstream):
+    a, b, pa, pb = two_providers()
+    g = start(gatehouse, upstream(), {"a": pa, "b": pb}, routes=[route("any", "/", {"any": ["a", "b"]})])
+    h = seen(expect_ok(get(g, "/x", mint(a, iss="https://a.example.com", sub="from-a"))))
+    assert hdr(h, "x-user") == ["from-a"] and hdr(h, "x-iss") == ["https://a.example.com"], h
+    h = seen(expect_ok(get(g, "/x", mint(b, iss="https://b.example.com", sub="from-b"))))
+    assert hdr(h, "x-user") == ["from-b"] and hdr(h, "x-iss") == ["https://b.example.com"], h
+    expect_invalid(get(g, "/x", mint(a, iss="https://c.example.com")), "unknown issuer", "wrong issuer")
+    # a's key under b's issuer: b's keys decide, so refused.
+    expect_invalid(get(g, "/x", mint(a, iss="https://b.example.com")))
+    expect_missing(get(g, "/x"))
+
+
+def test_authn_all(gatehouse, upstream):
+    a, b, pa, pb = two_providers(**{"from": [{"header": "x-service-token"}]})
+    pb["claims_to_headers"] = {"sub": "x-service"}
+    g = start(gatehouse, upstream(), {"a": pa, "b": pb}, routes=[route("all", "/", {"all": ["a", "b"]})])
+    ta = mint(a, iss="https://a.example.com", sub="user-1")
+    tb = mint(b, iss="https://b.example.com", sub="svc-1")
+    h = seen(expect_ok(get(g, "/x", ta, headers=[("X-Service-Token", tb)])))
+    assert hdr(h, "x-user") == ["user-1"] and hdr(h, "x-service") == ["svc-1"], h
+    expect_missing(get(g, "/x", ta))
+    expect_missing(get(g, "/x", headers=[("X-Service-Token", tb)]))
+    expect_invalid(get(g, "/x", ta, headers=[("X-Service-Token", ta)]))
+    expect_invalid(get(g, "/x", tb, headers=[("X-Service-Token", tb)]))
+
+
+def test_authn_optional(gatehouse, upstream):
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], claims_to_headers={"sub": "x-user"})},
+              routes=[route("opt", "/", {"optional": ["corp"]})])
+    h = seen(expect_ok(get(g, "/x")))
+    assert hdr(h, "x-user") == [], h
+    h = seen(expect_ok(get(g, "/x", mint(rsa, sub="dave"))))
+    assert hdr(h, "x-user") == ["dave"], h
+    expect_invalid(get(g, "/x", "junk.junk.junk"))
+    expect_invalid(get(g, "/x", mint(rsa_key(kid="rsa-1", slot="attacker-rsa"))), "bad signature")
+    expect_invalid(get(g, "/x", mint(rsa, aud="nope")), "wrong audience")
+    # Basic auth on an optional route: no bearer token, so it passes.
+    expect_ok(get(g, "/x", headers=[("Authorization", "Basic YTpi")]))
+
+
+def test_exempt_paths_and_routes_without_authn(gatehouse, upstream):
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa])}, routes=[
+        route("open", "/open", None),
+        route("api", "/", {"any": ["corp"], "exempt": [{"prefix": "/health"}, {"exact": "/ping"},
+                                                       {"regex": "^/public/.*\\.css$"}]}),
+    ])
+    for path in ("/health", "/healthz", "/health/live", "/ping", "/public/site.css", "/public/a/b.css",
+                 "/open", "/open/x"):
+        expect_ok(get(g, path))
+    for path in ("/ping/x", "/pingx", "/public/site.js", "/x/health", "/", "/public/site.css.js"):
+        expect_missing(get(g, path))
+    expect_ok(get(g, "/ping/x", mint(rsa)))
+    # An exempt path with a bad token: exempt means not checked.
+    expect_ok(get(g, "/health", "junk.junk.junk"))
+
+
+def test_principal_in_access_log(gatehouse, upstream, tmp_path):
+    rsa = rsa_key()
+    log = tmp_path / "access.log"
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa])}, access_log=log)
+    tok = mint(rsa, sub="erin@example.com")
+    expect_ok(get(g, "/echo?n=1", tok))
+    expect_ok(get(g, "/echo?n=2", tok))  # cached verification: same identity
+    expect_missing(get(g, "/echo?n=3"))
+    recs = wait_for(lambda: (lambda rs: rs if len(rs) >= 3 else None)(read_json_lines(log)), 10, "3 log lines")
+    by = {r.get("query"): r for r in recs}
+    assert by["n=1"].get("principal") == "erin@example.com", by["n=1"]
+    assert by["n=2"].get("principal") == "erin@example.com", by["n=2"]
+    assert by["n=3"].get("principal") in (None, "", "-"), by["n=3"]
+    assert tok.split(".")[2] not in log.read_text()
