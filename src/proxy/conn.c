@@ -19,6 +19,33 @@
 
 static void conn_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 
+#define RBUF_STD 65536
+
+static int rbuf_take(gh_conn_t *c)
+{
+    gh_worker_t *w = c->worker;
+    if (c->rbuf != NULL)
+        return 0;
+    if (c->rcap == RBUF_STD && w->num_rbuf_free > 0)
+        c->rbuf = w->rbuf_free[--w->num_rbuf_free];
+    else
+        c->rbuf = malloc(c->rcap);
+    return c->rbuf != NULL ? 0 : -1;
+}
+
+/* Gives the buffer back while the connection waits with nothing in it. */
+static void rbuf_give(gh_conn_t *c)
+{
+    gh_worker_t *w = c->worker;
+    if (c->rbuf == NULL || c->rlen != 0)
+        return;
+    if (c->rcap == RBUF_STD && w->num_rbuf_free < sizeof(w->rbuf_free) / sizeof(w->rbuf_free[0]))
+        w->rbuf_free[w->num_rbuf_free++] = c->rbuf;
+    else
+        free(c->rbuf);
+    c->rbuf = NULL;
+}
+
 static void conn_on_close(uv_handle_t *h)
 {
     gh_conn_t *c = h->data;
@@ -30,13 +57,14 @@ static void conn_on_close(uv_handle_t *h)
         GH_STAT_DEC(c->lstats->conns_active);
     if (c->ws != NULL)
         gh_wsnap_unref(c->ws);
+    c->rlen = 0;
+    rbuf_give(c);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    free(c->rbuf);
     free(c->wbuf);
     free(c);
 }
@@ -79,6 +107,10 @@ static void linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     gh_conn_t *c = h->data;
     (void)hint;
+    if (rbuf_take(c) < 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
     *buf = uv_buf_init(c->rbuf, (unsigned)c->rcap);
 }
 
@@ -121,6 +153,10 @@ static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     gh_conn_t *c = h->data;
     (void)hint;
+    if (rbuf_take(c) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* the read fails with UV_ENOBUFS: closed */
+        return;
+    }
     *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
@@ -224,6 +260,8 @@ void gh_conn_process(gh_conn_t *c)
                 gh_conn_close(c);
                 return;
             }
+            if (!c->wpending)
+                rbuf_give(c);
             gh_conn_arm_timer(c);
             gh_conn_update_reading(c);
             return;
@@ -380,10 +418,16 @@ int gh_conn_take_current(gh_conn_t *c)
             continue;
         size_t cap = rbuf_size(l);
         if (cap > c->rcap) {
-            char *nb = realloc(c->rbuf, cap);
-            if (nb == NULL)
-                return -1;
-            c->rbuf = nb;
+            if (c->rbuf != NULL) {
+                char *nb = c->rcap == RBUF_STD ? malloc(cap) : realloc(c->rbuf, cap);
+                if (nb == NULL)
+                    return -1;
+                if (c->rcap == RBUF_STD) {
+                    memcpy(nb, c->rbuf, c->rlen);
+                    free(c->rbuf);
+                }
+                c->rbuf = nb;
+            }
             c->rcap = cap;
         }
         gh_wsnap_unref(c->ws);
@@ -402,14 +446,7 @@ void gh_conn_accept(gh_listener_t *l)
         return;
     c->ws = gh_wsnap_ref(w->cur);
     c->li = l->li;
-    size_t cap = rbuf_size(gh_conn_lconf(c));
-    c->rbuf = malloc(cap);
-    if (c->rbuf == NULL) {
-        gh_wsnap_unref(c->ws);
-        free(c);
-        return;
-    }
-    c->rcap = cap;
+    c->rcap = rbuf_size(gh_conn_lconf(c));
     c->worker = w;
     c->lstats = gh_metrics_listener(w->metrics, c->ws->snap->lids[c->li].listener_id);
     if (c->lstats != NULL) {

@@ -227,7 +227,7 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     o = put(o, s->request_id, strlen(s->request_id));
     o = PUT_LIT(o, "\r\n");
     if (s->traced)
-        o += gh_trace_format_headers(&s->span, o, (size_t)(buf + cap - o));
+        o += gh_trace_format_headers(s->span, o, (size_t)(buf + cap - o));
     if (s->hdr_add_len > 0)
         o = put(o, s->hdr_add, s->hdr_add_len);
     if (r->body == GH_H1_BODY_CHUNKED) {

@@ -36,8 +36,11 @@ void gh_observe_start(gh_stream_t *s)
     if (!t->enabled || gh_observe_tracer() == NULL)
         return;
     gh_trace_ctx_t in;
+    s->span = gh_arena_alloc(&s->arena, sizeof(*s->span));
+    if (s->span == NULL)
+        return;
     int has = gh_trace_extract(s->req.headers, s->req.num_headers, &in);
-    gh_trace_start(&s->span, has ? &in : NULL, t->sampling, rnd, s->conn->worker);
+    gh_trace_start(s->span, has ? &in : NULL, t->sampling, rnd, s->conn->worker);
     s->traced = 1;
 }
 
@@ -102,7 +105,7 @@ void gh_observe_end(gh_stream_t *s)
     const char *route = s->route != NULL ? s->route->name : NULL;
     char trace_id[33] = "";
     if (s->traced)
-        gh_trace_id_hex(&s->span, trace_id);
+        gh_trace_id_hex(s->span, trace_id);
 
     if (cfg->access_log.enabled) {
         gh_access_log_entry_t e;
@@ -135,7 +138,7 @@ void gh_observe_end(gh_stream_t *s)
     }
 
     gh_trace_exporter_t *tr = gh_observe_tracer();
-    if (s->traced && s->span.sampled && tr != NULL) {
+    if (s->traced && s->span->sampled && tr != NULL) {
         char method[32], host[256], ua_text[256];
         size_t ml = s->req.method_len < sizeof(method) - 1 ? s->req.method_len : sizeof(method) - 1;
         memcpy(method, s->req.method, ml);
@@ -153,7 +156,7 @@ void gh_observe_end(gh_stream_t *s)
         char *path = gh_arena_memdup(&s->arena, s->path, s->path_len);
         gh_span_t sp;
         memset(&sp, 0, sizeof(sp));
-        sp.ctx = s->span;
+        sp.ctx = *s->span;
         uint64_t end = unix_ns();
         sp.end_unix_ns = end;
         sp.start_unix_ns = end - dur_us * 1000;

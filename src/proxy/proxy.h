@@ -102,6 +102,10 @@ struct gh_worker_s {
     uint64_t next_conn_id;
     uint32_t num_conns;
     gh_conn_t *conns;
+    /* Read buffers of idle connections come back here: an idle keep-alive
+     * connection holds no buffer, so 10,000 of them cost their structs. */
+    char *rbuf_free[64];
+    unsigned num_rbuf_free;
     uv_timer_t drain_timer;
     int stopping;
     int force;    /* drain deadline passed: close everything */
@@ -128,7 +132,7 @@ struct gh_conn_s {
     size_t li;      /* its listener's index in ws->snap */
     gh_listener_stats_t *lstats; /* NULL if none */
     uint64_t id;
-    char *rbuf; /* unconsumed bytes are rbuf[0 .. rlen) */
+    char *rbuf; /* unconsumed bytes are rbuf[0 .. rlen); NULL while idle */
     size_t rlen, rcap;
     gh_stream_t *stream;
     char *wbuf; /* heap buffer of a local reply being written, freed on write completion */
@@ -162,6 +166,8 @@ struct gh_upconn_s {
     unsigned closing : 1;
     unsigned handles_open : 2;
 };
+
+#define GH_MAX_HDR_DROP 64
 
 struct gh_stream_s {
     gh_arena_t arena;
@@ -211,16 +217,16 @@ struct gh_stream_s {
     uint64_t up_start_ns; /* request head handed to the upstream */
     uint64_t bytes_in, bytes_out;
     const char *error; /* why a local reply or abort happened; static or arena */
-    gh_trace_ctx_t span;
+    gh_trace_ctx_t *span; /* in the arena, when traced */
     unsigned traced : 1;
 
     gh_identity_t identity;
     char *hdr_add; /* lines "name: value\r\n" to add upstream, in the arena */
     size_t hdr_add_len, hdr_add_cap;
-    struct {
+    struct gh_hdr_drop_s {
         const char *name;
         size_t len;
-    } hdr_drop[64];
+    } *hdr_drop; /* in the arena, GH_MAX_HDR_DROP entries once a filter drops one */
     unsigned num_hdr_drop;
     unsigned tries;
 

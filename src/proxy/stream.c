@@ -105,9 +105,13 @@ static void set_request_id(gh_stream_t *s)
         return;
     }
 generate:;
+    static const char hex[] = "0123456789abcdef";
     uint64_t a = gh_rand(s->conn->worker), b = gh_rand(s->conn->worker);
-    snprintf(s->request_id, sizeof(s->request_id), "%016llx%016llx", (unsigned long long)a,
-             (unsigned long long)b);
+    for (int i = 0; i < 16; i++) {
+        s->request_id[i] = hex[(a >> (60 - 4 * i)) & 15];
+        s->request_id[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+    }
+    s->request_id[32] = '\0';
 }
 
 gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len)
@@ -293,7 +297,7 @@ void gh_stream_end(gh_stream_t *s)
     if (s->up != NULL) {
         gh_upconn_t *u = s->up;
         int reusable = !s->aborted && s->res_up_done && s->res.keep_alive && s->req_sent &&
-                       s->req_inflight == 0 && u->rlen == 0;
+                       s->req_inflight == 0 && u->rlen == 0 && !s->up_eof;
         s->up = NULL;
         u->stream = NULL;
         gh_pool_t *p = u->pool;
@@ -532,7 +536,10 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
 
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
 {
-    if (s->num_hdr_drop >= sizeof(s->hdr_drop) / sizeof(s->hdr_drop[0]))
+    if (s->num_hdr_drop >= GH_MAX_HDR_DROP)
+        return -1;
+    if (s->hdr_drop == NULL &&
+        (s->hdr_drop = gh_arena_alloc(&s->arena, GH_MAX_HDR_DROP * sizeof(*s->hdr_drop))) == NULL)
         return -1;
     char *copy = gh_arena_memdup(&s->arena, lower, len);
     if (copy == NULL)

@@ -75,11 +75,14 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     gh_router_on_read(u->stream, nread);
 }
 
+/* Reading stays on for the whole life of the connection, busy or idle,
+ * and stops only when the buffer is full (back-pressure) or at EOF: each
+ * stop and restart costs epoll_ctl calls, two or three per request. An
+ * idle connection's read callback treats any event as the end of it. */
 void gh_upconn_update_reading(gh_upconn_t *u)
 {
     gh_stream_t *s = u->stream;
-    int want = u->connected && !u->closing && s != NULL && u->rlen < u->rcap && !s->up_eof &&
-               !s->res_up_done;
+    int want = u->connected && !u->closing && u->rlen < u->rcap && (s == NULL || !s->up_eof);
     if (want && !u->reading) {
         if (uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_on_read) == 0)
             u->reading = 1;
@@ -127,8 +130,6 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
         p->idle = u->next_idle;
         u->next_idle = NULL;
         gh_pool_idle_add(p, -1);
-        uv_read_stop((uv_stream_t *)&u->tcp);
-        u->reading = 0;
         uv_timer_stop(&u->timer);
         u->reused = 1;
         return u;
@@ -175,13 +176,6 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
     return u;
 }
 
-static void idle_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    if (nread != 0)
-        gh_upconn_close(h->data);
-}
-
 void gh_upconn_release(gh_upconn_t *u, int reusable)
 {
     gh_pool_t *p = u->pool;
@@ -200,10 +194,7 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
     u->next_idle = p->idle;
     p->idle = u;
     gh_pool_idle_add(p, 1);
-    if (u->reading)
-        uv_read_stop((uv_stream_t *)&u->tcp);
-    u->reading = 0;
-    uv_read_start((uv_stream_t *)&u->tcp, up_alloc, idle_read);
+    gh_upconn_update_reading(u);
     uv_timer_start(&u->timer, up_on_timer, p->cluster->idle_timeout_ms, 0);
 }
 

@@ -417,6 +417,8 @@ void gh_worker_dispose(gh_worker_t *w)
     if (w->alog.buf != NULL)
         gh_access_log_flush(&w->alog);
     free(w->alog.buf);
+    for (unsigned i = 0; i < w->num_rbuf_free; i++)
+        free(w->rbuf_free[i]);
     free(w->hdrs);
     if (w->md != NULL)
         pcre2_match_data_free(w->md);

@@ -155,3 +155,45 @@ def test_unknown_algorithm_refused(gatehouse, upstream):
     up = upstream()
     g = start(gatehouse, up, {"corp": provider(keys=[rsa])})
     expect_invalid(get(g, "/echo", mint(k)))
+
+
+def test_encryption_keys_not_used_for_signatures(gatehouse, upstream):
+    """RFC 7517 section 4.2/4.3: a key marked "use": "enc" (or whose key_ops
+    do not include "verify") is not a signature key."""
+    import json
+
+    enc = rsa_key(kid="rsa-enc", alg=None, slot="rsa-enc")
+    ops = ec_key("P-256", kid="ec-ops", slot="ec-ops")
+    sig = rsa_key()
+    keys = [dict(enc.jwk(), use="enc"), dict(ops.jwk(), key_ops=["encrypt", "wrapKey"]), sig.jwk(use="sig")]
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(jwks={"inline": json.dumps({"keys": keys})})})
+    expect_ok(get(g, "/echo", mint(sig)))
+    r = get(g, "/echo", mint(enc, alg="RS256"))
+    assert r.status == 401, f'token verified with a "use": "enc" key: {r.status}'
+    r = get(g, "/echo", mint(ops))
+    assert r.status == 401, f'token verified with a key whose key_ops lack "verify": {r.status}'
+
+
+def test_rsa_key_labelled_hs256_is_not_an_hmac_secret(gatehouse, upstream):
+    """A JWKS that (wrongly) labels an RSA key "alg": "HS256": the key still
+    never becomes an HMAC secret, with or without allow_symmetric."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    from jwt_util import claims, hs_sign, raw_token
+
+    k = rsa_key(kid="rsa-hs", slot="rsa-hs")
+    jwk = dict(k.jwk(with_alg=False), alg="HS256")
+    for sym in (False, True):
+        up = upstream()
+        g = start(gatehouse, up, {"corp": provider(jwks={"inline": json.dumps({"keys": [jwk, rsa_key().jwk()]})},
+                                                   allow_symmetric=sym)})
+        expect_ok(get(g, "/echo", mint(rsa_key())))
+        for secret in (k.public_pem(), json.dumps(jwk).encode(),
+                       k.public.public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)):
+            tok = raw_token({"alg": "HS256", "kid": "rsa-hs"}, claims(), hs_sign(secret))
+            r = get(g, "/echo", tok)
+            assert r.status == 401, f"allow_symmetric={sym}: {r.status}"

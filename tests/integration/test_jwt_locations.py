@@ -280,3 +280,82 @@ def test_principal_in_access_log(gatehouse, upstream, tmp_path):
     assert by["n=2"].get("principal") == "erin@example.com", by["n=2"]
     assert by["n=3"].get("principal") in (None, "", "-"), by["n=3"]
     assert tok.split(".")[2] not in log.read_text()
+
+
+def test_same_issuer_disjoint_audiences(gatehouse, upstream):
+    """Two providers may share an issuer when their audiences do not overlap
+    (only overlapping ones are a config error); the token then belongs to
+    the one whose audience it names, whatever the config order."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {
+        "orders": provider(keys=[rsa], audiences=["orders"], claims_to_headers={"aud": "x-aud"}),
+        "billing": provider(keys=[rsa], audiences=["billing"], claims_to_headers={"aud": "x-aud"}),
+    }, routes=[route("any", "/", {"any": ["orders", "billing"]})])
+    h = seen(expect_ok(get(g, "/x", mint(rsa, aud="orders"))))
+    assert hdr(h, "x-aud") == ["orders"], h
+    r = get(g, "/x", mint(rsa, aud="billing"))
+    assert r.status == 200, (f"token for the second provider with the same issuer: {r.status} "
+                             f"{r.header('www-authenticate')}")
+    expect_invalid(get(g, "/x", mint(rsa, aud="payments")), "audience")
+
+
+def test_custom_realm(gatehouse, upstream):
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], realm="orders-api")})
+    expect_missing(get(g, "/echo"), realm="orders-api")
+    r = get(g, "/echo", "junk.junk.junk")
+    expect_invalid(r)
+    assert 'realm="orders-api"' in r.header("www-authenticate"), r.headers
+
+
+def test_small_or_disabled_cache(gatehouse, upstream):
+    """cache_entries 0 (no cache) and 1 (constant eviction): every token is
+    still judged correctly."""
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {
+        "none": provider(keys=[rsa], audiences=["none"], cache_entries=0, claims_to_headers={"sub": "x-user"}),
+        "one": provider(keys=[rsa], audiences=["one"], cache_entries=1, claims_to_headers={"sub": "x-user"}),
+    }, routes=[route("none", "/none", "none"), route("one", "/one", "one")])
+    for name in ("none", "one"):
+        toks = [mint(rsa, aud=name, sub=f"u{i}") for i in range(5)]
+        for _ in range(3):
+            for i, t in enumerate(toks):
+                h = seen(expect_ok(get(g, f"/{name}", t)))
+                assert hdr(h, "x-user") == [f"u{i}"], h
+        bad = toks[0][:-6] + ("AAAAAA" if not toks[0].endswith("AAAAAA") else "BBBBBB")
+        expect_invalid(get(g, f"/{name}", bad))
+
+
+def test_query_token_never_logged(gatehouse, upstream, tmp_path):
+    """The issue: the reason, never the token, goes to the access log. A token
+    read from the query must not land in the log's query field."""
+    rsa = rsa_key()
+    log = tmp_path / "access.log"
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], **{"from": [{"query": "access_token"}]})},
+              access_log=log)
+    tok = mint(rsa, sub="frank")
+    expect_ok(get(g, f"/echo?n=1&access_token={tok}"))
+    expect_invalid(get(g, f"/echo?n=2&access_token={tok[:-10]}"))
+    wait_for(lambda: len(read_json_lines(log)) >= 2, 10, "2 log lines")
+    text = log.read_text()
+    assert tok.split(".")[2][:-10] not in text, f"the query token reached the access log: {text[:600]}"
+
+
+def test_forward_token_false_for_query_and_cookie(gatehouse, upstream):
+    """forward_token: false keeps the token from the upstream wherever it was
+    found: header, query parameter or cookie."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], forward_token=False, **{"from": FROM_ALL})})
+    tok = mint(rsa)
+    sig = tok.split(".")[2]
+    problems = []
+    for label, kw in (("query", dict(target=f"/echo?a=1&access_token={tok}")),
+                      ("cookie", dict(target="/echo", headers=[("Cookie", f"theme=dark; session={tok}")]))):
+        r = expect_ok(get(g, kw["target"], headers=kw.get("headers", ())))
+        e = echo_of(r)
+        if sig in e["target"] or any(sig in v for _, v in e["headers"]):
+            problems.append(f"{label}: upstream saw the token ({e['target'][:60]}..., "
+                            f"cookie={hdr(e['headers'], 'cookie')[:1]})")
+    assert not problems, "; ".join(problems)

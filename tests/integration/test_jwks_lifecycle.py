@@ -1,0 +1,405 @@
+"""Key sets over time: JWKS fetched from a URI (jwks_server.py, a process
+the tests rotate, break and take down), OpenID Connect discovery, a JWKS
+file that changes, /ready and the JWKS metrics, provider isolation, and the
+verified-token cache never outliving a removed key.
+
+Waits poll with deadlines; nothing asserts on durations. Counts of fetches
+are only compared where the configured intervals leave a wide margin."""
+
+import json
+import os
+import time
+
+from harness import free_port
+from jwt_util import (ISS, JwksServer, ec_key, expect_invalid, expect_ok, expect_unavailable, get, metric,
+                      mint, provider, route, rsa_key, start, wait_ready)
+from ops_util import admin_get, metrics, wait_for
+
+
+def k1():
+    return rsa_key(kid="k1", slot="life-1")
+
+
+def k2():
+    return rsa_key(kid="k2", slot="life-2")
+
+
+def k3():
+    return ec_key("P-256", kid="k3", slot="life-3")
+
+
+def jwks(*keys):
+    return {"keys": [k.jwk() for k in keys]}
+
+
+def uri_provider(srv_or_uri, **jw):
+    uri = srv_or_uri if isinstance(srv_or_uri, str) else srv_or_uri.uri
+    return provider(jwks={"uri": uri, **jw})
+
+
+def ready_doc(g):
+    r = admin_get(g.admin, "/ready")
+    try:
+        doc = json.loads(r.body)
+    except ValueError:
+        raise AssertionError(f"/ready body is not JSON: {r.status} {r.body!r}")
+    return r.status, doc
+
+
+def wait_status(g, token, status, target="/echo", timeout=10.0, what=None):
+    box = {}
+
+    def check():
+        r = get(g, target, token)
+        box["r"] = r
+        return r.status == status
+
+    try:
+        wait_for(check, timeout, what or f"{target} to answer {status}", interval=0.1)
+    except AssertionError as e:
+        r = box.get("r")
+        raise AssertionError(f"{e}; last answer {r.status if r else None} {r.body[:200] if r else b''!r}")
+    return box["r"]
+
+
+def wait_count(srv, n, timeout=10.0, key="jwks"):
+    return wait_for(lambda: srv.stats()[key] >= n, timeout, f"{n} {key} fetches (have {srv.stats()[key]})",
+                    interval=0.1)
+
+
+def fetches(g, outcome, prov="corp"):
+    return metric(g, "gatehouse_jwks_fetches_total", provider=prov, outcome=outcome)
+
+
+def test_uri_keys_load(gatehouse, upstream, tmp_path):
+    srv = JwksServer(tmp_path, jwks=jwks(k1(), k3()))
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv)}, admin=True, workers=2)
+        wait_ready(g)
+        expect_ok(get(g, "/echo", mint(k1())))
+        expect_ok(get(g, "/echo", mint(k3())))
+        expect_invalid(get(g, "/echo", mint(k2())), "unknown key")
+        m = metrics(g.admin)
+        assert m.value("gatehouse_jwks_fetches_total", provider="corp", outcome="ok") >= 1
+        assert m.value("gatehouse_jwks_fetches_total", provider="corp", outcome="failed") == 0
+        assert m.value("gatehouse_jwks_fetches_total", provider="corp", outcome="invalid") == 0
+        assert m.value("gatehouse_jwks_keys", provider="corp") == 2
+        assert m.value("gatehouse_jwks_age_seconds", provider="corp") >= 0
+        assert m.types.get("gatehouse_jwks_fetches_total") == "counter"
+        assert m.types.get("gatehouse_jwks_keys") == "gauge"
+        assert m.types.get("gatehouse_jwks_age_seconds") == "gauge"
+        # Fetched once (default refresh 5 m), shared by both workers and
+        # every request.
+        for i in range(20):
+            expect_ok(get(g, "/echo", mint(k1(), sub=f"u{i}")))
+        assert srv.stats()["jwks"] == 1, srv.stats()
+    finally:
+        srv.stop()
+
+
+def test_down_at_start_then_recovers(gatehouse, upstream, tmp_path):
+    port = free_port()
+    g = start(gatehouse, upstream(), {"corp": uri_provider(f"http://127.0.0.1:{port}/jwks.json")}, admin=True)
+    tok = mint(k1())
+    # No keys yet: 503 with a JSON body, not 401 (the caller did nothing wrong).
+    wait_for(lambda: fetches(g, "failed") >= 1, 10, "a failed fetch")
+    doc = expect_unavailable(get(g, "/echo", tok))
+    assert "corp" in json.dumps(doc) or "key" in json.dumps(doc).lower(), doc
+    status, rd = ready_doc(g)
+    assert status == 503, rd
+    assert "corp" in json.dumps(rd), f"/ready does not say which provider: {rd}"
+    assert fetches(g, "ok") == 0
+    srv = JwksServer(tmp_path, port=port, jwks=jwks(k1()))
+    try:
+        # Backoff starts at 1 s and doubles: within 15 s it must have retried.
+        wait_ready(g, timeout=20)
+        wait_status(g, tok, 200, timeout=5)
+        assert fetches(g, "ok") >= 1
+        status, rd = ready_doc(g)
+        assert status == 200, rd
+    finally:
+        srv.stop()
+
+
+def test_rotation_unknown_kid_triggers_refetch(gatehouse, upstream, tmp_path):
+    srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="5m",
+                                                               min_refresh_interval="1s")}, admin=True)
+        wait_ready(g)
+        expect_ok(get(g, "/echo", mint(k1())))
+        before = srv.stats()["jwks"]
+        srv.control(jwks=jwks(k1(), k2()))
+        # The first k2 tokens may be refused (unknown key) until the refetch
+        # they trigger lands; with a 5 m interval only the unknown kid can
+        # cause that refetch.
+        wait_status(g, mint(k2()), 200, timeout=10, what="k2 accepted after rotation")
+        assert srv.stats()["jwks"] > before
+        expect_ok(get(g, "/echo", mint(k1())))
+    finally:
+        srv.stop()
+
+
+def test_unknown_kid_refetch_is_rate_limited(gatehouse, upstream, tmp_path):
+    srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="10m",
+                                                               min_refresh_interval="5m")}, admin=True)
+        wait_ready(g)
+        n = srv.stats()["jwks"]
+        for i in range(40):
+            expect_invalid(get(g, "/echo", mint(k2(), kid=f"unknown-{i}")), "unknown key")
+        # Give a (wrong) refetch time to happen, then count: the last fetch
+        # was moments ago, far inside min_refresh_interval.
+        time.sleep(1.0)
+        assert srv.stats()["jwks"] == n, f"unknown kids caused {srv.stats()['jwks'] - n} refetches"
+    finally:
+        srv.stop()
+
+
+def test_removed_key_refused_after_refresh_despite_cache(gatehouse, upstream, tmp_path):
+    """A token verified (and cached) under a key that the JWKS then drops is
+    refused after the next refresh; two workers, so both caches count."""
+    srv = JwksServer(tmp_path, jwks=jwks(k1(), k2()))
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="1s",
+                                                               min_refresh_interval="1s")},
+                  admin=True, workers=2)
+        wait_ready(g)
+        t1, t2 = mint(k1(), sub="one"), mint(k2(), sub="two")
+        for _ in range(10):
+            expect_ok(get(g, "/echo", t2))
+            expect_ok(get(g, "/echo", t1))
+        srv.control(jwks=jwks(k1()))
+        wait_status(g, t2, 401, timeout=10, what="the k2 token refused after k2 left the JWKS")
+        for _ in range(10):
+            expect_invalid(get(g, "/echo", t2), "unknown key")
+            expect_ok(get(g, "/echo", t1))
+    finally:
+        srv.stop()
+
+
+def test_bad_fetches_keep_last_good_keys(gatehouse, upstream, tmp_path):
+    srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="1s",
+                                                               min_refresh_interval="1s")}, admin=True)
+        wait_ready(g)
+        tok = mint(k1())
+        expect_ok(get(g, "/echo", tok))
+        ok0 = fetches(g, "ok")
+        for mode, outcome in (("garbage", "invalid"), ("500", "failed"), ("invalid", "invalid")):
+            base = fetches(g, outcome)
+            srv.control(mode=mode)
+            wait_for(lambda: fetches(g, outcome) >= base + 2, 15, f"two {outcome} fetches in mode {mode}")
+            expect_ok(get(g, "/echo", tok))
+            expect_ok(get(g, "/echo", mint(k1(), sub=f"fresh-{mode}")))  # not just the cache
+            expect_invalid(get(g, "/echo", mint(k2())), "unknown key")
+            status, rd = ready_doc(g)
+            assert status == 200, f"/ready went to {status} after a bad fetch ({mode}): {rd}"
+            assert metric(g, "gatehouse_jwks_keys", provider="corp") == 1
+            # Two failures at >= 1 s apart since the last good load.
+            assert metric(g, "gatehouse_jwks_age_seconds", provider="corp") >= 1.0
+        # Killed outright: still the last good keys.
+        srv.kill()
+        base = fetches(g, "failed")
+        wait_for(lambda: fetches(g, "failed") >= base + 1, 15, "a failed fetch with the server down")
+        expect_ok(get(g, "/echo", mint(k1(), sub="after-kill")))
+        assert ready_doc(g)[0] == 200
+        assert fetches(g, "ok") >= ok0
+    finally:
+        srv.stop()
+
+
+def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
+    """Three providers fed by three servers, observed together:
+    long   refresh 1 s, max-age 3600, max 24 h  -> no refetch for a while
+    capped refresh 5 m, max-age 3600, max 1 s   -> refetches (upper bound)
+    short  refresh 5 m, max-age 1,    min 1 s   -> refetches (max-age honoured)
+    """
+    servers = {}
+    try:
+        issuers = {}
+        provs = {}
+        for name, max_age, jw in (("long", 3600, {"refresh_interval": "1s", "min_refresh_interval": "1s"}),
+                                  ("capped", 3600, {"refresh_interval": "5m", "min_refresh_interval": "1s",
+                                                    "max_refresh_interval": "1s"}),
+                                  ("short", 1, {"refresh_interval": "5m", "min_refresh_interval": "1s"})):
+            srv = JwksServer(tmp_path, jwks=jwks(k1()), max_age=max_age)
+            servers[name] = srv
+            issuers[name] = f"https://{name}.example.com"
+            provs[name] = provider(jwks={"uri": srv.uri, **jw}, issuer=issuers[name])
+        g = start(gatehouse, upstream(), provs, routes=[route(n, f"/{n}", n) for n in provs], admin=True)
+        wait_ready(g)
+        wait_count(servers["capped"], 3, timeout=15)
+        wait_count(servers["short"], 3, timeout=15)
+        # With a 1 s refresh_interval, "long" would have fetched about as
+        # often as the others; max-age 3600 held it at its first fetch.
+        assert servers["long"].stats()["jwks"] == 1, servers["long"].stats()
+        for n in provs:
+            expect_ok(get(g, f"/{n}", mint(k1(), iss=issuers[n])))
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def test_max_age_below_min_refresh_interval(gatehouse, upstream, tmp_path):
+    """max-age 0 does not make gatehouse hammer the server: the wait is at
+    least min_refresh_interval (5 s here, observed for about 2 s)."""
+    srv = JwksServer(tmp_path, jwks=jwks(k1()), max_age=0)
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="1s",
+                                                               min_refresh_interval="5s")}, admin=True)
+        wait_ready(g)
+        time.sleep(2.0)
+        assert srv.stats()["jwks"] == 1, srv.stats()
+        expect_ok(get(g, "/echo", mint(k1())))
+    finally:
+        srv.stop()
+
+
+def test_discovery(gatehouse, upstream, tmp_path):
+    keys_srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    meta = JwksServer(tmp_path, jwks=jwks(k2()))  # its own /jwks.json holds a different key
+    try:
+        meta.control(jwks_uri=keys_srv.uri)
+        issuer = meta.base
+        g = start(gatehouse, upstream(), {"corp": provider(issuer=issuer, jwks={"discovery": True})}, admin=True)
+        wait_ready(g)
+        expect_ok(get(g, "/echo", mint(k1(), iss=issuer)))
+        expect_invalid(get(g, "/echo", mint(k2(), iss=issuer)), "unknown key")
+        expect_invalid(get(g, "/echo", mint(k1())), "issuer")
+        assert meta.stats()["discovery"] >= 1
+        assert keys_srv.stats()["jwks"] >= 1
+        assert meta.stats()["jwks"] == 0, "the metadata's jwks_uri was not used"
+    finally:
+        keys_srv.stop()
+        meta.stop()
+
+
+def test_discovery_issuer_mismatch_never_loads(gatehouse, upstream, tmp_path):
+    """OIDC Discovery section 4.3: the metadata's issuer must equal ours, or
+    its keys are not ours."""
+    meta = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        meta.control(issuer="https://evil.example.com")
+        issuer = meta.base
+        g = start(gatehouse, upstream(), {"corp": provider(issuer=issuer, jwks={"discovery": True})}, admin=True)
+        wait_for(lambda: meta.stats()["discovery"] >= 1, 10, "a discovery fetch")
+        wait_for(lambda: fetches(g, "failed") + fetches(g, "invalid") >= 1, 10, "a failed discovery")
+        expect_unavailable(get(g, "/echo", mint(k1(), iss=issuer)))
+        assert meta.stats()["jwks"] == 0, "keys fetched although the issuer did not match"
+        status, doc = ready_doc(g)
+        assert status == 503, doc
+        assert "corp" in json.dumps(doc) and "issuer" in json.dumps(doc), doc
+        # Fixed metadata: keys load.
+        meta.control(issuer=issuer)
+        wait_ready(g, timeout=20)
+        expect_ok(get(g, "/echo", mint(k1(), iss=issuer)))
+    finally:
+        meta.stop()
+
+
+def evil_discovery(gatehouse, upstream, tmp_path, issuer):
+    meta = JwksServer(tmp_path, jwks=jwks(k1()))
+    meta.control(issuer=issuer)
+    g = start(gatehouse, upstream(), {"corp": provider(issuer=meta.base, jwks={"discovery": True})}, admin=True)
+    wait_for(lambda: fetches(g, "failed") + fetches(g, "invalid") >= 1, 10, "a failed discovery")
+    return meta, g
+
+
+def test_ready_reason_is_json_escaped(gatehouse, upstream, tmp_path):
+    """The not-ready reason quotes text from the network (here a metadata
+    issuer holding a double quote and a backslash); /ready must stay JSON."""
+    meta, g = evil_discovery(gatehouse, upstream, tmp_path, 'https://evil.example.com/"x\\y')
+    try:
+        r = admin_get(g.admin, "/ready")
+        assert r.status == 503, r
+        try:
+            doc = json.loads(r.body)
+        except ValueError:
+            raise AssertionError(f"/ready body is not valid JSON: {r.body!r}")
+        assert "corp" in json.dumps(doc), doc
+    finally:
+        meta.stop()
+
+
+def test_network_text_cannot_forge_log_lines(gatehouse, upstream, tmp_path):
+    """A newline in a metadata issuer must not start a new log line."""
+    meta, g = evil_discovery(gatehouse, upstream, tmp_path, "https://evil.example.com/\nFORGED-LOG-LINE error admin: x")
+    try:
+        wait_for(lambda: "evil.example.com" in g.stderr, 5, "the discovery error in the log")
+        forged = [l for l in g.stderr.splitlines() if l.startswith("FORGED-LOG-LINE")]
+        assert not forged, f"a newline from the network started a log line: {forged}"
+    finally:
+        meta.stop()
+
+
+def test_providers_isolated(gatehouse, upstream, tmp_path):
+    good = JwksServer(tmp_path, jwks=jwks(k1()))
+    bad = JwksServer(tmp_path, jwks=jwks(k1()))
+    bad.control(mode="garbage")
+    dead_port = free_port()
+    try:
+        provs = {
+            "good": provider(issuer="https://good.example.com", jwks={"uri": good.uri}),
+            "bad": provider(issuer="https://bad.example.com", jwks={"uri": bad.uri}),
+            "dead": provider(issuer="https://dead.example.com",
+                             jwks={"uri": f"http://127.0.0.1:{dead_port}/jwks.json"}),
+            "inline": provider(issuer="https://inline.example.com", keys=[k1()]),
+        }
+        g = start(gatehouse, upstream(), provs, routes=[route(n, f"/{n}", n) for n in provs], admin=True)
+        wait_for(lambda: fetches(g, "ok", "good") >= 1 and fetches(g, "invalid", "bad") >= 1
+                 and fetches(g, "failed", "dead") >= 1, 10, "first fetches of every provider")
+        tok = lambda n: mint(k1(), iss=f"https://{n}.example.com")  # noqa: E731
+        expect_ok(get(g, "/good", tok("good")))
+        expect_ok(get(g, "/inline", tok("inline")))
+        expect_unavailable(get(g, "/bad", tok("bad")))
+        expect_unavailable(get(g, "/dead", tok("dead")))
+        status, rd = ready_doc(g)
+        assert status == 503, rd
+        # The broken providers recover on their own.
+        bad.control(mode="ok")
+        wait_status(g, tok("bad"), 200, target="/bad", timeout=20)
+        expect_ok(get(g, "/good", tok("good")))
+    finally:
+        good.stop()
+        bad.stop()
+
+
+def write_atomic(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def test_file_jwks_reloaded(gatehouse, upstream, tmp_path):
+    path = tmp_path / "jwks.json"
+    write_atomic(path, json.dumps(jwks(k1())))
+    g = start(gatehouse, upstream(), {"corp": provider(jwks={"file": str(path)})}, admin=True)
+    wait_ready(g)
+    t1, t2 = mint(k1()), mint(k2())
+    expect_ok(get(g, "/echo", t1))
+    expect_invalid(get(g, "/echo", t2), "unknown key")
+    # Added key: picked up by the 1 s poll.
+    write_atomic(path, json.dumps(jwks(k1(), k2())))
+    wait_status(g, t2, 200, timeout=10, what="k2 accepted after the file gained it")
+    # Removed key: its (cached) token is refused after the reload.
+    for _ in range(5):
+        expect_ok(get(g, "/echo", t1))
+    write_atomic(path, json.dumps(jwks(k2())))
+    wait_status(g, t1, 401, timeout=10, what="k1 token refused after the file lost k1")
+    expect_ok(get(g, "/echo", t2))
+    # A broken file keeps the last good keys; so does a vanished one.
+    inv = fetches(g, "invalid")
+    write_atomic(path, "{ not json")
+    wait_for(lambda: fetches(g, "invalid") > inv, 10, "the broken file to be read")
+    expect_ok(get(g, "/echo", mint(k2(), sub="after-garbage")))
+    os.unlink(path)
+    time.sleep(1.5)
+    expect_ok(get(g, "/echo", mint(k2(), sub="after-unlink")))
+    # And it comes back.
+    write_atomic(path, json.dumps(jwks(k1(), k2())))
+    wait_status(g, t1, 200, timeout=10, what="k1 back after the file returned")
+    assert ready_doc(g)[0] == 200
