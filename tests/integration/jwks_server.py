@@ -12,7 +12,8 @@ Listens on 127.0.0.1 (port 0 picks one); writes the port and a newline to
   POST /control  JSON, every member optional:
        jwks      a new key set to serve (rotation)
        mode      "ok" | "garbage" (not JSON) | "invalid" (JSON, not a JWKS)
-                 | "500" | "empty" (200, no body)
+                 | "500" | "empty" (200, no body) | "huge" (2 MiB)
+                 | "hang" (headers, then no body for 20 s)
        max_age   seconds for Cache-Control: max-age, or null for none
        issuer    the issuer the metadata document names
        jwks_uri  the jwks_uri it names (default: this server's /jwks.json)
@@ -86,6 +87,17 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, '{"keys": "nope"}', extra=extra)
             if mode == "empty":
                 return self._send(200, "", extra=extra)
+            if mode == "huge":
+                pad = "x" * (2 * 1024 * 1024)
+                return self._send(200, '{"keys":[],"pad":"%s"}' % pad, extra=extra)
+            if mode == "hang":
+                # Headers sent, body never: the client's timeout must fire.
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.flush()
+                time.sleep(20)
+                return None
             return self._send(200, json.dumps(jwks), "application/jwk-set+json", extra)
         if path == "/.well-known/openid-configuration":
             with st.lock:

@@ -222,19 +222,25 @@ def route(name, prefix, authn=None, to="app", **kw):
     return r
 
 
-def start(gatehouse, up, providers, routes=None, admin=False, access_log=None, workers=1, authn="corp",
-          wait_keys=False):
-    """A gatehouse with the given providers ({name: provider dict}) and
-    routes (default: one catch-all route with authn). Returns it with
-    .admin set when admin is true."""
+def build_config(up, providers, routes=None, admin_port=None, access_log=None, authn="corp"):
+    """The config dict start() uses: one listener, cluster "app" on up."""
     if routes is None:
         routes = [route("all", "/", authn)]
     cfg = make_config([up], routes=routes)
     cfg["providers"] = {"jwt": providers}
-    if admin:
-        cfg["admin"] = admin_conf()
+    if admin_port:
+        cfg["admin"] = admin_conf(port=admin_port)
     if access_log:
         cfg["access_log"] = {"path": str(access_log)}
+    return cfg
+
+
+def start(gatehouse, up, providers, routes=None, admin=False, access_log=None, workers=1, authn="corp",
+          wait_keys=False):
+    """A gatehouse with the given providers ({name: provider dict}) and
+    routes (default: one catch-all route with authn). Returns it with
+    .admin set (the admin port) when admin is true, else None."""
+    cfg = build_config(up, providers, routes, free_port() if admin else None, access_log, authn)
     g = gatehouse(cfg, workers=workers)
     g.admin = None
     if admin:

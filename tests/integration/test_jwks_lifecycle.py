@@ -183,12 +183,14 @@ def test_bad_fetches_keep_last_good_keys(gatehouse, upstream, tmp_path):
     srv = JwksServer(tmp_path, jwks=jwks(k1()))
     try:
         g = start(gatehouse, upstream(), {"corp": uri_provider(srv, refresh_interval="1s",
-                                                               min_refresh_interval="1s")}, admin=True)
+                                                               min_refresh_interval="1s", timeout="1s")},
+                  admin=True)
         wait_ready(g)
         tok = mint(k1())
         expect_ok(get(g, "/echo", tok))
         ok0 = fetches(g, "ok")
-        for mode, outcome in (("garbage", "invalid"), ("500", "failed"), ("invalid", "invalid")):
+        for mode, outcome in (("garbage", "invalid"), ("500", "failed"), ("invalid", "invalid"),
+                              ("huge", "failed"), ("hang", "failed")):
             base = fetches(g, outcome)
             srv.control(mode=mode)
             wait_for(lambda: fetches(g, outcome) >= base + 2, 15, f"two {outcome} fetches in mode {mode}")
@@ -403,3 +405,44 @@ def test_file_jwks_reloaded(gatehouse, upstream, tmp_path):
     write_atomic(path, json.dumps(jwks(k1(), k2())))
     wait_status(g, t1, 200, timeout=10, what="k1 back after the file returned")
     assert ready_doc(g)[0] == 200
+
+
+def test_reload_swaps_inline_keys_and_drops_cached_tokens(gatehouse, upstream, tmp_path):
+    from jwt_util import build_config
+    from ops_util import config_text, write_config
+
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[k1()])}, admin=True)
+    t1 = mint(k1())
+    for _ in range(5):
+        expect_ok(get(g, "/echo", t1))  # cached
+    cfg = build_config(up, {"corp": provider(keys=[k2()])}, admin_port=g.admin)
+    write_config(g, config_text(g, cfg), "rename")
+    wait_for(lambda: metric(g, "gatehouse_config_generation") >= 2, 10, "the reload")
+    expect_ok(get(g, "/echo", mint(k2())))
+    expect_invalid(get(g, "/echo", t1), "unknown key")
+
+
+def test_reload_keeps_fetched_keys(gatehouse, upstream, tmp_path):
+    """A reload that keeps the provider keeps its keys: requests right after
+    it are answered with the keys already held, never 503."""
+    from jwt_util import build_config
+    from ops_util import config_text, write_config
+
+    srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        up = upstream()
+        p = {"corp": uri_provider(srv)}
+        g = start(gatehouse, up, p, admin=True)
+        wait_ready(g)
+        tok = mint(k1())
+        expect_ok(get(g, "/echo", tok))
+        srv.kill()  # from now on a refetch could only fail
+        cfg = build_config(up, p, routes=[route("all", "/", "corp"), route("x", "/x", None)], admin_port=g.admin)
+        write_config(g, config_text(g, cfg), "rename")
+        wait_for(lambda: metric(g, "gatehouse_config_generation") >= 2, 10, "the reload")
+        for i in range(10):
+            expect_ok(get(g, "/echo", mint(k1(), sub=f"after-reload-{i}")))
+        assert ready_doc(g)[0] == 200
+    finally:
+        srv.stop()

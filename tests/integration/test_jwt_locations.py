@@ -359,3 +359,27 @@ def test_forward_token_false_for_query_and_cookie(gatehouse, upstream):
             problems.append(f"{label}: upstream saw the token ({e['target'][:60]}..., "
                             f"cookie={hdr(e['headers'], 'cookie')[:1]})")
     assert not problems, "; ".join(problems)
+
+
+def test_identity_does_not_leak_across_keepalive_requests(gatehouse, upstream):
+    """Several requests on one connection: each gets only its own token's
+    identity headers, never the previous request's."""
+    from harness import RawConn
+
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], claims_to_headers={"sub": "x-user"},
+                                               payload_header="x-jwt-payload")},
+              routes=[route("opt", "/", {"optional": ["corp"]})])
+    with RawConn(g.port, timeout=5) as c:
+        plan = [("alice", mint(rsa, sub="alice")), (None, None), ("bob", mint(rsa, sub="bob")), (None, None),
+                ("alice", mint(rsa, sub="alice"))]
+        for who, tok in plan:
+            hs = [("Authorization", f"Bearer {tok}")] if tok else []
+            c.request("GET", "/echo", hs)
+            r = c.read_response()
+            h = seen(expect_ok(r))
+            assert hdr(h, "x-user") == ([who] if who else []), (who, h)
+            assert len(hdr(h, "x-jwt-payload")) == (1 if who else 0), (who, h)
+            if not who:
+                assert hdr(h, "authorization") == [], h
