@@ -513,7 +513,7 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
 /* Verifies tok for rt. Returns 0 (applied), or an HTTP status already
  * answered (401, 403, 503), or -1 when the token's issuer is not rt's. */
 static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
-                      int must_match_issuer)
+                      int must_match_issuer, int quiet)
 {
     const gh_jwt_provider_conf_t *p = rt->conf;
     uint64_t h = token_hash(w, f->p, f->n);
@@ -542,15 +542,15 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         return -1;
     }
     if (!(p->algorithms & (1u << (t.alg - 1)))) {
+        const char *name = gh_jwt_alg_name(t.alg);
         gh_jwt_dispose(&t);
-        refuse(s, rt, 401, "algorithm not allowed", gh_jwt_alg_name(t.alg));
+        refuse(s, rt, 401, "algorithm not allowed", name);
         return 401;
     }
     gh_jwks_t *keys = gh_keyring_get(rt->keyring);
     if (keys == NULL) {
-        const char *why = "keys not loaded yet";
-        gh_keyring_ready(rt->keyring, &why);
-        snprintf(detail, sizeof(detail), "provider '%s' has no keys yet", p->name);
+        snprintf(detail, sizeof(detail),
+                 "provider '%s' has no keys yet (see /ready and the log for why)", p->name);
         gh_jwt_dispose(&t);
         refuse(s, rt, 503, "keys unavailable", detail);
         return 503;
@@ -564,6 +564,12 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         rc = gh_jwt_check_claims(&t, &rt->policy, (int64_t)now, &reason, detail, sizeof(detail));
     if (rc < 0) {
         gh_jwt_dispose(&t);
+        /* Another provider with the same issuer may still take the token
+         * (different audiences or claims): let the caller try it. */
+        if (quiet && rc != -ENOMEM && reason != NULL &&
+            (rc == -EACCES || strcmp(reason, "wrong audience") == 0 ||
+             strcmp(reason, "wrong typ") == 0))
+            return -1;
         int status = rc == -EACCES ? 403 : rc == -ENOMEM ? 503 : 401;
         refuse(s, rt, status, reason ? reason : "invalid token", detail);
         return status;
@@ -637,6 +643,24 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (exempt(s, a))
         return GH_FILTER_CONTINUE;
+    /* Until a provider's keys first load its routes answer 503, token or
+     * not: the caller did nothing wrong (for any/optional, while none of
+     * the route's providers has keys; for all, while any lacks them). */
+    size_t unloaded = 0;
+    for (size_t i = 0; i < a->num_providers; i++)
+        if (gh_keyring_generation(fc->rt[i]->keyring) == 0)
+            unloaded++;
+    if (unloaded > 0 && (a->all || unloaded == a->num_providers)) {
+        char detail[256];
+        size_t i = 0;
+        while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
+            i++;
+        snprintf(detail, sizeof(detail),
+                 "provider '%s' has no keys yet (see /ready and the log for why)",
+                 a->providers[i]->name);
+        refuse(s, fc->rt[i], 503, "keys unavailable", detail);
+        return GH_FILTER_REPLIED;
+    }
     wstate_t *w = gh_stream_worker_state(s, &gh_authn_filter, wstate_new, wstate_free);
     if (w == NULL || w->verifier == NULL) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
@@ -653,7 +677,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
                 refuse(s, fc->rt[i], 401, n < 0 ? "multiple tokens" : "missing token", NULL);
                 return GH_FILTER_REPLIED;
             }
-            int r = verify_one(s, w, fc->rt[i], &f, 0);
+            int r = verify_one(s, w, fc->rt[i], &f, 0, 0);
             if (r != 0) {
                 if (r < 0)
                     refuse(s, fc->rt[i], 401, "wrong issuer", NULL);
@@ -684,16 +708,22 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         refuse(s, fc->rt[0], 401, "missing token", NULL);
         return GH_FILTER_REPLIED;
     }
-    int last = 401;
     for (size_t i = 0; i < a->num_providers; i++) {
-        int r = verify_one(s, w, fc->rt[i], &tok, 1);
+        /* A provider only takes a token from its own locations. */
+        found_t mine;
+        if (find_token(s, a->providers[i], &mine) != 1 || mine.n != tok.n ||
+            memcmp(mine.p, tok.p, tok.n) != 0)
+            continue;
+        int later_same_iss = 0;
+        for (size_t j = i + 1; j < a->num_providers; j++)
+            if (strcmp(a->providers[j]->issuer, a->providers[i]->issuer) == 0)
+                later_same_iss = 1;
+        int r = verify_one(s, w, fc->rt[i], &mine, 1, later_same_iss);
         if (r == 0)
             return GH_FILTER_CONTINUE;
         if (r > 0)
             return GH_FILTER_REPLIED;
-        last = r;
     }
-    (void)last;
     refuse(s, fc->rt[0], 401, "unknown issuer", NULL);
     return GH_FILTER_REPLIED;
 }

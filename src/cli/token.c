@@ -260,7 +260,9 @@ static int inspect(const opts_t *o)
     size_t len;
     char *doc = slurp(o->jwks, &len);
     char err[256];
-    gh_jwks_t *keys = doc ? gh_jwks_parse(doc, len, NULL, err, sizeof(err)) : NULL;
+    /* A local tool: a shared-secret set is the user's own file. */
+    gh_jwks_opts_t jo = {1};
+    gh_jwks_t *keys = doc ? gh_jwks_parse(doc, len, &jo, err, sizeof(err)) : NULL;
     free(doc);
     printf("checks:\n");
     if (keys == NULL) {

@@ -401,6 +401,31 @@ static int audiences_overlap(const gh_jwt_provider_conf_t *a, const gh_jwt_provi
     return 0;
 }
 
+/* A token in a query parameter would otherwise be written to the access
+ * log with the query: its parameter joins access_log.secret_query. */
+static int mask_query_tokens(const gh_yaml_doc_t *doc, gh_config_t *cfg,
+                             const gh_jwt_provider_conf_t *p)
+{
+    gh_access_log_conf_t *l = &cfg->access_log;
+    for (size_t i = 0; i < p->num_from; i++) {
+        if (p->from[i].kind != GH_TOKEN_FROM_QUERY)
+            continue;
+        int have = 0;
+        for (size_t j = 0; j < l->num_secret_query; j++)
+            have |= strcmp(l->secret_query[j], p->from[i].name) == 0;
+        if (have)
+            continue;
+        char **n = realloc(l->secret_query, (l->num_secret_query + 2) * sizeof(char *));
+        if (n == NULL)
+            return gh_yaml_oom(doc);
+        l->secret_query = n;
+        if ((n[l->num_secret_query] = strdup(p->from[i].name)) == NULL)
+            return gh_yaml_oom(doc);
+        l->num_secret_query++;
+    }
+    return 0;
+}
+
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg)
 {
@@ -422,7 +447,7 @@ int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *no
     for (const gh_yaml_node_t *k = jwt->head; k != NULL; k = k->next) {
         gh_jwt_provider_conf_t *p = &cfg->jwt_providers[cfg->num_jwt_providers];
         p->index = cfg->num_jwt_providers++;
-        if ((rc = parse_provider(doc, k, p)) != 0)
+        if ((rc = parse_provider(doc, k, p)) != 0 || (rc = mask_query_tokens(doc, cfg, p)) != 0)
             return rc;
         /* RFC 8725 section 3.8: the token's issuer picks the provider; two
          * providers that could both claim a token make that ambiguous. */

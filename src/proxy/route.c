@@ -83,7 +83,7 @@ static int query_match(gh_worker_t *w, const gh_route_t *r, const char *q, size_
     for (size_t i = 0; i < r->num_query; i++) {
         const gh_kvmatch_t *km = &r->query[i];
         int found = 0, ok = 0;
-        const char *p = q, *end = q + qn;
+        const char *p = q, *end = q != NULL ? q + qn : NULL;
         while (q != NULL && p < end && !ok) {
             const char *amp = memchr(p, '&', (size_t)(end - p));
             const char *pe = amp ? amp : end;

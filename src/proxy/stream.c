@@ -27,7 +27,7 @@ static void set_target_parts(gh_stream_t *s)
     /* absolute-form (RFC 9112 section 3.2.2): the authority replaces Host. */
     if (s->req.target_len > 7 && (strncasecmp(t, "http://", 7) == 0 ||
                                   (s->req.target_len > 8 && strncasecmp(t, "https://", 8) == 0))) {
-        const char *a = memchr(t, ':', s->req.target_len) + 3;
+        const char *a = (const char *)memchr(t, ':', s->req.target_len) + 3;
         const char *ae = a;
         while (ae < end && *ae != '/' && *ae != '?')
             ae++;

@@ -193,14 +193,15 @@ def test_bad_fetches_keep_last_good_keys(gatehouse, upstream, tmp_path):
                               ("huge", "failed"), ("hang", "failed")):
             base = fetches(g, outcome)
             srv.control(mode=mode)
-            wait_for(lambda: fetches(g, outcome) >= base + 2, 15, f"two {outcome} fetches in mode {mode}")
+            need = 1 if mode in ("huge", "hang") else 2
+            wait_for(lambda: fetches(g, outcome) >= base + need, 15, f"{need} {outcome} fetches in mode {mode}")
             expect_ok(get(g, "/echo", tok))
             expect_ok(get(g, "/echo", mint(k1(), sub=f"fresh-{mode}")))  # not just the cache
             expect_invalid(get(g, "/echo", mint(k2())), "unknown key")
             status, rd = ready_doc(g)
             assert status == 200, f"/ready went to {status} after a bad fetch ({mode}): {rd}"
             assert metric(g, "gatehouse_jwks_keys", provider="corp") == 1
-            # Two failures at >= 1 s apart since the last good load.
+            # At least two failures, >= 1 s apart, since the last good load.
             assert metric(g, "gatehouse_jwks_age_seconds", provider="corp") >= 1.0
         # Killed outright: still the last good keys.
         srv.kill()
