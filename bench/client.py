@@ -1,12 +1,19 @@
 #!/usr/bin/python3
 """Deterministic load helpers for bench/run. Standard library only.
 
-  client.py requests PORT N [CONNS]
+  client.py requests PORT N [CONNS] [--tokens FILE [--from K]]
       Sends exactly N `GET /` requests to 127.0.0.1:PORT over CONNS (default 4)
       persistent keep-alive connections, strictly one request in flight at a
       time (round-robin over the connections), so the proxy does the same work
       for every request whatever the timing. Exits 1 if any answer is not 200
       or a connection is closed early. Prints "ok N".
+      With --tokens, each request carries `Authorization: Bearer TOKEN`: a
+      FILE of one line repeats that token; otherwise request i sends line
+      K + i (from 0), each line once (exits 2 if FILE has too few lines).
+
+  client.py status PORT [TOKEN]
+      Sends one `GET /` (with `Authorization: Bearer TOKEN` when given) and
+      prints the answer's status code.
 
   client.py idle PORT COUNT
       Opens COUNT connections to 127.0.0.1:PORT, sends one `GET /` on each
@@ -19,6 +26,22 @@ import socket
 import sys
 
 REQ = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: gatehouse-bench\r\n\r\n"
+
+
+def req_with(token):
+    return REQ[:-2] + b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+
+
+def load_requests(path, first, n):
+    """The request bytes for --tokens: a list of n, or of 1 for a one-line file."""
+    with open(path) as f:
+        lines = [line.strip() for line in f if line.strip()]
+    if len(lines) == 1:
+        return [req_with(lines[0])]
+    if first + n > len(lines):
+        print(f"{path}: {len(lines)} tokens, {first + n} needed", file=sys.stderr)
+        sys.exit(2)
+    return [req_with(t) for t in lines[first:first + n]]
 
 
 class Conn:
@@ -68,12 +91,13 @@ def connect(port):
     return s
 
 
-def cmd_requests(port, n, nconns):
+def cmd_requests(port, n, nconns, reqs=None):
+    reqs = reqs or [REQ]
     conns = [Conn(connect(port)) for _ in range(nconns)]
     bad = 0
     for i in range(n):
         c = conns[i % nconns]
-        c.sock.sendall(REQ)
+        c.sock.sendall(reqs[i % len(reqs)])
         if read_response(c) != 200:
             bad += 1
     for c in conns:
@@ -140,9 +164,27 @@ def cmd_idle(port, count):
     return 0
 
 
+def cmd_status(port, token):
+    c = Conn(connect(port))
+    c.sock.sendall(req_with(token) if token else REQ)
+    print(read_response(c))
+    c.sock.close()
+    return 0
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "requests":
-        return cmd_requests(int(argv[1]), int(argv[2]), int(argv[3]) if len(argv) > 3 else 4)
+        opts = {}
+        while len(argv) >= 2 and argv[-2] in ("--tokens", "--from"):
+            opts[argv[-2]] = argv[-1]
+            argv = argv[:-2]
+        n = int(argv[2])
+        reqs = None
+        if "--tokens" in opts:
+            reqs = load_requests(opts["--tokens"], int(opts.get("--from", 0)), n)
+        return cmd_requests(int(argv[1]), n, int(argv[3]) if len(argv) > 3 else 4, reqs)
+    if len(argv) in (2, 3) and argv[0] == "status":
+        return cmd_status(int(argv[1]), argv[2] if len(argv) == 3 else None)
     if len(argv) == 3 and argv[0] == "idle":
         return cmd_idle(int(argv[1]), int(argv[2]))
     print(__doc__, file=sys.stderr)

@@ -3,6 +3,7 @@
 writes it to docs/performance.md between the bench markers, keeping every
 other line of that file. Standard library only."""
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -155,6 +156,108 @@ COLS = [("rps", "req/s"), ("p50", "p50"), ("p99", "p99"), ("cpu_us", "CPU µs/re
 RATIO_COLS = [c for c in COLS if c[0] != "cpu_busy"]
 
 
+JWT_CASES = [("rs-same", "RS256, same token"), ("rs-fresh", "RS256, fresh token"),
+             ("es-same", "ES256, same token"), ("es-fresh", "ES256, fresh token")]
+
+
+def jwt_metrics(r, a, case):
+    """metrics() of one JWT row: the keys jwt:CASE:* of a proxy's results."""
+    pre = f"jwt:{case}:"
+    sub = {k[len(pre):]: v for k, v in r.items() if k.startswith(pre)}
+    ja = copy.copy(a)
+    ja.rounds, ja.n1, ja.n2 = a.jwt_rounds, a.jwt_n1, a.jwt_n2
+    return metrics(sub, ja) if sub else {}
+
+
+def render_jwt(res, a, ms):
+    """The JWT table, its method, and (appended to notes/raw) its errors and figures."""
+    proxies = [p for p in a.jwt_proxies.split() if p in res]
+    L, notes, raw = [], [], []
+    if not proxies:
+        return L, notes, raw
+    jm = {p: {c: jwt_metrics(res[p], a, c) for c, _ in JWT_CASES} for p in proxies}
+    plain = ms.get("gatehouse", {}).get("instr")
+    L.append("")
+    L.append("JWT: the same proxies with a JWT check on the route (gatehouse: a provider with "
+             "`issuer`, `audiences` and a `jwks` file holding both keys, `cache_entries: 10000`; "
+             "HAProxy: `http_auth_bearer`, `jwt_header_query('$.alg')`, `jwt_verify` with the "
+             "public key PEM of that alg), in front of the same upstream. Ratios are of instr/req "
+             "(lower is better).")
+    L.append("")
+    L.append("| proxy | case | req/s | CPU µs/req | instr/req | ÷ HAProxy, same case | ÷ gatehouse plain |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for p in proxies:
+        for c, label in JWT_CASES:
+            m = jm[p][c]
+            hp = jm.get("haproxy", {}).get(c, {}).get("instr")
+            v = m.get("instr")
+            vs_hp = f"{v / hp:.2f}×" if v and hp else "–"
+            vs_plain = f"{v / plain:.2f}×" if p == "gatehouse" and v and plain else "–"
+            L.append(f"| {NAMES.get(p, p)} | {label} | {fmt('rps', m.get('rps'))} | "
+                     f"{fmt('cpu_us', m.get('cpu_us'))} | {fmt('instr', v)} | {vs_hp} | {vs_plain} |")
+    L.append("")
+    L.append("How the JWT figures are taken:")
+    L.append("")
+    L.append(f"- Keys: RSA 2048 (RS256, kid `rs`) and P-256 (ES256, kid `es`) made by `openssl genpkey` "
+             f"on every run; the JWKS by `gatehouse token jwks`; tokens minted by PyJWT "
+             f"(bench/tokens.py) with iss, aud, sub, iat, nbf, exp (+1 day), jti and scope: "
+             f"RS256 tokens are {a.jwt_len.get('rs', '?')} bytes, ES256 {a.jwt_len.get('es', '?')}. "
+             f"\"Same token\": one token on every request (gatehouse answers from its verified-token "
+             f"cache; HAProxy has none and verifies every time). \"Fresh token\": every token "
+             f"different (own jti and sub).")
+    L.append("- Before measuring, each proxy must pass a valid RS256 and ES256 token (200) and refuse a "
+             "token with its payload changed, one with its signature changed, one signed by another "
+             "key under the same kid, a request without a token, and an `alg: none` token (gatehouse "
+             "401, HAProxy 403); the bench leaves out a proxy that does not.")
+    L.append(f"- req/s, CPU µs/req: as above, one proxy process per proxy for all four rows, "
+             f"{a.jwt_rounds} wrk run{'s' if a.jwt_rounds != 1 else ''} of {a.duration} s per row"
+             f"{' (the best kept)' if a.jwt_rounds != 1 else ''}. Same token: `wrk -H 'Authorization: "
+             f"Bearer …'`; fresh token: `wrk -s bench/fresh.lua`, cycling through {a.jwt_pool:,} "
+             f"tokens per alg, each run starting where the last one stopped, so a token comes back only "
+             f"after {a.jwt_pool:,} others (gatehouse's cache of 16,384 entries, random eviction in "
+             f"4-way sets, then still holds about 1% of them).")
+    L.append(f"- instr/req: callgrind as above, one process per proxy, the four rows one after "
+             f"another, each: {a.jwt_warmup:,} warm-up requests, then {a.jwt_n1:,} and {a.jwt_n2:,}; "
+             f"(I({a.jwt_n2}) − I({a.jwt_n1})) ÷ {a.jwt_n2 - a.jwt_n1:,}. Fresh rows send "
+             f"{a.jwt_warmup + a.jwt_n1 + a.jwt_n2:,} distinct tokens, each once.")
+    L.append("- HAProxy's `jwt_verify` checks the signature only; gatehouse also checks iss, aud, exp, "
+             "nbf, iat and the key's alg and use, so it does more per fresh token.")
+    for p in proxies:
+        r = res[p]
+        for key in (p + "-jwt", p + "-jwt-cg"):
+            if res.get(key, {}).get("failed"):
+                notes.append(f"{NAMES.get(p, p)} (JWT): failed {'; '.join(res[key]['failed'])} (see bench output).")
+        bits = []
+        for c, label in JWT_CASES:
+            m = jm[p][c]
+            for w in m.get("rounds", []):
+                if w.get("non2xx"):
+                    notes.append(f"{NAMES.get(p, p)}, JWT {label}, round {w['round']}: wrk saw "
+                                 f"{w['non2xx']:,} non-2xx/3xx responses.")
+                se = w.get("socket_errors")
+                if se and any(se.values()):
+                    notes.append(f"{NAMES.get(p, p)}, JWT {label}, round {w['round']}: wrk socket errors: " +
+                                 ", ".join(f"{k} {v}" for k, v in se.items()) + ".")
+            if m.get("foreign") and max(m["foreign"]) > 0.05:
+                notes.append(f"{NAMES.get(p, p)}, JWT {label}: other processes took "
+                             f"{m['foreign'][0] * 100:.0f}% of CPU {a.proxy_cpu} and "
+                             f"{m['foreign'][1] * 100:.0f}% of CPU {a.load_cpu} during its best wrk run.")
+            pre = f"jwt:{c}:"
+            part = []
+            if m.get("rounds"):
+                part.append("req/s " + " / ".join(f"{w['rps']:,.0f}" if w.get("rps") else "–"
+                                                  for w in m["rounds"]))
+                if m.get("p99"):
+                    part.append(f"p50 {fmt_lat(m.get('p50'))} p99 {fmt_lat(m.get('p99'))}")
+            if pre + "instr_n1" in r:
+                part.append(f"I({a.jwt_n1})={int(r[pre + 'instr_n1']):,} I({a.jwt_n2})={int(r[pre + 'instr_n2']):,}")
+            if part:
+                bits.append(f"{c} " + ", ".join(part))
+        if bits:
+            raw.append(f"{NAMES.get(p, p)} JWT: " + "; ".join(bits))
+    return L, notes, raw
+
+
 def machine():
     model = "?"
     try:
@@ -196,6 +299,8 @@ def render(res, a):
                 v, b = ms[p].get(k), base.get(k)
                 cells.append(f"{v / b:.2f}×" if v is not None and b else "–")
             L.append(f"| {NAMES.get(p, p)} | " + " | ".join(cells) + " |")
+    jwt_lines, jwt_notes, jwt_raw = render_jwt(res, a, ms)
+    L.extend(jwt_lines)
     L.append("")
     L.append("How each figure is taken:")
     L.append("")
@@ -244,6 +349,7 @@ def render(res, a):
         if r.get("idle_failed") and int(r["idle_failed"]):
             notes.append(f"{NAMES.get(p, p)}: {r['idle_failed']} of {a.idle:,} idle connections failed "
                          f"(refused, closed or not 200).")
+    notes.extend(jwt_notes)
     if notes:
         L.append("")
         L.append("Errors and disturbances seen during the run:")
@@ -272,6 +378,7 @@ def render(res, a):
                         f"for {int(r['idle_held']):,} connections")
         if bits:
             raw.append(f"{NAMES.get(p, p)}: " + "; ".join(bits))
+    raw.extend(jwt_raw)
     if raw:
         L.append("")
         L.append("Raw: " + ". ".join(raw) + ".")
@@ -320,9 +427,22 @@ def main():
     ap.add_argument("--proxy-cpu", required=True)
     ap.add_argument("--load-cpu", required=True)
     ap.add_argument("--tools", default="")
+    ap.add_argument("--jwt-proxies", default="")
+    ap.add_argument("--jwt-rounds", type=int, default=1)
+    ap.add_argument("--jwt-n1", type=int, default=500)
+    ap.add_argument("--jwt-n2", type=int, default=2500)
+    ap.add_argument("--jwt-warmup", type=int, default=200)
+    ap.add_argument("--jwt-pool", type=int, default=0)
+    ap.add_argument("--jwt-dir", default="")
     a = ap.parse_args()
     if a.duration == int(a.duration):
         a.duration = int(a.duration)
+    a.jwt_len = {}
+    for alg in ("rs", "es"):
+        try:
+            a.jwt_len[alg] = len(open(os.path.join(a.jwt_dir, alg + "-same.txt")).read().strip())
+        except OSError:
+            pass
     section = render(load(a.results), a)
     sys.stdout.write(section)
     if a.out != "-":

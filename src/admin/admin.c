@@ -214,8 +214,22 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
                      (unsigned long long)gh_stats_generation());
             respond_json(c, 200, "OK", body, NULL, is_head);
         } else {
+            char esc[400];
+            size_t o = 0;
+            for (const char *p = why ? why : "starting"; *p && o + 7 < sizeof(esc); p++) {
+                unsigned char ch = (unsigned char)*p;
+                if (ch == '"' || ch == '\\') {
+                    esc[o++] = '\\';
+                    esc[o++] = (char)ch;
+                } else if (ch < 0x20 || ch >= 0x7f) {
+                    o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\u%04x", ch);
+                } else {
+                    esc[o++] = (char)ch;
+                }
+            }
+            esc[o] = '\0';
             snprintf(body, sizeof(body), "{\"status\":\"not_ready\",\"reasons\":[\"%s\"]}\n",
-                     why ? why : "starting");
+                     esc);
             respond_json(c, 503, "Service Unavailable", body, NULL, is_head);
         }
         return;

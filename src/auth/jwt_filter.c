@@ -481,6 +481,83 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
     return 0;
 }
 
+/* forward_token: false. The upstream gets the request without the token:
+ * the header goes, or the cookie is cut out of Cookie, or the parameter out
+ * of the query. */
+static void strip_token(gh_stream_t *s, const found_t *where)
+{
+    const gh_token_from_t *from = where->from;
+    if (from->kind == GH_TOKEN_FROM_HEADER) {
+        gh_stream_drop_header(s, from->name, from->name_len);
+        return;
+    }
+    if (from->kind == GH_TOKEN_FROM_COOKIE) {
+        /* Every Cookie field becomes one, without the token's pair. */
+        size_t cap = 1;
+        for (size_t i = 0; i < s->req.num_headers; i++)
+            if (GH_H1_NAME_IS(&s->req.headers[i], "cookie"))
+                cap += s->req.headers[i].value_len + 2;
+        char *out = gh_arena_alloc(&s->arena, cap);
+        size_t o = 0;
+        if (out == NULL)
+            return;
+        for (size_t i = 0; i < s->req.num_headers; i++) {
+            const gh_h1_header_t *h = &s->req.headers[i];
+            if (!GH_H1_NAME_IS(h, "cookie"))
+                continue;
+            const char *p = h->value, *end = h->value + h->value_len;
+            while (p < end) {
+                while (p < end && (*p == ' ' || *p == ';'))
+                    p++;
+                const char *semi = memchr(p, ';', (size_t)(end - p));
+                const char *e = semi ? semi : end;
+                const char *eq = memchr(p, '=', (size_t)(e - p));
+                int is_token = eq != NULL && (size_t)(eq - p) == from->name_len &&
+                               memcmp(p, from->name, from->name_len) == 0;
+                if (!is_token && e > p) {
+                    if (o > 0) {
+                        out[o++] = ';';
+                        out[o++] = ' ';
+                    }
+                    memcpy(out + o, p, (size_t)(e - p));
+                    o += (size_t)(e - p);
+                }
+                p = e;
+            }
+        }
+        gh_stream_drop_header(s, "cookie", 6);
+        if (o > 0)
+            gh_stream_add_header(s, "cookie", 6, out, o);
+        return;
+    }
+    /* Query: the path, then every parameter but the token's. */
+    size_t cap = s->path_len + s->query_len + 2;
+    char *t = gh_arena_alloc(&s->arena, cap);
+    if (t == NULL)
+        return;
+    memcpy(t, s->path, s->path_len);
+    size_t o = s->path_len;
+    const char *q = s->query, *end = q ? q + s->query_len : NULL;
+    int first = 1;
+    while (q != NULL && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ne = eq ? eq : pe;
+        int is_token =
+            (size_t)(ne - q) == from->name_len && memcmp(q, from->name, from->name_len) == 0;
+        if (!is_token && pe > q) {
+            t[o++] = first ? '?' : '&';
+            first = 0;
+            memcpy(t + o, q, (size_t)(pe - q));
+            o += (size_t)(pe - q);
+        }
+        q = pe + 1;
+    }
+    s->fwd_target = t;
+    s->fwd_target_len = o;
+}
+
 /* Applies a verified result to the stream. */
 static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
                   const found_t *where)
@@ -504,16 +581,27 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
         id->subject = e->sub ? gh_arena_memdup(&s->arena, e->sub, strlen(e->sub)) : NULL;
         id->scopes = e->scopes ? gh_arena_memdup(&s->arena, e->scopes, strlen(e->scopes)) : NULL;
     }
-    if (!rt->conf->forward_token && where->from != NULL &&
-        where->from->kind == GH_TOKEN_FROM_HEADER)
-        gh_stream_drop_header(s, where->from->name, where->from->name_len);
+    if (!rt->conf->forward_token && where->from != NULL)
+        strip_token(s, where);
     count(s, rt, "ok");
 }
 
+/* A refusal held back while another same-issuer provider may still take
+ * the token. */
+typedef struct {
+    int status; /* 0: none */
+    int rank;   /* higher is more telling */
+    const char *reason;
+    char detail[256];
+    gh_jwt_runtime_t *rt;
+} deferred_t;
+
 /* Verifies tok for rt. Returns 0 (applied), or an HTTP status already
- * answered (401, 403, 503), or -1 when the token's issuer is not rt's. */
+ * answered (401, 403, 503), or -1 when the token's issuer is not rt's or
+ * when a claims refusal went to *d (given when a later provider shares the
+ * issuer) instead of being answered. */
 static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
-                      int must_match_issuer, int quiet)
+                      int must_match_issuer, deferred_t *d)
 {
     const gh_jwt_provider_conf_t *p = rt->conf;
     uint64_t h = token_hash(w, f->p, f->n);
@@ -565,11 +653,22 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     if (rc < 0) {
         gh_jwt_dispose(&t);
         /* Another provider with the same issuer may still take the token
-         * (different audiences or claims): let the caller try it. */
-        if (quiet && rc != -ENOMEM && reason != NULL &&
+         * (different audiences or claims): hold the refusal back. The one
+         * that says the most wins: a missing claim from the provider whose
+         * audience matched beats another provider's "wrong audience". */
+        if (d != NULL && rc != -ENOMEM && reason != NULL &&
             (rc == -EACCES || strcmp(reason, "wrong audience") == 0 ||
-             strcmp(reason, "wrong typ") == 0))
+             strcmp(reason, "wrong typ") == 0)) {
+            int rank = rc == -EACCES ? 3 : strcmp(reason, "wrong audience") != 0 ? 2 : 1;
+            if (rank > d->rank) {
+                d->status = rc == -EACCES ? 403 : 401;
+                d->rank = rank;
+                d->reason = reason;
+                snprintf(d->detail, sizeof(d->detail), "%s", detail);
+                d->rt = rt;
+            }
             return -1;
+        }
         int status = rc == -EACCES ? 403 : rc == -ENOMEM ? 503 : 401;
         refuse(s, rt, status, reason ? reason : "invalid token", detail);
         return status;
@@ -677,7 +776,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
                 refuse(s, fc->rt[i], 401, n < 0 ? "multiple tokens" : "missing token", NULL);
                 return GH_FILTER_REPLIED;
             }
-            int r = verify_one(s, w, fc->rt[i], &f, 0, 0);
+            int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
             if (r != 0) {
                 if (r < 0)
                     refuse(s, fc->rt[i], 401, "wrong issuer", NULL);
@@ -690,6 +789,8 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* any / optional: one token; its issuer picks the provider (RFC 8725
      * section 3.8), tried in config order among providers that share it. */
     found_t tok = {NULL, 0, NULL};
+    deferred_t held;
+    memset(&held, 0, sizeof(held));
     for (size_t i = 0; i < a->num_providers; i++) {
         found_t f;
         int n = find_token(s, a->providers[i], &f);
@@ -714,17 +815,16 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (find_token(s, a->providers[i], &mine) != 1 || mine.n != tok.n ||
             memcmp(mine.p, tok.p, tok.n) != 0)
             continue;
-        int later_same_iss = 0;
-        for (size_t j = i + 1; j < a->num_providers; j++)
-            if (strcmp(a->providers[j]->issuer, a->providers[i]->issuer) == 0)
-                later_same_iss = 1;
-        int r = verify_one(s, w, fc->rt[i], &mine, 1, later_same_iss);
+        int r = verify_one(s, w, fc->rt[i], &mine, 1, &held);
         if (r == 0)
             return GH_FILTER_CONTINUE;
         if (r > 0)
             return GH_FILTER_REPLIED;
     }
-    refuse(s, fc->rt[0], 401, "unknown issuer", NULL);
+    if (held.status != 0)
+        refuse(s, held.rt, held.status, held.reason, held.detail);
+    else
+        refuse(s, fc->rt[0], 401, "unknown issuer", NULL);
     return GH_FILTER_REPLIED;
 }
 

@@ -130,6 +130,14 @@ static gh_jwt_signing_key_t *load_key(const char *path, gh_jwt_alg_t alg)
     if (alg >= GH_JWT_HS256 && alg <= GH_JWT_HS512) {
         while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
             len--;
+        /* RFC 7518 section 3.2: a key at least as long as the hash. */
+        size_t need = alg == GH_JWT_HS256 ? 32 : alg == GH_JWT_HS384 ? 48 : 64;
+        if (len < need) {
+            fprintf(stderr, "gatehouse token: %s: %s needs a secret of %zu bytes or more, not %zu\n",
+                    path, gh_jwt_alg_name(alg), need, len);
+            free(text);
+            return NULL;
+        }
         k = gh_jwt_signing_key_from_secret(text, len);
     } else if (len > 0 && text[0] == '{') {
         k = gh_jwt_signing_key_from_jwk(text, len, err, sizeof(err));

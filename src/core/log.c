@@ -27,6 +27,11 @@ void gh_log(gh_log_level_t level, const char *component, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);
+    /* Messages carry text from the network (a JWKS host's answer, a
+     * client's bytes): a control byte there must not start a forged line. */
+    for (char *c = line + n; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     /* One fputs per line: stdio locks the stream, so lines from workers
      * never interleave. */
     size_t len = strlen(line);

@@ -164,7 +164,8 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     conn_tokens_t ct;
     collect_connection_tokens(r->headers, r->num_headers, &ct);
 
-    size_t cap = r->method_len + r->target_len + 64 + heads_size(r->headers, r->num_headers) +
+    size_t cap = r->method_len + r->target_len + s->fwd_target_len + 64 +
+                 heads_size(r->headers, r->num_headers) +
                  sizeof(s->conn->peer) + s->host_len + sizeof(s->request_id) + 256 +
                  (s->traced ? 128 + GH_TRACESTATE_MAX : 0) + s->hdr_add_len;
     if (s->authority != NULL)
@@ -175,7 +176,9 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
 
     o = put(o, r->method, r->method_len);
     o = PUT_LIT(o, " ");
-    if (s->authority != NULL) { /* absolute-form becomes origin-form */
+    if (s->fwd_target != NULL) {
+        o = put(o, s->fwd_target, s->fwd_target_len);
+    } else if (s->authority != NULL) { /* absolute-form becomes origin-form */
         o = put(o, s->path, s->path_len);
         if (s->query != NULL) {
             o = PUT_LIT(o, "?");

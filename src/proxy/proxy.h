@@ -221,6 +221,8 @@ struct gh_stream_s {
     unsigned traced : 1;
 
     gh_identity_t identity;
+    const char *fwd_target; /* request-target to send instead of the client's, or NULL */
+    size_t fwd_target_len;
     char *hdr_add; /* lines "name: value\r\n" to add upstream, in the arena */
     size_t hdr_add_len, hdr_add_cap;
     struct gh_hdr_drop_s {

@@ -19,7 +19,6 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-import harness
 from harness import fetch, free_port, make_config
 from ops_util import admin_conf, admin_get, admin_port_of, metrics, wait_admin, wait_for
 

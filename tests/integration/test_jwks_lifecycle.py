@@ -11,7 +11,7 @@ import os
 import time
 
 from harness import free_port
-from jwt_util import (ISS, JwksServer, ec_key, expect_invalid, expect_ok, expect_unavailable, get, metric,
+from jwt_util import (JwksServer, ec_key, expect_invalid, expect_ok, expect_unavailable, get, metric,
                       mint, provider, route, rsa_key, start, wait_ready)
 from ops_util import admin_get, metrics, wait_for
 
@@ -105,6 +105,8 @@ def test_down_at_start_then_recovers(gatehouse, upstream, tmp_path):
     wait_for(lambda: fetches(g, "failed") >= 1, 10, "a failed fetch")
     doc = expect_unavailable(get(g, "/echo", tok))
     assert "corp" in json.dumps(doc) or "key" in json.dumps(doc).lower(), doc
+    # Without a token as well: the route cannot judge anything yet.
+    expect_unavailable(get(g, "/echo"))
     status, rd = ready_doc(g)
     assert status == 503, rd
     assert "corp" in json.dumps(rd), f"/ready does not say which provider: {rd}"
@@ -329,7 +331,8 @@ def test_ready_reason_is_json_escaped(gatehouse, upstream, tmp_path):
 
 def test_network_text_cannot_forge_log_lines(gatehouse, upstream, tmp_path):
     """A newline in a metadata issuer must not start a new log line."""
-    meta, g = evil_discovery(gatehouse, upstream, tmp_path, "https://evil.example.com/\nFORGED-LOG-LINE error admin: x")
+    meta, g = evil_discovery(gatehouse, upstream, tmp_path,
+                             "https://evil.example.com/\nFORGED-LOG-LINE error admin: x")
     try:
         wait_for(lambda: "evil.example.com" in g.stderr, 5, "the discovery error in the log")
         forged = [l for l in g.stderr.splitlines() if l.startswith("FORGED-LOG-LINE")]

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from jwt_util import (AUD, ISS, JwksServer, b64u, b64u_json, claims, ec_key, expect_forbidden,
-                      expect_invalid, expect_ok, get, hs_sign, jwks_text, metric, mint, oct_key, provider,
-                      raw_token, rs256_sig, rsa_key, start, www_auth)
+                      expect_invalid, expect_ok, get, hs_sign, metric, mint, oct_key, provider, raw_token,
+                      rs256_sig, rsa_key, start)
 from ops_util import read_json_lines, wait_for
 
 
@@ -68,7 +68,8 @@ def public_forms(key):
     pkcs1 = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
     der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return {"spki-pem": spki, "spki-pem-no-newline": spki.rstrip(b"\n"), "pkcs1-pem": pkcs1, "der": der,
-            "jwk-json": json.dumps(key.jwk()).encode(), "n-bytes": key.public.public_numbers().n.to_bytes(256, "big")}
+            "jwk-json": json.dumps(key.jwk()).encode(),
+            "n-bytes": key.public.public_numbers().n.to_bytes(256, "big")}
 
 
 @pytest.mark.parametrize("allow_symmetric", [False, True])
@@ -287,7 +288,8 @@ def test_malformed_base64_and_json(gatehouse, upstream):
             ('{"iss":"%s","aud":"%s","sub":"alice","sub":"admin","exp":%d}'
              % (ISS, AUD, int(time.time()) + 300)).encode()), sign),
         "duplicate alg": raw_token(b64u(b'{"alg":"RS256","alg":"none","kid":"rsa-1"}'), claims(), sign),
-        "standard base64 header": raw_token(std_b64({"alg": "RS256", "kid": "rsa-1", "x": "??>>"}), claims(), sign),
+        "standard base64 header": raw_token(std_b64({"alg": "RS256", "kid": "rsa-1", "x": "??>>"}), claims(),
+                                            sign),
         "whitespace inside": f"{h}.{p[:10]} {p[10:]}.{s}",
         "non-ASCII": f"{h}.{p}é.{s}",
     }
@@ -299,7 +301,8 @@ def test_malformed_base64_and_json(gatehouse, upstream):
     # A token with a huge kid or typ, and JSON nested deeply in the payload.
     deep = "[" * 5000 + "]" * 5000
     tok = raw_token({"alg": "RS256", "kid": "rsa-1"},
-                    b64u(('{"iss":"%s","aud":"%s","exp":%d,"x":%s}' % (ISS, AUD, time.time() + 300, deep)).encode()),
+                    b64u(('{"iss":"%s","aud":"%s","exp":%d,"x":%s}'
+                          % (ISS, AUD, time.time() + 300, deep)).encode()),
                     sign)
     r = get(g, "/echo", tok)
     assert r.status in (200, 401), r.status
@@ -477,7 +480,8 @@ def test_refusals_counted_and_logged_without_token(gatehouse, upstream, tmp_path
     rsa = rsa_key()
     up = upstream()
     log = tmp_path / "access.log"
-    g = start(gatehouse, up, {"corp": provider(keys=[rsa], required_claims=[{"claim": "scope", "contains": ["x"]}])},
+    p = provider(keys=[rsa], required_claims=[{"claim": "scope", "contains": ["x"]}])
+    g = start(gatehouse, up, {"corp": p},
               admin=True, access_log=log)
     expired = mint(rsa, payload=claims(now=int(time.time()) - 1000, ttl=60, scope="x"))
     noscope = mint(rsa, payload=claims(scope="y"))

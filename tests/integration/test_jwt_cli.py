@@ -121,14 +121,26 @@ def test_mint_claims_and_typ(tmp_path):
 
 
 def test_hmac_mint(tmp_path):
-    secret = b"0123456789abcdef0123456789abcdef-cli-secret"
+    secret = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"  # 512 bits
     sf = tmp_path / "secret.txt"
     sf.write_bytes(secret + b"\n")
     for alg in ("HS256", "HS384", "HS512"):
         rc, out, err = run("mint", "--key", str(sf), "--alg", alg, "--kid", "h1", "--iss", ISS, "--aud", AUD)
         assert rc == 0, err
-        c = pyjwt.decode(out.strip(), secret, algorithms=[alg], audience=AUD)
+        tok = out.strip()
+        c = pyjwt.decode(tok, secret, algorithms=[alg], audience=AUD)
         assert c["iss"] == ISS
+        # jwks prints the shared key as an oct JWK; inspect verifies with it.
+        rc, out, err = run("jwks", "--key", str(sf), "--alg", alg, "--kid", "h1")
+        assert rc == 0, err
+        jwk = json.loads(out)["keys"][0]
+        assert jwk["kty"] == "oct" and jwk.get("kid") == "h1", jwk
+        jf = tmp_path / f"hs-{alg}.json"
+        jf.write_text(out)
+        rc, out, err = run("inspect", "--jwks", str(jf), "--iss", ISS, "--aud", AUD, tok)
+        assert rc == 0, out + err
+        rc, out, err = run("inspect", "--jwks", str(jf), tok[:-4] + ("AAAA" if tok[-4:] != "AAAA" else "BBBB"))
+        assert rc == 1 and "signature" in out, out + err
 
 
 def test_served_by_gatehouse(gatehouse, upstream, tmp_path):
@@ -207,3 +219,23 @@ def test_usage_errors(tmp_path):
     assert rc == 2, (rc, err)
     rc, out, err = run("--help")
     assert rc == 0 and "mint" in out
+
+
+def test_hmac_secret_too_short_for_alg(tmp_path):
+    """RFC 7518 section 3.2: an HS384 key has at least 384 bits. The JWKS
+    loader drops shorter ones; mint should not sign tokens with a secret
+    that no gatehouse will verify (or, if it does, its own jwks/inspect
+    must agree)."""
+    sf = tmp_path / "short.txt"
+    sf.write_bytes(b"0123456789abcdef0123456789abcdef-cli-secret")  # 43 bytes = 344 bits
+    rc, out, err = run("mint", "--key", str(sf), "--alg", "HS512", "--kid", "h1", "--iss", ISS)
+    if rc != 0:
+        assert out.strip() == "" and err.strip(), (rc, out, err)
+        return
+    tok = out.strip()
+    rc, jw, err = run("jwks", "--key", str(sf), "--alg", "HS512", "--kid", "h1")
+    jf = tmp_path / "short.json"
+    jf.write_text(jw)
+    rc, out, err = run("inspect", "--jwks", str(jf), "--iss", ISS, tok)
+    assert rc == 0, ("mint signed with a 344-bit HS512 secret, but inspect with the JWKS printed "
+                     f"for the same secret refuses it:\n{out}{err}")

@@ -383,3 +383,20 @@ def test_identity_does_not_leak_across_keepalive_requests(gatehouse, upstream):
             assert len(hdr(h, "x-jwt-payload")) == (1 if who else 0), (who, h)
             if not who:
                 assert hdr(h, "authorization") == [], h
+
+
+def test_same_issuer_refusal_comes_from_the_matching_provider(gatehouse, upstream):
+    """Same issuer, disjoint audiences, the first provider requires a scope:
+    a token for the first provider's audience that lacks the scope is that
+    provider's 403 insufficient_scope, not the second provider's "wrong
+    audience" 401 (the token is plainly not for the second one)."""
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {
+        "orders": provider(keys=[rsa], audiences=["orders"],
+                           required_claims=[{"claim": "scope", "contains": ["orders.read"]}]),
+        "billing": provider(keys=[rsa], audiences=["billing"]),
+    }, routes=[route("any", "/", {"any": ["orders", "billing"]})])
+    expect_ok(get(g, "/x", mint(rsa, aud="orders", scope="orders.read")))
+    expect_ok(get(g, "/x", mint(rsa, aud="billing")))
+    from jwt_util import expect_forbidden
+    expect_forbidden(get(g, "/x", mint(rsa, aud="orders", scope="profile")), scope="orders.read")
