@@ -209,19 +209,22 @@ def render_jwt(res, a, ms):
              "token with its payload changed, one with its signature changed, one signed by another "
              "key under the same kid, a request without a token, and an `alg: none` token (gatehouse "
              "401, HAProxy 403); the bench leaves out a proxy that does not.")
-    L.append(f"- req/s, CPU µs/req: as above, one proxy process per proxy for all four rows, "
+    L.append(f"- req/s, CPU µs/req: as in the first table, one proxy process per proxy for all four rows, "
              f"{a.jwt_rounds} wrk run{'s' if a.jwt_rounds != 1 else ''} of {a.duration} s per row"
              f"{' (the best kept)' if a.jwt_rounds != 1 else ''}. Same token: `wrk -H 'Authorization: "
              f"Bearer …'`; fresh token: `wrk -s bench/fresh.lua`, cycling through {a.jwt_pool:,} "
              f"tokens per alg, each run starting where the last one stopped, so a token comes back only "
-             f"after {a.jwt_pool:,} others (gatehouse's cache of 16,384 entries, random eviction in "
-             f"4-way sets, then still holds about 1% of them).")
-    L.append(f"- instr/req: callgrind as above, one process per proxy, the four rows one after "
+             f"after {a.jwt_pool:,} others, when gatehouse's cache (16,384 entries, random eviction in "
+             f"4-way sets) has nearly always dropped it" +
+             (" (a simulation of that cache gives under 0.5% hits)." if a.jwt_pool >= 100000 else
+              f" (with fewer than 100,000 tokens, a few percent of gatehouse's answers may come from "
+              f"its cache)."))
+    L.append(f"- instr/req: callgrind as in the first table, one process per proxy, the four rows one after "
              f"another, each: {a.jwt_warmup:,} warm-up requests, then {a.jwt_n1:,} and {a.jwt_n2:,}; "
              f"(I({a.jwt_n2}) − I({a.jwt_n1})) ÷ {a.jwt_n2 - a.jwt_n1:,}. Fresh rows send "
              f"{a.jwt_warmup + a.jwt_n1 + a.jwt_n2:,} distinct tokens, each once.")
     L.append("- HAProxy's `jwt_verify` checks the signature only; gatehouse also checks iss, aud, exp, "
-             "nbf, iat and the key's alg and use, so it does more per fresh token.")
+             "nbf and iat, and that the key fits the token's alg, so it does more per fresh token.")
     for p in proxies:
         r = res[p]
         for key in (p + "-jwt", p + "-jwt-cg"):
@@ -299,8 +302,6 @@ def render(res, a):
                 v, b = ms[p].get(k), base.get(k)
                 cells.append(f"{v / b:.2f}×" if v is not None and b else "–")
             L.append(f"| {NAMES.get(p, p)} | " + " | ".join(cells) + " |")
-    jwt_lines, jwt_notes, jwt_raw = render_jwt(res, a, ms)
-    L.extend(jwt_lines)
     L.append("")
     L.append("How each figure is taken:")
     L.append("")
@@ -326,6 +327,8 @@ def render(res, a):
              f"request, sit idle ÷ the connections held. nginx and HAProxy size some per-connection "
              f"tables up front from worker_connections / maxconn, so part of their cost is in peak RSS "
              f"rather than here.")
+    jwt_lines, jwt_notes, jwt_raw = render_jwt(res, a, ms)
+    L.extend(jwt_lines)
     L.append("")
     L.append("Versions: " + "; ".join(res[p].get("version", p) for p in proxies) + f"; tools: {a.tools}.")
     notes = []

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import harness
-from harness import RawConn, free_port, to_yaml
+from harness import free_port, to_yaml
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,7 +3,6 @@ field selection; secrets (Authorization, cookies, secret query values) never
 written; request_id equals the upstream's x-request-id; SIGUSR1 reopens the
 file for rotation."""
 
-import json
 import os
 import re
 import signal
@@ -279,7 +278,7 @@ def test_stdout_sigusr1_harmless(gatehouse, tmp_path):
 
 
 def test_reload_changes_fields(gatehouse, upstream, tmp_path):
-    from ops_util import config_text, write_config
+    from ops_util import write_config
     up = upstream()
     g = start(gatehouse, tmp_path, up)
     fetch(g.port, "GET", "/echo?id=1")

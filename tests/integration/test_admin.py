@@ -4,7 +4,6 @@ address without a token."""
 
 import json
 import subprocess
-import threading
 
 import pytest
 

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from harness import RawConn, fetch, free_port, make_config
-from ops_util import (Collector, admin_conf, admin_port_of, attrs, metrics, read_json_lines,
-                      wait_for, wait_lines)
+from ops_util import (Collector, admin_conf, admin_port_of, attrs, metrics, wait_for,
+                      wait_lines)
 
 TP = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
@@ -332,7 +332,7 @@ def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
 def test_many_reloads_changing_tracing(gatehouse, upstream, collector):
     """Tracing keeps working after many reloads that each change the tracing
     section (every change builds a new exporter; none may run out)."""
-    from ops_util import config_text, sighup, wait_metric, write_config
+    from ops_util import config_text, sighup, write_config
     up = upstream()
     col = collector()
     cfg = make_config([up])
