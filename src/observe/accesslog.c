@@ -169,10 +169,31 @@ static void ms(w_t *w, uint64_t us)
     raw(w, b, (size_t)n);
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Names are compared percent-decoded (and '+' as space), the way the
+ * application reads them: "api%5Fkey" is api_key. */
 static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t n)
 {
+    char dec[256];
+    size_t d = 0;
+    for (size_t i = 0; i < n && d < sizeof(dec); i++) {
+        if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 &&
+            hexval(name[i + 2]) >= 0) {
+            dec[d++] = (char)(hexval(name[i + 1]) * 16 + hexval(name[i + 2]));
+            i += 2;
+        } else {
+            dec[d++] = name[i] == '+' ? ' ' : name[i];
+        }
+    }
     for (size_t i = 0; i < conf->num_secret_query; i++)
-        if (strlen(conf->secret_query[i]) == n && memcmp(conf->secret_query[i], name, n) == 0)
+        if (strlen(conf->secret_query[i]) == d && memcmp(conf->secret_query[i], dec, d) == 0)
             return 1;
     return 0;
 }
