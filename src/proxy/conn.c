@@ -8,6 +8,7 @@
  * for free and answers requests in order (RFC 9112 section 9.3.2).
  */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,14 +84,15 @@ void gh_conn_close(gh_conn_t *c)
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     c->state = GH_CONN_CLOSING;
-    uv_timer_stop(&c->timer);
+    gh_deadline_stop(&c->dl);
     uv_close((uv_handle_t *)&c->tcp, conn_on_close);
-    uv_close((uv_handle_t *)&c->timer, conn_on_close);
 }
 
-static void linger_timeout(uv_timer_t *t)
+#define CONN_OF(d) ((gh_conn_t *)((char *)(d)-offsetof(gh_conn_t, dl)))
+
+static void linger_timeout(gh_deadline_t *d)
 {
-    gh_conn_t *c = t->data;
+    gh_conn_t *c = CONN_OF(d);
     gh_conn_close(c);
 }
 
@@ -125,7 +127,7 @@ static void linger_shutdown(uv_shutdown_t *req, int status)
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
     uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read);
-    uv_timer_start(&c->timer, linger_timeout, LINGER_MS, 0);
+    gh_deadline_start(&c->worker->deadlines, &c->dl, LINGER_MS, linger_timeout);
 }
 
 /* Closing after a response that told the client "connection: close" while
@@ -137,7 +139,7 @@ static void linger_close(gh_conn_t *c)
 {
     uv_shutdown_t *req = malloc(sizeof(*req));
     c->state = GH_CONN_CLOSING;
-    uv_timer_stop(&c->timer);
+    gh_deadline_stop(&c->dl);
     if (req == NULL) {
         gh_conn_close(c);
         return;
@@ -174,9 +176,9 @@ void gh_conn_update_reading(gh_conn_t *c)
     }
 }
 
-static void conn_timeout(uv_timer_t *t)
+static void conn_timeout(gh_deadline_t *d)
 {
-    gh_conn_t *c = t->data;
+    gh_conn_t *c = CONN_OF(d);
     if (c->state == GH_CONN_HEAD) {
         if (c->rlen == 0) {
             gh_conn_close(c); /* idle keep-alive connection */
@@ -208,7 +210,7 @@ void gh_conn_arm_timer(gh_conn_t *c)
         ms = c->rlen == 0 ? l->idle_timeout_ms : l->header_timeout_ms;
     else
         ms = l->body_timeout_ms;
-    uv_timer_start(&c->timer, conn_timeout, ms, 0);
+    gh_deadline_start(&c->worker->deadlines, &c->dl, ms, conn_timeout);
 }
 
 static void reply_and_close(gh_conn_t *c, int status, const char *code, const char *detail)
@@ -222,7 +224,7 @@ static void reply_and_close(gh_conn_t *c, int status, const char *code, const ch
     }
     c->wbuf = buf;
     c->state = GH_CONN_CLOSING;
-    uv_timer_stop(&c->timer);
+    gh_deadline_stop(&c->dl);
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
     gh_conn_write(c, &b, 1);
 }
@@ -338,9 +340,47 @@ static void conn_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     gh_conn_process(c);
 }
 
+/* Write requests live only while a write is in flight: an idle
+ * connection does not carry them. */
+static uv_write_t *wreq_take(gh_worker_t *w)
+{
+    if (w->num_wreq_free > 0)
+        return w->wreq_free[--w->num_wreq_free];
+    return malloc(sizeof(uv_write_t));
+}
+
+static void wreq_give(gh_worker_t *w, uv_write_t *req)
+{
+    if (w->num_wreq_free < sizeof(w->wreq_free) / sizeof(w->wreq_free[0]))
+        w->wreq_free[w->num_wreq_free++] = req;
+    else
+        free(req);
+}
+
+static void aside_written(uv_write_t *req, int status)
+{
+    gh_conn_t *c = req->data;
+    (void)status; /* a failure shows up on the response write too */
+    wreq_give(c->worker, req);
+}
+
+int gh_conn_write_aside(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
+{
+    uv_write_t *req = wreq_take(c->worker);
+    if (req == NULL)
+        return -1;
+    req->data = c;
+    if (uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, aside_written) < 0) {
+        wreq_give(c->worker, req);
+        return -1;
+    }
+    return 0;
+}
+
 static void conn_on_write(uv_write_t *req, int status)
 {
     gh_conn_t *c = req->data;
+    wreq_give(c->worker, req);
     c->wpending = 0;
     free(c->wbuf);
     c->wbuf = NULL;
@@ -362,10 +402,16 @@ void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
     if (c->stream != NULL)
         for (unsigned i = 0; i < nbufs; i++)
             c->stream->bytes_out += bufs[i].len;
-    c->wreq.data = c;
-    c->wpending = 1;
-    int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
+    uv_write_t *req = wreq_take(c->worker);
+    int r = UV_ENOMEM;
+    if (req != NULL) {
+        req->data = c;
+        c->wpending = 1;
+        r = uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
+    }
     if (r < 0) {
+        if (req != NULL)
+            wreq_give(c->worker, req);
         c->wpending = 0;
         free(c->wbuf);
         c->wbuf = NULL;
@@ -455,10 +501,8 @@ void gh_conn_accept(gh_listener_t *l)
     }
     c->id = ++w->next_conn_id;
     c->tcp.data = c;
-    c->timer.data = c;
     uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
-    c->handles_open = 2;
+    c->handles_open = 1;
     w->num_conns++;
     c->next = w->conns;
     if (w->conns != NULL)

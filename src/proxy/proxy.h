@@ -23,6 +23,7 @@
 
 #include <gatehouse/arena.h>
 #include <gatehouse/config.h>
+#include <gatehouse/deadline.h>
 #include <gatehouse/filter.h>
 #include <gatehouse/h1.h>
 #include <gatehouse/metrics.h>
@@ -106,7 +107,11 @@ struct gh_worker_s {
      * connection holds no buffer, so 10,000 of them cost their structs. */
     char *rbuf_free[64];
     unsigned num_rbuf_free;
+    /* Write requests of downstream writes, likewise lent per write. */
+    uv_write_t *wreq_free[64];
+    unsigned num_wreq_free;
     uv_timer_t drain_timer;
+    gh_deadlines_t deadlines; /* every connection's timeout */
     int stopping;
     int force;    /* drain deadline passed: close everything */
     int stop_req; /* set by the main thread, atomically: 1 drain, 2 force */
@@ -124,9 +129,7 @@ enum {
 struct gh_conn_s {
     uv_tcp_t tcp;
     gh_conn_t *prev, *next; /* the worker's list of connections */
-    uv_timer_t timer;
-    uv_write_t wreq;
-    uv_write_t creq; /* 100 Continue, apart from the response writes */
+    gh_deadline_t dl;
     gh_worker_t *worker;
     gh_wsnap_t *ws; /* reference: the view the next request uses */
     size_t li;      /* its listener's index in ws->snap */
@@ -143,14 +146,14 @@ struct gh_conn_s {
     unsigned peer_eof : 1;
     unsigned head_timer : 1;   /* the header timeout is running */
     unsigned retiring : 1;     /* its listener left the config: close after this request */
-    unsigned handles_open : 2; /* tcp and timer still to close */
-    char peer[64];             /* client address text, no port */
+    unsigned handles_open : 2; /* tcp still to close */
+    char peer[48];             /* client address text, no port (INET6_ADDRSTRLEN) */
 };
 
 struct gh_upconn_s {
     uv_tcp_t tcp;
     uv_connect_t creq;
-    uv_timer_t timer;
+    gh_deadline_t dl;
     uv_write_t wreq;
     gh_pool_t *pool;
     gh_cluster_stats_t *stats;
@@ -290,6 +293,8 @@ int gh_conn_take_current(gh_conn_t *c);
 void gh_conn_update_reading(gh_conn_t *c);
 void gh_conn_process(gh_conn_t *c);
 void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs);
+/* A write that is not part of the response (100 Continue): static bufs. */
+int gh_conn_write_aside(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs);
 void gh_conn_close(gh_conn_t *c);
 void gh_conn_finish(gh_conn_t *c);
 void gh_conn_arm_timer(gh_conn_t *c);

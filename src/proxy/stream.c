@@ -372,12 +372,6 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
 
 static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-static void continue_written(uv_write_t *req, int status)
-{
-    (void)req;
-    (void)status; /* a failure shows up on the response write too */
-}
-
 /* Sends the request head and whatever body bytes are buffered to the
  * upstream, one write at a time: while a write is under way the client's
  * read buffer is not compacted, and reading stops when it is full, which is
@@ -403,8 +397,7 @@ int gh_stream_pump_request(gh_stream_t *s)
             c->rlen == 0) {
             uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
             s->continue_sent = 1;
-            c->creq.data = c;
-            if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &cb, 1, continue_written) < 0) {
+            if (gh_conn_write_aside(c, &cb, 1) < 0) {
                 gh_stream_abort(s, "cannot write 100 Continue");
                 return -1;
             }

@@ -4,6 +4,7 @@
  * upstream closing it (or sending stray bytes) is noticed and the
  * connection dropped before a request is put on it.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,8 +43,8 @@ void gh_upconn_close(gh_upconn_t *u)
     u->closing = 1;
     u->stream = NULL;
     unlink_idle(u);
+    gh_deadline_stop(&u->dl);
     uv_close((uv_handle_t *)&u->tcp, up_on_close);
-    uv_close((uv_handle_t *)&u->timer, up_on_close);
 }
 
 static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -92,9 +93,11 @@ void gh_upconn_update_reading(gh_upconn_t *u)
     }
 }
 
-static void up_on_timer(uv_timer_t *t)
+#define UP_OF(d) ((gh_upconn_t *)((char *)(d)-offsetof(gh_upconn_t, dl)))
+
+static void up_on_timer(gh_deadline_t *d)
 {
-    gh_upconn_t *u = t->data;
+    gh_upconn_t *u = UP_OF(d);
     if (u->stream == NULL) {
         gh_upconn_close(u); /* idle timeout */
         return;
@@ -110,7 +113,7 @@ static void up_on_connect(uv_connect_t *req, int status)
     gh_upconn_t *u = req->data;
     if (u->closing)
         return;
-    uv_timer_stop(&u->timer);
+    gh_deadline_stop(&u->dl);
     if (u->stream == NULL) {
         gh_upconn_close(u);
         return;
@@ -130,7 +133,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
         p->idle = u->next_idle;
         u->next_idle = NULL;
         gh_pool_idle_add(p, -1);
-        uv_timer_stop(&u->timer);
+        gh_deadline_stop(&u->dl);
         u->reused = 1;
         return u;
     }
@@ -160,11 +163,9 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
         GH_STAT_INC(p->stats->conns_active);
     }
     u->tcp.data = u;
-    u->timer.data = u;
     u->creq.data = u;
     uv_tcp_init(&p->worker->loop, &u->tcp);
-    uv_timer_init(&p->worker->loop, &u->timer);
-    u->handles_open = 2;
+    u->handles_open = 1;
     int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->ep->addr,
                            up_on_connect);
     if (r < 0) {
@@ -172,7 +173,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
         gh_upconn_close(u);
         return NULL;
     }
-    uv_timer_start(&u->timer, up_on_timer, c->connect_timeout_ms, 0);
+    gh_deadline_start(&p->worker->deadlines, &u->dl, c->connect_timeout_ms, up_on_timer);
     return u;
 }
 
@@ -189,13 +190,13 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
         gh_upconn_close(u);
         return;
     }
-    uv_timer_stop(&u->timer);
+    gh_deadline_stop(&u->dl);
     u->rlen = 0;
     u->next_idle = p->idle;
     p->idle = u;
     gh_pool_idle_add(p, 1);
     gh_upconn_update_reading(u);
-    uv_timer_start(&u->timer, up_on_timer, p->cluster->idle_timeout_ms, 0);
+    gh_deadline_start(&p->worker->deadlines, &u->dl, p->cluster->idle_timeout_ms, up_on_timer);
 }
 
 static void up_on_write(uv_write_t *req, int status)
@@ -220,12 +221,12 @@ void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms)
 {
-    uv_timer_start(&u->timer, up_on_timer, ms, 0);
+    gh_deadline_start(&u->pool->worker->deadlines, &u->dl, ms, up_on_timer);
 }
 
 void gh_upconn_stop_timer(gh_upconn_t *u)
 {
-    uv_timer_stop(&u->timer);
+    gh_deadline_stop(&u->dl);
 }
 
 void gh_pool_dispose(gh_pool_t *p)

@@ -329,6 +329,7 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
         return -1;
     w->loop_ok = 1;
     uv_mutex_init(&w->mbox_lock);
+    gh_deadlines_init(&w->deadlines, &w->loop);
     w->metrics = gh_metrics_shard_new();
     w->md = pcre2_match_data_create(1, NULL);
     if (w->md == NULL || apply_snapshot(w, snap, fds) < 0)
@@ -400,6 +401,7 @@ void gh_worker_dispose(gh_worker_t *w)
             listener_close(l);
         }
         uv_walk(&w->loop, close_walk, NULL);
+        gh_deadlines_dispose(&w->deadlines);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
         uv_mutex_destroy(&w->mbox_lock);
@@ -419,6 +421,8 @@ void gh_worker_dispose(gh_worker_t *w)
     free(w->alog.buf);
     for (unsigned i = 0; i < w->num_rbuf_free; i++)
         free(w->rbuf_free[i]);
+    for (unsigned i = 0; i < w->num_wreq_free; i++)
+        free(w->wreq_free[i]);
     free(w->hdrs);
     if (w->md != NULL)
         pcre2_match_data_free(w->md);
