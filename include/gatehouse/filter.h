@@ -79,6 +79,10 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
 int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
                          size_t value_len);
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
+/* The same, borrowing lower: it must outlive the stream (config strings). */
+int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len);
+/* Adds whole header lines ("name: value\r\n"..., already validated). */
+int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
 
 /* Per-worker state of a filter type, created on first use by create() on
  * the worker's thread and freed by destroy() when the worker ends. NULL

@@ -148,15 +148,20 @@ int gh_jwt_runtime_ready(const gh_jwt_runtime_t *rt, const char **why)
     return gh_keyring_ready(rt->keyring, why);
 }
 
+static void count_index(gh_stream_t *s, const gh_jwt_runtime_t *rt, size_t i)
+{
+    gh_decision_stats_t *d = gh_metrics_decision(s->conn->worker->metrics, rt->decision_ids[i]);
+    if (d != NULL)
+        GH_STAT_INC(d->count);
+}
+
 static void count(gh_stream_t *s, const gh_jwt_runtime_t *rt, const char *reason)
 {
     size_t i = NUM_REASONS - 1; /* "invalid token": reasons the table does not know */
     for (size_t k = 0; k < NUM_REASONS; k++)
         if (strcmp(reasons[k], reason) == 0)
             i = k;
-    gh_decision_stats_t *d = gh_metrics_decision(s->conn->worker->metrics, rt->decision_ids[i]);
-    if (d != NULL)
-        GH_STAT_INC(d->count);
+    count_index(s, rt, i);
 }
 
 /* ---- per-worker state: verifier and cache ---- */
@@ -213,16 +218,23 @@ static void wstate_free(void *p)
     free(w);
 }
 
-/* FNV-1a with a per-worker seed: only picks the set; equality is a full
- * comparison of the token. */
+/* Picks the cache set, eight bytes at a time with a per-worker seed.
+ * Only a set: equality is a full comparison of the token, so a collision
+ * costs a miss, never a wrong answer. */
 static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ w->seed;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)t[i];
-        h *= 0x100000001b3ULL;
+    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, t + i, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t tail = 0;
+    memcpy(&tail, t + i, n - i);
+    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
 }
 
 static int cache_fit(wstate_t *w, uint32_t entries)
@@ -563,18 +575,8 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
                   const found_t *where)
 {
     gh_identity_t *id = &s->identity;
-    if (e->hdrs_len > 0) {
-        /* hdrs holds whole lines: append them as they are. */
-        const char *p = e->hdrs, *end = e->hdrs + e->hdrs_len;
-        while (p < end) {
-            const char *colon = memchr(p, ':', (size_t)(end - p));
-            const char *eol = memchr(p, '\r', (size_t)(end - p));
-            if (colon == NULL || eol == NULL)
-                break;
-            gh_stream_add_header(s, p, (size_t)(colon - p), colon + 2, (size_t)(eol - colon - 2));
-            p = eol + 2;
-        }
-    }
+    if (e->hdrs_len > 0)
+        gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len);
     if (id->provider == NULL) {
         id->provider = rt->conf->name;
         id->issuer = e->iss ? gh_arena_memdup(&s->arena, e->iss, strlen(e->iss)) : NULL;
@@ -583,7 +585,7 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
     }
     if (!rt->conf->forward_token && where->from != NULL)
         strip_token(s, where);
-    count(s, rt, "ok");
+    count_index(s, rt, 0); /* "ok" */
 }
 
 /* A refusal held back while another same-issuer provider may still take
@@ -735,10 +737,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     for (size_t i = 0; i < a->num_providers; i++) {
         const gh_jwt_provider_conf_t *p = a->providers[i];
         for (size_t j = 0; j < p->num_claims_to_headers; j++)
-            gh_stream_drop_header(s, p->claims_to_headers[j].header,
-                                  strlen(p->claims_to_headers[j].header));
+            gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
+                                         strlen(p->claims_to_headers[j].header));
         if (p->payload_header != NULL)
-            gh_stream_drop_header(s, p->payload_header, strlen(p->payload_header));
+            gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
     }
     if (exempt(s, a))
         return GH_FILTER_CONTINUE;

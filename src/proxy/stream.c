@@ -498,22 +498,28 @@ void *gh_stream_alloc(gh_stream_t *s, size_t size)
     return gh_arena_alloc(&s->arena, size);
 }
 
+static int grow_hdr_add(gh_stream_t *s, size_t need)
+{
+    if (need <= s->hdr_add_cap)
+        return 0;
+    size_t cap = s->hdr_add_cap ? s->hdr_add_cap * 2 : 256;
+    while (cap < need)
+        cap *= 2;
+    char *nb = gh_arena_alloc(&s->arena, cap);
+    if (nb == NULL)
+        return -1;
+    if (s->hdr_add_len)
+        memcpy(nb, s->hdr_add, s->hdr_add_len);
+    s->hdr_add = nb;
+    s->hdr_add_cap = cap;
+    return 0;
+}
+
 int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
                          size_t value_len)
 {
-    size_t need = s->hdr_add_len + name_len + value_len + 4;
-    if (need > s->hdr_add_cap) {
-        size_t cap = s->hdr_add_cap ? s->hdr_add_cap * 2 : 256;
-        while (cap < need)
-            cap *= 2;
-        char *nb = gh_arena_alloc(&s->arena, cap);
-        if (nb == NULL)
-            return -1;
-        if (s->hdr_add_len)
-            memcpy(nb, s->hdr_add, s->hdr_add_len);
-        s->hdr_add = nb;
-        s->hdr_add_cap = cap;
-    }
+    if (grow_hdr_add(s, s->hdr_add_len + name_len + value_len + 4) < 0)
+        return -1;
     char *o = s->hdr_add + s->hdr_add_len;
     memcpy(o, name, name_len);
     o += name_len;
@@ -524,6 +530,28 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
     *o++ = '\r';
     *o++ = '\n';
     s->hdr_add_len = (size_t)(o - s->hdr_add);
+    return 0;
+}
+
+int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
+{
+    if (grow_hdr_add(s, s->hdr_add_len + len) < 0)
+        return -1;
+    memcpy(s->hdr_add + s->hdr_add_len, lines, len);
+    s->hdr_add_len += len;
+    return 0;
+}
+
+int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len)
+{
+    if (s->num_hdr_drop >= GH_MAX_HDR_DROP)
+        return -1;
+    if (s->hdr_drop == NULL &&
+        (s->hdr_drop = gh_arena_alloc(&s->arena, GH_MAX_HDR_DROP * sizeof(*s->hdr_drop))) == NULL)
+        return -1;
+    s->hdr_drop[s->num_hdr_drop].name = lower;
+    s->hdr_drop[s->num_hdr_drop].len = len;
+    s->num_hdr_drop++;
     return 0;
 }
 
