@@ -27,6 +27,7 @@
 #include <gatehouse/jwt.h>
 #include <gatehouse/keyring.h>
 #include <gatehouse/metrics.h>
+#include <gatehouse/pairs.h>
 
 #include "proxy/proxy.h"
 
@@ -291,19 +292,15 @@ typedef struct {
 
 static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out)
 {
-    const char *p = v, *end = v + vn;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == ';'))
-            p++;
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        const char *e = semi ? semi : end;
-        const char *eq = memchr(p, '=', (size_t)(e - p));
-        if (eq != NULL && (size_t)(eq - p) == nn && memcmp(p, name, nn) == 0) {
-            out->p = eq + 1;
-            out->n = (size_t)(e - eq - 1);
+    gh_pairs_t it;
+    gh_pair_t pr;
+    gh_pairs_init(&it, v, vn, ';');
+    while (gh_pairs_next(&it, &pr)) {
+        if (pr.has_value && gh_pair_name_is(&pr, name, nn)) {
+            out->p = pr.value;
+            out->n = pr.value_len;
             return 1;
         }
-        p = e;
     }
     return 0;
 }
@@ -317,20 +314,17 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
         const gh_token_from_t *from = &p->from[i];
         found_t cand = {NULL, 0, from};
         if (from->kind == GH_TOKEN_FROM_QUERY) {
-            const char *q = s->query, *end = q ? q + s->query_len : NULL;
-            while (q != NULL && q < end) {
-                const char *amp = memchr(q, '&', (size_t)(end - q));
-                const char *pe = amp ? amp : end;
-                const char *eq = memchr(q, '=', (size_t)(pe - q));
-                if (eq != NULL && (size_t)(eq - q) == from->name_len &&
-                    memcmp(q, from->name, from->name_len) == 0) {
-                    if (cand.p != NULL &&
-                        (cand.n != (size_t)(pe - eq - 1) || memcmp(cand.p, eq + 1, cand.n) != 0))
-                        return -1;
-                    cand.p = eq + 1;
-                    cand.n = (size_t)(pe - eq - 1);
-                }
-                q = pe + 1;
+            gh_pairs_t it;
+            gh_pair_t pr;
+            gh_pairs_init(&it, s->query, s->query_len, '&');
+            while (gh_pairs_next(&it, &pr)) {
+                if (!pr.has_value || !gh_pair_name_is(&pr, from->name, from->name_len))
+                    continue;
+                if (cand.p != NULL &&
+                    (cand.n != pr.value_len || memcmp(cand.p, pr.value, cand.n) != 0))
+                    return -1;
+                cand.p = pr.value;
+                cand.n = pr.value_len;
             }
         } else {
             for (size_t j = 0; j < s->req.num_headers; j++) {
@@ -508,7 +502,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         size_t cap = 1;
         for (size_t i = 0; i < s->req.num_headers; i++)
             if (GH_H1_NAME_IS(&s->req.headers[i], "cookie"))
-                cap += s->req.headers[i].value_len + 2;
+                cap += 2 * s->req.headers[i].value_len + 2; /* "a;b" may become "a; b" */
         char *out = gh_arena_alloc(&s->arena, cap);
         size_t o = 0;
         if (out == NULL)
@@ -517,24 +511,18 @@ static void strip_token(gh_stream_t *s, const found_t *where)
             const gh_h1_header_t *h = &s->req.headers[i];
             if (!GH_H1_NAME_IS(h, "cookie"))
                 continue;
-            const char *p = h->value, *end = h->value + h->value_len;
-            while (p < end) {
-                while (p < end && (*p == ' ' || *p == ';'))
-                    p++;
-                const char *semi = memchr(p, ';', (size_t)(end - p));
-                const char *e = semi ? semi : end;
-                const char *eq = memchr(p, '=', (size_t)(e - p));
-                int is_token = eq != NULL && (size_t)(eq - p) == from->name_len &&
-                               memcmp(p, from->name, from->name_len) == 0;
-                if (!is_token && e > p) {
-                    if (o > 0) {
-                        out[o++] = ';';
-                        out[o++] = ' ';
-                    }
-                    memcpy(out + o, p, (size_t)(e - p));
-                    o += (size_t)(e - p);
+            gh_pairs_t it;
+            gh_pair_t pr;
+            gh_pairs_init(&it, h->value, h->value_len, ';');
+            while (gh_pairs_next(&it, &pr)) {
+                if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len))
+                    continue;
+                if (o > 0) {
+                    out[o++] = ';';
+                    out[o++] = ' ';
                 }
-                p = e;
+                memcpy(out + o, pr.raw, pr.raw_len);
+                o += pr.raw_len;
             }
         }
         gh_stream_drop_header(s, "cookie", 6);
@@ -549,22 +537,17 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         return;
     memcpy(t, s->path, s->path_len);
     size_t o = s->path_len;
-    const char *q = s->query, *end = q ? q + s->query_len : NULL;
+    gh_pairs_t it;
+    gh_pair_t pr;
     int first = 1;
-    while (q != NULL && q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *pe = amp ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(pe - q));
-        const char *ne = eq ? eq : pe;
-        int is_token =
-            (size_t)(ne - q) == from->name_len && memcmp(q, from->name, from->name_len) == 0;
-        if (!is_token && pe > q) {
-            t[o++] = first ? '?' : '&';
-            first = 0;
-            memcpy(t + o, q, (size_t)(pe - q));
-            o += (size_t)(pe - q);
-        }
-        q = pe + 1;
+    gh_pairs_init(&it, s->query, s->query_len, '&');
+    while (gh_pairs_next(&it, &pr)) {
+        if (gh_pair_name_is(&pr, from->name, from->name_len))
+            continue;
+        t[o++] = first ? '?' : '&';
+        first = 0;
+        memcpy(t + o, pr.raw, pr.raw_len);
+        o += pr.raw_len;
     }
     s->fwd_target = t;
     s->fwd_target_len = o;

@@ -14,6 +14,7 @@
 
 #include <gatehouse/accesslog.h>
 #include <gatehouse/admin.h>
+#include <gatehouse/file.h>
 #include <gatehouse/authn.h>
 #include <gatehouse/keyring.h>
 #include <gatehouse/log.h>
@@ -234,30 +235,7 @@ static char *hook_clusters(void *arg, size_t *len)
 
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
-        if (n == cap) {
-            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return buf;
+    return gh_file_read(path, 64u << 20, len);
 }
 
 static int listener_kept(const gh_config_t *old, const gh_listener_conf_t *l)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <gatehouse/file.h>
 #include <gatehouse/jwt.h>
 
 static const char usage[] =
@@ -30,30 +31,7 @@ static const char usage[] =
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t k;
-    while (buf != NULL && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            char *nb = cap < (1u << 24) ? realloc(buf, cap * 2 + 1) : NULL;
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf != NULL)
-        buf[n] = '\0';
-    *len = n;
-    return buf;
+    return gh_file_read(path, 16u << 20, len);
 }
 
 typedef struct {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <gatehouse/log.h>
+#include <gatehouse/pairs.h>
 
 /* The descriptor workers write to; -1 while no log is open. Its number
  * stays the same for the life of the process once set. */
@@ -211,24 +212,20 @@ static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_
     }
     char tmp[8192];
     size_t o = 0;
-    const char *p = q, *end = q + n;
-    while (p < end && o < sizeof(tmp) - 32) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(pe - p));
-        const char *ne = eq ? eq : pe;
-        size_t keep = (size_t)((eq && is_secret(conf, p, (size_t)(ne - p)) ? eq + 1 : pe) - p);
-        if (keep > sizeof(tmp) - 32 - o)
-            keep = sizeof(tmp) - 32 - o;
-        memcpy(tmp + o, p, keep);
+    gh_pairs_t it;
+    gh_pair_t pr;
+    gh_pairs_init(&it, q, n, '&');
+    while (gh_pairs_next(&it, &pr) && o + pr.raw_len + 16 < sizeof(tmp)) {
+        int secret = pr.has_value && is_secret(conf, pr.name, pr.name_len);
+        if (o > 0)
+            tmp[o++] = '&';
+        size_t keep = secret ? pr.name_len + 1 : pr.raw_len;
+        memcpy(tmp + o, pr.raw, keep);
         o += keep;
-        if (eq && is_secret(conf, p, (size_t)(ne - p))) {
+        if (secret) {
             memcpy(tmp + o, "[redacted]", 10);
             o += 10;
         }
-        if (amp)
-            tmp[o++] = '&';
-        p = pe + 1;
     }
     str(w, tmp, o);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gatehouse/pairs.h>
+
 #include "proxy/proxy.h"
 
 static int str_match(gh_worker_t *w, const gh_strmatch_t *m, const char *v, size_t n)
@@ -83,18 +85,14 @@ static int query_match(gh_worker_t *w, const gh_route_t *r, const char *q, size_
     for (size_t i = 0; i < r->num_query; i++) {
         const gh_kvmatch_t *km = &r->query[i];
         int found = 0, ok = 0;
-        const char *p = q, *end = q != NULL ? q + qn : NULL;
-        while (q != NULL && p < end && !ok) {
-            const char *amp = memchr(p, '&', (size_t)(end - p));
-            const char *pe = amp ? amp : end;
-            const char *eq = memchr(p, '=', (size_t)(pe - p));
-            const char *ne = eq ? eq : pe;
-            if ((size_t)(ne - p) == km->name_len && memcmp(p, km->name, km->name_len) == 0) {
-                found = 1;
-                const char *v = eq ? eq + 1 : pe;
-                ok = str_match(w, &km->match, v, (size_t)(pe - v));
-            }
-            p = pe + 1;
+        gh_pairs_t it;
+        gh_pair_t pr;
+        gh_pairs_init(&it, q, qn, '&');
+        while (!ok && gh_pairs_next(&it, &pr)) {
+            if (!gh_pair_name_is(&pr, km->name, km->name_len))
+                continue;
+            found = 1;
+            ok = str_match(w, &km->match, pr.value, pr.value_len);
         }
         if (km->match.kind == GH_MATCH_ABSENT) {
             if (found)

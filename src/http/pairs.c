@@ -1,0 +1,33 @@
+#include <gatehouse/pairs.h>
+
+#include <string.h>
+
+int gh_pairs_next(gh_pairs_t *it, gh_pair_t *out)
+{
+    while (it->p != NULL && it->p < it->end) {
+        const char *p = it->p;
+        if (it->sep == ';')
+            while (p < it->end && *p == ' ')
+                p++;
+        const char *sep = memchr(p, it->sep, (size_t)(it->end - p));
+        const char *e = sep ? sep : it->end;
+        it->p = sep ? sep + 1 : it->end;
+        if (e == p)
+            continue;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        out->raw = p;
+        out->raw_len = (size_t)(e - p);
+        out->name = p;
+        out->name_len = (size_t)((eq ? eq : e) - p);
+        out->has_value = eq != NULL;
+        out->value = eq ? eq + 1 : e;
+        out->value_len = eq ? (size_t)(e - eq - 1) : 0;
+        return 1;
+    }
+    return 0;
+}
+
+int gh_pair_name_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    return pr->name_len == n && memcmp(pr->name, name, n) == 0;
+}
