@@ -25,7 +25,7 @@ typedef struct {
 typedef enum {
     GH_MATCH_EXACT = 0,
     GH_MATCH_PREFIX,
-    GH_MATCH_REGEX,   /* PCRE2, JIT-compiled when available; unanchored unless the pattern anchors */
+    GH_MATCH_REGEX, /* PCRE2, JIT-compiled when available; unanchored unless the pattern anchors */
     GH_MATCH_PRESENT, /* headers and query only: the name is present (any value) */
     GH_MATCH_ABSENT,  /* headers and query only: the name is absent */
 } gh_match_kind_t;
@@ -45,7 +45,7 @@ typedef struct {
 } gh_kvmatch_t;
 
 typedef struct {
-    char *name;  /* lower-cased header name */
+    char *name; /* lower-cased header name */
     size_t name_len;
     char *value;
     size_t value_len;
@@ -59,10 +59,10 @@ typedef struct {
 } gh_route_target_t;
 
 typedef struct {
-    int status;             /* 100..599 */
+    int status; /* 100..599 */
     gh_header_kv_t *headers;
     size_t num_headers;
-    char *body;             /* may be NULL */
+    char *body; /* may be NULL */
     size_t body_len;
 } gh_direct_response_t;
 
@@ -107,7 +107,8 @@ typedef enum {
     GH_JWKS_DISCOVERY, /* jwks_uri from the issuer's well-known document */
 } gh_jwks_source_t;
 
-#define GH_CONFIG_JWT_ALGS 13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
+#define GH_CONFIG_JWT_ALGS                                                                         \
+    13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
 extern const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS];
 
 typedef struct {
@@ -125,10 +126,11 @@ typedef struct {
     gh_jwks_source_t jwks_source;
     char *jwks_inline; /* document text */
     char *jwks_file;
-    char *jwks_uri;    /* for URI; for DISCOVERY the issuer's well-known URL */
-    uint64_t refresh_ms;     /* default 5m */
-    uint64_t min_refresh_ms; /* lower bound of Cache-Control max-age and of unknown-kid refetches; default 30s */
-    uint64_t max_refresh_ms; /* upper bound of Cache-Control max-age; default 24h */
+    char *jwks_uri;            /* for URI; for DISCOVERY the issuer's well-known URL */
+    uint64_t refresh_ms;       /* default 5m */
+    uint64_t min_refresh_ms;   /* lower bound of Cache-Control max-age and of unknown-kid refetches;
+                                  default 30s */
+    uint64_t max_refresh_ms;   /* upper bound of Cache-Control max-age; default 24h */
     uint64_t fetch_timeout_ms; /* default 5s */
     int allow_symmetric;       /* oct keys and HS* algorithms; inline or file JWKS only */
     uint32_t algorithms;       /* bit set over gh_jwt_alg_names; default all asymmetric */
@@ -137,15 +139,15 @@ typedef struct {
     size_t num_from;
     gh_claim_header_t *claims_to_headers;
     size_t num_claims_to_headers;
-    char *payload_header; /* lower-cased; NULL = none */
-    int forward_token;    /* default 1 */
-    char *realm;          /* WWW-Authenticate realm; default "gatehouse" */
+    char *payload_header;   /* lower-cased; NULL = none */
+    int forward_token;      /* default 1 */
+    char *realm;            /* WWW-Authenticate realm; default "gatehouse" */
     uint32_t cache_entries; /* verified tokens per worker; default 10000; 0 disables */
 } gh_jwt_provider_conf_t;
 
 typedef struct {
-    int all;      /* every provider must accept (all:), else any one (any:) */
-    int optional; /* a missing token passes; an invalid one never does */
+    int all;                            /* every provider must accept (all:), else any one (any:) */
+    int optional;                       /* a missing token passes; an invalid one never does */
     gh_jwt_provider_conf_t **providers; /* borrowed from config */
     size_t num_providers;
     gh_strmatch_t *exempt; /* paths that skip authentication */
@@ -204,7 +206,7 @@ typedef enum {
 } gh_lb_kind_t;
 
 typedef struct {
-    char *address; /* as written: "127.0.0.1:9000" or "localhost:9000" */
+    char *address;                /* as written: "127.0.0.1:9000" or "localhost:9000" */
     struct sockaddr_storage addr; /* resolved at load time (first result) */
     socklen_t addrlen;
     uint32_t weight; /* >= 1, default 1 */
@@ -264,8 +266,8 @@ extern const char *const gh_access_log_field_names[GH_LOG_FIELD_COUNT];
 /* access_log: one JSON object per request. Off unless the key is present. */
 typedef struct {
     int enabled;
-    char *path;         /* NULL = stdout */
-    uint32_t fields;    /* bit set of GH_LOG_FIELD_*; default all */
+    char *path;          /* NULL = stdout */
+    uint32_t fields;     /* bit set of GH_LOG_FIELD_*; default all */
     char **secret_query; /* query parameter names whose values are masked */
     size_t num_secret_query;
 } gh_access_log_conf_t;
@@ -273,18 +275,18 @@ typedef struct {
 /* tracing: spans exported as OTLP/HTTP JSON. Off unless the key is present. */
 typedef struct {
     int enabled;
-    char *collector;    /* URL, e.g. http://127.0.0.1:4318/v1/traces (required) */
-    double sampling;    /* 0..1, for new traces; default 1.0 */
-    char *service_name; /* default "gatehouse" */
-    uint32_t queue_size; /* spans waiting for export; default 2048 */
-    uint32_t batch_size; /* spans per export request; default 256 */
+    char *collector;            /* URL, e.g. http://127.0.0.1:4318/v1/traces (required) */
+    double sampling;            /* 0..1, for new traces; default 1.0 */
+    char *service_name;         /* default "gatehouse" */
+    uint32_t queue_size;        /* spans waiting for export; default 2048 */
+    uint32_t batch_size;        /* spans per export request; default 256 */
     uint64_t flush_interval_ms; /* default 1s */
     uint64_t export_timeout_ms; /* default 2s */
 } gh_tracing_conf_t;
 
 typedef struct {
-    char *path; /* the file it came from */
-    uint32_t workers; /* 0 = one per core; the --workers flag overrides */
+    char *path;                /* the file it came from */
+    uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
     uint64_t drain_timeout_ms; /* default 30s */
 
     gh_listener_conf_t *listeners;

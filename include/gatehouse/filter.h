@@ -54,11 +54,11 @@ typedef struct {
  * the filters after them (policies, rate limits) and the access log. All
  * strings live in the stream's arena. */
 typedef struct {
-    const char *provider;  /* the provider that verified it */
+    const char *provider; /* the provider that verified it */
     const char *issuer;
-    const char *subject;   /* "sub"; the access log's principal */
-    const char *consumer;  /* API-key consumer (later) */
-    const char *scopes;    /* space-separated */
+    const char *subject;  /* "sub"; the access log's principal */
+    const char *consumer; /* API-key consumer (later) */
+    const char *scopes;   /* space-separated */
 } gh_identity_t;
 
 gh_identity_t *gh_stream_identity(gh_stream_t *s);

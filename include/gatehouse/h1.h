@@ -66,17 +66,17 @@ typedef struct {
     size_t method_len;
     const char *target; /* request-target as sent: origin-form, absolute-form, '*' */
     size_t target_len;
-    int minor_version; /* 0 or 1; other versions are an error (505 not used: 400) */
+    int minor_version;       /* 0 or 1; other versions are an error (505 not used: 400) */
     gh_h1_header_t *headers; /* caller's array of capacity limits->max_headers */
     size_t num_headers;
 
     /* Derived by the parser. */
     gh_h1_body_t body;
-    uint64_t content_length;   /* when body == GH_H1_BODY_LENGTH */
-    int host_index;            /* index of the Host header, -1 if none */
-    unsigned keep_alive : 1;   /* per version default and Connection tokens */
+    uint64_t content_length;      /* when body == GH_H1_BODY_LENGTH */
+    int host_index;               /* index of the Host header, -1 if none */
+    unsigned keep_alive : 1;      /* per version default and Connection tokens */
     unsigned expect_continue : 1; /* Expect: 100-continue (case-insensitive) */
-    unsigned has_upgrade : 1;  /* an Upgrade header is present */
+    unsigned has_upgrade : 1;     /* an Upgrade header is present */
 } gh_h1_request_t;
 
 typedef struct {
@@ -134,9 +134,9 @@ int gh_h1_is_tchar(unsigned char c);
 #define GH_H1_MAX_TRAILERS 8192
 
 typedef struct {
-    int state;           /* private */
-    uint64_t remaining;  /* private: bytes left in the current chunk */
-    size_t line_len;     /* private: bytes of the current size/trailer line */
+    int state;          /* private */
+    uint64_t remaining; /* private: bytes left in the current chunk */
+    size_t line_len;    /* private: bytes of the current size/trailer line */
     char trailers[GH_H1_MAX_TRAILERS];
     size_t trailers_len; /* trailer field lines, each ending in CRLF; no final CRLF */
 } gh_h1_chunked_t;

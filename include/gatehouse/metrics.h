@@ -88,7 +88,7 @@ gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id);
 /* Single-writer increments that a concurrent reader sees whole. */
 #define GH_STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
 #define GH_STAT_INC(field) GH_STAT_ADD(field, 1)
-#define GH_STAT_DEC(field) __atomic_store_n(&(field), (field) - 1, __ATOMIC_RELAXED)
+#define GH_STAT_DEC(field) __atomic_store_n(&(field), (field)-1, __ATOMIC_RELAXED)
 void gh_hist_observe(gh_hist_t *h, uint64_t us);
 
 /* Process-wide values (any thread). */

@@ -19,8 +19,8 @@ typedef struct {
     size_t name_len;
     const char *value; /* after '='; empty (not NULL) when there is none */
     size_t value_len;
-    int has_value;     /* an '=' was there */
-    const char *raw;   /* the whole pair */
+    int has_value;   /* an '=' was there */
+    const char *raw; /* the whole pair */
     size_t raw_len;
 } gh_pair_t;
 

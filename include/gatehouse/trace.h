@@ -65,20 +65,20 @@ typedef struct {
     gh_trace_ctx_t ctx;
     uint64_t start_unix_ns;
     uint64_t end_unix_ns;
-    const char *method;       /* http.request.method */
-    const char *path;         /* url.path */
-    const char *query;        /* url.query (already redacted by the caller) */
-    const char *scheme;       /* url.scheme */
-    const char *route;        /* http.route: the route's name */
-    int status;               /* http.response.status_code */
+    const char *method;         /* http.request.method */
+    const char *path;           /* url.path */
+    const char *query;          /* url.query (already redacted by the caller) */
+    const char *scheme;         /* url.scheme */
+    const char *route;          /* http.route: the route's name */
+    int status;                 /* http.response.status_code */
     const char *server_address; /* server.address (Host without port) */
-    int server_port;          /* server.port */
+    int server_port;            /* server.port */
     const char *client_address; /* client.address */
-    const char *user_agent;   /* user_agent.original */
-    const char *upstream;     /* gatehouse.upstream: endpoint "host:port" */
-    const char *request_id;   /* gatehouse.request_id */
-    const char *error;        /* error.type when the exchange failed, else NULL */
-    int protocol_minor;       /* network.protocol.version "1.<minor>" */
+    const char *user_agent;     /* user_agent.original */
+    const char *upstream;       /* gatehouse.upstream: endpoint "host:port" */
+    const char *request_id;     /* gatehouse.request_id */
+    const char *error;          /* error.type when the exchange failed, else NULL */
+    int protocol_minor;         /* network.protocol.version "1.<minor>" */
 } gh_span_t;
 
 typedef struct gh_trace_exporter_s gh_trace_exporter_t;

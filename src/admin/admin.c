@@ -177,8 +177,8 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int probe = path_is(req, "/live") || path_is(req, "/ready");
-    int known = probe || path_is(req, "/metrics") || path_is(req, "/config") ||
-                path_is(req, "/clusters");
+    int known =
+        probe || path_is(req, "/metrics") || path_is(req, "/config") || path_is(req, "/clusters");
     /* Probes stay open so that an orchestrator needs no secret; everything
      * else, unknown paths included, needs the token first, so the API does
      * not describe itself to strangers. */
@@ -228,8 +228,7 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
                 }
             }
             esc[o] = '\0';
-            snprintf(body, sizeof(body), "{\"status\":\"not_ready\",\"reasons\":[\"%s\"]}\n",
-                     esc);
+            snprintf(body, sizeof(body), "{\"status\":\"not_ready\",\"reasons\":[\"%s\"]}\n", esc);
             respond_json(c, 503, "Service Unavailable", body, NULL, is_head);
         }
         return;

@@ -58,18 +58,17 @@ static json_t *route(const gh_route_t *r)
         json_t *d = json_object(), *hs = json_object();
         json_object_set_new(d, "status", json_integer(r->direct->status));
         for (size_t i = 0; i < r->direct->num_headers; i++)
-            json_object_set_new(hs, r->direct->headers[i].name,
-                                json_stringn(r->direct->headers[i].value,
-                                             r->direct->headers[i].value_len));
+            json_object_set_new(
+                hs, r->direct->headers[i].name,
+                json_stringn(r->direct->headers[i].value, r->direct->headers[i].value_len));
         json_object_set_new(d, "headers", hs);
         json_object_set_new(d, "body_bytes", json_integer((json_int_t)r->direct->body_len));
         json_object_set_new(o, "direct_response", d);
     } else {
         json_t *to = json_array();
         for (size_t i = 0; i < r->num_targets; i++)
-            json_array_append_new(to, json_pack("{s:s,s:I}", "cluster",
-                                                r->targets[i].cluster->name, "weight",
-                                                (json_int_t)r->targets[i].weight));
+            json_array_append_new(to, json_pack("{s:s,s:I}", "cluster", r->targets[i].cluster->name,
+                                                "weight", (json_int_t)r->targets[i].weight));
         json_object_set_new(o, "to", to);
     }
     json_object_set_new(o, "max_body", json_integer((json_int_t)r->max_body));
@@ -106,12 +105,12 @@ char *gh_admin_config_json(const gh_snapshot_t *snap, size_t *len)
     json_t *ls = json_array();
     for (size_t i = 0; i < cfg->num_listeners; i++) {
         const gh_listener_conf_t *l = &cfg->listeners[i];
-        json_t *o = json_pack(
-            "{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", l->name, "listen", l->address,
-            "header_timeout_ms", (json_int_t)l->header_timeout_ms, "idle_timeout_ms",
-            (json_int_t)l->idle_timeout_ms, "body_timeout_ms", (json_int_t)l->body_timeout_ms,
-            "max_head", (json_int_t)l->max_head, "max_headers", (json_int_t)l->max_headers,
-            "max_uri", (json_int_t)l->max_uri);
+        json_t *o =
+            json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", l->name, "listen", l->address,
+                      "header_timeout_ms", (json_int_t)l->header_timeout_ms, "idle_timeout_ms",
+                      (json_int_t)l->idle_timeout_ms, "body_timeout_ms",
+                      (json_int_t)l->body_timeout_ms, "max_head", (json_int_t)l->max_head,
+                      "max_headers", (json_int_t)l->max_headers, "max_uri", (json_int_t)l->max_uri);
         json_t *rs = json_array();
         for (size_t j = 0; j < l->num_routes; j++)
             json_array_append_new(rs, route(&l->routes[j]));
@@ -177,8 +176,8 @@ char *gh_admin_clusters_json(const gh_snapshot_t *snap, size_t *len)
                                (json_int_t)c->endpoints[j].weight, "active_requests",
                                (json_int_t)active, "idle_connections", (json_int_t)idle));
         }
-        json_array_append_new(cs, json_pack("{s:s,s:s,s:o}", "name", c->name, "lb",
-                                            lb_names[c->lb], "endpoints", eps));
+        json_array_append_new(cs, json_pack("{s:s,s:s,s:o}", "name", c->name, "lb", lb_names[c->lb],
+                                            "endpoints", eps));
     }
     json_object_set_new(root, "clusters", cs);
     json_object_set_new(root, "generation", json_integer((json_int_t)snap->generation));

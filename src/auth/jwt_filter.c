@@ -129,8 +129,8 @@ gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
     rt->policy.required = rt->reqs;
     rt->policy.nrequired = p->num_required_claims;
     for (size_t i = 0; i < NUM_REASONS; i++)
-        rt->decision_ids[i] = gh_metrics_decision_id(
-            p->name, i == 0 ? "allow" : "deny", reasons[i]);
+        rt->decision_ids[i] =
+            gh_metrics_decision_id(p->name, i == 0 ? "allow" : "deny", reasons[i]);
     return rt;
 }
 
@@ -339,9 +339,9 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
                         continue;
                     /* The auth-scheme is case-insensitive (RFC 9110 11.1);
                      * another scheme (Basic) is simply not a bearer token. */
-                    if (from->prefix_len > 0 && (h->value_len < from->prefix_len ||
-                                                 strncasecmp(h->value, from->prefix,
-                                                             from->prefix_len) != 0))
+                    if (from->prefix_len > 0 &&
+                        (h->value_len < from->prefix_len ||
+                         strncasecmp(h->value, from->prefix, from->prefix_len) != 0))
                         continue;
                     c2.p = h->value + from->prefix_len;
                     c2.n = h->value_len - from->prefix_len;
@@ -400,10 +400,10 @@ static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, int status, const
         hdr[0] = '\0';
     if (rt != NULL)
         count(s, rt, reason);
-    const char *code = status == 401   ? (strcmp(reason, "missing token") == 0 ? "unauthorized"
-                                                                               : "invalid_token")
-                       : status == 403 ? "insufficient_scope"
-                                       : "service_unavailable";
+    const char *code =
+        status == 401   ? (strcmp(reason, "missing token") == 0 ? "unauthorized" : "invalid_token")
+        : status == 403 ? "insufficient_scope"
+                        : "service_unavailable";
     gh_stream_reply_error_with(s, status, code, desc, hdr[0] ? hdr : NULL);
 }
 

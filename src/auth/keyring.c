@@ -188,8 +188,7 @@ static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
     const char *ju = json_string_value(json_object_get(root, "jwks_uri"));
     int rc = -1;
     if (iss == NULL || strcmp(iss, k->issuer) != 0)
-        snprintf(err, cap, "%s: issuer '%s' is not '%s'", k->uri, iss ? iss : "(none)",
-                 k->issuer);
+        snprintf(err, cap, "%s: issuer '%s' is not '%s'", k->uri, iss ? iss : "(none)", k->issuer);
     else if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0))
         snprintf(err, cap, "%s: no usable jwks_uri", k->uri);
     else if ((*jwks_uri = strdup(ju)) != NULL)

@@ -9,16 +9,15 @@
 
 #include "cli/token.h"
 
-static const char usage_main[] =
-    "usage: gatehouse <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  serve     run the gateway\n"
-    "  validate  check a configuration file and exit\n"
-    "  token     mint, jwks, inspect: JWT tools for development\n"
-    "  version   print the version\n"
-    "\n"
-    "'gatehouse <command> --help' describes a command.\n";
+static const char usage_main[] = "usage: gatehouse <command> [options]\n"
+                                 "\n"
+                                 "commands:\n"
+                                 "  serve     run the gateway\n"
+                                 "  validate  check a configuration file and exit\n"
+                                 "  token     mint, jwks, inspect: JWT tools for development\n"
+                                 "  version   print the version\n"
+                                 "\n"
+                                 "'gatehouse <command> --help' describes a command.\n";
 
 static const char usage_serve[] =
     "usage: gatehouse serve -c FILE [--workers N] [--log-level LEVEL]\n"

@@ -30,7 +30,7 @@ typedef struct {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t deadline;
-    uv_async_t exited; /* a worker's loop ended */
+    uv_async_t exited;   /* a worker's loop ended */
     unsigned num_exited; /* atomic */
     gh_worker_t *workers;
     unsigned num_workers;
@@ -388,8 +388,8 @@ static void watch_start(server_t *sv)
     sv->watch.data = sv->debounce.data = sv;
     int r = uv_fs_event_start(&sv->watch, on_fs_event, dir, 0);
     if (r < 0)
-        GH_LOG(GH_LOG_WARN, "config", "cannot watch %s for changes (%s); SIGHUP still reloads",
-               dir, uv_strerror(r));
+        GH_LOG(GH_LOG_WARN, "config", "cannot watch %s for changes (%s); SIGHUP still reloads", dir,
+               uv_strerror(r));
 }
 
 static int start_workers(server_t *sv, gh_snapshot_t *snap)

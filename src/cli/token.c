@@ -111,8 +111,9 @@ static gh_jwt_signing_key_t *load_key(const char *path, gh_jwt_alg_t alg)
         /* RFC 7518 section 3.2: a key at least as long as the hash. */
         size_t need = alg == GH_JWT_HS256 ? 32 : alg == GH_JWT_HS384 ? 48 : 64;
         if (len < need) {
-            fprintf(stderr, "gatehouse token: %s: %s needs a secret of %zu bytes or more, not %zu\n",
-                    path, gh_jwt_alg_name(alg), need, len);
+            fprintf(stderr,
+                    "gatehouse token: %s: %s needs a secret of %zu bytes or more, not %zu\n", path,
+                    gh_jwt_alg_name(alg), need, len);
             free(text);
             return NULL;
         }
@@ -172,8 +173,8 @@ static int mint(const opts_t *o)
         if (o->scope)
             json_object_set_new(payload, "scope", json_string(o->scope));
     }
-    json_t *hdr = json_pack("{s:s,s:s}", "alg", gh_jwt_alg_name(alg), "typ",
-                            o->typ ? o->typ : "JWT");
+    json_t *hdr =
+        json_pack("{s:s,s:s}", "alg", gh_jwt_alg_name(alg), "typ", o->typ ? o->typ : "JWT");
     if (o->kid)
         json_object_set_new(hdr, "kid", json_string(o->kid));
     char *h = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);

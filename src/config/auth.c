@@ -11,8 +11,8 @@
 #include "config/sections.h"
 
 const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS] = {
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-    "ES512", "EdDSA", "HS256", "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512",
 };
 #define HS_BITS ((1u << 10) | (1u << 11) | (1u << 12))
 #define ALL_ALGS ((1u << 13) - 1)
@@ -32,8 +32,7 @@ static int dup_lower(const gh_yaml_doc_t *doc, const char *s, char **out)
     return rc;
 }
 
-static int str_of(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
-                  char **out)
+static int str_of(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char **out)
 {
     const char *v;
     int rc = gh_yaml_str(doc, n, key, &v);
@@ -71,8 +70,8 @@ static int header_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const 
 }
 
 /* A list of strings, or one string. */
-static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
-                    char ***out, size_t *count)
+static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char ***out,
+                    size_t *count)
 {
     size_t cap = n->kind == GH_YAML_SEQ ? n->count : 1;
     int rc;
@@ -95,8 +94,7 @@ static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const cha
     return 0;
 }
 
-static int parse_from(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
-                      gh_jwt_provider_conf_t *p)
+static int parse_from(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_provider_conf_t *p)
 {
     static const char *const keys[] = {"header", "prefix", "query", "cookie", NULL};
     int rc;
@@ -118,8 +116,9 @@ static int parse_from(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         c = gh_yaml_map_get(it, "cookie");
         pre = gh_yaml_map_get(it, "prefix");
         if ((h != NULL) + (q != NULL) + (c != NULL) != 1)
-            return gh_yaml_error(doc, it, "a token location needs exactly one of header, query "
-                                          "or cookie");
+            return gh_yaml_error(doc, it,
+                                 "a token location needs exactly one of header, query "
+                                 "or cookie");
         if (pre != NULL && h == NULL)
             return gh_yaml_error(doc, pre, "prefix applies to header locations only");
         if (h != NULL) {
@@ -166,15 +165,19 @@ static int parse_required(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         o = gh_yaml_map_get(it, "one_of");
         ct = gh_yaml_map_get(it, "contains");
         if ((e != NULL) + (o != NULL) + (ct != NULL) != 1)
-            return gh_yaml_error(doc, it, "required claim '%s' needs exactly one of exact, one_of "
-                                          "or contains",
+            return gh_yaml_error(doc, it,
+                                 "required claim '%s' needs exactly one of exact, one_of "
+                                 "or contains",
                                  r->claim);
         r->op = e ? GH_CLAIM_EXACT : o ? GH_CLAIM_ONE_OF : GH_CLAIM_CONTAINS;
         const gh_yaml_node_t *v = e ? e : o ? o : ct;
         if (e != NULL && e->kind != GH_YAML_SCALAR)
             return gh_yaml_error(doc, e, "exact takes one value");
-        if ((rc = str_list(doc, v, e ? "exact" : o ? "one_of" : "contains", &r->values,
-                           &r->num_values)) != 0)
+        if ((rc = str_list(doc, v,
+                           e   ? "exact"
+                           : o ? "one_of"
+                               : "contains",
+                           &r->values, &r->num_values)) != 0)
             return rc;
     }
     return 0;
@@ -225,13 +228,16 @@ static int parse_algorithms(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
     return 0;
 }
 
-static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
-                      gh_jwt_provider_conf_t *p)
+static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_provider_conf_t *p)
 {
-    static const char *const keys[] = {"inline",           "file",
-                                       "uri",              "discovery",
-                                       "refresh_interval", "min_refresh_interval",
-                                       "max_refresh_interval", "timeout",
+    static const char *const keys[] = {"inline",
+                                       "file",
+                                       "uri",
+                                       "discovery",
+                                       "refresh_interval",
+                                       "min_refresh_interval",
+                                       "max_refresh_interval",
+                                       "timeout",
                                        NULL};
     const gh_yaml_node_t *in, *fi, *ur, *di, *v;
     int rc, disc = 0;
@@ -245,8 +251,9 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
     if (di != NULL && (rc = gh_yaml_bool(doc, di, "discovery", &disc)) != 0)
         return rc;
     if ((in != NULL) + (fi != NULL) + (ur != NULL) + (disc != 0) != 1)
-        return gh_yaml_error(doc, n, "jwks needs exactly one of inline, file, uri or "
-                                     "discovery: true");
+        return gh_yaml_error(doc, n,
+                             "jwks needs exactly one of inline, file, uri or "
+                             "discovery: true");
     if (in != NULL) {
         p->jwks_source = GH_JWKS_INLINE;
         rc = str_of(doc, in, "inline", &p->jwks_inline);
@@ -292,11 +299,22 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
 static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
                           gh_jwt_provider_conf_t *p)
 {
-    static const char *const keys[] = {
-        "issuer",         "audiences",  "clock_skew",        "exp_optional",
-        "typ",            "required_claims", "jwks",         "allow_symmetric",
-        "algorithms",     "from",       "claims_to_headers", "payload_header",
-        "forward_token",  "realm",      "cache_entries",     NULL};
+    static const char *const keys[] = {"issuer",
+                                       "audiences",
+                                       "clock_skew",
+                                       "exp_optional",
+                                       "typ",
+                                       "required_claims",
+                                       "jwks",
+                                       "allow_symmetric",
+                                       "algorithms",
+                                       "from",
+                                       "claims_to_headers",
+                                       "payload_header",
+                                       "forward_token",
+                                       "realm",
+                                       "cache_entries",
+                                       NULL};
     const gh_yaml_node_t *n = key->value, *v;
     uint64_t u;
     int rc;
@@ -347,8 +365,8 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         return rc;
     /* A shared secret fetched over the network would be a secret on the
      * wire and in every cache on the way. */
-    if (p->allow_symmetric && (p->jwks_source == GH_JWKS_URI ||
-                               p->jwks_source == GH_JWKS_DISCOVERY))
+    if (p->allow_symmetric &&
+        (p->jwks_source == GH_JWKS_URI || p->jwks_source == GH_JWKS_DISCOVERY))
         return gh_yaml_error(doc, gh_yaml_map_get(n, "allow_symmetric"),
                              "allow_symmetric needs an inline or file JWKS, not a fetched one");
     if ((v = gh_yaml_map_get(n, "from")) != NULL) {
@@ -471,8 +489,8 @@ static gh_jwt_provider_conf_t *find_provider(const gh_config_t *cfg, const char 
     return NULL;
 }
 
-static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
-                         const gh_config_t *cfg, gh_authn_conf_t *a)
+static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
+                         gh_authn_conf_t *a)
 {
     size_t cap = n->kind == GH_YAML_SEQ ? n->count : 1;
     if (n->kind == GH_YAML_MAP || (n->kind == GH_YAML_SEQ && n->count == 0))
@@ -531,8 +549,8 @@ static int parse_exempt(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_au
             if (m->re == NULL) {
                 PCRE2_UCHAR msg[256];
                 pcre2_get_error_message(ec, msg, sizeof(msg));
-                return gh_yaml_error(doc, k->value, "invalid regex at offset %zu: %s",
-                                     (size_t)eo, (const char *)msg);
+                return gh_yaml_error(doc, k->value, "invalid regex at offset %zu: %s", (size_t)eo,
+                                     (const char *)msg);
             }
             pcre2_jit_compile(m->re, PCRE2_JIT_COMPLETE);
         } else if (v[0] != '/') {

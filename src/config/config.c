@@ -912,8 +912,8 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
 static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf_t *l,
                        gh_route_t *r)
 {
-    static const char *const keys[] = {"name",    "match", "to", "direct_response", "max_body",
-                                       "timeout", "authn", NULL};
+    static const char *const keys[] = {"name",     "match",   "to",    "direct_response",
+                                       "max_body", "timeout", "authn", NULL};
     const gh_yaml_node_t *v, *to, *direct, *namenode;
     const char *name = NULL;
     int rc;
@@ -1065,9 +1065,9 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers",    "drain_timeout", "listeners", "clusters",
-                                       "admin",      "access_log",    "tracing",   "providers",
-                                       NULL};
+    static const char *const keys[] = {"workers",  "drain_timeout", "listeners",
+                                       "clusters", "admin",         "access_log",
+                                       "tracing",  "providers",     NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;

@@ -9,10 +9,25 @@
 #include "config/sections.h"
 
 const char *const gh_access_log_field_names[GH_LOG_FIELD_COUNT] = {
-    "time",     "request_id",  "listener",         "route",     "method",
-    "path",     "query",       "status",           "bytes_in",  "bytes_out",
-    "duration_ms", "upstream", "upstream_duration_ms", "client", "user_agent",
-    "principal", "consumer",   "trace_id",         "error",
+    "time",
+    "request_id",
+    "listener",
+    "route",
+    "method",
+    "path",
+    "query",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "upstream",
+    "upstream_duration_ms",
+    "client",
+    "user_agent",
+    "principal",
+    "consumer",
+    "trace_id",
+    "error",
 };
 
 static int dup_str(const gh_yaml_doc_t *doc, const char *s, char **out)
@@ -21,8 +36,7 @@ static int dup_str(const gh_yaml_doc_t *doc, const char *s, char **out)
     return *out == NULL ? gh_yaml_oom(doc) : 0;
 }
 
-static int opt_str(const gh_yaml_doc_t *doc, const gh_yaml_node_t *map, const char *key,
-                   char **out)
+static int opt_str(const gh_yaml_doc_t *doc, const gh_yaml_node_t *map, const char *key, char **out)
 {
     const gh_yaml_node_t *n = gh_yaml_map_get(map, key);
     const char *v;
@@ -98,8 +112,7 @@ static int load_token_file(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at, c
                              path);
     for (size_t i = 0; i < n; i++)
         if (buf[i] < 0x21 || buf[i] > 0x7e)
-            return gh_yaml_error(doc, at, "token_file '%s' holds a non-printable character",
-                                 path);
+            return gh_yaml_error(doc, at, "token_file '%s' holds a non-printable character", path);
     return dup_str(doc, buf, out);
 }
 
@@ -121,13 +134,12 @@ int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, 
         return rc;
     const gh_yaml_node_t *at = gh_yaml_map_get(node, "listen");
     if (parse_addr(a->address, &a->addr, &a->addrlen) != 0)
-        return gh_yaml_error(doc, at ? at : node,
-                             "admin listen '%s' is not a numeric address:port", a->address);
+        return gh_yaml_error(doc, at ? at : node, "admin listen '%s' is not a numeric address:port",
+                             a->address);
     if (a->token_file != NULL && a->token_env != NULL)
         return gh_yaml_error(doc, node, "admin takes token_file or token_env, not both");
-    if (a->token_file != NULL &&
-        (rc = load_token_file(doc, gh_yaml_map_get(node, "token_file"), a->token_file,
-                              &a->token)) != 0)
+    if (a->token_file != NULL && (rc = load_token_file(doc, gh_yaml_map_get(node, "token_file"),
+                                                       a->token_file, &a->token)) != 0)
         return rc;
     if (a->token_env != NULL) {
         const char *v = getenv(a->token_env);
@@ -202,11 +214,10 @@ int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n
     return 0;
 }
 
-int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
-                            gh_config_t *cfg)
+int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg)
 {
-    static const char *const keys[] = {"collector",      "sampling",       "service_name",
-                                       "queue_size",     "batch_size",     "flush_interval",
+    static const char *const keys[] = {"collector",      "sampling",   "service_name",
+                                       "queue_size",     "batch_size", "flush_interval",
                                        "export_timeout", NULL};
     gh_tracing_conf_t *t = &cfg->tracing;
     const gh_yaml_node_t *n;

@@ -11,8 +11,7 @@
 int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                                gh_config_t *cfg);
-int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
-                            gh_config_t *cfg);
+int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg);
 /* node: the route's authn value. */

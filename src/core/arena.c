@@ -39,6 +39,9 @@ void gh_arena_dispose(gh_arena_t *a)
 
 void *gh_arena_alloc(gh_arena_t *a, size_t size)
 {
+    /* Rounding up and the block header must not wrap around. */
+    if (size > SIZE_MAX / 2)
+        return NULL;
     size = (size + 15) & ~(size_t)15;
     gh_arena_block_t *b = a->head;
     if (b == NULL || b->size - b->used < size) {
@@ -73,6 +76,8 @@ void *gh_arena_calloc(gh_arena_t *a, size_t size)
 
 char *gh_arena_memdup(gh_arena_t *a, const void *p, size_t len)
 {
+    if (len == SIZE_MAX)
+        return NULL;
     char *d = gh_arena_alloc(a, len + 1);
     if (d == NULL)
         return NULL;

@@ -102,14 +102,21 @@ static void on_timer(uv_timer_t *t)
     gh_deadlines_t *ds = t->data;
     uint64_t now = uv_now(t->loop);
     ds->armed_at = UINT64_MAX;
-    /* A callback may start or stop any deadline (and grow the list array),
-     * so each list is re-read after each call. */
-    for (size_t i = 0; i < ds->num_lists; i++) {
-        gh_deadline_t *d;
-        while ((d = ds->lists[i].head) != NULL && d->at <= now) {
-            unlink_d(d);
-            d->cb(d);
+    /* Due deadlines fire in order of expiry across lists (a loop that ran
+     * late may find several due). A callback may start or stop any
+     * deadline and grow the list array, so the heads are re-read after
+     * each call. Lists are few: one per configured duration. */
+    for (;;) {
+        gh_deadline_t *first = NULL;
+        for (size_t i = 0; i < ds->num_lists; i++) {
+            gh_deadline_t *h = ds->lists[i].head;
+            if (h != NULL && h->at <= now && (first == NULL || h->at < first->at))
+                first = h;
         }
+        if (first == NULL)
+            break;
+        unlink_d(first);
+        first->cb(first);
     }
     uint64_t next = UINT64_MAX;
     for (size_t i = 0; i < ds->num_lists; i++)

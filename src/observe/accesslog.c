@@ -185,8 +185,7 @@ static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t 
     char dec[256];
     size_t d = 0;
     for (size_t i = 0; i < n && d < sizeof(dec); i++) {
-        if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 &&
-            hexval(name[i + 2]) >= 0) {
+        if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 && hexval(name[i + 2]) >= 0) {
             dec[d++] = (char)(hexval(name[i + 1]) * 16 + hexval(name[i + 2]));
             i += 2;
         } else {
@@ -250,6 +249,11 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
     /* A line is at most a few KiB plus the path, query and user agent
      * (each bounded by the listener's head limit, escaped up to 6x). */
     size_t need = 4096 + 6 * (e->path_len + e->query_len + e->user_agent_len);
+    const char *more[] = {e->request_id, e->listener, e->route,    e->upstream, e->client,
+                          e->principal,  e->consumer, e->trace_id, e->error};
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+        if (more[i] != NULL)
+            need += 6 * strlen(more[i]);
     if (need > GH_ACCESS_LOG_BUF)
         need = GH_ACCESS_LOG_BUF;
     if (GH_ACCESS_LOG_BUF - b->len < need)

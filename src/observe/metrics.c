@@ -16,12 +16,8 @@
 enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_DECISION, K_COUNT };
 
 static const size_t elem_size[K_COUNT] = {
-    sizeof(gh_series_stats_t),
-    sizeof(gh_route_stats_t),
-    sizeof(gh_listener_stats_t),
-    sizeof(gh_cluster_stats_t),
-    sizeof(gh_endpoint_stats_t),
-    sizeof(gh_decision_stats_t),
+    sizeof(gh_series_stats_t),  sizeof(gh_route_stats_t),    sizeof(gh_listener_stats_t),
+    sizeof(gh_cluster_stats_t), sizeof(gh_endpoint_stats_t), sizeof(gh_decision_stats_t),
 };
 
 struct gh_metrics_shard_s {
@@ -38,7 +34,7 @@ static struct {
     uint32_t count[K_COUNT]; /* read by the renderer, same thread */
     uint32_t cap[K_COUNT];
     gh_metrics_shard_t *shards[MAX_SHARDS];
-    unsigned num_shards; /* atomic */
+    unsigned num_shards;                             /* atomic */
     uint64_t reloads_ok, reloads_failed, generation; /* atomic */
     gh_metrics_extra_fn extra[8];
     void *extra_arg[8];
@@ -46,8 +42,8 @@ static struct {
 
 /* Histogram bounds in microseconds: 1ms .. 10s. */
 static const uint64_t bounds_us[GH_HIST_BUCKETS] = {
-    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000, 10000000,
+    1000,   2500,   5000,    10000,   25000,   50000,    100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 static const char *const bounds_text[GH_HIST_BUCKETS] = {
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
@@ -333,8 +329,8 @@ static void render_series(out_t *o, unsigned ns)
             put(o,
                 "gatehouse_requests_total{listener=\"%s\",route=\"%s\",cluster=\"%s\","
                 "code=\"%s\"} %llu\n",
-                esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)),
-                esc(l->l[2], c, sizeof(c)), code_names[k], (unsigned long long)sum.codes[k]);
+                esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)), esc(l->l[2], c, sizeof(c)),
+                code_names[k], (unsigned long long)sum.codes[k]);
         }
     }
 }
@@ -372,7 +368,7 @@ static void render_routes(out_t *o, unsigned ns)
         put_hist(o, "gatehouse_request_duration_seconds", lab, &sums[id].duration);
     }
     static const char *const names[2] = {"gatehouse_request_bytes_total",
-                                          "gatehouse_response_bytes_total"};
+                                         "gatehouse_response_bytes_total"};
     static const char *const helps[2] = {"Request bytes received (head and body).",
                                          "Response bytes sent (head and body)."};
     for (int k = 0; k < 2; k++) {
@@ -381,8 +377,8 @@ static void render_routes(out_t *o, unsigned ns)
             if (!seen[id])
                 continue;
             labels_t *l = &reg.labels[K_ROUTE][id];
-            put(o, "%s{listener=\"%s\",route=\"%s\"} %llu\n", names[k],
-                esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)),
+            put(o, "%s{listener=\"%s\",route=\"%s\"} %llu\n", names[k], esc(l->l[0], a, sizeof(a)),
+                esc(l->l[1], b, sizeof(b)),
                 (unsigned long long)(k == 0 ? sums[id].bytes_in : sums[id].bytes_out));
         }
     }
@@ -408,7 +404,8 @@ static void render_decisions(out_t *o, unsigned ns)
         if (!any || v == 0)
             continue;
         labels_t *l = &reg.labels[K_DECISION][id];
-        put(o, "gatehouse_auth_decisions_total{provider=\"%s\",decision=\"%s\",reason=\"%s\"} %llu\n",
+        put(o,
+            "gatehouse_auth_decisions_total{provider=\"%s\",decision=\"%s\",reason=\"%s\"} %llu\n",
             esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)), esc(l->l[2], c, sizeof(c)),
             (unsigned long long)v);
     }
@@ -447,9 +444,9 @@ static void render_clusters(out_t *o, unsigned ns)
 {
     char a[512], lab[600];
     static const char *const names[6] = {
-        "gatehouse_upstream_connections_active", "gatehouse_upstream_connections_total",
+        "gatehouse_upstream_connections_active",     "gatehouse_upstream_connections_total",
         "gatehouse_upstream_connect_failures_total", "gatehouse_upstream_timeouts_total",
-        "gatehouse_upstream_resets_total", "gatehouse_upstream_pool_hits_total",
+        "gatehouse_upstream_resets_total",           "gatehouse_upstream_pool_hits_total",
     };
     static const char *const helps[6] = {
         "Open upstream connections.",
@@ -528,11 +525,13 @@ char *gh_metrics_render(size_t *len)
     if (o.buf == NULL)
         return NULL;
     unsigned ns = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
-    put(&o, "# HELP gatehouse_build_info Version of the running binary.\n"
-            "# TYPE gatehouse_build_info gauge\ngatehouse_build_info{version=\"%s\"} 1\n",
+    put(&o,
+        "# HELP gatehouse_build_info Version of the running binary.\n"
+        "# TYPE gatehouse_build_info gauge\ngatehouse_build_info{version=\"%s\"} 1\n",
         GH_VERSION);
-    put(&o, "# HELP gatehouse_config_generation Generation of the serving configuration.\n"
-            "# TYPE gatehouse_config_generation gauge\ngatehouse_config_generation %llu\n",
+    put(&o,
+        "# HELP gatehouse_config_generation Generation of the serving configuration.\n"
+        "# TYPE gatehouse_config_generation gauge\ngatehouse_config_generation %llu\n",
         (unsigned long long)gh_stats_generation());
     put(&o,
         "# HELP gatehouse_config_reloads_total Configuration reloads by result.\n"

@@ -232,10 +232,14 @@ static void reply_and_close(gh_conn_t *c, int status, const char *code, const ch
 static const char *status_code_name(int status)
 {
     switch (status) {
-    case 414: return "uri_too_long";
-    case 431: return "header_too_large";
-    case 501: return "not_implemented";
-    default: return "bad_request";
+    case 414:
+        return "uri_too_long";
+    case 431:
+        return "header_too_large";
+    case 501:
+        return "not_implemented";
+    default:
+        return "bad_request";
     }
 }
 

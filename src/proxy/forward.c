@@ -165,9 +165,9 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     collect_connection_tokens(r->headers, r->num_headers, &ct);
 
     size_t cap = r->method_len + r->target_len + s->fwd_target_len + 64 +
-                 heads_size(r->headers, r->num_headers) +
-                 sizeof(s->conn->peer) + s->host_len + sizeof(s->request_id) + 256 +
-                 (s->traced ? 128 + GH_TRACESTATE_MAX : 0) + s->hdr_add_len;
+                 heads_size(r->headers, r->num_headers) + sizeof(s->conn->peer) + s->host_len +
+                 sizeof(s->request_id) + 256 + (s->traced ? 128 + GH_TRACESTATE_MAX : 0) +
+                 s->hdr_add_len;
     if (s->authority != NULL)
         cap += s->authority_len;
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;

@@ -84,7 +84,8 @@ static void record_metrics(gh_stream_t *s, uint64_t dur_us, uint64_t now)
         GH_STAT_ADD(rs->bytes_out, s->bytes_out);
     }
     if (s->cluster != NULL && s->up_start_ns != 0 && s->res_up_done) {
-        gh_cluster_stats_t *cs = gh_metrics_cluster(w->metrics, snap->cluster_ids[s->cluster->index]);
+        gh_cluster_stats_t *cs =
+            gh_metrics_cluster(w->metrics, snap->cluster_ids[s->cluster->index]);
         if (cs != NULL)
             gh_hist_observe(&cs->duration, (now - s->up_start_ns) / 1000);
     }
@@ -146,8 +147,8 @@ void gh_observe_end(gh_stream_t *s)
         size_t hl = s->host_len < sizeof(host) - 1 ? s->host_len : sizeof(host) - 1;
         memcpy(host, s->host, hl);
         host[hl] = '\0';
-        size_t ul = ua ? (ua->value_len < sizeof(ua_text) - 1 ? ua->value_len : sizeof(ua_text) - 1)
-                       : 0;
+        size_t ul =
+            ua ? (ua->value_len < sizeof(ua_text) - 1 ? ua->value_len : sizeof(ua_text) - 1) : 0;
         if (ua)
             memcpy(ua_text, ua->value, ul);
         ua_text[ul] = '\0';

@@ -73,8 +73,8 @@ struct gh_pool_s {
     const gh_endpoint_conf_t *ep;
     gh_upconn_t *idle; /* singly linked through up->next_idle */
     uint32_t num_idle;
-    uint32_t active; /* streams using this endpoint now (least_request) */
-    gh_cluster_stats_t *stats; /* the worker's shard entry for the cluster; NULL if none */
+    uint32_t active;               /* streams using this endpoint now (least_request) */
+    gh_cluster_stats_t *stats;     /* the worker's shard entry for the cluster; NULL if none */
     gh_endpoint_stats_t *ep_stats; /* same for the endpoint */
 };
 
@@ -83,11 +83,11 @@ struct gh_worker_s {
     uv_thread_t thread;
     uv_async_t wakeup; /* main thread -> worker: stop or drain */
     unsigned id;
-    gh_wsnap_t *cur;           /* the current view; holds one reference */
-    gh_listener_t *listeners;  /* list */
-    uv_mutex_t mbox_lock;      /* main thread -> worker: a new snapshot */
-    gh_snapshot_t *mbox_snap;  /* reference, or NULL */
-    int *mbox_fds;             /* sockets for its new listeners, -1 where kept */
+    gh_wsnap_t *cur;          /* the current view; holds one reference */
+    gh_listener_t *listeners; /* list */
+    uv_mutex_t mbox_lock;     /* main thread -> worker: a new snapshot */
+    gh_snapshot_t *mbox_snap; /* reference, or NULL */
+    int *mbox_fds;            /* sockets for its new listeners, -1 where kept */
     pcre2_match_data *md;
     gh_metrics_shard_t *metrics;
     struct {
@@ -97,7 +97,7 @@ struct gh_worker_s {
     } fstate[8]; /* per-worker filter state (gh_stream_worker_state) */
     gh_access_log_buf_t alog;
     uv_timer_t alog_timer; /* flushes alog every second */
-    gh_h1_header_t *hdrs; /* parser scratch, max_headers of the largest listener */
+    gh_h1_header_t *hdrs;  /* parser scratch, max_headers of the largest listener */
     size_t max_hdrs;
     uint64_t rng;
     uint64_t next_conn_id;
@@ -131,8 +131,8 @@ struct gh_conn_s {
     gh_conn_t *prev, *next; /* the worker's list of connections */
     gh_deadline_t dl;
     gh_worker_t *worker;
-    gh_wsnap_t *ws; /* reference: the view the next request uses */
-    size_t li;      /* its listener's index in ws->snap */
+    gh_wsnap_t *ws;              /* reference: the view the next request uses */
+    size_t li;                   /* its listener's index in ws->snap */
     gh_listener_stats_t *lstats; /* NULL if none */
     uint64_t id;
     char *rbuf; /* unconsumed bytes are rbuf[0 .. rlen); NULL while idle */
@@ -219,7 +219,7 @@ struct gh_stream_s {
     uint64_t start_ns;    /* head complete */
     uint64_t up_start_ns; /* request head handed to the upstream */
     uint64_t bytes_in, bytes_out;
-    const char *error; /* why a local reply or abort happened; static or arena */
+    const char *error;    /* why a local reply or abort happened; static or arena */
     gh_trace_ctx_t *span; /* in the arena, when traced */
     unsigned traced : 1;
 
@@ -231,7 +231,7 @@ struct gh_stream_s {
     struct gh_hdr_drop_s {
         const char *name;
         size_t len;
-    } *hdr_drop; /* in the arena, GH_MAX_HDR_DROP entries once a filter drops one */
+    } * hdr_drop; /* in the arena, GH_MAX_HDR_DROP entries once a filter drops one */
     unsigned num_hdr_drop;
     unsigned tries;
 
@@ -314,8 +314,8 @@ void gh_stream_request_written(gh_stream_t *s);
 int gh_stream_response_filters(gh_stream_t *s);
 
 /* route.c */
-const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l,
-                                 const gh_stream_t *s, size_t *index);
+const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l, const gh_stream_t *s,
+                                 size_t *index);
 
 /* lb.c */
 size_t gh_lb_pick_target(gh_worker_t *w, const gh_route_t *r);
@@ -357,8 +357,8 @@ extern const gh_filter_type_t gh_direct_filter;
 /* Returns a heap buffer (caller frees) holding a whole response. */
 char *gh_reply_error_build(int status, const char *code, const char *detail, int close,
                            int head_only, size_t *len);
-char *gh_reply_error_build_with(int status, const char *code, const char *detail,
-                                const char *extra, int close, int head_only, size_t *len);
+char *gh_reply_error_build_with(int status, const char *code, const char *detail, const char *extra,
+                                int close, int head_only, size_t *len);
 const char *gh_status_reason(int status);
 
 #endif

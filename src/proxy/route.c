@@ -104,8 +104,8 @@ static int query_match(gh_worker_t *w, const gh_route_t *r, const char *q, size_
     return 1;
 }
 
-const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l,
-                                 const gh_stream_t *s, size_t *index)
+const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l, const gh_stream_t *s,
+                                 size_t *index)
 {
     for (size_t i = 0; i < l->num_routes; i++) {
         const gh_route_t *r = &l->routes[i];

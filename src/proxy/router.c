@@ -54,8 +54,8 @@ static int connect_upstream(gh_stream_t *s, int fresh)
     gh_upconn_t *u = gh_upconn_get(p, fresh, &err);
     if (u == NULL) {
         char detail[160];
-        snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s",
-                 p->ep->address, uv_strerror(err));
+        snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s", p->ep->address,
+                 uv_strerror(err));
         gh_stream_fail(s, 502, "bad_gateway", detail);
         return -1;
     }
@@ -108,8 +108,8 @@ void gh_router_connected(gh_stream_t *s, int status)
         gh_stream_fail(s, 504, "gateway_timeout", detail);
         return;
     }
-    snprintf(detail, sizeof(detail), "connect to upstream %s failed: %s",
-             s->up->pool->ep->address, uv_strerror(status));
+    snprintf(detail, sizeof(detail), "connect to upstream %s failed: %s", s->up->pool->ep->address,
+             uv_strerror(status));
     gh_stream_fail(s, 502, "bad_gateway", detail);
 }
 
@@ -208,8 +208,8 @@ static void parse_response_head(gh_stream_t *s)
     for (;;) {
         gh_h1_response_t res;
         res.headers = s->conn->worker->hdrs;
-        int r = u->rlen ? gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err)
-                        : GH_H1_INCOMPLETE;
+        int r =
+            u->rlen ? gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err) : GH_H1_INCOMPLETE;
         if (r == GH_H1_INCOMPLETE) {
             if (!s->up_eof) {
                 gh_upconn_update_reading(u);
@@ -286,8 +286,8 @@ static void pump_response(gh_stream_t *s)
     if (!s->res_pump.done && u != NULL) {
         size_t consumed = 0;
         uint64_t payload = 0;
-        int k = gh_body_pump_fill(&s->res_pump, u->rbuf, u->rlen, bufs + n, &consumed, &payload,
-                                  &err);
+        int k =
+            gh_body_pump_fill(&s->res_pump, u->rbuf, u->rlen, bufs + n, &consumed, &payload, &err);
         if (k < 0) {
             if (first) {
                 /* Nothing reached the client yet: it can still get a 502. */

@@ -32,11 +32,11 @@ typedef struct {
 typedef struct {
     unsigned long refs; /* atomic */
     uint64_t generation;
-    gh_config_t *cfg;          /* owned */
-    gh_chain_t **chains;       /* [listener][route], owned */
-    gh_listener_ids_t *lids;   /* [listener] */
-    uint32_t *cluster_ids;     /* [cluster] */
-    uint32_t **endpoint_ids;   /* [cluster][endpoint] */
+    gh_config_t *cfg;              /* owned */
+    gh_chain_t **chains;           /* [listener][route], owned */
+    gh_listener_ids_t *lids;       /* [listener] */
+    uint32_t *cluster_ids;         /* [cluster] */
+    uint32_t **endpoint_ids;       /* [cluster][endpoint] */
     struct gh_jwt_runtime_s **jwt; /* [provider] */
 } gh_snapshot_t;
 

@@ -77,6 +77,11 @@ static int set_host(gh_stream_t *s)
                 end = (size_t)(colon - h);
         }
         n = end;
+        /* "api.example.com." names the same host as "api.example.com"
+         * (a fully qualified name): route on one form, or a route's host
+         * match, and the authentication on it, could be stepped around. */
+        if (n > 1 && h[n - 1] == '.' && h[0] != '[')
+            n--;
     }
     char *lower = gh_arena_alloc(&s->arena, n + 1);
     if (lower == NULL)
@@ -189,8 +194,7 @@ void gh_stream_run_request(gh_stream_t *s)
     if (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length > s->route->max_body) {
         char detail[128];
         snprintf(detail, sizeof(detail), "request body of %llu bytes exceeds the limit of %llu",
-                 (unsigned long long)s->req.content_length,
-                 (unsigned long long)s->route->max_body);
+                 (unsigned long long)s->req.content_length, (unsigned long long)s->route->max_body);
         gh_stream_reply_error(s, 413, "payload_too_large", detail);
         return;
     }
@@ -404,10 +408,11 @@ int gh_stream_pump_request(gh_stream_t *s)
         }
         size_t consumed = 0;
         uint64_t payload = 0;
-        int k = gh_body_pump_fill(&s->req_pump, c->rbuf, c->rlen, bufs + n, &consumed, &payload,
-                                  &err);
+        int k =
+            gh_body_pump_fill(&s->req_pump, c->rbuf, c->rlen, bufs + n, &consumed, &payload, &err);
         if (k < 0) {
-            gh_stream_fail(s, 400, "bad_request", err.detail ? err.detail : "malformed chunked body");
+            gh_stream_fail(s, 400, "bad_request",
+                           err.detail ? err.detail : "malformed chunked body");
             return -1;
         }
         s->req_body_bytes += payload;

@@ -166,8 +166,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
     u->creq.data = u;
     uv_tcp_init(&p->worker->loop, &u->tcp);
     u->handles_open = 1;
-    int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->ep->addr,
-                           up_on_connect);
+    int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->ep->addr, up_on_connect);
     if (r < 0) {
         *err = r;
         gh_upconn_close(u);

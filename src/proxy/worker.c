@@ -88,8 +88,7 @@ static gh_wsnap_t *wsnap_new(gh_worker_t *w, gh_snapshot_t *snap)
             ws->pools[i][j].cluster = c;
             ws->pools[i][j].ep = &c->endpoints[j];
             ws->pools[i][j].stats = gh_metrics_cluster(w->metrics, snap->cluster_ids[i]);
-            ws->pools[i][j].ep_stats =
-                gh_metrics_endpoint(w->metrics, snap->endpoint_ids[i][j]);
+            ws->pools[i][j].ep_stats = gh_metrics_endpoint(w->metrics, snap->endpoint_ids[i][j]);
         }
         /* Start workers at different points of the ring so that N workers
          * do not all send their first request to the same endpoint. */
