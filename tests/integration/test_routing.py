@@ -51,6 +51,20 @@ def test_host_exact(gatehouse):
     ])
 
 
+def test_host_trailing_dot_is_the_same_host(gatehouse):
+    """A fully qualified name ("api.example.com.") is the same host: it must
+    not slip past a host route (and whatever authn it carries) to a later
+    catch-all route."""
+    g = routed(gatehouse, [route("exact", host=["api.example.com"]),
+                           route("wild", host=["*.example.org"]), route("other")])
+    check(g, [
+        ("GET", "/", H("api.example.com."), "exact"),
+        ("GET", "/", H("API.example.com.:8080"), "exact"),
+        ("GET", "/", H("a.example.org."), "wild"),
+        ("GET", "/", H("api.example.com.."), "other"),
+    ])
+
+
 def test_host_wildcard(gatehouse):
     g = routed(gatehouse, [route("wild", host=["*.example.org"])])
     check(g, [
