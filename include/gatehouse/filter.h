@@ -21,6 +21,10 @@
 
 #include <stddef.h>
 
+#include <gatehouse/config.h>
+#include <gatehouse/h1.h>
+#include <gatehouse/metrics.h>
+
 typedef struct gh_stream_s gh_stream_t;
 
 typedef enum {
@@ -68,6 +72,8 @@ gh_identity_t *gh_stream_identity(gh_stream_t *s);
 void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,
                             const char **path, size_t *path_len, const char **query,
                             size_t *query_len);
+/* All header fields at once (borrowed, valid for the stream's life). */
+const gh_h1_header_t *gh_stream_headers(const gh_stream_t *s, size_t *n);
 size_t gh_stream_header_count(const gh_stream_t *s);
 void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size_t *name_len,
                          const char **value, size_t *value_len);
@@ -89,6 +95,17 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
  * when create() fails. */
 void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
                              void (*destroy)(void *));
+
+/* Sends target (borrowed: from gh_stream_alloc) upstream instead of the
+ * client's request-target (origin-form: path and query). */
+void gh_stream_set_target(gh_stream_t *s, const char *target, size_t len);
+
+/* Matches v[0..n) with m (exact, prefix or regex, on the worker's own
+ * PCRE2 match data). 1 on a match. */
+int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_t n);
+
+/* The worker's metrics shard, for filters that count. */
+gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s);
 
 /* The stream's arena, for allocations that live as long as the request. */
 void *gh_stream_alloc(gh_stream_t *s, size_t size);

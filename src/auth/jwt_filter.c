@@ -29,8 +29,6 @@
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
 
-#include "proxy/proxy.h"
-
 /* ---- runtime ---- */
 
 /* Every reason the filter and the JWT library give, so that each has its
@@ -151,7 +149,7 @@ int gh_jwt_runtime_ready(const gh_jwt_runtime_t *rt, const char **why)
 
 static void count_index(gh_stream_t *s, const gh_jwt_runtime_t *rt, size_t i)
 {
-    gh_decision_stats_t *d = gh_metrics_decision(s->conn->worker->metrics, rt->decision_ids[i]);
+    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[i]);
     if (d != NULL)
         GH_STAT_INC(d->count);
 }
@@ -310,13 +308,17 @@ static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn,
 static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out)
 {
     found_t f = {NULL, 0, NULL};
+    const char *method, *path, *query;
+    size_t method_len, path_len, query_len, nh;
+    gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
     for (size_t i = 0; i < p->num_from; i++) {
         const gh_token_from_t *from = &p->from[i];
         found_t cand = {NULL, 0, from};
         if (from->kind == GH_TOKEN_FROM_QUERY) {
             gh_pairs_t it;
             gh_pair_t pr;
-            gh_pairs_init(&it, s->query, s->query_len, '&');
+            gh_pairs_init(&it, query, query_len, '&');
             while (gh_pairs_next(&it, &pr)) {
                 if (!pr.has_value || !gh_pair_name_is(&pr, from->name, from->name_len))
                     continue;
@@ -327,8 +329,8 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
                 cand.n = pr.value_len;
             }
         } else {
-            for (size_t j = 0; j < s->req.num_headers; j++) {
-                const gh_h1_header_t *h = &s->req.headers[j];
+            for (size_t j = 0; j < nh; j++) {
+                const gh_h1_header_t *h = &hs[j];
                 found_t c2 = {NULL, 0, from};
                 if (from->kind == GH_TOKEN_FROM_COOKIE) {
                     if (!GH_H1_NAME_IS(h, "cookie") ||
@@ -497,18 +499,20 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         gh_stream_drop_header(s, from->name, from->name_len);
         return;
     }
+    size_t nh;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
     if (from->kind == GH_TOKEN_FROM_COOKIE) {
         /* Every Cookie field becomes one, without the token's pair. */
         size_t cap = 1;
-        for (size_t i = 0; i < s->req.num_headers; i++)
-            if (GH_H1_NAME_IS(&s->req.headers[i], "cookie"))
-                cap += 2 * s->req.headers[i].value_len + 2; /* "a;b" may become "a; b" */
-        char *out = gh_arena_alloc(&s->arena, cap);
+        for (size_t i = 0; i < nh; i++)
+            if (GH_H1_NAME_IS(&hs[i], "cookie"))
+                cap += 2 * hs[i].value_len + 2; /* "a;b" may become "a; b" */
+        char *out = gh_stream_alloc(s, cap);
         size_t o = 0;
         if (out == NULL)
             return;
-        for (size_t i = 0; i < s->req.num_headers; i++) {
-            const gh_h1_header_t *h = &s->req.headers[i];
+        for (size_t i = 0; i < nh; i++) {
+            const gh_h1_header_t *h = &hs[i];
             if (!GH_H1_NAME_IS(h, "cookie"))
                 continue;
             gh_pairs_t it;
@@ -531,16 +535,19 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         return;
     }
     /* Query: the path, then every parameter but the token's. */
-    size_t cap = s->path_len + s->query_len + 2;
-    char *t = gh_arena_alloc(&s->arena, cap);
+    const char *method, *path, *query;
+    size_t method_len, path_len, query_len;
+    gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
+    size_t cap = path_len + query_len + 2;
+    char *t = gh_stream_alloc(s, cap);
     if (t == NULL)
         return;
-    memcpy(t, s->path, s->path_len);
-    size_t o = s->path_len;
+    memcpy(t, path, path_len);
+    size_t o = path_len;
     gh_pairs_t it;
     gh_pair_t pr;
     int first = 1;
-    gh_pairs_init(&it, s->query, s->query_len, '&');
+    gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
         if (gh_pair_name_is(&pr, from->name, from->name_len))
             continue;
@@ -549,22 +556,32 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         memcpy(t + o, pr.raw, pr.raw_len);
         o += pr.raw_len;
     }
-    s->fwd_target = t;
-    s->fwd_target_len = o;
+    gh_stream_set_target(s, t, o);
+}
+
+static const char *stream_strdup(gh_stream_t *s, const char *v)
+{
+    if (v == NULL)
+        return NULL;
+    size_t n = strlen(v);
+    char *d = gh_stream_alloc(s, n + 1);
+    if (d != NULL)
+        memcpy(d, v, n + 1);
+    return d;
 }
 
 /* Applies a verified result to the stream. */
 static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
                   const found_t *where)
 {
-    gh_identity_t *id = &s->identity;
+    gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0)
         gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len);
     if (id->provider == NULL) {
         id->provider = rt->conf->name;
-        id->issuer = e->iss ? gh_arena_memdup(&s->arena, e->iss, strlen(e->iss)) : NULL;
-        id->subject = e->sub ? gh_arena_memdup(&s->arena, e->sub, strlen(e->sub)) : NULL;
-        id->scopes = e->scopes ? gh_arena_memdup(&s->arena, e->scopes, strlen(e->scopes)) : NULL;
+        id->issuer = stream_strdup(s, e->iss);
+        id->subject = stream_strdup(s, e->sub);
+        id->scopes = stream_strdup(s, e->scopes);
     }
     if (!rt->conf->forward_token && where->from != NULL)
         strip_token(s, where);
@@ -685,28 +702,14 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     return 0;
 }
 
-static int exempt(const gh_stream_t *s, const gh_authn_conf_t *a)
+static int exempt(gh_stream_t *s, const gh_authn_conf_t *a)
 {
-    for (size_t i = 0; i < a->num_exempt; i++) {
-        const gh_strmatch_t *m = &a->exempt[i];
-        switch (m->kind) {
-        case GH_MATCH_EXACT:
-            if (s->path_len == m->value_len && memcmp(s->path, m->value, m->value_len) == 0)
-                return 1;
-            break;
-        case GH_MATCH_PREFIX:
-            if (s->path_len >= m->value_len && memcmp(s->path, m->value, m->value_len) == 0)
-                return 1;
-            break;
-        case GH_MATCH_REGEX:
-            if (pcre2_match(m->re, (PCRE2_SPTR)s->path, s->path_len, 0, 0, s->conn->worker->md,
-                            NULL) >= 0)
-                return 1;
-            break;
-        default:
-            break;
-        }
-    }
+    const char *method, *path, *query;
+    size_t method_len, path_len, query_len;
+    gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
+    for (size_t i = 0; i < a->num_exempt; i++)
+        if (gh_stream_match(s, &a->exempt[i], path, path_len))
+            return 1;
     return 0;
 }
 

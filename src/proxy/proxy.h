@@ -314,6 +314,7 @@ void gh_stream_request_written(gh_stream_t *s);
 int gh_stream_response_filters(gh_stream_t *s);
 
 /* route.c */
+int gh_strmatch_match(gh_worker_t *w, const gh_strmatch_t *m, const char *v, size_t n);
 const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l, const gh_stream_t *s,
                                  size_t *index);
 

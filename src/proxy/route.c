@@ -11,7 +11,7 @@
 
 #include "proxy/proxy.h"
 
-static int str_match(gh_worker_t *w, const gh_strmatch_t *m, const char *v, size_t n)
+int gh_strmatch_match(gh_worker_t *w, const gh_strmatch_t *m, const char *v, size_t n)
 {
     switch (m->kind) {
     case GH_MATCH_EXACT:
@@ -65,7 +65,7 @@ static int headers_match(gh_worker_t *w, const gh_route_t *r, const gh_h1_reques
             if (h->name_len != km->name_len || strncasecmp(h->name, km->name, km->name_len) != 0)
                 continue;
             found = 1;
-            ok = str_match(w, &km->match, h->value, h->value_len);
+            ok = gh_strmatch_match(w, &km->match, h->value, h->value_len);
         }
         if (km->match.kind == GH_MATCH_ABSENT) {
             if (found)
@@ -92,7 +92,7 @@ static int query_match(gh_worker_t *w, const gh_route_t *r, const char *q, size_
             if (!gh_pair_name_is(&pr, km->name, km->name_len))
                 continue;
             found = 1;
-            ok = str_match(w, &km->match, pr.value, pr.value_len);
+            ok = gh_strmatch_match(w, &km->match, pr.value, pr.value_len);
         }
         if (km->match.kind == GH_MATCH_ABSENT) {
             if (found)
@@ -111,7 +111,7 @@ const gh_route_t *gh_route_match(gh_worker_t *w, const gh_listener_conf_t *l, co
         const gh_route_t *r = &l->routes[i];
         if (r->num_hosts && !host_match(r, s->host, s->host_len))
             continue;
-        if (r->has_path && !str_match(w, &r->path, s->path, s->path_len))
+        if (r->has_path && !gh_strmatch_match(w, &r->path, s->path, s->path_len))
             continue;
         if (r->num_methods && !method_match(r, &s->req))
             continue;

@@ -596,3 +596,25 @@ void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void 
     }
     return NULL;
 }
+
+const gh_h1_header_t *gh_stream_headers(const gh_stream_t *s, size_t *n)
+{
+    *n = s->req.num_headers;
+    return s->req.headers;
+}
+
+void gh_stream_set_target(gh_stream_t *s, const char *target, size_t len)
+{
+    s->fwd_target = target;
+    s->fwd_target_len = len;
+}
+
+int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_t n)
+{
+    return gh_strmatch_match(s->conn->worker, m, v, n);
+}
+
+gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s)
+{
+    return s->conn->worker->metrics;
+}
