@@ -21,6 +21,19 @@ void gh_arena_init(gh_arena_t *a, size_t block_size)
     a->head = NULL;
     a->cleanups = NULL;
     a->block_size = block_size;
+    a->first = NULL;
+}
+
+void gh_arena_init_first(gh_arena_t *a, size_t block_size, void *mem, size_t size)
+{
+    gh_arena_block_t *b = mem;
+    b->next = NULL;
+    b->size = size - sizeof(*b);
+    b->used = 0;
+    a->head = b;
+    a->cleanups = NULL;
+    a->block_size = block_size;
+    a->first = b;
 }
 
 void gh_arena_dispose(gh_arena_t *a)
@@ -31,7 +44,8 @@ void gh_arena_dispose(gh_arena_t *a)
     gh_arena_block_t *b = a->head;
     while (b != NULL) {
         gh_arena_block_t *next = b->next;
-        free(b);
+        if (b != a->first)
+            free(b);
         b = next;
     }
     a->head = NULL;

@@ -107,6 +107,10 @@ struct gh_worker_s {
      * connection holds no buffer, so 10,000 of them cost their structs. */
     char *rbuf_free[64];
     unsigned num_rbuf_free;
+    /* Streams (with their arena's first block) of finished exchanges, for
+     * the next ones: a typical request then makes no malloc. */
+    gh_stream_t *stream_free[16];
+    unsigned num_stream_free;
     /* Write requests of downstream writes, likewise lent per write. */
     uv_write_t *wreq_free[64];
     unsigned num_wreq_free;
@@ -301,6 +305,7 @@ void gh_conn_arm_timer(gh_conn_t *c);
 
 /* stream.c */
 gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len);
+void gh_stream_cache_free(gh_worker_t *w);
 void gh_stream_client_timeout(gh_stream_t *s);
 void gh_stream_client_eof(gh_stream_t *s, int err);
 void gh_stream_run_request(gh_stream_t *s);

@@ -119,12 +119,55 @@ generate:;
     s->request_id[32] = '\0';
 }
 
-gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len)
+/* A stream and its arena's first block are one allocation. */
+#define STREAM_ALLOC_OFF ((sizeof(gh_stream_t) + 15) & ~(size_t)15)
+#define STREAM_FIRST_BLOCK 4096
+
+static gh_stream_t *stream_take(gh_worker_t *w)
 {
-    gh_stream_t *s = calloc(1, sizeof(*s));
+    gh_stream_t *s = w->num_stream_free > 0 ? w->stream_free[--w->num_stream_free]
+                                            : aligned_alloc(16, STREAM_ALLOC_OFF +
+                                                                    STREAM_FIRST_BLOCK);
     if (s == NULL)
         return NULL;
-    gh_arena_init(&s->arena, 4096);
+    memset(s, 0, sizeof(*s));
+    gh_arena_init_first(&s->arena, 4096, (char *)s + STREAM_ALLOC_OFF, STREAM_FIRST_BLOCK);
+    return s;
+}
+
+/* Under AddressSanitizer streams are not reused, so that a use after the
+ * end of an exchange is reported rather than landing in the next one. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STREAM_CACHE_ON 0
+#else
+#define STREAM_CACHE_ON 1
+#endif
+
+static void stream_give(gh_worker_t *w, gh_stream_t *s)
+{
+    gh_arena_dispose(&s->arena);
+#if STREAM_CACHE_ON
+    if (w->num_stream_free < sizeof(w->stream_free) / sizeof(w->stream_free[0])) {
+        w->stream_free[w->num_stream_free++] = s;
+        return;
+    }
+#else
+    (void)w;
+#endif
+    free(s);
+}
+
+void gh_stream_cache_free(gh_worker_t *w)
+{
+    while (w->num_stream_free > 0)
+        free(w->stream_free[--w->num_stream_free]);
+}
+
+gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len)
+{
+    gh_stream_t *s = stream_take(c->worker);
+    if (s == NULL)
+        return NULL;
     s->conn = c;
     s->ws = gh_wsnap_ref(c->ws);
     s->snap = s->ws->snap;
@@ -158,8 +201,7 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
     return s;
 fail:
     gh_wsnap_unref(s->ws);
-    gh_arena_dispose(&s->arena);
-    free(s);
+    stream_give(c->worker, s);
     return NULL;
 }
 
@@ -313,8 +355,7 @@ void gh_stream_end(gh_stream_t *s)
     int aborted = s->aborted;
     c->stream = NULL;
     gh_wsnap_unref(s->ws);
-    gh_arena_dispose(&s->arena);
-    free(s);
+    stream_give(c->worker, s);
     if (aborted) {
         gh_conn_close(c);
     } else if (keep) {

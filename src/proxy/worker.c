@@ -422,6 +422,7 @@ void gh_worker_dispose(gh_worker_t *w)
         free(w->rbuf_free[i]);
     for (unsigned i = 0; i < w->num_wreq_free; i++)
         free(w->wreq_free[i]);
+    gh_stream_cache_free(w);
     free(w->hdrs);
     if (w->md != NULL)
         pcre2_match_data_free(w->md);
