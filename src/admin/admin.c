@@ -6,6 +6,8 @@
  */
 #include <gatehouse/admin.h>
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,29 +210,31 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
     }
     if (path_is(req, "/ready")) {
         const char *why = NULL;
-        char body[512];
-        if (a->hooks.ready(a->hooks.arg, &why)) {
-            snprintf(body, sizeof(body), "{\"status\":\"ready\",\"generation\":%llu}\n",
-                     (unsigned long long)gh_stats_generation());
-            respond_json(c, 200, "OK", body, NULL, is_head);
-        } else {
-            char esc[400];
-            size_t o = 0;
-            for (const char *p = why ? why : "starting"; *p && o + 7 < sizeof(esc); p++) {
-                unsigned char ch = (unsigned char)*p;
-                if (ch == '"' || ch == '\\') {
-                    esc[o++] = '\\';
-                    esc[o++] = (char)ch;
-                } else if (ch < 0x20 || ch >= 0x7f) {
-                    o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\u%04x", ch);
-                } else {
-                    esc[o++] = (char)ch;
-                }
-            }
-            esc[o] = '\0';
-            snprintf(body, sizeof(body), "{\"status\":\"not_ready\",\"reasons\":[\"%s\"]}\n", esc);
-            respond_json(c, 503, "Service Unavailable", body, NULL, is_head);
+        int ok = a->hooks.ready(a->hooks.arg, &why);
+        /* The reason can hold text from the network (a JWKS host's answer):
+         * jansson does the escaping. */
+        json_t *doc =
+            ok ? json_pack("{s:s,s:I}", "status", "ready", "generation",
+                           (json_int_t)gh_stats_generation())
+               : json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons", why ? why : "starting");
+        char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(doc);
+        if (body == NULL) {
+            conn_close(c);
+            return;
         }
+        size_t n = strlen(body);
+        char *line = realloc(body, n + 2); /* one JSON document per line, as elsewhere */
+        if (line == NULL) {
+            free(body);
+            conn_close(c);
+            return;
+        }
+        line[n++] = '\n';
+        line[n] = '\0';
+        respond(c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", NULL,
+                line, n, is_head);
+        free(line);
         return;
     }
     char *body = NULL;

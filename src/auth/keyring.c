@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <gatehouse/file.h>
 #include <gatehouse/log.h>
 
 enum { K_IDLE = 0, K_FETCHING };
@@ -145,26 +146,6 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     return rc;
 }
 
-static int read_file(const char *path, sink_t *out, char *err, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, cap, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (on_body(chunk, 1, n, out) != n) {
-            snprintf(err, cap, "%s: larger than %d bytes", path, GH_JWKS_MAX_DOC);
-            fclose(f);
-            return -1;
-        }
-    }
-    fclose(f);
-    return 0;
-}
-
 /* OpenID Connect Discovery 1.0 section 4 / RFC 8414 section 3: the
  * document's issuer must equal the configured one, or a compromised or
  * confused metadata host could hand out another issuer's keys. */
@@ -205,7 +186,11 @@ static void fetch_work(uv_work_t *w)
     k->max_age = -1;
     k->fetch_err[0] = '\0';
     if (k->source == GH_JWKS_FILE) {
-        rc = read_file(k->file, &s, k->fetch_err, sizeof(k->fetch_err));
+        s.buf = gh_file_read(k->file, GH_JWKS_MAX_DOC, &s.len);
+        rc = s.buf != NULL ? 0 : -1;
+        if (rc < 0)
+            snprintf(k->fetch_err, sizeof(k->fetch_err), "%s: %s", k->file,
+                     errno == EFBIG ? "larger than the 1 MiB key set limit" : strerror(errno));
     } else if (k->source == GH_JWKS_DISCOVERY) {
         char *ju = NULL;
         rc = discover(k, &ju, k->fetch_err, sizeof(k->fetch_err));

@@ -233,10 +233,8 @@ static char *hook_clusters(void *arg, size_t *len)
     return gh_admin_clusters_json(sv->snap, len);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    return gh_file_read(path, 64u << 20, len);
-}
+/* The config loader's own limit is 16 MiB; this copy only compares. */
+#define CONFIG_TEXT_MAX (64u << 20)
 
 static int listener_kept(const gh_config_t *old, const gh_listener_conf_t *l)
 {
@@ -326,7 +324,7 @@ static void on_sighup(uv_signal_t *h, int signum)
     if (sv->stopping)
         return;
     free(sv->last_text);
-    sv->last_text = read_file(sv->path, &sv->last_len);
+    sv->last_text = gh_file_read(sv->path, CONFIG_TEXT_MAX, &sv->last_len);
     reload(sv, "SIGHUP");
 }
 
@@ -336,7 +334,7 @@ static void on_debounce(uv_timer_t *t)
     size_t len;
     if (sv->stopping)
         return;
-    char *text = read_file(sv->path, &len);
+    char *text = gh_file_read(sv->path, CONFIG_TEXT_MAX, &len);
     if (text == NULL)
         return; /* mid-replace; the rename's own event follows */
     if (sv->last_text != NULL && len == sv->last_len && memcmp(text, sv->last_text, len) == 0) {
@@ -471,7 +469,7 @@ int gh_server_run(const gh_server_opts_t *opts)
         sv.num_workers = n > 0 ? (unsigned)n : 1;
     }
     sv.drain_ms = cfg->drain_timeout_ms;
-    sv.last_text = read_file(sv.path, &sv.last_len);
+    sv.last_text = gh_file_read(sv.path, CONFIG_TEXT_MAX, &sv.last_len);
     uv_loop_init(&sv.loop);
     gh_keyring_init(&sv.loop);
     sv.snap = gh_snapshot_new(cfg, 1);

@@ -29,10 +29,7 @@ static const char usage[] =
     "inspect  decodes TOKEN, verifies it against the JWKS file and checks its\n"
     "         claims, saying which check passed or failed. Exit 0 when valid.\n";
 
-static char *slurp(const char *path, size_t *len)
-{
-    return gh_file_read(path, 16u << 20, len);
-}
+#define TOKEN_FILE_MAX (16u << 20)
 
 typedef struct {
     const char *key, *alg, *kid, *claims, *iss, *sub, *aud, *scope, *typ, *jwks, *token;
@@ -99,7 +96,7 @@ static gh_jwt_signing_key_t *load_key(const char *path, gh_jwt_alg_t alg)
 {
     char err[256];
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = gh_file_read(path, TOKEN_FILE_MAX, &len);
     if (text == NULL) {
         fprintf(stderr, "gatehouse token: cannot read %s: %s\n", path, strerror(errno));
         return NULL;
@@ -245,7 +242,7 @@ static int inspect(const opts_t *o)
     printf("claims:\n%s\n", claims ? claims : "?");
     free(claims);
     size_t len;
-    char *doc = slurp(o->jwks, &len);
+    char *doc = gh_file_read(o->jwks, TOKEN_FILE_MAX, &len);
     char err[256];
     /* A local tool: a shared-secret set is the user's own file. */
     gh_jwks_opts_t jo = {1};

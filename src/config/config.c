@@ -356,33 +356,37 @@ static int resolve(const char *host, uint16_t port, int family, int flags,
 /* Listeners bind what is written: numeric addresses only, so that a config
  * never depends on DNS at startup, and strictly (inet_pton refuses the
  * inet_aton forms such as "127.1" that getaddrinfo would take). */
-static int parse_listen(ctx_t *c, const gh_yaml_node_t *n, gh_listener_conf_t *l)
+const char *gh_config_numeric_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[INET6_ADDRSTRLEN + 64];
     int bracketed;
     uint16_t port;
+    const char *why = split_hostport(s, host, sizeof(host), &bracketed, &port);
+    if (why != NULL)
+        return why;
+    memset(ss, 0, sizeof(*ss));
+    if (bracketed) {
+        if (resolve(host, port, AF_INET6, AI_NUMERICHOST, ss, len) != 0)
+            return "has an invalid IPv6 address";
+        return NULL;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+        return "must be a numeric IPv4 address or a bracketed IPv6 address";
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    *len = sizeof(*sin);
+    return NULL;
+}
+
+static int parse_listen(ctx_t *c, const gh_yaml_node_t *n, gh_listener_conf_t *l)
+{
     const char *s, *why;
     int rc = gh_yaml_str(c->doc, n, "listen", &s);
     if (rc != 0)
         return rc;
-    why = split_hostport(s, host, sizeof(host), &bracketed, &port);
-    if (why != NULL)
+    if ((why = gh_config_numeric_addr(s, &l->addr, &l->addrlen)) != NULL)
         return gh_yaml_error(c->doc, n, "listen address '%s' %s", s, why);
-    memset(&l->addr, 0, sizeof(l->addr));
-    if (bracketed) {
-        if (resolve(host, port, AF_INET6, AI_NUMERICHOST, &l->addr, &l->addrlen) != 0)
-            return gh_yaml_error(c->doc, n, "listen address '%s' has an invalid IPv6 address", s);
-    } else {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
-        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-            return gh_yaml_error(c->doc, n,
-                                 "listen address '%s' must be a numeric IPv4 address or a "
-                                 "bracketed IPv6 address",
-                                 s);
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-        l->addrlen = sizeof(*sin);
-    }
     return dup_mem(c, s, n->len, &l->address);
 }
 

@@ -50,42 +50,6 @@ static int opt_str(const gh_yaml_doc_t *doc, const gh_yaml_node_t *map, const ch
     return dup_str(doc, v, out);
 }
 
-/* Numeric IPv4:port or [IPv6]:port. */
-static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(host))
-        return -1;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
-        return -1;
-    memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        if (colon[-1] != ']')
-            return -1;
-        memcpy(host, s + 1, (size_t)(colon - s - 2));
-        host[colon - s - 2] = '\0';
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
-            return -1;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*a6);
-        return 0;
-    }
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
-        return -1;
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)port);
-    *len = sizeof(*a4);
-    return 0;
-}
-
 static int is_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET)
@@ -133,7 +97,7 @@ int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, 
     if (a->address == NULL && (rc = dup_str(doc, "127.0.0.1:9901", &a->address)) != 0)
         return rc;
     const gh_yaml_node_t *at = gh_yaml_map_get(node, "listen");
-    if (parse_addr(a->address, &a->addr, &a->addrlen) != 0)
+    if (gh_config_numeric_addr(a->address, &a->addr, &a->addrlen) != NULL)
         return gh_yaml_error(doc, at ? at : node, "admin listen '%s' is not a numeric address:port",
                              a->address);
     if (a->token_file != NULL && a->token_env != NULL)

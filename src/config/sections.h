@@ -8,6 +8,10 @@
 
 #include "config/yaml.h"
 
+/* "IPv4:port" or "[IPv6]:port", numeric only, into ss. Returns NULL, or
+ * why not ("needs a port" ...), to follow the address in a message. */
+const char *gh_config_numeric_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
 int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                                gh_config_t *cfg);

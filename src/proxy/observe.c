@@ -99,6 +99,12 @@ void gh_observe_end(gh_stream_t *s)
     record_metrics(s, dur_us, now);
 
     const gh_config_t *cfg = s->snap->cfg;
+    gh_trace_exporter_t *tr = gh_observe_tracer();
+    int export = s->traced && s->span->sampled && tr != NULL;
+    /* The plain path (no access log, no sampled span) stops at the metrics:
+     * the rest is per-request work nobody asked for. */
+    if (!cfg->access_log.enabled && !export)
+        return;
     const char *upstream = NULL;
     if (s->cluster != NULL && s->up_start_ns != 0)
         upstream = s->cluster->endpoints[s->endpoint].address;
@@ -138,8 +144,7 @@ void gh_observe_end(gh_stream_t *s)
         gh_access_log_append(&w->alog, &cfg->access_log, &e);
     }
 
-    gh_trace_exporter_t *tr = gh_observe_tracer();
-    if (s->traced && s->span->sampled && tr != NULL) {
+    if (export) {
         char method[32], host[256], ua_text[256];
         size_t ml = s->req.method_len < sizeof(method) - 1 ? s->req.method_len : sizeof(method) - 1;
         memcpy(method, s->req.method, ml);

@@ -125,9 +125,9 @@ generate:;
 
 static gh_stream_t *stream_take(gh_worker_t *w)
 {
-    gh_stream_t *s = w->num_stream_free > 0 ? w->stream_free[--w->num_stream_free]
-                                            : aligned_alloc(16, STREAM_ALLOC_OFF +
-                                                                    STREAM_FIRST_BLOCK);
+    gh_stream_t *s = w->num_stream_free > 0
+                         ? w->stream_free[--w->num_stream_free]
+                         : aligned_alloc(16, STREAM_ALLOC_OFF + STREAM_FIRST_BLOCK);
     if (s == NULL)
         return NULL;
     memset(s, 0, sizeof(*s));

@@ -1,0 +1,80 @@
+/* src/http/pairs.c: query and cookie pair iteration. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <gatehouse/pairs.h>
+
+typedef struct {
+    const char *name, *value;
+    int has_value;
+} want_t;
+
+static void check(const char *s, char sep, const want_t *want, size_t n)
+{
+    gh_pairs_t it;
+    gh_pair_t pr;
+    size_t i = 0;
+    gh_pairs_init(&it, s, strlen(s), sep);
+    while (gh_pairs_next(&it, &pr)) {
+        assert_true(i < n);
+        assert_int_equal(pr.name_len, strlen(want[i].name));
+        assert_memory_equal(pr.name, want[i].name, pr.name_len);
+        assert_int_equal(pr.value_len, strlen(want[i].value));
+        assert_memory_equal(pr.value, want[i].value, pr.value_len);
+        assert_int_equal(pr.has_value, want[i].has_value);
+        i++;
+    }
+    assert_int_equal(i, n);
+}
+
+static void test_query(void **state)
+{
+    (void)state;
+    const want_t w[] = {{"a", "1", 1}, {"b", "", 0}, {"c", "", 1}, {"d", "x=y", 1}};
+    check("a=1&b&c=&&d=x=y&", '&', w, 4);
+}
+
+static void test_cookie_skips_spaces(void **state)
+{
+    (void)state;
+    const want_t w[] = {{"session", "abc", 1}, {"theme", "dark", 1}, {"x", "", 0}};
+    check("session=abc;  theme=dark;;x", ';', w, 3);
+}
+
+static void test_empty_and_null(void **state)
+{
+    (void)state;
+    check("", '&', NULL, 0);
+    check("&&&", '&', NULL, 0);
+    gh_pairs_t it;
+    gh_pair_t pr;
+    gh_pairs_init(&it, NULL, 0, '&');
+    assert_int_equal(gh_pairs_next(&it, &pr), 0);
+}
+
+static void test_name_is(void **state)
+{
+    (void)state;
+    gh_pairs_t it;
+    gh_pair_t pr;
+    gh_pairs_init(&it, "token=1", 7, '&');
+    assert_int_equal(gh_pairs_next(&it, &pr), 1);
+    assert_true(gh_pair_name_is(&pr, "token", 5));
+    assert_false(gh_pair_name_is(&pr, "toke", 4));
+    assert_false(gh_pair_name_is(&pr, "tokens", 6));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_cookie_skips_spaces),
+        cmocka_unit_test(test_empty_and_null),
+        cmocka_unit_test(test_name_is),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
