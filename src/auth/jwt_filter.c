@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <gatehouse/jwt.h>
@@ -176,7 +175,11 @@ typedef struct {
     size_t token_len;
     char *hdrs; /* owned: header lines to add */
     size_t hdrs_len;
-    char *sub, *iss, *scopes; /* owned, may be NULL */
+    /* owned: the identity as NUL-terminated strings back to back, copied
+     * into a stream in one piece; an offset of -1 is an absent string */
+    char *ident;
+    size_t ident_len;
+    int iss_off, sub_off, scopes_off;
 } entry_t;
 
 typedef struct {
@@ -190,9 +193,7 @@ static void entry_clear(entry_t *e)
 {
     free(e->token);
     free(e->hdrs);
-    free(e->sub);
-    free(e->iss);
-    free(e->scopes);
+    free(e->ident);
     memset(e, 0, sizeof(*e));
 }
 
@@ -217,13 +218,16 @@ static void wstate_free(void *p)
     free(w);
 }
 
-/* Picks the cache set, eight bytes at a time with a per-worker seed.
- * Only a set: equality is a full comparison of the token, so a collision
- * costs a miss, never a wrong answer. */
+/* Picks the cache set from the length and the last 32 bytes (the end of
+ * the signature), with a per-worker seed. Only a set: equality is a full
+ * comparison of the token, so a collision costs a miss, never a wrong
+ * answer. Only verified tokens are cached, and two of those that end alike
+ * would need the signer to have made them so; a collision only shares one
+ * of the four ways of a set. */
 static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
     uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL);
-    size_t i = 0;
+    size_t i = n > 32 ? n - 32 : 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, t + i, 8);
@@ -288,6 +292,11 @@ typedef struct {
     const gh_token_from_t *from;
 } found_t;
 
+static int same_token(const char *a, size_t an, const char *b, size_t bn)
+{
+    return an == bn && (a == b || memcmp(a, b, an) == 0);
+}
+
 static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out)
 {
     gh_pairs_t it;
@@ -303,27 +312,38 @@ static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn,
     return 0;
 }
 
+/* v starts with prefix, ASCII case ignored (v holds at least n bytes). */
+static int prefix_is(const char *v, const char *prefix, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)v[i], b = (unsigned char)prefix[i];
+        if (a != b && ((a | 0x20) != (b | 0x20) || (a | 0x20) < 'a' || (a | 0x20) > 'z'))
+            return 0;
+    }
+    return 1;
+}
+
 /* The token a provider's locations hold. Returns 0 none, 1 one, -1 two
  * different ones. */
 static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out)
 {
     found_t f = {NULL, 0, NULL};
-    const char *method, *path, *query;
-    size_t method_len, path_len, query_len, nh;
-    gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
+    size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
     for (size_t i = 0; i < p->num_from; i++) {
         const gh_token_from_t *from = &p->from[i];
         found_t cand = {NULL, 0, from};
         if (from->kind == GH_TOKEN_FROM_QUERY) {
+            const char *method, *path, *query;
+            size_t method_len, path_len, query_len;
+            gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
             gh_pairs_t it;
             gh_pair_t pr;
             gh_pairs_init(&it, query, query_len, '&');
             while (gh_pairs_next(&it, &pr)) {
                 if (!pr.has_value || !gh_pair_name_is(&pr, from->name, from->name_len))
                     continue;
-                if (cand.p != NULL &&
-                    (cand.n != pr.value_len || memcmp(cand.p, pr.value, cand.n) != 0))
+                if (cand.p != NULL && !same_token(cand.p, cand.n, pr.value, pr.value_len))
                     return -1;
                 cand.p = pr.value;
                 cand.n = pr.value_len;
@@ -337,13 +357,13 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
                         !find_in_cookie(h->value, h->value_len, from->name, from->name_len, &c2))
                         continue;
                 } else {
-                    if (!gh_h1_name_is(h, from->name, from->name_len))
+                    if (h->name_len != from->name_len ||
+                        !gh_h1_name_is(h, from->name, from->name_len))
                         continue;
                     /* The auth-scheme is case-insensitive (RFC 9110 11.1);
                      * another scheme (Basic) is simply not a bearer token. */
-                    if (from->prefix_len > 0 &&
-                        (h->value_len < from->prefix_len ||
-                         strncasecmp(h->value, from->prefix, from->prefix_len) != 0))
+                    if (h->value_len < from->prefix_len ||
+                        !prefix_is(h->value, from->prefix, from->prefix_len))
                         continue;
                     c2.p = h->value + from->prefix_len;
                     c2.n = h->value_len - from->prefix_len;
@@ -354,14 +374,14 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
                 }
                 if (c2.n == 0)
                     continue;
-                if (cand.p != NULL && (cand.n != c2.n || memcmp(cand.p, c2.p, c2.n) != 0))
+                if (cand.p != NULL && !same_token(cand.p, cand.n, c2.p, c2.n))
                     return -1;
                 cand = c2;
             }
         }
         if (cand.p == NULL)
             continue;
-        if (f.p != NULL && (f.n != cand.n || memcmp(f.p, cand.p, cand.n) != 0))
+        if (f.p != NULL && !same_token(f.p, f.n, cand.p, cand.n))
             return -1;
         if (f.p == NULL)
             f = cand;
@@ -411,9 +431,56 @@ static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, int status, const
 
 /* ---- verification ---- */
 
-static char *dup_or_null(const char *p)
+/* Appends str (NUL-terminated, may be NULL) to the identity block at *o;
+ * returns its offset, or -1 for NULL. buf NULL: only counts. */
+static int ident_put(char *buf, size_t *o, const char *str, size_t n)
 {
-    return p ? strdup(p) : NULL;
+    if (str == NULL)
+        return -1;
+    int off = (int)*o;
+    if (buf != NULL) {
+        memcpy(buf + *o, str, n);
+        buf[*o + n] = '\0';
+    }
+    *o += n + 1;
+    return off;
+}
+
+/* The identity part of an entry: iss, sub and the scopes joined by spaces. */
+static int build_ident(const gh_jwt_t *t, entry_t *e)
+{
+    const char *iss = json_string_value(gh_jwt_claim(t, "iss"));
+    const char *sub = json_string_value(gh_jwt_claim(t, "sub"));
+    size_t iss_n = iss ? strlen(iss) : 0, sub_n = sub ? strlen(sub) : 0;
+    gh_jwt_slice_t sc[64];
+    size_t ns = gh_jwt_scopes(t, sc, 64), scopes_n = 0;
+    if (ns > 64)
+        ns = 64;
+    for (size_t i = 0; i < ns; i++)
+        scopes_n += sc[i].len + (i > 0);
+    size_t cap = 0;
+    ident_put(NULL, &cap, iss, iss_n);
+    ident_put(NULL, &cap, sub, sub_n);
+    cap += ns > 0 ? scopes_n + 1 : 0;
+    if (cap == 0)
+        return 0;
+    if ((e->ident = malloc(cap)) == NULL)
+        return -1;
+    size_t o = 0;
+    e->iss_off = ident_put(e->ident, &o, iss, iss_n);
+    e->sub_off = ident_put(e->ident, &o, sub, sub_n);
+    if (ns > 0) {
+        e->scopes_off = (int)o;
+        for (size_t i = 0; i < ns; i++) {
+            if (i > 0)
+                e->ident[o++] = ' ';
+            memcpy(e->ident + o, sc[i].p, sc[i].len);
+            o += sc[i].len;
+        }
+        e->ident[o++] = '\0';
+    }
+    e->ident_len = o;
+    return 0;
 }
 
 /* Builds the header lines and identity for a verified token into e (the
@@ -466,23 +533,9 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
     }
     e->hdrs = buf;
     e->hdrs_len = len;
-    e->sub = dup_or_null(json_string_value(gh_jwt_claim(t, "sub")));
-    e->iss = dup_or_null(json_string_value(gh_jwt_claim(t, "iss")));
-    gh_jwt_slice_t sc[64];
-    size_t ns = gh_jwt_scopes(t, sc, 64), total = 0;
-    if (ns > 64)
-        ns = 64;
-    for (size_t i = 0; i < ns; i++)
-        total += sc[i].len + 1;
-    if (total > 0 && (e->scopes = calloc(1, total)) != NULL) {
-        size_t o = 0;
-        for (size_t i = 0; i < ns; i++) {
-            if (o)
-                e->scopes[o++] = ' ';
-            memcpy(e->scopes + o, sc[i].p, sc[i].len);
-            o += sc[i].len;
-        }
-    }
+    e->iss_off = e->sub_off = e->scopes_off = -1;
+    if (build_ident(t, e) < 0)
+        return -1;
     json_t *exp = gh_jwt_claim(t, "exp");
     e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + (int64_t)p->clock_skew_s
                                      : INT64_MAX;
@@ -559,17 +612,6 @@ static void strip_token(gh_stream_t *s, const found_t *where)
     gh_stream_set_target(s, t, o);
 }
 
-static const char *stream_strdup(gh_stream_t *s, const char *v)
-{
-    if (v == NULL)
-        return NULL;
-    size_t n = strlen(v);
-    char *d = gh_stream_alloc(s, n + 1);
-    if (d != NULL)
-        memcpy(d, v, n + 1);
-    return d;
-}
-
 /* Applies a verified result to the stream. */
 static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
                   const found_t *where)
@@ -579,9 +621,14 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
         gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len);
     if (id->provider == NULL) {
         id->provider = rt->conf->name;
-        id->issuer = stream_strdup(s, e->iss);
-        id->subject = stream_strdup(s, e->sub);
-        id->scopes = stream_strdup(s, e->scopes);
+        /* The entry may be evicted while the stream lives: copy. */
+        char *b = e->ident_len > 0 ? gh_stream_alloc(s, e->ident_len) : NULL;
+        if (b != NULL) {
+            memcpy(b, e->ident, e->ident_len);
+            id->issuer = e->iss_off >= 0 ? b + e->iss_off : NULL;
+            id->subject = e->sub_off >= 0 ? b + e->sub_off : NULL;
+            id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
+        }
     }
     if (!rt->conf->forward_token && where->from != NULL)
         strip_token(s, where);
@@ -713,6 +760,10 @@ static int exempt(gh_stream_t *s, const gh_authn_conf_t *a)
     return 0;
 }
 
+/* Token locations of this many providers are remembered between the two
+ * passes of any/optional; more are looked up again. */
+#define SEEN_MAX 8
+
 static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
 {
     const gh_authn_filter_conf_t *fc = conf;
@@ -728,7 +779,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (p->payload_header != NULL)
             gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
     }
-    if (exempt(s, a))
+    if (a->num_exempt > 0 && exempt(s, a))
         return GH_FILTER_CONTINUE;
     /* Until a provider's keys first load its routes answer 503, token or
      * not: the caller did nothing wrong (for any/optional, while none of
@@ -777,14 +828,18 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* any / optional: one token; its issuer picks the provider (RFC 8725
      * section 3.8), tried in config order among providers that share it. */
     found_t tok = {NULL, 0, NULL};
+    found_t seen[SEEN_MAX]; /* where each of the first providers found it */
     deferred_t held;
-    memset(&held, 0, sizeof(held));
+    held.status = 0;
+    held.rank = 0;
     for (size_t i = 0; i < a->num_providers; i++) {
         found_t f;
         int n = find_token(s, a->providers[i], &f);
+        if (i < SEEN_MAX)
+            seen[i] = n == 1 ? f : (found_t){NULL, 0, NULL};
         if (n == 0)
             continue;
-        if (n < 0 || (tok.p != NULL && (tok.n != f.n || memcmp(tok.p, f.p, f.n) != 0))) {
+        if (n < 0 || (tok.p != NULL && !same_token(tok.p, tok.n, f.p, f.n))) {
             refuse(s, fc->rt[0], 401, "multiple tokens", NULL);
             return GH_FILTER_REPLIED;
         }
@@ -800,8 +855,11 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     for (size_t i = 0; i < a->num_providers; i++) {
         /* A provider only takes a token from its own locations. */
         found_t mine;
-        if (find_token(s, a->providers[i], &mine) != 1 || mine.n != tok.n ||
-            memcmp(mine.p, tok.p, tok.n) != 0)
+        if (i < SEEN_MAX)
+            mine = seen[i];
+        else if (find_token(s, a->providers[i], &mine) != 1)
+            continue;
+        if (mine.p == NULL || !same_token(mine.p, mine.n, tok.p, tok.n))
             continue;
         int r = verify_one(s, w, fc->rt[i], &mine, 1, &held);
         if (r == 0)

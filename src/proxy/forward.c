@@ -63,7 +63,7 @@ static int is_hop_by_hop(const gh_h1_header_t *h, const conn_tokens_t *ct)
             return 1;
         break;
     }
-    if (h->name_len > 6 && strncasecmp(h->name, "proxy-", 6) == 0)
+    if (h->name_len > 6 && (h->name[0] | 0x20) == 'p' && strncasecmp(h->name, "proxy-", 6) == 0)
         return 1;
     for (size_t i = 0; i < ct->n; i++)
         if (ct->tok[i].n == h->name_len && strncasecmp(ct->tok[i].p, h->name, h->name_len) == 0)
