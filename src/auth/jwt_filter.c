@@ -218,7 +218,7 @@ static void wstate_free(void *p)
     free(w);
 }
 
-/* Picks the cache set from the length and the last 32 bytes (the end of
+/* Picks the cache set from the length and the last 16 bytes (the end of
  * the signature), with a per-worker seed. Only a set: equality is a full
  * comparison of the token, so a collision costs a miss, never a wrong
  * answer. Only verified tokens are cached, and two of those that end alike
@@ -227,7 +227,7 @@ static void wstate_free(void *p)
 static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
     uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL);
-    size_t i = n > 32 ? n - 32 : 0;
+    size_t i = n > 16 ? n - 16 : 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, t + i, 8);
@@ -312,15 +312,83 @@ static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn,
     return 0;
 }
 
-/* v starts with prefix, ASCII case ignored (v holds at least n bytes). */
+/* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
+ * usual spelling ("Bearer ") is one memcmp. */
 static int prefix_is(const char *v, const char *prefix, size_t n)
 {
+    if (n == 0 || memcmp(v, prefix, n) == 0)
+        return 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char a = (unsigned char)v[i], b = (unsigned char)prefix[i];
         if (a != b && ((a | 0x20) != (b | 0x20) || (a | 0x20) < 'a' || (a | 0x20) > 'z'))
             return 0;
     }
     return 1;
+}
+
+/* Adds a token found at one place to what a location holds so far:
+ * -1 when it differs from one found before. */
+static int take(found_t *cand, const char *v, size_t n)
+{
+    if (cand->p != NULL && !same_token(cand->p, cand->n, v, n))
+        return -1;
+    cand->p = v;
+    cand->n = n;
+    return 0;
+}
+
+/* A header location: what follows the prefix (and spaces) in every field
+ * of that name. The auth-scheme is case-insensitive (RFC 9110 11.1);
+ * another scheme (Basic) is simply not a bearer token. */
+static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
+                           found_t *cand)
+{
+    for (size_t j = 0; j < nh; j++) {
+        const gh_h1_header_t *h = &hs[j];
+        if (h->name_len != from->name_len || !gh_h1_name_is(h, from->name, from->name_len) ||
+            h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
+            continue;
+        const char *v = h->value + from->prefix_len;
+        size_t n = h->value_len - from->prefix_len;
+        while (n > 0 && *v == ' ') {
+            v++;
+            n--;
+        }
+        if (n > 0 && take(cand, v, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A cookie location: the pair of that name in every Cookie field. */
+static int find_in_cookies(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
+                           found_t *cand)
+{
+    for (size_t j = 0; j < nh; j++) {
+        found_t c = {NULL, 0, from};
+        if (GH_H1_NAME_IS(&hs[j], "cookie") &&
+            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c) &&
+            c.n > 0 && take(cand, c.p, c.n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A query location: every parameter of that name. */
+static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
+{
+    const char *method, *path, *query;
+    size_t method_len, path_len, query_len;
+    gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
+    gh_pairs_t it;
+    gh_pair_t pr;
+    gh_pairs_init(&it, query, query_len, '&');
+    while (gh_pairs_next(&it, &pr)) {
+        if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len) &&
+            take(cand, pr.value, pr.value_len) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* The token a provider's locations hold. Returns 0 none, 1 one, -1 two
@@ -333,52 +401,11 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
     for (size_t i = 0; i < p->num_from; i++) {
         const gh_token_from_t *from = &p->from[i];
         found_t cand = {NULL, 0, from};
-        if (from->kind == GH_TOKEN_FROM_QUERY) {
-            const char *method, *path, *query;
-            size_t method_len, path_len, query_len;
-            gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
-            gh_pairs_t it;
-            gh_pair_t pr;
-            gh_pairs_init(&it, query, query_len, '&');
-            while (gh_pairs_next(&it, &pr)) {
-                if (!pr.has_value || !gh_pair_name_is(&pr, from->name, from->name_len))
-                    continue;
-                if (cand.p != NULL && !same_token(cand.p, cand.n, pr.value, pr.value_len))
-                    return -1;
-                cand.p = pr.value;
-                cand.n = pr.value_len;
-            }
-        } else {
-            for (size_t j = 0; j < nh; j++) {
-                const gh_h1_header_t *h = &hs[j];
-                found_t c2 = {NULL, 0, from};
-                if (from->kind == GH_TOKEN_FROM_COOKIE) {
-                    if (!GH_H1_NAME_IS(h, "cookie") ||
-                        !find_in_cookie(h->value, h->value_len, from->name, from->name_len, &c2))
-                        continue;
-                } else {
-                    if (h->name_len != from->name_len ||
-                        !gh_h1_name_is(h, from->name, from->name_len))
-                        continue;
-                    /* The auth-scheme is case-insensitive (RFC 9110 11.1);
-                     * another scheme (Basic) is simply not a bearer token. */
-                    if (h->value_len < from->prefix_len ||
-                        !prefix_is(h->value, from->prefix, from->prefix_len))
-                        continue;
-                    c2.p = h->value + from->prefix_len;
-                    c2.n = h->value_len - from->prefix_len;
-                    while (c2.n > 0 && *c2.p == ' ') {
-                        c2.p++;
-                        c2.n--;
-                    }
-                }
-                if (c2.n == 0)
-                    continue;
-                if (cand.p != NULL && !same_token(cand.p, cand.n, c2.p, c2.n))
-                    return -1;
-                cand = c2;
-            }
-        }
+        int rc = from->kind == GH_TOKEN_FROM_QUERY    ? find_in_query(s, from, &cand)
+                 : from->kind == GH_TOKEN_FROM_COOKIE ? find_in_cookies(hs, nh, from, &cand)
+                                                      : find_in_headers(hs, nh, from, &cand);
+        if (rc < 0)
+            return -1;
         if (cand.p == NULL)
             continue;
         if (f.p != NULL && !same_token(f.p, f.n, cand.p, cand.n))

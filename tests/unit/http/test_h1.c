@@ -862,6 +862,85 @@ static void test_name_is(void **state)
     assert_false(GH_H1_NAME_IS(&br, "{"));
 }
 
+/* The word-at-a-time comparison against a byte-at-a-time reference: every
+ * byte value at every position of names of 1..40 bytes, against literals
+ * made of letters, digits and the other tchars. */
+static int ref_name_is(const char *s, size_t n, const char *lower, size_t ln)
+{
+    if (n != ln)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+static void test_name_is_words(void **state)
+{
+    (void)state;
+    static const char lits[] = "abcxyz019-_~^!`|";
+    char lower[40], name[40];
+    for (size_t n = 1; n <= sizeof(lower); n++) {
+        for (size_t i = 0; i < n; i++)
+            lower[i] = lits[(i * 7 + n) % (sizeof(lits) - 1)];
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int b = 0; b < 256; b++) {
+                for (size_t i = 0; i < n; i++) {
+                    char c = lower[i];
+                    name[i] = (i % 3 == 0 && c >= 'a' && c <= 'z') ? (char)(c - 0x20) : c;
+                }
+                name[pos] = (char)b;
+                gh_h1_header_t h = {name, n, "", 0};
+                int want = ref_name_is(name, n, lower, n);
+                if (gh_h1_name_is(&h, lower, n) != want)
+                    fail_msg("length %zu, byte 0x%02x at %zu: got %d", n, b, pos, !want);
+            }
+        }
+    }
+}
+
+/* Field values are scanned in 64- and 16-byte steps: every byte value at
+ * every position of values of 0..150 bytes is accepted or refused as the
+ * grammar says (HTAB, SP, VCHAR, obs-text), and an accepted value is whole. */
+static void test_value_bytes(void **state)
+{
+    (void)state;
+    static const char pre[] = "GET / HTTP/1.1\r\nHost: a\r\nX-V: ";
+    char buf[256];
+    req_result_t *r = malloc(sizeof(*r));
+    assert_non_null(r);
+    for (size_t n = 1; n <= 150; n++) {
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int b = 0; b < 256; b++) {
+                size_t o = sizeof(pre) - 1;
+                memcpy(buf, pre, o);
+                for (size_t i = 0; i < n; i++)
+                    buf[o + i] = (char)(i == pos ? b : i % 5 == 4 ? 0xe9 : (int)('a' + i % 26));
+                /* Leading and trailing whitespace is not part of the value. */
+                if ((b == ' ' || b == '\t') && (pos == 0 || pos == n - 1))
+                    continue;
+                o += n;
+                memcpy(buf + o, "\r\n\r\n", 4);
+                o += 4;
+                int ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+                parse_req(buf, o, &default_limits, r);
+                if (ok != (r->rc == (int)o))
+                    fail_msg("value of %zu bytes, 0x%02x at %zu: rc %d", n, b, pos, r->rc);
+                if (ok && (r->req.num_headers != 2 || r->hdrs[1].value_len != n))
+                    fail_msg("value of %zu bytes, 0x%02x at %zu: value_len %zu", n, b, pos,
+                             r->hdrs[1].value_len);
+                if (!ok && r->status != 400)
+                    fail_msg("value of %zu bytes, 0x%02x at %zu: status %d", n, b, pos, r->status);
+            }
+        }
+    }
+    free(r);
+}
+
 /* ---- chunked decoder ---------------------------------------------------- */
 
 typedef struct {
@@ -1283,6 +1362,8 @@ int main(void)
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_tchar),
         cmocka_unit_test(test_name_is),
+        cmocka_unit_test(test_name_is_words),
+        cmocka_unit_test(test_value_bytes),
         cmocka_unit_test(test_chunked_accept),
         cmocka_unit_test(test_chunked_refuse),
         cmocka_unit_test(test_chunked_sizes),
