@@ -37,13 +37,13 @@ struct gh_keyring_s {
     uv_work_t work;
     uint64_t last_fetch_ms; /* monotonic */
     unsigned failures;
-    char last_error[320];
+    char last_error[600];
     uint64_t fetch_ok, fetch_failed, fetch_invalid; /* atomic for the metrics reader */
     /* Results of the thread-pool fetch. */
     char *body;
     size_t body_len;
     long max_age; /* -1: none */
-    char fetch_err[256];
+    char fetch_err[540];
 };
 
 static uv_loop_t *loop;
@@ -146,14 +146,33 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     return rc;
 }
 
-/* OpenID Connect Discovery 1.0 section 4 / RFC 8414 section 3: the
- * document's issuer must equal the configured one, or a compromised or
- * confused metadata host could hand out another issuer's keys. */
-static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
+/* RFC 8414 section 3.1: the well-known part goes between the issuer's
+ * origin and its path ("https://as.example/t1" ->
+ * "https://as.example/.well-known/oauth-authorization-server/t1"). */
+static int rfc8414_url(const char *issuer, char *out, size_t cap)
+{
+    const char *scheme = strstr(issuer, "://");
+    if (scheme == NULL)
+        return -1;
+    const char *path = strchr(scheme + 3, '/');
+    size_t origin = path ? (size_t)(path - issuer) : strlen(issuer);
+    size_t plen = path ? strlen(path) : 0;
+    if (plen > 0 && path[plen - 1] == '/')
+        plen--; /* "https://as.example/" has no path */
+    int n = snprintf(out, cap, "%.*s/.well-known/oauth-authorization-server%.*s", (int)origin,
+                     issuer, (int)plen, path ? path : "");
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* Reads one metadata document. OpenID Connect Discovery 1.0 section 4.3 /
+ * RFC 8414 section 3.3: its issuer must equal the configured one, or a
+ * compromised or confused metadata host could hand out another issuer's
+ * keys. */
+static int read_metadata(gh_keyring_t *k, const char *url, char **jwks_uri, char *err, size_t cap)
 {
     sink_t doc = {NULL, 0, 0};
     long unused = -1;
-    if (http_get(k, k->uri, &doc, &unused, err, cap) < 0) {
+    if (http_get(k, url, &doc, &unused, err, cap) < 0) {
         free(doc.buf);
         return -1;
     }
@@ -161,7 +180,7 @@ static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
     json_t *root = json_loadb(doc.buf ? doc.buf : "", doc.len, JSON_REJECT_DUPLICATES, &je);
     free(doc.buf);
     if (root == NULL || !json_is_object(root)) {
-        snprintf(err, cap, "%s: not a JSON object", k->uri);
+        snprintf(err, cap, "%s: not a JSON object", url);
         json_decref(root);
         return -1;
     }
@@ -169,13 +188,32 @@ static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
     const char *ju = json_string_value(json_object_get(root, "jwks_uri"));
     int rc = -1;
     if (iss == NULL || strcmp(iss, k->issuer) != 0)
-        snprintf(err, cap, "%s: issuer '%s' is not '%s'", k->uri, iss ? iss : "(none)", k->issuer);
+        snprintf(err, cap, "%s: issuer '%s' is not '%s'", url, iss ? iss : "(none)", k->issuer);
     else if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0))
-        snprintf(err, cap, "%s: no usable jwks_uri", k->uri);
+        snprintf(err, cap, "%s: no usable jwks_uri", url);
     else if ((*jwks_uri = strdup(ju)) != NULL)
         rc = 0;
     json_decref(root);
     return rc;
+}
+
+/* The issuer's jwks_uri: from its OpenID Connect configuration (k->uri),
+ * else from its RFC 8414 authorization server metadata. Redirects are not
+ * followed. When both fail, err says why for each. */
+static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
+{
+    char oidc_err[256], url[2048];
+    if (read_metadata(k, k->uri, jwks_uri, oidc_err, sizeof(oidc_err)) == 0)
+        return 0;
+    if (rfc8414_url(k->issuer, url, sizeof(url)) < 0) {
+        snprintf(err, cap, "%s", oidc_err);
+        return -1;
+    }
+    char oauth_err[256];
+    if (read_metadata(k, url, jwks_uri, oauth_err, sizeof(oauth_err)) == 0)
+        return 0;
+    snprintf(err, cap, "%s; and %s", oidc_err, oauth_err);
+    return -1;
 }
 
 static void fetch_work(uv_work_t *w)

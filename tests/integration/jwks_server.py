@@ -8,7 +8,10 @@ Listens on 127.0.0.1 (port 0 picks one); writes the port and a newline to
 --port-file (and prints it) once it accepts connections.
 
   GET  /jwks.json                          the current key set (per mode)
-  GET  /.well-known/openid-configuration   {"issuer": ..., "jwks_uri": ...}
+  GET  [/PATH]/.well-known/openid-configuration        OpenID Connect metadata
+  GET  /.well-known/oauth-authorization-server[/PATH]   RFC 8414 metadata
+       both {"issuer": ..., "jwks_uri": ...}, each served only as "metadata"
+       says (404 otherwise)
   POST /control  JSON, every member optional:
        jwks      a new key set to serve (rotation)
        mode      "ok" | "garbage" (not JSON) | "invalid" (JSON, not a JWKS)
@@ -17,8 +20,10 @@ Listens on 127.0.0.1 (port 0 picks one); writes the port and a newline to
        max_age   seconds for Cache-Control: max-age, or null for none
        issuer    the issuer the metadata document names
        jwks_uri  the jwks_uri it names (default: this server's /jwks.json)
+       metadata  "oidc" (the default) | "oauth" (RFC 8414 only) | "both"
        reset     true zeroes the fetch counters
-  GET  /stats    {"jwks": n, "discovery": n, "other": n, "last_jwks": unix time or null}
+  GET  /stats    {"jwks": n, "discovery": n, "other": n, "last_jwks": unix time or null,
+                  "metadata_paths": [paths of the metadata requests, served or not]}
 Requests to /control and /stats are not counted.
 """
 
@@ -39,6 +44,8 @@ class State:
         self.max_age = max_age
         self.issuer = issuer
         self.jwks_uri = None
+        self.metadata = "oidc"
+        self.metadata_paths = []
         self.counts = {"jwks": 0, "discovery": 0, "other": 0}
         self.last_jwks = None
 
@@ -71,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
         st = STATE
         if path == "/stats":
             with st.lock:
-                doc = dict(st.counts, last_jwks=st.last_jwks)
+                doc = dict(st.counts, last_jwks=st.last_jwks, metadata_paths=list(st.metadata_paths))
             return self._send(200, json.dumps(doc))
         if path == "/jwks.json":
             with st.lock:
@@ -99,7 +106,15 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(20)
                 return None
             return self._send(200, json.dumps(jwks), "application/jwk-set+json", extra)
-        if path == "/.well-known/openid-configuration":
+        oidc = path.endswith("/.well-known/openid-configuration")
+        oauth = path == "/.well-known/oauth-authorization-server" or path.startswith(
+            "/.well-known/oauth-authorization-server/")
+        if oidc or oauth:
+            with st.lock:
+                st.metadata_paths.append(path)
+                served = st.metadata == "both" or st.metadata == ("oidc" if oidc else "oauth")
+            if not served:
+                return self._send(404, '{"error":"not found"}')
             with st.lock:
                 st.counts["discovery"] += 1
                 port = self.server.server_address[1]
@@ -136,8 +151,11 @@ class Handler(BaseHTTPRequestHandler):
                 st.issuer = doc["issuer"]
             if "jwks_uri" in doc:
                 st.jwks_uri = doc["jwks_uri"]
+            if "metadata" in doc:
+                st.metadata = str(doc["metadata"])
             if doc.get("reset"):
                 st.counts = {k: 0 for k in st.counts}
+                st.metadata_paths = []
                 st.last_jwks = None
             out = {"mode": st.mode, "max_age": st.max_age, "counts": dict(st.counts)}
         return self._send(200, json.dumps(out))

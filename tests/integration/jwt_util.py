@@ -401,7 +401,7 @@ class JwksServer:
 
     def control(self, **kw):
         """jwks=<dict>, mode="ok"|"garbage"|"500"|"empty", max_age=<int or None>,
-        issuer=<str>, jwks_uri=<str>, reset=True."""
+        issuer=<str>, jwks_uri=<str>, metadata="oidc"|"oauth"|"both", reset=True."""
         return self._call("POST", "/control", kw)
 
     def stats(self):

@@ -282,6 +282,61 @@ def test_discovery(gatehouse, upstream, tmp_path):
         meta.stop()
 
 
+def test_discovery_rfc8414_path_form(gatehouse, upstream, tmp_path):
+    """An authorization server with only RFC 8414 metadata and an issuer with
+    a path: the OpenID Connect document is tried first (404), then the
+    path-inserted /.well-known/oauth-authorization-server/tenant-1."""
+    keys_srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    meta = JwksServer(tmp_path, jwks=jwks(k2()))
+    try:
+        issuer = meta.base + "/tenant-1"
+        meta.control(jwks_uri=keys_srv.uri, issuer=issuer, metadata="oauth")
+        g = start(gatehouse, upstream(), {"corp": provider(issuer=issuer, jwks={"discovery": True})}, admin=True)
+        wait_ready(g)
+        expect_ok(get(g, "/echo", mint(k1(), iss=issuer)))
+        expect_invalid(get(g, "/echo", mint(k2(), iss=issuer)), "unknown key")
+        paths = meta.stats()["metadata_paths"]
+        assert paths[:2] == ["/tenant-1/.well-known/openid-configuration",
+                             "/.well-known/oauth-authorization-server/tenant-1"], paths
+        assert meta.stats()["jwks"] == 0, "the metadata's jwks_uri was not used"
+    finally:
+        keys_srv.stop()
+        meta.stop()
+
+
+def test_discovery_oidc_first(gatehouse, upstream, tmp_path):
+    """When both documents exist, OpenID Connect's is used and RFC 8414's is
+    never fetched."""
+    keys_srv = JwksServer(tmp_path, jwks=jwks(k1()))
+    meta = JwksServer(tmp_path, jwks=jwks(k2()))
+    try:
+        meta.control(jwks_uri=keys_srv.uri, metadata="both")
+        g = start(gatehouse, upstream(), {"corp": provider(issuer=meta.base, jwks={"discovery": True})}, admin=True)
+        wait_ready(g)
+        expect_ok(get(g, "/echo", mint(k1(), iss=meta.base)))
+        assert meta.stats()["metadata_paths"] == ["/.well-known/openid-configuration"]
+    finally:
+        keys_srv.stop()
+        meta.stop()
+
+
+def test_discovery_neither_document(gatehouse, upstream, tmp_path):
+    """No metadata at either place: 503 and /ready names both attempts."""
+    meta = JwksServer(tmp_path, jwks=jwks(k1()))
+    try:
+        meta.control(metadata="none")
+        g = start(gatehouse, upstream(), {"corp": provider(issuer=meta.base, jwks={"discovery": True})}, admin=True)
+        wait_for(lambda: fetches(g, "failed") >= 1, 10, "a failed discovery")
+        expect_unavailable(get(g, "/echo", mint(k1(), iss=meta.base)))
+        status, doc = ready_doc(g)
+        text = json.dumps(doc)
+        assert status == 503, doc
+        assert "openid-configuration" in text and "oauth-authorization-server" in text, doc
+        assert "404" in text, doc
+    finally:
+        meta.stop()
+
+
 def test_discovery_issuer_mismatch_never_loads(gatehouse, upstream, tmp_path):
     """OIDC Discovery section 4.3: the metadata's issuer must equal ours, or
     its keys are not ours."""
