@@ -55,6 +55,29 @@ struct gh_jwks_s {
     size_t nwarn;
 };
 
+/* A verifier's memo of JOSE headers it parsed: the header segment as sent
+ * (base64url, at most GH_JOSE_MEMO_SEG bytes) and what parse_header read from
+ * it. Tokens of one issuer share their header, so most are found here. */
+#define GH_JOSE_MEMO_SEG 192
+#define GH_JOSE_MEMO_N 4
+
+typedef struct {
+    size_t seg_len; /* 0: empty slot */
+    char seg[GH_JOSE_MEMO_SEG];
+    gh_jwt_alg_t alg;
+    int has_kid;
+    char kid[GH_JWT_MAX_KID + 1];
+    char typ[GH_JWT_MAX_TYP + 1];
+} gh_jose_hdr_t;
+
+typedef struct {
+    gh_jose_hdr_t e[GH_JOSE_MEMO_N];
+    unsigned next;
+} gh_jose_memo_t;
+
+/* v's memo (jwk.c owns the verifier). */
+gh_jose_memo_t *gh_jose_memo(gh_jwt_verifier_t *v);
+
 /* The process-wide digests, fetched once. */
 const EVP_MD *gh_jose_md(int idx);
 /* Whether key k may check alg: type, curve, the key's own "alg", HMAC length. */

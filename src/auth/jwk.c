@@ -723,7 +723,13 @@ struct gh_jwt_verifier_s {
         EVP_PKEY_CTX *pctx;
     } cache[VCACHE];
     unsigned next;
+    gh_jose_memo_t memo;
 };
+
+gh_jose_memo_t *gh_jose_memo(gh_jwt_verifier_t *v)
+{
+    return &v->memo;
+}
 
 gh_jwt_verifier_t *gh_jwt_verifier_new(void)
 {

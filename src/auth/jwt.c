@@ -80,8 +80,36 @@ out:
     return rc;
 }
 
+static const gh_jose_hdr_t *memo_find(const gh_jose_memo_t *m, const char *seg, size_t n)
+{
+    for (unsigned i = 0; m != NULL && i < GH_JOSE_MEMO_N; i++)
+        if (m->e[i].seg_len == n && memcmp(m->e[i].seg, seg, n) == 0)
+            return &m->e[i];
+    return NULL;
+}
+
+static void memo_put(gh_jose_memo_t *m, const char *seg, size_t n, const gh_jwt_t *t)
+{
+    if (m == NULL || n > GH_JOSE_MEMO_SEG)
+        return;
+    gh_jose_hdr_t *e = &m->e[m->next++ % GH_JOSE_MEMO_N];
+    e->seg_len = n;
+    memcpy(e->seg, seg, n);
+    e->alg = t->alg;
+    e->has_kid = t->has_kid;
+    memcpy(e->kid, t->kid, sizeof(e->kid));
+    memcpy(e->typ, t->typ, sizeof(e->typ));
+}
+
 int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason)
 {
+    return gh_jwt_verifier_parse(NULL, tok, len, out, reason);
+}
+
+int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_jwt_t *out,
+                          const char **reason)
+{
+    gh_jose_memo_t *memo = v != NULL ? gh_jose_memo(v) : NULL;
     const char *dummy;
     if (reason == NULL)
         reason = &dummy;
@@ -109,8 +137,9 @@ int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason
     memcpy(buf, tok, len);
     buf[len] = '\0';
     unsigned char *hdr = (unsigned char *)buf + len + 1;
-    long hn = gh_b64url_decode(tok, hl, hdr);
-    if (hn <= 0) {
+    const gh_jose_hdr_t *seen = memo_find(memo, tok, hl);
+    long hn = 0;
+    if (seen == NULL && (hn = gh_b64url_decode(tok, hl, hdr)) <= 0) {
         free(buf);
         return fail(reason, "malformed header");
     }
@@ -133,9 +162,17 @@ int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason
     out->sig = sig;
     out->sig_len = (size_t)sn;
 
-    int rc = parse_header(hdr, (size_t)hn, out, reason);
-    if (rc < 0)
+    int rc = 0;
+    if (seen != NULL) {
+        out->alg = seen->alg;
+        out->has_kid = seen->has_kid;
+        memcpy(out->kid, seen->kid, sizeof(out->kid));
+        memcpy(out->typ, seen->typ, sizeof(out->typ));
+    } else if ((rc = parse_header(hdr, (size_t)hn, out, reason)) < 0) {
         goto bad;
+    } else {
+        memo_put(memo, tok, hl, out);
+    }
     json_error_t jerr;
     /* Duplicate names are refused: two "sub" members read differently by
      * two parsers is how claims get smuggled (RFC 7519 §4, RFC 8725 §3.9). */

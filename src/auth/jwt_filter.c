@@ -692,7 +692,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     const char *reason = NULL;
     char detail[256] = "";
     gh_jwt_t t;
-    int rc = gh_jwt_parse(f->p, f->n, &t, &reason);
+    int rc = gh_jwt_verifier_parse(w->verifier, f->p, f->n, &t, &reason);
     if (rc < 0) {
         if (rc == -ENOMEM)
             refuse(s, rt, 503, "out of memory", NULL);

@@ -798,6 +798,63 @@ static int claims(const char *payload, const gh_jwt_claims_policy_t *p, int64_t 
     return rc;
 }
 
+/* gh_jwt_verifier_parse gives what gh_jwt_parse gives, whether its memo of
+ * JOSE headers has the token's header or not: for good headers, headers that
+ * fail (never remembered), headers differing in one byte, and more distinct
+ * headers than the memo holds. */
+static void same_parse(gh_jwt_verifier_t *v, const char *tok)
+{
+    gh_jwt_t a, b;
+    const char *ra = NULL, *rb = NULL;
+    int rca = gh_jwt_parse(tok, strlen(tok), &a, &ra);
+    int rcb = gh_jwt_verifier_parse(v, tok, strlen(tok), &b, &rb);
+    if (rca != rcb || (rca < 0 && strcmp(ra, rb) != 0))
+        fail_msg("%s: parse %d (%s), memo parse %d (%s)", tok, rca, ra ? ra : "", rcb,
+                 rb ? rb : "");
+    if (rca == 0) {
+        assert_int_equal(a.alg, b.alg);
+        assert_int_equal(a.has_kid, b.has_kid);
+        assert_string_equal(a.kid, b.kid);
+        assert_string_equal(a.typ, b.typ);
+        assert_int_equal(a.sig_len, b.sig_len);
+        assert_memory_equal(a.sig, b.sig, a.sig_len);
+        assert_true(json_equal(a.payload, b.payload));
+        gh_jwt_dispose(&a);
+        gh_jwt_dispose(&b);
+    }
+}
+
+static void test_header_memo(void **state)
+{
+    (void)state;
+    static const char *const hdrs[] = {
+        "{\"alg\":\"RS256\",\"kid\":\"a\"}",
+        "{\"alg\":\"RS256\",\"kid\":\"b\"}", /* one byte apart */
+        "{\"alg\":\"ES256\",\"typ\":\"at+jwt\"}",
+        "{\"alg\":\"none\"}",
+        "{\"alg\":\"RS256\",\"crit\":[\"x\"]}",
+        "{\"alg\":\"RS256\",\"kid\":\"a\",\"kid\":\"b\"}",
+        "{\"alg\":\"PS384\"}",
+        "{\"alg\":\"EdDSA\",\"kid\":\"e\"}",
+        "{\"alg\":\"HS256\",\"kid\":\"h\"}",
+        "not json",
+    };
+    static const unsigned char sig[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    gh_jwt_verifier_t *v = gh_jwt_verifier_new();
+    assert_non_null(v);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+            char payload[64];
+            snprintf(payload, sizeof(payload), "{\"sub\":\"u%d-%zu\"}", round, i);
+            char *tok = craft(hdrs[i], payload, sig, sizeof(sig));
+            same_parse(v, tok);
+            same_parse(v, tok); /* the second time from the memo */
+            free(tok);
+        }
+    }
+    gh_jwt_verifier_free(v);
+}
+
 static void test_claims_times(void **state)
 {
     (void)state;
@@ -1018,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_crit),
         cmocka_unit_test(test_kidless_bounded),
+        cmocka_unit_test(test_header_memo),
         cmocka_unit_test(test_claims_times),
         cmocka_unit_test(test_claims_iss_aud_typ),
         cmocka_unit_test(test_claims_required),
