@@ -195,7 +195,7 @@ def render_jwt(res, a, ms):
             hp = jm.get("haproxy", {}).get(c, {}).get("instr")
             v = m.get("instr")
             vs_hp = f"{v / hp:.2f}×" if v and hp else "–"
-            vs_plain = f"{v / plain:.2f}×" if p == "gatehouse" and v and plain else "–"
+            vs_plain = f"{v / plain:.3f}×" if p == "gatehouse" and v and plain else "–"
             sig = m.get("sig")
             sig_s = "–" if sig is None else f"{sig:,.0f}" if sig < 500 else f"{sig / 1000:,.1f}k"
             L.append(f"| {NAMES.get(p, p)} | {label} | {fmt('rps', m.get('rps'))} | "
