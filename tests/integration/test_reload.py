@@ -319,6 +319,11 @@ def _reload_under_load(gatehouse, u1, u2):
             if how == "sighup":
                 sighup(g)
             wait_probe(g, f"P{k}")
+            # Live means live on every worker: each logs when it switches (a
+            # probe only shows that the worker which answered it has).
+            wait_for(lambda: all(g.stderr.count(f"worker={w} serving generation") >= k
+                                 for w in range(2)), 10,
+                     f"step {step}: both workers serving config {k}\n{g.stderr_tail(10)}")
             live[k] = (t0, time.monotonic())
         # Keep the load running on the last config until enough requests were made.
         wait_for(lambda: sum(len(t.results) for t in clients) >= MIN_REQUESTS, 60,
