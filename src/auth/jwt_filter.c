@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <gatehouse/jwt.h>
@@ -316,14 +317,7 @@ static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn,
  * usual spelling ("Bearer ") is one memcmp. */
 static int prefix_is(const char *v, const char *prefix, size_t n)
 {
-    if (n == 0 || memcmp(v, prefix, n) == 0)
-        return 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char a = (unsigned char)v[i], b = (unsigned char)prefix[i];
-        if (a != b && ((a | 0x20) != (b | 0x20) || (a | 0x20) < 'a' || (a | 0x20) > 'z'))
-            return 0;
-    }
-    return 1;
+    return n == 0 || memcmp(v, prefix, n) == 0 || strncasecmp(v, prefix, n) == 0;
 }
 
 /* Adds a token found at one place to what a location holds so far:

@@ -265,16 +265,14 @@ static void take_mail(gh_worker_t *w)
     uv_mutex_unlock(&w->mbox_lock);
     if (snap == NULL)
         return;
-    if (w->stopping) {
-        /* draining: the old view finishes what is in flight */
-    } else if (apply_snapshot(w, snap, fds) < 0) {
+    /* Every worker says when it switched: a reload is complete once all have.
+     * A draining worker keeps its view for what is in flight. */
+    if (!w->stopping && apply_snapshot(w, snap, fds) < 0)
         GH_LOG(GH_LOG_ERROR, "worker", "worker=%u cannot apply generation %llu: out of memory",
                w->id, (unsigned long long)snap->generation);
-    } else {
-        /* Every worker says when it switched: a reload is complete once all have. */
+    else if (!w->stopping)
         GH_LOG(GH_LOG_INFO, "worker", "worker=%u serving generation %llu", w->id,
                (unsigned long long)snap->generation);
-    }
     for (size_t i = 0; i < snap->cfg->num_listeners; i++)
         if (fds[i] >= 0)
             close(fds[i]);
