@@ -11,7 +11,7 @@ FUZZ_TIME ?= 60
 JOBS ?= $(shell nproc)
 PYTEST = /usr/bin/python3 -m pytest
 
-.PHONY: all build run test unit integration asan fuzz bench format clean deps-build deps-test
+.PHONY: all build build-tests run test unit integration asan fuzz bench format clean deps-build deps-test
 
 all: build
 
@@ -31,20 +31,26 @@ run: build
 	@scripts/quickstart $(BUILD)/gatehouse
 
 $(ASAN_BUILD)/Makefile:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGH_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGH_SANITIZE=ON -DGH_REQUIRE_TESTS=ON
 
 asan: deps-test $(ASAN_BUILD)/Makefile
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-unit: deps-test build
+# The release build with its unit tests: reconfigured so that a build dir
+# first made by `make run` (before cmocka was installed) gains them.
+build-tests: deps-test $(BUILD)/Makefile
+	cmake -S . -B $(BUILD) -DGH_REQUIRE_TESTS=ON >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+unit: build-tests
 	cd $(BUILD) && ctest --output-on-failure
 
-integration: deps-test build
+integration: build-tests
 	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/integration
 
 # Every test twice: the release build, then the ASan+UBSan build (unit
 # tests and the integration suite against the sanitized binary).
-test: deps-test build asan
+test: build-tests asan
 	cd $(BUILD) && ctest --output-on-failure
 	cd $(ASAN_BUILD) && ctest --output-on-failure
 	GATEHOUSE_BIN=$(CURDIR)/$(BUILD)/gatehouse $(PYTEST) -q tests/integration

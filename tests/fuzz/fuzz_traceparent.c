@@ -78,7 +78,7 @@ static int name_is(const gh_h1_header_t *h, const char *lit)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    gh_h1_header_t h[MAX_HDRS];
+    gh_h1_header_t h[MAX_HDRS] = {{0}};
     char *copies[2 * MAX_HDRS];
     size_t n = 0, nc = 0;
     const char *p = (const char *)data, *end = p + size;
