@@ -222,20 +222,23 @@ def test_usage_errors(tmp_path):
 
 
 def test_hmac_secret_too_short_for_alg(tmp_path):
-    """RFC 7518 section 3.2: an HS384 key has at least 384 bits. The JWKS
-    loader drops shorter ones; mint should not sign tokens with a secret
-    that no gatehouse will verify (or, if it does, its own jwks/inspect
-    must agree)."""
+    """RFC 7518 section 3.2: an HS512 key has at least 512 bits. The JWKS
+    loader drops shorter ones, so mint refuses to sign with one (a token no
+    gatehouse would verify), saying why, and prints nothing on stdout."""
     sf = tmp_path / "short.txt"
     sf.write_bytes(b"0123456789abcdef0123456789abcdef-cli-secret")  # 43 bytes = 344 bits
     rc, out, err = run("mint", "--key", str(sf), "--alg", "HS512", "--kid", "h1", "--iss", ISS)
-    if rc != 0:
-        assert out.strip() == "" and err.strip(), (rc, out, err)
-        return
-    tok = out.strip()
+    assert rc == 1, (rc, out, err)
+    assert out.strip() == "", out
+    assert "HS512 needs a secret of 64 bytes or more, not 43" in err, err
+    # The boundary: exactly 64 bytes signs, and inspect with the JWKS printed
+    # for the same secret accepts the token.
+    sf.write_bytes(b"k" * 64)
+    rc, tok, err = run("mint", "--key", str(sf), "--alg", "HS512", "--kid", "h1", "--iss", ISS)
+    assert rc == 0, err
     rc, jw, err = run("jwks", "--key", str(sf), "--alg", "HS512", "--kid", "h1")
-    jf = tmp_path / "short.json"
+    assert rc == 0, err
+    jf = tmp_path / "ok.json"
     jf.write_text(jw)
-    rc, out, err = run("inspect", "--jwks", str(jf), "--iss", ISS, tok)
-    assert rc == 0, ("mint signed with a 344-bit HS512 secret, but inspect with the JWKS printed "
-                     f"for the same secret refuses it:\n{out}{err}")
+    rc, out, err = run("inspect", "--jwks", str(jf), "--iss", ISS, tok.strip())
+    assert rc == 0, f"inspect refused a token minted with a 64-byte HS512 secret:\n{out}{err}"
