@@ -57,7 +57,8 @@ typedef struct {
 
 typedef enum {
     GH_PATH_OK = 0,       /* out holds the path to route on and forward */
-    GH_PATH_REDIRECT = 1, /* escaped slashes under REDIRECT: out holds the Location path */
+    GH_PATH_REDIRECT = 1, /* escaped slashes under REDIRECT: out holds the Location path,
+                             which never begins with "//" (that is refused instead) */
     GH_PATH_REFUSE = -1,  /* *reason says why (a static string); out is garbage */
 } gh_path_result_t;
 

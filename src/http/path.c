@@ -302,5 +302,13 @@ gh_path_result_t gh_path_normalize(const char *in, size_t len, const gh_path_opt
         return GH_PATH_REFUSE;
     }
     *out_len = z.n;
-    return z.redirect ? GH_PATH_REDIRECT : GH_PATH_OK;
+    if (!z.redirect)
+        return GH_PATH_OK;
+    /* Without merging, "/%2F%2Fevil.example" would become a Location of
+     * "///evil.example", which browsers follow to another host. */
+    if (z.n > 1 && out[1] == '/') {
+        *reason = "escaped slashes would redirect to another host";
+        return GH_PATH_REFUSE;
+    }
+    return GH_PATH_REDIRECT;
 }

@@ -94,6 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (r == GH_PATH_REDIRECT && o.escaped_slashes != GH_PATH_SLASHES_REDIRECT)
             abort();
+        if (r == GH_PATH_REDIRECT && n > 1 && out[1] == '/')
+            abort(); /* a Location that leaves for another host */
     }
     free(in);
     free(out);

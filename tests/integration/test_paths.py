@@ -174,6 +174,12 @@ def test_escaped_slashes_unescape_and_redirect(gatehouse, upstream):
     assert r.status == 307 and r.header("location") == "/public/a/b", r.headers
     r = get(g, "/public/..\\..\\admin")
     assert r.status == 307 and r.header("location") == "/admin", r.headers
+    # Never a Location that browsers read as another host.
+    r = get(g, "/%2F%2Fevil.example/x")
+    assert r.status == 307 and r.header("location") == "/evil.example/x", r.headers
+    g2 = start(gatehouse, up, {"escaped_slashes": "unescape_and_redirect", "merge_slashes": False})
+    for t in ("/%2F%2Fevil.example/x", "/%5c%5cevil.example", "//%2fevil.example", "/\\evil.example"):
+        expect_bad(get(g2, t))
     # Following the redirect is an ordinary request.
     expect_ok(get(g, "/public/a/b"))
     assert [x.target for x in up.wait_requests(1)] == ["/public/a/b"]
