@@ -232,7 +232,9 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
                        (req->body == GH_H1_BODY_LENGTH && req->content_length == 0);
 
     set_target_parts(s);
-    if (set_host(s) < 0 || normalize_path(s, &gh_conn_lconf(c)->path) < 0)
+    if (set_host(s) < 0)
+        goto fail;
+    if (normalize_path(s, &gh_conn_lconf(c)->path) < 0)
         goto fail;
     set_request_id(s);
     s->start_ns = uv_hrtime();
