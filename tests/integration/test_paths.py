@@ -238,13 +238,25 @@ listeners:
 
 
 def test_fresh_request_after_refusals(gatehouse, upstream):
-    """A refused path leaves nothing behind on a keep-alive connection."""
+    """A refused path leaves nothing behind: without a body the connection
+    serves the next (pipelined) request; with a body it is closed, and the
+    body is never read as a request."""
     up = upstream()
     g = start(gatehouse, up)
     with RawConn(g.port) as c:
-        c.request("GET", "/public/..%2fadmin")
+        c.send(RawConn.build("GET", "/public/..%2fadmin") + RawConn.build("GET", "/public/next"))
         r = c.read_response("GET")
-        assert r.status == 400
+        assert r.status == 400, r
+        assert r.header("connection") is None, r.headers
+        r = c.read_response("GET")
+        assert r.status == 200, r
+    smuggled = RawConn.build("GET", "/public/smuggled")
+    with RawConn(g.port) as c:
+        c.send(RawConn.build("POST", "/public/%zz", body=smuggled) + RawConn.build("GET", "/public/after"))
+        r = c.read_response("POST")
+        assert r.status == 400, r
+        assert c.is_closed(), "the connection must close: the body was not read"
     r = fetch(g.port, "GET", "/public/ok")
     assert r.status == 200
-    assert [x.target for x in up.wait_requests(1)] == ["/public/ok"]
+    assert [x.target for x in up.wait_requests(2)] == ["/public/next", "/public/ok"]
+    assert len(up.complete_requests()) == 2
