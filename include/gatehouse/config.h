@@ -18,6 +18,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <gatehouse/path.h>
+
 typedef struct {
     char msg[512];
 } gh_config_error_t;
@@ -197,6 +199,8 @@ typedef struct {
 
     gh_route_t *routes;
     size_t num_routes;
+
+    gh_path_opts_t path; /* normalize_path, merge_slashes, escaped_slashes, path_params */
 } gh_listener_conf_t;
 
 typedef enum {

@@ -999,11 +999,56 @@ static int addr_conflicts(const struct sockaddr_storage *a, const struct sockadd
            is_wildcard(a) || is_wildcard(b);
 }
 
+/* One of names[0..n) as an index; the names, joined, for the error. */
+static int opt_choice(ctx_t *c, const gh_yaml_node_t *map, const char *key,
+                      const char *const *names, int n, const char *list, int *out)
+{
+    const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
+    if (v == NULL)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        if (v->kind == GH_YAML_SCALAR && strcmp(v->str, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return gh_yaml_error(c->doc, v, "'%s' must be %s", key, list);
+}
+
+/* How a listener normalizes request paths (gatehouse/path.h). The enum
+ * values follow the order of the names. */
+static int parse_path_opts(ctx_t *c, const gh_yaml_node_t *n, gh_path_opts_t *o)
+{
+    static const char *const slashes[] = {"reject", "keep", "unescape_and_redirect"};
+    static const char *const params[] = {"strip", "keep", "reject"};
+    const gh_yaml_node_t *v;
+    int sl = GH_PATH_SLASHES_REJECT, pa = GH_PATH_PARAMS_STRIP, rc;
+
+    *o = (gh_path_opts_t)GH_PATH_OPTS_DEFAULT;
+    if ((v = gh_yaml_map_get(n, "normalize_path")) != NULL &&
+        (rc = gh_yaml_bool(c->doc, v, "normalize_path", &o->normalize)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "merge_slashes")) != NULL &&
+        (rc = gh_yaml_bool(c->doc, v, "merge_slashes", &o->merge_slashes)) != 0)
+        return rc;
+    if ((rc = opt_choice(c, n, "escaped_slashes", slashes, 3,
+                         "reject, keep or unescape_and_redirect", &sl)) != 0 ||
+        (rc = opt_choice(c, n, "path_params", params, 3, "strip, keep or reject", &pa)) != 0)
+        return rc;
+    o->escaped_slashes = (gh_path_slashes_t)sl;
+    o->params = (gh_path_params_t)pa;
+    return 0;
+}
+
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
-    static const char *const keys[] = {"name",         "listen",   "header_timeout", "idle_timeout",
-                                       "body_timeout", "max_head", "max_headers",    "max_uri",
-                                       "routes",       NULL};
+    static const char *const keys[] = {"name",           "listen",
+                                       "header_timeout", "idle_timeout",
+                                       "body_timeout",   "max_head",
+                                       "max_headers",    "max_uri",
+                                       "routes",         "normalize_path",
+                                       "merge_slashes",  "escaped_slashes",
+                                       "path_params",    NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1052,6 +1097,8 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     if ((rc = opt_uint(c, n, "max_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     l->max_headers = (size_t)u;
+    if ((rc = parse_path_opts(c, n, &l->path)) != 0)
+        return rc;
 
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
         (rc = nonempty_list(c, routes, "routes")) != 0 ||

@@ -178,14 +178,12 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     o = PUT_LIT(o, " ");
     if (s->fwd_target != NULL) {
         o = put(o, s->fwd_target, s->fwd_target_len);
-    } else if (s->authority != NULL) { /* absolute-form becomes origin-form */
+    } else { /* the normalized path, the query as sent; absolute-form becomes origin-form */
         o = put(o, s->path, s->path_len);
         if (s->query != NULL) {
             o = PUT_LIT(o, "?");
             o = put(o, s->query, s->query_len);
         }
-    } else {
-        o = put(o, r->target, r->target_len);
     }
     o = PUT_LIT(o, " HTTP/1.1\r\n");
     if (s->authority != NULL) {

@@ -255,6 +255,12 @@ struct gh_stream_s {
     size_t res_out_head_len;
     unsigned logged : 1;
     int status;
+
+    /* Path normalization (gatehouse/path.h), done in gh_stream_new and
+     * answered, when it is not GH_PATH_OK, in gh_stream_run_request. */
+    int path_result;
+    const char *path_reason; /* static: why the path is refused */
+    char *path_location;     /* arena: "location: path[?query]\r\n" of the redirect */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)

@@ -24,6 +24,8 @@ const char *gh_status_reason(int status)
         return "Found";
     case 304:
         return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
     case 400:
         return "Bad Request";
     case 401:

@@ -119,6 +119,46 @@ generate:;
     s->request_id[32] = '\0';
 }
 
+static int is_target_without_path(const gh_stream_t *s)
+{
+    const gh_h1_request_t *r = &s->req;
+    return (r->target_len == 1 && r->target[0] == '*') ||
+           (r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0);
+}
+
+/* From here on s->path is the normalized path (gatehouse/path.h): the
+ * route match, every filter (gh_stream_request_line) and the target sent
+ * upstream all see it, so that "/public/../admin" cannot be matched as
+ * /public/ and served as /admin. Asterisk-form and authority-form have no
+ * path. A refusal or a redirect is answered by gh_stream_run_request.
+ * Returns -1 only when out of memory. */
+static int normalize_path(gh_stream_t *s, const gh_path_opts_t *o)
+{
+    if (!o->normalize || is_target_without_path(s))
+        return 0;
+    char *buf = gh_arena_alloc(&s->arena, GH_PATH_OUT_MAX(s->path_len));
+    if (buf == NULL)
+        return -1;
+    size_t n = 0;
+    const char *why = NULL;
+    s->path_result = gh_path_normalize(s->path, s->path_len, o, buf, &n, &why);
+    if (s->path_result == GH_PATH_OK) {
+        s->path = buf;
+        s->path_len = n;
+    } else if (s->path_result == GH_PATH_REFUSE) {
+        s->path_reason = why;
+    } else {
+        size_t cap = n + s->query_len + sizeof("location: ?\r\n");
+        char *loc = gh_arena_alloc(&s->arena, cap);
+        if (loc == NULL)
+            return -1;
+        snprintf(loc, cap, "location: %.*s%s%.*s\r\n", (int)n, buf, s->query ? "?" : "",
+                 (int)s->query_len, s->query ? s->query : "");
+        s->path_location = loc;
+    }
+    return 0;
+}
+
 /* A stream and its arena's first block are one allocation. */
 #define STREAM_ALLOC_OFF ((sizeof(gh_stream_t) + 15) & ~(size_t)15)
 #define STREAM_FIRST_BLOCK 4096
@@ -194,6 +234,8 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
     set_target_parts(s);
     if (set_host(s) < 0)
         goto fail;
+    if (normalize_path(s, &gh_conn_lconf(c)->path) < 0)
+        goto fail;
     set_request_id(s);
     s->start_ns = uv_hrtime();
     s->bytes_in = head_len;
@@ -228,6 +270,15 @@ void gh_stream_run_request(gh_stream_t *s)
     size_t ri;
 
     s->lconf = gh_conn_lconf(c);
+    if (s->path_result == GH_PATH_REFUSE) {
+        gh_stream_reply_error(s, 400, "bad_request", s->path_reason);
+        return;
+    }
+    if (s->path_result == GH_PATH_REDIRECT) {
+        gh_stream_reply_error_with(s, 307, "escaped_slash",
+                                   "the path has escaped slashes; see location", s->path_location);
+        return;
+    }
     s->route = gh_route_match(c->worker, s->lconf, s, &ri);
     if (s->route == NULL) {
         gh_stream_reply_error(s, 404, "not_found", "no route matched the request");
