@@ -253,19 +253,68 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
     return an == bn && (a == b || memcmp(a, b, an) == 0);
 }
 
-static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out)
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* A query parameter's name compared as the application will read it:
+ * percent-decoded (RFC 3986 section 2.1), so "access%5Ftoken" is
+ * "access_token". Compared raw, a client could hide a second token from
+ * gatehouse (or the token itself, on an optional route) in a name only the
+ * upstream decodes. A '%' not followed by two hex digits stands for itself. */
+static int query_name_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < pr->name_len; i++, j++) {
+        char c = pr->name[i];
+        if (c == '%' && i + 2 < pr->name_len) {
+            int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        if (j >= n || name[j] != c)
+            return 0;
+    }
+    return j == n;
+}
+
+/* A cookie's name as servers read it: without the spaces or tabs around
+ * it (RFC 6265 section 5.2 trims them), so "token =x" is the cookie
+ * "token". */
+static int cookie_name_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    const char *p = pr->name;
+    size_t l = pr->name_len;
+    while (l > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        l--;
+    }
+    while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\t'))
+        l--;
+    return l == n && memcmp(p, name, n) == 0;
+}
+
+/* The cookie name's pairs in one Cookie field: each is added to *count;
+ * the last one's value goes to *out. */
+static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out,
+                           unsigned *count)
 {
     gh_pairs_t it;
     gh_pair_t pr;
     gh_pairs_init(&it, v, vn, ';');
     while (gh_pairs_next(&it, &pr)) {
-        if (pr.has_value && gh_pair_name_is(&pr, name, nn)) {
+        if (cookie_name_is(&pr, name, nn)) {
             out->p = pr.value;
             out->n = pr.value_len;
-            return 1;
+            (*count)++;
         }
     }
-    return 0;
 }
 
 /* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
@@ -309,21 +358,28 @@ static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_f
     return 0;
 }
 
-/* A cookie location: the pair of that name in every Cookie field. */
+/* A cookie location: the pair of that name in the Cookie fields. A name
+ * that appears twice (in one field or two, with or without a value, equal
+ * or not) is refused: servers disagree on which one counts, so the upstream
+ * could read one gatehouse did not check. */
 static int find_in_cookies(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
                            found_t *cand)
 {
-    for (size_t j = 0; j < nh; j++) {
-        found_t c = {NULL, 0, from};
-        if (GH_H1_NAME_IS(&hs[j], "cookie") &&
-            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c) &&
-            c.n > 0 && take(cand, c.p, c.n) < 0)
-            return -1;
-    }
+    found_t c = {NULL, 0, from};
+    unsigned count = 0;
+    for (size_t j = 0; j < nh; j++)
+        if (GH_H1_NAME_IS(&hs[j], "cookie"))
+            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c, &count);
+    if (count > 1)
+        return -1;
+    if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
+        return -1;
     return 0;
 }
 
-/* A query location: every parameter of that name. */
+/* A query location: the parameter of that name, percent-decoded. As for
+ * cookies, a name given twice is refused (frameworks take the first, the
+ * last, or a list). */
 static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
 {
     const char *method, *path, *query;
@@ -331,12 +387,20 @@ static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *c
     gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
     gh_pairs_t it;
     gh_pair_t pr;
+    found_t c = {NULL, 0, NULL};
+    unsigned count = 0;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len) &&
-            take(cand, pr.value, pr.value_len) < 0)
-            return -1;
+        if (query_name_is(&pr, from->name, from->name_len)) {
+            c.p = pr.value;
+            c.n = pr.value_len;
+            count++;
+        }
     }
+    if (count > 1)
+        return -1;
+    if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
+        return -1;
     return 0;
 }
 
@@ -559,7 +623,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
             gh_pair_t pr;
             gh_pairs_init(&it, h->value, h->value_len, ';');
             while (gh_pairs_next(&it, &pr)) {
-                if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len))
+                if (cookie_name_is(&pr, from->name, from->name_len))
                     continue;
                 if (o > 0) {
                     out[o++] = ';';
@@ -589,7 +653,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
     int first = 1;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (gh_pair_name_is(&pr, from->name, from->name_len))
+        if (query_name_is(&pr, from->name, from->name_len))
             continue;
         t[o++] = first ? '?' : '&';
         first = 0;
