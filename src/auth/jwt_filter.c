@@ -262,16 +262,18 @@ static int hex_digit(char c)
 }
 
 /* A query parameter's name compared as the application will read it:
- * percent-decoded (RFC 3986 section 2.1), so "access%5Ftoken" is
- * "access_token". Compared raw, a client could hide a second token from
- * gatehouse (or the token itself, on an optional route) in a name only the
- * upstream decodes. A '%' not followed by two hex digits stands for itself. */
+ * percent-decoded (RFC 3986 section 2.1) and '+' as a space (HTML form
+ * encoding), so "access%5Ftoken" is "access_token". Compared raw, a client could hide a second
+ * token from gatehouse (or the token itself, on an optional route) in a name only the upstream
+ * decodes. A '%' not followed by two hex digits stands for itself. */
 static int query_name_is(const gh_pair_t *pr, const char *name, size_t n)
 {
     size_t j = 0;
     for (size_t i = 0; i < pr->name_len; i++, j++) {
         char c = pr->name[i];
-        if (c == '%' && i + 2 < pr->name_len) {
+        if (c == '+') {
+            c = ' '; /* form encoding, as the access log reads names too */
+        } else if (c == '%' && i + 2 < pr->name_len) {
             int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 c = (char)(hi * 16 + lo);
