@@ -122,8 +122,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
             if (*c >= 'A' && *c <= 'Z')
                 *c = (char)(*c - 'A' + 'a');
         char *m = strstr(line, "max-age=");
-        if (m != NULL && strstr(line, "no-store") == NULL)
-            *max_age = strtol(m + 8, NULL, 10);
+        if (m != NULL && strstr(line, "no-store") == NULL) {
+            /* A year is past any max_refresh_interval; clamping here keeps
+             * the seconds-to-milliseconds product from wrapping around
+             * ("max-age=99999999999999999" would otherwise come out small). */
+            long v = strtol(m + 8, NULL, 10);
+            *max_age = v < 0 ? -1 : v > 31536000 ? 31536000 : v;
+        }
     }
     return k;
 }

@@ -224,6 +224,7 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
     long   refresh 1 s, max-age 3600, max 24 h  -> no refetch for a while
     capped refresh 5 m, max-age 3600, max 1 s   -> refetches (upper bound)
     short  refresh 5 m, max-age 1,    min 1 s   -> refetches (max-age honoured)
+    huge   refresh 5 m, max-age 2^64/1000, max 24 h -> no refetch (no wrap-around)
     """
     servers = {}
     try:
@@ -232,7 +233,10 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
         for name, max_age, jw in (("long", 3600, {"refresh_interval": "1s", "min_refresh_interval": "1s"}),
                                   ("capped", 3600, {"refresh_interval": "5m", "min_refresh_interval": "1s",
                                                     "max_refresh_interval": "1s"}),
-                                  ("short", 1, {"refresh_interval": "5m", "min_refresh_interval": "1s"})):
+                                  ("short", 1, {"refresh_interval": "5m", "min_refresh_interval": "1s"}),
+                                  # 2^64 / 1000, rounded up: in milliseconds it wrapped to 384.
+                                  ("huge", 18446744073709552, {"refresh_interval": "5m",
+                                                               "min_refresh_interval": "1s"})):
             srv = JwksServer(tmp_path, jwks=jwks(k1()), max_age=max_age)
             servers[name] = srv
             issuers[name] = f"https://{name}.example.com"
@@ -244,6 +248,7 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
         # With a 1 s refresh_interval, "long" would have fetched about as
         # often as the others; max-age 3600 held it at its first fetch.
         assert servers["long"].stats()["jwks"] == 1, servers["long"].stats()
+        assert servers["huge"].stats()["jwks"] == 1, servers["huge"].stats()
         for n in provs:
             expect_ok(get(g, f"/{n}", mint(k1(), iss=issuers[n])))
     finally:
