@@ -193,6 +193,24 @@ static int rfc8414_url(const char *issuer, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
+/* Whether the jwks_uri ju, named by the metadata document at url, may be
+ * fetched: 0, or -1 with err. A plain-http jwks_uri would undo the TLS that
+ * fetched the document naming it, so it is refused from an https document
+ * whatever insecure_http says, and from an http one unless it is set. */
+static int jwks_uri_usable(const char *url, const char *ju, int insecure, char *err, size_t cap)
+{
+    if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0)) {
+        snprintf(err, cap, "%s: no usable jwks_uri", url);
+        return -1;
+    }
+    if (strncmp(ju, "http://", 7) == 0 && (!insecure || strncmp(url, "https://", 8) == 0)) {
+        snprintf(err, cap, "%s: jwks_uri '%s' is plain http%s", url, ju,
+                 insecure ? " in an https document" : " (insecure_http is not set)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads one metadata document. OpenID Connect Discovery 1.0 section 4.3 /
  * RFC 8414 section 3.3: its issuer must equal the configured one, or a
  * compromised or confused metadata host could hand out another issuer's
@@ -218,15 +236,8 @@ static int read_metadata(gh_keyring_t *k, const char *url, char **jwks_uri, char
     int rc = -1;
     if (iss == NULL || strcmp(iss, k->issuer) != 0)
         snprintf(err, cap, "%s: issuer '%s' is not '%s'", url, iss ? iss : "(none)", k->issuer);
-    else if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0))
-        snprintf(err, cap, "%s: no usable jwks_uri", url);
-    /* A plain-http jwks_uri would undo the TLS that fetched the document
-     * naming it: refused from an https document whatever insecure_http says. */
-    else if (strncmp(ju, "http://", 7) == 0 &&
-             (!k->job_insecure || strncmp(url, "https://", 8) == 0))
-        snprintf(err, cap, "%s: jwks_uri '%s' is plain http%s", url, ju,
-                 k->job_insecure ? " in an https document" : " (insecure_http is not set)");
-    else if ((*jwks_uri = strdup(ju)) != NULL)
+    else if (jwks_uri_usable(url, ju, k->job_insecure, err, cap) == 0 &&
+             (*jwks_uri = strdup(ju)) != NULL)
         rc = 0;
     json_decref(root);
     return rc;
