@@ -580,6 +580,8 @@ def test_refresh_with_same_keys_keeps_generation(gatehouse, upstream, tmp_path):
         wait_count(srv, 3, timeout=15)
         wait_for(lambda: g.stderr.count("keys unchanged (generation 1)") >= 2, 10, "two unchanged refetches")
         assert g.stderr.count("keys loaded") == 1, g.stderr_tail()
+        # insecure_http (the test server is plain http): a warning at every load.
+        assert g.stderr.count("keys fetched over plain http") >= 3, g.stderr_tail()
         expect_ok(get(g, "/echo", mint(k1())))
         srv.control(jwks=jwks(k1(), k2()))
         wait_for(lambda: "keys loaded (generation 2)" in g.stderr, 10, "the new keys")

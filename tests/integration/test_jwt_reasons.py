@@ -102,3 +102,18 @@ def test_every_documented_reason(gatehouse, upstream):
     for reason in cases:
         n = m.sum("gatehouse_auth_decisions_total", decision="deny", reason=reason)
         assert n == 1, f"{reason}: counted {n} times, not once; series {m.series('gatehouse_auth_decisions_total')}"
+
+
+def test_cached_token_refused_past_max_token_age(gatehouse, upstream):
+    """The verified-token cache keeps a token no longer than max_token_age
+    allows: a token accepted (and cached) shortly before it gets too old is
+    refused once it is, although its exp is an hour away."""
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], max_token_age="60s", clock_skew="1s")})
+    now = int(time.time())
+    tok = mint(rsa, now=now - 58, ttl=3600 + 58)
+    r = get(g, "/echo", tok)
+    assert r.status == 200, r
+    wait_for(lambda: get(g, "/echo", tok).status == 401, 15, "the cached token to age out")
+    r = get(g, "/echo", tok)
+    assert r.json().get("detail", "").startswith("token too old"), r.body
