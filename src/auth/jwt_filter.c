@@ -302,10 +302,10 @@ static int cookie_name_is(const gh_pair_t *pr, const char *name, size_t n)
     return l == n && memcmp(p, name, n) == 0;
 }
 
-/* The cookie name's pairs in one Cookie field: each is added to *count;
+/* The cookie name's pairs in one Cookie field: each is added to *copies;
  * the last one's value goes to *out. */
 static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out,
-                           unsigned *count)
+                           unsigned *copies)
 {
     gh_pairs_t it;
     gh_pair_t pr;
@@ -314,7 +314,7 @@ static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn
         if (cookie_name_is(&pr, name, nn)) {
             out->p = pr.value;
             out->n = pr.value_len;
-            (*count)++;
+            (*copies)++;
         }
     }
 }
@@ -368,11 +368,11 @@ static int find_in_cookies(const gh_h1_header_t *hs, size_t nh, const gh_token_f
                            found_t *cand)
 {
     found_t c = {NULL, 0, from};
-    unsigned count = 0;
+    unsigned copies = 0;
     for (size_t j = 0; j < nh; j++)
         if (GH_H1_NAME_IS(&hs[j], "cookie"))
-            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c, &count);
-    if (count > 1)
+            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c, &copies);
+    if (copies > 1)
         return -1;
     if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
         return -1;
@@ -390,16 +390,16 @@ static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *c
     gh_pairs_t it;
     gh_pair_t pr;
     found_t c = {NULL, 0, NULL};
-    unsigned count = 0;
+    unsigned copies = 0;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
         if (query_name_is(&pr, from->name, from->name_len)) {
             c.p = pr.value;
             c.n = pr.value_len;
-            count++;
+            copies++;
         }
     }
-    if (count > 1)
+    if (copies > 1)
         return -1;
     if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
         return -1;
