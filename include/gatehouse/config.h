@@ -145,6 +145,12 @@ typedef struct {
     int forward_token;      /* default 1 */
     char *realm;            /* WWW-Authenticate realm; default "gatehouse" */
     uint32_t cache_entries; /* verified tokens per worker; default 10000; 0 disables */
+    /* "audiences: any": aud not checked (num_audiences is 0) */
+    int audiences_any;
+    /* jwks.insecure_http: http:// key and discovery URLs allowed */
+    int insecure_http;
+    /* 0: none; else iat is required and now - iat may not exceed it */
+    uint64_t max_token_age_s;
 } gh_jwt_provider_conf_t;
 
 typedef struct {

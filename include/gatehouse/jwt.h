@@ -9,8 +9,9 @@
  * fetches; a per-worker gh_jwt_verifier_t also keeps the OpenSSL contexts.
  *
  * Errors: int functions return 0 or a negative errno and set *reason to a
- * short static string meant for error_description, logs and metrics
- * ("expired", "bad signature" ...). Never the token.
+ * gh_jwt_reason_t; gh_jwt_reason_text gives its short text for
+ * error_description, logs and metrics ("expired", "bad signature" ...).
+ * Never the token.
  *   -EINVAL  the token is invalid (401 invalid_token)
  *   -ENOKEY  no key in the set has the token's kid (401; worth a JWKS refresh)
  *   -EACCES  a valid token lacks a required claim value (403 insufficient_scope)
@@ -31,6 +32,53 @@
 #define GH_JWT_MAX_KID 256
 #define GH_JWT_MAX_TYP 127
 #define GH_JWKS_MIN_RSA_BITS 2048
+/* The largest NumericDate accepted: 9999-12-31T23:59:59Z. */
+#define GH_JWT_MAX_DATE 253402300799.0
+
+/* ---- refusal reasons ---- */
+
+/* Why a token was refused: the library's reasons and the authn filter's, in
+ * one list so that a metric series, a description and a status come from one
+ * table (gh_jwt_reason_text, gh_jwt_reason_status). */
+typedef enum {
+    GH_JWT_OK = 0,
+    GH_JWT_MISSING_TOKEN,
+    GH_JWT_MULTIPLE_TOKENS,
+    GH_JWT_UNKNOWN_ISSUER,
+    GH_JWT_KEYS_UNAVAILABLE,
+    GH_JWT_ALG_NOT_ALLOWED,
+    GH_JWT_TOKEN_TOO_LARGE,
+    GH_JWT_MALFORMED_TOKEN,
+    GH_JWT_MALFORMED_HEADER,
+    GH_JWT_MALFORMED_KID,
+    GH_JWT_MALFORMED_PAYLOAD,
+    GH_JWT_MALFORMED_SIGNATURE,
+    GH_JWT_ALG_NONE,
+    GH_JWT_UNSUPPORTED_ALG,
+    GH_JWT_UNSUPPORTED_CRIT,
+    GH_JWT_BAD_SIGNATURE,
+    GH_JWT_NO_KEY_FOR_ALG,
+    GH_JWT_UNKNOWN_KEY,
+    GH_JWT_WRONG_ISSUER,
+    GH_JWT_WRONG_AUDIENCE,
+    GH_JWT_MISSING_EXP,
+    GH_JWT_EXPIRED,
+    GH_JWT_NOT_YET_VALID,
+    GH_JWT_ISSUED_IN_FUTURE,
+    GH_JWT_MALFORMED_CLAIM,
+    GH_JWT_MISSING_IAT,
+    GH_JWT_TOO_OLD,
+    GH_JWT_WRONG_TYP,
+    GH_JWT_INSUFFICIENT_CLAIMS,
+    GH_JWT_OUT_OF_MEMORY,
+    GH_JWT_REASON_COUNT
+} gh_jwt_reason_t;
+
+/* "expired" ...; "ok" for GH_JWT_OK. Static string. */
+const char *gh_jwt_reason_text(gh_jwt_reason_t r);
+/* The HTTP status of a refusal for r: 401, 403 (insufficient claims), 503
+ * (keys unavailable, out of memory); 200 for GH_JWT_OK. */
+int gh_jwt_reason_status(gh_jwt_reason_t r);
 
 /* ---- algorithms ---- */
 
@@ -88,6 +136,11 @@ gh_jwks_t *gh_jwks_ref(gh_jwks_t *jwks);
 void gh_jwks_unref(gh_jwks_t *jwks);
 /* Usable keys. */
 size_t gh_jwks_count(const gh_jwks_t *jwks);
+/* Whether a and b hold the same usable keys in the same order (kid, type,
+ * alg and key material; warnings aside). NULL is never the same. A refresh
+ * that fetched the same keys keeps the old set's generation, so the workers'
+ * verified-token caches survive it. */
+int gh_jwks_same_keys(const gh_jwks_t *a, const gh_jwks_t *b);
 /* The generation is the caller's: set it once, before the set is shared (the
  * verified-token cache keys on it so a new set invalidates old entries). */
 void gh_jwks_set_generation(gh_jwks_t *jwks, uint64_t generation);
@@ -137,7 +190,7 @@ typedef struct {
  * memory released by gh_jwt_dispose; on failure *out needs no dispose.
  * Returns 0, -EINVAL or -ENOMEM.
  */
-int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason);
+int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, gh_jwt_reason_t *reason);
 void gh_jwt_dispose(gh_jwt_t *t);
 
 /* Per-worker scratch: reusable digest context and a small cache of prepared
@@ -152,7 +205,7 @@ void gh_jwt_verifier_free(gh_jwt_verifier_t *v);
  * byte instead of decoded and parsed again. Same results as gh_jwt_parse;
  * v may be NULL. */
 int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_jwt_t *out,
-                          const char **reason);
+                          gh_jwt_reason_t *reason);
 
 /*
  * Checks the signature against keys (borrowed). With a kid, only the key with
@@ -167,8 +220,8 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
  * -ENOKEY or -ENOMEM.
  */
 int gh_jwt_verifier_verify(gh_jwt_verifier_t *v, const gh_jwt_t *t, const gh_jwks_t *keys,
-                           const char **reason);
-int gh_jwt_verify(const gh_jwt_t *t, const gh_jwks_t *keys, const char **reason);
+                           gh_jwt_reason_t *reason);
+int gh_jwt_verify(const gh_jwt_t *t, const gh_jwks_t *keys, gh_jwt_reason_t *reason);
 
 /* ---- claims ---- */
 
@@ -197,18 +250,22 @@ typedef struct {
     const char *typ;  /* required "typ", e.g. "at+jwt"; NULL: not checked */
     const gh_jwt_claim_req_t *required;
     size_t nrequired;
+    int64_t max_age; /* > 0: iat is required and now - iat must not exceed it (+ skew) */
 } gh_jwt_claims_policy_t;
 
 /*
  * Checks registered claims, then required ones, at time now (seconds since
  * the epoch). -EINVAL with reason "wrong issuer", "wrong audience", "missing
  * exp", "expired", "not yet valid", "issued in the future", "malformed claim",
- * "wrong typ"; -EACCES with "insufficient claims" for a required claim. detail
+ * "missing iat", "token too old", "wrong typ"; -EACCES with "insufficient
+ * claims" for a required claim. exp, nbf and iat must be numbers in
+ * [0, GH_JWT_MAX_DATE] ("malformed claim" otherwise), so a caller may convert
+ * them to int64_t. detail
  * (may be NULL) gets the claim concerned, and for -EACCES what was needed
  * ("scope contains orders.read"), for error_description and WWW-Authenticate.
  */
 int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int64_t now,
-                        const char **reason, char *detail, size_t detail_cap);
+                        gh_jwt_reason_t *reason, char *detail, size_t detail_cap);
 
 /* The claim at a dotted path, or NULL. A member whose own name contains dots
  * ("https://example.com/roles") is found too: at each level the longest

@@ -39,6 +39,12 @@ gh_keyring_t *gh_keyring_acquire(const gh_jwt_provider_conf_t *p);
  * (the main thread notices) and is reused if a later config names it. */
 void gh_keyring_release(gh_keyring_t *k);
 
+/* Any thread, no side effects: whether p's key set would load now. Inline
+ * and file sets are read and parsed (a file that is missing, too large or
+ * holds no usable key fails); fetched sets always pass (a fetch must not
+ * block a reload; their failures keep the previous keys). Returns 0, or -1
+ * with a message naming the provider in err. For a transactional reload. */
+int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap);
 /* Any thread: the current key set (a new reference to unref), or NULL while
  * none has loaded yet. */
 gh_jwks_t *gh_keyring_get(gh_keyring_t *k);

@@ -29,9 +29,10 @@
 
 #define RSA_MAX_BITS 8192
 #define HMAC_MAX_KEY 1024
-/* Without a kid, at most this many keys are tried: a forged token must not
- * cost a hundred RSA operations. */
-#define MAX_KIDLESS_TRIES 10
+/* At most this many keys are tried per token (without a kid, or with a kid
+ * that several keys share, or falling back to keys without a kid): a forged
+ * token must not cost a hundred RSA operations. */
+#define MAX_KEY_TRIES 10
 
 const gh_alg_info_t gh_alg_info[GH_JWT_ALG_COUNT] = {
     [GH_JWT_RS256] = {"RS256", GH_FAM_PKCS1, GH_KTY_RSA, 0, 32, 0},
@@ -157,6 +158,31 @@ static int add_warning(gh_jwks_t *s, size_t idx, const char *kid, const char *wh
     if (copy == NULL)
         return -ENOMEM;
     s->warnings[s->nwarn++] = copy;
+    return 0;
+}
+
+/* Two usable keys with one kid: tokens naming it are tried against both (up
+ * to MAX_KEY_TRIES), which works but usually means a rotation left an old
+ * key behind. One warning per later duplicate; at most one per key, so the
+ * warnings array (twice the key count) has room. */
+static int warn_duplicate_kids(gh_jwks_t *s)
+{
+    for (size_t i = 1; i < s->n; i++) {
+        const gh_jwk_t *k = &s->keys[i];
+        if (k->kid == NULL)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            const gh_jwk_t *o = &s->keys[j];
+            if (o->kid != NULL && o->kid_len == k->kid_len &&
+                memcmp(o->kid, k->kid, k->kid_len) == 0) {
+                char why[64];
+                snprintf(why, sizeof(why), "same kid as usable key %zu; both are tried", j);
+                if (add_warning(s, i, k->kid, why) < 0)
+                    return -ENOMEM;
+                break;
+            }
+        }
+    }
     return 0;
 }
 
@@ -550,7 +576,7 @@ gh_jwks_t *gh_jwks_parse(const char *json, size_t len, const gh_jwks_opts_t *opt
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL || (count && ((s->keys = calloc(count, sizeof(*s->keys))) == NULL ||
-                                (s->warnings = calloc(count, sizeof(char *))) == NULL))) {
+                                (s->warnings = calloc(2 * count, sizeof(char *))) == NULL))) {
         seterr(err, errcap, "out of memory");
         goto fail;
     }
@@ -599,6 +625,10 @@ gh_jwks_t *gh_jwks_parse(const char *json, size_t len, const gh_jwks_opts_t *opt
                s->nwarn ? s->warnings[0] : "");
         goto fail;
     }
+    if (warn_duplicate_kids(s) < 0) {
+        seterr(err, errcap, "out of memory");
+        goto fail;
+    }
     json_decref(root);
     return s;
 fail:
@@ -618,17 +648,39 @@ void gh_jwks_unref(gh_jwks_t *jwks)
 {
     if (jwks == NULL)
         return;
-    /* Release on the decrement, acquire before freeing: the usual pairing so
-     * the freeing thread sees every other thread's last reads completed. */
-    if (atomic_fetch_sub_explicit(&jwks->refs, 1, memory_order_release) == 1) {
-        atomic_thread_fence(memory_order_acquire);
+    /* acq_rel on the decrement, so the freeing thread sees every other
+     * thread's last reads completed. (Release plus a separate acquire fence
+     * is equivalent, but ThreadSanitizer does not model fences and reported
+     * every retired key set as a race.) */
+    if (atomic_fetch_sub_explicit(&jwks->refs, 1, memory_order_acq_rel) == 1)
         jwks_free(jwks);
-    }
 }
 
 size_t gh_jwks_count(const gh_jwks_t *jwks)
 {
     return jwks->n;
+}
+
+static int same_key(const gh_jwk_t *a, const gh_jwk_t *b)
+{
+    if (a->kty != b->kty || a->alg != b->alg || a->kid_len != b->kid_len ||
+        (a->kid == NULL) != (b->kid == NULL) ||
+        (a->kid != NULL && memcmp(a->kid, b->kid, a->kid_len) != 0))
+        return 0;
+    if (a->kty == GH_KTY_OCT)
+        return a->secret_len == b->secret_len &&
+               CRYPTO_memcmp(a->secret, b->secret, a->secret_len) == 0;
+    return EVP_PKEY_eq(a->pkey, b->pkey) == 1;
+}
+
+int gh_jwks_same_keys(const gh_jwks_t *a, const gh_jwks_t *b)
+{
+    if (a == NULL || b == NULL || a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (!same_key(&a->keys[i], &b->keys[i]))
+            return 0;
+    return 1;
 }
 
 void gh_jwks_set_generation(gh_jwks_t *jwks, uint64_t generation)
@@ -846,50 +898,60 @@ int gh_jose_verify(gh_jwt_verifier_t *v, const gh_jwk_t *k, gh_jwt_alg_t alg,
     return rc;
 }
 
-int gh_jwt_verifier_verify(gh_jwt_verifier_t *v, const gh_jwt_t *t, const gh_jwks_t *keys,
-                           const char **reason)
+/* Whether key k is a candidate for token t: with a kid, keys of that kid
+ * (pass 0) and then keys without one (pass 1, as Envoy does: an issuer that
+ * publishes kid-less keys may still stamp kids on its tokens); without a
+ * kid, every key (pass 0 only). kid is an opaque, case-sensitive string (RFC
+ * 7517 section 4.5): an exact byte comparison, never a path or a pattern. */
+static int candidate(const gh_jwk_t *k, const gh_jwt_t *t, size_t kl, int pass)
 {
-    const char *dummy;
+    if (!t->has_kid)
+        return 1;
+    if (pass == 1)
+        return k->kid == NULL;
+    return k->kid != NULL && k->kid_len == kl && memcmp(k->kid, t->kid, kl) == 0;
+}
+
+int gh_jwt_verifier_verify(gh_jwt_verifier_t *v, const gh_jwt_t *t, const gh_jwks_t *keys,
+                           gh_jwt_reason_t *reason)
+{
+    gh_jwt_reason_t dummy;
     if (reason == NULL)
         reason = &dummy;
     const unsigned char *msg = (const unsigned char *)t->buf;
+    size_t kl = t->has_kid ? strlen(t->kid) : 0;
     int matched = 0, tried = 0;
-    for (size_t i = 0; i < keys->n; i++) {
-        const gh_jwk_t *k = &keys->keys[i];
-        if (t->has_kid) {
-            /* kid is an opaque, case-sensitive string (RFC 7517 §4.5): an
-             * exact byte comparison, never a path, a query or a pattern. */
-            size_t kl = strlen(t->kid);
-            if (k->kid == NULL || k->kid_len != kl || memcmp(k->kid, t->kid, kl) != 0)
+    for (int pass = 0; pass < (t->has_kid ? 2 : 1); pass++) {
+        for (size_t i = 0; i < keys->n; i++) {
+            const gh_jwk_t *k = &keys->keys[i];
+            if (!candidate(k, t, kl, pass))
                 continue;
-            matched = 1;
-        }
-        if (!gh_jose_key_fits(k, t->alg))
-            continue;
-        if (!t->has_kid && tried == MAX_KIDLESS_TRIES)
-            break;
-        tried++;
-        int rc = gh_jose_verify(v, k, t->alg, msg, t->signing_len, t->sig, t->sig_len);
-        if (rc == 1)
-            return 0;
-        if (rc < 0) {
-            *reason = "out of memory";
-            return rc;
+            matched |= pass == 0;
+            if (!gh_jose_key_fits(k, t->alg))
+                continue;
+            if (tried == MAX_KEY_TRIES)
+                break;
+            tried++;
+            int rc = gh_jose_verify(v, k, t->alg, msg, t->signing_len, t->sig, t->sig_len);
+            if (rc == 1)
+                return 0;
+            if (rc < 0) {
+                *reason = GH_JWT_OUT_OF_MEMORY;
+                return rc;
+            }
         }
     }
+    /* No key carries the kid: worth a refetch, even when kid-less keys were
+     * tried and failed (the new key may be the token's). */
     if (t->has_kid && !matched) {
-        *reason = "unknown key";
+        *reason = GH_JWT_UNKNOWN_KEY;
         return -ENOKEY;
     }
-    if (tried == 0) {
-        *reason = "no key for algorithm";
-        return -EINVAL;
-    }
-    *reason = "bad signature";
+    *reason = tried == 0 ? GH_JWT_NO_KEY_FOR_ALG : GH_JWT_BAD_SIGNATURE;
     return -EINVAL;
 }
 
-int gh_jwt_verify(const gh_jwt_t *t, const gh_jwks_t *keys, const char **reason)
+int gh_jwt_verify(const gh_jwt_t *t, const gh_jwks_t *keys, gh_jwt_reason_t *reason)
 {
     return gh_jwt_verifier_verify(NULL, t, keys, reason);
 }

@@ -13,9 +13,59 @@
 #include "auth/b64url.h"
 #include "auth/jose.h"
 
+/* ---- refusal reasons ---- */
+
+/* One row per reason: its text (error_description, log, metric label) and
+ * the status of a refusal for it. */
+static const struct {
+    const char *text;
+    int status;
+} reason_table[GH_JWT_REASON_COUNT] = {
+    [GH_JWT_OK] = {"ok", 200},
+    [GH_JWT_MISSING_TOKEN] = {"missing token", 401},
+    [GH_JWT_MULTIPLE_TOKENS] = {"multiple tokens", 401},
+    [GH_JWT_UNKNOWN_ISSUER] = {"unknown issuer", 401},
+    [GH_JWT_KEYS_UNAVAILABLE] = {"keys unavailable", 503},
+    [GH_JWT_ALG_NOT_ALLOWED] = {"algorithm not allowed", 401},
+    [GH_JWT_TOKEN_TOO_LARGE] = {"token too large", 401},
+    [GH_JWT_MALFORMED_TOKEN] = {"malformed token", 401},
+    [GH_JWT_MALFORMED_HEADER] = {"malformed header", 401},
+    [GH_JWT_MALFORMED_KID] = {"malformed kid", 401},
+    [GH_JWT_MALFORMED_PAYLOAD] = {"malformed payload", 401},
+    [GH_JWT_MALFORMED_SIGNATURE] = {"malformed signature", 401},
+    [GH_JWT_ALG_NONE] = {"alg none refused", 401},
+    [GH_JWT_UNSUPPORTED_ALG] = {"unsupported algorithm", 401},
+    [GH_JWT_UNSUPPORTED_CRIT] = {"unsupported crit", 401},
+    [GH_JWT_BAD_SIGNATURE] = {"bad signature", 401},
+    [GH_JWT_NO_KEY_FOR_ALG] = {"no key for algorithm", 401},
+    [GH_JWT_UNKNOWN_KEY] = {"unknown key", 401},
+    [GH_JWT_WRONG_ISSUER] = {"wrong issuer", 401},
+    [GH_JWT_WRONG_AUDIENCE] = {"wrong audience", 401},
+    [GH_JWT_MISSING_EXP] = {"missing exp", 401},
+    [GH_JWT_EXPIRED] = {"expired", 401},
+    [GH_JWT_NOT_YET_VALID] = {"not yet valid", 401},
+    [GH_JWT_ISSUED_IN_FUTURE] = {"issued in the future", 401},
+    [GH_JWT_MALFORMED_CLAIM] = {"malformed claim", 401},
+    [GH_JWT_MISSING_IAT] = {"missing iat", 401},
+    [GH_JWT_TOO_OLD] = {"token too old", 401},
+    [GH_JWT_WRONG_TYP] = {"wrong typ", 401},
+    [GH_JWT_INSUFFICIENT_CLAIMS] = {"insufficient claims", 403},
+    [GH_JWT_OUT_OF_MEMORY] = {"out of memory", 503},
+};
+
+const char *gh_jwt_reason_text(gh_jwt_reason_t r)
+{
+    return (unsigned)r < GH_JWT_REASON_COUNT ? reason_table[r].text : "invalid token";
+}
+
+int gh_jwt_reason_status(gh_jwt_reason_t r)
+{
+    return (unsigned)r < GH_JWT_REASON_COUNT ? reason_table[r].status : 401;
+}
+
 /* ---- parsing ---- */
 
-static int fail(const char **reason, const char *why)
+static int fail(gh_jwt_reason_t *reason, gh_jwt_reason_t why)
 {
     *reason = why;
     return -EINVAL;
@@ -23,42 +73,42 @@ static int fail(const char **reason, const char *why)
 
 /* Header members a verifier may ignore. Anything else is ignored as well
  * (RFC 7515 §4: unknown parameters MUST be ignored) unless listed in crit. */
-static int parse_header(const unsigned char *p, size_t n, gh_jwt_t *t, const char **reason)
+static int parse_header(const unsigned char *p, size_t n, gh_jwt_t *t, gh_jwt_reason_t *reason)
 {
     json_error_t jerr;
     json_t *h = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
     int rc = 0;
     if (h == NULL || !json_is_object(h)) {
-        rc = fail(reason, "malformed header");
+        rc = fail(reason, GH_JWT_MALFORMED_HEADER);
         goto out;
     }
     json_t *alg = json_object_get(h, "alg");
     if (!json_is_string(alg)) {
-        rc = fail(reason, "malformed header");
+        rc = fail(reason, GH_JWT_MALFORMED_HEADER);
         goto out;
     }
     /* RFC 8725 §3.1 and the many CVEs before it: "none" is never accepted,
      * whatever its spelling (some libraries compared case-insensitively). */
     if (json_string_length(alg) == 4 && strncasecmp(json_string_value(alg), "none", 4) == 0) {
-        rc = fail(reason, "alg none refused");
+        rc = fail(reason, GH_JWT_ALG_NONE);
         goto out;
     }
     t->alg = gh_jwt_alg_from_name(json_string_value(alg), json_string_length(alg));
     if (t->alg == GH_JWT_ALG_UNKNOWN) {
-        rc = fail(reason, "unsupported algorithm");
+        rc = fail(reason, GH_JWT_UNSUPPORTED_ALG);
         goto out;
     }
     /* RFC 7515 §4.1.11: a recipient that does not understand a listed
      * extension must reject the JWS. gatehouse understands none. */
     if (json_object_get(h, "crit") != NULL) {
-        rc = fail(reason, "unsupported crit");
+        rc = fail(reason, GH_JWT_UNSUPPORTED_CRIT);
         goto out;
     }
     json_t *kid = json_object_get(h, "kid");
     if (kid != NULL) {
         size_t kl = json_string_length(kid);
         if (!json_is_string(kid) || kl > GH_JWT_MAX_KID || strlen(json_string_value(kid)) != kl) {
-            rc = fail(reason, "malformed kid");
+            rc = fail(reason, GH_JWT_MALFORMED_KID);
             goto out;
         }
         memcpy(t->kid, json_string_value(kid), kl + 1);
@@ -68,7 +118,7 @@ static int parse_header(const unsigned char *p, size_t n, gh_jwt_t *t, const cha
     if (typ != NULL) {
         size_t tl = json_string_length(typ);
         if (!json_is_string(typ) || tl > GH_JWT_MAX_TYP || strlen(json_string_value(typ)) != tl) {
-            rc = fail(reason, "malformed header");
+            rc = fail(reason, GH_JWT_MALFORMED_HEADER);
             goto out;
         }
         memcpy(t->typ, json_string_value(typ), tl + 1);
@@ -101,37 +151,37 @@ static void memo_put(gh_jose_memo_t *m, const char *seg, size_t n, const gh_jwt_
     memcpy(e->typ, t->typ, sizeof(e->typ));
 }
 
-int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, const char **reason)
+int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, gh_jwt_reason_t *reason)
 {
     return gh_jwt_verifier_parse(NULL, tok, len, out, reason);
 }
 
 int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_jwt_t *out,
-                          const char **reason)
+                          gh_jwt_reason_t *reason)
 {
     gh_jose_memo_t *memo = v != NULL ? gh_jose_memo(v) : NULL;
-    const char *dummy;
+    gh_jwt_reason_t dummy;
     if (reason == NULL)
         reason = &dummy;
     memset(out, 0, sizeof(*out));
     if (len > GH_JWT_MAX_TOKEN)
-        return fail(reason, "token too large");
+        return fail(reason, GH_JWT_TOKEN_TOO_LARGE);
     const char *d1 = memchr(tok, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     /* Exactly three segments: a fourth dot would be JWE (five parts) or junk. */
     if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)) != NULL)
-        return fail(reason, "malformed token");
+        return fail(reason, GH_JWT_MALFORMED_TOKEN);
     size_t hl = (size_t)(d1 - tok), pl = (size_t)(d2 - d1 - 1), sl = len - (size_t)(d2 + 1 - tok);
     /* An empty signature is the "stripped signature" attack: refuse it here,
      * whatever alg claims. */
     if (hl == 0 || pl == 0 || sl == 0)
-        return fail(reason, "malformed token");
+        return fail(reason, GH_JWT_MALFORMED_TOKEN);
 
     /* One buffer: token copy, then decoded header, payload, signature. */
     size_t cap = len + 1 + GH_B64URL_DEC_MAX(hl) + GH_B64URL_DEC_MAX(pl) + GH_B64URL_DEC_MAX(sl);
     char *buf = malloc(cap);
     if (buf == NULL) {
-        *reason = "out of memory";
+        *reason = GH_JWT_OUT_OF_MEMORY;
         return -ENOMEM;
     }
     memcpy(buf, tok, len);
@@ -141,19 +191,19 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
     long hn = 0;
     if (seen == NULL && (hn = gh_b64url_decode(tok, hl, hdr)) <= 0) {
         free(buf);
-        return fail(reason, "malformed header");
+        return fail(reason, GH_JWT_MALFORMED_HEADER);
     }
     unsigned char *pay = hdr + hn;
     long pn = gh_b64url_decode(d1 + 1, pl, pay);
     if (pn <= 0) {
         free(buf);
-        return fail(reason, "malformed payload");
+        return fail(reason, GH_JWT_MALFORMED_PAYLOAD);
     }
     unsigned char *sig = pay + pn;
     long sn = gh_b64url_decode(d2 + 1, sl, sig);
     if (sn <= 0) {
         free(buf);
-        return fail(reason, "malformed signature");
+        return fail(reason, GH_JWT_MALFORMED_SIGNATURE);
     }
     out->buf = buf;
     out->signing_len = (size_t)(d2 - tok);
@@ -178,7 +228,7 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
      * two parsers is how claims get smuggled (RFC 7519 §4, RFC 8725 §3.9). */
     out->payload = json_loadb((const char *)pay, (size_t)pn, JSON_REJECT_DUPLICATES, &jerr);
     if (out->payload == NULL || !json_is_object(out->payload)) {
-        rc = fail(reason, "malformed payload");
+        rc = fail(reason, GH_JWT_MALFORMED_PAYLOAD);
         goto bad;
     }
     return 0;
@@ -362,7 +412,10 @@ static int typ_matches(const char *have, const char *want)
     return strcasecmp(have, want) == 0;
 }
 
-/* A NumericDate claim: absent (1), a JSON number (0, *out set), or malformed (-1). */
+/* A NumericDate claim: absent (1), a number in [0, GH_JWT_MAX_DATE] (0,
+ * *out set), or malformed (-1). The range is checked here, on the double,
+ * because converting 1e300 or 2^63 to int64_t (the cache's expiry) is
+ * undefined behaviour; no real date is negative or past year 9999. */
 static int numeric_date(const gh_jwt_t *t, const char *name, double *out)
 {
     json_t *v = json_object_get(t->payload, name);
@@ -370,7 +423,10 @@ static int numeric_date(const gh_jwt_t *t, const char *name, double *out)
         return 1;
     if (!json_is_number(v))
         return -1;
-    *out = json_number_value(v);
+    double d = json_number_value(v);
+    if (!(d >= 0.0 && d <= GH_JWT_MAX_DATE)) /* NaN fails both */
+        return -1;
+    *out = d;
     return 0;
 }
 
@@ -443,9 +499,9 @@ static int required_ok(const json_t *v, const gh_jwt_claim_req_t *r, const char 
 }
 
 int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int64_t now,
-                        const char **reason, char *detail, size_t detail_cap)
+                        gh_jwt_reason_t *reason, char *detail, size_t detail_cap)
 {
-    const char *dummy;
+    gh_jwt_reason_t dummy;
     if (reason == NULL)
         reason = &dummy;
     if (detail != NULL && detail_cap > 0)
@@ -454,13 +510,13 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
 
     if (p->typ != NULL && !typ_matches(t->typ, p->typ)) {
         set_detail(detail, detail_cap, "typ", p->typ);
-        return fail(reason, "wrong typ");
+        return fail(reason, GH_JWT_WRONG_TYP);
     }
     if (p->issuer != NULL) {
         json_t *iss = json_object_get(t->payload, "iss");
         if (!scalar_equals(iss, p->issuer) || !json_is_string(iss)) {
             set_detail(detail, detail_cap, "iss", NULL);
-            return fail(reason, "wrong issuer");
+            return fail(reason, GH_JWT_WRONG_ISSUER);
         }
     }
     if (p->naudiences > 0) {
@@ -474,28 +530,34 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
         }
         if (!ok) {
             set_detail(detail, detail_cap, "aud", NULL);
-            return fail(reason, "wrong audience");
+            return fail(reason, GH_JWT_WRONG_AUDIENCE);
         }
     }
     int r = numeric_date(t, "exp", &v);
     if (r < 0 || (r == 1 && !p->exp_optional)) {
         set_detail(detail, detail_cap, "exp", NULL);
-        return fail(reason, r < 0 ? "malformed claim" : "missing exp");
+        return fail(reason, r < 0 ? GH_JWT_MALFORMED_CLAIM : GH_JWT_MISSING_EXP);
     }
     /* RFC 7519 §4.1.4: not accepted "on or after" exp. */
     if (r == 0 && tnow >= v + skew) {
         set_detail(detail, detail_cap, "exp", NULL);
-        return fail(reason, "expired");
+        return fail(reason, GH_JWT_EXPIRED);
     }
     r = numeric_date(t, "nbf", &v);
     if (r < 0 || (r == 0 && tnow + skew < v)) {
         set_detail(detail, detail_cap, "nbf", NULL);
-        return fail(reason, r < 0 ? "malformed claim" : "not yet valid");
+        return fail(reason, r < 0 ? GH_JWT_MALFORMED_CLAIM : GH_JWT_NOT_YET_VALID);
     }
     r = numeric_date(t, "iat", &v);
     if (r < 0 || (r == 0 && v > tnow + skew)) {
         set_detail(detail, detail_cap, "iat", NULL);
-        return fail(reason, r < 0 ? "malformed claim" : "issued in the future");
+        return fail(reason, r < 0 ? GH_JWT_MALFORMED_CLAIM : GH_JWT_ISSUED_IN_FUTURE);
+    }
+    /* max_token_age: a token stolen once stays usable until exp; bounding
+     * its age from iat bounds that window whatever lifetime the issuer chose. */
+    if (p->max_age > 0 && (r == 1 || tnow - v > (double)p->max_age + skew)) {
+        set_detail(detail, detail_cap, "iat", NULL);
+        return fail(reason, r == 1 ? GH_JWT_MISSING_IAT : GH_JWT_TOO_OLD);
     }
     for (size_t i = 0; i < p->nrequired; i++) {
         const gh_jwt_claim_req_t *req = &p->required[i];
@@ -505,7 +567,7 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
             if (detail != NULL && detail_cap > 0)
                 snprintf(detail, detail_cap, "%s %s %s", req->path,
                          ops[req->op <= GH_JWT_CLAIM_CONTAINS ? req->op : 0], missing);
-            *reason = "insufficient claims";
+            *reason = GH_JWT_INSUFFICIENT_CLAIMS;
             return -EACCES;
         }
     }

@@ -31,50 +31,13 @@
 
 /* ---- runtime ---- */
 
-/* Every reason the filter and the JWT library give, so that each has its
- * own metric series; anything else lands in "invalid token". */
-static const char *const reasons[] = {
-    "ok",
-    "missing token",
-    "multiple tokens",
-    "unknown issuer",
-    "keys unavailable",
-    "algorithm not allowed",
-    "token too large",
-    "malformed token",
-    "malformed header",
-    "malformed kid",
-    "malformed payload",
-    "malformed signature",
-    "stripped signature",
-    "alg none refused",
-    "unknown algorithm",
-    "unsupported algorithm",
-    "unsupported crit",
-    "bad signature",
-    "no key for algorithm",
-    "unknown key",
-    "wrong issuer",
-    "wrong audience",
-    "missing exp",
-    "expired",
-    "not yet valid",
-    "issued in the future",
-    "malformed claim",
-    "wrong typ",
-    "insufficient claims",
-    "out of memory",
-    "invalid token",
-};
-#define NUM_REASONS (sizeof(reasons) / sizeof(reasons[0]))
-
 struct gh_jwt_runtime_s {
     uint64_t id; /* unique per runtime, for cache entries */
     const gh_jwt_provider_conf_t *conf;
     gh_keyring_t *keyring;
     gh_jwt_claims_policy_t policy;
     gh_jwt_claim_req_t *reqs;
-    uint32_t decision_ids[NUM_REASONS];
+    uint32_t decision_ids[GH_JWT_REASON_COUNT];
     char *scope_needed; /* for insufficient_scope: the required scope values, or NULL */
 };
 
@@ -126,9 +89,10 @@ gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
     rt->policy.typ = p->typ;
     rt->policy.required = rt->reqs;
     rt->policy.nrequired = p->num_required_claims;
-    for (size_t i = 0; i < NUM_REASONS; i++)
-        rt->decision_ids[i] =
-            gh_metrics_decision_id(p->name, i == 0 ? "allow" : "deny", reasons[i]);
+    rt->policy.max_age = (int64_t)p->max_token_age_s;
+    for (size_t i = 0; i < GH_JWT_REASON_COUNT; i++)
+        rt->decision_ids[i] = gh_metrics_decision_id(p->name, i == GH_JWT_OK ? "allow" : "deny",
+                                                     gh_jwt_reason_text((gh_jwt_reason_t)i));
     return rt;
 }
 
@@ -147,20 +111,11 @@ int gh_jwt_runtime_ready(const gh_jwt_runtime_t *rt, const char **why)
     return gh_keyring_ready(rt->keyring, why);
 }
 
-static void count_index(gh_stream_t *s, const gh_jwt_runtime_t *rt, size_t i)
+static void count(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r)
 {
-    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[i]);
+    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[r]);
     if (d != NULL)
         GH_STAT_INC(d->count);
-}
-
-static void count(gh_stream_t *s, const gh_jwt_runtime_t *rt, const char *reason)
-{
-    size_t i = NUM_REASONS - 1; /* "invalid token": reasons the table does not know */
-    for (size_t k = 0; k < NUM_REASONS; k++)
-        if (strcmp(reasons[k], reason) == 0)
-            i = k;
-    count_index(s, rt, i);
 }
 
 /* ---- per-worker state: verifier and cache ---- */
@@ -298,19 +253,70 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
     return an == bn && (a == b || memcmp(a, b, an) == 0);
 }
 
-static int find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out)
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* A query parameter's name compared as the application will read it:
+ * percent-decoded (RFC 3986 section 2.1) and '+' as a space (HTML form
+ * encoding), so "access%5Ftoken" is "access_token". Compared raw, a client could hide a second
+ * token from gatehouse (or the token itself, on an optional route) in a name only the upstream
+ * decodes. A '%' not followed by two hex digits stands for itself. */
+static int query_name_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < pr->name_len; i++, j++) {
+        char c = pr->name[i];
+        if (c == '+') {
+            c = ' '; /* form encoding, as the access log reads names too */
+        } else if (c == '%' && i + 2 < pr->name_len) {
+            int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        if (j >= n || name[j] != c)
+            return 0;
+    }
+    return j == n;
+}
+
+/* A cookie's name as servers read it: without the spaces or tabs around
+ * it (RFC 6265 section 5.2 trims them), so "token =x" is the cookie
+ * "token". */
+static int cookie_name_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    const char *p = pr->name;
+    size_t l = pr->name_len;
+    while (l > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        l--;
+    }
+    while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\t'))
+        l--;
+    return l == n && memcmp(p, name, n) == 0;
+}
+
+/* The cookie name's pairs in one Cookie field: each is added to *copies;
+ * the last one's value goes to *out. */
+static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn, found_t *out,
+                           unsigned *copies)
 {
     gh_pairs_t it;
     gh_pair_t pr;
     gh_pairs_init(&it, v, vn, ';');
     while (gh_pairs_next(&it, &pr)) {
-        if (pr.has_value && gh_pair_name_is(&pr, name, nn)) {
+        if (cookie_name_is(&pr, name, nn)) {
             out->p = pr.value;
             out->n = pr.value_len;
-            return 1;
+            (*copies)++;
         }
     }
-    return 0;
 }
 
 /* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
@@ -354,21 +360,28 @@ static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_f
     return 0;
 }
 
-/* A cookie location: the pair of that name in every Cookie field. */
+/* A cookie location: the pair of that name in the Cookie fields. A name
+ * that appears twice (in one field or two, with or without a value, equal
+ * or not) is refused: servers disagree on which one counts, so the upstream
+ * could read one gatehouse did not check. */
 static int find_in_cookies(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
                            found_t *cand)
 {
-    for (size_t j = 0; j < nh; j++) {
-        found_t c = {NULL, 0, from};
-        if (GH_H1_NAME_IS(&hs[j], "cookie") &&
-            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c) &&
-            c.n > 0 && take(cand, c.p, c.n) < 0)
-            return -1;
-    }
+    found_t c = {NULL, 0, from};
+    unsigned copies = 0;
+    for (size_t j = 0; j < nh; j++)
+        if (GH_H1_NAME_IS(&hs[j], "cookie"))
+            find_in_cookie(hs[j].value, hs[j].value_len, from->name, from->name_len, &c, &copies);
+    if (copies > 1)
+        return -1;
+    if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
+        return -1;
     return 0;
 }
 
-/* A query location: every parameter of that name. */
+/* A query location: the parameter of that name, percent-decoded. As for
+ * cookies, a name given twice is refused (frameworks take the first, the
+ * last, or a list). */
 static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
 {
     const char *method, *path, *query;
@@ -376,12 +389,20 @@ static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *c
     gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
     gh_pairs_t it;
     gh_pair_t pr;
+    found_t c = {NULL, 0, NULL};
+    unsigned copies = 0;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len) &&
-            take(cand, pr.value, pr.value_len) < 0)
-            return -1;
+        if (query_name_is(&pr, from->name, from->name_len)) {
+            c.p = pr.value;
+            c.n = pr.value_len;
+            copies++;
+        }
     }
+    if (copies > 1)
+        return -1;
+    if (c.p != NULL && c.n > 0 && take(cand, c.p, c.n) < 0)
+        return -1;
     return 0;
 }
 
@@ -413,19 +434,22 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
 
 /* ---- refusals ---- */
 
-static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, int status, const char *reason,
+/* Answers a refusal for r: its status and text come from the reason table
+ * (gh_jwt_reason_status, gh_jwt_reason_text). */
+static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r,
                    const char *detail)
 {
     const char *realm = rt ? rt->conf->realm : "gatehouse";
+    int status = gh_jwt_reason_status(r);
     char hdr[1024], desc[512];
-    snprintf(desc, sizeof(desc), "%s%s%s", reason, detail && detail[0] ? ": " : "",
+    snprintf(desc, sizeof(desc), "%s%s%s", gh_jwt_reason_text(r), detail && detail[0] ? ": " : "",
              detail ? detail : "");
     /* error_description is a quoted-string of visible ASCII without '"'
      * and '\\' (RFC 6750 section 3). */
     for (char *c = desc; *c; c++)
         if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
             *c = '\'';
-    if (status == 401 && strcmp(reason, "missing token") == 0)
+    if (r == GH_JWT_MISSING_TOKEN)
         snprintf(hdr, sizeof(hdr), "www-authenticate: Bearer realm=\"%s\"\r\n", realm);
     else if (status == 401)
         snprintf(hdr, sizeof(hdr),
@@ -442,11 +466,11 @@ static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, int status, const
     else
         hdr[0] = '\0';
     if (rt != NULL)
-        count(s, rt, reason);
-    const char *code =
-        status == 401   ? (strcmp(reason, "missing token") == 0 ? "unauthorized" : "invalid_token")
-        : status == 403 ? "insufficient_scope"
-                        : "service_unavailable";
+        count(s, rt, r);
+    const char *code = status == 401
+                           ? (r == GH_JWT_MISSING_TOKEN ? "unauthorized" : "invalid_token")
+                       : status == 403 ? "insufficient_scope"
+                                       : "service_unavailable";
     gh_stream_reply_error_with(s, status, code, desc, hdr[0] ? hdr : NULL);
 }
 
@@ -557,9 +581,17 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
     e->iss_off = e->sub_off = e->scopes_off = -1;
     if (build_ident(t, e) < 0)
         return -1;
-    json_t *exp = gh_jwt_claim(t, "exp");
-    e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + (int64_t)p->clock_skew_s
-                                     : INT64_MAX;
+    /* gh_jwt_check_claims passed, so exp and iat, when there, are numbers
+     * in [0, GH_JWT_MAX_DATE]: the conversions below are defined. */
+    json_t *exp = json_object_get(t->payload, "exp");
+    json_t *iat = json_object_get(t->payload, "iat");
+    int64_t skew = (int64_t)p->clock_skew_s;
+    e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + skew : INT64_MAX;
+    if (p->max_token_age_s > 0 && json_is_number(iat)) {
+        int64_t old = (int64_t)json_number_value(iat) + (int64_t)p->max_token_age_s + skew + 1;
+        if (old < e->expires)
+            e->expires = old;
+    }
     return 0;
 }
 
@@ -593,7 +625,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
             gh_pair_t pr;
             gh_pairs_init(&it, h->value, h->value_len, ';');
             while (gh_pairs_next(&it, &pr)) {
-                if (pr.has_value && gh_pair_name_is(&pr, from->name, from->name_len))
+                if (cookie_name_is(&pr, from->name, from->name_len))
                     continue;
                 if (o > 0) {
                     out[o++] = ';';
@@ -623,7 +655,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
     int first = 1;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (gh_pair_name_is(&pr, from->name, from->name_len))
+        if (query_name_is(&pr, from->name, from->name_len))
             continue;
         t[o++] = first ? '?' : '&';
         first = 0;
@@ -653,7 +685,7 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
     }
     if (!rt->conf->forward_token && where->from != NULL)
         strip_token(s, where);
-    count_index(s, rt, 0); /* "ok" */
+    count(s, rt, GH_JWT_OK);
 }
 
 /* A refusal held back while another same-issuer provider may still take
@@ -661,7 +693,7 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
 typedef struct {
     int status; /* 0: none */
     int rank;   /* higher is more telling */
-    const char *reason;
+    gh_jwt_reason_t reason;
     char detail[256];
     gh_jwt_runtime_t *rt;
 } deferred_t;
@@ -683,16 +715,15 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         return 0;
     }
 
-    const char *reason = NULL;
+    gh_jwt_reason_t reason = GH_JWT_MALFORMED_TOKEN;
     char detail[256] = "";
     gh_jwt_t t;
     int rc = gh_jwt_verifier_parse(w->verifier, f->p, f->n, &t, &reason);
     if (rc < 0) {
         if (rc == -ENOMEM)
-            refuse(s, rt, 503, "out of memory", NULL);
-        else
-            refuse(s, rt, 401, reason ? reason : "malformed token", NULL);
-        return rc == -ENOMEM ? 503 : 401;
+            reason = GH_JWT_OUT_OF_MEMORY;
+        refuse(s, rt, reason, NULL);
+        return gh_jwt_reason_status(reason);
     }
     const char *iss = json_string_value(json_object_get(t.payload, "iss"));
     if (must_match_issuer && (iss == NULL || strcmp(iss, p->issuer) != 0)) {
@@ -702,7 +733,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     if (!(p->algorithms & (1u << (t.alg - 1)))) {
         const char *name = gh_jwt_alg_name(t.alg);
         gh_jwt_dispose(&t);
-        refuse(s, rt, 401, "algorithm not allowed", name);
+        refuse(s, rt, GH_JWT_ALG_NOT_ALLOWED, name);
         return 401;
     }
     gh_jwks_t *keys = gh_keyring_get(rt->keyring);
@@ -710,7 +741,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         snprintf(detail, sizeof(detail),
                  "provider '%s' has no keys yet (see /ready and the log for why)", p->name);
         gh_jwt_dispose(&t);
-        refuse(s, rt, 503, "keys unavailable", detail);
+        refuse(s, rt, GH_JWT_KEYS_UNAVAILABLE, detail);
         return 503;
     }
     rc = gh_jwt_verifier_verify(w->verifier, &t, keys, &reason);
@@ -726,12 +757,15 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
          * (different audiences or claims): hold the refusal back. The one
          * that says the most wins: a missing claim from the provider whose
          * audience matched beats another provider's "wrong audience". */
-        if (d != NULL && rc != -ENOMEM && reason != NULL &&
-            (rc == -EACCES || strcmp(reason, "wrong audience") == 0 ||
-             strcmp(reason, "wrong typ") == 0)) {
-            int rank = rc == -EACCES ? 3 : strcmp(reason, "wrong audience") != 0 ? 2 : 1;
+        if (rc == -ENOMEM)
+            reason = GH_JWT_OUT_OF_MEMORY;
+        if (d != NULL && (reason == GH_JWT_INSUFFICIENT_CLAIMS || reason == GH_JWT_WRONG_AUDIENCE ||
+                          reason == GH_JWT_WRONG_TYP)) {
+            int rank = reason == GH_JWT_INSUFFICIENT_CLAIMS ? 3
+                       : reason == GH_JWT_WRONG_TYP         ? 2
+                                                            : 1;
             if (rank > d->rank) {
-                d->status = rc == -EACCES ? 403 : 401;
+                d->status = gh_jwt_reason_status(reason);
                 d->rank = rank;
                 d->reason = reason;
                 snprintf(d->detail, sizeof(d->detail), "%s", detail);
@@ -739,9 +773,8 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
             }
             return -1;
         }
-        int status = rc == -EACCES ? 403 : rc == -ENOMEM ? 503 : 401;
-        refuse(s, rt, status, reason ? reason : "invalid token", detail);
-        return status;
+        refuse(s, rt, reason, detail);
+        return gh_jwt_reason_status(reason);
     }
     entry_t tmp;
     memset(&tmp, 0, sizeof(tmp));
@@ -750,7 +783,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     if (build_entry(rt, &t, e) < 0) {
         entry_clear(e);
         gh_jwt_dispose(&t);
-        refuse(s, rt, 503, "out of memory", NULL);
+        refuse(s, rt, GH_JWT_OUT_OF_MEMORY, NULL);
         return 503;
     }
     gh_jwt_dispose(&t);
@@ -817,7 +850,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         snprintf(detail, sizeof(detail),
                  "provider '%s' has no keys yet (see /ready and the log for why)",
                  a->providers[i]->name);
-        refuse(s, fc->rt[i], 503, "keys unavailable", detail);
+        refuse(s, fc->rt[i], GH_JWT_KEYS_UNAVAILABLE, detail);
         return GH_FILTER_REPLIED;
     }
     wstate_t *w = gh_stream_worker_state(s, &gh_authn_filter, wstate_new, wstate_free);
@@ -833,13 +866,13 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
             found_t f;
             int n = find_token(s, a->providers[i], &f);
             if (n <= 0) {
-                refuse(s, fc->rt[i], 401, n < 0 ? "multiple tokens" : "missing token", NULL);
+                refuse(s, fc->rt[i], n < 0 ? GH_JWT_MULTIPLE_TOKENS : GH_JWT_MISSING_TOKEN, NULL);
                 return GH_FILTER_REPLIED;
             }
             int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
             if (r != 0) {
                 if (r < 0)
-                    refuse(s, fc->rt[i], 401, "wrong issuer", NULL);
+                    refuse(s, fc->rt[i], GH_JWT_WRONG_ISSUER, NULL);
                 return GH_FILTER_REPLIED;
             }
         }
@@ -861,7 +894,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (n == 0)
             continue;
         if (n < 0 || (tok.p != NULL && !same_token(tok.p, tok.n, f.p, f.n))) {
-            refuse(s, fc->rt[0], 401, "multiple tokens", NULL);
+            refuse(s, fc->rt[0], GH_JWT_MULTIPLE_TOKENS, NULL);
             return GH_FILTER_REPLIED;
         }
         if (tok.p == NULL)
@@ -870,7 +903,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     if (tok.p == NULL) {
         if (a->optional)
             return GH_FILTER_CONTINUE;
-        refuse(s, fc->rt[0], 401, "missing token", NULL);
+        refuse(s, fc->rt[0], GH_JWT_MISSING_TOKEN, NULL);
         return GH_FILTER_REPLIED;
     }
     for (size_t i = 0; i < a->num_providers; i++) {
@@ -889,9 +922,9 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
             return GH_FILTER_REPLIED;
     }
     if (held.status != 0)
-        refuse(s, held.rt, held.status, held.reason, held.detail);
+        refuse(s, held.rt, held.reason, held.detail);
     else
-        refuse(s, fc->rt[0], 401, "unknown issuer", NULL);
+        refuse(s, fc->rt[0], GH_JWT_UNKNOWN_ISSUER, NULL);
     return GH_FILTER_REPLIED;
 }
 

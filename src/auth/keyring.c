@@ -21,6 +21,7 @@ struct gh_keyring_s {
     gh_jwks_source_t source;
     char *inline_text, *file, *uri;
     gh_jwks_opts_t opts;
+    int insecure_http; /* fixed at creation: part of the keyring's identity */
     uint64_t refresh_ms, min_refresh_ms, max_refresh_ms, timeout_ms;
 
     uv_mutex_t lock; /* guards current against a swap between load and ref */
@@ -39,6 +40,10 @@ struct gh_keyring_s {
     unsigned failures;
     char last_error[600];
     uint64_t fetch_ok, fetch_failed, fetch_invalid; /* atomic for the metrics reader */
+    /* The running fetch's settings, copied from the fields above when it
+     * starts: a reload may rewrite those while a pool thread reads these. */
+    uint64_t job_timeout_ms;
+    int job_insecure;
     /* Results of the thread-pool fetch. */
     char *body;
     size_t body_len;
@@ -50,6 +55,10 @@ static uv_loop_t *loop;
 static uv_async_t wake;
 static gh_keyring_t *all;
 static int shutting_down;
+/* Atomic: set by the main thread at shutdown, read by fetches in the pool,
+ * which abort at their next progress callback (curl calls it about once a
+ * second even when the peer sends nothing). */
+static int cancel_fetches;
 
 static uint64_t now_ms(void)
 {
@@ -89,6 +98,17 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return k;
 }
 
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)arg;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return __atomic_load_n(&cancel_fetches, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
     long *max_age = arg;
@@ -102,8 +122,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
             if (*c >= 'A' && *c <= 'Z')
                 *c = (char)(*c - 'A' + 'a');
         char *m = strstr(line, "max-age=");
-        if (m != NULL && strstr(line, "no-store") == NULL)
-            *max_age = strtol(m + 8, NULL, 10);
+        if (m != NULL && strstr(line, "no-store") == NULL) {
+            /* A year is past any max_refresh_interval; clamping here keeps
+             * the seconds-to-milliseconds product from wrapping around
+             * ("max-age=99999999999999999" would otherwise come out small). */
+            long v = strtol(m + 8, NULL, 10);
+            *max_age = v < 0 ? -1 : v > 31536000 ? 31536000 : v;
+        }
     }
     return k;
 }
@@ -122,9 +147,11 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)k->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)k->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)k->job_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)k->job_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, k->job_insecure ? "http,https" : "https");
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "gatehouse/" GH_VERSION);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -136,6 +163,8 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (out->too_big)
         snprintf(err, cap, "%s: document larger than %d bytes", url, GH_JWKS_MAX_DOC);
+    else if (r == CURLE_ABORTED_BY_CALLBACK)
+        snprintf(err, cap, "%s: cancelled (shutting down)", url);
     else if (r != CURLE_OK)
         snprintf(err, cap, "%s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(r));
     else if (status != 200)
@@ -164,6 +193,24 @@ static int rfc8414_url(const char *issuer, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
+/* Whether the jwks_uri ju, named by the metadata document at url, may be
+ * fetched: 0, or -1 with err. A plain-http jwks_uri would undo the TLS that
+ * fetched the document naming it, so it is refused from an https document
+ * whatever insecure_http says, and from an http one unless it is set. */
+static int jwks_uri_usable(const char *url, const char *ju, int insecure, char *err, size_t cap)
+{
+    if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0)) {
+        snprintf(err, cap, "%s: no usable jwks_uri", url);
+        return -1;
+    }
+    if (strncmp(ju, "http://", 7) == 0 && (!insecure || strncmp(url, "https://", 8) == 0)) {
+        snprintf(err, cap, "%s: jwks_uri '%s' is plain http%s", url, ju,
+                 insecure ? " in an https document" : " (insecure_http is not set)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads one metadata document. OpenID Connect Discovery 1.0 section 4.3 /
  * RFC 8414 section 3.3: its issuer must equal the configured one, or a
  * compromised or confused metadata host could hand out another issuer's
@@ -189,9 +236,8 @@ static int read_metadata(gh_keyring_t *k, const char *url, char **jwks_uri, char
     int rc = -1;
     if (iss == NULL || strcmp(iss, k->issuer) != 0)
         snprintf(err, cap, "%s: issuer '%s' is not '%s'", url, iss ? iss : "(none)", k->issuer);
-    else if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0))
-        snprintf(err, cap, "%s: no usable jwks_uri", url);
-    else if ((*jwks_uri = strdup(ju)) != NULL)
+    else if (jwks_uri_usable(url, ju, k->job_insecure, err, cap) == 0 &&
+             (*jwks_uri = strdup(ju)) != NULL)
         rc = 0;
     json_decref(root);
     return rc;
@@ -232,7 +278,10 @@ static void fetch_work(uv_work_t *w)
     } else if (k->source == GH_JWKS_DISCOVERY) {
         char *ju = NULL;
         rc = discover(k, &ju, k->fetch_err, sizeof(k->fetch_err));
-        if (rc == 0)
+        if (rc == 0 && __atomic_load_n(&cancel_fetches, __ATOMIC_ACQUIRE)) {
+            snprintf(k->fetch_err, sizeof(k->fetch_err), "%s: cancelled (shutting down)", ju);
+            rc = -1;
+        } else if (rc == 0)
             rc = http_get(k, ju, &s, &k->max_age, k->fetch_err, sizeof(k->fetch_err));
         free(ju);
     } else {
@@ -251,9 +300,18 @@ static void fetch_work(uv_work_t *w)
 
 static void schedule(gh_keyring_t *k, uint64_t ms);
 
-/* Installs a parsed set; the old one goes when its last reader lets go. */
-static void install(gh_keyring_t *k, gh_jwks_t *set)
+/* Installs a parsed set; the old one goes when its last reader lets go. A
+ * set holding the same keys as the current one is dropped instead: the
+ * generation (and with it every worker's verified-token cache) changes only
+ * when the keys do. Returns whether the keys changed. */
+static int install(gh_keyring_t *k, gh_jwks_t *set)
 {
+    __atomic_store_n(&k->loaded_ms, wall_ms(), __ATOMIC_RELAXED);
+    k->last_error[0] = '\0';
+    if (gh_jwks_same_keys(k->current, set)) {
+        gh_jwks_unref(set);
+        return 0;
+    }
     uint64_t gen = __atomic_load_n(&k->generation, __ATOMIC_RELAXED) + 1;
     gh_jwks_set_generation(set, gen);
     uv_mutex_lock(&k->lock);
@@ -262,10 +320,9 @@ static void install(gh_keyring_t *k, gh_jwks_t *set)
     __atomic_store_n(&k->generation, gen, __ATOMIC_RELEASE);
     uv_mutex_unlock(&k->lock);
     gh_jwks_unref(old);
-    __atomic_store_n(&k->loaded_ms, wall_ms(), __ATOMIC_RELAXED);
-    k->last_error[0] = '\0';
     for (size_t i = 0; i < gh_jwks_warning_count(set); i++)
         GH_LOG(GH_LOG_WARN, "jwks", "provider '%s': %s", k->name, gh_jwks_warning(set, i));
+    return 1;
 }
 
 /* Parses text as the new set. Returns 0, or -1 (error logged, old set kept). */
@@ -280,9 +337,18 @@ static int load_text(gh_keyring_t *k, const char *text, size_t len)
                k->current ? "keeping the previous keys" : "no keys yet");
         return -1;
     }
-    install(k, set);
-    GH_LOG(GH_LOG_INFO, "jwks", "provider '%s': %zu keys loaded (generation %llu)", k->name,
-           gh_jwks_count(set), (unsigned long long)k->generation);
+    if (k->insecure_http && (k->source == GH_JWKS_URI || k->source == GH_JWKS_DISCOVERY))
+        GH_LOG(GH_LOG_WARN, "jwks",
+               "provider '%s': keys fetched over plain http (insecure_http: true): anyone on "
+               "the path can replace them",
+               k->name);
+    size_t n = gh_jwks_count(set);
+    if (install(k, set))
+        GH_LOG(GH_LOG_INFO, "jwks", "provider '%s': %zu keys loaded (generation %llu)", k->name, n,
+               (unsigned long long)k->generation);
+    else
+        GH_LOG(GH_LOG_INFO, "jwks", "provider '%s': %zu keys unchanged (generation %llu)", k->name,
+               n, (unsigned long long)k->generation);
     return 0;
 }
 
@@ -300,6 +366,12 @@ static void fetch_done(uv_work_t *w, int status)
     gh_keyring_t *k = w->data;
     k->state = K_IDLE;
     int ok = status == 0 && k->body != NULL;
+    if (!ok && shutting_down) {
+        GH_LOG(GH_LOG_INFO, "jwks", "provider '%s': fetch cancelled: shutting down", k->name);
+        free(k->body);
+        k->body = NULL;
+        return;
+    }
     if (!ok) {
         snprintf(k->last_error, sizeof(k->last_error), "fetch failed: %s",
                  k->fetch_err[0] ? k->fetch_err : "cancelled");
@@ -338,6 +410,8 @@ static void fetch_start(gh_keyring_t *k)
         return;
     k->state = K_FETCHING;
     k->last_fetch_ms = now_ms();
+    k->job_timeout_ms = k->timeout_ms;
+    k->job_insecure = k->insecure_http;
     k->work.data = k;
     if (uv_queue_work(loop, &k->work, fetch_work, fetch_done) != 0) {
         k->state = K_IDLE;
@@ -428,7 +502,7 @@ static int matches(const gh_keyring_t *k, const gh_jwt_provider_conf_t *p)
     return strcmp(k->name, p->name) == 0 && strcmp(k->issuer, p->issuer) == 0 &&
            k->source == p->jwks_source && same_str(k->inline_text, p->jwks_inline) &&
            same_str(k->file, p->jwks_file) && same_str(k->uri, p->jwks_uri) &&
-           k->opts.allow_symmetric == p->allow_symmetric;
+           k->opts.allow_symmetric == p->allow_symmetric && k->insecure_http == p->insecure_http;
 }
 
 static void keyring_free(gh_keyring_t *k)
@@ -474,6 +548,7 @@ gh_keyring_t *gh_keyring_acquire(const gh_jwt_provider_conf_t *p)
         }
         k->source = p->jwks_source;
         k->opts.allow_symmetric = p->allow_symmetric;
+        k->insecure_http = p->insecure_http;
         uv_timer_init(loop, &k->timer);
         uv_fs_poll_init(loop, &k->poll);
         k->timer.data = k->poll.data = k;
@@ -495,6 +570,36 @@ void gh_keyring_release(gh_keyring_t *k)
 {
     if (k != NULL)
         __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap)
+{
+    gh_jwks_opts_t opts = {.allow_symmetric = p->allow_symmetric};
+    char why[256];
+    size_t len = 0;
+    char *text = NULL;
+    const char *doc;
+    if (p->jwks_source == GH_JWKS_INLINE) {
+        doc = p->jwks_inline;
+        len = strlen(doc);
+    } else if (p->jwks_source == GH_JWKS_FILE) {
+        if ((text = gh_file_read(p->jwks_file, GH_JWKS_MAX_DOC, &len)) == NULL) {
+            snprintf(err, cap, "provider '%s': %s: %s", p->name, p->jwks_file,
+                     errno == EFBIG ? "larger than the 1 MiB key set limit" : strerror(errno));
+            return -1;
+        }
+        doc = text;
+    } else {
+        return 0; /* fetched: checked when it arrives, never blocking a reload */
+    }
+    gh_jwks_t *set = gh_jwks_parse(doc, len, &opts, why, sizeof(why));
+    free(text);
+    if (set == NULL) {
+        snprintf(err, cap, "provider '%s': invalid key set: %s", p->name, why);
+        return -1;
+    }
+    gh_jwks_unref(set);
+    return 0;
 }
 
 gh_jwks_t *gh_keyring_get(gh_keyring_t *k)
@@ -573,9 +678,12 @@ void gh_keyring_shutdown(void)
     if (shutting_down)
         return;
     shutting_down = 1;
+    __atomic_store_n(&cancel_fetches, 1, __ATOMIC_RELEASE);
     for (gh_keyring_t *k = all; k != NULL; k = k->next) {
-        if (k->state == K_FETCHING)
+        if (k->state == K_FETCHING) {
+            GH_LOG(GH_LOG_INFO, "jwks", "provider '%s': cancelling the running fetch", k->name);
             uv_cancel((uv_req_t *)&k->work);
+        }
         uv_close((uv_handle_t *)&k->timer, closed);
         uv_close((uv_handle_t *)&k->poll, closed);
     }

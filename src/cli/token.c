@@ -229,11 +229,11 @@ static int inspect(const opts_t *o)
         fprintf(stderr, "gatehouse token inspect: --jwks FILE and TOKEN are required\n%s", usage);
         return 2;
     }
-    const char *reason = NULL;
+    gh_jwt_reason_t reason = GH_JWT_OK;
     gh_jwt_t t;
     int rc = gh_jwt_parse(o->token, strlen(o->token), &t, &reason);
     printf("token:\n");
-    step("structure", rc == 0, reason);
+    step("structure", rc == 0, gh_jwt_reason_text(reason));
     if (rc != 0)
         return 1;
     printf("  alg %s, kid %s, typ %s\n", gh_jwt_alg_name(t.alg), t.has_kid ? t.kid : "(none)",
@@ -257,14 +257,16 @@ static int inspect(const opts_t *o)
     for (size_t i = 0; i < gh_jwks_warning_count(keys); i++)
         printf("  (key set: %s)\n", gh_jwks_warning(keys, i));
     rc = gh_jwt_verify(&t, keys, &reason);
-    step("signature", rc == 0, reason);
+    step("signature", rc == 0, gh_jwt_reason_text(reason));
     int ok = rc == 0;
     const char *aud[1] = {o->aud};
-    gh_jwt_claims_policy_t p = {o->iss, o->aud ? aud : NULL, o->aud ? 1 : 0, 60, 0, NULL, NULL, 0};
+    gh_jwt_claims_policy_t p = {o->iss, o->aud ? aud : NULL, o->aud ? 1 : 0, 60, 0, NULL, NULL, 0,
+                                0};
     char detail[256] = "";
     rc = gh_jwt_check_claims(&t, &p, (int64_t)time(NULL), &reason, detail, sizeof(detail));
     char why[400];
-    snprintf(why, sizeof(why), "%s%s%s", reason ? reason : "", detail[0] ? " " : "", detail);
+    snprintf(why, sizeof(why), "%s%s%s", rc == 0 ? "" : gh_jwt_reason_text(reason),
+             detail[0] ? " " : "", detail);
     step(o->iss || o->aud ? "claims (iss/aud/time)" : "claims (time)", rc == 0, why);
     ok = ok && rc == 0;
     printf("%s\n", ok ? "valid" : "invalid");

@@ -238,6 +238,7 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
                                        "min_refresh_interval",
                                        "max_refresh_interval",
                                        "timeout",
+                                       "insecure_http",
                                        NULL};
     const gh_yaml_node_t *in, *fi, *ur, *di, *v;
     int rc, disc = 0;
@@ -249,6 +250,9 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
     ur = gh_yaml_map_get(n, "uri");
     di = gh_yaml_map_get(n, "discovery");
     if (di != NULL && (rc = gh_yaml_bool(doc, di, "discovery", &disc)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "insecure_http")) != NULL &&
+        (rc = gh_yaml_bool(doc, v, "insecure_http", &p->insecure_http)) != 0)
         return rc;
     if ((in != NULL) + (fi != NULL) + (ur != NULL) + (disc != 0) != 1)
         return gh_yaml_error(doc, n,
@@ -265,7 +269,11 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
         rc = str_of(doc, ur, "uri", &p->jwks_uri);
         if (rc == 0 && strncmp(p->jwks_uri, "https://", 8) != 0 &&
             strncmp(p->jwks_uri, "http://", 7) != 0)
-            rc = gh_yaml_error(doc, ur, "jwks uri must be an https:// (or http://) URL");
+            rc = gh_yaml_error(doc, ur, "jwks uri must be an https:// URL");
+        else if (rc == 0 && !p->insecure_http && strncmp(p->jwks_uri, "http://", 7) == 0)
+            rc = gh_yaml_error(doc, ur,
+                               "jwks uri is plain http: anyone on the path could replace the "
+                               "keys (say insecure_http: true to allow it anyway)");
     } else {
         p->jwks_source = GH_JWKS_DISCOVERY;
         char url[2048];
@@ -276,6 +284,10 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
         if (rc == 0 && strncmp(p->issuer, "https://", 8) != 0 &&
             strncmp(p->issuer, "http://", 7) != 0)
             rc = gh_yaml_error(doc, di, "discovery needs an issuer that is an https:// URL");
+        else if (rc == 0 && !p->insecure_http && strncmp(p->issuer, "http://", 7) == 0)
+            rc = gh_yaml_error(doc, di,
+                               "discovery over plain http: anyone on the path could replace the "
+                               "keys (say insecure_http: true to allow it anyway)");
     }
     if (rc != 0)
         return rc;
@@ -288,12 +300,36 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
     if ((v = gh_yaml_map_get(n, "max_refresh_interval")) != NULL &&
         (rc = gh_yaml_duration(doc, v, "max_refresh_interval", &p->max_refresh_ms)) != 0)
         return rc;
-    if ((v = gh_yaml_map_get(n, "timeout")) != NULL &&
-        (rc = gh_yaml_duration(doc, v, "timeout", &p->fetch_timeout_ms)) != 0)
-        return rc;
+    if ((v = gh_yaml_map_get(n, "timeout")) != NULL) {
+        if ((rc = gh_yaml_duration(doc, v, "timeout", &p->fetch_timeout_ms)) != 0)
+            return rc;
+        /* A fetch holds a thread-pool thread; a key host that hangs must
+         * not hold it (or shutdown) for long. 0 would mean "none" to curl. */
+        if (p->fetch_timeout_ms == 0 || p->fetch_timeout_ms > 60000)
+            return gh_yaml_error(doc, v, "timeout must be between 1ms and 60s");
+    }
     if (p->min_refresh_ms > p->max_refresh_ms)
         return gh_yaml_error(doc, n, "min_refresh_interval is above max_refresh_interval");
     return 0;
+}
+
+/* audiences is required: a provider without one would take a token minted
+ * for any other service of the same issuer (RFC 8725 section 3.9). One that
+ * truly serves every audience says so with "any". */
+static int parse_audiences(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                           gh_jwt_provider_conf_t *p)
+{
+    const gh_yaml_node_t *v = gh_yaml_map_get(n, "audiences");
+    if (v == NULL)
+        return gh_yaml_error(doc, n,
+                             "jwt provider '%s' needs audiences (a list, or 'any' to accept "
+                             "tokens for every audience)",
+                             p->name);
+    if (v->kind == GH_YAML_SCALAR && v->str != NULL && strcmp(v->str, "any") == 0) {
+        p->audiences_any = 1;
+        return 0;
+    }
+    return str_list(doc, v, "audiences", &p->audiences, &p->num_audiences);
 }
 
 static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
@@ -314,6 +350,7 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
                                        "forward_token",
                                        "realm",
                                        "cache_entries",
+                                       "max_token_age",
                                        NULL};
     const gh_yaml_node_t *n = key->value, *v;
     uint64_t u;
@@ -332,14 +369,23 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         (rc = gh_yaml_require(doc, n, "issuer", "jwt provider", &v)) != 0 ||
         (rc = str_of(doc, v, "issuer", &p->issuer)) != 0)
         return rc;
-    if ((v = gh_yaml_map_get(n, "audiences")) != NULL &&
-        (rc = str_list(doc, v, "audiences", &p->audiences, &p->num_audiences)) != 0)
+    if ((rc = parse_audiences(doc, n, p)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "clock_skew")) != NULL) {
         uint64_t ms;
         if ((rc = gh_yaml_duration(doc, v, "clock_skew", &ms)) != 0)
             return rc;
+        if (ms > 300000)
+            return gh_yaml_error(doc, v, "clock_skew is at most 5m");
         p->clock_skew_s = ms / 1000;
+    }
+    if ((v = gh_yaml_map_get(n, "max_token_age")) != NULL) {
+        uint64_t ms;
+        if ((rc = gh_yaml_duration(doc, v, "max_token_age", &ms)) != 0)
+            return rc;
+        if (ms < 1000)
+            return gh_yaml_error(doc, v, "max_token_age is at least 1s");
+        p->max_token_age_s = ms / 1000;
     }
     if ((v = gh_yaml_map_get(n, "exp_optional")) != NULL &&
         (rc = gh_yaml_bool(doc, v, "exp_optional", &p->exp_optional)) != 0)
@@ -409,7 +455,7 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
 
 static int audiences_overlap(const gh_jwt_provider_conf_t *a, const gh_jwt_provider_conf_t *b)
 {
-    /* No audience list accepts any audience, so it overlaps everything. */
+    /* "audiences: any" overlaps everything. */
     if (a->num_audiences == 0 || b->num_audiences == 0)
         return 1;
     for (size_t i = 0; i < a->num_audiences; i++)

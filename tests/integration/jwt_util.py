@@ -201,12 +201,19 @@ def rs256_sig(key, si, alg="RS256"):
 
 def provider(jwks=None, keys=(), issuer=ISS, audiences=(AUD,), **kw):
     """A providers.jwt entry. jwks: a dict for the jwks section, or None to
-    put keys inline."""
+    put keys inline. audiences: a list, "any", or None to leave the
+    (required) key out. The test key servers are plain http on loopback:
+    a jwks with an http:// uri, or discovery for an http:// issuer, gets
+    insecure_http: true unless the dict says otherwise."""
     p = {"issuer": issuer}
-    if audiences:
-        p["audiences"] = list(audiences)
+    if audiences is not None:
+        p["audiences"] = audiences if isinstance(audiences, str) else list(audiences)
     if jwks is None:
         jwks = {"inline": jwks_text(*keys)}
+    plain = str(jwks.get("uri", "")).startswith("http://") or (
+        jwks.get("discovery") and issuer.startswith("http://"))
+    if plain and "insecure_http" not in jwks:
+        jwks = dict(jwks, insecure_http=True)
     p["jwks"] = jwks
     p.update(kw)
     return p

@@ -8,6 +8,9 @@ are only compared where the configured intervals leave a wide margin."""
 
 import json
 import os
+import signal
+import socket
+import threading
 import time
 
 from harness import free_port
@@ -221,6 +224,7 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
     long   refresh 1 s, max-age 3600, max 24 h  -> no refetch for a while
     capped refresh 5 m, max-age 3600, max 1 s   -> refetches (upper bound)
     short  refresh 5 m, max-age 1,    min 1 s   -> refetches (max-age honoured)
+    huge   refresh 5 m, max-age 2^64/1000, max 24 h -> no refetch (no wrap-around)
     """
     servers = {}
     try:
@@ -229,7 +233,10 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
         for name, max_age, jw in (("long", 3600, {"refresh_interval": "1s", "min_refresh_interval": "1s"}),
                                   ("capped", 3600, {"refresh_interval": "5m", "min_refresh_interval": "1s",
                                                     "max_refresh_interval": "1s"}),
-                                  ("short", 1, {"refresh_interval": "5m", "min_refresh_interval": "1s"})):
+                                  ("short", 1, {"refresh_interval": "5m", "min_refresh_interval": "1s"}),
+                                  # 2^64 / 1000, rounded up: in milliseconds it wrapped to 384.
+                                  ("huge", 18446744073709552, {"refresh_interval": "5m",
+                                                               "min_refresh_interval": "1s"})):
             srv = JwksServer(tmp_path, jwks=jwks(k1()), max_age=max_age)
             servers[name] = srv
             issuers[name] = f"https://{name}.example.com"
@@ -241,6 +248,7 @@ def test_cache_control_max_age_within_bounds(gatehouse, upstream, tmp_path):
         # With a 1 s refresh_interval, "long" would have fetched about as
         # often as the others; max-age 3600 held it at its first fetch.
         assert servers["long"].stats()["jwks"] == 1, servers["long"].stats()
+        assert servers["huge"].stats()["jwks"] == 1, servers["huge"].stats()
         for n in provs:
             expect_ok(get(g, f"/{n}", mint(k1(), iss=issuers[n])))
     finally:
@@ -503,5 +511,81 @@ def test_reload_keeps_fetched_keys(gatehouse, upstream, tmp_path):
         for i in range(10):
             expect_ok(get(g, "/echo", mint(k1(), sub=f"after-reload-{i}")))
         assert ready_doc(g)[0] == 200
+    finally:
+        srv.stop()
+
+
+class SilentHost:
+    """A key host that accepts connections and never answers (nor closes)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.conns = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)
+            self.accepted.set()
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_sigterm_cancels_a_hung_fetch(gatehouse, upstream):
+    """SIGTERM while a JWKS fetch hangs on a host that never answers: the
+    fetch is cancelled and gatehouse exits 0, long before the fetch's own
+    60 s timeout (the stop below waits 50 s; the ordering of the log lines
+    is what shows the cancel, not the time taken)."""
+    host = SilentHost()
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(f"http://127.0.0.1:{host.port}/jwks.json",
+                                                               timeout="60s")}, admin=True)
+        assert host.accepted.wait(10), "gatehouse never connected to the key host"
+        rc = g.stop(signal.SIGTERM, timeout=50)
+        err = g.stderr
+        assert rc == 0, f"gatehouse did not exit 0 after SIGTERM (rc {rc}):\n{g.stderr_tail()}"
+        i = err.find("cancelling the running fetch")
+        j = err.find("fetch cancelled: shutting down")
+        k = err.find("server: stopped") if "server: stopped" in err else err.find("stopped")
+        assert 0 <= i < j < k, f"expected cancel, cancelled, stopped in that order:\n{g.stderr_tail()}"
+        assert "fetch failed" not in err, err
+    finally:
+        host.close()
+
+
+def test_refresh_with_same_keys_keeps_generation(gatehouse, upstream, tmp_path):
+    """A refetch that returns the keys already loaded (here: every second)
+    keeps the key set's generation, so no worker's verified-token cache is
+    emptied; new keys bump it once."""
+    srv = JwksServer(tmp_path, jwks=jwks(k1()), max_age=1)
+    try:
+        g = start(gatehouse, upstream(), {"corp": uri_provider(srv, min_refresh_interval="1s")}, admin=True)
+        wait_ready(g)
+        wait_count(srv, 3, timeout=15)
+        wait_for(lambda: g.stderr.count("keys unchanged (generation 1)") >= 2, 10, "two unchanged refetches")
+        assert g.stderr.count("keys loaded") == 1, g.stderr_tail()
+        # insecure_http (the test server is plain http): a warning at every load.
+        assert g.stderr.count("keys fetched over plain http") >= 3, g.stderr_tail()
+        expect_ok(get(g, "/echo", mint(k1())))
+        srv.control(jwks=jwks(k1(), k2()))
+        wait_for(lambda: "keys loaded (generation 2)" in g.stderr, 10, "the new keys")
+        expect_ok(get(g, "/echo", mint(k2())))
+        assert "generation 3" not in g.stderr, g.stderr_tail()
     finally:
         srv.stop()

@@ -49,7 +49,7 @@ def test_valid_providers(tmp_path):
 def test_same_issuer_overlapping_audiences(tmp_path):
     bad(tmp_path, {"a": provider(keys=[rsa_key()], audiences=["x", "y"]),
                    "b": provider(keys=[rsa_key()], audiences=["y", "z"])}, "issuer", "audience")
-    bad(tmp_path, {"a": provider(keys=[rsa_key()], audiences=[]),
+    bad(tmp_path, {"a": provider(keys=[rsa_key()], audiences="any"),
                    "b": provider(keys=[rsa_key()], audiences=["z"])}, "issuer")
 
 
@@ -79,3 +79,38 @@ def test_route_authn_errors(tmp_path):
     bad(tmp_path, {"a": provider(keys=[rsa_key()], algorithms=["none"])}, "none")
     bad(tmp_path, {"a": provider(keys=[rsa_key()], algorithms=["RS257"])}, "RS257")
     bad(tmp_path, {"a": {"audiences": ["x"], "jwks": {"inline": jwks_text(rsa_key())}}}, "issuer")
+
+
+def test_audiences_required(tmp_path):
+    """A provider without audiences would take a token minted for any other
+    service of its issuer: the key is required, "any" says so on purpose."""
+    bad(tmp_path, {"a": provider(keys=[rsa_key()], audiences=None)}, "audiences", "any")
+    good(tmp_path, {"a": provider(keys=[rsa_key()], audiences="any")})
+    bad(tmp_path, {"a": provider(keys=[rsa_key()], audiences=[])}, "audiences")
+
+
+def test_plain_http_keys_need_insecure_http(tmp_path):
+    uri = "http://127.0.0.1:9/jwks.json"
+    bad(tmp_path, {"a": provider(jwks={"uri": uri, "insecure_http": False})}, "insecure_http", "http")
+    bad(tmp_path, {"a": provider(jwks={"discovery": True, "insecure_http": False},
+                                 issuer="http://127.0.0.1:9")}, "insecure_http")
+    good(tmp_path, {"a": provider(jwks={"uri": uri, "insecure_http": True})})
+    good(tmp_path, {"a": provider(jwks={"uri": "https://127.0.0.1:9/jwks.json"})})
+    bad(tmp_path, {"a": provider(jwks={"uri": uri, "insecure_http": "yes please"})}, "insecure_http")
+
+
+@pytest.mark.parametrize("extra,jwks_extra,words", [
+    ({"clock_skew": "301s"}, {}, ("clock_skew", "5m")),
+    ({"clock_skew": "1h"}, {}, ("clock_skew",)),
+    ({"max_token_age": "500ms"}, {}, ("max_token_age",)),
+    ({}, {"timeout": "61s"}, ("timeout", "60s")),
+    ({}, {"timeout": "0s"}, ("timeout",)),
+])
+def test_time_bounds(tmp_path, extra, jwks_extra, words):
+    jw = {"uri": "https://127.0.0.1:9/jwks.json", **jwks_extra}
+    bad(tmp_path, {"a": provider(jwks=jw, **extra)}, *words)
+
+
+def test_time_bounds_edges_accepted(tmp_path):
+    good(tmp_path, {"a": provider(keys=[rsa_key()], clock_skew="5m", max_token_age="1s")})
+    good(tmp_path, {"a": provider(jwks={"uri": "https://127.0.0.1:9/jwks.json", "timeout": "60s"})})

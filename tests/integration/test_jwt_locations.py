@@ -400,3 +400,61 @@ def test_same_issuer_refusal_comes_from_the_matching_provider(gatehouse, upstrea
     expect_ok(get(g, "/x", mint(rsa, aud="billing")))
     from jwt_util import expect_forbidden
     expect_forbidden(get(g, "/x", mint(rsa, aud="orders", scope="profile")), scope="orders.read")
+
+
+def test_repeated_cookie_or_query_name_refused(gatehouse, upstream):
+    """A cookie name or query parameter the provider reads, given twice (even
+    with the same token, even once without a value), is refused and never
+    reaches the upstream: the upstream might read the copy gatehouse did not
+    check."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], **{"from": [{"query": "access_token"},
+                                                                        {"cookie": "session"}]})})
+    a = mint(rsa, sub="alice")
+    cases = [
+        dict(target=f"/echo?access_token={a}&access_token={a}"),
+        dict(target=f"/echo?access_token&access_token={a}"),
+        dict(target=f"/echo?access_token=&access_token={a}"),
+        dict(target=f"/echo?access_token={a}&access%5Ftoken={a}"),
+        dict(target=f"/echo?access_token={a}&access%5ftoken=x"),
+        dict(headers=[("Cookie", f"session={a}; session={a}")]),
+        dict(headers=[("Cookie", f"session={a}"), ("Cookie", f"session={a}")]),
+        dict(headers=[("Cookie", f"session=; session={a}")]),
+        dict(headers=[("Cookie", f"session; session={a}")]),
+        dict(headers=[("Cookie", f"session={a}; session =x")]),
+    ]
+    n = len(up.complete_requests())
+    for c in cases:
+        r = get(g, c.get("target", "/echo"), headers=c.get("headers", ()))
+        try:
+            expect_invalid(r, "multiple tokens")
+        except AssertionError as e:
+            raise AssertionError(f"{c}: {e}")
+    assert len(up.complete_requests()) == n, "a refused request reached the upstream"
+    # Once is fine, next to other parameters and cookies.
+    expect_ok(get(g, f"/echo?x=1&access_token={a}&y=2"))
+    expect_ok(get(g, "/echo", headers=[("Cookie", f"theme=dark; session={a}")]))
+
+
+def test_query_names_compare_percent_decoded(gatehouse, upstream):
+    """access%5Ftoken is access_token to every application: gatehouse finds
+    the token there, and forward_token: false removes it in that spelling
+    too (the upstream never sees it)."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], forward_token=False,
+                                               **{"from": [{"query": "access_token"}]})},
+              routes=[route("opt", "/opt", {"optional": ["corp"]}), route("all", "/", "corp")])
+    a = mint(rsa, sub="alice")
+    for name in ("access%5Ftoken", "access%5ftoken", "%61ccess_token", "%61%63%63%65%73%73%5f%74%6f%6b%65%6e"):
+        expect_ok(get(g, f"/echo?{name}={a}&keep=1"))
+        last = up.complete_requests()[-1]
+        assert a.encode() not in last.raw_head, f"{name}: the token reached the upstream: {last.raw_head!r}"
+        assert b"keep=1" in last.raw_head, last.raw_head
+        # On an optional route an invalid token in the encoded name is
+        # still a token: refused, not passed through as anonymous.
+        expect_invalid(get(g, f"/opt?{name}=junk.junk.junk"))
+    # A '%' without two hex digits is itself: no match, no crash.
+    expect_missing(get(g, "/echo?access%5_token=x"))
+    expect_missing(get(g, "/echo?access_token%=x"))
