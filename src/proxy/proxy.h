@@ -255,6 +255,7 @@ struct gh_stream_s {
     size_t res_out_head_len;
     unsigned logged : 1;
     int status;
+    unsigned up_err : 1; /* the upstream read ended in an error, not a clean EOF */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)
