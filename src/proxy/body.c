@@ -66,7 +66,8 @@ static const char *const forbidden_trailers[] = {
 int gh_body_trailer_is_forbidden(const char *name, size_t len)
 {
     for (size_t i = 0; forbidden_trailers[i] != NULL; i++)
-        if (strlen(forbidden_trailers[i]) == len && strncasecmp(forbidden_trailers[i], name, len) == 0)
+        if (strlen(forbidden_trailers[i]) == len &&
+            strncasecmp(forbidden_trailers[i], name, len) == 0)
             return 1;
     return 0;
 }
