@@ -446,6 +446,14 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
         return;
     if (err == UV_EOF && s->replied)
         return;
+    /* The rest of the body may be in the read buffer already, not yet
+     * pumped (the upstream still connecting, a write under way, a filter
+     * waiting): the pump decides, once it runs, whether the body was cut
+     * short (c->peer_eof is set). */
+    if (err == UV_EOF) {
+        gh_stream_pump_request(s);
+        return;
+    }
     gh_stream_abort(s, "client closed the connection");
 }
 
@@ -508,6 +516,12 @@ int gh_stream_pump_request(gh_stream_t *s)
                                          s->req_pump.data[d].len, 0);
             if (s->req_pump.done)
                 f->type->on_request_body(s, f->conf, s->ctx[i], NULL, 0, 1);
+        }
+        if (k == 0 && !s->req_pump.done && c->peer_eof) {
+            /* Every byte the client will ever send is taken, and the body
+             * is not complete. */
+            gh_stream_abort(s, "client closed the connection mid-body");
+            return -1;
         }
         n += (unsigned)k;
         s->req_inflight = consumed;
