@@ -14,6 +14,7 @@
 
 #include <gatehouse/log.h>
 
+#include "proxy/headscan.h"
 #include "proxy/proxy.h"
 
 #define LINGER_MS 2000
@@ -276,7 +277,12 @@ void gh_conn_process(gh_conn_t *c)
         gh_h1_error_t err = {0, NULL};
         gh_h1_limits_t lim = {l->max_head, l->max_headers, l->max_uri};
         req.headers = c->worker->hdrs;
-        int r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
+        /* The parser runs only when it can decide: a head end (or a bare
+         * LF) among the new bytes, or the head at its size limit. */
+        int r = GH_H1_INCOMPLETE;
+        if (c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
+            gh_head_scan(c->rbuf, c->rlen, &c->head_scanned))
+            r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
         if (r == GH_H1_INCOMPLETE) {
             if (c->peer_eof) {
                 gh_conn_close(c);
@@ -299,6 +305,7 @@ void gh_conn_process(gh_conn_t *c)
             return;
         }
         c->head_timer = 0;
+        c->head_scanned = 0;
         if (c->retiring)
             req.keep_alive = 0;
         gh_stream_t *s = gh_stream_new(c, &req, (size_t)r);

@@ -16,6 +16,7 @@
 #include <gatehouse/log.h>
 
 #include "proxy/forward.h"
+#include "proxy/headscan.h"
 #include "proxy/proxy.h"
 
 static int connect_upstream(gh_stream_t *s, int fresh);
@@ -218,11 +219,19 @@ static void parse_response_head(gh_stream_t *s)
     gh_h1_error_t err = {0, NULL};
     char detail[200];
 
+    if (s->res_scan_up != u) {
+        s->res_scan_up = u;
+        s->res_head_scanned = 0;
+    }
     for (;;) {
         gh_h1_response_t res;
         res.headers = s->conn->worker->hdrs;
-        int r =
-            u->rlen ? gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err) : GH_H1_INCOMPLETE;
+        /* As for requests (conn.c): the parser runs only when the new
+         * bytes hold a head end, or at the size limit or the close. */
+        int r = GH_H1_INCOMPLETE;
+        if (u->rlen > 0 && (s->up_eof || u->rlen > cl->max_response_head || u->rlen == u->rcap ||
+                            gh_head_scan(u->rbuf, u->rlen, &s->res_head_scanned)))
+            r = gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err);
         if (r == GH_H1_INCOMPLETE) {
             if (!s->up_eof) {
                 gh_upconn_update_reading(u);
@@ -254,6 +263,7 @@ static void parse_response_head(gh_stream_t *s)
              * for little gain. */
             memmove(u->rbuf, u->rbuf + r, u->rlen - (size_t)r);
             u->rlen -= (size_t)r;
+            s->res_head_scanned = 0;
             continue;
         }
         s->res_head = gh_arena_alloc(&s->arena, (size_t)r);
