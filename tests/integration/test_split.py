@@ -368,3 +368,30 @@ def test_response_split_everywhere(split_proxy, name):
             assert meaning(res) == (200, b"next", []), label
     up.script = None
     assert up.seen.empty()
+
+
+# ---- trailers and the fields filters set ----
+
+
+def test_listed_trailer_named_like_a_filter_field_is_dropped(gatehouse, upstream):
+    """forward_trailers lists x-user, but the route's JWT provider sets
+    x-user from the token's sub: the client's trailer of that name would
+    reach an upstream that merges trailers as a forged identity. It is
+    dropped; x-check, listed and set by no one, passes."""
+    from harness import RawConn, chunked
+    from jwt_util import mint, provider, route, rsa_key, start
+
+    key = rsa_key()
+    up = upstream()
+    p = provider(keys=[key], claims_to_headers={"sub": "x-user"})
+    g = start(gatehouse, up, {"corp": p},
+              routes=[route("r", "/", {"any": ["corp"]}, forward_trailers=["x-user", "x-check"])])
+    body = chunked([b"hello"], trailers=[("X-User", "root"), ("X-Check", "1"), ("X-Other", "2")])
+    with RawConn(g.port) as c:
+        c.request("POST", "/echo", [("Authorization", f"Bearer {mint(key, sub='alice')}"),
+                                    ("Transfer-Encoding", "chunked")], body)
+        r = c.read_response("POST")
+    assert r.status == 200, r
+    (req,) = up.complete_requests()
+    assert req.trailers == [("X-Check", "1")], req.trailers
+    assert req.headers_all("x-user") == ["alice"], req.headers
