@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "config/sections.h"
@@ -725,6 +726,28 @@ static int parse_methods(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
+/* The provider of the route's authn that sets (claims_to_headers,
+ * payload_header) or takes a token from (from: header) a field of that
+ * name, or NULL. */
+static const char *provider_sets_field(const gh_route_t *r, const char *name, size_t len)
+{
+    for (size_t i = 0; r->authn != NULL && i < r->authn->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = r->authn->providers[i];
+        for (size_t j = 0; j < p->num_claims_to_headers; j++)
+            if (strlen(p->claims_to_headers[j].header) == len &&
+                strncasecmp(p->claims_to_headers[j].header, name, len) == 0)
+                return p->name;
+        if (p->payload_header != NULL && strlen(p->payload_header) == len &&
+            strncasecmp(p->payload_header, name, len) == 0)
+            return p->name;
+        for (size_t j = 0; j < p->num_from; j++)
+            if (p->from[j].kind == GH_TOKEN_FROM_HEADER && p->from[j].name_len == len &&
+                strncasecmp(p->from[j].name, name, len) == 0)
+                return p->name;
+    }
+    return NULL;
+}
+
 /* forward_trailers: request trailer names to pass upstream. Names that
  * could change framing, routing or credentials once an upstream merges
  * trailers into the header section are refused here, and dropped at run
@@ -744,6 +767,11 @@ static int parse_forward_trailers(ctx_t *c, const gh_yaml_node_t *n, gh_route_t 
             return gh_yaml_error(c->doc, m, "trailer name '%s' is not an HTTP token", s);
         if (gh_body_trailer_is_forbidden(s, m->len))
             return gh_yaml_error(c->doc, m, "trailer '%s' can never be forwarded", s);
+        const char *by = provider_sets_field(r, s, m->len);
+        if (by != NULL)
+            return gh_yaml_error(
+                c->doc, m, "trailer '%s' names a field provider '%s' of this route sets or reads",
+                s, by);
         if ((rc = dup_mem(c, s, m->len, &r->forward_trailers[i])) != 0)
             return rc;
         r->num_forward_trailers = i + 1;

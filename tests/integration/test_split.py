@@ -15,6 +15,7 @@ framing between reads.
 
 import queue
 import random
+import re
 import socket
 import threading
 import time
@@ -373,25 +374,32 @@ def test_response_split_everywhere(split_proxy, name):
 # ---- trailers and the fields filters set ----
 
 
-def test_listed_trailer_named_like_a_filter_field_is_dropped(gatehouse, upstream):
-    """forward_trailers lists x-user, but the route's JWT provider sets
-    x-user from the token's sub: the client's trailer of that name would
-    reach an upstream that merges trailers as a forged identity. It is
-    dropped; x-check, listed and set by no one, passes."""
-    from harness import RawConn, chunked
-    from jwt_util import mint, provider, route, rsa_key, start
+def test_trailer_named_like_a_filter_field_is_refused_at_load(tmp_path):
+    """forward_trailers may not name a field the route's JWT provider sets
+    (claims_to_headers, payload_header) or takes a token from: a client's
+    trailer of that name would reach an upstream that merges trailers as a
+    forged identity. The error names the place in the file."""
+    import subprocess
 
-    key = rsa_key()
-    up = upstream()
-    p = provider(keys=[key], claims_to_headers={"sub": "x-user"})
-    g = start(gatehouse, up, {"corp": p},
-              routes=[route("r", "/", {"any": ["corp"]}, forward_trailers=["x-user", "x-check"])])
-    body = chunked([b"hello"], trailers=[("X-User", "root"), ("X-Check", "1"), ("X-Other", "2")])
-    with RawConn(g.port) as c:
-        c.request("POST", "/echo", [("Authorization", f"Bearer {mint(key, sub='alice')}"),
-                                    ("Transfer-Encoding", "chunked")], body)
-        r = c.read_response("POST")
-    assert r.status == 200, r
-    (req,) = up.complete_requests()
-    assert req.trailers == [("X-Check", "1")], req.trailers
-    assert req.headers_all("x-user") == ["alice"], req.headers
+    from harness import free_port, gatehouse_bin, to_yaml
+    from jwt_util import provider, route, rsa_key
+
+    def validate(trailers):
+        p = provider(keys=[rsa_key()], claims_to_headers={"sub": "x-user"}, payload_header="x-jwt",
+                     **{"from": [{"header": "x-token"}]})
+        cfg = make_config(["127.0.0.1:9"], routes=[route("r", "/", {"any": ["corp"]},
+                                                         forward_trailers=trailers)])
+        cfg["listeners"][0]["listen"] = f"127.0.0.1:{free_port()}"
+        cfg["providers"] = {"jwt": {"corp": p}}
+        f = tmp_path / "gatehouse.yaml"
+        f.write_text(to_yaml(cfg) + "\n")
+        r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(f)], capture_output=True,
+                           text=True, timeout=20, stdin=subprocess.DEVNULL)
+        return r.returncode, r.stdout + r.stderr
+
+    assert validate(["x-check"])[0] == 0
+    for name in ("X-User", "x-jwt", "x-token"):
+        rc, out = validate(["x-check", name])
+        assert rc == 1, out
+        assert re.search(r"gatehouse\.yaml:\d+:\d+: trailer '%s' names a field provider 'corp'" % name,
+                         out), out
