@@ -244,6 +244,20 @@ static const char *status_code_name(int status)
     }
 }
 
+/* Whether the request parser can decide now. Running it on every read
+ * would scan a head sent a byte at a time once per byte; it runs when the
+ * new bytes hold a head end (or a bare LF, refused at once), at the close,
+ * at the head size limit, and once when the buffer first passes max_uri,
+ * so that an over-long request-target is a 414 without waiting for the
+ * rest of the head. */
+static int head_worth_parsing(gh_conn_t *c, const gh_listener_conf_t *l)
+{
+    size_t before = c->head_scanned;
+    int end = gh_head_scan(c->rbuf, c->rlen, &c->head_scanned);
+    return end || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
+           (before <= l->max_uri && c->rlen > l->max_uri);
+}
+
 void gh_conn_process(gh_conn_t *c)
 {
     while (c->state == GH_CONN_HEAD) {
@@ -277,11 +291,8 @@ void gh_conn_process(gh_conn_t *c)
         gh_h1_error_t err = {0, NULL};
         gh_h1_limits_t lim = {l->max_head, l->max_headers, l->max_uri};
         req.headers = c->worker->hdrs;
-        /* The parser runs only when it can decide: a head end (or a bare
-         * LF) among the new bytes, or the head at its size limit. */
         int r = GH_H1_INCOMPLETE;
-        if (c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
-            gh_head_scan(c->rbuf, c->rlen, &c->head_scanned))
+        if (head_worth_parsing(c, l))
             r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
         if (r == GH_H1_INCOMPLETE) {
             if (c->peer_eof) {

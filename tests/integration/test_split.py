@@ -403,3 +403,34 @@ def test_trailer_named_like_a_filter_field_is_refused_at_load(tmp_path):
         assert rc == 1, out
         assert re.search(r"gatehouse\.yaml:\d+:\d+: trailer '%s' names a field provider 'corp'" % name,
                          out), out
+
+
+# ---- heads in pieces ----
+
+
+def test_head_in_small_pieces(split_proxy):
+    """An 18 KiB head in 47-byte pieces arrives whole."""
+    g, up = split_proxy
+    up.script = None
+    fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 190) for i in range(90))
+    raw = b"GET /up HTTP/1.1\r\nHost: gatehouse.test\r\n" + fields + b"\r\n"
+    with client(g.port) as s:
+        cl = client_state(raw)
+        send_pieces(s, [raw[i : i + 47] for i in range(0, len(raw), 47)])
+        got = take_seen(up, "small pieces")
+        assert meaning(got) == (b"GET", b"/up", b"", [])
+        assert (b"x-f89", b"v" * 190) in head_fields(got)
+        assert read_response(s, cl, "small pieces")[0].status_code == 200
+
+
+def test_long_target_refused_before_the_head_ends(split_proxy):
+    """A request-target past max_uri is a 414 as soon as it passes the
+    limit, without the rest of the head (the parser is not left waiting
+    for a blank line)."""
+    g, up = split_proxy
+    with client(g.port) as s:
+        s.sendall(b"GET /" + b"a" * 9000)  # default max_uri: 8 KiB; no line end yet
+        cl = h11.Connection(h11.CLIENT)
+        cl.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+        res = read_response(s, cl, "long target")
+        assert res[0].status_code == 414, res
