@@ -247,14 +247,15 @@ static const char *status_code_name(int status)
 /* Whether the request parser can decide now. Running it on every read
  * would scan a head sent a byte at a time once per byte; it runs when the
  * new bytes hold a head end (or a bare LF, refused at once), at the close,
- * at the head size limit, and once when the buffer first passes max_uri,
- * so that an over-long request-target is a 414 without waiting for the
- * rest of the head. */
+ * at the head size limit; and on the first read of a head and once when
+ * the buffer first passes max_uri, so that bytes that are no HTTP at all
+ * (a TLS handshake) are a 400, and an over-long request-target a 414,
+ * without waiting for the rest of the head. */
 static int head_worth_parsing(gh_conn_t *c, const gh_listener_conf_t *l)
 {
     size_t before = c->head_scanned;
     int end = gh_head_scan(c->rbuf, c->rlen, &c->head_scanned);
-    return end || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
+    return end || before == 0 || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
            (before <= l->max_uri && c->rlen > l->max_uri);
 }
 

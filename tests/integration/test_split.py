@@ -434,3 +434,16 @@ def test_long_target_refused_before_the_head_ends(split_proxy):
         cl.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
         res = read_response(s, cl, "long target")
         assert res[0].status_code == 414, res
+
+
+def test_not_http_refused_at_once(split_proxy):
+    """Bytes that are no HTTP (a TLS ClientHello) are a 400 at once, not a
+    408 once the header timeout passed (the parser waiting for a blank
+    line that never comes)."""
+    g, up = split_proxy
+    with client(g.port) as s:
+        s.sendall(bytes.fromhex("16030100a5010000a10303") + bytes(32))
+        cl = h11.Connection(h11.CLIENT)
+        cl.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+        res = read_response(s, cl, "tls hello")
+        assert res[0].status_code == 400, res
