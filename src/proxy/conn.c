@@ -296,6 +296,9 @@ void gh_conn_process(gh_conn_t *c)
         if (head_worth_parsing(c, l))
             r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
         if (r == GH_H1_INCOMPLETE) {
+            /* The parser saw it all: a blank line it did not take as a head
+             * end (one before the request line) is not to be found again. */
+            c->head_scanned = c->rlen;
             if (c->peer_eof) {
                 gh_conn_close(c);
                 return;

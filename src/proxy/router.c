@@ -233,6 +233,7 @@ static void parse_response_head(gh_stream_t *s)
                             gh_head_scan(u->rbuf, u->rlen, &s->res_head_scanned)))
             r = gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err);
         if (r == GH_H1_INCOMPLETE) {
+            s->res_head_scanned = u->rlen; /* no head end to find again */
             if (!s->up_eof) {
                 gh_upconn_update_reading(u);
                 return;
