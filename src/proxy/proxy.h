@@ -256,8 +256,8 @@ struct gh_stream_s {
     size_t res_out_head_len;
     unsigned logged : 1;
     int status;
-    unsigned up_err : 1; /* the upstream read ended in an error, not a clean EOF */
-    size_t res_head_scanned; /* res_scan_up->rbuf bytes known to hold no complete head */
+    unsigned up_err : 1;            /* the upstream read ended in an error, not a clean EOF */
+    size_t res_head_scanned;        /* res_scan_up->rbuf bytes known to hold no complete head */
     const gh_upconn_t *res_scan_up; /* the connection res_head_scanned is about (retries) */
 };
 

@@ -680,8 +680,7 @@ static const error_case_t error_cases[] = {
      NAME ":5:39: trailer 'transfer-encoding' can never be forwarded"},
     {R("{ to: app, forward_trailers: [\"a b\"] }"),
      NAME ":5:39: trailer name 'a b' is not an HTTP token"},
-    {R("{ to: app, forward_trailers: [] }"),
-     NAME ":5:38: 'forward_trailers' must not be empty"},
+    {R("{ to: app, forward_trailers: [] }"), NAME ":5:38: 'forward_trailers' must not be empty"},
     {R("{ to: app, timeout: 0ms }"),
      NAME ":5:29: 'timeout' must be a duration greater than zero, such as 250ms, 5s, 2m or 1h"},
     /* to */
