@@ -810,6 +810,60 @@ static void test_take_split_everywhere(void **state)
     }
 }
 
+/* Generated chunked bodies (many chunks, upper- and lower-case sizes,
+ * extensions, data holding CRLFs and "0\r\n\r\n", trailers) fed in random
+ * pieces: more chunks per read than a fill has spans, chunks larger than a
+ * piece. Seeded, so a failure repeats. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint32_t rnd(uint32_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+static void test_take_random_bodies(void **state)
+{
+    (void)state;
+    static const char tricky[] = "\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+    char *body = malloc(32768);
+    for (int iter = 0; iter < 400; iter++) {
+        size_t n = 0;
+        unsigned chunks = 1 + rnd(60);
+        for (unsigned k = 0; k < chunks; k++) {
+            size_t size = 1 + rnd(k % 7 == 0 ? 600 : 40);
+            n += (size_t)snprintf(body + n, 32768 - n, rnd(2) ? "%zx" : "%zX", size);
+            if (rnd(4) == 0)
+                n += (size_t)snprintf(body + n, 32768 - n, rnd(2) ? ";a=b" : ";q=\"x y\"");
+            memcpy(body + n, "\r\n", 2);
+            n += 2;
+            for (size_t i = 0; i < size; i++)
+                body[n + i] = rnd(3) == 0 ? tricky[i % (sizeof(tricky) - 1)] : (char)(1 + rnd(255));
+            n += size;
+            memcpy(body + n, "\r\n", 2);
+            n += 2;
+        }
+        n += (size_t)snprintf(body + n, 32768 - n, "0\r\n%s%s\r\n", rnd(2) ? "X-Check: v\r\n" : "",
+                              rnd(2) ? "Cookie: c=1\r\n" : "");
+        body[n] = '\0';
+        corpus_t cp = {"random", GH_H1_BODY_CHUNKED, 0, body};
+        size_t total = n + sizeof(next_msg) - 1;
+        size_t cuts[48];
+        size_t ncuts = rnd(48);
+        for (size_t i = 0; i < ncuts; i++)
+            cuts[i] = 1 + rnd((uint32_t)total - 1);
+        for (size_t i = 1; i < ncuts; i++) /* sort */
+            for (size_t j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
+                size_t t = cuts[j];
+                cuts[j] = cuts[j - 1];
+                cuts[j - 1] = t;
+            }
+        pump_corpus_cuts(cuts, ncuts, &cp);
+    }
+    free(body);
+}
+
 /* The bug class in one case: "1" and "1" in two reads are the size 0x11,
  * never 1 then 1; the framing-only reads leave nothing behind. */
 static void test_take_drops_spent_framing(void **state)
@@ -927,6 +981,7 @@ int main(void)
         T(test_until_close_raw),
         T(test_until_close_to_chunked),
         T(test_take_split_everywhere),
+        T(test_take_random_bodies),
         T(test_take_drops_spent_framing),
         T(test_trailer_policy),
     };
