@@ -188,6 +188,9 @@ typedef struct {
 
     uint64_t max_body;   /* bytes; default 1 GiB; 0 = no body allowed */
     uint64_t timeout_ms; /* upstream response timeout (first byte of head); default 15s */
+    /* Request trailer names forwarded upstream, lower-cased; none by default. */
+    char **forward_trailers;
+    size_t num_forward_trailers;
 } gh_route_t;
 
 typedef struct {

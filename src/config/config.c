@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "config/sections.h"
+#include "proxy/body.h"
 #include "config/yaml.h"
 
 #define KIB 1024ULL
@@ -128,6 +130,9 @@ static void route_dispose(gh_route_t *r)
     for (size_t i = 0; i < r->num_methods; i++)
         free(r->methods[i]);
     free(r->methods);
+    for (size_t i = 0; i < r->num_forward_trailers; i++)
+        free(r->forward_trailers[i]);
+    free(r->forward_trailers);
     kvmatches_free(r->headers, r->num_headers);
     kvmatches_free(r->query, r->num_query);
     free(r->targets);
@@ -721,6 +726,61 @@ static int parse_methods(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
+/* The provider of the route's authn that sets (claims_to_headers,
+ * payload_header) or takes a token from (from: header) a field of that
+ * name, or NULL. */
+static const char *provider_sets_field(const gh_route_t *r, const char *name, size_t len)
+{
+    for (size_t i = 0; r->authn != NULL && i < r->authn->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = r->authn->providers[i];
+        for (size_t j = 0; j < p->num_claims_to_headers; j++)
+            if (strlen(p->claims_to_headers[j].header) == len &&
+                strncasecmp(p->claims_to_headers[j].header, name, len) == 0)
+                return p->name;
+        if (p->payload_header != NULL && strlen(p->payload_header) == len &&
+            strncasecmp(p->payload_header, name, len) == 0)
+            return p->name;
+        for (size_t j = 0; j < p->num_from; j++)
+            if (p->from[j].kind == GH_TOKEN_FROM_HEADER && p->from[j].name_len == len &&
+                strncasecmp(p->from[j].name, name, len) == 0)
+                return p->name;
+    }
+    return NULL;
+}
+
+/* forward_trailers: request trailer names to pass upstream. Names that
+ * could change framing, routing or credentials once an upstream merges
+ * trailers into the header section are refused here, and dropped at run
+ * time whatever the list says (proxy/body.c). */
+static int parse_forward_trailers(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+{
+    int rc;
+    if ((rc = nonempty_list(c, n, "forward_trailers")) != 0 ||
+        (rc = alloc_array(c, n->count, sizeof(char *), (void **)&r->forward_trailers)) != 0)
+        return rc;
+    size_t i = 0;
+    for (const gh_yaml_node_t *m = n->head; m != NULL; m = m->next, i++) {
+        const char *s;
+        if ((rc = gh_yaml_str(c->doc, m, "forward_trailers", &s)) != 0)
+            return rc;
+        if (!is_token(s, m->len))
+            return gh_yaml_error(c->doc, m, "trailer name '%s' is not an HTTP token", s);
+        if (gh_body_trailer_is_forbidden(s, m->len))
+            return gh_yaml_error(c->doc, m, "trailer '%s' can never be forwarded", s);
+        const char *by = provider_sets_field(r, s, m->len);
+        if (by != NULL)
+            return gh_yaml_error(
+                c->doc, m, "trailer '%s' names a field provider '%s' of this route sets or reads",
+                s, by);
+        if ((rc = dup_mem(c, s, m->len, &r->forward_trailers[i])) != 0)
+            return rc;
+        r->num_forward_trailers = i + 1;
+        for (size_t j = 0; j < m->len; j++)
+            r->forward_trailers[i][j] = ascii_lower(r->forward_trailers[i][j]);
+    }
+    return 0;
+}
+
 /* headers: (is_header) names are tokens, stored lower-case; query: names as
  * written, without the characters that delimit a query. */
 static int parse_kvmatches(ctx_t *c, const gh_yaml_node_t *n, int is_header, gh_kvmatch_t **out,
@@ -917,7 +977,8 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
                        gh_route_t *r)
 {
     static const char *const keys[] = {"name",     "match",   "to",    "direct_response",
-                                       "max_body", "timeout", "authn", NULL};
+                                       "max_body", "timeout", "authn", "forward_trailers",
+                                       NULL};
     const gh_yaml_node_t *v, *to, *direct, *namenode;
     const char *name = NULL;
     int rc;
@@ -962,6 +1023,9 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
         return rc;
     if ((v = gh_yaml_map_get(n, "authn")) != NULL &&
         (rc = gh_config_parse_authn(c->doc, v, c->cfg, r)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "forward_trailers")) != NULL &&
+        (rc = parse_forward_trailers(c, v, r)) != 0)
         return rc;
     return opt_duration(c, n, "timeout", &r->timeout_ms);
 }

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static char last_chunk[] = "0\r\n\r\n";
 static char crlf[] = "\r\n";
@@ -17,6 +18,8 @@ int gh_body_pump_init(gh_body_pump_t *bp, gh_arena_t *a, gh_h1_body_t in, uint64
     bp->out = out;
     bp->remaining = length;
     bp->dec = NULL;
+    bp->on_trailer = NULL;
+    bp->trailer_arg = NULL;
     if (in == GH_H1_BODY_NONE || (in == GH_H1_BODY_LENGTH && length == 0))
         bp->done = 1;
     if (in == GH_H1_BODY_CHUNKED) {
@@ -42,6 +45,51 @@ static unsigned add_span(gh_body_pump_t *bp, uv_buf_t *bufs, unsigned n, char *p
         bufs[n++] = uv_buf_init(p, (unsigned)len);
     }
     return n;
+}
+
+static const char *const forbidden_trailers[] = {
+    /* framing */
+    "content-length", "transfer-encoding", "content-encoding", "content-type", "content-range",
+    "trailer", "te",
+    /* hop-by-hop (RFC 9110 section 7.6.1) */
+    "connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate",
+    "proxy-authorization",
+    /* routing, request modifiers, credentials (RFC 9110 section 6.5.1) */
+    "host", "authorization", "cookie", "set-cookie", "expect", "max-forwards", "cache-control",
+    "range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+    "www-authenticate", "location",
+    /* fields gatehouse itself sets on the forwarded request */
+    "via", "forwarded", "x-request-id", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+    "x-b3-sampled", "x-b3-flags", NULL};
+
+int gh_body_trailer_is_forbidden(const char *name, size_t len)
+{
+    for (size_t i = 0; forbidden_trailers[i] != NULL; i++)
+        if (strlen(forbidden_trailers[i]) == len &&
+            strncasecmp(forbidden_trailers[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Keeps, in place, the trailer lines the pump's policy lets through. */
+static void filter_trailers(gh_body_pump_t *bp)
+{
+    char *t = bp->dec->trailers;
+    size_t len = bp->dec->trailers_len, out = 0;
+    for (size_t i = 0; i < len;) {
+        const char *eol = memchr(t + i, '\n', len - i);
+        size_t line = eol != NULL ? (size_t)(eol - (t + i)) + 1 : len - i;
+        const char *colon = memchr(t + i, ':', line);
+        size_t nlen = colon != NULL ? (size_t)(colon - (t + i)) : line;
+        if (colon != NULL && bp->on_trailer != NULL && !gh_body_trailer_is_forbidden(t + i, nlen) &&
+            bp->on_trailer(t + i, nlen, bp->trailer_arg)) {
+            memmove(t + out, t + i, line);
+            out += line;
+        }
+        i += line;
+    }
+    bp->dec->trailers_len = out;
 }
 
 /* Caps one span so that an iovec length never overflows unsigned. */
@@ -100,6 +148,7 @@ int gh_body_pump_fill(gh_body_pump_t *bp, char *p, size_t len, uv_buf_t *bufs, s
                 bp->done = 1;
                 if (bp->out == GH_PUMP_OUT_CHUNKED) {
                     bufs[n++] = uv_buf_init(zero_line, 3);
+                    filter_trailers(bp);
                     if (bp->dec->trailers_len > 0)
                         bufs[n++] = uv_buf_init(bp->dec->trailers, (unsigned)bp->dec->trailers_len);
                     bufs[n++] = uv_buf_init(crlf, 2);
@@ -117,6 +166,27 @@ int gh_body_pump_fill(gh_body_pump_t *bp, char *p, size_t len, uv_buf_t *bufs, s
     *consumed = used;
     *payload = pl;
     return (int)n;
+}
+
+int gh_body_pump_take(gh_body_pump_t *bp, char *buf, size_t *len, uv_buf_t *bufs, size_t *inflight,
+                      size_t *taken, uint64_t *payload, gh_h1_error_t *err)
+{
+    size_t dropped = 0;
+    for (;;) {
+        size_t c = 0;
+        int k = gh_body_pump_fill(bp, buf, *len, bufs, &c, payload, err);
+        if (k < 0)
+            return -1;
+        if (k > 0 || c == 0) {
+            *inflight = c;
+            *taken = dropped + c;
+            return k;
+        }
+        /* No bufs point into buf: the spent framing can go now. */
+        memmove(buf, buf + c, *len - c);
+        *len -= c;
+        dropped += c;
+    }
 }
 
 int gh_body_pump_finish(gh_body_pump_t *bp, uv_buf_t *bufs)

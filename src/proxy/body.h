@@ -25,6 +25,11 @@ typedef enum {
     GH_PUMP_OUT_CHUNKED, /* chunked framing */
 } gh_pump_out_t;
 
+/* Whether a trailer field may be forwarded (1) or is dropped (0); the name is
+ * not NUL-terminated. Only asked about names gh_body_trailer_is_forbidden()
+ * let through. */
+typedef int (*gh_trailer_allow_cb)(const char *name, size_t len, void *arg);
+
 typedef struct {
     gh_h1_body_t in;
     gh_pump_out_t out;
@@ -35,6 +40,10 @@ typedef struct {
     /* Payload spans of the last fill, for filters that observe bodies. */
     uv_buf_t data[GH_PUMP_MAX_SPANS];
     unsigned num_data;
+    /* Trailers of a chunked source: forwarded only when on_trailer says so
+     * (NULL: every one dropped), never a forbidden name. Borrowed. */
+    gh_trailer_allow_cb on_trailer;
+    void *trailer_arg;
 } gh_body_pump_t;
 
 /* Sets up a pump. Returns 0, or -1 when the decoder cannot be allocated. */
@@ -48,6 +57,24 @@ int gh_body_pump_init(gh_body_pump_t *bp, gh_arena_t *a, gh_h1_body_t in, uint64
  * on malformed chunked framing. */
 int gh_body_pump_fill(gh_body_pump_t *bp, char *p, size_t len, uv_buf_t *bufs, size_t *consumed,
                       uint64_t *payload, gh_h1_error_t *err);
+
+/* The pump over a source read buffer buf[0 .. *len), which is what the
+ * proxy's two directions call. Source framing spent without any output (the
+ * CRLF after chunk data, part of a chunk-size line, a trailer line still
+ * arriving) is dropped from the buffer at once and the pump goes on: left
+ * there, it would be decoded a second time with the next read ("1" then
+ * "1" read as 0x11) or hold the buffer forever. Returns the number of bufs
+ * to write (0: wait for more bytes), or -1 with *err. *inflight is how many
+ * bytes at the front of buf the bufs cover: drop them once the write
+ * completed. *taken counts every source byte used (dropped + inflight). */
+int gh_body_pump_take(gh_body_pump_t *bp, char *buf, size_t *len, uv_buf_t *bufs, size_t *inflight,
+                      size_t *taken, uint64_t *payload, gh_h1_error_t *err);
+
+/* Whether a field name may never be forwarded as a trailer, whatever a
+ * config allows: framing, hop-by-hop, Host, credentials and cookies
+ * (RFC 9110 section 6.5.1: a recipient that merges trailers into the header
+ * section must not let them change routing, framing or authentication). */
+int gh_body_trailer_is_forbidden(const char *name, size_t len);
 
 /* For a close-delimited source that reached EOF: marks the pump done and
  * fills the final bufs (the last chunk when the sink is chunked). */

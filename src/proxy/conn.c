@@ -14,6 +14,7 @@
 
 #include <gatehouse/log.h>
 
+#include "proxy/headscan.h"
 #include "proxy/proxy.h"
 
 #define LINGER_MS 2000
@@ -243,6 +244,21 @@ static const char *status_code_name(int status)
     }
 }
 
+/* Whether the request parser can decide now. Running it on every read
+ * would scan a head sent a byte at a time once per byte; it runs when the
+ * new bytes hold a head end (or a bare LF, refused at once), at the close,
+ * at the head size limit; and on the first read of a head and once when
+ * the buffer first passes max_uri, so that bytes that are no HTTP at all
+ * (a TLS handshake) are a 400, and an over-long request-target a 414,
+ * without waiting for the rest of the head. */
+static int head_worth_parsing(gh_conn_t *c, const gh_listener_conf_t *l)
+{
+    size_t before = c->head_scanned;
+    int end = gh_head_scan(c->rbuf, c->rlen, &c->head_scanned);
+    return end || before == 0 || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
+           (before <= l->max_uri && c->rlen > l->max_uri);
+}
+
 void gh_conn_process(gh_conn_t *c)
 {
     while (c->state == GH_CONN_HEAD) {
@@ -276,8 +292,13 @@ void gh_conn_process(gh_conn_t *c)
         gh_h1_error_t err = {0, NULL};
         gh_h1_limits_t lim = {l->max_head, l->max_headers, l->max_uri};
         req.headers = c->worker->hdrs;
-        int r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
+        int r = GH_H1_INCOMPLETE;
+        if (head_worth_parsing(c, l))
+            r = gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err);
         if (r == GH_H1_INCOMPLETE) {
+            /* The parser saw it all: a blank line it did not take as a head
+             * end (one before the request line) is not to be found again. */
+            c->head_scanned = c->rlen;
             if (c->peer_eof) {
                 gh_conn_close(c);
                 return;
@@ -299,6 +320,7 @@ void gh_conn_process(gh_conn_t *c)
             return;
         }
         c->head_timer = 0;
+        c->head_scanned = 0;
         if (c->retiring)
             req.keep_alive = 0;
         gh_stream_t *s = gh_stream_new(c, &req, (size_t)r);

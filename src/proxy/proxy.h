@@ -152,6 +152,7 @@ struct gh_conn_s {
     unsigned retiring : 1;     /* its listener left the config: close after this request */
     unsigned handles_open : 2; /* tcp still to close */
     char peer[48];             /* client address text, no port (INET6_ADDRSTRLEN) */
+    size_t head_scanned;       /* rbuf bytes known to hold no complete head (headscan.h) */
 };
 
 struct gh_upconn_s {
@@ -261,6 +262,10 @@ struct gh_stream_s {
     int path_result;
     const char *path_reason; /* static: why the path is refused */
     char *path_location;     /* arena: "location: path[?query]\r\n" of the redirect */
+
+    unsigned up_err : 1;            /* the upstream read ended in an error, not a clean EOF */
+    size_t res_head_scanned;        /* res_scan_up->rbuf bytes known to hold no complete head */
+    const gh_upconn_t *res_scan_up; /* the connection res_head_scanned is about (retries) */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)

@@ -16,6 +16,7 @@
 #include <gatehouse/log.h>
 
 #include "proxy/forward.h"
+#include "proxy/headscan.h"
 #include "proxy/proxy.h"
 
 static int connect_upstream(gh_stream_t *s, int fresh);
@@ -158,6 +159,18 @@ void gh_router_timeout(gh_stream_t *s)
 
 static void pump_response(gh_stream_t *s);
 
+/* Response trailers reach the client, except names that are never
+ * forwarded as trailers (framing, hop-by-hop, cookies, ...), which the pump
+ * drops before asking. An HTTP/1.0 client gets none: it has no chunked
+ * coding to carry them. */
+static int response_trailer_allowed(const char *name, size_t len, void *arg)
+{
+    (void)name;
+    (void)len;
+    (void)arg;
+    return 1;
+}
+
 /* Decides the client's framing and writes the response head. */
 static void start_response(gh_stream_t *s)
 {
@@ -191,6 +204,7 @@ static void start_response(gh_stream_t *s)
         gh_stream_fail(s, 503, "service_unavailable", "out of memory");
         return;
     }
+    s->res_pump.on_trailer = response_trailer_allowed;
     s->res_started = 1;
     s->res_head_pending = 1;
     s->status = s->res.status;
@@ -205,12 +219,21 @@ static void parse_response_head(gh_stream_t *s)
     gh_h1_error_t err = {0, NULL};
     char detail[200];
 
+    if (s->res_scan_up != u) {
+        s->res_scan_up = u;
+        s->res_head_scanned = 0;
+    }
     for (;;) {
         gh_h1_response_t res;
         res.headers = s->conn->worker->hdrs;
-        int r =
-            u->rlen ? gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err) : GH_H1_INCOMPLETE;
+        /* As for requests (conn.c): the parser runs only when the new
+         * bytes hold a head end, or at the size limit or the close. */
+        int r = GH_H1_INCOMPLETE;
+        if (u->rlen > 0 && (s->up_eof || u->rlen > cl->max_response_head || u->rlen == u->rcap ||
+                            gh_head_scan(u->rbuf, u->rlen, &s->res_head_scanned)))
+            r = gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err);
         if (r == GH_H1_INCOMPLETE) {
+            s->res_head_scanned = u->rlen; /* no head end to find again */
             if (!s->up_eof) {
                 gh_upconn_update_reading(u);
                 return;
@@ -241,6 +264,7 @@ static void parse_response_head(gh_stream_t *s)
              * for little gain. */
             memmove(u->rbuf, u->rbuf + r, u->rlen - (size_t)r);
             u->rlen -= (size_t)r;
+            s->res_head_scanned = 0;
             continue;
         }
         s->res_head = gh_arena_alloc(&s->arena, (size_t)r);
@@ -284,10 +308,10 @@ static void pump_response(gh_stream_t *s)
         s->res_head_pending = 0;
     }
     if (!s->res_pump.done && u != NULL) {
-        size_t consumed = 0;
+        size_t consumed = 0, taken = 0;
         uint64_t payload = 0;
-        int k =
-            gh_body_pump_fill(&s->res_pump, u->rbuf, u->rlen, bufs + n, &consumed, &payload, &err);
+        int k = gh_body_pump_take(&s->res_pump, u->rbuf, &u->rlen, bufs + n, &consumed, &taken,
+                                  &payload, &err);
         if (k < 0) {
             if (first) {
                 /* Nothing reached the client yet: it can still get a 502. */
@@ -311,7 +335,10 @@ static void pump_response(gh_stream_t *s)
         n += (unsigned)k;
         s->res_inflight = consumed;
         if (!s->res_pump.done && s->up_eof && consumed == u->rlen) {
-            if (s->res_pump.in != GH_H1_BODY_UNTIL_CLOSE) {
+            /* A close-delimited body ends only with a clean EOF; a reset
+             * or read error cut it short, and ending it with the last
+             * chunk would make the truncated body look complete. */
+            if (s->res_pump.in != GH_H1_BODY_UNTIL_CLOSE || s->up_err) {
                 if (u->pool->stats != NULL)
                     GH_STAT_INC(u->pool->stats->resets);
                 gh_stream_abort(s, "upstream closed the connection mid-response");
@@ -344,8 +371,13 @@ static void pump_response(gh_stream_t *s)
 
 void gh_router_on_read(gh_stream_t *s, ssize_t nread)
 {
-    if (nread < 0)
+    if (nread < 0) {
         s->up_eof = 1;
+        /* Only once the head is in: before it, a pooled connection's reset
+         * may still be retried on a fresh one (retry_fresh). */
+        if (nread != UV_EOF && s->res_head_parsed)
+            s->up_err = 1;
+    }
     if (!s->res_head_parsed) {
         parse_response_head(s);
         return;

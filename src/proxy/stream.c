@@ -264,6 +264,38 @@ void gh_stream_resume(gh_stream_t *s)
     run_chain(s);
 }
 
+static int name_in_lines(const char *lines, size_t len, const char *name, size_t nlen)
+{
+    for (const char *p = lines, *end = lines + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)((eol != NULL ? eol : end) - p));
+        if (colon != NULL && (size_t)(colon - p) == nlen && strncasecmp(p, name, nlen) == 0)
+            return 1;
+        p = eol != NULL ? eol + 1 : end;
+    }
+    return 0;
+}
+
+/* A request trailer goes upstream only when the route's forward_trailers
+ * names it, and never when a filter set or removed a field of that name:
+ * an upstream that merges trailers into the header section would
+ * otherwise read the client's value in place of the one gatehouse
+ * checked or set (an identity header from a JWT claim, say). */
+static int request_trailer_allowed(const char *name, size_t len, void *arg)
+{
+    gh_stream_t *s = arg;
+    int listed = 0;
+    for (size_t i = 0; i < s->route->num_forward_trailers && !listed; i++)
+        listed = strlen(s->route->forward_trailers[i]) == len &&
+                 strncasecmp(s->route->forward_trailers[i], name, len) == 0;
+    if (!listed || name_in_lines(s->hdr_add, s->hdr_add_len, name, len))
+        return 0;
+    for (unsigned i = 0; i < s->num_hdr_drop; i++)
+        if (s->hdr_drop[i].len == len && strncasecmp(s->hdr_drop[i].name, name, len) == 0)
+            return 0;
+    return 1;
+}
+
 void gh_stream_run_request(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
@@ -309,6 +341,8 @@ void gh_stream_run_request(gh_stream_t *s)
                                                             : GH_PUMP_OUT_RAW) < 0)
         goto oom;
     s->req_body_done = s->req_pump.done;
+    s->req_pump.on_trailer = request_trailer_allowed;
+    s->req_pump.trailer_arg = s;
     run_chain(s);
     return;
 oom:
@@ -463,6 +497,14 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
         return;
     if (err == UV_EOF && s->replied)
         return;
+    /* The rest of the body may be in the read buffer already, not yet
+     * pumped (the upstream still connecting, a write under way, a filter
+     * waiting): the pump decides, once it runs, whether the body was cut
+     * short (c->peer_eof is set). */
+    if (err == UV_EOF) {
+        gh_stream_pump_request(s);
+        return;
+    }
     gh_stream_abort(s, "client closed the connection");
 }
 
@@ -498,17 +540,17 @@ int gh_stream_pump_request(gh_stream_t *s)
                 return -1;
             }
         }
-        size_t consumed = 0;
+        size_t consumed = 0, taken = 0;
         uint64_t payload = 0;
-        int k =
-            gh_body_pump_fill(&s->req_pump, c->rbuf, c->rlen, bufs + n, &consumed, &payload, &err);
+        int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs + n, &consumed, &taken,
+                                  &payload, &err);
         if (k < 0) {
             gh_stream_fail(s, 400, "bad_request",
                            err.detail ? err.detail : "malformed chunked body");
             return -1;
         }
         s->req_body_bytes += payload;
-        s->bytes_in += consumed;
+        s->bytes_in += taken;
         if (s->req_body_bytes > s->route->max_body) {
             char detail[128];
             snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
@@ -525,6 +567,12 @@ int gh_stream_pump_request(gh_stream_t *s)
                                          s->req_pump.data[d].len, 0);
             if (s->req_pump.done)
                 f->type->on_request_body(s, f->conf, s->ctx[i], NULL, 0, 1);
+        }
+        if (k == 0 && !s->req_pump.done && c->peer_eof) {
+            /* Every byte the client will ever send is taken, and the body
+             * is not complete. */
+            gh_stream_abort(s, "client closed the connection mid-body");
+            return -1;
         }
         n += (unsigned)k;
         s->req_inflight = consumed;

@@ -6,9 +6,23 @@ The bound is $GATEHOUSE_RSS_LIMIT_MIB (default 64 MiB; not judged for a
 sanitized build, GH_SANITIZED=1, unless that variable is set)."""
 
 import hashlib
+import socket
+import struct
 import time
 
-from harness import MiB, RawConn, RssSampler, pattern_chunks, pattern_sha256, rss_limit_kib
+import h11
+import pytest
+
+from harness import (
+    MiB,
+    RawConn,
+    RssSampler,
+    fetch,
+    make_config,
+    pattern_chunks,
+    pattern_sha256,
+    rss_limit_kib,
+)
 
 N = 100 * MiB
 
@@ -151,3 +165,92 @@ def test_upload_and_download_same_connection(proxy):
             c.request("GET", f"/bytes/{n}?mode={'cl' if framing == 'length' else 'chunked'}")
             r = c.read_response(collect=False)
             assert download(c, r) == (n, pattern_sha256(n))
+
+
+# ---- half-close and cut-short bodies ----
+
+HALF_CLOSE_BODIES = {
+    "length": ([("Content-Length", "11")], b"hello world"),
+    "chunked": ([("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+}
+
+
+@pytest.mark.parametrize("framing", sorted(HALF_CLOSE_BODIES))
+@pytest.mark.parametrize("when", ["same-send", "after-body"])
+def test_half_close_after_body_gets_response(proxy, framing, when):
+    """shutdown(SHUT_WR) after a complete request with a body: the response
+    still comes. same-send: the FIN leaves with the last body bytes, so
+    gatehouse reads the EOF while the upstream connect is still under way
+    and nothing of the body was pumped yet."""
+    g, up = proxy()
+    headers, body = HALF_CLOSE_BODIES[framing]
+    c = RawConn(g.port)
+    head = RawConn.build("POST", "/hash", headers)
+    if when == "same-send":
+        c.send(head + body)
+    else:
+        c.send(head + body[:-3])
+        up.wait_requests(1, complete=False)
+        c.send(body[-3:])
+    c.sock.shutdown(socket.SHUT_WR)
+    r = c.read_response("POST")
+    assert r.status == 200, r
+    assert r.json() == {"sha256": hashlib.sha256(b"hello world").hexdigest(), "length": 11, "framing": framing}
+    assert c.is_closed()
+    c.close()
+
+
+@pytest.mark.parametrize("framing", sorted(HALF_CLOSE_BODIES))
+def test_half_close_mid_body_is_not_forwarded_as_complete(proxy, framing):
+    """A client that half-closes before its body is complete: the upstream
+    never sees a complete request, and the client gets no response."""
+    g, up = proxy()
+    headers, body = HALF_CLOSE_BODIES[framing]
+    c = RawConn(g.port)
+    c.send(RawConn.build("POST", "/hash", headers) + body[:-4])
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.is_closed()
+    assert bytes(c.buf) == b"", c.buf
+    c.close()
+    reqs = up.wait_requests(1, complete=False)
+    assert not reqs[0].complete
+    # Nothing was poisoned.
+    assert fetch(g.port, "GET", "/echo").status == 200
+
+
+def test_close_delimited_response_reset_is_truncated(gatehouse):
+    """An upstream that sends a close-delimited body and then resets the
+    connection (not a clean FIN): the client connection is cut; it never
+    gets the last chunk that would make the body look complete."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    g = gatehouse(make_config([lsock.getsockname()[1]]))
+    c = RawConn(g.port)
+    c.request("GET", "/")
+    u, _ = lsock.accept()
+    u.settimeout(10)
+    u.recv(65536)
+    u.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial")
+    r = c.read_head()
+    assert r.status == 200 and r.header("transfer-encoding") == "chunked", r
+    while b"partial" not in bytes(c.buf):  # the body bytes reached the client first
+        assert c._recv(), c.buf
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    u.close()  # RST
+    while c._recv():  # to the end: gatehouse must close, not wait for more
+        pass
+    assert c.eof
+    assert not bytes(c.buf).endswith(b"0\r\n\r\n"), c.buf
+    # h11, judging what the client got, finds the body cut short.
+    parser = h11.Connection(h11.CLIENT)
+    parser.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    parser.send(h11.EndOfMessage())
+    parser.receive_data(r.raw_head + b"\r\n\r\n" + bytes(c.buf))
+    parser.receive_data(b"")
+    with pytest.raises(h11.RemoteProtocolError):
+        while not isinstance(parser.next_event(), h11.EndOfMessage):
+            pass
+    c.close()
+    lsock.close()

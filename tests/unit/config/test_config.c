@@ -674,6 +674,13 @@ static const error_case_t error_cases[] = {
      NAME ":4:3: duplicate key 'app'"},
     {R("{ to: app, max_body: lots }"),
      NAME ":5:30: 'max_body' must be a size, such as 512, 64KiB or 1MiB"},
+    {R("{ to: app, forward_trailers: [x-check, Authorization] }"),
+     NAME ":5:48: trailer 'Authorization' can never be forwarded"},
+    {R("{ to: app, forward_trailers: [transfer-encoding] }"),
+     NAME ":5:39: trailer 'transfer-encoding' can never be forwarded"},
+    {R("{ to: app, forward_trailers: [\"a b\"] }"),
+     NAME ":5:39: trailer name 'a b' is not an HTTP token"},
+    {R("{ to: app, forward_trailers: [] }"), NAME ":5:38: 'forward_trailers' must not be empty"},
     {R("{ to: app, timeout: 0ms }"),
      NAME ":5:29: 'timeout' must be a duration greater than zero, such as 250ms, 5s, 2m or 1h"},
     /* to */
