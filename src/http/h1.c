@@ -360,26 +360,54 @@ static int parse_length(const char *v, size_t len, uint64_t *out)
     return 0;
 }
 
-/* Connection is a comma-separated list of tokens, possibly repeated across
- * field lines (RFC 9110 section 7.6.1); we look only for close and
- * keep-alive and ignore the rest, including malformed members. */
-static void scan_connection(fields_t *f, const char *v, size_t len)
+int gh_h1_token_list_next(const char *v, size_t len, size_t *pos, const char **tok, size_t *tok_len)
 {
-    size_t i = 0;
-    while (i < len) {
+    size_t i = *pos;
+    for (;;) {
         while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
             i++;
+        if (i == len) {
+            *pos = i;
+            return 0;
+        }
         size_t start = i;
-        while (i < len && v[i] != ',')
+        while (i < len && IS(v[i], C_TCHAR))
             i++;
         size_t stop = i;
-        while (stop > start && (v[stop - 1] == ' ' || v[stop - 1] == '\t'))
-            stop--;
-        if (EQUALS_CI(v + start, stop - start, "close"))
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        /* A member is one token, then OWS, then a comma or the end: "a b",
+         * "a/b" or a quoted string is malformed, not two members or one
+         * odd one, so no two readers can split it differently. */
+        if (stop == start || (i < len && v[i] != ','))
+            return GH_H1_ERROR;
+        *tok = v + start;
+        *tok_len = stop - start;
+        *pos = i;
+        return 1;
+    }
+}
+
+/* Connection is a comma-separated list of tokens, possibly repeated across
+ * field lines (RFC 9110 section 7.6.1). A malformed list is refused: the
+ * forwarding code removes the fields it names with the same tokenizer, and
+ * a list that readers could split two ways would let a field survive one
+ * reading and not another. */
+static int scan_connection(ctx_t *c, fields_t *f, const char *v, size_t len)
+{
+    size_t pos = 0;
+    const char *t;
+    size_t n;
+    int r;
+    while ((r = gh_h1_token_list_next(v, len, &pos, &t, &n)) > 0) {
+        if (EQUALS_CI(t, n, "close"))
             f->conn_close = 1;
-        else if (EQUALS_CI(v + start, stop - start, "keep-alive"))
+        else if (EQUALS_CI(t, n, "keep-alive"))
             f->conn_keep_alive = 1;
     }
+    if (r < 0)
+        return fail(c, 400, "malformed Connection");
+    return R_OK;
 }
 
 /*
@@ -412,7 +440,7 @@ static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h)
         break;
     case 10:
         if (GH_H1_NAME_IS(h, "connection"))
-            scan_connection(f, h->value, h->value_len);
+            return scan_connection(c, f, h->value, h->value_len);
         break;
     case 14: {
         if (!GH_H1_NAME_IS(h, "content-length"))
