@@ -17,6 +17,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <gatehouse/cidr.h>
 
 typedef struct {
     char msg[512];
@@ -197,6 +198,12 @@ typedef struct {
 
     gh_route_t *routes;
     size_t num_routes;
+
+    /* Peers whose forwarding fields (X-Forwarded-*, Forwarded, X-Real-IP,
+     * X-Request-Id) and trace sampling flags are believed; see
+     * docs/http.md. Empty: nobody's. */
+    gh_cidr_t *trusted_proxies;
+    size_t num_trusted_proxies;
 } gh_listener_conf_t;
 
 typedef enum {
@@ -272,6 +279,13 @@ typedef struct {
     size_t num_secret_query;
 } gh_access_log_conf_t;
 
+/* tracing.incoming_sampled: whose traceparent/b3 sampled flag decides. */
+enum {
+    GH_TRACE_SAMPLED_FROM_TRUSTED = 0, /* "trusted_proxies" (default) */
+    GH_TRACE_SAMPLED_FROM_ANY,         /* "any" */
+    GH_TRACE_SAMPLED_FROM_NONE,        /* "none": always the sampling ratio */
+};
+
 /* tracing: spans exported as OTLP/HTTP JSON. Off unless the key is present. */
 typedef struct {
     int enabled;
@@ -282,6 +296,7 @@ typedef struct {
     uint32_t batch_size;        /* spans per export request; default 256 */
     uint64_t flush_interval_ms; /* default 1s */
     uint64_t export_timeout_ms; /* default 2s */
+    int incoming_sampled;       /* GH_TRACE_SAMPLED_FROM_*: whose sampled flag is honoured */
 } gh_tracing_conf_t;
 
 typedef struct {

@@ -154,6 +154,7 @@ void gh_config_free(gh_config_t *cfg)
         for (size_t j = 0; j < l->num_routes; j++)
             route_dispose(&l->routes[j]);
         free(l->routes);
+        free(l->trusted_proxies);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->num_clusters; i++) {
@@ -881,10 +882,11 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
             h->name_len = k->len;
             for (char *q = h->name; *q != '\0'; q++)
                 *q = ascii_lower(*q);
-            /* The proxy frames the body itself; a configured length or
-             * coding could only disagree with it. */
-            if (strcmp(h->name, "content-length") == 0 || strcmp(h->name, "transfer-encoding") == 0)
-                return gh_yaml_error(c->doc, k, "header '%s' is set by the proxy", k->str);
+            /* The proxy frames the body and sets the hop-by-hop fields
+             * itself; a configured one could only disagree with it. */
+            const char *why = gh_config_header_name_refused(h->name);
+            if (why != NULL)
+                return gh_yaml_error(c->doc, k, "header '%s' %s", k->str, why);
             for (size_t j = 0; j < i; j++) {
                 if (strcmp(d->headers[j].name, h->name) == 0)
                     return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
@@ -1001,9 +1003,10 @@ static int addr_conflicts(const struct sockaddr_storage *a, const struct sockadd
 
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
-    static const char *const keys[] = {"name",         "listen",   "header_timeout", "idle_timeout",
-                                       "body_timeout", "max_head", "max_headers",    "max_uri",
-                                       "routes",       NULL};
+    static const char *const keys[] = {
+        "name",     "listen",      "header_timeout", "idle_timeout", "body_timeout",
+        "max_head", "max_headers", "max_uri",        "routes",       "trusted_proxies",
+        NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1052,6 +1055,9 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     if ((rc = opt_uint(c, n, "max_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     l->max_headers = (size_t)u;
+    if ((rc = gh_config_parse_trusted_proxies(c->doc, gh_yaml_map_get(n, "trusted_proxies"), l)) !=
+        0)
+        return rc;
 
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
         (rc = nonempty_list(c, routes, "routes")) != 0 ||

@@ -1,0 +1,75 @@
+/*
+ * Config checks about HTTP fields: which header names an option may set,
+ * and the listener's trusted_proxies.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gatehouse/config.h>
+
+#include "config/sections.h"
+
+/* Names gatehouse owns on the way upstream. A filter option that set one
+ * would forge framing (two Content-Length fields), a hop-by-hop field, the
+ * routing authority, the forwarding chain the upstream trusts, or a
+ * credential. */
+static const char *const refused_exact[] = {
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-real-ip",
+    "via",
+    "x-request-id",
+    "expect",
+    "http2-settings",
+    "traceparent",
+    "tracestate",
+    "b3",
+    NULL,
+};
+
+const char *gh_config_header_name_refused(const char *name)
+{
+    for (size_t i = 0; refused_exact[i] != NULL; i++)
+        if (strcasecmp(name, refused_exact[i]) == 0)
+            return "is a field gatehouse sets or removes itself (framing, hop-by-hop, host, "
+                   "forwarding, credentials, trace context)";
+    if (strncasecmp(name, "proxy-", 6) == 0)
+        return "is a hop-by-hop field (proxy-*)";
+    if (strncasecmp(name, "x-forwarded-", 12) == 0)
+        return "is a forwarding field (x-forwarded-*)";
+    if (strncasecmp(name, "x-b3-", 5) == 0)
+        return "is a trace context field (x-b3-*)";
+    return NULL;
+}
+
+int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                                    gh_listener_conf_t *l)
+{
+    int rc;
+    if (n == NULL)
+        return 0;
+    if ((rc = gh_yaml_expect(doc, n, GH_YAML_SEQ, "'trusted_proxies'")) != 0)
+        return rc;
+    l->trusted_proxies = calloc(n->count + 1, sizeof(*l->trusted_proxies));
+    if (l->trusted_proxies == NULL)
+        return gh_yaml_oom(doc);
+    for (const gh_yaml_node_t *it = n->head; it != NULL; it = it->next) {
+        const char *v, *why;
+        if ((rc = gh_yaml_str(doc, it, "trusted_proxies entry", &v)) != 0)
+            return rc;
+        if ((why = gh_cidr_parse(v, &l->trusted_proxies[l->num_trusted_proxies])) != NULL)
+            return gh_yaml_error(doc, it, "trusted_proxies entry '%s' %s", v, why);
+        l->num_trusted_proxies++;
+    }
+    return 0;
+}
