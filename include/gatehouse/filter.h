@@ -110,7 +110,10 @@ int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_
 /* The worker's metrics shard, for filters that count. */
 gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s);
 
-/* The stream's arena, for allocations that live as long as the request. */
+/* The stream's arena, for allocations that live as long as the request.
+ * NULL when out of memory; the request is then answered 503 rather than
+ * forwarded, like a failed header edit (a filter may have meant to build
+ * an edit in this memory). */
 void *gh_stream_alloc(gh_stream_t *s, size_t size);
 
 /* Answers locally with extra response header lines ("name: value\r\n"...,

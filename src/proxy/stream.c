@@ -694,7 +694,13 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
 
 void *gh_stream_alloc(gh_stream_t *s, size_t size)
 {
-    return gh_arena_alloc(&s->arena, size);
+    void *p = gh_arena_alloc(&s->arena, size);
+    /* A filter builds its edits (a Cookie without the token, a target
+     * without the token's parameter) in this memory; if it cannot, the
+     * request must not go out unedited. */
+    if (p == NULL && size > 0)
+        s->hdr_edit_failed = 1;
+    return p;
 }
 
 static int grow_hdr_add(gh_stream_t *s, size_t need)
