@@ -369,8 +369,6 @@ static char *put_response_framing(char *o, const gh_stream_t *s, int chunked)
 {
     const gh_h1_response_t *r = &s->res;
     int head = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
-    char num[48];
-    int k;
     if (chunked)
         return PUT_LIT(o, "transfer-encoding: chunked\r\n");
     if (r->status < 200 || r->status == 204)
@@ -384,8 +382,9 @@ static char *put_response_framing(char *o, const gh_stream_t *s, int chunked)
         return PUT_LIT(o, "\r\n");
     }
     if (r->body == GH_H1_BODY_LENGTH) {
-        k = snprintf(num, sizeof(num), "content-length: %llu\r\n",
-                     (unsigned long long)r->content_length);
+        char num[48];
+        int k = snprintf(num, sizeof(num), "content-length: %llu\r\n",
+                         (unsigned long long)r->content_length);
         return put(o, num, (size_t)k);
     }
     if (r->body == GH_H1_BODY_NONE)

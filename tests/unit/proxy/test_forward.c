@@ -67,7 +67,7 @@ static gh_h1_request_t forwarded(fixture_t *f)
     return out;
 }
 
-static size_t count(const gh_h1_request_t *r, const char *name)
+static size_t count_fields(const gh_h1_request_t *r, const char *name)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->num_headers; i++)
@@ -139,7 +139,7 @@ static void test_connection_lists(void **state)
         gh_h1_request_t out = forwarded(f);
         for (size_t i = 0; i < NCAND; i++) {
             const char *n = candidates[i];
-            size_t got = count(&out, n);
+            size_t got = count_fields(&out, n);
             size_t want;
             if (strcmp(n, "keep-alive") == 0)
                 want = 0; /* hop-by-hop whatever Connection says */
@@ -152,8 +152,8 @@ static void test_connection_lists(void **state)
             if (got != want)
                 fail_msg("%s: %zu upstream, want %zu, for:\n%s", n, got, want, raw);
         }
-        assert_int_equal(count(&out, "x-keep"), 1);
-        assert_int_equal(count(&out, "connection"), 0);
+        assert_int_equal(count_fields(&out, "x-keep"), 1);
+        assert_int_equal(count_fields(&out, "connection"), 0);
         assert_int_equal(out.body, GH_H1_BODY_LENGTH);
         assert_int_equal(out.content_length, 5);
         assert_true(gh_h1_name_is(&out.headers[0], "host", 4));
@@ -181,7 +181,7 @@ static void test_many_connection_tokens(void **state)
     for (size_t i = 0; i < out.num_headers; i++)
         if (out.headers[i].name_len > 3 && strncasecmp(out.headers[i].name, "x-h", 3) == 0)
             assert_true(gh_h1_name_is(&out.headers[i], "x-h200", 6));
-    assert_int_equal(count(&out, "x-h200"), 1);
+    assert_int_equal(count_fields(&out, "x-h200"), 1);
     gh_arena_dispose(&f->s.arena);
     free(f);
 }
@@ -212,7 +212,7 @@ static void test_request_framing_and_host(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         stream_init(f, cases[i].raw);
         gh_h1_request_t out = forwarded(f);
-        size_t n = count(&out, "content-length");
+        size_t n = count_fields(&out, "content-length");
         if (cases[i].cl == NULL ? n != 0 : n != 1)
             fail_msg("%s: %zu content-length", cases[i].raw, n);
         if (cases[i].cl != NULL) {
@@ -220,7 +220,7 @@ static void test_request_framing_and_host(void **state)
                 if (gh_h1_name_is(&out.headers[j], "content-length", 14))
                     assert_memory_equal(out.headers[j].value, cases[i].cl, strlen(cases[i].cl));
         }
-        assert_int_equal(count(&out, "host"), 1);
+        assert_int_equal(count_fields(&out, "host"), 1);
         const gh_h1_header_t *h = &out.headers[out.host_index];
         if (h->value_len != strlen(cases[i].host) ||
             memcmp(h->value, cases[i].host, h->value_len) != 0)
