@@ -152,6 +152,38 @@ static size_t heads_size(const gh_h1_header_t *h, size_t nh)
     return n;
 }
 
+/* A name compared the way CGI-style upstreams read it (WSGI, PHP, Rack):
+ * '_' and '-' both become '_' in HTTP_X_USER, so "x_user" would arrive as
+ * the identity header "x-user" a filter set. Fields gatehouse drops so that
+ * it alone sets them are matched this way. lower: lower-case, with '-'. */
+static int name_is_loose(const gh_h1_header_t *h, const char *lower, size_t n)
+{
+    if (h->name_len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h->name[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        else if (c == '_')
+            c = '-';
+        char l = lower[i] == '_' ? '-' : lower[i];
+        if (c != l)
+            return 0;
+    }
+    return 1;
+}
+#define LOOSE_IS(h, lit) name_is_loose((h), (lit), sizeof(lit) - 1)
+
+static int is_x_forwarded(const gh_h1_header_t *h)
+{
+    static const char p[] = "x-forwarded-";
+    if (h->name_len <= sizeof(p) - 1)
+        return 0;
+    gh_h1_header_t prefix = *h;
+    prefix.name_len = sizeof(p) - 1;
+    return name_is_loose(&prefix, p, sizeof(p) - 1);
+}
+
 /* Trace context fields, replaced by gatehouse's own when it traces. */
 static int is_trace_field(const gh_h1_header_t *h)
 {
@@ -161,12 +193,12 @@ static int is_trace_field(const gh_h1_header_t *h)
     case 10:
         return GH_H1_NAME_IS(h, "tracestate");
     case 11:
-        return GH_H1_NAME_IS(h, "traceparent") || GH_H1_NAME_IS(h, "x-b3-spanid") ||
-               GH_H1_NAME_IS(h, "x-b3-flags");
+        return GH_H1_NAME_IS(h, "traceparent") || LOOSE_IS(h, "x-b3-spanid") ||
+               LOOSE_IS(h, "x-b3-flags");
     case 12:
-        return GH_H1_NAME_IS(h, "x-b3-traceid") || GH_H1_NAME_IS(h, "x-b3-sampled");
+        return LOOSE_IS(h, "x-b3-traceid") || LOOSE_IS(h, "x-b3-sampled");
     case 18:
-        return GH_H1_NAME_IS(h, "x-b3-parentspanid");
+        return LOOSE_IS(h, "x-b3-parentspanid");
     }
     return 0;
 }
@@ -174,7 +206,7 @@ static int is_trace_field(const gh_h1_header_t *h)
 static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
     for (unsigned i = 0; i < s->num_hdr_drop; i++)
-        if (gh_h1_name_is(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
+        if (name_is_loose(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
             return 1;
     return 0;
 }
@@ -185,25 +217,25 @@ static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
  * peer that is not a trusted proxy, every forwarding field. */
 static int is_request_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
+    /* Every X-Forwarded-* (-Port, -Prefix, -Server, ...), not only the
+     * three gatehouse writes: an upstream may believe any of them. */
+    if (!s->peer_trusted && is_x_forwarded(h))
+        return 1;
     switch (h->name_len) {
     case 3:
-        return GH_H1_NAME_IS(h, "via");
+        return LOOSE_IS(h, "via");
     case 4:
         return GH_H1_NAME_IS(h, "host");
     case 6:
         return GH_H1_NAME_IS(h, "expect");
     case 9:
-        return !s->peer_trusted && (GH_H1_NAME_IS(h, "forwarded") || GH_H1_NAME_IS(h, "x-real-ip"));
+        return !s->peer_trusted && (GH_H1_NAME_IS(h, "forwarded") || LOOSE_IS(h, "x-real-ip"));
     case 12:
-        return GH_H1_NAME_IS(h, "x-request-id");
+        return LOOSE_IS(h, "x-request-id");
     case 14:
         return GH_H1_NAME_IS(h, "content-length") || GH_H1_NAME_IS(h, "http2-settings");
     case 15:
-        return GH_H1_NAME_IS(h, "x-forwarded-for");
-    case 16:
-        return !s->peer_trusted && GH_H1_NAME_IS(h, "x-forwarded-host");
-    case 17:
-        return !s->peer_trusted && GH_H1_NAME_IS(h, "x-forwarded-proto");
+        return LOOSE_IS(h, "x-forwarded-for");
     }
     return 0;
 }

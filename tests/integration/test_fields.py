@@ -431,3 +431,25 @@ def test_trusted_proxy_x_real_ip_kept(gatehouse, upstream):
     r = one(up, "m=rip")
     assert r.headers_all("x-real-ip") == ["10.2.3.4"]
     assert r.headers_all("x-forwarded-for") == ["127.0.0.1"]
+
+
+def test_underscore_and_other_forwarding_spellings_dropped(gatehouse, upstream):
+    """CGI-style upstreams (WSGI, PHP, Rack) read x_user and x-user as one
+    HTTP_X_USER: a client's underscore spelling of an identity or forwarding
+    field must not arrive next to gatehouse's. Every X-Forwarded-* from an
+    untrusted peer goes, not only the three gatehouse writes."""
+    key = rsa_key()
+    up = upstream()
+    g = jwt_start(gatehouse, up, {"corp": provider(keys=[key], claims_to_headers={"sub": "x-user"})})
+    tok = mint(key, sub="alice")
+    forged = [("X_User", "admin"), ("x_forwarded_for", "10.9.9.9"), ("X-Forwarded-Port", "443"),
+              ("X-Forwarded-Prefix", "/admin"), ("X_Real_IP", "10.9.9.9"), ("x_request_id", "forged"),
+              ("X-Userx", "kept")]
+    assert fetch(g.port, "GET", "/echo?m=us", forged + [("Authorization", f"Bearer {tok}")]).status == 200
+    r = one(up, "m=us")
+    names = [k.lower() for k, _ in r.headers]
+    assert [v for k, v in r.headers if k.lower().replace("_", "-") == "x-user"] == ["alice"], r.headers
+    assert not any("_" in n for n in names), r.headers
+    assert "x-forwarded-port" not in names and "x-forwarded-prefix" not in names
+    assert r.header("x-userx") == "kept"
+    assert r.headers_all("x-forwarded-for") == ["127.0.0.1"]

@@ -230,6 +230,32 @@ static void test_request_framing_and_host(void **state)
     free(f);
 }
 
+/* A filter's drop and gatehouse's forwarding drops match names the way a
+ * CGI-style upstream reads them: '_' is '-'. */
+static void test_drops_match_underscore_spellings(void **state)
+{
+    (void)state;
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\nX_User: admin\r\nx-USER: admin\r\n"
+                   "X_Forwarded_For: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nx_real_ip: 1.2.3.4\r\n"
+                   "X_Request_Id: r\r\nX-Users: kept\r\nX__User: kept\r\n\r\n");
+    struct gh_hdr_drop_s drop = {"x-user", 6};
+    f->s.hdr_drop = &drop;
+    f->s.num_hdr_drop = 1;
+    gh_h1_request_t out = forwarded(f);
+    assert_int_equal(count_fields(&out, "x_user"), 0);
+    assert_int_equal(count_fields(&out, "x-user"), 0);
+    assert_int_equal(count_fields(&out, "x_forwarded_for"), 0);
+    assert_int_equal(count_fields(&out, "x-forwarded-port"), 0);
+    assert_int_equal(count_fields(&out, "x_real_ip"), 0);
+    assert_int_equal(count_fields(&out, "x_request_id"), 0);
+    assert_int_equal(count_fields(&out, "x-users"), 1);
+    assert_int_equal(count_fields(&out, "x__user"), 1);
+    gh_arena_dispose(&f->s.arena);
+    free(f);
+}
+
 /* A failed header edit: the head is never built. */
 static void test_edit_failure_blocks_forwarding(void **state)
 {
@@ -314,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_many_connection_tokens),
         cmocka_unit_test(test_request_framing_and_host),
         cmocka_unit_test(test_edit_failure_blocks_forwarding),
+        cmocka_unit_test(test_drops_match_underscore_spellings),
         cmocka_unit_test(test_response_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
