@@ -360,6 +360,47 @@ static int parse_length(const char *v, size_t len, uint64_t *out)
     return 0;
 }
 
+/* An authority as in Host (RFC 9110 section 7.2, RFC 3986 section 3.2.2):
+ * a reg-name or IPv4 address, or an IPv6 literal in brackets, then an
+ * optional port of up to five digits. Userinfo, percent-encoding and
+ * anything else are refused, so the host gatehouse routes and
+ * authenticates on is the one the upstream reads. */
+static int is_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+int gh_h1_authority_is_valid(const char *a, size_t n)
+{
+    static const char regname[] = "-._~!$&'()*+,;=";
+    size_t i = 0;
+    if (n > 0 && a[0] == '[') {
+        for (i = 1; i < n && a[i] != ']'; i++)
+            if (!IS(a[i], C_HEX) && a[i] != ':' && a[i] != '.')
+                return 0;
+        if (i == n || i < 3)
+            return 0;
+        i++;
+    } else {
+        for (; i < n && a[i] != ':'; i++)
+            if (!is_alnum(a[i]) && (a[i] == '\0' || strchr(regname, a[i]) == NULL))
+                return 0;
+        if (i == 0)
+            return 0;
+    }
+    if (i == n)
+        return 1;
+    if (a[i] != ':' || n - i - 1 > 5)
+        return 0;
+    unsigned port = 0;
+    for (i++; i < n; i++) {
+        if (a[i] < '0' || a[i] > '9')
+            return 0;
+        port = port * 10 + (unsigned)(a[i] - '0');
+    }
+    return port <= 65535;
+}
+
 int gh_h1_token_list_next(const char *v, size_t len, size_t *pos, const char **tok, size_t *tok_len)
 {
     size_t i = *pos;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gatehouse/cidr.h>
+
 #include "proxy/forward.h"
 #include "proxy/proxy.h"
 
@@ -325,6 +327,52 @@ static char *put_request_framing(char *o, const gh_h1_request_t *r)
         is_method(r, "PUT") || is_method(r, "PATCH"))
         return PUT_LIT(o, "content-length: 0\r\n");
     return o;
+}
+
+/* One X-Forwarded-For member, trimmed, parsed into ip and copied to out.
+ * Returns -1 when it is not a plain address. */
+static int xff_member(const char *v, size_t a, size_t b, uint8_t ip[16], char out[48])
+{
+    while (a < b && (v[a] == ' ' || v[a] == '\t'))
+        a++;
+    while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+        b--;
+    if (b - a >= 48 || gh_ip_parse(v + a, b - a, ip) < 0)
+        return -1;
+    memcpy(out, v + a, b - a);
+    out[b - a] = '\0';
+    return 0;
+}
+
+int gh_forward_resolve_client(const gh_h1_header_t *h, size_t nh, const gh_cidr_t *trusted,
+                              size_t ntrusted, const char *peer, char client[48])
+{
+    uint8_t ip[16];
+    snprintf(client, 48, "%s", peer);
+    if (ntrusted == 0 || gh_ip_parse(peer, strlen(peer), ip) < 0 ||
+        !gh_cidr_list_contains(trusted, ntrusted, ip))
+        return 0;
+    /* From the right: the last field's last member is the hop nearest to
+     * the peer. */
+    for (size_t i = nh; i-- > 0;) {
+        if (!GH_H1_NAME_IS(&h[i], "x-forwarded-for"))
+            continue;
+        const char *v = h[i].value;
+        size_t end = h[i].value_len;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            if (xff_member(v, start, end, ip, client) < 0)
+                return 1; /* client keeps the address right of it */
+            if (!gh_cidr_list_contains(trusted, ntrusted, ip))
+                return 1;
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+    return 1;
 }
 
 char *gh_forward_request_head(gh_stream_t *s, size_t *len)

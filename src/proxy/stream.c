@@ -9,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <gatehouse/cidr.h>
 #include <gatehouse/log.h>
 
 #include "proxy/forward.h"
@@ -118,42 +117,6 @@ generate:;
     s->request_id[32] = '\0';
 }
 
-/* An authority as in Host (RFC 9110 section 7.2, RFC 3986 section 3.2.2):
- * a reg-name or IPv4 address, or an IPv6 literal in brackets, then an
- * optional port of up to five digits. Userinfo, percent-encoding and
- * anything else are refused, so the host gatehouse routes and
- * authenticates on is the one the upstream reads. */
-static int authority_is_valid(const char *a, size_t n)
-{
-    static const char regname[] = "-._~!$&'()*+,;=";
-    size_t i = 0;
-    if (n > 0 && a[0] == '[') {
-        for (i = 1; i < n && a[i] != ']'; i++)
-            if (!isxdigit((unsigned char)a[i]) && a[i] != ':' && a[i] != '.')
-                return 0;
-        if (i == n || i < 3)
-            return 0;
-        i++;
-    } else {
-        for (; i < n && a[i] != ':'; i++)
-            if (!isalnum((unsigned char)a[i]) && strchr(regname, a[i]) == NULL)
-                return 0;
-        if (i == 0)
-            return 0;
-    }
-    if (i == n)
-        return 1;
-    if (a[i] != ':' || n - i - 1 > 5)
-        return 0;
-    unsigned port = 0;
-    for (i++; i < n; i++) {
-        if (a[i] < '0' || a[i] > '9')
-            return 0;
-        port = port * 10 + (unsigned)(a[i] - '0');
-    }
-    return port <= 65535;
-}
-
 static int refuse(gh_stream_t *s, int status, const char *detail)
 {
     s->refuse_status = status;
@@ -202,12 +165,12 @@ static int check_request(gh_stream_t *s)
             return refuse(s, 400, "absolute-form target must be http or https");
         if (memchr(s->authority, '@', s->authority_len) != NULL)
             return refuse(s, 400, "userinfo in the request-target");
-        if (!authority_is_valid(s->authority, s->authority_len))
+        if (!gh_h1_authority_is_valid(s->authority, s->authority_len))
             return refuse(s, 400, "invalid authority in the request-target");
     }
     if (r->host_index >= 0) {
         const gh_h1_header_t *h = &r->headers[r->host_index];
-        if (h->value_len > 0 && !authority_is_valid(h->value, h->value_len))
+        if (h->value_len > 0 && !gh_h1_authority_is_valid(h->value, h->value_len))
             return refuse(s, 400, "invalid Host");
     }
     int auth = 0;
@@ -222,45 +185,14 @@ static int check_request(gh_stream_t *s)
     return 0;
 }
 
-/* The client address for logs and X-Real-IP. From an untrusted peer it is
- * the peer. From a trusted proxy, X-Forwarded-For is read from the right:
- * the first address that is not itself a trusted proxy is the client; if
- * every one is trusted, the leftmost; a member that is not an address
- * stops the walk at the address right of it (nginx's real_ip_recursive). */
+/* The client address for logs and X-Real-IP, and whether the peer is a
+ * trusted proxy (docs/http.md, Forwarding fields). */
 static void resolve_client(gh_stream_t *s)
 {
     const gh_listener_conf_t *l = gh_conn_lconf(s->conn);
-    uint8_t ip[16];
-    snprintf(s->client, sizeof(s->client), "%s", s->conn->peer);
-    if (l->num_trusted_proxies == 0 || gh_ip_parse(s->conn->peer, strlen(s->conn->peer), ip) < 0 ||
-        !gh_cidr_list_contains(l->trusted_proxies, l->num_trusted_proxies, ip))
-        return;
-    s->peer_trusted = 1;
-    for (size_t i = s->req.num_headers; i-- > 0;) {
-        const gh_h1_header_t *h = &s->req.headers[i];
-        if (!GH_H1_NAME_IS(h, "x-forwarded-for"))
-            continue;
-        size_t end = h->value_len;
-        for (;;) {
-            size_t start = end;
-            while (start > 0 && h->value[start - 1] != ',')
-                start--;
-            size_t a = start, b = end;
-            while (a < b && (h->value[a] == ' ' || h->value[a] == '\t'))
-                a++;
-            while (b > a && (h->value[b - 1] == ' ' || h->value[b - 1] == '\t'))
-                b--;
-            if (b - a >= sizeof(s->client) || gh_ip_parse(h->value + a, b - a, ip) < 0)
-                return;
-            memcpy(s->client, h->value + a, b - a);
-            s->client[b - a] = '\0';
-            if (!gh_cidr_list_contains(l->trusted_proxies, l->num_trusted_proxies, ip))
-                return;
-            if (start == 0)
-                break;
-            end = start - 1;
-        }
-    }
+    s->peer_trusted =
+        gh_forward_resolve_client(s->req.headers, s->req.num_headers, l->trusted_proxies,
+                                  l->num_trusted_proxies, s->conn->peer, s->client) == 1;
 }
 
 /* A stream and its arena's first block are one allocation. */

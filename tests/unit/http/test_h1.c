@@ -919,6 +919,57 @@ static void test_token_list(void **state)
     }
 }
 
+static void test_authority(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "a",
+        "a.test",
+        "A-b.C_d~e",
+        "a:1",
+        "a:",
+        "a:65535",
+        "a:00080",
+        "1.2.3.4:80",
+        "[::1]",
+        "[::1]:8080",
+        "[fe80::1.2.3.4]",
+        "!$&'()*+,;=",
+        "xn--bcher-kva.test",
+    };
+    static const char *const bad[] = {
+        "",      ":80", "a:65536", "a:99999", "a:123456", "a:8x",    "a:-1",         "u@a",
+        "u:p@a", "@a",  "a@",      "a%2eb",   "a b",      "a/b",     "a?b",          "a#b",
+        "[::1",  "[]",  "[:]",     "[::g]",   "[::1]x",   "[::1]:x", "[::1]:123456", "a:1:2",
+        "a]",    "a[",  "\"a\"",   "a\\b",    "[v1.x]",   "a:+1",    "a:1 ",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!gh_h1_authority_is_valid(ok[i], strlen(ok[i])))
+            fail_msg("'%s' refused", ok[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (gh_h1_authority_is_valid(bad[i], strlen(bad[i])))
+            fail_msg("'%s' accepted", bad[i]);
+    /* Every byte in a host: only unreserved and sub-delims. */
+    static const char allowed[] = "-._~!$&'()*+,;=";
+    for (int c = 0; c < 256; c++) {
+        char h[3] = {'a', (char)c, 'b'};
+        int want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   (c != 0 && memchr(allowed, c, sizeof(allowed) - 1) != NULL);
+        if (c == ':') /* "a:b" is a port that is not digits */
+            want = 0;
+        if (gh_h1_authority_is_valid(h, 3) != want)
+            fail_msg("byte 0x%02x in a host: %s", c, want ? "refused" : "accepted");
+    }
+    /* Every port from 0 to 99999, and six digits. */
+    for (unsigned p = 0; p <= 99999; p += 1) {
+        char h[16];
+        int n = snprintf(h, sizeof(h), "a:%u", p);
+        if (gh_h1_authority_is_valid(h, (size_t)n) != (p <= 65535))
+            fail_msg("port %u", p);
+    }
+    assert_false(gh_h1_authority_is_valid("a:000001", 8));
+}
+
 static void test_name_is(void **state)
 {
     (void)state;
@@ -1436,6 +1487,7 @@ int main(void)
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_tchar),
         cmocka_unit_test(test_token_list),
+        cmocka_unit_test(test_authority),
         cmocka_unit_test(test_name_is),
         cmocka_unit_test(test_name_is_words),
         cmocka_unit_test(test_value_bytes),

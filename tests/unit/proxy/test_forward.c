@@ -256,6 +256,67 @@ static void test_drops_match_underscore_spellings(void **state)
     free(f);
 }
 
+/* The client address behind trusted proxies. */
+static void test_resolve_client(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *peer;
+        const char *head; /* header lines after the request line */
+        int trusted;
+        const char *client;
+    } cases[] = {
+        {"203.0.113.9", "X-Forwarded-For: 10.1.1.1\r\n", 0, "203.0.113.9"},
+        {"127.0.0.1", "", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\n", 1, "10.1.1.1"},
+        {"::ffff:127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\n", 1, "10.1.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1, 10.1.1.1, 192.168.1.1\r\n", 1, "10.1.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 192.168.9.9,192.168.1.1\r\n", 1, "192.168.9.9"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 192.168.1.1\r\n", 1,
+         "198.51.100.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 10.2.2.2\r\n", 1,
+         "10.2.2.2"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1, unknown, 192.168.1.1\r\n", 1, "192.168.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1,\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1:443\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: [2001:db8::1]\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: \t2001:db8::1 \r\n", 1, "2001:db8::1"},
+        {"::1", "X-Forwarded-For: 2001:db8::1, fd00::5\r\n", 1, "2001:db8::1"},
+        {"::2", "X-Forwarded-For: 2001:db8::1\r\n", 0, "::2"},
+        {"127.0.0.1",
+         "X-Forwarded-For: 1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd\r\n", 1,
+         "127.0.0.1"},
+    };
+    gh_cidr_t t[3];
+    assert_null(gh_cidr_parse("127.0.0.0/8", &t[0]));
+    assert_null(gh_cidr_parse("192.168.0.0/16", &t[1]));
+    assert_null(gh_cidr_parse("::1", &t[2]));
+    gh_cidr_t fd;
+    assert_null(gh_cidr_parse("fd00::/8", &fd));
+    gh_cidr_t list[4] = {t[0], t[1], t[2], fd};
+    gh_h1_header_t hs[16];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char raw[512];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n", cases[i].head);
+        gh_h1_request_t req;
+        gh_h1_limits_t lim = {65536, 16, 8192};
+        gh_h1_error_t err;
+        req.headers = hs;
+        assert_true(gh_h1_request_parse(raw, strlen(raw), &lim, &req, &err) > 0);
+        char client[48];
+        int tr =
+            gh_forward_resolve_client(req.headers, req.num_headers, list, 4, cases[i].peer, client);
+        if (tr != cases[i].trusted || strcmp(client, cases[i].client) != 0)
+            fail_msg("case %zu (%s): trusted %d client %s, want %d %s", i, cases[i].head, tr,
+                     client, cases[i].trusted, cases[i].client);
+        /* Without a list nobody is trusted. */
+        assert_int_equal(
+            gh_forward_resolve_client(req.headers, req.num_headers, list, 0, cases[i].peer, client),
+            0);
+        assert_string_equal(client, cases[i].peer);
+    }
+}
+
 /* A failed header edit: the head is never built. */
 static void test_edit_failure_blocks_forwarding(void **state)
 {
@@ -341,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_request_framing_and_host),
         cmocka_unit_test(test_edit_failure_blocks_forwarding),
         cmocka_unit_test(test_drops_match_underscore_spellings),
+        cmocka_unit_test(test_resolve_client),
         cmocka_unit_test(test_response_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
