@@ -231,6 +231,9 @@ struct gh_cluster_s {
     uint32_t max_idle;           /* idle pooled connections per endpoint per worker; default 64 */
     size_t max_response_head;    /* default 64KiB */
     size_t max_response_headers; /* default 100 */
+    /* Host sent for an HTTP/1.0 request without one; NULL: the endpoint's
+     * address. A valid authority (checked at load). */
+    char *default_host;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

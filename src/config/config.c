@@ -160,6 +160,7 @@ void gh_config_free(gh_config_t *cfg)
     for (size_t i = 0; i < cfg->num_clusters; i++) {
         gh_cluster_t *c = &cfg->clusters[i];
         free(c->name);
+        free(c->default_host);
         for (size_t j = 0; j < c->num_endpoints; j++)
             free(c->endpoints[j].address);
         free(c->endpoints);
@@ -459,6 +460,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "max_idle",
                                        "max_response_head",
                                        "max_response_headers",
+                                       "default_host",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -507,6 +509,9 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((rc = opt_uint(c, n, "max_response_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     cl->max_response_headers = (size_t)u;
+    if ((v = gh_yaml_map_get(n, "default_host")) != NULL &&
+        (rc = gh_config_parse_default_host(c->doc, v, &cl->default_host)) != 0)
+        return rc;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;

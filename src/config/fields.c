@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include <gatehouse/config.h>
+#include <gatehouse/h1.h>
 
 #include "config/sections.h"
 
@@ -72,4 +73,16 @@ int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node
         l->num_trusted_proxies++;
     }
     return 0;
+}
+
+int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, char **out)
+{
+    const char *v;
+    int rc = gh_yaml_str(doc, n, "default_host", &v);
+    if (rc != 0)
+        return rc;
+    if (!gh_h1_authority_is_valid(v, strlen(v)))
+        return gh_yaml_error(doc, n, "default_host '%s' is not a valid host[:port]", v);
+    *out = strdup(v);
+    return *out == NULL ? gh_yaml_oom(doc) : 0;
 }

@@ -251,10 +251,16 @@ static const gh_h1_header_t *find(const gh_h1_header_t *h, size_t nh, const char
 }
 #define FIND(h, nh, lit) find((h), (nh), (lit), sizeof(lit) - 1)
 
+static const char *default_host(const gh_stream_t *s)
+{
+    return s->cluster->default_host != NULL ? s->cluster->default_host
+                                            : s->cluster->endpoints[s->endpoint].address;
+}
+
 /* Host: the absolute-form authority, else the Host field (both validated
  * by check_request in stream.c), else (HTTP/1.0 without Host) the
- * endpoint's address, so the upstream always gets an HTTP/1.1 request with
- * a Host. */
+ * cluster's default_host or the endpoint's address, so the upstream always gets an HTTP/1.1 request
+ * with a Host. */
 static char *put_host(char *o, const gh_stream_t *s, const gh_h1_header_t *host)
 {
     o = PUT_LIT(o, "host: ");
@@ -262,10 +268,8 @@ static char *put_host(char *o, const gh_stream_t *s, const gh_h1_header_t *host)
         o = put(o, s->authority, s->authority_len);
     else if (host != NULL)
         o = put(o, host->value, host->value_len);
-    else {
-        const char *ep = s->cluster->endpoints[s->endpoint].address;
-        o = put(o, ep, strlen(ep));
-    }
+    else
+        o = put(o, default_host(s), strlen(default_host(s)));
     return PUT_LIT(o, "\r\n");
 }
 
@@ -390,7 +394,7 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
                  sizeof(s->client) + 2 * (s->host_len + s->authority_len) + sizeof(s->request_id) +
                  384 + (s->traced ? 128 + GH_TRACESTATE_MAX : 0) + s->hdr_add_len;
     if (host == NULL && s->authority == NULL)
-        cap += strlen(s->cluster->endpoints[s->endpoint].address);
+        cap += strlen(default_host(s));
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
     if (buf == NULL)
         return NULL;

@@ -282,6 +282,19 @@ def test_http10_without_host_gets_endpoint_host(proxy):
     assert r.headers_all("host") == [f"127.0.0.1:{up.port}"]
 
 
+def test_http10_without_host_gets_cluster_default_host(proxy):
+    g, up = proxy(cluster={"default_host": "app.internal:8443"})
+    with RawConn(g.port) as c:
+        c.send(b"GET /echo?m=dh1 HTTP/1.0\r\n\r\n")
+        assert c.read_response().status == 200
+        c2 = RawConn(g.port)
+        c2.send(b"GET /echo?m=dh2 HTTP/1.0\r\nHost: given.test\r\n\r\n")
+        assert c2.read_response().status == 200
+        c2.close()
+    assert one(up, "m=dh1").headers_all("host") == ["app.internal:8443"]
+    assert one(up, "m=dh2").headers_all("host") == ["given.test"]
+
+
 # -- Authorization ------------------------------------------------------------
 
 

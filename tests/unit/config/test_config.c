@@ -848,6 +848,10 @@ static const error_case_t error_cases[] = {
      NAME ":3:46: 'max_idle' must be an integer from 0 to 65536"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_response_head: 512 }\n"),
      NAME ":3:55: 'max_response_head' must be from 1024 to 8388608 bytes"},
+    {LC("  app: { endpoints: [127.0.0.1:9], default_host: \"u@a.test\" }\n"),
+     NAME ":3:50: default_host 'u@a.test' is not a valid host[:port]"},
+    {LC("  app: { endpoints: [127.0.0.1:9], default_host: \"a.test:70000\" }\n"),
+     NAME ":3:50: default_host 'a.test:70000' is not a valid host[:port]"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_response_headers: 0 }\n"),
      NAME ":3:58: 'max_response_headers' must be an integer from 1 to 10000"},
 };
