@@ -343,8 +343,9 @@ def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
 
     def traced():
         n[0] += 1
-        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
-        return upstream_tp(up, f"m=on{n[0]}").header("traceparent")
+        # "m=on1" would also match "m=on10": end the marker.
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}.")
+        return upstream_tp(up, f"m=on{n[0]}.").header("traceparent")
 
     tp = wait_for(traced, 10, "traceparent upstream after enabling tracing by reload", interval=0.1)
     wait_span(c1, TP.match(tp).group(1))
@@ -353,7 +354,7 @@ def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
 
     def at_c2():
         n[0] += 1
-        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}.")
         return bool(c2.spans())
 
     wait_for(at_c2, 10, "spans at the second collector after the reload", interval=0.2)
