@@ -341,10 +341,10 @@ static int xff_member(const char *v, size_t a, size_t b, uint8_t ip[16], char ou
         a++;
     while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
         b--;
-    if (b - a >= 48 || gh_ip_parse(v + a, b - a, ip) < 0)
+    /* An address that parses is at most 45 bytes (INET6_ADDRSTRLEN - 1). */
+    if (gh_ip_parse(v + a, b - a, ip) < 0)
         return -1;
-    memcpy(out, v + a, b - a);
-    out[b - a] = '\0';
+    snprintf(out, 48, "%.*s", (int)(b - a), v + a);
     return 0;
 }
 
