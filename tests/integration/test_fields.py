@@ -466,3 +466,16 @@ def test_underscore_and_other_forwarding_spellings_dropped(gatehouse, upstream):
     assert "x-forwarded-port" not in names and "x-forwarded-prefix" not in names
     assert r.header("x-userx") == "kept"
     assert r.headers_all("x-forwarded-for") == ["127.0.0.1"]
+
+
+def test_connection_cannot_remove_a_field_a_filter_sets(gatehouse, upstream):
+    """Connection naming x-user (set by claims_to_headers) removes only the
+    client's x-user, which the filter drops anyway: the filter's value
+    arrives."""
+    key = rsa_key()
+    up = upstream()
+    g = jwt_start(gatehouse, up, {"corp": provider(keys=[key], claims_to_headers={"sub": "x-user"})})
+    tok = mint(key, sub="alice")
+    hs = [("Connection", "x-user, X_User"), ("X-User", "admin"), ("Authorization", f"Bearer {tok}")]
+    assert fetch(g.port, "GET", "/echo?m=cf", hs).status == 200
+    assert one(up, "m=cf").headers_all("x-user") == ["alice"]
