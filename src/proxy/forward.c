@@ -259,8 +259,8 @@ static const char *default_host(const gh_stream_t *s)
 
 /* Host: the absolute-form authority, else the Host field (both validated
  * by check_request in stream.c), else (HTTP/1.0 without Host) the
- * cluster's default_host or the endpoint's address, so the upstream always gets an HTTP/1.1 request
- * with a Host. */
+ * cluster's default_host or the endpoint's address, so the upstream always
+ * gets an HTTP/1.1 request with a Host. */
 static char *put_host(char *o, const gh_stream_t *s, const gh_h1_header_t *host)
 {
     o = PUT_LIT(o, "host: ");
