@@ -17,6 +17,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <gatehouse/cidr.h>
 
 #include <gatehouse/path.h>
 
@@ -210,6 +211,11 @@ typedef struct {
     size_t num_routes;
 
     gh_path_opts_t path; /* normalize_path, merge_slashes, escaped_slashes, path_params */
+    /* Peers whose forwarding fields (X-Forwarded-*, Forwarded, X-Real-IP,
+     * X-Request-Id) and trace sampling flags are believed; see
+     * docs/http.md. Empty: nobody's. */
+    gh_cidr_t *trusted_proxies;
+    size_t num_trusted_proxies;
 } gh_listener_conf_t;
 
 typedef enum {
@@ -237,6 +243,9 @@ struct gh_cluster_s {
     uint32_t max_idle;           /* idle pooled connections per endpoint per worker; default 64 */
     size_t max_response_head;    /* default 64KiB */
     size_t max_response_headers; /* default 100 */
+    /* Host sent for an HTTP/1.0 request without one; NULL: the endpoint's
+     * address. A valid authority (checked at load). */
+    char *default_host;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */
@@ -285,6 +294,13 @@ typedef struct {
     size_t num_secret_query;
 } gh_access_log_conf_t;
 
+/* tracing.incoming_sampled: whose traceparent/b3 sampled flag decides. */
+enum {
+    GH_TRACE_SAMPLED_FROM_TRUSTED = 0, /* "trusted_proxies" (default) */
+    GH_TRACE_SAMPLED_FROM_ANY,         /* "any" */
+    GH_TRACE_SAMPLED_FROM_NONE,        /* "none": always the sampling ratio */
+};
+
 /* tracing: spans exported as OTLP/HTTP JSON. Off unless the key is present. */
 typedef struct {
     int enabled;
@@ -295,6 +311,7 @@ typedef struct {
     uint32_t batch_size;        /* spans per export request; default 256 */
     uint64_t flush_interval_ms; /* default 1s */
     uint64_t export_timeout_ms; /* default 2s */
+    int incoming_sampled;       /* GH_TRACE_SAMPLED_FROM_*: whose sampled flag is honoured */
 } gh_tracing_conf_t;
 
 typedef struct {

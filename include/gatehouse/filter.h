@@ -81,7 +81,10 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
 /* Edits of the request forwarded upstream: a header field to add (copied),
  * and a field name (lower-case, copied) whose incoming fields are removed.
  * Names a filter sets are always dropped first, so a client can never
- * forge them. Return 0, or -1 when out of memory or past 64 drops. */
+ * forge them. Return 0, or -1 when out of memory; there is no limit on the
+ * number of drops. A failed edit also marks the stream, and a marked
+ * request is answered 503 instead of being forwarded, so a caller that
+ * misses the -1 cannot forward a request it meant to sanitize. */
 int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
                          size_t value_len);
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
@@ -107,7 +110,10 @@ int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_
 /* The worker's metrics shard, for filters that count. */
 gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s);
 
-/* The stream's arena, for allocations that live as long as the request. */
+/* The stream's arena, for allocations that live as long as the request.
+ * NULL when out of memory; the request is then answered 503 rather than
+ * forwarded, like a failed header edit (a filter may have meant to build
+ * an edit in this memory). */
 void *gh_stream_alloc(gh_stream_t *s, size_t size);
 
 /* Answers locally with extra response header lines ("name: value\r\n"...,

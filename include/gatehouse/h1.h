@@ -113,6 +113,24 @@ int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len);
 /* Whether c may appear in a token (RFC 9110 section 5.6.2). */
 int gh_h1_is_tchar(unsigned char c);
 
+/* Whether a[0..n) is an authority as gatehouse accepts it in Host and in
+ * an absolute-form target: a reg-name of ALPHA, DIGIT and -._~!$&'()*+,;=
+ * (no percent-encoding), an IPv4 address, or a bracketed IPv6 literal,
+ * then an optional ":" and port of at most five digits, at most 65535. No
+ * userinfo. An empty string is not an authority. */
+int gh_h1_authority_is_valid(const char *a, size_t n);
+
+/* Iterates over a comma-separated list of tokens (RFC 9110 section 5.6.1,
+ * `#token`), as in Connection: empty members and OWS around commas are
+ * skipped. *pos is the caller's cursor into v[0..len), 0 to start.
+ * Returns 1 with *tok and *tok_len set (borrowed from v), 0 at the end of the
+ * list, or GH_H1_ERROR when a member is not exactly one token ("a b",
+ * "a/b", a quoted string). This is the only Connection tokenizer: the
+ * parser (keep-alive, close) and the forwarding code (which fields are
+ * hop-by-hop) must read a list the same way. */
+int gh_h1_token_list_next(const char *v, size_t len, size_t *pos, const char **tok,
+                          size_t *tok_len);
+
 /*
  * Incremental chunked decoder. Feed it the bytes as they arrive; it reports
  * one event per call:

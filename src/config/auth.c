@@ -69,6 +69,21 @@ static int header_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const 
     return dup_lower(doc, v, out);
 }
 
+/* A header an option makes gatehouse set upstream: a valid name, and not
+ * one of the fields gatehouse owns (`sub: content-length` would send two
+ * Content-Length fields). */
+static int set_header_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
+                           char **out)
+{
+    int rc = header_name(doc, n, key, out);
+    if (rc != 0)
+        return rc;
+    const char *why = gh_config_header_name_refused(*out);
+    if (why != NULL)
+        return gh_yaml_error(doc, n, "%s '%s' %s", key, *out, why);
+    return 0;
+}
+
 /* A list of strings, or one string. */
 static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char ***out,
                     size_t *count)
@@ -195,7 +210,7 @@ static int parse_claims_to_headers(const gh_yaml_doc_t *doc, const gh_yaml_node_
     for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next) {
         gh_claim_header_t *ch = &p->claims_to_headers[p->num_claims_to_headers++];
         if ((rc = dup_str(doc, k->str, &ch->claim)) != 0 ||
-            (rc = header_name(doc, k->value, "claims_to_headers header", &ch->header)) != 0)
+            (rc = set_header_name(doc, k->value, "claims_to_headers header", &ch->header)) != 0)
             return rc;
     }
     return 0;
@@ -432,7 +447,7 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         (rc = parse_claims_to_headers(doc, v, p)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "payload_header")) != NULL &&
-        (rc = header_name(doc, v, "payload_header", &p->payload_header)) != 0)
+        (rc = set_header_name(doc, v, "payload_header", &p->payload_header)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "forward_token")) != NULL &&
         (rc = gh_yaml_bool(doc, v, "forward_token", &p->forward_token)) != 0)

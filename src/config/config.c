@@ -10,6 +10,7 @@
  * so that routes can resolve `to` on the spot.
  */
 #include "gatehouse/config.h"
+#include "gatehouse/fields.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include <sys/stat.h>
 
 #include "config/sections.h"
-#include "proxy/body.h"
 #include "config/yaml.h"
 
 #define KIB 1024ULL
@@ -159,11 +159,13 @@ void gh_config_free(gh_config_t *cfg)
         for (size_t j = 0; j < l->num_routes; j++)
             route_dispose(&l->routes[j]);
         free(l->routes);
+        free(l->trusted_proxies);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->num_clusters; i++) {
         gh_cluster_t *c = &cfg->clusters[i];
         free(c->name);
+        free(c->default_host);
         for (size_t j = 0; j < c->num_endpoints; j++)
             free(c->endpoints[j].address);
         free(c->endpoints);
@@ -463,6 +465,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "max_idle",
                                        "max_response_head",
                                        "max_response_headers",
+                                       "default_host",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -511,6 +514,9 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((rc = opt_uint(c, n, "max_response_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     cl->max_response_headers = (size_t)u;
+    if ((v = gh_yaml_map_get(n, "default_host")) != NULL &&
+        (rc = gh_config_parse_default_host(c->doc, v, &cl->default_host)) != 0)
+        return rc;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;
@@ -765,7 +771,7 @@ static int parse_forward_trailers(ctx_t *c, const gh_yaml_node_t *n, gh_route_t 
             return rc;
         if (!is_token(s, m->len))
             return gh_yaml_error(c->doc, m, "trailer name '%s' is not an HTTP token", s);
-        if (gh_body_trailer_is_forbidden(s, m->len))
+        if (gh_field_trailer_forbidden(s, m->len))
             return gh_yaml_error(c->doc, m, "trailer '%s' can never be forwarded", s);
         const char *by = provider_sets_field(r, s, m->len);
         if (by != NULL)
@@ -941,10 +947,11 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
             h->name_len = k->len;
             for (char *q = h->name; *q != '\0'; q++)
                 *q = ascii_lower(*q);
-            /* The proxy frames the body itself; a configured length or
-             * coding could only disagree with it. */
-            if (strcmp(h->name, "content-length") == 0 || strcmp(h->name, "transfer-encoding") == 0)
-                return gh_yaml_error(c->doc, k, "header '%s' is set by the proxy", k->str);
+            /* The proxy frames the body and sets the hop-by-hop fields
+             * itself; a configured one could only disagree with it. */
+            const char *why = gh_config_header_name_refused(h->name);
+            if (why != NULL)
+                return gh_yaml_error(c->doc, k, "header '%s' %s", k->str, why);
             for (size_t j = 0; j < i; j++) {
                 if (strcmp(d->headers[j].name, h->name) == 0)
                     return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
@@ -1106,13 +1113,10 @@ static int parse_path_opts(ctx_t *c, const gh_yaml_node_t *n, gh_path_opts_t *o)
 
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
-    static const char *const keys[] = {"name",           "listen",
-                                       "header_timeout", "idle_timeout",
-                                       "body_timeout",   "max_head",
-                                       "max_headers",    "max_uri",
-                                       "routes",         "normalize_path",
-                                       "merge_slashes",  "escaped_slashes",
-                                       "path_params",    NULL};
+    static const char *const keys[] = {
+        "name",          "listen",          "header_timeout", "idle_timeout",    "body_timeout",
+        "max_head",      "max_headers",     "max_uri",        "routes",          "normalize_path",
+        "merge_slashes", "escaped_slashes", "path_params",    "trusted_proxies", NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1162,6 +1166,9 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
         return rc;
     l->max_headers = (size_t)u;
     if ((rc = parse_path_opts(c, n, &l->path)) != 0)
+        return rc;
+    if ((rc = gh_config_parse_trusted_proxies(c->doc, gh_yaml_map_get(n, "trusted_proxies"), l)) !=
+        0)
         return rc;
 
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||

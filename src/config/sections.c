@@ -178,11 +178,31 @@ int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n
     return 0;
 }
 
+/* Whose sampled flag (traceparent, b3) decides whether a span is exported:
+ * a client that sets it on every request makes every request exported. */
+static int parse_incoming_sampled(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, int *out)
+{
+    const char *v;
+    int rc = gh_yaml_str(doc, n, "incoming_sampled", &v);
+    if (rc != 0)
+        return rc;
+    if (strcmp(v, "trusted_proxies") == 0)
+        *out = GH_TRACE_SAMPLED_FROM_TRUSTED;
+    else if (strcmp(v, "any") == 0)
+        *out = GH_TRACE_SAMPLED_FROM_ANY;
+    else if (strcmp(v, "none") == 0)
+        *out = GH_TRACE_SAMPLED_FROM_NONE;
+    else
+        return gh_yaml_error(doc, n,
+                             "incoming_sampled must be trusted_proxies, any or none, not '%s'", v);
+    return 0;
+}
+
 int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg)
 {
-    static const char *const keys[] = {"collector",      "sampling",   "service_name",
-                                       "queue_size",     "batch_size", "flush_interval",
-                                       "export_timeout", NULL};
+    static const char *const keys[] = {"collector",      "sampling",         "service_name",
+                                       "queue_size",     "batch_size",       "flush_interval",
+                                       "export_timeout", "incoming_sampled", NULL};
     gh_tracing_conf_t *t = &cfg->tracing;
     const gh_yaml_node_t *n;
     uint64_t u;
@@ -229,6 +249,9 @@ int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
         return rc;
     if ((n = gh_yaml_map_get(node, "export_timeout")) != NULL &&
         (rc = gh_yaml_duration(doc, n, "export_timeout", &t->export_timeout_ms)) != 0)
+        return rc;
+    if ((n = gh_yaml_map_get(node, "incoming_sampled")) != NULL &&
+        (rc = parse_incoming_sampled(doc, n, &t->incoming_sampled)) != 0)
         return rc;
     t->enabled = 1;
     return 0;

@@ -25,4 +25,15 @@ void gh_config_free_authn(gh_authn_conf_t *a);
 void gh_config_free_providers(gh_config_t *cfg);
 void gh_config_free_sections(gh_config_t *cfg);
 
+/* fields.c. The one check of a header name that an option makes gatehouse
+ * set or drop upstream (claims_to_headers, payload_header, and whatever
+ * comes next): NULL when allowed, else why not, to follow the name in a
+ * message. name is lower-case or not; compared case-insensitively. */
+const char *gh_config_header_name_refused(const char *name);
+/* A cluster's default_host: a valid authority (as in Host), into *out. */
+int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, char **out);
+/* A listener's trusted_proxies: a list of CIDRs (node NULL: none). */
+int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                                    gh_listener_conf_t *l);
+
 #endif

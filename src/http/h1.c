@@ -360,26 +360,95 @@ static int parse_length(const char *v, size_t len, uint64_t *out)
     return 0;
 }
 
-/* Connection is a comma-separated list of tokens, possibly repeated across
- * field lines (RFC 9110 section 7.6.1); we look only for close and
- * keep-alive and ignore the rest, including malformed members. */
-static void scan_connection(fields_t *f, const char *v, size_t len)
+/* An authority as in Host (RFC 9110 section 7.2, RFC 3986 section 3.2.2):
+ * a reg-name or IPv4 address, or an IPv6 literal in brackets, then an
+ * optional port of up to five digits. Userinfo, percent-encoding and
+ * anything else are refused, so the host gatehouse routes and
+ * authenticates on is the one the upstream reads. */
+static int is_alnum(char c)
 {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+int gh_h1_authority_is_valid(const char *a, size_t n)
+{
+    static const char regname[] = "-._~!$&'()*+,;=";
     size_t i = 0;
-    while (i < len) {
+    if (n > 0 && a[0] == '[') {
+        for (i = 1; i < n && a[i] != ']'; i++)
+            if (!IS(a[i], C_HEX) && a[i] != ':' && a[i] != '.')
+                return 0;
+        if (i == n || i < 3)
+            return 0;
+        i++;
+    } else {
+        for (; i < n && a[i] != ':'; i++)
+            if (!is_alnum(a[i]) && (a[i] == '\0' || strchr(regname, a[i]) == NULL))
+                return 0;
+        if (i == 0)
+            return 0;
+    }
+    if (i == n)
+        return 1;
+    if (a[i] != ':' || n - i - 1 > 5)
+        return 0;
+    unsigned port = 0;
+    for (i++; i < n; i++) {
+        if (a[i] < '0' || a[i] > '9')
+            return 0;
+        port = port * 10 + (unsigned)(a[i] - '0');
+    }
+    return port <= 65535;
+}
+
+int gh_h1_token_list_next(const char *v, size_t len, size_t *pos, const char **tok, size_t *tok_len)
+{
+    size_t i = *pos;
+    for (;;) {
         while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
             i++;
+        if (i == len) {
+            *pos = i;
+            return 0;
+        }
         size_t start = i;
-        while (i < len && v[i] != ',')
+        while (i < len && IS(v[i], C_TCHAR))
             i++;
         size_t stop = i;
-        while (stop > start && (v[stop - 1] == ' ' || v[stop - 1] == '\t'))
-            stop--;
-        if (EQUALS_CI(v + start, stop - start, "close"))
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        /* A member is one token, then OWS, then a comma or the end: "a b",
+         * "a/b" or a quoted string is malformed, not two members or one
+         * odd one, so no two readers can split it differently. */
+        if (stop == start || (i < len && v[i] != ','))
+            return GH_H1_ERROR;
+        *tok = v + start;
+        *tok_len = stop - start;
+        *pos = i;
+        return 1;
+    }
+}
+
+/* Connection is a comma-separated list of tokens, possibly repeated across
+ * field lines (RFC 9110 section 7.6.1). A malformed list is refused: the
+ * forwarding code removes the fields it names with the same tokenizer, and
+ * a list that readers could split two ways would let a field survive one
+ * reading and not another. */
+static int scan_connection(ctx_t *c, fields_t *f, const char *v, size_t len)
+{
+    size_t pos = 0;
+    const char *t;
+    size_t n;
+    int r;
+    while ((r = gh_h1_token_list_next(v, len, &pos, &t, &n)) > 0) {
+        if (EQUALS_CI(t, n, "close"))
             f->conn_close = 1;
-        else if (EQUALS_CI(v + start, stop - start, "keep-alive"))
+        else if (EQUALS_CI(t, n, "keep-alive"))
             f->conn_keep_alive = 1;
     }
+    if (r < 0)
+        return fail(c, 400, "malformed Connection");
+    return R_OK;
 }
 
 /*
@@ -412,7 +481,7 @@ static int check_field(ctx_t *c, fields_t *f, const gh_h1_header_t *h)
         break;
     case 10:
         if (GH_H1_NAME_IS(h, "connection"))
-            scan_connection(f, h->value, h->value_len);
+            return scan_connection(c, f, h->value, h->value_len);
         break;
     case 14: {
         if (!GH_H1_NAME_IS(h, "content-length"))

@@ -1,5 +1,7 @@
 #include "proxy/body.h"
 
+#include <gatehouse/fields.h>
+
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,29 +49,9 @@ static unsigned add_span(gh_body_pump_t *bp, uv_buf_t *bufs, unsigned n, char *p
     return n;
 }
 
-static const char *const forbidden_trailers[] = {
-    /* framing */
-    "content-length", "transfer-encoding", "content-encoding", "content-type", "content-range",
-    "trailer", "te",
-    /* hop-by-hop (RFC 9110 section 7.6.1) */
-    "connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate",
-    "proxy-authorization",
-    /* routing, request modifiers, credentials (RFC 9110 section 6.5.1) */
-    "host", "authorization", "cookie", "set-cookie", "expect", "max-forwards", "cache-control",
-    "range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
-    "www-authenticate", "location",
-    /* fields gatehouse itself sets on the forwarded request */
-    "via", "forwarded", "x-request-id", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-    "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
-    "x-b3-sampled", "x-b3-flags", NULL};
-
 int gh_body_trailer_is_forbidden(const char *name, size_t len)
 {
-    for (size_t i = 0; forbidden_trailers[i] != NULL; i++)
-        if (strlen(forbidden_trailers[i]) == len &&
-            strncasecmp(forbidden_trailers[i], name, len) == 0)
-            return 1;
-    return 0;
+    return gh_field_trailer_forbidden(name, len);
 }
 
 /* Keeps, in place, the trailer lines the pump's policy lets through. */

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gatehouse/cidr.h>
+
 #include "proxy/forward.h"
 #include "proxy/proxy.h"
-
-#define MAX_CONN_TOKENS 16
 
 typedef struct {
     const char *p;
@@ -18,29 +18,73 @@ typedef struct {
 } slice_t;
 
 typedef struct {
-    slice_t tok[MAX_CONN_TOKENS];
+    slice_t *tok; /* in the stream's arena */
     size_t n;
 } conn_tokens_t;
 
-/* The field names listed in Connection headers are hop-by-hop too
- * (RFC 9110 section 7.6.1). */
-static void collect_connection_tokens(const gh_h1_header_t *h, size_t nh, conn_tokens_t *ct)
+/* Fields a Connection option never removes from a request: the ones
+ * gatehouse routes, frames, authenticates or forwards on. A client listing
+ * them ("Connection: authorization") would otherwise have the upstream see
+ * a different request than the one gatehouse checked. The option is
+ * ignored for them (docs/http.md); framing and forwarding fields are
+ * gatehouse's own anyway. */
+static int is_connection_protected(const char *name, size_t n)
 {
+    static const char *const names[] = {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "authorization",
+        "cookie",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "via",
+        "x-request-id",
+        NULL,
+    };
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The field names listed in Connection headers are hop-by-hop too
+ * (RFC 9110 section 7.6.1), read with the parser's tokenizer (which
+ * already refused a malformed list). No fixed cap: a token past one would
+ * stay in the message. Returns -1 when out of memory. */
+static int collect_connection_tokens(gh_stream_t *s, const gh_h1_header_t *h, size_t nh,
+                                     int request, conn_tokens_t *ct)
+{
+    size_t count = 0, pos, n;
+    const char *t;
     ct->n = 0;
-    for (size_t i = 0; i < nh; i++) {
-        if (!GH_H1_NAME_IS(&h[i], "connection"))
-            continue;
-        const char *p = h[i].value, *end = p + h[i].value_len;
-        while (p < end && ct->n < MAX_CONN_TOKENS) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *s = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p > s)
-                ct->tok[ct->n++] = (slice_t){s, (size_t)(p - s)};
+    ct->tok = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nh; i++) {
+            if (!GH_H1_NAME_IS(&h[i], "connection"))
+                continue;
+            pos = 0;
+            while (gh_h1_token_list_next(h[i].value, h[i].value_len, &pos, &t, &n) > 0) {
+                if (request && is_connection_protected(t, n))
+                    continue;
+                if (pass == 0)
+                    count++;
+                else
+                    ct->tok[ct->n++] = (slice_t){t, n};
+            }
+        }
+        if (pass == 0) {
+            if (count == 0)
+                return 0;
+            ct->tok = gh_arena_alloc(&s->arena, count * sizeof(*ct->tok));
+            if (ct->tok == NULL)
+                return -1;
         }
     }
+    return 0;
 }
 
 static int is_hop_by_hop(const gh_h1_header_t *h, const conn_tokens_t *ct)
@@ -110,6 +154,38 @@ static size_t heads_size(const gh_h1_header_t *h, size_t nh)
     return n;
 }
 
+/* A name compared the way CGI-style upstreams read it (WSGI, PHP, Rack):
+ * '_' and '-' both become '_' in HTTP_X_USER, so "x_user" would arrive as
+ * the identity header "x-user" a filter set. Fields gatehouse drops so that
+ * it alone sets them are matched this way. lower: lower-case, with '-'. */
+static int name_is_loose(const gh_h1_header_t *h, const char *lower, size_t n)
+{
+    if (h->name_len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h->name[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        else if (c == '_')
+            c = '-';
+        char l = lower[i] == '_' ? '-' : lower[i];
+        if (c != l)
+            return 0;
+    }
+    return 1;
+}
+#define LOOSE_IS(h, lit) name_is_loose((h), (lit), sizeof(lit) - 1)
+
+static int is_x_forwarded(const gh_h1_header_t *h)
+{
+    static const char p[] = "x-forwarded-";
+    if (h->name_len <= sizeof(p) - 1)
+        return 0;
+    gh_h1_header_t prefix = *h;
+    prefix.name_len = sizeof(p) - 1;
+    return name_is_loose(&prefix, p, sizeof(p) - 1);
+}
+
 /* Trace context fields, replaced by gatehouse's own when it traces. */
 static int is_trace_field(const gh_h1_header_t *h)
 {
@@ -119,12 +195,12 @@ static int is_trace_field(const gh_h1_header_t *h)
     case 10:
         return GH_H1_NAME_IS(h, "tracestate");
     case 11:
-        return GH_H1_NAME_IS(h, "traceparent") || GH_H1_NAME_IS(h, "x-b3-spanid") ||
-               GH_H1_NAME_IS(h, "x-b3-flags");
+        return GH_H1_NAME_IS(h, "traceparent") || LOOSE_IS(h, "x-b3-spanid") ||
+               LOOSE_IS(h, "x-b3-flags");
     case 12:
-        return GH_H1_NAME_IS(h, "x-b3-traceid") || GH_H1_NAME_IS(h, "x-b3-sampled");
+        return LOOSE_IS(h, "x-b3-traceid") || LOOSE_IS(h, "x-b3-sampled");
     case 18:
-        return GH_H1_NAME_IS(h, "x-b3-parentspanid");
+        return LOOSE_IS(h, "x-b3-parentspanid");
     }
     return 0;
 }
@@ -132,44 +208,193 @@ static int is_trace_field(const gh_h1_header_t *h)
 static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
     for (unsigned i = 0; i < s->num_hdr_drop; i++)
-        if (gh_h1_name_is(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
+        if (name_is_loose(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
             return 1;
     return 0;
 }
 
-static int is_request_dropped(const gh_h1_header_t *h)
+/* Fields gatehouse writes itself, or never forwards: framing, Expect
+ * (answered here), HTTP2-Settings (h2c upgrades are ignored), Via
+ * (appended to), Host (rebuilt from the validated authority) and, from a
+ * peer that is not a trusted proxy, every forwarding field. */
+static int is_request_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
+    /* Every X-Forwarded-* (-Port, -Prefix, -Server, ...), not only the
+     * three gatehouse writes: an upstream may believe any of them. */
+    if (!s->peer_trusted && is_x_forwarded(h))
+        return 1;
     switch (h->name_len) {
     case 3:
-        return GH_H1_NAME_IS(h, "via");
+        return LOOSE_IS(h, "via");
+    case 4:
+        return GH_H1_NAME_IS(h, "host");
     case 6:
         return GH_H1_NAME_IS(h, "expect");
+    case 9:
+        return !s->peer_trusted && (GH_H1_NAME_IS(h, "forwarded") || LOOSE_IS(h, "x-real-ip"));
     case 12:
-        return GH_H1_NAME_IS(h, "x-request-id");
+        return LOOSE_IS(h, "x-request-id");
     case 14:
-        return GH_H1_NAME_IS(h, "content-length");
+        return GH_H1_NAME_IS(h, "content-length") || GH_H1_NAME_IS(h, "http2-settings");
     case 15:
-        return GH_H1_NAME_IS(h, "x-forwarded-for");
-    case 16:
-        return GH_H1_NAME_IS(h, "x-forwarded-host");
-    case 17:
-        return GH_H1_NAME_IS(h, "x-forwarded-proto");
+        return LOOSE_IS(h, "x-forwarded-for");
     }
     return 0;
+}
+
+static const gh_h1_header_t *find(const gh_h1_header_t *h, size_t nh, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < nh; i++)
+        if (gh_h1_name_is(&h[i], lower, n))
+            return &h[i];
+    return NULL;
+}
+#define FIND(h, nh, lit) find((h), (nh), (lit), sizeof(lit) - 1)
+
+static const char *default_host(const gh_stream_t *s)
+{
+    return s->cluster->default_host != NULL ? s->cluster->default_host
+                                            : s->cluster->endpoints[s->endpoint].address;
+}
+
+/* Host: the absolute-form authority, else the Host field (both validated
+ * by check_request in stream.c), else (HTTP/1.0 without Host) the
+ * cluster's default_host or the endpoint's address, so the upstream always
+ * gets an HTTP/1.1 request with a Host. */
+static char *put_host(char *o, const gh_stream_t *s, const gh_h1_header_t *host)
+{
+    o = PUT_LIT(o, "host: ");
+    if (s->authority != NULL)
+        o = put(o, s->authority, s->authority_len);
+    else if (host != NULL)
+        o = put(o, host->value, host->value_len);
+    else
+        o = put(o, default_host(s), strlen(default_host(s)));
+    return PUT_LIT(o, "\r\n");
+}
+
+/* X-Forwarded-For, -Proto, -Host and X-Real-IP. From an untrusted peer
+ * they are gatehouse's alone (the client's were dropped); from a trusted
+ * proxy X-Forwarded-For is appended to and the others are kept when
+ * present. */
+static char *put_forwarding(char *o, const gh_stream_t *s, const gh_h1_header_t *host)
+{
+    const gh_h1_request_t *r = &s->req;
+    int any = 0;
+    o = PUT_LIT(o, "x-forwarded-for: ");
+    if (s->peer_trusted)
+        o = put_joined(o, r->headers, r->num_headers, "x-forwarded-for", 15, &any);
+    if (any)
+        o = PUT_LIT(o, ", ");
+    o = put(o, s->conn->peer, strlen(s->conn->peer));
+    o = PUT_LIT(o, "\r\n");
+    if (!s->peer_trusted || FIND(r->headers, r->num_headers, "x-forwarded-proto") == NULL)
+        o = PUT_LIT(o, "x-forwarded-proto: http\r\n");
+    if ((!s->peer_trusted || FIND(r->headers, r->num_headers, "x-forwarded-host") == NULL) &&
+        (s->authority != NULL || host != NULL)) {
+        o = PUT_LIT(o, "x-forwarded-host: ");
+        if (s->authority != NULL)
+            o = put(o, s->authority, s->authority_len);
+        else
+            o = put(o, host->value, host->value_len);
+        o = PUT_LIT(o, "\r\n");
+    }
+    if (!s->peer_trusted || FIND(r->headers, r->num_headers, "x-real-ip") == NULL) {
+        o = PUT_LIT(o, "x-real-ip: ");
+        o = put(o, s->client, strlen(s->client));
+        o = PUT_LIT(o, "\r\n");
+    }
+    return o;
+}
+
+static int is_method(const gh_h1_request_t *r, const char *m)
+{
+    return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+/* gatehouse frames every body it sends. A request without a body keeps an
+ * explicit "Content-Length: 0" when the client sent one, and gets one for
+ * POST, PUT and PATCH (RFC 9110 section 8.6: a sender SHOULD send it for
+ * methods that define content), so an upstream that insists on a length
+ * (411) sees the request the client made. */
+static char *put_request_framing(char *o, const gh_h1_request_t *r)
+{
+    if (r->body == GH_H1_BODY_CHUNKED)
+        return PUT_LIT(o, "transfer-encoding: chunked\r\n");
+    if (r->body == GH_H1_BODY_LENGTH) {
+        char num[48];
+        int k = snprintf(num, sizeof(num), "content-length: %llu\r\n",
+                         (unsigned long long)r->content_length);
+        return put(o, num, (size_t)k);
+    }
+    if (FIND(r->headers, r->num_headers, "content-length") != NULL || is_method(r, "POST") ||
+        is_method(r, "PUT") || is_method(r, "PATCH"))
+        return PUT_LIT(o, "content-length: 0\r\n");
+    return o;
+}
+
+/* One X-Forwarded-For member, trimmed, parsed into ip and copied to out.
+ * Returns -1 when it is not a plain address. */
+static int xff_member(const char *v, size_t a, size_t b, uint8_t ip[16], char out[48])
+{
+    while (a < b && (v[a] == ' ' || v[a] == '\t'))
+        a++;
+    while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+        b--;
+    /* An address that parses is at most 45 bytes (INET6_ADDRSTRLEN - 1). */
+    if (gh_ip_parse(v + a, b - a, ip) < 0)
+        return -1;
+    snprintf(out, 48, "%.*s", (int)(b - a), v + a);
+    return 0;
+}
+
+int gh_forward_resolve_client(const gh_h1_header_t *h, size_t nh, const gh_cidr_t *trusted,
+                              size_t ntrusted, const char *peer, char client[48])
+{
+    uint8_t ip[16];
+    snprintf(client, 48, "%s", peer);
+    if (ntrusted == 0 || gh_ip_parse(peer, strlen(peer), ip) < 0 ||
+        !gh_cidr_list_contains(trusted, ntrusted, ip))
+        return 0;
+    /* From the right: the last field's last member is the hop nearest to
+     * the peer. */
+    for (size_t i = nh; i-- > 0;) {
+        if (!GH_H1_NAME_IS(&h[i], "x-forwarded-for"))
+            continue;
+        const char *v = h[i].value;
+        size_t end = h[i].value_len;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            if (xff_member(v, start, end, ip, client) < 0)
+                return 1; /* client keeps the address right of it */
+            if (!gh_cidr_list_contains(trusted, ntrusted, ip))
+                return 1;
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+    return 1;
 }
 
 char *gh_forward_request_head(gh_stream_t *s, size_t *len)
 {
     const gh_h1_request_t *r = &s->req;
     conn_tokens_t ct;
-    collect_connection_tokens(r->headers, r->num_headers, &ct);
+    if (s->hdr_edit_failed)
+        return NULL;
+    if (collect_connection_tokens(s, r->headers, r->num_headers, 1, &ct) < 0)
+        return NULL;
+    const gh_h1_header_t *host = r->host_index >= 0 ? &r->headers[r->host_index] : NULL;
 
     size_t cap = r->method_len + r->target_len + s->fwd_target_len + 64 +
-                 heads_size(r->headers, r->num_headers) + sizeof(s->conn->peer) + s->host_len +
-                 sizeof(s->request_id) + 256 + (s->traced ? 128 + GH_TRACESTATE_MAX : 0) +
-                 s->hdr_add_len;
-    if (s->authority != NULL)
-        cap += s->authority_len;
+                 heads_size(r->headers, r->num_headers) + sizeof(s->conn->peer) +
+                 sizeof(s->client) + 2 * (s->host_len + s->authority_len) + sizeof(s->request_id) +
+                 384 + (s->traced ? 128 + GH_TRACESTATE_MAX : 0) + s->hdr_add_len;
+    if (host == NULL && s->authority == NULL)
+        cap += strlen(default_host(s));
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
     if (buf == NULL)
         return NULL;
@@ -186,39 +411,19 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
         }
     }
     o = PUT_LIT(o, " HTTP/1.1\r\n");
-    if (s->authority != NULL) {
-        o = PUT_LIT(o, "host: ");
-        o = put(o, s->authority, s->authority_len);
-        o = PUT_LIT(o, "\r\n");
-    }
+    o = put_host(o, s, host);
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
-        if (is_hop_by_hop(h, &ct) || is_request_dropped(h))
+        if (is_hop_by_hop(h, &ct) || is_request_dropped(s, h))
             continue;
         if (s->traced && is_trace_field(h))
             continue;
         if (is_filter_dropped(s, h))
             continue;
-        if (s->authority != NULL && (int)i == r->host_index)
-            continue;
         o = put_header(o, h);
     }
+    o = put_forwarding(o, s, host);
     int any = 0;
-    o = PUT_LIT(o, "x-forwarded-for: ");
-    o = put_joined(o, r->headers, r->num_headers, "x-forwarded-for", 15, &any);
-    if (any)
-        o = PUT_LIT(o, ", ");
-    o = put(o, s->conn->peer, strlen(s->conn->peer));
-    o = PUT_LIT(o, "\r\nx-forwarded-proto: http\r\n");
-    if (s->authority != NULL || r->host_index >= 0) {
-        o = PUT_LIT(o, "x-forwarded-host: ");
-        if (s->authority != NULL)
-            o = put(o, s->authority, s->authority_len);
-        else
-            o = put(o, r->headers[r->host_index].value, r->headers[r->host_index].value_len);
-        o = PUT_LIT(o, "\r\n");
-    }
-    any = 0;
     o = PUT_LIT(o, "via: ");
     o = put_joined(o, r->headers, r->num_headers, "via", 3, &any);
     if (any)
@@ -231,24 +436,50 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
         o += gh_trace_format_headers(s->span, o, (size_t)(buf + cap - o));
     if (s->hdr_add_len > 0)
         o = put(o, s->hdr_add, s->hdr_add_len);
-    if (r->body == GH_H1_BODY_CHUNKED) {
-        o = PUT_LIT(o, "transfer-encoding: chunked\r\n");
-    } else if (r->body == GH_H1_BODY_LENGTH) {
-        char num[32];
-        int k = snprintf(num, sizeof(num), "content-length: %llu\r\n",
-                         (unsigned long long)r->content_length);
-        o = put(o, num, (size_t)k);
-    }
+    o = put_request_framing(o, r);
     o = PUT_LIT(o, "\r\n");
     *len = (size_t)(o - buf);
     return buf;
+}
+
+/* The response's framing is gatehouse's own, whatever the upstream's
+ * Connection named: a body with a length gets that Content-Length, an
+ * empty one "Content-Length: 0", a chunked or close-delimited one chunked
+ * (or, to HTTP/1.0, a close). HEAD and 304 carry the upstream's length as
+ * information; 1xx and 204 carry none. */
+static char *put_response_framing(char *o, const gh_stream_t *s, int chunked)
+{
+    const gh_h1_response_t *r = &s->res;
+    int head = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
+    if (chunked)
+        return PUT_LIT(o, "transfer-encoding: chunked\r\n");
+    if (r->status < 200 || r->status == 204)
+        return o;
+    if (head || r->status == 304) {
+        const gh_h1_header_t *cl = FIND(r->headers, r->num_headers, "content-length");
+        if (cl == NULL)
+            return o;
+        o = PUT_LIT(o, "content-length: ");
+        o = put(o, cl->value, cl->value_len); /* digits only: checked by the parser */
+        return PUT_LIT(o, "\r\n");
+    }
+    if (r->body == GH_H1_BODY_LENGTH) {
+        char num[48];
+        int k = snprintf(num, sizeof(num), "content-length: %llu\r\n",
+                         (unsigned long long)r->content_length);
+        return put(o, num, (size_t)k);
+    }
+    if (r->body == GH_H1_BODY_NONE)
+        return PUT_LIT(o, "content-length: 0\r\n");
+    return o; /* close-delimited to an HTTP/1.0 client */
 }
 
 char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size_t *len)
 {
     const gh_h1_response_t *r = &s->res;
     conn_tokens_t ct;
-    collect_connection_tokens(r->headers, r->num_headers, &ct);
+    if (collect_connection_tokens(s, r->headers, r->num_headers, 0, &ct) < 0)
+        return NULL;
 
     size_t cap = r->reason_len + 64 + heads_size(r->headers, r->num_headers) + 256;
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
@@ -259,12 +490,9 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     o = put(o, line, (size_t)k);
     o = put(o, r->reason, r->reason_len);
     o = PUT_LIT(o, "\r\n");
-    int no_length = r->status == 204 || r->status < 200;
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
-        if (is_hop_by_hop(h, &ct) || GH_H1_NAME_IS(h, "via"))
-            continue;
-        if (no_length && GH_H1_NAME_IS(h, "content-length"))
+        if (is_hop_by_hop(h, &ct) || GH_H1_NAME_IS(h, "via") || GH_H1_NAME_IS(h, "content-length"))
             continue;
         o = put_header(o, h);
     }
@@ -274,8 +502,7 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     if (any)
         o = PUT_LIT(o, ", ");
     o = r->minor_version == 0 ? PUT_LIT(o, "1.0 gatehouse\r\n") : PUT_LIT(o, "1.1 gatehouse\r\n");
-    if (chunked)
-        o = PUT_LIT(o, "transfer-encoding: chunked\r\n");
+    o = put_response_framing(o, s, chunked);
     if (!keep_alive)
         o = PUT_LIT(o, "connection: close\r\n");
     else if (s->req.minor_version == 0)

@@ -40,6 +40,12 @@ void gh_observe_start(gh_stream_t *s)
     if (s->span == NULL)
         return;
     int has = gh_trace_extract(s->req.headers, s->req.num_headers, &in);
+    /* The trace id and parent are kept from anyone (they only link spans);
+     * the sampled flag only from whom the config trusts with it: a client
+     * that sets it on every request would have every request exported. */
+    if (has && (t->incoming_sampled == GH_TRACE_SAMPLED_FROM_NONE ||
+                (t->incoming_sampled == GH_TRACE_SAMPLED_FROM_TRUSTED && !s->peer_trusted)))
+        in.sample_deferred = 1;
     gh_trace_start(s->span, has ? &in : NULL, t->sampling, rnd, s->conn->worker);
     s->traced = 1;
 }
@@ -134,7 +140,7 @@ void gh_observe_end(gh_stream_t *s)
         e.upstream = upstream;
         e.upstream_duration_us =
             upstream != NULL && s->res_up_done ? (int64_t)((now - s->up_start_ns) / 1000) : -1;
-        e.client = s->conn->peer;
+        e.client = s->client;
         e.user_agent = ua ? ua->value : NULL;
         e.user_agent_len = ua ? ua->value_len : 0;
         e.trace_id = s->traced ? trace_id : NULL;
@@ -173,7 +179,7 @@ void gh_observe_end(gh_stream_t *s)
         sp.status = s->status;
         sp.server_address = host;
         sp.server_port = gh_listener_port(s->lconf);
-        sp.client_address = s->conn->peer;
+        sp.client_address = s->client;
         sp.user_agent = ua ? ua_text : NULL;
         sp.upstream = upstream;
         sp.request_id = s->request_id;

@@ -175,8 +175,6 @@ struct gh_upconn_s {
     unsigned handles_open : 2;
 };
 
-#define GH_MAX_HDR_DROP 64
-
 struct gh_stream_s {
     gh_arena_t arena;
     gh_conn_t *conn;
@@ -236,7 +234,7 @@ struct gh_stream_s {
     struct gh_hdr_drop_s {
         const char *name;
         size_t len;
-    } * hdr_drop; /* in the arena, GH_MAX_HDR_DROP entries once a filter drops one */
+    } * hdr_drop; /* in the arena, hdr_drop_cap entries, grown by doubling */
     unsigned num_hdr_drop;
     unsigned tries;
 
@@ -266,6 +264,14 @@ struct gh_stream_s {
     unsigned up_err : 1;            /* the upstream read ended in an error, not a clean EOF */
     size_t res_head_scanned;        /* res_scan_up->rbuf bytes known to hold no complete head */
     const gh_upconn_t *res_scan_up; /* the connection res_head_scanned is about (retries) */
+    /* Request checks made before routing (stream.c): a non-zero status is
+     * answered instead of routing, and the connection closes. */
+    int refuse_status;
+    const char *refuse_detail;    /* static */
+    unsigned peer_trusted : 1;    /* the peer is in the listener's trusted_proxies */
+    unsigned hdr_edit_failed : 1; /* a filter's header add or drop failed: never forwarded */
+    unsigned hdr_drop_cap;
+    char client[48]; /* client address after trusted proxies (docs/http.md) */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)

@@ -27,6 +27,9 @@ static gh_filter_status_t router_on_request_headers(gh_stream_t *s, const void *
     (void)ctx;
     s->target = gh_lb_pick_target(s->conn->worker, r);
     s->cluster = r->targets[s->target].cluster;
+    /* The endpoint is picked before the head is built: an HTTP/1.0
+     * request without Host gets the endpoint's address as its Host. */
+    s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
     s->fwd_head = gh_forward_request_head(s, &s->fwd_head_len);
     if (s->fwd_head == NULL) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
@@ -48,8 +51,6 @@ static void start_exchange(gh_stream_t *s)
 
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
-    if (!fresh)
-        s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
     gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
     int err = 0;
     gh_upconn_t *u = gh_upconn_get(p, fresh, &err);

@@ -54,13 +54,8 @@ static int set_host(gh_stream_t *s)
     const char *h = NULL;
     size_t n = 0;
     if (s->authority != NULL) {
-        h = s->authority;
+        h = s->authority; /* validated by check_request: no userinfo */
         n = s->authority_len;
-        const char *at = memchr(h, '@', n); /* userinfo is not part of the host */
-        if (at != NULL) {
-            n -= (size_t)(at + 1 - h);
-            h = at + 1;
-        }
     } else if (s->req.host_index >= 0) {
         h = s->req.headers[s->req.host_index].value;
         n = s->req.headers[s->req.host_index].value_len;
@@ -96,7 +91,10 @@ static int set_host(gh_stream_t *s)
 
 static void set_request_id(gh_stream_t *s)
 {
-    for (size_t i = 0; i < s->req.num_headers; i++) {
+    /* An X-Request-Id is an identity a client could pick to collide with
+     * or impersonate another request in the logs: only a trusted proxy's
+     * is kept. */
+    for (size_t i = 0; s->peer_trusted && i < s->req.num_headers; i++) {
         const gh_h1_header_t *h = &s->req.headers[i];
         if (!GH_H1_NAME_IS(h, "x-request-id"))
             continue;
@@ -157,6 +155,84 @@ static int normalize_path(gh_stream_t *s, const gh_path_opts_t *o)
         s->path_location = loc;
     }
     return 0;
+}
+
+static int refuse(gh_stream_t *s, int status, const char *detail)
+{
+    s->refuse_status = status;
+    s->refuse_detail = detail;
+    return -1;
+}
+
+/* Upgrade is honoured nowhere yet. An h2c upgrade is optional for the
+ * server (RFC 9113 section 3.1 lets it answer in HTTP/1.1), so it is
+ * ignored: Upgrade and HTTP2-Settings are not forwarded. Any other
+ * protocol (websocket, ...) would reach an upstream that switches while
+ * gatehouse still parses HTTP/1.1: refused. */
+static int upgrade_is_h2c_only(const gh_stream_t *s)
+{
+    for (size_t i = 0; i < s->req.num_headers; i++) {
+        const gh_h1_header_t *h = &s->req.headers[i];
+        if (!GH_H1_NAME_IS(h, "upgrade"))
+            continue;
+        size_t pos = 0, n;
+        const char *t;
+        int r, any = 0;
+        while ((r = gh_h1_token_list_next(h->value, h->value_len, &pos, &t, &n)) > 0) {
+            if (n != 3 || strncasecmp(t, "h2c", 3) != 0)
+                return 0;
+            any = 1;
+        }
+        if (r < 0 || !any)
+            return 0;
+    }
+    return 1;
+}
+
+/* What the parser leaves to the proxy: the target's form and authority,
+ * the Host value, credentials that must be singletons, and methods or
+ * upgrades gatehouse cannot carry. */
+static int check_request(gh_stream_t *s)
+{
+    const gh_h1_request_t *r = &s->req;
+    if (r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0)
+        return refuse(s, 501, "CONNECT is not supported");
+    if (r->target[0] != '/' && !(r->target_len == 1 && r->target[0] == '*')) {
+        /* absolute-form (RFC 9112 section 3.2.2): only http and https
+         * name something a reverse proxy serves; the authority overrides
+         * Host and is checked like it. */
+        if (s->authority == NULL)
+            return refuse(s, 400, "absolute-form target must be http or https");
+        if (memchr(s->authority, '@', s->authority_len) != NULL)
+            return refuse(s, 400, "userinfo in the request-target");
+        if (!gh_h1_authority_is_valid(s->authority, s->authority_len))
+            return refuse(s, 400, "invalid authority in the request-target");
+    }
+    if (r->host_index >= 0) {
+        const gh_h1_header_t *h = &r->headers[r->host_index];
+        if (h->value_len > 0 && !gh_h1_authority_is_valid(h->value, h->value_len))
+            return refuse(s, 400, "invalid Host");
+    }
+    int auth = 0;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        /* RFC 9110 section 11.6.2 allows one Authorization. With two, a
+         * filter may check one while the upstream reads the other. */
+        if (GH_H1_NAME_IS(&r->headers[i], "authorization") && ++auth > 1)
+            return refuse(s, 400, "more than one Authorization field");
+    }
+    if (r->has_upgrade && !upgrade_is_h2c_only(s))
+        return refuse(s, 501, "protocol upgrades are not supported");
+    return 0;
+}
+
+/* The client address for logs and X-Real-IP, and whether the peer is a
+ * trusted proxy (docs/http.md, Forwarding fields). */
+static void resolve_client(gh_stream_t *s)
+{
+    const gh_listener_conf_t *l = gh_conn_lconf(s->conn);
+    s->peer_trusted =
+        gh_forward_resolve_client(s->req.headers, s->req.num_headers, l->trusted_proxies,
+                                  l->num_trusted_proxies, s->conn->peer, s->client) == 1;
 }
 
 /* A stream and its arena's first block are one allocation. */
@@ -232,6 +308,8 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
                        (req->body == GH_H1_BODY_LENGTH && req->content_length == 0);
 
     set_target_parts(s);
+    resolve_client(s);
+    (void)check_request(s); /* a refusal is answered by gh_stream_run_request */
     if (set_host(s) < 0)
         goto fail;
     if (normalize_path(s, &gh_conn_lconf(c)->path) < 0)
@@ -302,6 +380,13 @@ void gh_stream_run_request(gh_stream_t *s)
     size_t ri;
 
     s->lconf = gh_conn_lconf(c);
+    if (s->refuse_status != 0) {
+        c->keep_alive = 0;
+        gh_stream_reply_error(s, s->refuse_status,
+                              s->refuse_status == 501 ? "not_implemented" : "bad_request",
+                              s->refuse_detail);
+        return;
+    }
     if (s->path_result == GH_PATH_REFUSE) {
         gh_stream_reply_error(s, 400, "bad_request", s->path_reason);
         return;
@@ -640,7 +725,13 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
 
 void *gh_stream_alloc(gh_stream_t *s, size_t size)
 {
-    return gh_arena_alloc(&s->arena, size);
+    void *p = gh_arena_alloc(&s->arena, size);
+    /* A filter builds its edits (a Cookie without the token, a target
+     * without the token's parameter) in this memory; if it cannot, the
+     * request must not go out unedited. */
+    if (p == NULL && size > 0)
+        s->hdr_edit_failed = 1;
+    return p;
 }
 
 static int grow_hdr_add(gh_stream_t *s, size_t need)
@@ -660,11 +751,21 @@ static int grow_hdr_add(gh_stream_t *s, size_t need)
     return 0;
 }
 
+/* A header edit that fails (out of memory) latches hdr_edit_failed, and
+ * gh_forward_request_head then refuses to build the head: a filter that
+ * ignores the return value still cannot get a request forwarded without
+ * the drop or the add it asked for. */
+static int edit_failed(gh_stream_t *s)
+{
+    s->hdr_edit_failed = 1;
+    return -1;
+}
+
 int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, const char *value,
                          size_t value_len)
 {
     if (grow_hdr_add(s, s->hdr_add_len + name_len + value_len + 4) < 0)
-        return -1;
+        return edit_failed(s);
     char *o = s->hdr_add + s->hdr_add_len;
     memcpy(o, name, name_len);
     o += name_len;
@@ -681,39 +782,45 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
 int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
 {
     if (grow_hdr_add(s, s->hdr_add_len + len) < 0)
-        return -1;
+        return edit_failed(s);
     memcpy(s->hdr_add + s->hdr_add_len, lines, len);
     s->hdr_add_len += len;
     return 0;
 }
 
-int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len)
+/* The drop list has no fixed size: a name past a fixed cap would simply
+ * not be dropped, and a forged identity header or a token meant to be
+ * removed would reach the upstream. It is bounded by what filters ask
+ * for, which the config bounds. */
+static int append_drop(gh_stream_t *s, const char *lower, size_t len)
 {
-    if (s->num_hdr_drop >= GH_MAX_HDR_DROP)
-        return -1;
-    if (s->hdr_drop == NULL &&
-        (s->hdr_drop = gh_arena_alloc(&s->arena, GH_MAX_HDR_DROP * sizeof(*s->hdr_drop))) == NULL)
-        return -1;
+    if (s->num_hdr_drop == s->hdr_drop_cap) {
+        unsigned cap = s->hdr_drop_cap ? s->hdr_drop_cap * 2 : 16;
+        struct gh_hdr_drop_s *nd = gh_arena_alloc(&s->arena, cap * sizeof(*nd));
+        if (nd == NULL || cap < s->hdr_drop_cap)
+            return edit_failed(s);
+        if (s->num_hdr_drop > 0)
+            memcpy(nd, s->hdr_drop, s->num_hdr_drop * sizeof(*nd));
+        s->hdr_drop = nd;
+        s->hdr_drop_cap = cap;
+    }
     s->hdr_drop[s->num_hdr_drop].name = lower;
     s->hdr_drop[s->num_hdr_drop].len = len;
     s->num_hdr_drop++;
     return 0;
 }
 
+int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len)
+{
+    return append_drop(s, lower, len);
+}
+
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
 {
-    if (s->num_hdr_drop >= GH_MAX_HDR_DROP)
-        return -1;
-    if (s->hdr_drop == NULL &&
-        (s->hdr_drop = gh_arena_alloc(&s->arena, GH_MAX_HDR_DROP * sizeof(*s->hdr_drop))) == NULL)
-        return -1;
     char *copy = gh_arena_memdup(&s->arena, lower, len);
     if (copy == NULL)
-        return -1;
-    s->hdr_drop[s->num_hdr_drop].name = copy;
-    s->hdr_drop[s->num_hdr_drop].len = len;
-    s->num_hdr_drop++;
-    return 0;
+        return edit_failed(s);
+    return append_drop(s, copy, len);
 }
 
 void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),

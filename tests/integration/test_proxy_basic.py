@@ -53,10 +53,17 @@ def test_x_forwarded_host_keeps_port(proxy):
     assert hdr(e["headers"], "x-forwarded-host") == ["example.test:8443"]
 
 
-def test_x_forwarded_for_is_appended(proxy):
+def test_x_forwarded_for_from_untrusted_peer_is_replaced(proxy):
     g, up = proxy()
     e = fetch(g.port, "GET", "/echo", [("X-Forwarded-For", "10.1.2.3")]).json()
+    assert hdr(e["headers"], "x-forwarded-for") == ["127.0.0.1"], e["headers"]
+
+
+def test_x_forwarded_for_from_trusted_proxy_is_appended(proxy):
+    g, up = proxy(listener={"trusted_proxies": ["127.0.0.0/8"]})
+    e = fetch(g.port, "GET", "/echo", [("X-Forwarded-For", "10.1.2.3")]).json()
     assert hdr(e["headers"], "x-forwarded-for") == ["10.1.2.3, 127.0.0.1"], e["headers"]
+    assert hdr(e["headers"], "x-real-ip") == ["10.1.2.3"], e["headers"]
 
 
 def test_client_supplied_forwarded_proto_and_host_are_replaced(proxy):
@@ -74,10 +81,17 @@ def test_via_is_appended_to_existing(proxy):
     assert "1.0 corp-proxy" in via and via.rstrip().endswith("1.1 gatehouse"), via
 
 
-def test_request_id_passed_through(proxy):
-    g, up = proxy()
+def test_request_id_passed_through_from_trusted_proxy(proxy):
+    g, up = proxy(listener={"trusted_proxies": ["127.0.0.1", "::1"]})
     e = fetch(g.port, "GET", "/echo", [("X-Request-Id", "abc-123-def")]).json()
     assert hdr(e["headers"], "x-request-id") == ["abc-123-def"]
+
+
+def test_request_id_from_untrusted_peer_is_replaced(proxy):
+    g, up = proxy(listener={"trusted_proxies": ["10.0.0.0/8"]})
+    e = fetch(g.port, "GET", "/echo", [("X-Request-Id", "abc-123-def")]).json()
+    rid = hdr(e["headers"], "x-request-id")
+    assert len(rid) == 1 and rid[0] != "abc-123-def" and len(rid[0]) == 32, rid
 
 
 def test_request_id_generated_and_unique(proxy):
@@ -117,17 +131,15 @@ def test_hop_by_hop_request_headers_removed(proxy):
     assert conn_tokens(hdr(h, "connection")) <= {"keep-alive", "close"}, h
 
 
-def test_upgrade_is_not_forwarded(proxy):
+def test_upgrade_is_refused(proxy):
+    """docs/http.md: an Upgrade other than h2c is 501 until upgrades are
+    supported, and nothing reaches the upstream."""
     g, up = proxy()
     r = fetch(g.port, "GET", "/echo", [("Connection", "Upgrade"), ("Upgrade", "websocket")])
-    if r.status == 501:
-        assert r.json()["error"] == "not_implemented"
-        assert sentinel(g, up) == ["/echo?sentinel=1"]
-    else:
-        assert r.status == 200, r
-        h = r.json()["headers"]
-        assert not hdr(h, "upgrade"), h
-        assert conn_tokens(hdr(h, "connection")) <= {"keep-alive", "close"}, h
+    assert r.status == 501, r
+    assert r.json()["error"] == "not_implemented"
+    assert sentinel(g, up) == ["/echo?sentinel=1"]
+    assert up.targets(complete_only=False) == ["/echo?sentinel=1"]
 
 
 def test_hop_by_hop_response_headers_removed(proxy):

@@ -30,10 +30,10 @@ def collector(tmp_path):
         c.stop()
 
 
-def start(gatehouse, up, collector_url, workers=1, access_log=None, **tracing):
+def start(gatehouse, up, collector_url, workers=1, access_log=None, trusted=None, **tracing):
     t = {"collector": collector_url, "sampling": 1.0, "flush_interval": "100ms"}
     t.update(tracing)
-    cfg = make_config([up])
+    cfg = make_config([up], listener={"trusted_proxies": trusted} if trusted else None)
     cfg["tracing"] = t
     cfg["admin"] = admin_conf()
     if access_log:
@@ -177,7 +177,7 @@ def test_invalid_traceparent_starts_new_trace(gatehouse, upstream, collector, ba
 def test_sampling_zero_honours_parent(gatehouse, upstream, collector):
     up = upstream()
     col = collector()
-    g = start(gatehouse, up, col.url, sampling=0.0)
+    g = start(gatehouse, up, col.url, sampling=0.0, trusted=["127.0.0.1"])
     for i in range(5):
         assert fetch(g.port, "GET", f"/echo?m=none{i}").status == 200
         tp = upstream_tp(up, f"m=none{i}").header("traceparent")
@@ -200,7 +200,7 @@ def test_sampling_zero_honours_parent(gatehouse, upstream, collector):
 def test_sampled_flag_zero_not_exported_at_full_sampling(gatehouse, upstream, collector):
     up = upstream()
     col = collector()
-    g = start(gatehouse, up, col.url, sampling=1.0)
+    g = start(gatehouse, up, col.url, sampling=1.0, trusted=["127.0.0.1"])
     t0, p0 = new_ids()
     assert fetch(g.port, "GET", "/echo?m=a", headers=[("traceparent", f"00-{t0}-{p0}-00")]).status == 200
     m = TP.match(upstream_tp(up, "m=a").header("traceparent") or "")
@@ -209,6 +209,38 @@ def test_sampled_flag_zero_not_exported_at_full_sampling(gatehouse, upstream, co
     assert fetch(g.port, "GET", "/echo?m=b", headers=[("traceparent", f"00-{t1}-{p1}-01")]).status == 200
     wait_span(col, t1)
     assert not spans_of(col, t0), "a request whose parent said not-sampled was exported"
+
+
+@pytest.mark.parametrize("incoming,trusted,honoured", [
+    (None, None, False),                       # default: trusted_proxies, and there are none
+    (None, ["10.0.0.0/8"], False),             # a peer outside the list
+    (None, ["127.0.0.0/8"], True),             # a trusted proxy
+    ("any", None, True),
+    ("none", ["127.0.0.0/8"], False),
+])
+def test_sampled_flag_honoured_only_as_configured(gatehouse, upstream, collector, incoming, trusted,
+                                                  honoured):
+    """A client that sets the sampled flag on every request must not get
+    every request exported: unless its flag is honoured, the trace id and
+    parent are kept and the sampling ratio (here 0 or 1, against the flag)
+    decides. The decision is what gatehouse sends upstream."""
+    up = upstream()
+    col = collector()
+    kw = {"incoming_sampled": incoming} if incoming else {}
+    g = start(gatehouse, up, col.url, sampling=0.0, trusted=trusted, **kw)
+    t1, p1 = new_ids()
+    hs = [("traceparent", f"00-{t1}-{p1}-01")]
+    assert fetch(g.port, "GET", "/echo?m=w3c", headers=hs).status == 200
+    m = TP.match(upstream_tp(up, "m=w3c").header("traceparent") or "")
+    assert m and m.group(1) == t1, m
+    assert m.group(3) == ("01" if honoured else "00"), m.group(0)
+    t2, p2 = new_ids()
+    assert fetch(g.port, "GET", "/echo?m=b3", headers=[("b3", f"{t2}-{p2}-1")]).status == 200
+    m = TP.match(upstream_tp(up, "m=b3").header("traceparent") or "")
+    assert m and m.group(1) == t2, m
+    assert m.group(3) == ("01" if honoured else "00"), m.group(0)
+    if honoured:
+        assert server_span(wait_span(col, t1)).get("parentSpanId") == p1
 
 
 def test_exported_count_and_access_log_trace_id(gatehouse, upstream, collector, tmp_path):
@@ -311,8 +343,9 @@ def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
 
     def traced():
         n[0] += 1
-        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
-        return upstream_tp(up, f"m=on{n[0]}").header("traceparent")
+        # "m=on1" would also match "m=on10": end the marker.
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}.")
+        return upstream_tp(up, f"m=on{n[0]}.").header("traceparent")
 
     tp = wait_for(traced, 10, "traceparent upstream after enabling tracing by reload", interval=0.1)
     wait_span(c1, TP.match(tp).group(1))
@@ -321,7 +354,7 @@ def test_tracing_enabled_and_moved_by_reload(gatehouse, upstream, collector):
 
     def at_c2():
         n[0] += 1
-        fetch(g.port, "GET", f"/echo?m=on{n[0]}")
+        fetch(g.port, "GET", f"/echo?m=on{n[0]}.")
         return bool(c2.spans())
 
     wait_for(at_c2, 10, "spans at the second collector after the reload", interval=0.2)

@@ -783,9 +783,31 @@ static const error_case_t error_cases[] = {
      NAME ":5:44: header 'a' must not contain CR, LF or NUL"},
     {R("{ direct_response: { headers: { a: [b] } } }"), NAME ":5:44: header 'a' must be a string"},
     {R("{ direct_response: { headers: { Content-Length: 5 } } }"),
-     NAME ":5:41: header 'Content-Length' is set by the proxy"},
+     NAME ":5:41: header 'Content-Length' is a field gatehouse sets or removes itself (framing, "
+          "hop-by-hop, host, "
+          "forwarding, credentials, trace context)"},
     {R("{ direct_response: { headers: { transfer-encoding: chunked } } }"),
-     NAME ":5:41: header 'transfer-encoding' is set by the proxy"},
+     NAME ":5:41: header 'transfer-encoding' is a field gatehouse sets or removes itself (framing, "
+          "hop-by-hop, host, "
+          "forwarding, credentials, trace context)"},
+    {R("{ direct_response: { headers: { Connection: x } } }"),
+     NAME ":5:41: header 'Connection' is a field gatehouse sets or removes itself (framing, "
+          "hop-by-hop, host, "
+          "forwarding, credentials, trace context)"},
+    {R("{ direct_response: { headers: { proxy-x: x } } }"),
+     NAME ":5:41: header 'proxy-x' is a hop-by-hop field (proxy-*)"},
+    {R("{ direct_response: { headers: { X-Forwarded-Port: 1 } } }"),
+     NAME ":5:41: header 'X-Forwarded-Port' is a forwarding field (x-forwarded-*)"},
+    /* trusted_proxies */
+    {"listeners: [ { name: a, listen: 127.0.0.1:1, trusted_proxies: [10.0.0.1/8], routes: [] } ]\n",
+     NAME ":1:64: trusted_proxies entry '10.0.0.1/8' has bits set after the prefix length"},
+    {"listeners: [ { name: a, listen: 127.0.0.1:1, trusted_proxies: [\"::1/200\"], routes: [] } "
+     "]\n",
+     NAME ":1:64: trusted_proxies entry '::1/200' has a prefix length beyond the address size"},
+    {"listeners: [ { name: a, listen: 127.0.0.1:1, trusted_proxies: 10.0.0.0/8, routes: [] } ]\n",
+     NAME ":1:63: expected a list for 'trusted_proxies'"},
+    {"listeners: [ { name: a, listen: 127.0.0.1:1, trusted_proxies: [localhost], routes: [] } ]\n",
+     NAME ":1:64: trusted_proxies entry 'localhost' is not an IPv4 or IPv6 address"},
     {R("{ direct_response: { headers: { x-a: 1, X-A: 2 } } }"),
      NAME ":5:49: header 'X-A' is set twice"},
     {R("{ direct_response: { status: 204, body: x } }"),
@@ -833,6 +855,10 @@ static const error_case_t error_cases[] = {
      NAME ":3:46: 'max_idle' must be an integer from 0 to 65536"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_response_head: 512 }\n"),
      NAME ":3:55: 'max_response_head' must be from 1024 to 8388608 bytes"},
+    {LC("  app: { endpoints: [127.0.0.1:9], default_host: \"u@a.test\" }\n"),
+     NAME ":3:50: default_host 'u@a.test' is not a valid host[:port]"},
+    {LC("  app: { endpoints: [127.0.0.1:9], default_host: \"a.test:70000\" }\n"),
+     NAME ":3:50: default_host 'a.test:70000' is not a valid host[:port]"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_response_headers: 0 }\n"),
      NAME ":3:58: 'max_response_headers' must be an integer from 1 to 10000"},
 };

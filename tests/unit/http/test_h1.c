@@ -446,6 +446,14 @@ static const bad_t req_bad[] = {
     {"Host with slash", S("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400},
     {"Host with at", S("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), 400},
     {"Host with obs-text", S("GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n"), 400},
+    /* One tokenizer reads Connection for keep-alive and for hop-by-hop
+     * removal; a list it could split two ways is refused. */
+    {"Connection with inner space", S("GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a x-b\r\n\r\n"),
+     400},
+    {"Connection with slash", S("GET / HTTP/1.1\r\nHost: a\r\nConnection: close/1\r\n\r\n"), 400},
+    {"Connection quoted", S("GET / HTTP/1.1\r\nHost: a\r\nConnection: \"close\"\r\n\r\n"), 400},
+    {"Connection second line bad",
+     S("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nConnection: a;b\r\n\r\n"), 400},
 };
 
 static void test_request_refuse(void **state)
@@ -843,6 +851,123 @@ static void test_tchar(void **state)
         if (gh_h1_is_tchar((unsigned char)c) != want)
             fail_msg("byte 0x%02x: tchar %d", c, !want);
     }
+}
+
+/* The reference reading of a #token list: split at commas, trim OWS, skip
+ * empty members, and every other member must be one token. */
+static int ref_token_list(const char *v, size_t len, char out[][8], size_t *n)
+{
+    size_t i = 0;
+    *n = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && v[j] != ',')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+            b--;
+        if (b > a) {
+            for (size_t k = a; k < b; k++)
+                if (!gh_h1_is_tchar((unsigned char)v[k]))
+                    return -1;
+            memcpy(out[*n], v + a, b - a);
+            out[*n][b - a] = '\0';
+            (*n)++;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* Every string of up to 7 bytes over the bytes that matter, against the
+ * reference reading. */
+static void test_token_list(void **state)
+{
+    (void)state;
+    static const char alpha[] = "aB, \t/\"";
+    const size_t na = sizeof(alpha) - 1;
+    char v[8];
+    for (size_t len = 0; len <= 7; len++) {
+        size_t total = 1;
+        for (size_t k = 0; k < len; k++)
+            total *= na;
+        for (size_t x = 0; x < total; x++) {
+            size_t y = x;
+            for (size_t k = 0; k < len; k++, y /= na)
+                v[k] = alpha[y % na];
+            char want[8][8];
+            size_t nwant;
+            int ref = ref_token_list(v, len, want, &nwant);
+            size_t pos = 0, got = 0;
+            const char *t;
+            size_t tl;
+            int r;
+            while ((r = gh_h1_token_list_next(v, len, &pos, &t, &tl)) > 0) {
+                /* A refused list may yield members before the bad one. */
+                if (ref == 0 &&
+                    (got >= nwant || tl != strlen(want[got]) || memcmp(t, want[got], tl) != 0))
+                    fail_msg("'%.*s': member %zu differs", (int)len, v, got);
+                got++;
+            }
+            if (ref < 0 && r != GH_H1_ERROR)
+                fail_msg("'%.*s': accepted, reference refuses", (int)len, v);
+            if (ref == 0 && (r != 0 || got != nwant))
+                fail_msg("'%.*s': r %d, %zu members, want %zu", (int)len, v, r, got, nwant);
+        }
+    }
+}
+
+static void test_authority(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "a",
+        "a.test",
+        "A-b.C_d~e",
+        "a:1",
+        "a:",
+        "a:65535",
+        "a:00080",
+        "1.2.3.4:80",
+        "[::1]",
+        "[::1]:8080",
+        "[fe80::1.2.3.4]",
+        "!$&'()*+,;=",
+        "xn--bcher-kva.test",
+    };
+    static const char *const bad[] = {
+        "",      ":80", "a:65536", "a:99999", "a:123456", "a:8x",    "a:-1",         "u@a",
+        "u:p@a", "@a",  "a@",      "a%2eb",   "a b",      "a/b",     "a?b",          "a#b",
+        "[::1",  "[]",  "[:]",     "[::g]",   "[::1]x",   "[::1]:x", "[::1]:123456", "a:1:2",
+        "a]",    "a[",  "\"a\"",   "a\\b",    "[v1.x]",   "a:+1",    "a:1 ",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!gh_h1_authority_is_valid(ok[i], strlen(ok[i])))
+            fail_msg("'%s' refused", ok[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (gh_h1_authority_is_valid(bad[i], strlen(bad[i])))
+            fail_msg("'%s' accepted", bad[i]);
+    /* Every byte in a host: only unreserved and sub-delims. */
+    static const char allowed[] = "-._~!$&'()*+,;=";
+    for (int c = 0; c < 256; c++) {
+        char h[3] = {'a', (char)c, 'b'};
+        int want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   (c != 0 && memchr(allowed, c, sizeof(allowed) - 1) != NULL);
+        if (c == ':') /* "a:b" is a port that is not digits */
+            want = 0;
+        if (gh_h1_authority_is_valid(h, 3) != want)
+            fail_msg("byte 0x%02x in a host: %s", c, want ? "refused" : "accepted");
+    }
+    /* Every port from 0 to 99999, and six digits. */
+    for (unsigned p = 0; p <= 99999; p += 1) {
+        char h[16];
+        int n = snprintf(h, sizeof(h), "a:%u", p);
+        if (gh_h1_authority_is_valid(h, (size_t)n) != (p <= 65535))
+            fail_msg("port %u", p);
+    }
+    assert_false(gh_h1_authority_is_valid("a:000001", 8));
 }
 
 static void test_name_is(void **state)
@@ -1361,6 +1486,8 @@ int main(void)
         cmocka_unit_test(test_response_refuse),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_tchar),
+        cmocka_unit_test(test_token_list),
+        cmocka_unit_test(test_authority),
         cmocka_unit_test(test_name_is),
         cmocka_unit_test(test_name_is_words),
         cmocka_unit_test(test_value_bytes),

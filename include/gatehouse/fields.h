@@ -1,0 +1,23 @@
+/*
+ * Field names gatehouse owns. One list for every place that must not let a
+ * client, an upstream or a config option set such a field: header names an
+ * option sets (claims_to_headers, payload_header, direct_response headers)
+ * and trailer names forwarded either way.
+ */
+#ifndef GATEHOUSE_FIELDS_H
+#define GATEHOUSE_FIELDS_H
+
+#include <stddef.h>
+
+/* Why name[0 .. len) is a field gatehouse sets or removes itself (framing,
+ * hop-by-hop, host, forwarding, credentials, trace context), as a static
+ * phrase, or NULL when it is not. Case-insensitive; '_' matches '-', as
+ * CGI-style upstreams read them. */
+const char *gh_field_owned(const char *name, size_t len);
+
+/* Whether a trailer of this name may never be forwarded: an owned field,
+ * or one whose meaning belongs to the header section (content-*, range,
+ * conditionals, set-cookie, location, authenticate challenges). */
+int gh_field_trailer_forbidden(const char *name, size_t len);
+
+#endif

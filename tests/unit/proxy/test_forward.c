@@ -1,0 +1,428 @@
+/*
+ * The heads gatehouse forwards (src/proxy/forward.c): hop-by-hop removal
+ * driven by Connection, the fields Connection may not remove, and framing
+ * that is always gatehouse's own, checked over generated Connection lists
+ * and every response shape in-process.
+ *
+ * Includes the .c to reach its statics, as H2O's unit tests do; the stream
+ * is built by hand from a parsed head.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "../../../src/proxy/forward.c"
+
+typedef struct {
+    gh_stream_t s;
+    gh_conn_t conn;
+    gh_h1_header_t hdrs[256];
+    gh_h1_header_t out[300];
+    gh_cluster_t cluster;
+    gh_endpoint_conf_t ep;
+} fixture_t;
+
+static void stream_init(fixture_t *f, const char *raw)
+{
+    memset(f, 0, sizeof(*f));
+    gh_arena_init(&f->s.arena, 4096);
+    snprintf(f->conn.peer, sizeof(f->conn.peer), "192.0.2.1");
+    f->s.conn = &f->conn;
+    snprintf(f->s.client, sizeof(f->s.client), "192.0.2.1");
+    snprintf(f->s.request_id, sizeof(f->s.request_id), "rid");
+    static char ep_addr[] = "127.0.0.1:9000";
+    f->ep.address = ep_addr;
+    f->cluster.endpoints = &f->ep;
+    f->s.cluster = &f->cluster;
+    gh_h1_limits_t lim = {65536, 256, 8192};
+    gh_h1_error_t err;
+    f->s.req.headers = f->hdrs;
+    int r = gh_h1_request_parse(raw, strlen(raw), &lim, &f->s.req, &err);
+    if (r <= 0)
+        fail_msg("test request does not parse (%s):\n%s", err.detail ? err.detail : "", raw);
+    /* The path and query as gh_stream_new leaves them (origin-form, or the
+     * path of an absolute-form target); forward.c writes these. */
+    const char *t = f->s.req.target, *end = t + f->s.req.target_len;
+    const char *sch = memchr(t, ':', (size_t)(end - t));
+    if (t < end && *t != '/' && sch != NULL && sch + 2 < end && sch[1] == '/' && sch[2] == '/') {
+        const char *p = memchr(sch + 3, '/', (size_t)(end - sch - 3));
+        t = p != NULL ? p : end;
+    }
+    const char *q = memchr(t, '?', (size_t)(end - t));
+    f->s.path = t;
+    f->s.path_len = (size_t)((q != NULL ? q : end) - t);
+    if (f->s.path_len == 0) {
+        f->s.path = "/";
+        f->s.path_len = 1;
+    }
+    if (q != NULL) {
+        f->s.query = q + 1;
+        f->s.query_len = (size_t)(end - q - 1);
+    }
+}
+
+/* Parses what gatehouse forwards with the same strict parser. */
+static gh_h1_request_t forwarded(fixture_t *f)
+{
+    size_t len;
+    char *head = gh_forward_request_head(&f->s, &len);
+    assert_non_null(head);
+    gh_h1_request_t out;
+    gh_h1_limits_t lim = {65536, 300, 8192};
+    gh_h1_error_t err;
+    out.headers = f->out;
+    int r = gh_h1_request_parse(head, len, &lim, &out, &err);
+    if (r != (int)len)
+        fail_msg("forwarded head does not parse (%s):\n%.*s", err.detail ? err.detail : "",
+                 (int)len, head);
+    return out;
+}
+
+static size_t count_fields(const gh_h1_request_t *r, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->num_headers; i++)
+        if (gh_h1_name_is(&r->headers[i], name, strlen(name)))
+            n++;
+    return n;
+}
+
+static const char *const candidates[] = {
+    "host",          "content-length",
+    "authorization", "cookie",
+    "x-a",           "x-b",
+    "x-c",           "x-forwarded-for",
+    "x-request-id",  "via",
+    "x-real-ip",     "forwarded",
+    "keep-alive",    "x-d",
+};
+#define NCAND (sizeof(candidates) / sizeof(candidates[0]))
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Random subsets of names listed in one to three Connection fields with
+ * random OWS and empty members: a listed name is gone upstream unless it is
+ * one gatehouse relies on, which is there exactly as often as sent. */
+static void test_connection_lists(void **state)
+{
+    (void)state;
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    static const char *const seps[] = {",", ", ", " ,", ",,", " , ,\t"};
+    for (int iter = 0; iter < 3000; iter++) {
+        char raw[4096];
+        size_t o = 0;
+        o += (size_t)snprintf(raw + o, sizeof(raw) - o, "POST /p HTTP/1.1\r\n");
+        uint32_t listed = (uint32_t)next_rand() & ((1u << NCAND) - 1);
+        int fields = 1 + (int)(next_rand() % 3);
+        for (int k = 0; k < fields; k++) {
+            o += (size_t)snprintf(raw + o, sizeof(raw) - o, "Connection: ");
+            int first = 1;
+            for (size_t i = 0; i < NCAND; i++) {
+                if (!(listed & (1u << i)) || (int)(i % (size_t)fields) != k)
+                    continue;
+                if (!first)
+                    o += (size_t)snprintf(raw + o, sizeof(raw) - o, "%s", seps[next_rand() % 5]);
+                first = 0;
+                /* Mixed case: Connection options are case-insensitive. */
+                for (const char *c = candidates[i]; *c; c++)
+                    raw[o++] = (next_rand() & 1) ? (char)toupper((unsigned char)*c) : *c;
+            }
+            o += (size_t)snprintf(raw + o, sizeof(raw) - o, "%s\r\n", first ? "close" : "");
+        }
+        for (size_t i = 0; i < NCAND; i++) {
+            if (strcmp(candidates[i], "content-length") == 0)
+                o += (size_t)snprintf(raw + o, sizeof(raw) - o, "Content-Length: 5\r\n");
+            else
+                o += (size_t)snprintf(raw + o, sizeof(raw) - o, "%s: v%zu\r\n", candidates[i], i);
+        }
+        o += (size_t)snprintf(raw + o, sizeof(raw) - o, "X-Keep: 1\r\n\r\n");
+        raw[o] = '\0';
+        stream_init(f, raw);
+        f->s.peer_trusted = (next_rand() & 1) != 0;
+        gh_h1_request_t out = forwarded(f);
+        for (size_t i = 0; i < NCAND; i++) {
+            const char *n = candidates[i];
+            size_t got = count_fields(&out, n);
+            size_t want;
+            if (strcmp(n, "keep-alive") == 0)
+                want = 0; /* hop-by-hop whatever Connection says */
+            else if (strcmp(n, "forwarded") == 0)
+                want = f->s.peer_trusted; /* kept from a trusted proxy only */
+            else if (is_connection_protected(n, strlen(n)))
+                want = 1; /* gatehouse's own, or kept: never removed */
+            else
+                want = (listed & (1u << i)) ? 0 : 1;
+            if (got != want)
+                fail_msg("%s: %zu upstream, want %zu, for:\n%s", n, got, want, raw);
+        }
+        assert_int_equal(count_fields(&out, "x-keep"), 1);
+        assert_int_equal(count_fields(&out, "connection"), 0);
+        assert_int_equal(out.body, GH_H1_BODY_LENGTH);
+        assert_int_equal(out.content_length, 5);
+        assert_true(gh_h1_name_is(&out.headers[0], "host", 4));
+        gh_arena_dispose(&f->s.arena);
+    }
+    free(f);
+}
+
+/* No cap on Connection options: every one of 200 listed fields is gone. */
+static void test_many_connection_tokens(void **state)
+{
+    (void)state;
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    static char raw[32768];
+    size_t o = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\nConnection: ");
+    for (int i = 0; i < 200; i++)
+        o += (size_t)snprintf(raw + o, sizeof(raw) - o, "%sx-h%d", i ? "," : "", i);
+    o += (size_t)snprintf(raw + o, sizeof(raw) - o, "\r\n");
+    for (int i = 0; i < 200; i += 8)
+        o += (size_t)snprintf(raw + o, sizeof(raw) - o, "X-H%d: v\r\n", i);
+    snprintf(raw + o, sizeof(raw) - o, "X-H200: kept\r\n\r\n");
+    stream_init(f, raw);
+    gh_h1_request_t out = forwarded(f);
+    for (size_t i = 0; i < out.num_headers; i++)
+        if (out.headers[i].name_len > 3 && strncasecmp(out.headers[i].name, "x-h", 3) == 0)
+            assert_true(gh_h1_name_is(&out.headers[i], "x-h200", 6));
+    assert_int_equal(count_fields(&out, "x-h200"), 1);
+    gh_arena_dispose(&f->s.arena);
+    free(f);
+}
+
+/* Request framing: a body-less request keeps "Content-Length: 0" when sent
+ * and gets it for POST/PUT/PATCH; HTTP/1.0 without Host gets the
+ * endpoint's. */
+static void test_request_framing_and_host(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *raw;
+        const char *cl; /* NULL: none */
+        const char *host;
+    } cases[] = {
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "0", "a"},
+        {"PUT / HTTP/1.1\r\nHost: a\r\n\r\n", "0", "a"},
+        {"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", "0", "a"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "0", "a"},
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL, "a"},
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n\r\n", "7", "a"},
+        {"GET / HTTP/1.0\r\n\r\n", NULL, "127.0.0.1:9000"},
+        {"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n", "0", "127.0.0.1:9000"},
+        {"GET / HTTP/1.0\r\nHost: b:1\r\n\r\n", NULL, "b:1"},
+    };
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        stream_init(f, cases[i].raw);
+        gh_h1_request_t out = forwarded(f);
+        size_t n = count_fields(&out, "content-length");
+        if (cases[i].cl == NULL ? n != 0 : n != 1)
+            fail_msg("%s: %zu content-length", cases[i].raw, n);
+        if (cases[i].cl != NULL) {
+            for (size_t j = 0; j < out.num_headers; j++)
+                if (gh_h1_name_is(&out.headers[j], "content-length", 14))
+                    assert_memory_equal(out.headers[j].value, cases[i].cl, strlen(cases[i].cl));
+        }
+        assert_int_equal(count_fields(&out, "host"), 1);
+        const gh_h1_header_t *h = &out.headers[out.host_index];
+        if (h->value_len != strlen(cases[i].host) ||
+            memcmp(h->value, cases[i].host, h->value_len) != 0)
+            fail_msg("%s: host '%.*s'", cases[i].raw, (int)h->value_len, h->value);
+        gh_arena_dispose(&f->s.arena);
+    }
+    free(f);
+}
+
+/* A filter's drop and gatehouse's forwarding drops match names the way a
+ * CGI-style upstream reads them: '_' is '-'. */
+static void test_drops_match_underscore_spellings(void **state)
+{
+    (void)state;
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\nX_User: admin\r\nx-USER: admin\r\n"
+                   "X_Forwarded_For: 1.2.3.4\r\nX-Forwarded-Port: 1\r\nx_real_ip: 1.2.3.4\r\n"
+                   "X_Request_Id: r\r\nX-Users: kept\r\nX__User: kept\r\n\r\n");
+    struct gh_hdr_drop_s drop = {"x-user", 6};
+    f->s.hdr_drop = &drop;
+    f->s.num_hdr_drop = 1;
+    gh_h1_request_t out = forwarded(f);
+    assert_int_equal(count_fields(&out, "x_user"), 0);
+    assert_int_equal(count_fields(&out, "x-user"), 0);
+    assert_int_equal(count_fields(&out, "x_forwarded_for"), 0);
+    assert_int_equal(count_fields(&out, "x-forwarded-port"), 0);
+    assert_int_equal(count_fields(&out, "x_real_ip"), 0);
+    assert_int_equal(count_fields(&out, "x_request_id"), 0);
+    assert_int_equal(count_fields(&out, "x-users"), 1);
+    assert_int_equal(count_fields(&out, "x__user"), 1);
+    gh_arena_dispose(&f->s.arena);
+    free(f);
+}
+
+/* The client address behind trusted proxies. */
+static void test_resolve_client(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *peer;
+        const char *head; /* header lines after the request line */
+        int trusted;
+        const char *client;
+    } cases[] = {
+        {"203.0.113.9", "X-Forwarded-For: 10.1.1.1\r\n", 0, "203.0.113.9"},
+        {"127.0.0.1", "", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\n", 1, "10.1.1.1"},
+        {"::ffff:127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\n", 1, "10.1.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1, 10.1.1.1, 192.168.1.1\r\n", 1, "10.1.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 192.168.9.9,192.168.1.1\r\n", 1, "192.168.9.9"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 192.168.1.1\r\n", 1,
+         "198.51.100.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 10.2.2.2\r\n", 1,
+         "10.2.2.2"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1, unknown, 192.168.1.1\r\n", 1, "192.168.1.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1,\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: 198.51.100.1:443\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: [2001:db8::1]\r\n", 1, "127.0.0.1"},
+        {"127.0.0.1", "X-Forwarded-For: \t2001:db8::1 \r\n", 1, "2001:db8::1"},
+        {"::1", "X-Forwarded-For: 2001:db8::1, fd00::5\r\n", 1, "2001:db8::1"},
+        {"::2", "X-Forwarded-For: 2001:db8::1\r\n", 0, "::2"},
+        {"127.0.0.1",
+         "X-Forwarded-For: 1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd\r\n", 1,
+         "127.0.0.1"},
+    };
+    gh_cidr_t t[3];
+    assert_null(gh_cidr_parse("127.0.0.0/8", &t[0]));
+    assert_null(gh_cidr_parse("192.168.0.0/16", &t[1]));
+    assert_null(gh_cidr_parse("::1", &t[2]));
+    gh_cidr_t fd;
+    assert_null(gh_cidr_parse("fd00::/8", &fd));
+    gh_cidr_t list[4] = {t[0], t[1], t[2], fd};
+    gh_h1_header_t hs[16];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char raw[512];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n", cases[i].head);
+        gh_h1_request_t req;
+        gh_h1_limits_t lim = {65536, 16, 8192};
+        gh_h1_error_t err;
+        req.headers = hs;
+        assert_true(gh_h1_request_parse(raw, strlen(raw), &lim, &req, &err) > 0);
+        char client[48];
+        int tr =
+            gh_forward_resolve_client(req.headers, req.num_headers, list, 4, cases[i].peer, client);
+        if (tr != cases[i].trusted || strcmp(client, cases[i].client) != 0)
+            fail_msg("case %zu (%s): trusted %d client %s, want %d %s", i, cases[i].head, tr,
+                     client, cases[i].trusted, cases[i].client);
+        /* Without a list nobody is trusted. */
+        assert_int_equal(
+            gh_forward_resolve_client(req.headers, req.num_headers, list, 0, cases[i].peer, client),
+            0);
+        assert_string_equal(client, cases[i].peer);
+    }
+}
+
+/* A failed header edit: the head is never built. */
+static void test_edit_failure_blocks_forwarding(void **state)
+{
+    (void)state;
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    f->s.hdr_edit_failed = 1;
+    size_t len;
+    assert_null(gh_forward_request_head(&f->s, &len));
+    gh_arena_dispose(&f->s.arena);
+    free(f);
+}
+
+/* Every response shape, with Connection naming both framing fields: the
+ * client's head always frames the body the way the pump will send it. */
+static void test_response_framing(void **state)
+{
+    (void)state;
+    static const char *const methods[] = {"GET", "HEAD"};
+    static const int statuses[] = {200, 204, 304, 404};
+    static const char *const framings[] = {"Content-Length: 5\r\n", "Content-Length: 0\r\n",
+                                           "Transfer-Encoding: chunked\r\n", ""};
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    for (size_t m = 0; m < 2; m++)
+        for (size_t st = 0; st < 4; st++)
+            for (size_t fr = 0; fr < 4; fr++)
+                for (int minor = 0; minor <= 1; minor++) {
+                    char req[128], res[256];
+                    snprintf(req, sizeof(req), "%s / HTTP/1.%d\r\nHost: a\r\n\r\n", methods[m],
+                             minor);
+                    stream_init(f, req);
+                    snprintf(res, sizeof(res),
+                             "HTTP/1.1 %d X\r\nConnection: content-length, "
+                             "transfer-encoding\r\n%s\r\n",
+                             statuses[st], framings[fr]);
+                    gh_h1_limits_t lim = {65536, 256, 0};
+                    gh_h1_error_t err;
+                    f->s.res.headers = f->out;
+                    assert_true(gh_h1_response_parse(res, strlen(res), &lim, &f->s.res, &err) > 0);
+                    int head = m == 1, status = statuses[st];
+                    gh_h1_body_t in = head ? GH_H1_BODY_NONE : f->s.res.body;
+                    /* The router's decision (router.c start_response). */
+                    int chunked =
+                        (in == GH_H1_BODY_CHUNKED || in == GH_H1_BODY_UNTIL_CLOSE) && minor == 1;
+                    size_t len;
+                    char *out = gh_forward_response_head(&f->s, chunked, 1, &len);
+                    assert_non_null(out);
+                    gh_h1_response_t back;
+                    gh_h1_header_t bh[64];
+                    back.headers = bh;
+                    gh_h1_limits_t blim = {65536, 64, 0};
+                    if (gh_h1_response_parse(out, len, &blim, &back, &err) != (int)len)
+                        fail_msg("response head does not parse:\n%.*s", (int)len, out);
+                    gh_h1_body_t want;
+                    if (status == 204 || status == 304 || head)
+                        want = GH_H1_BODY_NONE; /* whatever the head says */
+                    else if (in == GH_H1_BODY_LENGTH)
+                        want = GH_H1_BODY_LENGTH;
+                    else if (in == GH_H1_BODY_NONE)
+                        want = GH_H1_BODY_NONE;
+                    else
+                        want = minor == 1 ? GH_H1_BODY_CHUNKED : GH_H1_BODY_UNTIL_CLOSE;
+                    if (!(status == 204 || status == 304 || head) && back.body != want)
+                        fail_msg("%s %d %s HTTP/1.%d: body %d, want %d:\n%.*s", methods[m], status,
+                                 framings[fr], minor, back.body, want, (int)len, out);
+                    if (want == GH_H1_BODY_LENGTH)
+                        assert_int_equal(back.content_length, 5);
+                    /* An empty body is explicitly framed, never left to a close. */
+                    if (!(status == 204 || status == 304 || head) && in == GH_H1_BODY_NONE)
+                        assert_non_null(strstr(out, "content-length: 0\r\n"));
+                    gh_arena_dispose(&f->s.arena);
+                }
+    free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connection_lists),
+        cmocka_unit_test(test_many_connection_tokens),
+        cmocka_unit_test(test_request_framing_and_host),
+        cmocka_unit_test(test_edit_failure_blocks_forwarding),
+        cmocka_unit_test(test_drops_match_underscore_spellings),
+        cmocka_unit_test(test_resolve_client),
+        cmocka_unit_test(test_response_framing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
