@@ -598,13 +598,11 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
 /* forward_token: false. The upstream gets the request without the token:
  * the header goes, or the cookie is cut out of Cookie, or the parameter out
  * of the query. */
-static void strip_token(gh_stream_t *s, const found_t *where)
+static int strip_token(gh_stream_t *s, const found_t *where)
 {
     const gh_token_from_t *from = where->from;
-    if (from->kind == GH_TOKEN_FROM_HEADER) {
-        gh_stream_drop_header(s, from->name, from->name_len);
-        return;
-    }
+    if (from->kind == GH_TOKEN_FROM_HEADER)
+        return gh_stream_drop_header(s, from->name, from->name_len);
     size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
     if (from->kind == GH_TOKEN_FROM_COOKIE) {
@@ -616,7 +614,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         char *out = gh_stream_alloc(s, cap);
         size_t o = 0;
         if (out == NULL)
-            return;
+            return -1;
         for (size_t i = 0; i < nh; i++) {
             const gh_h1_header_t *h = &hs[i];
             if (!GH_H1_NAME_IS(h, "cookie"))
@@ -635,10 +633,9 @@ static void strip_token(gh_stream_t *s, const found_t *where)
                 o += pr.raw_len;
             }
         }
-        gh_stream_drop_header(s, "cookie", 6);
-        if (o > 0)
-            gh_stream_add_header(s, "cookie", 6, out, o);
-        return;
+        if (gh_stream_drop_header(s, "cookie", 6) < 0)
+            return -1;
+        return o > 0 ? gh_stream_add_header(s, "cookie", 6, out, o) : 0;
     }
     /* Query: the path, then every parameter but the token's. */
     const char *method, *path, *query;
@@ -647,7 +644,7 @@ static void strip_token(gh_stream_t *s, const found_t *where)
     size_t cap = path_len + query_len + 2;
     char *t = gh_stream_alloc(s, cap);
     if (t == NULL)
-        return;
+        return -1;
     memcpy(t, path, path_len);
     size_t o = path_len;
     gh_pairs_t it;
@@ -663,19 +660,22 @@ static void strip_token(gh_stream_t *s, const found_t *where)
         o += pr.raw_len;
     }
     gh_stream_set_target(s, t, o);
+    return 0;
 }
 
-/* Applies a verified result to the stream. */
-static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
-                  const found_t *where)
+/* Applies a verified result to the stream. Returns 0, or -1 when a header
+ * edit or a copy failed (out of memory): the request must not go on. */
+static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e, const found_t *where)
 {
     gh_identity_t *id = gh_stream_identity(s);
-    if (e->hdrs_len > 0)
-        gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len);
+    if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
+        return -1;
     if (id->provider == NULL) {
         id->provider = rt->conf->name;
         /* The entry may be evicted while the stream lives: copy. */
         char *b = e->ident_len > 0 ? gh_stream_alloc(s, e->ident_len) : NULL;
+        if (e->ident_len > 0 && b == NULL)
+            return -1;
         if (b != NULL) {
             memcpy(b, e->ident, e->ident_len);
             id->issuer = e->iss_off >= 0 ? b + e->iss_off : NULL;
@@ -683,9 +683,18 @@ static void apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e,
             id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
         }
     }
-    if (!rt->conf->forward_token && where->from != NULL)
-        strip_token(s, where);
+    if (!rt->conf->forward_token && where->from != NULL && strip_token(s, where) < 0)
+        return -1;
     count(s, rt, GH_JWT_OK);
+    return 0;
+}
+
+/* A verified token whose edits could not be made: 503, never forwarded
+ * half-edited. Returns the status answered. */
+static int apply_failed(gh_stream_t *s)
+{
+    gh_stream_reply_error(s, 503, "service_unavailable", "cannot edit the request's fields");
+    return 503;
 }
 
 /* A refusal held back while another same-issuer provider may still take
@@ -710,10 +719,8 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     time_t now = time(NULL);
     uint64_t gen = gh_keyring_generation(rt->keyring);
     entry_t *e = cache_find(w, h, f->p, f->n);
-    if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires) {
-        apply(s, rt, e, f);
-        return 0;
-    }
+    if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires)
+        return apply(s, rt, e, f) < 0 ? apply_failed(s) : 0;
 
     gh_jwt_reason_t reason = GH_JWT_MALFORMED_TOKEN;
     char detail[256] = "";
@@ -797,10 +804,10 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
             e->gen = gen;
         }
     }
-    apply(s, rt, e, f);
+    int ar = apply(s, rt, e, f);
     if (!cached || e->token == NULL)
         entry_clear(e);
-    return 0;
+    return ar < 0 ? apply_failed(s) : 0;
 }
 
 static int exempt(gh_stream_t *s, const gh_authn_conf_t *a)
@@ -825,13 +832,19 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     (void)ctx;
     /* Headers this route's providers set are dropped whatever happens next,
      * so a client can never pass them off as gatehouse's. */
+    int dropped = 0;
     for (size_t i = 0; i < a->num_providers; i++) {
         const gh_jwt_provider_conf_t *p = a->providers[i];
         for (size_t j = 0; j < p->num_claims_to_headers; j++)
-            gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
-                                         strlen(p->claims_to_headers[j].header));
+            dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
+                                                    strlen(p->claims_to_headers[j].header));
         if (p->payload_header != NULL)
-            gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+            dropped |=
+                gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+    }
+    if (dropped < 0) {
+        apply_failed(s);
+        return GH_FILTER_REPLIED;
     }
     if (a->num_exempt > 0 && exempt(s, a))
         return GH_FILTER_CONTINUE;

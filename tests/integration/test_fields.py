@@ -373,12 +373,13 @@ providers:
   jwt:
     corp:
       issuer: https://issuer.test
-      jwks: {{ uri: "http://127.0.0.1:9/jwks.json" }}
+      audiences: [api]
+      jwks: {{ uri: "http://127.0.0.1:9/jwks.json", insecure_http: true }}
       {key}: {value}
 """
     rc, out = validate(tmp_path, text)
     assert rc == 1, out
-    line = 12
+    line = 13
     col = text.splitlines()[line - 1].index(name) + 1
     assert f"gatehouse.yaml:{line}:{col}:" in out, out
     assert name.lower() in out.lower(), out

@@ -35,7 +35,8 @@ def test_every_documented_reason(gatehouse, upstream):
     ec = ec_key("P-256", kid="ec-1")
     now = int(time.time())
     providers = {
-        "corp": provider(keys=[rsa, ec], algorithms=["RS256", "PS256", "ES256"]),
+        "corp": provider(keys=[rsa, ec], algorithms=["RS256", "PS256", "ES256"],
+                         **{"from": [{"header": "authorization", "prefix": "Bearer "}, {"cookie": "at"}]}),
         "typed": provider(keys=[rsa], issuer="https://typed.example", typ="at+jwt"),
         "aged": provider(keys=[rsa], issuer="https://aged.example", max_token_age="60s"),
         "scoped": provider(keys=[rsa], issuer="https://scoped.example",
@@ -59,8 +60,10 @@ def test_every_documented_reason(gatehouse, upstream):
     big = tok(pad="x" * (17 * 1024))
     cases = {
         "missing token": dict(),
+        # Two Authorization fields are a 400 before any filter (docs/http.md);
+        # two different tokens in two of the provider's locations are this.
         "multiple tokens": dict(headers=[("Authorization", f"Bearer {mint(rsa)}"),
-                                         ("Authorization", f"Bearer {mint(rsa, sub='b')}")]),
+                                         ("Cookie", f"at={mint(rsa, sub='b')}")]),
         "unknown issuer": dict(token=tok(iss="https://nobody.example")),
         "keys unavailable": dict(target="/down", token=mint(rsa, iss="https://down.example")),
         "algorithm not allowed": dict(token=mint(ec_key("P-384", kid="ec-384"), iss=ISS, aud="orders")),
