@@ -33,6 +33,14 @@
 #define MAX_WEIGHT 1000000
 #define MAX_NAME 256
 #define MAX_CONFIG_FILE (16 * MIB)
+/* Upper bounds of the duration keys, in ms (docs/config.md). */
+#define MINUTE_MS (60ULL * 1000)
+#define MAX_DRAIN_TIMEOUT (60 * MINUTE_MS)
+#define MAX_HEADER_TIMEOUT (10 * MINUTE_MS)
+#define MAX_IDLE_TIMEOUT (60 * MINUTE_MS)
+#define MAX_BODY_TIMEOUT (60 * MINUTE_MS)
+#define MAX_CONNECT_TIMEOUT (5 * MINUTE_MS)
+#define MAX_ROUTE_TIMEOUT (60 * MINUTE_MS)
 
 typedef struct {
     gh_yaml_doc_t *doc;
@@ -242,10 +250,12 @@ static int check_name(ctx_t *c, const gh_yaml_node_t *n, const char *what, const
     return 0;
 }
 
-static int opt_duration(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t *out)
+/* max_ms: the key's upper bound (docs/config.md lists each). */
+static int opt_duration(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t max_ms,
+                        uint64_t *out)
 {
     const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
-    return v != NULL ? gh_yaml_duration(c->doc, v, key, out) : 0;
+    return v != NULL ? gh_yaml_duration_max(c->doc, v, key, max_ms, out) : 0;
 }
 
 static int opt_size(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t min,
@@ -495,8 +505,9 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
         cl->lb = (gh_lb_kind_t)i;
     }
     u = cl->max_idle;
-    if ((rc = opt_duration(c, n, "connect_timeout", &cl->connect_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "idle_timeout", &cl->idle_timeout_ms)) != 0 ||
+    if ((rc = opt_duration(c, n, "connect_timeout", MAX_CONNECT_TIMEOUT,
+                           &cl->connect_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "idle_timeout", MAX_IDLE_TIMEOUT, &cl->idle_timeout_ms)) != 0 ||
         (rc = opt_uint(c, n, "max_idle", 0, 65536, &u)) != 0 ||
         (rc = opt_size(c, n, "max_response_head", KIB, MAX_HEAD_LIMIT, &cl->max_response_head)) !=
             0)
@@ -858,7 +869,7 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     int rc;
     if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'direct_response'")) != 0 ||
         (rc = gh_yaml_check_keys(c->doc, n, keys, "'direct_response'")) != 0 ||
-        (rc = opt_uint(c, n, "status", 100, 599, &status)) != 0)
+        (rc = opt_uint(c, n, "status", 200, 599, &status)) != 0)
         return rc;
     if ((r->direct = calloc(1, sizeof(*r->direct))) == NULL)
         return gh_yaml_oom(c->doc);
@@ -963,7 +974,7 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
     if ((v = gh_yaml_map_get(n, "authn")) != NULL &&
         (rc = gh_config_parse_authn(c->doc, v, c->cfg, r)) != 0)
         return rc;
-    return opt_duration(c, n, "timeout", &r->timeout_ms);
+    return opt_duration(c, n, "timeout", MAX_ROUTE_TIMEOUT, &r->timeout_ms);
 }
 
 /* ---- listeners ---- */
@@ -1042,9 +1053,10 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
                                  name, l->address, o->name, o->address);
     }
 
-    if ((rc = opt_duration(c, n, "header_timeout", &l->header_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "idle_timeout", &l->idle_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "body_timeout", &l->body_timeout_ms)) != 0 ||
+    if ((rc = opt_duration(c, n, "header_timeout", MAX_HEADER_TIMEOUT, &l->header_timeout_ms)) !=
+            0 ||
+        (rc = opt_duration(c, n, "idle_timeout", MAX_IDLE_TIMEOUT, &l->idle_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "body_timeout", MAX_BODY_TIMEOUT, &l->body_timeout_ms)) != 0 ||
         (rc = opt_size(c, n, "max_head", KIB, MAX_HEAD_LIMIT, &l->max_head)) != 0 ||
         (rc = opt_size(c, n, "max_uri", 1, MAX_HEAD_LIMIT, &l->max_uri)) != 0)
         return rc;
@@ -1083,7 +1095,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         return gh_yaml_error(c->doc, root, "the configuration must be a mapping");
     if ((rc = gh_yaml_check_keys(c->doc, root, keys, "the configuration")) != 0 ||
         (rc = opt_uint(c, root, "workers", 0, MAX_WORKERS, &u)) != 0 ||
-        (rc = opt_duration(c, root, "drain_timeout", &c->cfg->drain_timeout_ms)) != 0)
+        (rc = opt_duration(c, root, "drain_timeout", MAX_DRAIN_TIMEOUT,
+                           &c->cfg->drain_timeout_ms)) != 0)
         return rc;
     c->cfg->workers = (uint32_t)u;
     if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
