@@ -297,7 +297,8 @@ def test_keep_alive_and_malformed(gatehouse, upstream):
     (b"GET /live HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(70)) + b"\r\n",
      431, "Request Header Fields Too Large"),
     (b"GET /live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, "Bad Request"),
-], ids=["414", "431", "400"])
+    (b"GET /live HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP Version Not Supported"),
+], ids=["414", "431", "400", "505"])
 def test_error_reason_phrases(gatehouse, upstream, junk, status, reason):
     g = start(gatehouse, upstream())
     with RawConn(g.admin, timeout=5) as c:
