@@ -74,7 +74,8 @@ struct admin_conn_s {
     char *wbuf;
     int close_after;
     int closing;
-    int deadline; /* DL_*: which deadline runs; reads do not move it */
+    int deadline;   /* DL_*: which deadline runs; reads do not move it */
+    int on_reserve; /* accepted with the reserved descriptor: one answer, then close */
     unsigned handles;
 };
 
@@ -379,7 +380,7 @@ static void process(admin_conn_t *c)
                      NULL, 0);
         return;
     }
-    c->close_after = !req.keep_alive || c->admin->stopping;
+    c->close_after = !req.keep_alive || c->admin->stopping || c->on_reserve;
     /* Handle from a copy: the read buffer is compacted before the answer
      * is written, and the handler only reads the head. */
     handle(c, &req);
@@ -464,7 +465,7 @@ static void conn_start(gh_admin_t *a, int fd)
     }
     /* A connection on the reserved descriptor answers one request and
      * closes, to give the descriptor back. */
-    c->close_after = a->reserve_fd < 0;
+    c->on_reserve = a->reserve_fd < 0;
     process(c);
 }
 
