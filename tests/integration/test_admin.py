@@ -386,7 +386,7 @@ def test_live_answers_when_out_of_descriptors(gatehouse, upstream):
             except OSError:
                 break
         # Every descriptor is taken: the server now refuses what it accepts.
-        wait_for(lambda: len(os.listdir(f"/proc/{g.pid}/fd")) >= limit - 1, 10,
+        wait_for(lambda: len(os.listdir(f"/proc/{g.pid}/fd")) >= limit, 10,
                  "the process to run out of descriptors")
         for i in range(3):
             r = admin_get(g.admin, "/live", timeout=10)
