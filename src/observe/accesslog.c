@@ -265,7 +265,7 @@ static int hexval(char c)
  * application reads them: "api%5Fkey" is api_key. */
 static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t n)
 {
-    char dec[256];
+    char dec[256] = {0}; /* zeroed only to keep cppcheck from a false alarm on d == 0 */
     size_t d = 0;
     for (size_t i = 0; i < n && d < sizeof(dec); i++) {
         if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 && hexval(name[i + 2]) >= 0) {
