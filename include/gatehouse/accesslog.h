@@ -18,6 +18,17 @@
 /* Main thread: (re)opens the log for conf (path NULL = stdout). Returns 0 or
  * -errno; on failure the previous destination stays. */
 int gh_access_log_open(const gh_access_log_conf_t *conf);
+/* Main thread, for a reload that must not half-apply: opens what conf
+ * needs into *fd without installing it (*fd = -1 when nothing changes).
+ * Returns 0 or -errno. Then exactly one of commit (installs fd; takes it)
+ * or abort (closes it). */
+int gh_access_log_prepare(const gh_access_log_conf_t *conf, int *fd);
+int gh_access_log_commit(const gh_access_log_conf_t *conf, int fd);
+void gh_access_log_abort(int fd);
+/* Any thread: lines lost to write errors (a full disk), and lines written
+ * with a field cut at its cap. */
+uint64_t gh_access_log_lines_lost(void);
+uint64_t gh_access_log_lines_truncated(void);
 /* Main thread: reopens the current path (log rotation). */
 int gh_access_log_reopen(void);
 void gh_access_log_close(void);
@@ -30,7 +41,9 @@ typedef struct {
 #define GH_ACCESS_LOG_BUF (64 * 1024)
 
 /* One request's fields; strings may be NULL (written as null). Byte
- * strings (path, query, user agent) are escaped for JSON here. */
+ * strings (path, query, user agent) are escaped for JSON here. Each string
+ * is capped (docs/operations.md); a capped one is named in the line's
+ * "truncated" list, so a line is never dropped for its length. */
 typedef struct {
     uint64_t unix_ms;
     const char *request_id;

@@ -14,8 +14,10 @@
 #include <gatehouse/config.h>
 
 typedef struct {
-    /* 1 when serving; otherwise fills reason (static text). */
-    int (*ready)(void *arg, const char **reason);
+    /* 1 when serving; otherwise fills reason (text valid until the next
+     * call). Without `detailed` the reason names no file path, URL or
+     * text from the network. */
+    int (*ready)(void *arg, int detailed, const char **reason);
     /* Heap JSON documents (caller frees), NULL when out of memory. */
     char *(*config_json)(void *arg, size_t *len);
     char *(*clusters_json)(void *arg, size_t *len);
@@ -31,6 +33,10 @@ gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
 /* Takes a new token from a reloaded config (the address is fixed at start:
  * changing it needs a restart, which is logged). */
 void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf);
+/* 1 when conf is enabled and names the address a is bound to (a may be
+ * NULL: 0). A reload compares with this, not with the previous config,
+ * which may not have had an admin section at all. */
+int gh_admin_is_bound_to(const gh_admin_t *a, const gh_admin_conf_t *conf);
 /* Closes the listener and every admin connection; frees a in the last
  * close callback. */
 void gh_admin_stop(gh_admin_t *a);

@@ -62,7 +62,7 @@ typedef struct {
 } gh_route_target_t;
 
 typedef struct {
-    int status; /* 100..599 */
+    int status; /* 200..599: a 1xx is not a final response */
     gh_header_kv_t *headers;
     size_t num_headers;
     char *body; /* may be NULL */

@@ -96,12 +96,20 @@ typedef struct {
     uint64_t export_requests;
 } gh_trace_stats_t;
 void gh_trace_exporter_stats(gh_trace_exporter_t *e, gh_trace_stats_t *out);
-/* Flushes what is queued (bounded by the export timeout) and ends the
- * export thread, but keeps the exporter valid: later submits are dropped
- * and counted. For a reload that replaces the exporter while workers may
- * still hold it. NULL is a no-op. */
+/* Tells the export thread to flush what is queued (bounded by the export
+ * timeout) and end, without waiting for it; the exporter stays valid: later
+ * submits are dropped and counted. For a reload that replaces the exporter
+ * while workers may still hold it. NULL is a no-op. */
 void gh_trace_exporter_stop(gh_trace_exporter_t *e);
-/* Stops (if not yet) and frees. NULL is a no-op. */
+/* Joins the export thread if it has ended (never waits). Returns 1 when it
+ * has (or e is NULL), else 0. */
+int gh_trace_exporter_reap(gh_trace_exporter_t *e);
+/* Stops (if not yet), waits for the export thread (at most the export
+ * timeout) and frees. NULL is a no-op. */
 void gh_trace_exporter_free(gh_trace_exporter_t *e);
+
+/* url with its userinfo ("user:password@") replaced by "[redacted]", for
+ * logs and the admin API. Returns a new string (caller frees) or NULL. */
+char *gh_trace_redact_url(const char *url);
 
 #endif

@@ -8,26 +8,57 @@
 
 #include <jansson.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gatehouse/h1.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 
+#include "proxy/proxy.h"
+
 #define ADMIN_RBUF 16384
 #define ADMIN_MAX_HEADERS 64
 #define ADMIN_IDLE_MS 30000
+/* A request head must be complete this long after its first byte (or after
+ * the accept); bytes that trickle in do not extend it (slowloris). */
+#define ADMIN_HEAD_MS 5000
+/* Open admin connections. At the cap a new connection evicts the oldest
+ * one that is waiting for a request, so a probe always gets in. */
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_RESERVE_RETRY_MS 1000
 
 typedef struct admin_conn_s admin_conn_t;
 
+enum {
+    DL_FRESH = 0, /* accepted, nothing armed yet */
+    DL_ANSWERED,  /* a request was answered, nothing armed yet */
+    DL_IDLE,      /* waiting for the next request */
+    DL_HEAD,      /* a head has started (or the connection is fresh) */
+};
+
 struct gh_admin_s {
-    uv_tcp_t tcp;
+    /* The listener is a raw socket polled by libuv rather than a uv_tcp_t:
+     * libuv answers EMFILE by accepting and closing whatever is pending,
+     * which would drop the very probe that asks whether the process is
+     * alive. Here a descriptor held in reserve is given up to accept it. */
+    uv_poll_t poll;
+    int lfd;
+    int reserve_fd; /* /dev/null, or -1 while lent to a connection */
+    int polling;
+    uv_timer_t retry;             /* reopens the reserve while accepting is paused */
+    struct sockaddr_storage addr; /* what the listener is bound to */
+    socklen_t addrlen;
     gh_admin_hooks_t hooks;
     char *token;
-    admin_conn_t *conns;
+    admin_conn_t *conns; /* newest first */
+    unsigned num_conns;
     int stopping;
     unsigned open_handles;
 };
@@ -43,6 +74,8 @@ struct admin_conn_s {
     char *wbuf;
     int close_after;
     int closing;
+    int deadline;   /* DL_*: which deadline runs; reads do not move it */
+    int on_reserve; /* accepted with the reserved descriptor: one answer, then close */
     unsigned handles;
 };
 
@@ -52,6 +85,32 @@ static void admin_maybe_free(gh_admin_t *a)
         free(a->token);
         free(a);
     }
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+static void reserve_take(gh_admin_t *a)
+{
+    if (a->reserve_fd < 0)
+        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Accepting resumes once a descriptor is in reserve again. */
+static void accepting_resume(gh_admin_t *a)
+{
+    if (a->stopping || a->polling)
+        return;
+    reserve_take(a);
+    if (a->reserve_fd < 0)
+        return; /* the retry timer tries again */
+    uv_timer_stop(&a->retry);
+    uv_poll_start(&a->poll, UV_READABLE, on_listener_readable);
+    a->polling = 1;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    accepting_resume(t->data);
 }
 
 static void conn_closed(uv_handle_t *h)
@@ -66,8 +125,10 @@ static void conn_closed(uv_handle_t *h)
         a->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    a->num_conns--;
     free(c->wbuf);
     free(c);
+    accepting_resume(a);
     admin_maybe_free(a);
 }
 
@@ -210,7 +271,10 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
     }
     if (path_is(req, "/ready")) {
         const char *why = NULL;
-        int ok = a->hooks.ready(a->hooks.arg, &why);
+        /* /ready is open to anyone who can reach the port; the details of
+         * a reason (file paths, URLs, a JWKS host's answer) only go to a
+         * caller with the token. */
+        int ok = a->hooks.ready(a->hooks.arg, authorized(a, req), &why);
         /* The reason can hold text from the network (a JWKS host's answer):
          * jansson does the escaping. */
         json_t *doc =
@@ -284,16 +348,27 @@ static void process(admin_conn_t *c)
     int r = c->rlen ? gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err) : GH_H1_INCOMPLETE;
     if (r == GH_H1_INCOMPLETE) {
         uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
-        uv_timer_start(&c->timer, on_idle, ADMIN_IDLE_MS, 0);
+        /* Between requests the idle deadline runs; the first byte of a head
+         * replaces it with the head deadline, which later bytes leave be. */
+        if (c->deadline != DL_HEAD && (c->rlen > 0 || c->deadline == DL_FRESH)) {
+            uv_timer_start(&c->timer, on_idle, ADMIN_HEAD_MS, 0);
+            c->deadline = DL_HEAD;
+        } else if (c->deadline == DL_ANSWERED) {
+            uv_timer_start(&c->timer, on_idle, ADMIN_IDLE_MS, 0);
+            c->deadline = DL_IDLE;
+        }
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    c->deadline = DL_ANSWERED;
     if (r < 0) {
         char body[256];
+        int status = err.status ? err.status : 400;
         c->close_after = 1;
         snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"detail\":\"%s\"}\n",
                  err.detail ? err.detail : "malformed request");
-        respond_json(c, err.status ? err.status : 400, "Bad Request", body, NULL, 0);
+        respond_json(c, status, gh_status_reason(status), body, NULL, 0);
         return;
     }
     /* Admin requests carry no body; one that does is refused rather
@@ -305,7 +380,7 @@ static void process(admin_conn_t *c)
                      NULL, 0);
         return;
     }
-    c->close_after = !req.keep_alive || c->admin->stopping;
+    c->close_after = !req.keep_alive || c->admin->stopping || c->on_reserve;
     /* Handle from a copy: the read buffer is compacted before the answer
      * is written, and the handler only reads the head. */
     handle(c, &req);
@@ -327,55 +402,140 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     process(c);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* The oldest connection waiting for a request (none is writing). */
+static admin_conn_t *oldest_waiting(gh_admin_t *a)
 {
-    gh_admin_t *a = server->data;
-    if (status < 0 || a->stopping)
-        return;
+    admin_conn_t *found = NULL;
+    for (admin_conn_t *c = a->conns; c != NULL; c = c->next)
+        if (!c->closing && c->wbuf == NULL)
+            found = c;
+    return found;
+}
+
+static int accept_one(gh_admin_t *a)
+{
+    int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && a->reserve_fd >= 0) {
+        /* Out of descriptors (the data plane's connections hold them):
+         * the reserve makes room for this one, then accepting pauses
+         * until a descriptor can be put back in reserve. */
+        close(a->reserve_fd);
+        a->reserve_fd = -1;
+        fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    }
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        GH_LOG(GH_LOG_WARN, "admin", "out of descriptors: admin connections wait");
+        uv_poll_stop(&a->poll);
+        a->polling = 0;
+        uv_timer_start(&a->retry, on_retry, ADMIN_RESERVE_RETRY_MS, ADMIN_RESERVE_RETRY_MS);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+static void conn_start(gh_admin_t *a, int fd)
+{
+    if (a->num_conns >= ADMIN_MAX_CONNS) {
+        admin_conn_t *old = oldest_waiting(a);
+        if (old == NULL) {
+            close(fd); /* every slot is busy answering */
+            return;
+        }
+        conn_close(old);
+    }
     admin_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        close(fd);
         return;
+    }
+    uv_loop_t *loop = a->poll.loop;
     c->admin = a;
     c->tcp.data = c->timer.data = c;
-    uv_tcp_init(server->loop, &c->tcp);
-    uv_timer_init(server->loop, &c->timer);
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
     c->handles = 2;
     c->next = a->conns;
     if (a->conns)
         a->conns->prev = c;
     a->conns = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    a->num_conns++;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         conn_close(c);
         return;
     }
+    /* A connection on the reserved descriptor answers one request and
+     * closes, to give the descriptor back. */
+    c->on_reserve = a->reserve_fd < 0;
     process(c);
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events)
+{
+    gh_admin_t *a = p->data;
+    (void)events;
+    if (status < 0 || a->stopping)
+        return;
+    for (int i = 0; i < 16 && a->polling; i++) {
+        int fd = accept_one(a);
+        if (fd == -EINTR || fd == -ECONNABORTED)
+            continue;
+        if (fd < 0)
+            return;
+        conn_start(a, fd);
+    }
+}
+
+static int listen_on(const gh_admin_conf_t *conf)
+{
+    int fd = socket(conf->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&conf->addr, conf->addrlen) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
 }
 
 gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
                            const gh_admin_hooks_t *hooks)
 {
+    int fd = listen_on(conf);
+    if (fd < 0) {
+        GH_LOG(GH_LOG_ERROR, "admin", "cannot listen on %s: %s", conf->address, strerror(-fd));
+        return NULL;
+    }
     gh_admin_t *a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return NULL;
-    a->hooks = *hooks;
-    if (conf->token != NULL && (a->token = strdup(conf->token)) == NULL) {
+    if (a == NULL || (conf->token != NULL && (a->token = strdup(conf->token)) == NULL) ||
+        uv_poll_init_socket(loop, &a->poll, fd) != 0) {
+        GH_LOG(GH_LOG_ERROR, "admin", "cannot start the admin API: out of memory");
+        if (a != NULL)
+            free(a->token);
         free(a);
+        close(fd);
         return NULL;
     }
-    a->tcp.data = a;
-    uv_tcp_init(loop, &a->tcp);
-    a->open_handles = 1;
-    int r = uv_tcp_bind(&a->tcp, (const struct sockaddr *)&conf->addr, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&a->tcp, 128, on_connection);
-    if (r < 0) {
-        GH_LOG(GH_LOG_ERROR, "admin", "cannot listen on %s: %s", conf->address, uv_strerror(r));
-        gh_admin_stop(a);
-        return NULL;
-    }
+    a->lfd = fd;
+    a->reserve_fd = -1;
+    a->hooks = *hooks;
+    memcpy(&a->addr, &conf->addr, conf->addrlen);
+    a->addrlen = conf->addrlen;
+    a->poll.data = a->retry.data = a;
+    uv_timer_init(loop, &a->retry);
+    a->open_handles = 2;
+    accepting_resume(a);
     GH_LOG(GH_LOG_INFO, "admin", "admin API on %s%s", conf->address,
            a->token ? " (bearer token required)" : "");
     return a;
+}
+
+int gh_admin_is_bound_to(const gh_admin_t *a, const gh_admin_conf_t *conf)
+{
+    return a != NULL && conf->enabled && conf->addrlen == a->addrlen &&
+           memcmp(&conf->addr, &a->addr, a->addrlen) == 0;
 }
 
 void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf)
@@ -401,5 +561,10 @@ void gh_admin_stop(gh_admin_t *a)
     a->stopping = 1;
     for (admin_conn_t *c = a->conns; c != NULL; c = c->next)
         conn_close(c);
-    uv_close((uv_handle_t *)&a->tcp, listener_closed);
+    uv_close((uv_handle_t *)&a->poll, listener_closed);
+    uv_close((uv_handle_t *)&a->retry, listener_closed);
+    close(a->lfd);
+    if (a->reserve_fd >= 0)
+        close(a->reserve_fd);
+    a->reserve_fd = -1;
 }

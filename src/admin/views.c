@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <gatehouse/metrics.h>
+#include <gatehouse/trace.h>
 
 static const char *const lb_names[] = {"round_robin", "least_request", "random"};
 static const char *const match_names[] = {"exact", "prefix", "regex", "present", "absent"};
@@ -153,11 +154,15 @@ char *gh_admin_config_json(const gh_snapshot_t *snap, size_t *len)
                                       cfg->access_log.path ? cfg->access_log.path : "stdout",
                                       "fields", f));
     }
-    if (cfg->tracing.enabled)
+    if (cfg->tracing.enabled) {
+        /* A collector URL may carry a credential as userinfo. */
+        char *collector = gh_trace_redact_url(cfg->tracing.collector);
         json_object_set_new(root, "tracing",
-                            json_pack("{s:s,s:f,s:s}", "collector", cfg->tracing.collector,
-                                      "sampling", cfg->tracing.sampling, "service_name",
+                            json_pack("{s:s?,s:f,s:s}", "collector", collector, "sampling",
+                                      cfg->tracing.sampling, "service_name",
                                       cfg->tracing.service_name));
+        free(collector);
+    }
     return dump(root, len);
 }
 

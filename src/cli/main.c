@@ -7,6 +7,7 @@
 #include <gatehouse/log.h>
 #include <gatehouse/server.h>
 
+#include "cli/apply.h"
 #include "cli/token.h"
 
 static const char usage_main[] = "usage: gatehouse <command> [options]\n"
@@ -29,17 +30,24 @@ static const char usage_serve[] =
     "  -w, --workers N      worker threads (default: the config's 'workers', else one per core)\n"
     "  --log-level LEVEL    error, warn, info (default) or debug\n";
 
-static const char usage_validate[] = "usage: gatehouse validate -c FILE\n"
-                                     "\n"
-                                     "Checks FILE as 'serve' would and exits 0 if it is valid;\n"
-                                     "otherwise prints each error as file:line:col: message and\n"
-                                     "exits 1.\n";
+static const char usage_validate[] =
+    "usage: gatehouse validate -c FILE [--apply-checks]\n"
+    "\n"
+    "Checks FILE as 'serve' would and exits 0 if it is valid;\n"
+    "otherwise prints the error as file:line:col: message and\n"
+    "exits 1.\n"
+    "\n"
+    "  --apply-checks   also run the checks a reload makes before it applies\n"
+    "                   the file: listener addresses can be bound, the access\n"
+    "                   log can be opened, JWKS files and inline sets load,\n"
+    "                   the collector URL parses. Nothing is created.\n";
 
 static const char usage_version[] = "usage: gatehouse version\n\nPrints the version.\n";
 
 typedef struct {
     const char *config;
     unsigned workers;
+    int apply_checks;
 } args_t;
 
 static int misuse(const char *usage, const char *what, const char *arg)
@@ -69,6 +77,8 @@ static int parse_args(int argc, char **argv, const char *usage, int takes_config
             if (*argv[i] == '\0' || *end != '\0' || n < 1 || n > 1024)
                 return misuse(usage, "--workers needs a number from 1 to 1024, not ", argv[i]);
             a->workers = (unsigned)n;
+        } else if (takes_config == 1 && strcmp(o, "--apply-checks") == 0) {
+            a->apply_checks = 1;
         } else if (takes_config == 2 && strcmp(o, "--log-level") == 0) {
             if (i + 1 >= argc)
                 return misuse(usage, "this option needs a level: ", o);
@@ -94,7 +104,7 @@ static int parse_args(int argc, char **argv, const char *usage, int takes_config
 
 int main(int argc, char **argv)
 {
-    args_t a = {NULL, 0};
+    args_t a = {NULL, 0, 0};
     int r;
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -120,7 +130,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
+        char why[512];
+        int bad = a.apply_checks && gh_apply_check(cfg, why, sizeof(why)) < 0;
         gh_config_free(cfg);
+        if (bad) {
+            fprintf(stderr, "%s: %s\n", a.config, why);
+            return 1;
+        }
         printf("%s: ok\n", a.config);
         return 0;
     }

@@ -23,6 +23,7 @@
 #include <gatehouse/trace.h>
 
 #include "admin/views.h"
+#include "cli/apply.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
@@ -56,24 +57,6 @@ typedef struct {
     gh_trace_exporter_t **tracers;
     unsigned num_tracers;
 } server_t;
-
-static int bind_listener(const gh_listener_conf_t *l)
-{
-    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-        (l->addr.ss_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-        bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
 
 static void on_deadline(uv_timer_t *t)
 {
@@ -144,32 +127,29 @@ static int tracing_same(const gh_tracing_conf_t *a, const gh_tracing_conf_t *b)
              a->export_timeout_ms == b->export_timeout_ms));
 }
 
-/* Sets up what the config's operational sections ask for: the access log
- * destination, the tracer, the admin token. old is NULL at start. */
-static void apply_ops(server_t *sv, const gh_config_t *old, const gh_config_t *cfg)
+/* Reaps the export threads of tracers that reloads stopped: their stacks
+ * go as soon as the threads end, never waited for. */
+static void tracers_reap(server_t *sv)
 {
-    gh_access_log_open(&cfg->access_log);
-    if (old == NULL || !tracing_same(&old->tracing, &cfg->tracing)) {
-        gh_trace_exporter_t *t = NULL, *old_t = gh_observe_tracer();
-        if (cfg->tracing.enabled) {
-            gh_trace_exporter_t **nt =
-                realloc(sv->tracers, (sv->num_tracers + 1) * sizeof(*sv->tracers));
-            if (nt != NULL) {
-                sv->tracers = nt;
-                t = gh_trace_exporter_new(&cfg->tracing);
-                if (t != NULL)
-                    sv->tracers[sv->num_tracers++] = t;
-            }
-        }
-        gh_observe_set_tracer(t);
-        gh_trace_exporter_stop(old_t);
+    for (unsigned i = 0; i + 1 < sv->num_tracers; i++)
+        gh_trace_exporter_reap(sv->tracers[i]);
+}
+
+/* The admin API is bound once, at start. A reload is compared with what it
+ * is bound to (the previous config may have had no admin section). */
+static void admin_apply(server_t *sv, const gh_config_t *cfg)
+{
+    if (sv->admin == NULL) {
+        if (cfg->admin.enabled)
+            GH_LOG(GH_LOG_WARN, "admin", "adding the admin API needs a restart");
+        return;
     }
-    if (sv->admin != NULL && old != NULL) {
-        if (!cfg->admin.enabled || strcmp(cfg->admin.address, old->admin.address) != 0)
-            GH_LOG(GH_LOG_WARN, "admin", "admin listen address changes need a restart");
-        else
-            gh_admin_update(sv->admin, &cfg->admin);
-    }
+    if (gh_admin_is_bound_to(sv->admin, &cfg->admin))
+        gh_admin_update(sv->admin, &cfg->admin);
+    else
+        GH_LOG(GH_LOG_WARN, "admin",
+               "admin listen address changes need a restart; keeping the running one and its "
+               "token");
 }
 
 static size_t tracing_metrics(char *buf, size_t cap, void *arg)
@@ -197,7 +177,24 @@ static size_t tracing_metrics(char *buf, size_t cap, void *arg)
     return n < 0 ? 0 : (size_t)n;
 }
 
-static int hook_ready(void *arg, const char **reason)
+static size_t access_log_metrics(char *buf, size_t cap, void *arg)
+{
+    (void)arg;
+    int n = snprintf(
+        buf, cap,
+        "# HELP gatehouse_access_log_lines_lost_total Access log lines a failed write lost.\n"
+        "# TYPE gatehouse_access_log_lines_lost_total counter\n"
+        "gatehouse_access_log_lines_lost_total %llu\n"
+        "# HELP gatehouse_access_log_lines_truncated_total Access log lines with a field cut at "
+        "its cap.\n"
+        "# TYPE gatehouse_access_log_lines_truncated_total counter\n"
+        "gatehouse_access_log_lines_truncated_total %llu\n",
+        (unsigned long long)gh_access_log_lines_lost(),
+        (unsigned long long)gh_access_log_lines_truncated());
+    return n < 0 ? 0 : (size_t)n;
+}
+
+static int hook_ready(void *arg, int detailed, const char **reason)
 {
     server_t *sv = arg;
     if (sv->stopping) {
@@ -212,8 +209,10 @@ static int hook_ready(void *arg, const char **reason)
     for (size_t i = 0; i < sv->snap->cfg->num_jwt_providers; i++) {
         const char *why;
         if (!gh_jwt_runtime_ready(sv->snap->jwt[i], &why)) {
+            /* why may name a file, a URL or quote a JWKS host's answer. */
             snprintf(sv->ready_reason, sizeof(sv->ready_reason), "jwt provider '%s': %s",
-                     sv->snap->cfg->jwt_providers[i].name, why);
+                     sv->snap->cfg->jwt_providers[i].name,
+                     detailed ? why : "keys not loaded (details need the admin token)");
             *reason = sv->ready_reason;
             return 0;
         }
@@ -246,12 +245,121 @@ static int listener_kept(const gh_config_t *old, const gh_listener_conf_t *l)
     return 0;
 }
 
-/* Builds a snapshot from the file and hands it to every worker. A config
- * that does not load, or whose new listeners cannot be bound, changes
- * nothing: the running snapshot keeps serving. */
+/* What a reload prepares before anything changes: every step that can
+ * fail is here, and either all of it is committed or all of it undone. */
+typedef struct {
+    int **fds; /* [worker][listener]: new sockets, -1 for kept ones */
+    size_t num_listeners;
+    int log_fd;     /* the access log's new destination, or -1 */
+    int new_tracer; /* tracing changed: tracer replaces the current one */
+    gh_trace_exporter_t *tracer;
+} txn_t;
+
+static void txn_abort(server_t *sv, txn_t *t)
+{
+    for (unsigned w = 0; t->fds != NULL && w < sv->num_workers; w++) {
+        for (size_t i = 0; t->fds[w] != NULL && i < t->num_listeners; i++)
+            if (t->fds[w][i] >= 0)
+                close(t->fds[w][i]);
+        free(t->fds[w]);
+    }
+    free(t->fds);
+    gh_access_log_abort(t->log_fd);
+    /* A tracer that never served: its thread has nothing queued and ends
+     * at once. */
+    gh_trace_exporter_free(t->tracer);
+}
+
+static int txn_bind(server_t *sv, const gh_config_t *cfg, txn_t *t, char *why, size_t cap)
+{
+    t->num_listeners = cfg->num_listeners;
+    t->fds = calloc(sv->num_workers, sizeof(int *));
+    if (t->fds == NULL)
+        goto oom;
+    for (unsigned w = 0; w < sv->num_workers; w++) {
+        t->fds[w] = malloc((t->num_listeners + 1) * sizeof(int));
+        if (t->fds[w] == NULL)
+            goto oom;
+        for (size_t i = 0; i < t->num_listeners; i++)
+            t->fds[w][i] = -1;
+        for (size_t i = 0; i < t->num_listeners; i++) {
+            if (listener_kept(sv->snap->cfg, &cfg->listeners[i]))
+                continue;
+            int fd = gh_apply_bind_listener(&cfg->listeners[i]);
+            if (fd < 0) {
+                snprintf(why, cap, "listener '%s' cannot bind %s: %s", cfg->listeners[i].name,
+                         cfg->listeners[i].address, strerror(-fd));
+                return -1;
+            }
+            t->fds[w][i] = fd;
+        }
+    }
+    return 0;
+oom:
+    snprintf(why, cap, "out of memory");
+    return -1;
+}
+
+static int txn_prepare(server_t *sv, const gh_config_t *cfg, txn_t *t, char *why, size_t cap)
+{
+    t->log_fd = -1;
+    if (txn_bind(sv, cfg, t, why, cap) < 0)
+        return -1;
+    int r = gh_access_log_prepare(&cfg->access_log, &t->log_fd);
+    if (r < 0) {
+        snprintf(why, cap, "access_log: cannot open %s: %s",
+                 cfg->access_log.path ? cfg->access_log.path : "stdout", strerror(-r));
+        return -1;
+    }
+    if (gh_apply_check_jwks(cfg, why, cap) < 0)
+        return -1;
+    t->new_tracer = !tracing_same(&sv->snap->cfg->tracing, &cfg->tracing);
+    if (t->new_tracer && cfg->tracing.enabled) {
+        t->tracer = gh_trace_exporter_new(&cfg->tracing);
+        if (t->tracer == NULL) {
+            snprintf(why, cap, "tracing: cannot start the span exporter");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Everything here succeeds: the steps that could fail are done. */
+static void txn_commit(server_t *sv, txn_t *t, gh_snapshot_t *snap)
+{
+    for (unsigned w = 0; w < sv->num_workers; w++)
+        gh_worker_post(&sv->workers[w], snap, t->fds[w]);
+    free(t->fds);
+    t->fds = NULL;
+    gh_snapshot_t *old_snap = sv->snap;
+    sv->snap = snap;
+    sv->generation++;
+    sv->drain_ms = snap->cfg->drain_timeout_ms;
+    gh_access_log_commit(&snap->cfg->access_log, t->log_fd);
+    t->log_fd = -1;
+    if (t->new_tracer) {
+        gh_trace_exporter_t *old_t = gh_observe_tracer();
+        if (t->tracer != NULL)
+            sv->tracers[sv->num_tracers++] = t->tracer; /* room made in reload() */
+        gh_observe_set_tracer(t->tracer);
+        t->tracer = NULL;
+        gh_trace_exporter_stop(old_t);
+    }
+    tracers_reap(sv);
+    admin_apply(sv, snap->cfg);
+    gh_snapshot_unref(old_snap);
+}
+
+/* Builds a snapshot from the file and hands it to every worker. A reload
+ * is a transaction: a config that does not load, or whose application
+ * would fail (a listener that cannot bind, an access log that cannot be
+ * opened, a JWKS file or inline set that does not load, a tracer that
+ * cannot start) changes nothing, is logged and counted as failed, and the
+ * running snapshot keeps serving. */
 static void reload(server_t *sv, const char *why)
 {
     gh_config_error_t err;
+    char reason[512];
     gh_config_t *cfg = gh_config_load(sv->path, &err);
     if (cfg == NULL) {
         GH_LOG(GH_LOG_ERROR, "config", "reload (%s) refused, still serving generation %llu: %s",
@@ -259,60 +367,38 @@ static void reload(server_t *sv, const char *why)
         gh_stats_reload(0);
         return;
     }
-    size_t nl = cfg->num_listeners;
-    int **fds = calloc(sv->num_workers, sizeof(int *));
-    int ok = fds != NULL;
-    for (unsigned w = 0; ok && w < sv->num_workers; w++) {
-        fds[w] = malloc((nl + 1) * sizeof(int));
-        if (fds[w] == NULL) {
-            ok = 0;
-            break;
-        }
-        for (size_t i = 0; i < nl; i++)
-            fds[w][i] = -1;
-        for (size_t i = 0; ok && i < nl; i++) {
-            if (listener_kept(sv->snap->cfg, &cfg->listeners[i]))
-                continue;
-            int fd = bind_listener(&cfg->listeners[i]);
-            if (fd < 0) {
-                GH_LOG(GH_LOG_ERROR, "config",
-                       "reload (%s) refused: listener '%s' cannot bind %s: %s", why,
-                       cfg->listeners[i].name, cfg->listeners[i].address, strerror(-fd));
-                ok = 0;
-            }
-            fds[w][i] = fd;
-        }
-    }
+    txn_t t;
+    memset(&t, 0, sizeof(t));
+    t.log_fd = -1;
     gh_snapshot_t *snap = NULL;
+    /* Room for one more tracer first, so the commit cannot fail. */
+    gh_trace_exporter_t **nt = realloc(sv->tracers, (sv->num_tracers + 1) * sizeof(*sv->tracers));
+    if (nt != NULL)
+        sv->tracers = nt;
+    int ok = nt != NULL;
+    if (!ok)
+        snprintf(reason, sizeof(reason), "out of memory");
+    else
+        ok = txn_prepare(sv, cfg, &t, reason, sizeof(reason)) == 0;
     if (ok) {
         snap = gh_snapshot_new(cfg, sv->generation + 1);
         cfg = NULL; /* the snapshot owns it, or gh_snapshot_new freed it */
         ok = snap != NULL;
+        if (!ok)
+            snprintf(reason, sizeof(reason), "out of memory building the snapshot");
     }
     if (!ok) {
-        for (unsigned w = 0; fds != NULL && w < sv->num_workers; w++) {
-            for (size_t i = 0; fds[w] != NULL && i < nl; i++)
-                if (fds[w][i] >= 0)
-                    close(fds[w][i]);
-            free(fds[w]);
-        }
-        free(fds);
+        GH_LOG(GH_LOG_ERROR, "config", "reload (%s) refused, still serving generation %llu: %s",
+               why, (unsigned long long)sv->generation, reason);
+        txn_abort(sv, &t);
         gh_config_free(cfg);
         gh_stats_reload(0);
         return;
     }
-    for (unsigned w = 0; w < sv->num_workers; w++)
-        gh_worker_post(&sv->workers[w], snap, fds[w]);
-    free(fds);
-    gh_snapshot_t *old_snap = sv->snap;
-    const gh_config_t *old_cfg = old_snap->cfg;
-    sv->snap = snap;
-    sv->generation++;
-    sv->drain_ms = snap->cfg->drain_timeout_ms;
+    size_t nl = t.num_listeners;
+    txn_commit(sv, &t, snap);
     gh_stats_reload(1);
     gh_stats_set_generation(sv->generation);
-    apply_ops(sv, old_cfg, snap->cfg);
-    gh_snapshot_unref(old_snap);
     GH_LOG(GH_LOG_INFO, "config", "reload (%s): generation %llu serving, %zu listeners", why,
            (unsigned long long)sv->generation, nl);
 }
@@ -403,7 +489,7 @@ static int start_workers(server_t *sv, gh_snapshot_t *snap)
         fds[i] = -1;
     for (unsigned w = 0; w < sv->num_workers; w++) {
         for (size_t i = 0; i < nl; i++) {
-            int fd = bind_listener(&cfg->listeners[i]);
+            int fd = gh_apply_bind_listener(&cfg->listeners[i]);
             if (fd < 0) {
                 GH_LOG(GH_LOG_ERROR, "server", "listener '%s': cannot bind %s: %s",
                        cfg->listeners[i].name, cfg->listeners[i].address, strerror(-fd));
@@ -486,6 +572,7 @@ int gh_server_run(const gh_server_opts_t *opts)
     uv_async_init(&sv.loop, &sv.exited, on_worker_exit);
     sv.exited.data = &sv;
     int rc = 1;
+    char reason[512];
     if (sv.snap->cfg->access_log.enabled && gh_access_log_open(&sv.snap->cfg->access_log) < 0)
         goto out_loop;
     if (sv.snap->cfg->admin.enabled) {
@@ -494,9 +581,21 @@ int gh_server_run(const gh_server_opts_t *opts)
         if (sv.admin == NULL)
             goto out_loop;
     }
-    apply_ops(&sv, NULL, sv.snap->cfg);
+    if (gh_apply_check_jwks(sv.snap->cfg, reason, sizeof(reason)) < 0) {
+        GH_LOG(GH_LOG_ERROR, "config", "%s", reason);
+        goto out_loop;
+    }
+    if (sv.snap->cfg->tracing.enabled) {
+        sv.tracers = calloc(1, sizeof(*sv.tracers));
+        if (sv.tracers == NULL ||
+            (sv.tracers[0] = gh_trace_exporter_new(&sv.snap->cfg->tracing)) == NULL)
+            goto out_loop;
+        sv.num_tracers = 1;
+        gh_observe_set_tracer(sv.tracers[0]);
+    }
     gh_metrics_set_extra(tracing_metrics, &sv);
     gh_metrics_set_extra(gh_keyring_metrics, &sv);
+    gh_metrics_set_extra(access_log_metrics, &sv);
     /* Signals are caught before the workers accept anything: a SIGTERM
      * right after start must drain, not kill. They are handled once the
      * loop runs. */
@@ -549,6 +648,7 @@ out_loop:
     gh_keyring_free_all();
     gh_metrics_set_extra(tracing_metrics, NULL);
     gh_metrics_set_extra(gh_keyring_metrics, NULL);
+    gh_metrics_set_extra(access_log_metrics, NULL);
     gh_metrics_shutdown();
     free(sv.last_text);
     return rc;

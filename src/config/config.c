@@ -35,11 +35,35 @@
 #define MAX_WEIGHT 1000000
 #define MAX_NAME 256
 #define MAX_CONFIG_FILE (16 * MIB)
+/* Upper bounds of the duration keys, in ms (docs/config.md). */
+#define MINUTE_MS (60ULL * 1000)
+#define MAX_DRAIN_TIMEOUT (60 * MINUTE_MS)
+#define MAX_HEADER_TIMEOUT (10 * MINUTE_MS)
+#define MAX_IDLE_TIMEOUT (60 * MINUTE_MS)
+#define MAX_BODY_TIMEOUT (60 * MINUTE_MS)
+#define MAX_CONNECT_TIMEOUT (5 * MINUTE_MS)
+#define MAX_ROUTE_TIMEOUT (60 * MINUTE_MS)
+
+/* A set of borrowed NUL-terminated names, each with a value; open
+ * addressing. The checks for repeated names use it so that loading stays
+ * linear in the config's size: comparing each route name with every
+ * earlier one made a 39,000-route listener take 6 s on the main loop. */
+typedef struct {
+    const char *key;
+    void *val;
+} name_slot_t;
+
+typedef struct {
+    name_slot_t *slots;
+    size_t cap, n;
+} name_set_t;
 
 typedef struct {
     gh_yaml_doc_t *doc;
     gh_config_t *cfg;
     int no_dns;
+    name_set_t clusters;    /* cluster name -> gh_cluster_t */
+    name_set_t route_names; /* of the listener being parsed */
 } ctx_t;
 
 /* ---- public parsers ---- */
@@ -176,6 +200,79 @@ void gh_config_free(gh_config_t *cfg)
     free(cfg);
 }
 
+/* ---- name sets ---- */
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static int name_set_grow(name_set_t *set)
+{
+    size_t cap = set->cap ? set->cap * 2 : 64;
+    name_slot_t *t = calloc(cap, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < set->cap; i++) {
+        if (set->slots[i].key == NULL)
+            continue;
+        size_t j = (size_t)name_hash(set->slots[i].key) & (cap - 1);
+        while (t[j].key != NULL)
+            j = (j + 1) & (cap - 1);
+        t[j] = set->slots[i];
+    }
+    free(set->slots);
+    set->slots = t;
+    set->cap = cap;
+    return 0;
+}
+
+static name_slot_t *name_set_find(const name_set_t *set, const char *key)
+{
+    if (set->cap == 0)
+        return NULL;
+    size_t mask = set->cap - 1;
+    for (size_t j = (size_t)name_hash(key) & mask; set->slots[j].key != NULL; j = (j + 1) & mask)
+        if (strcmp(set->slots[j].key, key) == 0)
+            return &set->slots[j];
+    return NULL;
+}
+
+static void *name_set_get(const name_set_t *set, const char *key)
+{
+    const name_slot_t *slot = name_set_find(set, key);
+    return slot != NULL ? slot->val : NULL;
+}
+
+/* Adds key (borrowed; it must outlive the set). Returns 1 when key is
+ * already there (nothing added), 0 when added, or an error (reported). */
+static int name_set_add(ctx_t *c, name_set_t *set, const char *key, void *val)
+{
+    if (name_set_find(set, key) != NULL)
+        return 1;
+    if (2 * (set->n + 1) > set->cap && name_set_grow(set) != 0)
+        return gh_yaml_oom(c->doc);
+    size_t mask = set->cap - 1;
+    size_t j = (size_t)name_hash(key) & mask;
+    while (set->slots[j].key != NULL)
+        j = (j + 1) & mask;
+    set->slots[j].key = key;
+    set->slots[j].val = val;
+    set->n++;
+    return 0;
+}
+
+static void name_set_dispose(name_set_t *set)
+{
+    free(set->slots);
+    memset(set, 0, sizeof(*set));
+}
+
 /* ---- helpers ---- */
 
 static int dup_mem(ctx_t *c, const char *s, size_t len, char **out)
@@ -249,10 +346,12 @@ static int check_name(ctx_t *c, const gh_yaml_node_t *n, const char *what, const
     return 0;
 }
 
-static int opt_duration(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t *out)
+/* max_ms: the key's upper bound (docs/config.md lists each). */
+static int opt_duration(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t max_ms,
+                        uint64_t *out)
 {
     const gh_yaml_node_t *v = gh_yaml_map_get(map, key);
-    return v != NULL ? gh_yaml_duration(c->doc, v, key, out) : 0;
+    return v != NULL ? gh_yaml_duration_max(c->doc, v, key, max_ms, out) : 0;
 }
 
 static int opt_size(ctx_t *c, const gh_yaml_node_t *map, const char *key, uint64_t min,
@@ -503,8 +602,9 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
         cl->lb = (gh_lb_kind_t)i;
     }
     u = cl->max_idle;
-    if ((rc = opt_duration(c, n, "connect_timeout", &cl->connect_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "idle_timeout", &cl->idle_timeout_ms)) != 0 ||
+    if ((rc = opt_duration(c, n, "connect_timeout", MAX_CONNECT_TIMEOUT,
+                           &cl->connect_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "idle_timeout", MAX_IDLE_TIMEOUT, &cl->idle_timeout_ms)) != 0 ||
         (rc = opt_uint(c, n, "max_idle", 0, 65536, &u)) != 0 ||
         (rc = opt_size(c, n, "max_response_head", KIB, MAX_HEAD_LIMIT, &cl->max_response_head)) !=
             0)
@@ -522,23 +622,26 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
         return rc;
     cl->num_endpoints = eps->count;
     i = 0;
-    for (const gh_yaml_node_t *e = eps->head; e != NULL; e = e->next, i++) {
+    name_set_t seen = {0};
+    for (const gh_yaml_node_t *e = eps->head; e != NULL && rc == 0; e = e->next, i++) {
         gh_endpoint_conf_t *ep = &cl->endpoints[i];
         if ((rc = parse_endpoint(c, e, ep)) != 0)
-            return rc;
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(cl->endpoints[j].address, ep->address) == 0)
-                return gh_yaml_error(c->doc, e,
-                                     "endpoint '%s' is listed twice in cluster '%s' (use "
-                                     "weight instead)",
-                                     ep->address, name);
-        }
-        if (ep->weight > UINT32_MAX - cl->total_weight)
-            return gh_yaml_error(c->doc, e, "total endpoint weight of cluster '%s' is too large",
-                                 name);
-        cl->total_weight += ep->weight;
+            break;
+        if ((rc = name_set_add(c, &seen, ep->address, ep)) < 0)
+            break;
+        if (rc == 1)
+            rc = gh_yaml_error(c->doc, e,
+                               "endpoint '%s' is listed twice in cluster '%s' (use "
+                               "weight instead)",
+                               ep->address, name);
+        else if (ep->weight > UINT32_MAX - cl->total_weight)
+            rc = gh_yaml_error(c->doc, e, "total endpoint weight of cluster '%s' is too large",
+                               name);
+        else
+            cl->total_weight += ep->weight;
     }
-    return 0;
+    name_set_dispose(&seen);
+    return rc;
 }
 
 static int parse_clusters(ctx_t *c, const gh_yaml_node_t *n)
@@ -555,17 +658,17 @@ static int parse_clusters(ctx_t *c, const gh_yaml_node_t *n)
     for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next, i++) {
         if ((rc = parse_cluster(c, k, &c->cfg->clusters[i], i)) != 0)
             return rc;
+        /* Names are mapping keys: YAML already refused a repeated one. */
+        gh_cluster_t *cl = &c->cfg->clusters[i];
+        if ((rc = name_set_add(c, &c->clusters, cl->name, cl)) < 0)
+            return rc;
     }
     return 0;
 }
 
 static gh_cluster_t *find_cluster(ctx_t *c, const char *name)
 {
-    for (size_t i = 0; i < c->cfg->num_clusters; i++) {
-        if (c->cfg->clusters[i].name != NULL && strcmp(c->cfg->clusters[i].name, name) == 0)
-            return &c->cfg->clusters[i];
-    }
-    return NULL;
+    return name_set_get(&c->clusters, name);
 }
 
 /* ---- routes ---- */
@@ -916,6 +1019,48 @@ static int header_value_ok(const char *s, size_t len)
     return 1;
 }
 
+/* The headers of a direct_response; seen holds the names so far. */
+static int parse_direct_headers(ctx_t *c, const gh_yaml_node_t *v, gh_direct_response_t *d,
+                                name_set_t *seen)
+{
+    int rc;
+    if ((rc = gh_yaml_expect(c->doc, v, GH_YAML_MAP, "'headers'")) != 0 ||
+        (rc = alloc_array(c, v->count, sizeof(*d->headers), (void **)&d->headers)) != 0)
+        return rc;
+    d->num_headers = v->count;
+    size_t i = 0;
+    for (const gh_yaml_node_t *k = v->head; k != NULL; k = k->next, i++) {
+        gh_header_kv_t *h = &d->headers[i];
+        const char *val;
+        if (!is_token(k->str, k->len))
+            return gh_yaml_error(c->doc, k, "header name '%s' is not an HTTP token", k->str);
+        if ((rc = dup_mem(c, k->str, k->len, &h->name)) != 0)
+            return rc;
+        h->name_len = k->len;
+        for (char *q = h->name; *q != '\0'; q++)
+            *q = ascii_lower(*q);
+        /* The proxy frames the body and sets the hop-by-hop fields
+         * itself; a configured one could only disagree with it. */
+        const char *why = gh_config_header_name_refused(h->name);
+        if (why != NULL)
+            return gh_yaml_error(c->doc, k, "header '%s' %s", k->str, why);
+        if ((rc = name_set_add(c, seen, h->name, h)) < 0)
+            return rc;
+        if (rc == 1)
+            return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
+        if (k->value->kind != GH_YAML_SCALAR)
+            return gh_yaml_error(c->doc, k->value, "header '%s' must be a string", k->str);
+        val = k->value->str;
+        if (!header_value_ok(val, k->value->len))
+            return gh_yaml_error(c->doc, k->value, "header '%s' must not contain CR, LF or NUL",
+                                 k->str);
+        if ((rc = dup_mem(c, val, k->value->len, &h->value)) != 0)
+            return rc;
+        h->value_len = k->value->len;
+    }
+    return 0;
+}
+
 static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
 {
     static const char *const keys[] = {"status", "headers", "body", NULL};
@@ -924,7 +1069,7 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     int rc;
     if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'direct_response'")) != 0 ||
         (rc = gh_yaml_check_keys(c->doc, n, keys, "'direct_response'")) != 0 ||
-        (rc = opt_uint(c, n, "status", 100, 599, &status)) != 0)
+        (rc = opt_uint(c, n, "status", 200, 599, &status)) != 0)
         return rc;
     if ((r->direct = calloc(1, sizeof(*r->direct))) == NULL)
         return gh_yaml_oom(c->doc);
@@ -932,40 +1077,11 @@ static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     d->status = (int)status;
 
     if ((v = gh_yaml_map_get(n, "headers")) != NULL) {
-        if ((rc = gh_yaml_expect(c->doc, v, GH_YAML_MAP, "'headers'")) != 0 ||
-            (rc = alloc_array(c, v->count, sizeof(*d->headers), (void **)&d->headers)) != 0)
+        name_set_t seen = {0};
+        rc = parse_direct_headers(c, v, d, &seen);
+        name_set_dispose(&seen);
+        if (rc != 0)
             return rc;
-        d->num_headers = v->count;
-        size_t i = 0;
-        for (const gh_yaml_node_t *k = v->head; k != NULL; k = k->next, i++) {
-            gh_header_kv_t *h = &d->headers[i];
-            const char *val;
-            if (!is_token(k->str, k->len))
-                return gh_yaml_error(c->doc, k, "header name '%s' is not an HTTP token", k->str);
-            if ((rc = dup_mem(c, k->str, k->len, &h->name)) != 0)
-                return rc;
-            h->name_len = k->len;
-            for (char *q = h->name; *q != '\0'; q++)
-                *q = ascii_lower(*q);
-            /* The proxy frames the body and sets the hop-by-hop fields
-             * itself; a configured one could only disagree with it. */
-            const char *why = gh_config_header_name_refused(h->name);
-            if (why != NULL)
-                return gh_yaml_error(c->doc, k, "header '%s' %s", k->str, why);
-            for (size_t j = 0; j < i; j++) {
-                if (strcmp(d->headers[j].name, h->name) == 0)
-                    return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
-            }
-            if (k->value->kind != GH_YAML_SCALAR)
-                return gh_yaml_error(c->doc, k->value, "header '%s' must be a string", k->str);
-            val = k->value->str;
-            if (!header_value_ok(val, k->value->len))
-                return gh_yaml_error(c->doc, k->value, "header '%s' must not contain CR, LF or NUL",
-                                     k->str);
-            if ((rc = dup_mem(c, val, k->value->len, &h->value)) != 0)
-                return rc;
-            h->value_len = k->value->len;
-        }
     }
     if ((v = gh_yaml_map_get(n, "body")) != NULL) {
         if (v->kind != GH_YAML_SCALAR)
@@ -1006,11 +1122,11 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
         if ((rc = dup_mem(c, buf, (size_t)len, &r->name)) != 0)
             return rc;
     }
-    for (size_t i = 0; i < r->index; i++) {
-        if (strcmp(l->routes[i].name, r->name) == 0)
-            return gh_yaml_error(c->doc, namenode != NULL ? namenode : n,
-                                 "duplicate route name '%s' in listener '%s'", r->name, l->name);
-    }
+    if ((rc = name_set_add(c, &c->route_names, r->name, r)) < 0)
+        return rc;
+    if (rc == 1)
+        return gh_yaml_error(c->doc, namenode != NULL ? namenode : n,
+                             "duplicate route name '%s' in listener '%s'", r->name, l->name);
 
     if ((v = gh_yaml_map_get(n, "match")) != NULL && (rc = parse_match(c, v, r)) != 0)
         return rc;
@@ -1034,7 +1150,7 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
     if ((v = gh_yaml_map_get(n, "forward_trailers")) != NULL &&
         (rc = parse_forward_trailers(c, v, r)) != 0)
         return rc;
-    return opt_duration(c, n, "timeout", &r->timeout_ms);
+    return opt_duration(c, n, "timeout", MAX_ROUTE_TIMEOUT, &r->timeout_ms);
 }
 
 /* ---- listeners ---- */
@@ -1155,9 +1271,10 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
                                  name, l->address, o->name, o->address);
     }
 
-    if ((rc = opt_duration(c, n, "header_timeout", &l->header_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "idle_timeout", &l->idle_timeout_ms)) != 0 ||
-        (rc = opt_duration(c, n, "body_timeout", &l->body_timeout_ms)) != 0 ||
+    if ((rc = opt_duration(c, n, "header_timeout", MAX_HEADER_TIMEOUT, &l->header_timeout_ms)) !=
+            0 ||
+        (rc = opt_duration(c, n, "idle_timeout", MAX_IDLE_TIMEOUT, &l->idle_timeout_ms)) != 0 ||
+        (rc = opt_duration(c, n, "body_timeout", MAX_BODY_TIMEOUT, &l->body_timeout_ms)) != 0 ||
         (rc = opt_size(c, n, "max_head", KIB, MAX_HEAD_LIMIT, &l->max_head)) != 0 ||
         (rc = opt_size(c, n, "max_uri", 1, MAX_HEAD_LIMIT, &l->max_uri)) != 0)
         return rc;
@@ -1177,6 +1294,7 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
         return rc;
     l->num_routes = routes->count;
     size_t i = 0;
+    name_set_dispose(&c->route_names);
     for (const gh_yaml_node_t *r = routes->head; r != NULL; r = r->next, i++) {
         l->routes[i].index = i;
         if ((rc = parse_route(c, r, l, &l->routes[i])) != 0)
@@ -1201,7 +1319,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         return gh_yaml_error(c->doc, root, "the configuration must be a mapping");
     if ((rc = gh_yaml_check_keys(c->doc, root, keys, "the configuration")) != 0 ||
         (rc = opt_uint(c, root, "workers", 0, MAX_WORKERS, &u)) != 0 ||
-        (rc = opt_duration(c, root, "drain_timeout", &c->cfg->drain_timeout_ms)) != 0)
+        (rc = opt_duration(c, root, "drain_timeout", MAX_DRAIN_TIMEOUT,
+                           &c->cfg->drain_timeout_ms)) != 0)
         return rc;
     c->cfg->workers = (uint32_t)u;
     if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
@@ -1256,6 +1375,8 @@ gh_config_t *gh_config_load_buffer(const char *name, const char *buf, size_t len
         gh_config_free(c.cfg);
         c.cfg = NULL;
     }
+    name_set_dispose(&c.clusters);
+    name_set_dispose(&c.route_names);
     gh_yaml_doc_dispose(&doc);
     return c.cfg;
 }

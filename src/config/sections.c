@@ -245,10 +245,10 @@ int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
         t->batch_size = (uint32_t)u;
     }
     if ((n = gh_yaml_map_get(node, "flush_interval")) != NULL &&
-        (rc = gh_yaml_duration(doc, n, "flush_interval", &t->flush_interval_ms)) != 0)
+        (rc = gh_yaml_duration_max(doc, n, "flush_interval", 60000, &t->flush_interval_ms)) != 0)
         return rc;
     if ((n = gh_yaml_map_get(node, "export_timeout")) != NULL &&
-        (rc = gh_yaml_duration(doc, n, "export_timeout", &t->export_timeout_ms)) != 0)
+        (rc = gh_yaml_duration_max(doc, n, "export_timeout", 60000, &t->export_timeout_ms)) != 0)
         return rc;
     if ((n = gh_yaml_map_get(node, "incoming_sampled")) != NULL &&
         (rc = parse_incoming_sampled(doc, n, &t->incoming_sampled)) != 0)

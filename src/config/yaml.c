@@ -24,6 +24,7 @@ static gh_yaml_node_t *node_new(gh_yaml_doc_t *doc, gh_yaml_kind_t kind, yaml_ma
     gh_yaml_node_t *n = calloc(1, sizeof(*n) + extra);
     if (n == NULL)
         return NULL;
+    doc->num_nodes++;
     n->kind = kind;
     n->line = mark.line >= UINT32_MAX ? UINT32_MAX : (uint32_t)(mark.line + 1);
     n->col = mark.column >= UINT32_MAX ? UINT32_MAX : (uint32_t)(mark.column + 1);
@@ -50,6 +51,9 @@ void gh_yaml_doc_dispose(gh_yaml_doc_t *doc)
     }
     doc->all = NULL;
     doc->root = NULL;
+    free(doc->keys);
+    doc->keys = NULL;
+    doc->keys_cap = doc->num_keys = 0;
 }
 
 __attribute__((format(printf, 4, 0))) static void vformat(const gh_yaml_doc_t *doc, uint32_t line,
@@ -125,6 +129,62 @@ static int parser_error(const gh_yaml_doc_t *doc, const yaml_parser_t *p, const 
     return error_at(doc, line, col, "invalid YAML: %s", problem);
 }
 
+/* ---- the duplicate-key check ----
+ *
+ * One open-addressing table for the whole document, keyed by (mapping, key
+ * text): comparing each new key with every earlier key of its mapping made
+ * a 100,000-key mapping cost 5e9 comparisons on the main loop at reload. */
+
+static uint64_t key_hash(const gh_yaml_node_t *map, const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)map;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static int keys_grow(gh_yaml_doc_t *doc)
+{
+    size_t cap = doc->keys_cap ? doc->keys_cap * 2 : 256;
+    gh_yaml_node_t **t = calloc(cap, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < doc->keys_cap; i++) {
+        gh_yaml_node_t *k = doc->keys[i];
+        if (k == NULL)
+            continue;
+        size_t j = (size_t)key_hash(k->parent, k->str, k->len) & (cap - 1);
+        while (t[j] != NULL)
+            j = (j + 1) & (cap - 1);
+        t[j] = k;
+    }
+    free(doc->keys);
+    doc->keys = t;
+    doc->keys_cap = cap;
+    return 0;
+}
+
+/* 1 when map already has a key with n's text; else records n and returns
+ * 0 (or -ENOMEM). */
+static int key_seen(gh_yaml_doc_t *doc, gh_yaml_node_t *map, gh_yaml_node_t *n)
+{
+    if (2 * (doc->num_keys + 1) > doc->keys_cap && keys_grow(doc) != 0)
+        return -ENOMEM;
+    size_t mask = doc->keys_cap - 1;
+    size_t j = (size_t)key_hash(map, n->str, n->len) & mask;
+    for (; doc->keys[j] != NULL; j = (j + 1) & mask) {
+        const gh_yaml_node_t *k = doc->keys[j];
+        if (k->parent == map && k->len == n->len && memcmp(k->str, n->str, n->len) == 0)
+            return 1;
+    }
+    n->parent = map;
+    doc->keys[j] = n;
+    doc->num_keys++;
+    return 0;
+}
+
 static int attach(gh_yaml_doc_t *doc, gh_yaml_node_t **stack, size_t depth, gh_yaml_node_t *n)
 {
     if (depth == 0) {
@@ -139,10 +199,11 @@ static int attach(gh_yaml_doc_t *doc, gh_yaml_node_t **stack, size_t depth, gh_y
     if (parent->kind == GH_YAML_MAP) {
         if (n->kind != GH_YAML_SCALAR)
             return gh_yaml_error(doc, n, "mapping keys must be scalars");
-        for (const gh_yaml_node_t *k = parent->head; k != NULL; k = k->next) {
-            if (k->len == n->len && memcmp(k->str, n->str, n->len) == 0)
-                return gh_yaml_error(doc, n, "duplicate key '%s'", n->str);
-        }
+        int seen = key_seen(doc, parent, n);
+        if (seen < 0)
+            return gh_yaml_oom(doc);
+        if (seen)
+            return gh_yaml_error(doc, n, "duplicate key '%s'", n->str);
     }
     if (parent->tail != NULL)
         parent->tail->next = n;
@@ -168,6 +229,8 @@ int gh_yaml_doc_init(gh_yaml_doc_t *doc, const char *name, const char *buf, size
     doc->err = err;
     err->msg[0] = '\0';
 
+    if (len > GH_YAML_MAX_BYTES)
+        return error_at(doc, 0, 0, "the document is larger than %u bytes", GH_YAML_MAX_BYTES);
     if (!yaml_parser_initialize(&parser))
         return gh_yaml_oom(doc);
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -178,6 +241,15 @@ int gh_yaml_doc_init(gh_yaml_doc_t *doc, const char *name, const char *buf, size
             break;
         }
         gh_yaml_node_t *n = NULL;
+        if (doc->num_nodes >= GH_YAML_MAX_NODES &&
+            (ev.type == YAML_SCALAR_EVENT || ev.type == YAML_SEQUENCE_START_EVENT ||
+             ev.type == YAML_MAPPING_START_EVENT)) {
+            rc = error_at(doc, (uint32_t)ev.start_mark.line + 1, (uint32_t)ev.start_mark.column + 1,
+                          "more than %u YAML nodes (keys, values and list items)",
+                          GH_YAML_MAX_NODES);
+            yaml_event_delete(&ev);
+            break;
+        }
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
             done = 1;
@@ -355,18 +427,46 @@ int gh_yaml_bool(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const cha
     return gh_yaml_error(doc, node, "'%s' must be true or false", key);
 }
 
-int gh_yaml_duration(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
-                     uint64_t *ms)
+/* ms in the largest unit that divides it: "7d" is not a unit, so "168h". */
+static void format_ms(uint64_t ms, char *buf, size_t cap)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms % units[i].ms == 0) {
+            snprintf(buf, cap, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+            return;
+        }
+    }
+}
+
+int gh_yaml_duration_max(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
+                         uint64_t max_ms, uint64_t *ms)
 {
     uint64_t v;
+    char max[32];
     if (node->kind != GH_YAML_SCALAR || memchr(node->str, '\0', node->len) != NULL ||
         gh_config_parse_duration(node->str, &v) != 0)
         return gh_yaml_error(doc, node,
                              "'%s' must be a duration greater than zero, such as 250ms, 5s, 2m "
                              "or 1h",
                              key);
+    if (max_ms > GH_YAML_DURATION_MAX)
+        max_ms = GH_YAML_DURATION_MAX;
+    if (v > max_ms) {
+        format_ms(max_ms, max, sizeof(max));
+        return gh_yaml_error(doc, node, "'%s' must be at most %s", key, max);
+    }
     *ms = v;
     return 0;
+}
+
+int gh_yaml_duration(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
+                     uint64_t *ms)
+{
+    return gh_yaml_duration_max(doc, node, key, GH_YAML_DURATION_MAX, ms);
 }
 
 int gh_yaml_size(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,

@@ -22,6 +22,14 @@
 #include "gatehouse/config.h"
 
 #define GH_YAML_MAX_DEPTH 64
+/* Caps on what one document may cost to load (docs/config.md): its size,
+ * and the number of nodes (each scalar, list and mapping is one). */
+#define GH_YAML_MAX_BYTES (16u << 20)
+#define GH_YAML_MAX_NODES 200000u
+/* The longest duration any key accepts (7 days): a larger value only
+ * overflows the timers it feeds. Keys with a tighter bound use
+ * gh_yaml_duration_max. */
+#define GH_YAML_DURATION_MAX (7ULL * 24 * 60 * 60 * 1000)
 
 typedef enum {
     GH_YAML_SCALAR = 0,
@@ -52,6 +60,7 @@ struct gh_yaml_node_s {
     /* private */
     gh_yaml_node_t *tail;
     gh_yaml_node_t *all_next;
+    gh_yaml_node_t *parent; /* mapping keys: their mapping */
 };
 
 typedef struct {
@@ -59,6 +68,9 @@ typedef struct {
     gh_yaml_node_t *root;   /* NULL for an empty document */
     gh_config_error_t *err; /* borrowed; where errors go */
     gh_yaml_node_t *all;    /* private: every node, for dispose */
+    size_t num_nodes;       /* private */
+    gh_yaml_node_t **keys;  /* private: hash set of mapping keys */
+    size_t keys_cap, num_keys;
 } gh_yaml_doc_t;
 
 /* Parses buf into doc (caller's memory). name and err are borrowed and must
@@ -103,9 +115,12 @@ int gh_yaml_uint(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const cha
                  uint64_t min, uint64_t max, uint64_t *out);
 /* true or false (also True/TRUE/False/FALSE), plain. */
 int gh_yaml_bool(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key, int *out);
-/* gh_config_parse_duration syntax; always > 0. */
+/* gh_config_parse_duration syntax; always > 0 and at most GH_YAML_DURATION_MAX. */
 int gh_yaml_duration(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
                      uint64_t *ms);
+/* The same, at most max_ms (error "'key' must be at most 1h"). */
+int gh_yaml_duration_max(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
+                         uint64_t max_ms, uint64_t *ms);
 /* gh_config_parse_size syntax, in [min, max] bytes. */
 int gh_yaml_size(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *key,
                  uint64_t min, uint64_t max, uint64_t *bytes);

@@ -15,7 +15,9 @@
 /* The descriptor workers write to; -1 while no log is open. Its number
  * stays the same for the life of the process once set. */
 static int log_fd = -1;
-static char *log_path; /* main thread only; NULL = stdout */
+static char *log_path;           /* main thread only; NULL = stdout */
+static uint64_t lines_lost;      /* atomic: lines a failed write lost */
+static uint64_t lines_truncated; /* atomic: lines with a capped field */
 
 static int open_path(const char *path)
 {
@@ -37,27 +39,72 @@ static int install(int fd)
     return r;
 }
 
-int gh_access_log_open(const gh_access_log_conf_t *conf)
+int gh_access_log_prepare(const gh_access_log_conf_t *conf, int *fd)
 {
+    *fd = -1;
     if (!conf->enabled)
         return 0; /* keep whatever is open: workers skip logging by config */
     int same = (conf->path == NULL && log_path == NULL) ||
                (conf->path != NULL && log_path != NULL && strcmp(conf->path, log_path) == 0);
     if (same && log_fd >= 0)
         return 0;
-    int fd = open_path(conf->path);
-    if (fd < 0) {
-        int e = errno;
-        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot open %s: %s", conf->path ? conf->path : "stdout",
-               strerror(e));
-        return -e;
+    *fd = open_path(conf->path);
+    return *fd < 0 ? -errno : 0;
+}
+
+int gh_access_log_commit(const gh_access_log_conf_t *conf, int fd)
+{
+    if (fd < 0)
+        return 0;
+    char *p = conf->path ? strdup(conf->path) : NULL;
+    if (conf->path != NULL && p == NULL) {
+        close(fd);
+        return -ENOMEM;
     }
     int r = install(fd);
     if (r == 0) {
         free(log_path);
-        log_path = conf->path ? strdup(conf->path) : NULL;
+        log_path = p;
+    } else {
+        free(p);
     }
     return r;
+}
+
+void gh_access_log_abort(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int gh_access_log_open(const gh_access_log_conf_t *conf)
+{
+    int fd;
+    int r = gh_access_log_prepare(conf, &fd);
+    if (r < 0) {
+        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot open %s: %s", conf->path ? conf->path : "stdout",
+               strerror(-r));
+        return r;
+    }
+    return gh_access_log_commit(conf, fd);
+}
+
+uint64_t gh_access_log_lines_lost(void)
+{
+    return __atomic_load_n(&lines_lost, __ATOMIC_RELAXED);
+}
+
+uint64_t gh_access_log_lines_truncated(void)
+{
+    return __atomic_load_n(&lines_truncated, __ATOMIC_RELAXED);
+}
+
+static uint64_t count_newlines(const char *p, size_t n)
+{
+    uint64_t k = 0;
+    for (const char *q = p; (q = memchr(q, '\n', (size_t)(p + n - q))) != NULL; q++)
+        k++;
+    return k;
 }
 
 int gh_access_log_reopen(void)
@@ -90,8 +137,16 @@ void gh_access_log_flush(gh_access_log_buf_t *b)
         ssize_t n = write(fd, b->buf + off, b->len - off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            break; /* a full disk loses log lines, never requests */
+        if (n <= 0) {
+            /* A full disk loses log lines, never requests; the loss is
+             * counted (gatehouse_access_log_lines_lost_total). A line cut
+             * by a short write counts as lost: its tail is. */
+            uint64_t lost = count_newlines(b->buf + off, b->len - off);
+            if (off > 0 && b->buf[off - 1] != '\n')
+                lost++;
+            __atomic_add_fetch(&lines_lost, lost, __ATOMIC_RELAXED);
+            break;
+        }
         off += (size_t)n;
     }
     b->len = 0;
@@ -102,7 +157,25 @@ void gh_access_log_flush(gh_access_log_buf_t *b)
 typedef struct {
     char *p, *end;
     int first;
+    uint32_t truncated; /* bit set of GH_LOG_FIELD_* whose value was capped */
 } w_t;
+
+/* Caps on each string field, in bytes before escaping. A client controls
+ * the path, query, user agent and method (and, through a token, the
+ * principal and consumer); without caps a long value made the line larger
+ * than the buffer and the whole line was dropped, so a client could hide
+ * its own requests. A capped value is cut and the field named in the
+ * line's "truncated" list. With every field at its cap and every byte
+ * escaped (6x) a line still fits an empty buffer: see ALOG_LINE_MAX below. */
+#define CAP_METHOD 64
+#define CAP_PATH 2048
+#define CAP_QUERY 2048
+#define CAP_USER_AGENT 1024
+#define CAP_NAME 512 /* request id, listener, route, upstream, client, principal, consumer, ... */
+#define LINE_FIXED 2048 /* keys, numbers, time, punctuation */
+#define ALOG_LINE_MAX                                                                              \
+    (LINE_FIXED + 6 * (CAP_METHOD + CAP_PATH + CAP_QUERY + CAP_USER_AGENT + 9 * CAP_NAME))
+_Static_assert(ALOG_LINE_MAX < GH_ACCESS_LOG_BUF, "a line at its caps must fit the buffer");
 
 static void raw(w_t *w, const char *s, size_t n)
 {
@@ -150,9 +223,19 @@ static void str(w_t *w, const char *s, size_t n)
     raw(w, "\"", 1);
 }
 
-static void cstr(w_t *w, const char *s)
+/* s (n bytes) cut to cap; a cut marks field as truncated. */
+static void capped(w_t *w, int field, const char *s, size_t n, size_t cap)
 {
-    str(w, s, s ? strlen(s) : 0);
+    if (s != NULL && n > cap) {
+        n = cap;
+        w->truncated |= 1u << field;
+    }
+    str(w, s, n);
+}
+
+static void cstr(w_t *w, int field, const char *s)
+{
+    capped(w, field, s, s ? strnlen(s, CAP_NAME + 1) : 0, CAP_NAME);
 }
 
 static void num(w_t *w, uint64_t v)
@@ -182,7 +265,7 @@ static int hexval(char c)
  * application reads them: "api%5Fkey" is api_key. */
 static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t n)
 {
-    char dec[256];
+    char dec[256] = {0}; /* zeroed only to keep cppcheck from a false alarm on d == 0 */
     size_t d = 0;
     for (size_t i = 0; i < n && d < sizeof(dec); i++) {
         if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 && hexval(name[i + 2]) >= 0) {
@@ -198,7 +281,9 @@ static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t 
     return 0;
 }
 
-/* The query with the values of secret parameters replaced. */
+/* The query with the values of secret parameters replaced, then capped.
+ * Masking comes first, so a cut never lands inside a secret value that
+ * would then be written. */
 static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_t n)
 {
     if (q == NULL) {
@@ -206,15 +291,18 @@ static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_
         return;
     }
     if (conf->num_secret_query == 0) {
-        str(w, q, n);
+        capped(w, GH_LOG_FIELD_QUERY, q, n, CAP_QUERY);
         return;
     }
-    char tmp[8192];
+    char tmp[CAP_QUERY + 1];
     size_t o = 0;
     gh_pairs_t it;
     gh_pair_t pr;
+    int more;
     gh_pairs_init(&it, q, n, '&');
-    while (gh_pairs_next(&it, &pr) && o + pr.raw_len + 16 < sizeof(tmp)) {
+    /* A pair that does not fit whole is left out: cutting it could write
+     * part of a secret's value before its name was seen complete. */
+    while ((more = gh_pairs_next(&it, &pr)) != 0 && o + pr.raw_len + 12 <= sizeof(tmp)) {
         int secret = pr.has_value && is_secret(conf, pr.name, pr.name_len);
         if (o > 0)
             tmp[o++] = '&';
@@ -226,6 +314,8 @@ static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_
             o += 10;
         }
     }
+    if (more)
+        w->truncated |= 1u << GH_LOG_FIELD_QUERY;
     str(w, tmp, o);
 }
 
@@ -241,24 +331,31 @@ static void timestamp(w_t *w, uint64_t unix_ms)
     raw(w, b, (size_t)n);
 }
 
+static size_t at_most(size_t n, size_t cap)
+{
+    return n < cap ? n : cap;
+}
+
 #define F(bit) (conf->fields & (1u << (bit)))
 
 void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *conf,
                           const gh_access_log_entry_t *e)
 {
-    /* A line is at most a few KiB plus the path, query and user agent
-     * (each bounded by the listener's head limit, escaped up to 6x). */
-    size_t need = 4096 + 6 * (e->path_len + e->query_len + e->user_agent_len);
+    /* Room for this line with every byte escaped; each field counts at
+     * most its cap, so this never exceeds ALOG_LINE_MAX and the line
+     * always fits once the buffer is flushed. */
+    size_t need =
+        LINE_FIXED +
+        6 * (at_most(e->method_len, CAP_METHOD) + at_most(e->path_len, CAP_PATH) +
+             at_most(e->query_len, CAP_QUERY) + at_most(e->user_agent_len, CAP_USER_AGENT));
     const char *more[] = {e->request_id, e->listener, e->route,    e->upstream, e->client,
                           e->principal,  e->consumer, e->trace_id, e->error};
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         if (more[i] != NULL)
-            need += 6 * strlen(more[i]);
-    if (need > GH_ACCESS_LOG_BUF)
-        need = GH_ACCESS_LOG_BUF;
+            need += 6 * strnlen(more[i], CAP_NAME);
     if (GH_ACCESS_LOG_BUF - b->len < need)
         gh_access_log_flush(b);
-    w_t w = {b->buf + b->len, b->buf + GH_ACCESS_LOG_BUF - 1, 1};
+    w_t w = {b->buf + b->len, b->buf + GH_ACCESS_LOG_BUF - 1, 1, 0};
     raw(&w, "{", 1);
     if (F(GH_LOG_FIELD_TIME)) {
         key(&w, "time");
@@ -266,23 +363,23 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
     }
     if (F(GH_LOG_FIELD_REQUEST_ID)) {
         key(&w, "request_id");
-        cstr(&w, e->request_id);
+        cstr(&w, GH_LOG_FIELD_REQUEST_ID, e->request_id);
     }
     if (F(GH_LOG_FIELD_LISTENER)) {
         key(&w, "listener");
-        cstr(&w, e->listener);
+        cstr(&w, GH_LOG_FIELD_LISTENER, e->listener);
     }
     if (F(GH_LOG_FIELD_ROUTE)) {
         key(&w, "route");
-        cstr(&w, e->route);
+        cstr(&w, GH_LOG_FIELD_ROUTE, e->route);
     }
     if (F(GH_LOG_FIELD_METHOD)) {
         key(&w, "method");
-        str(&w, e->method, e->method_len);
+        capped(&w, GH_LOG_FIELD_METHOD, e->method, e->method_len, CAP_METHOD);
     }
     if (F(GH_LOG_FIELD_PATH)) {
         key(&w, "path");
-        str(&w, e->path, e->path_len);
+        capped(&w, GH_LOG_FIELD_PATH, e->path, e->path_len, CAP_PATH);
     }
     if (F(GH_LOG_FIELD_QUERY)) {
         key(&w, "query");
@@ -306,7 +403,7 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
     }
     if (F(GH_LOG_FIELD_UPSTREAM)) {
         key(&w, "upstream");
-        cstr(&w, e->upstream);
+        cstr(&w, GH_LOG_FIELD_UPSTREAM, e->upstream);
     }
     if (F(GH_LOG_FIELD_UPSTREAM_DURATION)) {
         key(&w, "upstream_duration_ms");
@@ -317,30 +414,49 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
     }
     if (F(GH_LOG_FIELD_CLIENT)) {
         key(&w, "client");
-        cstr(&w, e->client);
+        cstr(&w, GH_LOG_FIELD_CLIENT, e->client);
     }
     if (F(GH_LOG_FIELD_USER_AGENT)) {
         key(&w, "user_agent");
-        str(&w, e->user_agent, e->user_agent_len);
+        capped(&w, GH_LOG_FIELD_USER_AGENT, e->user_agent, e->user_agent_len, CAP_USER_AGENT);
     }
     if (F(GH_LOG_FIELD_PRINCIPAL)) {
         key(&w, "principal");
-        cstr(&w, e->principal);
+        cstr(&w, GH_LOG_FIELD_PRINCIPAL, e->principal);
     }
     if (F(GH_LOG_FIELD_CONSUMER)) {
         key(&w, "consumer");
-        cstr(&w, e->consumer);
+        cstr(&w, GH_LOG_FIELD_CONSUMER, e->consumer);
     }
     if (F(GH_LOG_FIELD_TRACE_ID)) {
         key(&w, "trace_id");
-        cstr(&w, e->trace_id);
+        cstr(&w, GH_LOG_FIELD_TRACE_ID, e->trace_id);
     }
     if (F(GH_LOG_FIELD_ERROR)) {
         key(&w, "error");
-        cstr(&w, e->error);
+        cstr(&w, GH_LOG_FIELD_ERROR, e->error);
+    }
+    if (w.truncated != 0) {
+        key(&w, "truncated");
+        raw(&w, "[", 1);
+        int first = 1;
+        for (int i = 0; i < GH_LOG_FIELD_COUNT; i++) {
+            if (!(w.truncated & (1u << i)))
+                continue;
+            if (!first)
+                raw(&w, ",", 1);
+            first = 0;
+            cstr(&w, i, gh_access_log_field_names[i]);
+        }
+        raw(&w, "]", 1);
+        __atomic_add_fetch(&lines_truncated, 1, __ATOMIC_RELAXED);
     }
     raw(&w, "}\n", 2);
-    if (w.p >= w.end)
-        return; /* did not fit: drop the line rather than write half of it */
+    if (w.p >= w.end) {
+        /* Cannot happen with the caps (ALOG_LINE_MAX); if it did, the line is
+         * counted lost rather than written in half. */
+        __atomic_add_fetch(&lines_lost, 1, __ATOMIC_RELAXED);
+        return;
+    }
     b->len = (size_t)(w.p - b->buf);
 }

@@ -33,6 +33,11 @@ static struct {
     labels_t *labels[K_COUNT];
     uint32_t count[K_COUNT]; /* read by the renderer, same thread */
     uint32_t cap[K_COUNT];
+    /* Open-addressing index over labels[kind]: id + 1, 0 = empty. Finding a
+     * label set by scanning them all made a snapshot of 39,000 routes take
+     * minutes to build (each new id compared with every earlier one). */
+    uint32_t *index[K_COUNT];
+    uint32_t index_cap[K_COUNT];
     gh_metrics_shard_t *shards[MAX_SHARDS];
     unsigned num_shards;                             /* atomic */
     uint64_t reloads_ok, reloads_failed, generation; /* atomic */
@@ -50,18 +55,65 @@ static const char *const bounds_text[GH_HIST_BUCKETS] = {
     "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
 };
 
+static uint64_t labels_hash(const char *const v[3])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int k = 0; k < 3; k++) {
+        /* A NULL label hashes apart from an empty one. */
+        h ^= v[k] == NULL ? 0x100u : 0x200u;
+        h *= 1099511628211ULL;
+        for (const char *p = v[k]; p != NULL && *p != '\0'; p++) {
+            h ^= (unsigned char)*p;
+            h *= 1099511628211ULL;
+        }
+    }
+    return h ^ (h >> 29);
+}
+
+static int labels_equal(const labels_t *t, const char *const v[3])
+{
+    for (int k = 0; k < 3; k++)
+        if (!((v[k] == NULL && t->l[k] == NULL) ||
+              (v[k] != NULL && t->l[k] != NULL && strcmp(v[k], t->l[k]) == 0)))
+            return 0;
+    return 1;
+}
+
+/* The slot of v in kind's index: its id + 1, or 0 where it would go. */
+static uint32_t *index_slot(int kind, const char *const v[3])
+{
+    uint32_t mask = reg.index_cap[kind] - 1;
+    uint32_t j = (uint32_t)labels_hash(v) & mask;
+    while (reg.index[kind][j] != 0 && !labels_equal(&reg.labels[kind][reg.index[kind][j] - 1], v))
+        j = (j + 1) & mask;
+    return &reg.index[kind][j];
+}
+
+static int index_grow(int kind)
+{
+    uint32_t cap = reg.index_cap[kind] ? reg.index_cap[kind] * 2 : 128;
+    uint32_t *t = calloc(cap, sizeof(*t));
+    if (t == NULL)
+        return -1;
+    free(reg.index[kind]);
+    reg.index[kind] = t;
+    reg.index_cap[kind] = cap;
+    for (uint32_t i = 0; i < reg.count[kind]; i++) {
+        const labels_t *l = &reg.labels[kind][i];
+        const char *v[3] = {l->l[0], l->l[1], l->l[2]};
+        *index_slot(kind, v) = i + 1;
+    }
+    return 0;
+}
+
 static uint32_t intern(int kind, const char *a, const char *b, const char *c)
 {
     const char *v[3] = {a, b, c};
-    for (uint32_t i = 0; i < reg.count[kind]; i++) {
-        labels_t *t = &reg.labels[kind][i];
-        int same = 1;
-        for (int k = 0; k < 3 && same; k++)
-            same = (v[k] == NULL && t->l[k] == NULL) ||
-                   (v[k] != NULL && t->l[k] != NULL && strcmp(v[k], t->l[k]) == 0);
-        if (same)
-            return i;
-    }
+    if (2 * (reg.count[kind] + 1) > reg.index_cap[kind] && index_grow(kind) != 0)
+        return UINT32_MAX;
+    uint32_t *slot = index_slot(kind, v);
+    if (*slot != 0)
+        return *slot - 1;
     if (reg.count[kind] >= GH_METRICS_MAX_IDS)
         return UINT32_MAX;
     if (reg.count[kind] == reg.cap[kind]) {
@@ -81,6 +133,7 @@ static uint32_t intern(int kind, const char *a, const char *b, const char *c)
             return UINT32_MAX;
         }
     }
+    *slot = reg.count[kind] + 1;
     return reg.count[kind]++;
 }
 
@@ -589,5 +642,8 @@ void gh_metrics_shutdown(void)
         free(reg.labels[k]);
         reg.labels[k] = NULL;
         reg.count[k] = reg.cap[k] = 0;
+        free(reg.index[k]);
+        reg.index[k] = NULL;
+        reg.index_cap[k] = 0;
     }
 }

@@ -78,6 +78,7 @@ typedef struct {
 struct gh_trace_exporter_s {
     /* Configuration (copied). */
     char *collector;
+    char *collector_log; /* for messages: userinfo redacted */
     char *service_name;
     uint32_t queue_size, batch_size;
     uint64_t flush_interval_ms, export_timeout_ms;
@@ -501,7 +502,7 @@ static int export_body(gh_trace_exporter_t *e, size_t n, uint64_t timeout_ms)
          * say what it then refused. */
         atomic_fetch_add(&e->exported, n);
         if (e->failing)
-            GH_LOG(GH_LOG_INFO, COMPONENT, "export to %s recovered", e->collector);
+            GH_LOG(GH_LOG_INFO, COMPONENT, "export to %s recovered", e->collector_log);
         e->failing = 0;
         return 0;
     }
@@ -513,10 +514,10 @@ static int export_body(gh_trace_exporter_t *e, size_t n, uint64_t timeout_ms)
     if (!e->failing) {
         if (rc != CURLE_OK)
             GH_LOG(GH_LOG_WARN, COMPONENT, "export to %s failed: %s; dropping %zu spans",
-                   e->collector, curl_easy_strerror(rc), n);
+                   e->collector_log, curl_easy_strerror(rc), n);
         else
             GH_LOG(GH_LOG_WARN, COMPONENT, "export to %s: HTTP %ld; dropping %zu spans",
-                   e->collector, code, n);
+                   e->collector_log, code, n);
     }
     e->failing = 1;
     return -1;
@@ -577,6 +578,10 @@ static void *export_main(void *arg)
         }
         pthread_mutex_lock(&e->lock);
     }
+    /* Nothing reads the queue after stopping (submit drops first), so it
+     * goes now rather than when the exporter is freed at exit. */
+    free(e->ring);
+    e->ring = NULL;
     pthread_mutex_unlock(&e->lock);
     return NULL;
 }
@@ -590,6 +595,7 @@ static void exporter_destroy(gh_trace_exporter_t *e)
     free(e->body.data);
     free(e->ring);
     free(e->collector);
+    free(e->collector_log);
     free(e->service_name);
     free(e);
 }
@@ -619,9 +625,11 @@ gh_trace_exporter_t *gh_trace_exporter_new(const gh_tracing_conf_t *conf)
     e->flush_interval_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
     e->export_timeout_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 2000;
     e->collector = strdup(conf->collector);
+    e->collector_log = gh_trace_redact_url(conf->collector);
     e->service_name = strdup(conf->service_name ? conf->service_name : "gatehouse");
     e->ring = calloc(e->queue_size, sizeof(slot_t));
-    if (e->collector == NULL || e->service_name == NULL || e->ring == NULL)
+    if (e->collector == NULL || e->collector_log == NULL || e->service_name == NULL ||
+        e->ring == NULL)
         goto oom;
 
     e->curl = curl_easy_init();
@@ -670,7 +678,7 @@ gh_trace_exporter_t *gh_trace_exporter_new(const gh_tracing_conf_t *conf)
         pthread_mutex_destroy(&e->lock);
         goto fail_rc;
     }
-    GH_LOG(GH_LOG_INFO, COMPONENT, "exporting spans to %s (queue %u, batch %u)", e->collector,
+    GH_LOG(GH_LOG_INFO, COMPONENT, "exporting spans to %s (queue %u, batch %u)", e->collector_log,
            e->queue_size, e->batch_size);
     return e;
 
@@ -717,22 +725,27 @@ void gh_trace_exporter_stats(gh_trace_exporter_t *e, gh_trace_stats_t *out)
     out->export_requests = atomic_load(&e->export_requests);
 }
 
+/* Never waits for the export thread: it may be inside a request to a
+ * collector that takes export_timeout to give up, and the caller is the
+ * main loop that answers /live (joining here once held it for 9 s). */
 void gh_trace_exporter_stop(gh_trace_exporter_t *e)
 {
-    if (e == NULL || e->joined)
+    if (e == NULL)
         return;
     pthread_mutex_lock(&e->lock);
     e->stopping = 1;
     pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->lock);
-    pthread_join(e->thread, NULL);
+}
+
+int gh_trace_exporter_reap(gh_trace_exporter_t *e)
+{
+    if (e == NULL || e->joined)
+        return 1;
+    if (pthread_tryjoin_np(e->thread, NULL) != 0)
+        return 0;
     e->joined = 1;
-    /* The queue goes now; the struct and its lock stay until free, for a
-     * worker still submitting to it (stopping makes that a counted drop). */
-    pthread_mutex_lock(&e->lock);
-    free(e->ring);
-    e->ring = NULL;
-    pthread_mutex_unlock(&e->lock);
+    return 1;
 }
 
 void gh_trace_exporter_free(gh_trace_exporter_t *e)
@@ -740,8 +753,37 @@ void gh_trace_exporter_free(gh_trace_exporter_t *e)
     if (e == NULL)
         return;
     gh_trace_exporter_stop(e);
+    if (!e->joined)
+        pthread_join(e->thread, NULL);
+    e->joined = 1;
     pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->lock);
     exporter_destroy(e);
     curl_global_cleanup();
+}
+
+/* RFC 3986 section 3.2.1: userinfo is what precedes '@' in the authority.
+ * It is a credential ("user:password"), so it never reaches a log line or
+ * the admin API. */
+char *gh_trace_redact_url(const char *url)
+{
+    const char *auth = strstr(url, "://");
+    auth = auth != NULL ? auth + 3 : url;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < auth + alen; p++) {
+        if (*p == '@')
+            at = p; /* the last '@': a password may hold one unencoded */
+    }
+    if (at == NULL)
+        return strdup(url);
+    static const char mask[] = "[redacted]";
+    size_t pre = (size_t)(auth - url), rest = strlen(at);
+    char *out = malloc(pre + sizeof(mask) - 1 + rest + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, url, pre);
+    memcpy(out + pre, mask, sizeof(mask) - 1);
+    memcpy(out + pre + sizeof(mask) - 1, at, rest + 1);
+    return out;
 }

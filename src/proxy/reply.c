@@ -56,6 +56,49 @@ const char *gh_status_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    /* The rest of RFC 9110 section 15 (a direct_response may use any). */
+    case 203:
+        return "Non-Authoritative Information";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 303:
+        return "See Other";
+    case 305:
+        return "Use Proxy";
+    case 308:
+        return "Permanent Redirect";
+    case 402:
+        return "Payment Required";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Unknown";
     }

@@ -264,8 +264,10 @@ def test_json_escaping(gatehouse, upstream, tmp_path):
     assert len(recs) == 3
     ids = by_query_id(recs)
     assert ids["q1"]["user_agent"] == ua
-    assert isinstance(ids["q2"]["user_agent"], str) and ids["q2"]["user_agent"].startswith("caf")
-    assert "%22%5C%00%0A" in ids["q3"]["query"] or '"' in ids["q3"]["query"], ids["q3"]
+    # Bytes from 0x7f up are written as \u00XX: each decodes to U+00XX.
+    assert ids["q2"]["user_agent"] == "caf\xe9 \xff\xfe bytes", ids["q2"]
+    # The raw query, as sent (not decoded).
+    assert ids["q3"]["query"] == "id=q3&x=%22%5C%00%0A", ids["q3"]
     assert len(open(g.log_path, "rb").read().split(b"\n")) == 4
 
 
@@ -320,3 +322,42 @@ def test_reload_changes_path(gatehouse, upstream, tmp_path):
     wait_lines(new_path, lambda rs: rs[-1].get("query") == "id=last")
     assert len(read_json_lines(g.log_path)) == before
 
+
+
+def test_long_user_agent_capped_not_dropped(gatehouse, upstream, tmp_path):
+    """A client could hide its request: a long non-ASCII User-Agent escaped
+    past the line buffer and the whole line was dropped. Now the field is
+    capped and the line says so."""
+    from ops_util import admin_conf, admin_port_of, metrics
+    up = upstream()
+    routes = [{"name": "app", "match": {"path": {"prefix": "/"}}, "to": "app"}]
+    cfg = make_config(routes=routes, clusters={"app": {"endpoints": [f"127.0.0.1:{up.port}"]}})
+    cfg["access_log"] = {"path": str(tmp_path / "access.log")}
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    ua = "\xff" * 30000
+    r = fetch(g.port, "GET", "/echo?id=hidden", headers=[("User-Agent", ua)])
+    assert r.status == 200
+    fetch(g.port, "GET", "/echo?id=after")
+    recs = wait_lines(cfg["access_log"]["path"], lambda rs: len(rs) >= 2, what="2 lines")
+    ids = by_query_id(recs)
+    assert set(ids) == {"hidden", "after"}, recs
+    assert ids["hidden"]["user_agent"] == "\xff" * 1024
+    assert ids["hidden"]["truncated"] == ["user_agent"]
+    assert "truncated" not in ids["after"]
+    m = metrics(admin_port_of(cfg))
+    assert m.value("gatehouse_access_log_lines_truncated_total") == 1
+
+
+def test_lines_lost_to_write_errors_counted(gatehouse, upstream, tmp_path):
+    """/dev/full fails every write with ENOSPC, as a full disk does: the
+    requests are served and the lost lines counted."""
+    from ops_util import admin_conf, admin_port_of, wait_metric
+    up = upstream()
+    cfg = make_config([up])
+    cfg["access_log"] = {"path": "/dev/full"}
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg, workers=2)
+    for i in range(9):
+        assert fetch(g.port, "GET", f"/echo?i={i}").status == 200
+    wait_metric(admin_port_of(cfg), "gatehouse_access_log_lines_lost_total", 9)

@@ -624,3 +624,185 @@ def test_reload_storm(gatehouse, tmp_path):
     finally:
         u1.stop()
         u2.stop()
+
+
+# --------------------------------------------------------------------------
+# A reload is a transaction: what would fail when applied refuses it whole.
+
+
+def _admin_cfg(tag, aport, **extra):
+    cfg = simple_cfg(tag)
+    cfg["admin"] = {"listen": f"127.0.0.1:{aport}"}
+    cfg.update(extra)
+    return cfg
+
+
+def _reloads(aport):
+    from ops_util import metrics
+    m = metrics(aport)
+    return (m.value("gatehouse_config_reloads_total", result="ok"),
+            m.value("gatehouse_config_reloads_total", result="failed"),
+            m.value("gatehouse_config_generation"))
+
+
+def test_admin_section_removed_then_restored(gatehouse):
+    """A config without `admin`, then one with it again: the second reload
+    used to compare the admin address with the previous config's (NULL)
+    and crash. The running admin listener stays, with its token."""
+    from ops_util import admin_get
+    aport = free_port()
+    g = gatehouse(_admin_cfg("one", aport))
+    write_config(g, config_text(g, simple_cfg("two")), "rename")
+    wait_probe(g, "two")
+    assert admin_get(aport, "/live").status == 200
+    write_config(g, config_text(g, _admin_cfg("three", aport)), "rename")
+    wait_probe(g, "three")
+    assert g.alive(), g.stderr_tail()
+    wait_for(lambda: _reloads(aport) == (2, 0, 3), 10, "two ok reloads, generation 3")
+    # Another address than the bound one: logged, the bound one keeps serving.
+    write_config(g, config_text(g, _admin_cfg("four", free_port())), "rename")
+    wait_probe(g, "four")
+    assert admin_get(aport, "/live").status == 200
+    assert "admin listen address changes need a restart" in g.stderr
+
+
+def _jwt_route_cfg(tag, aport, jwks):
+    from jwt_util import provider
+    cfg = _admin_cfg(tag, aport)
+    cfg["listeners"][0]["routes"].insert(1, {
+        "name": "secure", "match": {"path": {"prefix": "/secure"}},
+        "authn": "corp", "direct_response": dr("secure")})
+    cfg["providers"] = {"jwt": {"corp": provider(jwks=jwks)}}
+    return cfg
+
+
+def _wait_refused(g, aport, reason_part):
+    wait_for(lambda: _reloads(aport)[1] == 1, 10, "a failed reload")
+    assert _reloads(aport) == (0, 1, 1)
+    refused = [l for l in g.stderr.splitlines() if "refused" in l]
+    assert refused and reason_part in refused[-1], refused
+
+
+def _assert_still_ready(g, aport, tag):
+    from ops_util import admin_get
+    r = admin_get(aport, "/ready")
+    assert r.status == 200 and r.json() == {"status": "ready", "generation": 1}, r
+    assert probe(g) == tag
+
+
+@pytest.mark.parametrize("broken", ["missing", "garbage", "inline"])
+def test_reload_refused_when_jwks_does_not_load(gatehouse, tmp_path, broken):
+    """A new provider whose JWKS file is missing or not a key set, or whose
+    inline set does not load, refuses the reload: it used to count as ok
+    and leave /ready 503 on every replica at once."""
+    aport = free_port()
+    g = gatehouse(_admin_cfg("one", aport))
+    path = tmp_path / "jwks.json"
+    if broken == "garbage":
+        path.write_text("{ not json")
+    jwks = {"inline": '{"keys": []}'} if broken == "inline" else {"file": str(path)}
+    write_config(g, config_text(g, _jwt_route_cfg("two", aport, jwks)), "rename")
+    _wait_refused(g, aport, "jwt provider 'corp'")
+    _assert_still_ready(g, aport, "one")
+    assert fetch(g.port, "GET", "/secure").body == b"rest-one"
+
+
+def test_reload_with_good_jwks_file_applies(gatehouse, tmp_path):
+    from jwt_util import jwks_text, rsa_key
+    aport = free_port()
+    g = gatehouse(_admin_cfg("one", aport))
+    path = tmp_path / "jwks.json"
+    path.write_text(jwks_text(rsa_key(kid="r1", slot="reload-1")))
+    write_config(g, config_text(g, _jwt_route_cfg("two", aport, {"file": str(path)})), "rename")
+    wait_probe(g, "two")
+    assert _reloads(aport) == (1, 0, 2)
+    assert fetch(g.port, "GET", "/secure").status == 401
+
+
+def test_reload_refused_when_access_log_cannot_open(gatehouse, tmp_path):
+    """An access log in a directory that does not exist refuses the reload;
+    the old log keeps receiving lines."""
+    from ops_util import read_json_lines
+    aport = free_port()
+    old_log = tmp_path / "old.log"
+    g = gatehouse(_admin_cfg("one", aport, access_log={"path": str(old_log)}))
+    bad = _admin_cfg("two", aport, access_log={"path": str(tmp_path / "nosuch" / "a.log")})
+    write_config(g, config_text(g, bad), "rename")
+    _wait_refused(g, aport, "access_log: cannot open")
+    _assert_still_ready(g, aport, "one")
+    assert fetch(g.port, "GET", "/after-refusal").status == 200
+    wait_for(lambda: any(l["path"] == "/after-refusal" for l in read_json_lines(old_log)), 10,
+             "the old access log to get the line")
+    assert not (tmp_path / "nosuch").exists()
+
+
+def test_refused_reload_keeps_new_listener_port_free(gatehouse, tmp_path):
+    """A reload refused after it bound a new listener (the access log fails
+    later) releases that address again."""
+    import socket
+    aport = free_port()
+    g = gatehouse(_admin_cfg("one", aport))
+    p2 = free_port()
+    bad = _admin_cfg("two", aport, access_log={"path": str(tmp_path / "nosuch" / "a.log")})
+    bad["listeners"].append({"name": "second", "listen": f"127.0.0.1:{p2}",
+                             "routes": [{"name": "s", "direct_response": dr("s")}]})
+    write_config(g, config_text(g, bad), "rename")
+    _wait_refused(g, aport, "access_log")
+    assert connect_refused(p2)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p2))  # nobody holds it
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# validate --apply-checks
+
+
+def _validate(tmp_path, cfg, *flags):
+    import subprocess
+    from harness import gatehouse_bin, to_yaml
+    p = tmp_path / "v.yaml"
+    p.write_text(to_yaml(cfg) + "\n")
+    return subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p), *flags],
+                          capture_output=True, timeout=30)
+
+
+def test_validate_apply_checks(tmp_path):
+    import socket
+    from jwt_util import provider
+    base = simple_cfg("v")
+    base["listeners"][0]["listen"] = f"127.0.0.1:{free_port()}"
+    cases = []
+    c = json_copy(base)
+    c["providers"] = {"jwt": {"corp": provider(jwks={"file": str(tmp_path / "missing.json")})}}
+    cases.append((c, b"jwt provider 'corp': cannot read jwks file"))
+    c = json_copy(base)
+    c["access_log"] = {"path": str(tmp_path / "nosuch" / "a.log")}
+    cases.append((c, b"access_log: cannot open"))
+    c = json_copy(base)
+    c["tracing"] = {"collector": "http://[::1/v1/traces"}
+    cases.append((c, b"collector URL does not parse"))
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        c = json_copy(base)
+        c["listeners"][0]["listen"] = f"127.0.0.1:{blocker.getsockname()[1]}"
+        cases.append((c, b"cannot bind"))
+        for cfg, want in cases:
+            r = _validate(tmp_path, cfg)
+            assert r.returncode == 0, (cfg, r)  # without the flag: the file alone
+            r = _validate(tmp_path, cfg, "--apply-checks")
+            assert r.returncode == 1 and want in r.stderr, (cfg, r)
+    finally:
+        blocker.close()
+    assert not (tmp_path / "nosuch").exists()
+    r = _validate(tmp_path, base, "--apply-checks")
+    assert r.returncode == 0 and r.stdout.endswith(b": ok\n"), r
+
+
+def json_copy(d):
+    import json
+    return json.loads(json.dumps(d))

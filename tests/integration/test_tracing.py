@@ -454,3 +454,29 @@ def test_span_status_follows_http_status(gatehouse, upstream, collector):
     assert got["/status/404"] == (404, 0), got
     assert got["/status/503"] == (503, 2), got
     assert got["/drop"] == (502, 2), got
+
+
+def test_reload_does_not_wait_for_a_stuck_export(gatehouse, upstream, collector):
+    """A reload that replaces the tracer used to join the old export thread
+    on the main loop; with the collector holding a request, /live and the
+    reload itself waited for export_timeout. Here the collector holds its
+    answer for longer than the whole test: the reload must complete and
+    /live answer while the export is still in flight."""
+    from ops_util import admin_get, config_text, wait_metric, write_config
+    up = upstream()
+    col = collector(slow=600)
+    g = start(gatehouse, up, col.url, batch_size=1, export_timeout="1m")
+    assert fetch(g.port, "GET", "/echo?stuck=1").status == 200
+    wait_for(lambda: len(col.spans()) >= 1, 10, "the collector to hold the first export")
+    cfg = make_config([up])
+    cfg["tracing"] = {"collector": col.url, "sampling": 1.0, "flush_interval": "100ms",
+                      "batch_size": 1, "export_timeout": "1m", "service_name": "renamed"}
+    cfg["admin"] = {"listen": f"127.0.0.1:{g.admin}"}
+    write_config(g, config_text(g, cfg), "rename")
+    wait_metric(g.admin, "gatehouse_config_reloads_total", 1, result="ok")
+    assert admin_get(g.admin, "/live").status == 200
+    # The held export has not finished: nothing exported, nothing failed.
+    m = metrics(g.admin)
+    assert m.value("gatehouse_tracing_spans_exported_total") == 0
+    assert m.value("gatehouse_tracing_spans_dropped_total", reason="export_failed") == 0
+    col.stop()  # lets the stuck export fail, so shutdown does not wait for it

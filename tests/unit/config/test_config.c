@@ -429,6 +429,56 @@ static void test_nesting_limit(void **state)
     assert_string_equal(err.msg, NAME ":1:65: nesting deeper than 64 levels");
 }
 
+/* A mapping of n keys "k0".."k<n-1>" under the root, then `tail`. */
+static char *many_keys(size_t n, const char *tail)
+{
+    size_t cap = n * 16 + strlen(tail) + 64, len = 0;
+    char *y = malloc(cap);
+    assert_non_null(y);
+    len += (size_t)snprintf(y + len, cap - len, "x:\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(y + len, cap - len, "  k%zu: 1\n", i);
+    snprintf(y + len, cap - len, "%s", tail);
+    return y;
+}
+
+/* The duplicate-key check used to compare each key with every earlier one
+ * of its mapping (100,000 keys: 27 s on the main loop). A duplicate at the
+ * end of a large mapping is still found, at its position. */
+static void test_duplicate_key_in_large_mapping(void **state)
+{
+    (void)state;
+    char *y = many_keys(90000, "  k17: 2\n");
+    gh_config_error_t err;
+    assert_null(load(y, &err));
+    assert_string_equal(err.msg, NAME ":90002:3: duplicate key 'k17'");
+    free(y);
+    /* Same text in different mappings is no duplicate. */
+    y = many_keys(1000, "y:\n  k17: 2\n");
+    assert_null(load(y, &err));
+    assert_string_equal(err.msg, NAME ":1:1: unknown key 'x' in the configuration");
+    free(y);
+}
+
+static void test_node_and_size_caps(void **state)
+{
+    (void)state;
+    /* 1 root + 1 key + 1 map + 2 per entry: the cap falls inside the map. */
+    char *y = many_keys(100000, "");
+    gh_config_error_t err;
+    assert_null(load(y, &err));
+    assert_string_equal(err.msg, NAME
+                        ":100000:11: more than 200000 YAML nodes (keys, values and list items)");
+    free(y);
+    size_t n = (16u << 20) + 1;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, '#', n);
+    assert_null(gh_config_load_buffer(NAME, big, n, &err));
+    assert_string_equal(err.msg, NAME ": the document is larger than 16777216 bytes");
+    free(big);
+}
+
 /* ---- durations and sizes ---- */
 
 static void test_parse_duration(void **state)
@@ -575,6 +625,25 @@ static const error_case_t error_cases[] = {
     {"drain_timeout: 30\n",
      NAME ":1:16: 'drain_timeout' must be a duration greater than zero, such as 250ms, 5s, 2m or "
           "1h"},
+    /* Every duration key has an upper bound. */
+    {"drain_timeout: 61m\n", NAME ":1:16: 'drain_timeout' must be at most 1h"},
+    {"drain_timeout: 3600001ms\n", NAME ":1:16: 'drain_timeout' must be at most 1h"},
+    {"drain_timeout: 18446744073709551615ms\n", NAME ":1:16: 'drain_timeout' must be at most 1h"},
+    {"listeners:\n  - { name: a, listen: 127.0.0.1:1, header_timeout: 11m }\n",
+     NAME ":2:53: 'header_timeout' must be at most 10m"},
+    {"listeners:\n  - { name: a, listen: 127.0.0.1:1, idle_timeout: 2h }\n",
+     NAME ":2:51: 'idle_timeout' must be at most 1h"},
+    {"listeners:\n  - { name: a, listen: 127.0.0.1:1, body_timeout: 1000h }\n",
+     NAME ":2:51: 'body_timeout' must be at most 1h"},
+    {R("{ direct_response: {}, timeout: 61m }"), NAME ":5:41: 'timeout' must be at most 1h"},
+    {LC("  app: { endpoints: [127.0.0.1:9], connect_timeout: 301s }\n"),
+     NAME ":3:53: 'connect_timeout' must be at most 5m"},
+    {LC("  app: { endpoints: [127.0.0.1:9], idle_timeout: 61m }\n"),
+     NAME ":3:50: 'idle_timeout' must be at most 1h"},
+    {"tracing: { collector: \"http://127.0.0.1:1/\", export_timeout: 61s }\n",
+     NAME ":1:62: 'export_timeout' must be at most 1m"},
+    {"tracing: { collector: \"http://127.0.0.1:1/\", flush_interval: 2m }\n",
+     NAME ":1:62: 'flush_interval' must be at most 1m"},
     {"workers: 1\n", NAME ":1:1: the configuration is missing required key 'listeners'"},
     {"listeners: []\n", NAME ":1:12: 'listeners' must not be empty"},
     {"listeners: {}\n", NAME ":1:12: expected a list for 'listeners'"},
@@ -773,9 +842,16 @@ static const error_case_t error_cases[] = {
     {R("{ direct_response: { code: 200 } }"),
      NAME ":5:30: unknown key 'code' in 'direct_response'"},
     {R("{ direct_response: { status: 99 } }"),
-     NAME ":5:38: 'status' must be an integer from 100 to 599"},
+     NAME ":5:38: 'status' must be an integer from 200 to 599"},
     {R("{ direct_response: { status: 600 } }"),
-     NAME ":5:38: 'status' must be an integer from 100 to 599"},
+     NAME ":5:38: 'status' must be an integer from 200 to 599"},
+    /* A 1xx is interim: the client would wait for a final response. */
+    {R("{ direct_response: { status: 100 } }"),
+     NAME ":5:38: 'status' must be an integer from 200 to 599"},
+    {R("{ direct_response: { status: 101 } }"),
+     NAME ":5:38: 'status' must be an integer from 200 to 599"},
+    {R("{ direct_response: { status: 199 } }"),
+     NAME ":5:38: 'status' must be an integer from 200 to 599"},
     {R("{ direct_response: { headers: [a] } }"), NAME ":5:39: expected a mapping for 'headers'"},
     {R("{ direct_response: { headers: { \"a b\": c } } }"),
      NAME ":5:41: header name 'a b' is not an HTTP token"},
@@ -889,6 +965,8 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_duplicate_key_in_large_mapping),
+        cmocka_unit_test(test_node_and_size_caps),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
     };

@@ -349,6 +349,11 @@ static void test_field_selection(void **state)
 
 /* ---- buffer and file ---- */
 
+static int ftruncate_path(const char *path)
+{
+    return truncate(path, 0);
+}
+
 static char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -388,55 +393,138 @@ static void check_file_lines(const char *buf, size_t n)
     }
 }
 
-static void test_too_long_line_dropped_whole(void **state)
+/* The line in buf (one line, newline-terminated), parsed. */
+static json_t *only_line(const char *buf, size_t len)
+{
+    assert_int_equal(count_lines(buf, len), 1);
+    json_error_t je;
+    json_t *j = json_loadb(buf, len - 1, 0, &je);
+    if (j == NULL)
+        fail_msg("not JSON: %s", je.text);
+    return j;
+}
+
+static int truncated_has(json_t *j, const char *field)
+{
+    json_t *t = json_object_get(j, "truncated");
+    for (size_t i = 0; i < json_array_size(t); i++)
+        if (strcmp(json_string_value(json_array_get(t, i)), field) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A client used to be able to hide its request: a User-Agent of 60 KiB of
+ * non-ASCII bytes escapes to 360 KiB, more than the buffer, and the whole
+ * line was dropped. Now every client-controlled field is capped, the line
+ * is written, and the capped fields are named in "truncated".
+ */
+static void test_long_fields_capped_not_dropped(void **state)
 {
     (void)state;
     gh_access_log_conf_t fc = conf_with(ALL_FIELDS, NULL, 0);
     fc.path = path_a;
     assert_int_equal(gh_access_log_open(&fc), 0);
+    uint64_t t0 = gh_access_log_lines_truncated();
 
-    gh_access_log_entry_t e = sample_entry();
-    gh_access_log_append(&lb, &fc, &e);
-    size_t one = lb.len;
-    assert_true(one > 0);
-
-    /* 20,000 control bytes escape to 120,000: can never fit. The buffered
-     * line is flushed first, the long one is dropped, nothing half-written. */
-    size_t n = 20000;
-    char *p = malloc(n);
-    memset(p, 0x01, n);
+    size_t n = 60000;
+    char *ua = malloc(n), *path = malloc(n), *query = malloc(n), *pr = malloc(n + 1);
+    memset(ua, 0xff, n);
+    memset(path, 0x01, n);
+    memset(query, 'q', n);
+    memset(pr, 'P', n);
+    pr[n] = '\0';
     gh_access_log_entry_t big = sample_entry();
-    big.path = p;
+    big.user_agent = ua;
+    big.user_agent_len = n;
+    big.path = path;
     big.path_len = n;
+    big.query = query;
+    big.query_len = n;
+    big.method = ua;
+    big.method_len = n;
+    big.principal = pr;
+    big.consumer = pr;
     gh_access_log_append(&lb, &fc, &big);
-    assert_int_equal(lb.len, 0);
-
-    /* Long but not escaped: 70,000 plain bytes, also more than the buffer. */
-    char *q = malloc(70000);
-    memset(q, 'b', 70000);
-    big.path = q;
-    big.path_len = 70000;
-    gh_access_log_append(&lb, &fc, &big);
-    assert_int_equal(lb.len, 0);
-
-    /* One that just fits the buffer: written. */
-    big.path = q;
-    big.path_len = GH_ACCESS_LOG_BUF - 2000;
-    gh_access_log_append(&lb, &fc, &big);
-    assert_true(lb.len > GH_ACCESS_LOG_BUF - 2000);
-    size_t fits = lb.len;
     gh_access_log_flush(&lb);
-    assert_int_equal(lb.len, 0);
 
     size_t len;
     char *buf = slurp(path_a, &len);
     assert_non_null(buf);
-    assert_int_equal(len, one + fits);
-    assert_int_equal(count_lines(buf, len), 2);
-    check_file_lines(buf, len);
+    json_t *j = only_line(buf, len);
+    const char *cut[] = {"method", "path", "query", "user_agent", "principal", "consumer"};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
+        if (!truncated_has(j, cut[i]))
+            fail_msg("'%s' not named in truncated", cut[i]);
+    assert_int_equal(json_array_size(json_object_get(j, "truncated")), 6);
+    /* Cut to their caps (bytes >= 0x80 decode to U+00XX, one each). */
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))), 2048);
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "query"))), 2048);
+    assert_int_equal(json_string_length(json_object_get(j, "user_agent")), 1024 * 2);
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "principal"))), 512);
+    /* Fields that fit are whole, and not named. */
+    assert_str(j, "request_id", "req-1");
+    json_decref(j);
     free(buf);
-    free(p);
-    free(q);
+    assert_int_equal(gh_access_log_lines_truncated(), t0 + 1);
+
+    /* A line of ordinary length carries no "truncated" key. */
+    assert_int_equal(ftruncate_path(path_a), 0);
+    gh_access_log_entry_t e = sample_entry();
+    gh_access_log_append(&lb, &fc, &e);
+    gh_access_log_flush(&lb);
+    buf = slurp(path_a, &len);
+    j = only_line(buf, len);
+    assert_null(json_object_get(j, "truncated"));
+    json_decref(j);
+    free(buf);
+    free(ua);
+    free(path);
+    free(query);
+    free(pr);
+}
+
+/* A secret parameter past the query's cap is left out, never cut into. */
+static void test_query_cap_keeps_secrets(void **state)
+{
+    (void)state;
+    gh_access_log_conf_t c = conf_with(1u << GH_LOG_FIELD_QUERY, secrets, 3);
+    char q[4200];
+    memset(q, 'a', sizeof(q));
+    memcpy(q, "x=", 2);
+    /* "x=aaaa...a&token=SECRETVALUE", the secret straddling the cap */
+    const char *tail = "&token=SECRETVALUESECRETVALUE";
+    size_t at = 2040;
+    memcpy(q + at, tail, strlen(tail));
+    gh_access_log_entry_t e;
+    memset(&e, 0, sizeof(e));
+    e.query = q;
+    e.query_len = at + strlen(tail);
+    json_t *j = line_of(&c, &e);
+    const char *got = json_string_value(json_object_get(j, "query"));
+    assert_non_null(got);
+    assert_null(strstr(got, "SECRET"));
+    assert_true(strlen(got) <= 2048);
+    assert_true(truncated_has(j, "query"));
+    json_decref(j);
+}
+
+/* Lines lost to a failed write (a full disk) are counted. */
+static void test_write_errors_counted(void **state)
+{
+    (void)state;
+    gh_access_log_conf_t fc = conf_with(ALL_FIELDS, NULL, 0);
+    char dev_full[] = "/dev/full";
+    fc.path = dev_full;
+    if (gh_access_log_open(&fc) != 0)
+        fail_msg("cannot open /dev/full");
+    uint64_t l0 = gh_access_log_lines_lost();
+    gh_access_log_entry_t e = sample_entry();
+    for (int i = 0; i < 7; i++)
+        gh_access_log_append(&lb, &fc, &e);
+    gh_access_log_flush(&lb);
+    assert_int_equal(gh_access_log_lines_lost(), l0 + 7);
+    assert_int_equal(lb.len, 0);
 }
 
 /* Lines are flushed before the buffer runs out: many appends, nothing lost,
@@ -466,14 +554,11 @@ static void test_many_lines_flush_whole(void **state)
 
 /*
  * Regression (accesslog.c, gh_access_log_append): the room it made before
- * formatting counts only path, query and user agent (4096 + 6x their
- * length). Other strings are unbounded there: a long principal (the JWT
- * subject), consumer or error makes a line that would fit in an empty
- * buffer, but the buffer is not flushed first, the line does not fit in
- * what is left, and it is dropped. Header: "flushing b first when it lacks
- * room". Here: buffer filled to within 4108..5000 bytes of its end, then a
- * line with a 6,000-byte principal: observed dropped (file lacks it),
- * expected written after a flush.
+ * formatting counted only path, query and user agent, so a long principal
+ * made a line that did not fit what was left of the buffer, and it was
+ * dropped. The buffer here is filled to within 4200..5000 bytes of its
+ * end, then a line with a 6,000-byte principal: written (capped) after a
+ * flush.
  */
 static void test_long_principal_not_dropped(void **state)
 {
@@ -487,7 +572,6 @@ static void test_long_principal_not_dropped(void **state)
         gh_access_log_append(&lb, &fc, &e);
         lines++;
     }
-    assert_true(GH_ACCESS_LOG_BUF - lb.len >= 4200);
     char *pr = malloc(6001);
     memset(pr, 'P', 6000);
     pr[6000] = '\0';
@@ -499,8 +583,9 @@ static void test_long_principal_not_dropped(void **state)
     size_t len;
     char *buf = slurp(path_a, &len);
     check_file_lines(buf, len);
-    int found = strstr(buf, pr) != NULL;
     size_t got = count_lines(buf, len);
+    pr[512] = '\0';
+    int found = strstr(buf, pr) != NULL && strstr(buf, "\"truncated\":[\"principal\"]") != NULL;
     free(buf);
     free(pr);
     if (!found || got != lines)
@@ -624,7 +709,9 @@ int main(void)
         T(test_escaping),
         T(test_secret_query),
         T(test_field_selection),
-        T(test_too_long_line_dropped_whole),
+        T(test_long_fields_capped_not_dropped),
+        T(test_query_cap_keeps_secrets),
+        T(test_write_errors_counted),
         T(test_many_lines_flush_whole),
         T(test_long_principal_not_dropped),
         T(test_open_flush_reopen),

@@ -233,6 +233,15 @@ static int collector_started(collector_t *c)
     return n;
 }
 
+/* Waits (with a generous deadline) for the export thread to end. */
+static void wait_reaped(gh_trace_exporter_t *e)
+{
+    uint64_t end = now_ms() + 30000;
+    while (!gh_trace_exporter_reap(e) && now_ms() < end)
+        sleep_ms(10);
+    assert_int_equal(gh_trace_exporter_reap(e), 1);
+}
+
 static int wait_bodies(collector_t *c, int n, int timeout_ms)
 {
     uint64_t end = now_ms() + (uint64_t)timeout_ms;
@@ -584,19 +593,14 @@ static void test_collector_down(void **state)
     gh_tracing_conf_t conf = conf_for(dead_port(), 1000, 10, 50, 300);
     gh_trace_exporter_t *e = gh_trace_exporter_new(&conf);
     assert_non_null(e);
-    uint64_t worst = 0;
+    /* A connect that fails or hangs is the export thread's problem only:
+     * every submit is taken (the queue holds them all). */
     for (int i = 0; i < 200; i++) {
         gh_span_t s = make_span(200);
-        uint64_t t0 = now_ms();
         assert_int_equal(gh_trace_exporter_submit(e, &s), 0);
-        uint64_t dt = now_ms() - t0;
-        if (dt > worst)
-            worst = dt;
         if (i % 20 == 0)
             sleep_ms(5);
     }
-    /* A connect that fails or hangs is the export thread's problem only. */
-    assert_true(worst < 50);
     gh_trace_stats_t st;
     uint64_t end = now_ms() + 5000;
     do {
@@ -606,9 +610,7 @@ static void test_collector_down(void **state)
     assert_int_equal(st.dropped_export_failed, 200);
     assert_int_equal(st.exported, 0);
     assert_true(st.export_requests >= 1);
-    uint64_t t0 = now_ms();
     gh_trace_exporter_free(e);
-    assert_true(now_ms() - t0 < 1000);
 }
 
 static void test_collector_refuses(void **state)
@@ -631,8 +633,12 @@ static void test_collector_refuses(void **state)
     } while (st.dropped_export_failed < 5 && now_ms() < end);
     assert_int_equal(st.dropped_export_failed, 5);
     assert_int_equal(st.exported, 0);
-    /* Not retried: the one request is all the collector saw. */
-    sleep_ms(100);
+    /* Not retried: once the export thread has ended, the one request is
+     * all the exporter sent and all the collector saw. */
+    gh_trace_exporter_stop(e);
+    wait_reaped(e);
+    gh_trace_exporter_stats(e, &st);
+    assert_int_equal(st.export_requests, 1);
     assert_int_equal(collector_bodies(c), 1);
     gh_trace_exporter_free(e);
     collector_stop(c);
@@ -655,12 +661,10 @@ static void test_collector_slow_and_queue_full(void **state)
         sleep_ms(5);
     assert_int_equal(collector_started(c), 1);
 
-    uint64_t t0 = now_ms();
     for (int i = 0; i < 4; i++)
         assert_int_equal(gh_trace_exporter_submit(e, &s), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(gh_trace_exporter_submit(e, &s), -1);
-    assert_true(now_ms() - t0 < 50);
 
     gh_trace_stats_t st;
     gh_trace_exporter_stats(e, &st);
@@ -675,9 +679,7 @@ static void test_collector_slow_and_queue_full(void **state)
     } while (st.dropped_export_failed < 8 && now_ms() < end);
     assert_int_equal(st.dropped_export_failed, 8);
     assert_int_equal(st.exported, 0);
-    t0 = now_ms();
     gh_trace_exporter_free(e);
-    assert_true(now_ms() - t0 < 1000);
     collector_stop(c);
 }
 
@@ -690,13 +692,72 @@ static void test_free_bounded_by_timeout(void **state)
     assert_non_null(e);
     gh_span_t s = make_span(200);
     /* Five batches queued behind a collector that would take 3 s each:
-     * free gives them one export_timeout in all, not one each. */
+     * shutdown gives them one export_timeout in all, not one each. After
+     * one batch fails at that deadline the rest are counted without being
+     * tried (a batch already on the wire when stop came may fail first). */
     for (int i = 0; i < 10; i++)
         assert_int_equal(gh_trace_exporter_submit(e, &s), 0);
-    uint64_t t0 = now_ms();
+    gh_trace_exporter_stop(e);
+    wait_reaped(e);
+    gh_trace_stats_t st;
+    gh_trace_exporter_stats(e, &st);
+    assert_int_equal(st.dropped_export_failed, 10);
+    assert_int_equal(st.exported, 0);
+    assert_in_range(st.export_requests, 1, 2);
     gh_trace_exporter_free(e);
-    assert_true(now_ms() - t0 < 1500);
     collector_stop(c);
+}
+
+/* stop is called by the main loop on reload: it must not wait for an
+ * export in flight (joining the thread there held /live for 9 s behind a
+ * slow collector). The collector here holds its answer until it is
+ * stopped; stop returns while the request is still unanswered. */
+static void test_stop_does_not_wait_for_export(void **state)
+{
+    (void)state;
+    collector_t *c = collector_start(200, 600000);
+    gh_tracing_conf_t conf = conf_for(c->port, 64, 1, 60000, 60000);
+    gh_trace_exporter_t *e = gh_trace_exporter_new(&conf);
+    assert_non_null(e);
+    gh_span_t s = make_span(200);
+    assert_int_equal(gh_trace_exporter_submit(e, &s), 0);
+    assert_int_equal(wait_bodies(c, 1, 10000), 1);
+    gh_trace_exporter_stop(e);
+    gh_trace_stats_t st;
+    gh_trace_exporter_stats(e, &st);
+    assert_int_equal(st.exported + st.dropped_export_failed, 0);
+    assert_int_equal(gh_trace_exporter_reap(e), 0);
+    /* Later submits are counted drops, not queued. */
+    assert_int_equal(gh_trace_exporter_submit(e, &s), -1);
+    collector_stop(c); /* answers the held request */
+    wait_reaped(e);
+    gh_trace_exporter_stats(e, &st);
+    assert_int_equal(st.exported, 1);
+    assert_int_equal(st.dropped_queue_full, 1);
+    gh_trace_exporter_free(e);
+}
+
+static void test_redact_url(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"},
+        {"http://user:pw@127.0.0.1:4318/v1/traces", "http://[redacted]@127.0.0.1:4318/v1/traces"},
+        {"https://tok@collector.example.com", "https://[redacted]@collector.example.com"},
+        {"http://u:p@ss@h:1/x", "http://[redacted]@h:1/x"},
+        {"http://h:1/path@not-userinfo", "http://h:1/path@not-userinfo"},
+        {"http://h:1/?q=a@b", "http://h:1/?q=a@b"},
+        {"http://h:1#frag@x", "http://h:1#frag@x"},
+        {"http://:@h/", "http://[redacted]@h/"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = gh_trace_redact_url(cases[i].in);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+        free(got);
+    }
 }
 
 static void test_json_string_escaping(void **state)
@@ -790,6 +851,8 @@ int main(void)
         cmocka_unit_test(test_collector_refuses),
         cmocka_unit_test(test_collector_slow_and_queue_full),
         cmocka_unit_test(test_free_bounded_by_timeout),
+        cmocka_unit_test(test_stop_does_not_wait_for_export),
+        cmocka_unit_test(test_redact_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
