@@ -172,6 +172,10 @@ struct gh_upconn_s {
     unsigned reading : 1;
     unsigned closing : 1;
     unsigned handles_open : 2;
+    /* Per exchange, for the retry rule (router.c): */
+    unsigned wrote : 1; /* a byte of the request may have reached the upstream */
+    unsigned heard : 1; /* the upstream sent a byte (an interim response counts) */
+    unsigned probe : 1; /* find out exactly whether the first write sent anything */
 };
 
 #define GH_MAX_HDR_DROP 64
@@ -329,9 +333,13 @@ size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c);
 uint64_t gh_rand(gh_worker_t *w);
 
 /* upstream.c */
-/* An idle pooled connection, or (fresh, or none idle) a new one whose
- * connect is under way; NULL when the connect cannot even start. */
-gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err);
+/* An idle pooled connection, or (GH_UPCONN_FRESH, or none idle) a new one
+ * whose connect is under way; NULL when the connect cannot even start.
+ * GH_UPCONN_CHECK asks the kernel whether an idle one is still open before
+ * handing it out, for a request that could not be sent again. */
+#define GH_UPCONN_FRESH 1u
+#define GH_UPCONN_CHECK 2u
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err);
 void gh_upconn_release(gh_upconn_t *u, int reusable);
 void gh_upconn_close(gh_upconn_t *u);
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);

@@ -45,13 +45,41 @@ static void start_exchange(gh_stream_t *s)
     gh_stream_pump_request(s);
 }
 
+/* RFC 9110 section 9.2.2: a client (and so a proxy) may repeat these
+ * automatically, as the intended effect of sending one twice is that of
+ * sending it once. POST and PATCH are not among them. */
+static int method_is_idempotent(const gh_stream_t *s)
+{
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+        if (s->req.method_len == strlen(idem[i]) &&
+            memcmp(s->req.method, idem[i], s->req.method_len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The whole request is its forwarded head: a body streams through without
+ * a copy being kept, so a request with one can never be sent again. */
+static int request_is_replayable(const gh_stream_t *s)
+{
+    return s->req.body == GH_H1_BODY_NONE ||
+           (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length == 0);
+}
+
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
     if (!fresh)
         s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
     gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
     int err = 0;
-    gh_upconn_t *u = gh_upconn_get(p, fresh, &err);
+    int replayable = request_is_replayable(s), idempotent = method_is_idempotent(s);
+    unsigned flags = fresh ? GH_UPCONN_FRESH : 0;
+    /* A pooled connection that died under a GET is answered by a retry;
+     * anything else must not be put on a dead connection in the first
+     * place (see retry_fresh). */
+    if (!(replayable && idempotent))
+        flags |= GH_UPCONN_CHECK;
+    gh_upconn_t *u = gh_upconn_get(p, flags, &err);
     if (u == NULL) {
         char detail[160];
         snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s", p->ep->address,
@@ -60,6 +88,7 @@ static int connect_upstream(gh_stream_t *s, int fresh)
         return -1;
     }
     u->stream = s;
+    u->probe = u->reused && replayable && !idempotent;
     s->up = u;
     gh_pool_active_inc(p);
     if (u->reused && p->stats != NULL)
@@ -70,14 +99,21 @@ static int connect_upstream(gh_stream_t *s, int fresh)
     return 0;
 }
 
-/* A pooled connection can be closed by the upstream just as we reuse it;
- * nothing was processed then, so a request whose body we still hold whole
- * (that is, one without a body) is sent again once, on a new connection. */
+/* A pooled connection can be closed by the upstream just as we reuse it.
+ * gatehouse must never replay a request the upstream may have acted on, so
+ * the request is sent once more, on a new connection, only when
+ *   - it went out on a reused pooled connection (the keep-alive race; a
+ *     fresh connection that fails is the upstream's answer),
+ *   - the upstream sent nothing back, not even an interim response,
+ *   - it has no body (see request_is_replayable), and
+ *   - not a byte of it was written, or its method is idempotent.
+ * So a POST or PATCH is never sent twice once any byte of it left, and a
+ * request is sent at most twice. */
 static int retry_fresh(gh_stream_t *s)
 {
     gh_upconn_t *u = s->up;
-    if (u == NULL || !u->reused || s->tries > 1 || s->res_head_parsed || u->rlen > 0 ||
-        s->req.body != GH_H1_BODY_NONE)
+    if (u == NULL || !u->reused || s->tries > 1 || s->res_head_parsed || u->heard ||
+        !request_is_replayable(s) || (u->wrote && !method_is_idempotent(s)))
         return -1;
     GH_LOG(GH_LOG_DEBUG, "router", "req=%s pooled connection to %s was closed, retrying",
            s->request_id, u->pool->ep->address);
@@ -133,6 +169,11 @@ void gh_router_wrote(gh_stream_t *s, int status)
         gh_stream_fail(s, 502, "bad_gateway", detail);
         return;
     }
+    /* The write deadline is done; the response timeout starts once the
+     * whole request is out (gh_router_request_sent). Once a response is
+     * under way its own body timeout runs on the same deadline. */
+    if (!s->res_head_parsed)
+        gh_upconn_stop_timer(s->up);
     gh_stream_request_written(s);
 }
 
@@ -148,8 +189,12 @@ void gh_router_timeout(gh_stream_t *s)
         GH_STAT_INC(s->up->pool->stats->timeouts);
     if (!s->res_started) {
         char detail[160];
-        snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
-                 s->up->pool->ep->address, (unsigned long long)s->route->timeout_ms);
+        if (s->up->wpending)
+            snprintf(detail, sizeof(detail), "upstream %s stopped reading the request for %llums",
+                     s->up->pool->ep->address, (unsigned long long)s->lconf->body_timeout_ms);
+        else
+            snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
+                     s->up->pool->ep->address, (unsigned long long)s->route->timeout_ms);
         gh_stream_fail(s, 504, "gateway_timeout", detail);
         return;
     }

@@ -393,6 +393,12 @@ void gh_stream_client_wrote(gh_stream_t *s)
 void gh_stream_client_timeout(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
+    if (s->up != NULL && s->up->wpending && !s->res_started) {
+        /* The body stands still because the upstream stopped taking it:
+         * the write deadline (gh_upconn_write) answers that with a 504. */
+        gh_conn_arm_timer(c);
+        return;
+    }
     if (!s->req_body_done && !s->res_started) {
         gh_stream_fail(s, 408, "request_timeout", "request body not received in time");
         return;

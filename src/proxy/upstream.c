@@ -4,9 +4,11 @@
  * upstream closing it (or sending stray bytes) is noticed and the
  * connection dropped before a request is put on it.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <gatehouse/log.h>
 
@@ -66,6 +68,7 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
+        u->heard = 1;
         u->rlen += (size_t)nread;
         if (u->rlen == u->rcap)
             gh_upconn_update_reading(u);
@@ -125,18 +128,48 @@ static void up_on_connect(uv_connect_t *req, int status)
     gh_router_connected(u->stream, status);
 }
 
-gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
+/* Whether an idle pooled connection is still open, asked of the kernel:
+ * the upstream's close may have arrived in this very loop turn, before
+ * the idle read callback could see it. A request that cannot be sent twice
+ * then goes to another connection instead of dying on this one. Bytes are
+ * only peeked at; any (stray bytes, EOF, an error) means the connection is
+ * done. */
+static int idle_is_open(gh_upconn_t *u)
 {
-    gh_upconn_t *u;
-    if (!fresh && p->idle != NULL) {
-        u = p->idle;
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((const uv_handle_t *)&u->tcp, &fd) != 0)
+        return 0;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static gh_upconn_t *take_idle(gh_pool_t *p, unsigned flags)
+{
+    while (p->idle != NULL) {
+        gh_upconn_t *u = p->idle;
         p->idle = u->next_idle;
         u->next_idle = NULL;
         gh_pool_idle_add(p, -1);
+        if ((flags & GH_UPCONN_CHECK) && !idle_is_open(u)) {
+            gh_upconn_close(u);
+            continue;
+        }
         gh_deadline_stop(&u->dl);
         u->reused = 1;
+        u->wrote = 0;
+        u->heard = 0;
+        u->probe = 0;
         return u;
     }
+    return NULL;
+}
+
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err)
+{
+    gh_upconn_t *u;
+    if (!(flags & GH_UPCONN_FRESH) && (u = take_idle(p, flags)) != NULL)
+        return u;
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
         *err = UV_ENOMEM;
@@ -207,15 +240,60 @@ static void up_on_write(uv_write_t *req, int status)
     gh_router_wrote(u->stream, status);
 }
 
+/* Drops the first n bytes of bufs; returns how many bufs are left. */
+static unsigned bufs_advance(uv_buf_t **bufs, unsigned nbufs, size_t n)
+{
+    uv_buf_t *b = *bufs;
+    while (nbufs > 0 && n >= b->len) {
+        n -= b->len;
+        b++;
+        nbufs--;
+    }
+    if (nbufs > 0) {
+        b->base += n;
+        b->len -= n;
+    }
+    *bufs = b;
+    return nbufs;
+}
+
+/* Writes (part of) the request. Every write has a deadline of the
+ * listener's body_timeout: an upstream that stops reading the request is
+ * found out (504) instead of holding both connections. With u->probe set,
+ * the first write starts with uv_try_write, whose answer says exactly
+ * whether any byte left: uv_write's callback cannot tell a write that
+ * failed at once from one that failed half way. */
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 {
+    static char none;
+    uv_buf_t empty = uv_buf_init(&none, 0);
     u->wreq.data = u;
+    if (u->probe && !u->wrote) {
+        int n = uv_try_write((uv_stream_t *)&u->tcp, bufs, nbufs);
+        if (n < 0 && n != UV_EAGAIN) {
+            gh_router_wrote(u->stream, n); /* not a byte was sent */
+            return;
+        }
+        if (n > 0) {
+            u->wrote = 1;
+            nbufs = bufs_advance(&bufs, nbufs, (size_t)n);
+        }
+        if (nbufs == 0) {
+            /* All of it left: an empty write brings the completion
+             * callback, so that the caller sees one way of finishing. */
+            bufs = &empty;
+            nbufs = 1;
+        }
+    }
     u->wpending = 1;
     int r = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
     if (r < 0) {
         u->wpending = 0;
         gh_router_wrote(u->stream, r);
+        return;
     }
+    u->wrote = 1;
+    gh_upconn_arm_timer(u, u->stream->lconf->body_timeout_ms);
 }
 
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms)
