@@ -197,6 +197,8 @@ typedef struct {
 
     gh_route_t *routes;
     size_t num_routes;
+    uint32_t max_connections;       /* open client connections per worker; default 10000 */
+    uint32_t max_conns_per_address; /* per client address, per worker; default 0 = no limit */
 } gh_listener_conf_t;
 
 typedef enum {
@@ -224,6 +226,10 @@ struct gh_cluster_s {
     uint32_t max_idle;           /* idle pooled connections per endpoint per worker; default 64 */
     size_t max_response_head;    /* default 64KiB */
     size_t max_response_headers; /* default 100 */
+    /* Open connections per endpoint per worker (default 1024), and requests
+     * waiting for one of them (default 1024). */
+    uint32_t max_connections;
+    uint32_t max_pending;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

@@ -36,6 +36,8 @@ typedef struct {
 typedef struct {
     uint64_t conns_active; /* per shard: opened - closed, may wrap below 0 in one shard */
     uint64_t conns_total;
+    uint64_t accept_pauses; /* stopped accepting at max_connections */
+    uint64_t conns_refused; /* accepted and closed at once (per-address limit, no memory) */
 } gh_listener_stats_t;
 
 typedef struct {

@@ -458,6 +458,8 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "max_idle",
                                        "max_response_head",
                                        "max_response_headers",
+                                       "max_connections",
+                                       "max_pending",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -506,6 +508,14 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((rc = opt_uint(c, n, "max_response_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     cl->max_response_headers = (size_t)u;
+    u = 1024;
+    if ((rc = opt_uint(c, n, "max_connections", 1, 1000000, &u)) != 0)
+        return rc;
+    cl->max_connections = (uint32_t)u;
+    u = 1024;
+    if ((rc = opt_uint(c, n, "max_pending", 0, 1000000, &u)) != 0)
+        return rc;
+    cl->max_pending = (uint32_t)u;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;
@@ -1001,9 +1011,18 @@ static int addr_conflicts(const struct sockaddr_storage *a, const struct sockadd
 
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
-    static const char *const keys[] = {"name",         "listen",   "header_timeout", "idle_timeout",
-                                       "body_timeout", "max_head", "max_headers",    "max_uri",
-                                       "routes",       NULL};
+    static const char *const keys[] = {"name",
+                                       "listen",
+                                       "header_timeout",
+                                       "idle_timeout",
+                                       "body_timeout",
+                                       "max_head",
+                                       "max_headers",
+                                       "max_uri",
+                                       "routes",
+                                       "max_connections",
+                                       "max_connections_per_address",
+                                       NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1052,6 +1071,14 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     if ((rc = opt_uint(c, n, "max_headers", 1, MAX_HEADERS_LIMIT, &u)) != 0)
         return rc;
     l->max_headers = (size_t)u;
+    u = 10000;
+    if ((rc = opt_uint(c, n, "max_connections", 1, 1000000, &u)) != 0)
+        return rc;
+    l->max_connections = (uint32_t)u;
+    u = 0;
+    if ((rc = opt_uint(c, n, "max_connections_per_address", 0, 1000000, &u)) != 0)
+        return rc;
+    l->max_conns_per_address = (uint32_t)u;
 
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
         (rc = nonempty_list(c, routes, "routes")) != 0 ||

@@ -411,6 +411,36 @@ static void render_decisions(out_t *o, unsigned ns)
     }
 }
 
+/* Connection limits (proxy/conn.c). */
+static void render_admission(out_t *o, unsigned ns)
+{
+    static const char *const names[2] = {"gatehouse_downstream_accept_pauses_total",
+                                         "gatehouse_downstream_connections_refused_total"};
+    static const char *const helps[2] = {
+        "Times a worker stopped accepting on the listener at max_connections.",
+        "Client connections accepted and closed at once: over max_connections_per_address, "
+        "or no memory for them.",
+    };
+    char a[512];
+    for (int k = 0; k < 2; k++) {
+        put(o, "# HELP %s %s\n# TYPE %s counter\n", names[k], helps[k], names[k]);
+        for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
+            uint64_t v = 0;
+            int any = 0;
+            for (unsigned i = 0; i < ns; i++) {
+                const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
+                if (st == NULL)
+                    continue;
+                any = 1;
+                v += k == 0 ? LOAD(st->accept_pauses) : LOAD(st->conns_refused);
+            }
+            if (any)
+                put(o, "%s{listener=\"%s\"} %llu\n", names[k],
+                    esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
+        }
+    }
+}
+
 static void render_listeners(out_t *o, unsigned ns)
 {
     char a[512];
@@ -438,6 +468,7 @@ static void render_listeners(out_t *o, unsigned ns)
                 esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
         }
     }
+    render_admission(o, ns);
 }
 
 static void render_clusters(out_t *o, unsigned ns)

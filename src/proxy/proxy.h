@@ -49,6 +49,12 @@ typedef struct gh_listener_s {
     struct gh_listener_s *next;
     char *address; /* owned copy of the config's address text */
     size_t li;     /* index in the worker's current snapshot */
+    /* Admission (conn.c): open connections accepted here, and per client
+     * address when that is limited; paused: not accepting (libuv holds one
+     * connection, the kernel's backlog the rest). */
+    uint32_t num_conns;
+    unsigned paused : 1;
+    struct gh_addr_count_s **by_addr;
 } gh_listener_t;
 
 /* A worker's view of one snapshot: the snapshot reference plus the state
@@ -122,6 +128,11 @@ struct gh_worker_s {
     int loop_ok;
     uv_async_t *on_exit; /* main thread's, signalled when the loop ends */
     unsigned *num_exited;
+    /* Admission (conn.c): a connection that cannot be kept is accepted into
+     * the sink and closed at once. */
+    uv_tcp_t sink;
+    unsigned sink_busy : 1;
+    unsigned num_paused; /* listeners not accepting */
 };
 
 enum {
@@ -152,6 +163,10 @@ struct gh_conn_s {
     unsigned retiring : 1;     /* its listener left the config: close after this request */
     unsigned handles_open : 2; /* tcp still to close */
     char peer[48];             /* client address text, no port (INET6_ADDRSTRLEN) */
+    /* Counted in lst (NULL once the listener closed) and in its entry of
+     * lst->by_addr (or NULL). */
+    gh_listener_t *lst;
+    struct gh_addr_count_s *addr;
 };
 
 struct gh_upconn_s {
@@ -297,6 +312,10 @@ void gh_wsnap_unref(gh_wsnap_t *ws);
 
 /* conn.c */
 void gh_conn_accept(gh_listener_t *l);
+/* Listeners paused at a limit accept again if now below it. */
+void gh_conn_resume_accepting(gh_worker_t *w);
+/* l is closing: its connections stop being counted there. */
+void gh_conn_listener_gone(gh_listener_t *l);
 int gh_conn_take_current(gh_conn_t *c);
 void gh_conn_update_reading(gh_conn_t *c);
 void gh_conn_process(gh_conn_t *c);

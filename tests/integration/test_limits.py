@@ -230,3 +230,105 @@ def test_chunked_metadata_is_bounded(limited, what):
         _refused_or_cut(c)
     assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
     assert up.targets() == ["/echo?sentinel=1"], up.requests
+
+
+# ---- connection limits ----------------------------------------------------
+
+
+def _limited_conns(gatehouse, upstream, **listener):
+    from harness import make_config
+    from ops_util import admin_conf, admin_port_of, metrics, wait_admin, wait_metric
+    up = upstream()
+    cfg = make_config([up], listener=listener)
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    g.admin = admin_port_of(cfg)
+    wait_admin(g.admin)
+    # wait_ready's probe connection must be gone before counting.
+    wait_metric(g.admin, "gatehouse_downstream_connections_active", 0, listener="edge")
+    g.base_total = metrics(g.admin).value("gatehouse_downstream_connections_total", listener="edge")
+    return g, up
+
+
+def _served(c, tag):
+    c.request("GET", f"/echo?c={tag}")
+    r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == f"/echo?c={tag}", r
+
+
+def _no_bytes_yet(c):
+    c.sock.setblocking(False)
+    try:
+        d = c.sock.recv(1)
+    except BlockingIOError:
+        d = None
+    finally:
+        c.sock.setblocking(True)
+        c.sock.settimeout(c.timeout)
+    assert d is None, f"the connection over the limit got {d!r}"
+
+
+def test_max_connections_holds_the_next_in_the_backlog(gatehouse, upstream):
+    """At max_connections the listener stops accepting: a third client is
+    neither served nor closed while two are open, and is served as soon as
+    one of them goes."""
+    from ops_util import metrics, wait_metric
+    g, up = _limited_conns(gatehouse, upstream, max_connections=2)
+    a, b = RawConn(g.port), RawConn(g.port)
+    _served(a, "a")
+    _served(b, "b")
+    c = RawConn(g.port)  # the kernel completes the handshake: the backlog
+    c.request("GET", "/echo?c=c")
+    wait_metric(g.admin, "gatehouse_downstream_accept_pauses_total", 1, listener="edge")
+    m = metrics(g.admin)
+    assert m.value("gatehouse_downstream_connections_active", listener="edge") == 2
+    _no_bytes_yet(c)
+    assert "/echo?c=c" not in up.targets()
+    a.close()
+    r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == "/echo?c=c", r
+    _served(b, "b2")
+    m = metrics(g.admin)
+    assert m.value("gatehouse_downstream_connections_refused_total", listener="edge") == 0
+    assert m.value("gatehouse_downstream_connections_total", listener="edge") == g.base_total + 3
+    b.close()
+    c.close()
+
+
+def test_max_connections_per_address_accepts_and_closes(gatehouse, upstream):
+    """One address over its limit is refused (accepted and closed); another
+    address still gets in; the first gets in again once below the limit."""
+    from ops_util import metrics, wait_metric
+    g, up = _limited_conns(gatehouse, upstream, max_connections_per_address=1)
+    a = RawConn(g.port)
+    _served(a, "a")
+    extra = RawConn(g.port)
+    extra.request("GET", "/echo?c=extra")
+    with pytest.raises(ConnectionClosed):
+        extra.read_response()
+    extra.close()
+    m = metrics(g.admin)
+    assert m.value("gatehouse_downstream_connections_refused_total", listener="edge") == 1
+    # The same listener from another client address (127.0.0.2 is loopback too).
+    import socket as _s
+    s2 = _s.socket()
+    s2.settimeout(10)
+    s2.bind(("127.0.0.2", 0))
+    s2.connect(("127.0.0.1", g.port))
+    s2.sendall(RawConn.build("GET", "/echo?c=other"))
+    data = b""
+    while b"/echo?c=other" not in data:
+        d = s2.recv(65536)
+        assert d, f"the other address was refused: {data!r}"
+        data += d
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    s2.close()
+    a.close()
+    # Once a's connection is gone the address is below its limit again.
+    wait_metric(g.admin, "gatehouse_downstream_connections_active", 0, listener="edge")
+    again = RawConn(g.port)
+    again.request("GET", "/echo?c=again")
+    r = again.read_response()
+    assert r.status == 200 and r.json()["target"] == "/echo?c=again", r
+    assert "/echo?c=extra" not in up.targets()
+    again.close()
