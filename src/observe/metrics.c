@@ -471,6 +471,35 @@ static void render_listeners(out_t *o, unsigned ns)
     render_admission(o, ns);
 }
 
+/* Requests that waited for an upstream connection in vain (proxy/upstream.c). */
+static void render_pending(out_t *o, const gh_cluster_stats_t *sums, const char *seen)
+{
+    char a[512];
+    put(o, "# HELP gatehouse_upstream_pending_requests Requests waiting for a connection to "
+           "an endpoint of the cluster.\n"
+           "# TYPE gatehouse_upstream_pending_requests gauge\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++)
+        if (seen[id])
+            put(o, "gatehouse_upstream_pending_requests{cluster=\"%s\"} %llu\n",
+                esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)),
+                (unsigned long long)sums[id].pending);
+    put(o, "# HELP gatehouse_upstream_pending_failures_total Requests answered 503 because "
+           "every connection to the endpoint was busy: the queue was full (overflow), or none "
+           "became free in time (timeout).\n"
+           "# TYPE gatehouse_upstream_pending_failures_total counter\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+        if (!seen[id])
+            continue;
+        const char *name = esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a));
+        put(o,
+            "gatehouse_upstream_pending_failures_total{cluster=\"%s\",reason=\"overflow\"} %llu\n",
+            name, (unsigned long long)sums[id].pending_overflows);
+        put(o,
+            "gatehouse_upstream_pending_failures_total{cluster=\"%s\",reason=\"timeout\"} %llu\n",
+            name, (unsigned long long)sums[id].pending_timeouts);
+    }
+}
+
 static void render_clusters(out_t *o, unsigned ns)
 {
     char a[512], lab[600];
@@ -508,6 +537,9 @@ static void render_clusters(out_t *o, unsigned ns)
             sums[id].timeouts += LOAD(st->timeouts);
             sums[id].resets += LOAD(st->resets);
             sums[id].pool_hits += LOAD(st->pool_hits);
+            sums[id].pending_overflows += LOAD(st->pending_overflows);
+            sums[id].pending_timeouts += LOAD(st->pending_timeouts);
+            sums[id].pending += LOAD(st->pending);
         }
     }
     for (int k = 0; k < 6; k++) {
@@ -523,6 +555,7 @@ static void render_clusters(out_t *o, unsigned ns)
                 esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)), (unsigned long long)v[k]);
         }
     }
+    render_pending(o, sums, seen);
     put(o, "# HELP gatehouse_upstream_request_duration_seconds Time from sending a request "
            "upstream to the end of its response.\n"
            "# TYPE gatehouse_upstream_request_duration_seconds histogram\n");

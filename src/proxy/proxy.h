@@ -82,6 +82,13 @@ struct gh_pool_s {
     uint32_t active;               /* streams using this endpoint now (least_request) */
     gh_cluster_stats_t *stats;     /* the worker's shard entry for the cluster; NULL if none */
     gh_endpoint_stats_t *ep_stats; /* same for the endpoint */
+    /* Open connections (connecting, busy or idle), capped by the cluster's
+     * max_connections; requests waiting for one (FIFO, at most
+     * max_pending); kick serves them on the next loop turn. */
+    uint32_t num_conns;
+    uint32_t num_waiting;
+    gh_stream_t *wait_head, *wait_tail;
+    gh_deadline_t kick;
 };
 
 struct gh_worker_s {
@@ -274,6 +281,12 @@ struct gh_stream_s {
     size_t res_out_head_len;
     unsigned logged : 1;
     int status;
+
+    /* Waiting for a connection of wait_pool (upstream.c), until wait_dl. */
+    gh_pool_t *wait_pool;
+    gh_stream_t *wait_next, *wait_prev;
+    gh_deadline_t wait_dl;
+    unsigned wait_fresh : 1; /* a retry: needs a new connection */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)
@@ -366,6 +379,13 @@ void gh_upconn_update_reading(gh_upconn_t *u);
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms);
 void gh_upconn_stop_timer(gh_upconn_t *u);
 void gh_pool_dispose(gh_pool_t *p);
+/* Queues s for the next connection of p that is free, until the cluster's
+ * connect_timeout; -1 when max_pending are waiting already. */
+int gh_pool_wait(gh_pool_t *p, gh_stream_t *s, int fresh);
+void gh_pool_unwait(gh_stream_t *s);
+/* Room for a request now: nobody waiting ahead, and an idle connection or
+ * room for a new one. */
+int gh_pool_has_room(const gh_pool_t *p);
 
 /* router.c */
 extern const gh_filter_type_t gh_router_filter;
@@ -375,6 +395,9 @@ void gh_router_wrote(gh_stream_t *s, int status);
 void gh_router_timeout(gh_stream_t *s);
 void gh_router_client_drained(gh_stream_t *s);
 void gh_router_request_sent(gh_stream_t *s);
+/* A waiting stream's turn (its pool has room now), or its wait expired. */
+void gh_router_dispatch(gh_stream_t *s);
+void gh_router_wait_expired(gh_stream_t *s);
 
 /* observe.c */
 void gh_observe_set_tracer(gh_trace_exporter_t *e);

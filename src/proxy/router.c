@@ -34,9 +34,19 @@ static gh_filter_status_t router_on_request_headers(gh_stream_t *s, const void *
     return connect_upstream(s, 0) < 0 ? GH_FILTER_REPLIED : GH_FILTER_PAUSE;
 }
 
+/* A stream that ends while waiting for a connection (its client left)
+ * leaves the queue. */
+static void router_on_destroy(gh_stream_t *s, const void *conf, void *ctx)
+{
+    (void)conf;
+    (void)ctx;
+    gh_pool_unwait(s);
+}
+
 const gh_filter_type_t gh_router_filter = {
     .name = "router",
     .on_request_headers = router_on_request_headers,
+    .on_destroy = router_on_destroy,
 };
 
 static void start_exchange(gh_stream_t *s)
@@ -66,11 +76,56 @@ static int request_is_replayable(const gh_stream_t *s)
            (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length == 0);
 }
 
+static int attach_upstream(gh_stream_t *s, gh_pool_t *p, int fresh);
+
+/* Every connection of the endpoint is busy: wait for one, or 503 when
+ * max_pending requests wait already (RFC 9110 section 15.6.4: the server
+ * is overloaded). */
+static int wait_for_connection(gh_stream_t *s, gh_pool_t *p, int fresh)
+{
+    if (gh_pool_wait(p, s, fresh) == 0)
+        return 0;
+    char detail[200];
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->pending_overflows);
+    snprintf(detail, sizeof(detail),
+             "upstream %s has all of its %u connections busy and %u requests waiting",
+             p->ep->address, (unsigned)p->cluster->max_connections,
+             (unsigned)p->cluster->max_pending);
+    gh_stream_fail(s, 503, "service_unavailable", detail);
+    return -1;
+}
+
+void gh_router_dispatch(gh_stream_t *s)
+{
+    attach_upstream(s, &s->ws->pools[s->cluster->index][s->endpoint], s->wait_fresh);
+}
+
+void gh_router_wait_expired(gh_stream_t *s)
+{
+    gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
+    char detail[200];
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->pending_timeouts);
+    snprintf(detail, sizeof(detail),
+             "no connection to upstream %s became free within %llums (max_connections %u)",
+             p->ep->address, (unsigned long long)p->cluster->connect_timeout_ms,
+             (unsigned)p->cluster->max_connections);
+    gh_stream_fail(s, 503, "service_unavailable", detail);
+}
+
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
     if (!fresh)
         s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
     gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
+    if (!gh_pool_has_room(p))
+        return wait_for_connection(s, p, fresh);
+    return attach_upstream(s, p, fresh);
+}
+
+static int attach_upstream(gh_stream_t *s, gh_pool_t *p, int fresh)
+{
     int err = 0;
     int replayable = request_is_replayable(s), idempotent = method_is_idempotent(s);
     unsigned flags = fresh ? GH_UPCONN_FRESH : 0;
@@ -80,6 +135,8 @@ static int connect_upstream(gh_stream_t *s, int fresh)
     if (!(replayable && idempotent))
         flags |= GH_UPCONN_CHECK;
     gh_upconn_t *u = gh_upconn_get(p, flags, &err);
+    if (u == NULL && err == UV_EBUSY)
+        return wait_for_connection(s, p, fresh);
     if (u == NULL) {
         char detail[160];
         snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s", p->ep->address,

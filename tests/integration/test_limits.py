@@ -332,3 +332,214 @@ def test_max_connections_per_address_accepts_and_closes(gatehouse, upstream):
     assert r.status == 200 and r.json()["target"] == "/echo?c=again", r
     assert "/echo?c=extra" not in up.targets()
     again.close()
+
+
+# ---- upstream connections: max_connections, max_pending ------------------
+
+
+class _GatedUpstream:
+    """A keep-alive upstream that answers each request only when the test
+    opens its gate: gate(target). Logs (connection number, target)."""
+
+    def __init__(self):
+        import socket as _s
+        self.lsock = _s.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.cond = threading.Condition()
+        self.log = []
+        self.gates = set()
+        self.connections = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket as _s
+        while not self._stop.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except _s.timeout:
+                continue
+            except OSError:
+                return
+            with self.cond:
+                self.connections += 1
+                n = self.connections
+            threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+
+    def _serve(self, c, n):
+        c.settimeout(60)
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                target = head.split(b" ")[1].decode()
+                with self.cond:
+                    self.log.append((n, target))
+                    self.cond.notify_all()
+                    while target not in self.gates and not self._stop.is_set():
+                        self.cond.wait(0.2)
+                body = target.encode()
+                close = b"close" in body
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (
+                    len(body), b"Connection: close\r\n" if close else b"") + body)
+                if close:
+                    return
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def wait_for(self, target, timeout=10):
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(t == target for _, t in self.log), timeout)
+        assert ok, f"upstream never got {target}: {self.log}"
+
+    def gate(self, target):
+        with self.cond:
+            self.gates.add(target)
+            self.cond.notify_all()
+
+    def targets(self):
+        with self.cond:
+            return [t for _, t in self.log]
+
+    def close(self):
+        self._stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.lsock.close()
+
+
+@pytest.fixture
+def gated(gatehouse):
+    from harness import make_config
+    from ops_util import admin_conf, admin_port_of, wait_admin
+    ups = []
+
+    def make(**cluster):
+        up = _GatedUpstream()
+        ups.append(up)
+        cfg = make_config([up.port], cluster=cluster)
+        cfg["admin"] = admin_conf()
+        g = gatehouse(cfg)
+        g.admin = admin_port_of(cfg)
+        wait_admin(g.admin)
+        return g, up
+
+    yield make
+    for up in ups:
+        up.close()
+
+
+def _pending_is(g, n):
+    from ops_util import wait_metric
+    wait_metric(g.admin, "gatehouse_upstream_pending_requests", n, cluster="app")
+
+
+def test_upstream_max_connections_queues_then_503_when_full(gated):
+    """One connection allowed, one request may wait: the second waits for
+    the first's connection, the third is refused at once (503, JSON), and
+    the waiting one goes out on the released connection."""
+    from ops_util import metrics
+    g, up = gated(max_connections=1, max_pending=1, connect_timeout="30s")
+    a, b, c = RawConn(g.port, timeout=30), RawConn(g.port, timeout=30), RawConn(g.port, timeout=30)
+    a.request("GET", "/a")
+    up.wait_for("/a")
+    b.request("GET", "/b")
+    _pending_is(g, 1)
+    c.request("GET", "/c")
+    r = c.read_response()
+    doc = assert_refusal(r, 503, "service_unavailable")
+    assert "busy" in doc["detail"], doc
+    up.gate("/a")
+    ra = a.read_response()
+    assert ra.status == 200 and ra.body == b"/a", ra
+    up.wait_for("/b")
+    _pending_is(g, 0)
+    up.gate("/b")
+    rb = b.read_response()
+    assert rb.status == 200 and rb.body == b"/b", rb
+    assert up.targets() == ["/a", "/b"], up.log
+    assert up.connections == 1, f"max_connections 1 but the upstream saw {up.connections}"
+    m = metrics(g.admin)
+    assert m.value("gatehouse_upstream_pending_failures_total", cluster="app", reason="overflow") == 1
+    assert m.value("gatehouse_upstream_pending_failures_total", cluster="app", reason="timeout") == 0
+    for x in (a, b, c):
+        x.close()
+
+
+def test_upstream_pending_request_times_out_503(gated):
+    """A waiting request has the connect timeout as its deadline."""
+    from ops_util import metrics
+    g, up = gated(max_connections=1, connect_timeout="1s")
+    a, b = RawConn(g.port, timeout=30), RawConn(g.port, timeout=30)
+    a.request("GET", "/a")
+    up.wait_for("/a")
+    b.request("GET", "/b")
+    r = b.read_response()
+    doc = assert_refusal(r, 503, "service_unavailable")
+    assert "became free" in doc["detail"], doc
+    up.gate("/a")
+    assert a.read_response().body == b"/a"
+    assert up.targets() == ["/a"], up.log
+    m = metrics(g.admin)
+    assert m.value("gatehouse_upstream_pending_failures_total", cluster="app", reason="timeout") == 1
+    assert m.value("gatehouse_upstream_pending_requests", cluster="app") == 0
+    a.close()
+    b.close()
+
+
+def test_upstream_pending_client_that_leaves_is_dequeued(gated):
+    """A client that goes away while its request waits leaves the queue:
+    its place is free for the next one, and its request is never sent."""
+    g, up = gated(max_connections=1, max_pending=1, connect_timeout="30s")
+    a, b = RawConn(g.port, timeout=30), RawConn(g.port, timeout=30)
+    a.request("GET", "/a")
+    up.wait_for("/a")
+    b.request("GET", "/b")
+    _pending_is(g, 1)
+    # Gone for good: a reset. (A FIN alone is a half-close, which still
+    # gets its response.)
+    import socket as _s
+    import struct
+    b.sock.setsockopt(_s.SOL_SOCKET, _s.SO_LINGER, struct.pack("ii", 1, 0))
+    b.close()
+    _pending_is(g, 0)
+    c = RawConn(g.port, timeout=30)
+    c.request("GET", "/c")
+    _pending_is(g, 1)  # queued (the place b left), not refused
+    up.gate("/a")
+    assert a.read_response().body == b"/a"
+    up.wait_for("/c")
+    up.gate("/c")
+    assert c.read_response().body == b"/c"
+    assert up.targets() == ["/a", "/c"], up.log
+    a.close()
+    c.close()
+
+
+def test_upstream_pending_request_gets_the_place_of_a_closed_connection(gated):
+    """The busy connection is closed after its response (Connection:
+    close): the waiting request goes out on a new one."""
+    g, up = gated(max_connections=1, connect_timeout="30s")
+    a, b = RawConn(g.port, timeout=30), RawConn(g.port, timeout=30)
+    a.request("GET", "/a?close")
+    up.wait_for("/a?close")
+    b.request("GET", "/b")
+    _pending_is(g, 1)
+    up.gate("/a?close")
+    assert a.read_response().body == b"/a?close"
+    up.wait_for("/b")
+    up.gate("/b")
+    assert b.read_response().body == b"/b"
+    assert up.log == [(1, "/a?close"), (2, "/b")], up.log
+    a.close()
+    b.close()
