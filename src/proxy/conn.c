@@ -585,9 +585,11 @@ static size_t addr_key(const struct sockaddr_storage *ss, const unsigned char **
     return 0;
 }
 
-static size_t addr_hash(const unsigned char *k, size_t n)
+/* FNV-1a from a random start: an attacker who picks source addresses
+ * (an IPv6 /64 is plenty) should not be able to pile them in one bucket. */
+static size_t addr_hash(const gh_listener_t *l, const unsigned char *k, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
+    uint32_t h = 2166136261u ^ l->addr_seed;
     for (size_t i = 0; i < n; i++)
         h = (h ^ k[i]) * 16777619u;
     return h % ADDR_BUCKETS;
@@ -602,9 +604,12 @@ static int addr_admit(gh_listener_t *l, gh_conn_t *c, const struct sockaddr_stor
     size_t n = addr_key(ss, &k);
     if (n == 0)
         return 0; /* not an IP peer: nothing to count by */
-    if (l->by_addr == NULL && (l->by_addr = calloc(ADDR_BUCKETS, sizeof(*l->by_addr))) == NULL)
-        return -1;
-    gh_addr_count_t **b = &l->by_addr[addr_hash(k, n)], *e;
+    if (l->by_addr == NULL) {
+        if ((l->by_addr = calloc(ADDR_BUCKETS, sizeof(*l->by_addr))) == NULL)
+            return -1;
+        l->addr_seed = (uint32_t)gh_rand(l->worker);
+    }
+    gh_addr_count_t **b = &l->by_addr[addr_hash(l, k, n)], *e;
     for (e = *b; e != NULL; e = e->next)
         if (e->len == n && memcmp(e->addr, k, n) == 0)
             break;
@@ -634,7 +639,7 @@ static void admission_release(gh_conn_t *c)
     c->addr = NULL;
     if (e == NULL || --e->count > 0)
         return;
-    for (gh_addr_count_t **pp = &l->by_addr[addr_hash(e->addr, e->len)]; *pp != NULL;
+    for (gh_addr_count_t **pp = &l->by_addr[addr_hash(l, e->addr, e->len)]; *pp != NULL;
          pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;

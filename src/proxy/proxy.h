@@ -55,6 +55,7 @@ typedef struct gh_listener_s {
     uint32_t num_conns;
     unsigned paused : 1;
     struct gh_addr_count_s **by_addr;
+    uint32_t addr_seed; /* of by_addr's hash, random: clients choose their addresses */
 } gh_listener_t;
 
 /* A worker's view of one snapshot: the snapshot reference plus the state
