@@ -543,3 +543,42 @@ def test_upstream_pending_request_gets_the_place_of_a_closed_connection(gated):
     assert up.log == [(1, "/a?close"), (2, "/b")], up.log
     a.close()
     b.close()
+
+
+def test_body_waiting_for_an_upstream_connection_is_not_a_client_timeout(gatehouse):
+    """A request whose body cannot flow because it waits for an upstream
+    connection gets the queue's answer (503) at connect_timeout, not a 408
+    at the listener's body_timeout: the client did nothing wrong."""
+    from harness import make_config
+    up = _GatedUpstream()
+    try:
+        g = gatehouse(make_config([up.port], listener={"body_timeout": "1s"},
+                                  cluster={"max_connections": 1, "connect_timeout": "3s"}))
+        a = RawConn(g.port, timeout=30)
+        a.request("GET", "/a")
+        up.wait_for("/a")
+        b = RawConn(g.port, timeout=30)
+        size = 64 * 1024 * 1024
+        b.send(f"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n".encode())
+
+        def pump():
+            block = b"x" * 65536
+            try:
+                for _ in range(size // len(block)):
+                    b.sock.sendall(block)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        r = b.read_response("POST")
+        doc = assert_refusal(r, 503, "service_unavailable")
+        assert "became free" in doc["detail"], doc
+        up.gate("/a")
+        assert a.read_response().body == b"/a"
+        assert up.targets() == ["/a"], up.log
+        b.close()
+        t.join(10)
+        a.close()
+    finally:
+        up.close()
