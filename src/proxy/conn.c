@@ -572,15 +572,28 @@ static void accept_refuse(gh_listener_t *l)
     uv_close((uv_handle_t *)&w->sink, sink_closed);
 }
 
+/* What a client is counted by: its IPv4 address, or the /64 of its IPv6
+ * address, since one subscriber commonly holds a whole /64 and could
+ * otherwise use a fresh address per connection. Listeners are
+ * IPV6_V6ONLY (cli/server.c), so IPv4-mapped addresses should not occur;
+ * were they to, every IPv4 client would share the /64 ::ffff:0:0/64,
+ * hence their IPv4 part is taken. */
 static size_t addr_key(const struct sockaddr_storage *ss, const unsigned char **key)
 {
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (ss->ss_family == AF_INET) {
         *key = (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
         return 4;
     }
     if (ss->ss_family == AF_INET6) {
-        *key = (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-        return 16;
+        const unsigned char *a =
+            (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+            *key = a + 12;
+            return 4;
+        }
+        *key = a;
+        return 8;
     }
     return 0;
 }
