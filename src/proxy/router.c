@@ -114,11 +114,30 @@ void gh_router_wait_expired(gh_stream_t *s)
     gh_stream_fail(s, 503, "service_unavailable", detail);
 }
 
+/* The endpoint the balancer picked has every connection busy: another
+ * endpoint with room takes the request rather than the queue (a retry
+ * keeps its endpoint). Only under saturation does this bend the weights. */
+static gh_pool_t *spill_over(gh_stream_t *s, gh_pool_t *p)
+{
+    gh_pool_t *pools = s->ws->pools[s->cluster->index];
+    size_t n = s->cluster->num_endpoints;
+    for (size_t i = 1; i < n; i++) {
+        size_t e = (s->endpoint + i) % n;
+        if (gh_pool_has_room(&pools[e])) {
+            s->endpoint = e;
+            return &pools[e];
+        }
+    }
+    return p;
+}
+
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
     if (!fresh)
         s->endpoint = gh_lb_pick_endpoint(s->ws, s->cluster);
     gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
+    if (!gh_pool_has_room(p) && !fresh)
+        p = spill_over(s, p);
     if (!gh_pool_has_room(p))
         return wait_for_connection(s, p, fresh);
     return attach_upstream(s, p, fresh);

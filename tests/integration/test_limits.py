@@ -582,3 +582,33 @@ def test_body_waiting_for_an_upstream_connection_is_not_a_client_timeout(gatehou
         a.close()
     finally:
         up.close()
+
+
+def test_saturated_endpoint_spills_over_to_one_with_room(gatehouse):
+    """Round robin picks an endpoint whose only connection is busy (and no
+    request may wait): the other endpoint, which has room, takes the
+    request instead of a 503."""
+    from harness import make_config
+    x, y = _GatedUpstream(), _GatedUpstream()
+    try:
+        g = gatehouse(make_config([x.port, y.port], cluster={"max_connections": 1, "max_pending": 0}))
+        a = RawConn(g.port, timeout=30)
+        a.request("GET", "/a")  # round robin: the first endpoint
+        x.wait_for("/a")
+        y.gate("/b")
+        b = RawConn(g.port, timeout=30)
+        b.request("GET", "/b")  # the second
+        assert b.read_response().body == b"/b"
+        c = RawConn(g.port, timeout=30)
+        c.request("GET", "/c")  # the first again: busy, so the second
+        y.gate("/c")
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"/c", r
+        assert x.targets() == ["/a"] and y.targets() == ["/b", "/c"], (x.log, y.log)
+        x.gate("/a")
+        assert a.read_response().body == b"/a"
+        for k in (a, b, c):
+            k.close()
+    finally:
+        x.close()
+        y.close()
