@@ -216,6 +216,8 @@ typedef struct {
      * docs/http.md. Empty: nobody's. */
     gh_cidr_t *trusted_proxies;
     size_t num_trusted_proxies;
+    uint32_t max_connections;       /* open client connections per worker; default 10000 */
+    uint32_t max_conns_per_address; /* per client address, per worker; default 0 = no limit */
 } gh_listener_conf_t;
 
 typedef enum {
@@ -246,6 +248,10 @@ struct gh_cluster_s {
     /* Host sent for an HTTP/1.0 request without one; NULL: the endpoint's
      * address. A valid authority (checked at load). */
     char *default_host;
+    /* Open connections per endpoint per worker (default 1024), and requests
+     * waiting for one of them (default 1024). */
+    uint32_t max_connections;
+    uint32_t max_pending;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

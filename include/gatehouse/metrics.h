@@ -36,6 +36,8 @@ typedef struct {
 typedef struct {
     uint64_t conns_active; /* per shard: opened - closed, may wrap below 0 in one shard */
     uint64_t conns_total;
+    uint64_t accept_pauses; /* stopped accepting at max_connections */
+    uint64_t conns_refused; /* accepted and closed at once (per-address limit, no memory) */
 } gh_listener_stats_t;
 
 typedef struct {
@@ -46,6 +48,9 @@ typedef struct {
     uint64_t timeouts;
     uint64_t resets;
     uint64_t pool_hits;
+    uint64_t pending_overflows; /* 503: max_pending requests were waiting already */
+    uint64_t pending_timeouts;  /* 503: no connection became free within connect_timeout */
+    uint64_t pending;           /* gauge, per shard like conns_active: requests waiting now */
 } gh_cluster_stats_t;
 
 /* Authentication decisions by provider and reason. */

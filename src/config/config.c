@@ -565,6 +565,8 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "max_response_head",
                                        "max_response_headers",
                                        "default_host",
+                                       "max_connections",
+                                       "max_pending",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -617,6 +619,14 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((v = gh_yaml_map_get(n, "default_host")) != NULL &&
         (rc = gh_config_parse_default_host(c->doc, v, &cl->default_host)) != 0)
         return rc;
+    u = 1024;
+    if ((rc = opt_uint(c, n, "max_connections", 1, 1000000, &u)) != 0)
+        return rc;
+    cl->max_connections = (uint32_t)u;
+    u = 1024;
+    if ((rc = opt_uint(c, n, "max_pending", 0, 1000000, &u)) != 0)
+        return rc;
+    cl->max_pending = (uint32_t)u;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;
@@ -1229,10 +1239,23 @@ static int parse_path_opts(ctx_t *c, const gh_yaml_node_t *n, gh_path_opts_t *o)
 
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
-    static const char *const keys[] = {
-        "name",          "listen",          "header_timeout", "idle_timeout",    "body_timeout",
-        "max_head",      "max_headers",     "max_uri",        "routes",          "normalize_path",
-        "merge_slashes", "escaped_slashes", "path_params",    "trusted_proxies", NULL};
+    static const char *const keys[] = {"name",
+                                       "listen",
+                                       "header_timeout",
+                                       "idle_timeout",
+                                       "body_timeout",
+                                       "max_head",
+                                       "max_headers",
+                                       "max_uri",
+                                       "routes",
+                                       "normalize_path",
+                                       "merge_slashes",
+                                       "escaped_slashes",
+                                       "path_params",
+                                       "trusted_proxies",
+                                       "max_connections",
+                                       "max_connections_per_address",
+                                       NULL};
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1287,6 +1310,14 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     if ((rc = gh_config_parse_trusted_proxies(c->doc, gh_yaml_map_get(n, "trusted_proxies"), l)) !=
         0)
         return rc;
+    u = 10000;
+    if ((rc = opt_uint(c, n, "max_connections", 1, 1000000, &u)) != 0)
+        return rc;
+    l->max_connections = (uint32_t)u;
+    u = 0;
+    if ((rc = opt_uint(c, n, "max_connections_per_address", 0, 1000000, &u)) != 0)
+        return rc;
+    l->max_conns_per_address = (uint32_t)u;
 
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
         (rc = nonempty_list(c, routes, "routes")) != 0 ||

@@ -464,6 +464,36 @@ static void render_decisions(out_t *o, unsigned ns)
     }
 }
 
+/* Connection limits (proxy/conn.c). */
+static void render_admission(out_t *o, unsigned ns)
+{
+    static const char *const names[2] = {"gatehouse_downstream_accept_pauses_total",
+                                         "gatehouse_downstream_connections_refused_total"};
+    static const char *const helps[2] = {
+        "Times a worker stopped accepting on the listener at max_connections.",
+        "Client connections accepted and closed at once: over max_connections_per_address, "
+        "or no memory for them.",
+    };
+    char a[512];
+    for (int k = 0; k < 2; k++) {
+        put(o, "# HELP %s %s\n# TYPE %s counter\n", names[k], helps[k], names[k]);
+        for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
+            uint64_t v = 0;
+            int any = 0;
+            for (unsigned i = 0; i < ns; i++) {
+                const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
+                if (st == NULL)
+                    continue;
+                any = 1;
+                v += k == 0 ? LOAD(st->accept_pauses) : LOAD(st->conns_refused);
+            }
+            if (any)
+                put(o, "%s{listener=\"%s\"} %llu\n", names[k],
+                    esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
+        }
+    }
+}
+
 static void render_listeners(out_t *o, unsigned ns)
 {
     char a[512];
@@ -490,6 +520,36 @@ static void render_listeners(out_t *o, unsigned ns)
                           : "gatehouse_downstream_connections_total",
                 esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
         }
+    }
+    render_admission(o, ns);
+}
+
+/* Requests that waited for an upstream connection in vain (proxy/upstream.c). */
+static void render_pending(out_t *o, const gh_cluster_stats_t *sums, const char *seen)
+{
+    char a[512];
+    put(o, "# HELP gatehouse_upstream_pending_requests Requests waiting for a connection to "
+           "an endpoint of the cluster.\n"
+           "# TYPE gatehouse_upstream_pending_requests gauge\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++)
+        if (seen[id])
+            put(o, "gatehouse_upstream_pending_requests{cluster=\"%s\"} %llu\n",
+                esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)),
+                (unsigned long long)sums[id].pending);
+    put(o, "# HELP gatehouse_upstream_pending_failures_total Requests answered 503 because "
+           "every connection to the endpoint was busy: the queue was full (overflow), or none "
+           "became free in time (timeout).\n"
+           "# TYPE gatehouse_upstream_pending_failures_total counter\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+        if (!seen[id])
+            continue;
+        const char *name = esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a));
+        put(o,
+            "gatehouse_upstream_pending_failures_total{cluster=\"%s\",reason=\"overflow\"} %llu\n",
+            name, (unsigned long long)sums[id].pending_overflows);
+        put(o,
+            "gatehouse_upstream_pending_failures_total{cluster=\"%s\",reason=\"timeout\"} %llu\n",
+            name, (unsigned long long)sums[id].pending_timeouts);
     }
 }
 
@@ -530,6 +590,9 @@ static void render_clusters(out_t *o, unsigned ns)
             sums[id].timeouts += LOAD(st->timeouts);
             sums[id].resets += LOAD(st->resets);
             sums[id].pool_hits += LOAD(st->pool_hits);
+            sums[id].pending_overflows += LOAD(st->pending_overflows);
+            sums[id].pending_timeouts += LOAD(st->pending_timeouts);
+            sums[id].pending += LOAD(st->pending);
         }
     }
     for (int k = 0; k < 6; k++) {
@@ -545,6 +608,7 @@ static void render_clusters(out_t *o, unsigned ns)
                 esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a)), (unsigned long long)v[k]);
         }
     }
+    render_pending(o, sums, seen);
     put(o, "# HELP gatehouse_upstream_request_duration_seconds Time from sending a request "
            "upstream to the end of its response.\n"
            "# TYPE gatehouse_upstream_request_duration_seconds histogram\n");

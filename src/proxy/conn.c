@@ -48,6 +48,8 @@ static void rbuf_give(gh_conn_t *c)
     c->rbuf = NULL;
 }
 
+static void admission_release(gh_conn_t *c);
+
 static void conn_on_close(uv_handle_t *h)
 {
     gh_conn_t *c = h->data;
@@ -55,6 +57,7 @@ static void conn_on_close(uv_handle_t *h)
         return;
     gh_worker_t *w = c->worker;
     w->num_conns--;
+    admission_release(c);
     if (c->lstats != NULL)
         GH_STAT_DEC(c->lstats->conns_active);
     if (c->ws != NULL)
@@ -69,6 +72,7 @@ static void conn_on_close(uv_handle_t *h)
         c->next->prev = c->prev;
     free(c->wbuf);
     free(c);
+    gh_conn_resume_accepting(w);
 }
 
 /* Closes at once: the peer may see a reset if bytes were unread. Used when
@@ -454,13 +458,17 @@ void gh_conn_finish(gh_conn_t *c)
         linger_close(c);
 }
 
-static void peer_text(gh_conn_t *c)
+/* The client's address: as text in c->peer, and in ss (zeroed family
+ * when unknown). */
+static void peer_text(gh_conn_t *c, struct sockaddr_storage *ss_out)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     c->peer[0] = '\0';
+    memset(ss_out, 0, sizeof(*ss_out));
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
+    *ss_out = ss;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
     else if (ss.ss_family == AF_INET6)
@@ -510,12 +518,225 @@ int gh_conn_take_current(gh_conn_t *c)
     return -1;
 }
 
+/* ---- admission: what a listener takes on ----
+ *
+ * Over its max_connections a listener stops accepting: its connection
+ * callback returns without uv_accept, so libuv keeps the one connection it
+ * already took and stops watching the socket, and the kernel's backlog
+ * holds the others, each served once a connection here closes. Refusing
+ * them (accept and close) would only make clients retry into the same
+ * wall. A client address over max_connections_per_address is different:
+ * the others must still get in, so that connection is accepted and closed.
+ */
+
+typedef struct gh_addr_count_s {
+    struct gh_addr_count_s *next;
+    uint32_t count;
+    uint8_t len;
+    unsigned char addr[16];
+} gh_addr_count_t;
+
+#define ADDR_BUCKETS 256
+
+static const gh_listener_conf_t *listener_conf(const gh_listener_t *l)
+{
+    return &l->worker->cur->snap->cfg->listeners[l->li];
+}
+
+static gh_listener_stats_t *listener_stats(const gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    return gh_metrics_listener(w->metrics, w->cur->snap->lids[l->li].listener_id);
+}
+
+static void accept_pause(gh_listener_t *l, int count)
+{
+    if (l->paused)
+        return;
+    l->paused = 1;
+    l->worker->num_paused++;
+    gh_listener_stats_t *st = listener_stats(l);
+    if (count && st != NULL)
+        GH_STAT_INC(st->accept_pauses);
+}
+
+static void count_refused(gh_listener_t *l)
+{
+    gh_listener_stats_t *st = listener_stats(l);
+    if (st != NULL)
+        GH_STAT_INC(st->conns_refused);
+}
+
+static void sink_closed(uv_handle_t *h)
+{
+    gh_worker_t *w = h->data;
+    w->sink_busy = 0;
+    gh_conn_resume_accepting(w);
+}
+
+/* Takes the pending connection into the worker's sink handle and closes
+ * it: for when there is no memory for a gh_conn_t. Not accepting at all
+ * would stop the listener for good (libuv watches it again only after a
+ * uv_accept), so a passing allocation failure must not skip this. While
+ * the sink is still closing the last one, the listener waits for it. */
+static void accept_refuse(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    if (w->sink_busy) {
+        accept_pause(l, 0);
+        return;
+    }
+    w->sink_busy = 1;
+    uv_tcp_init(&w->loop, &w->sink);
+    w->sink.data = w;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&w->sink) == 0)
+        count_refused(l);
+    uv_close((uv_handle_t *)&w->sink, sink_closed);
+}
+
+/* What a client is counted by: its IPv4 address, or the /64 of its IPv6
+ * address, since one subscriber commonly holds a whole /64 and could
+ * otherwise use a fresh address per connection. Listeners are
+ * IPV6_V6ONLY (cli/server.c), so IPv4-mapped addresses should not occur;
+ * were they to, every IPv4 client would share the /64 ::ffff:0:0/64,
+ * hence their IPv4 part is taken. */
+static size_t addr_key(const struct sockaddr_storage *ss, const unsigned char **key)
+{
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ss->ss_family == AF_INET) {
+        *key = (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const unsigned char *a =
+            (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+            *key = a + 12;
+            return 4;
+        }
+        *key = a;
+        return 8;
+    }
+    return 0;
+}
+
+/* FNV-1a from a random start: an attacker who picks source addresses
+ * (an IPv6 /64 is plenty) should not be able to pile them in one bucket. */
+static size_t addr_hash(const gh_listener_t *l, const unsigned char *k, size_t n)
+{
+    uint32_t h = 2166136261u ^ l->addr_seed;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ k[i]) * 16777619u;
+    return h % ADDR_BUCKETS;
+}
+
+/* Counts c against its address. Returns -1 when the address is at the
+ * limit (or the count cannot be kept: no memory), so c is to be refused. */
+static int addr_admit(gh_listener_t *l, gh_conn_t *c, const struct sockaddr_storage *ss,
+                      uint32_t limit)
+{
+    const unsigned char *k;
+    size_t n = addr_key(ss, &k);
+    if (n == 0)
+        return 0; /* not an IP peer: nothing to count by */
+    if (l->by_addr == NULL) {
+        if ((l->by_addr = calloc(ADDR_BUCKETS, sizeof(*l->by_addr))) == NULL)
+            return -1;
+        l->addr_seed = (uint32_t)gh_rand(l->worker);
+    }
+    gh_addr_count_t **b = &l->by_addr[addr_hash(l, k, n)], *e;
+    for (e = *b; e != NULL; e = e->next)
+        if (e->len == n && memcmp(e->addr, k, n) == 0)
+            break;
+    if (e == NULL) {
+        if ((e = calloc(1, sizeof(*e))) == NULL)
+            return -1;
+        e->len = (uint8_t)n;
+        memcpy(e->addr, k, n);
+        e->next = *b;
+        *b = e;
+    }
+    if (e->count >= limit)
+        return -1;
+    e->count++;
+    c->addr = e;
+    return 0;
+}
+
+static void admission_release(gh_conn_t *c)
+{
+    gh_listener_t *l = c->lst;
+    if (l == NULL)
+        return;
+    l->num_conns--;
+    gh_addr_count_t *e = c->addr;
+    c->lst = NULL;
+    c->addr = NULL;
+    if (e == NULL || --e->count > 0)
+        return;
+    for (gh_addr_count_t **pp = &l->by_addr[addr_hash(l, e->addr, e->len)]; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            return;
+        }
+    }
+}
+
+void gh_conn_resume_accepting(gh_worker_t *w)
+{
+    if (w->num_paused == 0 || w->stopping || w->cur == NULL)
+        return;
+    for (gh_listener_t *l = w->listeners; l != NULL; l = l->next) {
+        if (!l->paused || l->num_conns >= listener_conf(l)->max_connections)
+            continue;
+        l->paused = 0;
+        w->num_paused--;
+        gh_conn_accept(l); /* takes the connection libuv kept, and watches again */
+    }
+}
+
+void gh_conn_listener_gone(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    for (gh_conn_t *c = w->conns; c != NULL; c = c->next) {
+        if (c->lst == l) {
+            c->lst = NULL;
+            c->addr = NULL;
+        }
+    }
+    if (l->paused) {
+        l->paused = 0;
+        w->num_paused--;
+    }
+    if (l->by_addr != NULL) {
+        for (size_t i = 0; i < ADDR_BUCKETS; i++) {
+            while (l->by_addr[i] != NULL) {
+                gh_addr_count_t *e = l->by_addr[i];
+                l->by_addr[i] = e->next;
+                free(e);
+            }
+        }
+        free(l->by_addr);
+        l->by_addr = NULL;
+    }
+    l->num_conns = 0;
+}
+
 void gh_conn_accept(gh_listener_t *l)
 {
     gh_worker_t *w = l->worker;
-    gh_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    const gh_listener_conf_t *lc = listener_conf(l);
+    if (l->num_conns >= lc->max_connections) {
+        accept_pause(l, 1);
         return;
+    }
+    gh_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        accept_refuse(l);
+        return;
+    }
     c->ws = gh_wsnap_ref(w->cur);
     c->li = l->li;
     c->rcap = rbuf_size(gh_conn_lconf(c));
@@ -534,12 +755,22 @@ void gh_conn_accept(gh_listener_t *l)
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
+    c->lst = l;
+    l->num_conns++;
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
         gh_conn_close(c);
         return;
     }
+    struct sockaddr_storage ss;
+    peer_text(c, &ss);
+    if (lc->max_conns_per_address > 0 && addr_admit(l, c, &ss, lc->max_conns_per_address) < 0) {
+        GH_LOG(GH_LOG_DEBUG, "conn", "conn=%llu refused: %s is at max_connections_per_address",
+               (unsigned long long)c->id, c->peer);
+        count_refused(l);
+        gh_conn_close(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
-    peer_text(c);
     c->state = GH_CONN_HEAD;
     c->keep_alive = 1;
     gh_conn_process(c);

@@ -41,6 +41,20 @@ static size_t weighted_random(gh_worker_t *w, const gh_cluster_t *c)
     return c->num_endpoints - 1;
 }
 
+/* A weighted random endpoint other than not (there are two or more). */
+static size_t weighted_random_other(gh_worker_t *w, const gh_cluster_t *c, size_t not )
+{
+    uint64_t x = gh_rand(w) % (c->total_weight - c->endpoints[not ].weight);
+    for (size_t i = 0; i < c->num_endpoints; i++) {
+        if (i == not )
+            continue;
+        if (x < c->endpoints[i].weight)
+            return i;
+        x -= c->endpoints[i].weight;
+    }
+    return not == 0 ? 1 : 0;
+}
+
 size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c)
 {
     gh_worker_t *w = ws->worker;
@@ -59,9 +73,11 @@ size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c)
         return 0;
     }
     case GH_LB_LEAST_REQUEST: {
-        /* Power of two choices (Mitzenmacher): two weighted random picks,
-         * the one with fewer requests in flight per unit of weight wins. */
-        size_t a = weighted_random(w, c), b = weighted_random(w, c);
+        /* Power of two choices (Mitzenmacher): two distinct weighted random
+         * picks, the one with fewer requests in flight per unit of weight
+         * wins. Distinct, or with two endpoints a quarter of the picks
+         * would compare the busy one with itself and send it more. */
+        size_t a = weighted_random(w, c), b = weighted_random_other(w, c, a);
         uint64_t la = (uint64_t)ws->pools[c->index][a].active * c->endpoints[b].weight;
         uint64_t lb = (uint64_t)ws->pools[c->index][b].active * c->endpoints[a].weight;
         return lb < la ? b : a;

@@ -49,6 +49,13 @@ typedef struct gh_listener_s {
     struct gh_listener_s *next;
     char *address; /* owned copy of the config's address text */
     size_t li;     /* index in the worker's current snapshot */
+    /* Admission (conn.c): open connections accepted here, and per client
+     * address when that is limited; paused: not accepting (libuv holds one
+     * connection, the kernel's backlog the rest). */
+    uint32_t num_conns;
+    unsigned paused : 1;
+    struct gh_addr_count_s **by_addr;
+    uint32_t addr_seed; /* of by_addr's hash, random: clients choose their addresses */
 } gh_listener_t;
 
 /* A worker's view of one snapshot: the snapshot reference plus the state
@@ -76,6 +83,13 @@ struct gh_pool_s {
     uint32_t active;               /* streams using this endpoint now (least_request) */
     gh_cluster_stats_t *stats;     /* the worker's shard entry for the cluster; NULL if none */
     gh_endpoint_stats_t *ep_stats; /* same for the endpoint */
+    /* Open connections (connecting, busy or idle), capped by the cluster's
+     * max_connections; requests waiting for one (FIFO, at most
+     * max_pending); kick serves them on the next loop turn. */
+    uint32_t num_conns;
+    uint32_t num_waiting;
+    gh_stream_t *wait_head, *wait_tail;
+    gh_deadline_t kick;
 };
 
 struct gh_worker_s {
@@ -122,6 +136,11 @@ struct gh_worker_s {
     int loop_ok;
     uv_async_t *on_exit; /* main thread's, signalled when the loop ends */
     unsigned *num_exited;
+    /* Admission (conn.c): a connection that cannot be kept is accepted into
+     * the sink and closed at once. */
+    uv_tcp_t sink;
+    unsigned sink_busy : 1;
+    unsigned num_paused; /* listeners not accepting */
 };
 
 enum {
@@ -153,6 +172,10 @@ struct gh_conn_s {
     unsigned handles_open : 2; /* tcp still to close */
     char peer[48];             /* client address text, no port (INET6_ADDRSTRLEN) */
     size_t head_scanned;       /* rbuf bytes known to hold no complete head (headscan.h) */
+    /* Counted in lst (NULL once the listener closed) and in its entry of
+     * lst->by_addr (or NULL). */
+    gh_listener_t *lst;
+    struct gh_addr_count_s *addr;
 };
 
 struct gh_upconn_s {
@@ -173,6 +196,10 @@ struct gh_upconn_s {
     unsigned reading : 1;
     unsigned closing : 1;
     unsigned handles_open : 2;
+    /* Per exchange, for the retry rule (router.c): */
+    unsigned wrote : 1; /* a byte of the request may have reached the upstream */
+    unsigned heard : 1; /* the upstream sent a byte (an interim response counts) */
+    unsigned probe : 1; /* find out exactly whether the first write sent anything */
 };
 
 struct gh_stream_s {
@@ -272,6 +299,11 @@ struct gh_stream_s {
     unsigned hdr_edit_failed : 1; /* a filter's header add or drop failed: never forwarded */
     unsigned hdr_drop_cap;
     char client[48]; /* client address after trusted proxies (docs/http.md) */
+    /* Waiting for a connection of wait_pool (upstream.c), until wait_dl. */
+    gh_pool_t *wait_pool;
+    gh_stream_t *wait_next, *wait_prev;
+    gh_deadline_t wait_dl;
+    unsigned wait_fresh : 1; /* a retry: needs a new connection */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)
@@ -310,6 +342,10 @@ void gh_wsnap_unref(gh_wsnap_t *ws);
 
 /* conn.c */
 void gh_conn_accept(gh_listener_t *l);
+/* Listeners paused at a limit accept again if now below it. */
+void gh_conn_resume_accepting(gh_worker_t *w);
+/* l is closing: its connections stop being counted there. */
+void gh_conn_listener_gone(gh_listener_t *l);
 int gh_conn_take_current(gh_conn_t *c);
 void gh_conn_update_reading(gh_conn_t *c);
 void gh_conn_process(gh_conn_t *c);
@@ -346,9 +382,13 @@ size_t gh_lb_pick_endpoint(gh_wsnap_t *ws, const gh_cluster_t *c);
 uint64_t gh_rand(gh_worker_t *w);
 
 /* upstream.c */
-/* An idle pooled connection, or (fresh, or none idle) a new one whose
- * connect is under way; NULL when the connect cannot even start. */
-gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err);
+/* An idle pooled connection, or (GH_UPCONN_FRESH, or none idle) a new one
+ * whose connect is under way; NULL when the connect cannot even start.
+ * GH_UPCONN_CHECK asks the kernel whether an idle one is still open before
+ * handing it out, for a request that could not be sent again. */
+#define GH_UPCONN_FRESH 1u
+#define GH_UPCONN_CHECK 2u
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err);
 void gh_upconn_release(gh_upconn_t *u, int reusable);
 void gh_upconn_close(gh_upconn_t *u);
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);
@@ -356,6 +396,13 @@ void gh_upconn_update_reading(gh_upconn_t *u);
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms);
 void gh_upconn_stop_timer(gh_upconn_t *u);
 void gh_pool_dispose(gh_pool_t *p);
+/* Queues s for the next connection of p that is free, until the cluster's
+ * connect_timeout; -1 when max_pending are waiting already. */
+int gh_pool_wait(gh_pool_t *p, gh_stream_t *s, int fresh);
+void gh_pool_unwait(gh_stream_t *s);
+/* Room for a request now: nobody waiting ahead, and an idle connection or
+ * room for a new one. */
+int gh_pool_has_room(const gh_pool_t *p);
 
 /* router.c */
 extern const gh_filter_type_t gh_router_filter;
@@ -365,6 +412,9 @@ void gh_router_wrote(gh_stream_t *s, int status);
 void gh_router_timeout(gh_stream_t *s);
 void gh_router_client_drained(gh_stream_t *s);
 void gh_router_request_sent(gh_stream_t *s);
+/* A waiting stream's turn (its pool has room now), or its wait expired. */
+void gh_router_dispatch(gh_stream_t *s);
+void gh_router_wait_expired(gh_stream_t *s);
 
 /* observe.c */
 void gh_observe_set_tracer(gh_trace_exporter_t *e);

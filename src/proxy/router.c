@@ -38,9 +38,19 @@ static gh_filter_status_t router_on_request_headers(gh_stream_t *s, const void *
     return connect_upstream(s, 0) < 0 ? GH_FILTER_REPLIED : GH_FILTER_PAUSE;
 }
 
+/* A stream that ends while waiting for a connection (its client left)
+ * leaves the queue. */
+static void router_on_destroy(gh_stream_t *s, const void *conf, void *ctx)
+{
+    (void)conf;
+    (void)ctx;
+    gh_pool_unwait(s);
+}
+
 const gh_filter_type_t gh_router_filter = {
     .name = "router",
     .on_request_headers = router_on_request_headers,
+    .on_destroy = router_on_destroy,
 };
 
 static void start_exchange(gh_stream_t *s)
@@ -49,11 +59,105 @@ static void start_exchange(gh_stream_t *s)
     gh_stream_pump_request(s);
 }
 
+/* RFC 9110 section 9.2.2: a client (and so a proxy) may repeat these
+ * automatically, as the intended effect of sending one twice is that of
+ * sending it once. POST and PATCH are not among them. */
+static int method_is_idempotent(const gh_stream_t *s)
+{
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+        if (s->req.method_len == strlen(idem[i]) &&
+            memcmp(s->req.method, idem[i], s->req.method_len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The whole request is its forwarded head: a body streams through without
+ * a copy being kept, so a request with one can never be sent again. */
+static int request_is_replayable(const gh_stream_t *s)
+{
+    return s->req.body == GH_H1_BODY_NONE ||
+           (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length == 0);
+}
+
+static int attach_upstream(gh_stream_t *s, gh_pool_t *p, int fresh);
+
+/* Every connection of the endpoint is busy: wait for one, or 503 when
+ * max_pending requests wait already (RFC 9110 section 15.6.4: the server
+ * is overloaded). */
+static int wait_for_connection(gh_stream_t *s, gh_pool_t *p, int fresh)
+{
+    if (gh_pool_wait(p, s, fresh) == 0)
+        return 0;
+    char detail[200];
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->pending_overflows);
+    snprintf(detail, sizeof(detail),
+             "upstream %s has all of its %u connections busy and %u requests waiting",
+             p->ep->address, (unsigned)p->cluster->max_connections,
+             (unsigned)p->cluster->max_pending);
+    gh_stream_fail(s, 503, "service_unavailable", detail);
+    return -1;
+}
+
+void gh_router_dispatch(gh_stream_t *s)
+{
+    attach_upstream(s, &s->ws->pools[s->cluster->index][s->endpoint], s->wait_fresh);
+}
+
+void gh_router_wait_expired(gh_stream_t *s)
+{
+    gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
+    char detail[200];
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->pending_timeouts);
+    snprintf(detail, sizeof(detail),
+             "no connection to upstream %s became free within %llums (max_connections %u)",
+             p->ep->address, (unsigned long long)p->cluster->connect_timeout_ms,
+             (unsigned)p->cluster->max_connections);
+    gh_stream_fail(s, 503, "service_unavailable", detail);
+}
+
+/* The endpoint the balancer picked has every connection busy: another
+ * endpoint with room takes the request rather than the queue (a retry
+ * keeps its endpoint). Only under saturation does this bend the weights. */
+static gh_pool_t *spill_over(gh_stream_t *s, gh_pool_t *p)
+{
+    gh_pool_t *pools = s->ws->pools[s->cluster->index];
+    size_t n = s->cluster->num_endpoints;
+    for (size_t i = 1; i < n; i++) {
+        size_t e = (s->endpoint + i) % n;
+        if (gh_pool_has_room(&pools[e])) {
+            s->endpoint = e;
+            return &pools[e];
+        }
+    }
+    return p;
+}
+
 static int connect_upstream(gh_stream_t *s, int fresh)
 {
     gh_pool_t *p = &s->ws->pools[s->cluster->index][s->endpoint];
+    if (!gh_pool_has_room(p) && !fresh)
+        p = spill_over(s, p);
+    if (!gh_pool_has_room(p))
+        return wait_for_connection(s, p, fresh);
+    return attach_upstream(s, p, fresh);
+}
+
+static int attach_upstream(gh_stream_t *s, gh_pool_t *p, int fresh)
+{
     int err = 0;
-    gh_upconn_t *u = gh_upconn_get(p, fresh, &err);
+    int replayable = request_is_replayable(s), idempotent = method_is_idempotent(s);
+    unsigned flags = fresh ? GH_UPCONN_FRESH : 0;
+    /* A pooled connection that died under a GET is answered by a retry;
+     * anything else must not be put on a dead connection in the first
+     * place (see retry_fresh). */
+    if (!(replayable && idempotent))
+        flags |= GH_UPCONN_CHECK;
+    gh_upconn_t *u = gh_upconn_get(p, flags, &err);
+    if (u == NULL && err == UV_EBUSY)
+        return wait_for_connection(s, p, fresh);
     if (u == NULL) {
         char detail[160];
         snprintf(detail, sizeof(detail), "cannot connect to upstream %s: %s", p->ep->address,
@@ -62,6 +166,7 @@ static int connect_upstream(gh_stream_t *s, int fresh)
         return -1;
     }
     u->stream = s;
+    u->probe = u->reused && replayable && !idempotent;
     s->up = u;
     gh_pool_active_inc(p);
     if (u->reused && p->stats != NULL)
@@ -72,14 +177,21 @@ static int connect_upstream(gh_stream_t *s, int fresh)
     return 0;
 }
 
-/* A pooled connection can be closed by the upstream just as we reuse it;
- * nothing was processed then, so a request whose body we still hold whole
- * (that is, one without a body) is sent again once, on a new connection. */
+/* A pooled connection can be closed by the upstream just as we reuse it.
+ * gatehouse must never replay a request the upstream may have acted on, so
+ * the request is sent once more, on a new connection, only when
+ *   - it went out on a reused pooled connection (the keep-alive race; a
+ *     fresh connection that fails is the upstream's answer),
+ *   - the upstream sent nothing back, not even an interim response,
+ *   - it has no body (see request_is_replayable), and
+ *   - not a byte of it was written, or its method is idempotent.
+ * So a POST or PATCH is never sent twice once any byte of it left, and a
+ * request is sent at most twice. */
 static int retry_fresh(gh_stream_t *s)
 {
     gh_upconn_t *u = s->up;
-    if (u == NULL || !u->reused || s->tries > 1 || s->res_head_parsed || u->rlen > 0 ||
-        s->req.body != GH_H1_BODY_NONE)
+    if (u == NULL || !u->reused || s->tries > 1 || s->res_head_parsed || u->heard ||
+        !request_is_replayable(s) || (u->wrote && !method_is_idempotent(s)))
         return -1;
     GH_LOG(GH_LOG_DEBUG, "router", "req=%s pooled connection to %s was closed, retrying",
            s->request_id, u->pool->ep->address);
@@ -135,6 +247,11 @@ void gh_router_wrote(gh_stream_t *s, int status)
         gh_stream_fail(s, 502, "bad_gateway", detail);
         return;
     }
+    /* The write deadline is done; the response timeout starts once the
+     * whole request is out (gh_router_request_sent). Once a response is
+     * under way its own body timeout runs on the same deadline. */
+    if (!s->res_head_parsed)
+        gh_upconn_stop_timer(s->up);
     gh_stream_request_written(s);
 }
 
@@ -150,8 +267,12 @@ void gh_router_timeout(gh_stream_t *s)
         GH_STAT_INC(s->up->pool->stats->timeouts);
     if (!s->res_started) {
         char detail[160];
-        snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
-                 s->up->pool->ep->address, (unsigned long long)s->route->timeout_ms);
+        if (s->up->wpending)
+            snprintf(detail, sizeof(detail), "upstream %s stopped reading the request for %llums",
+                     s->up->pool->ep->address, (unsigned long long)s->lconf->body_timeout_ms);
+        else
+            snprintf(detail, sizeof(detail), "upstream %s did not respond within %llums",
+                     s->up->pool->ep->address, (unsigned long long)s->route->timeout_ms);
         gh_stream_fail(s, 504, "gateway_timeout", detail);
         return;
     }

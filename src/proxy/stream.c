@@ -563,6 +563,15 @@ void gh_stream_client_wrote(gh_stream_t *s)
 void gh_stream_client_timeout(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
+    if (!s->res_started &&
+        (s->wait_pool != NULL || (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
+        /* The body stands still because of the upstream side: no
+         * connection yet, or one that stopped taking the request. Their
+         * own deadlines answer that (503 from the queue, 504 from the
+         * connect or the write), not a 408 that blames the client. */
+        gh_conn_arm_timer(c);
+        return;
+    }
     if (!s->req_body_done && !s->res_started) {
         gh_stream_fail(s, 408, "request_timeout", "request body not received in time");
         return;

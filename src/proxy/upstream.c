@@ -4,9 +4,11 @@
  * upstream closing it (or sending stray bytes) is noticed and the
  * connection dropped before a request is put on it.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <gatehouse/log.h>
 
@@ -36,6 +38,8 @@ static void unlink_idle(gh_upconn_t *u)
     }
 }
 
+static void pool_kick_later(gh_pool_t *p);
+
 void gh_upconn_close(gh_upconn_t *u)
 {
     if (u->closing)
@@ -43,6 +47,10 @@ void gh_upconn_close(gh_upconn_t *u)
     u->closing = 1;
     u->stream = NULL;
     unlink_idle(u);
+    gh_pool_t *p = u->pool;
+    p->num_conns--;
+    if (p->wait_head != NULL)
+        pool_kick_later(p);
     gh_deadline_stop(&u->dl);
     uv_close((uv_handle_t *)&u->tcp, up_on_close);
 }
@@ -66,6 +74,7 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
+        u->heard = 1;
         u->rlen += (size_t)nread;
         if (u->rlen == u->rcap)
             gh_upconn_update_reading(u);
@@ -125,17 +134,55 @@ static void up_on_connect(uv_connect_t *req, int status)
     gh_router_connected(u->stream, status);
 }
 
-gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
+/* Whether an idle pooled connection is still open, asked of the kernel:
+ * the upstream's close may have arrived in this very loop turn, before
+ * the idle read callback could see it. A request that cannot be sent twice
+ * then goes to another connection instead of dying on this one. Bytes are
+ * only peeked at; any (stray bytes, EOF, an error) means the connection is
+ * done. */
+static int idle_is_open(gh_upconn_t *u)
 {
-    gh_upconn_t *u;
-    if (!fresh && p->idle != NULL) {
-        u = p->idle;
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((const uv_handle_t *)&u->tcp, &fd) != 0)
+        return 0;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static gh_upconn_t *take_idle(gh_pool_t *p, unsigned flags)
+{
+    while (p->idle != NULL) {
+        gh_upconn_t *u = p->idle;
         p->idle = u->next_idle;
         u->next_idle = NULL;
         gh_pool_idle_add(p, -1);
+        if ((flags & GH_UPCONN_CHECK) && !idle_is_open(u)) {
+            gh_upconn_close(u);
+            continue;
+        }
         gh_deadline_stop(&u->dl);
         u->reused = 1;
+        u->wrote = 0;
+        u->heard = 0;
+        u->probe = 0;
         return u;
+    }
+    return NULL;
+}
+
+gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err)
+{
+    gh_upconn_t *u;
+    if (!(flags & GH_UPCONN_FRESH) && (u = take_idle(p, flags)) != NULL)
+        return u;
+    /* At the cap, an idle connection makes room for the fresh one asked
+     * for (a retry does not reuse a pooled connection). */
+    if (p->num_conns >= p->cluster->max_connections && p->idle != NULL)
+        gh_upconn_close(p->idle);
+    if (p->num_conns >= p->cluster->max_connections) {
+        *err = UV_EBUSY;
+        return NULL;
     }
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
@@ -154,6 +201,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, int fresh, int *err)
     }
     u->rcap = cap;
     u->pool = p;
+    p->num_conns++;
     if (p->stats != NULL) {
         /* The stats entry outlives the pool (shards live until exit), so
          * the close callback may use it after a reload freed the pool. */
@@ -196,6 +244,8 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
     gh_pool_idle_add(p, 1);
     gh_upconn_update_reading(u);
     gh_deadline_start(&p->worker->deadlines, &u->dl, p->cluster->idle_timeout_ms, up_on_timer);
+    if (p->wait_head != NULL)
+        pool_kick_later(p);
 }
 
 static void up_on_write(uv_write_t *req, int status)
@@ -207,15 +257,60 @@ static void up_on_write(uv_write_t *req, int status)
     gh_router_wrote(u->stream, status);
 }
 
+/* Drops the first n bytes of bufs; returns how many bufs are left. */
+static unsigned bufs_advance(uv_buf_t **bufs, unsigned nbufs, size_t n)
+{
+    uv_buf_t *b = *bufs;
+    while (nbufs > 0 && n >= b->len) {
+        n -= b->len;
+        b++;
+        nbufs--;
+    }
+    if (nbufs > 0) {
+        b->base += n;
+        b->len -= n;
+    }
+    *bufs = b;
+    return nbufs;
+}
+
+/* Writes (part of) the request. Every write has a deadline of the
+ * listener's body_timeout: an upstream that stops reading the request is
+ * found out (504) instead of holding both connections. With u->probe set,
+ * the first write starts with uv_try_write, whose answer says exactly
+ * whether any byte left: uv_write's callback cannot tell a write that
+ * failed at once from one that failed half way. */
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 {
+    static char none;
+    uv_buf_t empty = uv_buf_init(&none, 0);
     u->wreq.data = u;
+    if (u->probe && !u->wrote) {
+        int n = uv_try_write((uv_stream_t *)&u->tcp, bufs, nbufs);
+        if (n < 0 && n != UV_EAGAIN) {
+            gh_router_wrote(u->stream, n); /* not a byte was sent */
+            return;
+        }
+        if (n > 0) {
+            u->wrote = 1;
+            nbufs = bufs_advance(&bufs, nbufs, (size_t)n);
+        }
+        if (nbufs == 0) {
+            /* All of it left: an empty write brings the completion
+             * callback, so that the caller sees one way of finishing. */
+            bufs = &empty;
+            nbufs = 1;
+        }
+    }
     u->wpending = 1;
     int r = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
     if (r < 0) {
         u->wpending = 0;
         gh_router_wrote(u->stream, r);
+        return;
     }
+    u->wrote = 1;
+    gh_upconn_arm_timer(u, u->stream->lconf->body_timeout_ms);
 }
 
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms)
@@ -230,6 +325,100 @@ void gh_upconn_stop_timer(gh_upconn_t *u)
 
 void gh_pool_dispose(gh_pool_t *p)
 {
+    gh_deadline_stop(&p->kick);
     while (p->idle != NULL)
         gh_upconn_close(p->idle);
+    gh_deadline_stop(&p->kick);
+}
+
+/* ---- requests waiting for a connection ----
+ *
+ * A pool holds at most the cluster's max_connections connections; a
+ * request that finds them all busy waits here, first come first served, up
+ * to max_pending of them, each until the cluster's connect_timeout. A
+ * connection released or closed hands its place on: the waiters are served
+ * on the next loop turn (a deadline of 0 ms), not from inside the release,
+ * which runs in the middle of another stream's end. */
+
+int gh_pool_has_room(const gh_pool_t *p)
+{
+    /* An idle connection is room also for a fresh one: it is closed to
+     * make the place (gh_upconn_get). */
+    return p->wait_head == NULL && (p->idle != NULL || p->num_conns < p->cluster->max_connections);
+}
+
+#define POOL_OF_KICK(d) ((gh_pool_t *)((char *)(d)-offsetof(gh_pool_t, kick)))
+#define STREAM_OF_WAIT(d) ((gh_stream_t *)((char *)(d)-offsetof(gh_stream_t, wait_dl)))
+
+static void pool_kick(gh_deadline_t *d)
+{
+    gh_pool_t *p = POOL_OF_KICK(d);
+    /* A dispatched stream may end at once and drop the last reference to
+     * the view that owns this pool. */
+    gh_wsnap_t *ws = gh_wsnap_ref(p->ws);
+    while (p->wait_head != NULL) {
+        gh_stream_t *s = p->wait_head;
+        if (!s->res_started && p->idle == NULL && p->num_conns >= p->cluster->max_connections)
+            break;
+        gh_pool_unwait(s);
+        if (!s->res_started) /* else it answered meanwhile (a client timeout) */
+            gh_router_dispatch(s);
+    }
+    gh_wsnap_unref(ws);
+}
+
+static void pool_kick_later(gh_pool_t *p)
+{
+    if (!gh_deadline_is_active(&p->kick))
+        gh_deadline_start(&p->worker->deadlines, &p->kick, 0, pool_kick);
+}
+
+static void wait_expired(gh_deadline_t *d)
+{
+    gh_stream_t *s = STREAM_OF_WAIT(d);
+    gh_pool_unwait(s);
+    if (!s->res_started)
+        gh_router_wait_expired(s);
+}
+
+int gh_pool_wait(gh_pool_t *p, gh_stream_t *s, int fresh)
+{
+    if (p->num_waiting >= p->cluster->max_pending)
+        return -1;
+    s->wait_pool = p;
+    s->wait_fresh = fresh != 0;
+    s->wait_next = NULL;
+    s->wait_prev = p->wait_tail;
+    if (p->wait_tail != NULL)
+        p->wait_tail->wait_next = s;
+    else
+        p->wait_head = s;
+    p->wait_tail = s;
+    p->num_waiting++;
+    if (p->stats != NULL)
+        GH_STAT_INC(p->stats->pending);
+    gh_deadline_start(&p->worker->deadlines, &s->wait_dl, p->cluster->connect_timeout_ms,
+                      wait_expired);
+    return 0;
+}
+
+void gh_pool_unwait(gh_stream_t *s)
+{
+    gh_pool_t *p = s->wait_pool;
+    if (p == NULL)
+        return;
+    if (s->wait_prev != NULL)
+        s->wait_prev->wait_next = s->wait_next;
+    else
+        p->wait_head = s->wait_next;
+    if (s->wait_next != NULL)
+        s->wait_next->wait_prev = s->wait_prev;
+    else
+        p->wait_tail = s->wait_prev;
+    s->wait_next = s->wait_prev = NULL;
+    s->wait_pool = NULL;
+    p->num_waiting--;
+    if (p->stats != NULL)
+        GH_STAT_DEC(p->stats->pending);
+    gh_deadline_stop(&s->wait_dl);
 }

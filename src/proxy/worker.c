@@ -132,6 +132,7 @@ static void listener_closed(uv_handle_t *h)
 
 static void listener_close(gh_listener_t *l)
 {
+    gh_conn_listener_gone(l);
     uv_close((uv_handle_t *)&l->tcp, listener_closed);
 }
 
@@ -208,6 +209,7 @@ static int apply_snapshot(gh_worker_t *w, gh_snapshot_t *snap, int *fds)
     w->cur = ws;
     if (old != NULL)
         gh_wsnap_unref(old);
+    gh_conn_resume_accepting(w); /* a limit may have grown */
     /* Idle keep-alive connections move to the new view when their next
      * request arrives (gh_conn_take_current), nothing to do for them now. */
     return 0;

@@ -1,6 +1,8 @@
 """Route matching (every kind), first match wins, 404 JSON, direct responses,
 cluster selection, weighted splits and load balancing."""
 
+import time
+
 from harness import RawConn, assert_refusal, chunked, fetch, make_config
 
 
@@ -338,6 +340,32 @@ def test_lb_round_robin_weighted(gatehouse, upstream):
 def test_lb_least_request_spreads(gatehouse, upstream):
     na, nb = _lb(gatehouse, upstream, "least_request")
     assert na + nb == 100 and na > 0 and nb > 0, (na, nb)
+
+
+def test_lb_least_request_sends_to_the_less_loaded_endpoint(gatehouse, upstream):
+    """Requests held open on slow endpoints: each new request must go to
+    the endpoint with fewer in flight, so the two never differ by more than
+    one. (Sequential requests would prove nothing: both endpoints are idle
+    whenever a request arrives.)"""
+    a, b = upstream(name="a"), upstream(name="b")
+    g = gatehouse(make_config(routes=[{"name": "all", "match": {"path": {"prefix": "/"}}, "to": "app"}],
+                              clusters={"app": {"endpoints": [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"],
+                                                "lb": "least_request"}}))
+    held = []
+    history = []
+    for i in range(40):
+        c = RawConn(g.port, timeout=60)
+        held.append(c)
+        c.request("GET", f"/slow/60?i={i}")
+        deadline = time.monotonic() + 10
+        while len(a.complete_requests()) + len(b.complete_requests()) < i + 1:
+            assert time.monotonic() < deadline, f"request {i} did not reach an upstream"
+            time.sleep(0.01)
+        na, nb = len(a.complete_requests()), len(b.complete_requests())
+        history.append((na, nb))
+        assert abs(na - nb) <= 1, f"request {i} went to the busier endpoint: in flight (a, b) = {history}"
+    for c in held:
+        c.close()
 
 
 def test_lb_random_spreads(gatehouse, upstream):

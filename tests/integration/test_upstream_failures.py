@@ -3,7 +3,9 @@
 (502), and connections the upstream closes not being reused."""
 
 import hashlib
+import os
 import socket
+import threading
 import time
 
 import pytest
@@ -238,3 +240,259 @@ def test_unsolicited_upstream_bytes_never_reach_another_request(proxy, method, t
         r = fetch(g.port, "GET", f"/echo?next={i}")
         assert not r.has("x-poison") and r.body != b"poison!", f"poisoned response served: {r!r}"
         assert r.status == 200 and r.json()["target"] == f"/echo?next={i}", r
+
+
+# ---- retries: never replay what the upstream may have acted on ----------
+
+
+def _pooled(g, up):
+    """Leaves one idle pooled connection to up behind; returns its id."""
+    r = fetch(g.port, "GET", "/echo?warm=1")
+    assert r.status == 200, r
+    return r.json()["conn_id"]
+
+
+def _arrivals(up, method, path):
+    # Requests the upstream saw start (head read, complete or not).
+    return [x for x in up.requests if x.method == method and x.target is not None and x.path == path]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_non_idempotent_request_never_replayed(proxy, method):
+    """The upstream reads the request on a pooled connection and closes
+    without answering: it may have acted on it, so it must not get it a
+    second time, and the client learns of the failure."""
+    g, up = proxy()
+    warm = _pooled(g, up)
+    r = fetch(g.port, method, "/drop")
+    assert_refusal(r, 502, "bad_gateway")
+    got = _arrivals(up, method, "/drop")
+    assert len(got) == 1, f"{method} sent {len(got)} times: {got}"
+    assert got[0].conn_id == warm, "the request should have gone on the pooled connection"
+
+
+def test_non_idempotent_request_with_body_never_replayed(proxy):
+    g, up = proxy()
+    _pooled(g, up)
+    r = fetch(g.port, "POST", "/drop", body=b"pay once")
+    assert_refusal(r, 502, "bad_gateway")
+    assert len(_arrivals(up, "POST", "/drop")) == 1, up.requests
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_idempotent_request_retried_once_after_pooled_connection_died(proxy, method):
+    """docs/architecture.md: an idempotent request without a body whose
+    pooled connection ends without a byte of response is sent once more, on
+    a new connection; so at most twice."""
+    g, up = proxy()
+    warm = _pooled(g, up)
+    r = fetch(g.port, method, "/drop")
+    assert_refusal(r, 502, "bad_gateway")
+    got = _arrivals(up, method, "/drop")
+    assert len(got) == 2, got
+    assert got[0].conn_id == warm and got[1].conn_id != warm, got
+
+
+def test_request_on_a_fresh_connection_is_not_retried(proxy):
+    g, up = proxy()
+    r = fetch(g.port, "GET", "/drop")
+    assert_refusal(r, 502, "bad_gateway")
+    assert len(_arrivals(up, "GET", "/drop")) == 1, up.requests
+
+
+class _ScriptedUpstream:
+    """A raw upstream: the n-th accepted connection (from 0) runs
+    scripts[n](sock, log) in its own thread; log is a list for what the
+    script wants to report."""
+
+    def __init__(self, scripts):
+        self.scripts = scripts
+        self.logs = [[] for _ in scripts]
+        self.done = [threading.Event() for _ in scripts]
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            n = self.accepted
+            self.accepted += 1
+            if n >= len(self.scripts):
+                c.close()
+                continue
+            threading.Thread(target=self._serve, args=(n, c), daemon=True).start()
+
+    def _serve(self, n, c):
+        c.settimeout(10)
+        try:
+            self.scripts[n](c, self.logs[n])
+        except OSError as e:
+            self.logs[n].append(("error", repr(e)))
+        finally:
+            c.close()
+            self.done[n].set()
+
+    def close(self):
+        self._stop.set()
+        self._t.join(5)
+        self.lsock.close()
+
+
+def _read_head(c, buf=b""):
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            raise OSError(f"EOF inside a head: {buf!r}")
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _read_until_eof(c):
+    out = b""
+    while True:
+        try:
+            d = c.recv(65536)
+        except ConnectionResetError:
+            return out
+        if not d:
+            return out
+        out += d
+
+
+def test_stale_pooled_connection_is_transparent_for_post(gatehouse):
+    """The upstream answers and closes the connection (its FIN rides on the
+    response's last segment), and the client's next request, a POST with a
+    body, is already waiting behind the first: gatehouse picks the pooled
+    connection before its loop has seen the close. Not a byte may go on
+    it; the POST goes, once, on a new connection."""
+
+    def first(c, log):
+        head, _ = _read_head(c)
+        log.append(("head", head))
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        c.shutdown(socket.SHUT_WR)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        log.append(("after", _read_until_eof(c)))
+
+    def second(c, log):
+        head, rest = _read_head(c)
+        while len(rest) < 5:
+            rest += c.recv(65536)
+        log.append(("head", head))
+        log.append(("body", rest))
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+        _read_until_eof(c)
+
+    up = _ScriptedUpstream([first, second])
+    try:
+        g = gatehouse(make_config([up.port]))
+        with RawConn(g.port) as c:
+            c.send(RawConn.build("GET", "/one") + RawConn.build("POST", "/two", body=b"hello"))
+            r1 = c.read_response()
+            assert r1.status == 200 and r1.body == b"first", r1
+            r2 = c.read_response("POST")
+            assert r2.status == 200 and r2.body == b"second", r2
+        assert up.done[0].wait(10), "gatehouse did not close the stale connection"
+        assert up.logs[0][0][1].startswith(b"GET /one "), up.logs
+        assert up.logs[0][1] == ("after", b""), f"bytes sent on the closed connection: {up.logs[0]}"
+        assert up.logs[1][0][1].startswith(b"POST /two "), up.logs
+        assert up.logs[1][1] == ("body", b"hello"), up.logs
+        assert up.accepted == 2, up.accepted
+    finally:
+        up.close()
+
+
+def _sockets_to(pid, port):
+    """How many of process pid's TCP sockets are connected to port on
+    127.0.0.1 (from /proc: an orphaned socket still sending its last bytes
+    belongs to no process)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    n = 0
+    with open(f"/proc/{pid}/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[2] == f"0100007F:{port:04X}" and parts[9] in inodes:
+                n += 1
+    return n
+
+
+def _wait_for(pred, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_upstream_that_stops_reading_the_body_is_timed_out_504(gatehouse):
+    """The upstream reads the head and then no more while a large body is
+    on its way. The client's body stops flowing because of the upstream, so
+    the answer is 504 (not 408), and both connections are let go."""
+    release = threading.Event()
+
+    def stall(c, log):
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        head, _ = _read_head(c)
+        log.append(("head", head))
+        release.wait(60)  # reads nothing more
+
+    up = _ScriptedUpstream([stall])
+    size = 256 * 1024 * 1024
+    try:
+        g = gatehouse(make_config([up.port], listener={"body_timeout": "1s"}))
+        c = RawConn(g.port, timeout=30)
+        c.send(f"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n".encode())
+
+        def pump():
+            block = b"x" * 65536
+            try:
+                for _ in range(size // len(block)):
+                    c.sock.sendall(block)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        _wait_for(lambda: up.logs[0], "the upstream to read the head")
+        assert _sockets_to(g.pid, up.port) == 1
+        r = c.read_response("POST")
+        assert_refusal(r, 504, "gateway_timeout")
+        assert "stopped reading" in r.json()["detail"], r
+        assert r.header("connection") == "close", r
+        assert up.logs[0] and up.logs[0][0][1].startswith(b"POST /upload "), up.logs
+        # gatehouse let go of its upstream connection (the upstream still
+        # holds its end, reading nothing), and of the client's.
+        _wait_for(lambda: _sockets_to(g.pid, up.port) == 0, "gatehouse to close the upstream connection")
+        assert not up.done[0].is_set()
+        try:
+            c.sock.shutdown(socket.SHUT_WR)  # stops the sender
+        except OSError:
+            pass  # the lingering close already ended with a reset
+        t.join(30)
+        assert c.is_closed(10), "the client connection was kept open"
+        c.close()
+    finally:
+        release.set()
+        up.close()

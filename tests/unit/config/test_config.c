@@ -294,6 +294,10 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_idle, 64);
     assert_int_equal(c->max_response_head, 65536);
     assert_int_equal(c->max_response_headers, 100);
+    assert_int_equal(c->max_connections, 1024);
+    assert_int_equal(c->max_pending, 1024);
+    assert_int_equal(l->max_connections, 10000);
+    assert_int_equal(l->max_conns_per_address, 0);
     assert_int_equal(c->endpoints[0].weight, 1);
     assert_int_equal(c->total_weight, 1);
     gh_config_free(cfg);
@@ -332,11 +336,18 @@ static void test_workers_and_limits_at_bounds(void **state)
                                "    max_head: 1KiB\n"
                                "    max_headers: 10000\n"
                                "    max_uri: 1\n"
+                               "    max_connections: 1\n"
+                               "    max_connections_per_address: 1000000\n"
                                "    routes: [ { to: [ { cluster: c, weight: 1000000 } ] } ]\n"
                                "clusters:\n"
                                "  c: { endpoints: [ { address: 127.0.0.1:1, weight: 1000000 } ],\n"
                                "       max_idle: 0, max_response_head: 8MiB,\n"
-                               "       max_response_headers: 1 }\n");
+                               "       max_response_headers: 1, max_connections: 1,\n"
+                               "       max_pending: 0 }\n");
+    assert_int_equal(cfg->listeners[0].max_connections, 1);
+    assert_int_equal(cfg->listeners[0].max_conns_per_address, 1000000);
+    assert_int_equal(cfg->clusters[0].max_connections, 1);
+    assert_int_equal(cfg->clusters[0].max_pending, 0);
     assert_int_equal(cfg->workers, 1024);
     assert_int_equal(port_of(&cfg->listeners[0].addr), 65535);
     assert_int_equal(cfg->listeners[0].max_head, 1024);
@@ -937,6 +948,14 @@ static const error_case_t error_cases[] = {
      NAME ":3:50: default_host 'a.test:70000' is not a valid host[:port]"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_response_headers: 0 }\n"),
      NAME ":3:58: 'max_response_headers' must be an integer from 1 to 10000"},
+    {LC("  app: { endpoints: [127.0.0.1:9], max_connections: 0 }\n"),
+     NAME ":3:53: 'max_connections' must be an integer from 1 to 1000000"},
+    {LC("  app: { endpoints: [127.0.0.1:9], max_pending: 1000001 }\n"),
+     NAME ":3:49: 'max_pending' must be an integer from 0 to 1000000"},
+    {"listeners:\n  - { name: a, listen: 127.0.0.1:1, max_connections: 0 }\n",
+     NAME ":2:54: 'max_connections' must be an integer from 1 to 1000000"},
+    {"listeners:\n  - { name: a, listen: 127.0.0.1:1, max_connections_per_address: -1 }\n",
+     NAME ":2:66: 'max_connections_per_address' must be an integer from 0 to 1000000"},
 };
 
 static void test_error_case(void **state)
