@@ -79,11 +79,11 @@ def test_slow_upstream_within_timeout(proxy):
 
 
 def _check_incomplete(c, r, framing):
-    assert not (r.status == 200 and r.complete), f"an upstream that died mid-response looked complete: {r!r}"
-    if r.status == 502:
-        assert_refusal(r, 502, "bad_gateway")
-        return
+    """The upstream sent its head and 1000 body bytes, waited, then closed:
+    the head reached the client before the upstream died, so the client sees
+    that 200 cut short (never completed), then the connection's end."""
     assert r.status == 200, r
+    assert not r.complete, f"an upstream that died mid-response looked complete: {r!r}"
     assert r.framing == framing, r
     assert r.body == pattern_bytes(len(r.body)), "the bytes that did arrive must be the upstream's"
     assert c.eof, "the connection must end"
@@ -95,9 +95,8 @@ def test_die_mid_content_length(proxy):
         c.request("GET", "/die-mid?mode=cl")
         r = c.read_response()
         _check_incomplete(c, r, "length")
-        if r.status == 200:
-            assert r.header("content-length") == "100000"
-            assert len(r.body) < 100000
+        assert r.header("content-length") == "100000"
+        assert len(r.body) < 100000
     assert fetch(g.port, "GET", "/echo?after=1").status == 200
 
 
@@ -118,8 +117,6 @@ def test_die_mid_chunked_on_keepalive_connection_with_pipelined_request(proxy):
         c.send(RawConn.build("GET", "/die-mid?mode=chunked") + RawConn.build("GET", "/echo?n=2"))
         r = c.read_response()
         _check_incomplete(c, r, "chunked")
-        if r.status == 502:
-            return
         assert c.eof and not c.buf
 
 
@@ -195,8 +192,9 @@ def test_connect_timeout(gatehouse):
         time.sleep(0.2)
         g = gatehouse(make_config([port], cluster={"connect_timeout": "1s"}, route={"timeout": "5s"}))
         r = fetch(g.port, "GET", "/echo", timeout=10)
-        assert r.status in (502, 503, 504), r
-        assert_refusal(r, r.status, {502: "bad_gateway", 503: "service_unavailable", 504: "gateway_timeout"}[r.status])
+        # The kernel drops SYNs to a full accept queue (no RST): the connect
+        # never completes, which is connect_timeout's 504 (docs/architecture.md).
+        assert_refusal(r, 504, "gateway_timeout")
     finally:
         for s in fillers:
             s.close()
