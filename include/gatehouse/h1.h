@@ -108,7 +108,10 @@ int gh_h1_response_parse(const char *buf, size_t len, const gh_h1_limits_t *limi
 
 /* Case-insensitive comparison of a header name with a lower-case literal. */
 int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len);
-#define GH_H1_NAME_IS(h, lit) gh_h1_name_is((h), (lit), sizeof(lit) - 1)
+/* The length is compared inline: most names differ in length, and the
+ * call is then not made. */
+#define GH_H1_NAME_IS(h, lit)                                                                      \
+    ((h)->name_len == sizeof(lit) - 1 && gh_h1_name_is((h), (lit), sizeof(lit) - 1))
 
 /* Whether c may appear in a token (RFC 9110 section 5.6.2). */
 int gh_h1_is_tchar(unsigned char c);

@@ -258,8 +258,10 @@ static const char *status_code_name(int status)
 static int head_worth_parsing(gh_conn_t *c, const gh_listener_conf_t *l)
 {
     size_t before = c->head_scanned;
+    if (before == 0)
+        return 1; /* the first read of a head: the parser decides (most are whole) */
     int end = gh_head_scan(c->rbuf, c->rlen, &c->head_scanned);
-    return end || before == 0 || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
+    return end || c->peer_eof || c->rlen > l->max_head || c->rlen == c->rcap ||
            (before <= l->max_uri && c->rlen > l->max_uri);
 }
 

@@ -351,8 +351,9 @@ static void parse_response_head(gh_stream_t *s)
         /* As for requests (conn.c): the parser runs only when the new
          * bytes hold a head end, or at the size limit or the close. */
         int r = GH_H1_INCOMPLETE;
-        if (u->rlen > 0 && (s->up_eof || u->rlen > cl->max_response_head || u->rlen == u->rcap ||
-                            gh_head_scan(u->rbuf, u->rlen, &s->res_head_scanned)))
+        if (u->rlen > 0 &&
+            (s->res_head_scanned == 0 || s->up_eof || u->rlen > cl->max_response_head ||
+             u->rlen == u->rcap || gh_head_scan(u->rbuf, u->rlen, &s->res_head_scanned)))
             r = gh_h1_response_parse(u->rbuf, u->rlen, &lim, &res, &err);
         if (r == GH_H1_INCOMPLETE) {
             s->res_head_scanned = u->rlen; /* no head end to find again */
