@@ -75,6 +75,7 @@ def fetches(g, outcome, prov="corp"):
 
 
 def test_uri_keys_load(gatehouse, upstream, tmp_path):
+    t0 = time.monotonic()
     srv = JwksServer(tmp_path, jwks=jwks(k1(), k3()))
     try:
         g = start(gatehouse, upstream(), {"corp": uri_provider(srv)}, admin=True, workers=2)
@@ -87,7 +88,9 @@ def test_uri_keys_load(gatehouse, upstream, tmp_path):
         assert m.value("gatehouse_jwks_fetches_total", provider="corp", outcome="failed") == 0
         assert m.value("gatehouse_jwks_fetches_total", provider="corp", outcome="invalid") == 0
         assert m.value("gatehouse_jwks_keys", provider="corp") == 2
-        assert m.value("gatehouse_jwks_age_seconds", provider="corp") >= 0
+        # The keys were fetched during this test: their age cannot exceed it.
+        age = m.value("gatehouse_jwks_age_seconds", provider="corp")
+        assert 0 <= age <= time.monotonic() - t0 + 1, age
         assert m.types.get("gatehouse_jwks_fetches_total") == "counter"
         assert m.types.get("gatehouse_jwks_keys") == "gauge"
         assert m.types.get("gatehouse_jwks_age_seconds") == "gauge"

@@ -119,7 +119,9 @@ def check_histogram(m, name, count, **labels):
     vals = [v for _, v in buckets]
     assert vals == sorted(vals), f"{name}{labels}: buckets not cumulative: {buckets}"
     assert vals[-1] == n == count, f"{name}{labels}: +Inf {vals[-1]}, _count {n}, expected {count}"
-    assert s >= 0
+    # Durations are positive: a sum of 0 with requests counted means the
+    # observations were lost (and a non-zero sum without any, the reverse).
+    assert (s > 0) == (count > 0), f"{name}{labels}: _sum {s} for {count} observations"
     les = [le for le, _ in buckets]
     assert len(set(les)) == len(les), f"duplicate le in {name}{labels}"
     return buckets, s
