@@ -212,7 +212,7 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
     out->sig = sig;
     out->sig_len = (size_t)sn;
 
-    int rc = 0;
+    int rc;
     if (seen != NULL) {
         out->alg = seen->alg;
         out->has_kid = seen->has_kid;

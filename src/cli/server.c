@@ -162,7 +162,6 @@ static size_t tracing_metrics(char *buf, size_t cap, void *arg)
         sum.exported += st.exported;
         sum.dropped_queue_full += st.dropped_queue_full;
         sum.dropped_export_failed += st.dropped_export_failed;
-        sum.export_requests += st.export_requests;
     }
     int n = snprintf(buf, cap,
                      "# HELP gatehouse_tracing_spans_exported_total Spans the collector accepted.\n"

@@ -89,7 +89,6 @@ static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const cha
                     size_t *count)
 {
     size_t cap = n->kind == GH_YAML_SEQ ? n->count : 1;
-    int rc;
     if (n->kind == GH_YAML_MAP)
         return gh_yaml_error(doc, n, "%s must be a string or a list of strings", key);
     if (n->kind == GH_YAML_SEQ && n->count == 0)
@@ -102,7 +101,8 @@ static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const cha
         return str_of(doc, n, key, &(*out)[0]);
     }
     for (const gh_yaml_node_t *it = n->head; it != NULL; it = it->next) {
-        if ((rc = str_of(doc, it, key, &(*out)[*count])) != 0)
+        int rc = str_of(doc, it, key, &(*out)[*count]);
+        if (rc != 0)
             return rc;
         (*count)++;
     }

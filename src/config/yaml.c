@@ -446,7 +446,6 @@ int gh_yaml_duration_max(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, c
                          uint64_t max_ms, uint64_t *ms)
 {
     uint64_t v;
-    char max[32];
     if (node->kind != GH_YAML_SCALAR || memchr(node->str, '\0', node->len) != NULL ||
         gh_config_parse_duration(node->str, &v) != 0)
         return gh_yaml_error(doc, node,
@@ -456,6 +455,7 @@ int gh_yaml_duration_max(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, c
     if (max_ms > GH_YAML_DURATION_MAX)
         max_ms = GH_YAML_DURATION_MAX;
     if (v > max_ms) {
+        char max[32];
         format_ms(max_ms, max, sizeof(max));
         return gh_yaml_error(doc, node, "'%s' must be at most %s", key, max);
     }

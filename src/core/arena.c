@@ -67,6 +67,7 @@ void *gh_arena_alloc(gh_arena_t *a, size_t size)
         b->used = 0;
         /* A big one-off allocation goes behind the current block so the
          * current block's free space stays usable. */
+        /* cppcheck-suppress knownConditionTrueFalse ; bs > block_size when size is */
         if (a->head != NULL && bs > a->block_size) {
             b->next = a->head->next;
             a->head->next = b;

@@ -735,6 +735,7 @@ static void ctx_init(ctx_t *c, const char *buf, size_t len, const gh_h1_limits_t
 {
     /* The return value is an int: never look at more than INT_MAX bytes. */
     size_t max = limits->max_head < (size_t)0x7fffffff ? limits->max_head : (size_t)0x7fffffff;
+    /* cppcheck-suppress knownConditionTrueFalse ; max_head is a runtime limit */
     c->end = buf + (len < max ? len : max);
     c->over = len > max;
     c->response = response;
