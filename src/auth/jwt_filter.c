@@ -253,37 +253,13 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
     return an == bn && (a == b || memcmp(a, b, an) == 0);
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* A query parameter's name compared as the application will read it:
- * percent-decoded (RFC 3986 section 2.1) and '+' as a space (HTML form
- * encoding), so "access%5Ftoken" is "access_token". Compared raw, a client could hide a second
- * token from gatehouse (or the token itself, on an optional route) in a name only the upstream
- * decodes. A '%' not followed by two hex digits stands for itself. */
+/* A query parameter's name compared as the application will read it
+ * (gatehouse/pairs.h): compared raw, a client could hide a second token
+ * from gatehouse (or the token itself, on an optional route) in a name only
+ * the upstream decodes. */
 static int query_name_is(const gh_pair_t *pr, const char *name, size_t n)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < pr->name_len; i++, j++) {
-        char c = pr->name[i];
-        if (c == '+') {
-            c = ' '; /* form encoding, as the access log reads names too */
-        } else if (c == '%' && i + 2 < pr->name_len) {
-            int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
-            if (hi >= 0 && lo >= 0) {
-                c = (char)(hi * 16 + lo);
-                i += 2;
-            }
-        }
-        if (j >= n || name[j] != c)
-            return 0;
-    }
-    return j == n;
+    return gh_pair_name_decoded_is(pr, name, n);
 }
 
 /* A cookie's name as servers read it: without the spaces or tabs around

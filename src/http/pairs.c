@@ -31,3 +31,31 @@ int gh_pair_name_is(const gh_pair_t *pr, const char *name, size_t n)
 {
     return pr->name_len == n && memcmp(pr->name, name, n) == 0;
 }
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+int gh_pair_name_decoded_is(const gh_pair_t *pr, const char *name, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < pr->name_len; i++, j++) {
+        char c = pr->name[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < pr->name_len) {
+            int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        if (j >= n || name[j] != c)
+            return 0;
+    }
+    return j == n;
+}

@@ -253,30 +253,12 @@ static void ms(w_t *w, uint64_t us)
     raw(w, b, (size_t)n);
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* Names are compared percent-decoded (and '+' as space), the way the
- * application reads them: "api%5Fkey" is api_key. */
-static int is_secret(const gh_access_log_conf_t *conf, const char *name, size_t n)
+ * application reads them: "api%5Fkey" is api_key (gatehouse/pairs.h). */
+static int is_secret(const gh_access_log_conf_t *conf, const gh_pair_t *pr)
 {
-    char dec[256] = {0}; /* zeroed only to keep cppcheck from a false alarm on d == 0 */
-    size_t d = 0;
-    for (size_t i = 0; i < n && d < sizeof(dec); i++) {
-        if (name[i] == '%' && i + 2 < n && hexval(name[i + 1]) >= 0 && hexval(name[i + 2]) >= 0) {
-            dec[d++] = (char)(hexval(name[i + 1]) * 16 + hexval(name[i + 2]));
-            i += 2;
-        } else {
-            dec[d++] = name[i] == '+' ? ' ' : name[i];
-        }
-    }
     for (size_t i = 0; i < conf->num_secret_query; i++)
-        if (strlen(conf->secret_query[i]) == d && memcmp(conf->secret_query[i], dec, d) == 0)
+        if (gh_pair_name_decoded_is(pr, conf->secret_query[i], strlen(conf->secret_query[i])))
             return 1;
     return 0;
 }
@@ -303,7 +285,7 @@ static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_
     /* A pair that does not fit whole is left out: cutting it could write
      * part of a secret's value before its name was seen complete. */
     while ((more = gh_pairs_next(&it, &pr)) != 0 && o + pr.raw_len + 12 <= sizeof(tmp)) {
-        int secret = pr.has_value && is_secret(conf, pr.name, pr.name_len);
+        int secret = pr.has_value && is_secret(conf, &pr);
         if (o > 0)
             tmp[o++] = '&';
         size_t keep = secret ? pr.name_len + 1 : pr.raw_len;

@@ -68,13 +68,56 @@ static void test_name_is(void **state)
     assert_false(gh_pair_name_is(&pr, "tokens", 6));
 }
 
+/* Every byte value escaped as %XX (both hex cases) and as itself reads as
+ * that byte; '+' reads as a space; a '%' without two hex digits stands for
+ * itself; a decoded name is neither a prefix nor an extension of another. */
+static void test_name_decoded_is(void **state)
+{
+    (void)state;
+    static const char hexu[] = "0123456789ABCDEF", hexl[] = "0123456789abcdef";
+    for (int c = 0; c < 256; c++) {
+        char raw[8] = {'a', '%', hexu[c >> 4], hexl[c & 15], 'b', '='};
+        char want[3] = {'a', (char)c, 'b'};
+        gh_pairs_t it;
+        gh_pair_t pr;
+        gh_pairs_init(&it, raw, 6, '&');
+        assert_int_equal(gh_pairs_next(&it, &pr), 1);
+        assert_true(gh_pair_name_decoded_is(&pr, want, 3));
+        assert_false(gh_pair_name_decoded_is(&pr, want, 2));
+        assert_false(gh_pair_name_is(&pr, want, 3));
+    }
+    static const struct {
+        const char *raw, *name;
+        int is;
+    } cases[] = {
+        {"access%5Ftoken=x", "access_token", 1},
+        {"a+b=x", "a b", 1},
+        {"a%2=x", "a%2", 1},
+        {"a%zz=x", "a%zz", 1},
+        {"a%=x", "a%", 1},
+        {"%25=x", "%", 1},
+        {"%2525=x", "%25", 1},
+        {"token=x", "tokens", 0},
+        {"tokens=x", "token", 0},
+        {"a%2Bb=x", "a+b", 1},
+        {"a%2Bb=x", "a b", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        gh_pairs_t it;
+        gh_pair_t pr;
+        gh_pairs_init(&it, cases[i].raw, strlen(cases[i].raw), '&');
+        assert_int_equal(gh_pairs_next(&it, &pr), 1);
+        assert_int_equal(gh_pair_name_decoded_is(&pr, cases[i].name, strlen(cases[i].name)),
+                         cases[i].is);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_query),
-        cmocka_unit_test(test_cookie_skips_spaces),
-        cmocka_unit_test(test_empty_and_null),
-        cmocka_unit_test(test_name_is),
+        cmocka_unit_test(test_query),           cmocka_unit_test(test_cookie_skips_spaces),
+        cmocka_unit_test(test_empty_and_null),  cmocka_unit_test(test_name_is),
+        cmocka_unit_test(test_name_decoded_is),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
