@@ -40,7 +40,8 @@ int gh_pair_name_is(const gh_pair_t *pr, const char *name, size_t n);
 /* Whether a query parameter's name reads as name[0..n) once decoded the
  * way applications decode it: percent escapes (RFC 3986 section 2.1; a '%'
  * without two hex digits stands for itself) and '+' as a space (HTML form
- * encoding). "access%5Ftoken" is "access_token". Token lookups and the
+ * encoding), ASCII case ignored (nginx's $arg_NAME ignores it).
+ * "access%5Ftoken" and "ACCESS_TOKEN" are "access_token". Token lookups and the
  * access log's secret_query both compare names this way, so a name only
  * the upstream decodes can neither hide a token nor a secret. */
 int gh_pair_name_decoded_is(const gh_pair_t *pr, const char *name, size_t n);

@@ -275,7 +275,9 @@ static int cookie_name_is(const gh_pair_t *pr, const char *name, size_t n)
     }
     while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\t'))
         l--;
-    return l == n && memcmp(p, name, n) == 0;
+    /* ASCII case ignored too: nginx's $cookie_NAME ignores it, so an
+     * upstream could read "Session=" as the "session" cookie. */
+    return l == n && strncasecmp(p, name, n) == 0;
 }
 
 /* The cookie name's pairs in one Cookie field: each is added to *copies;

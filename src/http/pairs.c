@@ -32,6 +32,11 @@ int gh_pair_name_is(const gh_pair_t *pr, const char *name, size_t n)
     return pr->name_len == n && memcmp(pr->name, name, n) == 0;
 }
 
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+}
+
 static int hex_digit(char c)
 {
     return c >= '0' && c <= '9'   ? c - '0'
@@ -54,7 +59,7 @@ int gh_pair_name_decoded_is(const gh_pair_t *pr, const char *name, size_t n)
                 i += 2;
             }
         }
-        if (j >= n || name[j] != c)
+        if (j >= n || ascii_lower(name[j]) != ascii_lower(c))
             return 0;
     }
     return j == n;

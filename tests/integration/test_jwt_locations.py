@@ -426,6 +426,13 @@ def test_repeated_cookie_or_query_name_refused(gatehouse, upstream):
         dict(headers=[("Cookie", f"session=; session={a}")]),
         dict(headers=[("Cookie", f"session; session={a}")]),
         dict(headers=[("Cookie", f"session={a}; session =x")]),
+        # nginx reads $arg_NAME and $cookie_NAME ignoring case, first match:
+        # another case is the same name, or an unchecked copy would reach it.
+        dict(target=f"/echo?ACCESS_TOKEN=forged&access_token={a}"),
+        dict(target=f"/echo?access_token={a}&Access_Token=forged"),
+        dict(target=f"/echo?ACCESS%5Ftoken=forged&access_token={a}"),
+        dict(headers=[("Cookie", f"Session=forged; session={a}")]),
+        dict(headers=[("Cookie", f"session={a}"), ("Cookie", "SESSION=forged")]),
     ]
     n = len(up.complete_requests())
     for c in cases:
@@ -435,9 +442,13 @@ def test_repeated_cookie_or_query_name_refused(gatehouse, upstream):
         except AssertionError as e:
             raise AssertionError(f"{c}: {e}")
     assert len(up.complete_requests()) == n, "a refused request reached the upstream"
-    # Once is fine, next to other parameters and cookies.
+    # Once is fine, next to other parameters and cookies, in any case.
     expect_ok(get(g, f"/echo?x=1&access_token={a}&y=2"))
     expect_ok(get(g, "/echo", headers=[("Cookie", f"theme=dark; session={a}")]))
+    expect_ok(get(g, f"/echo?ACCESS_TOKEN={a}"))
+    expect_ok(get(g, "/echo", headers=[("Cookie", f"Session={a}")]))
+    # A lone copy in another case is the token, and checked like it.
+    expect_invalid(get(g, "/echo?Access_Token=abc.def.ghi"))
 
 
 def test_query_names_compare_percent_decoded(gatehouse, upstream):

@@ -101,6 +101,8 @@ static void test_name_decoded_is(void **state)
         {"tokens=x", "token", 0},
         {"a%2Bb=x", "a+b", 1},
         {"a%2Bb=x", "a b", 0},
+        {"ACCESS_TOKEN=x", "access_token", 1},
+        {"Access%5ftoken=x", "access_token", 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         gh_pairs_t it;
