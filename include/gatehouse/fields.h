@@ -15,6 +15,10 @@
  * CGI-style upstreams read them. */
 const char *gh_field_owned(const char *name, size_t len);
 
+/* Whether two field names are the same to every upstream: ASCII case
+ * ignored and '_' read as '-' (CGI-style servers read X_User as x-user). */
+int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn);
+
 /* Whether a trailer of this name may never be forwarded: an owned field,
  * or one whose meaning belongs to the header section (content-*, range,
  * conditionals, set-cookie, location, authenticate challenges). */

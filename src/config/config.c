@@ -852,16 +852,17 @@ static const char *provider_sets_field(const gh_route_t *r, const char *name, si
 {
     for (size_t i = 0; r->authn != NULL && i < r->authn->num_providers; i++) {
         const gh_jwt_provider_conf_t *p = r->authn->providers[i];
+        /* Folded as the upstream may read them: x_user is x-user. */
         for (size_t j = 0; j < p->num_claims_to_headers; j++)
-            if (strlen(p->claims_to_headers[j].header) == len &&
-                strncasecmp(p->claims_to_headers[j].header, name, len) == 0)
+            if (gh_field_name_same(p->claims_to_headers[j].header,
+                                   strlen(p->claims_to_headers[j].header), name, len))
                 return p->name;
-        if (p->payload_header != NULL && strlen(p->payload_header) == len &&
-            strncasecmp(p->payload_header, name, len) == 0)
+        if (p->payload_header != NULL &&
+            gh_field_name_same(p->payload_header, strlen(p->payload_header), name, len))
             return p->name;
         for (size_t j = 0; j < p->num_from; j++)
-            if (p->from[j].kind == GH_TOKEN_FROM_HEADER && p->from[j].name_len == len &&
-                strncasecmp(p->from[j].name, name, len) == 0)
+            if (p->from[j].kind == GH_TOKEN_FROM_HEADER &&
+                gh_field_name_same(p->from[j].name, p->from[j].name_len, name, len))
                 return p->name;
     }
     return NULL;

@@ -19,6 +19,23 @@ static int name_eq(const char *name, size_t len, const char *lit)
     return i == len && lit[i] == '\0';
 }
 
+static char fold(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return (char)(ch | 0x20);
+    return ch == '_' ? '-' : ch;
+}
+
+int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn)
+        return 0;
+    for (size_t i = 0; i < an; i++)
+        if (fold(a[i]) != fold(b[i]))
+            return 0;
+    return 1;
+}
+
 static int has_prefix(const char *name, size_t len, const char *lit, size_t lit_len)
 {
     return len > lit_len && name_eq(name, lit_len, lit);

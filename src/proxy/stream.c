@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <gatehouse/fields.h>
 #include <gatehouse/log.h>
 
 #include "proxy/forward.h"
@@ -347,7 +348,7 @@ static int name_in_lines(const char *lines, size_t len, const char *name, size_t
     for (const char *p = lines, *end = lines + len; p < end;) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *colon = memchr(p, ':', (size_t)((eol != NULL ? eol : end) - p));
-        if (colon != NULL && (size_t)(colon - p) == nlen && strncasecmp(p, name, nlen) == 0)
+        if (colon != NULL && gh_field_name_same(p, (size_t)(colon - p), name, nlen))
             return 1;
         p = eol != NULL ? eol + 1 : end;
     }
@@ -369,7 +370,7 @@ static int request_trailer_allowed(const char *name, size_t len, void *arg)
     if (!listed || name_in_lines(s->hdr_add, s->hdr_add_len, name, len))
         return 0;
     for (unsigned i = 0; i < s->num_hdr_drop; i++)
-        if (s->hdr_drop[i].len == len && strncasecmp(s->hdr_drop[i].name, name, len) == 0)
+        if (gh_field_name_same(s->hdr_drop[i].name, s->hdr_drop[i].len, name, len))
             return 0;
     return 1;
 }

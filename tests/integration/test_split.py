@@ -398,7 +398,8 @@ def test_trailer_named_like_a_filter_field_is_refused_at_load(tmp_path):
         return r.returncode, r.stdout + r.stderr
 
     assert validate(["x-check"])[0] == 0
-    for name in ("X-User", "x-jwt", "x-token"):
+    # Underscore spellings too: CGI-style upstreams read x_user as x-user.
+    for name in ("X-User", "x-jwt", "x-token", "x_user", "X_Jwt", "x_token"):
         rc, out = validate(["x-check", name])
         assert rc == 1, out
         assert re.search(r"gatehouse\.yaml:\d+:\d+: trailer '%s' names a field provider 'corp'" % name,
