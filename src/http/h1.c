@@ -364,7 +364,11 @@ static int parse_length(const char *v, size_t len, uint64_t *out)
  * a reg-name or IPv4 address, or an IPv6 literal in brackets, then an
  * optional port of up to five digits. Userinfo, percent-encoding and
  * anything else are refused, so the host gatehouse routes and
- * authenticates on is the one the upstream reads. */
+ * authenticates on is the one the upstream reads. The reg-name is held to
+ * letters, digits and "-._~": RFC 3986 also allows the sub-delims
+ * "!$&'()*+,;=", which no DNS name has, and with which "a.test,b.test"
+ * would be read as two hosts by an upstream that splits X-Forwarded-Host
+ * (or Forwarded) on them. */
 static int is_alnum(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -372,7 +376,7 @@ static int is_alnum(char c)
 
 int gh_h1_authority_is_valid(const char *a, size_t n)
 {
-    static const char regname[] = "-._~!$&'()*+,;=";
+    static const char regname[] = "-._~";
     size_t i = 0;
     if (n > 0 && a[0] == '[') {
         for (i = 1; i < n && a[i] != ']'; i++)

@@ -923,25 +923,18 @@ static void test_authority(void **state)
 {
     (void)state;
     static const char *const ok[] = {
-        "a",
-        "a.test",
-        "A-b.C_d~e",
-        "a:1",
-        "a:",
-        "a:65535",
-        "a:00080",
-        "1.2.3.4:80",
-        "[::1]",
-        "[::1]:8080",
-        "[fe80::1.2.3.4]",
-        "!$&'()*+,;=",
-        "xn--bcher-kva.test",
+        "a",     "a.test",     "A-b.C_d~e",       "a:1",
+        "a:",    "a:65535",    "a:00080",         "1.2.3.4:80",
+        "[::1]", "[::1]:8080", "[fe80::1.2.3.4]", "xn--bcher-kva.test",
     };
     static const char *const bad[] = {
-        "",      ":80", "a:65536", "a:99999", "a:123456", "a:8x",    "a:-1",         "u@a",
-        "u:p@a", "@a",  "a@",      "a%2eb",   "a b",      "a/b",     "a?b",          "a#b",
-        "[::1",  "[]",  "[:]",     "[::g]",   "[::1]x",   "[::1]:x", "[::1]:123456", "a:1:2",
-        "a]",    "a[",  "\"a\"",   "a\\b",    "[v1.x]",   "a:+1",    "a:1 ",
+        "",       ":80",           "a:65536",      "a:99999", "a:123456",
+        "a:8x",   "a:-1",          "u@a",          "u:p@a",   "@a",
+        "a@",     "a%2eb",         "a b",          "a/b",     "a?b",
+        "a#b",    "[::1",          "[]",           "[:]",     "[::g]",
+        "[::1]x", "[::1]:x",       "[::1]:123456", "a:1:2",   "a]",
+        "a[",     "\"a\"",         "a\\b",         "[v1.x]",  "a:+1",
+        "a:1 ",   "a.test,b.test", "a;b",          "a=b",     "!$&'()*+,;=",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (!gh_h1_authority_is_valid(ok[i], strlen(ok[i])))
@@ -949,8 +942,8 @@ static void test_authority(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (gh_h1_authority_is_valid(bad[i], strlen(bad[i])))
             fail_msg("'%s' accepted", bad[i]);
-    /* Every byte in a host: only unreserved and sub-delims. */
-    static const char allowed[] = "-._~!$&'()*+,;=";
+    /* Every byte in a host: only letters, digits and "-._~". */
+    static const char allowed[] = "-._~";
     for (int c = 0; c < 256; c++) {
         char h[3] = {'a', (char)c, 'b'};
         int want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
