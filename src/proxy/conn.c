@@ -211,8 +211,14 @@ void gh_conn_arm_timer(gh_conn_t *c)
 {
     const gh_listener_conf_t *l = gh_conn_lconf(c);
     uint64_t ms;
-    if (c->state == GH_CONN_HEAD)
-        ms = c->rlen == 0 ? l->idle_timeout_ms : l->header_timeout_ms;
+    if (c->state == GH_CONN_HEAD && c->rlen == 0 && c->served)
+        ms = l->idle_timeout_ms;
+    else if (c->state == GH_CONN_HEAD && c->rlen == 0)
+        /* A new connection owes its first request: a silent one holds a
+         * max_connections slot for header_timeout, not idle_timeout. */
+        ms = l->header_timeout_ms < l->idle_timeout_ms ? l->header_timeout_ms : l->idle_timeout_ms;
+    else if (c->state == GH_CONN_HEAD)
+        ms = l->header_timeout_ms;
     else
         ms = l->body_timeout_ms;
     gh_deadline_start(&c->worker->deadlines, &c->dl, ms, conn_timeout);
@@ -336,6 +342,7 @@ void gh_conn_process(gh_conn_t *c)
         }
         c->state = GH_CONN_STREAM;
         c->stream = s;
+        c->served = 1;
         gh_conn_arm_timer(c);
         gh_stream_run_request(s);
         return;

@@ -172,6 +172,7 @@ struct gh_conn_s {
     unsigned handles_open : 2; /* tcp still to close */
     char peer[48];             /* client address text, no port (INET6_ADDRSTRLEN) */
     size_t head_scanned;       /* rbuf bytes known to hold no complete head (headscan.h) */
+    unsigned served : 1;       /* a request has begun here: waits between requests are idle */
     /* Counted in lst (NULL once the listener closed) and in its entry of
      * lst->by_addr (or NULL). */
     gh_listener_t *lst;

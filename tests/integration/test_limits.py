@@ -184,6 +184,23 @@ def test_idle_keepalive_connection_closed_silently(timeouts):
         assert not c.buf, f"nothing may be sent on an idle connection: {bytes(c.buf)!r}"
 
 
+def test_silent_new_connection_closed_after_header_timeout(proxy):
+    """A connection that never sends a byte owes its first request within
+    header_timeout: silent sockets cannot hold max_connections slots for
+    the (much longer) idle_timeout."""
+    g, up = proxy(listener={"header_timeout": "1s", "idle_timeout": "60s", "max_connections": 2})
+    silent = [RawConn(g.port) for _ in range(2)]
+    try:
+        for c in silent:
+            assert c.is_closed(8), "a silent new connection must be closed after header_timeout"
+            assert not c.buf, f"nothing may be sent to it: {bytes(c.buf)!r}"
+    finally:
+        for c in silent:
+            c.close()
+    assert fetch(g.port, "GET", "/echo?sentinel=1").status == 200
+    assert up.targets() == ["/echo?sentinel=1"], up.requests
+
+
 def test_body_timeout(timeouts):
     g, up = timeouts
     with RawConn(g.port, timeout=8) as c:
