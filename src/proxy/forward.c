@@ -260,21 +260,36 @@ static int is_request_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
      * three gatehouse writes: an upstream may believe any of them. */
     if (!s->peer_trusted && is_x_forwarded(h))
         return 1;
+    /* Always: "Proxy" is httpoxy (CGI makes it HTTP_PROXY, the upstream's
+     * outbound proxy); X-Original-URL and X-Rewrite-URL make IIS and
+     * Symfony serve another path than the one routed and authenticated;
+     * X-HTTP-Method-Override another method than the route allowed. From
+     * an untrusted peer: the client-address fields some upstreams believe
+     * (True-Client-IP, X-Client-IP) like X-Real-IP. */
     switch (h->name_len) {
     case 3:
         return LOOSE_IS(h, "via");
     case 4:
         return GH_H1_NAME_IS(h, "host");
+    case 5:
+        return GH_H1_NAME_IS(h, "proxy");
     case 6:
         return GH_H1_NAME_IS(h, "expect");
     case 9:
         return !s->peer_trusted && (GH_H1_NAME_IS(h, "forwarded") || LOOSE_IS(h, "x-real-ip"));
+    case 11:
+        return !s->peer_trusted && LOOSE_IS(h, "x-client-ip");
     case 12:
         return LOOSE_IS(h, "x-request-id");
+    case 13:
+        return LOOSE_IS(h, "x-rewrite-url");
     case 14:
-        return GH_H1_NAME_IS(h, "content-length") || GH_H1_NAME_IS(h, "http2-settings");
+        return GH_H1_NAME_IS(h, "content-length") || GH_H1_NAME_IS(h, "http2-settings") ||
+               LOOSE_IS(h, "x-original-url") || (!s->peer_trusted && LOOSE_IS(h, "true-client-ip"));
     case 15:
         return LOOSE_IS(h, "x-forwarded-for");
+    case 22:
+        return LOOSE_IS(h, "x-http-method-override");
     }
     return 0;
 }

@@ -469,6 +469,33 @@ def test_underscore_and_other_forwarding_spellings_dropped(gatehouse, upstream):
     assert r.headers_all("x-forwarded-for") == ["127.0.0.1"]
 
 
+def test_override_and_client_address_fields(gatehouse, upstream):
+    """Fields that make an upstream serve another path or method than the one
+    routed and authenticated (X-Original-URL, X-Rewrite-URL for IIS and
+    Symfony; X-HTTP-Method-Override) and httpoxy's Proxy never go upstream;
+    True-Client-IP and X-Client-IP are believed only from trusted proxies."""
+    up = upstream()
+    g = gatehouse(make_config([up], listener={"trusted_proxies": ["10.0.0.0/8"]}))
+    forged = [("X-Original-URL", "/admin"), ("X_Rewrite_URL", "/admin"), ("Proxy", "http://evil.test:1"),
+              ("X-HTTP-Method-Override", "DELETE"), ("True-Client-IP", "10.9.9.9"),
+              ("X-Client-IP", "10.9.9.9"), ("X-Keep", "1")]
+    assert fetch(g.port, "GET", "/echo?m=ov", forged).status == 200
+    r = one(up, "m=ov")
+    names = [k.lower().replace("_", "-") for k, _ in r.headers]
+    for gone in ("x-original-url", "x-rewrite-url", "proxy", "x-http-method-override", "true-client-ip",
+                 "x-client-ip"):
+        assert gone not in names, (gone, r.headers)
+    assert r.header("x-keep") == "1"
+    # From a trusted proxy the client-address fields stay; the others never do.
+    g2 = gatehouse(make_config([up], listener={"trusted_proxies": ["127.0.0.1"]}))
+    assert fetch(g2.port, "GET", "/echo?m=ov2", forged).status == 200
+    r = one(up, "m=ov2")
+    names = [k.lower().replace("_", "-") for k, _ in r.headers]
+    assert r.header("true-client-ip") == "10.9.9.9" and r.header("x-client-ip") == "10.9.9.9"
+    for gone in ("x-original-url", "x-rewrite-url", "proxy", "x-http-method-override"):
+        assert gone not in names, (gone, r.headers)
+
+
 def test_connection_cannot_remove_a_field_a_filter_sets(gatehouse, upstream):
     """Connection naming x-user (set by claims_to_headers) removes only the
     client's x-user, which the filter drops anyway: the filter's value
