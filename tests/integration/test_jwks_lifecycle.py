@@ -592,3 +592,35 @@ def test_refresh_with_same_keys_keeps_generation(gatehouse, upstream, tmp_path):
         assert "generation 3" not in g.stderr, g.stderr_tail()
     finally:
         srv.stop()
+
+
+def test_ready_lists_every_provider_without_keys(gatehouse, upstream, tmp_path):
+    """Every provider without keys is a reason of its own (not only the
+    first), up to 32, then a count of the rest."""
+    closed = f"http://127.0.0.1:{free_port()}/jwks.json"
+
+    def without_keys(n):
+        return {f"p{i:02d}": provider(issuer=f"https://issuer-{i}.example", jwks={"uri": closed})
+                for i in range(n)}
+
+    box = {}
+
+    def not_starting(g):
+        def check():
+            box["doc"] = ready_doc(g)
+            return box["doc"][1].get("reasons") != ["starting"]
+        wait_for(check, 10, "/ready past 'starting'", interval=0.05)
+        return box["doc"]
+
+    g = start(gatehouse, upstream(), without_keys(5), routes=[route("all", "/", "p00")], admin=True)
+    status, rd = not_starting(g)
+    assert status == 503, rd
+    named = [r.split(":", 1)[0] for r in rd["reasons"]]
+    assert named == [f"jwt provider 'p{i:02d}'" for i in range(5)], rd
+
+    g = start(gatehouse, upstream(), without_keys(35), routes=[route("all", "/", "p00")], admin=True)
+    status, rd = not_starting(g)
+    assert status == 503, rd
+    named = [r.split(":", 1)[0] for r in rd["reasons"][:32]]
+    assert named == [f"jwt provider 'p{i:02d}'" for i in range(32)], rd
+    assert rd["reasons"][32:] == ["and 3 more jwt providers without keys"], rd
