@@ -976,7 +976,11 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         }
         /* Stripped only now: a location two providers share still held
          * the token when the second one looked. */
-        return strip_all(s, a) < 0 ? (apply_failed(s), GH_FILTER_REPLIED) : GH_FILTER_CONTINUE;
+        if (strip_all(s, a) < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
+        return GH_FILTER_CONTINUE;
     }
 
     /* any / optional: one token; its issuer picks the provider (RFC 8725
