@@ -15,8 +15,9 @@
 
 typedef struct {
     /* 1 when serving; otherwise fills reason (text valid until the next
-     * call). Without `detailed` the reason names no file path, URL or
-     * text from the network. */
+     * call; several reasons are separated by '\n', each a "reasons" entry).
+     * Without `detailed` the reason names no file path, URL or text from
+     * the network. */
     int (*ready)(void *arg, int detailed, const char **reason);
     /* Heap JSON documents (caller frees), NULL when out of memory. */
     char *(*config_json)(void *arg, size_t *len);

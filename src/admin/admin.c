@@ -225,6 +225,24 @@ static int authorized(const gh_admin_t *a, const gh_h1_request_t *req)
     return 0;
 }
 
+/* The ready hook's reasons, one per line, as a JSON array (a new
+ * reference, NULL when out of memory). */
+static json_t *reasons_array(const char *why)
+{
+    json_t *a = json_array();
+    while (a != NULL) {
+        size_t n = strcspn(why, "\n");
+        if (json_array_append_new(a, json_stringn(why, n)) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+        if (why[n] == '\0')
+            break;
+        why += n + 1;
+    }
+    return a;
+}
+
 static int path_is(const gh_h1_request_t *req, const char *p)
 {
     size_t n = strlen(p), tl = req->target_len;
@@ -277,10 +295,10 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
         int ok = a->hooks.ready(a->hooks.arg, authorized(a, req), &why);
         /* The reason can hold text from the network (a JWKS host's answer):
          * jansson does the escaping. */
-        json_t *doc =
-            ok ? json_pack("{s:s,s:I}", "status", "ready", "generation",
-                           (json_int_t)gh_stats_generation())
-               : json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons", why ? why : "starting");
+        json_t *doc = ok ? json_pack("{s:s,s:I}", "status", "ready", "generation",
+                                     (json_int_t)gh_stats_generation())
+                         : json_pack("{s:s,s:o}", "status", "not_ready", "reasons",
+                                     reasons_array(why ? why : "starting"));
         char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(doc);
         if (body == NULL) {

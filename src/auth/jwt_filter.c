@@ -384,6 +384,16 @@ static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *c
     return 0;
 }
 
+/* The token one location holds, into *cand (p NULL: none). -1 when it
+ * holds two different ones or a name twice. */
+static int find_at(gh_stream_t *s, const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
+                   found_t *cand)
+{
+    return from->kind == GH_TOKEN_FROM_QUERY    ? find_in_query(s, from, cand)
+           : from->kind == GH_TOKEN_FROM_COOKIE ? find_in_cookies(hs, nh, from, cand)
+                                                : find_in_headers(hs, nh, from, cand);
+}
+
 /* The token a provider's locations hold. Returns 0 none, 1 one, -1 two
  * different ones. */
 static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out)
@@ -394,10 +404,7 @@ static int find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *
     for (size_t i = 0; i < p->num_from; i++) {
         const gh_token_from_t *from = &p->from[i];
         found_t cand = {NULL, 0, from};
-        int rc = from->kind == GH_TOKEN_FROM_QUERY    ? find_in_query(s, from, &cand)
-                 : from->kind == GH_TOKEN_FROM_COOKIE ? find_in_cookies(hs, nh, from, &cand)
-                                                      : find_in_headers(hs, nh, from, &cand);
-        if (rc < 0)
+        if (find_at(s, hs, nh, from, &cand) < 0)
             return -1;
         if (cand.p == NULL)
             continue;
@@ -573,49 +580,100 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
     return 0;
 }
 
-/* forward_token: false. The upstream gets the request without the token:
- * the header goes, or the cookie is cut out of Cookie, or the parameter out
- * of the query. */
-static int strip_token(gh_stream_t *s, const found_t *where)
+/* forward_token: false. The upstream gets the request without the token,
+ * wherever it was: the token locations to empty, gathered over the route's
+ * providers (a provider's every location, and on an `any` route the other
+ * providers' locations that held the same token), then removed in one go:
+ * headers dropped, Cookie rebuilt once, the target rebuilt once. Two
+ * rebuilds, each from the original request, would lose the first edit (or
+ * add Cookie twice). */
+typedef struct {
+    const gh_token_from_t **v; /* borrowed from the config */
+    size_t n, cap;
+    int cookies, queries; /* how many of each kind */
+} strip_t;
+
+static int strip_init(gh_stream_t *s, const gh_authn_conf_t *a, strip_t *st)
 {
-    const gh_token_from_t *from = where->from;
-    if (from->kind == GH_TOKEN_FROM_HEADER)
-        return gh_stream_drop_header(s, from->name, from->name_len);
+    size_t cap = 0;
+    for (size_t i = 0; i < a->num_providers; i++)
+        cap += a->providers[i]->num_from;
+    memset(st, 0, sizeof(*st));
+    st->cap = cap;
+    st->v = cap > 0 ? gh_stream_alloc(s, cap * sizeof(*st->v)) : NULL;
+    return cap > 0 && st->v == NULL ? -1 : 0;
+}
+
+static void strip_add(strip_t *st, const gh_token_from_t *from)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->v[i] == from)
+            return;
+    if (st->n == st->cap)
+        return; /* cannot happen: cap counts every location of the route */
+    st->v[st->n++] = from;
+    st->cookies += from->kind == GH_TOKEN_FROM_COOKIE;
+    st->queries += from->kind == GH_TOKEN_FROM_QUERY;
+}
+
+static void strip_add_provider(strip_t *st, const gh_jwt_provider_conf_t *p)
+{
+    for (size_t i = 0; i < p->num_from; i++)
+        strip_add(st, &p->from[i]);
+}
+
+static int strip_has(const strip_t *st, gh_token_from_kind_t kind, const gh_pair_t *pr)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        const gh_token_from_t *f = st->v[i];
+        if (f->kind != kind)
+            continue;
+        if (kind == GH_TOKEN_FROM_COOKIE ? cookie_name_is(pr, f->name, f->name_len)
+                                         : query_name_is(pr, f->name, f->name_len))
+            return 1;
+    }
+    return 0;
+}
+
+/* Every Cookie field becomes one, without the stripped pairs. */
+static int strip_cookies(gh_stream_t *s, const strip_t *st)
+{
     size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
-    if (from->kind == GH_TOKEN_FROM_COOKIE) {
-        /* Every Cookie field becomes one, without the token's pair. */
-        size_t cap = 1;
-        for (size_t i = 0; i < nh; i++)
-            if (GH_H1_NAME_IS(&hs[i], "cookie"))
-                cap += 2 * hs[i].value_len + 2; /* "a;b" may become "a; b" */
-        char *out = gh_stream_alloc(s, cap);
-        size_t o = 0;
-        if (out == NULL)
-            return -1;
-        for (size_t i = 0; i < nh; i++) {
-            const gh_h1_header_t *h = &hs[i];
-            if (!GH_H1_NAME_IS(h, "cookie"))
+    size_t cap = 1;
+    for (size_t i = 0; i < nh; i++)
+        if (GH_H1_NAME_IS(&hs[i], "cookie"))
+            cap += 2 * hs[i].value_len + 2; /* "a;b" may become "a; b" */
+    char *out = gh_stream_alloc(s, cap);
+    size_t o = 0;
+    if (out == NULL)
+        return -1;
+    for (size_t i = 0; i < nh; i++) {
+        const gh_h1_header_t *h = &hs[i];
+        if (!GH_H1_NAME_IS(h, "cookie"))
+            continue;
+        gh_pairs_t it;
+        gh_pair_t pr;
+        gh_pairs_init(&it, h->value, h->value_len, ';');
+        while (gh_pairs_next(&it, &pr)) {
+            if (strip_has(st, GH_TOKEN_FROM_COOKIE, &pr))
                 continue;
-            gh_pairs_t it;
-            gh_pair_t pr;
-            gh_pairs_init(&it, h->value, h->value_len, ';');
-            while (gh_pairs_next(&it, &pr)) {
-                if (cookie_name_is(&pr, from->name, from->name_len))
-                    continue;
-                if (o > 0) {
-                    out[o++] = ';';
-                    out[o++] = ' ';
-                }
-                memcpy(out + o, pr.raw, pr.raw_len);
-                o += pr.raw_len;
+            if (o > 0) {
+                out[o++] = ';';
+                out[o++] = ' ';
             }
+            memcpy(out + o, pr.raw, pr.raw_len);
+            o += pr.raw_len;
         }
-        if (gh_stream_drop_header(s, "cookie", 6) < 0)
-            return -1;
-        return o > 0 ? gh_stream_add_header(s, "cookie", 6, out, o) : 0;
     }
-    /* Query: the path, then every parameter but the token's. */
+    if (gh_stream_drop_header(s, "cookie", 6) < 0)
+        return -1;
+    return o > 0 ? gh_stream_add_header(s, "cookie", 6, out, o) : 0;
+}
+
+/* The target: the path, then every parameter but the stripped ones. */
+static int strip_query(gh_stream_t *s, const strip_t *st)
+{
     const char *method, *path, *query;
     size_t method_len, path_len, query_len;
     gh_stream_request_line(s, &method, &method_len, &path, &path_len, &query, &query_len);
@@ -630,7 +688,7 @@ static int strip_token(gh_stream_t *s, const found_t *where)
     int first = 1;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (query_name_is(&pr, from->name, from->name_len))
+        if (strip_has(st, GH_TOKEN_FROM_QUERY, &pr))
             continue;
         t[o++] = first ? '?' : '&';
         first = 0;
@@ -641,9 +699,22 @@ static int strip_token(gh_stream_t *s, const found_t *where)
     return 0;
 }
 
+static int strip_apply(gh_stream_t *s, const strip_t *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->v[i]->kind == GH_TOKEN_FROM_HEADER &&
+            gh_stream_drop_header(s, st->v[i]->name, st->v[i]->name_len) < 0)
+            return -1;
+    if (st->cookies > 0 && strip_cookies(s, st) < 0)
+        return -1;
+    if (st->queries > 0 && strip_query(s, st) < 0)
+        return -1;
+    return 0;
+}
+
 /* Applies a verified result to the stream. Returns 0, or -1 when a header
  * edit or a copy failed (out of memory): the request must not go on. */
-static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e, const found_t *where)
+static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e)
 {
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
@@ -661,8 +732,6 @@ static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e, c
             id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
         }
     }
-    if (!rt->conf->forward_token && where->from != NULL && strip_token(s, where) < 0)
-        return -1;
     count(s, rt, GH_JWT_OK);
     return 0;
 }
@@ -698,7 +767,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     uint64_t gen = gh_keyring_generation(rt->keyring);
     entry_t *e = cache_find(w, h, f->p, f->n);
     if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires)
-        return apply(s, rt, e, f) < 0 ? apply_failed(s) : 0;
+        return apply(s, rt, e) < 0 ? apply_failed(s) : 0;
 
     gh_jwt_reason_t reason = GH_JWT_MALFORMED_TOKEN;
     char detail[256] = "";
@@ -782,7 +851,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
             e->gen = gen;
         }
     }
-    int ar = apply(s, rt, e, f);
+    int ar = apply(s, rt, e);
     if (!cached || e->token == NULL)
         entry_clear(e);
     return ar < 0 ? apply_failed(s) : 0;
@@ -797,6 +866,46 @@ static int exempt(gh_stream_t *s, const gh_authn_conf_t *a)
         if (gh_stream_match(s, &a->exempt[i], path, path_len))
             return 1;
     return 0;
+}
+
+/* An `all` route: every location of each provider with forward_token:
+ * false (a location shared with a provider that forwards is stripped too:
+ * one provider asking for it is enough). */
+static int strip_all(gh_stream_t *s, const gh_authn_conf_t *a)
+{
+    strip_t st;
+    if (strip_init(s, a, &st) < 0)
+        return -1;
+    for (size_t i = 0; i < a->num_providers; i++)
+        if (!a->providers[i]->forward_token)
+            strip_add_provider(&st, a->providers[i]);
+    return st.n > 0 ? strip_apply(s, &st) : 0;
+}
+
+/* An `any`/`optional` route whose provider `taken` accepted tok: when it
+ * has forward_token: false, every location of its own, and every location
+ * of the route's other providers that holds tok (the same token found
+ * there counted as this one, so it goes too). */
+static int strip_any(gh_stream_t *s, const gh_authn_conf_t *a, size_t taken, const found_t *tok)
+{
+    if (a->providers[taken]->forward_token)
+        return 0;
+    strip_t st;
+    if (strip_init(s, a, &st) < 0)
+        return -1;
+    strip_add_provider(&st, a->providers[taken]);
+    size_t nh;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        for (size_t j = 0; i != taken && j < p->num_from; j++) {
+            found_t cand = {NULL, 0, &p->from[j]};
+            if (find_at(s, hs, nh, &p->from[j], &cand) == 0 && cand.p != NULL &&
+                same_token(cand.p, cand.n, tok->p, tok->n))
+                strip_add(&st, &p->from[j]);
+        }
+    }
+    return strip_apply(s, &st);
 }
 
 /* Token locations of this many providers are remembered between the two
@@ -867,6 +976,12 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
                 return GH_FILTER_REPLIED;
             }
         }
+        /* Stripped only now: a location two providers share still held
+         * the token when the second one looked. */
+        if (strip_all(s, a) < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
         return GH_FILTER_CONTINUE;
     }
 
@@ -907,6 +1022,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (mine.p == NULL || !same_token(mine.p, mine.n, tok.p, tok.n))
             continue;
         int r = verify_one(s, w, fc->rt[i], &mine, 1, &held);
+        if (r == 0 && strip_any(s, a, i, &tok) < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
         if (r == 0)
             return GH_FILTER_CONTINUE;
         if (r > 0)

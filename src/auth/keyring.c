@@ -11,6 +11,7 @@
 
 #include <gatehouse/file.h>
 #include <gatehouse/log.h>
+#include <gatehouse/redact.h>
 
 enum { K_IDLE = 0, K_FETCHING };
 
@@ -133,6 +134,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return k;
 }
 
+/* Starts an error message (these reach the log and /ready) with url as it
+ * may be shown: userinfo and query values redacted. Returns the length
+ * written, for the rest of the message to follow. */
+static size_t err_url(char *err, size_t cap, const char *url)
+{
+    char *r = gh_url_redact(url);
+    snprintf(err, cap, "%s", r != NULL ? r : "(URL not shown: out of memory)");
+    free(r);
+    return strlen(err);
+}
+
 /* GET url into *out; returns 0 or -1 with err. */
 static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *max_age, char *err,
                     size_t cap)
@@ -161,14 +173,15 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
     CURLcode r = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    size_t n = out->too_big || r != CURLE_OK || status != 200 ? err_url(err, cap, url) : 0;
     if (out->too_big)
-        snprintf(err, cap, "%s: document larger than %d bytes", url, GH_JWKS_MAX_DOC);
+        snprintf(err + n, cap - n, ": document larger than %d bytes", GH_JWKS_MAX_DOC);
     else if (r == CURLE_ABORTED_BY_CALLBACK)
-        snprintf(err, cap, "%s: cancelled (shutting down)", url);
+        snprintf(err + n, cap - n, ": cancelled (shutting down)");
     else if (r != CURLE_OK)
-        snprintf(err, cap, "%s: %s", url, ebuf[0] ? ebuf : curl_easy_strerror(r));
+        snprintf(err + n, cap - n, ": %s", ebuf[0] ? ebuf : curl_easy_strerror(r));
     else if (status != 200)
-        snprintf(err, cap, "%s: HTTP status %ld", url, status);
+        snprintf(err + n, cap - n, ": HTTP status %ld", status);
     else
         rc = 0;
     curl_easy_cleanup(c);
@@ -200,12 +213,17 @@ static int rfc8414_url(const char *issuer, char *out, size_t cap)
 static int jwks_uri_usable(const char *url, const char *ju, int insecure, char *err, size_t cap)
 {
     if (ju == NULL || (strncmp(ju, "https://", 8) != 0 && strncmp(ju, "http://", 7) != 0)) {
-        snprintf(err, cap, "%s: no usable jwks_uri", url);
+        size_t n = err_url(err, cap, url);
+        snprintf(err + n, cap - n, ": no usable jwks_uri");
         return -1;
     }
     if (strncmp(ju, "http://", 7) == 0 && (!insecure || strncmp(url, "https://", 8) == 0)) {
-        snprintf(err, cap, "%s: jwks_uri '%s' is plain http%s", url, ju,
-                 insecure ? " in an https document" : " (insecure_http is not set)");
+        size_t n = err_url(err, cap, url);
+        n += (size_t)snprintf(err + n, cap - n, ": jwks_uri '");
+        n = n < cap ? n + err_url(err + n, cap - n, ju) : n;
+        if (n < cap)
+            snprintf(err + n, cap - n, "' is plain http%s",
+                     insecure ? " in an https document" : " (insecure_http is not set)");
         return -1;
     }
     return 0;
@@ -227,17 +245,19 @@ static int read_metadata(gh_keyring_t *k, const char *url, char **jwks_uri, char
     json_t *root = json_loadb(doc.buf ? doc.buf : "", doc.len, JSON_REJECT_DUPLICATES, &je);
     free(doc.buf);
     if (root == NULL || !json_is_object(root)) {
-        snprintf(err, cap, "%s: not a JSON object", url);
+        size_t n = err_url(err, cap, url);
+        snprintf(err + n, cap - n, ": not a JSON object");
         json_decref(root);
         return -1;
     }
     const char *iss = json_string_value(json_object_get(root, "issuer"));
     const char *ju = json_string_value(json_object_get(root, "jwks_uri"));
     int rc = -1;
-    if (iss == NULL || strcmp(iss, k->issuer) != 0)
-        snprintf(err, cap, "%s: issuer '%s' is not '%s'", url, iss ? iss : "(none)", k->issuer);
-    else if (jwks_uri_usable(url, ju, k->job_insecure, err, cap) == 0 &&
-             (*jwks_uri = strdup(ju)) != NULL)
+    if (iss == NULL || strcmp(iss, k->issuer) != 0) {
+        size_t n = err_url(err, cap, url);
+        snprintf(err + n, cap - n, ": issuer '%s' is not '%s'", iss ? iss : "(none)", k->issuer);
+    } else if (jwks_uri_usable(url, ju, k->job_insecure, err, cap) == 0 &&
+               (*jwks_uri = strdup(ju)) != NULL)
         rc = 0;
     json_decref(root);
     return rc;
@@ -279,7 +299,8 @@ static void fetch_work(uv_work_t *w)
         char *ju = NULL;
         rc = discover(k, &ju, k->fetch_err, sizeof(k->fetch_err));
         if (rc == 0 && __atomic_load_n(&cancel_fetches, __ATOMIC_ACQUIRE)) {
-            snprintf(k->fetch_err, sizeof(k->fetch_err), "%s: cancelled (shutting down)", ju);
+            size_t n = err_url(k->fetch_err, sizeof(k->fetch_err), ju);
+            snprintf(k->fetch_err + n, sizeof(k->fetch_err) - n, ": cancelled (shutting down)");
             rc = -1;
         } else if (rc == 0)
             rc = http_get(k, ju, &s, &k->max_age, k->fetch_err, sizeof(k->fetch_err));

@@ -27,6 +27,11 @@
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
+/* /ready lists every provider without keys up to this many, each reason
+ * cut to this length, then how many more (the answer stays bounded). */
+#define READY_REASONS_MAX 32
+#define READY_REASON_LEN 512
+
 typedef struct {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1;
@@ -49,7 +54,7 @@ typedef struct {
     size_t last_len;
 
     gh_admin_t *admin;
-    char ready_reason[512];
+    char ready_reason[READY_REASONS_MAX * READY_REASON_LEN + 64];
     int serving; /* every worker runs the first snapshot */
     /* Tracers by config: the last is current. One that a reload replaced is
      * stopped (its thread ends) but freed only at exit, since a worker may
@@ -204,17 +209,35 @@ static int hook_ready(void *arg, int detailed, const char **reason)
         *reason = "starting";
         return 0;
     }
-    /* Required keys: every provider a route uses must have loaded once. */
+    /* Required keys: every provider a route uses must have loaded once.
+     * Every one that has not is a reason of its own (the admin API splits
+     * them at '\n'), so an operator sees them all at once. */
+    size_t o = 0, listed = 0, more = 0;
     for (size_t i = 0; i < sv->snap->cfg->num_jwt_providers; i++) {
         const char *why;
-        if (!gh_jwt_runtime_ready(sv->snap->jwt[i], &why)) {
-            /* why may name a file, a URL or quote a JWKS host's answer. */
-            snprintf(sv->ready_reason, sizeof(sv->ready_reason), "jwt provider '%s': %s",
-                     sv->snap->cfg->jwt_providers[i].name,
-                     detailed ? why : "keys not loaded (details need the admin token)");
-            *reason = sv->ready_reason;
-            return 0;
+        if (gh_jwt_runtime_ready(sv->snap->jwt[i], &why))
+            continue;
+        if (listed == READY_REASONS_MAX) {
+            more++;
+            continue;
         }
+        char one[READY_REASON_LEN];
+        /* why may name a file, a URL or quote a JWKS host's answer. */
+        snprintf(one, sizeof(one), "jwt provider '%s': %s", sv->snap->cfg->jwt_providers[i].name,
+                 detailed ? why : "keys not loaded (details need the admin token)");
+        for (char *c = one; *c; c++)
+            if (*c == '\n')
+                *c = ' ';
+        o += (size_t)snprintf(sv->ready_reason + o, sizeof(sv->ready_reason) - o, "%s%s",
+                              listed > 0 ? "\n" : "", one);
+        listed++;
+    }
+    if (more > 0)
+        snprintf(sv->ready_reason + o, sizeof(sv->ready_reason) - o,
+                 "\nand %zu more jwt providers without keys", more);
+    if (listed > 0) {
+        *reason = sv->ready_reason;
+        return 0;
     }
     return 1;
 }

@@ -43,6 +43,18 @@ static int str_of(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char 
     return dup_str(doc, v, out);
 }
 
+/* A realm goes into WWW-Authenticate as a quoted-string (RFC 9110
+ * 5.6.4): visible ASCII and spaces only, so no control byte (tab, DEL, CR,
+ * LF) or obs-text reaches a client, and no '"' or '\\' that would need
+ * escaping. */
+static int realm_is_valid(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\')
+            return 0;
+    return 1;
+}
+
 static int is_token(const char *s)
 {
     static const char extra[] = "!#$%&'*+-.^_`|~";
@@ -455,8 +467,10 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
     if ((v = gh_yaml_map_get(n, "realm")) != NULL) {
         if ((rc = str_of(doc, v, "realm", &p->realm)) != 0)
             return rc;
-        if (strpbrk(p->realm, "\"\\\r\n") != NULL)
-            return gh_yaml_error(doc, v, "realm must not contain quotes, backslashes or newlines");
+        if (!realm_is_valid(p->realm))
+            return gh_yaml_error(doc, v,
+                                 "realm may contain only visible ASCII and spaces, "
+                                 "without quotes or backslashes");
     } else if ((rc = dup_str(doc, "gatehouse", &p->realm)) != 0) {
         return rc;
     }

@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 
 #include <gatehouse/log.h>
+#include <gatehouse/redact.h>
 #include <gatehouse/trace.h>
 
 #include "observe/otlp.h"
@@ -762,28 +763,9 @@ void gh_trace_exporter_free(gh_trace_exporter_t *e)
     curl_global_cleanup();
 }
 
-/* RFC 3986 section 3.2.1: userinfo is what precedes '@' in the authority.
- * It is a credential ("user:password"), so it never reaches a log line or
- * the admin API. */
+/* The collector URL as logs and the admin API show it: userinfo and query
+ * values redacted (gatehouse/redact.h, the one helper for every URL shown). */
 char *gh_trace_redact_url(const char *url)
 {
-    const char *auth = strstr(url, "://");
-    auth = auth != NULL ? auth + 3 : url;
-    size_t alen = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *p = auth; p < auth + alen; p++) {
-        if (*p == '@')
-            at = p; /* the last '@': a password may hold one unencoded */
-    }
-    if (at == NULL)
-        return strdup(url);
-    static const char mask[] = "[redacted]";
-    size_t pre = (size_t)(auth - url), rest = strlen(at);
-    char *out = malloc(pre + sizeof(mask) - 1 + rest + 1);
-    if (out == NULL)
-        return NULL;
-    memcpy(out, url, pre);
-    memcpy(out + pre, mask, sizeof(mask) - 1);
-    memcpy(out + pre + sizeof(mask) - 1, at, rest + 1);
-    return out;
+    return gh_url_redact(url);
 }

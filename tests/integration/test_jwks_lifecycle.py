@@ -592,3 +592,69 @@ def test_refresh_with_same_keys_keeps_generation(gatehouse, upstream, tmp_path):
         assert "generation 3" not in g.stderr, g.stderr_tail()
     finally:
         srv.stop()
+
+
+def test_ready_lists_every_provider_without_keys(gatehouse, upstream, tmp_path):
+    """Every provider without keys is a reason of its own (not only the
+    first), up to 32, then a count of the rest."""
+    closed = f"http://127.0.0.1:{free_port()}/jwks.json"
+
+    def without_keys(n):
+        return {f"p{i:02d}": provider(issuer=f"https://issuer-{i}.example", jwks={"uri": closed})
+                for i in range(n)}
+
+    box = {}
+
+    def not_starting(g):
+        def check():
+            box["doc"] = ready_doc(g)
+            return box["doc"][1].get("reasons") != ["starting"]
+        wait_for(check, 10, "/ready past 'starting'", interval=0.05)
+        return box["doc"]
+
+    g = start(gatehouse, upstream(), without_keys(5), routes=[route("all", "/", "p00")], admin=True)
+    status, rd = not_starting(g)
+    assert status == 503, rd
+    named = [r.split(":", 1)[0] for r in rd["reasons"]]
+    assert named == [f"jwt provider 'p{i:02d}'" for i in range(5)], rd
+
+    g = start(gatehouse, upstream(), without_keys(35), routes=[route("all", "/", "p00")], admin=True)
+    status, rd = not_starting(g)
+    assert status == 503, rd
+    named = [r.split(":", 1)[0] for r in rd["reasons"][:32]]
+    assert named == [f"jwt provider 'p{i:02d}'" for i in range(32)], rd
+    assert rd["reasons"][32:] == ["and 3 more jwt providers without keys"], rd
+
+
+def test_jwks_url_credentials_never_shown(gatehouse, upstream, tmp_path):
+    """A JWKS URI, a discovery URL (from the issuer) and a jwks_uri from a
+    metadata document may hold a credential as userinfo or in the query:
+    failed fetches log them, and /ready (detailed) shows them, with the
+    userinfo and every query value as [redacted]."""
+    closed = free_port()
+    meta = JwksServer(tmp_path)
+    try:
+        meta.control(jwks_uri=f"http://juser:jpass-secret@127.0.0.1:{closed}/keys?sig=jq-secret&x=1")
+        g = start(gatehouse, upstream(), {
+            "direct": provider(jwks={"uri": f"http://user:u-secret@127.0.0.1:{closed}/jwks?key=q-secret"}),
+            "disc": provider(issuer=meta.base, jwks={"discovery": True}),
+            "disc2": provider(issuer=f"http://iuser:i-secret@127.0.0.1:{closed}/t?tenant=t-secret",
+                              jwks={"discovery": True}),
+        }, routes=[route("all", "/", "direct")], admin=True)
+        box = {}
+
+        def all_failed():
+            box["rd"] = ready_doc(g)[1]
+            reasons = box["rd"].get("reasons", [])
+            return len(reasons) == 3 and all("[redacted]" in r for r in reasons) and all(
+                f"provider '{p}': fetch failed" in g.stderr for p in ("direct", "disc", "disc2"))
+        wait_for(all_failed, 15, "a failed fetch of each provider, in /ready and the log", interval=0.1)
+        rd = json.dumps(box["rd"])
+        log = g.stderr
+        for where, text in (("/ready", rd), ("log", log)):
+            assert "secret" not in text, f"a credential in the {where}: {text}"
+        assert f"http://[redacted]@127.0.0.1:{closed}/jwks?key=[redacted]" in rd, rd
+        assert f"http://[redacted]@127.0.0.1:{closed}/keys?sig=[redacted]&x=[redacted]" in rd, rd
+        assert f"http://[redacted]@127.0.0.1:{closed}/t" in rd, rd
+    finally:
+        meta.stop()

@@ -472,3 +472,83 @@ def test_query_names_compare_percent_decoded(gatehouse, upstream):
     # A '%' without two hex digits is itself: no match, no crash.
     expect_missing(get(g, "/echo?access%5_token=x"))
     expect_missing(get(g, "/echo?access_token%=x"))
+
+
+def _upstream_head(up, before):
+    """The one request the upstream received since `before` requests, as raw
+    head bytes."""
+    reqs = up.complete_requests()
+    assert len(reqs) == before + 1, f"upstream got {len(reqs) - before} requests, expected 1"
+    return reqs[-1].raw_head
+
+
+def test_forward_token_false_strips_every_location(gatehouse, upstream):
+    """The same valid token in two (or three) of the provider's locations is
+    one token; with forward_token: false none of its copies reaches the
+    upstream, and everything else (other cookies, other parameters) does,
+    with a single Cookie field."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], forward_token=False, **{"from": [
+        {"header": "authorization", "prefix": "Bearer "}, {"cookie": "session"}, {"query": "access_token"}]})})
+    tok = mint(rsa)
+    cases = {
+        "header+query": dict(target=f"/echo?a=1&access_token={tok}&b=2", token=tok),
+        "header+cookie": dict(token=tok, headers=[("Cookie", f"theme=dark; session={tok}; lang=en")]),
+        "cookie+query": dict(target=f"/echo?access_token={tok}&b=2", headers=[("Cookie", f" session ={tok}")]),
+        "header+encoded query": dict(target=f"/echo?%61ccess_token={tok}&b=2", token=tok),
+        "all three": dict(target=f"/echo?b=2&access%5Ftoken={tok}", token=tok,
+                          headers=[("Cookie", "theme=dark"), ("Cookie", f"session={tok}")]),
+    }
+    problems = []
+    for label, c in cases.items():
+        n = len(up.complete_requests())
+        expect_ok(get(g, c.get("target", "/echo"), c.get("token"), headers=c.get("headers", ())))
+        head = _upstream_head(up, n)
+        if tok.encode() in head or tok.split(".")[2].encode() in head:
+            problems.append(f"{label}: upstream received the token: {head!r}")
+        lines = head.lower().split(b"\r\n")
+        if "b=2" in c.get("target", "") and b"b=2" not in lines[0]:
+            problems.append(f"{label}: other parameter lost: {lines[0]!r}")
+        cookies = [ln for ln in lines if ln.startswith(b"cookie:")]
+        if len(cookies) > 1:
+            problems.append(f"{label}: {len(cookies)} Cookie fields: {cookies!r}")
+        if any("theme=dark" in v for _, v in c.get("headers", ())) and cookies != [b"cookie: theme=dark"] and \
+                cookies != [b"cookie: theme=dark; lang=en"]:
+            problems.append(f"{label}: other cookies not kept as one field: {cookies!r}")
+    assert not problems, "; ".join(problems)
+
+
+def test_forward_token_false_with_providers_sharing_a_location(gatehouse, upstream):
+    """any: the provider that took the token has forward_token: false, so
+    the token goes from its locations and from the other providers'
+    locations that held the same token; a provider that forwards keeps it.
+    all: two providers reading one header, the first not forwarding: the
+    second still finds the token, and the upstream does not get it."""
+    a, b, pa, pb = two_providers(**{"from": [{"header": "authorization", "prefix": "Bearer "},
+                                             {"cookie": "session"}]})
+    pa.update(forward_token=False, **{"from": [{"header": "authorization", "prefix": "Bearer "},
+                                                {"query": "access_token"}]})
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {
+        "a": pa, "b": pb,
+        "drop": provider(keys=[rsa], audiences=["drop"], forward_token=False),
+        "keep": provider(keys=[rsa], audiences=["keep"]),
+    }, routes=[route("any", "/any", {"any": ["a", "b"]}), route("all", "/all", {"all": ["drop", "keep"]})])
+    ta = mint(a, iss="https://a.example.com")
+    n = len(up.complete_requests())
+    expect_ok(get(g, "/any", ta, headers=[("Cookie", f"session={ta}; theme=dark")]))
+    head = _upstream_head(up, n)
+    assert ta.encode() not in head, f"b's cookie still carried a's token: {head!r}"
+    assert b"theme=dark" in head, head
+    tb = mint(b, iss="https://b.example.com")
+    n = len(up.complete_requests())
+    expect_ok(get(g, "/any?x=1", tb, headers=[("Cookie", f"session={tb}")]))
+    head = _upstream_head(up, n)
+    assert head.count(tb.encode()) == 2, f"b forwards its token in both places: {head!r}"
+    t = mint(rsa, aud=["drop", "keep"])
+    n = len(up.complete_requests())
+    expect_ok(get(g, "/all", t))
+    head = _upstream_head(up, n)
+    assert t.encode() not in head, head

@@ -604,6 +604,18 @@ static void test_parse_size(void **state)
     "listeners: [ { name: a, listen: 127.0.0.1:1, routes: [ { to: app } ] } "                      \
     "]\nclusters:\n" clusters
 
+/* A valid listener, then provider "p" whose realm (line 9, column 14)
+ * is the argument. */
+#define PV(realm)                                                                                  \
+    "listeners: [ { name: a, listen: 127.0.0.1:1, routes: [ { to: app } ] } ]\n" C "providers:\n"  \
+    "  jwt:\n"                                                                                     \
+    "    p:\n"                                                                                     \
+    "      issuer: https://issuer.example\n"                                                       \
+    "      audiences: [a]\n"                                                                       \
+    "      jwks: { inline: '{\"keys\":[]}' }\n"                                                    \
+    "      realm: " realm "\n"
+#define REALM_ERR "realm may contain only visible ASCII and spaces, without quotes or backslashes"
+
 typedef struct {
     const char *yaml;
     const char *want;
@@ -952,6 +964,14 @@ static const error_case_t error_cases[] = {
      NAME ":3:53: 'max_connections' must be an integer from 1 to 1000000"},
     {LC("  app: { endpoints: [127.0.0.1:9], max_pending: 1000001 }\n"),
      NAME ":3:49: 'max_pending' must be an integer from 0 to 1000000"},
+    /* realm: visible ASCII and spaces only (it is sent in WWW-Authenticate) */
+    {PV("\"a\\tb\""), NAME ":9:14: " REALM_ERR},
+    {PV("\"a\\x01b\""), NAME ":9:14: " REALM_ERR},
+    {PV("\"a\\x7fb\""), NAME ":9:14: " REALM_ERR},
+    {PV("\"a\\xe9b\""), NAME ":9:14: " REALM_ERR},
+    {PV("\"a\\rb\""), NAME ":9:14: " REALM_ERR},
+    {PV("'a\"b'"), NAME ":9:14: " REALM_ERR},
+    {PV("'a\\b'"), NAME ":9:14: " REALM_ERR},
     {"listeners:\n  - { name: a, listen: 127.0.0.1:1, max_connections: 0 }\n",
      NAME ":2:54: 'max_connections' must be an integer from 1 to 1000000"},
     {"listeners:\n  - { name: a, listen: 127.0.0.1:1, max_connections_per_address: -1 }\n",

@@ -748,7 +748,7 @@ static void test_redact_url(void **state)
         {"https://tok@collector.example.com", "https://[redacted]@collector.example.com"},
         {"http://u:p@ss@h:1/x", "http://[redacted]@h:1/x"},
         {"http://h:1/path@not-userinfo", "http://h:1/path@not-userinfo"},
-        {"http://h:1/?q=a@b", "http://h:1/?q=a@b"},
+        {"http://h:1/?q=a@b", "http://h:1/?q=[redacted]"},
         {"http://h:1#frag@x", "http://h:1#frag@x"},
         {"http://:@h/", "http://[redacted]@h/"},
     };
