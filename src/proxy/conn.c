@@ -545,6 +545,14 @@ static const gh_listener_conf_t *listener_conf(const gh_listener_t *l)
     return &l->worker->cur->snap->cfg->listeners[l->li];
 }
 
+/* Over its share of RLIMIT_NOFILE (fdlimit.c) a worker stops accepting on
+ * every listener, as at a listener's max_connections. */
+static int worker_full(const gh_worker_t *w)
+{
+    uint32_t cap = w->cur->snap->conn_cap;
+    return cap != 0 && w->num_conns >= cap;
+}
+
 static gh_listener_stats_t *listener_stats(const gh_listener_t *l)
 {
     gh_worker_t *w = l->worker;
@@ -693,6 +701,8 @@ void gh_conn_resume_accepting(gh_worker_t *w)
     for (gh_listener_t *l = w->listeners; l != NULL; l = l->next) {
         if (!l->paused || l->num_conns >= listener_conf(l)->max_connections)
             continue;
+        if (worker_full(w))
+            return;
         l->paused = 0;
         w->num_paused--;
         gh_conn_accept(l); /* takes the connection libuv kept, and watches again */
@@ -730,7 +740,7 @@ void gh_conn_accept(gh_listener_t *l)
 {
     gh_worker_t *w = l->worker;
     const gh_listener_conf_t *lc = listener_conf(l);
-    if (l->num_conns >= lc->max_connections) {
+    if (l->num_conns >= lc->max_connections || worker_full(w)) {
         accept_pause(l, 1);
         return;
     }
