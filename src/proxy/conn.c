@@ -527,7 +527,9 @@ int gh_conn_take_current(gh_conn_t *c)
  * already took and stops watching the socket, and the kernel's backlog
  * holds the others, each served once a connection here closes. Refusing
  * them (accept and close) would only make clients retry into the same
- * wall. A client address over max_connections_per_address is different:
+ * wall. The same holds for the worker as a whole at its share of the
+ * descriptor limit (snapshot conn_cap, fdlimit.c), on every listener.
+ * A client address over max_connections_per_address is different:
  * the others must still get in, so that connection is accepted and closed.
  */
 
