@@ -264,6 +264,7 @@ static void listener_starved(gh_listener_t *l)
     if (!uv_is_active((uv_handle_t *)&w->fd_timer))
         uv_timer_start(&w->fd_timer, fd_tick, FD_RETRY_MS, FD_RETRY_MS);
 }
+
 /* Out of descriptors (or memory) is not the one connection's fault and
  * does not go away by trying again: the listener goes down for a while.
  * Any other error belongs to the connection libuv tried to take (accept

@@ -143,6 +143,11 @@ def test_connections_fitted_to_the_descriptor_limit(limited):
         _close(socks)
     _served_after(g, up, "fitted")
     _live(g)
+    # A reload fits the new generation to the limit the same way.
+    g.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2 serving" in g.stderr, 30, "the reload")
+    assert g.stderr.count(f"each takes at most {cap} client connections") == 2, g.stderr_tail()
+    _served_after(g, up, "reloaded")
     assert _log_lines(g) < MAX_LOG_LINES, g.stderr_tail()
     _sigterm_exits_0(g)
     assert _log_lines(g) < MAX_LOG_LINES, g.stderr_tail()
