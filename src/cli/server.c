@@ -24,6 +24,7 @@
 
 #include "admin/views.h"
 #include "cli/apply.h"
+#include "proxy/fdlimit.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
@@ -418,6 +419,7 @@ static void reload(server_t *sv, const char *why)
         return;
     }
     size_t nl = t.num_listeners;
+    gh_fdlimit_apply(snap, sv->num_workers);
     txn_commit(sv, &t, snap);
     gh_stats_reload(1);
     gh_stats_set_generation(sv->generation);
@@ -591,6 +593,7 @@ int gh_server_run(const gh_server_opts_t *opts)
         return 1;
     }
     gh_stats_set_generation(1);
+    gh_fdlimit_apply(sv.snap, sv.num_workers);
     uv_async_init(&sv.loop, &sv.exited, on_worker_exit);
     sv.exited.data = &sv;
     int rc = 1;

@@ -534,7 +534,9 @@ int gh_conn_take_current(gh_conn_t *c)
  * already took and stops watching the socket, and the kernel's backlog
  * holds the others, each served once a connection here closes. Refusing
  * them (accept and close) would only make clients retry into the same
- * wall. A client address over max_connections_per_address is different:
+ * wall. The same holds for the worker as a whole at its share of the
+ * descriptor limit (snapshot conn_cap, fdlimit.c), on every listener.
+ * A client address over max_connections_per_address is different:
  * the others must still get in, so that connection is accepted and closed.
  */
 
@@ -550,6 +552,14 @@ typedef struct gh_addr_count_s {
 static const gh_listener_conf_t *listener_conf(const gh_listener_t *l)
 {
     return &l->worker->cur->snap->cfg->listeners[l->li];
+}
+
+/* Over its share of RLIMIT_NOFILE (fdlimit.c) a worker stops accepting on
+ * every listener, as at a listener's max_connections. */
+static int worker_full(const gh_worker_t *w)
+{
+    uint32_t cap = w->cur->snap->conn_cap;
+    return cap != 0 && w->num_conns >= cap;
 }
 
 static gh_listener_stats_t *listener_stats(const gh_listener_t *l)
@@ -700,6 +710,8 @@ void gh_conn_resume_accepting(gh_worker_t *w)
     for (gh_listener_t *l = w->listeners; l != NULL; l = l->next) {
         if (!l->paused || l->num_conns >= listener_conf(l)->max_connections)
             continue;
+        if (worker_full(w))
+            return;
         l->paused = 0;
         w->num_paused--;
         gh_conn_accept(l); /* takes the connection libuv kept, and watches again */
@@ -737,7 +749,7 @@ void gh_conn_accept(gh_listener_t *l)
 {
     gh_worker_t *w = l->worker;
     const gh_listener_conf_t *lc = listener_conf(l);
-    if (l->num_conns >= lc->max_connections) {
+    if (l->num_conns >= lc->max_connections || worker_full(w)) {
         accept_pause(l, 1);
         return;
     }

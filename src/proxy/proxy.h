@@ -56,6 +56,12 @@ typedef struct gh_listener_s {
     unsigned paused : 1;
     struct gh_addr_count_s **by_addr;
     uint32_t addr_seed; /* of by_addr's hash, random: clients choose their addresses */
+    /* Out of descriptors (worker.c): libuv's accept loop only ends when the
+     * handle closes, so the handle is closed (down) and reopened later on a
+     * dup of spare_fd, which keeps the socket and its backlog meanwhile. */
+    int spare_fd;      /* dup of the listening socket, or -1 */
+    unsigned down : 2; /* 0 up, 1 handle closing, 2 handle closed */
+    unsigned gone : 1; /* removed while down: freed when its handle closes */
 } gh_listener_t;
 
 /* A worker's view of one snapshot: the snapshot reference plus the state
@@ -141,6 +147,13 @@ struct gh_worker_s {
     uv_tcp_t sink;
     unsigned sink_busy : 1;
     unsigned num_paused; /* listeners not accepting */
+    /* Out of descriptors (worker.c): a descriptor held back to refuse one
+     * pending connection, the timer that reopens listeners closed for lack
+     * of descriptors, and the accept error log's rate limit. */
+    int reserve_fd; /* /dev/null, or -1 */
+    uv_timer_t fd_timer;
+    uint64_t aerr_logged_ns; /* uv_hrtime() of the last accept error line */
+    uint64_t aerr_unlogged;  /* accept errors since then */
 };
 
 enum {

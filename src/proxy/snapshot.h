@@ -38,6 +38,9 @@ typedef struct {
     uint32_t *cluster_ids;         /* [cluster] */
     uint32_t **endpoint_ids;       /* [cluster][endpoint] */
     struct gh_jwt_runtime_s **jwt; /* [provider] */
+    /* Client connections one worker may hold over all its listeners, fitted
+     * to RLIMIT_NOFILE by gh_fdlimit_apply(); 0 until then: no cap. */
+    uint32_t conn_cap;
 } gh_snapshot_t;
 
 /* Main thread only (it assigns metric ids). Takes cfg (owned from here on,

@@ -11,26 +11,18 @@
  * they hold until they finish or, for idle keep-alive connections, until
  * their next request.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gatehouse/log.h>
 
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    gh_listener_t *l = server->data;
-    if (status < 0) {
-        GH_LOG(GH_LOG_WARN, "worker", "worker=%u accept on %s: %s", l->worker->id, l->address,
-               uv_strerror(status));
-        return;
-    }
-    gh_conn_accept(l);
-}
 
 /* ---- views ---- */
 
@@ -123,17 +115,176 @@ static int scratch_fit(gh_worker_t *w, const gh_snapshot_t *snap)
 
 /* ---- listeners ---- */
 
+/* ---- running out of descriptors ----
+ *
+ * libuv 1.44's accept loop (uv__server_io) calls accept until it would
+ * block; when accept fails for lack of a descriptor it tries its own
+ * reserve once, and after that hands every failure to on_connection and
+ * tries again, for as long as the handle is open: a worker out of
+ * descriptors would never return to its loop (no reload, no stop, a log
+ * line per try). fdlimit.c caps connections so that this should not
+ * happen; when it still does (the limit lowered under a running process,
+ * descriptors held elsewhere in the process), the listener's handle is
+ * closed, which is what ends libuv's loop, and opened again on a dup of
+ * its socket once descriptors are free. The socket itself stays open
+ * (spare_fd), so its backlog waits rather than being reset. */
+
+#define FD_RETRY_MS 100
+#define AERR_LOG_NS 1000000000ull
+
+static void listener_free(gh_listener_t *l)
+{
+    if (l->spare_fd >= 0)
+        close(l->spare_fd);
+    free(l->address);
+    free(l);
+}
+
 static void listener_closed(uv_handle_t *h)
 {
     gh_listener_t *l = h->data;
-    free(l->address);
-    free(l);
+    if (l->down == 0 || l->gone) {
+        listener_free(l);
+        return;
+    }
+    l->down = 2; /* closed for lack of descriptors: fd_tick reopens it */
 }
 
 static void listener_close(gh_listener_t *l)
 {
     gh_conn_listener_gone(l);
+    l->gone = 1;
+    if (l->down == 2)
+        listener_free(l);
+    else if (l->down == 0)
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    /* down == 1: its close callback frees it */
+}
+
+static void on_connection(uv_stream_t *server, int status);
+
+/* Listens on fd (taken, also on failure) with l's handle. */
+static int listener_listen(gh_listener_t *l, int fd)
+{
+    gh_worker_t *w = l->worker;
+    l->tcp.data = l;
+    uv_tcp_init(&w->loop, &l->tcp);
+    int r = uv_tcp_open(&l->tcp, fd);
+    if (r < 0)
+        close(fd);
+    else
+        r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    return r;
+}
+
+static int reserve_open(gh_worker_t *w)
+{
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return w->reserve_fd;
+}
+
+/* Accept errors are logged at most once a second per worker, with how
+ * many were not: a client can cause them at will. */
+static void accept_error_log(gh_listener_t *l, int status)
+{
+    gh_worker_t *w = l->worker;
+    uint64_t now = uv_hrtime();
+    if (w->aerr_logged_ns != 0 && now - w->aerr_logged_ns < AERR_LOG_NS) {
+        w->aerr_unlogged++;
+        return;
+    }
+    GH_LOG(GH_LOG_WARN, "worker", "worker=%u accept on %s: %s (%llu more accept errors not logged)",
+           w->id, l->address, uv_strerror(status), (unsigned long long)w->aerr_unlogged);
+    w->aerr_logged_ns = now;
+    w->aerr_unlogged = 0;
+}
+
+/* The reserve descriptor makes room to accept the oldest pending
+ * connection and close it, so that its client learns at once; the others
+ * wait in the backlog until the listener is back. */
+static void refuse_one(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    uv_os_fd_t lfd;
+    if (w->reserve_fd < 0 || uv_fileno((uv_handle_t *)&l->tcp, &lfd) != 0)
+        return;
+    close(w->reserve_fd);
+    w->reserve_fd = -1;
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        gh_listener_stats_t *st =
+            gh_metrics_listener(w->metrics, w->cur->snap->lids[l->li].listener_id);
+        if (st != NULL)
+            GH_STAT_INC(st->conns_refused);
+    }
+    reserve_open(w);
+}
+
+/* Every FD_RETRY_MS while a listener is down: reopens it once the reserve
+ * is back and its socket can be duplicated again. */
+static void fd_tick(uv_timer_t *t)
+{
+    gh_worker_t *w = t->data;
+    int waiting = 0;
+    for (gh_listener_t *l = w->listeners; l != NULL && !w->stopping; l = l->next) {
+        if (l->down == 0 || l->spare_fd < 0)
+            continue;
+        int fd = -1;
+        if (l->down == 2 && reserve_open(w) >= 0)
+            fd = fcntl(l->spare_fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            waiting = 1;
+            continue;
+        }
+        l->down = 0;
+        int r = listener_listen(l, fd);
+        if (r < 0) {
+            accept_error_log(l, r);
+            l->down = 1;
+            uv_close((uv_handle_t *)&l->tcp, listener_closed);
+            waiting = 1;
+        }
+    }
+    if (!waiting)
+        uv_timer_stop(t);
+}
+
+static void listener_starved(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    refuse_one(l);
+    if (l->spare_fd < 0)
+        GH_LOG(GH_LOG_ERROR, "worker",
+               "worker=%u stops accepting on %s: out of descriptors and no spare socket", w->id,
+               l->address);
+    l->down = 1;
     uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    if (!uv_is_active((uv_handle_t *)&w->fd_timer))
+        uv_timer_start(&w->fd_timer, fd_tick, FD_RETRY_MS, FD_RETRY_MS);
+}
+
+/* Out of descriptors (or memory) is not the one connection's fault and
+ * does not go away by trying again: the listener goes down for a while.
+ * Any other error belongs to the connection libuv tried to take (accept
+ * reports a pending network error that way), and the next one is fine. */
+static int accept_starved(int status)
+{
+    return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+           status == UV_ENOMEM;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    gh_listener_t *l = server->data;
+    if (status < 0) {
+        accept_error_log(l, status);
+        if (accept_starved(status))
+            listener_starved(l);
+        return;
+    }
+    gh_conn_accept(l);
 }
 
 static int listener_open(gh_worker_t *w, const gh_listener_conf_t *conf, size_t li, int fd)
@@ -141,21 +292,24 @@ static int listener_open(gh_worker_t *w, const gh_listener_conf_t *conf, size_t 
     gh_listener_t *l = calloc(1, sizeof(*l));
     if (l == NULL || (l->address = strdup(conf->address)) == NULL) {
         free(l);
+        close(fd);
         return -1;
     }
     l->worker = w;
     l->li = li;
-    l->tcp.data = l;
-    uv_tcp_init(&w->loop, &l->tcp);
-    int r = uv_tcp_open(&l->tcp, fd);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    l->spare_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int r = listener_listen(l, fd);
     if (r < 0) {
         GH_LOG(GH_LOG_ERROR, "worker", "worker=%u listen on %s: %s", w->id, conf->address,
                uv_strerror(r));
         listener_close(l);
         return -1;
     }
+    if (l->spare_fd < 0)
+        GH_LOG(GH_LOG_WARN, "worker",
+               "worker=%u no spare descriptor for %s: out of descriptors it would stop accepting "
+               "there",
+               w->id, conf->address);
     l->next = w->listeners;
     w->listeners = l;
     return 0;
@@ -329,12 +483,16 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
     w->on_exit = on_exit;
     w->num_exited = num_exited;
     w->id = id;
+    w->reserve_fd = -1;
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)id << 32);
     if (uv_loop_init(&w->loop) != 0)
         return -1;
     w->loop_ok = 1;
     uv_mutex_init(&w->mbox_lock);
+    uv_timer_init(&w->loop, &w->fd_timer);
+    w->fd_timer.data = w;
+    reserve_open(w);
     gh_deadlines_init(&w->deadlines, &w->loop);
     w->metrics = gh_metrics_shard_new();
     w->md = pcre2_match_data_create(1, NULL);
@@ -431,6 +589,8 @@ void gh_worker_dispose(gh_worker_t *w)
         free(w->wreq_free[i]);
     gh_stream_cache_free(w);
     free(w->hdrs);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     if (w->md != NULL)
         pcre2_match_data_free(w->md);
 }

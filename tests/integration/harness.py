@@ -177,7 +177,7 @@ def make_config(upstreams=(), route=None, routes=None, listener=None, cluster=No
 class Gatehouse:
     _seq = 0
 
-    def __init__(self, config, tmp_path, workers=1, args=(), cli_workers=None):
+    def __init__(self, config, tmp_path, workers=1, args=(), cli_workers=None, preexec_fn=None):
         Gatehouse._seq += 1
         n = Gatehouse._seq
         self.port = free_port()
@@ -215,7 +215,8 @@ class Gatehouse:
         self.cmd = cmd
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+                                     preexec_fn=preexec_fn)
         self.pid = self.proc.pid
 
     @property
