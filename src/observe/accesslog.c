@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <gatehouse/file.h>
 #include <gatehouse/log.h>
 #include <gatehouse/pairs.h>
 
@@ -19,11 +21,42 @@ static char *log_path;           /* main thread only; NULL = stdout */
 static uint64_t lines_lost;      /* atomic: lines a failed write lost */
 static uint64_t lines_truncated; /* atomic: lines with a capped field */
 
+/* Whether st is the file behind one of the process's own standard streams
+ * (so "/dev/stdout" works when stdout is a pipe, as under a supervisor). */
+static int is_own_stream(const struct stat *st)
+{
+    struct stat o;
+    for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
+        if (fstat(fd, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+            return 1;
+    return 0;
+}
+
+/* Opens without blocking (a named pipe without a reader would hold the
+ * main loop) and accepts a regular file, a character device or the
+ * process's own stdout/stderr; then writes block as they would on stdout. */
 static int open_path(const char *path)
 {
     if (path == NULL)
         return dup(STDOUT_FILENO);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0640);
+    if (fd < 0) {
+        if (errno == ENXIO) /* a named pipe without a reader, a socket */
+            errno = GH_FILE_ENOTREG;
+        return -1;
+    }
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : 0;
+    if (e == 0 && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !is_own_stream(&st))
+        e = GH_FILE_ENOTREG;
+    if (e == 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
+        e = errno;
+    if (e != 0) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 static int install(int fd)
@@ -83,7 +116,7 @@ int gh_access_log_open(const gh_access_log_conf_t *conf)
     int r = gh_access_log_prepare(conf, &fd);
     if (r < 0) {
         GH_LOG(GH_LOG_ERROR, "accesslog", "cannot open %s: %s", conf->path ? conf->path : "stdout",
-               strerror(-r));
+               gh_file_strerror(-r));
         return r;
     }
     return gh_access_log_commit(conf, fd);
@@ -114,7 +147,7 @@ int gh_access_log_reopen(void)
     int fd = open_path(log_path);
     if (fd < 0) {
         int e = errno;
-        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot reopen %s: %s", log_path, strerror(e));
+        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot reopen %s: %s", log_path, gh_file_strerror(e));
         return -e;
     }
     return install(fd);
