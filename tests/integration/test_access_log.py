@@ -411,3 +411,22 @@ def test_two_user_agents_both_logged(gatehouse, upstream, tmp_path):
     assert r.status == 200
     recs = wait_lines(g.log_path, lambda rs: len(rs) >= 1, what="1 line")
     assert recs[0]["user_agent"] == "first/1, second/2", recs[0]
+
+
+def test_head_timeout_is_logged(gatehouse, tmp_path):
+    """A head that does not complete in header_timeout is answered 408; that
+    answer gets its line too, with the request line as far as it came."""
+    log = tmp_path / "access.log"
+    cfg = make_config(routes=[{"name": "dr", "direct_response": {"body": "x"}}],
+                      listener={"header_timeout": "1s"})
+    cfg["access_log"] = {"path": str(log)}
+    g = gatehouse(cfg)
+    with RawConn(g.port) as c:
+        c.send(b"GET /slow?id=t HTTP/1.1\r\nHost: a\r\n")
+        r = c.read_response()
+        assert r.status == 408, r
+    recs = wait_lines(log, lambda rs: len(rs) >= 1, what="1 line")
+    assert len(recs) == 1, recs
+    rec = recs[0]
+    assert (rec["status"], rec["error"], rec["method"], rec["path"], rec["query"]) == \
+        (408, "request_timeout", "GET", "/slow", "id=t"), rec
