@@ -407,6 +407,35 @@ def test_never_reading_pipeliners_do_not_lock_out_probes(gatehouse, upstream):
             s.close()
 
 
+def test_peer_that_never_reads_is_closed(gatehouse, upstream):
+    """A connection whose answer is not taken (the peer pipelines requests
+    and never reads) used to hold its slot forever: there was no write
+    deadline. Now it is closed; the client sees the reset when it sends."""
+    import socket
+    g = start(gatehouse, upstream())
+    chunk = b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n" * 2000
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", g.admin))
+    s.setblocking(False)
+
+    def closed_by_server():
+        try:
+            s.send(chunk)
+        except BlockingIOError:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        return False
+
+    try:
+        wait_for(closed_by_server, 60, "the server to close a peer that never reads", interval=0.1)
+    finally:
+        s.close()
+    assert admin_get(g.admin, "/live").status == 200
+
+
 def test_live_answers_when_out_of_descriptors(gatehouse, upstream):
     """With the process out of descriptors (a low RLIMIT_NOFILE and many
     idle client connections), libuv used to accept and drop the probe's
