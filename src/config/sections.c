@@ -71,8 +71,7 @@ static int load_token_file(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at, c
         int e = errno;
         if (fd >= 0)
             close(fd);
-        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path,
-                             gh_file_strerror(e));
+        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path, gh_file_strerror(e));
     }
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
