@@ -763,6 +763,29 @@ def test_reload_refused_when_a_file_is_a_named_pipe(gatehouse, tmp_path, what):
     assert _reloads(aport)[2] == 1
 
 
+def test_sighup_with_jwks_file_replaced_by_a_named_pipe(gatehouse, tmp_path):
+    """The JWKS file of a running provider replaced by a named pipe, then
+    SIGHUP: the reload's key check used to block in open() (no /live, SIGTERM
+    ignored); now the reload is refused with the reason at once."""
+    import os
+    from jwt_util import jwks_text, rsa_key
+    from ops_util import admin_get
+    aport = free_port()
+    path = tmp_path / "jwks.json"
+    path.write_text(jwks_text(rsa_key(kid="r1", slot="fifo-1")))
+    g = gatehouse(_jwt_route_cfg("one", aport, {"file": str(path)}))
+    wait_for(lambda: admin_get(aport, "/ready").status == 200, 10, "ready")
+    path.unlink()
+    os.mkfifo(path)
+    sighup(g)
+    wait_for(lambda: _reloads(aport)[1] == 1, 10, "the reload to be refused")
+    refused = [l for l in g.stderr.splitlines() if "refused" in l]
+    assert refused and "not a regular file" in refused[-1], refused
+    assert admin_get(aport, "/live").status == 200
+    assert _reloads(aport) == (0, 1, 1)
+    assert probe(g) == "one"
+
+
 def test_refused_reload_keeps_new_listener_port_free(gatehouse, tmp_path):
     """A reload refused after it bound a new listener (the access log fails
     later) releases that address again."""
