@@ -29,8 +29,11 @@
 /* A request head must be complete this long after its first byte (or after
  * the accept); bytes that trickle in do not extend it (slowloris). */
 #define ADMIN_HEAD_MS 5000
+/* An answer must be taken by the peer this long after it was queued; a
+ * peer that pipelines requests and never reads is closed, not waited on. */
+#define ADMIN_WRITE_MS 5000
 /* Open admin connections. At the cap a new connection evicts the oldest
- * one that is waiting for a request, so a probe always gets in. */
+ * one, whatever it is doing, so a probe always gets in. */
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_RESERVE_RETRY_MS 1000
 
@@ -41,6 +44,7 @@ enum {
     DL_ANSWERED,  /* a request was answered, nothing armed yet */
     DL_IDLE,      /* waiting for the next request */
     DL_HEAD,      /* a head has started (or the connection is fresh) */
+    DL_WRITE,     /* an answer is being written; nothing more is read */
 };
 
 struct gh_admin_s {
@@ -143,11 +147,18 @@ static void conn_close(admin_conn_t *c)
 
 static void process(admin_conn_t *c);
 
+static void on_deadline(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     admin_conn_t *c = req->data;
     free(c->wbuf);
     c->wbuf = NULL;
+    uv_timer_stop(&c->timer);
+    c->deadline = DL_ANSWERED;
     if (status < 0 || c->close_after) {
         conn_close(c);
         return;
@@ -177,6 +188,10 @@ static void respond(admin_conn_t *c, int status, const char *reason, const char 
     if (!head_only && blen > 0)
         memcpy(buf + n, body, blen);
     size_t len = (size_t)n + (head_only ? 0 : blen);
+    /* One answer at a time: reading resumes only once it is written
+     * (process() stopped reading), so output never piles up. */
+    uv_timer_start(&c->timer, on_deadline, ADMIN_WRITE_MS, 0);
+    c->deadline = DL_WRITE;
     c->wbuf = buf;
     c->wreq.data = c;
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
@@ -349,11 +364,6 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(ADMIN_RBUF - c->rlen));
 }
 
-static void on_idle(uv_timer_t *t)
-{
-    conn_close(t->data);
-}
-
 static void process(admin_conn_t *c)
 {
     gh_h1_header_t headers[ADMIN_MAX_HEADERS];
@@ -369,10 +379,10 @@ static void process(admin_conn_t *c)
         /* Between requests the idle deadline runs; the first byte of a head
          * replaces it with the head deadline, which later bytes leave be. */
         if (c->deadline != DL_HEAD && (c->rlen > 0 || c->deadline == DL_FRESH)) {
-            uv_timer_start(&c->timer, on_idle, ADMIN_HEAD_MS, 0);
+            uv_timer_start(&c->timer, on_deadline, ADMIN_HEAD_MS, 0);
             c->deadline = DL_HEAD;
         } else if (c->deadline == DL_ANSWERED) {
-            uv_timer_start(&c->timer, on_idle, ADMIN_IDLE_MS, 0);
+            uv_timer_start(&c->timer, on_deadline, ADMIN_IDLE_MS, 0);
             c->deadline = DL_IDLE;
         }
         return;
@@ -420,12 +430,13 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     process(c);
 }
 
-/* The oldest connection waiting for a request (none is writing). */
-static admin_conn_t *oldest_waiting(gh_admin_t *a)
+/* The oldest open connection, whatever it is doing: one that is still
+ * writing may belong to a peer that never reads. */
+static admin_conn_t *oldest_open(gh_admin_t *a)
 {
     admin_conn_t *found = NULL;
     for (admin_conn_t *c = a->conns; c != NULL; c = c->next)
-        if (!c->closing && c->wbuf == NULL)
+        if (!c->closing)
             found = c;
     return found;
 }
@@ -453,12 +464,9 @@ static int accept_one(gh_admin_t *a)
 static void conn_start(gh_admin_t *a, int fd)
 {
     if (a->num_conns >= ADMIN_MAX_CONNS) {
-        admin_conn_t *old = oldest_waiting(a);
-        if (old == NULL) {
-            close(fd); /* every slot is busy answering */
-            return;
-        }
-        conn_close(old);
+        admin_conn_t *old = oldest_open(a);
+        if (old != NULL)
+            conn_close(old);
     }
     admin_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {

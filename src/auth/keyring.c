@@ -294,7 +294,8 @@ static void fetch_work(uv_work_t *w)
         rc = s.buf != NULL ? 0 : -1;
         if (rc < 0)
             snprintf(k->fetch_err, sizeof(k->fetch_err), "%s: %s", k->file,
-                     errno == EFBIG ? "larger than the 1 MiB key set limit" : strerror(errno));
+                     errno == EFBIG ? "larger than the 1 MiB key set limit"
+                                    : gh_file_strerror(errno));
     } else if (k->source == GH_JWKS_DISCOVERY) {
         char *ju = NULL;
         rc = discover(k, &ju, k->fetch_err, sizeof(k->fetch_err));
@@ -606,7 +607,8 @@ int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap)
     } else if (p->jwks_source == GH_JWKS_FILE) {
         if ((text = gh_file_read(p->jwks_file, GH_JWKS_MAX_DOC, &len)) == NULL) {
             snprintf(err, cap, "provider '%s': %s: %s", p->name, p->jwks_file,
-                     errno == EFBIG ? "larger than the 1 MiB key set limit" : strerror(errno));
+                     errno == EFBIG ? "larger than the 1 MiB key set limit"
+                                    : gh_file_strerror(errno));
             return -1;
         }
         doc = text;

@@ -61,7 +61,8 @@ int gh_apply_check_jwks(const gh_config_t *cfg, char *why, size_t cap)
             if (text == NULL) {
                 snprintf(why, cap, "jwt provider '%s': cannot read jwks file %s: %s", p->name,
                          p->jwks_file,
-                         errno == EFBIG ? "larger than the 1 MiB key set limit" : strerror(errno));
+                         errno == EFBIG ? "larger than the 1 MiB key set limit"
+                                        : gh_file_strerror(errno));
                 return -1;
             }
             int r = check_jwks_text(p, text, len, why, cap);

@@ -331,7 +331,7 @@ static int txn_prepare(server_t *sv, const gh_config_t *cfg, txn_t *t, char *why
     int r = gh_access_log_prepare(&cfg->access_log, &t->log_fd);
     if (r < 0) {
         snprintf(why, cap, "access_log: cannot open %s: %s",
-                 cfg->access_log.path ? cfg->access_log.path : "stdout", strerror(-r));
+                 cfg->access_log.path ? cfg->access_log.path : "stdout", gh_file_strerror(-r));
         return -1;
     }
     if (gh_apply_check_jwks(cfg, why, cap) < 0)

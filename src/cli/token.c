@@ -98,7 +98,7 @@ static gh_jwt_signing_key_t *load_key(const char *path, gh_jwt_alg_t alg)
     size_t len;
     char *text = gh_file_read(path, TOKEN_FILE_MAX, &len);
     if (text == NULL) {
-        fprintf(stderr, "gatehouse token: cannot read %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "gatehouse token: cannot read %s: %s\n", path, gh_file_strerror(errno));
         return NULL;
     }
     gh_jwt_signing_key_t *k;
@@ -250,7 +250,7 @@ static int inspect(const opts_t *o)
     free(doc);
     printf("checks:\n");
     if (keys == NULL) {
-        step("key set", 0, doc ? err : strerror(errno));
+        step("key set", 0, doc ? err : gh_file_strerror(errno));
         gh_jwt_dispose(&t);
         return 1;
     }

@@ -11,6 +11,7 @@
  */
 #include "gatehouse/config.h"
 #include "gatehouse/fields.h"
+#include "gatehouse/file.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/sections.h"
 #include "config/yaml.h"
@@ -1418,9 +1420,12 @@ gh_config_t *gh_config_load(const char *path, gh_config_error_t *err)
     gh_config_t *cfg = NULL;
     char *buf = NULL;
     struct stat st;
-    FILE *f = fopen(path, "rb");
+    int fd = gh_file_open(path); /* never blocks: a named pipe is refused */
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (f == NULL) {
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", path, strerror(errno));
+        snprintf(err->msg, sizeof(err->msg), "%s: %s", path, gh_file_strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/sections.h"
+#include "gatehouse/file.h"
 
 const char *const gh_access_log_field_names[GH_LOG_FIELD_COUNT] = {
     "time",
@@ -63,9 +65,14 @@ static int load_token_file(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at, c
                            char **out)
 {
     char buf[4097];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path, strerror(errno));
+    int fd = gh_file_open(path); /* never blocks: a named pipe is refused */
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (f == NULL) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path, gh_file_strerror(e));
+    }
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <gatehouse/file.h>
 #include <gatehouse/log.h>
 #include <gatehouse/pairs.h>
 
@@ -19,11 +21,42 @@ static char *log_path;           /* main thread only; NULL = stdout */
 static uint64_t lines_lost;      /* atomic: lines a failed write lost */
 static uint64_t lines_truncated; /* atomic: lines with a capped field */
 
+/* Whether st is the file behind one of the process's own standard streams
+ * (so "/dev/stdout" works when stdout is a pipe, as under a supervisor). */
+static int is_own_stream(const struct stat *st)
+{
+    struct stat o;
+    for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
+        if (fstat(fd, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+            return 1;
+    return 0;
+}
+
+/* Opens without blocking (a named pipe without a reader would hold the
+ * main loop) and accepts a regular file, a character device or the
+ * process's own stdout/stderr; then writes block as they would on stdout. */
 static int open_path(const char *path)
 {
     if (path == NULL)
         return dup(STDOUT_FILENO);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0640);
+    if (fd < 0) {
+        if (errno == ENXIO) /* a named pipe without a reader, a socket */
+            errno = GH_FILE_ENOTREG;
+        return -1;
+    }
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : 0;
+    if (e == 0 && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !is_own_stream(&st))
+        e = GH_FILE_ENOTREG;
+    if (e == 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
+        e = errno;
+    if (e != 0) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 static int install(int fd)
@@ -83,7 +116,7 @@ int gh_access_log_open(const gh_access_log_conf_t *conf)
     int r = gh_access_log_prepare(conf, &fd);
     if (r < 0) {
         GH_LOG(GH_LOG_ERROR, "accesslog", "cannot open %s: %s", conf->path ? conf->path : "stdout",
-               strerror(-r));
+               gh_file_strerror(-r));
         return r;
     }
     return gh_access_log_commit(conf, fd);
@@ -114,7 +147,7 @@ int gh_access_log_reopen(void)
     int fd = open_path(log_path);
     if (fd < 0) {
         int e = errno;
-        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot reopen %s: %s", log_path, strerror(e));
+        GH_LOG(GH_LOG_ERROR, "accesslog", "cannot reopen %s: %s", log_path, gh_file_strerror(e));
         return -e;
     }
     return install(fd);
@@ -263,9 +296,53 @@ static int is_secret(const gh_access_log_conf_t *conf, const gh_pair_t *pr)
     return 0;
 }
 
+/* The name=value pair in [s, e). */
+static gh_pair_t pair_of(const char *s, const char *e)
+{
+    gh_pair_t pr;
+    const char *eq = memchr(s, '=', (size_t)(e - s));
+    pr.name = s;
+    pr.name_len = (size_t)((eq ? eq : e) - s);
+    pr.has_value = eq != NULL;
+    pr.value = eq ? eq + 1 : e;
+    pr.value_len = (size_t)(e - pr.value);
+    pr.raw = s;
+    pr.raw_len = (size_t)(e - s);
+    return pr;
+}
+
+/* One '&'-separated part of a query, masked into tmp at *o. ';' separates
+ * parameters too (some frameworks read "x=1;api_key=S" as two), so each
+ * ';' piece is checked; from a secret piece on, the rest of the part is
+ * masked, since a server that splits only at '&' reads it all as that
+ * value. 0 when it does not fit whole. */
+static int mask_part(const gh_access_log_conf_t *conf, const char *s, const char *e, char *tmp,
+                     size_t cap, size_t *o)
+{
+    size_t at = *o;
+    for (const char *p = s; p < e;) {
+        const char *q = memchr(p, ';', (size_t)(e - p));
+        gh_pair_t pr = pair_of(p, q ? q : e);
+        int secret = pr.has_value && is_secret(conf, &pr);
+        size_t keep = secret ? pr.name_len + 1 : pr.raw_len + (q != NULL);
+        if (at + keep + 10 > cap)
+            return 0;
+        memcpy(tmp + at, p, keep);
+        at += keep;
+        if (secret) {
+            memcpy(tmp + at, "[redacted]", 10);
+            at += 10;
+            break;
+        }
+        p = q ? q + 1 : e;
+    }
+    *o = at;
+    return 1;
+}
+
 /* The query with the values of secret parameters replaced, then capped.
  * Masking comes first, so a cut never lands inside a secret value that
- * would then be written. */
+ * would then be written: a part that does not fit whole is left out. */
 static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_t n)
 {
     if (q == NULL) {
@@ -278,26 +355,18 @@ static void query(w_t *w, const gh_access_log_conf_t *conf, const char *q, size_
     }
     char tmp[CAP_QUERY + 1];
     size_t o = 0;
-    gh_pairs_t it;
-    gh_pair_t pr;
-    int more;
-    gh_pairs_init(&it, q, n, '&');
-    /* A pair that does not fit whole is left out: cutting it could write
-     * part of a secret's value before its name was seen complete. */
-    while ((more = gh_pairs_next(&it, &pr)) != 0 && o + pr.raw_len + 12 <= sizeof(tmp)) {
-        int secret = pr.has_value && is_secret(conf, &pr);
-        if (o > 0)
-            tmp[o++] = '&';
-        size_t keep = secret ? pr.name_len + 1 : pr.raw_len;
-        memcpy(tmp + o, pr.raw, keep);
-        o += keep;
-        if (secret) {
-            memcpy(tmp + o, "[redacted]", 10);
-            o += 10;
+    const char *end = q + n;
+    for (const char *p = q; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if (!mask_part(conf, p, e, tmp, sizeof(tmp) - 1, &o)) {
+            w->truncated |= 1u << GH_LOG_FIELD_QUERY;
+            break;
         }
+        if (amp != NULL)
+            tmp[o++] = '&';
+        p = amp ? amp + 1 : end;
     }
-    if (more)
-        w->truncated |= 1u << GH_LOG_FIELD_QUERY;
     str(w, tmp, o);
 }
 

@@ -193,6 +193,7 @@ static void conn_timeout(gh_deadline_t *d)
         char *buf = gh_reply_error_build(408, "request_timeout",
                                          "request head not received in time", 1, 0, &len);
         c->keep_alive = 0;
+        gh_observe_refused(c, 408, "request_timeout");
         if (buf == NULL) {
             gh_conn_close(c);
             return;
@@ -229,6 +230,7 @@ static void reply_and_close(gh_conn_t *c, int status, const char *code, const ch
     size_t len;
     char *buf = gh_reply_error_build(status, code, detail, 1, 0, &len);
     c->keep_alive = 0;
+    gh_observe_refused(c, status, code);
     if (buf == NULL) {
         gh_conn_close(c);
         return;

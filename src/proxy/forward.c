@@ -223,23 +223,19 @@ static int is_x_forwarded(const gh_h1_header_t *h)
     return name_is_loose(&prefix, p, sizeof(p) - 1);
 }
 
-/* Trace context fields, replaced by gatehouse's own when it traces. */
+/* Trace context fields: replaced by gatehouse's own when it traces, and
+ * never passed on from a peer outside trusted_proxies. Every x-b3-* name
+ * counts (x-b3-flags: 1 would force sampling in a B3-aware upstream). */
 static int is_trace_field(const gh_h1_header_t *h)
 {
-    switch (h->name_len) {
-    case 2:
-        return GH_H1_NAME_IS(h, "b3");
-    case 10:
-        return GH_H1_NAME_IS(h, "tracestate");
-    case 11:
-        return GH_H1_NAME_IS(h, "traceparent") || LOOSE_IS(h, "x-b3-spanid") ||
-               LOOSE_IS(h, "x-b3-flags");
-    case 12:
-        return LOOSE_IS(h, "x-b3-traceid") || LOOSE_IS(h, "x-b3-sampled");
-    case 18:
-        return LOOSE_IS(h, "x-b3-parentspanid");
-    }
-    return 0;
+    static const char b3[] = "x-b3-";
+    if (GH_H1_NAME_IS(h, "b3") || GH_H1_NAME_IS(h, "tracestate") || GH_H1_NAME_IS(h, "traceparent"))
+        return 1;
+    if (h->name_len <= sizeof(b3) - 1)
+        return 0;
+    gh_h1_header_t prefix = *h;
+    prefix.name_len = sizeof(b3) - 1;
+    return name_is_loose(&prefix, b3, sizeof(b3) - 1);
 }
 
 static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
@@ -466,7 +462,7 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
         const gh_h1_header_t *h = &r->headers[i];
         if (is_hop_by_hop(h, &ct) || is_request_dropped(s, h))
             continue;
-        if (s->traced && is_trace_field(h))
+        if ((s->traced || !s->peer_trusted) && is_trace_field(h))
             continue;
         if (is_filter_dropped(s, h))
             continue;

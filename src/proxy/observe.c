@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <gatehouse/accesslog.h>
+#include <gatehouse/h1.h>
 #include <gatehouse/trace.h>
 
 #include "proxy/proxy.h"
@@ -65,6 +66,39 @@ static const gh_h1_header_t *find_header(const gh_stream_t *s, const char *lower
     return NULL;
 }
 
+/* Room for the access log's user_agent cap and a little more, so that a
+ * cut value is still marked truncated by the log. */
+#define UA_JOINED_MAX 1100
+
+/* The User-Agent value, or every one joined with ", " when the request
+ * carries several (the upstream may read any of them). NULL when none. */
+static const char *user_agents(const gh_stream_t *s, char *buf, size_t *len)
+{
+    const gh_h1_header_t *first = find_header(s, "user-agent", 10);
+    size_t n = 0, count = 0;
+    *len = 0;
+    if (first == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->req.num_headers; i++) {
+        const gh_h1_header_t *h = &s->req.headers[i];
+        if (!gh_h1_name_is(h, "user-agent", 10))
+            continue;
+        if (count++ > 0 && n + 2 <= UA_JOINED_MAX) {
+            memcpy(buf + n, ", ", 2);
+            n += 2;
+        }
+        size_t k = h->value_len < UA_JOINED_MAX - n ? h->value_len : UA_JOINED_MAX - n;
+        memcpy(buf + n, h->value, k);
+        n += k;
+    }
+    if (count == 1) {
+        *len = first->value_len;
+        return first->value;
+    }
+    *len = n;
+    return buf;
+}
+
 static void record_metrics(gh_stream_t *s, uint64_t dur_us, uint64_t now)
 {
     gh_worker_t *w = s->conn->worker;
@@ -114,7 +148,9 @@ void gh_observe_end(gh_stream_t *s)
     const char *upstream = NULL;
     if (s->cluster != NULL && s->up_start_ns != 0)
         upstream = s->cluster->endpoints[s->endpoint].address;
-    const gh_h1_header_t *ua = find_header(s, "user-agent", 10);
+    char ua_joined[UA_JOINED_MAX];
+    size_t ua_len = 0;
+    const char *ua = user_agents(s, ua_joined, &ua_len);
     const char *route = s->route != NULL ? s->route->name : NULL;
     char trace_id[33] = "";
     if (s->traced)
@@ -141,8 +177,8 @@ void gh_observe_end(gh_stream_t *s)
         e.upstream_duration_us =
             upstream != NULL && s->res_up_done ? (int64_t)((now - s->up_start_ns) / 1000) : -1;
         e.client = s->client;
-        e.user_agent = ua ? ua->value : NULL;
-        e.user_agent_len = ua ? ua->value_len : 0;
+        e.user_agent = ua;
+        e.user_agent_len = ua_len;
         e.trace_id = s->traced ? trace_id : NULL;
         e.principal = s->identity.subject;
         e.consumer = s->identity.consumer;
@@ -158,10 +194,9 @@ void gh_observe_end(gh_stream_t *s)
         size_t hl = s->host_len < sizeof(host) - 1 ? s->host_len : sizeof(host) - 1;
         memcpy(host, s->host, hl);
         host[hl] = '\0';
-        size_t ul =
-            ua ? (ua->value_len < sizeof(ua_text) - 1 ? ua->value_len : sizeof(ua_text) - 1) : 0;
+        size_t ul = ua_len < sizeof(ua_text) - 1 ? ua_len : sizeof(ua_text) - 1;
         if (ua)
-            memcpy(ua_text, ua->value, ul);
+            memcpy(ua_text, ua, ul);
         ua_text[ul] = '\0';
         /* Strings are copied by submit; the path and query are not
          * NUL-terminated in the head, so copy them into the arena. */
@@ -196,4 +231,47 @@ int gh_listener_port(const gh_listener_conf_t *l)
     if (l->addr.ss_family == AF_INET)
         return ntohs(((const struct sockaddr_in *)&l->addr)->sin_port);
     return ntohs(((const struct sockaddr_in6 *)&l->addr)->sin6_port);
+}
+
+/* The method and target of a request line that looks like one ("TOKEN SP
+ * target SP"), for a head the parser refused; left NULL otherwise. */
+static void request_line_of(const char *p, size_t n, gh_access_log_entry_t *e)
+{
+    const char *nl = memchr(p, '\n', n);
+    size_t line = nl ? (size_t)(nl - p) : n, m = 0;
+    while (m < line && m < 32 && gh_h1_is_tchar((unsigned char)p[m]))
+        m++;
+    if (m == 0 || m >= line || p[m] != ' ')
+        return;
+    e->method = p;
+    e->method_len = m;
+    const char *t = p + m + 1;
+    const char *sp = memchr(t, ' ', line - m - 1);
+    if (sp == NULL || sp == t)
+        return;
+    const char *q = memchr(t, '?', (size_t)(sp - t));
+    e->path = t;
+    e->path_len = (size_t)((q ? q : sp) - t);
+    if (q != NULL) {
+        e->query = q + 1;
+        e->query_len = (size_t)(sp - q - 1);
+    }
+}
+
+void gh_observe_refused(gh_conn_t *c, int status, const char *error)
+{
+    const gh_config_t *cfg = c->ws->snap->cfg;
+    if (!cfg->access_log.enabled)
+        return;
+    gh_access_log_entry_t e;
+    memset(&e, 0, sizeof(e));
+    e.unix_ms = unix_ns() / 1000000;
+    e.listener = gh_conn_lconf(c)->name;
+    request_line_of(c->rbuf, c->rbuf != NULL ? c->rlen : 0, &e);
+    e.status = status;
+    e.bytes_in = c->rlen;
+    e.upstream_duration_us = -1;
+    e.client = c->peer; /* forwarding fields of a refused head are not believed */
+    e.error = error;
+    gh_access_log_append(&c->worker->alog, &cfg->access_log, &e);
 }

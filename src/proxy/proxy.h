@@ -435,6 +435,9 @@ void gh_observe_set_tracer(gh_trace_exporter_t *e);
 gh_trace_exporter_t *gh_observe_tracer(void);
 void gh_observe_start(gh_stream_t *s);
 void gh_observe_end(gh_stream_t *s);
+/* A request answered while its head was read (refused, or timed out): one
+ * access-log line with what is known (conn.c). */
+void gh_observe_refused(gh_conn_t *c, int status, const char *error);
 int gh_listener_port(const gh_listener_conf_t *l);
 
 /* direct.c */

@@ -110,14 +110,17 @@ def test_secret_query_variants(gatehouse, upstream, tmp_path):
         f"/a?id=8&%74oken={API_KEY}",
         # nginx reads $arg_api_key ignoring case: so does the mask.
         f"/a?id=9&API_KEY={API_KEY}",
+        # ';' separates parameters too (Tomcat, Spring and others read it so).
+        f"/a?x=1;api_key={API_KEY}&id=10",
     ]
     for t in targets:
         fetch(g.port, "GET", t)
-    recs = wait_lines(g.log_path, lambda rs: len(rs) >= len(targets), what="9 lines")
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= len(targets), what="10 lines")
     raw = open(g.log_path).read()
     assert API_KEY not in raw, raw
     ids = by_query_id(recs)
-    assert set(ids) == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}, recs
+    assert set(ids) == {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}, recs
+    assert ids["10"]["query"] == "x=1;api_key=[redacted]&id=10", ids["10"]
     # The non-secret parameter keeps its value.
     assert "id=2" in ids["2"]["query"]
 
@@ -363,3 +366,69 @@ def test_lines_lost_to_write_errors_counted(gatehouse, upstream, tmp_path):
     for i in range(9):
         assert fetch(g.port, "GET", f"/echo?i={i}").status == 200
     wait_metric(admin_port_of(cfg), "gatehouse_access_log_lines_lost_total", 9)
+
+
+REFUSED_HEADS = [
+    # (raw head, status, error, method, path)
+    (b"GET /bad?id=1 HTTP/1.1\r\nHost: a\r\nX-Bad: a\x01b\r\n\r\n", 400, "bad_request", "GET", "/bad"),
+    (b"POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n", 400, "bad_request", "POST", "/smuggle"),
+    (b"GET /twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_request", "GET", "/twohosts"),
+    (b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "uri_too_long", "GET", None),
+    (b"GET /big HTTP/1.1\r\nHost: a\r\n" + b"X-Pad: " + b"p" * 70000 + b"\r\n\r\n",
+     431, "header_too_large", "GET", "/big"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "bad_request", None, None),
+]
+
+
+def test_refused_heads_are_logged(gatehouse, tmp_path):
+    """A request refused while its head is read (bad bytes, CL with TE, two
+    Host, 414, 431, no HTTP at all) used to leave no line, so smuggling
+    probes left no trace. Each gets one line: the TCP peer, status, error,
+    and the method and path when the request line got that far."""
+    g = start(gatehouse, tmp_path, None)
+    for head, status, _, _, _ in REFUSED_HEADS:
+        with RawConn(g.port) as c:
+            c.send(head)
+            r = c.read_response()
+            assert r.status == status, (head[:40], r)
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= len(REFUSED_HEADS),
+                      what=f"{len(REFUSED_HEADS)} lines")
+    assert len(recs) == len(REFUSED_HEADS), recs
+    for rec, (head, status, error, method, path) in zip(recs, REFUSED_HEADS):
+        assert set(rec) - {"truncated"} == DEFAULT_FIELDS, rec  # the 414's path is capped
+        assert (rec["status"], rec["error"], rec["client"]) == (status, error, "127.0.0.1"), rec
+        assert rec["method"] == method, (head[:40], rec)
+        if path is not None:
+            assert rec["path"] == path, (head[:40], rec)
+        assert rec["listener"] == "edge" and rec["route"] is None and rec["upstream"] is None, rec
+
+
+def test_two_user_agents_both_logged(gatehouse, upstream, tmp_path):
+    """A request with two User-Agent fields used to be logged with the
+    first only; the upstream may read either."""
+    up = upstream()
+    g = start(gatehouse, tmp_path, up)
+    r = fetch(g.port, "GET", "/a?id=ua", [("User-Agent", "first/1"), ("User-Agent", "second/2")])
+    assert r.status == 200
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 1, what="1 line")
+    assert recs[0]["user_agent"] == "first/1, second/2", recs[0]
+
+
+def test_head_timeout_is_logged(gatehouse, tmp_path):
+    """A head that does not complete in header_timeout is answered 408; that
+    answer gets its line too, with the request line as far as it came."""
+    log = tmp_path / "access.log"
+    cfg = make_config(routes=[{"name": "dr", "direct_response": {"body": "x"}}],
+                      listener={"header_timeout": "1s"})
+    cfg["access_log"] = {"path": str(log)}
+    g = gatehouse(cfg)
+    with RawConn(g.port) as c:
+        c.send(b"GET /slow?id=t HTTP/1.1\r\nHost: a\r\n")
+        r = c.read_response()
+        assert r.status == 408, r
+    recs = wait_lines(log, lambda rs: len(rs) >= 1, what="1 line")
+    assert len(recs) == 1, recs
+    rec = recs[0]
+    assert (rec["status"], rec["error"], rec["method"], rec["path"], rec["query"]) == \
+        (408, "request_timeout", "GET", "/slow", "id=t"), rec

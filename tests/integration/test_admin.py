@@ -331,8 +331,7 @@ def test_head_deadline_not_extended_by_trickle(gatehouse, upstream):
 
 
 def test_connection_cap_evicts_oldest_waiting(gatehouse, upstream):
-    """At 64 open admin connections a new one evicts the oldest one that is
-    waiting for a request, so 80 idle connections cannot lock probes out
+    """At 64 open admin connections a new one evicts the oldest one, so 80 idle connections cannot lock probes out
     and do not all stay open."""
     import socket
     g = start(gatehouse, upstream())
@@ -362,6 +361,79 @@ def test_connection_cap_evicts_oldest_waiting(gatehouse, upstream):
     finally:
         for s in socks:
             s.close()
+
+
+def test_never_reading_pipeliners_do_not_lock_out_probes(gatehouse, upstream):
+    """80 clients each pipeline 20,000 /ready requests in one go and never
+    read. Every one of them fills its answers into a full socket and used to
+    hold its slot (a writing connection could not be evicted, and had no
+    deadline): with all 64 slots writing, a new /live was closed at once.
+    Now the oldest connection of any state is evicted, so /live answers."""
+    import socket
+    import threading
+    g = start(gatehouse, upstream())
+    burst = b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n" * 20000
+    socks = []
+    try:
+        for _ in range(80):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # Small buffers so that the server's answers fill them quickly.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            s.settimeout(5)
+            s.connect(("127.0.0.1", g.admin))
+            socks.append(s)
+
+        def flood(s):
+            # Blocks once the server stops reading (it is stuck writing
+            # answers nobody takes); then the send times out. A connection
+            # the server dropped ends with a reset.
+            s.settimeout(3)
+            try:
+                s.sendall(burst)
+            except (socket.timeout, ConnectionResetError, BrokenPipeError):
+                pass
+
+        threads = [threading.Thread(target=flood, args=(s,)) for s in socks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for _ in range(3):
+            r = admin_get(g.admin, "/live")
+            assert r.status == 200, r
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_peer_that_never_reads_is_closed(gatehouse, upstream):
+    """A connection whose answer is not taken (the peer pipelines requests
+    and never reads) used to hold its slot forever: there was no write
+    deadline. Now it is closed; the client sees the reset when it sends."""
+    import socket
+    g = start(gatehouse, upstream())
+    chunk = b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n" * 2000
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", g.admin))
+    s.setblocking(False)
+
+    def closed_by_server():
+        try:
+            s.send(chunk)
+        except BlockingIOError:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        return False
+
+    try:
+        wait_for(closed_by_server, 60, "the server to close a peer that never reads", interval=0.1)
+    finally:
+        s.close()
+    assert admin_get(g.admin, "/live").status == 200
 
 
 def test_live_answers_when_out_of_descriptors(gatehouse, upstream):

@@ -410,6 +410,52 @@ def test_forwarding_fields_from_untrusted_peer_are_replaced(gatehouse, upstream,
     assert recs[0]["client"] == "127.0.0.1" and recs[0]["request_id"] == rid[0], recs
 
 
+TRACE_FORGED = [("traceparent", "zz-forged"), ("tracestate", "forged=1"), ("b3", "1"),
+                ("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124"),
+                ("X-B3-SpanId", "a2fb4a1d1a96d312"), ("X-B3-Sampled", "1"), ("X-B3-Flags", "1"),
+                ("X-B3-ParentSpanId", "0020000000000001"), ("x_b3_flags", "1"), ("X-B3-Debug", "1")]
+
+
+def trace_names(r):
+    return sorted(k.lower() for k, _ in r.headers
+                  if k.lower() in ("traceparent", "tracestate", "b3")
+                  or k.lower().replace("_", "-").startswith("x-b3-"))
+
+
+@pytest.mark.parametrize("tracing", [False, True], ids=["tracing-off", "tracing-on"])
+def test_trace_fields_from_untrusted_peer_never_forwarded(gatehouse, upstream, tracing):
+    """Every trace-context field from a peer outside trusted_proxies is
+    gatehouse's: X-B3-Flags (debug, forces sampling in a B3-aware upstream)
+    and X-B3-ParentSpanId used to get through, and with tracing off every
+    one of them did."""
+    up = upstream()
+    cfg = make_config([up], listener={"trusted_proxies": ["10.0.0.0/8"]})
+    if tracing:
+        cfg["tracing"] = {"collector": f"http://127.0.0.1:{free_port()}/v1/traces", "sampling": 0}
+    g = gatehouse(cfg)
+    assert fetch(g.port, "GET", "/echo?m=trace", TRACE_FORGED).status == 200
+    r = one(up, "m=trace")
+    if tracing:
+        assert trace_names(r) == ["traceparent"], r.headers
+        # gatehouse's own context: its span id, and its sampling decision
+        # (sampling 0: the client's sampled and debug flags are not believed).
+        tp = r.header("traceparent").split("-")
+        assert len(tp) == 4 and tp[0] == "00" and tp[2] != "a2fb4a1d1a96d312" and tp[3] == "00", tp
+    else:
+        assert trace_names(r) == [], r.headers
+
+
+def test_trace_fields_from_trusted_proxy_pass_with_tracing_off(gatehouse, upstream):
+    """Without tracing, a trusted proxy's trace context reaches the upstream
+    as it was sent (gatehouse adds no span of its own)."""
+    up = upstream()
+    g = gatehouse(make_config([up], listener={"trusted_proxies": ["127.0.0.1/32"]}))
+    assert fetch(g.port, "GET", "/echo?m=trace", TRACE_FORGED).status == 200
+    r = one(up, "m=trace")
+    assert [(k.lower(), v) for k, v in r.headers if k.lower() in dict(
+        (n.lower(), 1) for n, _ in TRACE_FORGED)] == [(k.lower(), v) for k, v in TRACE_FORGED]
+
+
 @pytest.mark.parametrize("xff,client", [
     ("10.9.9.9", "10.9.9.9"),
     ("203.0.113.7, 10.1.1.1", "10.1.1.1"),          # 10.1.1.1 is not trusted: it is the client

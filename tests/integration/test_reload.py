@@ -736,6 +736,56 @@ def test_reload_refused_when_access_log_cannot_open(gatehouse, tmp_path):
     assert not (tmp_path / "nosuch").exists()
 
 
+@pytest.mark.parametrize("what", ["jwks", "access_log", "token_file"])
+def test_reload_refused_when_a_file_is_a_named_pipe(gatehouse, tmp_path, what):
+    """A named pipe where the config names a file (a JWKS file, the access
+    log, the admin token file) used to block the main loop in open() until
+    a peer came: /live stopped answering and SIGTERM waited. Now it is
+    opened without blocking and refused as not a regular file; the old
+    config keeps serving."""
+    import os
+    from ops_util import admin_get
+    aport = free_port()
+    g = gatehouse(_admin_cfg("one", aport))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    if what == "jwks":
+        bad = _jwt_route_cfg("two", aport, {"file": str(fifo)})
+    elif what == "access_log":
+        bad = _admin_cfg("two", aport, access_log={"path": str(fifo)})
+    else:
+        bad = _admin_cfg("two", aport)
+        bad["admin"]["token_file"] = str(fifo)
+    write_config(g, config_text(g, bad), "rename")
+    wait_for(lambda: "not a regular file" in g.stderr, 10, "the refusal naming the reason")
+    assert admin_get(aport, "/live").status == 200
+    _assert_still_ready(g, aport, "one")
+    assert _reloads(aport)[2] == 1
+
+
+def test_sighup_with_jwks_file_replaced_by_a_named_pipe(gatehouse, tmp_path):
+    """The JWKS file of a running provider replaced by a named pipe, then
+    SIGHUP: the reload's key check used to block in open() (no /live, SIGTERM
+    ignored); now the reload is refused with the reason at once."""
+    import os
+    from jwt_util import jwks_text, rsa_key
+    from ops_util import admin_get
+    aport = free_port()
+    path = tmp_path / "jwks.json"
+    path.write_text(jwks_text(rsa_key(kid="r1", slot="fifo-1")))
+    g = gatehouse(_jwt_route_cfg("one", aport, {"file": str(path)}))
+    wait_for(lambda: admin_get(aport, "/ready").status == 200, 10, "ready")
+    path.unlink()
+    os.mkfifo(path)
+    sighup(g)
+    wait_for(lambda: _reloads(aport)[1] == 1, 10, "the reload to be refused")
+    refused = [l for l in g.stderr.splitlines() if "refused" in l]
+    assert refused and "not a regular file" in refused[-1], refused
+    assert admin_get(aport, "/live").status == 200
+    assert _reloads(aport) == (0, 1, 1)
+    assert probe(g) == "one"
+
+
 def test_refused_reload_keeps_new_listener_port_free(gatehouse, tmp_path):
     """A reload refused after it bound a new listener (the access log fails
     later) releases that address again."""
@@ -770,6 +820,7 @@ def _validate(tmp_path, cfg, *flags):
 
 
 def test_validate_apply_checks(tmp_path):
+    import os
     import socket
     from jwt_util import provider
     base = simple_cfg("v")
@@ -781,6 +832,11 @@ def test_validate_apply_checks(tmp_path):
     c = json_copy(base)
     c["access_log"] = {"path": str(tmp_path / "nosuch" / "a.log")}
     cases.append((c, b"access_log: cannot open"))
+    fifo = tmp_path / "jwks.pipe"
+    os.mkfifo(fifo)  # open() on it without a writer used to hang validate
+    c = json_copy(base)
+    c["providers"] = {"jwt": {"corp": provider(jwks={"file": str(fifo)})}}
+    cases.append((c, b"cannot read jwks file " + bytes(fifo) + b": not a regular file"))
     c = json_copy(base)
     c["tracing"] = {"collector": "http://[::1/v1/traces"}
     cases.append((c, b"collector URL does not parse"))

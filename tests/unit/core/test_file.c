@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -86,7 +87,36 @@ static void test_directory_fails(void **state)
 {
     (void)state;
     size_t len;
+    errno = 0;
     assert_null(gh_file_read("/tmp", 1 << 20, &len));
+    assert_string_equal(gh_file_strerror(errno), "not a regular file");
+}
+
+/* A named pipe without a writer used to block open() (the main loop) until
+ * one came; it is refused at once, as is a device. */
+static void test_fifo_and_device_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gh_fifo_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/pipe", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    size_t len;
+    errno = 0;
+    assert_null(gh_file_read(path, 1 << 20, &len));
+    assert_int_equal(errno, GH_FILE_ENOTREG);
+    assert_string_equal(gh_file_strerror(errno), "not a regular file");
+    errno = 0;
+    assert_int_equal(gh_file_open(path), -1);
+    assert_int_equal(errno, GH_FILE_ENOTREG);
+    errno = 0;
+    assert_null(gh_file_read("/dev/null", 1 << 20, &len));
+    assert_int_equal(errno, GH_FILE_ENOTREG);
+    unlink(path);
+    rmdir(dir);
+    /* Other errors keep their own text. */
+    assert_string_equal(gh_file_strerror(ENOENT), strerror(ENOENT));
 }
 
 int main(void)
@@ -96,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_over_the_limit_is_efbig),
         cmocka_unit_test(test_empty_and_missing),
         cmocka_unit_test(test_directory_fails),
+        cmocka_unit_test(test_fifo_and_device_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -290,6 +290,14 @@ static void test_secret_query(void **state)
     expect_query("api%5Fkey=S1&api%5fkey=S2&%61pi_key=S3&%73%69%67=S4",
                  "api%5Fkey=[redacted]&api%5fkey=[redacted]&%61pi_key=[redacted]&%73%69%67=["
                  "redacted]");
+    /* ';' separates parameters too: a secret after it is masked, and so is
+     * the rest of its '&' part (a server splitting at '&' only reads it
+     * all as the secret's value) */
+    expect_query("x=1;api_key=S", "x=1;api_key=[redacted]");
+    expect_query(";api_key=S;", ";api_key=[redacted]");
+    expect_query("api_key=abc;def&b=2", "api_key=[redacted]&b=2");
+    expect_query("a=1;b=2&token=T;c=3&d=4", "a=1;b=2&token=[redacted]&d=4");
+    expect_query("a=1&&b=2;;c", "a=1&&b=2;;c");
     /* a name without '=' has no value to hide */
     expect_query("token&a=1", "token&a=1");
     /* an empty value is still masked */
