@@ -231,10 +231,17 @@ static void fd_tick(uv_timer_t *t)
     for (gh_listener_t *l = w->listeners; l != NULL && !w->stopping; l = l->next) {
         if (l->down == 0 || l->spare_fd < 0)
             continue;
-        int fd = -1;
+        int fd = -1, had_reserve = w->reserve_fd >= 0;
         if (l->down == 2 && reserve_open(w) >= 0)
             fd = fcntl(l->spare_fd, F_DUPFD_CLOEXEC, 0);
         if (fd < 0) {
+            /* A reserve taken now without the socket to go with it would
+             * keep a descriptor another thread just freed for itself (the
+             * admin API's own reserve, for /live): give it back. */
+            if (!had_reserve && w->reserve_fd >= 0) {
+                close(w->reserve_fd);
+                w->reserve_fd = -1;
+            }
             waiting = 1;
             continue;
         }
