@@ -317,7 +317,9 @@ static void start_response(gh_stream_t *s)
         else
             c->keep_alive = 0;
     }
-    if (c->worker->stopping)
+    /* An answer before the whole request body arrived: the connection
+     * closes after it (stream.c), and the head says so. */
+    if (c->worker->stopping || !s->req_body_done)
         c->keep_alive = 0;
     s->res_out_head = gh_forward_response_head(s, chunked, c->keep_alive, &s->res_out_head_len);
     if (s->res_out_head == NULL ||

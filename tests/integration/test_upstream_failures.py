@@ -494,3 +494,46 @@ def test_upstream_that_stops_reading_the_body_is_timed_out_504(gatehouse):
     finally:
         release.set()
         up.close()
+
+
+def test_early_response_says_connection_close(gatehouse):
+    """An upstream that answers before the request body is complete: the
+    client gets that answer with `connection: close` (the connection ends
+    after it, since the rest of the body will not be read)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    got = []
+
+    def serve():
+        conn, _ = lsock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                data += d
+            got.append(data)
+            conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope")
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        g = gatehouse(make_config([port]))
+        with RawConn(g.port, timeout=10) as c:
+            c.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+            r = c.read_response("POST")
+            assert r.status == 413 and r.body == b"nope", r
+            assert r.header("connection") == "close", r.headers
+            assert c.is_closed(10)
+        assert got and got[0].startswith(b"POST /up HTTP/1.1"), got
+    finally:
+        lsock.close()
+        t.join(5)
