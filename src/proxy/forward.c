@@ -173,7 +173,9 @@ static char *put_joined(char *o, const gh_h1_header_t *h, size_t nh, const char 
                         size_t lower_len, int *any)
 {
     for (size_t i = 0; i < nh; i++) {
-        if (!gh_h1_name_is(&h[i], lower, lower_len))
+        /* An empty field is an empty list (RFC 9110 section 5.6.1): it
+         * adds no member, so no ", " is written for it. */
+        if (h[i].value_len == 0 || !gh_h1_name_is(&h[i], lower, lower_len))
             continue;
         if (*any)
             o = PUT_LIT(o, ", ");

@@ -484,6 +484,15 @@ def test_forwarding_fields_from_trusted_proxy(gatehouse, upstream, tmp_path, xff
     assert recs[0]["client"] == client, recs
 
 
+def test_trusted_proxy_empty_x_forwarded_for(gatehouse, upstream):
+    """An empty X-Forwarded-For from a trusted proxy is an empty list: the
+    peer is appended without a leading ", "."""
+    up = upstream()
+    g = gatehouse(make_config([up], listener={"trusted_proxies": ["127.0.0.1"]}))
+    assert fetch(g.port, "GET", "/echo?m=exff", [("X-Forwarded-For", "")]).status == 200
+    assert one(up, "m=exff").headers_all("x-forwarded-for") == ["127.0.0.1"]
+
+
 def test_trusted_proxy_x_real_ip_kept(gatehouse, upstream):
     up = upstream()
     g = gatehouse(make_config([up], listener={"trusted_proxies": ["127.0.0.1"]}))
