@@ -5,6 +5,7 @@
 #include <gatehouse/metrics.h>
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,64 +465,44 @@ static void render_decisions(out_t *o, unsigned ns)
     }
 }
 
-/* Connection limits (proxy/conn.c). */
-static void render_admission(out_t *o, unsigned ns)
+/* One listener family: a counter or gauge of gh_listener_stats_t at
+ * offset off, summed over the shards, a line per listener seen. */
+static void render_listener_family(out_t *o, unsigned ns, const char *name, const char *type,
+                                   const char *help, size_t off)
 {
-    static const char *const names[2] = {"gatehouse_downstream_accept_pauses_total",
-                                         "gatehouse_downstream_connections_refused_total"};
-    static const char *const helps[2] = {
-        "Times a worker stopped accepting on the listener at max_connections.",
-        "Client connections accepted and closed at once: over max_connections_per_address, "
-        "or no memory for them.",
-    };
     char a[512];
-    for (int k = 0; k < 2; k++) {
-        put(o, "# HELP %s %s\n# TYPE %s counter\n", names[k], helps[k], names[k]);
-        for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
-            uint64_t v = 0;
-            int any = 0;
-            for (unsigned i = 0; i < ns; i++) {
-                const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
-                if (st == NULL)
-                    continue;
-                any = 1;
-                v += k == 0 ? LOAD(st->accept_pauses) : LOAD(st->conns_refused);
-            }
-            if (any)
-                put(o, "%s{listener=\"%s\"} %llu\n", names[k],
-                    esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
+        uint64_t v = 0;
+        int any = 0;
+        for (unsigned i = 0; i < ns; i++) {
+            const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
+            if (st == NULL)
+                continue;
+            any = 1;
+            v += __atomic_load_n((const uint64_t *)((const char *)st + off), __ATOMIC_RELAXED);
         }
+        if (any)
+            put(o, "%s{listener=\"%s\"} %llu\n", name,
+                esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
     }
 }
 
 static void render_listeners(out_t *o, unsigned ns)
 {
-    char a[512];
-    put(o, "# HELP gatehouse_downstream_connections_active Open client connections.\n"
-           "# TYPE gatehouse_downstream_connections_active gauge\n");
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1)
-            put(o, "# HELP gatehouse_downstream_connections_total Client connections "
-                   "accepted.\n# TYPE gatehouse_downstream_connections_total counter\n");
-        for (uint32_t id = 0; id < reg.count[K_LISTENER]; id++) {
-            uint64_t v = 0;
-            int any = 0;
-            for (unsigned i = 0; i < ns; i++) {
-                const gh_listener_stats_t *st = peek(reg.shards[i], K_LISTENER, id);
-                if (st == NULL)
-                    continue;
-                any = 1;
-                v += pass == 0 ? LOAD(st->conns_active) : LOAD(st->conns_total);
-            }
-            if (!any)
-                continue;
-            put(o, "%s{listener=\"%s\"} %llu\n",
-                pass == 0 ? "gatehouse_downstream_connections_active"
-                          : "gatehouse_downstream_connections_total",
-                esc(reg.labels[K_LISTENER][id].l[0], a, sizeof(a)), (unsigned long long)v);
-        }
-    }
-    render_admission(o, ns);
+    render_listener_family(o, ns, "gatehouse_downstream_connections_active", "gauge",
+                           "Open client connections.", offsetof(gh_listener_stats_t, conns_active));
+    render_listener_family(o, ns, "gatehouse_downstream_connections_total", "counter",
+                           "Client connections accepted.",
+                           offsetof(gh_listener_stats_t, conns_total));
+    /* Connection limits (proxy/conn.c). */
+    render_listener_family(o, ns, "gatehouse_downstream_accept_pauses_total", "counter",
+                           "Times a worker stopped accepting on the listener at max_connections.",
+                           offsetof(gh_listener_stats_t, accept_pauses));
+    render_listener_family(o, ns, "gatehouse_downstream_connections_refused_total", "counter",
+                           "Client connections accepted and closed at once: over "
+                           "max_connections_per_address, or no memory or descriptor for them.",
+                           offsetof(gh_listener_stats_t, conns_refused));
 }
 
 /* Requests that waited for an upstream connection in vain (proxy/upstream.c). */
