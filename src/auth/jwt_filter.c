@@ -253,15 +253,6 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
     return an == bn && (a == b || memcmp(a, b, an) == 0);
 }
 
-/* A query parameter's name compared as the application will read it
- * (gatehouse/pairs.h): compared raw, a client could hide a second token
- * from gatehouse (or the token itself, on an optional route) in a name only
- * the upstream decodes. */
-static int query_name_is(const gh_pair_t *pr, const char *name, size_t n)
-{
-    return gh_pair_name_decoded_is(pr, name, n);
-}
-
 /* A cookie's name as servers read it: without the spaces or tabs around
  * it (RFC 6265 section 5.2 trims them), so "token =x" is the cookie
  * "token". */
@@ -371,7 +362,7 @@ static int find_in_query(gh_stream_t *s, const gh_token_from_t *from, found_t *c
     unsigned copies = 0;
     gh_pairs_init(&it, query, query_len, '&');
     while (gh_pairs_next(&it, &pr)) {
-        if (query_name_is(&pr, from->name, from->name_len)) {
+        if (gh_pair_name_decoded_is(&pr, from->name, from->name_len)) {
             c.p = pr.value;
             c.n = pr.value_len;
             copies++;
@@ -629,7 +620,7 @@ static int strip_has(const strip_t *st, gh_token_from_kind_t kind, const gh_pair
         if (f->kind != kind)
             continue;
         if (kind == GH_TOKEN_FROM_COOKIE ? cookie_name_is(pr, f->name, f->name_len)
-                                         : query_name_is(pr, f->name, f->name_len))
+                                         : gh_pair_name_decoded_is(pr, f->name, f->name_len))
             return 1;
     }
     return 0;

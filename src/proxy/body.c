@@ -49,11 +49,6 @@ static unsigned add_span(gh_body_pump_t *bp, uv_buf_t *bufs, unsigned n, char *p
     return n;
 }
 
-int gh_body_trailer_is_forbidden(const char *name, size_t len)
-{
-    return gh_field_trailer_forbidden(name, len);
-}
-
 /* Keeps, in place, the trailer lines the pump's policy lets through. */
 static void filter_trailers(gh_body_pump_t *bp)
 {
@@ -64,7 +59,7 @@ static void filter_trailers(gh_body_pump_t *bp)
         size_t line = eol != NULL ? (size_t)(eol - (t + i)) + 1 : len - i;
         const char *colon = memchr(t + i, ':', line);
         size_t nlen = colon != NULL ? (size_t)(colon - (t + i)) : line;
-        if (colon != NULL && bp->on_trailer != NULL && !gh_body_trailer_is_forbidden(t + i, nlen) &&
+        if (colon != NULL && bp->on_trailer != NULL && !gh_field_trailer_forbidden(t + i, nlen) &&
             bp->on_trailer(t + i, nlen, bp->trailer_arg)) {
             memmove(t + out, t + i, line);
             out += line;

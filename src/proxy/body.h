@@ -26,7 +26,7 @@ typedef enum {
 } gh_pump_out_t;
 
 /* Whether a trailer field may be forwarded (1) or is dropped (0); the name is
- * not NUL-terminated. Only asked about names gh_body_trailer_is_forbidden()
+ * not NUL-terminated. Only asked about names gh_field_trailer_forbidden()
  * let through. */
 typedef int (*gh_trailer_allow_cb)(const char *name, size_t len, void *arg);
 
@@ -69,12 +69,6 @@ int gh_body_pump_fill(gh_body_pump_t *bp, char *p, size_t len, uv_buf_t *bufs, s
  * completed. *taken counts every source byte used (dropped + inflight). */
 int gh_body_pump_take(gh_body_pump_t *bp, char *buf, size_t *len, uv_buf_t *bufs, size_t *inflight,
                       size_t *taken, uint64_t *payload, gh_h1_error_t *err);
-
-/* Whether a field name may never be forwarded as a trailer, whatever a
- * config allows: framing, hop-by-hop, Host, credentials and cookies
- * (RFC 9110 section 6.5.1: a recipient that merges trailers into the header
- * section must not let them change routing, framing or authentication). */
-int gh_body_trailer_is_forbidden(const char *name, size_t len);
 
 /* For a close-delimited source that reached EOF: marks the pump done and
  * fills the final bufs (the last chunk when the sink is chunked). */

@@ -648,6 +648,23 @@ class ConnectionClosed(AssertionError):
     pass
 
 
+def send_in_background(sock, size, block=65536):
+    """Sends `size` filler bytes on sock from a daemon thread (a body the
+    peer may stop reading); a send error ends it quietly. Returns the
+    started thread."""
+    def pump():
+        data = b"x" * block
+        try:
+            for _ in range(size // block):
+                sock.sendall(data)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    return t
+
+
 def fetch(port, method="GET", target="/", headers=(), body=None, version="HTTP/1.1",
           host="gatehouse.test", timeout=DEFAULT_TIMEOUT):
     with RawConn(port, timeout=timeout) as c:

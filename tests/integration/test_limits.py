@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness import ConnectionClosed, RawConn, assert_refusal, chunked, fetch
+from harness import ConnectionClosed, RawConn, assert_refusal, chunked, fetch, send_in_background
 
 LIMITS = {"max_uri": "1KiB", "max_head": "4KiB", "max_headers": 10}
 
@@ -577,17 +577,7 @@ def test_body_waiting_for_an_upstream_connection_is_not_a_client_timeout(gatehou
         b = RawConn(g.port, timeout=30)
         size = 64 * 1024 * 1024
         b.send(f"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n".encode())
-
-        def pump():
-            block = b"x" * 65536
-            try:
-                for _ in range(size // len(block)):
-                    b.sock.sendall(block)
-            except OSError:
-                pass
-
-        t = threading.Thread(target=pump, daemon=True)
-        t.start()
+        t = send_in_background(b.sock, size)
         r = b.read_response("POST")
         doc = assert_refusal(r, 503, "service_unavailable")
         assert "became free" in doc["detail"], doc

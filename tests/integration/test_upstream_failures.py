@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness import ConnectionClosed, RawConn, assert_refusal, fetch, free_port, make_config, pattern_bytes
+from harness import ConnectionClosed, RawConn, assert_refusal, fetch, free_port, make_config, pattern_bytes, send_in_background
 
 
 def test_connection_refused_502(gatehouse):
@@ -462,17 +462,7 @@ def test_upstream_that_stops_reading_the_body_is_timed_out_504(gatehouse):
         g = gatehouse(make_config([up.port], listener={"body_timeout": "1s"}))
         c = RawConn(g.port, timeout=30)
         c.send(f"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n".encode())
-
-        def pump():
-            block = b"x" * 65536
-            try:
-                for _ in range(size // len(block)):
-                    c.sock.sendall(block)
-            except OSError:
-                pass
-
-        t = threading.Thread(target=pump, daemon=True)
-        t.start()
+        t = send_in_background(c.sock, size)
         _wait_for(lambda: up.logs[0], "the upstream to read the head")
         assert _sockets_to(g.pid, up.port) == 1
         r = c.read_response("POST")
