@@ -80,6 +80,16 @@ def test_validate_ok(tmp_path):
     assert r.stdout.strip() == f"{p}: ok", r.stdout
 
 
+def test_examples_validate():
+    """Every example a user copies from examples/ loads as it stands."""
+    from pathlib import Path
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+    assert examples, "no examples found"
+    for ex in examples:
+        r = run("validate", "-c", str(ex))
+        assert r.returncode == 0 and r.stdout.strip() == f"{ex}: ok", (ex, r.returncode, r.stdout, r.stderr)
+
+
 def test_validate_ok_relative_path_is_echoed_as_given(tmp_path):
     (tmp_path / "good.yaml").write_text(good_text())
     r = run("validate", "-c", "good.yaml", cwd=tmp_path)
