@@ -19,6 +19,11 @@ const char *gh_field_owned(const char *name, size_t len);
  * ignored and '_' read as '-' (CGI-style servers read X_User as x-user). */
 int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn);
 
+/* Whether name[0 .. len) starts with the lower-case lit[0 .. lit_len) and
+ * goes on after it, compared as gh_field_name_same does ("X_B3_Flags" has
+ * the prefix "x-b3-"). */
+int gh_field_name_has_prefix(const char *name, size_t len, const char *lit, size_t lit_len);
+
 /* Whether a trailer of this name may never be forwarded: an owned field,
  * or one whose meaning belongs to the header section (content-*, range,
  * conditionals, set-cookie, location, authenticate challenges). */

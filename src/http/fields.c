@@ -36,7 +36,7 @@ int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn)
     return 1;
 }
 
-static int has_prefix(const char *name, size_t len, const char *lit, size_t lit_len)
+int gh_field_name_has_prefix(const char *name, size_t len, const char *lit, size_t lit_len)
 {
     return len > lit_len && name_eq(name, lit_len, lit);
 }
@@ -81,11 +81,11 @@ const char *gh_field_owned(const char *name, size_t len)
     if (in_list(name, len, owned))
         return "is a field gatehouse sets or removes itself (framing, hop-by-hop, host, "
                "forwarding, credentials, trace context)";
-    if (has_prefix(name, len, "proxy-", 6))
+    if (gh_field_name_has_prefix(name, len, "proxy-", 6))
         return "is a hop-by-hop field (proxy-*)";
-    if (has_prefix(name, len, "x-forwarded-", 12))
+    if (gh_field_name_has_prefix(name, len, "x-forwarded-", 12))
         return "is a forwarding field (x-forwarded-*)";
-    if (has_prefix(name, len, "x-b3-", 5))
+    if (gh_field_name_has_prefix(name, len, "x-b3-", 5))
         return "is a trace context field (x-b3-*)";
     return NULL;
 }

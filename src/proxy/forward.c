@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include <gatehouse/cidr.h>
+#include <gatehouse/fields.h>
 
 #include "proxy/forward.h"
 #include "proxy/proxy.h"
@@ -23,32 +24,14 @@ typedef struct {
 } conn_tokens_t;
 
 /* Fields a Connection option never removes from a request: the ones
- * gatehouse routes, frames, authenticates or forwards on. A client listing
- * them ("Connection: authorization") would otherwise have the upstream see
- * a different request than the one gatehouse checked. The option is
- * ignored for them (docs/http.md); framing and forwarding fields are
- * gatehouse's own anyway. */
+ * gatehouse routes, frames, authenticates or forwards on, which is the list
+ * of fields it owns (gatehouse/fields.h). A client listing them
+ * ("Connection: authorization") would otherwise have the upstream see a
+ * different request than the one gatehouse checked. The option is ignored
+ * for them (docs/http.md). */
 static int is_connection_protected(const char *name, size_t n)
 {
-    static const char *const names[] = {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "authorization",
-        "cookie",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-real-ip",
-        "via",
-        "x-request-id",
-        NULL,
-    };
-    for (size_t i = 0; names[i] != NULL; i++)
-        if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
-            return 1;
-    return 0;
+    return gh_field_owned(name, n) != NULL;
 }
 
 /* The field names listed in Connection headers are hop-by-hop too
@@ -196,33 +179,14 @@ static size_t heads_size(const gh_h1_header_t *h, size_t nh)
 /* A name compared the way CGI-style upstreams read it (WSGI, PHP, Rack):
  * '_' and '-' both become '_' in HTTP_X_USER, so "x_user" would arrive as
  * the identity header "x-user" a filter set. Fields gatehouse drops so that
- * it alone sets them are matched this way. lower: lower-case, with '-'. */
-static int name_is_loose(const gh_h1_header_t *h, const char *lower, size_t n)
-{
-    if (h->name_len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h->name[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c + 32);
-        else if (c == '_')
-            c = '-';
-        char l = lower[i] == '_' ? '-' : lower[i];
-        if (c != l)
-            return 0;
-    }
-    return 1;
-}
-#define LOOSE_IS(h, lit) name_is_loose((h), (lit), sizeof(lit) - 1)
+ * it alone sets them are matched this way (gh_field_name_same). */
+#define LOOSE_IS(h, lit) gh_field_name_same((h)->name, (h)->name_len, (lit), sizeof(lit) - 1)
+#define LOOSE_PREFIX(h, lit)                                                                       \
+    gh_field_name_has_prefix((h)->name, (h)->name_len, (lit), sizeof(lit) - 1)
 
 static int is_x_forwarded(const gh_h1_header_t *h)
 {
-    static const char p[] = "x-forwarded-";
-    if (h->name_len <= sizeof(p) - 1)
-        return 0;
-    gh_h1_header_t prefix = *h;
-    prefix.name_len = sizeof(p) - 1;
-    return name_is_loose(&prefix, p, sizeof(p) - 1);
+    return LOOSE_PREFIX(h, "x-forwarded-");
 }
 
 /* Trace context fields: replaced by gatehouse's own when it traces, and
@@ -230,20 +194,14 @@ static int is_x_forwarded(const gh_h1_header_t *h)
  * counts (x-b3-flags: 1 would force sampling in a B3-aware upstream). */
 static int is_trace_field(const gh_h1_header_t *h)
 {
-    static const char b3[] = "x-b3-";
-    if (GH_H1_NAME_IS(h, "b3") || GH_H1_NAME_IS(h, "tracestate") || GH_H1_NAME_IS(h, "traceparent"))
-        return 1;
-    if (h->name_len <= sizeof(b3) - 1)
-        return 0;
-    gh_h1_header_t prefix = *h;
-    prefix.name_len = sizeof(b3) - 1;
-    return name_is_loose(&prefix, b3, sizeof(b3) - 1);
+    return GH_H1_NAME_IS(h, "b3") || GH_H1_NAME_IS(h, "tracestate") ||
+           GH_H1_NAME_IS(h, "traceparent") || LOOSE_PREFIX(h, "x-b3-");
 }
 
 static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
     for (unsigned i = 0; i < s->num_hdr_drop; i++)
-        if (name_is_loose(h, s->hdr_drop[i].name, s->hdr_drop[i].len))
+        if (gh_field_name_same(h->name, h->name_len, s->hdr_drop[i].name, s->hdr_drop[i].len))
             return 1;
     return 0;
 }
