@@ -108,9 +108,5 @@ int gh_trace_exporter_reap(gh_trace_exporter_t *e);
  * timeout) and frees. NULL is a no-op. */
 void gh_trace_exporter_free(gh_trace_exporter_t *e);
 
-/* url with its userinfo ("user:password@") and query values replaced by
- * "[redacted]" (gh_url_redact), for logs and the admin API. Returns a new
- * string (caller frees) or NULL. */
-char *gh_trace_redact_url(const char *url);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <gatehouse/metrics.h>
+#include <gatehouse/redact.h>
 #include <gatehouse/trace.h>
 
 static const char *const lb_names[] = {"round_robin", "least_request", "random"};
@@ -156,7 +157,7 @@ char *gh_admin_config_json(const gh_snapshot_t *snap, size_t *len)
     }
     if (cfg->tracing.enabled) {
         /* A collector URL may carry a credential as userinfo. */
-        char *collector = gh_trace_redact_url(cfg->tracing.collector);
+        char *collector = gh_url_redact(cfg->tracing.collector);
         json_object_set_new(root, "tracing",
                             json_pack("{s:s?,s:f,s:s}", "collector", collector, "sampling",
                                       cfg->tracing.sampling, "service_name",

@@ -64,27 +64,27 @@ static int is_loopback(const struct sockaddr_storage *ss)
 static int load_token_file(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at, const char *path,
                            char **out)
 {
-    char buf[4097];
-    int fd = gh_file_open(path); /* never blocks: a named pipe is refused */
-    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
-    if (f == NULL) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path, gh_file_strerror(e));
+    size_t n = 0;
+    char *buf = gh_file_read(path, 4096, &n); /* never blocks: a named pipe is refused */
+    if (buf == NULL) {
+        if (errno == EFBIG)
+            return gh_yaml_error(doc, at, "token_file '%s' is larger than 4 KiB", path);
+        return gh_yaml_error(doc, at, "cannot read token_file '%s': %s", path,
+                             gh_file_strerror(errno));
     }
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = '\0';
+    int rc = 0;
     if (n < 16)
-        return gh_yaml_error(doc, at, "token_file '%s' must hold a token of 16 characters or more",
-                             path);
-    for (size_t i = 0; i < n; i++)
+        rc = gh_yaml_error(doc, at, "token_file '%s' must hold a token of 16 characters or more",
+                           path);
+    for (size_t i = 0; rc == 0 && i < n; i++)
         if (buf[i] < 0x21 || buf[i] > 0x7e)
-            return gh_yaml_error(doc, at, "token_file '%s' holds a non-printable character", path);
-    return dup_str(doc, buf, out);
+            rc = gh_yaml_error(doc, at, "token_file '%s' holds a non-printable character", path);
+    if (rc == 0)
+        rc = dup_str(doc, buf, out);
+    free(buf);
+    return rc;
 }
 
 int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg)

@@ -626,7 +626,7 @@ gh_trace_exporter_t *gh_trace_exporter_new(const gh_tracing_conf_t *conf)
     e->flush_interval_ms = conf->flush_interval_ms ? conf->flush_interval_ms : 1000;
     e->export_timeout_ms = conf->export_timeout_ms ? conf->export_timeout_ms : 2000;
     e->collector = strdup(conf->collector);
-    e->collector_log = gh_trace_redact_url(conf->collector);
+    e->collector_log = gh_url_redact(conf->collector);
     e->service_name = strdup(conf->service_name ? conf->service_name : "gatehouse");
     e->ring = calloc(e->queue_size, sizeof(slot_t));
     if (e->collector == NULL || e->collector_log == NULL || e->service_name == NULL ||
@@ -761,11 +761,4 @@ void gh_trace_exporter_free(gh_trace_exporter_t *e)
     pthread_mutex_destroy(&e->lock);
     exporter_destroy(e);
     curl_global_cleanup();
-}
-
-/* The collector URL as logs and the admin API show it: userinfo and query
- * values redacted (gatehouse/redact.h, the one helper for every URL shown). */
-char *gh_trace_redact_url(const char *url)
-{
-    return gh_url_redact(url);
 }

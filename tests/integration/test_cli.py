@@ -252,3 +252,22 @@ def test_sigterm_lets_in_flight_request_finish(gatehouse, upstream):
     except subprocess.TimeoutExpired:
         rc = None
     assert rc == 0, f"exit status {rc} (None = still running 15s after SIGTERM)"
+
+
+@pytest.mark.parametrize("content,error", [
+    (b"t" * 16 + b"\n", None),
+    (b"t" * 15, "must hold a token of 16 characters or more"),
+    (b"t" * 16 + b"\x01" + b"t" * 4, "holds a non-printable character"),
+    (b"t" * 5000, "is larger than 4 KiB"),  # was cut to its first 4096 bytes
+], ids=["ok", "short", "control", "oversize"])
+def test_admin_token_file(tmp_path, content, error):
+    tok = tmp_path / "token"
+    tok.write_bytes(content)
+    cfg = tmp_path / "gatehouse.yaml"
+    cfg.write_text(fmt(free_port()) +
+                   f"admin: {{ listen: 127.0.0.1:{free_port()}, token_file: {tok} }}\n")
+    r = run("validate", "-c", str(cfg))
+    if error is None:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode == 1 and error in r.stdout + r.stderr, (r.stdout, r.stderr)
