@@ -606,7 +606,8 @@ int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap)
         len = strlen(doc);
     } else if (p->jwks_source == GH_JWKS_FILE) {
         if ((text = gh_file_read(p->jwks_file, GH_JWKS_MAX_DOC, &len)) == NULL) {
-            snprintf(err, cap, "provider '%s': %s: %s", p->name, p->jwks_file,
+            snprintf(err, cap, "jwt provider '%s': cannot read jwks file %s: %s", p->name,
+                     p->jwks_file,
                      errno == EFBIG ? "larger than the 1 MiB key set limit"
                                     : gh_file_strerror(errno));
             return -1;
@@ -618,7 +619,8 @@ int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap)
     gh_jwks_t *set = gh_jwks_parse(doc, len, &opts, why, sizeof(why));
     free(text);
     if (set == NULL) {
-        snprintf(err, cap, "provider '%s': invalid key set: %s", p->name, why);
+        snprintf(err, cap, "jwt provider '%s': %s key set does not load: %s", p->name,
+                 p->jwks_source == GH_JWKS_FILE ? "the file's" : "the inline", why);
         return -1;
     }
     gh_jwks_unref(set);

@@ -14,6 +14,7 @@
 
 #include <gatehouse/file.h>
 #include <gatehouse/jwt.h>
+#include <gatehouse/keyring.h>
 
 int gh_apply_bind_listener(const gh_listener_conf_t *l)
 {
@@ -33,44 +34,11 @@ int gh_apply_bind_listener(const gh_listener_conf_t *l)
     return fd;
 }
 
-static int check_jwks_text(const gh_jwt_provider_conf_t *p, const char *text, size_t len, char *why,
-                           size_t cap)
-{
-    char err[256];
-    gh_jwks_opts_t opts = {p->allow_symmetric};
-    gh_jwks_t *set = gh_jwks_parse(text, len, &opts, err, sizeof(err));
-    if (set == NULL) {
-        snprintf(why, cap, "jwt provider '%s': %s key set does not load: %s", p->name,
-                 p->jwks_source == GH_JWKS_FILE ? "the file's" : "the inline", err);
-        return -1;
-    }
-    gh_jwks_unref(set);
-    return 0;
-}
-
 int gh_apply_check_jwks(const gh_config_t *cfg, char *why, size_t cap)
 {
-    for (size_t i = 0; i < cfg->num_jwt_providers; i++) {
-        const gh_jwt_provider_conf_t *p = &cfg->jwt_providers[i];
-        if (p->jwks_source == GH_JWKS_INLINE) {
-            if (check_jwks_text(p, p->jwks_inline, strlen(p->jwks_inline), why, cap) < 0)
-                return -1;
-        } else if (p->jwks_source == GH_JWKS_FILE) {
-            size_t len;
-            char *text = gh_file_read(p->jwks_file, GH_JWKS_MAX_DOC, &len);
-            if (text == NULL) {
-                snprintf(why, cap, "jwt provider '%s': cannot read jwks file %s: %s", p->name,
-                         p->jwks_file,
-                         errno == EFBIG ? "larger than the 1 MiB key set limit"
-                                        : gh_file_strerror(errno));
-                return -1;
-            }
-            int r = check_jwks_text(p, text, len, why, cap);
-            free(text);
-            if (r < 0)
-                return -1;
-        }
-    }
+    for (size_t i = 0; i < cfg->num_jwt_providers; i++)
+        if (gh_keyring_check(&cfg->jwt_providers[i], why, cap) < 0)
+            return -1;
     return 0;
 }
 
