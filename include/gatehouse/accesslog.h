@@ -24,6 +24,13 @@ int gh_access_log_open(const gh_access_log_conf_t *conf);
  * or abort (closes it). */
 int gh_access_log_prepare(const gh_access_log_conf_t *conf, int *fd);
 int gh_access_log_commit(const gh_access_log_conf_t *conf, int fd);
+
+/* Whether gh_access_log_prepare could open path, checked without opening or
+ * creating anything (validate --apply-checks): an existing path must be a
+ * file the process may write and of a kind it accepts (a regular file, a
+ * character device, its own stdout/stderr); a missing one needs a writable
+ * directory. 0, or -1 with errno (GH_FILE_ENOTREG for the wrong kind). */
+int gh_access_log_path_usable(const char *path);
 void gh_access_log_abort(int fd);
 /* Any thread: lines lost to write errors (a full disk), and lines written
  * with a field cut at its cap. */

@@ -2,7 +2,6 @@
 #include "cli/apply.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include <gatehouse/accesslog.h>
 #include <gatehouse/file.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/keyring.h>
@@ -57,29 +57,13 @@ static int check_listeners(const gh_config_t *cfg, char *why, size_t cap)
     return 0;
 }
 
-/* Appending to the file needs write permission on it; creating it needs
- * write and search permission on its directory. */
+/* The same rule the reload applies when it opens the file (accesslog.c). */
 static int check_access_log(const gh_config_t *cfg, char *why, size_t cap)
 {
     const char *path = cfg->access_log.path;
-    if (!cfg->access_log.enabled || path == NULL)
+    if (!cfg->access_log.enabled || path == NULL || gh_access_log_path_usable(path) == 0)
         return 0;
-    if (access(path, W_OK) == 0)
-        return 0;
-    int e = errno;
-    if (e == ENOENT) {
-        char *copy = strdup(path);
-        if (copy == NULL) {
-            snprintf(why, cap, "out of memory");
-            return -1;
-        }
-        int r = access(dirname(copy), W_OK | X_OK);
-        e = errno;
-        free(copy);
-        if (r == 0)
-            return 0;
-    }
-    snprintf(why, cap, "access_log: cannot open %s: %s", path, strerror(e));
+    snprintf(why, cap, "access_log: cannot open %s: %s", path, gh_file_strerror(errno));
     return -1;
 }
 

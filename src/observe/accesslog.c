@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,35 @@ static int is_own_stream(const struct stat *st)
     return 0;
 }
 
+/* The kinds of file the access log may be: a named pipe or a socket would
+ * block or refuse writes. */
+static int kind_ok(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) || S_ISCHR(st->st_mode) || is_own_stream(st);
+}
+
+int gh_access_log_path_usable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!kind_ok(&st)) {
+            errno = GH_FILE_ENOTREG;
+            return -1;
+        }
+        return access(path, W_OK);
+    }
+    if (errno != ENOENT)
+        return -1;
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return -1;
+    int r = access(dirname(copy), W_OK | X_OK);
+    int e = errno;
+    free(copy);
+    errno = e;
+    return r;
+}
+
 /* Opens without blocking (a named pipe without a reader would hold the
  * main loop) and accepts a regular file, a character device or the
  * process's own stdout/stderr; then writes block as they would on stdout. */
@@ -47,7 +77,7 @@ static int open_path(const char *path)
     }
     struct stat st;
     int e = fstat(fd, &st) != 0 ? errno : 0;
-    if (e == 0 && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !is_own_stream(&st))
+    if (e == 0 && !kind_ok(&st))
         e = GH_FILE_ENOTREG;
     if (e == 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
         e = errno;

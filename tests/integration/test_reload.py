@@ -837,6 +837,12 @@ def test_validate_apply_checks(tmp_path):
     c = json_copy(base)
     c["providers"] = {"jwt": {"corp": provider(jwks={"file": str(fifo)})}}
     cases.append((c, b"cannot read jwks file " + bytes(fifo) + b": not a regular file"))
+    # A named pipe as the access log: reload refuses it, so validate does too.
+    logfifo = tmp_path / "access.pipe"
+    os.mkfifo(logfifo)
+    c = json_copy(base)
+    c["access_log"] = {"path": str(logfifo)}
+    cases.append((c, b"access_log: cannot open " + bytes(logfifo) + b": not a regular file"))
     c = json_copy(base)
     c["tracing"] = {"collector": "http://[::1/v1/traces"}
     cases.append((c, b"collector URL does not parse"))
