@@ -118,11 +118,11 @@ generate:;
     s->request_id[32] = '\0';
 }
 
+/* Asterisk-form ("OPTIONS *"); authority-form is CONNECT's, refused
+ * before this is asked. */
 static int is_target_without_path(const gh_stream_t *s)
 {
-    const gh_h1_request_t *r = &s->req;
-    return (r->target_len == 1 && r->target[0] == '*') ||
-           (r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0);
+    return s->req.target_len == 1 && s->req.target[0] == '*';
 }
 
 /* From here on s->path is the normalized path (gatehouse/path.h): the
@@ -310,10 +310,12 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
 
     set_target_parts(s);
     resolve_client(s);
-    (void)check_request(s); /* a refusal is answered by gh_stream_run_request */
+    /* A refusal is answered by gh_stream_run_request; a refused request's
+     * path is not normalized (the access log shows it as sent). */
+    int refused = check_request(s) < 0;
     if (set_host(s) < 0)
         goto fail;
-    if (normalize_path(s, &gh_conn_lconf(c)->path) < 0)
+    if (!refused && normalize_path(s, &gh_conn_lconf(c)->path) < 0)
         goto fail;
     set_request_id(s);
     s->start_ns = uv_hrtime();
