@@ -302,9 +302,8 @@ struct gh_stream_s {
     const char *path_reason; /* static: why the path is refused */
     char *path_location;     /* arena: "location: path[?query]\r\n" of the redirect */
 
-    unsigned up_err : 1;            /* the upstream read ended in an error, not a clean EOF */
-    size_t res_head_scanned;        /* res_scan_up->rbuf bytes known to hold no complete head */
-    const gh_upconn_t *res_scan_up; /* the connection res_head_scanned is about (retries) */
+    unsigned up_err : 1;     /* the upstream read ended in an error, not a clean EOF */
+    size_t res_head_scanned; /* up->rbuf bytes known to hold no complete head (reset per up) */
     /* Request checks made before routing (stream.c): a non-zero status is
      * answered instead of routing, and the connection closes. */
     int refuse_status;

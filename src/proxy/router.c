@@ -168,6 +168,7 @@ static int attach_upstream(gh_stream_t *s, gh_pool_t *p, int fresh)
     u->stream = s;
     u->probe = u->reused && replayable && !idempotent;
     s->up = u;
+    s->res_head_scanned = 0; /* about the new connection's read buffer */
     gh_pool_active_inc(p);
     if (u->reused && p->stats != NULL)
         GH_STAT_INC(p->stats->pool_hits);
@@ -343,10 +344,6 @@ static void parse_response_head(gh_stream_t *s)
     gh_h1_error_t err = {0, NULL};
     char detail[200];
 
-    if (s->res_scan_up != u) {
-        s->res_scan_up = u;
-        s->res_head_scanned = 0;
-    }
     for (;;) {
         gh_h1_response_t res;
         res.headers = s->conn->worker->hdrs;
