@@ -266,9 +266,13 @@ static int cookie_name_is(const gh_pair_t *pr, const char *name, size_t n)
     }
     while (l > 0 && (p[l - 1] == ' ' || p[l - 1] == '\t'))
         l--;
-    /* ASCII case ignored too: nginx's $cookie_NAME ignores it, so an
-     * upstream could read "Session=" as the "session" cookie. */
-    return l == n && strncasecmp(p, name, n) == 0;
+    /* Then as a query name is read (gatehouse/pairs.h): nginx's
+     * $cookie_NAME ignores case and PHP percent-decodes cookie names, so an
+     * upstream could read "Session=" or "%73ession=" as "session". */
+    gh_pair_t trimmed = *pr;
+    trimmed.name = p;
+    trimmed.name_len = l;
+    return gh_pair_name_decoded_is(&trimmed, name, n);
 }
 
 /* The cookie name's pairs in one Cookie field: each is added to *copies;

@@ -73,6 +73,14 @@ static const char *const owned[] = {
     "traceparent",
     "tracestate",
     "b3",
+    /* read as the client address, or as another path or method than the
+     * one routed: forward.c never passes these on from a client */
+    "true-client-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "proxy",
     NULL,
 };
 

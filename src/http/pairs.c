@@ -45,22 +45,53 @@ static int hex_digit(char c)
                                   : -1;
 }
 
+/* One byte of a name as the laxest common reader folds it: ASCII case,
+ * and PHP's mangling of ' ', '.' and '[' into '_'. */
+static char name_fold(char c)
+{
+    c = ascii_lower(c);
+    return c == ' ' || c == '.' || c == '[' ? '_' : c;
+}
+
+/* The next byte of a name, decoded (percent escapes, '+' as space) from
+ * raw[*i]; *i moves past it. */
+static char name_next(const char *raw, size_t len, size_t *i)
+{
+    char c = raw[*i];
+    if (c == '+') {
+        c = ' ';
+    } else if (c == '%' && *i + 2 < len) {
+        int hi = hex_digit(raw[*i + 1]), lo = hex_digit(raw[*i + 2]);
+        if (hi >= 0 && lo >= 0) {
+            c = (char)(hi * 16 + lo);
+            *i += 2;
+        }
+    }
+    (*i)++;
+    return c;
+}
+
 int gh_pair_name_decoded_is(const gh_pair_t *pr, const char *name, size_t n)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < pr->name_len; i++, j++) {
-        char c = pr->name[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < pr->name_len) {
-            int hi = hex_digit(pr->name[i + 1]), lo = hex_digit(pr->name[i + 2]);
-            if (hi >= 0 && lo >= 0) {
-                c = (char)(hi * 16 + lo);
-                i += 2;
-            }
-        }
-        if (j >= n || ascii_lower(name[j]) != ascii_lower(c))
+    const char *raw = pr->name;
+    size_t len = pr->name_len, i = 0, j = 0;
+    /* PHP drops leading spaces, ends a name at NUL, and reads "a[...]" as
+     * the array "a": the name is what precedes them. */
+    while (i < len) {
+        size_t at = i;
+        if (name_next(raw, len, &at) != ' ')
+            break;
+        i = at;
+    }
+    while (i < len) {
+        size_t at = i;
+        char c = name_next(raw, len, &at);
+        if (c == '\0' || (c == '[' && j > 0 && memchr(raw + at, ']', len - at) != NULL))
+            break;
+        if (j >= n || name_fold(name[j]) != name_fold(c))
             return 0;
+        i = at;
+        j++;
     }
     return j == n;
 }

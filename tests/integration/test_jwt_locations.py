@@ -433,6 +433,14 @@ def test_repeated_cookie_or_query_name_refused(gatehouse, upstream):
         dict(target=f"/echo?ACCESS%5Ftoken=forged&access_token={a}"),
         dict(headers=[("Cookie", f"Session=forged; session={a}")]),
         dict(headers=[("Cookie", f"session={a}"), ("Cookie", "SESSION=forged")]),
+        # PHP reads '.', ' ', '[' in a name as '_', "a[]" as a, and
+        # percent-decodes cookie names: each is the same name to it.
+        dict(target=f"/echo?access_token={a}&access.token=forged"),
+        dict(target=f"/echo?access_token={a}&access_token[]=forged"),
+        dict(target=f"/echo?access_token={a}&access+token=forged"),
+        dict(target=f"/echo?access_token={a}&access[token=forged"),
+        dict(target=f"/echo?access_token={a}&access_token%00x=forged"),
+        dict(headers=[("Cookie", f"%73ession=forged; session={a}")]),
     ]
     n = len(up.complete_requests())
     for c in cases:

@@ -82,6 +82,10 @@ static void test_name_decoded_is(void **state)
         gh_pair_t pr;
         gh_pairs_init(&it, raw, 6, '&');
         assert_int_equal(gh_pairs_next(&it, &pr), 1);
+        if (c == 0) { /* a NUL ends the name, as PHP reads it */
+            assert_true(gh_pair_name_decoded_is(&pr, "a", 1));
+            continue;
+        }
         assert_true(gh_pair_name_decoded_is(&pr, want, 3));
         assert_false(gh_pair_name_decoded_is(&pr, want, 2));
         assert_false(gh_pair_name_is(&pr, want, 3));
@@ -103,6 +107,19 @@ static void test_name_decoded_is(void **state)
         {"a%2Bb=x", "a b", 0},
         {"ACCESS_TOKEN=x", "access_token", 1},
         {"Access%5ftoken=x", "access_token", 1},
+        /* PHP's names: ' ', '.', '[' become '_', leading spaces go, "a[]"
+         * and "a[k]" are the array a, a NUL ends the name */
+        {"access.token=x", "access_token", 1},
+        {"access+token=x", "access_token", 1},
+        {"access%20token=x", "access_token", 1},
+        {"access[token=x", "access_token", 1},
+        {"access_token[]=x", "access_token", 1},
+        {"access_token[k]=x", "access_token", 1},
+        {"+access_token=x", "access_token", 1},
+        {"access_token%00x=x", "access_token", 1},
+        {"[]=x", "_]", 1},
+        {"access_tokens[]=x", "access_token", 0},
+        {"xaccess_token=x", "access_token", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         gh_pairs_t it;
