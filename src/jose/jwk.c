@@ -24,8 +24,8 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
-#include "auth/b64url.h"
-#include "auth/jose.h"
+#include "jose/b64url.h"
+#include "jose/jose.h"
 
 #define RSA_MAX_BITS 8192
 #define HMAC_MAX_KEY 1024

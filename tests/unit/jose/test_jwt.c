@@ -14,8 +14,8 @@
 
 #include <gatehouse/jwt.h>
 
-#include "auth/b64url.h"
-#include "auth/jose.h"
+#include "jose/b64url.h"
+#include "jose/jose.h"
 
 #include <openssl/pem.h>
 

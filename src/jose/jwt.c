@@ -10,8 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth/b64url.h"
-#include "auth/jose.h"
+#include "jose/b64url.h"
+#include "jose/jose.h"
 
 /* ---- refusal reasons ---- */
 

@@ -3,7 +3,7 @@
  * decoder would accept several spellings of one token (padding, whitespace,
  * loose trailing bits), which breaks cache keys and "same token" checks.
  */
-#include "auth/b64url.h"
+#include "jose/b64url.h"
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
 /*
- * Keyrings (src/auth/keyring.c), the parts that need no network: which
+ * Keyrings (src/jose/keyring.c), the parts that need no network: which
  * jwks_uri a metadata document may name, Cache-Control max-age parsing, and
  * gh_keyring_check (the side-effect-free load check a reload and `validate --apply-checks` use (gh_apply_check_jwks)).
  *
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "../../../src/auth/keyring.c"
+#include "../../../src/jose/keyring.c"
 
 static void test_jwks_uri_from_metadata(void **state)
 {
