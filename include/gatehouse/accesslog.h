@@ -74,6 +74,7 @@ typedef struct {
     const char *consumer;
     const char *trace_id;
     const char *error;
+    const char *filter; /* what a filter did (gh_stream_log_note), or NULL */
 } gh_access_log_entry_t;
 
 /* Worker: formats e with conf's fields into b, flushing b first when it

@@ -183,9 +183,18 @@ typedef struct {
     gh_route_target_t *targets;
     size_t num_targets;
     uint32_t total_weight;
-    gh_direct_response_t *direct; /* NULL unless direct_response */
+    gh_direct_response_t *direct; /* the direct_response filter's conf, or NULL (borrowed) */
 
-    gh_authn_conf_t *authn; /* NULL: no authentication */
+    gh_authn_conf_t *authn; /* the authn filter's conf, or NULL: no authentication (borrowed) */
+
+    /* The sections of registered filter types (gatehouse/filter.h) this
+     * route has, in registry (phase) order; each conf owned here and freed
+     * by its type's free_conf. */
+    struct gh_route_filter_s {
+        const struct gh_filter_type_s *type;
+        void *conf;
+    } * filters;
+    size_t num_filters;
 
     uint64_t max_body;   /* bytes; default 1 GiB; 0 = no body allowed */
     uint64_t timeout_ms; /* upstream response timeout (first byte of head); default 15s */
@@ -286,6 +295,7 @@ enum {
     GH_LOG_FIELD_CONSUMER,
     GH_LOG_FIELD_TRACE_ID,
     GH_LOG_FIELD_ERROR,
+    GH_LOG_FIELD_FILTER,
     GH_LOG_FIELD_COUNT
 };
 /* JSON key of each field, indexed by GH_LOG_FIELD_*. */
@@ -355,5 +365,22 @@ void gh_config_free(gh_config_t *cfg);
 int gh_config_parse_duration(const char *s, uint64_t *ms);
 /* "512", "64KiB", "1MiB", "2GiB" (also KB/MB/GB = 1000-based) -> bytes. */
 int gh_config_parse_size(const char *s, uint64_t *bytes);
+
+/* ---- for filters' config hooks (gatehouse/filter.h) ---- */
+
+/* The route's authn section (the authn filter's parse): providers named
+ * from the config's providers section; sets r->authn (freed with
+ * gh_config_free_authn). */
+struct gh_yaml_doc_s;
+struct gh_yaml_node_s;
+int gh_config_parse_authn(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
+                          const gh_config_t *cfg, gh_route_t *r);
+void gh_config_free_authn(gh_authn_conf_t *a);
+
+/* The one check of a header name that an option makes gatehouse set or
+ * drop (claims_to_headers, payload_header, direct_response headers, and
+ * whatever comes next): NULL when allowed, else why not, to follow the
+ * name in a message. Compared case-insensitively. */
+const char *gh_config_header_name_refused(const char *name);
 
 #endif

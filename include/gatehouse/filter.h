@@ -1,56 +1,195 @@
 /*
- * The filter interface. A route's chain is a list of filter instances; the
- * router (which talks to the upstream) or a direct response is always last.
+ * The filter interface (docs/filters.md is the guide, with the fault
+ * filter as its worked example).
+ *
+ * A filter type is one static table, listed in the registry
+ * (src/filters/registry.c). It holds the type's config hooks (its own
+ * section of a route, parsed and checked at load), its per-snapshot
+ * runtime (init/fini, readiness for /ready, a bind step that makes each
+ * route's instance), an optional process-wide service on the main thread,
+ * and the per-request callbacks.
+ *
+ * A route's chain runs the route's filters in phase order (authn, authz,
+ * limits, transforms), then its terminal filter: the router (which talks
+ * to the upstream) or a local responder such as direct_response.
  *
  * Request callbacks run in chain order, response callbacks in reverse. A
- * callback returns:
+ * request callback returns:
  *   GH_FILTER_CONTINUE  go on with the next filter;
- *   GH_FILTER_PAUSE     the filter started async work; it calls
- *                       gh_stream_resume() exactly once when done (on a
- *                       later loop turn), or gh_stream_reply() instead;
- *   GH_FILTER_REPLIED   the filter answered locally with gh_stream_reply();
- *                       the rest of the chain is skipped.
- * on_log runs exactly once per stream that reached the chain, after the
- * response ended (or the stream was aborted); on_destroy runs after it.
+ *   GH_FILTER_PAUSE     the filter called gh_stream_pause() and started
+ *                       async work; it later takes the handle back
+ *                       (gh_stream_handle_take) and continues the chain
+ *                       (gh_stream_continue) or replies (gh_stream_reply);
+ *   GH_FILTER_REPLIED   the filter answered locally (gh_stream_reply*);
+ *                       the rest of the chain is skipped;
+ *   GH_FILTER_BUFFER    the filter called gh_stream_buffer_body(): the
+ *                       request body is read whole (up to a bound, else
+ *                       413) and handed to on_request_buffered, whose
+ *                       status is then taken like this one's.
  *
- * Body callbacks see the bytes as they stream past (decoded from chunked);
- * they may observe but not change or hold them.
+ * The life of a stream as a filter sees it: request callbacks; on_cancel
+ * if the stream ends (client gone, timeout, drain, reload close) while this
+ * filter is paused; on_log once the exchange is over; on_destroy last. The
+ * per-stream context (ctx_size bytes, zeroed) and everything from
+ * gh_stream_alloc() are freed after on_destroy, at the end of the loop turn
+ * (deferred deletion: a stream is never freed inside a call chain that
+ * still holds it). Async work that can outlive the stream (a thread-pool
+ * job, a call in flight on a connection shared with other streams) keeps
+ * its state outside the stream and reaches the stream only through the
+ * handle, which tells it whether the stream is still there.
+ *
+ * Every callback runs on the stream's worker thread.
  */
 #ifndef GATEHOUSE_FILTER_H
 #define GATEHOUSE_FILTER_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
 #include <gatehouse/config.h>
+#include <gatehouse/deadline.h>
 #include <gatehouse/h1.h>
 #include <gatehouse/metrics.h>
+#include <gatehouse/yaml.h>
 
 typedef struct gh_stream_s gh_stream_t;
+typedef struct gh_stream_handle_s gh_stream_handle_t;
 
 typedef enum {
     GH_FILTER_CONTINUE = 0,
     GH_FILTER_PAUSE,
     GH_FILTER_REPLIED,
+    GH_FILTER_BUFFER,
 } gh_filter_status_t;
 
+/* Where a filter type sits in every chain; the registry lists types in
+ * this order and a chain keeps it. */
+typedef enum {
+    GH_PHASE_AUTHN = 0, /* who is calling: jwt, apikey, authorizers */
+    GH_PHASE_AUTHZ,     /* may they: policies */
+    GH_PHASE_LIMITS,    /* how much: rate limits, quotas */
+    GH_PHASE_TRANSFORM, /* change or delay the request: fault injection, header edits */
+    GH_PHASE_TERMINAL,  /* answers the request: direct_response (the router when none) */
+} gh_filter_phase_t;
+
 typedef struct gh_filter_type_s {
-    const char *name;
+    const char *name; /* also the route key of its config section */
+    gh_filter_phase_t phase;
     size_t ctx_size; /* per-stream context, zeroed, from the stream's arena */
 
+    /* ---- config (main thread) ---- */
+    /* Parses the route's section node into *conf (owned, freed by
+     * free_conf). Errors go through gh_yaml_error (file:line:col). Returns
+     * 0, -EINVAL or -ENOMEM. Other route keys are parsed already except
+     * the other filters' sections. */
+    int (*parse)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                 gh_route_t *route, void **conf);
+    /* Checks conf against the whole config once every section is parsed
+     * (names of providers, clusters, other routes). NULL: nothing to check. */
+    int (*check)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const gh_config_t *cfg,
+                 const gh_route_t *route, const void *conf);
+    void (*free_conf)(void *conf);
+
+    /* ---- per snapshot ---- */
+    /* Main thread: the runtime this type shares over a snapshot (key
+     * rings, stores, clients), or *rt = NULL when it needs none. Called
+     * for every snapshot, whether or not a route uses the type. Returns 0
+     * or -1 (out of memory). */
+    int (*init)(const gh_config_t *cfg, void **rt);
+    /* Any thread (the last reference to a snapshot may go on a worker). */
+    void (*fini)(void *rt);
+    /* Main thread, for /ready: how many of the runtime's parts are not
+     * ready (0: ready), each reason written into out[0..cap) as a line
+     * (NUL-terminated, "\n" between lines, cut where out is full).
+     * detailed: the caller may see names of files, URLs and peers' answers;
+     * otherwise give a generic reason. NULL: always ready. */
+    size_t (*ready)(const void *rt, int detailed, char *out, size_t cap);
+    /* Main thread: the instance a route's chain runs with (what the
+     * request callbacks get as conf). NULL from bind: out of memory.
+     * Without bind, the instance is the parsed conf itself. */
+    void *(*bind)(void *rt, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
+                  const char *listener);
+    void (*unbind)(void *instance);
+
+    /* ---- process-wide service (main thread) ---- */
+    /* Started once before the first snapshot, stopped once at exit (after
+     * the workers stopped). The main loop runs JWKS fetches today, stores,
+     * token caches and refreshes next. NULL: none. */
+    int (*service_start)(uv_loop_t *main_loop);
+    void (*service_stop)(void);
+    /* Lines for /metrics (gatehouse/metrics.h gh_metrics_extra_fn), or NULL. */
+    size_t (*metrics)(char *buf, size_t cap, void *arg);
+
+    /* ---- per request (worker thread) ---- */
     gh_filter_status_t (*on_request_headers)(gh_stream_t *s, const void *conf, void *ctx);
+    /* The whole body, after the filter returned GH_FILTER_BUFFER. */
+    gh_filter_status_t (*on_request_buffered)(gh_stream_t *s, const void *conf, void *ctx,
+                                              const char *body, size_t len);
+    /* Body bytes as they stream past (decoded from chunked); observe only. */
     void (*on_request_body)(gh_stream_t *s, const void *conf, void *ctx, const char *data,
                             size_t len, int end);
     gh_filter_status_t (*on_response_headers)(gh_stream_t *s, const void *conf, void *ctx);
     void (*on_response_body)(gh_stream_t *s, const void *conf, void *ctx, const char *data,
                              size_t len, int end);
+    /* The stream ended while this filter was paused: stop timers, drop the
+     * pending call. The handle is still the filter's to take (it returns
+     * NULL now) here or from the pending work's completion. */
+    void (*on_cancel)(gh_stream_t *s, const void *conf, void *ctx);
     void (*on_log)(gh_stream_t *s, const void *conf, void *ctx);
     void (*on_destroy)(gh_stream_t *s, const void *conf, void *ctx);
 } gh_filter_type_t;
 
 typedef struct {
     const gh_filter_type_t *type;
-    const void *conf; /* owned by the snapshot */
+    const void *conf; /* the instance: owned by the snapshot */
 } gh_filter_t;
+
+/* ---- the registry (src/filters/registry.c) ---- */
+
+/* Every filter type, NULL-terminated, in phase order. */
+const gh_filter_type_t *const *gh_filter_types(void);
+/* The type whose section is named key, or NULL. */
+const gh_filter_type_t *gh_filter_type_find(const char *key);
+/* Tests only: replaces the list (NULL restores the product's). */
+void gh_filter_types_set(const gh_filter_type_t *const *types);
+
+/* ---- async: pause, resume, cancel, deadlines ---- */
+
+/* From a request callback that will return GH_FILTER_PAUSE: a handle to
+ * the stream, owned by the filter until it takes it back. NULL when out of
+ * memory (reply 503 instead of pausing). One pause at a time per stream. */
+gh_stream_handle_t *gh_stream_pause(gh_stream_t *s);
+/* Consumes h. Returns the stream, still paused, when it can go on (the
+ * caller then continues or replies); NULL when it ended meanwhile (client
+ * gone, timeout, drain): then there is nothing to do. Never touches freed
+ * memory: h outlives the stream until taken. */
+gh_stream_t *gh_stream_handle_take(gh_stream_handle_t *h);
+/* Runs the rest of the chain of a stream that was paused. */
+void gh_stream_continue(gh_stream_t *s);
+/* gh_stream_handle_take then gh_stream_continue: the one-liner for a
+ * filter whose async work simply ends. */
+void gh_stream_resume(gh_stream_handle_t *h);
+
+/* Starts d (in the filter's ctx) on the worker's deadline wheel: cb(d) in
+ * ms. Stop it with gh_deadline_stop() in on_cancel and before taking the
+ * handle. Returns 0 or -ENOMEM. */
+int gh_stream_deadline_start(gh_stream_t *s, gh_deadline_t *d, uint64_t ms, gh_deadline_cb cb);
+/* The worker's loop (for handles the filter owns) and its cached time in
+ * ms (uv_now). */
+uv_loop_t *gh_stream_loop(gh_stream_t *s);
+uint64_t gh_stream_now_ms(gh_stream_t *s);
+/* The worker's index (0 ..), for per-worker shards (gatehouse/counter.h). */
+unsigned gh_stream_worker_id(const gh_stream_t *s);
+/* 64 random bits from the worker's generator (not for secrets). */
+uint64_t gh_stream_random(gh_stream_t *s);
+
+/* ---- request bodies ---- */
+
+/* From on_request_headers, before returning GH_FILTER_BUFFER: read the
+ * body whole, at most limit bytes after decoding (more: 413). The body
+ * then goes upstream unchanged, framed with Content-Length. */
+void gh_stream_buffer_body(gh_stream_t *s, size_t limit);
 
 /* ---- what filters may read and change ---- */
 
@@ -77,6 +216,12 @@ const gh_h1_header_t *gh_stream_headers(const gh_stream_t *s, size_t *n);
 size_t gh_stream_header_count(const gh_stream_t *s);
 void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size_t *name_len,
                          const char **value, size_t *value_len);
+/* The value of the first field named lower (lower-case), or NULL. */
+const char *gh_stream_header_get(const gh_stream_t *s, const char *lower, size_t *len);
+/* The route the chain runs for (its name is in ->name). */
+const gh_route_t *gh_stream_route(const gh_stream_t *s);
+/* The request id (the access log's and the upstream's X-Request-Id). */
+const char *gh_stream_request_id(const gh_stream_t *s);
 
 /* Edits of the request forwarded upstream: a header field to add (copied),
  * and a field name (lower-case, copied) whose incoming fields are removed.
@@ -92,6 +237,15 @@ int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
 int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len);
 /* Adds whole header lines ("name: value\r\n"..., already validated). */
 int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
+
+/* A field added to the response the client gets, whether it comes from
+ * the upstream or is a local reply (RateLimit, Retry-After). The name must
+ * be a token and not one gatehouse frames itself (content-length,
+ * transfer-encoding, connection and the other hop-by-hop names); the
+ * value must hold no CR, LF or NUL. Returns 0, or -1 (refused, or out of
+ * memory). */
+int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
+                                  const char *value, size_t value_len);
 
 /* Per-worker state of a filter type, created on first use by create() on
  * the worker's thread and freed by destroy() when the worker ends. NULL
@@ -109,12 +263,28 @@ int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_
 
 /* The worker's metrics shard, for filters that count. */
 gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s);
+/* Adds one to a filter event counter (gh_metrics_filter_id, made in bind). */
+void gh_stream_count(gh_stream_t *s, uint32_t filter_event_id);
+
+/* A short note for the access log's "filter" field (static or arena
+ * string, e.g. "fault=delay"); the last one set wins. */
+void gh_stream_log_note(gh_stream_t *s, const char *note);
 
 /* The stream's arena, for allocations that live as long as the request.
  * NULL when out of memory; the request is then answered 503 rather than
  * forwarded, like a failed header edit (a filter may have meant to build
  * an edit in this memory). */
 void *gh_stream_alloc(gh_stream_t *s, size_t size);
+
+/* ---- local replies ---- */
+
+/* Answers locally: status (200..599), header fields (copied; same rules
+ * as gh_stream_add_response_header, and content-length is gatehouse's),
+ * and a body (copied; not sent for HEAD, 204, 304). Fields added with
+ * gh_stream_add_response_header come too. On a refused field the reply is
+ * a 500 instead. */
+void gh_stream_reply(gh_stream_t *s, int status, const gh_h1_header_t *headers, size_t num_headers,
+                     const char *body, size_t body_len);
 
 /* Answers locally with extra response header lines ("name: value\r\n"...,
  * may be NULL) and a JSON body {"error": code, "detail": detail}. */
@@ -124,8 +294,5 @@ void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, co
 /* Answers the request locally with a JSON error body
  * {"error": code, "detail": detail}. code and detail are copied. */
 void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const char *detail);
-
-/* Resumes the request chain after a filter returned GH_FILTER_PAUSE. */
-void gh_stream_resume(gh_stream_t *s);
 
 #endif

@@ -58,6 +58,9 @@ typedef struct {
     uint64_t count;
 } gh_decision_stats_t;
 
+/* One event counter of a filter (gatehouse_filter_events_total). */
+typedef gh_decision_stats_t gh_counter_stats_t;
+
 /* One endpoint of a cluster, for /clusters. */
 typedef struct {
     uint64_t active_requests; /* per shard: may wrap below 0 in one shard */
@@ -75,6 +78,8 @@ uint32_t gh_metrics_listener_id(const char *listener);
 uint32_t gh_metrics_cluster_id(const char *cluster);
 uint32_t gh_metrics_endpoint_id(const char *cluster, const char *address);
 uint32_t gh_metrics_decision_id(const char *provider, const char *decision, const char *reason);
+/* gatehouse_filter_events_total{filter, route, event}. */
+uint32_t gh_metrics_filter_id(const char *filter, const char *route, const char *event);
 /* Main thread: the endpoint's values summed over shards. */
 void gh_metrics_endpoint_read(uint32_t id, uint64_t *active_requests, uint64_t *idle_conns);
 
@@ -89,6 +94,7 @@ gh_listener_stats_t *gh_metrics_listener(gh_metrics_shard_t *s, uint32_t id);
 gh_cluster_stats_t *gh_metrics_cluster(gh_metrics_shard_t *s, uint32_t id);
 gh_endpoint_stats_t *gh_metrics_endpoint(gh_metrics_shard_t *s, uint32_t id);
 gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id);
+gh_counter_stats_t *gh_metrics_filter(gh_metrics_shard_t *s, uint32_t id);
 
 /* Single-writer increments that a concurrent reader sees whole. */
 #define GH_STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)

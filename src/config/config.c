@@ -25,7 +25,8 @@
 #include <unistd.h>
 
 #include "config/sections.h"
-#include "config/yaml.h"
+#include <gatehouse/filter.h>
+#include <gatehouse/yaml.h>
 
 #define KIB 1024ULL
 #define MIB (1024 * KIB)
@@ -162,16 +163,10 @@ static void route_dispose(gh_route_t *r)
     kvmatches_free(r->headers, r->num_headers);
     kvmatches_free(r->query, r->num_query);
     free(r->targets);
-    if (r->direct != NULL) {
-        for (size_t i = 0; i < r->direct->num_headers; i++) {
-            free(r->direct->headers[i].name);
-            free(r->direct->headers[i].value);
-        }
-        free(r->direct->headers);
-        free(r->direct->body);
-        free(r->direct);
-    }
-    gh_config_free_authn(r->authn);
+    for (size_t i = 0; i < r->num_filters; i++)
+        if (r->filters[i].type->free_conf != NULL)
+            r->filters[i].type->free_conf(r->filters[i].conf);
+    free(r->filters);
 }
 
 void gh_config_free(gh_config_t *cfg)
@@ -1023,106 +1018,70 @@ static int parse_to(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
-static int header_value_ok(const char *s, size_t len)
+/* A route key that is neither core nor a filter's section. */
+static int check_route_keys(ctx_t *c, const gh_yaml_node_t *n)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 0;
-    }
-    return 1;
-}
-
-/* The headers of a direct_response; seen holds the names so far. */
-static int parse_direct_headers(ctx_t *c, const gh_yaml_node_t *v, gh_direct_response_t *d,
-                                name_set_t *seen)
-{
-    int rc;
-    if ((rc = gh_yaml_expect(c->doc, v, GH_YAML_MAP, "'headers'")) != 0 ||
-        (rc = alloc_array(c, v->count, sizeof(*d->headers), (void **)&d->headers)) != 0)
-        return rc;
-    d->num_headers = v->count;
-    size_t i = 0;
-    for (const gh_yaml_node_t *k = v->head; k != NULL; k = k->next, i++) {
-        gh_header_kv_t *h = &d->headers[i];
-        const char *val;
-        if (!is_token(k->str, k->len))
-            return gh_yaml_error(c->doc, k, "header name '%s' is not an HTTP token", k->str);
-        if ((rc = dup_mem(c, k->str, k->len, &h->name)) != 0)
-            return rc;
-        h->name_len = k->len;
-        for (char *q = h->name; *q != '\0'; q++)
-            *q = ascii_lower(*q);
-        /* The proxy frames the body and sets the hop-by-hop fields
-         * itself; a configured one could only disagree with it. */
-        const char *why = gh_config_header_name_refused(h->name);
-        if (why != NULL)
-            return gh_yaml_error(c->doc, k, "header '%s' %s", k->str, why);
-        if ((rc = name_set_add(c, seen, h->name, h)) < 0)
-            return rc;
-        if (rc == 1)
-            return gh_yaml_error(c->doc, k, "header '%s' is set twice", k->str);
-        if (k->value->kind != GH_YAML_SCALAR)
-            return gh_yaml_error(c->doc, k->value, "header '%s' must be a string", k->str);
-        val = k->value->str;
-        if (!header_value_ok(val, k->value->len))
-            return gh_yaml_error(c->doc, k->value, "header '%s' must not contain CR, LF or NUL",
-                                 k->str);
-        if ((rc = dup_mem(c, val, k->value->len, &h->value)) != 0)
-            return rc;
-        h->value_len = k->value->len;
+    static const char *const core[] = {"name",     "match",   "to",
+                                       "max_body", "timeout", "forward_trailers"};
+    for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next) {
+        int known = gh_filter_type_find(k->str) != NULL;
+        for (size_t i = 0; !known && i < sizeof(core) / sizeof(core[0]); i++)
+            known = strcmp(k->str, core[i]) == 0;
+        if (!known)
+            return gh_yaml_error(c->doc, k, "unknown key '%s' in route", k->str);
     }
     return 0;
 }
 
-static int parse_direct(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
+/* Each registered filter type parses its own section of the route, in
+ * registry order, which is the order the chain runs them in. */
+static int parse_route_filters(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r,
+                               const gh_yaml_node_t *to)
 {
-    static const char *const keys[] = {"status", "headers", "body", NULL};
-    const gh_yaml_node_t *v;
-    uint64_t status = 200;
+    const gh_filter_type_t *const *types = gh_filter_types();
+    const gh_yaml_node_t *terminal = NULL;
+    size_t want = 0;
     int rc;
-    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'direct_response'")) != 0 ||
-        (rc = gh_yaml_check_keys(c->doc, n, keys, "'direct_response'")) != 0 ||
-        (rc = opt_uint(c, n, "status", 200, 599, &status)) != 0)
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (gh_yaml_map_get(n, types[i]->name) != NULL)
+            want++;
+    if (want > 0 && (rc = alloc_array(c, want, sizeof(*r->filters), (void **)&r->filters)) != 0)
         return rc;
-    if ((r->direct = calloc(1, sizeof(*r->direct))) == NULL)
-        return gh_yaml_oom(c->doc);
-    gh_direct_response_t *d = r->direct;
-    d->status = (int)status;
-
-    if ((v = gh_yaml_map_get(n, "headers")) != NULL) {
-        name_set_t seen = {0};
-        rc = parse_direct_headers(c, v, d, &seen);
-        name_set_dispose(&seen);
-        if (rc != 0)
+    for (size_t i = 0; types[i] != NULL; i++) {
+        const gh_filter_type_t *t = types[i];
+        const gh_yaml_node_t *v = gh_yaml_map_get(n, t->name);
+        if (v == NULL)
+            continue;
+        if (t->phase == GH_PHASE_TERMINAL) {
+            if (to != NULL || terminal != NULL)
+                return gh_yaml_error(c->doc, gh_yaml_map_key(n, t->name),
+                                     "route '%s' needs exactly one of 'to' or '%s'", r->name,
+                                     t->name);
+            terminal = v;
+        }
+        void *conf = NULL;
+        if (t->parse != NULL && (rc = t->parse(c->doc, v, c->cfg, r, &conf)) != 0)
             return rc;
+        r->filters[r->num_filters].type = t;
+        r->filters[r->num_filters++].conf = conf;
     }
-    if ((v = gh_yaml_map_get(n, "body")) != NULL) {
-        if (v->kind != GH_YAML_SCALAR)
-            return gh_yaml_error(c->doc, v, "'body' must be a string");
-        /* RFC 9110 sections 15.2, 15.3.5 and 15.4.5: never a body. */
-        if (status < 200 || status == 204 || status == 304)
-            return gh_yaml_error(c->doc, v, "a %d response cannot have a body", (int)status);
-        if ((rc = dup_mem(c, v->str, v->len, &d->body)) != 0)
-            return rc;
-        d->body_len = v->len;
-    }
+    if (to == NULL && terminal == NULL)
+        return gh_yaml_error(c->doc, n, "route '%s' needs exactly one of 'to' or 'direct_response'",
+                             r->name);
     return 0;
 }
 
 static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf_t *l,
                        gh_route_t *r)
 {
-    static const char *const keys[] = {"name",     "match",   "to",    "direct_response",
-                                       "max_body", "timeout", "authn", "forward_trailers",
-                                       NULL};
-    const gh_yaml_node_t *v, *to, *direct, *namenode;
+    const gh_yaml_node_t *v, *to, *namenode;
     const char *name = NULL;
     int rc;
 
     r->max_body = GIB;
     r->timeout_ms = 15000;
     if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "a route")) != 0 ||
-        (rc = gh_yaml_check_keys(c->doc, n, keys, "route")) != 0)
+        (rc = check_route_keys(c, n)) != 0)
         return rc;
 
     if ((namenode = gh_yaml_map_get(n, "name")) != NULL) {
@@ -1145,25 +1104,42 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
         return rc;
 
     to = gh_yaml_map_get(n, "to");
-    direct = gh_yaml_map_get(n, "direct_response");
-    if ((to == NULL) == (direct == NULL))
-        return gh_yaml_error(c->doc, to != NULL ? gh_yaml_map_key(n, "direct_response") : n,
-                             "route '%s' needs exactly one of 'to' or 'direct_response'", r->name);
     if (to != NULL && (rc = parse_to(c, to, r)) != 0)
         return rc;
-    if (direct != NULL && (rc = parse_direct(c, direct, r)) != 0)
-        return rc;
-
     if ((v = gh_yaml_map_get(n, "max_body")) != NULL &&
         (rc = gh_yaml_size(c->doc, v, "max_body", 0, UINT64_MAX, &r->max_body)) != 0)
         return rc;
-    if ((v = gh_yaml_map_get(n, "authn")) != NULL &&
-        (rc = gh_config_parse_authn(c->doc, v, c->cfg, r)) != 0)
+    if ((rc = opt_duration(c, n, "timeout", MAX_ROUTE_TIMEOUT, &r->timeout_ms)) != 0)
+        return rc;
+    if ((rc = parse_route_filters(c, n, r, to)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "forward_trailers")) != NULL &&
         (rc = parse_forward_trailers(c, v, r)) != 0)
         return rc;
-    return opt_duration(c, n, "timeout", MAX_ROUTE_TIMEOUT, &r->timeout_ms);
+    return 0;
+}
+
+/* Each filter section checked against the whole config, at its node. */
+static int check_route_filters(ctx_t *c, const gh_yaml_node_t *listeners)
+{
+    size_t li = 0;
+    for (const gh_yaml_node_t *l = listeners->head; l != NULL; l = l->next, li++) {
+        const gh_yaml_node_t *routes = gh_yaml_map_get(l, "routes");
+        const gh_listener_conf_t *lc = &c->cfg->listeners[li];
+        size_t ri = 0;
+        for (const gh_yaml_node_t *rn = routes ? routes->head : NULL;
+             rn != NULL && ri < lc->num_routes; rn = rn->next, ri++) {
+            const gh_route_t *r = &lc->routes[ri];
+            for (size_t f = 0; f < r->num_filters; f++) {
+                const gh_filter_type_t *t = r->filters[f].type;
+                int rc;
+                if (t->check != NULL && (rc = t->check(c->doc, gh_yaml_map_get(rn, t->name), c->cfg,
+                                                       r, r->filters[f].conf)) != 0)
+                    return rc;
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- listeners ---- */
@@ -1376,7 +1352,7 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         if ((rc = parse_listener(c, l, i)) != 0)
             return rc;
     }
-    return 0;
+    return check_route_filters(c, listeners);
 }
 
 /* ---- entry points ---- */

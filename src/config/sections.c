@@ -30,6 +30,7 @@ const char *const gh_access_log_field_names[GH_LOG_FIELD_COUNT] = {
     "consumer",
     "trace_id",
     "error",
+    "filter",
 };
 
 static int dup_str(const gh_yaml_doc_t *doc, const char *s, char **out)

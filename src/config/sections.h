@@ -6,7 +6,7 @@
 #ifndef GATEHOUSE_CONFIG_SECTIONS_H
 #define GATEHOUSE_CONFIG_SECTIONS_H
 
-#include "config/yaml.h"
+#include <gatehouse/yaml.h>
 
 /* "IPv4:port" or "[IPv6]:port", numeric only, into ss. Returns NULL, or
  * why not ("needs a port" ...), to follow the address in a message. */
@@ -18,18 +18,9 @@ int gh_config_parse_access_log(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n
 int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg);
-/* node: the route's authn value. */
-int gh_config_parse_authn(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
-                          const gh_config_t *cfg, gh_route_t *r);
-void gh_config_free_authn(gh_authn_conf_t *a);
 void gh_config_free_providers(gh_config_t *cfg);
 void gh_config_free_sections(gh_config_t *cfg);
 
-/* fields.c. The one check of a header name that an option makes gatehouse
- * set or drop upstream (claims_to_headers, payload_header, and whatever
- * comes next): NULL when allowed, else why not, to follow the name in a
- * message. name is lower-case or not; compared case-insensitively. */
-const char *gh_config_header_name_refused(const char *name);
 /* A cluster's default_host: a valid authority (as in Host), into *out. */
 int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, char **out);
 /* A listener's trusted_proxies: a list of CIDRs (node NULL: none). */

@@ -6,7 +6,7 @@
  * has no depth limit, and hides duplicate keys; here each of those is one
  * check at the point where the node is attached.
  */
-#include "config/yaml.h"
+#include <gatehouse/yaml.h>
 
 #include <errno.h>
 #include <stdarg.h>

@@ -237,7 +237,7 @@ typedef struct {
 #define CAP_NAME 512 /* request id, listener, route, upstream, client, principal, consumer, ... */
 #define LINE_FIXED 2048 /* keys, numbers, time, punctuation */
 #define ALOG_LINE_MAX                                                                              \
-    (LINE_FIXED + 6 * (CAP_METHOD + CAP_PATH + CAP_QUERY + CAP_USER_AGENT + 9 * CAP_NAME))
+    (LINE_FIXED + 6 * (CAP_METHOD + CAP_PATH + CAP_QUERY + CAP_USER_AGENT + 10 * CAP_NAME))
 _Static_assert(ALOG_LINE_MAX < GH_ACCESS_LOG_BUF, "a line at its caps must fit the buffer");
 
 static void raw(w_t *w, const char *s, size_t n)
@@ -430,7 +430,7 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
         6 * (at_most(e->method_len, CAP_METHOD) + at_most(e->path_len, CAP_PATH) +
              at_most(e->query_len, CAP_QUERY) + at_most(e->user_agent_len, CAP_USER_AGENT));
     const char *more[] = {e->request_id, e->listener, e->route,    e->upstream, e->client,
-                          e->principal,  e->consumer, e->trace_id, e->error};
+                          e->principal,  e->consumer, e->trace_id, e->error,    e->filter};
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         if (more[i] != NULL)
             need += 6 * strnlen(more[i], CAP_NAME);
@@ -516,6 +516,10 @@ void gh_access_log_append(gh_access_log_buf_t *b, const gh_access_log_conf_t *co
     if (F(GH_LOG_FIELD_ERROR)) {
         key(&w, "error");
         cstr(&w, GH_LOG_FIELD_ERROR, e->error);
+    }
+    if (F(GH_LOG_FIELD_FILTER)) {
+        key(&w, "filter");
+        cstr(&w, GH_LOG_FIELD_FILTER, e->filter);
     }
     if (w.truncated != 0) {
         key(&w, "truncated");

@@ -14,11 +14,12 @@
 #define MAX_CHUNKS (GH_METRICS_MAX_IDS / CHUNK)
 #define MAX_SHARDS 1024
 
-enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_DECISION, K_COUNT };
+enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_DECISION, K_FILTER, K_COUNT };
 
 static const size_t elem_size[K_COUNT] = {
     sizeof(gh_series_stats_t),  sizeof(gh_route_stats_t),    sizeof(gh_listener_stats_t),
     sizeof(gh_cluster_stats_t), sizeof(gh_endpoint_stats_t), sizeof(gh_decision_stats_t),
+    sizeof(gh_counter_stats_t),
 };
 
 struct gh_metrics_shard_s {
@@ -168,6 +169,11 @@ uint32_t gh_metrics_decision_id(const char *provider, const char *decision, cons
     return intern(K_DECISION, provider, decision, reason);
 }
 
+uint32_t gh_metrics_filter_id(const char *filter, const char *route, const char *event)
+{
+    return intern(K_FILTER, filter, route, event);
+}
+
 gh_metrics_shard_t *gh_metrics_shard_new(void)
 {
     unsigned n = __atomic_load_n(&reg.num_shards, __ATOMIC_ACQUIRE);
@@ -223,6 +229,11 @@ gh_endpoint_stats_t *gh_metrics_endpoint(gh_metrics_shard_t *s, uint32_t id)
 gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id)
 {
     return get(s, K_DECISION, id);
+}
+
+gh_counter_stats_t *gh_metrics_filter(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_FILTER, id);
 }
 
 void gh_hist_observe(gh_hist_t *h, uint64_t us)
@@ -440,16 +451,18 @@ static void render_routes(out_t *o, unsigned ns)
     free(seen);
 }
 
-static void render_decisions(out_t *o, unsigned ns)
+/* A counter family of three labels over kind k (gh_decision_stats_t and
+ * gh_counter_stats_t are both one count). */
+static void render_count3(out_t *o, unsigned ns, int k, const char *name, const char *help,
+                          const char *const label[3])
 {
     char a[512], b[512], c[512];
-    put(o, "# HELP gatehouse_auth_decisions_total Authentication decisions by provider, "
-           "decision and reason.\n# TYPE gatehouse_auth_decisions_total counter\n");
-    for (uint32_t id = 0; id < reg.count[K_DECISION]; id++) {
+    put(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (uint32_t id = 0; id < reg.count[k]; id++) {
         uint64_t v = 0;
         int any = 0;
         for (unsigned i = 0; i < ns; i++) {
-            const gh_decision_stats_t *st = peek(reg.shards[i], K_DECISION, id);
+            const gh_counter_stats_t *st = peek(reg.shards[i], k, id);
             if (st == NULL)
                 continue;
             any = 1;
@@ -457,12 +470,27 @@ static void render_decisions(out_t *o, unsigned ns)
         }
         if (!any || v == 0)
             continue;
-        labels_t *l = &reg.labels[K_DECISION][id];
-        put(o,
-            "gatehouse_auth_decisions_total{provider=\"%s\",decision=\"%s\",reason=\"%s\"} %llu\n",
-            esc(l->l[0], a, sizeof(a)), esc(l->l[1], b, sizeof(b)), esc(l->l[2], c, sizeof(c)),
-            (unsigned long long)v);
+        labels_t *l = &reg.labels[k][id];
+        put(o, "%s{%s=\"%s\",%s=\"%s\",%s=\"%s\"} %llu\n", name, label[0],
+            esc(l->l[0], a, sizeof(a)), label[1], esc(l->l[1], b, sizeof(b)), label[2],
+            esc(l->l[2], c, sizeof(c)), (unsigned long long)v);
     }
+}
+
+static void render_decisions(out_t *o, unsigned ns)
+{
+    static const char *const labels[3] = {"provider", "decision", "reason"};
+    render_count3(o, ns, K_DECISION, "gatehouse_auth_decisions_total",
+                  "Authentication decisions by provider, decision and reason.", labels);
+}
+
+static void render_filter_events(out_t *o, unsigned ns)
+{
+    static const char *const labels[3] = {"filter", "route", "event"};
+    render_count3(o, ns, K_FILTER, "gatehouse_filter_events_total",
+                  "Events of filters (fault injection's delays and aborts, ...) by filter, route "
+                  "and event.",
+                  labels);
 }
 
 /* One listener family: a counter or gauge of gh_listener_stats_t at
@@ -643,6 +671,7 @@ char *gh_metrics_render(size_t *len)
     render_listeners(&o, ns);
     render_clusters(&o, ns);
     render_decisions(&o, ns);
+    render_filter_events(&o, ns);
     for (int x = 0; x < 8; x++) {
         if (reg.extra[x] == NULL || o.oom)
             continue;

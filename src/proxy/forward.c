@@ -442,7 +442,7 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
         o += gh_trace_format_headers(s->span, o, (size_t)(buf + cap - o));
     if (s->hdr_add_len > 0)
         o = put(o, s->hdr_add, s->hdr_add_len);
-    o = put_request_framing(o, r);
+    o = s->body_buffered ? put_content_length(o, s->body_len) : put_request_framing(o, r);
     o = PUT_LIT(o, "\r\n");
     *len = (size_t)(o - buf);
     return buf;

@@ -183,6 +183,7 @@ void gh_observe_end(gh_stream_t *s)
         e.principal = s->identity.subject;
         e.consumer = s->identity.consumer;
         e.error = s->error;
+        e.filter = s->log_note;
         gh_access_log_append(&w->alog, &cfg->access_log, &e);
     }
 

@@ -135,7 +135,12 @@ struct gh_worker_s {
     uv_write_t *wreq_free[64];
     unsigned num_wreq_free;
     uv_timer_t drain_timer;
-    gh_deadlines_t deadlines; /* every connection's timeout */
+    gh_deadlines_t deadlines; /* every connection's timeout, and filters' */
+    /* Deferred deletion: streams that ended this loop turn, freed by the
+     * reaper (a check handle, active only while the list is not empty)
+     * once every call chain that held them has returned. */
+    uv_check_t reaper;
+    gh_stream_t *dead;
     int stopping;
     int force;    /* drain deadline passed: close everything */
     int stop_req; /* set by the main thread, atomically: 1 drain, 2 force */
@@ -317,6 +322,21 @@ struct gh_stream_s {
     gh_stream_t *wait_next, *wait_prev;
     gh_deadline_t wait_dl;
     unsigned wait_fresh : 1; /* a retry: needs a new connection */
+
+    /* The async filter machinery (gatehouse/filter.h). */
+    unsigned ended : 1;                /* gh_stream_end ran: freed at the end of the loop turn */
+    unsigned buffering : 1;            /* reading the body whole for buffer_filter */
+    unsigned body_buffered : 1;        /* the body is body_buf, forwarded with Content-Length */
+    struct gh_stream_handle_s *handle; /* the paused filter's handle, until taken */
+    size_t paused_filter;              /* index + 1 of the filter holding handle */
+    size_t buffer_filter;              /* index of the filter that asked for the body */
+    size_t body_limit;
+    char *body_buf; /* arena, body_len bytes of body_cap */
+    size_t body_len, body_cap;
+    char *res_add; /* arena: response fields from filters, "name: value\r\n"... */
+    size_t res_add_len, res_add_cap;
+    const char *log_note;   /* for the access log's filter field; static or arena */
+    gh_stream_t *dead_next; /* the worker's dead list */
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)
@@ -372,6 +392,8 @@ void gh_conn_arm_timer(gh_conn_t *c);
 /* stream.c */
 gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len);
 void gh_stream_cache_free(gh_worker_t *w);
+/* Frees the streams that ended (the reaper's work; also at worker exit). */
+void gh_stream_reap(gh_worker_t *w);
 void gh_stream_client_timeout(gh_stream_t *s);
 void gh_stream_client_eof(gh_stream_t *s, int err);
 void gh_stream_run_request(gh_stream_t *s);
@@ -438,9 +460,6 @@ void gh_observe_end(gh_stream_t *s);
  * access-log line with what is known (conn.c). */
 void gh_observe_refused(gh_conn_t *c, int status, const char *error);
 int gh_listener_port(const gh_listener_conf_t *l);
-
-/* direct.c */
-extern const gh_filter_type_t gh_direct_filter;
 
 /* reply.c */
 /* Returns a heap buffer (caller frees) holding a whole response. */

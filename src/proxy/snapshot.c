@@ -1,47 +1,65 @@
 #include "proxy/snapshot.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-#include <gatehouse/authn.h>
 #include <gatehouse/metrics.h>
 
 #include "proxy/proxy.h"
 
-static int build_providers(gh_snapshot_t *s)
+static int init_runtimes(gh_snapshot_t *s)
 {
-    gh_config_t *cfg = s->cfg;
-    s->jwt = calloc(cfg->num_jwt_providers + 1, sizeof(*s->jwt));
-    if (s->jwt == NULL)
+    size_t n = 0;
+    s->types = gh_filter_types();
+    while (s->types[n] != NULL)
+        n++;
+    s->rt = calloc(n + 1, sizeof(*s->rt));
+    if (s->rt == NULL)
         return -1;
-    for (size_t i = 0; i < cfg->num_jwt_providers; i++)
-        if ((s->jwt[i] = gh_jwt_runtime_new(&cfg->jwt_providers[i])) == NULL)
+    for (size_t i = 0; i < n; i++)
+        if (s->types[i]->init != NULL && s->types[i]->init(s->cfg, &s->rt[i]) < 0)
             return -1;
     return 0;
 }
 
-static gh_authn_filter_conf_t *authn_conf(gh_snapshot_t *s, const gh_authn_conf_t *a)
+static void *runtime_of(const gh_snapshot_t *s, const gh_filter_type_t *t)
 {
-    gh_authn_filter_conf_t *fc = calloc(1, sizeof(*fc));
-    if (fc == NULL)
-        return NULL;
-    fc->authn = a;
-    fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
-    if (fc->rt == NULL) {
-        free(fc);
-        return NULL;
-    }
-    for (size_t i = 0; i < a->num_providers; i++)
-        fc->rt[i] = s->jwt[a->providers[i]->index];
-    return fc;
+    for (size_t i = 0; s->types[i] != NULL; i++)
+        if (s->types[i] == t)
+            return s->rt[i];
+    return NULL;
 }
 
-/* Builds each route's chain: authentication (when the route has authn),
- * then the terminal filter (router or direct response). Later filters
- * (policies, rate limits) go between the two, in config order. */
+/* The route's filter sections, bound to this snapshot's runtimes, then the
+ * router when no filter answers by itself. */
+static int build_chain(gh_snapshot_t *s, const gh_listener_conf_t *l, const gh_route_t *r,
+                       gh_chain_t *ch)
+{
+    ch->filters = calloc(r->num_filters + 1, sizeof(gh_filter_t));
+    if (ch->filters == NULL)
+        return -1;
+    int terminal = 0;
+    for (size_t k = 0; k < r->num_filters; k++) {
+        const gh_filter_type_t *t = r->filters[k].type;
+        const void *conf = r->filters[k].conf;
+        if (t->bind != NULL && (conf = t->bind(runtime_of(s, t), s->cfg, r, conf, l->name)) == NULL)
+            return -1;
+        ch->filters[ch->num_filters].type = t;
+        ch->filters[ch->num_filters++].conf = conf;
+        terminal |= t->phase == GH_PHASE_TERMINAL;
+    }
+    if (!terminal) {
+        ch->filters[ch->num_filters].type = &gh_router_filter;
+        ch->filters[ch->num_filters++].conf = r;
+    }
+    return 0;
+}
+
+/* Builds each route's chain (build_chain) and the metric ids. */
 static int build_chains(gh_snapshot_t *s)
 {
     gh_config_t *cfg = s->cfg;
-    if (build_providers(s) < 0)
+    if (init_runtimes(s) < 0)
         return -1;
     s->chains = calloc(cfg->num_listeners ? cfg->num_listeners : 1, sizeof(*s->chains));
     if (s->chains == NULL)
@@ -54,25 +72,8 @@ static int build_chains(gh_snapshot_t *s)
         for (size_t j = 0; j < l->num_routes; j++) {
             gh_route_t *r = &l->routes[j];
             gh_chain_t *ch = &s->chains[i][j];
-            ch->filters = calloc(2, sizeof(gh_filter_t));
-            if (ch->filters == NULL)
+            if (build_chain(s, l, r, ch) < 0)
                 return -1;
-            size_t n = 0;
-            if (r->authn != NULL) {
-                ch->authn_conf = authn_conf(s, r->authn);
-                if (ch->authn_conf == NULL)
-                    return -1;
-                ch->filters[n].type = &gh_authn_filter;
-                ch->filters[n++].conf = ch->authn_conf;
-            }
-            if (r->direct != NULL) {
-                ch->filters[n].type = &gh_direct_filter;
-                ch->filters[n++].conf = r->direct;
-            } else {
-                ch->filters[n].type = &gh_router_filter;
-                ch->filters[n++].conf = r;
-            }
-            ch->num_filters = n;
             ch->route_id = gh_metrics_route_id(l->name, r->name);
             ch->series_ids = calloc(r->num_targets + 1, sizeof(uint32_t));
             if (ch->series_ids == NULL)
@@ -115,22 +116,22 @@ static void snapshot_free(gh_snapshot_t *s)
             if (s->chains[i] == NULL)
                 continue;
             for (size_t j = 0; j < s->cfg->listeners[i].num_routes; j++) {
-                free(s->chains[i][j].filters);
-                free(s->chains[i][j].series_ids);
-                gh_authn_filter_conf_t *fc = s->chains[i][j].authn_conf;
-                if (fc != NULL) {
-                    free(fc->rt);
-                    free(fc);
-                }
+                gh_chain_t *ch = &s->chains[i][j];
+                for (size_t k = 0; ch->filters != NULL && k < ch->num_filters; k++)
+                    if (ch->filters[k].type->unbind != NULL)
+                        ch->filters[k].type->unbind((void *)ch->filters[k].conf);
+                free(ch->filters);
+                free(ch->series_ids);
             }
             free(s->chains[i]);
         }
         free(s->chains);
     }
-    if (s->jwt != NULL)
-        for (size_t i = 0; i < s->cfg->num_jwt_providers; i++)
-            gh_jwt_runtime_free(s->jwt[i]);
-    free(s->jwt);
+    if (s->rt != NULL)
+        for (size_t i = 0; s->types[i] != NULL; i++)
+            if (s->types[i]->fini != NULL && s->rt[i] != NULL)
+                s->types[i]->fini(s->rt[i]);
+    free(s->rt);
     free(s->lids);
     free(s->cluster_ids);
     if (s->endpoint_ids != NULL)
@@ -168,4 +169,25 @@ void gh_snapshot_unref(gh_snapshot_t *s)
 {
     if (s != NULL && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
         snapshot_free(s);
+}
+
+size_t gh_snapshot_not_ready(const gh_snapshot_t *s, int detailed, char *out, size_t cap)
+{
+    size_t n = 0, o = 0;
+    if (cap > 0)
+        out[0] = '\0';
+    for (size_t i = 0; s->types[i] != NULL; i++) {
+        if (s->types[i]->ready == NULL)
+            continue;
+        if (o > 0 && o + 1 < cap) {
+            out[o++] = '\n';
+            out[o] = '\0';
+        }
+        size_t k = s->types[i]->ready(s->rt[i], detailed, out + o, cap - o);
+        if (k == 0 && o > 0 && out[o - 1] == '\n')
+            out[--o] = '\0';
+        n += k;
+        o += strlen(out + o);
+    }
+    return n;
 }

@@ -13,9 +13,11 @@
 #include <gatehouse/filter.h>
 
 typedef struct {
+    /* The route's filters in phase order, then the terminal one (the
+     * router unless the route has a terminal filter). Instances made by a
+     * type's bind are owned here (freed by its unbind). */
     gh_filter_t *filters;
     size_t num_filters;
-    void *authn_conf; /* gh_authn_filter_conf_t, owned; NULL without authn */
     /* Metric ids (gatehouse/metrics.h): the route's, and one series per
      * target cluster, [0] being the series without a cluster (local
      * replies before a cluster was chosen, direct responses). */
@@ -32,12 +34,15 @@ typedef struct {
 typedef struct {
     unsigned long refs; /* atomic */
     uint64_t generation;
-    gh_config_t *cfg;              /* owned */
-    gh_chain_t **chains;           /* [listener][route], owned */
-    gh_listener_ids_t *lids;       /* [listener] */
-    uint32_t *cluster_ids;         /* [cluster] */
-    uint32_t **endpoint_ids;       /* [cluster][endpoint] */
-    struct gh_jwt_runtime_s **jwt; /* [provider] */
+    gh_config_t *cfg;        /* owned */
+    gh_chain_t **chains;     /* [listener][route], owned */
+    gh_listener_ids_t *lids; /* [listener] */
+    uint32_t *cluster_ids;   /* [cluster] */
+    uint32_t **endpoint_ids; /* [cluster][endpoint] */
+    /* The filter types this snapshot was built with (the registry's list)
+     * and each one's per-snapshot runtime (init/fini), by index. */
+    const gh_filter_type_t *const *types;
+    void **rt;
     /* Client connections one worker may hold over all its listeners, fitted
      * to RLIMIT_NOFILE by gh_fdlimit_apply(); 0 until then: no cap. */
     uint32_t conn_cap;
@@ -48,6 +53,9 @@ typedef struct {
  * one reference, or NULL when out of memory. */
 gh_snapshot_t *gh_snapshot_new(gh_config_t *cfg, uint64_t generation);
 gh_snapshot_t *gh_snapshot_ref(gh_snapshot_t *s);
+/* Main thread, for /ready: how many parts of the filters' runtimes are not
+ * ready, their reasons as lines in out (gh_filter_type_t.ready). */
+size_t gh_snapshot_not_ready(const gh_snapshot_t *s, int detailed, char *out, size_t cap);
 void gh_snapshot_unref(gh_snapshot_t *s);
 
 #endif

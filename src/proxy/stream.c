@@ -328,6 +328,28 @@ fail:
     return NULL;
 }
 
+static void start_buffering(gh_stream_t *s);
+static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* What the chain does after filter i returned st. 1: go on with the next. */
+static int chain_step(gh_stream_t *s, size_t i, gh_filter_status_t st)
+{
+    if (s->ended)
+        return 0;
+    switch (st) {
+    case GH_FILTER_CONTINUE:
+        return 1;
+    case GH_FILTER_BUFFER:
+        s->buffer_filter = i;
+        start_buffering(s);
+        return 0;
+    case GH_FILTER_PAUSE:
+    case GH_FILTER_REPLIED:
+    default:
+        return 0;
+    }
+}
+
 static void run_chain(gh_stream_t *s)
 {
     while (s->next_filter < s->num_filters) {
@@ -335,14 +357,234 @@ static void run_chain(gh_stream_t *s)
         const gh_filter_t *f = &s->filters[i];
         if (f->type->on_request_headers == NULL)
             continue;
-        if (f->type->on_request_headers(s, f->conf, s->ctx[i]) != GH_FILTER_CONTINUE)
+        if (!chain_step(s, i, f->type->on_request_headers(s, f->conf, s->ctx[i])))
             return;
     }
 }
 
-void gh_stream_resume(gh_stream_t *s)
+/* ---- pause, resume, cancel (gatehouse/filter.h) ---- */
+
+/* Shared by a paused stream and its filter: s is cleared when the stream
+ * ends, so the filter's later take sees NULL instead of a freed stream.
+ * Freed by the take (the filter's one use of it). */
+struct gh_stream_handle_s {
+    gh_stream_t *s;
+};
+
+gh_stream_handle_t *gh_stream_pause(gh_stream_t *s)
 {
+    if (s->handle != NULL || s->ended || s->next_filter == 0)
+        return NULL;
+    gh_stream_handle_t *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    h->s = s;
+    s->handle = h;
+    s->paused_filter = s->next_filter; /* the filter running now, + 1 */
+    return h;
+}
+
+gh_stream_t *gh_stream_handle_take(gh_stream_handle_t *h)
+{
+    if (h == NULL)
+        return NULL;
+    gh_stream_t *s = h->s;
+    if (s != NULL) {
+        s->handle = NULL;
+        s->paused_filter = 0;
+    }
+    free(h);
+    return s;
+}
+
+void gh_stream_continue(gh_stream_t *s)
+{
+    if (s->ended || s->res_started)
+        return;
     run_chain(s);
+}
+
+void gh_stream_resume(gh_stream_handle_t *h)
+{
+    gh_stream_t *s = gh_stream_handle_take(h);
+    if (s != NULL)
+        gh_stream_continue(s);
+}
+
+/* The stream ends while a filter holds its handle: the handle forgets the
+ * stream, and the filter hears of it. */
+static void cancel_paused(gh_stream_t *s)
+{
+    gh_stream_handle_t *h = s->handle;
+    if (h == NULL)
+        return;
+    size_t i = s->paused_filter - 1;
+    h->s = NULL;
+    s->handle = NULL;
+    s->paused_filter = 0;
+    const gh_filter_t *f = &s->filters[i];
+    if (f->type->on_cancel != NULL)
+        f->type->on_cancel(s, f->conf, s->ctx[i]);
+}
+
+int gh_stream_deadline_start(gh_stream_t *s, gh_deadline_t *d, uint64_t ms, gh_deadline_cb cb)
+{
+    return gh_deadline_start(&s->conn->worker->deadlines, d, ms, cb);
+}
+
+uv_loop_t *gh_stream_loop(gh_stream_t *s)
+{
+    return &s->conn->worker->loop;
+}
+
+uint64_t gh_stream_now_ms(gh_stream_t *s)
+{
+    return uv_now(&s->conn->worker->loop);
+}
+
+unsigned gh_stream_worker_id(const gh_stream_t *s)
+{
+    return s->conn->worker->id;
+}
+
+uint64_t gh_stream_random(gh_stream_t *s)
+{
+    return gh_rand(s->conn->worker);
+}
+
+/* ---- bounded request-body buffering ---- */
+
+/* Buffered bodies are written with one uv_buf_t (32-bit length). */
+#define BODY_LIMIT_MAX ((size_t)1 << 30)
+
+void gh_stream_buffer_body(gh_stream_t *s, size_t limit)
+{
+    s->body_limit = limit < BODY_LIMIT_MAX ? limit : BODY_LIMIT_MAX;
+}
+
+static void body_too_large(gh_stream_t *s, uint64_t limit)
+{
+    char detail[128];
+    snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
+             (unsigned long long)limit);
+    gh_stream_reply_error(s, 413, "payload_too_large", detail);
+}
+
+static uint64_t buffer_limit(const gh_stream_t *s)
+{
+    return s->body_limit < s->route->max_body ? s->body_limit : s->route->max_body;
+}
+
+static int body_append(gh_stream_t *s, const char *p, size_t n)
+{
+    if (s->body_len + n > s->body_cap) {
+        size_t cap = s->body_cap ? s->body_cap : 1024;
+        while (cap < s->body_len + n)
+            cap *= 2;
+        if (cap > buffer_limit(s))
+            cap = (size_t)buffer_limit(s);
+        char *nb = gh_arena_alloc(&s->arena, cap);
+        if (nb == NULL)
+            return -1;
+        if (s->body_len > 0)
+            memcpy(nb, s->body_buf, s->body_len);
+        s->body_buf = nb;
+        s->body_cap = cap;
+    }
+    memcpy(s->body_buf + s->body_len, p, n);
+    s->body_len += n;
+    return 0;
+}
+
+static void observe_body(gh_stream_t *s);
+
+/* The body is whole: the filter that asked sees it, and the chain goes on
+ * from there. */
+static void body_complete(gh_stream_t *s)
+{
+    s->buffering = 0;
+    s->body_buffered = 1;
+    s->req_body_done = 1;
+    s->req_pump.done = 1;
+    gh_conn_update_reading(s->conn);
+    size_t i = s->buffer_filter;
+    const gh_filter_t *f = &s->filters[i];
+    gh_filter_status_t st = GH_FILTER_CONTINUE;
+    if (f->type->on_request_buffered != NULL)
+        st = f->type->on_request_buffered(s, f->conf, s->ctx[i],
+                                          s->body_buf != NULL ? s->body_buf : "", s->body_len);
+    if (chain_step(s, i, st))
+        run_chain(s);
+}
+
+/* Takes what the client sent so far into body_buf (decoded), dropping it
+ * from the read buffer, until the body is complete. */
+static int buffer_body(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    uv_buf_t bufs[GH_PUMP_MAX_BUFS];
+    gh_h1_error_t err = {0, NULL};
+    if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent && c->rlen == 0) {
+        uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
+        s->continue_sent = 1;
+        if (gh_conn_write_aside(c, &cb, 1) < 0) {
+            gh_stream_abort(s, "cannot write 100 Continue");
+            return -1;
+        }
+    }
+    while (!s->req_pump.done) {
+        size_t inflight = 0, taken = 0;
+        uint64_t payload = 0;
+        int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, &inflight, &taken,
+                                  &payload, &err);
+        if (k < 0) {
+            gh_stream_reply_error(s, 400, "bad_request",
+                                  err.detail ? err.detail : "malformed chunked body");
+            return -1;
+        }
+        s->req_body_bytes += payload;
+        s->bytes_in += taken;
+        if (s->req_body_bytes > buffer_limit(s)) {
+            body_too_large(s, buffer_limit(s));
+            return -1;
+        }
+        for (unsigned d = 0; d < s->req_pump.num_data; d++)
+            if (body_append(s, s->req_pump.data[d].base, s->req_pump.data[d].len) < 0) {
+                gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+                return -1;
+            }
+        observe_body(s);
+        if (inflight > 0) {
+            memmove(c->rbuf, c->rbuf + inflight, c->rlen - inflight);
+            c->rlen -= inflight;
+        }
+        if (k == 0)
+            break;
+    }
+    if (s->req_pump.done) {
+        body_complete(s);
+        return 0;
+    }
+    if (c->peer_eof) {
+        gh_stream_abort(s, "client closed the connection mid-body");
+        return -1;
+    }
+    gh_conn_update_reading(c);
+    return 0;
+}
+
+static void start_buffering(gh_stream_t *s)
+{
+    if (s->req.body == GH_H1_BODY_LENGTH && s->req.content_length > buffer_limit(s)) {
+        body_too_large(s, buffer_limit(s));
+        return;
+    }
+    if (s->req_pump.done) {
+        body_complete(s);
+        return;
+    }
+    s->buffering = 1;
+    buffer_body(s);
 }
 
 static int name_in_lines(const char *lines, size_t len, const char *name, size_t nlen)
@@ -443,35 +685,184 @@ void gh_stream_reply_error(gh_stream_t *s, int status, const char *code, const c
     gh_stream_reply_error_with(s, status, code, detail, NULL);
 }
 
-void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
-                                const char *extra)
+/* Marks s as answered locally and decides the connection's fate: a body
+ * we have not read makes it unusable (its bytes would be taken for the
+ * next request). 0, or -1 when a response was started already (then s
+ * was aborted instead). */
+static int reply_begin(gh_stream_t *s, int status, const char *detail)
 {
     gh_conn_t *c = s->conn;
+    if (s->ended)
+        return -1;
     if (s->res_started) {
         gh_stream_abort(s, detail);
-        return;
+        return -1;
     }
     s->res_started = 1;
     s->replied = 1;
     s->status = status;
-    s->error = gh_arena_memdup(&s->arena, detail, strlen(detail));
-    /* A body we have not read makes the connection unusable: its bytes
-     * would be taken for the next request. */
+    if (detail != NULL)
+        s->error = gh_arena_memdup(&s->arena, detail, strlen(detail));
     if (!s->req_body_done || c->worker->stopping)
         c->keep_alive = 0;
-    int head_only = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
+    return 0;
+}
+
+static int is_head_request(const gh_stream_t *s)
+{
+    return s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
+}
+
+/* Hands a heap buffer holding a whole response to the client. */
+static void reply_send(gh_stream_t *s, char *buf, size_t len)
+{
+    gh_conn_t *c = s->conn;
+    c->wbuf = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    gh_conn_write(c, &b, 1);
+}
+
+void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
+                                const char *extra)
+{
+    if (reply_begin(s, status, detail) < 0)
+        return;
+    gh_conn_t *c = s->conn;
+    /* The fields filters added (Retry-After on a 429) come with it. */
+    char *lines = (char *)extra;
+    if (s->res_add_len > 0) {
+        size_t el = extra != NULL ? strlen(extra) : 0;
+        lines = gh_arena_alloc(&s->arena, el + s->res_add_len + 1);
+        if (lines == NULL) {
+            gh_stream_abort(s, "out of memory");
+            return;
+        }
+        if (el > 0)
+            memcpy(lines, extra, el);
+        memcpy(lines + el, s->res_add, s->res_add_len);
+        lines[el + s->res_add_len] = '\0';
+    }
     size_t len;
-    char *buf =
-        gh_reply_error_build_with(status, code, detail, extra, !c->keep_alive, head_only, &len);
+    char *buf = gh_reply_error_build_with(status, code, detail, lines, !c->keep_alive,
+                                          is_head_request(s), &len);
     if (buf == NULL) {
         gh_stream_abort(s, "out of memory");
         return;
     }
     GH_LOG(GH_LOG_DEBUG, "stream", "req=%s local reply %d %s: %s", s->request_id, status, code,
            detail);
-    c->wbuf = buf;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
-    gh_conn_write(c, &b, 1);
+    reply_send(s, buf, len);
+}
+
+/* Fields gatehouse writes itself on every response, which a filter may
+ * not set: framing and hop-by-hop names. */
+static int response_field_refused(const char *name, size_t n, const char *value, size_t vn)
+{
+    static const char *const own[] = {"content-length",   "transfer-encoding",
+                                      "connection",       "keep-alive",
+                                      "proxy-connection", "te",
+                                      "trailer",          "upgrade"};
+    if (n == 0)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!gh_h1_is_tchar((unsigned char)name[i]))
+            return 1;
+    for (size_t i = 0; i < vn; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return 1;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (gh_field_name_same(name, n, own[i], strlen(own[i])))
+            return 1;
+    return 0;
+}
+
+static size_t field_line_len(size_t n, size_t vn)
+{
+    return n + vn + 4;
+}
+
+static char *put_field_line(char *o, const char *name, size_t n, const char *value, size_t vn)
+{
+    memcpy(o, name, n);
+    o += n;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, value, vn);
+    o += vn;
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
+}
+
+int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
+                                  const char *value, size_t value_len)
+{
+    if (response_field_refused(name, name_len, value, value_len))
+        return -1;
+    size_t need = s->res_add_len + field_line_len(name_len, value_len);
+    if (need > s->res_add_cap) {
+        size_t cap = s->res_add_cap ? s->res_add_cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        char *nb = gh_arena_alloc(&s->arena, cap);
+        if (nb == NULL)
+            return -1;
+        if (s->res_add_len > 0)
+            memcpy(nb, s->res_add, s->res_add_len);
+        s->res_add = nb;
+        s->res_add_cap = cap;
+    }
+    put_field_line(s->res_add + s->res_add_len, name, name_len, value, value_len);
+    s->res_add_len = need;
+    return 0;
+}
+
+void gh_stream_reply(gh_stream_t *s, int status, const gh_h1_header_t *headers, size_t num_headers,
+                     const char *body, size_t body_len)
+{
+    if (status < 200 || status > 599) {
+        gh_stream_reply_error(s, 500, "internal_error", "a filter replied with a bad status");
+        return;
+    }
+    size_t cap = 128 + s->res_add_len + body_len;
+    for (size_t i = 0; i < num_headers; i++) {
+        const gh_h1_header_t *h = &headers[i];
+        if (response_field_refused(h->name, h->name_len, h->value, h->value_len)) {
+            gh_stream_reply_error(s, 500, "internal_error",
+                                  "a filter replied with a field gatehouse does not send");
+            return;
+        }
+        cap += field_line_len(h->name_len, h->value_len);
+    }
+    if (reply_begin(s, status, NULL) < 0)
+        return;
+    gh_conn_t *c = s->conn;
+    char *buf = malloc(cap), *o = buf;
+    if (buf == NULL) {
+        gh_stream_abort(s, "out of memory");
+        return;
+    }
+    o += snprintf(o, 64, "HTTP/1.1 %d %s\r\n", status, gh_status_reason(status));
+    for (size_t i = 0; i < num_headers; i++)
+        o = put_field_line(o, headers[i].name, headers[i].name_len, headers[i].value,
+                           headers[i].value_len);
+    if (s->res_add_len > 0) {
+        memcpy(o, s->res_add, s->res_add_len);
+        o += s->res_add_len;
+    }
+    int has_body = status != 204 && status != 304;
+    if (has_body)
+        o += snprintf(o, 40, "content-length: %zu\r\n", body_len);
+    if (!c->keep_alive)
+        o += snprintf(o, 24, "connection: close\r\n");
+    *o++ = '\r';
+    *o++ = '\n';
+    if (has_body && !is_head_request(s) && body_len > 0) {
+        memcpy(o, body, body_len);
+        o += body_len;
+    }
+    GH_LOG(GH_LOG_DEBUG, "stream", "req=%s local reply %d", s->request_id, status);
+    reply_send(s, buf, (size_t)(o - buf));
 }
 
 void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *detail)
@@ -500,11 +891,48 @@ int gh_stream_response_filters(gh_stream_t *s)
     return 0;
 }
 
+static void reaper_run(uv_check_t *h)
+{
+    gh_stream_reap(h->data);
+}
+
+void gh_stream_reap(gh_worker_t *w)
+{
+    while (w->dead != NULL) {
+        gh_stream_t *s = w->dead;
+        w->dead = s->dead_next;
+        gh_wsnap_unref(s->ws);
+        stream_give(w, s);
+    }
+    if (uv_is_active((uv_handle_t *)&w->reaper))
+        uv_check_stop(&w->reaper);
+}
+
+/* Deferred deletion: s is freed after the current callback returned to
+ * the loop, so every frame that still holds s (a filter that replied, the
+ * chain runner, a pump) may look at s->ended and return. Its snapshot
+ * reference goes then too: a filter's conf lives in the snapshot. */
+static void stream_bury(gh_worker_t *w, gh_stream_t *s)
+{
+    s->dead_next = w->dead;
+    w->dead = s;
+    if (w->reaper.type != UV_CHECK || uv_is_closing((uv_handle_t *)&w->reaper))
+        return; /* the worker is going: gh_worker_dispose reaps */
+    if (!uv_is_active((uv_handle_t *)&w->reaper)) {
+        w->reaper.data = w;
+        uv_check_start(&w->reaper, reaper_run);
+    }
+}
+
 void gh_stream_end(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
+    if (s->ended)
+        return;
+    s->ended = 1;
     if (!s->logged) {
         s->logged = 1;
+        cancel_paused(s);
         gh_observe_end(s);
         for (size_t i = 0; i < s->num_filters; i++)
             if (s->filters[i].type->on_log != NULL)
@@ -527,8 +955,7 @@ void gh_stream_end(gh_stream_t *s)
                s->req_inflight == 0;
     int aborted = s->aborted;
     c->stream = NULL;
-    gh_wsnap_unref(s->ws);
-    stream_give(c->worker, s);
+    stream_bury(c->worker, s);
     if (aborted) {
         gh_conn_close(c);
     } else if (keep) {
@@ -588,6 +1015,14 @@ void gh_stream_client_timeout(gh_stream_t *s)
 
 void gh_stream_client_eof(gh_stream_t *s, int err)
 {
+    /* Nothing has gone upstream while a filter holds the request (a fault
+     * delay, an authorizer call): a client that closes then is taken as
+     * gone, as HAProxy's abortonclose does for queued requests, rather
+     * than sending its request on and writing to a closed socket. */
+    if (s->handle != NULL) {
+        gh_stream_abort(s, "client closed the connection while the request was held");
+        return;
+    }
     /* A client that half-closes after sending its whole request still
      * gets its response (HTTP/1.0-era clients do this). */
     if (err == UV_EOF && s->req_body_done && !s->replied)
@@ -605,7 +1040,21 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
     gh_stream_abort(s, "client closed the connection");
 }
 
-static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+/* The filters that watch the body see the payload spans of the last pump
+ * fill. */
+static void observe_body(gh_stream_t *s)
+{
+    for (size_t i = 0; i < s->num_filters; i++) {
+        const gh_filter_t *f = &s->filters[i];
+        if (f->type->on_request_body == NULL)
+            continue;
+        for (unsigned d = 0; d < s->req_pump.num_data; d++)
+            f->type->on_request_body(s, f->conf, s->ctx[i], s->req_pump.data[d].base,
+                                     s->req_pump.data[d].len, 0);
+        if (s->req_pump.done)
+            f->type->on_request_body(s, f->conf, s->ctx[i], NULL, 0, 1);
+    }
+}
 
 /* Sends the request head and whatever body bytes are buffered to the
  * upstream, one write at a time: while a write is under way the client's
@@ -620,12 +1069,16 @@ int gh_stream_pump_request(gh_stream_t *s)
     unsigned n = 0;
     gh_h1_error_t err = {0, NULL};
 
+    if (s->buffering)
+        return buffer_body(s);
     if (u == NULL || !u->connected || u->wpending || s->req_sent || s->res_done)
         return 0;
     if (!s->head_sent) {
         bufs[n++] = uv_buf_init(s->fwd_head, (unsigned)s->fwd_head_len);
         s->head_sent = 1;
         s->up_start_ns = uv_hrtime();
+        if (s->body_buffered && s->body_len > 0)
+            bufs[n++] = uv_buf_init(s->body_buf, (unsigned)s->body_len);
     }
     if (!s->req_pump.done) {
         if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent &&
@@ -655,16 +1108,7 @@ int gh_stream_pump_request(gh_stream_t *s)
             gh_stream_fail(s, 413, "payload_too_large", detail);
             return -1;
         }
-        for (size_t i = 0; i < s->num_filters; i++) {
-            const gh_filter_t *f = &s->filters[i];
-            if (f->type->on_request_body == NULL)
-                continue;
-            for (unsigned d = 0; d < s->req_pump.num_data; d++)
-                f->type->on_request_body(s, f->conf, s->ctx[i], s->req_pump.data[d].base,
-                                         s->req_pump.data[d].len, 0);
-            if (s->req_pump.done)
-                f->type->on_request_body(s, f->conf, s->ctx[i], NULL, 0, 1);
-        }
+        observe_body(s);
         if (k == 0 && !s->req_pump.done && c->peer_eof) {
             /* Every byte the client will ever send is taken, and the body
              * is not complete. */
@@ -876,4 +1320,39 @@ int gh_stream_match(gh_stream_t *s, const gh_strmatch_t *m, const char *v, size_
 gh_metrics_shard_t *gh_stream_metrics(gh_stream_t *s)
 {
     return s->conn->worker->metrics;
+}
+
+const char *gh_stream_header_get(const gh_stream_t *s, const char *lower, size_t *len)
+{
+    size_t n = strlen(lower);
+    for (size_t i = 0; i < s->req.num_headers; i++) {
+        const gh_h1_header_t *h = &s->req.headers[i];
+        if (gh_field_name_same(h->name, h->name_len, lower, n)) {
+            *len = h->value_len;
+            return h->value;
+        }
+    }
+    return NULL;
+}
+
+const gh_route_t *gh_stream_route(const gh_stream_t *s)
+{
+    return s->route;
+}
+
+const char *gh_stream_request_id(const gh_stream_t *s)
+{
+    return s->request_id;
+}
+
+void gh_stream_count(gh_stream_t *s, uint32_t id)
+{
+    gh_counter_stats_t *st = gh_metrics_filter(s->conn->worker->metrics, id);
+    if (st != NULL)
+        GH_STAT_INC(st->count);
+}
+
+void gh_stream_log_note(gh_stream_t *s, const char *note)
+{
+    s->log_note = note;
 }

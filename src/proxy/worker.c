@@ -501,6 +501,8 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
     w->fd_timer.data = w;
     reserve_open(w);
     gh_deadlines_init(&w->deadlines, &w->loop);
+    uv_check_init(&w->loop, &w->reaper);
+    w->reaper.data = w;
     w->metrics = gh_metrics_shard_new();
     w->md = pcre2_match_data_create(1, NULL);
     if (w->md == NULL || apply_snapshot(w, snap, fds) < 0)
@@ -562,6 +564,7 @@ void gh_worker_join(gh_worker_t *w)
 void gh_worker_dispose(gh_worker_t *w)
 {
     if (w->loop_ok) {
+        gh_stream_reap(w);
         if (w->cur != NULL) {
             gh_wsnap_unref(w->cur);
             w->cur = NULL;

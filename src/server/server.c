@@ -15,7 +15,6 @@
 #include <gatehouse/accesslog.h>
 #include <gatehouse/admin.h>
 #include <gatehouse/file.h>
-#include <gatehouse/authn.h>
 #include <gatehouse/keyring.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
@@ -55,8 +54,9 @@ typedef struct {
     size_t last_len;
 
     gh_admin_t *admin;
-    char ready_reason[READY_REASONS_MAX * READY_REASON_LEN + 64];
-    int serving; /* every worker runs the first snapshot */
+    char ready_reason[READY_REASONS_MAX * READY_REASON_LEN +
+                      64]; /* filters' reasons (gh_snapshot_not_ready) */
+    int serving;           /* every worker runs the first snapshot */
     /* Tracers by config: the last is current. One that a reload replaced is
      * stopped (its thread ends) but freed only at exit, since a worker may
      * still be submitting to it. */
@@ -210,32 +210,11 @@ static int hook_ready(void *arg, int detailed, const char **reason)
         *reason = "starting";
         return 0;
     }
-    /* Required keys: every provider a route uses must have loaded once.
-     * Every one that has not is a reason of its own (the admin API splits
-     * them at '\n'), so an operator sees them all at once. */
-    size_t o = 0, listed = 0, more = 0;
-    for (size_t i = 0; i < sv->snap->cfg->num_jwt_providers; i++) {
-        const char *why;
-        if (gh_jwt_runtime_ready(sv->snap->jwt[i], &why))
-            continue;
-        if (listed == READY_REASONS_MAX) {
-            more++;
-            continue;
-        }
-        char one[READY_REASON_LEN];
-        /* why may name a file, a URL or quote a JWKS host's answer. */
-        snprintf(one, sizeof(one), "jwt provider '%s': %s", sv->snap->cfg->jwt_providers[i].name,
-                 detailed ? why : "keys not loaded (details need the admin token)");
-        for (char *c = one; *c; c++)
-            if (*c == '\n')
-                *c = ' ';
-        o += (size_t)snprintf(sv->ready_reason + o, sizeof(sv->ready_reason) - o, "%s%s",
-                              listed > 0 ? "\n" : "", one);
-        listed++;
-    }
-    if (more > 0)
-        snprintf(sv->ready_reason + o, sizeof(sv->ready_reason) - o,
-                 "\nand %zu more jwt providers without keys", more);
+    /* Every filter runtime must be ready (the JWT providers' keys loaded
+     * once). Each part that is not is a line of its own (the admin API
+     * splits them at '\n'), so an operator sees them all at once. */
+    size_t listed =
+        gh_snapshot_not_ready(sv->snap, detailed, sv->ready_reason, sizeof(sv->ready_reason));
     if (listed > 0) {
         *reason = sv->ready_reason;
         return 0;

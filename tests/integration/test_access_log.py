@@ -13,7 +13,7 @@ from ops_util import read_json_lines, wait_for, wait_lines
 
 DEFAULT_FIELDS = {"time", "request_id", "listener", "route", "method", "path", "query", "status",
                   "bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_duration_ms", "client",
-                  "user_agent", "principal", "consumer", "trace_id", "error"}
+                  "user_agent", "principal", "consumer", "trace_id", "error", "filter"}
 
 AUTH = "Bearer sekrit-bearer-value-Zq81"
 COOKIE = "session=sekrit-cookie-value-Qx42; theme=dark"

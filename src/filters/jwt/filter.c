@@ -15,7 +15,6 @@
  * expiry, and the header lines to add. A key set refresh changes the
  * generation and so retires every entry made under the old keys.
  */
-#include <gatehouse/authn.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,12 +23,26 @@
 #include <strings.h>
 #include <time.h>
 
+#include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/keyring.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
 
+#include "filters/jwt/jwt.h"
+
 /* ---- runtime ---- */
+
+typedef struct gh_jwt_runtime_s gh_jwt_runtime_t;
+
+/* The filter's instance on a route: its authn with the runtimes of its
+ * providers (borrowed from the snapshot's runtime). */
+typedef struct {
+    const gh_authn_conf_t *authn;
+    gh_jwt_runtime_t **rt; /* authn->num_providers entries */
+} gh_authn_filter_conf_t;
+
+static void gh_jwt_runtime_free(gh_jwt_runtime_t *rt);
 
 struct gh_jwt_runtime_s {
     uint64_t id; /* unique per runtime, for cache entries */
@@ -43,7 +56,7 @@ struct gh_jwt_runtime_s {
 
 static uint64_t next_runtime_id; /* atomic */
 
-gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
+static gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
 {
     gh_jwt_runtime_t *rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
@@ -96,7 +109,7 @@ gh_jwt_runtime_t *gh_jwt_runtime_new(const gh_jwt_provider_conf_t *p)
     return rt;
 }
 
-void gh_jwt_runtime_free(gh_jwt_runtime_t *rt)
+static void gh_jwt_runtime_free(gh_jwt_runtime_t *rt)
 {
     if (rt == NULL)
         return;
@@ -104,11 +117,6 @@ void gh_jwt_runtime_free(gh_jwt_runtime_t *rt)
     free(rt->reqs);
     free(rt->scope_needed);
     free(rt);
-}
-
-int gh_jwt_runtime_ready(const gh_jwt_runtime_t *rt, const char **why)
-{
-    return gh_keyring_ready(rt->keyring, why);
 }
 
 static void count(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r)
@@ -1033,7 +1041,169 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     return GH_FILTER_REPLIED;
 }
 
+/* ---- the type's table: config, runtime, readiness ---- */
+
+/* The snapshot's runtime: one entry per provider of the config. */
+typedef struct {
+    const gh_config_t *cfg;
+    gh_jwt_runtime_t **rt; /* cfg->num_jwt_providers */
+} runtimes_t;
+
+static int parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                 gh_route_t *route, void **conf)
+{
+    int rc = gh_config_parse_authn(doc, node, cfg, route);
+    if (rc != 0) {
+        gh_config_free_authn(route->authn);
+        route->authn = NULL;
+        return rc;
+    }
+    *conf = route->authn;
+    return 0;
+}
+
+static void free_conf(void *conf)
+{
+    gh_config_free_authn(conf);
+}
+
+static void fini(void *p)
+{
+    runtimes_t *r = p;
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->cfg->num_jwt_providers; i++)
+        gh_jwt_runtime_free(r->rt[i]);
+    free(r->rt);
+    free(r);
+}
+
+/* Every provider gets its runtime, whether a route uses it or not: /ready
+ * waits for every provider's keys, as before the registry. */
+static int init(const gh_config_t *cfg, void **out)
+{
+    *out = NULL;
+    if (cfg->num_jwt_providers == 0)
+        return 0;
+    runtimes_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    r->cfg = cfg;
+    r->rt = calloc(cfg->num_jwt_providers, sizeof(*r->rt));
+    if (r->rt == NULL) {
+        free(r);
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->num_jwt_providers; i++)
+        if ((r->rt[i] = gh_jwt_runtime_new(&cfg->jwt_providers[i])) == NULL) {
+            fini(r);
+            return -1;
+        }
+    *out = r;
+    return 0;
+}
+
+/* Required keys: every provider must have loaded once. Each one that has
+ * not is a line of its own, so an operator sees them all at once. */
+/* Appends line to out[0..cap) after *o, "\n"-separated, if it fits. */
+static void put_line(char *out, size_t cap, size_t *o, const char *line)
+{
+    size_t len = strlen(line);
+    if (*o + 1 + len >= cap)
+        return;
+    if (*o > 0)
+        out[(*o)++] = '\n';
+    memcpy(out + *o, line, len + 1);
+    *o += len;
+}
+
+/* Lines listed before the rest are only counted. */
+#define READY_LINES_MAX 32
+
+static size_t ready(const void *p, int detailed, char *out, size_t cap)
+{
+    const runtimes_t *r = p;
+    size_t listed = 0, more = 0, o = 0;
+    for (size_t i = 0; r != NULL && i < r->cfg->num_jwt_providers; i++) {
+        const char *why;
+        if (gh_keyring_ready(r->rt[i]->keyring, &why))
+            continue;
+        if (listed == READY_LINES_MAX) {
+            more++;
+            continue;
+        }
+        char one[512];
+        /* why may name a file, a URL or quote a JWKS host's answer. */
+        snprintf(one, sizeof(one), "jwt provider '%s': %s", r->cfg->jwt_providers[i].name,
+                 detailed ? why : "keys not loaded (details need the admin token)");
+        for (char *c = one; *c != '\0'; c++)
+            if (*c == '\n')
+                *c = ' ';
+        put_line(out, cap, &o, one);
+        listed++;
+    }
+    if (more > 0) {
+        char one[80];
+        snprintf(one, sizeof(one), "and %zu more jwt providers without keys", more);
+        put_line(out, cap, &o, one);
+        listed++;
+    }
+    return listed;
+}
+
+static void *authn_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
+                        const char *listener)
+{
+    runtimes_t *r = p;
+    const gh_authn_conf_t *a = conf;
+    (void)cfg;
+    (void)route;
+    (void)listener;
+    gh_authn_filter_conf_t *fc = calloc(1, sizeof(*fc));
+    if (fc == NULL)
+        return NULL;
+    fc->authn = a;
+    fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
+    if (fc->rt == NULL) {
+        free(fc);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->num_providers; i++)
+        fc->rt[i] = r->rt[a->providers[i]->index];
+    return fc;
+}
+
+static void authn_unbind(void *p)
+{
+    gh_authn_filter_conf_t *fc = p;
+    if (fc != NULL)
+        free(fc->rt);
+    free(fc);
+}
+
+static int service_start(uv_loop_t *main_loop)
+{
+    gh_keyring_init(main_loop);
+    return 0;
+}
+
+static void service_stop(void)
+{
+    gh_keyring_shutdown();
+}
+
 const gh_filter_type_t gh_authn_filter = {
     .name = "authn",
+    .phase = GH_PHASE_AUTHN,
+    .parse = parse,
+    .free_conf = free_conf,
+    .init = init,
+    .fini = fini,
+    .ready = ready,
+    .bind = authn_bind,
+    .unbind = authn_unbind,
+    .service_start = service_start,
+    .service_stop = service_stop,
+    .metrics = gh_keyring_metrics,
     .on_request_headers = on_request_headers,
 };

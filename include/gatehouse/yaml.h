@@ -13,13 +13,13 @@
  * Each config section (core, auth, issuer, ...) parses its own part of the
  * tree with the helpers below, so that all of them report errors the same way.
  */
-#ifndef GATEHOUSE_CONFIG_YAML_H
-#define GATEHOUSE_CONFIG_YAML_H
+#ifndef GATEHOUSE_YAML_H
+#define GATEHOUSE_YAML_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gatehouse/config.h"
+#include <gatehouse/config.h>
 
 #define GH_YAML_MAX_DEPTH 64
 /* Caps on what one document may cost to load (docs/config.md): its size,
@@ -63,7 +63,7 @@ struct gh_yaml_node_s {
     gh_yaml_node_t *parent; /* mapping keys: their mapping */
 };
 
-typedef struct {
+typedef struct gh_yaml_doc_s {
     const char *name;       /* borrowed; used in messages */
     gh_yaml_node_t *root;   /* NULL for an empty document */
     gh_config_error_t *err; /* borrowed; where errors go */
