@@ -5,6 +5,7 @@
  * then either commit all of it (hand the snapshot to every worker's
  * mailbox, swap the running one) or undo all of it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
