@@ -113,11 +113,13 @@ typedef struct gh_filter_type_s {
     void (*unbind)(void *instance);
 
     /* ---- process-wide service (main thread) ---- */
-    /* Started once before the first snapshot, stopped once at exit (after
-     * the workers stopped). The main loop runs JWKS fetches today, stores,
-     * token caches and refreshes next. NULL: none. */
+    /* Started once before the first snapshot; stopped once at exit after
+     * the workers stopped (close handles: the main loop runs after it);
+     * freed once the last snapshot is gone. The main loop runs JWKS
+     * fetches today, stores, token caches and refreshes next. NULL: none. */
     int (*service_start)(uv_loop_t *main_loop);
     void (*service_stop)(void);
+    void (*service_free)(void);
     /* Lines for /metrics (gatehouse/metrics.h gh_metrics_extra_fn), or NULL. */
     size_t (*metrics)(char *buf, size_t cap, void *arg);
 
@@ -153,6 +155,13 @@ const gh_filter_type_t *const *gh_filter_types(void);
 const gh_filter_type_t *gh_filter_type_find(const char *key);
 /* Tests only: replaces the list (NULL restores the product's). */
 void gh_filter_types_set(const gh_filter_type_t *const *types);
+/* Main thread: every type's service_start, service_stop, service_free in
+ * turn; start returns -1 when one failed (those started are stopped). */
+int gh_filter_services_start(uv_loop_t *main_loop);
+void gh_filter_services_stop(void);
+void gh_filter_services_free(void);
+/* Main thread: adds (arg non-NULL) or removes every type's /metrics lines. */
+void gh_filter_metrics_attach(void *arg);
 
 /* ---- async: pause, resume, cancel, deadlines ---- */
 

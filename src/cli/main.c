@@ -7,7 +7,7 @@
 #include <gatehouse/log.h>
 #include <gatehouse/server.h>
 
-#include "cli/apply.h"
+#include "server/apply.h"
 #include "cli/token.h"
 
 static const char usage_main[] = "usage: gatehouse <command> [options]\n"

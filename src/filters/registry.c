@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <gatehouse/filter.h>
+#include <gatehouse/metrics.h>
 
 #include "filters/direct/direct.h"
 #include "filters/fault/fault.h"
@@ -37,4 +38,37 @@ const gh_filter_type_t *gh_filter_type_find(const char *key)
 void gh_filter_types_set(const gh_filter_type_t *const *list)
 {
     types = list != NULL ? list : product;
+}
+
+int gh_filter_services_start(uv_loop_t *main_loop)
+{
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->service_start != NULL && types[i]->service_start(main_loop) < 0) {
+            while (i-- > 0)
+                if (types[i]->service_stop != NULL)
+                    types[i]->service_stop();
+            return -1;
+        }
+    return 0;
+}
+
+void gh_filter_services_stop(void)
+{
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->service_stop != NULL)
+            types[i]->service_stop();
+}
+
+void gh_filter_services_free(void)
+{
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->service_free != NULL)
+            types[i]->service_free();
+}
+
+void gh_filter_metrics_attach(void *arg)
+{
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->metrics != NULL)
+            gh_metrics_set_extra(types[i]->metrics, arg);
 }

@@ -1192,6 +1192,11 @@ static void service_stop(void)
     gh_keyring_shutdown();
 }
 
+static void service_free(void)
+{
+    gh_keyring_free_all();
+}
+
 const gh_filter_type_t gh_authn_filter = {
     .name = "authn",
     .phase = GH_PHASE_AUTHN,
@@ -1204,6 +1209,7 @@ const gh_filter_type_t gh_authn_filter = {
     .unbind = authn_unbind,
     .service_start = service_start,
     .service_stop = service_stop,
+    .service_free = service_free,
     .metrics = gh_keyring_metrics,
     .on_request_headers = on_request_headers,
 };

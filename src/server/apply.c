@@ -1,5 +1,5 @@
 /* Apply checks: see apply.h. */
-#include "cli/apply.h"
+#include "server/apply.h"
 
 #include <errno.h>
 #include <netinet/in.h>

@@ -7,8 +7,8 @@
  *
  * Each returns 0, or -1 with the reason in why (cap bytes, NUL-terminated).
  */
-#ifndef GATEHOUSE_CLI_APPLY_H
-#define GATEHOUSE_CLI_APPLY_H
+#ifndef GATEHOUSE_SERVER_APPLY_H
+#define GATEHOUSE_SERVER_APPLY_H
 
 #include <stddef.h>
 
