@@ -1,14 +1,32 @@
 #!/usr/bin/python3
 """A tiny upstream for the quickstart: answers every request with a JSON
 echo of what it received (method, path, headers, body size), so you can
-see what gatehouse forwards. Standard library only."""
+see what gatehouse forwards. A header name received more than once shows
+all its values, as a list. Standard library only."""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def headers_seen(msg):
+    """The request's headers as a dict; a repeated name maps to the list of
+    its values in arrival order, so no copy is hidden."""
+    out = {}
+    for name, value in msg.items():
+        if name not in out:
+            out[name] = value
+        elif isinstance(out[name], list):
+            out[name].append(value)
+        else:
+            out[name] = [out[name], value]
+    return out
+
+
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body are two writes: without this, Nagle's algorithm
+    # holds the body until the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
 
     def _answer(self):
         length = int(self.headers.get("content-length") or 0)
@@ -16,7 +34,7 @@ class Echo(BaseHTTPRequestHandler):
         out = json.dumps({
             "method": self.command,
             "path": self.path,
-            "headers": dict(self.headers.items()),
+            "headers": headers_seen(self.headers),
             "body_bytes": len(body),
         }, indent=2).encode() + b"\n"
         self.send_response(200)
@@ -34,4 +52,7 @@ class Echo(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     host, port = sys.argv[1].rsplit(":", 1) if len(sys.argv) > 1 else ("127.0.0.1", "8081")
-    ThreadingHTTPServer((host, int(port)), Echo).serve_forever()
+    try:
+        ThreadingHTTPServer((host, int(port)), Echo).serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C in `make run`
+        pass
