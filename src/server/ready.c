@@ -5,7 +5,6 @@
  */
 #include <stdio.h>
 
-
 #include "admin/views.h"
 #include "server/server.h"
 
@@ -23,8 +22,8 @@ static int hook_ready(void *arg, int detailed, const char **reason)
     /* Every filter runtime must be ready (the JWT providers' keys loaded
      * once). Each part that is not is a line of its own (the admin API
      * splits them at '\n'), so an operator sees them all at once. */
-    size_t listed = gh_snapshot_not_ready(sv->snap, detailed, sv->ready_reason,
-                                          sizeof(sv->ready_reason));
+    size_t listed =
+        gh_snapshot_not_ready(sv->snap, detailed, sv->ready_reason, sizeof(sv->ready_reason));
     if (listed > 0) {
         *reason = sv->ready_reason;
         return 0;
