@@ -517,37 +517,63 @@ static void body_complete(gh_stream_t *s)
         run_chain(s);
 }
 
+/* 100 Continue, once, to a client that waits for it before its body (and
+ * has not sent any of it yet). 0, or -1 when the stream was aborted. */
+static int send_continue(gh_stream_t *s)
+{
+    gh_conn_t *c = s->conn;
+    if (!s->req.expect_continue || s->req.minor_version != 1 || s->continue_sent || c->rlen > 0)
+        return 0;
+    uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
+    s->continue_sent = 1;
+    if (gh_conn_write_aside(c, &cb, 1) < 0) {
+        gh_stream_abort(s, "cannot write 100 Continue");
+        return -1;
+    }
+    return 0;
+}
+
+/* One pump fill of the request body from the client's read buffer into
+ * bufs, counted; a malformed body is a 400 and one past limit a 413.
+ * Returns the number of bufs (*inflight: the buffer bytes they cover), or
+ * -1 when the stream was answered instead. */
+static int take_request_body(gh_stream_t *s, uv_buf_t *bufs, size_t *inflight, uint64_t limit)
+{
+    gh_conn_t *c = s->conn;
+    gh_h1_error_t err = {0, NULL};
+    size_t taken = 0;
+    uint64_t payload = 0;
+    int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, inflight, &taken, &payload,
+                              &err);
+    if (k < 0) {
+        gh_stream_fail(s, 400, "bad_request", err.detail ? err.detail : "malformed chunked body");
+        return -1;
+    }
+    s->req_body_bytes += payload;
+    s->bytes_in += taken;
+    if (s->req_body_bytes > limit) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
+                 (unsigned long long)limit);
+        gh_stream_fail(s, 413, "payload_too_large", detail);
+        return -1;
+    }
+    return k;
+}
+
 /* Takes what the client sent so far into body_buf (decoded), dropping it
  * from the read buffer, until the body is complete. */
 static int buffer_body(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
     uv_buf_t bufs[GH_PUMP_MAX_BUFS];
-    gh_h1_error_t err = {0, NULL};
-    if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent && c->rlen == 0) {
-        uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
-        s->continue_sent = 1;
-        if (gh_conn_write_aside(c, &cb, 1) < 0) {
-            gh_stream_abort(s, "cannot write 100 Continue");
-            return -1;
-        }
-    }
+    if (send_continue(s) < 0)
+        return -1;
     while (!s->req_pump.done) {
-        size_t inflight = 0, taken = 0;
-        uint64_t payload = 0;
-        int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, &inflight, &taken,
-                                  &payload, &err);
-        if (k < 0) {
-            gh_stream_reply_error(s, 400, "bad_request",
-                                  err.detail ? err.detail : "malformed chunked body");
+        size_t inflight = 0;
+        int k = take_request_body(s, bufs, &inflight, buffer_limit(s));
+        if (k < 0)
             return -1;
-        }
-        s->req_body_bytes += payload;
-        s->bytes_in += taken;
-        if (s->req_body_bytes > buffer_limit(s)) {
-            body_too_large(s, buffer_limit(s));
-            return -1;
-        }
         for (unsigned d = 0; d < s->req_pump.num_data; d++)
             if (body_append(s, s->req_pump.data[d].base, s->req_pump.data[d].len) < 0) {
                 gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
@@ -1067,7 +1093,6 @@ int gh_stream_pump_request(gh_stream_t *s)
     gh_upconn_t *u = s->up;
     uv_buf_t bufs[GH_PUMP_MAX_BUFS + 1];
     unsigned n = 0;
-    gh_h1_error_t err = {0, NULL};
 
     if (s->buffering)
         return buffer_body(s);
@@ -1081,33 +1106,12 @@ int gh_stream_pump_request(gh_stream_t *s)
             bufs[n++] = uv_buf_init(s->body_buf, (unsigned)s->body_len);
     }
     if (!s->req_pump.done) {
-        if (s->req.expect_continue && s->req.minor_version == 1 && !s->continue_sent &&
-            c->rlen == 0) {
-            uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
-            s->continue_sent = 1;
-            if (gh_conn_write_aside(c, &cb, 1) < 0) {
-                gh_stream_abort(s, "cannot write 100 Continue");
-                return -1;
-            }
-        }
-        size_t consumed = 0, taken = 0;
-        uint64_t payload = 0;
-        int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs + n, &consumed, &taken,
-                                  &payload, &err);
-        if (k < 0) {
-            gh_stream_fail(s, 400, "bad_request",
-                           err.detail ? err.detail : "malformed chunked body");
+        size_t consumed = 0;
+        if (send_continue(s) < 0)
             return -1;
-        }
-        s->req_body_bytes += payload;
-        s->bytes_in += taken;
-        if (s->req_body_bytes > s->route->max_body) {
-            char detail[128];
-            snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
-                     (unsigned long long)s->route->max_body);
-            gh_stream_fail(s, 413, "payload_too_large", detail);
+        int k = take_request_body(s, bufs + n, &consumed, s->route->max_body);
+        if (k < 0)
             return -1;
-        }
         observe_body(s);
         if (k == 0 && !s->req_pump.done && c->peer_eof) {
             /* Every byte the client will ever send is taken, and the body
