@@ -483,7 +483,7 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     if (collect_connection_tokens(s, r->headers, r->num_headers, 0, &ct) < 0)
         return NULL;
 
-    size_t cap = r->reason_len + 64 + heads_size(r->headers, r->num_headers) + 256;
+    size_t cap = r->reason_len + 64 + heads_size(r->headers, r->num_headers) + 256 + s->res_add_len;
     char *buf = gh_arena_alloc(&s->arena, cap), *o = buf;
     if (buf == NULL)
         return NULL;
@@ -506,6 +506,9 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     if (any)
         o = PUT_LIT(o, ", ");
     o = r->minor_version == 0 ? PUT_LIT(o, "1.0 gatehouse\r\n") : PUT_LIT(o, "1.1 gatehouse\r\n");
+    /* Fields filters add to the final response (RateLimit, Retry-After). */
+    if (r->status >= 200 && s->res_add_len > 0)
+        o = put(o, s->res_add, s->res_add_len);
     o = put_response_framing(o, s, chunked);
     if (!keep_alive)
         o = PUT_LIT(o, "connection: close\r\n");

@@ -137,8 +137,8 @@ struct gh_worker_s {
     uv_timer_t drain_timer;
     gh_deadlines_t deadlines; /* every connection's timeout, and filters' */
     /* Deferred deletion: streams that ended this loop turn, freed by the
-     * reaper (a check handle, active only while the list is not empty)
-     * once every call chain that held them has returned. */
+     * reaper (a check handle run every turn) once every call chain that
+     * held them has returned; what is left at exit, by gh_worker_dispose. */
     uv_check_t reaper;
     gh_stream_t *dead;
     int stopping;

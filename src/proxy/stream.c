@@ -917,11 +917,6 @@ int gh_stream_response_filters(gh_stream_t *s)
     return 0;
 }
 
-static void reaper_run(uv_check_t *h)
-{
-    gh_stream_reap(h->data);
-}
-
 void gh_stream_reap(gh_worker_t *w)
 {
     while (w->dead != NULL) {
@@ -930,24 +925,17 @@ void gh_stream_reap(gh_worker_t *w)
         gh_wsnap_unref(s->ws);
         stream_give(w, s);
     }
-    if (uv_is_active((uv_handle_t *)&w->reaper))
-        uv_check_stop(&w->reaper);
 }
 
-/* Deferred deletion: s is freed after the current callback returned to
- * the loop, so every frame that still holds s (a filter that replied, the
- * chain runner, a pump) may look at s->ended and return. Its snapshot
- * reference goes then too: a filter's conf lives in the snapshot. */
+/* Deferred deletion: s is freed by the worker's reaper, a check handle
+ * that runs once per loop turn after the I/O callbacks (worker.c), so every
+ * frame that still holds s (a filter that replied, the chain runner, a
+ * pump) may look at s->ended and return. Its snapshot reference goes then
+ * too: a filter's conf lives in the snapshot. */
 static void stream_bury(gh_worker_t *w, gh_stream_t *s)
 {
     s->dead_next = w->dead;
     w->dead = s;
-    if (w->reaper.type != UV_CHECK || uv_is_closing((uv_handle_t *)&w->reaper))
-        return; /* the worker is going: gh_worker_dispose reaps */
-    if (!uv_is_active((uv_handle_t *)&w->reaper)) {
-        w->reaper.data = w;
-        uv_check_start(&w->reaper, reaper_run);
-    }
 }
 
 void gh_stream_end(gh_stream_t *s)

@@ -482,6 +482,13 @@ static void worker_main(void *arg)
 
 /* ---- API ---- */
 
+static void reap_dead(uv_check_t *h)
+{
+    gh_worker_t *w = h->data;
+    if (w->dead != NULL)
+        gh_stream_reap(w);
+}
+
 int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
 {
     uv_async_t *on_exit = w->on_exit;
@@ -501,8 +508,11 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
     w->fd_timer.data = w;
     reserve_open(w);
     gh_deadlines_init(&w->deadlines, &w->loop);
+    /* The reaper runs every loop turn: starting and stopping it per
+     * request cost more than its empty turns. */
     uv_check_init(&w->loop, &w->reaper);
     w->reaper.data = w;
+    uv_check_start(&w->reaper, reap_dead);
     w->metrics = gh_metrics_shard_new();
     w->md = pcre2_match_data_create(1, NULL);
     if (w->md == NULL || apply_snapshot(w, snap, fds) < 0)
