@@ -81,8 +81,9 @@ typedef struct gh_filter_type_s {
     /* ---- config (main thread) ---- */
     /* Parses the route's section node into *conf (owned, freed by
      * free_conf). Errors go through gh_yaml_error (file:line:col). Returns
-     * 0, -EINVAL or -ENOMEM. Other route keys are parsed already except
-     * the other filters' sections. */
+     * 0, -EINVAL or -ENOMEM. The route's name, match, to, max_body and
+     * timeout are parsed already, and the sections of the types before
+     * this one in the registry; forward_trailers comes after. */
     int (*parse)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
                  gh_route_t *route, void **conf);
     /* Checks conf against the whole config once every section is parsed
@@ -156,7 +157,8 @@ const gh_filter_type_t *gh_filter_type_find(const char *key);
 /* Tests only: replaces the list (NULL restores the product's). */
 void gh_filter_types_set(const gh_filter_type_t *const *types);
 /* Main thread: every type's service_start, service_stop, service_free in
- * turn; start returns -1 when one failed (those started are stopped). */
+ * turn; start returns -1 when one failed (those started are stopped);
+ * stop runs once however often it is called after a start. */
 int gh_filter_services_start(uv_loop_t *main_loop);
 void gh_filter_services_stop(void);
 void gh_filter_services_free(void);

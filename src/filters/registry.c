@@ -40,6 +40,10 @@ void gh_filter_types_set(const gh_filter_type_t *const *list)
     types = list != NULL ? list : product;
 }
 
+/* Whether the services run: stop may be asked twice on the way out (when
+ * the workers ended, and at the end of gh_server_run), and runs once. */
+static int services_on;
+
 int gh_filter_services_start(uv_loop_t *main_loop)
 {
     for (size_t i = 0; types[i] != NULL; i++)
@@ -49,11 +53,15 @@ int gh_filter_services_start(uv_loop_t *main_loop)
                     types[i]->service_stop();
             return -1;
         }
+    services_on = 1;
     return 0;
 }
 
 void gh_filter_services_stop(void)
 {
+    if (!services_on)
+        return;
+    services_on = 0;
     for (size_t i = 0; types[i] != NULL; i++)
         if (types[i]->service_stop != NULL)
             types[i]->service_stop();

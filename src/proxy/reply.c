@@ -147,15 +147,23 @@ char *gh_reply_error_build_with(int status, const char *code, const char *detail
         return NULL;
     if ((size_t)bl >= sizeof(body))
         bl = (int)sizeof(body) - 1;
+    /* RFC 9110 sections 15.3.5 and 15.4.5: a 204 or 304 has no content. */
+    if (status == 204 || status == 304) {
+        bl = 0;
+        body[0] = '\0';
+    }
     size_t cap = (size_t)bl + 256 + (extra ? strlen(extra) : 0);
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
-    int hl = snprintf(buf, cap,
-                      "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-                      "content-length: %d\r\n%s%s\r\n",
-                      status, gh_status_reason(status), bl, extra ? extra : "",
-                      close ? "connection: close\r\n" : "");
+    int hl = bl == 0 ? snprintf(buf, cap, "HTTP/1.1 %d %s\r\n%s%s\r\n", status,
+                                gh_status_reason(status), extra ? extra : "",
+                                close ? "connection: close\r\n" : "")
+                     : snprintf(buf, cap,
+                                "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                                "content-length: %d\r\n%s%s\r\n",
+                                status, gh_status_reason(status), bl, extra ? extra : "",
+                                close ? "connection: close\r\n" : "");
     if (hl < 0 || (size_t)hl + (size_t)bl > cap) {
         free(buf);
         return NULL;

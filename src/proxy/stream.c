@@ -724,6 +724,10 @@ static int reply_begin(gh_stream_t *s, int status, const char *detail)
         gh_stream_abort(s, detail);
         return -1;
     }
+    /* Answered by someone else (a 408 while a filter holds the request):
+     * the paused filter stops its work now, not when its timer fires into
+     * a response already on its way. */
+    cancel_paused(s);
     s->res_started = 1;
     s->replied = 1;
     s->status = status;
