@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from harness import RawConn, assert_refusal, fetch, free_port, gatehouse_bin, make_config
-from ops_util import (config_text, connect_refused, metrics, read_json_lines, sighup, wait_for, wait_lines,
+from harness import (RawConn, assert_refusal, chunked, fetch, free_port, gatehouse_bin, make_config, pattern_bytes,
+                     pattern_sha256)
+from ops_util import (config_text, connect_refused, metrics, sighup, wait_for, wait_lines,
                       wait_metric, write_config)
 
 EVENTS = "gatehouse_filter_events_total"
@@ -191,11 +192,11 @@ def check_records(g, up, resps, abort_status=503):
 # Shares over many requests
 
 
-@pytest.mark.parametrize("pct,n", [(10, 3000), (0.5, 10000)], ids=["10pct", "0.5pct"])
-def test_abort_share(gatehouse, upstream, tmp_path, pct, n):
+@pytest.mark.parametrize("pct,n,workers", [(10, 3000, 2), (0.5, 10000, 1)], ids=["10pct-2w", "0.5pct-1w"])
+def test_abort_share(gatehouse, upstream, tmp_path, pct, n, workers):
     # 10% of 3000: mean 300, 5 sd = 82 -> [218, 382] (1% or 100% fail);
     # 0.5% of 10000: mean 50, 5 sd = 35 -> [15, 85] (0.05% or 5% fail).
-    g, up = start(gatehouse, upstream, tmp_path, {"abort": {"status": 503, "percent": pct}})
+    g, up = start(gatehouse, upstream, tmp_path, {"abort": {"status": 503, "percent": pct}}, workers=workers)
     resps = bulk(g.port, range(n))
     delayed, aborted = check_records(g, up, resps)
     assert not delayed
@@ -293,6 +294,23 @@ def test_delay_header_condition(gatehouse, upstream, tmp_path):
     assert delayed <= set(with_h)
     assert_share(len(delayed), 2000, 50, "delays with the header")
     stop_clean(g)
+
+
+def test_draws_differ_between_runs(gatehouse, upstream, tmp_path):
+    """The draws are not a fixed sequence: two processes, 200 requests each
+    in the same order on one connection at 50%, abort different requests
+    (the same pattern twice has probability 2^-200)."""
+    patterns = []
+    for run in range(2):
+        g, up = start(gatehouse, upstream, tmp_path,
+                      {"abort": {"status": 503, "percent": 50}})
+        resps = bulk(g.port, range(200), conns=1, batch=20)
+        patterns.append(tuple(resps[str(i)].status for i in range(200)))
+        stop_clean(g)
+        g.log_path.unlink()
+    assert patterns[0] != patterns[1], "two runs aborted exactly the same requests"
+    for p in patterns:
+        assert 0 < p.count(503) < 200
 
 
 # --------------------------------------------------------------------------
@@ -407,6 +425,89 @@ def test_delay_then_abort_holds_then_replies(gatehouse, upstream, tmp_path):
     stop_clean(g)
 
 
+@pytest.mark.parametrize("mode", ["length", "chunked"])
+def test_delay_keeps_request_body(gatehouse, upstream, tmp_path, mode):
+    """A body sent with (and right after) a delayed head reaches the upstream
+    whole once the delay ends."""
+    g, up = start(gatehouse, upstream, tmp_path, {"delay": {"fixed": "500ms"}})
+    n = 300000
+    body = pattern_bytes(n)
+    with RawConn(g.port, timeout=30) as c:
+        if mode == "length":
+            c.request("POST", "/f/body?id=b", body=body)
+        else:
+            c.request("POST", "/f/body?id=b", [("Transfer-Encoding", "chunked")],
+                      body=chunked([body[:1000], body[1000:200000], body[200000:]]))
+        r = c.read_response()
+        assert r.status == 200, r
+        seen = r.json()
+        assert (seen["body_len"], seen["body_sha256"]) == (n, pattern_sha256(n)), seen
+        c.request("GET", "/f/body?id=after")
+        assert c.read_response().status == 200
+    assert upstream_ids(up) == ["b", "after"]
+    assert events(g) == (2, 0)
+    stop_clean(g)
+
+
+def test_delay_longer_than_timeouts_get(gatehouse, upstream, tmp_path):
+    """A delay longer than the listener's header/idle/body timeouts and the
+    route's timeout (which counts from sending upstream): a GET is held and
+    then answered 200, not timed out."""
+    up = upstream()
+    admin = free_port()
+    cfg = fault_cfg(up, {"delay": {"fixed": "2s"}}, tmp_path, admin)
+    cfg["listeners"][0].update({"header_timeout": "1s", "idle_timeout": "1s", "body_timeout": "1s"})
+    cfg["listeners"][0]["routes"][0]["timeout"] = "1s"
+    g = gatehouse(cfg)
+    with RawConn(g.port, timeout=30) as c:
+        c.request("GET", "/f/t?id=t")
+        r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == "/f/t?id=t", r
+    stop_clean(g)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a request body held by a filter pause longer than the listener's "
+                   "body_timeout is answered 408 request_timeout, blaming a client that sent it all "
+                   "(gh_stream_client_timeout does not treat a paused stream as waiting on gatehouse)")
+def test_delay_longer_than_body_timeout_post(gatehouse, upstream, tmp_path):
+    """docs/config.md body_timeout: while gatehouse does not read the body
+    (waiting for an upstream connection) the timeout does not blame the
+    client; a fault delay is gatehouse not reading either. The client sent
+    its whole 100-byte body with the head."""
+    up = upstream()
+    admin = free_port()
+    cfg = fault_cfg(up, {"delay": {"fixed": "2s"}}, tmp_path, admin)
+    cfg["listeners"][0]["body_timeout"] = "1s"
+    g = gatehouse(cfg)
+    with RawConn(g.port, timeout=30) as c:
+        c.request("POST", "/f/t?id=post", body=pattern_bytes(100))
+        r = c.read_response()
+    assert r.status == 200, r
+    assert r.json()["body_sha256"] == pattern_sha256(100), r
+    stop_clean(g)
+
+
+def test_abort_with_body_closes_connection(gatehouse, upstream, tmp_path):
+    """An aborted request's unread body is never read as a next request:
+    the reply carries connection: close (docs/architecture.md: the
+    connection stays open unless a body is left unread), the connection
+    closes, and a request hidden in the body never reaches the upstream."""
+    g, up = start(gatehouse, upstream, tmp_path, {"abort": {"status": 503, "header": "x-a"}})
+    inner = RawConn.build("GET", "/f/smuggled?id=smug")
+    with RawConn(g.port, timeout=10) as c:
+        c.request("POST", "/f/x?id=outer", [("x-a", "1")], body=inner)
+        r = c.read_response()
+        assert_refusal(r, 503, "fault_injected")
+        assert [v.lower() for v in r.headers_all("connection")] == ["close"], r
+        assert c.is_closed(timeout=10)
+    r = fetch(g.port, "GET", "/f/y?id=fresh")
+    assert r.status == 200, r
+    assert upstream_ids(up) == ["fresh"]
+    _, logs = log_by_id(g, 2)
+    assert set(logs) == {"outer", "fresh"}
+    stop_clean(g)
+
+
 # --------------------------------------------------------------------------
 # The client leaves during a delay
 
@@ -442,8 +543,9 @@ def test_client_leaves_during_delay(gatehouse, upstream, tmp_path, how):
     for rec in recs:
         assert rec["filter"] == "fault=delay", rec
         assert rec["route"] == "flaky", rec
-        assert "client closed" in (rec["error"] or ""), rec
-        assert rec["upstream"] in (None, "", "-"), rec
+        assert rec["status"] == 0 and rec["bytes_out"] == 0, rec
+        assert rec["error"] == "client closed the connection while the request was held", rec
+        assert rec["upstream"] is None, rec
     if how == "halfclose":
         for c in conns:
             assert c.read_head() is None, "a response came after the half-close"
@@ -538,18 +640,28 @@ def test_drain_deadline_cuts_delays(gatehouse, upstream, tmp_path):
         assert t.resp is None, t.resp
         assert "connection closed before a response" in str(t.error), t.error
     assert up.complete_requests() == [] and up.connections == 0
+    # docs/operations.md: a request cut at the drain deadline is logged with
+    # status 0 and error "client connection closed".
+    recs = wait_lines(g.log_path, lambda rs: len(rs) >= 3, what="3 cut requests logged")
+    assert len(recs) == 3, recs
+    for rec in recs:
+        assert rec["status"] == 0 and rec["filter"] == "fault=delay", rec
+        assert rec["error"] == "client connection closed", rec
 
 
 def test_reload_while_held(gatehouse, upstream, tmp_path):
     """A reload that removes the fault while requests are held: the held ones
-    finish on their old config (delayed, then 200 from the upstream); new
-    requests follow the new config (no delay) and are answered while the old
-    ones are still held."""
-    g, up = start(gatehouse, upstream, tmp_path, {"delay": {"fixed": "4s"}})
+    finish on their old config (delayed, then 200 from the upstream, or the
+    old config's abort for the one with x-abort: its conf must outlive the
+    reload); new requests follow the new config (no delay, no abort) and are
+    answered while the old ones are still held."""
+    g, up = start(gatehouse, upstream, tmp_path,
+                  {"delay": {"fixed": "4s"}, "abort": {"status": 507, "header": "x-abort"}})
     s = [Sender(g.port, f"/f/old?id=old{k}") for k in range(3)]
+    s.append(Sender(g.port, "/f/old?id=olda", [("x-abort", "1")]))
     for t in s:
         t.start()
-    wait_for(lambda: events(g)[0] == 3, 10, "3 delays")
+    wait_for(lambda: events(g)[0] == 4, 10, "4 delays")
     new_cfg = fault_cfg(up, None, tmp_path, g.admin)
     # A marker route shows when the new config is live.
     new_cfg["listeners"][0]["routes"].insert(0, {"name": "marker", "match": {"path": {"exact": "/marker"}},
@@ -559,18 +671,22 @@ def test_reload_while_held(gatehouse, upstream, tmp_path):
     wait_for(lambda: fetch(g.port, "GET", "/marker", timeout=5).status == 200, 10, "the new config")
     r = fetch(g.port, "GET", "/f/new?id=new")
     assert r.status == 200 and r.json()["target"] == "/f/new?id=new", r
-    assert all(t.resp is None for t in s), "held requests finished before the new one"
-    assert upstream_ids(up) == ["new"]
+    r = fetch(g.port, "GET", "/f/new?id=newa", headers=[("x-abort", "1")])
+    assert r.status == 200 and r.json()["target"] == "/f/new?id=newa", r
+    assert all(t.resp is None for t in s), "held requests finished before the new ones"
+    assert upstream_ids(up) == ["new", "newa"]
     for t in s:
         t.join(30)
         assert t.error is None, t.error
+    for t in s[:3]:
         assert t.resp.status == 200 and t.resp.json()["target"] == t.target, t.resp
-    assert sorted(upstream_ids(up)) == ["new", "old0", "old1", "old2"]
-    recs, logs = log_by_id(g, 4)
+    assert_refusal(s[3].resp, 507, "fault_injected")
+    assert sorted(upstream_ids(up)) == ["new", "newa", "old0", "old1", "old2"]
+    recs, logs = log_by_id(g, 6)
     assert [logs[f"old{k}"]["filter"] for k in range(3)] == ["fault=delay"] * 3
-    assert logs["new"]["filter"] is None, logs["new"]
-    m = metrics(g.admin)
-    assert m.get(EVENTS, 0.0, filter="fault", route="flaky", event="delay") == 3.0
+    assert logs["olda"]["filter"] == "fault=delay,abort" and logs["olda"]["status"] == 507, logs["olda"]
+    assert logs["new"]["filter"] is None and logs["newa"]["filter"] is None, (logs["new"], logs["newa"])
+    assert events(g) == (4, 1)
     stop_clean(g)
 
 
