@@ -724,7 +724,7 @@ static int reply_begin(gh_stream_t *s, int status, const char *detail)
         gh_stream_abort(s, detail);
         return -1;
     }
-    /* Answered by someone else (a 408 while a filter holds the request):
+    /* Answered by anyone but the filter that holds the request:
      * the paused filter stops its work now, not when its timer fires into
      * a response already on its way. */
     cancel_paused(s);
@@ -1012,8 +1012,10 @@ void gh_stream_client_timeout(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
     if (!s->res_started &&
-        (s->wait_pool != NULL || (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
-        /* The body stands still because of the upstream side: no
+        (s->handle != NULL || s->wait_pool != NULL ||
+         (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
+        /* The body stands still because of gatehouse's side: a filter
+         * holds the request (its own deadline governs), no upstream
          * connection yet, or one that stopped taking the request. Their
          * own deadlines answer that (503 from the queue, 504 from the
          * connect or the write), not a 408 that blames the client. */

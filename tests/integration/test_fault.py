@@ -466,9 +466,6 @@ def test_delay_longer_than_timeouts_get(gatehouse, upstream, tmp_path):
     stop_clean(g)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a request body held by a filter pause longer than the listener's "
-                   "body_timeout is answered 408 request_timeout, blaming a client that sent it all "
-                   "(gh_stream_client_timeout does not treat a paused stream as waiting on gatehouse)")
 def test_delay_longer_than_body_timeout_post(gatehouse, upstream, tmp_path):
     """docs/config.md body_timeout: while gatehouse does not read the body
     (waiting for an upstream connection) the timeout does not blame the
