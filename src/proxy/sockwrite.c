@@ -110,9 +110,10 @@ int gh_sockwrite(uv_write_t *req, uv_stream_t *h, uv_buf_t *bufs, unsigned nbufs
     static char none;
     uv_buf_t empty = uv_buf_init(&none, 0);
     if (nbufs > 0) {
-        /* Not a byte taken: UV_EAGAIN (a full socket, or a write of
-         * libuv's still queued, which this one must follow) or an error,
-         * which uv_write() then reports as it always has. */
+        /* Not a byte taken: UV_EAGAIN (a write of libuv's still queued,
+         * which this one must follow, found without a system call; or a
+         * full socket, which uv_write() then tries once more) or an error,
+         * which uv_write() reports as it always has. */
         int n = uv_try_write(h, bufs, nbufs);
         if (n <= 0)
             return uv_write(req, h, bufs, nbufs, cb);
