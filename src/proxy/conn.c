@@ -53,6 +53,7 @@ static void admission_release(gh_conn_t *c);
 static void conn_on_close(uv_handle_t *h)
 {
     gh_conn_t *c = h->data;
+    gh_sockwrite_flush((uv_stream_t *)h);
     if (--c->handles_open > 0)
         return;
     gh_worker_t *w = c->worker;
@@ -448,7 +449,7 @@ void gh_conn_write(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs)
     if (req != NULL) {
         req->data = c;
         c->wpending = 1;
-        r = uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
+        r = gh_sockwrite(req, (uv_stream_t *)&c->tcp, bufs, nbufs, conn_on_write);
     }
     if (r < 0) {
         if (req != NULL)

@@ -39,6 +39,7 @@ typedef struct gh_upconn_s gh_upconn_t;
 typedef struct gh_pool_s gh_pool_t;
 
 typedef struct gh_wsnap_s gh_wsnap_t;
+typedef struct gh_sockwrite_done_s gh_sockwrite_done_t;
 
 /* A listening socket of one worker. Keyed by address across reloads: a
  * listener whose address stays in the new config keeps its socket, so no
@@ -134,6 +135,11 @@ struct gh_worker_s {
     /* Write requests of downstream writes, likewise lent per write. */
     uv_write_t *wreq_free[64];
     unsigned num_wreq_free;
+    /* Completions of writes the socket took at once, run on the next loop
+     * turn by wdone_idle (sockwrite.c). */
+    gh_sockwrite_done_t *wdone; /* owned array of cap_wdone */
+    size_t num_wdone, cap_wdone;
+    uv_idle_t wdone_idle;
     uv_timer_t drain_timer;
     gh_deadlines_t deadlines; /* every connection's timeout, and filters' */
     /* Deferred deletion: streams that ended this loop turn, freed by the
@@ -368,6 +374,22 @@ static inline void gh_pool_idle_add(gh_pool_t *p, int d)
         __atomic_store_n(&p->ep_stats->idle_conns, p->ep_stats->idle_conns + (uint64_t)(int64_t)d,
                          __ATOMIC_RELAXED);
 }
+
+/* sockwrite.c */
+void gh_sockwrite_init(gh_worker_t *w);
+/* After the loop has closed every handle: frees the queue. */
+void gh_sockwrite_dispose(gh_worker_t *w);
+/* h must be a socket on a worker's loop. uv_write()'s contract (0 and exactly one cb(req, status)
+ * on a later loop turn, never from inside the call; or < 0 and no cb; req and the bytes borrowed
+ * until then), without libuv's epoll_ctl when the socket takes the whole write at once. bufs is
+ * scratch: its entries may be changed. With nbufs 0 the bytes were all written already
+ * (uv_try_write) and only the completion is wanted. */
+int gh_sockwrite(uv_write_t *req, uv_stream_t *h, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb);
+/* From h's close callback, before its owner is freed: runs the completions
+ * of h's writes still waiting for their loop turn. */
+void gh_sockwrite_flush(uv_stream_t *h);
+/* Drops the first n bytes of bufs; returns how many bufs are left. */
+unsigned gh_sockwrite_advance(uv_buf_t **bufs, unsigned nbufs, size_t n);
 
 /* worker.c */
 gh_wsnap_t *gh_wsnap_ref(gh_wsnap_t *ws);

@@ -17,6 +17,7 @@
 static void up_on_close(uv_handle_t *h)
 {
     gh_upconn_t *u = h->data;
+    gh_sockwrite_flush((uv_stream_t *)h);
     if (--u->handles_open > 0)
         return;
     if (u->counted)
@@ -257,23 +258,6 @@ static void up_on_write(uv_write_t *req, int status)
     gh_router_wrote(u->stream, status);
 }
 
-/* Drops the first n bytes of bufs; returns how many bufs are left. */
-static unsigned bufs_advance(uv_buf_t **bufs, unsigned nbufs, size_t n)
-{
-    uv_buf_t *b = *bufs;
-    while (nbufs > 0 && n >= b->len) {
-        n -= b->len;
-        b++;
-        nbufs--;
-    }
-    if (nbufs > 0) {
-        b->base += n;
-        b->len -= n;
-    }
-    *bufs = b;
-    return nbufs;
-}
-
 /* Writes (part of) the request. Every write has a deadline of the
  * listener's body_timeout: an upstream that stops reading the request is
  * found out (504) instead of holding both connections. With u->probe set,
@@ -282,8 +266,6 @@ static unsigned bufs_advance(uv_buf_t **bufs, unsigned nbufs, size_t n)
  * failed at once from one that failed half way. */
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 {
-    static char none;
-    uv_buf_t empty = uv_buf_init(&none, 0);
     u->wreq.data = u;
     if (u->probe && !u->wrote) {
         int n = uv_try_write((uv_stream_t *)&u->tcp, bufs, nbufs);
@@ -293,17 +275,13 @@ void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
         }
         if (n > 0) {
             u->wrote = 1;
-            nbufs = bufs_advance(&bufs, nbufs, (size_t)n);
-        }
-        if (nbufs == 0) {
-            /* All of it left: an empty write brings the completion
-             * callback, so that the caller sees one way of finishing. */
-            bufs = &empty;
-            nbufs = 1;
+            /* All of it may have left (nbufs 0): the completion callback
+             * still comes, so that the caller sees one way of finishing. */
+            nbufs = gh_sockwrite_advance(&bufs, nbufs, (size_t)n);
         }
     }
     u->wpending = 1;
-    int r = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
+    int r = gh_sockwrite(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
     if (r < 0) {
         u->wpending = 0;
         gh_router_wrote(u->stream, r);

@@ -503,6 +503,7 @@ int gh_worker_init(gh_worker_t *w, unsigned id, gh_snapshot_t *snap, int *fds)
     if (uv_loop_init(&w->loop) != 0)
         return -1;
     w->loop_ok = 1;
+    gh_sockwrite_init(w);
     uv_mutex_init(&w->mbox_lock);
     uv_timer_init(&w->loop, &w->fd_timer);
     w->fd_timer.data = w;
@@ -607,6 +608,7 @@ void gh_worker_dispose(gh_worker_t *w)
         free(w->rbuf_free[i]);
     for (unsigned i = 0; i < w->num_wreq_free; i++)
         free(w->wreq_free[i]);
+    gh_sockwrite_dispose(w);
     gh_stream_cache_free(w);
     free(w->hdrs);
     if (w->reserve_fd >= 0)
