@@ -160,6 +160,7 @@ typedef struct {
     gh_snapshot_t *snap;
     gh_worker_t w;
     int port;
+    int slow_port; /* the listener with a short body_timeout */
     upstream_t up;
     int clients[32]; /* client sockets still open, for a teardown after a failure */
     unsigned num_clients;
@@ -526,6 +527,17 @@ static const char yaml_fmt[] = "listeners:\n"
                                "        match: {path: {exact: /double}}\n"
                                "        testpause: {mode: double}\n"
                                "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: extup\n"
+                               "        match: {path: {exact: /extup}}\n"
+                               "        testpause: {mode: external}\n"
+                               "        to: up\n"
+                               "  - name: slow\n"
+                               "    listen: 127.0.0.1:18079\n"
+                               "    body_timeout: 300ms\n"
+                               "    routes:\n"
+                               "      - name: holdbody\n"
+                               "        testpause: {mode: hold, ms: 600000}\n"
+                               "        direct_response: {status: 200, body: \"never\"}\n"
                                "clusters:\n"
                                "  up:\n"
                                "    endpoints: [\"127.0.0.1:%d\"]\n";
@@ -550,10 +562,10 @@ static int setup(void **state)
         return -1;
     }
     f->snap = gh_snapshot_new(cfg, 1);
-    int fd = listen_loopback(&f->port);
-    if (f->snap == NULL || fd < 0)
+    int fd = listen_loopback(&f->port), fd2 = listen_loopback(&f->slow_port);
+    if (f->snap == NULL || fd < 0 || fd2 < 0)
         return -1;
-    int fds[1] = {fd};
+    int fds[2] = {fd, fd2};
     if (gh_worker_init(&f->w, 0, f->snap, fds) != 0)
         return -1;
     cur = f;
@@ -600,11 +612,11 @@ static int teardown(void **state)
 
 /* ---- clients ---- */
 
-static int client_connect(fixture_t *f)
+static int client_connect_to(fixture_t *f, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)f->port),
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_true(fd >= 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -612,6 +624,11 @@ static int client_connect(fixture_t *f)
     assert_true(f->num_clients < sizeof(f->clients) / sizeof(f->clients[0]));
     f->clients[f->num_clients++] = fd;
     return fd;
+}
+
+static int client_connect(fixture_t *f)
+{
+    return client_connect_to(f, f->port);
 }
 
 static void client_close(fixture_t *f, int fd)
@@ -1216,6 +1233,170 @@ static void test_buffer_then_pause_client_leaves(void **state)
     assert_int_equal(f->up.num_reqs, 0);
 }
 
+/* ---- more around a pause ---- */
+
+/* Reads exactly n bytes (fails on a close before). */
+static void read_exact(fixture_t *f, int fd, char *buf, size_t n)
+{
+    size_t got = 0;
+    for (int turns = 0; got < n; turns++) {
+        if (turns > MAX_TURNS)
+            fail_msg("only %zu of %zu bytes came", got, n);
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            fail_msg("closed after %zu of %zu bytes", got, n);
+        pump(f);
+    }
+    buf[n] = '\0';
+}
+
+/* A request pipelined behind a paused one waits for it, and both are
+ * answered in order on the one connection. */
+static void test_pipelined_behind_pause(void **state)
+{
+    fixture_t *f = *state;
+    static const char want[] =
+        "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nresumed"
+        "HTTP/1.1 200 OK\r\nx-testpause: added\r\ncontent-length: 2\r\n\r\nok";
+    char buf[sizeof(want) + 64];
+    int fd = client_connect(f);
+    send_str(fd, "GET /resume HTTP/1.1\r\nHost: a\r\n\r\nGET /hdr HTTP/1.1\r\nHost: a\r\n\r\n");
+    read_exact(f, fd, buf, sizeof(want) - 1);
+    assert_string_equal(buf, want);
+    assert_int_equal(seen.headers, 2);
+    assert_int_equal(seen.bytes_out_at_resume, 0);
+    client_close(f, fd);
+    RUN_UNTIL(f, seen.destroys == 2);
+    assert_int_equal(seen.logs, 2);
+    assert_int_equal(seen.cancels, 0);
+    for (int i = 0; i < 3; i++)
+        pump(f);
+    assert_int_equal(recv(fd, buf, 1, 0), -1); /* nothing more */
+}
+
+/* Sends all of p while running the loop: a peer that reads only when the
+ * test lets it. */
+static void send_all_pumping(fixture_t *f, int fd, const char *p, size_t n)
+{
+    size_t sent = 0;
+    for (int turns = 0; sent < n; turns++) {
+        if (turns > MAX_TURNS)
+            fail_msg("sent only %zu of %zu bytes", sent, n);
+        ssize_t r = send(fd, p + sent, n - sent, MSG_NOSIGNAL);
+        if (r > 0)
+            sent += (size_t)r;
+        else
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        pump(f);
+    }
+}
+
+/* The body arrives while the filter holds the request: more than the read
+ * buffer holds, so reading stops; after the resume all of it goes
+ * upstream, byte for byte. */
+static void test_body_held_during_pause(void **state)
+{
+    fixture_t *f = *state;
+    size_t n = 300 * 1024;
+    char *body = malloc(n + 1), head[128], buf[4096];
+    int closed;
+    assert_non_null(body);
+    for (size_t i = 0; i < n; i++)
+        body[i] = (char)('a' + i * 7 % 26);
+    body[n] = '\0';
+    int fd = client_connect(f);
+    snprintf(head, sizeof(head), "POST /extup HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             n);
+    send_str(fd, head);
+    RUN_UNTIL(f, seen.paused == 1);
+    /* Fill what the kernel and the worker's read buffer take. */
+    size_t sent = 0;
+    for (int idle = 0; idle < 50 && sent < n;) {
+        ssize_t r = send(fd, body + sent, n - sent, MSG_NOSIGNAL);
+        if (r > 0) {
+            sent += (size_t)r;
+            idle = 0;
+        } else {
+            idle++;
+        }
+        pump(f);
+    }
+    assert_true(sent > 65536);
+    assert_int_equal(f->up.num_reqs, 0);
+    assert_int_equal(f->up.num_fds, 0); /* not even a connection upstream */
+    holder_complete(f);
+    send_all_pumping(f, fd, body + sent, n - sent);
+    read_response(f, fd, buf, sizeof(buf), &closed);
+    assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
+    assert_int_equal(seen.ext_got_stream, 1);
+    assert_int_equal(f->up.num_reqs, 1);
+    check_forwarded_body(f, 0, body);
+    free(body);
+    client_close(f, fd);
+    wait_stream_gone(f);
+    assert_int_equal(seen.cancels, 0);
+}
+
+/* Draining lets a paused request finish (the chain resumes as usual) and
+ * closes its connection after the response. */
+static void test_drain_while_paused(void **state)
+{
+    fixture_t *f = *state;
+    char buf[4096];
+    int fd = paused_request(f, "/resume");
+    gh_worker_stop(&f->w, 0);
+    size_t n = read_to_close(f, fd, buf, sizeof(buf));
+    assert_int_equal(n, strlen(buf));
+    assert_string_equal(buf,
+                        "HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nresumed");
+    client_close(f, fd);
+    wait_stream_gone(f);
+    assert_int_equal(seen.deadlines, 1);
+    assert_int_equal(seen.cancels, 0);
+}
+
+/* A forced stop closes a held request: cancelled, nothing written. */
+static void test_forced_stop_while_paused(void **state)
+{
+    fixture_t *f = *state;
+    char buf[256];
+    int fd = paused_request(f, "/hold");
+    gh_worker_stop(&f->w, 0);
+    for (int i = 0; i < 20; i++)
+        pump(f);
+    assert_int_equal(seen.cancels, 0); /* a drain waits for it */
+    assert_int_equal(f->w.num_conns, 1);
+    gh_worker_stop(&f->w, 1);
+    assert_int_equal(read_to_close(f, fd, buf, sizeof(buf)), 0);
+    client_close(f, fd);
+    check_cancelled(f);
+}
+
+/* The client stops sending its body while the filter holds the request:
+ * the body timeout answers 408, and the filter hears of the end. */
+static void test_body_timeout_while_paused(void **state)
+{
+    fixture_t *f = *state;
+    char buf[4096];
+    int fd = client_connect_to(f, f->slow_port);
+    send_str(fd, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012");
+    RUN_UNTIL(f, seen.paused == 1);
+    size_t n = read_to_close(f, fd, buf, sizeof(buf));
+    assert_true(n > 12);
+    assert_memory_equal(buf, "HTTP/1.1 408 ", 13);
+    assert_int_equal(message_len(buf, n), n);
+    client_close(f, fd);
+    wait_stream_gone(f);
+    assert_int_equal(seen.cancels, 1);
+    assert_int_equal(seen.cancel_take_null, 1);
+    assert_int_equal(seen.deadlines, 0);
+    assert_int_equal(seen.log_status, 408);
+}
+
 /* ---- deferred deletion ---- */
 
 static void test_stream_freed_after_the_callback(void **state)
@@ -1279,6 +1460,11 @@ int main(void)
         T(test_buffer_then_pause),
         T(test_buffer_then_pause_client_leaves),
         T(test_stream_freed_after_the_callback),
+        T(test_pipelined_behind_pause),
+        T(test_body_held_during_pause),
+        T(test_drain_while_paused),
+        T(test_forced_stop_while_paused),
+        T(test_body_timeout_while_paused),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
