@@ -173,6 +173,7 @@ static fixture_t *cur; /* the running case's, for the filter's checks */
 typedef struct {
     unsigned headers, paused, deadlines, deadline_null, cancels, logs, destroys, buffered;
     int cancel_take_null; /* on_cancel took its handle and got NULL */
+    int cancel_mode;      /* of the filter whose on_cancel ran */
     int log_status, log_aborted;
     uint64_t log_bytes_out;
     uint64_t bytes_out_at_resume; /* the stream's bytes to the client when it resumed */
@@ -383,6 +384,7 @@ static void ton_cancel(gh_stream_t *s, const void *conf, void *vctx)
     (void)s;
     (void)conf;
     seen.cancels++;
+    seen.cancel_mode = ctx->conf->mode;
     gh_deadline_stop(&ctx->dl);
     if (ctx->h != NULL) {
         /* Resuming after the abort: the take finds no stream. */
@@ -422,7 +424,22 @@ static const gh_filter_type_t test_filter = {
     .on_destroy = ton_destroy,
 };
 
-/* The product's types with the test filter at its phase. */
+/* The same again under another name, for chains with two pausing
+ * filters. */
+static const gh_filter_type_t test_filter2 = {
+    .name = "testpause2",
+    .phase = GH_PHASE_TRANSFORM,
+    .ctx_size = sizeof(tctx_t),
+    .parse = tparse,
+    .free_conf = tfree_conf,
+    .on_request_headers = ton_request_headers,
+    .on_request_buffered = ton_request_buffered,
+    .on_cancel = ton_cancel,
+    .on_log = ton_log,
+    .on_destroy = ton_destroy,
+};
+
+/* The product's types with the test filters at their phase. */
 static const gh_filter_type_t *types[16];
 
 static void register_types(void)
@@ -433,13 +450,16 @@ static void register_types(void)
     for (size_t i = 0; product[i] != NULL; i++) {
         if (!placed && product[i]->phase > test_filter.phase) {
             types[n++] = &test_filter;
+            types[n++] = &test_filter2;
             placed = 1;
         }
         assert_true(n < sizeof(types) / sizeof(types[0]) - 2);
         types[n++] = product[i];
     }
-    if (!placed)
+    if (!placed) {
         types[n++] = &test_filter;
+        types[n++] = &test_filter2;
+    }
     types[n] = NULL;
     gh_filter_types_set(types);
 }
@@ -526,6 +546,16 @@ static const char yaml_fmt[] = "listeners:\n"
                                "      - name: double\n"
                                "        match: {path: {exact: /double}}\n"
                                "        testpause: {mode: double}\n"
+                               "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: two\n"
+                               "        match: {path: {exact: /two}}\n"
+                               "        testpause: {mode: sync}\n"
+                               "        testpause2: {mode: resume, ms: 20}\n"
+                               "        direct_response: {status: 200, body: \"two\"}\n"
+                               "      - name: twohold\n"
+                               "        match: {path: {exact: /twohold}}\n"
+                               "        testpause: {mode: resume, ms: 20}\n"
+                               "        testpause2: {mode: hold, ms: 600000}\n"
                                "        direct_response: {status: 200, body: \"never\"}\n"
                                "      - name: extup\n"
                                "        match: {path: {exact: /extup}}\n"
@@ -1397,6 +1427,101 @@ static void test_body_timeout_while_paused(void **state)
     assert_int_equal(seen.log_status, 408);
 }
 
+/* Reads until what came ends with tail. Returns the length. */
+static size_t read_until_tail(fixture_t *f, int fd, char *buf, size_t cap, const char *tail)
+{
+    size_t n = 0, tn = strlen(tail);
+    for (int turns = 0; n < tn || memcmp(buf + n - tn, tail, tn) != 0; turns++) {
+        if (turns > MAX_TURNS)
+            fail_msg("no '%s' at the end of what came", tail);
+        assert_true(n < cap - 1);
+        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+        if (r > 0) {
+            n += (size_t)r;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            fail_msg("closed after %zu bytes", n);
+        pump(f);
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* A request pipelined right after a buffered body is neither taken into
+ * the body nor lost. */
+static void pipelined_after_buffered(fixture_t *f, const char *req, const char *body)
+{
+    char buf[4096];
+    int fd = client_connect(f);
+    send_str(fd, req);
+    read_until_tail(f, fd, buf, sizeof(buf), "\r\n\r\nok");
+    assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
+    const char *second = strstr(buf, "\r\n\r\nup");
+    assert_non_null(second);
+    assert_string_equal(second + 6,
+                        "HTTP/1.1 200 OK\r\nx-testpause: added\r\ncontent-length: 2\r\n\r\nok");
+    assert_int_equal(seen.buffered, 1);
+    assert_string_equal(seen.body, body);
+    assert_int_equal(f->up.num_reqs, 1);
+    check_forwarded_body(f, 0, body);
+    client_close(f, fd);
+    RUN_UNTIL(f, seen.destroys == 2);
+}
+
+static void test_pipelined_after_buffered_length(void **state)
+{
+    pipelined_after_buffered(*state,
+                             "POST /buffer HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz"
+                             "GET /hdr HTTP/1.1\r\nHost: a\r\n\r\n",
+                             "xyz");
+}
+
+static void test_pipelined_after_buffered_chunked(void **state)
+{
+    pipelined_after_buffered(
+        *state,
+        "POST /buffer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nxyz\r\n0\r\n\r\n"
+        "GET /hdr HTTP/1.1\r\nHost: a\r\n\r\n",
+        "xyz");
+}
+
+/* Two pausing filters: the first resumes at once, the second holds the
+ * request until its deadline. */
+static void test_two_pausing_filters(void **state)
+{
+    fixture_t *f = *state;
+    request_ok(f, "GET /two HTTP/1.1\r\nHost: a\r\n\r\n",
+               "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo");
+    RUN_UNTIL(f, seen.destroys == 2);
+    assert_int_equal(seen.headers, 2);
+    assert_int_equal(seen.paused, 2);
+    assert_int_equal(seen.deadlines, 1);
+    assert_int_equal(seen.logs, 2); /* one per filter */
+    assert_int_equal(seen.cancels, 0);
+}
+
+/* The client leaves while the second of two filters holds the request:
+ * only that one is cancelled, with its own context. */
+static void test_two_pausing_filters_client_leaves(void **state)
+{
+    fixture_t *f = *state;
+    int fd = client_connect(f);
+    send_str(fd, "GET /twohold HTTP/1.1\r\nHost: a\r\n\r\n");
+    RUN_UNTIL(f, seen.paused == 2);
+    assert_int_equal(seen.deadlines, 1); /* the first one's */
+    close_rst(f, fd);
+    RUN_UNTIL(f, seen.destroys == 2);
+    assert_null(f->w.dead);
+    assert_int_equal(seen.cancels, 1);
+    assert_int_equal(seen.cancel_mode, MODE_HOLD);
+    assert_int_equal(seen.cancel_take_null, 1);
+    assert_int_equal(seen.logs, 2);
+    assert_int_equal(seen.log_aborted, 1);
+    assert_int_equal(seen.log_bytes_out, 0);
+}
+
 /* ---- deferred deletion ---- */
 
 static void test_stream_freed_after_the_callback(void **state)
@@ -1465,6 +1590,10 @@ int main(void)
         T(test_drain_while_paused),
         T(test_forced_stop_while_paused),
         T(test_body_timeout_while_paused),
+        T(test_pipelined_after_buffered_length),
+        T(test_pipelined_after_buffered_chunked),
+        T(test_two_pausing_filters),
+        T(test_two_pausing_filters_client_leaves),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
