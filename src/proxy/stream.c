@@ -700,6 +700,10 @@ static int reply_begin(gh_stream_t *s, int status, const char *detail)
     }
     s->res_started = 1;
     s->replied = 1;
+    /* A body being buffered is read no further: what still comes stays
+     * unread (the connection closes after the reply), and the next read
+     * must not answer a second time, which would abort the reply. */
+    s->buffering = 0;
     s->status = status;
     if (detail != NULL)
         s->error = gh_arena_memdup(&s->arena, detail, strlen(detail));

@@ -214,6 +214,7 @@ typedef struct {
     uint64_t ms;
     uint64_t limit;
     int header;
+    uint64_t pad; /* bytes of an x-pad response field */
 } tconf_t;
 
 typedef struct {
@@ -232,10 +233,12 @@ typedef struct {
 
 static holder_t *held;
 
+static char pad_value[64 * 1024];
+
 static int tparse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
                   gh_route_t *route, void **conf)
 {
-    static const char *const keys[] = {"mode", "ms", "limit", "header", NULL};
+    static const char *const keys[] = {"mode", "ms", "limit", "header", "pad", NULL};
     const gh_yaml_node_t *v;
     const char *mode;
     int rc;
@@ -262,7 +265,9 @@ static int tparse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t
         ((v = gh_yaml_map_get(n, "limit")) != NULL &&
          (rc = gh_yaml_uint(doc, v, "limit", 0, 1u << 30, &t->limit)) != 0) ||
         ((v = gh_yaml_map_get(n, "header")) != NULL &&
-         (rc = gh_yaml_bool(doc, v, "header", &t->header)) != 0)) {
+         (rc = gh_yaml_bool(doc, v, "header", &t->header)) != 0) ||
+        ((v = gh_yaml_map_get(n, "pad")) != NULL &&
+         (rc = gh_yaml_uint(doc, v, "pad", 1, sizeof(pad_value), &t->pad)) != 0)) {
         free(t);
         return rc;
     }
@@ -321,6 +326,10 @@ static gh_filter_status_t ton_request_headers(gh_stream_t *s, const void *conf, 
     seen.headers++;
     if (t->header)
         assert_int_equal(gh_stream_add_response_header(s, "x-testpause", 11, "added", 5), 0);
+    if (t->pad > 0) {
+        memset(pad_value, 'p', sizeof(pad_value));
+        assert_int_equal(gh_stream_add_response_header(s, "x-pad", 5, pad_value, t->pad), 0);
+    }
     switch (t->mode) {
     case MODE_RESUME:
     case MODE_REPLY:
@@ -557,6 +566,10 @@ static const char yaml_fmt[] = "listeners:\n"
                                "        testpause: {mode: resume, ms: 20}\n"
                                "        testpause2: {mode: hold, ms: 600000}\n"
                                "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: padbuffer\n"
+                               "        match: {path: {exact: /padbuffer}}\n"
+                               "        testpause: {mode: buffer, limit: 64, pad: 40000}\n"
+                               "        to: up\n"
                                "      - name: extup\n"
                                "        match: {path: {exact: /extup}}\n"
                                "        testpause: {mode: external}\n"
@@ -1522,6 +1535,52 @@ static void test_two_pausing_filters_client_leaves(void **state)
     assert_int_equal(seen.log_bytes_out, 0);
 }
 
+/* The 413 is still being written (the client reads slowly, and filters
+ * made it long) when more of the body comes: the answer is not taken
+ * back, and the connection closes after it. */
+static void test_buffer_413_while_more_body_comes(void **state)
+{
+    fixture_t *f = *state;
+    char chunk[4096], *buf = malloc(128 * 1024);
+    int small = 4096;
+    assert_non_null(buf);
+    memset(chunk, 'c', sizeof(chunk));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)f->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    f->clients[f->num_clients++] = fd;
+    RUN_UNTIL(f, f->w.conns != NULL);
+    uv_os_fd_t sfd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&f->w.conns->tcp, &sfd), 0);
+    assert_int_equal(setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    send_str(fd, "POST /padbuffer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "100000\r\n");
+    assert_int_equal(send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL), (ssize_t)sizeof(chunk));
+    RUN_UNTIL(f, seen.headers == 1);
+    for (int i = 0; i < 20; i++)
+        pump(f);
+    assert_true(f->w.conns->wpending); /* the 413 is under way */
+    assert_int_equal(send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL), (ssize_t)sizeof(chunk));
+    for (int i = 0; i < 20; i++)
+        pump(f);
+    size_t n = read_to_close(f, fd, buf, 128 * 1024);
+    assert_true(n > 40000);
+    assert_memory_equal(buf, "HTTP/1.1 413 Content Too Large\r\n", 32);
+    assert_int_equal(message_len(buf, n), n);
+    client_close(f, fd);
+    free(buf);
+    wait_stream_gone(f);
+    assert_int_equal(seen.log_status, 413);
+    assert_int_equal(seen.log_aborted, 0);
+    assert_int_equal(seen.buffered, 0);
+    assert_int_equal(f->up.num_reqs, 0);
+}
+
 /* ---- deferred deletion ---- */
 
 static void test_stream_freed_after_the_callback(void **state)
@@ -1592,6 +1651,7 @@ int main(void)
         T(test_body_timeout_while_paused),
         T(test_pipelined_after_buffered_length),
         T(test_pipelined_after_buffered_chunked),
+        T(test_buffer_413_while_more_body_comes),
         T(test_two_pausing_filters),
         T(test_two_pausing_filters_client_leaves),
     };
