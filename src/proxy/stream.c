@@ -503,7 +503,9 @@ static void observe_body(gh_stream_t *s);
 static void body_complete(gh_stream_t *s)
 {
     s->buffering = 0;
-    s->body_buffered = 1;
+    /* A request that had no body goes on without one (no Content-Length:
+     * 0 added to a GET). */
+    s->body_buffered = s->req.body != GH_H1_BODY_NONE;
     s->req_body_done = 1;
     s->req_pump.done = 1;
     gh_conn_update_reading(s->conn);

@@ -324,8 +324,18 @@ static gh_filter_status_t ton_request_headers(gh_stream_t *s, const void *conf, 
     tctx_t *ctx = vctx;
     ctx->conf = t;
     seen.headers++;
-    if (t->header)
+    if (t->header) {
         assert_int_equal(gh_stream_add_response_header(s, "x-testpause", 11, "added", 5), 0);
+        /* Refused: framing and hop-by-hop names, no name, a name that is
+         * no token, a value that would start another field. None shows
+         * in the responses the cases compare byte for byte. */
+        assert_int_equal(gh_stream_add_response_header(s, "Content-Length", 14, "1", 1), -1);
+        assert_int_equal(gh_stream_add_response_header(s, "connection", 10, "close", 5), -1);
+        assert_int_equal(gh_stream_add_response_header(s, "", 0, "v", 1), -1);
+        assert_int_equal(gh_stream_add_response_header(s, "x a", 3, "v", 1), -1);
+        assert_int_equal(gh_stream_add_response_header(s, "x-a", 3, "v\r\nx-b: w", 10), -1);
+        assert_int_equal(gh_stream_add_response_header(s, "x-a", 3, "v\0w", 3), -1);
+    }
     if (t->pad > 0) {
         memset(pad_value, 'p', sizeof(pad_value));
         assert_int_equal(gh_stream_add_response_header(s, "x-pad", 5, pad_value, t->pad), 0);
@@ -1581,6 +1591,31 @@ static void test_buffer_413_while_more_body_comes(void **state)
     assert_int_equal(f->up.num_reqs, 0);
 }
 
+/* A request without a body, buffered: the filter sees an empty body, and
+ * the request goes upstream without one. */
+static void test_buffer_no_body(void **state)
+{
+    fixture_t *f = *state;
+    char buf[4096];
+    int closed;
+    int fd = client_connect(f);
+    send_str(fd, "GET /buffer HTTP/1.1\r\nHost: a\r\n\r\n");
+    read_response(f, fd, buf, sizeof(buf), &closed);
+    assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
+    assert_int_equal(seen.buffered, 1);
+    assert_int_equal(seen.body_len, 0);
+    assert_int_equal(f->up.num_reqs, 1);
+    /* Forwarded as it came: no framing field added, nothing after the
+     * head. */
+    const char *req = f->up.reqs[0];
+    assert_memory_equal(req, "GET /buffer HTTP/1.1\r\n", 22);
+    assert_int_equal(f->up.req_len[0], (size_t)(strstr(req, "\r\n\r\n") - req) + 4);
+    assert_null(find_mem(req, f->up.req_len[0], "content-length"));
+    assert_null(find_mem(req, f->up.req_len[0], "transfer-encoding"));
+    client_close(f, fd);
+    wait_stream_gone(f);
+}
+
 /* ---- deferred deletion ---- */
 
 static void test_stream_freed_after_the_callback(void **state)
@@ -1652,6 +1687,7 @@ int main(void)
         T(test_pipelined_after_buffered_length),
         T(test_pipelined_after_buffered_chunked),
         T(test_buffer_413_while_more_body_comes),
+        T(test_buffer_no_body),
         T(test_two_pausing_filters),
         T(test_two_pausing_filters_client_leaves),
     };
