@@ -503,7 +503,9 @@ static void observe_body(gh_stream_t *s);
 static void body_complete(gh_stream_t *s)
 {
     s->buffering = 0;
-    s->body_buffered = 1;
+    /* A request that had no body goes on without one (no Content-Length:
+     * 0 added to a GET). */
+    s->body_buffered = s->req.body != GH_H1_BODY_NONE;
     s->req_body_done = 1;
     s->req_pump.done = 1;
     gh_conn_update_reading(s->conn);
@@ -730,6 +732,10 @@ static int reply_begin(gh_stream_t *s, int status, const char *detail)
     cancel_paused(s);
     s->res_started = 1;
     s->replied = 1;
+    /* A body being buffered is read no further: what still comes stays
+     * unread (the connection closes after the reply), and the next read
+     * must not answer a second time, which would abort the reply. */
+    s->buffering = 0;
     s->status = status;
     if (detail != NULL)
         s->error = gh_arena_memdup(&s->arena, detail, strlen(detail));
