@@ -199,7 +199,8 @@ uint64_t gh_stream_random(gh_stream_t *s);
 
 /* From on_request_headers, before returning GH_FILTER_BUFFER: read the
  * body whole, at most limit bytes after decoding (more: 413). The body
- * then goes upstream unchanged, framed with Content-Length. */
+ * then goes upstream unchanged, framed with Content-Length (a chunked
+ * body's trailers are dropped); a request without a body stays without. */
 void gh_stream_buffer_body(gh_stream_t *s, size_t limit);
 
 /* ---- what filters may read and change ---- */
