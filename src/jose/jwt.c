@@ -2,7 +2,7 @@
  * JWT tokens: strict parsing of the compact serialization (RFC 7515 §7.1,
  * RFC 7519 §7.2), the registered-claim checks of RFC 7519 §4.1 with RFC 8725's
  * hardening, required claims, and the helpers that turn claims into headers.
- * Signature work is in jwk.c, next to the prepared keys.
+ * Signatures are checked in verify.c, made in sign.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -572,43 +572,4 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
         }
     }
     return 0;
-}
-
-/* ---- signing ---- */
-
-char *gh_jwt_sign(const char *header_json, const char *payload, size_t payload_len,
-                  const gh_jwt_signing_key_t *key, gh_jwt_alg_t alg, char *err, size_t errcap)
-{
-    char defhdr[64];
-    const char *name = gh_jwt_alg_name(alg);
-    if (name == NULL) {
-        if (err && errcap)
-            snprintf(err, errcap, "unknown algorithm");
-        return NULL;
-    }
-    if (header_json == NULL) {
-        snprintf(defhdr, sizeof(defhdr), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", name);
-        header_json = defhdr;
-    }
-    size_t hl = strlen(header_json);
-    size_t cap = GH_B64URL_ENC_LEN(hl) + 1 + GH_B64URL_ENC_LEN(payload_len) + 1 +
-                 GH_B64URL_ENC_LEN(GH_JOSE_MAX_SIG) + 1;
-    char *out = malloc(cap);
-    if (out == NULL) {
-        if (err && errcap)
-            snprintf(err, errcap, "out of memory");
-        return NULL;
-    }
-    size_t o = gh_b64url_encode(header_json, hl, out);
-    out[o++] = '.';
-    o += gh_b64url_encode(payload, payload_len, out + o);
-    unsigned char sig[GH_JOSE_MAX_SIG];
-    long sl = gh_jose_sign(key, alg, (const unsigned char *)out, o, sig, err, errcap);
-    if (sl < 0) {
-        free(out);
-        return NULL;
-    }
-    out[o++] = '.';
-    gh_b64url_encode(sig, (size_t)sl, out + o);
-    return out;
 }
