@@ -210,7 +210,7 @@ int gh_jwt_verifier_verify(gh_jwt_verifier_t *v, const gh_jwt_t *t, const gh_jwk
     gh_jwt_reason_t dummy;
     if (reason == NULL)
         reason = &dummy;
-    const unsigned char *msg = (const unsigned char *)t->buf;
+    const unsigned char *msg = (const unsigned char *)t->tok;
     size_t kl = t->has_kid ? strlen(t->kid) : 0;
     int matched = 0, tried = 0;
     for (int pass = 0; pass < (t->has_kid ? 2 : 1); pass++) {

@@ -474,9 +474,9 @@ static int ident_put(char *buf, size_t *o, const char *str, size_t n)
 /* The identity part of an entry: iss, sub and the scopes joined by spaces. */
 static int build_ident(const gh_jwt_t *t, entry_t *e)
 {
-    const char *iss = json_string_value(gh_jwt_claim(t, "iss"));
-    const char *sub = json_string_value(gh_jwt_claim(t, "sub"));
-    size_t iss_n = iss ? strlen(iss) : 0, sub_n = sub ? strlen(sub) : 0;
+    size_t iss_n = 0, sub_n = 0;
+    const char *iss = gh_jwt_claim_string(t, "iss", &iss_n);
+    const char *sub = gh_jwt_claim_string(t, "sub", &sub_n);
     gh_jwt_slice_t sc[64];
     size_t ns = gh_jwt_scopes(t, sc, 64), scopes_n = 0;
     if (ns > 64)
@@ -524,12 +524,14 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
         int vn;
         size_t b64n;
         if (i < p->num_claims_to_headers) {
-            json_t *c = gh_jwt_claim(t, p->claims_to_headers[i].claim);
-            if (c == NULL)
-                continue;
-            vn = gh_jwt_claim_render(c, val, sizeof(val));
+            /* A top-level string claim is read without a jansson tree. */
+            vn = gh_jwt_claim_render_path(t, p->claims_to_headers[i].claim, val, sizeof(val));
+            if (vn == -ENOMEM) {
+                free(buf);
+                return -1;
+            }
             if (vn < 0)
-                continue; /* too long, or a value that would split a header */
+                continue; /* absent, too long, or a value that would split a header */
             name = p->claims_to_headers[i].header;
             v = val;
         } else {
@@ -563,12 +565,11 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
         return -1;
     /* gh_jwt_check_claims passed, so exp and iat, when there, are numbers
      * in [0, GH_JWT_MAX_DATE]: the conversions below are defined. */
-    json_t *exp = json_object_get(t->payload, "exp");
-    json_t *iat = json_object_get(t->payload, "iat");
+    double exp, iat;
     int64_t skew = (int64_t)p->clock_skew_s;
-    e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + skew : INT64_MAX;
-    if (p->max_token_age_s > 0 && json_is_number(iat)) {
-        int64_t old = (int64_t)json_number_value(iat) + (int64_t)p->max_token_age_s + skew + 1;
+    e->expires = gh_jwt_claim_number(t, "exp", &exp) == 0 ? (int64_t)exp + skew : INT64_MAX;
+    if (p->max_token_age_s > 0 && gh_jwt_claim_number(t, "iat", &iat) == 0) {
+        int64_t old = (int64_t)iat + (int64_t)p->max_token_age_s + skew + 1;
         if (old < e->expires)
             e->expires = old;
     }
@@ -774,7 +775,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         refuse(s, rt, reason, NULL);
         return gh_jwt_reason_status(reason);
     }
-    const char *iss = json_string_value(json_object_get(t.payload, "iss"));
+    const char *iss = gh_jwt_claim_string(&t, "iss", NULL);
     if (must_match_issuer && (iss == NULL || strcmp(iss, p->issuer) != 0)) {
         gh_jwt_dispose(&t);
         return -1;
