@@ -53,6 +53,25 @@ long gh_b64url_decode(const char *in, size_t n, unsigned char *out)
         return -1;
     const unsigned char *s = (const unsigned char *)in;
     size_t o = 0, i = 0;
+    /* Eight characters to six bytes a step while they are all valid (a
+     * token is ~1 KB of this); an invalid one falls to the loop below,
+     * which refuses it. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a = dec_tab[s[i]], b = dec_tab[s[i + 1]], c = dec_tab[s[i + 2]],
+                 d = dec_tab[s[i + 3]], e = dec_tab[s[i + 4]], f = dec_tab[s[i + 5]],
+                 g = dec_tab[s[i + 6]], h = dec_tab[s[i + 7]];
+        if (!a || !b || !c || !d || !e || !f || !g || !h)
+            break;
+        uint64_t v = (a - 1) << 42 | (b - 1) << 36 | (c - 1) << 30 | (d - 1) << 24 | (e - 1) << 18 |
+                     (f - 1) << 12 | (g - 1) << 6 | (h - 1);
+        out[o] = (unsigned char)(v >> 40);
+        out[o + 1] = (unsigned char)(v >> 32);
+        out[o + 2] = (unsigned char)(v >> 24);
+        out[o + 3] = (unsigned char)(v >> 16);
+        out[o + 4] = (unsigned char)(v >> 8);
+        out[o + 5] = (unsigned char)v;
+        o += 6;
+    }
     for (; i + 4 <= n; i += 4) {
         uint32_t a = dec_tab[s[i]], b = dec_tab[s[i + 1]], c = dec_tab[s[i + 2]],
                  d = dec_tab[s[i + 3]];

@@ -586,13 +586,26 @@ const gh_jose_json_rec_t *gh_jose_json_get(const gh_jose_json_rec_t *recs, size_
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < n; i += 1 + recs[i].nelem)
-        if (recs[i].name_len == nl && memcmp(recs[i].name, name, nl) == 0)
+        if (recs[i].name_len == nl && (nl == 0 || recs[i].name[0] == name[0]) &&
+            memcmp(recs[i].name, name, nl) == 0)
             return &recs[i];
     return NULL;
 }
 
 double gh_jose_json_number(const gh_jose_json_rec_t *r)
 {
+    /* NumericDates are integers of about ten digits: under 2^53 an integer
+     * converts exactly, as strtod would round it. */
+    const char *p = r->val, *e = r->val + r->val_len;
+    int neg = p < e && *p == '-';
+    p += neg;
+    if (e - p > 0 && e - p <= 15) {
+        int64_t v = 0;
+        while (p < e && *p >= '0' && *p <= '9')
+            v = v * 10 + (*p++ - '0');
+        if (p == e)
+            return neg ? -(double)v : (double)v;
+    }
     char buf[64], *copy = buf;
     if (r->val_len >= sizeof(buf) && (copy = malloc(r->val_len + 1)) == NULL)
         return NAN;

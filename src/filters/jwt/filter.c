@@ -182,17 +182,24 @@ static void wstate_free(void *p)
  * of the four ways of a set. */
 static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
-    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL);
-    size_t i = n > 16 ? n - 16 : 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, t + i, 8);
+    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
+    if (n >= 16) {
+        /* Every cacheable token: two words, no loop. */
+        memcpy(&v, t + n - 16, 8);
         h = (h ^ v) * 0xff51afd7ed558ccdULL;
         h ^= h >> 32;
+        memcpy(&v, t + n - 8, 8);
+        h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+        return h ^ (h >> 29);
     }
-    uint64_t tail = 0;
-    memcpy(&tail, t + i, n - i);
-    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    v = 0;
+    memcpy(&v, t, n > 8 ? 8 : n);
+    h = (h ^ v) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    v = 0;
+    if (n > 8)
+        memcpy(&v, t + 8, n - 8);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 29);
 }
 
@@ -916,6 +923,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* Headers this route's providers set are dropped whatever happens next,
      * so a client can never pass them off as gatehouse's. */
     int dropped = 0;
+    size_t unloaded = 0;
     for (size_t i = 0; i < a->num_providers; i++) {
         const gh_jwt_provider_conf_t *p = a->providers[i];
         for (size_t j = 0; j < p->num_claims_to_headers; j++)
@@ -924,6 +932,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (p->payload_header != NULL)
             dropped |=
                 gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
     }
     if (dropped < 0) {
         apply_failed(s);
@@ -934,10 +943,6 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* Until a provider's keys first load its routes answer 503, token or
      * not: the caller did nothing wrong (for any/optional, while none of
      * the route's providers has keys; for all, while any lacks them). */
-    size_t unloaded = 0;
-    for (size_t i = 0; i < a->num_providers; i++)
-        if (gh_keyring_generation(fc->rt[i]->keyring) == 0)
-            unloaded++;
     if (unloaded > 0 && (a->all || unloaded == a->num_providers)) {
         char detail[256];
         size_t i = 0;

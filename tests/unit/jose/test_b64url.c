@@ -39,10 +39,33 @@ static void test_b64url(void **state)
     assert_int_equal(gh_b64url_decode("Zm\0v", 4, out), -1);
 }
 
+/* Every length round-trips (the decoder takes eight characters a step, then
+ * four, then the tail), and a bad character anywhere is refused. */
+static void test_b64url_every_length_and_position(void **state)
+{
+    (void)state;
+    unsigned char in[64], out[64];
+    char enc[GH_B64URL_ENC_LEN(64) + 1];
+    for (size_t n = 0; n <= sizeof(in); n++) {
+        for (size_t i = 0; i < n; i++)
+            in[i] = (unsigned char)(i * 37 + n);
+        size_t el = gh_b64url_encode(in, n, enc);
+        assert_int_equal(gh_b64url_decode(enc, el, out), (long)n);
+        assert_memory_equal(out, in, n);
+        for (size_t at = 0; at < el; at++) {
+            char keep = enc[at];
+            enc[at] = at % 2 ? '=' : '+';
+            assert_int_equal(gh_b64url_decode(enc, el, out), -1);
+            enc[at] = keep;
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_b64url_every_length_and_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,7 +104,14 @@ static void test_refusals(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         agree(bad[i], 0);
-    /* NUL bytes, in a string and after the object. */
+    /* NUL bytes, in a string and after the object; and after a number or a
+     * literal, where jansson loses them (json_diff.h) and the reader refuses. */
+    static const char nul_num[] = "{\"a\":1\0,\"b\":0.5\0,\"c\":true\0}";
+    assert_null(json_diff(nul_num, sizeof(nul_num) - 1));
+    char copy_num[sizeof(nul_num)];
+    gh_jose_json_rec_t recs_num[GH_JOSE_JSON_RECS(sizeof(nul_num))];
+    memcpy(copy_num, nul_num, sizeof(nul_num));
+    assert_int_equal(gh_jose_json_index(copy_num, sizeof(nul_num) - 1, recs_num), -1);
     static const char nul_in[] = "{\"a\":\"x\0y\"}", nul_after[] = "{\"a\":1}\0";
     assert_null(json_diff(nul_in, sizeof(nul_in) - 1));
     assert_null(json_diff(nul_after, sizeof(nul_after) - 1));
