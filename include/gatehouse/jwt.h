@@ -164,16 +164,25 @@ int gh_jwks_key_info(const gh_jwks_t *jwks, size_t i, gh_jwk_info_t *out);
 
 /* ---- tokens ---- */
 
+struct gh_jose_json_rec_s; /* src/jose/json.h */
+
 typedef struct {
     gh_jwt_alg_t alg;
     int has_kid;
     char kid[GH_JWT_MAX_KID + 1];
     char typ[GH_JWT_MAX_TYP + 1]; /* "" when absent */
-    json_t *payload;              /* owned; a JSON object */
-    /* One allocation holding a copy of the token, the decoded signature and
-     * the payload's JSON text. */
+    /* The claims' top level, indexed by a strict reader (no jansson tree
+     * on the hot path): read them with gh_jwt_claim_string,
+     * gh_jwt_claim_number, gh_jwt_scopes; gh_jwt_claim and gh_jwt_payload
+     * build a jansson tree on first use. */
+    const struct gh_jose_json_rec_s *claims;
+    size_t nclaims;
+    json_t *tree; /* owned; NULL until gh_jwt_payload builds it */
+    /* One allocation holding the claims index, a copy of the token, the
+     * decoded signature and the claims' text. */
     char *buf;
-    size_t signing_len; /* header.payload: the JWS signing input at buf */
+    const char *tok;    /* the token's copy, in buf */
+    size_t signing_len; /* header.payload: the JWS signing input at tok */
     size_t payload_b64_off, payload_b64_len;
     const unsigned char *sig;
     size_t sig_len;
@@ -185,7 +194,9 @@ typedef struct {
  * GH_JWT_MAX_TOKEN bytes; the header a JSON object with a known "alg" (never
  * "none"), no "crit" (RFC 7515 §4.1.11: gatehouse understands no extension),
  * "kid" a string of at most 256 bytes; the payload a JSON object without
- * duplicate member names. "jku", "x5u", "jwk" and "x5c" are tolerated and
+ * duplicate member names. Both are read by src/jose/json.h's strict reader:
+ * no duplicate names at any depth, UTF-8 and escapes checked, at most 64
+ * levels of nesting. "jku", "x5u", "jwk" and "x5c" are tolerated and
  * never used (RFC 8725 §3.10). tok is borrowed (copied). On success *out owns
  * memory released by gh_jwt_dispose; on failure *out needs no dispose.
  * Returns 0, -EINVAL or -ENOMEM.
@@ -267,10 +278,28 @@ typedef struct {
 int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int64_t now,
                         gh_jwt_reason_t *reason, char *detail, size_t detail_cap);
 
+/* A top-level string claim, decoded and NUL-terminated (borrowed from the
+ * token; it holds no NUL), with its length in *len (may be NULL); NULL when
+ * absent or not a string. No tree is built. */
+const char *gh_jwt_claim_string(const gh_jwt_t *t, const char *name, size_t *len);
+/* A top-level number claim into *out: 0, 1 when absent, -1 when not a
+ * number. No tree is built. */
+int gh_jwt_claim_number(const gh_jwt_t *t, const char *name, double *out);
+
+/* The claims as a jansson object, built on the first call from the
+ * payload (a token is used by one thread). Borrowed from the token; NULL
+ * when out of memory. */
+json_t *gh_jwt_payload(const gh_jwt_t *t);
+
 /* The claim at a dotted path, or NULL. A member whose own name contains dots
  * ("https://example.com/roles") is found too: at each level the longest
- * matching name wins. Borrowed from the token. */
+ * matching name wins. Borrowed from the token; builds the tree (above). */
 json_t *gh_jwt_claim(const gh_jwt_t *t, const char *path);
+
+/* gh_jwt_claim rendered by gh_jwt_claim_render, without building the tree
+ * when path names a top-level string. Returns the length, -ENOENT when the
+ * claim is absent, -ENOMEM, or gh_jwt_claim_render's errors. */
+int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, size_t cap);
 
 /*
  * Renders a claim value for an HTTP header into buf: strings as they are,

@@ -238,7 +238,8 @@ static int inspect(const opts_t *o)
         return 1;
     printf("  alg %s, kid %s, typ %s\n", gh_jwt_alg_name(t.alg), t.has_kid ? t.kid : "(none)",
            t.typ[0] ? t.typ : "(none)");
-    char *claims = json_dumps(t.payload, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_t *tree = gh_jwt_payload(&t);
+    char *claims = tree ? json_dumps(tree, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     printf("claims:\n%s\n", claims ? claims : "?");
     free(claims);
     size_t len;

@@ -2,7 +2,7 @@
  * JWT tokens: strict parsing of the compact serialization (RFC 7515 §7.1,
  * RFC 7519 §7.2), the registered-claim checks of RFC 7519 §4.1 with RFC 8725's
  * hardening, required claims, and the helpers that turn claims into headers.
- * Signature work is in jwk.c, next to the prepared keys.
+ * Signatures are checked in verify.c, made in sign.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 
 #include "jose/b64url.h"
 #include "jose/jose.h"
+#include "jose/json.h"
 
 /* ---- refusal reasons ---- */
 
@@ -71,63 +72,56 @@ static int fail(gh_jwt_reason_t *reason, gh_jwt_reason_t why)
     return -EINVAL;
 }
 
-/* Header members a verifier may ignore. Anything else is ignored as well
- * (RFC 7515 §4: unknown parameters MUST be ignored) unless listed in crit. */
-static int parse_header(const unsigned char *p, size_t n, gh_jwt_t *t, gh_jwt_reason_t *reason)
+static const gh_jose_json_rec_t *member(const gh_jose_json_rec_t *r, long n, const char *name)
 {
-    json_error_t jerr;
-    json_t *h = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
-    int rc = 0;
-    if (h == NULL || !json_is_object(h)) {
-        rc = fail(reason, GH_JWT_MALFORMED_HEADER);
-        goto out;
+    return n > 0 ? gh_jose_json_get(r, (size_t)n, name) : NULL;
+}
+
+/* The JOSE header, read by the strict reader into recs (room for
+ * GH_JOSE_JSON_RECS(n)). Members gatehouse does not know are ignored (RFC
+ * 7515 section 4: unknown parameters MUST be ignored) unless listed in crit. */
+static int parse_header(char *p, size_t n, gh_jose_json_rec_t *recs, gh_jwt_t *t,
+                        gh_jwt_reason_t *reason)
+{
+    long nr = gh_jose_json_index(p, n, recs);
+    if (nr == -ENOMEM) {
+        *reason = GH_JWT_OUT_OF_MEMORY;
+        return -ENOMEM;
     }
-    json_t *alg = json_object_get(h, "alg");
-    if (!json_is_string(alg)) {
-        rc = fail(reason, GH_JWT_MALFORMED_HEADER);
-        goto out;
-    }
-    /* RFC 8725 §3.1 and the many CVEs before it: "none" is never accepted,
-     * whatever its spelling (some libraries compared case-insensitively). */
-    if (json_string_length(alg) == 4 && strncasecmp(json_string_value(alg), "none", 4) == 0) {
-        rc = fail(reason, GH_JWT_ALG_NONE);
-        goto out;
-    }
-    t->alg = gh_jwt_alg_from_name(json_string_value(alg), json_string_length(alg));
-    if (t->alg == GH_JWT_ALG_UNKNOWN) {
-        rc = fail(reason, GH_JWT_UNSUPPORTED_ALG);
-        goto out;
-    }
-    /* RFC 7515 §4.1.11: a recipient that does not understand a listed
+    if (nr < 0)
+        return fail(reason, GH_JWT_MALFORMED_HEADER);
+    const gh_jose_json_rec_t *alg = member(recs, nr, "alg");
+    if (alg == NULL || alg->type != GH_JOSE_JSON_STRING)
+        return fail(reason, GH_JWT_MALFORMED_HEADER);
+    /* RFC 8725 section 3.1 and the many CVEs before it: "none" is never
+     * accepted, whatever its spelling (some libraries compared
+     * case-insensitively). */
+    if (alg->val_len == 4 && strncasecmp(alg->val, "none", 4) == 0)
+        return fail(reason, GH_JWT_ALG_NONE);
+    t->alg = gh_jwt_alg_from_name(alg->val, alg->val_len);
+    if (t->alg == GH_JWT_ALG_UNKNOWN)
+        return fail(reason, GH_JWT_UNSUPPORTED_ALG);
+    /* RFC 7515 section 4.1.11: a recipient that does not understand a listed
      * extension must reject the JWS. gatehouse understands none. */
-    if (json_object_get(h, "crit") != NULL) {
-        rc = fail(reason, GH_JWT_UNSUPPORTED_CRIT);
-        goto out;
-    }
-    json_t *kid = json_object_get(h, "kid");
+    if (member(recs, nr, "crit") != NULL)
+        return fail(reason, GH_JWT_UNSUPPORTED_CRIT);
+    /* Strings come decoded and without NUL (the reader refuses \u0000). */
+    const gh_jose_json_rec_t *kid = member(recs, nr, "kid");
     if (kid != NULL) {
-        size_t kl = json_string_length(kid);
-        if (!json_is_string(kid) || kl > GH_JWT_MAX_KID || strlen(json_string_value(kid)) != kl) {
-            rc = fail(reason, GH_JWT_MALFORMED_KID);
-            goto out;
-        }
-        memcpy(t->kid, json_string_value(kid), kl + 1);
+        if (kid->type != GH_JOSE_JSON_STRING || kid->val_len > GH_JWT_MAX_KID)
+            return fail(reason, GH_JWT_MALFORMED_KID);
+        memcpy(t->kid, kid->val, kid->val_len + 1);
         t->has_kid = 1;
     }
-    json_t *typ = json_object_get(h, "typ");
+    const gh_jose_json_rec_t *typ = member(recs, nr, "typ");
     if (typ != NULL) {
-        size_t tl = json_string_length(typ);
-        if (!json_is_string(typ) || tl > GH_JWT_MAX_TYP || strlen(json_string_value(typ)) != tl) {
-            rc = fail(reason, GH_JWT_MALFORMED_HEADER);
-            goto out;
-        }
-        memcpy(t->typ, json_string_value(typ), tl + 1);
+        if (typ->type != GH_JOSE_JSON_STRING || typ->val_len > GH_JWT_MAX_TYP)
+            return fail(reason, GH_JWT_MALFORMED_HEADER);
+        memcpy(t->typ, typ->val, typ->val_len + 1);
     }
     /* "jku", "x5u", "jwk", "x5c": deliberately not read. A key named by the
-     * token is a key chosen by the attacker (RFC 8725 §3.10). */
-out:
-    json_decref(h);
-    return rc;
+     * token is a key chosen by the attacker (RFC 8725 section 3.10). */
+    return 0;
 }
 
 static const gh_jose_hdr_t *memo_find(const gh_jose_memo_t *m, const char *seg, size_t n)
@@ -177,35 +171,45 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
     if (hl == 0 || pl == 0 || sl == 0)
         return fail(reason, GH_JWT_MALFORMED_TOKEN);
 
-    /* One buffer: token copy, then decoded header, payload, signature. */
-    size_t cap = len + 1 + GH_B64URL_DEC_MAX(hl) + GH_B64URL_DEC_MAX(pl) + GH_B64URL_DEC_MAX(sl);
+    /* One buffer: the claims index (also used for the header's), then the
+     * token copy, then the decoded header, payload (each NUL-terminated),
+     * signature. */
+    size_t hmax = GH_B64URL_DEC_MAX(hl), pmax = GH_B64URL_DEC_MAX(pl);
+    size_t nrecs = GH_JOSE_JSON_RECS(hmax > pmax ? hmax : pmax);
+    size_t recs_size = nrecs * sizeof(gh_jose_json_rec_t);
+    size_t cap = recs_size + len + 1 + hmax + 1 + pmax + 1 + GH_B64URL_DEC_MAX(sl);
     char *buf = malloc(cap);
     if (buf == NULL) {
         *reason = GH_JWT_OUT_OF_MEMORY;
         return -ENOMEM;
     }
-    memcpy(buf, tok, len);
-    buf[len] = '\0';
-    unsigned char *hdr = (unsigned char *)buf + len + 1;
+    gh_jose_json_rec_t *recs = (gh_jose_json_rec_t *)(void *)buf;
+    char *copy = buf + recs_size;
+    memcpy(copy, tok, len);
+    copy[len] = '\0';
+    char *hdr = copy + len + 1;
     const gh_jose_hdr_t *seen = memo_find(memo, tok, hl);
     long hn = 0;
-    if (seen == NULL && (hn = gh_b64url_decode(tok, hl, hdr)) <= 0) {
+    if (seen == NULL && (hn = gh_b64url_decode(tok, hl, (unsigned char *)hdr)) <= 0) {
         free(buf);
         return fail(reason, GH_JWT_MALFORMED_HEADER);
     }
-    unsigned char *pay = hdr + hn;
-    long pn = gh_b64url_decode(d1 + 1, pl, pay);
+    hdr[hn] = '\0';
+    char *pay = hdr + hn + 1;
+    long pn = gh_b64url_decode(d1 + 1, pl, (unsigned char *)pay);
     if (pn <= 0) {
         free(buf);
         return fail(reason, GH_JWT_MALFORMED_PAYLOAD);
     }
-    unsigned char *sig = pay + pn;
+    pay[pn] = '\0';
+    unsigned char *sig = (unsigned char *)pay + pn + 1;
     long sn = gh_b64url_decode(d2 + 1, sl, sig);
     if (sn <= 0) {
         free(buf);
         return fail(reason, GH_JWT_MALFORMED_SIGNATURE);
     }
     out->buf = buf;
+    out->tok = copy;
     out->signing_len = (size_t)(d2 - tok);
     out->payload_b64_off = hl + 1;
     out->payload_b64_len = pl;
@@ -218,19 +222,22 @@ int gh_jwt_verifier_parse(gh_jwt_verifier_t *v, const char *tok, size_t len, gh_
         out->has_kid = seen->has_kid;
         memcpy(out->kid, seen->kid, sizeof(out->kid));
         memcpy(out->typ, seen->typ, sizeof(out->typ));
-    } else if ((rc = parse_header(hdr, (size_t)hn, out, reason)) < 0) {
+    } else if ((rc = parse_header(hdr, (size_t)hn, recs, out, reason)) < 0) {
         goto bad;
     } else {
         memo_put(memo, tok, hl, out);
     }
-    json_error_t jerr;
     /* Duplicate names are refused: two "sub" members read differently by
-     * two parsers is how claims get smuggled (RFC 7519 §4, RFC 8725 §3.9). */
-    out->payload = json_loadb((const char *)pay, (size_t)pn, JSON_REJECT_DUPLICATES, &jerr);
-    if (out->payload == NULL || !json_is_object(out->payload)) {
-        rc = fail(reason, GH_JWT_MALFORMED_PAYLOAD);
+     * two parsers is how claims get smuggled (RFC 7519 section 4, RFC 8725
+     * section 3.9). */
+    long nr = gh_jose_json_index(pay, (size_t)pn, recs);
+    if (nr < 0) {
+        rc = nr == -ENOMEM ? -ENOMEM : -EINVAL;
+        *reason = nr == -ENOMEM ? GH_JWT_OUT_OF_MEMORY : GH_JWT_MALFORMED_PAYLOAD;
         goto bad;
     }
+    out->claims = recs;
+    out->nclaims = (size_t)nr;
     return 0;
 bad:
     gh_jwt_dispose(out);
@@ -239,7 +246,7 @@ bad:
 
 void gh_jwt_dispose(gh_jwt_t *t)
 {
-    json_decref(t->payload);
+    json_decref(t->tree);
     free(t->buf);
     memset(t, 0, sizeof(*t));
 }
@@ -247,7 +254,58 @@ void gh_jwt_dispose(gh_jwt_t *t)
 const char *gh_jwt_payload_b64(const gh_jwt_t *t, size_t *len)
 {
     *len = t->payload_b64_len;
-    return t->buf + t->payload_b64_off;
+    return t->tok + t->payload_b64_off;
+}
+
+json_t *gh_jwt_payload(const gh_jwt_t *t)
+{
+    if (t->tree != NULL || t->tok == NULL)
+        return t->tree;
+    /* The indexed text has its strings decoded in place: decode the
+     * segment again. The reader accepted it, so jansson does too (the
+     * differential test in tests/unit/jose/test_json.c holds it to that). */
+    const char *seg = t->tok + t->payload_b64_off;
+    unsigned char *text = malloc(GH_B64URL_DEC_MAX(t->payload_b64_len));
+    if (text == NULL)
+        return NULL;
+    long n = gh_b64url_decode(seg, t->payload_b64_len, text);
+    json_error_t jerr;
+    json_t *tree =
+        n > 0 ? json_loadb((const char *)text, (size_t)n, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    free(text);
+    if (tree != NULL && !json_is_object(tree)) {
+        json_decref(tree);
+        tree = NULL;
+    }
+    /* A cache, not state: the token stays logically const. */
+    ((gh_jwt_t *)t)->tree = tree;
+    return tree;
+}
+
+static const gh_jose_json_rec_t *top(const gh_jwt_t *t, const char *name)
+{
+    return t->claims != NULL ? gh_jose_json_get(t->claims, t->nclaims, name) : NULL;
+}
+
+const char *gh_jwt_claim_string(const gh_jwt_t *t, const char *name, size_t *len)
+{
+    const gh_jose_json_rec_t *r = top(t, name);
+    if (r == NULL || r->type != GH_JOSE_JSON_STRING)
+        return NULL;
+    if (len != NULL)
+        *len = r->val_len;
+    return r->val;
+}
+
+int gh_jwt_claim_number(const gh_jwt_t *t, const char *name, double *out)
+{
+    const gh_jose_json_rec_t *r = top(t, name);
+    if (r == NULL)
+        return 1;
+    if (r->type != GH_JOSE_JSON_NUMBER)
+        return -1;
+    *out = gh_jose_json_number(r);
+    return 0;
 }
 
 /* ---- claim access ---- */
@@ -275,7 +333,8 @@ static json_t *lookup(json_t *o, const char *path, size_t len, int depth)
 
 json_t *gh_jwt_claim(const gh_jwt_t *t, const char *path)
 {
-    return t->payload ? lookup(t->payload, path, strlen(path), 0) : NULL;
+    json_t *tree = gh_jwt_payload(t);
+    return tree ? lookup(tree, path, strlen(path), 0) : NULL;
 }
 
 static int safe_text(const char *s, size_t n)
@@ -346,13 +405,36 @@ int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap)
     return safe_text(buf, o) ? (int)o : -EINVAL;
 }
 
+int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, size_t cap)
+{
+    /* gh_jwt_claim takes a member named exactly path first, so a top-level
+     * string needs no tree. */
+    const gh_jose_json_rec_t *r = top(t, path);
+    if (r != NULL && r->type == GH_JOSE_JSON_STRING) {
+        if (cap == 0)
+            return -ENOSPC;
+        if (!safe_text(r->val, r->val_len))
+            return -EINVAL;
+        if (r->val_len >= cap)
+            return -ENOSPC;
+        memcpy(buf, r->val, r->val_len + 1);
+        return (int)r->val_len;
+    }
+    if (r == NULL && strchr(path, '.') == NULL)
+        return -ENOENT;
+    if (gh_jwt_payload(t) == NULL)
+        return -ENOMEM;
+    json_t *v = gh_jwt_claim(t, path);
+    return v != NULL ? gh_jwt_claim_render(v, buf, cap) : -ENOENT;
+}
+
 size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
 {
     size_t n = 0;
-    json_t *scope = json_object_get(t->payload, "scope");
-    if (json_is_string(scope)) {
-        const char *s = json_string_value(scope);
-        size_t len = json_string_length(scope);
+    const gh_jose_json_rec_t *scope = top(t, "scope");
+    if (scope != NULL && scope->type == GH_JOSE_JSON_STRING) {
+        const char *s = scope->val;
+        size_t len = scope->val_len;
         for (size_t i = 0; i < len;) {
             while (i < len && s[i] == ' ')
                 i++;
@@ -369,24 +451,23 @@ size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
         }
         return n;
     }
-    json_t *scp = json_object_get(t->payload, "scp");
-    if (json_is_array(scp)) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(scp, i, e)
-        {
-            if (!json_is_string(e))
+    const gh_jose_json_rec_t *scp = top(t, "scp");
+    if (scp != NULL && scp->type == GH_JOSE_JSON_ARRAY) {
+        /* Its elements are the records that follow it. */
+        for (uint32_t i = 1; i <= scp->nelem; i++) {
+            const gh_jose_json_rec_t *e = scp + i;
+            if (e->type != GH_JOSE_JSON_STRING)
                 continue;
             if (n < max) {
-                out[n].p = json_string_value(e);
-                out[n].len = json_string_length(e);
+                out[n].p = e->val;
+                out[n].len = e->val_len;
             }
             n++;
         }
-    } else if (json_is_string(scp)) {
+    } else if (scp != NULL && scp->type == GH_JOSE_JSON_STRING) {
         if (max > 0) {
-            out[0].p = json_string_value(scp);
-            out[0].len = json_string_length(scp);
+            out[0].p = scp->val;
+            out[0].len = scp->val_len;
         }
         n = 1;
     }
@@ -418,17 +499,27 @@ static int typ_matches(const char *have, const char *want)
  * undefined behaviour; no real date is negative or past year 9999. */
 static int numeric_date(const gh_jwt_t *t, const char *name, double *out)
 {
-    json_t *v = json_object_get(t->payload, name);
-    if (v == NULL)
-        return 1;
-    if (!json_is_number(v))
-        return -1;
-    double d = json_number_value(v);
+    double d;
+    int r = gh_jwt_claim_number(t, name, &d);
+    if (r != 0)
+        return r;
     if (!(d >= 0.0 && d <= GH_JWT_MAX_DATE)) /* NaN fails both */
         return -1;
     *out = d;
     return 0;
 }
+
+/* A string record equal to want. */
+static int rec_equals(const gh_jose_json_rec_t *r, const char *want)
+{
+    size_t wl = strlen(want);
+    return r->type == GH_JOSE_JSON_STRING && r->val_len == wl && memcmp(r->val, want, wl) == 0;
+}
+
+/* The audience check on the index: aud a string, or an array of them.
+ * An array holding anything else takes the tree, where an element is
+ * compared as has_member compares it (a number as its JSON text). */
+static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want);
 
 /* A scalar compared with a configured value, both as text. */
 static int scalar_equals(const json_t *v, const char *want)
@@ -468,6 +559,23 @@ static int has_member(const json_t *v, const char *want)
             if (i - start == wl && wl > 0 && memcmp(s + start, want, wl) == 0)
                 return 1;
         }
+    }
+    return 0;
+}
+
+static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want)
+{
+    if (aud->type == GH_JOSE_JSON_STRING)
+        return rec_equals(aud, want);
+    if (aud->type != GH_JOSE_JSON_ARRAY)
+        return 0;
+    for (uint32_t i = 1; i <= aud->nelem; i++) {
+        if (aud[i].type != GH_JOSE_JSON_STRING) {
+            json_t *tree = gh_jwt_payload(t);
+            return tree != NULL && has_member(json_object_get(tree, "aud"), want);
+        }
+        if (rec_equals(&aud[i], want))
+            return 1;
     }
     return 0;
 }
@@ -513,8 +621,8 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
         return fail(reason, GH_JWT_WRONG_TYP);
     }
     if (p->issuer != NULL) {
-        json_t *iss = json_object_get(t->payload, "iss");
-        if (!scalar_equals(iss, p->issuer) || !json_is_string(iss)) {
+        const gh_jose_json_rec_t *iss = top(t, "iss");
+        if (iss == NULL || !rec_equals(iss, p->issuer)) {
             set_detail(detail, detail_cap, "iss", NULL);
             return fail(reason, GH_JWT_WRONG_ISSUER);
         }
@@ -522,12 +630,10 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
     if (p->naudiences > 0) {
         /* RFC 7519 §4.1.3: aud is a string or an array of strings; the
          * token is for us when one of them is one of ours. */
-        json_t *aud = json_object_get(t->payload, "aud");
+        const gh_jose_json_rec_t *aud = top(t, "aud");
         int ok = 0;
-        for (size_t i = 0; i < p->naudiences && !ok; i++) {
-            ok = json_is_string(aud) ? scalar_equals(aud, p->audiences[i])
-                                     : json_is_array(aud) && has_member(aud, p->audiences[i]);
-        }
+        for (size_t i = 0; i < p->naudiences && !ok && aud != NULL; i++)
+            ok = aud_matches(t, aud, p->audiences[i]);
         if (!ok) {
             set_detail(detail, detail_cap, "aud", NULL);
             return fail(reason, GH_JWT_WRONG_AUDIENCE);
@@ -572,43 +678,4 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
         }
     }
     return 0;
-}
-
-/* ---- signing ---- */
-
-char *gh_jwt_sign(const char *header_json, const char *payload, size_t payload_len,
-                  const gh_jwt_signing_key_t *key, gh_jwt_alg_t alg, char *err, size_t errcap)
-{
-    char defhdr[64];
-    const char *name = gh_jwt_alg_name(alg);
-    if (name == NULL) {
-        if (err && errcap)
-            snprintf(err, errcap, "unknown algorithm");
-        return NULL;
-    }
-    if (header_json == NULL) {
-        snprintf(defhdr, sizeof(defhdr), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", name);
-        header_json = defhdr;
-    }
-    size_t hl = strlen(header_json);
-    size_t cap = GH_B64URL_ENC_LEN(hl) + 1 + GH_B64URL_ENC_LEN(payload_len) + 1 +
-                 GH_B64URL_ENC_LEN(GH_JOSE_MAX_SIG) + 1;
-    char *out = malloc(cap);
-    if (out == NULL) {
-        if (err && errcap)
-            snprintf(err, errcap, "out of memory");
-        return NULL;
-    }
-    size_t o = gh_b64url_encode(header_json, hl, out);
-    out[o++] = '.';
-    o += gh_b64url_encode(payload, payload_len, out + o);
-    unsigned char sig[GH_JOSE_MAX_SIG];
-    long sl = gh_jose_sign(key, alg, (const unsigned char *)out, o, sig, err, errcap);
-    if (sl < 0) {
-        free(out);
-        return NULL;
-    }
-    out[o++] = '.';
-    gh_b64url_encode(sig, (size_t)sl, out + o);
-    return out;
 }

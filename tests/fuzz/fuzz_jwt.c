@@ -11,13 +11,18 @@
  *     prefix of the input;
  *   - verification of a fuzzed token only succeeds when the token is one of
  *     the RFC vectors' signing inputs with their signatures (a forged
- *     signature that verifies would be a finding).
+ *     signature that verifies would be a finding);
+ *   - the strict JSON reader that reads the header and the claims
+ *     (src/jose/json.c) agrees with jansson on the input taken as JSON
+ *     text, and on an accepted token's claims (json_diff.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gatehouse/jwt.h>
+
+#include "../unit/jose/json_diff.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,6 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (keys == NULL || gh_jwks_count(keys) != 4 || verifier == NULL)
             abort();
     }
+    /* The input as JSON text, for the reader alone. */
+    if (json_diff((const char *)data, size) != NULL)
+        abort();
     char *tok = malloc(size ? size : 1);
     if (tok == NULL)
         abort();
@@ -69,9 +77,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(tok);
         return 0;
     }
-    if (t.alg <= GH_JWT_ALG_UNKNOWN || t.alg >= GH_JWT_ALG_COUNT || t.payload == NULL ||
-        t.signing_len >= size || memcmp(t.buf, tok, t.signing_len) != 0 || t.sig_len == 0)
+    if (t.alg <= GH_JWT_ALG_UNKNOWN || t.alg >= GH_JWT_ALG_COUNT || t.claims == NULL ||
+        t.signing_len >= size || memcmp(t.tok, tok, t.signing_len) != 0 || t.sig_len == 0)
         abort();
+    /* The claims the reader indexed are the ones jansson reads. */
+    json_t *tree = gh_jwt_payload(&t);
+    if (tree == NULL)
+        abort();
+    const char *k;
+    json_t *v;
+    json_object_foreach(tree, k, v)
+    {
+        const char *s = gh_jwt_claim_string(&t, k, NULL);
+        if (json_is_string(v) != (s != NULL) || (s != NULL && strcmp(s, json_string_value(v)) != 0))
+            abort();
+    }
 
     int v1 = gh_jwt_verifier_verify(verifier, &t, keys, &why);
     int v2 = gh_jwt_verify(&t, keys, &why);
@@ -82,6 +102,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char detail[64];
     gh_jwt_check_claims(&t, &p, 1300819000, &why, detail, sizeof(detail));
     char buf[256];
+    int rn = gh_jwt_claim_render_path(&t, "sub", buf, sizeof(buf));
+    if (rn >= 0 && (size_t)rn != strlen(buf))
+        abort();
     json_t *c = gh_jwt_claim(&t, "a.b");
     if (c != NULL)
         gh_jwt_claim_render(c, buf, sizeof(buf));

@@ -190,17 +190,24 @@ static void wstate_free(void *p)
  * of the four ways of a set. */
 static uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
-    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL);
-    size_t i = n > 16 ? n - 16 : 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, t + i, 8);
+    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
+    if (n >= 16) {
+        /* Every cacheable token: two words, no loop. */
+        memcpy(&v, t + n - 16, 8);
         h = (h ^ v) * 0xff51afd7ed558ccdULL;
         h ^= h >> 32;
+        memcpy(&v, t + n - 8, 8);
+        h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+        return h ^ (h >> 29);
     }
-    uint64_t tail = 0;
-    memcpy(&tail, t + i, n - i);
-    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    v = 0;
+    memcpy(&v, t, n > 8 ? 8 : n);
+    h = (h ^ v) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    v = 0;
+    if (n > 8)
+        memcpy(&v, t + 8, n - 8);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 29);
 }
 
@@ -482,9 +489,9 @@ static int ident_put(char *buf, size_t *o, const char *str, size_t n)
 /* The identity part of an entry: iss, sub and the scopes joined by spaces. */
 static int build_ident(const gh_jwt_t *t, entry_t *e)
 {
-    const char *iss = json_string_value(gh_jwt_claim(t, "iss"));
-    const char *sub = json_string_value(gh_jwt_claim(t, "sub"));
-    size_t iss_n = iss ? strlen(iss) : 0, sub_n = sub ? strlen(sub) : 0;
+    size_t iss_n = 0, sub_n = 0;
+    const char *iss = gh_jwt_claim_string(t, "iss", &iss_n);
+    const char *sub = gh_jwt_claim_string(t, "sub", &sub_n);
     gh_jwt_slice_t sc[64];
     size_t ns = gh_jwt_scopes(t, sc, 64), scopes_n = 0;
     if (ns > 64)
@@ -532,12 +539,14 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
         int vn;
         size_t b64n;
         if (i < p->num_claims_to_headers) {
-            json_t *c = gh_jwt_claim(t, p->claims_to_headers[i].claim);
-            if (c == NULL)
-                continue;
-            vn = gh_jwt_claim_render(c, val, sizeof(val));
+            /* A top-level string claim is read without a jansson tree. */
+            vn = gh_jwt_claim_render_path(t, p->claims_to_headers[i].claim, val, sizeof(val));
+            if (vn == -ENOMEM) {
+                free(buf);
+                return -1;
+            }
             if (vn < 0)
-                continue; /* too long, or a value that would split a header */
+                continue; /* absent, too long, or a value that would split a header */
             name = p->claims_to_headers[i].header;
             v = val;
         } else {
@@ -571,12 +580,11 @@ static int build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e
         return -1;
     /* gh_jwt_check_claims passed, so exp and iat, when there, are numbers
      * in [0, GH_JWT_MAX_DATE]: the conversions below are defined. */
-    json_t *exp = json_object_get(t->payload, "exp");
-    json_t *iat = json_object_get(t->payload, "iat");
+    double exp, iat;
     int64_t skew = (int64_t)p->clock_skew_s;
-    e->expires = json_is_number(exp) ? (int64_t)json_number_value(exp) + skew : INT64_MAX;
-    if (p->max_token_age_s > 0 && json_is_number(iat)) {
-        int64_t old = (int64_t)json_number_value(iat) + (int64_t)p->max_token_age_s + skew + 1;
+    e->expires = gh_jwt_claim_number(t, "exp", &exp) == 0 ? (int64_t)exp + skew : INT64_MAX;
+    if (p->max_token_age_s > 0 && gh_jwt_claim_number(t, "iat", &iat) == 0) {
+        int64_t old = (int64_t)iat + (int64_t)p->max_token_age_s + skew + 1;
         if (old < e->expires)
             e->expires = old;
     }
@@ -782,7 +790,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
         refuse(s, rt, reason, NULL);
         return gh_jwt_reason_status(reason);
     }
-    const char *iss = json_string_value(json_object_get(t.payload, "iss"));
+    const char *iss = gh_jwt_claim_string(&t, "iss", NULL);
     if (must_match_issuer && (iss == NULL || strcmp(iss, p->issuer) != 0)) {
         gh_jwt_dispose(&t);
         return -1;
@@ -923,6 +931,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* Headers this route's providers set are dropped whatever happens next,
      * so a client can never pass them off as gatehouse's. */
     int dropped = 0;
+    size_t unloaded = 0;
     for (size_t i = 0; i < a->num_providers; i++) {
         const gh_jwt_provider_conf_t *p = a->providers[i];
         for (size_t j = 0; j < p->num_claims_to_headers; j++)
@@ -931,6 +940,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         if (p->payload_header != NULL)
             dropped |=
                 gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
     }
     if (dropped < 0) {
         apply_failed(s);
@@ -941,10 +951,6 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     /* Until a provider's keys first load its routes answer 503, token or
      * not: the caller did nothing wrong (for any/optional, while none of
      * the route's providers has keys; for all, while any lacks them). */
-    size_t unloaded = 0;
-    for (size_t i = 0; i < a->num_providers; i++)
-        if (gh_keyring_generation(fc->rt[i]->keyring) == 0)
-            unloaded++;
     if (unloaded > 0 && (a->all || unloaded == a->num_providers)) {
         char detail[256];
         size_t i = 0;
