@@ -1,0 +1,123 @@
+/*
+ * The authn filter's parts (src/filters/jwt/): runtime.c (per-snapshot
+ * provider runtimes and the type's config, readiness and service hooks),
+ * cache.c (each worker's verifier and cache of verified tokens),
+ * location.c (where a token is found, and how it is stripped), filter.c
+ * (the per-request decision and the type's table). Internal to the folder.
+ */
+#ifndef GATEHOUSE_FILTERS_JWT_INTERNAL_H
+#define GATEHOUSE_FILTERS_JWT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gatehouse/filter.h>
+#include <gatehouse/jwt.h>
+#include <gatehouse/keyring.h>
+
+#include "filters/jwt/jwt.h"
+
+/* ---- runtime.c ---- */
+
+typedef struct gh_jwt_runtime_s gh_jwt_runtime_t;
+
+/* The filter's instance on a route: its authn with the runtimes of its
+ * providers (borrowed from the snapshot's runtime). */
+typedef struct {
+    const gh_authn_conf_t *authn;
+    gh_jwt_runtime_t **rt; /* authn->num_providers entries */
+} gh_authn_filter_conf_t;
+
+struct gh_jwt_runtime_s {
+    uint64_t id; /* unique per runtime, for cache entries */
+    const gh_jwt_provider_conf_t *conf;
+    gh_keyring_t *keyring;
+    gh_jwt_claims_policy_t policy;
+    gh_jwt_claim_req_t *reqs;
+    uint32_t decision_ids[GH_JWT_REASON_COUNT];
+    char *scope_needed; /* for insufficient_scope: the required scope values, or NULL */
+};
+
+gh_jwt_runtime_t *gh_jwtf_runtime_new(const gh_jwt_provider_conf_t *p);
+void gh_jwtf_runtime_free(gh_jwt_runtime_t *rt);
+void gh_jwtf_count(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r);
+int gh_jwtf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                  gh_route_t *route, void **conf);
+void gh_jwtf_free_conf(void *conf);
+void gh_jwtf_fini(void *p);
+int gh_jwtf_init(const gh_config_t *cfg, void **out);
+size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap);
+void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
+                   const char *listener);
+void gh_jwtf_unbind(void *p);
+int gh_jwtf_service_start(uv_loop_t *main_loop);
+void gh_jwtf_service_stop(void);
+void gh_jwtf_service_free(void);
+
+/* ---- cache.c ---- */
+
+#define WAYS 4
+
+typedef struct {
+    uint64_t hash;
+    uint64_t rt_id;
+    uint64_t gen;
+    int64_t expires; /* unix seconds; INT64_MAX without exp */
+    char *token;     /* owned */
+    size_t token_len;
+    char *hdrs; /* owned: header lines to add */
+    size_t hdrs_len;
+    /* owned: the identity as NUL-terminated strings back to back, copied
+     * into a stream in one piece; an offset of -1 is an absent string */
+    char *ident;
+    size_t ident_len;
+    int iss_off, sub_off, scopes_off;
+} entry_t;
+
+typedef struct {
+    gh_jwt_verifier_t *verifier;
+    entry_t *entries; /* nsets * WAYS */
+    size_t nsets;
+    uint64_t seed, rng;
+} wstate_t;
+
+void gh_jwtf_entry_clear(entry_t *e);
+void *gh_jwtf_wstate_new(void);
+void gh_jwtf_wstate_free(void *p);
+uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n);
+int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries);
+entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, const char *t, size_t n);
+entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h);
+int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e);
+
+/* ---- location.c ---- */
+
+typedef struct {
+    const char *p;
+    size_t n;
+    const gh_token_from_t *from;
+} found_t;
+
+/* forward_token: false. The upstream gets the request without the token,
+ * wherever it was: the token locations to empty, gathered over the route's
+ * providers (a provider's every location, and on an `any` route the other
+ * providers' locations that held the same token), then removed in one go:
+ * headers dropped, Cookie rebuilt once, the target rebuilt once. Two
+ * rebuilds, each from the original request, would lose the first edit (or
+ * add Cookie twice). */
+typedef struct {
+    const gh_token_from_t **v; /* borrowed from the config */
+    size_t n, cap;
+    int cookies, queries; /* how many of each kind */
+} strip_t;
+
+int gh_jwtf_same_token(const char *a, size_t an, const char *b, size_t bn);
+int gh_jwtf_find_at(gh_stream_t *s, const gh_h1_header_t *hs, size_t nh,
+                    const gh_token_from_t *from, found_t *cand);
+int gh_jwtf_find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out);
+int gh_jwtf_strip_init(gh_stream_t *s, const gh_authn_conf_t *a, strip_t *st);
+void gh_jwtf_strip_add(strip_t *st, const gh_token_from_t *from);
+void gh_jwtf_strip_add_provider(strip_t *st, const gh_jwt_provider_conf_t *p);
+int gh_jwtf_strip_apply(gh_stream_t *s, const strip_t *st);
+
+#endif

@@ -1,0 +1,244 @@
+/* The authn filter's per-snapshot runtime: one entry per JWT provider (key
+ * ring, claims policy, metric ids), and the type's config, readiness and
+ * service hooks. See internal.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <gatehouse/metrics.h>
+#include <gatehouse/pairs.h>
+
+#include "filters/jwt/internal.h"
+
+/* ---- runtime ---- */
+
+static uint64_t next_runtime_id; /* atomic */
+
+gh_jwt_runtime_t *gh_jwtf_runtime_new(const gh_jwt_provider_conf_t *p)
+{
+    gh_jwt_runtime_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return NULL;
+    rt->id = __atomic_add_fetch(&next_runtime_id, 1, __ATOMIC_RELAXED);
+    rt->conf = p;
+    rt->keyring = gh_keyring_acquire(p);
+    rt->reqs = calloc(p->num_required_claims + 1, sizeof(*rt->reqs));
+    if (rt->keyring == NULL || rt->reqs == NULL) {
+        gh_jwtf_runtime_free(rt);
+        return NULL;
+    }
+    size_t scope_len = 0;
+    for (size_t i = 0; i < p->num_required_claims; i++) {
+        const gh_claim_req_t *r = &p->required_claims[i];
+        rt->reqs[i].path = r->claim;
+        rt->reqs[i].op = r->op == GH_CLAIM_EXACT    ? GH_JWT_CLAIM_EXACT
+                         : r->op == GH_CLAIM_ONE_OF ? GH_JWT_CLAIM_ONE_OF
+                                                    : GH_JWT_CLAIM_CONTAINS;
+        rt->reqs[i].values = (const char *const *)r->values;
+        rt->reqs[i].nvalues = r->num_values;
+        if (strcmp(r->claim, "scope") == 0 || strcmp(r->claim, "scp") == 0)
+            for (size_t j = 0; j < r->num_values; j++)
+                scope_len += strlen(r->values[j]) + 1;
+    }
+    if (scope_len > 0 && (rt->scope_needed = calloc(1, scope_len + 1)) != NULL) {
+        for (size_t i = 0; i < p->num_required_claims; i++) {
+            const gh_claim_req_t *r = &p->required_claims[i];
+            if (strcmp(r->claim, "scope") != 0 && strcmp(r->claim, "scp") != 0)
+                continue;
+            for (size_t j = 0; j < r->num_values; j++) {
+                if (rt->scope_needed[0])
+                    strcat(rt->scope_needed, " ");
+                strcat(rt->scope_needed, r->values[j]);
+            }
+        }
+    }
+    rt->policy.issuer = p->issuer;
+    rt->policy.audiences = (const char *const *)p->audiences;
+    rt->policy.naudiences = p->num_audiences;
+    rt->policy.skew = (int64_t)p->clock_skew_s;
+    rt->policy.exp_optional = p->exp_optional;
+    rt->policy.typ = p->typ;
+    rt->policy.required = rt->reqs;
+    rt->policy.nrequired = p->num_required_claims;
+    rt->policy.max_age = (int64_t)p->max_token_age_s;
+    for (size_t i = 0; i < GH_JWT_REASON_COUNT; i++)
+        rt->decision_ids[i] = gh_metrics_decision_id(p->name, i == GH_JWT_OK ? "allow" : "deny",
+                                                     gh_jwt_reason_text((gh_jwt_reason_t)i));
+    return rt;
+}
+
+void gh_jwtf_runtime_free(gh_jwt_runtime_t *rt)
+{
+    if (rt == NULL)
+        return;
+    gh_keyring_release(rt->keyring);
+    free(rt->reqs);
+    free(rt->scope_needed);
+    free(rt);
+}
+
+void gh_jwtf_count(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r)
+{
+    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[r]);
+    if (d != NULL)
+        GH_STAT_INC(d->count);
+}
+
+/* ---- the type's table: config, runtime, readiness ---- */
+
+/* The snapshot's runtime: one entry per provider of the config. */
+typedef struct {
+    const gh_config_t *cfg;
+    gh_jwt_runtime_t **rt; /* cfg->num_jwt_providers */
+} runtimes_t;
+
+int gh_jwtf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                  gh_route_t *route, void **conf)
+{
+    int rc = gh_config_parse_authn(doc, node, cfg, route);
+    if (rc != 0) {
+        gh_config_free_authn(route->authn);
+        route->authn = NULL;
+        return rc;
+    }
+    *conf = route->authn;
+    return 0;
+}
+
+void gh_jwtf_free_conf(void *conf)
+{
+    gh_config_free_authn(conf);
+}
+
+void gh_jwtf_fini(void *p)
+{
+    runtimes_t *r = p;
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->cfg->num_jwt_providers; i++)
+        gh_jwtf_runtime_free(r->rt[i]);
+    free(r->rt);
+    free(r);
+}
+
+/* Every provider gets its runtime, whether a route uses it or not: /ready
+ * waits for every provider's keys, as before the registry. */
+int gh_jwtf_init(const gh_config_t *cfg, void **out)
+{
+    *out = NULL;
+    if (cfg->num_jwt_providers == 0)
+        return 0;
+    runtimes_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -1;
+    r->cfg = cfg;
+    r->rt = calloc(cfg->num_jwt_providers, sizeof(*r->rt));
+    if (r->rt == NULL) {
+        free(r);
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->num_jwt_providers; i++)
+        if ((r->rt[i] = gh_jwtf_runtime_new(&cfg->jwt_providers[i])) == NULL) {
+            gh_jwtf_fini(r);
+            return -1;
+        }
+    *out = r;
+    return 0;
+}
+
+/* Required keys: every provider must have loaded once. Each one that has
+ * not is a line of its own, so an operator sees them all at once. */
+/* Appends line to out[0..cap) after *o, "\n"-separated, if it fits. */
+static void put_line(char *out, size_t cap, size_t *o, const char *line)
+{
+    size_t len = strlen(line);
+    if (*o + 1 + len >= cap)
+        return;
+    if (*o > 0)
+        out[(*o)++] = '\n';
+    memcpy(out + *o, line, len + 1);
+    *o += len;
+}
+
+/* Lines listed before the rest are only counted. */
+#define READY_LINES_MAX 32
+
+size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap)
+{
+    const runtimes_t *r = p;
+    size_t listed = 0, more = 0, o = 0;
+    for (size_t i = 0; r != NULL && i < r->cfg->num_jwt_providers; i++) {
+        const char *why;
+        if (gh_keyring_ready(r->rt[i]->keyring, &why))
+            continue;
+        if (listed == READY_LINES_MAX) {
+            more++;
+            continue;
+        }
+        char one[512];
+        /* why may name a file, a URL or quote a JWKS host's answer. */
+        snprintf(one, sizeof(one), "jwt provider '%s': %s", r->cfg->jwt_providers[i].name,
+                 detailed ? why : "keys not loaded (details need the admin token)");
+        for (char *c = one; *c != '\0'; c++)
+            if (*c == '\n')
+                *c = ' ';
+        put_line(out, cap, &o, one);
+        listed++;
+    }
+    if (more > 0) {
+        char one[80];
+        snprintf(one, sizeof(one), "and %zu more jwt providers without keys", more);
+        put_line(out, cap, &o, one);
+        listed++;
+    }
+    return listed;
+}
+
+void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
+                   const char *listener)
+{
+    runtimes_t *r = p;
+    const gh_authn_conf_t *a = conf;
+    (void)cfg;
+    (void)route;
+    (void)listener;
+    gh_authn_filter_conf_t *fc = calloc(1, sizeof(*fc));
+    if (fc == NULL)
+        return NULL;
+    fc->authn = a;
+    fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
+    if (fc->rt == NULL) {
+        free(fc);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->num_providers; i++)
+        fc->rt[i] = r->rt[a->providers[i]->index];
+    return fc;
+}
+
+void gh_jwtf_unbind(void *p)
+{
+    gh_authn_filter_conf_t *fc = p;
+    if (fc != NULL)
+        free(fc->rt);
+    free(fc);
+}
+
+int gh_jwtf_service_start(uv_loop_t *main_loop)
+{
+    gh_keyring_init(main_loop);
+    return 0;
+}
+
+void gh_jwtf_service_stop(void)
+{
+    gh_keyring_shutdown();
+}
+
+void gh_jwtf_service_free(void)
+{
+    gh_keyring_free_all();
+}
