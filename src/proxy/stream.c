@@ -545,8 +545,8 @@ static int take_request_body(gh_stream_t *s, uv_buf_t *bufs, size_t *inflight, u
     gh_h1_error_t err = {0, NULL};
     size_t taken = 0;
     uint64_t payload = 0;
-    int k =
-        gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, inflight, &taken, &payload, &err);
+    int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, inflight, &taken, &payload,
+                              &err);
     if (k < 0) {
         gh_stream_fail(s, 400, "bad_request", err.detail ? err.detail : "malformed chunked body");
         return -1;
@@ -1024,8 +1024,9 @@ void gh_stream_client_wrote(gh_stream_t *s)
 void gh_stream_client_timeout(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
-    if (!s->res_started && (s->handle != NULL || s->wait_pool != NULL ||
-                            (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
+    if (!s->res_started &&
+        (s->handle != NULL || s->wait_pool != NULL ||
+         (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
         /* The body stands still because of gatehouse's side: a filter
          * holds the request (its own deadline governs), no upstream
          * connection yet, or one that stopped taking the request. Their
