@@ -1018,10 +1018,11 @@ static int parse_to(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
-/* A route key that is neither core nor a filter's section. A key is
- * compared whole, with its length: "authn\0x" (a YAML escape) is not
- * authn, which gh_yaml_map_get would not find, so the route would run
- * without the section it seems to have (no authentication). */
+/* A route key that is neither core nor a filter's section. A key holding
+ * a NUL (a YAML escape) is refused before strcmp could read "authn\0x" as
+ * authn: gh_yaml_map_get, which compares lengths, would not find it, and
+ * the route would run without the section it seems to have (no
+ * authentication). */
 static int check_route_keys(ctx_t *c, const gh_yaml_node_t *n)
 {
     static const char *const core[] = {"name",     "match",   "to",
