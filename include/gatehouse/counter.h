@@ -37,8 +37,10 @@ typedef struct {
  * for a per-minute limit; only its low 24 bits are kept, so windows that
  * far apart look alike) if the count stays at most limit. Returns 1 when
  * taken, 0 when that would pass the limit (nothing taken). *count gets the
- * window's count after the call (may be NULL). A take for an older window
- * than the stored one (with a count) is refused. */
+ * window's count after the call (may be NULL). A take for a window at
+ * most 64 behind the stored one (with a count: a worker's clock that lags)
+ * is refused; one farther behind is taken as a new window (the stored one
+ * is old, its number wrapped). */
 int gh_window_take(gh_window_t *w, uint64_t window, uint64_t n, uint64_t limit, uint64_t *count);
 
 #endif

@@ -1018,12 +1018,18 @@ static int parse_to(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
-/* A route key that is neither core nor a filter's section. */
+/* A route key that is neither core nor a filter's section. A key holding
+ * a NUL (a YAML escape) is refused before strcmp could read "authn\0x" as
+ * authn: gh_yaml_map_get, which compares lengths, would not find it, and
+ * the route would run without the section it seems to have (no
+ * authentication). */
 static int check_route_keys(ctx_t *c, const gh_yaml_node_t *n)
 {
     static const char *const core[] = {"name",     "match",   "to",
                                        "max_body", "timeout", "forward_trailers"};
     for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next) {
+        if (memchr(k->str, '\0', k->len) != NULL)
+            return gh_yaml_error(c->doc, k, "unknown key '%s' in route (it holds a NUL)", k->str);
         int known = gh_filter_type_find(k->str) != NULL;
         for (size_t i = 0; !known && i < sizeof(core) / sizeof(core[0]); i++)
             known = strcmp(k->str, core[i]) == 0;

@@ -57,10 +57,20 @@ int64_t gh_counter_sum(const gh_counter_t *c)
 #define WIN_SHIFT 40
 #define WIN_MASK ((UINT64_C(1) << 24) - 1)
 
-/* Whether window a (24 bits) is before b, modulo 2^24. */
+/* A take stamped at most this many windows behind the stored one comes
+ * from a worker whose clock lags (its loop time is a turn old): it is
+ * refused, so that it cannot start the count again. Farther behind, the
+ * stored window is an old one whose number wrapped at 24 bits (a counter
+ * idle for 2^23 windows or more: 97 days of one-second windows), and the
+ * count starts again; taking half the 24-bit range as "behind" refused
+ * every take of such a counter for the next 2^23 windows. */
+#define WIN_SKEW 64
+
+/* Whether window a (24 bits) is shortly before b, modulo 2^24. */
 static int window_before(uint64_t a, uint64_t b)
 {
-    return a != b && ((b - a) & WIN_MASK) < (UINT64_C(1) << 23);
+    uint64_t d = (b - a) & WIN_MASK;
+    return d != 0 && d <= WIN_SKEW;
 }
 
 int gh_window_take(gh_window_t *w, uint64_t window, uint64_t n, uint64_t limit, uint64_t *count)

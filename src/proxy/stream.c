@@ -608,6 +608,13 @@ static void start_buffering(gh_stream_t *s)
         return;
     }
     if (s->req_pump.done) {
+        /* Read whole already (an earlier filter buffered it, with a
+         * larger limit): a chunked body was not bounded by its head, and
+         * this filter must not get more than it asked for. */
+        if (s->body_len > buffer_limit(s)) {
+            body_too_large(s, buffer_limit(s));
+            return;
+        }
         body_complete(s);
         return;
     }

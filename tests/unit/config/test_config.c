@@ -752,6 +752,12 @@ static const error_case_t error_cases[] = {
     /* route */
     {L "      - a\n", NAME ":5:9: expected a mapping for a route"},
     {R("{ to: app, bogus: 1 }"), NAME ":5:20: unknown key 'bogus' in route"},
+    /* A key with a NUL is no section: "authn\0" must not pass as authn
+     * (which the route would then run without). */
+    {R("{ to: app, \"authn\\0\": p }"),
+     NAME ":5:20: unknown key 'authn' in route (it holds a NUL)"},
+    {R("{ to: app, \"fault\\0x\": {abort: {status: 503}} }"),
+     NAME ":5:20: unknown key 'fault' in route (it holds a NUL)"},
     {R("{ name: x }"), NAME ":5:9: route 'x' needs exactly one of 'to' or 'direct_response'"},
     {R("{ to: app, direct_response: {} }"),
      NAME ":5:20: route 'a/#0' needs exactly one of 'to' or 'direct_response'"},

@@ -96,12 +96,38 @@ static void test_window_resets_and_refuses_the_past(void **state)
     assert_int_equal(count, 1);
 }
 
+/* One-second windows of unix time: a counter used once, then idle for 100
+ * days (more than 2^23 windows), is not taken for one from the future
+ * that refuses every take for the next 97 days. A clock a few windows
+ * behind is still refused. */
+static void test_window_idle_for_months(void **state)
+{
+    (void)state;
+    const uint64_t t0 = 1764966000, day = 86400;
+    uint64_t count;
+    for (uint64_t days = 1; days <= 400; days += 3) {
+        gh_window_t w = {0};
+        assert_int_equal(gh_window_take(&w, t0, 10, 10, NULL), 1);
+        /* the same window modulo 2^24 goes on counting (documented) */
+        if (((days * day) & ((UINT64_C(1) << 24) - 1)) == 0)
+            continue;
+        assert_int_equal(gh_window_take(&w, t0 + days * day, 1, 10, &count), 1);
+        assert_int_equal(count, 1);
+    }
+    gh_window_t w = {0};
+    assert_int_equal(gh_window_take(&w, t0, 1, 10, NULL), 1);
+    assert_int_equal(gh_window_take(&w, t0 - 3, 1, 10, &count), 0);
+    assert_int_equal(gh_window_take(&w, t0 - 64, 1, 10, &count), 0);
+    assert_int_equal(count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sum_is_exact_under_concurrency),
         cmocka_unit_test(test_window_admits_exactly_the_limit),
         cmocka_unit_test(test_window_resets_and_refuses_the_past),
+        cmocka_unit_test(test_window_idle_for_months),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

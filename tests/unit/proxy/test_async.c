@@ -576,6 +576,11 @@ static const char yaml_fmt[] = "listeners:\n"
                                "        testpause: {mode: resume, ms: 20}\n"
                                "        testpause2: {mode: hold, ms: 600000}\n"
                                "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: twobuffer\n"
+                               "        match: {path: {exact: /twobuffer}}\n"
+                               "        testpause: {mode: buffer, limit: 64}\n"
+                               "        testpause2: {mode: buffer, limit: 8}\n"
+                               "        to: up\n"
                                "      - name: padbuffer\n"
                                "        match: {path: {exact: /padbuffer}}\n"
                                "        testpause: {mode: buffer, limit: 64, pad: 40000}\n"
@@ -1616,6 +1621,29 @@ static void test_buffer_no_body(void **state)
     wait_stream_gone(f);
 }
 
+/* Two filters buffer: the body the first one read whole (64 bytes
+ * allowed) is over the second one's limit (8), which must not be handed a
+ * body longer than it asked for (filter.h: "at most limit bytes"). A
+ * chunked body is not bounded by its head, so only the buffered length can
+ * tell. */
+static void test_second_buffer_limit_enforced(void **state)
+{
+    fixture_t *f = *state;
+    int fd = client_connect(f);
+    send_str(fd, "POST /twobuffer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "14\r\n0123456789abcdefghij\r\n0\r\n\r\n");
+    char buf[4096];
+    int closed;
+    read_response(f, fd, buf, sizeof(buf), &closed);
+    assert_memory_equal(buf, "HTTP/1.1 413 Content Too Large\r\n", 32);
+    client_close(f, fd);
+    RUN_UNTIL(f, seen.destroys == 2);
+    assert_int_equal(seen.buffered, 1); /* the first filter only */
+    assert_int_equal(seen.body_len, 20);
+    assert_int_equal(seen.log_status, 413);
+    assert_int_equal(f->up.num_reqs, 0);
+}
+
 /* ---- deferred deletion ---- */
 
 static void test_stream_freed_after_the_callback(void **state)
@@ -1682,6 +1710,7 @@ int main(void)
         T(test_pipelined_after_buffered_chunked),
         T(test_buffer_413_while_more_body_comes),
         T(test_buffer_no_body),
+        T(test_second_buffer_limit_enforced),
         T(test_two_pausing_filters),
         T(test_two_pausing_filters_client_leaves),
     };
