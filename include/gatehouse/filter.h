@@ -254,7 +254,7 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
  * the upstream or is a local reply (RateLimit, Retry-After). The name must
  * be a token and not one gatehouse frames itself (content-length,
  * transfer-encoding, connection and the other hop-by-hop names); the
- * value must hold no CR, LF or NUL. Returns 0, or -1 (refused, or out of
+ * value must hold no control character but HTAB. Returns 0, or -1 (refused, or out of
  * memory). */
 int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
                                   const char *value, size_t value_len);

@@ -524,8 +524,15 @@ static void body_complete(gh_stream_t *s)
 static int send_continue(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
-    if (!s->req.expect_continue || s->req.minor_version != 1 || s->continue_sent || c->rlen > 0)
+    if (!s->req.expect_continue || s->req.minor_version != 1 || s->continue_sent)
         return 0;
+    /* Body bytes came already (the client stopped waiting), or a response
+     * is on its way: a 100 now could land after the final response's head
+     * (RFC 9110 section 10.1.1 lets a server leave it out then). */
+    if (c->rlen > 0 || s->res_started) {
+        s->continue_sent = 1;
+        return 0;
+    }
     uv_buf_t cb = uv_buf_init(continue_line, sizeof(continue_line) - 1);
     s->continue_sent = 1;
     if (gh_conn_write_aside(c, &cb, 1) < 0) {
@@ -545,8 +552,8 @@ static int take_request_body(gh_stream_t *s, uv_buf_t *bufs, size_t *inflight, u
     gh_h1_error_t err = {0, NULL};
     size_t taken = 0;
     uint64_t payload = 0;
-    int k = gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, inflight, &taken, &payload,
-                              &err);
+    int k =
+        gh_body_pump_take(&s->req_pump, c->rbuf, &c->rlen, bufs, inflight, &taken, &payload, &err);
     if (k < 0) {
         gh_stream_fail(s, 400, "bad_request", err.detail ? err.detail : "malformed chunked body");
         return -1;
@@ -810,9 +817,11 @@ static int response_field_refused(const char *name, size_t n, const char *value,
     for (size_t i = 0; i < n; i++)
         if (!gh_h1_is_tchar((unsigned char)name[i]))
             return 1;
-    for (size_t i = 0; i < vn; i++)
-        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
-            return 1;
+    for (size_t i = 0; i < vn; i++) {
+        unsigned char b = (unsigned char)value[i];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
+            return 1; /* field-value: VCHAR, obs-text, SP, HTAB (RFC 9110 section 5.5) */
+    }
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
         if (gh_field_name_same(name, n, own[i], strlen(own[i])))
             return 1;
@@ -1024,9 +1033,8 @@ void gh_stream_client_wrote(gh_stream_t *s)
 void gh_stream_client_timeout(gh_stream_t *s)
 {
     gh_conn_t *c = s->conn;
-    if (!s->res_started &&
-        (s->handle != NULL || s->wait_pool != NULL ||
-         (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
+    if (!s->res_started && (s->handle != NULL || s->wait_pool != NULL ||
+                            (s->up != NULL && (!s->up->connected || s->up->wpending)))) {
         /* The body stands still because of gatehouse's side: a filter
          * holds the request (its own deadline governs), no upstream
          * connection yet, or one that stopped taking the request. Their

@@ -68,9 +68,12 @@ static int parse_header(const gh_yaml_doc_t *doc, const gh_yaml_node_t *k, gh_di
             return gh_yaml_error(doc, k, "header '%s' is set twice", k->str);
     if (v->kind != GH_YAML_SCALAR)
         return gh_yaml_error(doc, v, "header '%s' must be a string", k->str);
-    if (memchr(v->str, '\r', v->len) || memchr(v->str, '\n', v->len) ||
-        memchr(v->str, '\0', v->len))
-        return gh_yaml_error(doc, v, "header '%s' must not contain CR, LF or NUL", k->str);
+    /* field-value: VCHAR, obs-text, SP, HTAB (RFC 9110 section 5.5) */
+    for (size_t i = 0; i < v->len; i++) {
+        unsigned char b = (unsigned char)v->str[i];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
+            return gh_yaml_error(doc, v, "header '%s' must not contain control characters", k->str);
+    }
     if ((h->name = dup_lower(k->str, k->len)) == NULL || (h->value = malloc(v->len + 1)) == NULL) {
         free(h->name);
         return gh_yaml_oom(doc);
