@@ -115,10 +115,8 @@ static uint64_t lower64(uint64_t x)
 /* s[0..len) equals the lower-case literal lower[0..len), ignoring ASCII case.
  * Names are compared on every header of every request: a word at a time,
  * the last word overlapping the one before when len is not a multiple of 8. */
-static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_len)
+int gh_h1_name_equals(const char *s, const char *lower, size_t len)
 {
-    if (len != lower_len)
-        return 0;
     if (len < 8) {
         for (size_t i = 0; i < len; i++) {
             if (to_lower((unsigned char)s[i]) != (unsigned char)lower[i])
@@ -132,12 +130,12 @@ static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_
     return lower64(load64(s + len - 8)) == load64(lower + len - 8);
 }
 
-#define EQUALS_CI(s, len, lit) equals_ci((s), (len), (lit), sizeof(lit) - 1)
-
-int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len)
+static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_len)
 {
-    return equals_ci(h->name, h->name_len, lower, lower_len);
+    return len == lower_len && gh_h1_name_equals(s, lower, len);
 }
+
+#define EQUALS_CI(s, len, lit) equals_ci((s), (len), (lit), sizeof(lit) - 1)
 
 /* First byte in [p, end) outside the class, or end. Unrolled by four: this
  * is where the parser spends its time (names and values). */
