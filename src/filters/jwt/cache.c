@@ -91,8 +91,10 @@ int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
     return 0;
 }
 
-entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, const char *t, size_t n)
+entry_t *gh_jwtf_cache_lookup(wstate_t *w, const char *t, size_t n, uint64_t *hash)
 {
+    uint64_t h = gh_jwtf_token_hash(w, t, n);
+    *hash = h;
     if (w->entries == NULL)
         return NULL;
     entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
