@@ -708,10 +708,11 @@ void gh_stream_run_request(gh_stream_t *s)
     const gh_chain_t *ch = &s->snap->chains[c->li][ri];
     s->filters = ch->filters;
     s->num_filters = ch->num_filters;
+    s->hooks = ch->hooks;
     s->ctx = gh_arena_calloc(&s->arena, ch->num_filters * sizeof(void *));
     if (s->ctx == NULL)
         goto oom;
-    for (size_t i = 0; i < ch->num_filters; i++) {
+    for (size_t i = 0; (ch->hooks & GH_HOOK_CTX) && i < ch->num_filters; i++) {
         if (ch->filters[i].type->ctx_size == 0)
             continue;
         s->ctx[i] = gh_arena_calloc(&s->arena, ch->filters[i].type->ctx_size);
@@ -941,6 +942,8 @@ void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *de
  * one of them answered locally instead. */
 int gh_stream_response_filters(gh_stream_t *s)
 {
+    if (!(s->hooks & GH_HOOK_RES_HEADERS))
+        return 0;
     for (size_t i = s->num_filters; i-- > 0;) {
         const gh_filter_t *f = &s->filters[i];
         if (f->type->on_response_headers == NULL)
@@ -982,7 +985,7 @@ void gh_stream_end(gh_stream_t *s)
         s->logged = 1;
         cancel_paused(s);
         gh_observe_end(s);
-        for (size_t i = 0; i < s->num_filters; i++)
+        for (size_t i = 0; (s->hooks & GH_HOOK_LOG) && i < s->num_filters; i++)
             if (s->filters[i].type->on_log != NULL)
                 s->filters[i].type->on_log(s, s->filters[i].conf, s->ctx[i]);
         for (size_t i = 0; i < s->num_filters; i++)
@@ -1094,7 +1097,7 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
  * fill. */
 static void observe_body(gh_stream_t *s)
 {
-    for (size_t i = 0; i < s->num_filters; i++) {
+    for (size_t i = 0; (s->hooks & GH_HOOK_REQ_BODY) && i < s->num_filters; i++) {
         const gh_filter_t *f = &s->filters[i];
         if (f->type->on_request_body == NULL)
             continue;
