@@ -72,7 +72,7 @@ static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r
 
 /* Counts an accepted token, as gh_jwtf_count(s, rt, GH_JWT_OK) does, with
  * the counter remembered per worker. */
-static void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt)
+static inline void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt)
 {
     if (w->ok_rt_id != rt->id) {
         w->ok_stats = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[GH_JWT_OK]);
@@ -84,7 +84,7 @@ static void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt)
 
 /* Applies a verified result to the stream. Returns 0, or -1 when a header
  * edit or a copy failed (out of memory): the request must not go on. */
-static int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e)
+static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e)
 {
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
@@ -308,10 +308,9 @@ static gh_filter_status_t one_provider(gh_stream_t *s, const gh_authn_filter_con
         refuse(s, fc->rt[0], GH_JWT_MISSING_TOKEN, NULL);
         return GH_FILTER_REPLIED;
     }
-    deferred_t held;
-    held.status = 0;
-    held.rank = 0;
-    int r = verify_one(s, w, fc->rt[0], &f, 1, &held);
+    /* No other provider can take the token: a claims refusal is answered
+     * at once rather than held back (verify_one's d), as it would be. */
+    int r = verify_one(s, w, fc->rt[0], &f, 1, NULL);
     if (r == 0) {
         if (!a->providers[0]->forward_token && strip_any(s, a, 0, &f) < 0) {
             apply_failed(s);
@@ -319,11 +318,7 @@ static gh_filter_status_t one_provider(gh_stream_t *s, const gh_authn_filter_con
         }
         return GH_FILTER_CONTINUE;
     }
-    if (r > 0)
-        return GH_FILTER_REPLIED;
-    if (held.status != 0)
-        refuse(s, held.rt, held.reason, held.detail);
-    else
+    if (r < 0)
         refuse(s, fc->rt[0], GH_JWT_UNKNOWN_ISSUER, NULL);
     return GH_FILTER_REPLIED;
 }
@@ -332,84 +327,60 @@ static gh_filter_status_t one_provider(gh_stream_t *s, const gh_authn_filter_con
  * passes of any/optional; more are looked up again. */
 #define SEEN_MAX 8
 
-static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+/* Until a provider's keys first load its routes answer 503, token or not:
+ * the caller did nothing wrong (for any/optional, while none of the
+ * route's providers has keys; for all, while any lacks them). */
+__attribute__((noinline)) static gh_filter_status_t
+keys_unavailable(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
 {
-    const gh_authn_filter_conf_t *fc = conf;
     const gh_authn_conf_t *a = fc->authn;
-    (void)ctx;
-    /* Headers this route's providers set are dropped whatever happens next,
-     * so a client can never pass them off as gatehouse's. */
-    int dropped = 0;
-    size_t unloaded = 0;
+    char detail[256];
+    size_t i = 0;
+    while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
+        i++;
+    snprintf(detail, sizeof(detail),
+             "provider '%s' has no keys yet (see /ready and the log for why)",
+             a->providers[i]->name);
+    refuse(s, fc->rt[i], GH_JWT_KEYS_UNAVAILABLE, detail);
+    return GH_FILTER_REPLIED;
+}
+
+/* An `all` route: every provider needs its own valid token (a user token
+ * and a service token, say, in different places). */
+__attribute__((noinline)) static gh_filter_status_t
+all_providers(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
+{
+    const gh_authn_conf_t *a = fc->authn;
     for (size_t i = 0; i < a->num_providers; i++) {
-        const gh_jwt_provider_conf_t *p = a->providers[i];
-        if (fc->drops) {
-            for (size_t j = 0; j < p->num_claims_to_headers; j++)
-                dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
-                                                        strlen(p->claims_to_headers[j].header));
-            if (p->payload_header != NULL)
-                dropped |=
-                    gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+        found_t f;
+        int n = gh_jwtf_find_token(s, a->providers[i], &f);
+        if (n <= 0) {
+            refuse(s, fc->rt[i], n < 0 ? GH_JWT_MULTIPLE_TOKENS : GH_JWT_MISSING_TOKEN, NULL);
+            return GH_FILTER_REPLIED;
         }
-        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
+        int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
+        if (r != 0) {
+            if (r < 0)
+                refuse(s, fc->rt[i], GH_JWT_WRONG_ISSUER, NULL);
+            return GH_FILTER_REPLIED;
+        }
     }
-    if (dropped < 0) {
+    /* Stripped only now: a location two providers share still held the
+     * token when the second one looked. */
+    if (strip_all(s, a) < 0) {
         apply_failed(s);
         return GH_FILTER_REPLIED;
     }
-    if (a->num_exempt > 0 && exempt(s, a))
-        return GH_FILTER_CONTINUE;
-    /* Until a provider's keys first load its routes answer 503, token or
-     * not: the caller did nothing wrong (for any/optional, while none of
-     * the route's providers has keys; for all, while any lacks them). */
-    if (unloaded > 0 && (a->all || unloaded == a->num_providers)) {
-        char detail[256];
-        size_t i = 0;
-        while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
-            i++;
-        snprintf(detail, sizeof(detail),
-                 "provider '%s' has no keys yet (see /ready and the log for why)",
-                 a->providers[i]->name);
-        refuse(s, fc->rt[i], GH_JWT_KEYS_UNAVAILABLE, detail);
-        return GH_FILTER_REPLIED;
-    }
-    wstate_t *w =
-        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
-    if (w == NULL || w->verifier == NULL) {
-        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
-        return GH_FILTER_REPLIED;
-    }
+    return GH_FILTER_CONTINUE;
+}
 
-    if (a->all) {
-        /* Every provider needs its own valid token (a user token and a
-         * service token, say, in different places). */
-        for (size_t i = 0; i < a->num_providers; i++) {
-            found_t f;
-            int n = gh_jwtf_find_token(s, a->providers[i], &f);
-            if (n <= 0) {
-                refuse(s, fc->rt[i], n < 0 ? GH_JWT_MULTIPLE_TOKENS : GH_JWT_MISSING_TOKEN, NULL);
-                return GH_FILTER_REPLIED;
-            }
-            int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
-            if (r != 0) {
-                if (r < 0)
-                    refuse(s, fc->rt[i], GH_JWT_WRONG_ISSUER, NULL);
-                return GH_FILTER_REPLIED;
-            }
-        }
-        /* Stripped only now: a location two providers share still held
-         * the token when the second one looked. */
-        if (strip_all(s, a) < 0) {
-            apply_failed(s);
-            return GH_FILTER_REPLIED;
-        }
-        return GH_FILTER_CONTINUE;
-    }
-
-    /* any / optional: one token; its issuer picks the provider (RFC 8725
-     * section 3.8), tried in config order among providers that share it. */
-    if (a->num_providers == 1)
-        return one_provider(s, fc, w);
+/* An any/optional route with several providers: one token; its issuer
+ * picks the provider (RFC 8725 section 3.8), tried in config order among
+ * providers that share it. */
+__attribute__((noinline)) static gh_filter_status_t
+any_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
+{
+    const gh_authn_conf_t *a = fc->authn;
     found_t tok = {NULL, 0, NULL};
     found_t seen[SEEN_MAX]; /* where each of the first providers found it */
     deferred_t held;
@@ -459,6 +430,48 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     else
         refuse(s, fc->rt[0], GH_JWT_UNKNOWN_ISSUER, NULL);
     return GH_FILTER_REPLIED;
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_authn_filter_conf_t *fc = conf;
+    const gh_authn_conf_t *a = fc->authn;
+    (void)ctx;
+    /* Headers this route's providers set are dropped whatever happens next,
+     * so a client can never pass them off as gatehouse's. */
+    int dropped = 0;
+    size_t unloaded = 0;
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        if (fc->drops) {
+            for (size_t j = 0; j < p->num_claims_to_headers; j++)
+                dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
+                                                        strlen(p->claims_to_headers[j].header));
+            if (p->payload_header != NULL)
+                dropped |=
+                    gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+        }
+        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
+    }
+    if (dropped < 0) {
+        apply_failed(s);
+        return GH_FILTER_REPLIED;
+    }
+    if (a->num_exempt > 0 && exempt(s, a))
+        return GH_FILTER_CONTINUE;
+    if (unloaded > 0 && (a->all || unloaded == a->num_providers))
+        return keys_unavailable(s, fc);
+    wstate_t *w =
+        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+    if (w == NULL || w->verifier == NULL) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    if (a->all)
+        return all_providers(s, fc, w);
+    if (a->num_providers == 1)
+        return one_provider(s, fc, w);
+    return any_provider(s, fc, w);
 }
 
 const gh_filter_type_t gh_authn_filter = {

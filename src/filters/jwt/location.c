@@ -81,7 +81,7 @@ static int take(found_t *cand, const char *v, size_t n)
 /* What follows the prefix (and spaces) in h, a field of the location's
  * name. The auth-scheme is case-insensitive (RFC 9110 11.1); another
  * scheme (Basic) is simply not a bearer token. */
-static int take_header(const gh_h1_header_t *h, const gh_token_from_t *from, found_t *cand)
+static inline int take_header(const gh_h1_header_t *h, const gh_token_from_t *from, found_t *cand)
 {
     if (h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
         return 0;
@@ -96,7 +96,7 @@ static int take_header(const gh_h1_header_t *h, const gh_token_from_t *from, fou
 
 /* A header location: every field of that name. Authorization, the usual
  * one, is a singleton the stream has found already. */
-static int find_in_headers(const gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
+static inline int find_in_headers(const gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
 {
     if (from->name_len == 13 && memcmp(from->name, "authorization", 13) == 0) {
         const gh_h1_header_t *h = gh_stream_authorization(s);
