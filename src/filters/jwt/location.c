@@ -60,7 +60,7 @@ static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn
 
 /* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
  * usual spelling of the usual prefix ("Bearer ") is compared inline. */
-static int prefix_is(const char *v, const char *prefix, size_t n)
+static inline int prefix_is(const char *v, const char *prefix, size_t n)
 {
     if (n == 7 && memcmp(v, prefix, 7) == 0)
         return 1;
@@ -94,11 +94,17 @@ static inline int take_header(const gh_h1_header_t *h, const gh_token_from_t *fr
     return n > 0 ? take(cand, v, n) : 0;
 }
 
-/* A header location: every field of that name. Authorization, the usual
- * one, is a singleton the stream has found already. */
-static inline int find_in_headers(const gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
+/* Authorization, the usual location, is a singleton the stream has found
+ * already (gh_stream_authorization): no scan of the fields for it. */
+static int is_authorization(const gh_token_from_t *from)
 {
-    if (from->name_len == 13 && memcmp(from->name, "authorization", 13) == 0) {
+    return from->name_len == 13 && memcmp(from->name, "authorization", 13) == 0;
+}
+
+/* A header location: every field of that name. */
+static int find_in_headers(const gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
+{
+    if (is_authorization(from)) {
         const gh_h1_header_t *h = gh_stream_authorization(s);
         return h != NULL ? take_header(h, from, cand) : 0;
     }
@@ -174,9 +180,15 @@ int gh_jwtf_find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t 
     if (p->num_from == 1 && p->from[0].kind == GH_TOKEN_FROM_HEADER) {
         /* One header location (the default, Authorization): the loop
          * below without locations to reconcile. */
-        found_t cand = {NULL, 0, &p->from[0]};
-        if (find_in_headers(s, &p->from[0], &cand) < 0)
+        const gh_token_from_t *from = &p->from[0];
+        found_t cand = {NULL, 0, from};
+        if (is_authorization(from)) {
+            const gh_h1_header_t *h = gh_stream_authorization(s);
+            if (h != NULL)
+                take_header(h, from, &cand); /* the first token: nothing to differ from */
+        } else if (find_in_headers(s, from, &cand) < 0) {
             return -1;
+        }
         *out = cand.p != NULL ? cand : (found_t){NULL, 0, NULL};
         return cand.p != NULL;
     }
