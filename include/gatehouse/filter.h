@@ -230,6 +230,11 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
                          const char **value, size_t *value_len);
 /* The value of the first field named lower (lower-case), or NULL. */
 const char *gh_stream_header_get(const gh_stream_t *s, const char *lower, size_t *len);
+/* The Authorization field (borrowed), or NULL. A request never reaches the
+ * filters with two (RFC 9110 section 11.6.2; refused with 400 before), so
+ * this is the only one; found while the request was checked, so a filter
+ * looking for it does not scan the fields again. */
+const gh_h1_header_t *gh_stream_authorization(const gh_stream_t *s);
 /* The route the chain runs for (its name is in ->name). */
 const gh_route_t *gh_stream_route(const gh_stream_t *s);
 /* The request id (the access log's and the upstream's X-Request-Id). */

@@ -106,12 +106,18 @@ int gh_h1_request_parse(const char *buf, size_t len, const gh_h1_limits_t *limit
 int gh_h1_response_parse(const char *buf, size_t len, const gh_h1_limits_t *limits,
                          gh_h1_response_t *res, gh_h1_error_t *err);
 
-/* Case-insensitive comparison of a header name with a lower-case literal. */
-int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len);
-/* The length is compared inline: most names differ in length, and the
- * call is then not made. */
-#define GH_H1_NAME_IS(h, lit)                                                                      \
-    ((h)->name_len == sizeof(lit) - 1 && gh_h1_name_is((h), (lit), sizeof(lit) - 1))
+/* Whether name[0..len) equals lower[0..len) (a lower-case literal of the
+ * same length), ASCII case ignored. */
+int gh_h1_name_equals(const char *name, const char *lower, size_t len);
+
+/* Case-insensitive comparison of a header name with a lower-case literal.
+ * The length is compared inline: names are compared on every header of
+ * every message, most differ in length, and the call is then not made. */
+static inline int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len)
+{
+    return h->name_len == lower_len && gh_h1_name_equals(h->name, lower, lower_len);
+}
+#define GH_H1_NAME_IS(h, lit) gh_h1_name_is((h), (lit), sizeof(lit) - 1)
 
 /* Whether c may appear in a token (RFC 9110 section 5.6.2). */
 int gh_h1_is_tchar(unsigned char c);

@@ -115,10 +115,8 @@ static uint64_t lower64(uint64_t x)
 /* s[0..len) equals the lower-case literal lower[0..len), ignoring ASCII case.
  * Names are compared on every header of every request: a word at a time,
  * the last word overlapping the one before when len is not a multiple of 8. */
-static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_len)
+int gh_h1_name_equals(const char *s, const char *lower, size_t len)
 {
-    if (len != lower_len)
-        return 0;
     if (len < 8) {
         for (size_t i = 0; i < len; i++) {
             if (to_lower((unsigned char)s[i]) != (unsigned char)lower[i])
@@ -132,12 +130,12 @@ static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_
     return lower64(load64(s + len - 8)) == load64(lower + len - 8);
 }
 
-#define EQUALS_CI(s, len, lit) equals_ci((s), (len), (lit), sizeof(lit) - 1)
-
-int gh_h1_name_is(const gh_h1_header_t *h, const char *lower, size_t lower_len)
+static int equals_ci(const char *s, size_t len, const char *lower, size_t lower_len)
 {
-    return equals_ci(h->name, h->name_len, lower, lower_len);
+    return len == lower_len && gh_h1_name_equals(s, lower, len);
 }
+
+#define EQUALS_CI(s, len, lit) equals_ci((s), (len), (lit), sizeof(lit) - 1)
 
 /* First byte in [p, end) outside the class, or end. Unrolled by four: this
  * is where the parser spends its time (names and values). */
@@ -190,35 +188,72 @@ static unsigned ctl_mask(__m128i v)
 
 #if defined(__SSE2__) && defined(__GNUC__)
 #define HAVE_AVX2_PATH 1
-/* Clears runs of 0x20..0x7e 64 bytes a step with AVX2, where the CPU has
- * it: v + 1, as a signed byte, is above 0x20 only for those. Stops at the
- * first 64 bytes holding anything else (obs-text too), or short of end. */
+/* Set only by tests, before any parsing, to run the SSE2-only path on a CPU
+ * with AVX2 too. */
+static int avx2_off;
+
+/* Plain ASCII (0x20..0x7e) as the signed bytes above 0x20 once 1 is added:
+ * DEL becomes -128, and control bytes and obs-text stay at or below 0x20. */
+__attribute__((target("avx2"))) static inline __m256i plus1_avx2(const char *q)
+{
+    return _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(const void *)q),
+                           _mm256_set1_epi8(1));
+}
+
+/* Bit i set when byte i of the 64 at q is not plain ASCII. */
+__attribute__((target("avx2"))) static inline uint64_t bad64_avx2(const char *q)
+{
+    const __m256i lim = _mm256_set1_epi8(0x20);
+    uint32_t a = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(plus1_avx2(q), lim));
+    uint32_t b = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(plus1_avx2(q + 32), lim));
+    return ~((uint64_t)b << 32 | a);
+}
+
+/* First byte of [p, end) outside 0x20..0x7e (obs-text too), or end; needs
+ * end - p >= 64. 128 bytes a step while that many are left (the smallest
+ * of four vectors, compared once), then 64; the last step reads the 64
+ * bytes that end at end, overlapping bytes already cleared, rather than
+ * finishing byte by byte. */
 __attribute__((target("avx2"))) static const char *clear_ascii_avx2(const char *p, const char *end)
 {
-    const __m256i one = _mm256_set1_epi8(1), lim = _mm256_set1_epi8(0x20);
-    while (end - p >= 64) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)p);
-        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
-        __m256i ok = _mm256_and_si256(_mm256_cmpgt_epi8(_mm256_add_epi8(a, one), lim),
-                                      _mm256_cmpgt_epi8(_mm256_add_epi8(b, one), lim));
-        if (_mm256_movemask_epi8(ok) != -1)
+    while (end - p >= 128) {
+        __m256i m = _mm256_min_epi8(_mm256_min_epi8(plus1_avx2(p), plus1_avx2(p + 32)),
+                                    _mm256_min_epi8(plus1_avx2(p + 64), plus1_avx2(p + 96)));
+        if (_mm256_movemask_epi8(_mm256_cmpgt_epi8(m, _mm256_set1_epi8(0x20))) != -1)
             break;
+        p += 128;
+    }
+    for (;;) {
+        if (end - p < 64) {
+            if (p == end)
+                return end;
+            const char *q = end - 64;
+            uint64_t bad = bad64_avx2(q) & ~(uint64_t)0 << (p - q); /* before p: cleared */
+            return bad != 0 ? q + __builtin_ctzll(bad) : end;
+        }
+        uint64_t bad = bad64_avx2(p);
+        if (bad != 0)
+            return p + __builtin_ctzll(bad);
         p += 64;
     }
-    return p;
 }
 #endif
 
 /* Skips bytes of [p, end) that cannot be control bytes (under 0x20, HTAB
- * included) or DEL; it stops at such a byte, at the start of the 8 bytes
- * holding one, or short of end with fewer than 8 left. Long values such as
- * bearer tokens are most of a request's head: SSE2 (every x86-64) checks 16
- * bytes at a time exactly, and after 32 clean bytes AVX2 (checked per call, a
- * load of what the compiler's runtime read at start-up) clears plain ASCII
- * 64 bytes a step. */
+ * included) or DEL: it stops at the first such byte, or at end, or (without
+ * SSE2, or in the last 16 bytes of a buffer shorter than that) short of end
+ * at the start of the 8 bytes holding one or with fewer than 8 left; the
+ * caller finishes through the class table. Long values such as bearer
+ * tokens are most of a request's head: SSE2 (every x86-64) checks 16 bytes
+ * at a time exactly, and after 32 clean bytes AVX2 (checked per call, a load
+ * of what the compiler's runtime read at start-up) clears plain ASCII 64
+ * bytes a step. A last piece shorter than a vector is read as the vector
+ * that ends at end, overlapping bytes already checked, never before the
+ * first byte it was given. */
 static const char *find_ctl(const char *p, const char *end)
 {
 #ifdef __SSE2__
+    const char *start = p;
     /* Most values end within 32 bytes: SSE2 first, AVX2 only for long runs. */
     for (int step = 0; end - p >= 16; step++) {
         unsigned m = ctl_mask(_mm_loadu_si128((const __m128i *)(const void *)p));
@@ -226,9 +261,15 @@ static const char *find_ctl(const char *p, const char *end)
             return p + __builtin_ctz(m);
         p += 16;
 #ifdef HAVE_AVX2_PATH
-        if (step == 1 && end - p >= 64 && __builtin_cpu_supports("avx2"))
+        if (step == 1 && end - p >= 64 && !avx2_off && __builtin_cpu_supports("avx2"))
             p = clear_ascii_avx2(p, end);
 #endif
+    }
+    if (p != end && end - start >= 16) {
+        const char *q = end - 16;
+        unsigned m = ctl_mask(_mm_loadu_si128((const __m128i *)(const void *)q));
+        m &= ~0u << (p - q);
+        return m != 0 ? q + __builtin_ctz(m) : end;
     }
 #endif
     while (end - p >= 8) {

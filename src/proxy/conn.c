@@ -35,16 +35,20 @@ static int rbuf_take(gh_conn_t *c)
     return c->rbuf != NULL ? 0 : -1;
 }
 
+void gh_conn_rbuf_recycle(gh_worker_t *w, char *buf, size_t cap)
+{
+    if (cap == RBUF_STD && w->num_rbuf_free < sizeof(w->rbuf_free) / sizeof(w->rbuf_free[0]))
+        w->rbuf_free[w->num_rbuf_free++] = buf;
+    else
+        free(buf);
+}
+
 /* Gives the buffer back while the connection waits with nothing in it. */
 static void rbuf_give(gh_conn_t *c)
 {
-    gh_worker_t *w = c->worker;
     if (c->rbuf == NULL || c->rlen != 0)
         return;
-    if (c->rcap == RBUF_STD && w->num_rbuf_free < sizeof(w->rbuf_free) / sizeof(w->rbuf_free[0]))
-        w->rbuf_free[w->num_rbuf_free++] = c->rbuf;
-    else
-        free(c->rbuf);
+    gh_conn_rbuf_recycle(c->worker, c->rbuf, c->rcap);
     c->rbuf = NULL;
 }
 

@@ -114,6 +114,47 @@ static int is_hop_by_hop(const gh_h1_header_t *h, const conn_tokens_t *ct)
     return 0;
 }
 
+/*
+ * Which names the per-field checks below (is_hop_by_hop, is_request_dropped,
+ * is_trace_field, Via and Content-Length on responses) can match: bit L of
+ * special_lens[c - 'a'] is set when one of them is L bytes long and starts
+ * with the letter c; 'p' (proxy-*) and 'x' (x-forwarded-*, x-b3-*) have every
+ * bit set, as a prefix matches any longer name. The checks compare names
+ * ASCII case folded, '_' as '-', and none starts with anything but a
+ * letter, so a field whose first letter and length miss this table is none
+ * of them, and most fields of a request (User-Agent, Accept, Authorization)
+ * are passed on after one lookup instead of a dozen name comparisons.
+ * test_forward.c checks every name the checks match against this table.
+ */
+#define LEN(n) (UINT32_C(1) << (n))
+static const uint32_t special_lens['z' - 'a' + 1] = {
+    ['b' - 'a'] = LEN(2),                     /* b3 */
+    ['c' - 'a'] = LEN(5) | LEN(10) | LEN(14), /* close, connection, content-length */
+    ['e' - 'a'] = LEN(6),                     /* expect */
+    ['f' - 'a'] = LEN(9),                     /* forwarded */
+    ['h' - 'a'] = LEN(4) | LEN(14),           /* host, http2-settings */
+    ['k' - 'a'] = LEN(10),                    /* keep-alive */
+    ['p' - 'a'] = UINT32_MAX,                 /* proxy, proxy-* */
+    /* te, trailer, tracestate, traceparent, true-client-ip, transfer-encoding */
+    ['t' - 'a'] = LEN(2) | LEN(7) | LEN(10) | LEN(11) | LEN(14) | LEN(17),
+    ['u' - 'a'] = LEN(7),     /* upgrade */
+    ['v' - 'a'] = LEN(3),     /* via */
+    ['x' - 'a'] = UINT32_MAX, /* x-forwarded-*, x-b3-*, x-real-ip, x-request-id, ... */
+};
+#undef LEN
+
+/* 0 when h is none of the fields the checks look for (see special_lens). */
+static int may_be_special(const gh_h1_header_t *h)
+{
+    if (h->name_len == 0)
+        return 1;
+    unsigned c = (unsigned char)h->name[0] | 0x20u;
+    if (c < 'a' || c > 'z')
+        return 0;
+    uint32_t m = special_lens[c - 'a'];
+    return h->name_len < 32 ? (int)((m >> h->name_len) & 1) : m == UINT32_MAX;
+}
+
 static char *put(char *o, const char *s, size_t n)
 {
     memcpy(o, s, n);
@@ -418,14 +459,19 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     }
     o = PUT_LIT(o, " HTTP/1.1\r\n");
     o = put_host(o, s, host);
+    /* Connection options and filters' drops name any field: with either,
+     * every field goes through every check. */
+    int any_name = ct.n > 0 || s->num_hdr_drop > 0;
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
-        if (is_hop_by_hop(h, &ct) || is_request_dropped(s, h))
-            continue;
-        if ((s->traced || !s->peer_trusted) && is_trace_field(h))
-            continue;
-        if (is_filter_dropped(s, h))
-            continue;
+        if (any_name || may_be_special(h)) {
+            if (is_hop_by_hop(h, &ct) || is_request_dropped(s, h))
+                continue;
+            if ((s->traced || !s->peer_trusted) && is_trace_field(h))
+                continue;
+            if (is_filter_dropped(s, h))
+                continue;
+        }
         o = put_header(o, h);
     }
     o = put_forwarding(o, s, host);
@@ -496,7 +542,8 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     o = PUT_LIT(o, "\r\n");
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
-        if (is_hop_by_hop(h, &ct) || GH_H1_NAME_IS(h, "via") || GH_H1_NAME_IS(h, "content-length"))
+        if ((ct.n > 0 || may_be_special(h)) && (is_hop_by_hop(h, &ct) || GH_H1_NAME_IS(h, "via") ||
+                                                GH_H1_NAME_IS(h, "content-length")))
             continue;
         o = put_header(o, h);
     }

@@ -235,8 +235,12 @@ struct gh_stream_s {
     uint64_t id;
     char request_id[64];
 
-    /* The request head, copied out of the read buffer. */
+    /* The request head: the connection's read buffer when it held this
+     * head and nothing more (head_buf, owned, head_cap bytes, recycled with
+     * the stream), otherwise a copy in the arena (head_buf NULL). */
     char *head;
+    char *head_buf;
+    size_t head_cap;
     gh_h1_request_t req;
     const char *host; /* lower-cased, without port */
     size_t host_len;
@@ -255,6 +259,7 @@ struct gh_stream_s {
     const gh_route_t *route;
     const gh_filter_t *filters;
     size_t num_filters;
+    unsigned hooks; /* the chain's GH_HOOK_* (snapshot.h) */
     size_t next_filter; /* next request-direction filter to run */
     void **ctx;         /* per filter */
 
@@ -318,6 +323,7 @@ struct gh_stream_s {
     /* Request checks made before routing (stream.c): a non-zero status is
      * answered instead of routing, and the connection closes. */
     int refuse_status;
+    int auth_index;               /* the Authorization field's index in req.headers, -1 if none */
     const char *refuse_detail;    /* static */
     unsigned peer_trusted : 1;    /* the peer is in the listener's trusted_proxies */
     unsigned hdr_edit_failed : 1; /* a filter's header add or drop failed: never forwarded */
@@ -410,6 +416,9 @@ int gh_conn_write_aside(gh_conn_t *c, uv_buf_t *bufs, unsigned nbufs);
 void gh_conn_close(gh_conn_t *c);
 void gh_conn_finish(gh_conn_t *c);
 void gh_conn_arm_timer(gh_conn_t *c);
+/* Takes buf, a read buffer of cap bytes whose connection gave it up (to a
+ * stream, gh_stream_new): back on w's free list, or freed. */
+void gh_conn_rbuf_recycle(gh_worker_t *w, char *buf, size_t cap);
 
 /* stream.c */
 gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head_len);

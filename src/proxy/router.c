@@ -444,7 +444,7 @@ static void pump_response(gh_stream_t *s)
             gh_stream_abort(s, "upstream sent a malformed chunked body");
             return;
         }
-        for (size_t i = s->num_filters; i-- > 0;) {
+        for (size_t i = s->num_filters; (s->hooks & GH_HOOK_RES_BODY) && i-- > 0;) {
             const gh_filter_t *f = &s->filters[i];
             if (f->type->on_response_body == NULL)
                 continue;

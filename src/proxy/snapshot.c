@@ -52,6 +52,13 @@ static int build_chain(gh_snapshot_t *s, const gh_listener_conf_t *l, const gh_r
         ch->filters[ch->num_filters].type = &gh_router_filter;
         ch->filters[ch->num_filters++].conf = r;
     }
+    for (size_t k = 0; k < ch->num_filters; k++) {
+        const gh_filter_type_t *t = ch->filters[k].type;
+        ch->hooks |= (t->ctx_size > 0 ? GH_HOOK_CTX : 0u) | (t->on_log ? GH_HOOK_LOG : 0u) |
+                     (t->on_request_body ? GH_HOOK_REQ_BODY : 0u) |
+                     (t->on_response_headers ? GH_HOOK_RES_HEADERS : 0u) |
+                     (t->on_response_body ? GH_HOOK_RES_BODY : 0u);
+    }
     return 0;
 }
 

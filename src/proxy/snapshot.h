@@ -18,12 +18,23 @@ typedef struct {
      * type's bind are owned here (freed by its unbind). */
     gh_filter_t *filters;
     size_t num_filters;
+    /* The per-request hooks some filter of the chain has (GH_HOOK_*), so
+     * that a request does not walk the chain for a hook none of them has. */
+    unsigned hooks;
     /* Metric ids (gatehouse/metrics.h): the route's, and one series per
      * target cluster, [0] being the series without a cluster (local
      * replies before a cluster was chosen, direct responses). */
     uint32_t route_id;
     uint32_t *series_ids; /* num_targets + 1 */
 } gh_chain_t;
+
+enum {
+    GH_HOOK_CTX = 1,         /* ctx_size > 0 */
+    GH_HOOK_LOG = 2,         /* on_log */
+    GH_HOOK_REQ_BODY = 4,    /* on_request_body */
+    GH_HOOK_RES_HEADERS = 8, /* on_response_headers */
+    GH_HOOK_RES_BODY = 16,   /* on_response_body */
+};
 
 typedef struct {
     uint32_t listener_id;

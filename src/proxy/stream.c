@@ -196,6 +196,7 @@ static int upgrade_is_h2c_only(const gh_stream_t *s)
 static int check_request(gh_stream_t *s)
 {
     const gh_h1_request_t *r = &s->req;
+    s->auth_index = -1;
     if (r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0)
         return refuse(s, 501, "CONNECT is not supported");
     if (r->target[0] != '/' && !(r->target_len == 1 && r->target[0] == '*')) {
@@ -214,12 +215,14 @@ static int check_request(gh_stream_t *s)
         if (h->value_len > 0 && !gh_h1_authority_is_valid(h->value, h->value_len))
             return refuse(s, 400, "invalid Host");
     }
-    int auth = 0;
     for (size_t i = 0; i < r->num_headers; i++) {
         /* RFC 9110 section 11.6.2 allows one Authorization. With two, a
          * filter may check one while the upstream reads the other. */
-        if (GH_H1_NAME_IS(&r->headers[i], "authorization") && ++auth > 1)
+        if (!GH_H1_NAME_IS(&r->headers[i], "authorization"))
+            continue;
+        if (s->auth_index >= 0)
             return refuse(s, 400, "more than one Authorization field");
+        s->auth_index = (int)i;
     }
     if (r->has_upgrade && !upgrade_is_h2c_only(s))
         return refuse(s, 501, "protocol upgrades are not supported");
@@ -262,6 +265,9 @@ static gh_stream_t *stream_take(gh_worker_t *w)
 
 static void stream_give(gh_worker_t *w, gh_stream_t *s)
 {
+    if (s->head_buf != NULL)
+        gh_conn_rbuf_recycle(w, s->head_buf, s->head_cap);
+    s->head_buf = NULL;
     gh_arena_dispose(&s->arena);
 #if STREAM_CACHE_ON
     if (w->num_stream_free < sizeof(w->stream_free) / sizeof(w->stream_free[0])) {
@@ -290,20 +296,38 @@ gh_stream_t *gh_stream_new(gh_conn_t *c, const gh_h1_request_t *req, size_t head
     s->snap = s->ws->snap;
     s->id = c->id;
     s->req = *req;
-    s->head = gh_arena_alloc(&s->arena, head_len);
     s->req.headers = gh_arena_alloc(&s->arena, (req->num_headers + 1) * sizeof(gh_h1_header_t));
-    if (s->head == NULL || s->req.headers == NULL)
+    if (s->req.headers == NULL)
         goto fail;
-    memcpy(s->head, c->rbuf, head_len);
-    translate(&s->req.method, c->rbuf, s->head);
-    translate(&s->req.target, c->rbuf, s->head);
-    for (size_t i = 0; i < req->num_headers; i++) {
-        s->req.headers[i] = req->headers[i];
-        translate(&s->req.headers[i].name, c->rbuf, s->head);
-        translate(&s->req.headers[i].value, c->rbuf, s->head);
+    if (c->rlen == head_len) {
+        /* The read buffer holds this head and nothing after it (a request
+         * without a body in its first read, the usual case): the stream
+         * takes the buffer rather than a copy of the head, and the
+         * connection takes another from the free list when it next reads.
+         * The connection held its buffer through the exchange before, so
+         * this costs memory only when the client sends more meanwhile
+         * (pipelining): a second buffer, as long as the exchange lasts. */
+        s->head = c->rbuf;
+        s->head_buf = c->rbuf;
+        s->head_cap = c->rcap;
+        memcpy(s->req.headers, req->headers, req->num_headers * sizeof(gh_h1_header_t));
+        c->rbuf = NULL;
+        c->rlen = 0;
+    } else {
+        s->head = gh_arena_alloc(&s->arena, head_len);
+        if (s->head == NULL)
+            goto fail;
+        memcpy(s->head, c->rbuf, head_len);
+        translate(&s->req.method, c->rbuf, s->head);
+        translate(&s->req.target, c->rbuf, s->head);
+        for (size_t i = 0; i < req->num_headers; i++) {
+            s->req.headers[i] = req->headers[i];
+            translate(&s->req.headers[i].name, c->rbuf, s->head);
+            translate(&s->req.headers[i].value, c->rbuf, s->head);
+        }
+        memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
+        c->rlen -= head_len;
     }
-    memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
-    c->rlen -= head_len;
     c->keep_alive = req->keep_alive;
     s->req_body_done = req->body == GH_H1_BODY_NONE ||
                        (req->body == GH_H1_BODY_LENGTH && req->content_length == 0);
@@ -698,10 +722,11 @@ void gh_stream_run_request(gh_stream_t *s)
     const gh_chain_t *ch = &s->snap->chains[c->li][ri];
     s->filters = ch->filters;
     s->num_filters = ch->num_filters;
+    s->hooks = ch->hooks;
     s->ctx = gh_arena_calloc(&s->arena, ch->num_filters * sizeof(void *));
     if (s->ctx == NULL)
         goto oom;
-    for (size_t i = 0; i < ch->num_filters; i++) {
+    for (size_t i = 0; (ch->hooks & GH_HOOK_CTX) && i < ch->num_filters; i++) {
         if (ch->filters[i].type->ctx_size == 0)
             continue;
         s->ctx[i] = gh_arena_calloc(&s->arena, ch->filters[i].type->ctx_size);
@@ -933,6 +958,8 @@ void gh_stream_fail(gh_stream_t *s, int status, const char *code, const char *de
  * one of them answered locally instead. */
 int gh_stream_response_filters(gh_stream_t *s)
 {
+    if (!(s->hooks & GH_HOOK_RES_HEADERS))
+        return 0;
     for (size_t i = s->num_filters; i-- > 0;) {
         const gh_filter_t *f = &s->filters[i];
         if (f->type->on_response_headers == NULL)
@@ -974,7 +1001,7 @@ void gh_stream_end(gh_stream_t *s)
         s->logged = 1;
         cancel_paused(s);
         gh_observe_end(s);
-        for (size_t i = 0; i < s->num_filters; i++)
+        for (size_t i = 0; (s->hooks & GH_HOOK_LOG) && i < s->num_filters; i++)
             if (s->filters[i].type->on_log != NULL)
                 s->filters[i].type->on_log(s, s->filters[i].conf, s->ctx[i]);
         for (size_t i = 0; i < s->num_filters; i++)
@@ -1085,7 +1112,7 @@ void gh_stream_client_eof(gh_stream_t *s, int err)
  * fill. */
 static void observe_body(gh_stream_t *s)
 {
-    for (size_t i = 0; i < s->num_filters; i++) {
+    for (size_t i = 0; (s->hooks & GH_HOOK_REQ_BODY) && i < s->num_filters; i++) {
         const gh_filter_t *f = &s->filters[i];
         if (f->type->on_request_body == NULL)
             continue;
@@ -1317,6 +1344,11 @@ void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void 
         }
     }
     return NULL;
+}
+
+const gh_h1_header_t *gh_stream_authorization(const gh_stream_t *s)
+{
+    return s->auth_index >= 0 ? &s->req.headers[s->auth_index] : NULL;
 }
 
 const gh_h1_header_t *gh_stream_headers(const gh_stream_t *s, size_t *n)

@@ -50,7 +50,7 @@ void gh_jwtf_wstate_free(void *p)
  * answer. Only verified tokens are cached, and two of those that end alike
  * would need the signer to have made them so; a collision only shares one
  * of the four ways of a set. */
-uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n)
+static inline uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
 {
     uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
     if (n >= 16) {
@@ -73,6 +73,11 @@ uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n)
     return h ^ (h >> 29);
 }
 
+uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n)
+{
+    return token_hash(w, t, n);
+}
+
 int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
 {
     size_t sets = 1;
@@ -91,8 +96,10 @@ int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
     return 0;
 }
 
-entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, const char *t, size_t n)
+entry_t *gh_jwtf_cache_lookup(wstate_t *w, const char *t, size_t n, uint64_t *hash)
 {
+    uint64_t h = token_hash(w, t, n);
+    *hash = h;
     if (w->entries == NULL)
         return NULL;
     entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];

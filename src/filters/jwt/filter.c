@@ -70,9 +70,21 @@ static void refuse(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r
     gh_stream_reply_error_with(s, status, code, desc, hdr[0] ? hdr : NULL);
 }
 
+/* Counts an accepted token, as gh_jwtf_count(s, rt, GH_JWT_OK) does, with
+ * the counter remembered per worker. */
+static inline void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt)
+{
+    if (w->ok_rt_id != rt->id) {
+        w->ok_stats = gh_metrics_decision(gh_stream_metrics(s), rt->decision_ids[GH_JWT_OK]);
+        w->ok_rt_id = rt->id;
+    }
+    if (w->ok_stats != NULL)
+        GH_STAT_INC(w->ok_stats->count);
+}
+
 /* Applies a verified result to the stream. Returns 0, or -1 when a header
  * edit or a copy failed (out of memory): the request must not go on. */
-static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e)
+static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e)
 {
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
@@ -90,7 +102,7 @@ static int apply(gh_stream_t *s, const gh_jwt_runtime_t *rt, const entry_t *e)
             id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
         }
     }
-    gh_jwtf_count(s, rt, GH_JWT_OK);
+    count_ok(s, w, rt);
     return 0;
 }
 
@@ -116,17 +128,29 @@ typedef struct {
  * answered (401, 403, 503), or -1 when the token's issuer is not rt's or
  * when a claims refusal went to *d (given when a later provider shares the
  * issuer) instead of being answered. */
+static int verify_fresh(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
+                        int must_match_issuer, deferred_t *d, uint64_t h, time_t now);
+
 static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
                       int must_match_issuer, deferred_t *d)
 {
-    const gh_jwt_provider_conf_t *p = rt->conf;
-    uint64_t h = gh_jwtf_token_hash(w, f->p, f->n);
+    uint64_t h;
     time_t now = time(NULL);
     uint64_t gen = gh_keyring_generation(rt->keyring);
-    entry_t *e = gh_jwtf_cache_find(w, h, f->p, f->n);
+    entry_t *e = gh_jwtf_cache_lookup(w, f->p, f->n, &h);
     if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires)
-        return apply(s, rt, e) < 0 ? apply_failed(s) : 0;
+        return apply(s, w, rt, e) < 0 ? apply_failed(s) : 0;
+    return verify_fresh(s, w, rt, f, must_match_issuer, d, h, now);
+}
 
+/* verify_one for a token not in the cache (kept out of line: the cached
+ * path is the common one, and this one's frame is large). */
+__attribute__((noinline)) static int verify_fresh(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt,
+                                                  const found_t *f, int must_match_issuer,
+                                                  deferred_t *d, uint64_t h, time_t now)
+{
+    const gh_jwt_provider_conf_t *p = rt->conf;
+    uint64_t gen;
     gh_jwt_reason_t reason = GH_JWT_MALFORMED_TOKEN;
     char detail[256] = "";
     gh_jwt_t t;
@@ -191,7 +215,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     entry_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     int cached = p->cache_entries > 0 && gh_jwtf_cache_fit(w, p->cache_entries) == 0;
-    e = cached ? gh_jwtf_cache_slot(w, h) : &tmp;
+    entry_t *e = cached ? gh_jwtf_cache_slot(w, h) : &tmp;
     if (gh_jwtf_build_entry(rt, &t, e) < 0) {
         gh_jwtf_entry_clear(e);
         gh_jwt_dispose(&t);
@@ -209,7 +233,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
             e->gen = gen;
         }
     }
-    int ar = apply(s, rt, e);
+    int ar = apply(s, w, rt, e);
     if (!cached || e->token == NULL)
         gh_jwtf_entry_clear(e);
     return ar < 0 ? apply_failed(s) : 0;
@@ -266,84 +290,97 @@ static int strip_any(gh_stream_t *s, const gh_authn_conf_t *a, size_t taken, con
     return gh_jwtf_strip_apply(s, &st);
 }
 
-/* Token locations of this many providers are remembered between the two
- * passes of any/optional; more are looked up again. */
-#define SEEN_MAX 8
-
-static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+/* An any/optional route with one provider: the general case below with its
+ * two passes over the providers folded into one. */
+static gh_filter_status_t one_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                       wstate_t *w)
 {
-    const gh_authn_filter_conf_t *fc = conf;
     const gh_authn_conf_t *a = fc->authn;
-    (void)ctx;
-    /* Headers this route's providers set are dropped whatever happens next,
-     * so a client can never pass them off as gatehouse's. */
-    int dropped = 0;
-    size_t unloaded = 0;
-    for (size_t i = 0; i < a->num_providers; i++) {
-        const gh_jwt_provider_conf_t *p = a->providers[i];
-        for (size_t j = 0; j < p->num_claims_to_headers; j++)
-            dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
-                                                    strlen(p->claims_to_headers[j].header));
-        if (p->payload_header != NULL)
-            dropped |=
-                gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
-        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
-    }
-    if (dropped < 0) {
-        apply_failed(s);
+    found_t f;
+    int n = gh_jwtf_find_token(s, a->providers[0], &f);
+    if (n < 0) {
+        refuse(s, fc->rt[0], GH_JWT_MULTIPLE_TOKENS, NULL);
         return GH_FILTER_REPLIED;
     }
-    if (a->num_exempt > 0 && exempt(s, a))
-        return GH_FILTER_CONTINUE;
-    /* Until a provider's keys first load its routes answer 503, token or
-     * not: the caller did nothing wrong (for any/optional, while none of
-     * the route's providers has keys; for all, while any lacks them). */
-    if (unloaded > 0 && (a->all || unloaded == a->num_providers)) {
-        char detail[256];
-        size_t i = 0;
-        while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
-            i++;
-        snprintf(detail, sizeof(detail),
-                 "provider '%s' has no keys yet (see /ready and the log for why)",
-                 a->providers[i]->name);
-        refuse(s, fc->rt[i], GH_JWT_KEYS_UNAVAILABLE, detail);
+    if (n == 0) {
+        if (a->optional)
+            return GH_FILTER_CONTINUE;
+        refuse(s, fc->rt[0], GH_JWT_MISSING_TOKEN, NULL);
         return GH_FILTER_REPLIED;
     }
-    wstate_t *w =
-        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
-    if (w == NULL || w->verifier == NULL) {
-        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
-        return GH_FILTER_REPLIED;
-    }
-
-    if (a->all) {
-        /* Every provider needs its own valid token (a user token and a
-         * service token, say, in different places). */
-        for (size_t i = 0; i < a->num_providers; i++) {
-            found_t f;
-            int n = gh_jwtf_find_token(s, a->providers[i], &f);
-            if (n <= 0) {
-                refuse(s, fc->rt[i], n < 0 ? GH_JWT_MULTIPLE_TOKENS : GH_JWT_MISSING_TOKEN, NULL);
-                return GH_FILTER_REPLIED;
-            }
-            int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
-            if (r != 0) {
-                if (r < 0)
-                    refuse(s, fc->rt[i], GH_JWT_WRONG_ISSUER, NULL);
-                return GH_FILTER_REPLIED;
-            }
-        }
-        /* Stripped only now: a location two providers share still held
-         * the token when the second one looked. */
-        if (strip_all(s, a) < 0) {
+    /* No other provider can take the token: a claims refusal is answered
+     * at once rather than held back (verify_one's d), as it would be. */
+    int r = verify_one(s, w, fc->rt[0], &f, 1, NULL);
+    if (r == 0) {
+        if (!a->providers[0]->forward_token && strip_any(s, a, 0, &f) < 0) {
             apply_failed(s);
             return GH_FILTER_REPLIED;
         }
         return GH_FILTER_CONTINUE;
     }
+    if (r < 0)
+        refuse(s, fc->rt[0], GH_JWT_UNKNOWN_ISSUER, NULL);
+    return GH_FILTER_REPLIED;
+}
 
-    /* any / optional: one token; its issuer picks the provider (RFC 8725
-     * section 3.8), tried in config order among providers that share it. */
+/* Token locations of this many providers are remembered between the two
+ * passes of any/optional; more are looked up again. */
+#define SEEN_MAX 8
+
+/* Until a provider's keys first load its routes answer 503, token or not:
+ * the caller did nothing wrong (for any/optional, while none of the
+ * route's providers has keys; for all, while any lacks them). */
+__attribute__((noinline)) static gh_filter_status_t
+keys_unavailable(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
+{
+    const gh_authn_conf_t *a = fc->authn;
+    char detail[256];
+    size_t i = 0;
+    while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
+        i++;
+    snprintf(detail, sizeof(detail),
+             "provider '%s' has no keys yet (see /ready and the log for why)",
+             a->providers[i]->name);
+    refuse(s, fc->rt[i], GH_JWT_KEYS_UNAVAILABLE, detail);
+    return GH_FILTER_REPLIED;
+}
+
+/* An `all` route: every provider needs its own valid token (a user token
+ * and a service token, say, in different places). */
+__attribute__((noinline)) static gh_filter_status_t
+all_providers(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
+{
+    const gh_authn_conf_t *a = fc->authn;
+    for (size_t i = 0; i < a->num_providers; i++) {
+        found_t f;
+        int n = gh_jwtf_find_token(s, a->providers[i], &f);
+        if (n <= 0) {
+            refuse(s, fc->rt[i], n < 0 ? GH_JWT_MULTIPLE_TOKENS : GH_JWT_MISSING_TOKEN, NULL);
+            return GH_FILTER_REPLIED;
+        }
+        int r = verify_one(s, w, fc->rt[i], &f, 0, NULL);
+        if (r != 0) {
+            if (r < 0)
+                refuse(s, fc->rt[i], GH_JWT_WRONG_ISSUER, NULL);
+            return GH_FILTER_REPLIED;
+        }
+    }
+    /* Stripped only now: a location two providers share still held the
+     * token when the second one looked. */
+    if (strip_all(s, a) < 0) {
+        apply_failed(s);
+        return GH_FILTER_REPLIED;
+    }
+    return GH_FILTER_CONTINUE;
+}
+
+/* An any/optional route with several providers: one token; its issuer
+ * picks the provider (RFC 8725 section 3.8), tried in config order among
+ * providers that share it. */
+__attribute__((noinline)) static gh_filter_status_t
+any_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
+{
+    const gh_authn_conf_t *a = fc->authn;
     found_t tok = {NULL, 0, NULL};
     found_t seen[SEEN_MAX]; /* where each of the first providers found it */
     deferred_t held;
@@ -393,6 +430,48 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     else
         refuse(s, fc->rt[0], GH_JWT_UNKNOWN_ISSUER, NULL);
     return GH_FILTER_REPLIED;
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_authn_filter_conf_t *fc = conf;
+    const gh_authn_conf_t *a = fc->authn;
+    (void)ctx;
+    /* Headers this route's providers set are dropped whatever happens next,
+     * so a client can never pass them off as gatehouse's. */
+    int dropped = 0;
+    size_t unloaded = 0;
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        if (fc->drops) {
+            for (size_t j = 0; j < p->num_claims_to_headers; j++)
+                dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
+                                                        strlen(p->claims_to_headers[j].header));
+            if (p->payload_header != NULL)
+                dropped |=
+                    gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
+        }
+        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
+    }
+    if (dropped < 0) {
+        apply_failed(s);
+        return GH_FILTER_REPLIED;
+    }
+    if (a->num_exempt > 0 && exempt(s, a))
+        return GH_FILTER_CONTINUE;
+    if (unloaded > 0 && (a->all || unloaded == a->num_providers))
+        return keys_unavailable(s, fc);
+    wstate_t *w =
+        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+    if (w == NULL || w->verifier == NULL) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    if (a->all)
+        return all_providers(s, fc, w);
+    if (a->num_providers == 1)
+        return one_provider(s, fc, w);
+    return any_provider(s, fc, w);
 }
 
 const gh_filter_type_t gh_authn_filter = {

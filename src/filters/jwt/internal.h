@@ -14,6 +14,7 @@
 #include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/keyring.h>
+#include <gatehouse/metrics.h>
 
 #include "filters/jwt/jwt.h"
 
@@ -26,6 +27,7 @@ typedef struct gh_jwt_runtime_s gh_jwt_runtime_t;
 typedef struct {
     const gh_authn_conf_t *authn;
     gh_jwt_runtime_t **rt; /* authn->num_providers entries */
+    int drops;             /* some provider sets headers (claims_to_headers, payload_header) */
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {
@@ -79,6 +81,11 @@ typedef struct {
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
     uint64_t seed, rng;
+    /* The worker's counter of accepted tokens for the runtime last counted
+     * (ok_rt_id 0: none yet), so that a cached token is counted without
+     * looking the counter up. */
+    uint64_t ok_rt_id;
+    gh_decision_stats_t *ok_stats;
 } wstate_t;
 
 void gh_jwtf_entry_clear(entry_t *e);
@@ -86,7 +93,9 @@ void *gh_jwtf_wstate_new(void);
 void gh_jwtf_wstate_free(void *p);
 uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n);
 int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries);
-entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, const char *t, size_t n);
+/* The entry holding token t[0..n), or NULL; *hash its hash
+ * (gh_jwtf_token_hash), for gh_jwtf_cache_slot. */
+entry_t *gh_jwtf_cache_lookup(wstate_t *w, const char *t, size_t n, uint64_t *hash);
 entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h);
 int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e);
 

@@ -59,9 +59,11 @@ static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn
 }
 
 /* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
- * usual spelling ("Bearer ") is one memcmp. */
-static int prefix_is(const char *v, const char *prefix, size_t n)
+ * usual spelling of the usual prefix ("Bearer ") is compared inline. */
+static inline int prefix_is(const char *v, const char *prefix, size_t n)
 {
+    if (n == 7 && memcmp(v, prefix, 7) == 0)
+        return 1;
     return n == 0 || memcmp(v, prefix, n) == 0 || strncasecmp(v, prefix, n) == 0;
 }
 
@@ -76,26 +78,42 @@ static int take(found_t *cand, const char *v, size_t n)
     return 0;
 }
 
-/* A header location: what follows the prefix (and spaces) in every field
- * of that name. The auth-scheme is case-insensitive (RFC 9110 11.1);
- * another scheme (Basic) is simply not a bearer token. */
-static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
-                           found_t *cand)
+/* What follows the prefix (and spaces) in h, a field of the location's
+ * name. The auth-scheme is case-insensitive (RFC 9110 11.1); another
+ * scheme (Basic) is simply not a bearer token. */
+static inline int take_header(const gh_h1_header_t *h, const gh_token_from_t *from, found_t *cand)
 {
-    for (size_t j = 0; j < nh; j++) {
-        const gh_h1_header_t *h = &hs[j];
-        if (h->name_len != from->name_len || !gh_h1_name_is(h, from->name, from->name_len) ||
-            h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
-            continue;
-        const char *v = h->value + from->prefix_len;
-        size_t n = h->value_len - from->prefix_len;
-        while (n > 0 && *v == ' ') {
-            v++;
-            n--;
-        }
-        if (n > 0 && take(cand, v, n) < 0)
-            return -1;
+    if (h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
+        return 0;
+    const char *v = h->value + from->prefix_len;
+    size_t n = h->value_len - from->prefix_len;
+    while (n > 0 && *v == ' ') {
+        v++;
+        n--;
     }
+    return n > 0 ? take(cand, v, n) : 0;
+}
+
+/* Authorization, the usual location, is a singleton the stream has found
+ * already (gh_stream_authorization): no scan of the fields for it. */
+static int is_authorization(const gh_token_from_t *from)
+{
+    return from->name_len == 13 && memcmp(from->name, "authorization", 13) == 0;
+}
+
+/* A header location: every field of that name. */
+static int find_in_headers(const gh_stream_t *s, const gh_token_from_t *from, found_t *cand)
+{
+    if (is_authorization(from)) {
+        const gh_h1_header_t *h = gh_stream_authorization(s);
+        return h != NULL ? take_header(h, from, cand) : 0;
+    }
+    size_t nh;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
+    for (size_t j = 0; j < nh; j++)
+        if (gh_h1_name_is(&hs[j], from->name, from->name_len) &&
+            take_header(&hs[j], from, cand) < 0)
+            return -1;
     return 0;
 }
 
@@ -152,13 +170,28 @@ int gh_jwtf_find_at(gh_stream_t *s, const gh_h1_header_t *hs, size_t nh,
 {
     return from->kind == GH_TOKEN_FROM_QUERY    ? find_in_query(s, from, cand)
            : from->kind == GH_TOKEN_FROM_COOKIE ? find_in_cookies(hs, nh, from, cand)
-                                                : find_in_headers(hs, nh, from, cand);
+                                                : find_in_headers(s, from, cand);
 }
 
 /* The token a provider's locations hold. Returns 0 none, 1 one, -1 two
  * different ones. */
 int gh_jwtf_find_token(gh_stream_t *s, const gh_jwt_provider_conf_t *p, found_t *out)
 {
+    if (p->num_from == 1 && p->from[0].kind == GH_TOKEN_FROM_HEADER) {
+        /* One header location (the default, Authorization): the loop
+         * below without locations to reconcile. */
+        const gh_token_from_t *from = &p->from[0];
+        found_t cand = {NULL, 0, from};
+        if (is_authorization(from)) {
+            const gh_h1_header_t *h = gh_stream_authorization(s);
+            if (h != NULL)
+                take_header(h, from, &cand); /* the first token: nothing to differ from */
+        } else if (find_in_headers(s, from, &cand) < 0) {
+            return -1;
+        }
+        *out = cand.p != NULL ? cand : (found_t){NULL, 0, NULL};
+        return cand.p != NULL;
+    }
     found_t f = {NULL, 0, NULL};
     size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);

@@ -214,8 +214,11 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
         free(fc);
         return NULL;
     }
-    for (size_t i = 0; i < a->num_providers; i++)
+    for (size_t i = 0; i < a->num_providers; i++) {
         fc->rt[i] = r->rt[a->providers[i]->index];
+        fc->drops |=
+            a->providers[i]->num_claims_to_headers > 0 || a->providers[i]->payload_header != NULL;
+    }
     return fc;
 }
 

@@ -413,6 +413,90 @@ static void test_response_framing(void **state)
     free(f);
 }
 
+/* Every field name forward.c's per-field checks can match. The names come
+ * from forward.c's own source (every lower-case literal in it), so a name
+ * added to a check later is covered without touching this list. */
+static int slow_special(const gh_stream_t *s, const gh_h1_header_t *h)
+{
+    conn_tokens_t none = {NULL, 0};
+    return is_hop_by_hop(h, &none) || is_request_dropped(s, h) || is_trace_field(h) ||
+           GH_H1_NAME_IS(h, "via") || GH_H1_NAME_IS(h, "content-length");
+}
+
+static void check_variant(const gh_stream_t *s, const char *name, size_t n, int *hits)
+{
+    gh_h1_header_t h = {name, n, "v", 1};
+    if (slow_special(s, &h)) {
+        (*hits)++;
+        if (!may_be_special(&h))
+            fail_msg("'%.*s' is checked by forward.c but not in special_lens", (int)n, name);
+    }
+}
+
+static void test_special_lens_covers_checks(void **state)
+{
+    (void)state;
+    char path[4096];
+    const char *me = __FILE__, *cut = strstr(me, "tests/unit/proxy/test_forward.c");
+    assert_non_null(cut);
+    snprintf(path, sizeof(path), "%.*ssrc/proxy/forward.c", (int)(cut - me), me);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    static char src[1 << 17];
+    size_t len = fread(src, 1, sizeof(src) - 1, fp);
+    fclose(fp);
+    src[len] = '\0';
+
+    gh_stream_t s[2];
+    memset(s, 0, sizeof(s));
+    s[0].traced = 1; /* every check on: untrusted peer, traced */
+    s[1].peer_trusted = 1;
+    int hits = 0, literals = 0;
+    for (const char *p = strchr(src, '"'); p != NULL; p = strchr(p + 1, '"')) {
+        const char *q = strchr(p + 1, '"');
+        if (q == NULL)
+            break;
+        size_t n = (size_t)(q - p - 1);
+        char lit[64];
+        if (n == 0 || n >= 40 || strspn(p + 1, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+            p = q;
+            continue;
+        }
+        memcpy(lit, p + 1, n);
+        lit[n] = '\0';
+        literals++;
+        p = q;
+        /* The literal, upper case, with '_' for '-', and longer (a prefix
+         * such as "proxy-" or "x-forwarded-" matches longer names). */
+        char v[128];
+        for (int k = 0; k < 2; k++) {
+            check_variant(&s[k], lit, n, &hits);
+            for (size_t i = 0; i <= n; i++)
+                v[i] = (char)toupper((unsigned char)lit[i]);
+            check_variant(&s[k], v, n, &hits);
+            for (size_t i = 0; i <= n; i++)
+                v[i] = lit[i] == '-' ? '_' : lit[i];
+            check_variant(&s[k], v, n, &hits);
+            for (size_t extra = 1; extra < 40; extra++) {
+                memcpy(v, lit, n);
+                memset(v + n, 'q', extra);
+                check_variant(&s[k], v, n + extra, &hits);
+            }
+        }
+    }
+    /* The scan saw the checks' names (25 exact, 3 prefixes), not nothing. */
+    assert_true(literals >= 28);
+    assert_true(hits >= 100);
+    /* And the fields most requests carry take the short way. */
+    static const char *const plain[] = {"user-agent",      "accept",  "authorization", "cookie",
+                                        "accept-encoding", "referer", "origin"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        gh_h1_header_t h = {plain[i], strlen(plain[i]), "v", 1};
+        assert_false(may_be_special(&h));
+        assert_false(slow_special(&s[0], &h));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_drops_match_underscore_spellings),
         cmocka_unit_test(test_resolve_client),
         cmocka_unit_test(test_response_framing),
+        cmocka_unit_test(test_special_lens_covers_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
