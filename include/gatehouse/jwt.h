@@ -254,7 +254,7 @@ typedef struct {
 
 typedef struct {
     const char *issuer;           /* NULL: not checked */
-    const char *const *audiences; /* the token's aud must hold one; none: not checked */
+    const char *const *audiences; /* aud (strings only) must hold one; none: not checked */
     size_t naudiences;
     int64_t skew;     /* seconds of clock leeway, applied to exp, nbf, iat */
     int exp_optional; /* exp may be absent (it is still honoured when present) */

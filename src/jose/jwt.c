@@ -516,11 +516,6 @@ static int rec_equals(const gh_jose_json_rec_t *r, const char *want)
     return r->type == GH_JOSE_JSON_STRING && r->val_len == wl && memcmp(r->val, want, wl) == 0;
 }
 
-/* The audience check on the index: aud a string, or an array of them.
- * An array holding anything else takes the tree, where an element is
- * compared as has_member compares it (a number as its JSON text). */
-static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want);
-
 /* A scalar compared with a configured value, both as text. */
 static int scalar_equals(const json_t *v, const char *want)
 {
@@ -563,21 +558,24 @@ static int has_member(const json_t *v, const char *want)
     return 0;
 }
 
-static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want)
+/* The audience check on the index. RFC 7519 section 4.1.3: aud is a
+ * string or an array of strings. An array holding anything else matches
+ * nothing, whatever its other elements (as PyJWT refuses it): compared as
+ * JSON text, [123] or [null] would match an audience named "123" or
+ * "null", and an issuer's stray element would decide for it. */
+static int aud_matches(const gh_jose_json_rec_t *aud, const char *want)
 {
     if (aud->type == GH_JOSE_JSON_STRING)
         return rec_equals(aud, want);
     if (aud->type != GH_JOSE_JSON_ARRAY)
         return 0;
+    int found = 0;
     for (uint32_t i = 1; i <= aud->nelem; i++) {
-        if (aud[i].type != GH_JOSE_JSON_STRING) {
-            json_t *tree = gh_jwt_payload(t);
-            return tree != NULL && has_member(json_object_get(tree, "aud"), want);
-        }
-        if (rec_equals(&aud[i], want))
-            return 1;
+        if (aud[i].type != GH_JOSE_JSON_STRING)
+            return 0;
+        found |= rec_equals(&aud[i], want);
     }
-    return 0;
+    return found;
 }
 
 static int required_ok(const json_t *v, const gh_jwt_claim_req_t *r, const char **missing)
@@ -629,11 +627,12 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
     }
     if (p->naudiences > 0) {
         /* RFC 7519 §4.1.3: aud is a string or an array of strings; the
-         * token is for us when one of them is one of ours. */
+         * token is for us when one of them is one of ours (an array with
+         * anything else in it is for nobody). */
         const gh_jose_json_rec_t *aud = top(t, "aud");
         int ok = 0;
         for (size_t i = 0; i < p->naudiences && !ok && aud != NULL; i++)
-            ok = aud_matches(t, aud, p->audiences[i]);
+            ok = aud_matches(aud, p->audiences[i]);
         if (!ok) {
             set_detail(detail, detail_cap, "aud", NULL);
             return fail(reason, GH_JWT_WRONG_AUDIENCE);

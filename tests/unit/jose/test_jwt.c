@@ -380,6 +380,30 @@ static void test_claims_iss_aud_typ(void **state)
                             &why, d, sizeof(d)),
                      -EINVAL);
     assert_string_equal(gh_jwt_reason_text(why), "wrong audience");
+    /* aud is a string or an array of strings (RFC 7519 section 4.1.3): an
+     * array with anything else in it is for nobody, even beside one of
+     * ours, and a number is not the audience spelt as its digits. PyJWT
+     * refuses these too ("Invalid claim format in token"). */
+    static const char *const bad_arrays[] = {
+        "[1,\"orders\"]", "[\"orders\",null]",           "[true,\"orders\"]",
+        "[[\"orders\"]]", "[{\"orders\":1},\"orders\"]", "[\"x\",\"orders\",1.5]",
+    };
+    for (size_t i = 0; i < sizeof(bad_arrays) / sizeof(*bad_arrays); i++) {
+        char pl[128];
+        snprintf(pl, sizeof(pl), "{\"iss\":\"https://issuer.example\",\"aud\":%s}", bad_arrays[i]);
+        why = GH_JWT_OK;
+        assert_int_equal(claims(pl, &p, 0, &why, d, sizeof(d)), -EINVAL);
+        assert_string_equal(gh_jwt_reason_text(why), "wrong audience");
+    }
+    static const char *const numeric[] = {"123", "null"};
+    gh_jwt_claims_policy_t pn = {.audiences = numeric, .naudiences = 2, .exp_optional = 1};
+    assert_int_equal(claims("{\"aud\":[123]}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":[null]}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":123}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":[\"123\"]}", &pn, 0, &why, d, sizeof(d)), 0);
+    assert_int_equal(
+        claims("{\"iss\":\"https://issuer.example\",\"aud\":[]}", &p, 0, &why, d, sizeof(d)),
+        -EINVAL);
     assert_int_equal(claims("{\"iss\":\"https://issuer.example\"}", &p, 0, &why, d, sizeof(d)),
                      -EINVAL);
     assert_int_equal(claims("{\"iss\":\"https://issuer.example\",\"aud\":\"Orders\"}", &p, 0, &why,
