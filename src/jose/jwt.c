@@ -394,8 +394,15 @@ int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap)
         {
             if (i > 0 && (rc = put(buf, cap, &o, ",", 1)) < 0)
                 return rc;
+            size_t start = o;
             if ((rc = render_scalar(e, buf, cap, &o)) < 0)
                 return rc;
+            /* The upstream splits the list on ','; an element holding one
+             * would read as several: ["eng,admin"], or a nested
+             * {"\",admin,\"":1}, would hand it an "admin" element the
+             * issuer never put in the array. */
+            if (memchr(buf + start, ',', o - start) != NULL)
+                return -EINVAL;
         }
     } else if ((rc = render_scalar(v, buf, cap, &o)) < 0) {
         return rc;

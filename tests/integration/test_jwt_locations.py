@@ -172,6 +172,19 @@ def test_claim_values_cannot_inject_headers(gatehouse, upstream):
         assert b"x-injected" not in req.raw_head.lower(), req.raw_head
 
 
+def test_array_elements_cannot_smuggle_list_items(gatehouse, upstream):
+    """An array claim is sent as a ','-separated list: an element holding a
+    ',' would reach the upstream as two items ("admin" here), so the header
+    is not sent at all; a plain string with a comma is one value and goes."""
+    g, up, rsa = claims_gh(gatehouse, upstream)
+    for groups in (["eng,admin"], ["eng", {"\",admin,\"": 1}], ["eng", ["admin", "x"]]):
+        h = seen(expect_ok(get(g, "/echo", mint(rsa, sub="Doe, John", groups=groups))))
+        assert hdr(h, "x-groups") == [], (groups, h)
+        assert hdr(h, "x-user") == ["Doe, John"], h
+    h = seen(expect_ok(get(g, "/echo", mint(rsa, groups=["eng", "ops"]))))
+    assert hdr(h, "x-groups") == ["eng,ops"], h
+
+
 def test_forged_identity_headers_stripped(gatehouse, upstream):
     g, up, rsa = claims_gh(gatehouse, upstream)
     forged = [("X-User", "root"), ("x-role", "superuser"), ("X-Jwt-Payload", "eyJzdWIiOiJyb290In0"),

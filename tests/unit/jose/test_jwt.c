@@ -484,7 +484,9 @@ static void test_render_and_scopes(void **state)
     gh_jwt_t t = parse_payload("{\"s\":\"alice\",\"a\":[\"x\",\"y\",3,true,{\"k\":1}],\"n\":42,"
                                "\"f\":1.5,\"b\":false,\"o\":{\"k\":\"v\",\"z\":[1]},\"z\":null,"
                                "\"crlf\":\"a\\r\\nX-Admin: 1\",\"u\":\"caf\\u00e9\","
-                               "\"scope\":\" read  write \",\"nested\":{\"deep\":{\"v\":\"x\"}}}");
+                               "\"scope\":\" read  write \",\"nested\":{\"deep\":{\"v\":\"x\"}},"
+                               "\"commas\":[\"eng,admin\"],\"smuggle\":[{\"\\\",admin,\\\"\":1}],"
+                               "\"pairs\":[\"x\",[1,2]],\"name\":\"Doe, John\"}");
     char buf[128];
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, sizeof(buf)), 5);
     assert_string_equal(buf, "alice");
@@ -504,6 +506,12 @@ static void test_render_and_scopes(void **state)
     assert_string_equal(buf, "x");
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "u"), buf, sizeof(buf)), 5);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "crlf"), buf, sizeof(buf)), -EINVAL);
+    /* An element that would split into two on the upstream's ','. */
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "commas"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "smuggle"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "pairs"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "name"), buf, sizeof(buf)), 9);
+    assert_string_equal(buf, "Doe, John");
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, 5), -ENOSPC);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "o"), buf, 8), -ENOSPC);
     assert_null(gh_jwt_claim(&t, "nested.nope"));
