@@ -316,6 +316,42 @@ def test_same_issuer_disjoint_audiences(gatehouse, upstream):
     expect_invalid(get(g, "/x", mint(rsa, aud="payments")), "audience")
 
 
+def test_cached_token_stays_per_provider(gatehouse, upstream):
+    """The verified-token cache answers for the provider that verified the
+    token only: accepted (and cached) by one provider, a token is still
+    refused by another that shares its keys (audience, required claims,
+    issuer), and where two accept it each adds its own headers, whatever
+    order the routes saw it in. Prefixes and extensions of a cached token
+    are other tokens."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {
+        "pa": provider(keys=[rsa], audiences=["a"], claims_to_headers={"sub": "x-a"}),
+        "pb": provider(keys=[rsa], audiences=["b"], claims_to_headers={"sub": "x-b"},
+                       required_claims=[{"claim": "role", "exact": "admin"}]),
+        "pc": provider(keys=[rsa], issuer="https://other.example", audiences=["a"]),
+    }, routes=[route("ra", "/pa", {"any": ["pa"]}), route("rb", "/pb", {"any": ["pb"]}),
+               route("rc", "/pc", {"any": ["pc"]}), route("rall", "/both", {"all": ["pa", "pb"]})])
+    ta, tab, tabr = mint(rsa, aud="a"), mint(rsa, aud=["a", "b"]), mint(rsa, aud=["a", "b"], role="admin")
+
+    def xs(path, tok):
+        h = seen(expect_ok(get(g, path, tok)))
+        return hdr(h, "x-a"), hdr(h, "x-b")
+
+    for _ in range(3):
+        assert xs("/pa", ta) == (["alice"], [])
+        expect_invalid(get(g, "/pb", ta), "audience")
+        expect_invalid(get(g, "/pc", ta))
+        assert xs("/pa", tab) == (["alice"], [])
+        assert get(g, "/pb", tab).status == 403
+        assert get(g, "/both", tab).status == 403
+        assert xs("/pb", tabr) == ([], ["alice"])
+        assert xs("/pa", tabr) == (["alice"], [])
+        assert xs("/both", tabr) == (["alice"], ["alice"])
+    for v in (ta + "A", ta[:-1], "A" + ta, ta + "AAAA", ta[:-2] + ta[-1] + ta[-2]):
+        assert get(g, "/pa", v).status == 401, v
+
+
 def test_custom_realm(gatehouse, upstream):
     rsa = rsa_key()
     g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], realm="orders-api")})

@@ -123,8 +123,8 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     uint64_t h = gh_jwtf_token_hash(w, f->p, f->n);
     time_t now = time(NULL);
     uint64_t gen = gh_keyring_generation(rt->keyring);
-    entry_t *e = gh_jwtf_cache_find(w, h, f->p, f->n);
-    if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires)
+    entry_t *e = gh_jwtf_cache_find(w, h, rt->id, f->p, f->n);
+    if (e != NULL && e->gen == gen && gen != 0 && now < e->expires)
         return apply(s, rt, e) < 0 ? apply_failed(s) : 0;
 
     gh_jwt_reason_t reason = GH_JWT_MALFORMED_TOKEN;
@@ -191,7 +191,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     entry_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     int cached = p->cache_entries > 0 && gh_jwtf_cache_fit(w, p->cache_entries) == 0;
-    e = cached ? gh_jwtf_cache_slot(w, h) : &tmp;
+    e = cached ? gh_jwtf_cache_slot(w, h, rt->id, f->p, f->n) : &tmp;
     if (gh_jwtf_build_entry(rt, &t, e) < 0) {
         gh_jwtf_entry_clear(e);
         gh_jwt_dispose(&t);
