@@ -193,13 +193,13 @@ typedef struct {
  * without padding or whitespace and with canonical trailing bits, at most
  * GH_JWT_MAX_TOKEN bytes; the header a JSON object with a known "alg" (never
  * "none"), no "crit" (RFC 7515 §4.1.11: gatehouse understands no extension),
- * "kid" a string of at most 256 bytes; the payload a JSON object without
- * duplicate member names. Both are read by src/jose/json.h's strict reader:
- * no duplicate names at any depth, UTF-8 and escapes checked, at most 64
- * levels of nesting. "jku", "x5u", "jwk" and "x5c" are tolerated and
- * never used (RFC 8725 §3.10). tok is borrowed (copied). On success *out owns
- * memory released by gh_jwt_dispose; on failure *out needs no dispose.
- * Returns 0, -EINVAL or -ENOMEM.
+ * no "b64" but true (RFC 7797), "kid" a string of at most 256 bytes; the
+ * payload a JSON object without duplicate member names. Both are read by
+ * src/jose/json.h's strict reader: no duplicate names at any depth, UTF-8
+ * and escapes checked, at most 64 levels of nesting. "jku", "x5u", "jwk"
+ * and "x5c" are tolerated and never used (RFC 8725 §3.10). tok is borrowed
+ * (copied). On success *out owns memory released by gh_jwt_dispose; on
+ * failure *out needs no dispose. Returns 0, -EINVAL or -ENOMEM.
  */
 int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, gh_jwt_reason_t *reason);
 void gh_jwt_dispose(gh_jwt_t *t);

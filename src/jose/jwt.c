@@ -105,6 +105,14 @@ static int parse_header(char *p, size_t n, gh_jose_json_rec_t *recs, gh_jwt_t *t
      * extension must reject the JWS. gatehouse understands none. */
     if (member(recs, nr, "crit") != NULL)
         return fail(reason, GH_JWT_UNSUPPORTED_CRIT);
+    /* RFC 7797: "b64": false signs the payload as raw bytes, not its
+     * base64url. Without crit it is an unknown member, yet reading such a
+     * JWS as a JWT would take a payload someone had signed as opaque
+     * content (itself base64url text of claims they chose) for claims.
+     * RFC 7519 tokens never carry it otherwise than true. */
+    const gh_jose_json_rec_t *b64 = member(recs, nr, "b64");
+    if (b64 != NULL && b64->type != GH_JOSE_JSON_TRUE)
+        return fail(reason, GH_JWT_MALFORMED_HEADER);
     /* Strings come decoded and without NUL (the reader refuses \u0000). */
     const gh_jose_json_rec_t *kid = member(recs, nr, "kid");
     if (kid != NULL) {

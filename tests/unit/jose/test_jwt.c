@@ -167,6 +167,22 @@ static void test_crit(void **state)
         assert_string_equal(gh_jwt_reason_text(why), "unsupported crit");
         free(tok);
     }
+    /* "b64" without crit: false (or anything but true) would have the
+     * segment read as claims when it was signed as raw content. */
+    static const char *const b64[] = {
+        "{\"alg\":\"ES256\",\"b64\":false}", "{\"alg\":\"ES256\",\"b\\u0036\\u0034\":false}",
+        "{\"alg\":\"ES256\",\"b64\":null}",  "{\"alg\":\"ES256\",\"b64\":\"true\"}",
+        "{\"alg\":\"ES256\",\"b64\":0}",
+    };
+    for (size_t i = 0; i < sizeof(b64) / sizeof(*b64); i++) {
+        char *tok = sign(b64[i], PAYLOAD, kp.key, GH_JWT_ES256);
+        assert_int_equal(check(tok, kp.jwks, &why), -EINVAL);
+        assert_string_equal(gh_jwt_reason_text(why), "malformed header");
+        free(tok);
+    }
+    char *tok = sign("{\"alg\":\"ES256\",\"b64\":true}", PAYLOAD, kp.key, GH_JWT_ES256);
+    assert_int_equal(check(tok, kp.jwks, &why), 0);
+    free(tok);
     keypair_free(&kp);
 }
 
