@@ -48,6 +48,26 @@ def test_other_schemes_are_missing_token(gatehouse, upstream):
     assert r.status == 401, r
 
 
+def test_bearer_then_tab_is_checked(gatehouse, upstream):
+    """"Bearer<TAB>token" breaks RFC 9110's single SP, yet upstreams that
+    split on whitespace read it as a bearer token: it is one here too,
+    verified like any other, so an optional route cannot pass a forged
+    one on unverified (it did, as "another scheme")."""
+    rsa = rsa_key()
+    forged = mint(rsa_key(kid="rsa-1", slot="attacker-rsa"), sub="root")
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], claims_to_headers={"sub": "x-user"})},
+              routes=[route("opt", "/opt", {"optional": ["corp"]}), route("req", "/", {"any": ["corp"]})])
+    for sep in ("\t", "\t ", " \t", "\t\t"):
+        for path in ("/opt", "/echo"):
+            expect_invalid(get(g, path, headers=[("Authorization", f"Bearer{sep}{forged}")]), "bad signature")
+        h = seen(expect_ok(get(g, "/opt", headers=[("Authorization", f"bearer{sep}{mint(rsa)}")])))
+        assert hdr(h, "x-user") == ["alice"], h
+    expect_ok(get(g, "/opt", headers=[("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")]))
+    expect_ok(get(g, "/opt", headers=[("Authorization", "Bearer\t")]))
+    assert get(g, "/opt", headers=[("Authorization", "Bearer" + forged)]).status == 200
+
+
 def test_every_location(gatehouse, upstream):
     rsa = rsa_key()
     g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], **{"from": FROM_ALL + [

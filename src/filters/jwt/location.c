@@ -78,18 +78,28 @@ static int take(found_t *cand, const char *v, size_t n)
 
 /* A header location: what follows the prefix (and spaces) in every field
  * of that name. The auth-scheme is case-insensitive (RFC 9110 11.1);
- * another scheme (Basic) is simply not a bearer token. */
+ * another scheme (Basic) is simply not a bearer token. A prefix's
+ * trailing space matches a tab too: RFC 9110 wants SP there, but
+ * upstreams that split on any whitespace read "Bearer<TAB>token" as a
+ * bearer token, so it must be checked here rather than passed on as
+ * another scheme (on an optional route, unverified). */
 static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
                            found_t *cand)
 {
+    size_t pl = from->prefix_len;
+    int sep = pl > 0 && from->prefix[pl - 1] == ' ';
+    if (sep)
+        pl--;
     for (size_t j = 0; j < nh; j++) {
         const gh_h1_header_t *h = &hs[j];
         if (h->name_len != from->name_len || !gh_h1_name_is(h, from->name, from->name_len) ||
-            h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
+            h->value_len < pl || !prefix_is(h->value, from->prefix, pl))
             continue;
-        const char *v = h->value + from->prefix_len;
-        size_t n = h->value_len - from->prefix_len;
-        while (n > 0 && *v == ' ') {
+        const char *v = h->value + pl;
+        size_t n = h->value_len - pl;
+        if (sep && (n == 0 || (*v != ' ' && *v != '\t')))
+            continue;
+        while (n > 0 && (*v == ' ' || *v == '\t')) {
             v++;
             n--;
         }
