@@ -63,9 +63,17 @@ def test_bearer_then_tab_is_checked(gatehouse, upstream):
             expect_invalid(get(g, path, headers=[("Authorization", f"Bearer{sep}{forged}")]), "bad signature")
         h = seen(expect_ok(get(g, "/opt", headers=[("Authorization", f"bearer{sep}{mint(rsa)}")])))
         assert hdr(h, "x-user") == ["alice"], h
+    # Latin-1 NBSP and NEL (whitespace to Python's str.split) end the scheme
+    # word too; what follows them is no base64url token.
+    # (Header text goes out as Latin-1: "\xc2\xa0" is UTF-8's NBSP.)
+    for sep in ("\xa0", "\x85", "\xc2\xa0", ",", ";"):
+        for path in ("/opt", "/echo"):
+            expect_invalid(get(g, path, headers=[("Authorization", f"Bearer{sep}{forged}")]), "malformed")
+    # Other schemes, and a longer scheme word, are not bearer tokens.
     expect_ok(get(g, "/opt", headers=[("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")]))
     expect_ok(get(g, "/opt", headers=[("Authorization", "Bearer\t")]))
     assert get(g, "/opt", headers=[("Authorization", "Bearer" + forged)]).status == 200
+    assert get(g, "/opt", headers=[("Authorization", "Bearer-" + forged)]).status == 200
 
 
 def test_every_location(gatehouse, upstream):

@@ -76,13 +76,22 @@ static int take(found_t *cand, const char *v, size_t n)
     return 0;
 }
 
+/* Whether c may continue an auth-scheme (RFC 9110 section 5.6.2 tchar). */
+static int tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 /* A header location: what follows the prefix (and spaces) in every field
  * of that name. The auth-scheme is case-insensitive (RFC 9110 11.1);
- * another scheme (Basic) is simply not a bearer token. A prefix's
- * trailing space matches a tab too: RFC 9110 wants SP there, but
- * upstreams that split on any whitespace read "Bearer<TAB>token" as a
- * bearer token, so it must be checked here rather than passed on as
- * another scheme (on an optional route, unverified). */
+ * another scheme (Basic, or "Bearerx") is simply not a bearer token. A
+ * prefix's trailing space stands for anything that ends the scheme word:
+ * RFC 9110 wants one SP there, but upstreams that split on any whitespace
+ * read "Bearer<TAB>token", or "Bearer<NBSP>token" once decoded as Latin-1,
+ * as a bearer token. So that is a token here too, verified (and refused
+ * when malformed) rather than passed on unverified, as another scheme, by
+ * an optional route. */
 static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_from_t *from,
                            found_t *cand)
 {
@@ -97,7 +106,7 @@ static int find_in_headers(const gh_h1_header_t *hs, size_t nh, const gh_token_f
             continue;
         const char *v = h->value + pl;
         size_t n = h->value_len - pl;
-        if (sep && (n == 0 || (*v != ' ' && *v != '\t')))
+        if (sep && (n == 0 || tchar((unsigned char)*v)))
             continue;
         while (n > 0 && (*v == ' ' || *v == '\t')) {
             v++;
