@@ -307,8 +307,10 @@ int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, siz
  * objects as compact JSON), numbers and booleans as JSON text, objects and
  * null as compact JSON. Returns the length (buf NUL-terminated), -ENOSPC when
  * cap is too small, or -EINVAL when the text holds a control character
- * (CR, LF, NUL ... would split or forge a header) or an array element's
- * rendering holds a ',' (it would read as several elements).
+ * (CR, LF, NUL ... would split or forge a header), a string starts or ends
+ * with a space or tab (HTTP trims them: " admin" would read as "admin"),
+ * or an array element's rendering holds a ',' (it would read as several
+ * elements).
  */
 int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap);
 

@@ -355,6 +355,17 @@ static int safe_text(const char *s, size_t n)
     return 1;
 }
 
+/* A string the upstream reads as it is: HTTP trims spaces and tabs around
+ * a field value (RFC 9110 section 5.5) and around each element of a list,
+ * so " admin" or "admin\t" would arrive as "admin", a value the issuer
+ * never wrote. Control characters would split or forge a header. */
+static int header_text(const char *s, size_t n)
+{
+    if (n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        return 0;
+    return safe_text(s, n);
+}
+
 static int put(char *buf, size_t cap, size_t *o, const char *s, size_t n)
 {
     if (*o + n >= cap)
@@ -381,7 +392,7 @@ static int render_json(const json_t *v, char *buf, size_t cap, size_t *o)
 static int render_scalar(const json_t *v, char *buf, size_t cap, size_t *o)
 {
     if (json_is_string(v)) {
-        if (!safe_text(json_string_value(v), json_string_length(v)))
+        if (!header_text(json_string_value(v), json_string_length(v)))
             return -EINVAL;
         return put(buf, cap, o, json_string_value(v), json_string_length(v));
     }
@@ -428,7 +439,7 @@ int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, siz
     if (r != NULL && r->type == GH_JOSE_JSON_STRING) {
         if (cap == 0)
             return -ENOSPC;
-        if (!safe_text(r->val, r->val_len))
+        if (!header_text(r->val, r->val_len))
             return -EINVAL;
         if (r->val_len >= cap)
             return -ENOSPC;

@@ -211,6 +211,11 @@ def test_array_elements_cannot_smuggle_list_items(gatehouse, upstream):
         assert hdr(h, "x-user") == ["Doe, John"], h
     h = seen(expect_ok(get(g, "/echo", mint(rsa, groups=["eng", "ops"]))))
     assert hdr(h, "x-groups") == ["eng,ops"], h
+    # HTTP trims spaces and tabs around a value and around list elements:
+    # " admin" would arrive as "admin", so such a value is not sent either.
+    for sub, groups in ((" admin", ["eng", " admin"]), ("admin\t", ["admin "])):
+        h = seen(expect_ok(get(g, "/echo", mint(rsa, sub=sub, groups=groups))))
+        assert hdr(h, "x-user") == [] and hdr(h, "x-groups") == [], h
 
 
 def test_forged_identity_headers_stripped(gatehouse, upstream):

@@ -502,7 +502,10 @@ static void test_render_and_scopes(void **state)
                                "\"crlf\":\"a\\r\\nX-Admin: 1\",\"u\":\"caf\\u00e9\","
                                "\"scope\":\" read  write \",\"nested\":{\"deep\":{\"v\":\"x\"}},"
                                "\"commas\":[\"eng,admin\"],\"smuggle\":[{\"\\\",admin,\\\"\":1}],"
-                               "\"pairs\":[\"x\",[1,2]],\"name\":\"Doe, John\"}");
+                               "\"pairs\":[\"x\",[1,2]],\"name\":\"Doe, John\","
+                               "\"lead\":\" admin\",\"trail\":\"admin \",\"tab\":\"\\tadmin\","
+                               "\"elem\":[\"eng\",\" admin\"],\"elem2\":[\"admin\\t\"],"
+                               "\"inner\":\"a \\tb\"}");
     char buf[128];
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, sizeof(buf)), 5);
     assert_string_equal(buf, "alice");
@@ -528,6 +531,15 @@ static void test_render_and_scopes(void **state)
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "pairs"), buf, sizeof(buf)), -EINVAL);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "name"), buf, sizeof(buf)), 9);
     assert_string_equal(buf, "Doe, John");
+    /* Spaces and tabs around a value or an element, which HTTP trims. */
+    static const char *const padded[] = {"lead", "trail", "tab", "elem", "elem2"};
+    for (size_t i = 0; i < sizeof(padded) / sizeof(*padded); i++) {
+        assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, padded[i]), buf, sizeof(buf)),
+                         -EINVAL);
+        assert_int_equal(gh_jwt_claim_render_path(&t, padded[i], buf, sizeof(buf)), -EINVAL);
+    }
+    assert_int_equal(gh_jwt_claim_render_path(&t, "inner", buf, sizeof(buf)), 4);
+    assert_string_equal(buf, "a \tb");
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, 5), -ENOSPC);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "o"), buf, 8), -ENOSPC);
     assert_null(gh_jwt_claim(&t, "nested.nope"));
