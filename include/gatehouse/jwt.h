@@ -324,8 +324,9 @@ typedef struct {
 } gh_jwt_slice_t;
 
 /* The token's scopes: "scope" split on spaces (RFC 8693 §4.2), else the
- * strings of an "scp" array. Fills up to max slices (borrowed from the
- * token) and returns how many there are in all (may exceed max). */
+ * strings of an "scp" array (but those holding a space, or empty: they
+ * would not survive being joined with spaces), else an "scp" string. Fills up to max slices
+ * (borrowed from the token) and returns how many there are in all (may exceed max). */
 size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max);
 
 /* ---- signing: `gatehouse token mint`, the token endpoint, tests ---- */

@@ -482,7 +482,11 @@ size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
         /* Its elements are the records that follow it. */
         for (uint32_t i = 1; i <= scp->nelem; i++) {
             const gh_jose_json_rec_t *e = scp + i;
-            if (e->type != GH_JOSE_JSON_STRING)
+            /* The identity joins scopes with spaces: an element holding
+             * one ("read admin") would read as two there, while a
+             * required claim "scp contains admin" compares elements. */
+            if (e->type != GH_JOSE_JSON_STRING || e->val_len == 0 ||
+                memchr(e->val, ' ', e->val_len) != NULL)
                 continue;
             if (n < max) {
                 out[n].p = e->val;

@@ -552,8 +552,10 @@ static void test_render_and_scopes(void **state)
     assert_int_equal(gh_jwt_scopes(&t, sc, 1), 2);
     gh_jwt_dispose(&t);
 
-    t = parse_payload("{\"scp\":[\"a\",1,\"b\"]}");
+    t = parse_payload("{\"scp\":[\"a\",1,\"b c\",\"\",\"b\"]}");
     assert_int_equal(gh_jwt_scopes(&t, sc, 4), 2);
+    assert_memory_equal(sc[0].p, "a", 1);
+    assert_int_equal(sc[1].len, 1);
     assert_memory_equal(sc[1].p, "b", 1);
     gh_jwt_dispose(&t);
 
