@@ -193,13 +193,13 @@ typedef struct {
  * without padding or whitespace and with canonical trailing bits, at most
  * GH_JWT_MAX_TOKEN bytes; the header a JSON object with a known "alg" (never
  * "none"), no "crit" (RFC 7515 §4.1.11: gatehouse understands no extension),
- * "kid" a string of at most 256 bytes; the payload a JSON object without
- * duplicate member names. Both are read by src/jose/json.h's strict reader:
- * no duplicate names at any depth, UTF-8 and escapes checked, at most 64
- * levels of nesting. "jku", "x5u", "jwk" and "x5c" are tolerated and
- * never used (RFC 8725 §3.10). tok is borrowed (copied). On success *out owns
- * memory released by gh_jwt_dispose; on failure *out needs no dispose.
- * Returns 0, -EINVAL or -ENOMEM.
+ * no "b64" but true (RFC 7797), "kid" a string of at most 256 bytes; the
+ * payload a JSON object without duplicate member names. Both are read by
+ * src/jose/json.h's strict reader: no duplicate names at any depth, UTF-8
+ * and escapes checked, at most 64 levels of nesting. "jku", "x5u", "jwk"
+ * and "x5c" are tolerated and never used (RFC 8725 §3.10). tok is borrowed
+ * (copied). On success *out owns memory released by gh_jwt_dispose; on
+ * failure *out needs no dispose. Returns 0, -EINVAL or -ENOMEM.
  */
 int gh_jwt_parse(const char *tok, size_t len, gh_jwt_t *out, gh_jwt_reason_t *reason);
 void gh_jwt_dispose(gh_jwt_t *t);
@@ -254,7 +254,7 @@ typedef struct {
 
 typedef struct {
     const char *issuer;           /* NULL: not checked */
-    const char *const *audiences; /* the token's aud must hold one; none: not checked */
+    const char *const *audiences; /* aud (strings only) must hold one; none: not checked */
     size_t naudiences;
     int64_t skew;     /* seconds of clock leeway, applied to exp, nbf, iat */
     int exp_optional; /* exp may be absent (it is still honoured when present) */
@@ -307,7 +307,10 @@ int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, siz
  * objects as compact JSON), numbers and booleans as JSON text, objects and
  * null as compact JSON. Returns the length (buf NUL-terminated), -ENOSPC when
  * cap is too small, or -EINVAL when the text holds a control character
- * (CR, LF, NUL ... would split or forge a header).
+ * (CR, LF, NUL ... would split or forge a header), a string starts or ends
+ * with a space or tab (HTTP trims them: " admin" would read as "admin"),
+ * or an array element's rendering holds a ',' (it would read as several
+ * elements).
  */
 int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap);
 
@@ -321,8 +324,9 @@ typedef struct {
 } gh_jwt_slice_t;
 
 /* The token's scopes: "scope" split on spaces (RFC 8693 §4.2), else the
- * strings of an "scp" array. Fills up to max slices (borrowed from the
- * token) and returns how many there are in all (may exceed max). */
+ * strings of an "scp" array (but those holding a space, or empty: they
+ * would not survive being joined with spaces), else an "scp" string. Fills up to max slices
+ * (borrowed from the token) and returns how many there are in all (may exceed max). */
 size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max);
 
 /* ---- signing: `gatehouse token mint`, the token endpoint, tests ---- */

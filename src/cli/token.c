@@ -223,6 +223,26 @@ static void step(const char *what, int ok, const char *why)
            why && !ok ? why : "");
 }
 
+/* Prints token text (s, NUL-terminated, checked UTF-8) for a terminal: a
+ * token is anyone's, and its kid, typ or claims could otherwise carry
+ * escape sequences that rewrite or hide what inspect says (ESC[8m, CSI as
+ * U+009B). C0 controls, DEL and the C1 controls are written as \u00XX,
+ * which inside the JSON dump is the same JSON; newlines stay when nl (the
+ * dump's own: jansson escapes those inside strings). */
+static void put_safe(const char *s, int nl)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (nl && *p == '\n')
+            putchar('\n');
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\u%04x", *p);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+            printf("\\u%04x", *++p);
+        else
+            putchar(*p);
+    }
+}
+
 static int inspect(const opts_t *o)
 {
     if (o->jwks == NULL || o->token == NULL) {
@@ -236,11 +256,15 @@ static int inspect(const opts_t *o)
     step("structure", rc == 0, gh_jwt_reason_text(reason));
     if (rc != 0)
         return 1;
-    printf("  alg %s, kid %s, typ %s\n", gh_jwt_alg_name(t.alg), t.has_kid ? t.kid : "(none)",
-           t.typ[0] ? t.typ : "(none)");
+    printf("  alg %s, kid ", gh_jwt_alg_name(t.alg));
+    put_safe(t.has_kid ? t.kid : "(none)", 0);
+    printf(", typ ");
+    put_safe(t.typ[0] ? t.typ : "(none)", 0);
     json_t *tree = gh_jwt_payload(&t);
     char *claims = tree ? json_dumps(tree, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    printf("claims:\n%s\n", claims ? claims : "?");
+    printf("\nclaims:\n");
+    put_safe(claims ? claims : "?", 1);
+    printf("\n");
     free(claims);
     size_t len;
     char *doc = gh_file_read(o->jwks, TOKEN_FILE_MAX, &len);

@@ -105,6 +105,14 @@ static int parse_header(char *p, size_t n, gh_jose_json_rec_t *recs, gh_jwt_t *t
      * extension must reject the JWS. gatehouse understands none. */
     if (member(recs, nr, "crit") != NULL)
         return fail(reason, GH_JWT_UNSUPPORTED_CRIT);
+    /* RFC 7797: "b64": false signs the payload as raw bytes, not its
+     * base64url. Without crit it is an unknown member, yet reading such a
+     * JWS as a JWT would take a payload someone had signed as opaque
+     * content (itself base64url text of claims they chose) for claims.
+     * RFC 7519 tokens never carry it otherwise than true. */
+    const gh_jose_json_rec_t *b64 = member(recs, nr, "b64");
+    if (b64 != NULL && b64->type != GH_JOSE_JSON_TRUE)
+        return fail(reason, GH_JWT_MALFORMED_HEADER);
     /* Strings come decoded and without NUL (the reader refuses \u0000). */
     const gh_jose_json_rec_t *kid = member(recs, nr, "kid");
     if (kid != NULL) {
@@ -347,6 +355,17 @@ static int safe_text(const char *s, size_t n)
     return 1;
 }
 
+/* A string the upstream reads as it is: HTTP trims spaces and tabs around
+ * a field value (RFC 9110 section 5.5) and around each element of a list,
+ * so " admin" or "admin\t" would arrive as "admin", a value the issuer
+ * never wrote. Control characters would split or forge a header. */
+static int header_text(const char *s, size_t n)
+{
+    if (n > 0 && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        return 0;
+    return safe_text(s, n);
+}
+
 static int put(char *buf, size_t cap, size_t *o, const char *s, size_t n)
 {
     if (*o + n >= cap)
@@ -373,7 +392,7 @@ static int render_json(const json_t *v, char *buf, size_t cap, size_t *o)
 static int render_scalar(const json_t *v, char *buf, size_t cap, size_t *o)
 {
     if (json_is_string(v)) {
-        if (!safe_text(json_string_value(v), json_string_length(v)))
+        if (!header_text(json_string_value(v), json_string_length(v)))
             return -EINVAL;
         return put(buf, cap, o, json_string_value(v), json_string_length(v));
     }
@@ -394,8 +413,15 @@ int gh_jwt_claim_render(const json_t *v, char *buf, size_t cap)
         {
             if (i > 0 && (rc = put(buf, cap, &o, ",", 1)) < 0)
                 return rc;
+            size_t start = o;
             if ((rc = render_scalar(e, buf, cap, &o)) < 0)
                 return rc;
+            /* The upstream splits the list on ','; an element holding one
+             * would read as several: ["eng,admin"], or a nested
+             * {"\",admin,\"":1}, would hand it an "admin" element the
+             * issuer never put in the array. */
+            if (memchr(buf + start, ',', o - start) != NULL)
+                return -EINVAL;
         }
     } else if ((rc = render_scalar(v, buf, cap, &o)) < 0) {
         return rc;
@@ -413,7 +439,7 @@ int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, siz
     if (r != NULL && r->type == GH_JOSE_JSON_STRING) {
         if (cap == 0)
             return -ENOSPC;
-        if (!safe_text(r->val, r->val_len))
+        if (!header_text(r->val, r->val_len))
             return -EINVAL;
         if (r->val_len >= cap)
             return -ENOSPC;
@@ -456,7 +482,11 @@ size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
         /* Its elements are the records that follow it. */
         for (uint32_t i = 1; i <= scp->nelem; i++) {
             const gh_jose_json_rec_t *e = scp + i;
-            if (e->type != GH_JOSE_JSON_STRING)
+            /* The identity joins scopes with spaces: an element holding
+             * one ("read admin") would read as two there, while a
+             * required claim "scp contains admin" compares elements. */
+            if (e->type != GH_JOSE_JSON_STRING || e->val_len == 0 ||
+                memchr(e->val, ' ', e->val_len) != NULL)
                 continue;
             if (n < max) {
                 out[n].p = e->val;
@@ -516,11 +546,6 @@ static int rec_equals(const gh_jose_json_rec_t *r, const char *want)
     return r->type == GH_JOSE_JSON_STRING && r->val_len == wl && memcmp(r->val, want, wl) == 0;
 }
 
-/* The audience check on the index: aud a string, or an array of them.
- * An array holding anything else takes the tree, where an element is
- * compared as has_member compares it (a number as its JSON text). */
-static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want);
-
 /* A scalar compared with a configured value, both as text. */
 static int scalar_equals(const json_t *v, const char *want)
 {
@@ -563,21 +588,24 @@ static int has_member(const json_t *v, const char *want)
     return 0;
 }
 
-static int aud_matches(const gh_jwt_t *t, const gh_jose_json_rec_t *aud, const char *want)
+/* The audience check on the index. RFC 7519 section 4.1.3: aud is a
+ * string or an array of strings. An array holding anything else matches
+ * nothing, whatever its other elements (as PyJWT refuses it): compared as
+ * JSON text, [123] or [null] would match an audience named "123" or
+ * "null", and an issuer's stray element would decide for it. */
+static int aud_matches(const gh_jose_json_rec_t *aud, const char *want)
 {
     if (aud->type == GH_JOSE_JSON_STRING)
         return rec_equals(aud, want);
     if (aud->type != GH_JOSE_JSON_ARRAY)
         return 0;
+    int found = 0;
     for (uint32_t i = 1; i <= aud->nelem; i++) {
-        if (aud[i].type != GH_JOSE_JSON_STRING) {
-            json_t *tree = gh_jwt_payload(t);
-            return tree != NULL && has_member(json_object_get(tree, "aud"), want);
-        }
-        if (rec_equals(&aud[i], want))
-            return 1;
+        if (aud[i].type != GH_JOSE_JSON_STRING)
+            return 0;
+        found |= rec_equals(&aud[i], want);
     }
-    return 0;
+    return found;
 }
 
 static int required_ok(const json_t *v, const gh_jwt_claim_req_t *r, const char **missing)
@@ -629,11 +657,12 @@ int gh_jwt_check_claims(const gh_jwt_t *t, const gh_jwt_claims_policy_t *p, int6
     }
     if (p->naudiences > 0) {
         /* RFC 7519 §4.1.3: aud is a string or an array of strings; the
-         * token is for us when one of them is one of ours. */
+         * token is for us when one of them is one of ours (an array with
+         * anything else in it is for nobody). */
         const gh_jose_json_rec_t *aud = top(t, "aud");
         int ok = 0;
         for (size_t i = 0; i < p->naudiences && !ok && aud != NULL; i++)
-            ok = aud_matches(t, aud, p->audiences[i]);
+            ok = aud_matches(aud, p->audiences[i]);
         if (!ok) {
             set_detail(detail, detail_cap, "aud", NULL);
             return fail(reason, GH_JWT_WRONG_AUDIENCE);

@@ -199,6 +199,29 @@ def test_inspect_says_which_check_failed(tmp_path):
     inspect_fails(tmp_path, f"{h}.{p}.", "malformed", "stripped", "structure")
 
 
+def test_inspect_output_cannot_drive_the_terminal(tmp_path):
+    """A token is anyone's: control characters in its kid, typ or claims
+    (ESC, CR, DEL, CSI as U+009B) reach the terminal as \\u00XX text, so a
+    token cannot hide "FAILED" (ESC[8m) or print a fake verdict over the
+    real one. The claims stay readable JSON."""
+    rsa = rsa_key()
+    evil = "\x1b[8m\r\x1b[2K  signature ok\x7f\u009b2J\u0085"
+    tok = mint(rsa, headers={"typ": "JWT" + evil}, kid="rsa-1" + evil, sub="alice" + evil, **{"x" + evil: 1})
+    jf = tmp_path / "jwks.json"
+    jf.write_text(json.dumps({"keys": [rsa.jwk()]}))
+    p = subprocess.run([str(gatehouse_bin()), "token", "inspect", "--jwks", str(jf), tok], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=20)
+    out = p.stdout.decode()
+    assert p.returncode == 1, out  # the kid names no key
+    bad = [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+    assert not bad, f"raw control characters {bad!r} in:\n{out}"
+    assert "kid rsa-1\\u001b[8m\\u000d\\u001b[2K  signature ok\\u007f\\u009b2J\\u0085," in out, out
+    start, end = out.index("claims:\n") + len("claims:\n"), out.index("\nchecks:")
+    doc = json.loads(out[start:end])
+    assert doc["sub"] == "alice" + evil and doc["x" + evil] == 1, doc
+    assert out.strip().splitlines()[-1] == "invalid", out
+
+
 def test_usage_errors(tmp_path):
     key = rsa_key(kid="cli-rsa", slot="cli-rsa")
     kf = key_file(tmp_path, key)

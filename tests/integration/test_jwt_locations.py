@@ -48,6 +48,34 @@ def test_other_schemes_are_missing_token(gatehouse, upstream):
     assert r.status == 401, r
 
 
+def test_bearer_then_tab_is_checked(gatehouse, upstream):
+    """"Bearer<TAB>token" breaks RFC 9110's single SP, yet upstreams that
+    split on whitespace read it as a bearer token: it is one here too,
+    verified like any other, so an optional route cannot pass a forged
+    one on unverified (it did, as "another scheme")."""
+    rsa = rsa_key()
+    forged = mint(rsa_key(kid="rsa-1", slot="attacker-rsa"), sub="root")
+    up = upstream()
+    g = start(gatehouse, up, {"corp": provider(keys=[rsa], claims_to_headers={"sub": "x-user"})},
+              routes=[route("opt", "/opt", {"optional": ["corp"]}), route("req", "/", {"any": ["corp"]})])
+    for sep in ("\t", "\t ", " \t", "\t\t"):
+        for path in ("/opt", "/echo"):
+            expect_invalid(get(g, path, headers=[("Authorization", f"Bearer{sep}{forged}")]), "bad signature")
+        h = seen(expect_ok(get(g, "/opt", headers=[("Authorization", f"bearer{sep}{mint(rsa)}")])))
+        assert hdr(h, "x-user") == ["alice"], h
+    # Latin-1 NBSP and NEL (whitespace to Python's str.split) end the scheme
+    # word too; what follows them is no base64url token.
+    # (Header text goes out as Latin-1: "\xc2\xa0" is UTF-8's NBSP.)
+    for sep in ("\xa0", "\x85", "\xc2\xa0", ",", ";"):
+        for path in ("/opt", "/echo"):
+            expect_invalid(get(g, path, headers=[("Authorization", f"Bearer{sep}{forged}")]), "malformed header")
+    # Other schemes, and a longer scheme word, are not bearer tokens.
+    expect_ok(get(g, "/opt", headers=[("Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")]))
+    expect_ok(get(g, "/opt", headers=[("Authorization", "Bearer\t")]))
+    assert get(g, "/opt", headers=[("Authorization", "Bearer" + forged)]).status == 200
+    assert get(g, "/opt", headers=[("Authorization", "Bearer-" + forged)]).status == 200
+
+
 def test_every_location(gatehouse, upstream):
     rsa = rsa_key()
     g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa], **{"from": FROM_ALL + [
@@ -170,6 +198,24 @@ def test_claim_values_cannot_inject_headers(gatehouse, upstream):
     raw = up.complete_requests()
     for req in raw:
         assert b"x-injected" not in req.raw_head.lower(), req.raw_head
+
+
+def test_array_elements_cannot_smuggle_list_items(gatehouse, upstream):
+    """An array claim is sent as a ','-separated list: an element holding a
+    ',' would reach the upstream as two items ("admin" here), so the header
+    is not sent at all; a plain string with a comma is one value and goes."""
+    g, up, rsa = claims_gh(gatehouse, upstream)
+    for groups in (["eng,admin"], ["eng", {"\",admin,\"": 1}], ["eng", ["admin", "x"]]):
+        h = seen(expect_ok(get(g, "/echo", mint(rsa, sub="Doe, John", groups=groups))))
+        assert hdr(h, "x-groups") == [], (groups, h)
+        assert hdr(h, "x-user") == ["Doe, John"], h
+    h = seen(expect_ok(get(g, "/echo", mint(rsa, groups=["eng", "ops"]))))
+    assert hdr(h, "x-groups") == ["eng,ops"], h
+    # HTTP trims spaces and tabs around a value and around list elements:
+    # " admin" would arrive as "admin", so such a value is not sent either.
+    for sub, groups in ((" admin", ["eng", " admin"]), ("admin\t", ["admin "])):
+        h = seen(expect_ok(get(g, "/echo", mint(rsa, sub=sub, groups=groups))))
+        assert hdr(h, "x-user") == [] and hdr(h, "x-groups") == [], h
 
 
 def test_forged_identity_headers_stripped(gatehouse, upstream):
@@ -301,6 +347,42 @@ def test_same_issuer_disjoint_audiences(gatehouse, upstream):
     assert r.status == 200, (f"token for the second provider with the same issuer: {r.status} "
                              f"{r.header('www-authenticate')}")
     expect_invalid(get(g, "/x", mint(rsa, aud="payments")), "audience")
+
+
+def test_cached_token_stays_per_provider(gatehouse, upstream):
+    """The verified-token cache answers for the provider that verified the
+    token only: accepted (and cached) by one provider, a token is still
+    refused by another that shares its keys (audience, required claims,
+    issuer), and where two accept it each adds its own headers, whatever
+    order the routes saw it in. Prefixes and extensions of a cached token
+    are other tokens."""
+    rsa = rsa_key()
+    up = upstream()
+    g = start(gatehouse, up, {
+        "pa": provider(keys=[rsa], audiences=["a"], claims_to_headers={"sub": "x-a"}),
+        "pb": provider(keys=[rsa], audiences=["b"], claims_to_headers={"sub": "x-b"},
+                       required_claims=[{"claim": "role", "exact": "admin"}]),
+        "pc": provider(keys=[rsa], issuer="https://other.example", audiences=["a"]),
+    }, routes=[route("ra", "/pa", {"any": ["pa"]}), route("rb", "/pb", {"any": ["pb"]}),
+               route("rc", "/pc", {"any": ["pc"]}), route("rall", "/both", {"all": ["pa", "pb"]})])
+    ta, tab, tabr = mint(rsa, aud="a"), mint(rsa, aud=["a", "b"]), mint(rsa, aud=["a", "b"], role="admin")
+
+    def xs(path, tok):
+        h = seen(expect_ok(get(g, path, tok)))
+        return hdr(h, "x-a"), hdr(h, "x-b")
+
+    for _ in range(3):
+        assert xs("/pa", ta) == (["alice"], [])
+        expect_invalid(get(g, "/pb", ta), "audience")
+        expect_invalid(get(g, "/pc", ta))
+        assert xs("/pa", tab) == (["alice"], [])
+        assert get(g, "/pb", tab).status == 403
+        assert get(g, "/both", tab).status == 403
+        assert xs("/pb", tabr) == ([], ["alice"])
+        assert xs("/pa", tabr) == (["alice"], [])
+        assert xs("/both", tabr) == (["alice"], ["alice"])
+    for v in (ta + "A", ta[:-1], "A" + ta, ta + "AAAA", ta[:-2] + ta[-1] + ta[-2]):
+        assert get(g, "/pa", v).status == 401, v
 
 
 def test_custom_realm(gatehouse, upstream):

@@ -96,22 +96,32 @@ int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
     return 0;
 }
 
-entry_t *gh_jwtf_cache_lookup(wstate_t *w, const char *t, size_t n, uint64_t *hash)
+entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n)
 {
-    uint64_t h = token_hash(w, t, n);
-    *hash = h;
     if (w->entries == NULL)
         return NULL;
     entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
     for (int i = 0; i < WAYS; i++)
-        if (set[i].token != NULL && set[i].hash == h && set[i].token_len == n &&
-            memcmp(set[i].token, t, n) == 0)
+        if (set[i].token != NULL && set[i].hash == h && set[i].rt_id == rt_id &&
+            set[i].token_len == n && memcmp(set[i].token, t, n) == 0)
             return &set[i];
     return NULL;
 }
 
-entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h)
+entry_t *gh_jwtf_cache_lookup(wstate_t *w, uint64_t rt_id, const char *t, size_t n, uint64_t *hash)
 {
+    uint64_t h = token_hash(w, t, n);
+    *hash = h;
+    return gh_jwtf_cache_find(w, h, rt_id, t, n);
+}
+
+entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n)
+{
+    entry_t *e = gh_jwtf_cache_find(w, h, rt_id, t, n);
+    if (e != NULL) {
+        gh_jwtf_entry_clear(e);
+        return e;
+    }
     entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
     for (int i = 0; i < WAYS; i++)
         if (set[i].token == NULL)
@@ -119,7 +129,7 @@ entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h)
     w->rng ^= w->rng << 13;
     w->rng ^= w->rng >> 7;
     w->rng ^= w->rng << 17;
-    entry_t *e = &set[w->rng % WAYS];
+    e = &set[w->rng % WAYS];
     gh_jwtf_entry_clear(e);
     return e;
 }

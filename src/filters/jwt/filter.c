@@ -137,8 +137,8 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     uint64_t h;
     time_t now = time(NULL);
     uint64_t gen = gh_keyring_generation(rt->keyring);
-    entry_t *e = gh_jwtf_cache_lookup(w, f->p, f->n, &h);
-    if (e != NULL && e->rt_id == rt->id && e->gen == gen && gen != 0 && now < e->expires)
+    entry_t *e = gh_jwtf_cache_lookup(w, rt->id, f->p, f->n, &h);
+    if (e != NULL && e->gen == gen && gen != 0 && now < e->expires)
         return apply(s, w, rt, e) < 0 ? apply_failed(s) : 0;
     return verify_fresh(s, w, rt, f, must_match_issuer, d, h, now);
 }
@@ -215,7 +215,7 @@ __attribute__((noinline)) static int verify_fresh(gh_stream_t *s, wstate_t *w, g
     entry_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     int cached = p->cache_entries > 0 && gh_jwtf_cache_fit(w, p->cache_entries) == 0;
-    entry_t *e = cached ? gh_jwtf_cache_slot(w, h) : &tmp;
+    entry_t *e = cached ? gh_jwtf_cache_slot(w, h, rt->id, f->p, f->n) : &tmp;
     if (gh_jwtf_build_entry(rt, &t, e) < 0) {
         gh_jwtf_entry_clear(e);
         gh_jwt_dispose(&t);

@@ -93,10 +93,16 @@ void *gh_jwtf_wstate_new(void);
 void gh_jwtf_wstate_free(void *p);
 uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n);
 int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries);
-/* The entry holding token t[0..n), or NULL; *hash its hash
- * (gh_jwtf_token_hash), for gh_jwtf_cache_slot. */
-entry_t *gh_jwtf_cache_lookup(wstate_t *w, const char *t, size_t n, uint64_t *hash);
-entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h);
+/* The entry of token t (n bytes, hash h) made by runtime rt_id, or NULL.
+ * A token that two providers verified has an entry for each: looked up by
+ * token alone, the first would hide the other's (a miss, a fresh
+ * verification and one more copy of the token in its set, every time). */
+entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n);
+/* The same, hashing t itself; *hash gets the hash, for gh_jwtf_cache_slot. */
+entry_t *gh_jwtf_cache_lookup(wstate_t *w, uint64_t rt_id, const char *t, size_t n, uint64_t *hash);
+/* A cleared entry for token t verified by rt_id: the stale one it had
+ * (expired, or of an older key set), else a free way, else a random one. */
+entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n);
 int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e);
 
 /* ---- location.c ---- */

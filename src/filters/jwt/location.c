@@ -59,11 +59,9 @@ static void find_in_cookie(const char *v, size_t vn, const char *name, size_t nn
 }
 
 /* v starts with prefix, ASCII case ignored (v holds at least n bytes). The
- * usual spelling of the usual prefix ("Bearer ") is compared inline. */
+ * usual spelling ("Bearer") is one memcmp. */
 static inline int prefix_is(const char *v, const char *prefix, size_t n)
 {
-    if (n == 7 && memcmp(v, prefix, 7) == 0)
-        return 1;
     return n == 0 || memcmp(v, prefix, n) == 0 || strncasecmp(v, prefix, n) == 0;
 }
 
@@ -78,16 +76,35 @@ static int take(found_t *cand, const char *v, size_t n)
     return 0;
 }
 
+/* Whether c may continue an auth-scheme (RFC 9110 section 5.6.2 tchar). */
+static int tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 /* What follows the prefix (and spaces) in h, a field of the location's
  * name. The auth-scheme is case-insensitive (RFC 9110 11.1); another
- * scheme (Basic) is simply not a bearer token. */
+ * scheme (Basic, or "Bearerx") is simply not a bearer token. A prefix's
+ * trailing space stands for anything that ends the scheme word: RFC 9110
+ * wants one SP there, but upstreams that split on any whitespace read
+ * "Bearer<TAB>token", or "Bearer<NBSP>token" once decoded as Latin-1, as a
+ * bearer token. So that is a token here too, verified (and refused when
+ * malformed) rather than passed on unverified, as another scheme, by an
+ * optional route. */
 static inline int take_header(const gh_h1_header_t *h, const gh_token_from_t *from, found_t *cand)
 {
-    if (h->value_len < from->prefix_len || !prefix_is(h->value, from->prefix, from->prefix_len))
+    size_t pl = from->prefix_len;
+    int sep = pl > 0 && from->prefix[pl - 1] == ' ';
+    if (sep)
+        pl--;
+    if (h->value_len < pl || !prefix_is(h->value, from->prefix, pl))
         return 0;
-    const char *v = h->value + from->prefix_len;
-    size_t n = h->value_len - from->prefix_len;
-    while (n > 0 && *v == ' ') {
+    const char *v = h->value + pl;
+    size_t n = h->value_len - pl;
+    if (sep && (n == 0 || tchar((unsigned char)*v)))
+        return 0;
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
         v++;
         n--;
     }

@@ -167,6 +167,22 @@ static void test_crit(void **state)
         assert_string_equal(gh_jwt_reason_text(why), "unsupported crit");
         free(tok);
     }
+    /* "b64" without crit: false (or anything but true) would have the
+     * segment read as claims when it was signed as raw content. */
+    static const char *const b64[] = {
+        "{\"alg\":\"ES256\",\"b64\":false}", "{\"alg\":\"ES256\",\"b\\u0036\\u0034\":false}",
+        "{\"alg\":\"ES256\",\"b64\":null}",  "{\"alg\":\"ES256\",\"b64\":\"true\"}",
+        "{\"alg\":\"ES256\",\"b64\":0}",
+    };
+    for (size_t i = 0; i < sizeof(b64) / sizeof(*b64); i++) {
+        char *tok = sign(b64[i], PAYLOAD, kp.key, GH_JWT_ES256);
+        assert_int_equal(check(tok, kp.jwks, &why), -EINVAL);
+        assert_string_equal(gh_jwt_reason_text(why), "malformed header");
+        free(tok);
+    }
+    char *tok = sign("{\"alg\":\"ES256\",\"b64\":true}", PAYLOAD, kp.key, GH_JWT_ES256);
+    assert_int_equal(check(tok, kp.jwks, &why), 0);
+    free(tok);
     keypair_free(&kp);
 }
 
@@ -380,6 +396,30 @@ static void test_claims_iss_aud_typ(void **state)
                             &why, d, sizeof(d)),
                      -EINVAL);
     assert_string_equal(gh_jwt_reason_text(why), "wrong audience");
+    /* aud is a string or an array of strings (RFC 7519 section 4.1.3): an
+     * array with anything else in it is for nobody, even beside one of
+     * ours, and a number is not the audience spelt as its digits. PyJWT
+     * refuses these too ("Invalid claim format in token"). */
+    static const char *const bad_arrays[] = {
+        "[1,\"orders\"]", "[\"orders\",null]",           "[true,\"orders\"]",
+        "[[\"orders\"]]", "[{\"orders\":1},\"orders\"]", "[\"x\",\"orders\",1.5]",
+    };
+    for (size_t i = 0; i < sizeof(bad_arrays) / sizeof(*bad_arrays); i++) {
+        char pl[128];
+        snprintf(pl, sizeof(pl), "{\"iss\":\"https://issuer.example\",\"aud\":%s}", bad_arrays[i]);
+        why = GH_JWT_OK;
+        assert_int_equal(claims(pl, &p, 0, &why, d, sizeof(d)), -EINVAL);
+        assert_string_equal(gh_jwt_reason_text(why), "wrong audience");
+    }
+    static const char *const numeric[] = {"123", "null"};
+    gh_jwt_claims_policy_t pn = {.audiences = numeric, .naudiences = 2, .exp_optional = 1};
+    assert_int_equal(claims("{\"aud\":[123]}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":[null]}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":123}", &pn, 0, &why, d, sizeof(d)), -EINVAL);
+    assert_int_equal(claims("{\"aud\":[\"123\"]}", &pn, 0, &why, d, sizeof(d)), 0);
+    assert_int_equal(
+        claims("{\"iss\":\"https://issuer.example\",\"aud\":[]}", &p, 0, &why, d, sizeof(d)),
+        -EINVAL);
     assert_int_equal(claims("{\"iss\":\"https://issuer.example\"}", &p, 0, &why, d, sizeof(d)),
                      -EINVAL);
     assert_int_equal(claims("{\"iss\":\"https://issuer.example\",\"aud\":\"Orders\"}", &p, 0, &why,
@@ -460,7 +500,12 @@ static void test_render_and_scopes(void **state)
     gh_jwt_t t = parse_payload("{\"s\":\"alice\",\"a\":[\"x\",\"y\",3,true,{\"k\":1}],\"n\":42,"
                                "\"f\":1.5,\"b\":false,\"o\":{\"k\":\"v\",\"z\":[1]},\"z\":null,"
                                "\"crlf\":\"a\\r\\nX-Admin: 1\",\"u\":\"caf\\u00e9\","
-                               "\"scope\":\" read  write \",\"nested\":{\"deep\":{\"v\":\"x\"}}}");
+                               "\"scope\":\" read  write \",\"nested\":{\"deep\":{\"v\":\"x\"}},"
+                               "\"commas\":[\"eng,admin\"],\"smuggle\":[{\"\\\",admin,\\\"\":1}],"
+                               "\"pairs\":[\"x\",[1,2]],\"name\":\"Doe, John\","
+                               "\"lead\":\" admin\",\"trail\":\"admin \",\"tab\":\"\\tadmin\","
+                               "\"elem\":[\"eng\",\" admin\"],\"elem2\":[\"admin\\t\"],"
+                               "\"inner\":\"a \\tb\"}");
     char buf[128];
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, sizeof(buf)), 5);
     assert_string_equal(buf, "alice");
@@ -480,6 +525,21 @@ static void test_render_and_scopes(void **state)
     assert_string_equal(buf, "x");
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "u"), buf, sizeof(buf)), 5);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "crlf"), buf, sizeof(buf)), -EINVAL);
+    /* An element that would split into two on the upstream's ','. */
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "commas"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "smuggle"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "pairs"), buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "name"), buf, sizeof(buf)), 9);
+    assert_string_equal(buf, "Doe, John");
+    /* Spaces and tabs around a value or an element, which HTTP trims. */
+    static const char *const padded[] = {"lead", "trail", "tab", "elem", "elem2"};
+    for (size_t i = 0; i < sizeof(padded) / sizeof(*padded); i++) {
+        assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, padded[i]), buf, sizeof(buf)),
+                         -EINVAL);
+        assert_int_equal(gh_jwt_claim_render_path(&t, padded[i], buf, sizeof(buf)), -EINVAL);
+    }
+    assert_int_equal(gh_jwt_claim_render_path(&t, "inner", buf, sizeof(buf)), 4);
+    assert_string_equal(buf, "a \tb");
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "s"), buf, 5), -ENOSPC);
     assert_int_equal(gh_jwt_claim_render(gh_jwt_claim(&t, "o"), buf, 8), -ENOSPC);
     assert_null(gh_jwt_claim(&t, "nested.nope"));
@@ -492,8 +552,10 @@ static void test_render_and_scopes(void **state)
     assert_int_equal(gh_jwt_scopes(&t, sc, 1), 2);
     gh_jwt_dispose(&t);
 
-    t = parse_payload("{\"scp\":[\"a\",1,\"b\"]}");
+    t = parse_payload("{\"scp\":[\"a\",1,\"b c\",\"\",\"b\"]}");
     assert_int_equal(gh_jwt_scopes(&t, sc, 4), 2);
+    assert_memory_equal(sc[0].p, "a", 1);
+    assert_int_equal(sc[1].len, 1);
     assert_memory_equal(sc[1].p, "b", 1);
     gh_jwt_dispose(&t);
 
