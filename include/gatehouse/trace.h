@@ -108,5 +108,4 @@ int gh_trace_exporter_reap(gh_trace_exporter_t *e);
  * timeout) and frees. NULL is a no-op. */
 void gh_trace_exporter_free(gh_trace_exporter_t *e);
 
-
 #endif

@@ -606,10 +606,9 @@ int gh_keyring_check(const gh_jwt_provider_conf_t *p, char *err, size_t cap)
         len = strlen(doc);
     } else if (p->jwks_source == GH_JWKS_FILE) {
         if ((text = gh_file_read(p->jwks_file, GH_JWKS_MAX_DOC, &len)) == NULL) {
-            snprintf(err, cap, "jwt provider '%s': cannot read jwks file %s: %s", p->name,
-                     p->jwks_file,
-                     errno == EFBIG ? "larger than the 1 MiB key set limit"
-                                    : gh_file_strerror(errno));
+            snprintf(
+                err, cap, "jwt provider '%s': cannot read jwks file %s: %s", p->name, p->jwks_file,
+                errno == EFBIG ? "larger than the 1 MiB key set limit" : gh_file_strerror(errno));
             return -1;
         }
         doc = text;

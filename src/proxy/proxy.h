@@ -259,7 +259,7 @@ struct gh_stream_s {
     const gh_route_t *route;
     const gh_filter_t *filters;
     size_t num_filters;
-    unsigned hooks; /* the chain's GH_HOOK_* (snapshot.h) */
+    unsigned hooks;     /* the chain's GH_HOOK_* (snapshot.h) */
     size_t next_filter; /* next request-direction filter to run */
     void **ctx;         /* per filter */
 

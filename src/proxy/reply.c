@@ -156,14 +156,14 @@ char *gh_reply_error_build_with(int status, const char *code, const char *detail
     char *buf = malloc(cap);
     if (buf == NULL)
         return NULL;
-    int hl = bl == 0 ? snprintf(buf, cap, "HTTP/1.1 %d %s\r\n%s%s\r\n", status,
-                                gh_status_reason(status), extra ? extra : "",
-                                close ? "connection: close\r\n" : "")
-                     : snprintf(buf, cap,
-                                "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-                                "content-length: %d\r\n%s%s\r\n",
-                                status, gh_status_reason(status), bl, extra ? extra : "",
-                                close ? "connection: close\r\n" : "");
+    int hl =
+        bl == 0 ? snprintf(buf, cap, "HTTP/1.1 %d %s\r\n%s%s\r\n", status, gh_status_reason(status),
+                           extra ? extra : "", close ? "connection: close\r\n" : "")
+                : snprintf(buf, cap,
+                           "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                           "content-length: %d\r\n%s%s\r\n",
+                           status, gh_status_reason(status), bl, extra ? extra : "",
+                           close ? "connection: close\r\n" : "");
     if (hl < 0 || (size_t)hl + (size_t)bl > cap) {
         free(buf);
         return NULL;

@@ -1,7 +1,8 @@
 /*
  * Keyrings (src/jose/keyring.c), the parts that need no network: which
  * jwks_uri a metadata document may name, Cache-Control max-age parsing, and
- * gh_keyring_check (the side-effect-free load check a reload and `validate --apply-checks` use (gh_apply_check_jwks)).
+ * gh_keyring_check (the side-effect-free load check a reload and `validate --apply-checks` use
+ * (gh_apply_check_jwks)).
  *
  * Includes the .c to reach its statics, as H2O's unit tests do.
  */
