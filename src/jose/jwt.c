@@ -454,6 +454,19 @@ int gh_jwt_claim_render_path(const gh_jwt_t *t, const char *path, char *buf, siz
     return v != NULL ? gh_jwt_claim_render(v, buf, cap) : -ENOENT;
 }
 
+/* The next space-separated word of s[0..len) from *i ("scope", RFC 8693
+ * section 4.2): 1 with its start and length, 0 when none is left. */
+static int next_word(const char *s, size_t len, size_t *i, size_t *start, size_t *n)
+{
+    while (*i < len && s[*i] == ' ')
+        (*i)++;
+    *start = *i;
+    while (*i < len && s[*i] != ' ')
+        (*i)++;
+    *n = *i - *start;
+    return *n > 0;
+}
+
 size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
 {
     size_t n = 0;
@@ -461,18 +474,11 @@ size_t gh_jwt_scopes(const gh_jwt_t *t, gh_jwt_slice_t *out, size_t max)
     if (scope != NULL && scope->type == GH_JOSE_JSON_STRING) {
         const char *s = scope->val;
         size_t len = scope->val_len;
-        for (size_t i = 0; i < len;) {
-            while (i < len && s[i] == ' ')
-                i++;
-            size_t start = i;
-            while (i < len && s[i] != ' ')
-                i++;
-            if (i > start) {
-                if (n < max) {
-                    out[n].p = s + start;
-                    out[n].len = i - start;
-                }
-                n++;
+        size_t start, wn;
+        for (size_t i = 0; next_word(s, len, &i, &start, &wn); n++) {
+            if (n < max) {
+                out[n].p = s + start;
+                out[n].len = wn;
             }
         }
         return n;
@@ -575,15 +581,10 @@ static int has_member(const json_t *v, const char *want)
         /* Space-separated, as "scope" (RFC 8693 §4.2). */
         const char *s = json_string_value(v);
         size_t len = json_string_length(v), wl = strlen(want);
-        for (size_t i = 0; i < len;) {
-            while (i < len && s[i] == ' ')
-                i++;
-            size_t start = i;
-            while (i < len && s[i] != ' ')
-                i++;
-            if (i - start == wl && wl > 0 && memcmp(s + start, want, wl) == 0)
+        size_t start, wn;
+        for (size_t i = 0; next_word(s, len, &i, &start, &wn);)
+            if (wn == wl && wl > 0 && memcmp(s + start, want, wl) == 0)
                 return 1;
-        }
     }
     return 0;
 }

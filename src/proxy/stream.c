@@ -486,12 +486,13 @@ void gh_stream_buffer_body(gh_stream_t *s, size_t limit)
     s->body_limit = limit < BODY_LIMIT_MAX ? limit : BODY_LIMIT_MAX;
 }
 
+/* 413; gh_stream_fail: an upstream connection taken already goes too. */
 static void body_too_large(gh_stream_t *s, uint64_t limit)
 {
     char detail[128];
     snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
              (unsigned long long)limit);
-    gh_stream_reply_error(s, 413, "payload_too_large", detail);
+    gh_stream_fail(s, 413, "payload_too_large", detail);
 }
 
 static uint64_t buffer_limit(const gh_stream_t *s)
@@ -585,10 +586,7 @@ static int take_request_body(gh_stream_t *s, uv_buf_t *bufs, size_t *inflight, u
     s->req_body_bytes += payload;
     s->bytes_in += taken;
     if (s->req_body_bytes > limit) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "request body exceeds the limit of %llu bytes",
-                 (unsigned long long)limit);
-        gh_stream_fail(s, 413, "payload_too_large", detail);
+        body_too_large(s, limit);
         return -1;
     }
     return k;
