@@ -204,10 +204,13 @@ enum {
     MODE_BUFFER,     /* buffer the body whole, continue */
     MODE_BUFPAUSE,   /* buffer the body, then pause on it until the deadline */
     MODE_DOUBLE,     /* reply twice (the second aborts) and read the stream after */
+    MODE_BADFIELD,   /* reply with a field gatehouse frames itself */
+    MODE_BADSTATUS,  /* reply with a status that is not a final one */
 };
 
-static const char *const mode_names[] = {"header", "resume", "reply",    "hold",   "external",
-                                         "sync",   "buffer", "bufpause", "double", NULL};
+static const char *const mode_names[] = {"header",   "resume",   "reply",     "hold",
+                                         "external", "sync",     "buffer",    "bufpause",
+                                         "double",   "badfield", "badstatus", NULL};
 
 typedef struct {
     int mode;
@@ -375,6 +378,14 @@ static gh_filter_status_t ton_request_headers(gh_stream_t *s, const void *conf, 
         seen.buried_in_cb = cur->w.dead == s;
         seen.destroys_in_cb = (int)seen.destroys;
         snprintf(seen.rid, sizeof(seen.rid), "%s", gh_stream_request_id(s));
+        return GH_FILTER_REPLIED;
+    case MODE_BADFIELD: {
+        gh_h1_header_t h = {"Content-Length", 14, "0", 1};
+        gh_stream_reply(s, 200, &h, 1, "forged", 6);
+        return GH_FILTER_REPLIED;
+    }
+    case MODE_BADSTATUS:
+        gh_stream_reply(s, 101, NULL, 0, NULL, 0);
         return GH_FILTER_REPLIED;
     default:
         return GH_FILTER_CONTINUE;
@@ -565,6 +576,14 @@ static const char yaml_fmt[] = "listeners:\n"
                                "      - name: double\n"
                                "        match: {path: {exact: /double}}\n"
                                "        testpause: {mode: double}\n"
+                               "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: badfield\n"
+                               "        match: {path: {exact: /badfield}}\n"
+                               "        testpause: {mode: badfield}\n"
+                               "        direct_response: {status: 200, body: \"never\"}\n"
+                               "      - name: badstatus\n"
+                               "        match: {path: {exact: /badstatus}}\n"
+                               "        testpause: {mode: badstatus}\n"
                                "        direct_response: {status: 200, body: \"never\"}\n"
                                "      - name: two\n"
                                "        match: {path: {exact: /two}}\n"
@@ -864,6 +883,33 @@ static void test_response_field_on_direct_response(void **state)
     request_ok(f, "GET /hdr HTTP/1.1\r\nHost: a\r\n\r\n",
                "HTTP/1.1 200 OK\r\nx-testpause: added\r\ncontent-length: 2\r\n\r\nok");
     wait_stream_gone(f);
+}
+
+/* A filter's reply that gatehouse could not send as asked (a framing
+ * field of its own, a 1xx status) goes out as a 500, never as written. */
+static void expect_internal_error(fixture_t *f, const char *req, const char *detail)
+{
+    char body[256], want[512];
+    int bl =
+        snprintf(body, sizeof(body), "{\"error\":\"internal_error\",\"detail\":\"%s\"}\n", detail);
+    snprintf(want, sizeof(want),
+             "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+             "content-length: %d\r\n\r\n%s",
+             bl, body);
+    request_ok(f, req, want);
+    wait_stream_gone(f);
+}
+
+static void test_reply_refused_field_is_500(void **state)
+{
+    expect_internal_error(*state, "GET /badfield HTTP/1.1\r\nHost: a\r\n\r\n",
+                          "a filter replied with a field gatehouse does not send");
+}
+
+static void test_reply_bad_status_is_500(void **state)
+{
+    expect_internal_error(*state, "GET /badstatus HTTP/1.1\r\nHost: a\r\n\r\n",
+                          "a filter replied with a bad status");
 }
 
 static void test_response_field_on_proxied_response(void **state)
@@ -1680,6 +1726,8 @@ int main(void)
         T(test_reply_from_deadline),
         T(test_response_field_on_direct_response),
         T(test_response_field_on_proxied_response),
+        T(test_reply_refused_field_is_500),
+        T(test_reply_bad_status_is_500),
         T(test_close_during_pause),
         T(test_reset_during_pause),
         T(test_half_close_during_pause),
