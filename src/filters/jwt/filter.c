@@ -84,13 +84,16 @@ static inline void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t 
 
 /* Applies a verified result to the stream. Returns 0, or -1 when a header
  * edit or a copy failed (out of memory): the request must not go on. */
-static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e)
+static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e,
+                        const found_t *f)
 {
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
         return -1;
     if (id->provider == NULL) {
         id->provider = rt->conf->name;
+        id->token = f->p;
+        id->token_len = f->n;
         /* The entry may be evicted while the stream lives: copy. */
         char *b = e->ident_len > 0 ? gh_stream_alloc(s, e->ident_len) : NULL;
         if (e->ident_len > 0 && b == NULL)
@@ -139,7 +142,7 @@ static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const f
     uint64_t gen = gh_keyring_generation(rt->keyring);
     entry_t *e = gh_jwtf_cache_lookup(w, rt->id, f->p, f->n, &h);
     if (e != NULL && e->gen == gen && gen != 0 && now < e->expires)
-        return apply(s, w, rt, e) < 0 ? apply_failed(s) : 0;
+        return apply(s, w, rt, e, f) < 0 ? apply_failed(s) : 0;
     return verify_fresh(s, w, rt, f, must_match_issuer, d, h, now);
 }
 
@@ -233,7 +236,7 @@ __attribute__((noinline)) static int verify_fresh(gh_stream_t *s, wstate_t *w, g
             e->gen = gen;
         }
     }
-    int ar = apply(s, w, rt, e);
+    int ar = apply(s, w, rt, e, f);
     if (!cached || e->token == NULL)
         gh_jwtf_entry_clear(e);
     return ar < 0 ? apply_failed(s) : 0;
