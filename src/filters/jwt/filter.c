@@ -435,11 +435,48 @@ any_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
     return GH_FILTER_REPLIED;
 }
 
+/* The usual request on the usual route (fc->bearer_only): "Authorization:
+ * Bearer <token>" spelled the common way, and the token in the cache with
+ * the current keys. Returns 1 when it was taken here (the stream answered
+ * 503 if it could not be edited: *st says), 0 to go the general way, which
+ * decides everything this path does not look at (other spellings, a key
+ * set not loaded, a token not cached) and reaches the same result for the
+ * rest: a singleton Authorization holds at most one token, and the one
+ * provider's cached entry is what verify_one would apply. */
+static inline int bearer_cached(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                gh_filter_status_t *st)
+{
+    const gh_h1_header_t *h = gh_stream_authorization(s);
+    if (h == NULL || h->value_len <= 7 || memcmp(h->value, "Bearer ", 7) != 0 ||
+        h->value[7] == ' ' || h->value[7] == '\t')
+        return 0;
+    wstate_t *w =
+        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+    if (w == NULL)
+        return 0;
+    gh_jwt_runtime_t *rt = fc->rt[0];
+    found_t f = {h->value + 7, h->value_len - 7, &rt->conf->from[0]};
+    uint64_t gen = gh_keyring_generation(rt->keyring);
+    entry_t *e = gh_jwtf_cache_get(w, gh_jwtf_hash(w, f.p, f.n), rt->id, f.p, f.n);
+    if (e == NULL || e->gen != gen || gen == 0 || time(NULL) >= e->expires)
+        return 0;
+    if (apply(s, w, rt, e, &f) < 0) {
+        apply_failed(s);
+        *st = GH_FILTER_REPLIED;
+    } else {
+        *st = GH_FILTER_CONTINUE;
+    }
+    return 1;
+}
+
 static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
 {
     const gh_authn_filter_conf_t *fc = conf;
     const gh_authn_conf_t *a = fc->authn;
     (void)ctx;
+    gh_filter_status_t st;
+    if (fc->bearer_only && bearer_cached(s, fc, &st))
+        return st;
     /* Headers this route's providers set are dropped whatever happens next,
      * so a client can never pass them off as gatehouse's. */
     int dropped = 0;

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
@@ -28,6 +29,10 @@ typedef struct {
     const gh_authn_conf_t *authn;
     gh_jwt_runtime_t **rt; /* authn->num_providers entries */
     int drops;             /* some provider sets headers (claims_to_headers, payload_header) */
+    /* The usual route: one provider, its token only in "Authorization:
+     * Bearer", forwarded, nothing to drop or exempt; a cached token then
+     * takes filter.c's short path. */
+    int bearer_only;
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {
@@ -87,6 +92,50 @@ typedef struct {
     uint64_t ok_rt_id;
     gh_decision_stats_t *ok_stats;
 } wstate_t;
+
+/* Picks the cache set from the length and the last 16 bytes (the end of
+ * the signature), with a per-worker seed. Only a set: equality is a full
+ * comparison of the token, so a collision costs a miss, never a wrong
+ * answer. Only verified tokens are cached, and two of those that end alike
+ * would need the signer to have made them so; a collision only shares one
+ * of the four ways of a set. */
+static inline uint64_t gh_jwtf_hash(const wstate_t *w, const char *t, size_t n)
+{
+    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
+    if (n >= 16) {
+        /* Every cacheable token: two words, no loop. */
+        memcpy(&v, t + n - 16, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        memcpy(&v, t + n - 8, 8);
+        h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+        return h ^ (h >> 29);
+    }
+    v = 0;
+    memcpy(&v, t, n > 8 ? 8 : n);
+    h = (h ^ v) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    v = 0;
+    if (n > 8)
+        memcpy(&v, t + 8, n - 8);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
+}
+
+/* The entry of token t verified by rt_id, or NULL; h is gh_jwtf_hash's.
+ * The hash is compared first: it differs for nearly every other token. */
+static inline entry_t *gh_jwtf_cache_get(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t,
+                                         size_t n)
+{
+    if (w->entries == NULL)
+        return NULL;
+    entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].hash == h && set[i].token != NULL && set[i].rt_id == rt_id &&
+            set[i].token_len == n && memcmp(set[i].token, t, n) == 0)
+            return &set[i];
+    return NULL;
+}
 
 void gh_jwtf_entry_clear(entry_t *e);
 void *gh_jwtf_wstate_new(void);

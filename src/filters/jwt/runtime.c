@@ -219,6 +219,12 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
         fc->drops |=
             a->providers[i]->num_claims_to_headers > 0 || a->providers[i]->payload_header != NULL;
     }
+    const gh_jwt_provider_conf_t *p0 = a->num_providers == 1 ? a->providers[0] : NULL;
+    fc->bearer_only = p0 != NULL && !a->all && a->num_exempt == 0 && !fc->drops &&
+                      p0->forward_token && p0->num_from == 1 &&
+                      p0->from[0].kind == GH_TOKEN_FROM_HEADER && p0->from[0].name_len == 13 &&
+                      memcmp(p0->from[0].name, "authorization", 13) == 0 &&
+                      p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
     return fc;
 }
 
