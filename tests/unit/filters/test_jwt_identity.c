@@ -272,17 +272,18 @@ static int setup(void **state)
     clock_shift = 0;
     gh_config_error_t err;
     gh_config_t *cfg = gh_config_load_buffer("test.yaml", yaml, sizeof(yaml) - 1, &err);
-    if (cfg == NULL) {
+    if (cfg == NULL)
         print_error("config: %s\n", err.msg);
+    f->snap = cfg != NULL ? gh_snapshot_new(cfg, 1) : NULL;
+    int fd = listen_loopback(&f->port);
+    int fds[1] = {fd};
+    if (f->snap == NULL || fd < 0 || gh_worker_init(&f->w, 0, f->snap, fds) != 0) {
+        if (fd >= 0)
+            close(fd);
+        gh_snapshot_unref(f->snap);
+        free(f);
         return -1;
     }
-    f->snap = gh_snapshot_new(cfg, 1);
-    int fd = listen_loopback(&f->port);
-    if (f->snap == NULL || fd < 0)
-        return -1;
-    int fds[1] = {fd};
-    if (gh_worker_init(&f->w, 0, f->snap, fds) != 0)
-        return -1;
     *state = f;
     return 0;
 }
