@@ -208,9 +208,7 @@ static int prepare_file(const gh_store_conf_t *c, int create, gh_store_error_t *
     if (errno != ENOENT)
         return gh_store_fail(err, -errno, "%s: %s", c->path, strerror(errno));
     if (!create)
-        return gh_store_fail(err, -ENOENT,
-                             "no store at %s (it is made by 'gatehouse serve' or by creating or "
-                             "importing a key)",
+        return gh_store_fail(err, -ENOENT, "no store at %s (creating or importing a key makes it)",
                              c->path);
     if (c->path_is_default && c->state_dir != NULL && mkdir(c->state_dir, 0700) != 0 &&
         errno != EEXIST)
