@@ -112,6 +112,13 @@ static inline void *gh_store_req_backend(gh_store_req_t *req)
 void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,
                          const uint8_t *stored_hash);
 
+/* The store section parsed as a store of kind (its `kind` key, if any, is
+ * not read again): how gh_store_conf_parse goes on once it has the kind,
+ * and a seam for tests of kinds this build has no backend for. c is
+ * always initialised (dispose it). */
+int gh_store_conf_parse_kind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                             const char *state_dir, gh_store_kind_t kind, gh_store_conf_t *c);
+
 /* The backend for kind in this build, or NULL. */
 const gh_store_backend_t *gh_store_backend_find(gh_store_kind_t kind);
 

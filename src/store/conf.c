@@ -135,6 +135,32 @@ static int sqlite_only(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_
 int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *state_dir,
                         gh_store_conf_t *c)
 {
+    gh_store_kind_t kind = GH_STORE_SQLITE;
+    const gh_yaml_node_t *n;
+    int rc;
+    if (node != NULL && node->kind == GH_YAML_MAP && (n = gh_yaml_map_get(node, "kind")) != NULL) {
+        const char *v;
+        if (gh_store_conf_default(c, state_dir) != 0)
+            return gh_yaml_oom(doc);
+        if ((rc = gh_yaml_str(doc, n, "kind", &v)) != 0)
+            return rc;
+        if (strcmp(v, "sqlite") == 0)
+            kind = GH_STORE_SQLITE;
+        else if (strcmp(v, "redis") == 0)
+            kind = GH_STORE_REDIS;
+        else
+            return gh_yaml_error(doc, n, "store kind must be sqlite or redis, not '%s'", v);
+        if (gh_store_backend_find(kind) == NULL)
+            return gh_yaml_error(doc, n,
+                                 "store kind '%s' is not available in this build of gatehouse", v);
+        gh_store_conf_dispose(c);
+    }
+    return gh_store_conf_parse_kind(doc, node, state_dir, kind, c);
+}
+
+int gh_store_conf_parse_kind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                             const char *state_dir, gh_store_kind_t kind, gh_store_conf_t *c)
+{
     static const char *const keys[] = {"kind", "path",   "busy_timeout", "address",     "timeout",
                                        "pool", "prefix", "max_pending",  "usage_flush", NULL};
     const gh_yaml_node_t *n;
@@ -142,26 +168,12 @@ int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, co
     int rc;
     if (gh_store_conf_default(c, state_dir) != 0)
         return gh_yaml_oom(doc);
+    c->kind = kind;
     if (node == NULL)
         return 0;
     if ((rc = gh_yaml_expect(doc, node, GH_YAML_MAP, "store")) != 0 ||
-        (rc = gh_yaml_check_keys(doc, node, keys, "store")) != 0)
-        return rc;
-    if ((n = gh_yaml_map_get(node, "kind")) != NULL) {
-        const char *v;
-        if ((rc = gh_yaml_str(doc, n, "kind", &v)) != 0)
-            return rc;
-        if (strcmp(v, "sqlite") == 0)
-            c->kind = GH_STORE_SQLITE;
-        else if (strcmp(v, "redis") == 0)
-            c->kind = GH_STORE_REDIS;
-        else
-            return gh_yaml_error(doc, n, "store kind must be sqlite or redis, not '%s'", v);
-        if (gh_store_backend_find(c->kind) == NULL)
-            return gh_yaml_error(doc, n,
-                                 "store kind '%s' is not available in this build of gatehouse", v);
-    }
-    if ((rc = sqlite_only(doc, node, c->kind)) != 0)
+        (rc = gh_yaml_check_keys(doc, node, keys, "store")) != 0 ||
+        (rc = sqlite_only(doc, node, c->kind)) != 0)
         return rc;
     if ((n = gh_yaml_map_get(node, "path")) != NULL) {
         if ((rc = set_str(doc, n, "path", &c->path)) != 0)

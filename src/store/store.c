@@ -250,8 +250,10 @@ int gh_store_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_t
     int rc = st->backend->usage_get(st, id, from_day, to_day, counts, err);
     if (rc != 0)
         return rc;
-    for (int64_t d = from_day; d <= to_day; d++)
-        counts[d - from_day] += gh_usage_batch_pending(st->usage, id, d);
+    for (int64_t d = from_day; d <= to_day; d++) {
+        uint64_t p = gh_usage_batch_pending(st->usage, id, d), *c = &counts[d - from_day];
+        *c = p > UINT64_MAX - *c ? UINT64_MAX : *c + p;
+    }
     return 0;
 }
 

@@ -180,7 +180,7 @@ uint64_t gh_usage_batch_pending(gh_usage_batch_t *b, const char *id, int64_t day
         if (s->cap != 0) {
             const gh_store_usage_entry_t *e = probe(s->slots, s->cap, id, day);
             if (e->count != 0)
-                sum += e->count;
+                sum = e->count > UINT64_MAX - sum ? UINT64_MAX : sum + e->count;
         }
         uv_mutex_unlock(&s->lock);
     }
