@@ -330,6 +330,29 @@ typedef struct {
     int incoming_sampled;       /* GH_TRACE_SAMPLED_FROM_*: whose sampled flag is honoured */
 } gh_tracing_conf_t;
 
+/* store: where API keys and usage counts live (gatehouse/store.h,
+ * docs/config.md#store). Always set: the defaults when the key is absent. */
+typedef enum {
+    GH_STORE_SQLITE = 0,
+    GH_STORE_REDIS,
+} gh_store_kind_t;
+
+typedef struct {
+    gh_store_kind_t kind;
+    uint32_t max_pending;    /* lookups in flight at once; default 1024 */
+    uint64_t usage_flush_ms; /* how often batched usage counts are written; default 1s */
+    /* sqlite */
+    char *path;               /* default "<state_dir>/gatehouse.db" */
+    int path_is_default;      /* its directory (state_dir) is created on first open */
+    char *state_dir;          /* the directory made for a default path */
+    uint64_t busy_timeout_ms; /* wait for another writer's lock; default 5s */
+    /* redis (parsed and checked; its backend comes with the Redis client) */
+    char *address;       /* "host:port"; default "127.0.0.1:6379" */
+    uint64_t timeout_ms; /* per command; default 250ms */
+    uint32_t pool;       /* connections per worker; default 2 */
+    char *prefix;        /* prefix of every key; default "gatehouse:" */
+} gh_store_conf_t;
+
 typedef struct {
     char *path;                /* the file it came from */
     uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
@@ -346,6 +369,9 @@ typedef struct {
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;
     gh_tracing_conf_t tracing;
+
+    char *state_dir; /* files gatehouse makes (the store); default "state" */
+    gh_store_conf_t store;
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with

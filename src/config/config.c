@@ -26,6 +26,7 @@
 
 #include "config/sections.h"
 #include <gatehouse/filter.h>
+#include <gatehouse/store.h>
 #include <gatehouse/yaml.h>
 
 #define KIB 1024ULL
@@ -193,6 +194,8 @@ void gh_config_free(gh_config_t *cfg)
     }
     free(cfg->clusters);
     gh_config_free_sections(cfg);
+    gh_store_conf_dispose(&cfg->store);
+    free(cfg->state_dir);
     free(cfg->path);
     free(cfg);
 }
@@ -1319,11 +1322,26 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     return 0;
 }
 
+/* The directory for files gatehouse makes itself (the store's default
+ * file); relative to the working directory, as every path of the config. */
+static int parse_state_dir(ctx_t *c, const gh_yaml_node_t *n)
+{
+    const char *v = GH_STORE_DEFAULT_STATE_DIR;
+    int rc;
+    if (n != NULL) {
+        if ((rc = gh_yaml_str(c->doc, n, "state_dir", &v)) != 0)
+            return rc;
+        if (v[0] == '\0')
+            return gh_yaml_error(c->doc, n, "state_dir must not be empty");
+    }
+    return dup_mem(c, v, strlen(v), &c->cfg->state_dir);
+}
+
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers",  "drain_timeout", "listeners",
-                                       "clusters", "admin",         "access_log",
-                                       "tracing",  "providers",     NULL};
+    static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
+                                       "admin",     "access_log",    "tracing",   "providers",
+                                       "state_dir", "store",         NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;
@@ -1339,6 +1357,10 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
                            &c->cfg->drain_timeout_ms)) != 0)
         return rc;
     c->cfg->workers = (uint32_t)u;
+    if ((rc = parse_state_dir(c, gh_yaml_map_get(root, "state_dir"))) != 0 ||
+        (rc = gh_store_conf_parse(c->doc, gh_yaml_map_get(root, "store"), c->cfg->state_dir,
+                                  &c->cfg->store)) != 0)
+        return rc;
     if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
         (rc = gh_config_parse_access_log(c->doc, gh_yaml_map_get(root, "access_log"), c->cfg)) !=
             0 ||
