@@ -1204,6 +1204,12 @@ gh_identity_t *gh_stream_identity(gh_stream_t *s)
     return &s->identity;
 }
 
+void gh_stream_set_ctx(gh_stream_t *s, void *ctx)
+{
+    if (s->next_filter > 0)
+        s->ctx[s->next_filter - 1] = ctx;
+}
+
 const char *gh_stream_client_address(const gh_stream_t *s)
 {
     return s->client;

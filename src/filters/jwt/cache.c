@@ -40,6 +40,7 @@ void gh_jwtf_wstate_free(void *p)
     for (size_t i = 0; i < w->nsets * WAYS; i++)
         gh_jwtf_entry_clear(&w->entries[i]);
     free(w->entries);
+    gh_jwtf_ak_cache_free(w);
     gh_jwt_verifier_free(w->verifier);
     free(w);
 }

@@ -23,6 +23,34 @@
 
 typedef struct gh_jwt_runtime_s gh_jwt_runtime_t;
 
+/* apikey.c: why a key passed or not (metrics labels, replies). */
+enum {
+    GH_AK_OK = 0,
+    GH_AK_MISSING,
+    GH_AK_MULTIPLE,
+    GH_AK_MALFORMED,
+    GH_AK_UNKNOWN,
+    GH_AK_REVOKED,
+    GH_AK_DISABLED,
+    GH_AK_EXPIRED,
+    GH_AK_REPLACED,
+    GH_AK_STORE_UNAVAILABLE,
+    GH_AK_BUSY,
+    GH_AK_OUT_OF_MEMORY,
+    GH_AK_REASON_COUNT
+};
+
+/* The snapshot's API-key part: its store and each provider's decision
+ * counters (indexed by provider index, then reason). */
+typedef struct gh_store_s gh_store_t;
+typedef struct {
+    gh_store_t *store; /* a reference; NULL when it could not be opened */
+    uint64_t id;       /* unique per snapshot: cache entries are per store */
+    uint32_t (*ids)[GH_AK_REASON_COUNT];
+} gh_jwtf_ak_runtime_t;
+
+typedef struct gh_jwtf_ak_pending_s gh_jwtf_ak_pending_t;
+
 /* The filter's instance on a route: its authn with the runtimes of its
  * providers (borrowed from the snapshot's runtime). */
 typedef struct {
@@ -33,6 +61,7 @@ typedef struct {
      * Bearer", forwarded, nothing to drop or exempt; a cached token then
      * takes filter.c's short path. */
     int bearer_only;
+    gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {
@@ -81,8 +110,28 @@ typedef struct {
     int iss_off, sub_off, scopes_off;
 } entry_t;
 
+/* A looked-up API key in a worker's cache (apikey.c). */
+typedef struct {
+    uint64_t hash;
+    uint64_t store_id;
+    uint64_t until_ms; /* trusted until then (the worker's loop time) */
+    char *key;         /* owned: the key as presented */
+    size_t key_len;
+    int found; /* 0: the store has no such key (negative entry) */
+    int enabled;
+    int64_t revoked_at, expires_at, grace_until;
+    char id[13];
+    /* owned: consumer, plan, scopes as NUL-terminated strings back to
+     * back; an offset of -1 is an absent string (consumer is at 0) */
+    char *ident;
+    size_t ident_len;
+    int plan_off, scopes_off;
+} akentry_t;
+
 typedef struct {
     gh_jwt_verifier_t *verifier;
+    akentry_t *ak; /* ak_nsets * WAYS */
+    size_t ak_nsets;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
     uint64_t seed, rng;
@@ -153,6 +202,35 @@ entry_t *gh_jwtf_cache_lookup(wstate_t *w, uint64_t rt_id, const char *t, size_t
  * (expired, or of an older key set), else a free way, else a random one. */
 entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n);
 int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e);
+
+/* ---- apikey.c ---- */
+
+void gh_jwtf_ak_service_start(uv_loop_t *main_loop);
+void gh_jwtf_ak_service_stop(void);
+void gh_jwtf_ak_service_free(void);
+int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak);
+void gh_jwtf_ak_fini(gh_jwtf_ak_runtime_t *ak);
+size_t gh_jwtf_ak_ready(const gh_jwtf_ak_runtime_t *ak, const gh_config_t *cfg, char *line,
+                        size_t cap);
+const char *gh_jwtf_ak_reason_name(int r);
+int gh_jwtf_ak_reason_status(int r);
+void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k, int r,
+                       const char *why);
+int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const char **key,
+                    size_t *len);
+int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t k,
+                     gh_jwtf_ak_pending_t **pending);
+void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
+void gh_jwtf_ak_cache_free(wstate_t *w);
+
+/* ---- filter.c ---- */
+
+/* The worker's state of the filter (NULL: out of memory). */
+wstate_t *gh_jwtf_worker(gh_stream_t *s);
+/* The route's decision; pd is the stream's pending lookup (NULL on the
+ * first run), whose answer it now finds. */
+gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                  gh_jwtf_ak_pending_t *pd);
 
 /* ---- location.c ---- */
 
