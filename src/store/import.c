@@ -363,9 +363,17 @@ static int map_plans(parse_t *ps, unsigned line, const char *ids, const char **p
                 mapped = o->plan_map[i].plan;
         }
         if (mapped == NULL) {
-            *oom = add_error(ps->out, line,
-                             "usage plan '%.*s' has no plan mapping (--plan-map %.*s=PLAN)", (int)n,
-                             s, (int)n, s) != 0;
+            /* Text as long as a key is not echoed: a file whose columns
+             * are off would otherwise print keys. */
+            if (n >= GH_APIKEY_MIN_LEN)
+                *oom = add_error(ps->out, line,
+                                 "a usage plan id of %zu characters has no plan mapping (not "
+                                 "shown: it could be a key in the wrong column)",
+                                 n) != 0;
+            else
+                *oom = add_error(ps->out, line,
+                                 "usage plan '%.*s' has no plan mapping (--plan-map %.*s=PLAN)",
+                                 (int)n, s, (int)n, s) != 0;
             return 1;
         }
         if (chosen != NULL && strcmp(chosen, mapped) != 0) {
