@@ -318,7 +318,7 @@ static json_t *key_json(const gh_apikey_t *k, int64_t now)
     json_object_set_new(o, "consumer", str_json(k->consumer));
     json_object_set_new(o, "plan", str_json(k->plan));
     json_t *sc = json_array();
-    for (const char *p = k->scopes; p && *p;) {
+    for (const char *p = k->scopes ? k->scopes : ""; *p;) {
         const char *e = strchr(p, ' ');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         json_array_append_new(sc, json_stringn(p, n));
