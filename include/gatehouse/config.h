@@ -154,6 +154,24 @@ typedef struct {
     uint64_t max_token_age_s;
 } gh_jwt_provider_conf_t;
 
+/* providers.apikeys.NAME: API keys kept in the store (docs/api-keys.md). */
+typedef struct {
+    char *name;
+    size_t index;
+    char *header;          /* lower-case field the key is read from, or NULL (query only) */
+    char *query;           /* query parameter the key is read from, or NULL */
+    char *consumer_header; /* set upstream to the key's consumer (client copies dropped), or NULL */
+    int forward_key;       /* 0 (default): the key is removed before forwarding */
+    uint64_t cache_ttl_ms; /* a found key is trusted this long per worker: revocation delay */
+    uint64_t negative_ttl_ms; /* an unknown key is remembered this long per worker */
+    uint32_t cache_entries;   /* per worker */
+    char *realm;              /* for WWW-Authenticate */
+    /* header and query as token locations (names borrowed from above), for
+     * removing the key before forwarding */
+    gh_token_from_t from[2];
+    size_t num_from;
+} gh_apikey_provider_conf_t;
+
 typedef struct {
     int all;                            /* every provider must accept (all:), else any one (any:) */
     int optional;                       /* a missing token passes; an invalid one never does */
@@ -161,6 +179,10 @@ typedef struct {
     size_t num_providers;
     gh_strmatch_t *exempt; /* paths that skip authentication */
     size_t num_exempt;
+    /* API-key providers named by the route, borrowed from config, in the
+     * order written (providers holds the JWT ones). */
+    gh_apikey_provider_conf_t **apikeys;
+    size_t num_apikeys;
 } gh_authn_conf_t;
 
 typedef struct {
@@ -365,6 +387,8 @@ typedef struct {
 
     gh_jwt_provider_conf_t *jwt_providers;
     size_t num_jwt_providers;
+    gh_apikey_provider_conf_t *apikey_providers;
+    size_t num_apikey_providers;
 
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;

@@ -212,11 +212,32 @@ typedef struct {
     const char *provider; /* the provider that verified it */
     const char *issuer;
     const char *subject;  /* "sub"; the access log's principal */
-    const char *consumer; /* API-key consumer (later) */
+    const char *consumer; /* API-key consumer */
+    const char *key_id;   /* the API key's public id, or NULL */
+    const char *plan;     /* the API key's usage plan, or NULL */
     const char *scopes;   /* space-separated */
+    /* The verified JWT (compact JWS, borrowed from the request), or NULL. */
+    const char *token;
+    size_t token_len;
+    /* Its payload as JSON text (the stream's arena), decoded on first use
+     * by gh_stream_claims; read it there, not here. */
+    const char *claims;
+    size_t claims_len;
 } gh_identity_t;
 
 gh_identity_t *gh_stream_identity(gh_stream_t *s);
+/* For a filter with ctx_size 0 that needs a context only sometimes (a
+ * lookup in flight): from its request callback, makes ctx (from
+ * gh_stream_alloc) what its later callbacks (on_cancel, on_log, ...) get. */
+void gh_stream_set_ctx(gh_stream_t *s, void *ctx);
+/* The verified JWT's claims: its payload as JSON text (not NUL-terminated;
+ * valid for the stream's life), decoded once per stream, on first use, so
+ * a route whose filters never read claims never pays for it. NULL when no
+ * JWT was verified, or out of memory. */
+const char *gh_stream_claims(gh_stream_t *s, size_t *len);
+/* The client's address as text ("192.0.2.7", "2001:db8::1"), after the
+ * listener's trusted_proxies (docs/http.md); the access log's client. */
+const char *gh_stream_client_address(const gh_stream_t *s);
 
 /* The request as received: method, path (without query), query (NULL if
  * none), and the header fields (pointers valid for the stream's life). */

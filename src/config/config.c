@@ -865,6 +865,13 @@ static const char *provider_sets_field(const gh_route_t *r, const char *name, si
                 gh_field_name_same(p->from[j].name, p->from[j].name_len, name, len))
                 return p->name;
     }
+    for (size_t i = 0; r->authn != NULL && i < r->authn->num_apikeys; i++) {
+        const gh_apikey_provider_conf_t *k = r->authn->apikeys[i];
+        if ((k->header != NULL && gh_field_name_same(k->header, strlen(k->header), name, len)) ||
+            (k->consumer_header != NULL &&
+             gh_field_name_same(k->consumer_header, strlen(k->consumer_header), name, len)))
+            return k->name;
+    }
     return NULL;
 }
 

@@ -1204,6 +1204,17 @@ gh_identity_t *gh_stream_identity(gh_stream_t *s)
     return &s->identity;
 }
 
+void gh_stream_set_ctx(gh_stream_t *s, void *ctx)
+{
+    if (s->next_filter > 0)
+        s->ctx[s->next_filter - 1] = ctx;
+}
+
+const char *gh_stream_client_address(const gh_stream_t *s)
+{
+    return s->client;
+}
+
 void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,
                             const char **path, size_t *path_len, const char **query,
                             size_t *query_len)
