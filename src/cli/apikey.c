@@ -239,7 +239,9 @@ static int load_conf(const opts_t *o, gh_store_conf_t *conf)
     return 0;
 }
 
-static gh_store_t *open_store(const opts_t *o, int flags)
+/* The store, or NULL after saying why; *missing (may be NULL) is set when
+ * it does not exist (without GH_STORE_CREATE). */
+static gh_store_t *open_store_or_missing(const opts_t *o, int flags, int *missing)
 {
     gh_store_conf_t conf;
     gh_store_error_t err;
@@ -248,11 +250,20 @@ static gh_store_t *open_store(const opts_t *o, int flags)
         return NULL;
     int rc = gh_store_open(&conf, flags, &st, &err);
     gh_store_conf_dispose(&conf);
+    if (rc == -ENOENT && missing != NULL) {
+        *missing = 1;
+        return NULL;
+    }
     if (rc != 0) {
         fprintf(stderr, "gatehouse apikey: %s\n", err.msg);
         return NULL;
     }
     return st;
+}
+
+static gh_store_t *open_store(const opts_t *o, int flags)
+{
+    return open_store_or_missing(o, flags, NULL);
 }
 
 /* ---- printing ---- */
@@ -307,7 +318,7 @@ static json_t *key_json(const gh_apikey_t *k, int64_t now)
     json_object_set_new(o, "consumer", str_json(k->consumer));
     json_object_set_new(o, "plan", str_json(k->plan));
     json_t *sc = json_array();
-    for (const char *p = k->scopes; p && *p;) {
+    for (const char *p = k->scopes ? k->scopes : ""; *p;) {
         const char *e = strchr(p, ' ');
         size_t n = e ? (size_t)(e - p) : strlen(p);
         json_array_append_new(sc, json_stringn(p, n));
@@ -710,10 +721,17 @@ static int cmd_import(const opts_t *o, int64_t now)
         printf("%s: no keys to import\n", o->arg);
         return 0;
     }
-    gh_store_t *st = open_store(o, o->dry_run ? 0 : GH_STORE_CREATE);
+    int missing = 0;
+    gh_store_t *st = open_store_or_missing(o, o->dry_run ? 0 : GH_STORE_CREATE, &missing);
     if (st == NULL) {
+        size_t rows = csv.num_rows;
         gh_apikey_csv_dispose(&csv);
-        return 1;
+        if (!missing)
+            return 1;
+        /* a dry run before the store exists: every row would be new */
+        printf("would import %zu key%s from %s: %zu new, 0 updated (no store yet)\n", rows,
+               rows == 1 ? "" : "s", o->arg, rows);
+        return 0;
     }
     gh_store_import_result_t res;
     gh_store_error_t err;
