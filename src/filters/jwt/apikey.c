@@ -400,10 +400,12 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
     /* The first time it stops being valid (0: never), for one comparison
      * on the short path. */
     e->valid_until = 0;
-    const int64_t ends[3] = {k->revoked_at, k->expires_at, k->grace_until};
-    for (int i = 0; i < 3; i++)
+    const int64_t ends[2] = {k->expires_at, k->grace_until};
+    for (int i = 0; i < 2; i++)
         if (ends[i] != 0 && (e->valid_until == 0 || ends[i] < e->valid_until))
             e->valid_until = ends[i];
+    if (k->revoked_at != 0)
+        e->valid_until = 1; /* revoked: over whatever the clock says */
     return 0;
 }
 
@@ -412,7 +414,9 @@ static int ak_entry_reason(const akentry_t *e, int64_t now)
 {
     if (!e->found)
         return GH_AK_UNKNOWN;
-    if (e->revoked_at != 0 && e->revoked_at <= now)
+    /* Revoked whatever this host's clock says (gh_apikey_state): the host
+     * that revoked it may run ahead of this one. */
+    if (e->revoked_at != 0)
         return GH_AK_REVOKED;
     if (!e->enabled)
         return GH_AK_DISABLED;
