@@ -95,10 +95,11 @@ static void connect_failed(gh_redis_sync_t *s, const char *why)
 }
 
 /* Sends the formatted b and reads n replies; the last one into *last
- * (when not NULL), the others freed. 0, -ETIMEDOUT or -ECONNRESET (the
- * connection is then dropped). */
+ * (when not NULL), the others freed; the first error reply's text into
+ * err (when not NULL). 0, -ETIMEDOUT or -ECONNRESET (the connection is
+ * then dropped). */
 static int roundtrip(gh_redis_sync_t *s, const char *p, size_t len, int n, redisReply **last,
-                     int *error_reply)
+                     char *err, size_t errcap)
 {
     if (redisAppendFormattedCommand(s->ctx, p, len) != REDIS_OK) {
         drop(s);
@@ -116,8 +117,9 @@ static int roundtrip(gh_redis_sync_t *s, const char *p, size_t len, int n, redis
             return timeout ? -ETIMEDOUT : -ECONNRESET;
         }
         redisReply *reply = r;
-        if (error_reply != NULL && reply->type == REDIS_REPLY_ERROR && *error_reply < 0)
-            *error_reply = i;
+        if (err != NULL && reply->type == REDIS_REPLY_ERROR && err[0] == '\0')
+            snprintf(err, errcap, "%.*s", (int)(reply->len < 200 ? reply->len : 200),
+                     reply->str != NULL ? reply->str : "error");
         if (i == n - 1 && last != NULL)
             *last = reply;
         else
@@ -156,16 +158,17 @@ static int sync_connect(gh_redis_sync_t *s)
     REDIS_STAT_ADD(&s->stats, connected, 1);
     redis_buf_t b;
     size_t ends[REDIS_HANDSHAKE_MAX];
-    int n = 0, bad = -1;
+    int n = 0;
+    char refused[256] = "";
     redis_buf_init(&b);
     int rc = redis_format_handshake(&b, &s->conf, ends, &n);
     redisReply *last = NULL;
     if (rc == 0)
-        rc = roundtrip(s, b.p, b.len, n, &last, &bad);
+        rc = roundtrip(s, b.p, b.len, n, &last, refused, sizeof(refused));
     redis_buf_dispose(&b);
     gh_redis_reply_free(last);
-    if (rc == 0 && bad >= 0) {
-        GH_LOG(GH_LOG_ERROR, "redis", "%s: handshake refused (AUTH or SELECT)", s->conf.where);
+    if (rc == 0 && refused[0] != '\0') {
+        GH_LOG(GH_LOG_ERROR, "redis", "%s: handshake refused: %s", s->conf.where, refused);
         s->down_logged = 1;
         drop(s);
         rc = -ENOTCONN;
@@ -217,7 +220,7 @@ int gh_redis_sync_command(gh_redis_sync_t *s, int argc, const char *const *argv,
         return rc;
     }
     REDIS_STAT_ADD(&s->stats, commands, 1);
-    rc = roundtrip(s, b.p, b.len, 1, reply, NULL);
+    rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
     redis_buf_dispose(&b);
     return count_end(s, rc, *reply);
 }
@@ -241,7 +244,7 @@ int gh_redis_sync_eval(gh_redis_sync_t *s, const gh_redis_script_t *script, int 
         goto out;
     }
     REDIS_STAT_ADD(&s->stats, commands, 1);
-    rc = roundtrip(s, b.p, b.len, 1, reply, NULL);
+    rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
     if (rc == 0 && redis_reply_is_noscript(*reply)) {
         /* Nothing ran: send it as EVAL (see gh_redis_script_t). */
         gh_redis_reply_free(*reply);
@@ -249,7 +252,7 @@ int gh_redis_sync_eval(gh_redis_sync_t *s, const gh_redis_script_t *script, int 
         redis_buf_dispose(&b);
         rc = redis_format_script(&b, script, 1, tail.p, tail.len, argc + 1);
         if (rc == 0)
-            rc = roundtrip(s, b.p, b.len, 1, reply, NULL);
+            rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
     }
     rc = count_end(s, rc, *reply);
 out:

@@ -41,7 +41,7 @@ typedef struct {
     const char *extra[RS_MAX_EXTRA + 1]; /* more arguments, NULL-terminated */
 } rs_t;
 
-static int rs_find_bin(rs_t *r)
+static inline int rs_find_bin(rs_t *r)
 {
     const char *env = getenv("GH_REDIS_SERVER");
     if (env != NULL && env[0] != '\0') {
@@ -62,7 +62,7 @@ static int rs_find_bin(rs_t *r)
 }
 
 /* A port nobody listens on now (the kernel's pick for port 0). */
-static int rs_free_port(void)
+static inline int rs_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -78,7 +78,7 @@ static int rs_free_port(void)
     return ntohs(a.sin_port);
 }
 
-static void rs_sleep_ms(long ms)
+static inline void rs_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
@@ -86,7 +86,7 @@ static void rs_sleep_ms(long ms)
 }
 
 /* 1 when the server answers a PING (+PONG, or an error such as NOAUTH). */
-static int rs_answers(int port)
+static inline int rs_answers(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -106,7 +106,7 @@ static int rs_answers(int port)
     return ok;
 }
 
-static int rs_spawn(rs_t *r)
+static inline int rs_spawn(rs_t *r)
 {
     char port[16], log[96];
     snprintf(port, sizeof(port), "%d", r->port);
@@ -165,7 +165,7 @@ static int rs_spawn(rs_t *r)
 
 /* extra: more redis-server arguments (borrowed, NULL-terminated), or NULL.
  * 0, or -1 with a reason on stderr. */
-static int rs_start(rs_t *r, const char *const *extra)
+static inline int rs_start(rs_t *r, const char *const *extra)
 {
     memset(r, 0, sizeof(*r));
     for (int i = 0; extra != NULL && extra[i] != NULL && i < RS_MAX_EXTRA; i++)
@@ -188,7 +188,7 @@ static int rs_start(rs_t *r, const char *const *extra)
     return -1;
 }
 
-static void rs_resume(rs_t *r)
+static inline void rs_resume(rs_t *r)
 {
     if (r->pid > 0 && r->paused) {
         kill(r->pid, SIGCONT);
@@ -198,7 +198,7 @@ static void rs_resume(rs_t *r)
 
 /* The process stops (SIGSTOP): its kernel still accepts connections and
  * buffers what is sent, but nothing is answered. */
-static void rs_pause(rs_t *r)
+static inline void rs_pause(rs_t *r)
 {
     if (r->pid > 0 && !r->paused) {
         kill(r->pid, SIGSTOP);
@@ -207,7 +207,7 @@ static void rs_pause(rs_t *r)
 }
 
 /* SIGKILL: the server goes away at once (its sockets are closed). */
-static void rs_kill(rs_t *r)
+static inline void rs_kill(rs_t *r)
 {
     if (r->pid <= 0)
         return;
@@ -218,7 +218,7 @@ static void rs_kill(rs_t *r)
 }
 
 /* A new server on the same port (empty: nothing persisted). */
-static int rs_restart(rs_t *r)
+static inline int rs_restart(rs_t *r)
 {
     rs_kill(r);
     for (int i = 0; i < 100; i++) {
@@ -229,7 +229,7 @@ static int rs_restart(rs_t *r)
     return -1;
 }
 
-static void rs_stop(rs_t *r)
+static inline void rs_stop(rs_t *r)
 {
     if (r->pid > 0) {
         rs_resume(r);
