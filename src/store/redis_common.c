@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -198,10 +199,36 @@ void redis_buf_arg(redis_buf_t *b, const char *pfx, size_t pfx_len, const char *
     b->p[b->len] = '\0';
 }
 
+/* Commands that change a connection's state for whoever sends next on it.
+ * A pooled connection carries many callers' commands, interleaved: a
+ * MULTI would take other callers' commands into its transaction, a
+ * SELECT would move them to another db, SUBSCRIBE or MONITOR would turn
+ * every later reply into a message, CLIENT REPLY OFF would leave callers
+ * without replies. Atomic multi-key work is a script (gh_redis_eval). */
+static int changes_connection(const char *cmd, size_t len, int argc, const char *arg1,
+                              size_t arg1_len)
+{
+    static const char *const refused[] = {
+        "SUBSCRIBE",    "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+        "SUNSUBSCRIBE", "MONITOR",    "QUIT",       "RESET",       "SELECT",
+        "AUTH",         "HELLO",      "MULTI",      "EXEC",        "DISCARD",
+        "WATCH",        "UNWATCH",    "SYNC",       "PSYNC",       "REPLCONF",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (strlen(refused[i]) == len && strncasecmp(refused[i], cmd, len) == 0)
+            return 1;
+    /* CLIENT REPLY OFF|SKIP, and CLIENT with anything that changes replies. */
+    return len == 6 && strncasecmp(cmd, "CLIENT", 6) == 0 && argc > 1 && arg1 != NULL &&
+           arg1_len == 5 && strncasecmp(arg1, "REPLY", 5) == 0;
+}
+
 int redis_format(redis_buf_t *b, const redis_conf_t *rc, int argc, const char *const *argv,
                  const size_t *lens, uint32_t keys)
 {
-    if (argc < 1 || argv == NULL || lens == NULL)
+    if (argc < 1 || argv == NULL || lens == NULL || argv[0] == NULL)
+        return -EINVAL;
+    if (changes_connection(argv[0], lens[0], argc, argc > 1 ? argv[1] : NULL,
+                           argc > 1 ? lens[1] : 0))
         return -EINVAL;
     redis_buf_count(b, (size_t)argc);
     for (int i = 0; i < argc; i++) {

@@ -294,7 +294,21 @@ static void test_bad_arguments(void **state)
     const char *nul[] = {NULL};
     assert_int_equal(gh_redis_command(c, 1, nul, lens, 0, on_res, &x, NULL), -EINVAL);
     assert_int_equal(gh_redis_command(NULL, 1, argv, lens, 0, on_res, &x, NULL), -EINVAL);
+    /* Commands that would change the shared connection for other callers. */
+    const char *state_cmds[][2] = {{"MULTI", NULL},     {"multi", NULL},   {"Select", "1"},
+                                   {"SUBSCRIBE", "ch"}, {"MONITOR", NULL}, {"CLIENT", "REPLY"},
+                                   {"client", "reply"}, {"AUTH", "pw"},    {"QUIT", NULL},
+                                   {"WATCH", "k"},      {"RESET", NULL},   {"HELLO", "3"}};
+    for (size_t i = 0; i < sizeof(state_cmds) / sizeof(state_cmds[0]); i++) {
+        size_t l2[2] = {strlen(state_cmds[i][0]),
+                        state_cmds[i][1] != NULL ? strlen(state_cmds[i][1]) : 0};
+        int n = state_cmds[i][1] != NULL ? 2 : 1;
+        assert_int_equal(gh_redis_command(c, n, state_cmds[i], l2, 0, on_res, &x, NULL), -EINVAL);
+    }
     assert_int_equal(x.calls, 0);
+    /* CLIENT for anything else is fine. */
+    call(c, &x, 0, 2, "CLIENT", "ID");
+    assert_int_equal(x.type, REDIS_REPLY_INTEGER);
     close_client(c);
 }
 
@@ -668,7 +682,10 @@ static void test_auth_and_select(void **state)
     wait_connected(c, 1);
     call(c, &x, 1u << 1, 2, "GET", "k");
     assert_int_equal(x.type, REDIS_REPLY_NIL);
-    call(c, &x, 0, 2, "SELECT", "3");
+    close_client(c);
+    gh_redis_opts_t db3 = {.port = port, .password = "s3cret pass", .db = 3, .pool_size = 1};
+    c = client_with(&db3);
+    wait_connected(c, 1);
     call(c, &x, 1u << 1, 2, "GET", "k");
     assert_string_equal(x.str, "in-db-3");
     close_client(c);
