@@ -239,12 +239,14 @@ static void on_deadline(uv_timer_t *t)
     while (!c->closing && c->head != NULL && c->head->deadline <= now) {
         gh_redis_cmd_t *cmd = c->head;
         slot_t *s = cmd->slot;
-        finish(cmd, -ETIMEDOUT, NULL);
-        /* The callback may have closed the client or dropped the slot. */
-        if (!c->closing && s->ac != NULL && s->state != SLOT_GOING) {
+        if (s->ac != NULL && s->state != SLOT_GOING) {
+            /* Dropped before any callback runs, so that none sends on it;
+             * its commands come back now, this one with -ETIMEDOUT. */
             GH_LOG(GH_LOG_WARN, "redis", "%s: no reply within %llu ms: reconnecting", c->conf.where,
                    (unsigned long long)c->conf.command_timeout_ms);
             slot_drop(s);
+        } else {
+            finish(cmd, -ETIMEDOUT, NULL);
         }
     }
     arm_timer(c);
@@ -264,12 +266,13 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
          * refuse it). */
         not_ready(s);
         s->state = SLOT_GOING;
-        if (cmd->done != NULL) {
-            int status = c->closing                         ? -ESHUTDOWN
-                         : cmd->deadline <= uv_now(c->loop) ? -ETIMEDOUT
-                                                            : -ECONNRESET;
+        int status = c->closing                         ? -ESHUTDOWN
+                     : cmd->deadline <= uv_now(c->loop) ? -ETIMEDOUT
+                                                        : -ECONNRESET;
+        if (cmd->done != NULL)
             finish(cmd, status, NULL);
-        }
+        else if (cmd->queued && status == -ETIMEDOUT)
+            REDIS_STAT_ADD(&c->stats, timeouts, 1); /* cancelled, and then late */
         cmd_free(cmd);
         return;
     }
