@@ -681,11 +681,17 @@ static void test_peer_never_answers(void **state)
 }
 
 /* Nobody listens: refused connects are noticed (not left to a timeout
- * that would never come: the connect timeout here is a day). */
+ * that would never come: the connect timeout here is a day). The port is
+ * held by a socket bound without listen, so nobody else can take it. */
 static void test_port_closed(void **state)
 {
     (void)state;
-    gh_redis_opts_t o = {.port = (uint16_t)rs_free_port(),
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    gh_redis_opts_t o = {.port = ntohs(a.sin_port),
                          .pool_size = 1,
                          .connect_timeout_ms = 24 * 3600 * 1000,
                          .backoff_min_ms = 1,
@@ -696,6 +702,7 @@ static void test_port_closed(void **state)
     res_t x;
     assert_int_equal(cmd(c, &x, 0, 1, "PING"), -ENOTCONN);
     close_client(c);
+    close(fd);
 }
 
 static void test_auth_and_select(void **state)
