@@ -189,6 +189,30 @@ int gh_redis_sync_limit_take(gh_redis_sync_t *s, const char *key, size_t key_len
                              const gh_redis_limit_t *lim, uint64_t cost, uint64_t now_ms,
                              gh_redis_limit_result_t *res);
 
+/* Several limits in one decision (a plan's throttle and quota; a route's
+ * per-second and per-hour limits): cost is taken from every one when all
+ * allow it, from none otherwise. Keys must differ. */
+#define GH_REDIS_LIMITS_MAX 8
+
+typedef struct {
+    const char *key; /* borrowed for the call */
+    size_t key_len;
+    gh_redis_limit_t lim;
+} gh_redis_limit_key_t;
+
+/* status 0: allowed (1: taken from all), and res[0..n) each limit's own
+ * view: res[i].allowed whether it alone would allow, remaining after the
+ * decision, retry_after_ms when it refuses (the request may go once the
+ * largest has passed). Otherwise allowed 0 and res NULL. */
+typedef void (*gh_redis_limits_cb)(int status, int allowed, const gh_redis_limit_result_t *res,
+                                   size_t n, void *arg);
+
+int gh_redis_limits_take(gh_redis_t *c, const gh_redis_limit_key_t *keys, size_t n, uint64_t cost,
+                         uint64_t now_ms, gh_redis_limits_cb cb, void *arg, gh_redis_cmd_t **cmd);
+int gh_redis_sync_limits_take(gh_redis_sync_t *s, const gh_redis_limit_key_t *keys, size_t n,
+                              uint64_t cost, uint64_t now_ms, int *allowed,
+                              gh_redis_limit_result_t *res);
+
 /* ---- metrics ---- */
 
 void gh_redis_stats_add(gh_redis_stats_t *sum, const gh_redis_stats_t *s);

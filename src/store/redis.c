@@ -75,8 +75,10 @@ struct gh_redis_cmd_s {
     union {
         gh_redis_cb raw;
         gh_redis_limit_cb limit;
+        gh_redis_limits_cb limits;
     } cb;
     void *arg;
+    size_t nlimits; /* a limit decision: how many */
     /* A script call: its arguments after the script, for the EVAL resend. */
     const gh_redis_script_t *script;
     char *tail;
@@ -806,6 +808,7 @@ static int eval_start(gh_redis_t *c, const gh_redis_script_t *script, int nkeys,
         cmd->done = proto->done;
         cmd->cb = proto->cb;
         cmd->arg = proto->arg;
+        cmd->nlimits = proto->nlimits;
         rc = send_cmd(c, s, cmd, &b, out);
     } else {
         refuse_cmd(c, cmd);
@@ -825,34 +828,71 @@ int gh_redis_eval(gh_redis_t *c, const gh_redis_script_t *script, int nkeys, int
     return eval_start(c, script, nkeys, argc, argv, lens, &proto, out);
 }
 
+/* The decision in reply, or -EPROTO (logged). */
+static int limit_reply(gh_redis_cmd_t *cmd, int status, const redisReply *reply, int *allowed,
+                       gh_redis_limit_result_t *res)
+{
+    if (status != 0)
+        return status;
+    status = redis_limit_parse(reply, allowed, res, cmd->nlimits);
+    if (status < 0) {
+        int err = reply->type == REDIS_REPLY_ERROR && reply->str != NULL;
+        GH_LOG(GH_LOG_WARN, "redis", "%s: limit script failed: %.*s", cmd->client->conf.where,
+               err ? (int)(reply->len < 200 ? reply->len : 200) : 16,
+               err ? reply->str : "unexpected reply");
+    }
+    return status;
+}
+
 static void limit_done(gh_redis_cmd_t *cmd, int status, const redisReply *reply)
 {
     gh_redis_limit_result_t res;
-    if (status == 0) {
-        status = redis_limit_parse(reply, &res);
-        if (status < 0) {
-            int err = reply->type == REDIS_REPLY_ERROR && reply->str != NULL;
-            GH_LOG(GH_LOG_WARN, "redis", "%s: limit script failed: %.*s", cmd->client->conf.where,
-                   err ? (int)(reply->len < 200 ? reply->len : 200) : 16,
-                   err ? reply->str : "unexpected reply");
-        }
-    }
+    int allowed;
+    status = limit_reply(cmd, status, reply, &allowed, &res);
     cmd->cb.limit(status, status == 0 ? &res : NULL, cmd->arg);
+}
+
+static void limits_done(gh_redis_cmd_t *cmd, int status, const redisReply *reply)
+{
+    gh_redis_limit_result_t res[GH_REDIS_LIMITS_MAX];
+    int allowed = 0;
+    status = limit_reply(cmd, status, reply, &allowed, res);
+    cmd->cb.limits(status, status == 0 ? allowed : 0, status == 0 ? res : NULL,
+                   status == 0 ? cmd->nlimits : 0, cmd->arg);
+}
+
+static int limits_start(gh_redis_t *c, const gh_redis_limit_key_t *keys, size_t n, uint64_t cost,
+                        uint64_t now_ms, gh_redis_cmd_t *proto, gh_redis_cmd_t **out)
+{
+    redis_limit_args_t a;
+    if (c == NULL)
+        return -EINVAL;
+    if (redis_limit_args(&a, keys, n, cost, now_ms) < 0) {
+        REDIS_STAT_ADD(&c->stats, refused, 1);
+        return -EINVAL;
+    }
+    proto->nlimits = n;
+    return eval_start(c, redis_limit_script(), (int)a.n, a.argc, a.argv, a.lens, proto, out);
 }
 
 int gh_redis_limit_take(gh_redis_t *c, const char *key, size_t key_len, const gh_redis_limit_t *lim,
                         uint64_t cost, uint64_t now_ms, gh_redis_limit_cb cb, void *arg,
                         gh_redis_cmd_t **out)
 {
-    redis_limit_args_t a;
-    if (c == NULL)
-        return -EINVAL;
-    if (cb == NULL || redis_limit_args(&a, key, key_len, lim, cost, now_ms) < 0) {
-        REDIS_STAT_ADD(&c->stats, refused, 1);
-        return -EINVAL;
-    }
+    if (lim == NULL || cb == NULL)
+        return c != NULL ? limits_start(c, NULL, 0, 0, 0, NULL, NULL) : -EINVAL;
+    gh_redis_limit_key_t k = {.key = key, .key_len = key_len, .lim = *lim};
     gh_redis_cmd_t proto = {.done = limit_done, .cb.limit = cb, .arg = arg};
-    return eval_start(c, redis_limit_script(), 1, REDIS_LIMIT_ARGS, a.argv, a.lens, &proto, out);
+    return limits_start(c, &k, 1, cost, now_ms, &proto, out);
+}
+
+int gh_redis_limits_take(gh_redis_t *c, const gh_redis_limit_key_t *keys, size_t n, uint64_t cost,
+                         uint64_t now_ms, gh_redis_limits_cb cb, void *arg, gh_redis_cmd_t **out)
+{
+    if (cb == NULL)
+        return c != NULL ? limits_start(c, NULL, 0, 0, 0, NULL, NULL) : -EINVAL;
+    gh_redis_cmd_t proto = {.done = limits_done, .cb.limits = cb, .arg = arg};
+    return limits_start(c, keys, n, cost, now_ms, &proto, out);
 }
 
 void gh_redis_cancel(gh_redis_cmd_t *cmd)

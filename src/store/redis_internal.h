@@ -74,18 +74,22 @@ int redis_format_handshake(redis_buf_t *b, const redis_conf_t *rc, size_t *ends,
 /* 1 when reply is a NOSCRIPT error. */
 int redis_reply_is_noscript(const struct redisReply *r);
 
-/* The limit script and its arguments. */
+/* The limit script, its arguments and its reply. */
 const gh_redis_script_t *redis_limit_script(void);
-#define REDIS_LIMIT_ARGS 8 /* key, kind, limit, rate, period, offset, cost, now */
+#define REDIS_LIMIT_ARGS_MAX (2 + 6 * GH_REDIS_LIMITS_MAX)
 typedef struct {
-    const char *argv[REDIS_LIMIT_ARGS];
-    size_t lens[REDIS_LIMIT_ARGS];
-    char num[6][24];
-    char kind[2];
+    const char *argv[REDIS_LIMIT_ARGS_MAX]; /* the keys, then the script's arguments */
+    size_t lens[REDIS_LIMIT_ARGS_MAX];
+    char num[REDIS_LIMIT_ARGS_MAX][24];
+    char kind[GH_REDIS_LIMITS_MAX][2];
+    size_t n; /* limits: the number of keys */
+    int argc;
 } redis_limit_args_t;
-int redis_limit_args(redis_limit_args_t *a, const char *key, size_t key_len,
-                     const gh_redis_limit_t *lim, uint64_t cost, uint64_t now_ms);
-int redis_limit_parse(const struct redisReply *r, gh_redis_limit_result_t *res);
+int redis_limit_args(redis_limit_args_t *a, const gh_redis_limit_key_t *keys, size_t n,
+                     uint64_t cost, uint64_t now_ms);
+/* *allowed (all of them) and res[0..n). 0 or -EPROTO. */
+int redis_limit_parse(const struct redisReply *r, int *allowed, gh_redis_limit_result_t *res,
+                      size_t n);
 
 /* Counters: one writer (the client's thread), readers anywhere. */
 #define REDIS_STAT_ADD(st, field, n)                                                               \

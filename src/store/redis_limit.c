@@ -3,6 +3,11 @@
  * so that every gatehouse in front of one Redis takes from one counter and
  * two of them can never both take the last unit.
  *
+ * One decision may cover several limits (a plan's throttle and its quota,
+ * a route's per-second and per-hour limits): the script checks them all
+ * and takes cost from each only when every one allows it, so a request
+ * refused by one limit never uses up another.
+ *
  * Which clock. By default the script reads the Redis server's clock (TIME)
  * and the gatehouses send none. Gatehouses' clocks differ by some skew; if
  * each sent its own, a gatehouse ahead of the others would refill a bucket
@@ -39,17 +44,13 @@
 
 #include "store/redis_internal.h"
 
-/* ARGV: kind (b, w, m), limit, rate, period_ms, offset_ms, cost, now_ms
- * (0: TIME). Returns {allowed, remaining, reset_ms, retry_after_ms (-1:
- * never), now_ms}. */
+/* KEYS: one per limit. ARGV: now_ms (0: TIME), cost, then per limit: kind
+ * (b, w, m), limit, rate, period_ms, offset_ms. Returns {allowed (all),
+ * now_ms, then per limit: allowed (this one), remaining, reset_ms,
+ * retry_after_ms (-1: never)}. */
 static const char limit_lua[] =
-    "local kind = ARGV[1]\n"
-    "local limit = tonumber(ARGV[2])\n"
-    "local rate = tonumber(ARGV[3])\n"
-    "local period = tonumber(ARGV[4])\n"
-    "local offset = tonumber(ARGV[5])\n"
-    "local cost = tonumber(ARGV[6])\n"
-    "local now = tonumber(ARGV[7])\n"
+    "local now = tonumber(ARGV[1])\n"
+    "local cost = tonumber(ARGV[2])\n"
     "if now == 0 then\n"
     "  local t = redis.call('TIME')\n"
     "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -57,43 +58,6 @@ static const char limit_lua[] =
     "local function int(x) return string.format('%d', x) end\n"
     "local floor = math.floor\n"
     "local ceil = math.ceil\n"
-    "local key = KEYS[1]\n"
-    "if kind == 'b' then\n"
-    "  local cap = limit * period\n"
-    "  local credit = cap\n"
-    "  local at = now\n"
-    "  local st = redis.call('HMGET', key, 'c', 't', 'p')\n"
-    "  local c0, t0, p0 = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])\n"
-    "  if c0 and t0 and p0 and p0 > 0 then\n"
-    "    credit = c0\n"
-    "    if p0 ~= period then credit = floor(c0 / p0 * period) end\n"
-    "    if credit > cap then credit = cap end\n"
-    "    if credit < 0 then credit = 0 end\n"
-    /* A clock behind the last decision's refills nothing and keeps the
-     * later time, so that no interval is refilled twice. */
-    "    if t0 > now then at = t0 end\n"
-    "    local el = at - t0\n"
-    "    if el * rate >= cap - credit then credit = cap else credit = credit + el * rate end\n"
-    "  end\n"
-    "  local need = cost * period\n"
-    "  local allowed = 0\n"
-    "  if need <= credit then\n"
-    "    credit = credit - need\n"
-    "    allowed = 1\n"
-    "  end\n"
-    "  local retry = 0\n"
-    "  if allowed == 0 then\n"
-    "    if need > cap then retry = -1 else retry = ceil((need - credit) / rate) + (at - now) end\n"
-    "  end\n"
-    "  local full = ceil((cap - credit) / rate) + (at - now)\n"
-    "  if credit >= cap then\n"
-    "    redis.call('DEL', key)\n"
-    "  else\n"
-    "    redis.call('HSET', key, 'c', int(credit), 't', int(at), 'p', int(period))\n"
-    "    redis.call('PEXPIRE', key, int(full + 60000))\n"
-    "  end\n"
-    "  return {allowed, floor(credit / period), full, retry, now}\n"
-    "end\n"
     /* Days since 1970-01-01 to (year, month) and back, in the proleptic
      * Gregorian calendar (eras of 400 years, 146097 days; years counted
      * from March so that the leap day is last). */
@@ -120,35 +84,101 @@ static const char limit_lua[] =
     "  local doy = floor((153 * mp + 2) / 5)\n"
     "  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468\n"
     "end\n"
-    "local ws, we\n"
-    "if kind == 'w' then\n"
-    "  ws = floor((now - offset) / period) * period + offset\n"
-    "  we = ws + period\n"
-    "elseif kind == 'm' then\n"
-    "  local y, m = civil(floor((now - offset) / 86400000))\n"
-    "  ws = days(y, m) * 86400000 + offset\n"
-    "  if m == 12 then y = y + 1; m = 1 else m = m + 1 end\n"
-    "  we = days(y, m) * 86400000 + offset\n"
-    "else\n"
-    "  return redis.error_reply('ERR gatehouse limit: unknown kind')\n"
+    /* First every limit's state and its own verdict, writing nothing. */
+    "local all = 1\n"
+    "local ls = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local a = 2 + (i - 1) * 5\n"
+    "  local l = {kind = ARGV[a + 1], limit = tonumber(ARGV[a + 2]), rate = tonumber(ARGV[a + "
+    "3]),\n"
+    "             period = tonumber(ARGV[a + 4]), offset = tonumber(ARGV[a + 5]), key = KEYS[i]}\n"
+    "  if l.kind == 'b' then\n"
+    "    local cap = l.limit * l.period\n"
+    "    local credit = cap\n"
+    "    local at = now\n"
+    "    local st = redis.call('HMGET', l.key, 'c', 't', 'p')\n"
+    "    local c0, t0, p0 = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])\n"
+    "    if c0 and t0 and p0 and p0 > 0 then\n"
+    "      credit = c0\n"
+    "      if p0 ~= l.period then credit = floor(c0 / p0 * l.period) end\n"
+    "      if credit > cap then credit = cap end\n"
+    "      if credit < 0 then credit = 0 end\n"
+    /* A clock behind the last decision's refills nothing and keeps the
+     * later time, so that no interval is refilled twice. */
+    "      if t0 > now then at = t0 end\n"
+    "      local el = at - t0\n"
+    "      if el * l.rate >= cap - credit then credit = cap else credit = credit + el * l.rate "
     "end\n"
-    "local k = key .. ':' .. int(ws)\n"
-    "local used = tonumber(redis.call('GET', k) or '0') or 0\n"
-    "local allowed = 0\n"
-    "if used + cost <= limit then\n"
-    "  allowed = 1\n"
-    "  if cost > 0 then\n"
-    "    used = redis.call('INCRBY', k, int(cost))\n"
-    "    if used == cost then redis.call('PEXPIRE', k, int(we - now + 60000)) end\n"
+    "    end\n"
+    "    l.cap = cap\n"
+    "    l.credit = credit\n"
+    "    l.at = at\n"
+    "    l.need = cost * l.period\n"
+    "    l.ok = l.need <= credit\n"
+    "  elseif l.kind == 'w' or l.kind == 'm' then\n"
+    "    local ws, we\n"
+    "    if l.kind == 'w' then\n"
+    "      ws = floor((now - l.offset) / l.period) * l.period + l.offset\n"
+    "      we = ws + l.period\n"
+    "    else\n"
+    "      local y, m = civil(floor((now - l.offset) / 86400000))\n"
+    "      ws = days(y, m) * 86400000 + l.offset\n"
+    "      if m == 12 then y = y + 1; m = 1 else m = m + 1 end\n"
+    "      we = days(y, m) * 86400000 + l.offset\n"
+    "    end\n"
+    "    l.k = l.key .. ':' .. int(ws)\n"
+    "    l.we = we\n"
+    "    l.used = tonumber(redis.call('GET', l.k) or '0') or 0\n"
+    "    l.ok = l.used + cost <= l.limit\n"
+    "  else\n"
+    "    return redis.error_reply('ERR gatehouse limit: unknown kind')\n"
     "  end\n"
+    "  if not l.ok then all = 0 end\n"
+    "  ls[i] = l\n"
     "end\n"
-    "local remaining = limit - used\n"
-    "if remaining < 0 then remaining = 0 end\n"
-    "local retry = 0\n"
-    "if allowed == 0 then\n"
-    "  if cost > limit then retry = -1 else retry = we - now end\n"
+    /* Then take from every limit, or from none. */
+    "local out = {all, now}\n"
+    "for i = 1, #ls do\n"
+    "  local l = ls[i]\n"
+    "  local remaining, reset, retry\n"
+    "  if l.kind == 'b' then\n"
+    "    local credit = l.credit\n"
+    "    if all == 1 then credit = credit - l.need end\n"
+    "    retry = 0\n"
+    "    if not l.ok then\n"
+    "      if l.need > l.cap then retry = -1\n"
+    "      else retry = ceil((l.need - credit) / l.rate) + (l.at - now) end\n"
+    "    end\n"
+    "    reset = ceil((l.cap - credit) / l.rate) + (l.at - now)\n"
+    "    if credit >= l.cap then\n"
+    "      redis.call('DEL', l.key)\n"
+    "    else\n"
+    "      redis.call('HSET', l.key, 'c', int(credit), 't', int(l.at), 'p', int(l.period))\n"
+    "      redis.call('PEXPIRE', l.key, int(reset + 60000))\n"
+    "    end\n"
+    "    remaining = floor(credit / l.period)\n"
+    "  else\n"
+    "    local used = l.used\n"
+    "    if all == 1 and cost > 0 then\n"
+    "      used = redis.call('INCRBY', l.k, int(cost))\n"
+    "      if used == cost then redis.call('PEXPIRE', l.k, int(l.we - now + 60000)) end\n"
+    "    end\n"
+    "    remaining = l.limit - used\n"
+    "    if remaining < 0 then remaining = 0 end\n"
+    "    reset = l.we - now\n"
+    "    retry = 0\n"
+    "    if not l.ok then\n"
+    "      if cost > l.limit then retry = -1 else retry = l.we - now end\n"
+    "    end\n"
+    "  end\n"
+    "  local ok = 0\n"
+    "  if l.ok then ok = 1 end\n"
+    "  out[#out + 1] = ok\n"
+    "  out[#out + 1] = remaining\n"
+    "  out[#out + 1] = reset\n"
+    "  out[#out + 1] = retry\n"
     "end\n"
-    "return {allowed, remaining, we - now, retry, now}\n";
+    "return out\n";
 
 static gh_redis_script_t script;
 static pthread_once_t script_once = PTHREAD_ONCE_INIT;
@@ -191,39 +221,65 @@ int gh_redis_limit_check(const gh_redis_limit_t *lim)
     return 0;
 }
 
-static size_t put_u64(char *out, uint64_t v)
+static const char *put_u64(char *out, size_t *len, uint64_t v)
 {
-    return (size_t)snprintf(out, 24, "%llu", (unsigned long long)v);
+    *len = (size_t)snprintf(out, 24, "%llu", (unsigned long long)v);
+    return out;
 }
 
-int redis_limit_args(redis_limit_args_t *a, const char *key, size_t key_len,
-                     const gh_redis_limit_t *lim, uint64_t cost, uint64_t now_ms)
+int redis_limit_args(redis_limit_args_t *a, const gh_redis_limit_key_t *keys, size_t n,
+                     uint64_t cost, uint64_t now_ms)
 {
-    if (gh_redis_limit_check(lim) < 0 || key == NULL || now_ms > EXACT_MAX)
+    if (keys == NULL || n == 0 || n > GH_REDIS_LIMITS_MAX || now_ms > EXACT_MAX)
         return -EINVAL;
-    /* Any cost above the limit is refused for ever; capped so that cost *
-     * period_ms stays exact. */
-    if (cost > lim->limit)
-        cost = lim->limit + 1;
-    a->kind[0] = lim->kind == GH_REDIS_LIMIT_BUCKET   ? 'b'
-                 : lim->kind == GH_REDIS_LIMIT_WINDOW ? 'w'
-                                                      : 'm';
-    a->kind[1] = '\0';
-    a->argv[0] = key;
-    a->lens[0] = key_len;
-    a->argv[1] = a->kind;
-    a->lens[1] = 1;
-    uint64_t v[5] = {lim->limit, lim->rate, lim->period_ms, 0, cost};
-    for (int i = 0; i < 5; i++) {
-        if (i == 3)
-            continue;
-        a->lens[2 + i] = put_u64(a->num[i], v[i]);
-        a->argv[2 + i] = a->num[i];
+    uint64_t max_limit = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].key == NULL || gh_redis_limit_check(&keys[i].lim) < 0)
+            return -EINVAL;
+        /* One key, one state: two limits on one key would each write it
+         * as if the other were not there. */
+        for (size_t j = 0; j < i; j++)
+            if (keys[j].key_len == keys[i].key_len &&
+                memcmp(keys[j].key, keys[i].key, keys[i].key_len) == 0)
+                return -EINVAL;
+        if (keys[i].lim.limit > max_limit)
+            max_limit = keys[i].lim.limit;
     }
-    a->lens[5] = (size_t)snprintf(a->num[3], 24, "%lld", (long long)lim->offset_ms);
-    a->argv[5] = a->num[3];
-    a->lens[7] = put_u64(a->num[5], now_ms);
-    a->argv[7] = a->num[5];
+    /* A cost above every limit is refused by each for ever: sent as the
+     * largest limit + 1, so the numbers stay small. A limit below the cost
+     * compares it exactly enough (cost * period_ms past 2^53 still
+     * exceeds its capacity), and nothing is written for it. */
+    if (cost > max_limit)
+        cost = max_limit + 1;
+    size_t k = 0;
+    a->n = n;
+    for (size_t i = 0; i < n; i++) {
+        a->argv[k] = keys[i].key;
+        a->lens[k++] = keys[i].key_len;
+    }
+    a->argv[k] = put_u64(a->num[k], &a->lens[k], now_ms);
+    k++;
+    a->argv[k] = put_u64(a->num[k], &a->lens[k], cost);
+    k++;
+    for (size_t i = 0; i < n; i++) {
+        const gh_redis_limit_t *l = &keys[i].lim;
+        a->kind[i][0] = l->kind == GH_REDIS_LIMIT_BUCKET   ? 'b'
+                        : l->kind == GH_REDIS_LIMIT_WINDOW ? 'w'
+                                                           : 'm';
+        a->kind[i][1] = '\0';
+        a->argv[k] = a->kind[i];
+        a->lens[k++] = 1;
+        a->argv[k] = put_u64(a->num[k], &a->lens[k], l->limit);
+        k++;
+        a->argv[k] = put_u64(a->num[k], &a->lens[k], l->rate);
+        k++;
+        a->argv[k] = put_u64(a->num[k], &a->lens[k], l->period_ms);
+        k++;
+        a->lens[k] = (size_t)snprintf(a->num[k], 24, "%lld", (long long)l->offset_ms);
+        a->argv[k] = a->num[k];
+        k++;
+    }
+    a->argc = (int)k;
     return 0;
 }
 
@@ -235,20 +291,31 @@ static int as_int(const redisReply *e, long long *v)
     return 0;
 }
 
-int redis_limit_parse(const struct redisReply *r, gh_redis_limit_result_t *res)
+int redis_limit_parse(const struct redisReply *r, int *allowed, gh_redis_limit_result_t *res,
+                      size_t n)
 {
-    long long v[5];
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+    long long all, now;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 4 * n ||
+        as_int(r->element[0], &all) < 0 || as_int(r->element[1], &now) < 0 ||
+        (all != 0 && all != 1) || now < 0)
         return -EPROTO;
-    for (int i = 0; i < 5; i++)
-        if (as_int(r->element[i], &v[i]) < 0)
+    int every = 1;
+    for (size_t i = 0; i < n; i++) {
+        long long v[4];
+        for (int j = 0; j < 4; j++)
+            if (as_int(r->element[2 + 4 * i + (size_t)j], &v[j]) < 0)
+                return -EPROTO;
+        if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[3] < -1 || (v[0] == 1) != (v[3] == 0))
             return -EPROTO;
-    if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[4] < 0 || v[3] < -1)
+        res[i].allowed = (int)v[0];
+        res[i].remaining = (uint64_t)v[1];
+        res[i].reset_ms = v[2] > 0 ? (uint64_t)v[2] : 0;
+        res[i].retry_after_ms = v[3] < 0 ? GH_REDIS_NEVER : (uint64_t)v[3];
+        res[i].now_ms = (uint64_t)now;
+        every &= res[i].allowed;
+    }
+    if (every != all)
         return -EPROTO;
-    res->allowed = (int)v[0];
-    res->remaining = (uint64_t)v[1];
-    res->reset_ms = v[2] > 0 ? (uint64_t)v[2] : 0;
-    res->retry_after_ms = v[3] < 0 ? GH_REDIS_NEVER : (uint64_t)v[3];
-    res->now_ms = (uint64_t)v[4];
+    *allowed = (int)all;
     return 0;
 }

@@ -261,28 +261,38 @@ out:
     return rc;
 }
 
+int gh_redis_sync_limits_take(gh_redis_sync_t *s, const gh_redis_limit_key_t *keys, size_t n,
+                              uint64_t cost, uint64_t now_ms, int *allowed,
+                              gh_redis_limit_result_t *res)
+{
+    redis_limit_args_t a;
+    if (s == NULL || allowed == NULL || res == NULL ||
+        redis_limit_args(&a, keys, n, cost, now_ms) < 0)
+        return -EINVAL;
+    redisReply *reply = NULL;
+    int rc = gh_redis_sync_eval(s, redis_limit_script(), (int)a.n, a.argc, a.argv, a.lens, &reply);
+    if (rc == 0) {
+        rc = redis_limit_parse(reply, allowed, res, n);
+        if (rc < 0) {
+            int err = reply->type == REDIS_REPLY_ERROR && reply->str != NULL;
+            GH_LOG(GH_LOG_WARN, "redis", "%s: limit script failed: %.*s", s->conf.where,
+                   err ? (int)(reply->len < 200 ? reply->len : 200) : 16,
+                   err ? reply->str : "unexpected reply");
+        }
+    }
+    gh_redis_reply_free(reply);
+    return rc;
+}
+
 int gh_redis_sync_limit_take(gh_redis_sync_t *s, const char *key, size_t key_len,
                              const gh_redis_limit_t *lim, uint64_t cost, uint64_t now_ms,
                              gh_redis_limit_result_t *res)
 {
-    redis_limit_args_t a;
-    if (s == NULL || res == NULL || redis_limit_args(&a, key, key_len, lim, cost, now_ms) < 0)
+    int allowed;
+    if (lim == NULL)
         return -EINVAL;
-    redisReply *reply = NULL;
-    int rc =
-        gh_redis_sync_eval(s, redis_limit_script(), 1, REDIS_LIMIT_ARGS, a.argv, a.lens, &reply);
-    if (rc == 0) {
-        rc = redis_limit_parse(reply, res);
-        if (rc < 0)
-            GH_LOG(GH_LOG_WARN, "redis", "%s: limit script failed: %.*s", s->conf.where,
-                   reply->type == REDIS_REPLY_ERROR && reply->str != NULL
-                       ? (int)(reply->len < 200 ? reply->len : 200)
-                       : 16,
-                   reply->type == REDIS_REPLY_ERROR && reply->str != NULL ? reply->str
-                                                                          : "unexpected reply");
-    }
-    gh_redis_reply_free(reply);
-    return rc;
+    gh_redis_limit_key_t k = {.key = key, .key_len = key_len, .lim = *lim};
+    return gh_redis_sync_limits_take(s, &k, 1, cost, now_ms, &allowed, res);
 }
 
 void gh_redis_sync_stats(const gh_redis_sync_t *s, gh_redis_stats_t *out)

@@ -206,47 +206,89 @@ static void test_noscript_and_limit_reply(void **state)
     assert_false(redis_reply_is_noscript(&status));
     assert_false(redis_reply_is_noscript(NULL));
 
-    redisReply v[5] = {{.type = REDIS_REPLY_INTEGER, .integer = 0},
-                       {.type = REDIS_REPLY_INTEGER, .integer = 3},
-                       {.type = REDIS_REPLY_INTEGER, .integer = 1500},
-                       {.type = REDIS_REPLY_INTEGER, .integer = -1},
-                       {.type = REDIS_REPLY_INTEGER, .integer = 1700000000000}};
-    redisReply *el[5] = {&v[0], &v[1], &v[2], &v[3], &v[4]};
-    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = 5, .element = el};
-    gh_redis_limit_result_t r;
-    assert_int_equal(redis_limit_parse(&arr, &r), 0);
-    assert_int_equal(r.allowed, 0);
-    assert_int_equal(r.remaining, 3);
-    assert_int_equal(r.reset_ms, 1500);
-    assert_int_equal(r.retry_after_ms, GH_REDIS_NEVER);
-    assert_int_equal(r.now_ms, 1700000000000ull);
+    /* {all, now, (allowed, remaining, reset, retry) per limit} */
+    redisReply v[10] = {{.type = REDIS_REPLY_INTEGER, .integer = 0},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 1700000000000},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 0},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 3},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 1500},
+                        {.type = REDIS_REPLY_INTEGER, .integer = -1},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 1},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 7},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 900},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 0}};
+    redisReply *el[10];
+    for (int i = 0; i < 10; i++)
+        el[i] = &v[i];
+    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = 10, .element = el};
+    gh_redis_limit_result_t r[2];
+    int allowed = -1;
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), 0);
+    assert_int_equal(allowed, 0);
+    assert_int_equal(r[0].allowed, 0);
+    assert_int_equal(r[0].remaining, 3);
+    assert_int_equal(r[0].reset_ms, 1500);
+    assert_int_equal(r[0].retry_after_ms, GH_REDIS_NEVER);
+    assert_int_equal(r[0].now_ms, 1700000000000ull);
+    assert_int_equal(r[1].allowed, 1);
+    assert_int_equal(r[1].remaining, 7);
+    assert_int_equal(r[1].retry_after_ms, 0);
+    assert_int_equal(r[1].now_ms, 1700000000000ull);
     /* Shapes a broken or foreign script could return. */
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 1), -EPROTO); /* count */
+    v[0].integer = 1; /* allowed, though one limit refused */
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
     v[0].integer = 2;
-    assert_int_equal(redis_limit_parse(&arr, &r), -EPROTO);
-    v[0].integer = 1;
-    v[3].integer = -2;
-    assert_int_equal(redis_limit_parse(&arr, &r), -EPROTO);
-    v[3].integer = 0;
-    v[1].type = REDIS_REPLY_STRING;
-    assert_int_equal(redis_limit_parse(&arr, &r), -EPROTO);
-    v[1].type = REDIS_REPLY_INTEGER;
-    arr.elements = 4;
-    assert_int_equal(redis_limit_parse(&arr, &r), -EPROTO);
-    arr.elements = 5;
-    assert_int_equal(redis_limit_parse(&arr, &r), 0);
-    assert_int_equal(redis_limit_parse(&e, &r), -EPROTO);
-    assert_int_equal(redis_limit_parse(NULL, &r), -EPROTO);
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[0].integer = 0;
+    v[5].integer = -2;
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[5].integer = 0; /* refused with nothing to wait for */
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[5].integer = 10;
+    v[3].type = REDIS_REPLY_STRING;
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[3].type = REDIS_REPLY_INTEGER;
+    v[1].integer = -1;
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[1].integer = 5;
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), 0);
+    assert_int_equal(r[0].retry_after_ms, 10);
+    assert_int_equal(redis_limit_parse(&e, &allowed, r, 1), -EPROTO);
+    assert_int_equal(redis_limit_parse(NULL, &allowed, r, 1), -EPROTO);
 
-    /* Arguments: cost above the limit is sent as limit + 1. */
+    /* Arguments: keys, now, cost (above every limit: the largest + 1),
+     * then five per limit. */
     redis_limit_args_t a;
-    gh_redis_limit_t l = {
-        .kind = GH_REDIS_LIMIT_WINDOW, .limit = 10, .period_ms = 60000, .offset_ms = -5};
-    assert_int_equal(redis_limit_args(&a, "k", 1, &l, UINT64_MAX, 42), 0);
-    const char *want[] = {"k", "w", "10", "0", "60000", "-5", "11", "42"};
-    for (int i = 0; i < REDIS_LIMIT_ARGS; i++) {
+    gh_redis_limit_key_t keys[2] = {
+        {"k", 1, {.kind = GH_REDIS_LIMIT_WINDOW, .limit = 10, .period_ms = 60000, .offset_ms = -5}},
+        {"b", 1, {.kind = GH_REDIS_LIMIT_BUCKET, .limit = 12, .rate = 3, .period_ms = 1000}},
+    };
+    assert_int_equal(redis_limit_args(&a, keys, 2, UINT64_MAX, 42), 0);
+    const char *want[] = {"k",     "b",  "42", "13", "w", "10",   "0",
+                          "60000", "-5", "b",  "12", "3", "1000", "0"};
+    assert_int_equal(a.argc, 14);
+    assert_int_equal(a.n, 2);
+    for (int i = 0; i < a.argc; i++) {
         assert_int_equal(a.lens[i], strlen(want[i]));
         assert_memory_equal(a.argv[i], want[i], a.lens[i]);
     }
+    assert_int_equal(redis_limit_args(&a, keys, 1, 5, 42), 0);
+    assert_string_equal(a.argv[2], "5");
+    /* Refused: none, too many, the same key twice, a bad limit, now
+     * beyond exact integers. */
+    gh_redis_limit_key_t many[GH_REDIS_LIMITS_MAX + 1];
+    for (int i = 0; i <= GH_REDIS_LIMITS_MAX; i++)
+        many[i] = keys[1];
+    assert_int_equal(redis_limit_args(&a, keys, 0, 1, 42), -EINVAL);
+    assert_int_equal(redis_limit_args(&a, many, GH_REDIS_LIMITS_MAX + 1, 1, 42), -EINVAL);
+    assert_int_equal(redis_limit_args(&a, many, 2, 1, 42), -EINVAL);
+    keys[1].lim.rate = 0;
+    assert_int_equal(redis_limit_args(&a, keys, 2, 1, 42), -EINVAL);
+    keys[1].lim.rate = 3;
+    assert_int_equal(redis_limit_args(&a, keys, 2, 1, UINT64_C(1) << 60), -EINVAL);
+    keys[1].key = NULL;
+    assert_int_equal(redis_limit_args(&a, keys, 2, 1, 42), -EINVAL);
 }
 
 int main(void)

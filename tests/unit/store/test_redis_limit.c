@@ -604,16 +604,36 @@ static void test_script_error(void **state)
 #define TAKES 300
 
 typedef struct {
-    gh_redis_limit_t lim;
+    int calls;
+    int status;
+    int allowed;
+    size_t n;
+    gh_redis_limit_result_t res[GH_REDIS_LIMITS_MAX];
+} multi_res_t;
+
+static void on_multi(int status, int allowed, const gh_redis_limit_result_t *res, size_t n,
+                     void *arg)
+{
+    multi_res_t *m = arg;
+    m->calls++;
+    m->status = status;
+    m->allowed = allowed;
+    m->n = n;
+    for (size_t i = 0; i < n && i < GH_REDIS_LIMITS_MAX; i++)
+        m->res[i] = res[i];
+}
+
+typedef struct {
+    const gh_redis_limit_key_t *keys;
+    size_t n;
     uint64_t now;
-    const char *key;
     pthread_barrier_t *go;
     int ok;
     int allowed;
     int denied;
     int failed;
-    int bad_denied; /* denied with units left */
-    take_res_t t[TAKES];
+    int inconsistent; /* allowed while a limit refused, or the other way */
+    multi_res_t t[TAKES];
 } racer_t;
 
 static void *racer(void *arg)
@@ -627,8 +647,7 @@ static void *racer(void *arg)
     if (c != NULL) {
         r->ok = 1;
         for (int i = 0; i < TAKES; i++)
-            if (gh_redis_limit_take(c, r->key, strlen(r->key), &r->lim, 1, r->now, on_take,
-                                    &r->t[i], NULL) != 0)
+            if (gh_redis_limits_take(c, r->keys, r->n, 1, r->now, on_multi, &r->t[i], NULL) != 0)
                 r->ok = 0;
         for (int turns = 0; turns < 10000000; turns++) {
             int done = 1;
@@ -639,16 +658,24 @@ static void *racer(void *arg)
             uv_run(&loop, UV_RUN_ONCE);
         }
         for (int i = 0; i < TAKES; i++) {
-            if (r->t[i].calls != 1 || r->t[i].status != 0) {
+            multi_res_t *m = &r->t[i];
+            if (m->calls != 1 || m->status != 0 || m->n != r->n) {
                 r->failed++;
                 continue;
             }
-            if (r->t[i].res.allowed)
+            int every = 1;
+            for (size_t k = 0; k < m->n; k++) {
+                every &= m->res[k].allowed;
+                /* A limit that refuses has nothing left for this cost. */
+                if (!m->res[k].allowed && m->res[k].remaining != 0)
+                    r->inconsistent++;
+            }
+            if (every != m->allowed)
+                r->inconsistent++;
+            if (m->allowed)
                 r->allowed++;
             else
                 r->denied++;
-            if (!r->t[i].res.allowed && r->t[i].res.remaining != 0)
-                r->bad_denied++;
         }
         gh_redis_close(c);
     }
@@ -657,7 +684,9 @@ static void *racer(void *arg)
     return NULL;
 }
 
-static void race(const gh_redis_limit_t *lim, uint64_t now, const char *key, int want)
+/* Two clients, each on its own thread, loop and connections, take 1 unit
+ * TAKES times each, all at once, from the same limits. */
+static void race(const gh_redis_limit_key_t *keys, size_t n, uint64_t now, int want)
 {
     static racer_t rs[2];
     pthread_t th[2];
@@ -665,9 +694,9 @@ static void race(const gh_redis_limit_t *lim, uint64_t now, const char *key, int
     pthread_barrier_init(&go, NULL, 2);
     for (int i = 0; i < 2; i++) {
         memset(&rs[i], 0, sizeof(rs[i]));
-        rs[i].lim = *lim;
+        rs[i].keys = keys;
+        rs[i].n = n;
         rs[i].now = now;
-        rs[i].key = key;
         rs[i].go = &go;
         assert_int_equal(pthread_create(&th[i], NULL, racer, &rs[i]), 0);
     }
@@ -677,10 +706,18 @@ static void race(const gh_redis_limit_t *lim, uint64_t now, const char *key, int
     for (int i = 0; i < 2; i++) {
         assert_int_equal(rs[i].ok, 1);
         assert_int_equal(rs[i].failed, 0);
-        assert_int_equal(rs[i].bad_denied, 0);
+        assert_int_equal(rs[i].inconsistent, 0);
     }
     assert_int_equal(rs[0].allowed + rs[1].allowed, want);
     assert_int_equal(rs[0].denied + rs[1].denied, 2 * TAKES - want);
+}
+
+/* What is left of a limit after a race: a take of 0 reads it. */
+static uint64_t left(const gh_redis_limit_key_t *k, uint64_t now)
+{
+    gh_redis_limit_result_t r;
+    assert_int_equal(gh_redis_sync_limit_take(sc, k->key, k->key_len, &k->lim, 0, now, &r), 0);
+    return r.remaining;
 }
 
 /* Limits between TAKES and 2 * TAKES: neither client alone can use it up,
@@ -689,20 +726,163 @@ static void test_exact_bucket_two_clients(void **state)
 {
     (void)state;
     /* Refilled by one a day: no refill during the race. */
-    gh_redis_limit_t l = {
-        .kind = GH_REDIS_LIMIT_BUCKET, .limit = TAKES + 137, .rate = 1, .period_ms = 86400000};
-    race(&l, 1700000000000ull, "race-bucket", TAKES + 137);
-    race(&l, 0, "race-bucket-server-clock", TAKES + 137);
+    gh_redis_limit_key_t k[] = {
+        {"race-bucket",
+         11,
+         {.kind = GH_REDIS_LIMIT_BUCKET, .limit = TAKES + 137, .rate = 1, .period_ms = 86400000}}};
+    race(k, 1, 1700000000000ull, TAKES + 137);
+    k[0].key = "race-bucket-server-clock";
+    k[0].key_len = strlen(k[0].key);
+    race(k, 1, 0, TAKES + 137);
 }
 
 static void test_exact_window_two_clients(void **state)
 {
     (void)state;
-    gh_redis_limit_t l = {
-        .kind = GH_REDIS_LIMIT_WINDOW, .limit = TAKES + 211, .period_ms = 86400000};
-    race(&l, 1700000000000ull, "race-window", TAKES + 211);
-    gh_redis_limit_t m = {.kind = GH_REDIS_LIMIT_MONTH, .limit = TAKES + 1};
-    race(&m, 1700000000000ull, "race-month", TAKES + 1);
+    gh_redis_limit_key_t k[] = {
+        {"race-window",
+         11,
+         {.kind = GH_REDIS_LIMIT_WINDOW, .limit = TAKES + 211, .period_ms = 86400000}}};
+    race(k, 1, 1700000000000ull, TAKES + 211);
+    gh_redis_limit_key_t m[] = {
+        {"race-month", 10, {.kind = GH_REDIS_LIMIT_MONTH, .limit = TAKES + 1}}};
+    race(m, 1, 1700000000000ull, TAKES + 1);
+}
+
+/* A throttle and a quota in one decision: whichever runs out first stops
+ * the requests, and the other is charged for exactly the allowed ones. */
+static void test_exact_two_limits_two_clients(void **state)
+{
+    (void)state;
+    uint64_t now = 1700000000000ull;
+    gh_redis_limit_key_t k[] = {
+        {"race2-throttle",
+         14,
+         {.kind = GH_REDIS_LIMIT_BUCKET, .limit = TAKES + 137, .rate = 1, .period_ms = 86400000}},
+        {"race2-quota", 11, {.kind = GH_REDIS_LIMIT_MONTH, .limit = TAKES + 300}},
+    };
+    race(k, 2, now, TAKES + 137);
+    assert_int_equal(left(&k[0], now), 0);
+    assert_int_equal(left(&k[1], now), 300 - 137); /* the refused were not counted */
+
+    gh_redis_limit_key_t q[] = {
+        {"race3-throttle",
+         14,
+         {.kind = GH_REDIS_LIMIT_BUCKET, .limit = TAKES + 200, .rate = 1, .period_ms = 86400000}},
+        {"race3-quota",
+         11,
+         {.kind = GH_REDIS_LIMIT_WINDOW, .limit = TAKES + 50, .period_ms = 86400000}},
+    };
+    race(q, 2, now, TAKES + 50);
+    assert_int_equal(left(&q[0], now), 200 - 50); /* the refused took no token */
+    assert_int_equal(left(&q[1], now), 0);
+}
+
+/* Several limits by hand: all or nothing. */
+static void test_two_limits_by_hand(void **state)
+{
+    (void)state;
+    uint64_t t0 = 1699999980000ull; /* a minute window starts here */
+    gh_redis_limit_key_t k[] = {
+        {"h-bucket", 8, {.kind = GH_REDIS_LIMIT_BUCKET, .limit = 3, .rate = 1, .period_ms = 1000}},
+        {"h-window", 8, {.kind = GH_REDIS_LIMIT_WINDOW, .limit = 5, .period_ms = 60000}},
+    };
+    gh_redis_limit_result_t r[2];
+    int allowed;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(gh_redis_sync_limits_take(sc, k, 2, 1, t0, &allowed, r), 0);
+        assert_int_equal(allowed, 1);
+        assert_int_equal(r[0].remaining, 2 - i);
+        assert_int_equal(r[1].remaining, 4 - i);
+    }
+    /* The bucket is empty: refused, and the window is not charged. */
+    assert_int_equal(gh_redis_sync_limits_take(sc, k, 2, 1, t0, &allowed, r), 0);
+    assert_int_equal(allowed, 0);
+    assert_int_equal(r[0].allowed, 0);
+    assert_int_equal(r[0].retry_after_ms, 1000);
+    assert_int_equal(r[1].allowed, 1);
+    assert_int_equal(r[1].retry_after_ms, 0);
+    assert_int_equal(r[1].remaining, 2);
+    redisReply *g = oracle("GET t:h-window:1699999980000");
+    assert_string_equal(g->str, "3");
+    freeReplyObject(g);
+    /* Two seconds later, two tokens: a take of 2 passes both. */
+    assert_int_equal(gh_redis_sync_limits_take(sc, k, 2, 2, t0 + 2000, &allowed, r), 0);
+    assert_int_equal(allowed, 1);
+    assert_int_equal(r[0].remaining, 0);
+    assert_int_equal(r[1].remaining, 0);
+    /* The window is used up: refused, and the (full) bucket keeps its tokens. */
+    assert_int_equal(gh_redis_sync_limits_take(sc, k, 2, 1, t0 + 10000, &allowed, r), 0);
+    assert_int_equal(allowed, 0);
+    assert_int_equal(r[0].allowed, 1);
+    assert_int_equal(r[0].remaining, 3);
+    assert_int_equal(r[1].allowed, 0);
+    assert_int_equal(r[1].retry_after_ms, 50000);
+    assert_int_equal(left(&k[0], t0 + 10000), 3);
+    /* A cost above one limit: that one never, the other's own view. */
+    assert_int_equal(gh_redis_sync_limits_take(sc, k, 2, 4, t0 + 60000, &allowed, r), 0);
+    assert_int_equal(allowed, 0);
+    assert_int_equal(r[0].retry_after_ms, GH_REDIS_NEVER);
+    assert_int_equal(r[1].allowed, 1);
+    assert_int_equal(r[1].remaining, 5);
+}
+
+/* Random decisions over a bucket and two windows, against the references
+ * combined: all or nothing. */
+static void test_multi_random_vs_reference(void **state)
+{
+    (void)state;
+    gh_redis_limit_key_t k[] = {
+        {"mr-b", 4, {.kind = GH_REDIS_LIMIT_BUCKET, .limit = 6, .rate = 2, .period_ms = 1000}},
+        {"mr-w", 4, {.kind = GH_REDIS_LIMIT_WINDOW, .limit = 9, .period_ms = 5000}},
+        {"mr-m", 4, {.kind = GH_REDIS_LIMIT_MONTH, .limit = 40, .offset_ms = 3600000}},
+    };
+    ref_bucket_t b = {0};
+    ref_window_t w = {0}, m = {0};
+    int64_t now = 1700000000000ll;
+    int allowed_count = 0;
+    for (int step = 0; step < 400; step++) {
+        now += (int64_t)rnd(rnd(5) == 0 ? 3 * 86400000ull : 900);
+        uint64_t cost = rnd(6) == 0 ? rnd(8) : 1;
+        gh_redis_limit_result_t got[3];
+        int allowed;
+        assert_int_equal(gh_redis_sync_limits_take(sc, k, 3, cost, (uint64_t)now, &allowed, got),
+                         0);
+        /* The references: each limit's verdict with the cost; if any
+         * refuses, nothing is taken (their state as after a take of 0). */
+        ref_bucket_t b1 = b, b0 = b;
+        ref_window_t w1 = w, w0 = w, m1 = m, m0 = m;
+        gh_redis_limit_result_t with[3] = {ref_bucket(&b1, &k[0].lim, cost, now),
+                                           ref_window(&w1, &k[1].lim, cost, now),
+                                           ref_window(&m1, &k[2].lim, cost, now)};
+        int all = with[0].allowed && with[1].allowed && with[2].allowed;
+        assert_int_equal(allowed, all);
+        gh_redis_limit_result_t want[3];
+        if (all) {
+            memcpy(want, with, sizeof(want));
+            b = b1;
+            w = w1;
+            m = m1;
+            allowed_count++;
+        } else {
+            gh_redis_limit_result_t none[3] = {ref_bucket(&b0, &k[0].lim, 0, now),
+                                               ref_window(&w0, &k[1].lim, 0, now),
+                                               ref_window(&m0, &k[2].lim, 0, now)};
+            for (int i = 0; i < 3; i++) {
+                want[i] = none[i];
+                want[i].allowed = with[i].allowed;
+                want[i].retry_after_ms = with[i].retry_after_ms;
+            }
+            b = b0;
+            w = w0;
+            m = m0;
+        }
+        for (int i = 0; i < 3; i++)
+            assert_same(&got[i], &want[i], step * 10 + i);
+        if (w.n >= REF_WINDOWS - 1 || m.n >= REF_WINDOWS - 1)
+            break;
+    }
+    assert_true(allowed_count > 10);
 }
 
 int main(void)
@@ -722,6 +902,9 @@ int main(void)
         cmocka_unit_test_setup(test_script_error, setup),
         cmocka_unit_test_setup(test_exact_bucket_two_clients, setup),
         cmocka_unit_test_setup(test_exact_window_two_clients, setup),
+        cmocka_unit_test_setup(test_exact_two_limits_two_clients, setup),
+        cmocka_unit_test_setup(test_two_limits_by_hand, setup),
+        cmocka_unit_test_setup(test_multi_random_vs_reference, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
