@@ -27,13 +27,17 @@
  * numbers. Values are stored with string.format('%d') so that a large one
  * is never written in exponent form.
  *
- * Keys. A bucket is a hash {c: credit, t: time of c, p: period it was kept
- * in (a reload that changes the period rescales it)} that expires once it
- * would be full again: a missing key is a full bucket. A window is a
- * counter named key:START (START: the window's first ms), created by the
- * first take and expiring a minute after the window ends; a denied take
- * does not count. Expiry times are relative (PEXPIRE): they are in the
- * script's clock, which may be a caller's.
+ * Keys. A bucket is a hash at key:b {c: credit, t: time of c, p: period it
+ * was kept in (a reload that changes the period rescales it)} that expires
+ * once it would be full again: a missing key is a full bucket. A window is
+ * a counter at key:wSTART (a month's at key:mSTART; START: the window's
+ * first ms, in decimal digits), created by the first take and expiring a
+ * minute after the window ends; a denied take does not count. The suffix
+ * ends in 'b' or in a digit after the last ':w' / ':m', so no key a caller
+ * can choose, whatever its bytes, names another limit's state: without it
+ * a key "victim:START" chosen by a client for its bucket would turn the
+ * victim's window into the wrong type. Expiry times are relative
+ * (PEXPIRE): they are in the script's clock, which may be a caller's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -96,7 +100,8 @@ static const char limit_lua[] =
     "    local cap = l.limit * l.period\n"
     "    local credit = cap\n"
     "    local at = now\n"
-    "    local st = redis.call('HMGET', l.key, 'c', 't', 'p')\n"
+    "    l.k = l.key .. ':b'\n"
+    "    local st = redis.call('HMGET', l.k, 'c', 't', 'p')\n"
     "    local c0, t0, p0 = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])\n"
     "    if c0 and t0 and p0 and p0 > 0 then\n"
     "      credit = c0\n"
@@ -126,7 +131,7 @@ static const char limit_lua[] =
     "      if m == 12 then y = y + 1; m = 1 else m = m + 1 end\n"
     "      we = days(y, m) * 86400000 + l.offset\n"
     "    end\n"
-    "    l.k = l.key .. ':' .. int(ws)\n"
+    "    l.k = l.key .. ':' .. l.kind .. int(ws)\n"
     "    l.we = we\n"
     "    l.used = tonumber(redis.call('GET', l.k) or '0') or 0\n"
     "    l.ok = l.used + cost <= l.limit\n"
@@ -151,10 +156,10 @@ static const char limit_lua[] =
     "    end\n"
     "    reset = ceil((l.cap - credit) / l.rate) + (l.at - now)\n"
     "    if credit >= l.cap then\n"
-    "      redis.call('DEL', l.key)\n"
+    "      redis.call('DEL', l.k)\n"
     "    else\n"
-    "      redis.call('HSET', l.key, 'c', int(credit), 't', int(l.at), 'p', int(l.period))\n"
-    "      redis.call('PEXPIRE', l.key, int(reset + 60000))\n"
+    "      redis.call('HSET', l.k, 'c', int(credit), 't', int(l.at), 'p', int(l.period))\n"
+    "      redis.call('PEXPIRE', l.k, int(reset + 60000))\n"
     "    end\n"
     "    remaining = floor(credit / l.period)\n"
     "  else\n"

@@ -247,7 +247,7 @@ static void test_bucket_by_hand(void **state)
     r = take("b", &l, UINT64_MAX, t0 + 100000);
     assert_int_equal(r.retry_after_ms, GH_REDIS_NEVER);
     /* A full bucket is no key at all. */
-    redisReply *k = oracle("EXISTS t:b");
+    redisReply *k = oracle("EXISTS t:b:b");
     assert_int_equal(k->integer, 0);
     freeReplyObject(k);
     /* Cost 0 reads without taking. */
@@ -256,7 +256,7 @@ static void test_bucket_by_hand(void **state)
     assert_int_equal(r.remaining, 5);
     r = take("b", &l, 3, t0 + 100000);
     assert_int_equal(r.remaining, 2);
-    k = oracle("PTTL t:b");
+    k = oracle("PTTL t:b:b");
     assert_true(k->integer > 3000); /* expires once full again, plus a minute */
     freeReplyObject(k);
 }
@@ -405,10 +405,10 @@ static void test_window_keys(void **state)
     assert_int_equal(r.allowed, 0);
     assert_int_equal(r.retry_after_ms, 50000);
     assert_int_equal(r.reset_ms, 50000);
-    redisReply *k = oracle("GET t:k:1699999980000");
+    redisReply *k = oracle("GET t:k:w1699999980000");
     assert_string_equal(k->str, "2");
     freeReplyObject(k);
-    k = oracle("PTTL t:k:1699999980000");
+    k = oracle("PTTL t:k:w1699999980000");
     assert_true(k->integer > 60000 && k->integer <= 110000);
     freeReplyObject(k);
     r = take("k", &l, 1, now + 50000);
@@ -492,6 +492,40 @@ static void test_odd_keys(void **state)
     assert_int_equal(
         gh_redis_sync_limit_take(sc, key, sizeof(key) - 1, &l, 1, 1700000000000ull, &r), 0);
     assert_int_equal(r.allowed, 0);
+}
+
+/* A client that chooses its own limit key (a header's value) cannot name
+ * the state of another limit: whatever the bytes, buckets, windows and
+ * months live under keys no other (kind, key, window) pair produces. */
+static void test_keys_cannot_collide(void **state)
+{
+    (void)state;
+    uint64_t now = 1699999990000ull; /* window start 1699999980000 */
+    gh_redis_limit_t win = {.kind = GH_REDIS_LIMIT_WINDOW, .limit = 2, .period_ms = 60000};
+    gh_redis_limit_t bucket = {
+        .kind = GH_REDIS_LIMIT_BUCKET, .limit = 2, .rate = 1, .period_ms = 1000};
+    gh_redis_limit_t month = {.kind = GH_REDIS_LIMIT_MONTH, .limit = 2};
+    const char *hostile[] = {"victim:w1699999980000",
+                             "victim:1699999980000",
+                             "victim:w1699999980000:b",
+                             "victim:b",
+                             "victim:w",
+                             "victim:"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        take(hostile[i], &bucket, 1, now);
+        take(hostile[i], &win, 1, now);
+        take(hostile[i], &month, 1, now);
+    }
+    /* The victim's window is untouched and of the right type. */
+    gh_redis_limit_result_t r = take("victim", &win, 1, now);
+    assert_int_equal(r.allowed, 1);
+    assert_int_equal(r.remaining, 1);
+    r = take("victim", &bucket, 1, now);
+    assert_int_equal(r.allowed, 1);
+    assert_int_equal(r.remaining, 1);
+    r = take("victim", &month, 1, now);
+    assert_int_equal(r.allowed, 1);
+    assert_int_equal(r.remaining, 1);
 }
 
 /* ---- NOSCRIPT and concurrency: async clients ---- */
@@ -588,7 +622,7 @@ static void test_script_error(void **state)
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     gh_redis_t *c = connect_on(&loop, 1);
-    redisReply *r = oracle("SET t:wrongtype:1699999980000 notanumber");
+    redisReply *r = oracle("SET t:wrongtype:w1699999980000 notanumber");
     freeReplyObject(r);
     gh_redis_limit_t l = {.kind = GH_REDIS_LIMIT_WINDOW, .limit = 3, .period_ms = 60000};
     take_res_t t = {0};
@@ -803,7 +837,7 @@ static void test_two_limits_by_hand(void **state)
     assert_int_equal(r[1].allowed, 1);
     assert_int_equal(r[1].retry_after_ms, 0);
     assert_int_equal(r[1].remaining, 2);
-    redisReply *g = oracle("GET t:h-window:1699999980000");
+    redisReply *g = oracle("GET t:h-window:w1699999980000");
     assert_string_equal(g->str, "3");
     freeReplyObject(g);
     /* Two seconds later, two tokens: a take of 2 passes both. */
@@ -898,6 +932,7 @@ int main(void)
         cmocka_unit_test_setup(test_server_clock, setup),
         cmocka_unit_test_setup(test_limit_check, setup),
         cmocka_unit_test_setup(test_odd_keys, setup),
+        cmocka_unit_test_setup(test_keys_cannot_collide, setup),
         cmocka_unit_test_setup(test_noscript_recovery, setup),
         cmocka_unit_test_setup(test_script_error, setup),
         cmocka_unit_test_setup(test_exact_bucket_two_clients, setup),
