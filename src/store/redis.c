@@ -61,6 +61,7 @@ typedef struct slot_s {
     int handshake_left; /* replies still expected */
     int connect_due;    /* the backoff ended while the poll handle was closing */
     int started;        /* at least one attempt made */
+    uint64_t ready_at;  /* when it became ready (uv_now) */
 } slot_t;
 
 typedef void (*done_fn)(gh_redis_cmd_t *cmd, int status, const redisReply *reply);
@@ -102,6 +103,7 @@ struct gh_redis_s {
     int closing;
     int down_logged;
     int refused_logged;
+    uint64_t lost_logged_at;
     uint64_t rnd;
     gh_redis_stats_t stats;
 };
@@ -365,15 +367,27 @@ static void ev_cleanup(void *p)
     gh_redis_t *c = s->client;
     redisAsyncContext *ac = s->ac;
     int was_up = s->state == SLOT_READY || s->state == SLOT_GOING;
+    /* The backoff starts again only for a connection that stayed up a
+     * while: a server that accepts and then drops every connection is
+     * retried ever more slowly, not in a tight loop. */
+    if (was_up && s->handshake_left == 0 &&
+        uv_now(c->loop) - s->ready_at >= c->conf.backoff_max_ms)
+        s->failures = 0;
     not_ready(s);
     /* No error on the context: we dropped it ourselves, and said why. */
     if (ac != NULL && !c->closing && ac->err != 0) {
         const char *why = ac->errstr != NULL ? ac->errstr : "closed";
         if (was_up && s->handshake_left == 0) {
-            GH_LOG(c->nready == 0 ? GH_LOG_WARN : GH_LOG_INFO, "redis",
+            /* At most one line per 10 s for a server that keeps dropping
+             * connections (then at debug level). */
+            uint64_t now = uv_now(c->loop);
+            int loud = c->lost_logged_at == 0 || now - c->lost_logged_at >= 10000;
+            GH_LOG(!loud ? GH_LOG_DEBUG : c->nready == 0 ? GH_LOG_WARN : GH_LOG_INFO, "redis",
                    "%s: connection lost (%s)%s", c->conf.where, why,
                    c->nready == 0 ? ": no connection left" : "");
-            if (c->nready == 0)
+            if (loud)
+                c->lost_logged_at = now;
+            if (loud && c->nready == 0)
                 c->down_logged = 1;
         } else if (!c->down_logged) {
             GH_LOG(GH_LOG_WARN, "redis", "%s: cannot connect (%s)", c->conf.where, why);
@@ -391,6 +405,75 @@ static void ev_cleanup(void *p)
         schedule_connect(s);
 }
 
+/* Drops the connection for an error found outside hiredis's own read
+ * path, keeping the reason for the log. */
+static void slot_fail(slot_t *s, int err, const char *why)
+{
+    redisAsyncContext *ac = s->ac;
+    if (ac == NULL || s->state == SLOT_GOING)
+        return;
+    if (why != NULL) {
+        ac->c.err = err;
+        snprintf(ac->c.errstr, sizeof(ac->c.errstr), "%s", why);
+    }
+    ac->err = ac->c.err != 0 ? ac->c.err : REDIS_ERR_OTHER;
+    ac->errstr = ac->c.errstr;
+    slot_drop(s);
+}
+
+/* Reads what the socket has and hands each reply to its command, in
+ * order. This is hiredis's redisAsyncHandleRead without its assert: in
+ * hiredis 0.14 a reply that no command waits for (a misbehaving or
+ * hostile peer; gatehouse never subscribes or monitors) aborts the
+ * process, in Debian's build too. Here it is a protocol error: the
+ * connection is dropped and its commands end with -ECONNRESET. */
+static void read_replies(slot_t *s)
+{
+    redisAsyncContext *ac = s->ac;
+    redisContext *c = &ac->c;
+    if (redisBufferRead(c) != REDIS_OK) {
+        slot_fail(s, 0, NULL);
+        return;
+    }
+    for (;;) {
+        void *reply = NULL;
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+            slot_fail(s, 0, NULL);
+            return;
+        }
+        if (reply == NULL)
+            break;
+        redisCallback *cb = ac->replies.head;
+        if (cb == NULL) {
+            c->reader->fn->freeObject(reply);
+            slot_fail(s, REDIS_ERR_PROTOCOL, "a reply no command waits for");
+            return;
+        }
+        ac->replies.head = cb->next;
+        if (ac->replies.tail == cb)
+            ac->replies.tail = NULL;
+        redisCallbackFn *fn = cb->fn;
+        void *priv = cb->privdata;
+        free(cb); /* hiredis 0.14 allocates it with malloc */
+        if (fn != NULL) {
+            /* A free asked for during the callback is deferred to here. */
+            c->flags |= REDIS_IN_CALLBACK;
+            fn(ac, reply, priv);
+            c->flags &= ~REDIS_IN_CALLBACK;
+        }
+        c->reader->fn->freeObject(reply);
+        if (c->flags & REDIS_FREEING) {
+            redisAsyncFree(ac);
+            return;
+        }
+    }
+    if (c->reader->len > REDIS_READ_MAX) {
+        GH_LOG(GH_LOG_WARN, "redis", "%s: reply larger than %zu bytes: reconnecting",
+               s->client->conf.where, REDIS_READ_MAX);
+        slot_drop(s);
+    }
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     slot_t *s = h->data;
@@ -402,19 +485,20 @@ static void on_poll(uv_poll_t *h, int status, int events)
          * again and let hiredis meet the error: the connect check while
          * connecting, a read once connected. */
         poll_update(s);
-        events = (ac->c.flags & REDIS_CONNECTED) ? UV_READABLE : UV_WRITABLE;
+        events = UV_READABLE | UV_WRITABLE;
+    }
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        /* Connecting: hiredis checks the socket's error and calls
+         * on_connect, or frees the context. */
+        redisAsyncHandleWrite(ac);
+        return;
     }
     if (events & UV_READABLE) {
-        redisAsyncHandleRead(ac);
-        if (s->ac == ac && ac->c.reader != NULL && ac->c.reader->len > REDIS_READ_MAX &&
-            s->state != SLOT_GOING) {
-            GH_LOG(GH_LOG_WARN, "redis", "%s: reply larger than %zu bytes: reconnecting",
-                   s->client->conf.where, REDIS_READ_MAX);
-            slot_drop(s);
+        read_replies(s);
+        if (s->ac != ac || s->state == SLOT_GOING)
             return;
-        }
     }
-    if (s->ac == ac && (events & UV_WRITABLE))
+    if (events & UV_WRITABLE)
         redisAsyncHandleWrite(ac);
 }
 
@@ -504,7 +588,7 @@ static void on_handshake(redisAsyncContext *ac, void *r, void *priv)
         return;
     uv_timer_stop(&s->timer);
     s->state = SLOT_READY;
-    s->failures = 0;
+    s->ready_at = uv_now(c->loop);
     c->refused_logged = 0;
     c->nready++;
     REDIS_STAT_ADD(&c->stats, connected, 1);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
 #include <gatehouse/redis.h>
 
@@ -705,6 +706,109 @@ static void test_port_closed(void **state)
     close(fd);
 }
 
+/* ---- a peer that is not Redis: answers the handshake, then misbehaves ---- */
+
+typedef struct {
+    int lfd;
+    int port;
+    const char *extra; /* sent after each answer */
+    volatile int stop;
+    int accepted;
+    pthread_t th;
+} fake_t;
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    int fds[64];
+    int n = 0;
+    while (!f->stop) {
+        struct pollfd p[65];
+        p[0].fd = f->lfd;
+        p[0].events = POLLIN;
+        for (int i = 0; i < n; i++) {
+            p[i + 1].fd = fds[i];
+            p[i + 1].events = POLLIN;
+        }
+        if (poll(p, (nfds_t)n + 1, 20) <= 0)
+            continue;
+        if ((p[0].revents & POLLIN) && n < 64) {
+            int fd = accept(f->lfd, NULL, NULL);
+            if (fd >= 0) {
+                fds[n++] = fd;
+                __atomic_add_fetch(&f->accepted, 1, __ATOMIC_RELAXED);
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            if (!(p[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[4096];
+            ssize_t r = read(fds[i], buf, sizeof(buf));
+            if (r <= 0) {
+                close(fds[i]);
+                fds[i] = fds[--n];
+                break;
+            }
+            /* One +PONG per PING, then the misbehaviour. */
+            for (ssize_t k = 0; k + 4 <= r; k++)
+                if (memcmp(buf + k, "PING", 4) == 0 && write(fds[i], "+PONG\r\n", 7) < 0)
+                    break;
+            if (write(fds[i], f->extra, strlen(f->extra)) < 0)
+                continue;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return NULL;
+}
+
+static void fake_start(fake_t *f, const char *extra)
+{
+    memset(f, 0, sizeof(*f));
+    f->extra = extra;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(f->lfd, 64), 0);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &len), 0);
+    f->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_t *f)
+{
+    f->stop = 1;
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+/* A reply nobody asked for aborts the process in hiredis 0.14 (an assert,
+ * on in Debian's build); here the connection is dropped and retried.
+ * Garbage is a protocol error: the same. */
+static void test_peer_misbehaves(void **state)
+{
+    (void)state;
+    const char *extras[] = {"+EXTRA\r\n", ":42\r\n*1\r\n$1\r\nx\r\n", "%%%% not RESP\r\n",
+                            "$-5\r\n"};
+    for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+        fake_t f;
+        fake_start(&f, extras[i]);
+        gh_redis_opts_t o = {.port = (uint16_t)f.port,
+                             .pool_size = 1,
+                             .command_timeout_ms = 20000,
+                             .backoff_min_ms = 1,
+                             .backoff_max_ms = 4};
+        gh_redis_t *c = client_with(&o);
+        /* Each connection is dropped as soon as the handshake is done:
+         * the process lives on, and keeps trying. */
+        want_t w = {c, 0, 3};
+        wait_until(connected_is, &w);
+        close_client(c);
+        fake_stop(&f);
+    }
+}
+
 static void test_auth_and_select(void **state)
 {
     (void)state;
@@ -888,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_after_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_never_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_misbehaves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_and_select, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_noscript, setup, teardown),
