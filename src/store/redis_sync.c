@@ -1,8 +1,10 @@
 /*
  * The synchronous Redis client (gatehouse/redis.h) for the main thread,
  * the CLI and the admin API: one hiredis blocking connection with a
- * connect timeout and a socket timeout on every read and write, so that a
- * call blocks for at most connect_timeout_ms + command_timeout_ms.
+ * connect timeout, a socket timeout on every read and write, and a
+ * deadline for each whole reply, so that a call blocks for at most about
+ * connect_timeout_ms + command_timeout_ms (each deadline is checked
+ * between reads, so one more read timeout at worst).
  *
  * After a failed connect, calls within the backoff delay fail at once
  * (-ENOTCONN) instead of paying the connect timeout again: the admin API
@@ -94,21 +96,55 @@ static void connect_failed(gh_redis_sync_t *s, const char *why)
     }
 }
 
-/* Sends the formatted b and reads n replies; the last one into *last
- * (when not NULL), the others freed; the first error reply's text into
- * err (when not NULL). 0, -ETIMEDOUT or -ECONNRESET (the connection is
- * then dropped). */
-static int roundtrip(gh_redis_sync_t *s, const char *p, size_t len, int n, redisReply **last,
-                     char *err, size_t errcap)
+/* One reply, read by hand rather than with redisGetReply: the socket
+ * timeout bounds each read, so a peer trickling a byte at a time would
+ * hold the caller (the main loop) for ever; this checks a deadline for the
+ * whole reply, and a cap on its size. 0, -ETIMEDOUT, -ECONNRESET or
+ * -EPROTO. */
+static int get_reply(gh_redis_sync_t *s, uint64_t deadline, void **r)
+{
+    redisContext *c = s->ctx;
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return -1;
+    }
+    for (;;) {
+        if (redisGetReplyFromReader(c, r) != REDIS_OK)
+            return -1;
+        if (*r != NULL)
+            return 0;
+        if (mono_ms() >= deadline) {
+            errno = EAGAIN;
+            c->err = REDIS_ERR_IO;
+            return -1;
+        }
+        if (redisBufferRead(c) != REDIS_OK)
+            return -1;
+        if (c->reader->len > REDIS_READ_MAX) {
+            c->err = REDIS_ERR_PROTOCOL;
+            snprintf(c->errstr, sizeof(c->errstr), "reply larger than %zu bytes", REDIS_READ_MAX);
+            return -1;
+        }
+    }
+}
+
+/* Sends the formatted p and reads n replies within timeout_ms; the last
+ * one into *last (when not NULL), the others freed; the first error
+ * reply's text into err (when not NULL). 0, -ETIMEDOUT or -ECONNRESET
+ * (the connection is then dropped). */
+static int roundtrip(gh_redis_sync_t *s, const char *p, size_t len, int n, uint64_t timeout_ms,
+                     redisReply **last, char *err, size_t errcap)
 {
     if (redisAppendFormattedCommand(s->ctx, p, len) != REDIS_OK) {
         drop(s);
         return -ENOMEM;
     }
+    uint64_t deadline = mono_ms() + timeout_ms;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
         errno = 0;
-        if (redisGetReply(s->ctx, &r) != REDIS_OK) {
+        if (get_reply(s, deadline, &r) != 0) {
             int e = errno;
             int timeout = s->ctx->err == REDIS_ERR_IO && (e == EAGAIN || e == EWOULDBLOCK);
             GH_LOG(GH_LOG_WARN, "redis", "%s: %s", s->conf.where,
@@ -164,7 +200,8 @@ static int sync_connect(gh_redis_sync_t *s)
     int rc = redis_format_handshake(&b, &s->conf, ends, &n);
     redisReply *last = NULL;
     if (rc == 0)
-        rc = roundtrip(s, b.p, b.len, n, &last, refused, sizeof(refused));
+        rc = roundtrip(s, b.p, b.len, n, s->conf.connect_timeout_ms, &last, refused,
+                       sizeof(refused));
     redis_buf_dispose(&b);
     gh_redis_reply_free(last);
     if (rc == 0 && refused[0] != '\0') {
@@ -220,7 +257,7 @@ int gh_redis_sync_command(gh_redis_sync_t *s, int argc, const char *const *argv,
         return rc;
     }
     REDIS_STAT_ADD(&s->stats, commands, 1);
-    rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
+    rc = roundtrip(s, b.p, b.len, 1, s->conf.command_timeout_ms, reply, NULL, 0);
     redis_buf_dispose(&b);
     return count_end(s, rc, *reply);
 }
@@ -244,7 +281,7 @@ int gh_redis_sync_eval(gh_redis_sync_t *s, const gh_redis_script_t *script, int 
         goto out;
     }
     REDIS_STAT_ADD(&s->stats, commands, 1);
-    rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
+    rc = roundtrip(s, b.p, b.len, 1, s->conf.command_timeout_ms, reply, NULL, 0);
     if (rc == 0 && redis_reply_is_noscript(*reply)) {
         /* Nothing ran: send it as EVAL (see gh_redis_script_t). */
         gh_redis_reply_free(*reply);
@@ -252,7 +289,7 @@ int gh_redis_sync_eval(gh_redis_sync_t *s, const gh_redis_script_t *script, int 
         redis_buf_dispose(&b);
         rc = redis_format_script(&b, script, 1, tail.p, tail.len, argc + 1);
         if (rc == 0)
-            rc = roundtrip(s, b.p, b.len, 1, reply, NULL, 0);
+            rc = roundtrip(s, b.p, b.len, 1, s->conf.command_timeout_ms, reply, NULL, 0);
     }
     rc = count_end(s, rc, *reply);
 out:

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
 #include <gatehouse/redis.h>
 
@@ -219,6 +220,63 @@ static void test_script(void **state)
     gh_redis_sync_free(s);
 }
 
+/* A peer that answers the handshake, then trickles a reply a byte at a
+ * time, each well within the socket timeout: the whole reply has a
+ * deadline, so the call ends with -ETIMEDOUT all the same. */
+typedef struct {
+    int lfd;
+    volatile int stop;
+} trickle_t;
+
+static void *trickle_main(void *arg)
+{
+    trickle_t *t = arg;
+    int fd = accept(t->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    char buf[4096];
+    if (read(fd, buf, sizeof(buf)) <= 0 || write(fd, "+PONG\r\n", 7) != 7) {
+        close(fd);
+        return NULL;
+    }
+    if (read(fd, buf, sizeof(buf)) <= 0) {
+        close(fd);
+        return NULL;
+    }
+    const char head[] = "$100000\r\n";
+    for (size_t i = 0; !t->stop && i < 1000; i++) {
+        char c = i < sizeof(head) - 1 ? head[i] : 'x';
+        if (write(fd, &c, 1) != 1)
+            break;
+        rs_sleep_ms(20);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_trickling_peer(void **state)
+{
+    (void)state;
+    trickle_t t = {0};
+    t.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(t.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(t.lfd, 4), 0);
+    assert_int_equal(getsockname(t.lfd, (struct sockaddr *)&a, &len), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, trickle_main, &t), 0);
+    gh_redis_opts_t o = {.port = ntohs(a.sin_port), .command_timeout_ms = 300};
+    gh_redis_sync_t *s = sync_with(&o);
+    redisReply *r = NULL;
+    assert_int_equal(run(s, &r, 0, 2, "GET", "k"), -ETIMEDOUT);
+    assert_null(r);
+    t.stop = 1;
+    pthread_join(th, NULL);
+    close(t.lfd);
+    gh_redis_sync_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +285,7 @@ int main(void)
         cmocka_unit_test_setup(test_kill_and_restart, setup),
         cmocka_unit_test_setup(test_auth_select, setup),
         cmocka_unit_test_setup(test_script, setup),
+        cmocka_unit_test_setup(test_trickling_peer, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
