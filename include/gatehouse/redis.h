@@ -96,12 +96,14 @@ typedef void (*gh_redis_cb)(int status, const struct redisReply *reply, void *ar
  * reason in err) or out of memory. */
 gh_redis_t *gh_redis_new(uv_loop_t *loop, const gh_redis_opts_t *opts, char *err, size_t errcap);
 
-/* Closes the client: every pending command's callback runs now with
+/* Closes the client, once: every pending command's callback runs now with
  * -ESHUTDOWN, connections are closed, and the memory is freed in the close
  * callbacks of its handles, so run the loop after it (as for a uv handle).
  * Also safe after the loop's owner closed every handle of the loop with a
- * uv_walk and ran it to the end (a worker's teardown): then it frees at
- * once. May be called from one of the client's callbacks. */
+ * uv_walk and ran it to the end (a worker's teardown, where per-worker
+ * state is destroyed on the main thread): then it frees at once, and the
+ * pending callbacks run in this call, on the calling thread. May be called
+ * from one of the client's callbacks. */
 void gh_redis_close(gh_redis_t *c);
 
 /* Sends argv[0..argc) (binary-safe, lens[i] bytes each). Argument i
