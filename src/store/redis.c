@@ -370,8 +370,7 @@ static void ev_cleanup(void *p)
     /* The backoff starts again only for a connection that stayed up a
      * while: a server that accepts and then drops every connection is
      * retried ever more slowly, not in a tight loop. */
-    if (was_up && s->handshake_left == 0 &&
-        uv_now(c->loop) - s->ready_at >= c->conf.backoff_max_ms)
+    if (was_up && s->handshake_left == 0 && uv_now(c->loop) - s->ready_at >= c->conf.backoff_max_ms)
         s->failures = 0;
     not_ready(s);
     /* No error on the context: we dropped it ourselves, and said why. */
@@ -382,8 +381,10 @@ static void ev_cleanup(void *p)
              * connections (then at debug level). */
             uint64_t now = uv_now(c->loop);
             int loud = c->lost_logged_at == 0 || now - c->lost_logged_at >= 10000;
-            GH_LOG(!loud ? GH_LOG_DEBUG : c->nready == 0 ? GH_LOG_WARN : GH_LOG_INFO, "redis",
-                   "%s: connection lost (%s)%s", c->conf.where, why,
+            GH_LOG(!loud            ? GH_LOG_DEBUG
+                   : c->nready == 0 ? GH_LOG_WARN
+                                    : GH_LOG_INFO,
+                   "redis", "%s: connection lost (%s)%s", c->conf.where, why,
                    c->nready == 0 ? ": no connection left" : "");
             if (loud)
                 c->lost_logged_at = now;
