@@ -156,6 +156,7 @@ class RedisServer:
 
     def start(self):
         """Starts on a free port (or the one given). Returns self."""
+        self.binary()  # fails the test first when there is none
         self.dir = tempfile.mkdtemp(prefix="gh-redis-")
         fixed = self.port is not None
         for _ in range(1 if fixed else 5):
@@ -163,7 +164,9 @@ class RedisServer:
                 self.port = free_port()
             if self._spawn():
                 return self
-        pytest.fail(f"redis-server did not start on port {self.port}:\n{self.log()}", pytrace=False)
+        log = self.log()
+        self.stop()
+        pytest.fail(f"redis-server did not start on port {self.port}:\n{log}", pytrace=False)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -163,6 +163,8 @@ static inline int rs_spawn(rs_t *r)
     return -1;
 }
 
+static inline void rs_stop(rs_t *r);
+
 /* extra: more redis-server arguments (borrowed, NULL-terminated), or NULL.
  * 0, or -1 with a reason on stderr. */
 static inline int rs_start(rs_t *r, const char *const *extra)
@@ -184,7 +186,8 @@ static inline int rs_start(rs_t *r, const char *const *extra)
         if (r->port > 0 && rs_spawn(r) == 0)
             return 0;
     }
-    fprintf(stderr, "redis-server did not start (see %s/redis.log)\n", r->dir);
+    fprintf(stderr, "redis-server did not start on 127.0.0.1\n");
+    rs_stop(r);
     return -1;
 }
 
