@@ -207,9 +207,9 @@ json_t *gh_apikey_csv_errors_json(const gh_apikey_csv_error_t *e, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; a != NULL && i < n; i++) {
-        json_t *o = e[i].line ? json_pack("{s:I,s:s}", "line", (json_int_t)e[i].line, "message",
-                                          e[i].msg)
-                              : json_pack("{s:n,s:s}", "line", "message", e[i].msg);
+        json_t *o = e[i].line
+                        ? json_pack("{s:I,s:s}", "line", (json_int_t)e[i].line, "message", e[i].msg)
+                        : json_pack("{s:n,s:s}", "line", "message", e[i].msg);
         if (o == NULL || json_array_append_new(a, o) != 0) {
             json_decref(a);
             return NULL;
