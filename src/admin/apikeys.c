@@ -32,10 +32,12 @@ void gh_admin_reply_dispose(gh_admin_reply_t *r)
     r->len = 0;
 }
 
-/* Dumps doc (taken) as the answer's body, as the CLI prints it. */
-static void reply_doc(gh_admin_reply_t *r, int status, json_t *doc)
+/* Dumps doc (taken) as the answer's body, ending in a newline: indented
+ * as the CLI prints it, or on one line (errors, as the other admin paths
+ * answer). A NULL doc or no memory leaves body NULL. */
+static void reply_json(gh_admin_reply_t *r, int status, json_t *doc, size_t flags)
 {
-    char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    char *s = doc ? json_dumps(doc, flags | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     r->status = status;
     r->body = NULL;
@@ -52,6 +54,11 @@ static void reply_doc(gh_admin_reply_t *r, int status, json_t *doc)
     line[n] = '\0';
     r->body = line;
     r->len = n;
+}
+
+static void reply_doc(gh_admin_reply_t *r, int status, json_t *doc)
+{
+    reply_json(r, status, doc, JSON_INDENT(2));
 }
 
 /* Text from a request or the store in a detail: printable ASCII only, so
@@ -72,24 +79,7 @@ void gh_admin_reply_error(gh_admin_reply_t *r, int status, const char *code, con
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     make_ascii(detail);
-    json_t *doc = json_pack("{s:s,s:s}", "error", code, "detail", detail);
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(doc);
-    r->status = status;
-    r->body = NULL;
-    r->len = 0;
-    if (s == NULL)
-        return;
-    size_t n = strlen(s);
-    char *line = realloc(s, n + 2);
-    if (line == NULL) {
-        free(s);
-        return;
-    }
-    line[n++] = '\n';
-    line[n] = '\0';
-    r->body = line;
-    r->len = n;
+    reply_json(r, status, json_pack("{s:s,s:s}", "error", code, "detail", detail), JSON_COMPACT);
 }
 
 /* The store's error as an answer: which status is the contract of
@@ -848,30 +838,36 @@ static void do_usage(gh_store_t *st, const char *id, const gh_admin_ak_query_t *
     free(u);
 }
 
+/* The parser's messages name the CLI's option (--plan-map ID=PLAN); here
+ * the same thing is the query parameter plan_map=ID=PLAN. A message that
+ * no longer says it is left as it is. */
+static void name_query_parameter(json_t *errors)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e)
+    {
+        const char *m = json_string_value(json_object_get(e, "message"));
+        const char *at = m ? strstr(m, "--plan-map ") : NULL;
+        if (at == NULL)
+            continue;
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%.*splan_map=%s", (int)(at - m), m, at + 11);
+        json_object_set_new(e, "message", json_string(buf));
+    }
+}
+
 /* 400 with every refused row: {"error", "detail", "errors": [{line,
  * message}], "total_errors"}. */
 static void reply_rows_refused(gh_admin_reply_t *out, const char *detail,
                                const gh_apikey_csv_error_t *e, size_t n, size_t total)
 {
-    json_t *doc = json_pack("{s:s,s:s,s:o,s:I}", "error", "bad_request", "detail", detail, "errors",
-                            gh_apikey_csv_errors_json(e, n), "total_errors", (json_int_t)total);
-    char *s = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(doc);
-    out->status = 400;
-    out->body = NULL;
-    out->len = 0;
-    if (s == NULL)
-        return;
-    size_t len = strlen(s);
-    char *line = realloc(s, len + 2);
-    if (line == NULL) {
-        free(s);
-        return;
-    }
-    line[len++] = '\n';
-    line[len] = '\0';
-    out->body = line;
-    out->len = len;
+    json_t *errors = gh_apikey_csv_errors_json(e, n);
+    if (errors != NULL)
+        name_query_parameter(errors);
+    reply_doc(out, 400,
+              json_pack("{s:s,s:s,s:o,s:I}", "error", "bad_request", "detail", detail, "errors",
+                        errors, "total_errors", (json_int_t)total));
 }
 
 static void do_import(gh_store_t *st, const gh_admin_ak_query_t *q, const char *body, size_t len,
