@@ -161,8 +161,9 @@ typedef struct {
     char *header;          /* lower-case field the key is read from, or NULL (query only) */
     char *query;           /* query parameter the key is read from, or NULL */
     char *consumer_header; /* set upstream to the key's consumer (client copies dropped), or NULL */
-    int forward_key;       /* 0 (default): the key is removed before forwarding */
-    uint64_t cache_ttl_ms; /* a found key is trusted this long per worker: revocation delay */
+    size_t consumer_header_len;
+    int forward_key;          /* 0 (default): the key is removed before forwarding */
+    uint64_t cache_ttl_ms;    /* a found key is trusted this long per worker: revocation delay */
     uint64_t negative_ttl_ms; /* an unknown key is remembered this long per worker */
     uint32_t cache_entries;   /* per worker */
     char *realm;              /* for WWW-Authenticate */

@@ -76,7 +76,7 @@ void gh_apikey_list_free(gh_apikey_t *keys, size_t n);
 
 typedef enum {
     GH_APIKEY_VALID = 0,
-    GH_APIKEY_REVOKED,  /* revoked_at <= now */
+    GH_APIKEY_REVOKED,  /* revoked (at any time: clocks of hosts differ) */
     GH_APIKEY_DISABLED, /* enabled is 0 */
     GH_APIKEY_EXPIRED,  /* expires_at <= now */
     GH_APIKEY_REPLACED, /* rotated, and its grace is over: grace_until <= now */

@@ -217,7 +217,9 @@ static int load_conf(const opts_t *o, gh_store_conf_t *conf)
     return 0;
 }
 
-static gh_store_t *open_store(const opts_t *o, int flags)
+/* The store, or NULL after saying why; *missing (may be NULL) is set when
+ * it does not exist (without GH_STORE_CREATE). */
+static gh_store_t *open_store_or_missing(const opts_t *o, int flags, int *missing)
 {
     gh_store_conf_t conf;
     gh_store_error_t err;
@@ -226,11 +228,20 @@ static gh_store_t *open_store(const opts_t *o, int flags)
         return NULL;
     int rc = gh_store_open(&conf, flags, &st, &err);
     gh_store_conf_dispose(&conf);
+    if (rc == -ENOENT && missing != NULL) {
+        *missing = 1;
+        return NULL;
+    }
     if (rc != 0) {
         fprintf(stderr, "gatehouse apikey: %s\n", err.msg);
         return NULL;
     }
     return st;
+}
+
+static gh_store_t *open_store(const opts_t *o, int flags)
+{
+    return open_store_or_missing(o, flags, NULL);
 }
 
 /* ---- printing ---- */
@@ -594,10 +605,17 @@ static int cmd_import(const opts_t *o, int64_t now)
         printf("%s: no keys to import\n", o->arg);
         return 0;
     }
-    gh_store_t *st = open_store(o, o->dry_run ? 0 : GH_STORE_CREATE);
+    int missing = 0;
+    gh_store_t *st = open_store_or_missing(o, o->dry_run ? 0 : GH_STORE_CREATE, &missing);
     if (st == NULL) {
+        size_t rows = csv.num_rows;
         gh_apikey_csv_dispose(&csv);
-        return 1;
+        if (!missing)
+            return 1;
+        /* a dry run before the store exists: every row would be new */
+        printf("would import %zu key%s from %s: %zu new, 0 updated (no store yet)\n", rows,
+               rows == 1 ? "" : "s", o->arg, rows);
+        return 0;
     }
     gh_store_import_result_t res;
     gh_store_error_t err;

@@ -589,6 +589,7 @@ static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
     } else if ((rc = dup_str(doc, "x-consumer", &p->consumer_header)) != 0) {
         return rc;
     }
+    p->consumer_header_len = p->consumer_header != NULL ? strlen(p->consumer_header) : 0;
     if (p->consumer_header != NULL && p->header != NULL &&
         strcmp(p->consumer_header, p->header) == 0)
         return gh_yaml_error(doc, v, "consumer_header and header are the same field");

@@ -363,9 +363,17 @@ static int map_plans(parse_t *ps, unsigned line, const char *ids, const char **p
                 mapped = o->plan_map[i].plan;
         }
         if (mapped == NULL) {
-            *oom = add_error(ps->out, line,
-                             "usage plan '%.*s' has no plan mapping (--plan-map %.*s=PLAN)", (int)n,
-                             s, (int)n, s) != 0;
+            /* Text as long as a key is not echoed: a file whose columns
+             * are off would otherwise print keys. */
+            if (n >= GH_APIKEY_MIN_LEN)
+                *oom = add_error(ps->out, line,
+                                 "a usage plan id of %zu characters has no plan mapping (not "
+                                 "shown: it could be a key in the wrong column)",
+                                 n) != 0;
+            else
+                *oom = add_error(ps->out, line,
+                                 "usage plan '%.*s' has no plan mapping (--plan-map %.*s=PLAN)",
+                                 (int)n, s, (int)n, s) != 0;
             return 1;
         }
         if (chosen != NULL && strcmp(chosen, mapped) != 0) {
@@ -428,6 +436,13 @@ static int take_row(parse_t *ps, const reader_t *r, unsigned line, const int col
         out->rows = n;
         ps->rows_cap = ncap;
     }
+    long before = seen_before(ps, key, key_len, out->num_rows);
+    if (before < 0)
+        return -ENOMEM;
+    if (before > 0)
+        return add_error(out, line, "the same key as line %ld", before);
+    /* from here on the row is remembered as seen: an allocation failure
+     * ends the parse */
     gh_apikey_csv_row_t *row = &out->rows[out->num_rows];
     memset(row, 0, sizeof(*row));
     row->line = line;
@@ -447,16 +462,6 @@ static int take_row(parse_t *ps, const reader_t *r, unsigned line, const int col
     }
     memcpy(row->key, key, key_len);
     row->key[key_len] = '\0';
-    long before = seen_before(ps, key, key_len, out->num_rows);
-    if (before != 0) {
-        free(row->key);
-        free(row->consumer);
-        free(row->description);
-        free(row->plan);
-        if (before < 0)
-            return -ENOMEM;
-        return add_error(out, line, "the same key as line %ld", before);
-    }
     out->num_rows++;
     return 0;
 }
@@ -504,6 +509,8 @@ int gh_apikey_csv_parse(const char *buf, size_t len, const gh_apikey_csv_opts_t 
             break;
     }
 out:
+    if (r.buf != NULL)
+        OPENSSL_cleanse(r.buf, r.cap); /* fields held keys */
     free(r.buf);
     free(ps.seen);
     return rc;

@@ -42,7 +42,9 @@ void gh_apikey_list_free(gh_apikey_t *keys, size_t n)
 
 gh_apikey_state_t gh_apikey_state(const gh_apikey_t *k, int64_t now)
 {
-    if (k->revoked_at != 0 && k->revoked_at <= now)
+    /* Revoked whatever the time: a gateway whose clock is behind the one
+     * that revoked must not serve the key until it catches up. */
+    if (k->revoked_at != 0)
         return GH_APIKEY_REVOKED;
     if (!k->enabled)
         return GH_APIKEY_DISABLED;

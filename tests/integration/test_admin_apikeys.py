@@ -176,8 +176,9 @@ def test_rotate_with_grace(gatehouse, upstream, tmp_path):
 
 def test_usage_counts_are_reported_at_once(gatehouse, upstream, tmp_path):
     """The admin API reports through the store object the workers count
-    in, so requests made a moment ago are in the answer without waiting
-    for their write; the CLI (another process) sees them once written."""
+    in, so uses are in the answer before they are written (with cache_ttl
+    0 each use reaches that object at once: the answer is exact at once);
+    the CLI (another process) sees them once written."""
     g = start(gatehouse, upstream, tmp_path)
     k = create(g, consumer="alice")
     other = create(g, consumer="bob")

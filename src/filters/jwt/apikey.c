@@ -146,7 +146,7 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
     if (p->header != NULL) {
         size_t nh;
         const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
-        size_t hl = strlen(p->header);
+        size_t hl = p->from[0].name_len;
         for (size_t i = 0; i < nh; i++) {
             if (!gh_h1_name_is(&hs[i], p->header, hl))
                 continue;
@@ -193,22 +193,10 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
 
 /* ---- each worker's cache ---- */
 
-/* A keyed hash of the whole key (the seed is the worker's, unknown to
- * clients), so that keys a client makes up spread over the sets. */
-static uint64_t key_hash(const wstate_t *w, const char *k, size_t n)
-{
-    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&v, k + i, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-    v = 0;
-    memcpy(&v, k + i, n - i);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
-}
+/* The set of a key: gh_jwtf_hash (the length and the last 16 bytes, with
+ * the worker's secret seed). Keys a client makes up to share a set only
+ * share its four ways; equality is a full comparison. */
+#define key_hash gh_jwtf_hash
 
 /* 1 when a[0..n) equals b[0..n), in time that depends on n only. */
 static int same_secret(const char *a, const char *b, size_t n)
@@ -220,6 +208,14 @@ static int same_secret(const char *a, const char *b, size_t n)
         memcpy(&y, b + i, 8);
         d |= x ^ y;
     }
+    if (i < n && n >= 8) {
+        /* The tail as the last eight bytes (overlapping: a key is at
+         * least 20). */
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        d |= x ^ y;
+        i = n;
+    }
     for (; i < n; i++)
         d |= (uint64_t)((unsigned char)a[i] ^ (unsigned char)b[i]);
     /* Keep the compiler from turning the loop into an early exit. */
@@ -227,18 +223,35 @@ static int same_secret(const char *a, const char *b, size_t n)
     return d == 0;
 }
 
-static void ak_entry_clear(akentry_t *e)
+/* The entry's uses not yet in the store go there now. */
+static void flush_uses(akentry_t *e, unsigned shard)
 {
+    if (e->uses > 0 && e->store != NULL)
+        gh_store_usage_add(e->store, NULL, shard, e->id, (int64_t)time(NULL), e->uses);
+    e->uses = 0;
+}
+
+static void ak_entry_clear_in(akentry_t *e, unsigned shard)
+{
+    flush_uses(e, shard);
+    if (e->store != NULL)
+        gh_store_unref(e->store);
     free(e->key);
     free(e->ident);
+    free(e->hdr);
     memset(e, 0, sizeof(*e));
 }
+
+#define ak_entry_clear(e) ak_entry_clear_in((e), 0)
 
 void gh_jwtf_ak_cache_free(wstate_t *w)
 {
     for (size_t i = 0; i < w->ak_nsets * WAYS; i++)
-        ak_entry_clear(&w->ak[i]);
+        ak_entry_clear_in(&w->ak[i], w->worker_id);
     free(w->ak);
+    free(w->ak_dirty);
+    w->ak_dirty = NULL;
+    w->num_ak_dirty = 0;
     w->ak = NULL;
     w->ak_nsets = 0;
 }
@@ -253,9 +266,15 @@ static int ak_cache_fit(wstate_t *w, uint32_t entries)
     akentry_t *e = calloc(sets * WAYS, sizeof(*e));
     if (e == NULL)
         return -1;
+    akentry_t **dirty = calloc(2 * sets * WAYS, sizeof(*dirty));
+    if (dirty == NULL) {
+        free(e);
+        return -1;
+    }
     gh_jwtf_ak_cache_free(w);
     w->ak = e;
     w->ak_nsets = sets;
+    w->ak_dirty = dirty;
     return 0;
 }
 
@@ -291,9 +310,11 @@ static akentry_t *ak_cache_slot(wstate_t *w, uint64_t h, uint64_t store_id, cons
 }
 
 /* Fills e (cleared) from a lookup's answer. -1: out of memory. */
-static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k)
+static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_store_t *store,
+                         const gh_apikey_provider_conf_t *p)
 {
     e->found = status == 0;
+    e->store = e->found && store != NULL ? gh_store_ref(store) : NULL;
     if (!e->found)
         return 0;
     size_t cn = strlen(k->consumer), pn = k->plan ? strlen(k->plan) : 0,
@@ -303,6 +324,20 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k)
     if (e->ident == NULL)
         return -1;
     memcpy(e->ident, k->consumer, cn + 1);
+    e->consumer_len = cn;
+    if (p != NULL && p->consumer_header != NULL) {
+        /* The field the provider that asked sets, ready to add. */
+        size_t hn = p->consumer_header_len;
+        e->hdr = malloc(hn + 2 + cn + 2);
+        if (e->hdr == NULL)
+            return -1;
+        memcpy(e->hdr, p->consumer_header, hn);
+        memcpy(e->hdr + hn, ": ", 2);
+        memcpy(e->hdr + hn + 2, k->consumer, cn);
+        memcpy(e->hdr + hn + 2 + cn, "\r\n", 2);
+        e->hdr_len = hn + 2 + cn + 2;
+        e->hdr_for = p;
+    }
     e->plan_off = -1;
     if (k->plan != NULL) {
         e->plan_off = (int)(cn + 1);
@@ -318,6 +353,15 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k)
     e->revoked_at = k->revoked_at;
     e->expires_at = k->expires_at;
     e->grace_until = k->grace_until;
+    /* The first time it stops being valid (0: never), for one comparison
+     * on the short path. */
+    e->valid_until = 0;
+    const int64_t ends[2] = {k->expires_at, k->grace_until};
+    for (int i = 0; i < 2; i++)
+        if (ends[i] != 0 && (e->valid_until == 0 || ends[i] < e->valid_until))
+            e->valid_until = ends[i];
+    if (k->revoked_at != 0)
+        e->valid_until = 1; /* revoked: over whatever the clock says */
     return 0;
 }
 
@@ -326,7 +370,9 @@ static int ak_entry_reason(const akentry_t *e, int64_t now)
 {
     if (!e->found)
         return GH_AK_UNKNOWN;
-    if (e->revoked_at != 0 && e->revoked_at <= now)
+    /* Revoked whatever this host's clock says (gh_apikey_state): the host
+     * that revoked it may run ahead of this one. */
+    if (e->revoked_at != 0)
         return GH_AK_REVOKED;
     if (!e->enabled)
         return GH_AK_DISABLED;
@@ -335,6 +381,30 @@ static int ak_entry_reason(const akentry_t *e, int64_t now)
     if (e->grace_until != 0 && e->grace_until <= now)
         return GH_AK_REPLACED;
     return GH_AK_OK;
+}
+
+static void on_ak_timer(uv_timer_t *t)
+{
+    wstate_t *w = t->data;
+    for (size_t i = 0; i < w->num_ak_dirty; i++)
+        flush_uses(w->ak_dirty[i], w->worker_id);
+    w->num_ak_dirty = 0;
+}
+
+/* The worker's counting timer, started with its first lookup. It does not
+ * keep the loop alive; the worker's end closes it with every handle, and
+ * the cache's last counts go to the store when the state is freed. */
+static void ak_timer_start(gh_stream_t *s, wstate_t *w)
+{
+    if (w->ak_timer_on)
+        return;
+    w->worker_id = gh_stream_worker_id(s);
+    if (uv_timer_init(gh_stream_loop(s), &w->ak_timer) != 0)
+        return;
+    w->ak_timer.data = w;
+    uv_timer_start(&w->ak_timer, on_ak_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->ak_timer);
+    w->ak_timer_on = 1;
 }
 
 /* ---- the lookup ---- */
@@ -375,7 +445,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
     /* The answer decides this request from the stream's context, and
      * later ones from the cache. */
     memset(&pd->local, 0, sizeof(pd->local));
-    if (ak_entry_fill(&pd->local, status, key) < 0) {
+    if (ak_entry_fill(&pd->local, status, key, NULL, NULL) < 0) {
         ak_entry_clear(&pd->local);
         gh_jwtf_ak_refuse(s, fc, pd->k, GH_AK_OUT_OF_MEMORY, NULL);
         return;
@@ -394,7 +464,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
             e->store_id = pd->store_id;
             e->until_ms = gh_stream_now_ms(s) + ttl;
         }
-        if (e->key == NULL || ak_entry_fill(e, status, key) < 0)
+        if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, p) < 0)
             ak_entry_clear(e); /* not cached: only a cost */
     }
     gh_filter_status_t st = gh_jwtf_decide(s, fc, pd);
@@ -420,8 +490,8 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd)
 }
 
 /* Applies a valid key's identity and edits. -1: out of memory. */
-static int ak_apply(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const akentry_t *e,
-                    gh_store_t *store, uint64_t now)
+static inline int ak_apply(gh_stream_t *s, wstate_t *w, const gh_apikey_provider_conf_t *p,
+                           akentry_t *e, gh_store_t *store, uint64_t now)
 {
     gh_identity_t *id = gh_stream_identity(s);
     char *b = gh_stream_alloc(s, e->ident_len + sizeof(e->id));
@@ -437,11 +507,21 @@ static int ak_apply(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ak
         id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
     }
     if (p->consumer_header != NULL &&
-        gh_stream_add_header(s, p->consumer_header, strlen(p->consumer_header), b, strlen(b)) < 0)
+        (e->hdr_for == p ? gh_stream_add_header_lines(s, e->hdr, e->hdr_len)
+                         : gh_stream_add_header(s, p->consumer_header, p->consumer_header_len, b,
+                                                e->consumer_len)) < 0)
         return -1;
-    if (store != NULL)
-        gh_store_usage_add(store, gh_stream_loop(s), gh_stream_worker_id(s), e->id, (int64_t)now,
-                           1);
+    /* A cached key's uses are counted in its entry and reach the store
+     * every 64 uses, when the entry goes, and every second (the worker's
+     * timer); an answer that is not cached counts at once. */
+    if (e->store != NULL) {
+        if (e->uses++ == 0 && w->num_ak_dirty < 2 * w->ak_nsets * WAYS)
+            w->ak_dirty[w->num_ak_dirty++] = e;
+        if (e->uses >= 64)
+            flush_uses(e, gh_stream_worker_id(s));
+    } else if (store != NULL) {
+        gh_store_usage_add(store, NULL, gh_stream_worker_id(s), e->id, (int64_t)now, 1);
+    }
     return 0;
 }
 
@@ -458,14 +538,12 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
     int n = gh_jwtf_ak_find(s, p, &kv, &kn);
     if (n <= 0)
         return n < 0 ? GH_AK_MULTIPLE : GH_AK_MISSING;
-    const char *why = gh_apikey_check(kv, kn);
-    if (why != NULL)
-        return GH_AK_MALFORMED;
     gh_jwtf_ak_runtime_t *ak = fc->ak;
     if (ak == NULL || ak->store == NULL)
         return GH_AK_STORE_UNAVAILABLE;
     time_t now = time(NULL);
-    const akentry_t *e = NULL;
+    akentry_t *e = NULL;
+    const char *why;
     gh_jwtf_ak_pending_t *pd = *pending;
     if (pd != NULL && pd->have_local && pd->k == k)
         e = &pd->local;
@@ -476,16 +554,18 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
     }
     if (e != NULL) {
         int r = ak_entry_reason(e, (int64_t)now);
-        if (r == GH_AK_OK && ak_apply(s, p, e, ak->store, (uint64_t)now) < 0)
+        if (r == GH_AK_OK && ak_apply(s, w, p, e, ak->store, (uint64_t)now) < 0)
             return GH_AK_OUT_OF_MEMORY;
         if (r == GH_AK_OK)
             count(s, fc, k, GH_AK_OK);
         return r;
     }
-    /* A miss: ask the store, and decide again when it answers. */
+    /* A miss: ask the store, and decide again when it answers. The key's
+     * form is checked here only: a cached key passed this check. */
     gh_apikey_presented_t pk;
     if (gh_apikey_present(kv, kn, &pk, &why) != 0)
         return GH_AK_MALFORMED;
+    ak_timer_start(s, w);
     if (pd == NULL) {
         pd = gh_stream_alloc(s, sizeof(*pd));
         if (pd == NULL)
@@ -508,4 +588,44 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
         return rc == -EAGAIN ? GH_AK_BUSY : GH_AK_OUT_OF_MEMORY;
     }
     return -1;
+}
+
+/* The usual API-key route (fc->key_only: one provider reading one field,
+ * no token provider, not `all`, nothing exempt) and a key in the cache
+ * that is valid now: what gh_jwtf_decide would do for it, without the
+ * general machinery. Returns 1 when taken (*st says how it ended), 0 to
+ * go the general way, which decides everything else. */
+int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st)
+{
+    const gh_apikey_provider_conf_t *p = fc->authn->apikeys[0];
+    const char *kv;
+    size_t kn;
+    if (gh_jwtf_ak_find(s, p, &kv, &kn) != 1)
+        return 0;
+    wstate_t *w = gh_jwtf_worker(s);
+    gh_jwtf_ak_runtime_t *ak = fc->ak;
+    if (w == NULL || w->ak == NULL || ak->store == NULL)
+        return 0;
+    akentry_t *e = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
+    if (e == NULL || e->until_ms <= gh_stream_now_ms(s))
+        return 0;
+    time_t now = time(NULL);
+    if (!e->found || !e->enabled || (e->valid_until != 0 && (int64_t)now >= e->valid_until))
+        return 0;
+    *st = GH_FILTER_REPLIED;
+    if ((p->consumer_header != NULL &&
+         gh_stream_drop_header_static(s, p->consumer_header, p->consumer_header_len) < 0) ||
+        (!p->forward_key && gh_stream_drop_header_static(s, p->header, p->from[0].name_len) < 0) ||
+        ak_apply(s, w, p, e, ak->store, (uint64_t)now) < 0) {
+        gh_jwtf_ak_refuse(s, fc, 0, GH_AK_OUT_OF_MEMORY, NULL);
+        return 1;
+    }
+    if (w->ak_ok_id != ak->id) {
+        w->ak_ok_stats = gh_metrics_decision(gh_stream_metrics(s), ak->ids[p->index][GH_AK_OK]);
+        w->ak_ok_id = ak->id;
+    }
+    if (w->ak_ok_stats != NULL)
+        GH_STAT_INC(w->ak_ok_stats->count);
+    *st = GH_FILTER_CONTINUE;
+    return 1;
 }

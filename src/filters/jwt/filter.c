@@ -476,6 +476,18 @@ wstate_t *gh_jwtf_worker(gh_stream_t *s)
  * the target with the JWT locations of strip_all when both go. */
 static int strip_keys(gh_stream_t *s, const gh_authn_conf_t *a, int with_tokens)
 {
+    if (!with_tokens) {
+        /* Keys only in fields (the usual case): dropping the fields is all. */
+        int fields_only = 1, r = 0;
+        for (size_t i = 0; i < a->num_apikeys; i++)
+            fields_only &= a->apikeys[i]->query == NULL;
+        for (size_t i = 0; fields_only && i < a->num_apikeys; i++)
+            if (!a->apikeys[i]->forward_key)
+                r |= gh_stream_drop_header_static(s, a->apikeys[i]->header,
+                                                  a->apikeys[i]->from[0].name_len);
+        if (fields_only)
+            return r;
+    }
     strip_t st;
     if (gh_jwtf_strip_init(s, a, &st) < 0)
         return -1;
@@ -593,6 +605,8 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     (void)ctx;
     gh_filter_status_t st;
     if (fc->bearer_only && bearer_cached(s, fc, &st))
+        return st;
+    if (fc->key_only && gh_jwtf_ak_fast(s, fc, &st))
         return st;
     return gh_jwtf_decide(s, fc, NULL);
 }

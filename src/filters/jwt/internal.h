@@ -61,6 +61,9 @@ typedef struct {
      * Bearer", forwarded, nothing to drop or exempt; a cached token then
      * takes filter.c's short path. */
     int bearer_only;
+    /* The usual API-key route: one provider reading one field, no token
+     * provider, not `all`, nothing exempt (apikey.c's short path). */
+    int key_only;
     gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
 } gh_authn_filter_conf_t;
 
@@ -119,19 +122,36 @@ typedef struct {
     size_t key_len;
     int found; /* 0: the store has no such key (negative entry) */
     int enabled;
+    /* Uses not yet counted in the store (a reference held while there are
+     * any): counted in batches, see flush_uses. */
+    gh_store_t *store;
+    uint32_t uses;
     int64_t revoked_at, expires_at, grace_until;
+    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when revoked; 0: none */
     char id[13];
     /* owned: consumer, plan, scopes as NUL-terminated strings back to
      * back; an offset of -1 is an absent string (consumer is at 0) */
     char *ident;
-    size_t ident_len;
+    size_t ident_len, consumer_len;
     int plan_off, scopes_off;
+    /* owned: "consumer-header: consumer\r\n" of the provider hdr_for */
+    char *hdr;
+    size_t hdr_len;
+    const gh_apikey_provider_conf_t *hdr_for;
 } akentry_t;
 
 typedef struct {
     gh_jwt_verifier_t *verifier;
     akentry_t *ak; /* ak_nsets * WAYS */
     size_t ak_nsets;
+    /* Every second, the cached keys' uses go to the store (apikey.c):
+     * those of the entries listed in ak_dirty (an entry may be listed
+     * twice or cleared since: counting zero uses is nothing). */
+    akentry_t **ak_dirty;
+    size_t num_ak_dirty;
+    uv_timer_t ak_timer;
+    int ak_timer_on;
+    unsigned worker_id;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
     uint64_t seed, rng;
@@ -140,6 +160,8 @@ typedef struct {
      * looking the counter up. */
     uint64_t ok_rt_id;
     gh_decision_stats_t *ok_stats;
+    uint64_t ak_ok_id; /* the same for API keys: the runtime's id */
+    gh_decision_stats_t *ak_ok_stats;
 } wstate_t;
 
 /* Picks the cache set from the length and the last 16 bytes (the end of
@@ -218,6 +240,7 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
 int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t k,
                      gh_jwtf_ak_pending_t **pending);
 void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
+int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
 void gh_jwtf_ak_cache_free(wstate_t *w);
 
 /* ---- filter.c ---- */

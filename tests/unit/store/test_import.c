@@ -423,6 +423,12 @@ static void test_usage_plans(void **state)
     /* an id without a mapping */
     parse("Name,Key,UsagePlanIds\na," K1 ",abc123\n");
     one_error(2, "usage plan 'abc123' has no plan mapping (--plan-map abc123=PLAN)");
+    /* a long id is not echoed: it may be a key in the wrong column */
+    parse("Name,UsagePlanIds,Key\na," K1 ",abc123xyzabc123xyzabc\n");
+    one_error(2, "a usage plan id of 30 characters has no plan mapping (not shown");
+    assert_null(strstr(csv.errors[0].msg, K1));
+    parse("Name,Key,UsagePlanIds\na," K1 ",abcdefghij012345678\n");
+    one_error(2, "usage plan 'abcdefghij012345678' has no plan mapping");
     /* an id that is not an id */
     parse("Name,Key,UsagePlanIds\na," K1 ",\"c7y23b;drop\"\n");
     one_error(2, "not 1 to 64 letters and digits");

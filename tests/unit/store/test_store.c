@@ -206,6 +206,30 @@ static void test_default_path_makes_state_dir(void **state)
 
 /* ---- keys ---- */
 
+static void test_state_order(void **state)
+{
+    (void)state;
+    gh_apikey_t k = {.enabled = 1};
+    assert_int_equal(gh_apikey_state(&k, T0), GH_APIKEY_VALID);
+    assert_int_equal(gh_apikey_valid_until(&k), 0);
+    k.grace_until = T0 + 10;
+    assert_int_equal(gh_apikey_state(&k, T0), GH_APIKEY_VALID);
+    assert_int_equal(gh_apikey_state(&k, T0 + 10), GH_APIKEY_REPLACED);
+    k.expires_at = T0 + 5;
+    assert_int_equal(gh_apikey_valid_until(&k), T0 + 5);
+    assert_int_equal(gh_apikey_state(&k, T0 + 10), GH_APIKEY_EXPIRED);
+    k.enabled = 0;
+    assert_int_equal(gh_apikey_state(&k, T0 + 10), GH_APIKEY_DISABLED);
+    assert_int_equal(gh_apikey_state(&k, T0), GH_APIKEY_DISABLED);
+    k.revoked_at = T0 + 100;
+    assert_int_equal(gh_apikey_state(&k, T0), GH_APIKEY_REVOKED);
+    k.expires_at = T0 + 50;
+    k.grace_until = T0 + 20;
+    assert_int_equal(gh_apikey_valid_until(&k), T0 + 20);
+    assert_string_equal(gh_apikey_state_name(GH_APIKEY_REPLACED), "replaced");
+    assert_string_equal(gh_apikey_state_name(GH_APIKEY_VALID), "valid");
+}
+
 static void test_create_and_find(void **state)
 {
     (void)state;
@@ -342,6 +366,8 @@ static void test_revoke(void **state)
     assert_int_equal(gh_store_key_revoke(st, rec.id, T0 + 10, &err), 0);
     assert_int_equal(state_of(key, T0 + 10), GH_APIKEY_REVOKED);
     assert_int_equal(state_of(key, T0 + 1000000), GH_APIKEY_REVOKED);
+    /* a reader whose clock is behind the revoker's: revoked all the same */
+    assert_int_equal(state_of(key, T0 + 5), GH_APIKEY_REVOKED);
     assert_int_equal(state_of(other, T0 + 10), GH_APIKEY_VALID); /* only that one */
     assert_int_equal(gh_store_key_revoke(st, rec.id, T0 + 20, &err), -EALREADY);
     gh_apikey_t got;
@@ -936,6 +962,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_mode_wal_and_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path_makes_state_dir, setup, teardown),
+        cmocka_unit_test(test_state_order),
         cmocka_unit_test_setup_teardown(test_create_and_find, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 static gh_usage_batch_t *batch;
 static uint64_t taken[IDS];
 static uv_mutex_t taken_lock;
-static volatile int adding;
+static atomic_int adding;
 
 static void id_of(unsigned i, char out[13])
 {
