@@ -102,7 +102,8 @@ struct admin_conn_s {
     admin_conn_t *prev, *next;
     char rbuf[ADMIN_RBUF];
     size_t rlen;
-    char *wbuf;
+    char *wbuf; /* the answer being written (wlen bytes); it may hold a new key */
+    size_t wlen;
     /* The body of the request being read: body_len bytes (its
      * Content-Length) into body; its head stays at rbuf[0..head_len). */
     char *body;
@@ -154,6 +155,18 @@ static void on_retry(uv_timer_t *t)
     accepting_resume(t->data);
 }
 
+/* An answer's buffer is wiped before it is freed: the answer of a create
+ * or a rotate holds the key, which is shown once and kept nowhere. */
+static void wbuf_free(admin_conn_t *c)
+{
+    if (c->wbuf != NULL) {
+        OPENSSL_cleanse(c->wbuf, c->wlen);
+        free(c->wbuf);
+    }
+    c->wbuf = NULL;
+    c->wlen = 0;
+}
+
 /* Drops the body buffer (it may hold keys: an import's CSV) and the store
  * reference of the request being read. */
 static void body_release(admin_conn_t *c)
@@ -188,7 +201,7 @@ static void conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     a->num_conns--;
-    free(c->wbuf);
+    wbuf_free(c);
     free(c);
     accepting_resume(a);
     admin_maybe_free(a);
@@ -241,8 +254,7 @@ static void linger_start(admin_conn_t *c)
 static void on_write(uv_write_t *req, int status)
 {
     admin_conn_t *c = req->data;
-    free(c->wbuf);
-    c->wbuf = NULL;
+    wbuf_free(c);
     uv_timer_stop(&c->timer);
     c->deadline = DL_ANSWERED;
     if (status < 0 || (c->close_after && !c->linger)) {
@@ -283,11 +295,11 @@ static void respond(admin_conn_t *c, int status, const char *reason, const char 
     uv_timer_start(&c->timer, on_deadline, ADMIN_WRITE_MS, 0);
     c->deadline = DL_WRITE;
     c->wbuf = buf;
+    c->wlen = len;
     c->wreq.data = c;
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-        free(buf);
-        c->wbuf = NULL;
+        wbuf_free(c);
         conn_close(c);
     }
 }

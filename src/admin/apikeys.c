@@ -27,6 +27,8 @@
 
 void gh_admin_reply_dispose(gh_admin_reply_t *r)
 {
+    if (r->body != NULL)
+        OPENSSL_cleanse(r->body, r->len); /* a new key's answer holds the key */
     free(r->body);
     r->body = NULL;
     r->len = 0;

@@ -41,7 +41,7 @@ static json_t *str_json(const char *s)
 static json_t *scopes_json(const char *s)
 {
     json_t *a = json_array();
-    for (const char *p = s; a != NULL && p != NULL && *p;) {
+    for (const char *p = s ? s : ""; a != NULL && *p;) {
         size_t n = strcspn(p, " ");
         if (n > 0 && json_array_append_new(a, json_stringn(p, n)) != 0) {
             json_decref(a);
