@@ -1,9 +1,10 @@
 /*
  * The admin API: its own listener on the main thread's loop, serving
- * /live, /ready, /metrics, /config and /clusters (docs/admin.md).
+ * /live, /ready, /metrics, /config, /clusters and the API keys of the
+ * store under /apikeys (docs/admin.md).
  *
- * The admin module does not know the server; it asks through hooks, all
- * called on the main thread.
+ * The admin module does not know the server or the filters; it asks
+ * through hooks, all called on the main thread.
  */
 #ifndef GATEHOUSE_ADMIN_H
 #define GATEHOUSE_ADMIN_H
@@ -12,6 +13,7 @@
 #include <uv.h>
 
 #include <gatehouse/config.h>
+#include <gatehouse/store.h>
 
 typedef struct {
     /* 1 when serving; otherwise fills reason (text valid until the next
@@ -22,6 +24,11 @@ typedef struct {
     /* Heap JSON documents (caller frees), NULL when out of memory. */
     char *(*config_json)(void *arg, size_t *len);
     char *(*clusters_json)(void *arg, size_t *len);
+    /* The store the running config uses (the /apikeys endpoints): a new
+     * reference, which the admin API drops once the request is answered;
+     * NULL when it cannot be opened, with why (a sentence) in why[0..cap).
+     * May block the main loop for as long as opening the store takes. */
+    gh_store_t *(*store)(void *arg, char *why, size_t cap);
     void *arg;
 } gh_admin_hooks_t;
 
@@ -31,8 +38,9 @@ typedef struct gh_admin_s gh_admin_t;
  * token (if any) is copied. */
 gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
                            const gh_admin_hooks_t *hooks);
-/* Takes a new token from a reloaded config (the address is fixed at start:
- * changing it needs a restart, which is logged). */
+/* Takes a new token and max_import_body from a reloaded config (the
+ * address is fixed at start: changing it needs a restart, which is
+ * logged). */
 void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf);
 /* 1 when conf is enabled and names the address a is bound to (a may be
  * NULL: 0). A reload compares with this, not with the previous config,

@@ -287,14 +287,18 @@ struct gh_cluster_s {
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */
+#define GH_ADMIN_IMPORT_BODY_DEFAULT (16u << 20)
+#define GH_ADMIN_IMPORT_BODY_MIN 1024u
+#define GH_ADMIN_IMPORT_BODY_MAX (64u << 20) /* the CSV parser's own bound */
 typedef struct {
     int enabled;
     char *address; /* default "127.0.0.1:9901" */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char *token_file; /* bearer token read from this file (trimmed) ... */
-    char *token_env;  /* ... or from this environment variable */
-    char *token;      /* the token itself, loaded at config time; a secret */
+    char *token_file;         /* bearer token read from this file (trimmed) ... */
+    char *token_env;          /* ... or from this environment variable */
+    char *token;              /* the token itself, loaded at config time; a secret */
+    uint64_t max_import_body; /* POST /apikeys/import's CSV body; default 16 MiB */
 } gh_admin_conf_t;
 
 /* Access log fields, in output order. */

@@ -141,6 +141,45 @@ const char *gh_store_describe(const gh_store_t *st);
 int gh_store_start(gh_store_t *st, uv_loop_t *loop);
 void gh_store_stop(gh_store_t *st);
 
+/* ---- the process's store (a server's main thread) ----
+ *
+ * A running server has one current store: the one its running config's
+ * `store` section names. The authn filter's API-key providers (each
+ * snapshot holds a reference) and the admin API use it, so a key the admin
+ * API makes is looked up, counted and reported through the same store
+ * object (usage counts not yet written included). The server chooses it
+ * once per config apply, before building the snapshot, as part of the
+ * reload transaction; it is opened on first use (a snapshot whose routes
+ * check API keys, or the admin API's first /apikeys request), so that a
+ * gateway without API keys makes no state directory or database file.
+ * docs/architecture.md#the-store explains the choice.
+ *
+ * All of these run on the main thread only. */
+
+/* The loop the current store's usage writes run from (gh_store_start).
+ * Call once, before the first select. */
+void gh_store_current_init(uv_loop_t *loop);
+/* Makes conf (copied) the current store's configuration. When the store
+ * open now has exactly this configuration it stays current, with its
+ * pending usage counts; otherwise the next gh_store_current_get opens the
+ * new one. The store before is kept until gh_store_current_commit (drops
+ * it) or gh_store_current_rollback (restores it): a reload that fails
+ * after this changes nothing. Returns 0 or -ENOMEM. */
+int gh_store_current_select(const gh_store_conf_t *conf);
+void gh_store_current_commit(void);
+void gh_store_current_rollback(void);
+/* A new reference to the current store (the caller unrefs it), opened
+ * (GH_STORE_CREATE) and its usage writes started if it was not open yet;
+ * NULL with err filled when nothing is selected or it cannot be opened
+ * (the next call tries again). Blocks for at most the store's open (SQLite:
+ * creating the file and its schema waits up to busy_timeout). */
+gh_store_t *gh_store_current_get(gh_store_error_t *err);
+/* At exit, after the workers stopped: stops the usage writes and writes
+ * what is pending (the loop must run after it, to close the timer). */
+void gh_store_current_stop(void);
+/* Drops the process's reference (holders keep theirs) and the selection. */
+void gh_store_current_free(void);
+
 /* ---- synchronous API: CLI and main thread ---- */
 
 typedef struct {
@@ -174,9 +213,10 @@ typedef struct {
 
 /* A new key for the same consumer, plan, scopes and description; the old
  * key keeps working for opts->grace seconds, then is "replaced". Refused
- * (-EINVAL) for a revoked key or one rotated before (rotate its
- * replacement). The check and both writes are one transaction: two
- * rotations of one key cannot both win. */
+ * with -EALREADY (a state conflict) for a revoked key or one rotated before
+ * (rotate its replacement), -EINVAL for opts out of bounds. The check and
+ * both writes are one transaction: two rotations of one key cannot both
+ * win (the loser gets -EAGAIN, nothing changed). */
 int gh_store_key_rotate(gh_store_t *st, const char *id, const gh_apikey_rotate_t *opts, int64_t now,
                         char key_out[GH_APIKEY_LEN + 1], gh_apikey_t *rec, gh_store_error_t *err);
 

@@ -1,8 +1,18 @@
 /*
  * Admin API server: a small HTTP/1.1 server on the main thread, on the same
- * strict parser as the data plane. Requests are tiny and answers are built
- * whole, so a connection reads one head, writes one answer, and goes on
- * with the next (keep-alive) or closes.
+ * strict parser as the data plane. Answers are built whole, so a connection
+ * reads one request, writes one answer, and goes on with the next
+ * (keep-alive) or closes.
+ *
+ * Only the /apikeys operations that take one read a request body
+ * (admin/apikeys.c says which), and only one framed by Content-Length:
+ * its size is checked against the bound before a byte of it is read, and
+ * exactly that many bytes are read into a buffer of that size, so a body
+ * never becomes a second request. Chunked bodies are answered 411 (send
+ * Content-Length); any other request with a body is refused. A refused
+ * body is never read as requests: the connection is closed after the
+ * answer, lingering (shut down, then read and dropped for a bounded time)
+ * so that the answer is not lost to a reset.
  */
 #include <gatehouse/admin.h>
 
@@ -15,12 +25,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include <gatehouse/h1.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 
+#include "admin/apikeys.h"
 #include "proxy/proxy.h"
 
 #define ADMIN_RBUF 16384
@@ -36,6 +50,13 @@
  * one, whatever it is doing, so a probe always gets in. */
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_RESERVE_RETRY_MS 1000
+/* A request body: a peer that sends no byte of it for this long is closed
+ * (a stall), and the whole body must be in this long after its head. */
+#define ADMIN_BODY_IDLE_MS 5000
+#define ADMIN_BODY_MS 60000
+/* A connection closed after an answer it may not have read all of (a
+ * refused body, a malformed request) is drained this long at most. */
+#define ADMIN_LINGER_MS 2000
 
 typedef struct admin_conn_s admin_conn_t;
 
@@ -45,6 +66,8 @@ enum {
     DL_IDLE,      /* waiting for the next request */
     DL_HEAD,      /* a head has started (or the connection is fresh) */
     DL_WRITE,     /* an answer is being written; nothing more is read */
+    DL_BODY,      /* a request body is being read */
+    DL_LINGER,    /* shut down after the last answer; what arrives is dropped */
 };
 
 struct gh_admin_s {
@@ -61,6 +84,8 @@ struct gh_admin_s {
     socklen_t addrlen;
     gh_admin_hooks_t hooks;
     char *token;
+    uint64_t max_import_body;
+    int importing;       /* a CSV import body is being read (one at a time) */
     admin_conn_t *conns; /* newest first */
     unsigned num_conns;
     int stopping;
@@ -71,12 +96,25 @@ struct admin_conn_s {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
+    uv_write_t creq;    /* 100 Continue */
+    uv_shutdown_t sreq; /* lingering close */
     gh_admin_t *admin;
     admin_conn_t *prev, *next;
     char rbuf[ADMIN_RBUF];
     size_t rlen;
-    char *wbuf;
+    char *wbuf; /* the answer being written (wlen bytes); it may hold a new key */
+    size_t wlen;
+    /* The body of the request being read: body_len bytes (its
+     * Content-Length) into body; its head stays at rbuf[0..head_len). */
+    char *body;
+    size_t body_len, body_got, head_len;
+    uint64_t body_until; /* uv_now by which the whole body must be in */
+    int importing;       /* this body is the CSV import (admin->importing) */
+    gh_store_t *store;   /* held for the /apikeys request being read */
+    gh_admin_ak_route_t route;
     int close_after;
+    int linger; /* close_after with bytes maybe unread: drain before closing */
+    int lingering;
     int closing;
     int deadline;   /* DL_*: which deadline runs; reads do not move it */
     int on_reserve; /* accepted with the reserved descriptor: one answer, then close */
@@ -117,12 +155,45 @@ static void on_retry(uv_timer_t *t)
     accepting_resume(t->data);
 }
 
+/* An answer's buffer is wiped before it is freed: the answer of a create
+ * or a rotate holds the key, which is shown once and kept nowhere. */
+static void wbuf_free(admin_conn_t *c)
+{
+    if (c->wbuf != NULL) {
+        OPENSSL_cleanse(c->wbuf, c->wlen);
+        free(c->wbuf);
+    }
+    c->wbuf = NULL;
+    c->wlen = 0;
+}
+
+/* Drops the body buffer (it may hold keys: an import's CSV) and the store
+ * reference of the request being read. */
+static void body_release(admin_conn_t *c)
+{
+    if (c->body != NULL) {
+        OPENSSL_cleanse(c->body, c->body_len);
+        free(c->body);
+        c->body = NULL;
+    }
+    if (c->importing) {
+        c->importing = 0;
+        c->admin->importing = 0;
+    }
+    if (c->store != NULL)
+        gh_store_unref(c->store);
+    c->store = NULL;
+    c->body_len = c->body_got = c->head_len = 0;
+}
+
 static void conn_closed(uv_handle_t *h)
 {
     admin_conn_t *c = h->data;
     if (--c->handles > 0)
         return;
     gh_admin_t *a = c->admin;
+    body_release(c);
+    OPENSSL_cleanse(c->rbuf, sizeof(c->rbuf));
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -130,7 +201,7 @@ static void conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     a->num_conns--;
-    free(c->wbuf);
+    wbuf_free(c);
     free(c);
     accepting_resume(a);
     admin_maybe_free(a);
@@ -146,21 +217,52 @@ static void conn_close(admin_conn_t *c)
 }
 
 static void process(admin_conn_t *c);
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 static void on_deadline(uv_timer_t *t)
 {
     conn_close(t->data);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    admin_conn_t *c = req->data;
+    if (status < 0)
+        conn_close(c);
+}
+
+/* After the last answer of a connection whose peer may still be sending
+ * (a refused body, a malformed request): closing with unread bytes would
+ * send a reset, and a peer's stack may then drop the answer before its
+ * application read it. So: FIN, then read and drop until the peer closes
+ * or ADMIN_LINGER_MS pass. Nothing read now is ever parsed. */
+static void linger_start(admin_conn_t *c)
+{
+    c->lingering = 1;
+    c->rlen = 0;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_deadline, ADMIN_LINGER_MS, 0);
+    c->deadline = DL_LINGER;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     admin_conn_t *c = req->data;
-    free(c->wbuf);
-    c->wbuf = NULL;
+    wbuf_free(c);
     uv_timer_stop(&c->timer);
     c->deadline = DL_ANSWERED;
-    if (status < 0 || c->close_after) {
+    if (status < 0 || (c->close_after && !c->linger)) {
         conn_close(c);
+        return;
+    }
+    if (c->close_after) {
+        linger_start(c);
         return;
     }
     process(c);
@@ -193,11 +295,11 @@ static void respond(admin_conn_t *c, int status, const char *reason, const char 
     uv_timer_start(&c->timer, on_deadline, ADMIN_WRITE_MS, 0);
     c->deadline = DL_WRITE;
     c->wbuf = buf;
+    c->wlen = len;
     c->wreq.data = c;
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-        free(buf);
-        c->wbuf = NULL;
+        wbuf_free(c);
         conn_close(c);
     }
 }
@@ -267,7 +369,220 @@ static int path_is(const gh_h1_request_t *req, const char *p)
     return tl == n && memcmp(req->target, p, n) == 0;
 }
 
-static void handle(admin_conn_t *c, const gh_h1_request_t *req)
+/* The request's one Content-Type value: 1 and *v, 0 none, -1 two. */
+static int content_type(const gh_h1_request_t *req, const char **v, size_t *n)
+{
+    int found = 0;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const gh_h1_header_t *h = &req->headers[i];
+        if (!GH_H1_NAME_IS(h, "content-type"))
+            continue;
+        if (found++)
+            return -1;
+        *v = h->value;
+        *n = h->value_len;
+    }
+    return found;
+}
+
+/* An answer from apikeys.c (taken); NULL body: out of memory, close. */
+static void respond_reply(admin_conn_t *c, gh_admin_reply_t *r, int head_only)
+{
+    if (r->body == NULL) {
+        conn_close(c);
+        return;
+    }
+    respond(c, r->status, gh_status_reason(r->status), "application/json",
+            r->extra[0] ? r->extra : NULL, r->body, r->len, head_only);
+    gh_admin_reply_dispose(r);
+}
+
+/* Drops the first n bytes of rbuf: a request answered (the answer is a
+ * copy). */
+static void consume(admin_conn_t *c, size_t n)
+{
+    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+    c->rlen -= n;
+}
+
+/* Runs the /apikeys request whose head is req and whose whole body is
+ * body[0..blen), with the store held in c->store; releases both. */
+static void apikeys_run(admin_conn_t *c, const gh_h1_request_t *req, const char *body, size_t blen)
+{
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t qlen = q ? req->target_len - (size_t)(q - req->target) - 1 : 0;
+    gh_admin_reply_t r;
+    gh_admin_ak_handle(c->store, &c->route, q ? q + 1 : "", qlen, body, blen, (int64_t)time(NULL),
+                       &r);
+    respond_reply(c, &r, c->route.head);
+}
+
+static void body_deadline(admin_conn_t *c)
+{
+    uint64_t now = uv_now(c->tcp.loop);
+    if (now >= c->body_until) {
+        conn_close(c);
+        return;
+    }
+    uint64_t left = c->body_until - now;
+    uv_timer_start(&c->timer, on_deadline, left < ADMIN_BODY_IDLE_MS ? left : ADMIN_BODY_IDLE_MS,
+                   0);
+}
+
+static void on_continue(uv_write_t *req, int status)
+{
+    if (status < 0)
+        conn_close(req->data);
+}
+
+/* The /apikeys request with head req (head_len bytes at rbuf): every check
+ * that can refuse it runs before a byte of its body is read, and a refused
+ * body is never read: the connection closes after the answer. */
+static void apikeys_start(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
+{
+    gh_admin_t *a = c->admin;
+    int has_body = req->body != GH_H1_BODY_NONE;
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t plen = q ? (size_t)(q - req->target) : req->target_len;
+    const char *extra = NULL;
+    int head_only = 0;
+    gh_admin_reply_t r;
+    memset(&r, 0, sizeof(r));
+    /* Without a token any local user could mint keys through a loopback
+     * admin API (/config and /metrics only show). */
+    if (a->token == NULL) {
+        gh_admin_reply_error(&r, 403, "forbidden",
+                             "the API-key endpoints need an admin token: set admin.token_file "
+                             "or admin.token_env");
+        goto refused;
+    }
+    if (gh_admin_ak_route(req->method, req->method_len, req->target, plen, &c->route, &r) != 0)
+        goto refused;
+    head_only = c->route.head;
+    if (has_body && c->route.body == GH_AK_BODY_NONE) {
+        gh_admin_reply_error(&r, 400, "bad_request", "this admin request takes no body");
+        goto refused;
+    }
+    /* Chunked is not read here: admin bodies come from scripts and curl,
+     * which know their length, and with Content-Length the bound is
+     * checked before the body is read. 411 tells the client what to send
+     * instead (RFC 9110 section 15.5.12). */
+    if (req->body == GH_H1_BODY_CHUNKED) {
+        gh_admin_reply_error(&r, 411, "length_required",
+                             "send the body with Content-Length (chunked bodies are not read "
+                             "here)");
+        goto refused;
+    }
+    uint64_t cap = c->route.body == GH_AK_BODY_CSV ? a->max_import_body : GH_ADMIN_JSON_BODY_MAX;
+    uint64_t len = has_body ? req->content_length : 0;
+    if (len > cap) {
+        gh_admin_reply_error(&r, 413, "payload_too_large",
+                             "the body is larger than %llu bytes (%s)", (unsigned long long)cap,
+                             c->route.body == GH_AK_BODY_CSV ? "admin.max_import_body"
+                                                             : "the bound of JSON bodies");
+        goto refused;
+    }
+    if (len > 0) {
+        const char *ct = NULL;
+        size_t ctn = 0;
+        if (content_type(req, &ct, &ctn) < 0) {
+            gh_admin_reply_error(&r, 400, "bad_request", "two Content-Type fields");
+            goto refused;
+        }
+        if (gh_admin_ak_check_type(&c->route, ct, ctn, &r) != 0)
+            goto refused;
+        if (c->route.body == GH_AK_BODY_CSV && a->importing) {
+            gh_admin_reply_error(&r, 503, "service_unavailable",
+                                 "another import is being received; try again when it is done");
+            extra = "retry-after: 1\r\n";
+            goto refused;
+        }
+    }
+    char why[256] = "unknown reason";
+    c->store = a->hooks.store ? a->hooks.store(a->hooks.arg, why, sizeof(why)) : NULL;
+    if (c->store == NULL) {
+        gh_admin_reply_error(&r, 503, "service_unavailable", "the key store is unavailable: %s",
+                             why);
+        goto refused;
+    }
+    size_t avail = c->rlen - head_len;
+    if (len <= avail) {
+        /* The whole body (or none) came with the head. */
+        apikeys_run(c, req, c->rbuf + head_len, (size_t)len);
+        OPENSSL_cleanse(c->rbuf + head_len, (size_t)len);
+        body_release(c);
+        consume(c, head_len + (size_t)len);
+        return;
+    }
+    /* The rest of the body is read into a buffer of exactly its size: the
+     * reads stop at its end, so the next request's bytes stay unread. The
+     * head stays where it is, and is parsed again when the body is in. */
+    c->body = malloc((size_t)len);
+    if (c->body == NULL) {
+        body_release(c);
+        gh_admin_reply_error(&r, 503, "service_unavailable", "out of memory");
+        goto refused;
+    }
+    memcpy(c->body, c->rbuf + head_len, avail);
+    OPENSSL_cleanse(c->rbuf + head_len, avail);
+    c->body_len = (size_t)len;
+    c->body_got = avail;
+    c->head_len = head_len;
+    c->rlen = head_len;
+    if (c->route.body == GH_AK_BODY_CSV) {
+        c->importing = 1;
+        a->importing = 1;
+    }
+    /* RFC 9110 section 10.1.1: an HTTP/1.0 client's expectation is
+     * ignored; otherwise the client waits for this before sending. */
+    if (req->expect_continue && req->minor_version == 1) {
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
+        c->creq.data = c;
+        if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue) != 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    c->body_until = uv_now(c->tcp.loop) + ADMIN_BODY_MS;
+    c->deadline = DL_BODY;
+    body_deadline(c);
+    if (!c->closing && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0)
+        conn_close(c);
+    return;
+refused:
+    if (extra != NULL && r.body != NULL)
+        snprintf(r.extra, sizeof(r.extra), "%s", extra);
+    /* A body that was not read is not read now: close after the answer. */
+    if (has_body)
+        c->close_after = c->linger = 1;
+    respond_reply(c, &r, head_only);
+    consume(c, head_len);
+}
+
+/* The body is in: the head is parsed again from where it stayed (the
+ * parser is stateless, and the head has not changed), then answered. */
+static void body_done(admin_conn_t *c)
+{
+    gh_h1_header_t headers[ADMIN_MAX_HEADERS];
+    gh_h1_request_t req;
+    gh_h1_error_t err = {0, NULL};
+    gh_h1_limits_t lim = {ADMIN_RBUF - 1, ADMIN_MAX_HEADERS, 4096};
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    c->deadline = DL_ANSWERED;
+    req.headers = headers;
+    size_t head_len = c->head_len;
+    if (gh_h1_request_parse(c->rbuf, head_len, &lim, &req, &err) != (int)head_len) {
+        conn_close(c); /* cannot happen: the same bytes parsed before */
+        return;
+    }
+    apikeys_run(c, &req, c->body, c->body_len);
+    body_release(c);
+    c->rlen = 0; /* only the head was left in rbuf */
+}
+
+static void handle(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
 {
     gh_admin_t *a = c->admin;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
@@ -275,32 +590,49 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
     int probe = path_is(req, "/live") || path_is(req, "/ready");
     int known =
         probe || path_is(req, "/metrics") || path_is(req, "/config") || path_is(req, "/clusters");
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t plen = q ? (size_t)(q - req->target) : req->target_len;
     /* Probes stay open so that an orchestrator needs no secret; everything
      * else, unknown paths included, needs the token first, so the API does
-     * not describe itself to strangers. */
+     * not describe itself to strangers. A body is not read before that. */
     if (!probe && !authorized(a, req)) {
+        if (req->body != GH_H1_BODY_NONE)
+            c->close_after = c->linger = 1;
         respond_json(c, 401, "Unauthorized",
                      "{\"error\":\"unauthorized\",\"detail\":\"this admin path needs "
                      "Authorization: Bearer <admin token>\"}\n",
                      "www-authenticate: Bearer realm=\"gatehouse-admin\"\r\n", is_head);
+        goto consumed;
+    }
+    if (gh_admin_ak_is_path(req->target, plen)) {
+        apikeys_start(c, req, head_len);
         return;
+    }
+    /* Other admin requests carry no body; one that does is refused rather
+     * than skipped, so its bytes never become a second request. */
+    if (req->body != GH_H1_BODY_NONE) {
+        c->close_after = c->linger = 1;
+        respond_json(c, 400, "Bad Request",
+                     "{\"error\":\"bad_request\",\"detail\":\"admin requests have no body\"}\n",
+                     NULL, 0);
+        goto consumed;
     }
     if (!known) {
         respond_json(c, 404, "Not Found",
                      "{\"error\":\"not_found\",\"detail\":\"admin paths: /live /ready /metrics "
-                     "/config /clusters\"}\n",
+                     "/config /clusters /apikeys\"}\n",
                      NULL, is_head);
-        return;
+        goto consumed;
     }
     if (!is_get && !is_head) {
         respond_json(c, 405, "Method Not Allowed",
                      "{\"error\":\"method_not_allowed\",\"detail\":\"use GET\"}\n",
                      "allow: GET, HEAD\r\n", 0);
-        return;
+        goto consumed;
     }
     if (path_is(req, "/live")) {
         respond_json(c, 200, "OK", "{\"status\":\"live\"}\n", NULL, is_head);
-        return;
+        goto consumed;
     }
     if (path_is(req, "/ready")) {
         const char *why = NULL;
@@ -332,7 +664,7 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
         respond(c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", NULL,
                 line, n, is_head);
         free(line);
-        return;
+        goto consumed;
     }
     char *body = NULL;
     size_t len = 0;
@@ -349,19 +681,24 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req)
         respond_json(c, 503, "Service Unavailable",
                      "{\"error\":\"service_unavailable\",\"detail\":\"out of memory\"}\n", NULL,
                      is_head);
-        return;
+        goto consumed;
     }
     respond(c, 200, "OK", ctype, NULL, body, len, is_head);
     free(body);
+consumed:
+    consume(c, head_len);
 }
-
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     admin_conn_t *c = h->data;
     (void)hint;
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(ADMIN_RBUF - c->rlen));
+    if (c->body != NULL) /* exactly the rest of the body, never a byte past it */
+        *buf = uv_buf_init(c->body + c->body_got, (unsigned)(c->body_len - c->body_got));
+    else if (c->lingering) /* dropped as it comes */
+        *buf = uv_buf_init(c->rbuf, ADMIN_RBUF);
+    else
+        *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(ADMIN_RBUF - c->rlen));
 }
 
 static void process(admin_conn_t *c)
@@ -370,7 +707,7 @@ static void process(admin_conn_t *c)
     gh_h1_request_t req;
     gh_h1_error_t err = {0, NULL};
     gh_h1_limits_t lim = {ADMIN_RBUF - 1, ADMIN_MAX_HEADERS, 4096};
-    if (c->closing)
+    if (c->closing || c->lingering || c->body != NULL)
         return;
     req.headers = headers;
     int r = c->rlen ? gh_h1_request_parse(c->rbuf, c->rlen, &lim, &req, &err) : GH_H1_INCOMPLETE;
@@ -393,27 +730,14 @@ static void process(admin_conn_t *c)
     if (r < 0) {
         char body[256];
         int status = err.status ? err.status : 400;
-        c->close_after = 1;
+        c->close_after = c->linger = 1;
         snprintf(body, sizeof(body), "{\"error\":\"bad_request\",\"detail\":\"%s\"}\n",
                  err.detail ? err.detail : "malformed request");
         respond_json(c, status, gh_status_reason(status), body, NULL, 0);
         return;
     }
-    /* Admin requests carry no body; one that does is refused rather
-     * than skipped, so its bytes never become a second request. */
-    if (req.body != GH_H1_BODY_NONE) {
-        c->close_after = 1;
-        respond_json(c, 400, "Bad Request",
-                     "{\"error\":\"bad_request\",\"detail\":\"admin requests have no body\"}\n",
-                     NULL, 0);
-        return;
-    }
     c->close_after = !req.keep_alive || c->admin->stopping || c->on_reserve;
-    /* Handle from a copy: the read buffer is compacted before the answer
-     * is written, and the handler only reads the head. */
-    handle(c, &req);
-    memmove(c->rbuf, c->rbuf + r, c->rlen - (size_t)r);
-    c->rlen -= (size_t)r;
+    handle(c, &req, (size_t)r);
 }
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
@@ -421,7 +745,21 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     admin_conn_t *c = h->data;
     (void)buf;
     if (nread < 0) {
+        /* EOF or a reset: mid-body, mid-head or while lingering, there is
+         * nobody left to answer. */
         conn_close(c);
+        return;
+    }
+    if (c->lingering)
+        return;
+    if (c->body != NULL) {
+        c->body_got += (size_t)nread;
+        if (c->body_got < c->body_len) {
+            if (nread > 0)
+                body_deadline(c);
+            return;
+        }
+        body_done(c);
         return;
     }
     c->rlen += (size_t)nread;
@@ -547,6 +885,7 @@ gh_admin_t *gh_admin_start(uv_loop_t *loop, const gh_admin_conf_t *conf,
     a->lfd = fd;
     a->reserve_fd = -1;
     a->hooks = *hooks;
+    a->max_import_body = conf->max_import_body;
     memcpy(&a->addr, &conf->addr, conf->addrlen);
     a->addrlen = conf->addrlen;
     a->poll.data = a->retry.data = a;
@@ -571,6 +910,7 @@ void gh_admin_update(gh_admin_t *a, const gh_admin_conf_t *conf)
         return; /* keep the old token rather than open the API */
     free(a->token);
     a->token = t;
+    a->max_import_body = conf->max_import_body;
 }
 
 static void listener_closed(uv_handle_t *h)

@@ -143,6 +143,8 @@ char *gh_admin_config_json(const gh_snapshot_t *snap, size_t *len)
             json_object_set_new(a, "token_file", json_string(cfg->admin.token_file));
         if (cfg->admin.token_env != NULL)
             json_object_set_new(a, "token_env", json_string(cfg->admin.token_env));
+        json_object_set_new(a, "max_import_body",
+                            json_integer((json_int_t)cfg->admin.max_import_body));
         json_object_set_new(root, "admin", a);
     }
     if (cfg->access_log.enabled) {

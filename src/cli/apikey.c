@@ -23,6 +23,7 @@
 #include <gatehouse/config.h>
 #include <gatehouse/file.h>
 #include <gatehouse/store.h>
+#include <gatehouse/store_json.h>
 
 static const char usage[] =
     "usage: gatehouse apikey create --consumer NAME [--plan PLAN] [--expires DURATION]\n"
@@ -177,33 +178,10 @@ static int parse(int argc, char **argv, opts_t *o)
     return -1;
 }
 
-/* "30d", "12h", "0": seconds. 0 or -1. */
+/* "30d", "12h", "0": seconds (gatehouse/store_json.h). 0 or -1. */
 static int parse_duration(const char *s, int64_t *out)
 {
-    char *end;
-    if (s == NULL || s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || v < 0)
-        return -1;
-    int64_t unit;
-    if (strcmp(end, "s") == 0 || (*end == '\0' && v == 0))
-        unit = 1;
-    else if (strcmp(end, "m") == 0)
-        unit = 60;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400;
-    else if (strcmp(end, "w") == 0)
-        unit = 7 * 86400;
-    else
-        return -1;
-    if (v > INT64_MAX / unit)
-        return -1;
-    *out = (int64_t)v * unit;
-    return 0;
+    return gh_apikey_duration_parse(s, out) == 0 ? 0 : -1;
 }
 
 /* The store's configuration as the server would find it. */
@@ -293,60 +271,17 @@ static void put_safe(FILE *f, const char *s)
     }
 }
 
-static json_t *time_json(int64_t t)
+/* Prints j (taken); 1 when it could not (out of memory). */
+static int print_json(json_t *j)
 {
-    if (t == 0)
-        return json_null();
-    char buf[32];
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return json_integer(t);
-    return json_string(buf);
-}
-
-static json_t *str_json(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-static json_t *key_json(const gh_apikey_t *k, int64_t now)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(k->id));
-    json_object_set_new(o, "state", json_string(gh_apikey_state_name(gh_apikey_state(k, now))));
-    json_object_set_new(o, "consumer", str_json(k->consumer));
-    json_object_set_new(o, "plan", str_json(k->plan));
-    json_t *sc = json_array();
-    for (const char *p = k->scopes ? k->scopes : ""; *p;) {
-        const char *e = strchr(p, ' ');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        json_array_append_new(sc, json_stringn(p, n));
-        p += n;
-        while (*p == ' ')
-            p++;
-    }
-    json_object_set_new(o, "scopes", sc);
-    json_object_set_new(o, "description", str_json(k->description));
-    json_object_set_new(o, "enabled", json_boolean(k->enabled));
-    json_object_set_new(o, "source",
-                        json_string(k->source == GH_APIKEY_IMPORTED ? "aws-import" : "generated"));
-    json_object_set_new(o, "created", time_json(k->created_at));
-    json_object_set_new(o, "expires", time_json(k->expires_at));
-    json_object_set_new(o, "revoked", time_json(k->revoked_at));
-    json_object_set_new(o, "replaced_by",
-                        k->replaced_by[0] ? json_string(k->replaced_by) : json_null());
-    json_object_set_new(o, "grace_until", time_json(k->grace_until));
-    return o;
-}
-
-static void print_json(json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (s != NULL)
         printf("%s\n", s);
+    else
+        fprintf(stderr, "gatehouse apikey: out of memory\n");
     free(s);
     json_decref(j);
+    return s == NULL;
 }
 
 static void show_text(const gh_apikey_t *k, int64_t now)
@@ -397,9 +332,7 @@ static int new_key_out(const char *what, const opts_t *o, const char *key, const
                        int64_t now)
 {
     if (o->json) {
-        json_t *j = key_json(k, now);
-        json_object_set_new(j, "key", json_string(key));
-        print_json(j);
+        return print_json(gh_apikey_json_with_key(k, key, now));
     } else {
         printf("%s\n", key);
         fflush(stdout);
@@ -435,10 +368,10 @@ static int cmd_create(const opts_t *o, int64_t now)
     gh_store_unref(st);
     if (rc != 0)
         return store_error("create", &err);
-    new_key_out("create", o, key, &k, now);
+    rc = new_key_out("create", o, key, &k, now);
     OPENSSL_cleanse(key, sizeof(key));
     gh_apikey_dispose(&k);
-    return 0;
+    return rc;
 }
 
 static int cmd_list(const opts_t *o, int64_t now)
@@ -457,9 +390,12 @@ static int cmd_list(const opts_t *o, int64_t now)
         return store_error("list", &err);
     if (o->json) {
         json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, key_json(&keys[i], now));
-        print_json(a);
+        for (size_t i = 0; a != NULL && i < n; i++)
+            if (json_array_append_new(a, gh_apikey_json(&keys[i], now)) != 0) {
+                json_decref(a);
+                a = NULL;
+            }
+        rc = print_json(a);
     } else {
         int wc = 8, wp = 4;
         for (size_t i = 0; i < n; i++) {
@@ -490,7 +426,7 @@ static int cmd_list(const opts_t *o, int64_t now)
         }
     }
     gh_apikey_list_free(keys, n);
-    return 0;
+    return rc;
 }
 
 static int need_id(const opts_t *o, const char *cmd)
@@ -517,11 +453,11 @@ static int cmd_show(const opts_t *o, int64_t now)
     if (rc != 0)
         return store_error("show", &err);
     if (o->json)
-        print_json(key_json(&k, now));
+        rc = print_json(gh_apikey_json(&k, now));
     else
         show_text(&k, now);
     gh_apikey_dispose(&k);
-    return 0;
+    return rc;
 }
 
 static int cmd_revoke(const opts_t *o, int64_t now)
@@ -565,7 +501,7 @@ static int cmd_rotate(const opts_t *o, int64_t now)
     gh_store_unref(st);
     if (rc != 0)
         return store_error("rotate", &err);
-    new_key_out("rotate", o, key, &k, now);
+    rc = new_key_out("rotate", o, key, &k, now);
     if (!o->json) {
         fprintf(stderr, "Key %s keeps working until ", o->arg);
         put_time(stderr, now + ro.grace);
@@ -573,17 +509,7 @@ static int cmd_rotate(const opts_t *o, int64_t now)
     }
     OPENSSL_cleanse(key, sizeof(key));
     gh_apikey_dispose(&k);
-    return 0;
-}
-
-static int64_t days_from_civil(int y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int64_t)era * 146097 + (int64_t)doe - 719468;
+    return rc;
 }
 
 static int cmd_usage(const opts_t *o, int64_t now)
@@ -595,78 +521,36 @@ static int cmd_usage(const opts_t *o, int64_t now)
     if (o->days != NULL) {
         char *end;
         days = strtol(o->days, &end, 10);
-        if (o->days[0] < '0' || o->days[0] > '9' || *end != '\0' || days < 1 || days > 366)
+        if (o->days[0] < '0' || o->days[0] > '9' || *end != '\0' || days < 1 ||
+            days > GH_APIKEY_USAGE_MAX_DAYS)
             return misuse("--days needs a number from 1 to 366, not '%s'", o->days);
     }
-    int64_t today = now / 86400;
-    time_t tt = (time_t)now;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    int64_t week = today - (tm.tm_wday + 6) % 7; /* Monday */
-    int64_t month = days_from_civil(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, 1);
-    int64_t from = today - (days - 1);
-    if (week < from)
-        from = week;
-    if (month < from)
-        from = month;
     gh_store_t *st = open_store(o, 0);
     if (st == NULL)
         return 1;
-    uint64_t counts[400];
-    gh_apikey_t k;
+    static gh_apikey_usage_t u;
     gh_store_error_t err;
-    int rc = gh_store_key_get(st, o->arg, &k, &err);
-    if (rc == 0)
-        rc = gh_store_usage_get(st, o->arg, from, today, counts, &err);
+    int rc = gh_store_usage_report(st, o->arg, (unsigned)days, now, &u, &err);
     gh_store_unref(st);
-    if (rc != 0) {
-        gh_apikey_dispose(&k);
+    if (rc != 0)
         return store_error("usage", &err);
-    }
-    uint64_t t_today = counts[today - from], t_week = 0, t_month = 0;
-    for (int64_t d = week; d <= today; d++)
-        t_week += counts[d - from];
-    for (int64_t d = month; d <= today; d++)
-        t_month += counts[d - from];
     if (o->json) {
-        json_t *j = json_object(), *per = json_array();
-        json_object_set_new(j, "id", json_string(k.id));
-        json_object_set_new(j, "consumer", json_string(k.consumer));
-        json_object_set_new(j, "plan", str_json(k.plan));
-        json_object_set_new(j, "today", json_integer((json_int_t)t_today));
-        json_object_set_new(j, "week", json_integer((json_int_t)t_week));
-        json_object_set_new(j, "month", json_integer((json_int_t)t_month));
-        for (int64_t d = today - (days - 1); d <= today; d++) {
-            json_t *e = json_object();
-            char buf[16];
-            time_t dt = (time_t)(d * 86400);
-            struct tm dm;
-            gmtime_r(&dt, &dm);
-            strftime(buf, sizeof(buf), "%Y-%m-%d", &dm);
-            json_object_set_new(e, "day", json_string(buf));
-            json_object_set_new(e, "count", json_integer((json_int_t)counts[d - from]));
-            json_array_append_new(per, e);
-        }
-        json_object_set_new(j, "days", per);
-        print_json(j);
+        rc = print_json(gh_apikey_usage_json(&u));
     } else {
-        printf("key %s, consumer ", k.id);
-        put_safe(stdout, k.consumer);
-        printf(", plan %s (UTC days)\n", k.plan ? k.plan : "-");
-        printf("today       %llu\n", (unsigned long long)t_today);
-        printf("this week   %llu (since Monday)\n", (unsigned long long)t_week);
-        printf("this month  %llu\n", (unsigned long long)t_month);
-        for (int64_t d = today - (days - 1); d <= today; d++) {
+        printf("key %s, consumer ", u.key.id);
+        put_safe(stdout, u.key.consumer);
+        printf(", plan %s (UTC days)\n", u.key.plan ? u.key.plan : "-");
+        printf("today       %llu\n", (unsigned long long)u.today);
+        printf("this week   %llu (since Monday)\n", (unsigned long long)u.week);
+        printf("this month  %llu\n", (unsigned long long)u.month);
+        for (unsigned i = 0; i < u.days; i++) {
             char buf[16];
-            time_t dt = (time_t)(d * 86400);
-            struct tm dm;
-            gmtime_r(&dt, &dm);
-            strftime(buf, sizeof(buf), "%Y-%m-%d", &dm);
-            printf("%s  %llu\n", buf, (unsigned long long)counts[d - from]);
+            gh_apikey_day_format(u.first_day + i, buf, sizeof(buf));
+            printf("%s  %llu\n", buf, (unsigned long long)u.per_day[i]);
         }
     }
-    gh_apikey_dispose(&k);
-    return 0;
+    gh_apikey_usage_dispose(&u);
+    return rc;
 }
 
 static void print_errors(const char *file, const gh_apikey_csv_error_t *e, size_t n, size_t total)

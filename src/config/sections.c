@@ -90,9 +90,11 @@ static int load_token_file(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at, c
 
 int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg)
 {
-    static const char *const keys[] = {"listen", "token_file", "token_env", NULL};
+    static const char *const keys[] = {"listen", "token_file", "token_env", "max_import_body",
+                                       NULL};
     gh_admin_conf_t *a = &cfg->admin;
     int rc;
+    a->max_import_body = GH_ADMIN_IMPORT_BODY_DEFAULT;
     if (node == NULL)
         return 0;
     if ((rc = gh_yaml_expect(doc, node, GH_YAML_MAP, "admin")) != 0 ||
@@ -100,6 +102,10 @@ int gh_config_parse_admin(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, 
         (rc = opt_str(doc, node, "listen", &a->address)) != 0 ||
         (rc = opt_str(doc, node, "token_file", &a->token_file)) != 0 ||
         (rc = opt_str(doc, node, "token_env", &a->token_env)) != 0)
+        return rc;
+    const gh_yaml_node_t *mib = gh_yaml_map_get(node, "max_import_body");
+    if (mib != NULL && (rc = gh_yaml_size(doc, mib, "max_import_body", GH_ADMIN_IMPORT_BODY_MIN,
+                                          GH_ADMIN_IMPORT_BODY_MAX, &a->max_import_body)) != 0)
         return rc;
     a->enabled = 1;
     if (a->address == NULL && (rc = dup_str(doc, "127.0.0.1:9901", &a->address)) != 0)

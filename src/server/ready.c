@@ -1,9 +1,11 @@
 /*
  * What the admin API asks of the process: whether it is ready (/ready:
- * starting, draining, or a JWT provider a route needs without keys), and
- * the running snapshot for /config and /clusters.
+ * starting, draining, or a JWT provider a route needs without keys), the
+ * running snapshot for /config and /clusters, and the store for /apikeys.
  */
 #include <stdio.h>
+
+#include <gatehouse/store.h>
 
 #include "admin/views.h"
 #include "server/server.h"
@@ -43,8 +45,20 @@ static char *hook_clusters(void *arg, size_t *len)
     return gh_admin_clusters_json(sv->snap, len);
 }
 
+/* The process's current store (gatehouse/store.h): the one the running
+ * config names, which the API-key providers use too. */
+static gh_store_t *hook_store(void *arg, char *why, size_t cap)
+{
+    gh_store_error_t err;
+    (void)arg;
+    gh_store_t *st = gh_store_current_get(&err);
+    if (st == NULL)
+        snprintf(why, cap, "%s", err.msg);
+    return st;
+}
+
 gh_admin_hooks_t gh_server_admin_hooks(server_t *sv)
 {
-    gh_admin_hooks_t hooks = {hook_ready, hook_config, hook_clusters, sv};
+    gh_admin_hooks_t hooks = {hook_ready, hook_config, hook_clusters, hook_store, sv};
     return hooks;
 }

@@ -14,6 +14,7 @@
 #include <gatehouse/file.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
+#include <gatehouse/store.h>
 
 #include "proxy/fdlimit.h"
 #include "proxy/worker.h"
@@ -200,6 +201,16 @@ void gh_server_reload(server_t *sv, const char *why)
         snprintf(reason, sizeof(reason), "out of memory");
     else
         ok = txn_prepare(sv, cfg, &t, reason, sizeof(reason)) == 0;
+    /* The store the new config names becomes the process's before the
+     * snapshot is built (its API-key runtimes take it); a reload that fails
+     * from here puts the running one back. */
+    int store_selected = 0;
+    if (ok) {
+        ok = gh_store_current_select(&cfg->store) == 0;
+        store_selected = ok;
+        if (!ok)
+            snprintf(reason, sizeof(reason), "out of memory");
+    }
     if (ok) {
         snap = gh_snapshot_new(cfg, sv->generation + 1);
         cfg = NULL; /* the snapshot owns it, or gh_snapshot_new freed it */
@@ -208,6 +219,8 @@ void gh_server_reload(server_t *sv, const char *why)
             snprintf(reason, sizeof(reason), "out of memory building the snapshot");
     }
     if (!ok) {
+        if (store_selected)
+            gh_store_current_rollback();
         GH_LOG(GH_LOG_ERROR, "config", "reload (%s) refused, still serving generation %llu: %s",
                why, (unsigned long long)sv->generation, reason);
         txn_abort(sv, &t);
@@ -218,6 +231,7 @@ void gh_server_reload(server_t *sv, const char *why)
     size_t nl = t.num_listeners;
     gh_fdlimit_apply(snap, sv->num_workers);
     txn_commit(sv, &t, snap);
+    gh_store_current_commit();
     gh_stats_reload(1);
     gh_stats_set_generation(sv->generation);
     GH_LOG(GH_LOG_INFO, "config", "reload (%s): generation %llu serving, %zu listeners", why,

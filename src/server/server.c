@@ -15,6 +15,7 @@
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/server.h>
+#include <gatehouse/store.h>
 #include <gatehouse/trace.h>
 
 #include "proxy/fdlimit.h"
@@ -50,16 +51,25 @@ int gh_server_run(const gh_server_opts_t *opts)
         gh_config_free(cfg);
         return 1;
     }
-    sv.snap = gh_snapshot_new(cfg, 1);
+    /* The store the config names, before the snapshot: the API-key
+     * providers' runtimes take it from here (gatehouse/store.h). */
+    gh_store_current_init(&sv.loop);
+    if (gh_store_current_select(&cfg->store) == 0)
+        sv.snap = gh_snapshot_new(cfg, 1);
+    else
+        gh_config_free(cfg);
     if (sv.snap == NULL) {
         GH_LOG(GH_LOG_ERROR, "server", "out of memory");
         free(sv.last_text);
         gh_filter_services_stop();
+        gh_store_current_stop();
         uv_run(&sv.loop, UV_RUN_DEFAULT);
         uv_loop_close(&sv.loop);
         gh_filter_services_free();
+        gh_store_current_free();
         return 1;
     }
+    gh_store_current_commit();
     gh_stats_set_generation(1);
     gh_fdlimit_apply(sv.snap, sv.num_workers);
     gh_server_workers_exit_init(&sv);
@@ -112,6 +122,7 @@ out_loop:
     close_if_open((uv_handle_t *)&sv.sigusr1);
     close_if_open((uv_handle_t *)&sv.deadline);
     gh_filter_services_stop();
+    gh_store_current_stop();
     uv_run(&sv.loop, UV_RUN_DEFAULT);
     uv_loop_close(&sv.loop);
     gh_observe_set_tracer(NULL);
@@ -121,6 +132,7 @@ out_loop:
     gh_access_log_close();
     gh_snapshot_unref(sv.snap);
     gh_filter_services_free();
+    gh_store_current_free();
     gh_server_metrics_detach();
     gh_metrics_shutdown();
     free(sv.last_text);

@@ -12,6 +12,7 @@
 #include <gatehouse/admin.h>
 #include <gatehouse/filter.h>
 #include <gatehouse/log.h>
+#include <gatehouse/store.h>
 
 #include "proxy/worker.h"
 #include "server/apply.h"
@@ -26,6 +27,7 @@ static void on_worker_exit(uv_async_t *a)
     gh_admin_stop(sv->admin);
     sv->admin = NULL;
     gh_filter_services_stop();
+    gh_store_current_stop();
     close_if_open((uv_handle_t *)&sv->exited);
     close_if_open((uv_handle_t *)&sv->deadline);
     close_if_open((uv_handle_t *)&sv->sigterm);

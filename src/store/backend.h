@@ -128,6 +128,9 @@ extern const gh_store_backend_t gh_store_sqlite_backend;
 int gh_store_fail(gh_store_error_t *err, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A deep copy of src into dst; -ENOMEM (dst then holds nothing to free). */
+int gh_store_conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src);
+
 /* Copies of strings for records (NULL in, NULL out); -ENOMEM. */
 int gh_store_apikey_copy(gh_apikey_t *dst, const gh_apikey_t *src);
 

@@ -134,7 +134,7 @@ static int copy_str(const char *s, char **out)
     return dup_opt(s, out);
 }
 
-static int conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src)
+int gh_store_conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src)
 {
     *dst = *src;
     dst->path = dst->state_dir = dst->address = dst->prefix = NULL;
@@ -161,7 +161,7 @@ int gh_store_open(const gh_store_conf_t *conf, int flags, gh_store_t **out, gh_s
     atomic_init(&st->refs, 1);
     atomic_init(&st->pending, 0);
     atomic_init(&st->flushing, 0);
-    if (conf_copy(&st->conf, conf) != 0 || (st->usage = gh_usage_batch_new()) == NULL) {
+    if (gh_store_conf_copy(&st->conf, conf) != 0 || (st->usage = gh_usage_batch_new()) == NULL) {
         gh_store_conf_dispose(&st->conf);
         free(st);
         return gh_store_fail(err, -ENOMEM, "out of memory");
@@ -538,11 +538,11 @@ int gh_store_key_rotate(gh_store_t *st, const char *id, const gh_apikey_rotate_t
     if ((rc = gh_store_key_get(st, id, &old, err)) != 0)
         return rc;
     if (old.revoked_at != 0) {
-        rc = gh_store_fail(err, -EINVAL, "key %s is revoked: it cannot be rotated", id);
+        rc = gh_store_fail(err, -EALREADY, "key %s is revoked: it cannot be rotated", id);
         goto out;
     }
     if (old.replaced_by[0] != '\0') {
-        rc = gh_store_fail(err, -EINVAL,
+        rc = gh_store_fail(err, -EALREADY,
                            "key %s was rotated already (replaced by %s): rotate that one", id,
                            old.replaced_by);
         goto out;

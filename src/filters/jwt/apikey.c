@@ -30,56 +30,6 @@
 
 #include "filters/jwt/internal.h"
 
-/* ---- the process's store (main thread) ---- */
-
-static uv_loop_t *g_main_loop;
-static gh_store_t *g_store; /* the current store; snapshots hold their own references */
-static int g_started;
-
-void gh_jwtf_ak_service_start(uv_loop_t *main_loop)
-{
-    g_main_loop = main_loop;
-}
-
-void gh_jwtf_ak_service_stop(void)
-{
-    if (g_store != NULL && g_started)
-        gh_store_stop(g_store);
-    g_started = 0;
-}
-
-void gh_jwtf_ak_service_free(void)
-{
-    if (g_store != NULL)
-        gh_store_unref(g_store);
-    g_store = NULL;
-}
-
-/* The store of cfg, shared with the snapshot before when it is the same
- * one: a reload keeps the open store and its pending usage counts. A new
- * reference, or NULL (logged) when it cannot be opened. */
-static gh_store_t *store_for(const gh_config_t *cfg)
-{
-    gh_store_t *st = NULL;
-    gh_store_error_t err = {{0}};
-    if (gh_store_open(&cfg->store, GH_STORE_CREATE, &st, &err) != 0) {
-        GH_LOG(GH_LOG_ERROR, "apikeys", "cannot open the store: %s", err.msg);
-        return NULL;
-    }
-    if (g_store != NULL && strcmp(gh_store_describe(g_store), gh_store_describe(st)) == 0) {
-        gh_store_unref(st);
-        return gh_store_ref(g_store);
-    }
-    if (g_store != NULL) {
-        if (g_started)
-            gh_store_stop(g_store);
-        gh_store_unref(g_store);
-    }
-    g_store = st;
-    g_started = g_main_loop != NULL && gh_store_start(st, g_main_loop) == 0;
-    return gh_store_ref(st);
-}
-
 /* ---- per snapshot ---- */
 
 static uint64_t next_store_id = 1;
@@ -89,7 +39,13 @@ int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak)
     memset(ak, 0, sizeof(*ak));
     if (cfg->num_apikey_providers == 0)
         return 0;
-    ak->store = store_for(cfg);
+    /* The process's current store (gatehouse/store.h), which the server
+     * selected for cfg before building this snapshot; the admin API uses
+     * the same object. */
+    gh_store_error_t err = {{0}};
+    ak->store = gh_store_current_get(&err);
+    if (ak->store == NULL)
+        GH_LOG(GH_LOG_ERROR, "apikeys", "cannot open the store: %s", err.msg);
     ak->id = next_store_id++;
     ak->ids = calloc(cfg->num_apikey_providers, sizeof(*ak->ids));
     if (ak->ids == NULL)

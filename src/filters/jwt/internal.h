@@ -227,9 +227,6 @@ int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *
 
 /* ---- apikey.c ---- */
 
-void gh_jwtf_ak_service_start(uv_loop_t *main_loop);
-void gh_jwtf_ak_service_stop(void);
-void gh_jwtf_ak_service_free(void);
 int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak);
 void gh_jwtf_ak_fini(gh_jwtf_ak_runtime_t *ak);
 size_t gh_jwtf_ak_ready(const gh_jwtf_ak_runtime_t *ak, const gh_config_t *cfg, char *line,

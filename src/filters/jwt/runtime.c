@@ -249,18 +249,15 @@ void gh_jwtf_unbind(void *p)
 int gh_jwtf_service_start(uv_loop_t *main_loop)
 {
     gh_keyring_init(main_loop);
-    gh_jwtf_ak_service_start(main_loop);
     return 0;
 }
 
 void gh_jwtf_service_stop(void)
 {
     gh_keyring_shutdown();
-    gh_jwtf_ak_service_stop();
 }
 
 void gh_jwtf_service_free(void)
 {
     gh_keyring_free_all();
-    gh_jwtf_ak_service_free();
 }

@@ -424,7 +424,7 @@ static void test_rotate_with_grace(void **state)
     gh_apikey_dispose(&got);
     /* a key rotated once is not rotated again */
     char k3[GH_APIKEY_LEN + 1];
-    assert_int_equal(gh_store_key_rotate(st, orec.id, &ro, T0 + DAY, k3, NULL, &err), -EINVAL);
+    assert_int_equal(gh_store_key_rotate(st, orec.id, &ro, T0 + DAY, k3, NULL, &err), -EALREADY);
     assert_non_null(strstr(err.msg, nrec.id));
     /* the new key can be rotated, with grace 0 and a lifetime of its own */
     gh_apikey_rotate_t now_ro = {0, 7 * DAY};
@@ -434,7 +434,7 @@ static void test_rotate_with_grace(void **state)
     assert_int_equal(r3.expires_at, T0 + 9 * DAY);
     /* a revoked key cannot be rotated */
     assert_int_equal(gh_store_key_revoke(st, r3.id, T0 + 2 * DAY, &err), 0);
-    assert_int_equal(gh_store_key_rotate(st, r3.id, &ro, T0 + 2 * DAY, nk, NULL, &err), -EINVAL);
+    assert_int_equal(gh_store_key_rotate(st, r3.id, &ro, T0 + 2 * DAY, nk, NULL, &err), -EALREADY);
     assert_non_null(strstr(err.msg, "revoked"));
     /* grace is bounded; unknown ids */
     gh_apikey_rotate_t bad = {-1, -1};
@@ -482,7 +482,7 @@ static void test_rotation_race_has_one_winner(void **state)
     gh_apikey_t got;
     assert_int_equal(gh_store_key_get(st, "zzzzzzzzzzzz", &got, &err), -ENOENT);
     /* the same through the API: refused, as the key was rotated */
-    assert_int_equal(gh_store_key_rotate(st, rec.id, &ro, T0, k2, NULL, &err), -EINVAL);
+    assert_int_equal(gh_store_key_rotate(st, rec.id, &ro, T0, k2, NULL, &err), -EALREADY);
     gh_apikey_t *keys;
     size_t n;
     assert_int_equal(gh_store_key_list(st, "alice", &keys, &n, &err), 0);
