@@ -91,6 +91,13 @@ typedef struct gh_filter_type_s {
     int (*check)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const gh_config_t *cfg,
                  const gh_route_t *route, const void *conf);
     void (*free_conf)(void *conf);
+    /* Whether a route without this type's section still gets the filter:
+     * parse is then called with node NULL (and check with node NULL). Runs
+     * while the route's sections are parsed, after those of the types
+     * before this one (route->filters holds them) and after the top-level
+     * sections. The rate_limits filter uses it to be on every route where
+     * an identity may carry a usage plan. NULL: only with the section. */
+    int (*implied)(const gh_config_t *cfg, const gh_route_t *route);
 
     /* ---- per snapshot ---- */
     /* Main thread: the runtime this type shares over a snapshot (key

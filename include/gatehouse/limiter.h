@@ -42,7 +42,7 @@ typedef enum {
 } gh_period_t;
 
 /* Bounds that keep every product of the bucket's arithmetic in 64 bits. */
-#define GH_RATE_MAX_REQUESTS 1000000000ULL /* per period */
+#define GH_RATE_MAX_REQUESTS 1000000000ULL     /* per period */
 #define GH_RATE_MAX_PER_MS (86400000ULL * 366) /* a year */
 #define GH_RATE_MAX_BURST 1000000000ULL
 #define GH_QUOTA_MAX_LIMIT ((1ULL << 62) - 1)
@@ -86,6 +86,10 @@ typedef struct {
     /* Refused: seconds until the same request could pass (Retry-After),
      * rounded up, at least 1. 0 when allowed. */
     uint64_t retry_s;
+    /* The policy's window in seconds (RateLimit-Policy's "w", with limit
+     * as its "q"): the time a bucket takes to refill from empty, rounded
+     * up; a calendar window's length (28 to 31 days for a month). */
+    uint64_t window_s;
 } gh_limit_result_t;
 
 /* A stable id for a limit from its description (what it limits, its
@@ -173,9 +177,9 @@ void gh_limit_table_refund(gh_limit_table_t *t, const gh_limit_spec_t *spec, con
                            size_t len, const gh_limit_now_t *now);
 
 typedef struct {
-    uint64_t keys;            /* entries in use */
-    uint64_t capacity;        /* entries in all */
-    uint64_t evicted_rest;    /* entries at rest reused for new keys */
+    uint64_t keys;             /* entries in use */
+    uint64_t capacity;         /* entries in all */
+    uint64_t evicted_rest;     /* entries at rest reused for new keys */
     uint64_t evicted_counting; /* entries whose count was forgotten */
 } gh_limit_table_stats_t;
 void gh_limit_table_stats(gh_limit_table_t *t, gh_limit_table_stats_t *out);

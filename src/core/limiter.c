@@ -43,10 +43,10 @@ int gh_rate_parse(const char *s, gh_rate_t *out)
         const char *name;
         uint64_t ms;
     } units[] = {
-        {"s", 1000},          {"sec", 1000},        {"second", 1000},      {"seconds", 1000},
-        {"m", 60000},         {"min", 60000},       {"minute", 60000},     {"minutes", 60000},
-        {"h", 3600000},       {"hr", 3600000},      {"hour", 3600000},     {"hours", 3600000},
-        {"d", 86400000},      {"day", 86400000},    {"days", 86400000},
+        {"s", 1000},     {"sec", 1000},     {"second", 1000},   {"seconds", 1000},
+        {"m", 60000},    {"min", 60000},    {"minute", 60000},  {"minutes", 60000},
+        {"h", 3600000},  {"hr", 3600000},   {"hour", 3600000},  {"hours", 3600000},
+        {"d", 86400000}, {"day", 86400000}, {"days", 86400000},
     };
     uint64_t n;
     if (s == NULL || scan_u64(&s, GH_RATE_MAX_REQUESTS, &n) != 0 || n == 0 || *s != '/')
@@ -168,6 +168,7 @@ int gh_bucket_take(uint64_t *tat, const gh_rate_t *r, uint64_t now_ms, gh_limit_
     /* Units per second on the scaled clock, for rounding up to seconds. */
     uint64_t u_per_s = r->requests * 1000;
     res->limit = r->burst;
+    res->window_s = div_ceil(r->burst * r->per_ms, u_per_s); /* the whole bucket's refill */
     if (nd > depth) {
         uint64_t wait = div_ceil(nd - depth, u_per_s);
         res->allowed = 0;
@@ -205,9 +206,9 @@ int64_t gh_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;                                  /* [0, 399] */
+    int64_t yoe = y - era * 400;                                   /* [0, 399] */
     int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
     return era * 146097 + doe - 719468;
 }
 
@@ -280,6 +281,7 @@ int gh_quota_take(int64_t *win, uint64_t *count, const gh_quota_t *q, int64_t wa
     uint64_t reset = left_ms > 0 ? div_ceil((uint64_t)left_ms, 1000) : 1;
     res->limit = q->limit;
     res->reset_s = reset;
+    res->window_s = (uint64_t)(end - start);
     if (*count >= q->limit) {
         res->allowed = 0;
         res->remaining = 0;

@@ -29,7 +29,7 @@
 typedef struct {
     uint64_t hash;
     uint64_t id;
-    uint64_t s0, s1; /* bucket: tat; window: window number, count */
+    uint64_t s0, s1;  /* bucket: tat; window: window number, count */
     uint64_t rest_ms; /* monotonic ms from which the state is at rest */
     uint32_t next;    /* index + 1 of the next entry of the chain; 0 ends it */
     uint8_t used;     /* CLOCK's bit: looked up since the hand last passed */
@@ -203,8 +203,7 @@ static entry_t *find(shard_t *sh, uint64_t h, uint64_t id, const tkey_t *k)
 static void unlink_entry(shard_t *sh, entry_t *e)
 {
     uint32_t self = (uint32_t)(e - sh->entries) + 1;
-    for (uint32_t *pi = &sh->heads[e->hash & sh->mask]; *pi != 0;
-         pi = &sh->entries[*pi - 1].next)
+    for (uint32_t *pi = &sh->heads[e->hash & sh->mask]; *pi != 0; pi = &sh->entries[*pi - 1].next)
         if (*pi == self) {
             *pi = e->next;
             return;

@@ -39,9 +39,11 @@ static void test_rate_parse(void **state)
     assert_int_equal(r.per_ms, 86400000);
     assert_int_equal(gh_rate_parse("1000000000/s", &r), 0);
     static const char *const bad[] = {
-        "",       "10",        "/s",    "10/",  "0/s",  "-1/s", "+1/s",        "1e3/s",
-        "10/S",   "10 /s",     "10/ s", "10/s ", "10/w", "10/2s", "1000000001/s",
-        "18446744073709551617/s", "10.5/s", "10//s", "ten/s", "10/sec\n",
+        "",       "10",    "/s",           "10/",
+        "0/s",    "-1/s",  "+1/s",         "1e3/s",
+        "10/S",   "10 /s", "10/ s",        "10/s ",
+        "10/w",   "10/2s", "1000000001/s", "18446744073709551617/s",
+        "10.5/s", "10//s", "ten/s",        "10/sec\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(gh_rate_parse(bad[i], &r), -EINVAL);
@@ -58,8 +60,8 @@ static void test_offset_parse(void **state)
     assert_int_equal(s, 7200);
     assert_int_equal(gh_offset_parse("1d12h30m5s", &s), 0);
     assert_int_equal(s, 86400 + 12 * 3600 + 30 * 60 + 5);
-    static const char *const bad[] = {"", "2", "h", "2x", "-1h", "1d-", "2h ", "367d", "1e3s",
-                                      "99999999999999999999s"};
+    static const char *const bad[] = {"",    "2",   "h",    "2x",   "-1h",
+                                      "1d-", "2h ", "367d", "1e3s", "99999999999999999999s"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(gh_offset_parse(bad[i], &s), -EINVAL);
 }
@@ -234,8 +236,12 @@ static void test_bucket_wrapped_clock(void **state)
 
 static time_t utc(int y, int mon, int d, int h, int mi, int s)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mon - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     return timegm(&tm);
 }
 
@@ -330,7 +336,7 @@ static void test_month_windows(void **state)
     /* Leap February (2024, 2000), common (2023), century not leap (2100). */
     static const struct {
         int y, m, days;
-    } months[] = {{2024, 2, 29}, {2000, 2, 29}, {2023, 2, 28}, {2100, 2, 28},
+    } months[] = {{2024, 2, 29}, {2000, 2, 29},  {2023, 2, 28}, {2100, 2, 28},
                   {2026, 4, 30}, {2026, 12, 31}, {2027, 1, 31}};
     for (size_t i = 0; i < sizeof(months) / sizeof(months[0]); i++) {
         int64_t first = utc(months[i].y, months[i].m, 1, 0, 0, 0);
@@ -489,8 +495,8 @@ static void racer(void *arg)
     for (int i = 0; i < TAKES; i++) {
         /* Three keys: every thread hits every one. */
         int n = snprintf(key, sizeof(key), "key-%d", i % 3);
-        allowed[id] += (uint64_t)gh_limit_table_take(shared, &race_spec, key, (size_t)n, &now,
-                                                     &res);
+        allowed[id] +=
+            (uint64_t)gh_limit_table_take(shared, &race_spec, key, (size_t)n, &now, &res);
     }
 }
 
@@ -519,9 +525,8 @@ static void test_table_exact_under_threads(void **state)
      * key; together they take exactly the limit, per key. */
     race_spec = (gh_limit_spec_t){.id = 9, .algo = GH_LIMIT_BUCKET, .rate = {1, 60000, 12345}};
     assert_int_equal(race(), 3 * 12345);
-    race_spec = (gh_limit_spec_t){.id = 10,
-                                  .algo = GH_LIMIT_WINDOW,
-                                  .quota = {23456, GH_PERIOD_DAY, 0}};
+    race_spec =
+        (gh_limit_spec_t){.id = 10, .algo = GH_LIMIT_WINDOW, .quota = {23456, GH_PERIOD_DAY, 0}};
     assert_int_equal(race(), 3 * 23456);
 }
 

@@ -1,0 +1,655 @@
+/*
+ * The rate_limits filter: each request takes one unit from each limit of
+ * its route (`rate_limits:`) and, when its identity has a usage plan,
+ * from the plan's throttle, the plan's throttle for this route and the
+ * plan's quota, all keyed by the consumer. The first limit that refuses
+ * answers 429 with Retry-After and the RateLimit fields; what the
+ * request took from the limits before it is given back, so a refused
+ * request counts in none.
+ *
+ * Counters: a process-wide gh_limit_table_t (gatehouse/limiter.h), made
+ * when the first snapshot with limits is built and kept for the process's
+ * life, so counts go on across reloads. A limit's id comes from what it
+ * is (listener, route, name, key, parameters): a reload that leaves a
+ * limit as it was keeps its counts; one that changes it starts afresh.
+ *
+ * Fleet limits (`mode: fleet`) go to a backend after the local ones
+ * passed, in one batch, with the stream paused (ratelimit.h).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include <gatehouse/config.h>
+#include <gatehouse/jwt.h>
+#include <gatehouse/metrics.h>
+
+#include "filters/ratelimit/internal.h"
+
+/* Counters of the process: room for this many keys (docs/rate-limits.md). */
+#define TABLE_KEYS (128 * 1024)
+/* Claim values longer than this are not keys (the request is "missing"). */
+#define MAX_CLAIM_KEY 4096
+/* The most limits one request meets: the route's and a plan's three. */
+#define MAX_TAKEN (RL_MAX_LIMITS + 3)
+
+static gh_limit_table_t *table;
+
+gh_limit_table_t *gh_ratelimit_table(void)
+{
+    return table;
+}
+
+/* ---- per snapshot: plans ---- */
+
+typedef struct {
+    const gh_plan_t *p;
+    gh_limit_spec_t throttle, quota;
+    char *name[3]; /* "gold.throttle", "gold.quota", "gold.route": policy names */
+    char *note[3]; /* "limit=" + name */
+} rl_plan_t;
+
+enum { PL_THROTTLE = 0, PL_QUOTA, PL_ROUTE };
+
+typedef struct {
+    rl_plan_t *plans;
+    size_t num_plans;
+    uint32_t *index; /* open addressing over plan names: plan index + 1 */
+    uint32_t mask;
+} rl_rt_t;
+
+static uint64_t name_hash(const char *s)
+{
+    return gh_limit_id(s, strlen(s));
+}
+
+/* A limit's description for its id: what it limits and how. */
+static uint64_t spec_id(const char *what, const char *a, const char *b, const char *c,
+                        const gh_limit_spec_t *spec, const char *key)
+{
+    char buf[1024];
+    int n;
+    if (spec->algo == GH_LIMIT_BUCKET)
+        n = snprintf(buf, sizeof(buf), "%s|%s|%s|%s|%s|bucket|%llu|%llu|%llu", what, a, b, c, key,
+                     (unsigned long long)spec->rate.requests, (unsigned long long)spec->rate.per_ms,
+                     (unsigned long long)spec->rate.burst);
+    else
+        n = snprintf(buf, sizeof(buf), "%s|%s|%s|%s|%s|window|%llu|%d|%llu", what, a, b, c, key,
+                     (unsigned long long)spec->quota.limit, (int)spec->quota.period,
+                     (unsigned long long)spec->quota.offset_s);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(buf))
+        n = (int)sizeof(buf) - 1;
+    return gh_limit_id(buf, (size_t)n);
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (s != NULL) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+    }
+    return s;
+}
+
+static void rt_fini(void *p)
+{
+    rl_rt_t *rt = p;
+    if (rt == NULL)
+        return;
+    for (size_t i = 0; i < rt->num_plans; i++)
+        for (int k = 0; k < 3; k++) {
+            free(rt->plans[i].name[k]);
+            free(rt->plans[i].note[k]);
+        }
+    free(rt->plans);
+    free(rt->index);
+    free(rt);
+}
+
+static int uses_limits(const gh_config_t *cfg)
+{
+    if (cfg->num_plans > 0)
+        return 1;
+    for (size_t l = 0; l < cfg->num_listeners; l++)
+        for (size_t r = 0; r < cfg->listeners[l].num_routes; r++) {
+            const gh_route_t *route = &cfg->listeners[l].routes[r];
+            for (size_t f = 0; f < route->num_filters; f++)
+                if (route->filters[f].type == &gh_ratelimit_filter)
+                    return 1;
+        }
+    return 0;
+}
+
+static int rt_init(const gh_config_t *cfg, void **out)
+{
+    static const char *const suffix[3] = {".throttle", ".quota", ".route"};
+    *out = NULL;
+    if (!uses_limits(cfg))
+        return 0;
+    /* Main thread: the first snapshot with limits makes the table, which
+     * then lives as long as the process (service_free). */
+    if (table == NULL && (table = gh_limit_table_new(TABLE_KEYS)) == NULL)
+        return -1;
+    if (cfg->num_plans == 0)
+        return 0;
+    rl_rt_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return -1;
+    size_t slots = 2;
+    while (slots < cfg->num_plans * 2)
+        slots <<= 1;
+    rt->mask = (uint32_t)(slots - 1);
+    if ((rt->plans = calloc(cfg->num_plans, sizeof(*rt->plans))) == NULL ||
+        (rt->index = calloc(slots, sizeof(*rt->index))) == NULL)
+        goto fail;
+    rt->num_plans = cfg->num_plans;
+    for (size_t i = 0; i < cfg->num_plans; i++) {
+        rl_plan_t *pl = &rt->plans[i];
+        pl->p = &cfg->plans[i];
+        pl->throttle.algo = GH_LIMIT_BUCKET;
+        pl->throttle.rate = pl->p->throttle;
+        pl->throttle.id = spec_id("plan", pl->p->name, "throttle", "", &pl->throttle, "consumer");
+        pl->quota.algo = GH_LIMIT_WINDOW;
+        pl->quota.quota = pl->p->quota;
+        pl->quota.id = spec_id("plan", pl->p->name, "quota", "", &pl->quota, "consumer");
+        for (int k = 0; k < 3; k++)
+            if ((pl->name[k] = join(pl->p->name, suffix[k])) == NULL ||
+                (pl->note[k] = join("limit=", pl->name[k])) == NULL)
+                goto fail;
+        uint32_t h = (uint32_t)name_hash(pl->p->name) & rt->mask;
+        while (rt->index[h] != 0)
+            h = (h + 1) & rt->mask;
+        rt->index[h] = (uint32_t)i + 1;
+    }
+    *out = rt;
+    return 0;
+fail:
+    rt_fini(rt);
+    return -1;
+}
+
+static const rl_plan_t *plan_find(const rl_rt_t *rt, const char *name)
+{
+    if (rt == NULL)
+        return NULL;
+    for (uint32_t h = (uint32_t)name_hash(name) & rt->mask; rt->index[h] != 0;
+         h = (h + 1) & rt->mask) {
+        const rl_plan_t *pl = &rt->plans[rt->index[h] - 1];
+        if (strcmp(pl->p->name, name) == 0)
+            return pl;
+    }
+    return NULL;
+}
+
+static void service_free(void)
+{
+    gh_limit_table_free(table);
+    table = NULL;
+}
+
+static size_t metrics(char *buf, size_t cap, void *arg)
+{
+    (void)arg;
+    if (table == NULL)
+        return 0;
+    gh_limit_table_stats_t st;
+    gh_limit_table_stats(table, &st);
+    int n =
+        snprintf(buf, cap,
+                 "# HELP gatehouse_rate_limit_keys Counters held by the rate limit table.\n"
+                 "# TYPE gatehouse_rate_limit_keys gauge\n"
+                 "gatehouse_rate_limit_keys %llu\n"
+                 "# HELP gatehouse_rate_limit_capacity Counters the rate limit table can hold.\n"
+                 "# TYPE gatehouse_rate_limit_capacity gauge\n"
+                 "gatehouse_rate_limit_capacity %llu\n"
+                 "# HELP gatehouse_rate_limit_evictions_total Counters dropped for new keys, "
+                 "by their state: at rest (nothing lost) or counting (a count forgotten).\n"
+                 "# TYPE gatehouse_rate_limit_evictions_total counter\n"
+                 "gatehouse_rate_limit_evictions_total{state=\"rest\"} %llu\n"
+                 "gatehouse_rate_limit_evictions_total{state=\"counting\"} %llu\n",
+                 (unsigned long long)st.keys, (unsigned long long)st.capacity,
+                 (unsigned long long)st.evicted_rest, (unsigned long long)st.evicted_counting);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---- per route: the instance ---- */
+
+typedef struct {
+    const rl_limit_conf_t *c;
+    gh_limit_spec_t spec;
+    char *note; /* "limit=NAME" */
+    uint32_t limited_id, missing_id, error_id;
+} rl_limit_t;
+
+/* A plan that names this route in its `routes:`. */
+typedef struct {
+    const rl_plan_t *pl;
+    int has_throttle;
+    gh_limit_spec_t spec; /* the plan's throttle on this route, per consumer */
+} rl_plan_route_t;
+
+typedef struct {
+    const rl_rt_t *rt;
+    rl_limit_t *limits;
+    size_t num_limits;
+    int wall;  /* a route limit is a calendar window: the wall clock is read */
+    int fleet; /* a route limit is decided by the fleet backend */
+    rl_plan_route_t *plan_routes;
+    size_t num_plan_routes;
+    uint32_t plan_ids[3]; /* limited by the plan's throttle, quota, route throttle */
+    uint32_t forbidden_id, unknown_id, repeated_id;
+} rl_inst_t;
+
+static void inst_free(void *p)
+{
+    rl_inst_t *in = p;
+    if (in == NULL)
+        return;
+    for (size_t i = 0; i < in->num_limits; i++)
+        free(in->limits[i].note);
+    free(in->limits);
+    free(in->plan_routes);
+    free(in);
+}
+
+static const char *key_desc(const rl_limit_conf_t *c, char *buf, size_t cap)
+{
+    static const char *const kinds[] = {"address", "consumer", "route", "header:", "claim:"};
+    snprintf(buf, cap, "%s%s", kinds[c->key], c->arg != NULL ? c->arg : "");
+    return buf;
+}
+
+static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *route,
+                       const void *confp, const char *listener)
+{
+    const rl_conf_t *conf = confp;
+    const rl_rt_t *rt = rtp;
+    rl_inst_t *in = calloc(1, sizeof(*in));
+    char desc[512], ev[128];
+    if (in == NULL)
+        return NULL;
+    in->rt = rt;
+    if (conf->num_limits > 0 &&
+        (in->limits = calloc(conf->num_limits, sizeof(*in->limits))) == NULL)
+        goto fail;
+    for (size_t i = 0; i < conf->num_limits; i++) {
+        rl_limit_t *l = &in->limits[in->num_limits++];
+        l->c = &conf->limits[i];
+        l->spec.algo = l->c->algo;
+        l->spec.rate = l->c->rate;
+        l->spec.quota = l->c->quota;
+        l->spec.id = spec_id(l->c->fleet ? "route-fleet" : "route", listener, route->name,
+                             l->c->name, &l->spec, key_desc(l->c, desc, sizeof(desc)));
+        if ((l->note = join("limit=", l->c->name)) == NULL)
+            goto fail;
+        snprintf(ev, sizeof(ev), "limited:%s", l->c->name);
+        l->limited_id = gh_metrics_filter_id("rate_limits", route->name, ev);
+        snprintf(ev, sizeof(ev), "missing:%s", l->c->name);
+        l->missing_id = gh_metrics_filter_id("rate_limits", route->name, ev);
+        snprintf(ev, sizeof(ev), "error:%s", l->c->name);
+        l->error_id = gh_metrics_filter_id("rate_limits", route->name, ev);
+        in->wall |= l->c->algo == GH_LIMIT_WINDOW;
+        in->fleet |= l->c->fleet;
+    }
+    in->repeated_id = gh_metrics_filter_id("rate_limits", route->name, "repeated_key");
+    if (rt != NULL) {
+        in->plan_ids[PL_THROTTLE] =
+            gh_metrics_filter_id("rate_limits", route->name, "limited:plan.throttle");
+        in->plan_ids[PL_QUOTA] =
+            gh_metrics_filter_id("rate_limits", route->name, "limited:plan.quota");
+        in->plan_ids[PL_ROUTE] =
+            gh_metrics_filter_id("rate_limits", route->name, "limited:plan.route");
+        in->forbidden_id = gh_metrics_filter_id("rate_limits", route->name, "forbidden:plan.route");
+        in->unknown_id = gh_metrics_filter_id("rate_limits", route->name, "forbidden:plan.unknown");
+        size_t n = 0;
+        for (size_t i = 0; i < cfg->num_plans; i++)
+            for (size_t j = 0; j < cfg->plans[i].num_routes; j++)
+                n += strcmp(cfg->plans[i].routes[j].route, route->name) == 0;
+        if (n > 0 && (in->plan_routes = calloc(n, sizeof(*in->plan_routes))) == NULL)
+            goto fail;
+        for (size_t i = 0; i < cfg->num_plans; i++)
+            for (size_t j = 0; j < cfg->plans[i].num_routes; j++) {
+                const gh_plan_route_t *pr = &cfg->plans[i].routes[j];
+                if (strcmp(pr->route, route->name) != 0)
+                    continue;
+                rl_plan_route_t *x = &in->plan_routes[in->num_plan_routes++];
+                x->pl = &rt->plans[i];
+                x->has_throttle = pr->has_throttle;
+                x->spec.algo = GH_LIMIT_BUCKET;
+                x->spec.rate = pr->throttle;
+                x->spec.id = spec_id("plan-route", cfg->plans[i].name, listener, route->name,
+                                     &x->spec, "consumer");
+            }
+    }
+    return in;
+fail:
+    inst_free(in);
+    return NULL;
+}
+
+/* ---- per request ---- */
+
+/* One limit the request met. */
+typedef struct {
+    const gh_limit_spec_t *spec;
+    const char *key;
+    size_t key_len;
+    const char *name; /* in the RateLimit fields, or NULL: not shown */
+    gh_limit_result_t res;
+} taken_t;
+
+/* A request's decision in progress (on the stack: nothing of it outlives
+ * the callback on the local path). */
+typedef struct {
+    taken_t taken[MAX_TAKEN]; /* limits taken (given back if a later one refuses) */
+    size_t num_taken;
+    gh_limit_now_t now;
+} run_t;
+
+static void now_wall(gh_limit_now_t *now)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void refund_all(const run_t *ctx)
+{
+    for (size_t i = ctx->num_taken; i-- > 0;)
+        gh_limit_table_refund(table, ctx->taken[i].spec, ctx->taken[i].key, ctx->taken[i].key_len,
+                              &ctx->now);
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_str(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* The RateLimit and RateLimit-Policy fields of draft-ietf-httpapi-
+ * ratelimit-headers-11 (section 3 and 4), for the limits in t[0..n) that
+ * have a name: Structured Field lists of
+ *   RateLimit: "name";r=REMAINING;t=SECONDS
+ *   RateLimit-Policy: "name";q=QUOTA;w=WINDOW
+ * Names use an alphabet that needs no escaping in an sf-string (conf.c). */
+static void add_fields(gh_stream_t *s, const taken_t *t, size_t n)
+{
+    char rl[MAX_TAKEN * (RL_MAX_NAME + 2 * RL_MAX_NAME + 64)];
+    char pol[sizeof(rl)];
+    char *p = rl, *q = pol;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].name == NULL)
+            continue;
+        if (p != rl) {
+            *p++ = ',';
+            *p++ = ' ';
+            *q++ = ',';
+            *q++ = ' ';
+        }
+        *p++ = '"';
+        p = put_str(p, t[i].name);
+        p = put_str(p, "\";r=");
+        p = put_u64(p, t[i].res.remaining);
+        p = put_str(p, ";t=");
+        p = put_u64(p, t[i].res.reset_s);
+        *q++ = '"';
+        q = put_str(q, t[i].name);
+        q = put_str(q, "\";q=");
+        q = put_u64(q, t[i].res.limit);
+        q = put_str(q, ";w=");
+        q = put_u64(q, t[i].res.window_s);
+    }
+    if (p == rl)
+        return;
+    /* A field that cannot be added (out of memory) is left out: the
+     * fields are advice to the client, not part of the decision. */
+    gh_stream_add_response_header(s, "RateLimit", 9, rl, (size_t)(p - rl));
+    gh_stream_add_response_header(s, "RateLimit-Policy", 16, pol, (size_t)(q - pol));
+}
+
+static void refuse(gh_stream_t *s, run_t *ctx, const taken_t *t, const char *note, uint32_t metric)
+{
+    char extra[64], detail[160];
+    refund_all(ctx);
+    ctx->num_taken = 0;
+    if (t->name != NULL)
+        add_fields(s, t, 1);
+    snprintf(extra, sizeof(extra), "retry-after: %llu\r\n", (unsigned long long)t->res.retry_s);
+    snprintf(detail, sizeof(detail), "rate limit '%s' exceeded; retry after %llu s",
+             note + 6 /* after "limit=" */, (unsigned long long)t->res.retry_s);
+    gh_stream_count(s, metric);
+    gh_stream_log_note(s, note);
+    gh_stream_reply_error_with(s, 429, "rate_limited", detail, extra);
+}
+
+/* The key of limit l for this request: 1 with *key, *len; 0 when the
+ * request has none; -1 when it has several (a repeated header). */
+static int key_of(gh_stream_t *s, const rl_limit_conf_t *c, json_t **claims, const char **key,
+                  size_t *len)
+{
+    switch (c->key) {
+    case RL_KEY_ADDRESS:
+        *key = gh_stream_client_address(s);
+        *len = strlen(*key);
+        return 1;
+    case RL_KEY_ROUTE:
+        *key = "";
+        *len = 0;
+        return 1;
+    case RL_KEY_CONSUMER: {
+        const char *cons = gh_stream_identity(s)->consumer;
+        if (cons == NULL || cons[0] == '\0')
+            return 0;
+        *key = cons;
+        *len = strlen(cons);
+        return 1;
+    }
+    case RL_KEY_HEADER: {
+        size_t n, found = 0;
+        const gh_h1_header_t *h = gh_stream_headers(s, &n);
+        for (size_t i = 0; i < n; i++)
+            if (h[i].name_len == c->arg_len && strncasecmp(h[i].name, c->arg, c->arg_len) == 0) {
+                /* Two fields: which one the upstream reads is not ours to
+                 * know, and a decoy first field would put one caller's
+                 * requests in another's bucket. */
+                if (found++)
+                    return -1;
+                *key = h[i].value;
+                *len = h[i].value_len;
+            }
+        return found == 1 && *len > 0;
+    }
+    case RL_KEY_CLAIM: {
+        if (*claims == NULL) {
+            size_t clen;
+            const char *text = gh_stream_claims(s, &clen);
+            if (text == NULL)
+                return 0;
+            if ((*claims = json_loadb(text, clen, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+                return 0;
+        }
+        json_t *v = gh_jwt_json_path(*claims, c->arg, c->arg_len);
+        if (v == NULL)
+            return 0;
+        char *buf = gh_stream_alloc(s, MAX_CLAIM_KEY);
+        if (buf == NULL)
+            return 0; /* the stream is marked: answered 503, not forwarded */
+        int n = gh_jwt_claim_render(v, buf, MAX_CLAIM_KEY);
+        if (n <= 0)
+            return 0;
+        *key = buf;
+        *len = (size_t)n;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx);
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *vctx)
+{
+    const rl_inst_t *in = conf;
+    run_t run, *ctx = &run;
+    json_t *claims = NULL;
+    gh_filter_status_t st = GH_FILTER_CONTINUE;
+    (void)vctx;
+    ctx->num_taken = 0;
+    ctx->now.mono_ms = gh_stream_now_ms(s);
+    if (in->wall)
+        now_wall(&ctx->now);
+    for (size_t i = 0; i < in->num_limits; i++) {
+        const rl_limit_t *l = &in->limits[i];
+        taken_t *t = &ctx->taken[ctx->num_taken];
+        int k = key_of(s, l->c, &claims, &t->key, &t->key_len);
+        if (k < 0) {
+            refund_all(ctx);
+            ctx->num_taken = 0;
+            gh_stream_count(s, in->repeated_id);
+            gh_stream_log_note(s, l->note);
+            gh_stream_reply_error(s, 400, "bad_request",
+                                  "a header that keys a rate limit is repeated");
+            st = GH_FILTER_REPLIED;
+            break;
+        }
+        if (k == 0) {
+            gh_stream_count(s, l->missing_id);
+            if (l->c->missing == RL_MISSING_SKIP)
+                continue;
+            if (l->c->missing == RL_MISSING_DENY) {
+                refund_all(ctx);
+                ctx->num_taken = 0;
+                gh_stream_log_note(s, l->note);
+                gh_stream_reply_error(s, 400, "bad_request",
+                                      "the request lacks the key of a rate limit");
+                st = GH_FILTER_REPLIED;
+                break;
+            }
+            t->key = "";
+            t->key_len = 0;
+        }
+        t->spec = &l->spec;
+        t->name = l->c->headers ? l->c->name : NULL;
+        if (!gh_limit_table_take(table, &l->spec, t->key, t->key_len, &ctx->now, &t->res)) {
+            refuse(s, ctx, t, l->note, l->limited_id);
+            st = GH_FILTER_REPLIED;
+            break;
+        }
+        ctx->num_taken++;
+    }
+    if (claims != NULL)
+        json_decref(claims);
+    if (st != GH_FILTER_CONTINUE)
+        return st;
+    if (in->rt != NULL && gh_stream_identity(s)->plan != NULL &&
+        (st = run_plan(s, in, ctx)) != GH_FILTER_CONTINUE)
+        return st;
+    add_fields(s, ctx->taken, ctx->num_taken);
+    return GH_FILTER_CONTINUE;
+}
+
+static int take_one(gh_stream_t *s, run_t *ctx, const gh_limit_spec_t *spec, const char *name,
+                    const char *note, uint32_t metric, const char *key, size_t len)
+{
+    taken_t *t = &ctx->taken[ctx->num_taken];
+    t->spec = spec;
+    t->key = key;
+    t->key_len = len;
+    t->name = name;
+    if (!gh_limit_table_take(table, spec, key, len, &ctx->now, &t->res)) {
+        refuse(s, ctx, t, note, metric);
+        return 0;
+    }
+    ctx->num_taken++;
+    return 1;
+}
+
+/* The identity's usage plan: AWS API Gateway's semantics, per consumer
+ * (docs/rate-limits.md: a consumer's keys share its counts). */
+static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx)
+{
+    const gh_identity_t *id = gh_stream_identity(s);
+    const rl_plan_t *pl = plan_find(in->rt, id->plan);
+    if (pl == NULL || id->consumer == NULL || id->consumer[0] == '\0') {
+        /* A key whose plan the config does not have (renamed, removed):
+         * refused, not served without limits. */
+        refund_all(ctx);
+        ctx->num_taken = 0;
+        gh_stream_count(s, in->unknown_id);
+        gh_stream_log_note(s, "limit=plan.unknown");
+        gh_stream_reply_error(s, 403, "forbidden", "the API key's usage plan is not configured");
+        return GH_FILTER_REPLIED;
+    }
+    const rl_plan_route_t *pr = NULL;
+    for (size_t i = 0; i < in->num_plan_routes && pr == NULL; i++)
+        if (in->plan_routes[i].pl == pl)
+            pr = &in->plan_routes[i];
+    if (pl->p->restrict_routes && pr == NULL) {
+        refund_all(ctx);
+        ctx->num_taken = 0;
+        gh_stream_count(s, in->forbidden_id);
+        gh_stream_log_note(s, "limit=plan.route");
+        gh_stream_reply_error(s, 403, "forbidden",
+                              "the API key's usage plan does not include this route");
+        return GH_FILTER_REPLIED;
+    }
+    const char *cons = id->consumer;
+    size_t len = strlen(cons);
+    if (pl->p->has_throttle &&
+        !take_one(s, ctx, &pl->throttle, pl->name[PL_THROTTLE], pl->note[PL_THROTTLE],
+                  in->plan_ids[PL_THROTTLE], cons, len))
+        return GH_FILTER_REPLIED;
+    if (pr != NULL && pr->has_throttle &&
+        !take_one(s, ctx, &pr->spec, pl->name[PL_ROUTE], pl->note[PL_ROUTE], in->plan_ids[PL_ROUTE],
+                  cons, len))
+        return GH_FILTER_REPLIED;
+    if (pl->p->has_quota) {
+        if (!in->wall)
+            now_wall(&ctx->now);
+        if (!take_one(s, ctx, &pl->quota, pl->name[PL_QUOTA], pl->note[PL_QUOTA],
+                      in->plan_ids[PL_QUOTA], cons, len))
+            return GH_FILTER_REPLIED;
+    }
+    return GH_FILTER_CONTINUE;
+}
+
+const gh_filter_type_t gh_ratelimit_filter = {
+    .name = "rate_limits",
+    .phase = GH_PHASE_LIMITS,
+    .ctx_size = 0,
+    .parse = rl_parse,
+    .check = rl_check,
+    .free_conf = rl_free_conf,
+    .implied = rl_implied,
+    .init = rt_init,
+    .fini = rt_fini,
+    .bind = inst_bind,
+    .unbind = inst_free,
+    .service_free = service_free,
+    .metrics = metrics,
+    .on_request_headers = on_request_headers,
+};
