@@ -286,6 +286,16 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
  * memory). */
 int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
                                   const char *value, size_t value_len);
+/* The same for whole lines written in place, for a filter that adds
+ * fields to every response (the rate_limits filter's RateLimit fields:
+ * the per-byte checks and a copy cost more than the rest of that filter).
+ * reserve returns room for up to max bytes after the fields added so far
+ * (NULL when out of memory); the caller writes whole lines there
+ * ("name: value\r\n"..., from names and values that pass the rules
+ * above) and commits the bytes it wrote, before any other call that adds
+ * a field. */
+char *gh_stream_response_lines_reserve(gh_stream_t *s, size_t max);
+void gh_stream_response_lines_commit(gh_stream_t *s, size_t used);
 
 /* Per-worker state of a filter type, created on first use by create() on
  * the worker's thread and freed by destroy() when the worker ends. NULL

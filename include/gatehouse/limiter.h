@@ -86,9 +86,9 @@ typedef struct {
     /* Refused: seconds until the same request could pass (Retry-After),
      * rounded up, at least 1. 0 when allowed. */
     uint64_t retry_s;
-    /* The policy's window in seconds (RateLimit-Policy's "w", with limit
-     * as its "q"): the time a bucket takes to refill from empty, rounded
-     * up; a calendar window's length (28 to 31 days for a month). */
+    /* A calendar window's length in seconds (28 to 31 days for a month):
+     * RateLimit-Policy's "w", with limit as its "q". 0 for a bucket, whose
+     * window is constant (gh_bucket_window_s). */
     uint64_t window_s;
 } gh_limit_result_t;
 
@@ -115,6 +115,8 @@ const char *gh_quota_check(const gh_quota_t *q);
 uint64_t gh_bucket_init(const gh_rate_t *r, uint64_t now_ms);
 /* Takes one unit from the bucket at *tat; fills res. Returns res->allowed. */
 int gh_bucket_take(uint64_t *tat, const gh_rate_t *r, uint64_t now_ms, gh_limit_result_t *res);
+/* The time the bucket takes to fill from empty, in seconds rounded up. */
+uint64_t gh_bucket_window_s(const gh_rate_t *r);
 /* Gives back the unit of an allowed take (a later limit refused the request). */
 void gh_bucket_refund(uint64_t *tat, const gh_rate_t *r);
 /* The monotonic ms at which the bucket is full again (at rest). */
@@ -149,7 +151,7 @@ typedef struct gh_limit_table_s gh_limit_table_t;
 /*
  * A table of at most max_keys counters (rounded up to a multiple of
  * GH_LIMIT_SHARDS; at least one per shard), in GH_LIMIT_SHARDS shards
- * chosen by a keyed SipHash of (limit id, key), each with its own lock.
+ * chosen by a keyed hash of (limit id, key), each with its own lock.
  * Its memory is allocated once, here (zeroed pages the kernel maps as
  * they are first used); a take never allocates.
  *

@@ -46,13 +46,81 @@ gh_limit_table_t *gh_ratelimit_table(void)
     return table;
 }
 
+/* ---- what the RateLimit fields show of a limit ---- */
+
+/* A limit's pieces of the fields, made once (bind, init): the RateLimit
+ * item's start ("\"NAME\";r=") and, when the limit's q and w never
+ * change (all but monthly quotas), its whole RateLimit-Policy item. */
+typedef struct {
+    char *item; /* "\"NAME\";r=" */
+    size_t item_len;
+    char *policy; /* "\"NAME\";q=Q;w=W", or NULL: made per request */
+    size_t policy_len;
+} rl_show_t;
+
+static void show_dispose(rl_show_t *sh)
+{
+    free(sh->item);
+    free(sh->policy);
+}
+
+/* The pieces are copied 32 bytes a step (from storage padded to that),
+ * into a buffer with that much room past the end: no memcpy call per
+ * piece. */
+#define CHUNK 32
+
+static char *padded_dup(const char *s, size_t n)
+{
+    char *p = calloc(1, (n + CHUNK - 1) / CHUNK * CHUNK + CHUNK);
+    if (p != NULL)
+        memcpy(p, s, n);
+    return p;
+}
+
+static inline char *put_chunks(char *p, const char *s, size_t n)
+{
+    size_t i = 0;
+    do {
+        memcpy(p + i, s + i, CHUNK);
+        i += CHUNK;
+    } while (i < n);
+    return p + n;
+}
+
+static int show_init(rl_show_t *sh, const char *name, const gh_limit_spec_t *spec)
+{
+    char buf[RL_MAX_NAME * 2 + 64];
+    int n = snprintf(buf, sizeof(buf), "\"%s\";r=", name);
+    if (n < 0 || (size_t)n >= sizeof(buf) || (sh->item = padded_dup(buf, (size_t)n)) == NULL)
+        return -1;
+    sh->item_len = (size_t)n;
+    uint64_t q, w;
+    if (spec->algo == GH_LIMIT_BUCKET) {
+        /* The whole bucket, and the time it takes to fill from empty. */
+        q = spec->rate.burst;
+        w = gh_bucket_window_s(&spec->rate);
+    } else if (spec->quota.period != GH_PERIOD_MONTH) {
+        q = spec->quota.limit;
+        w = spec->quota.period == GH_PERIOD_DAY ? 86400 : 7 * 86400;
+    } else {
+        return 0; /* 28 to 31 days: per request */
+    }
+    n = snprintf(buf, sizeof(buf), "\"%s\";q=%llu;w=%llu", name, (unsigned long long)q,
+                 (unsigned long long)w);
+    if (n < 0 || (size_t)n >= sizeof(buf) || (sh->policy = padded_dup(buf, (size_t)n)) == NULL)
+        return -1;
+    sh->policy_len = (size_t)n;
+    return 0;
+}
+
 /* ---- per snapshot: plans ---- */
 
 typedef struct {
     const gh_plan_t *p;
     gh_limit_spec_t throttle, quota;
-    char *name[3]; /* "gold.throttle", "gold.quota", "gold.route": policy names */
-    char *note[3]; /* "limit=" + name */
+    char *name[3];     /* "gold.throttle", "gold.quota", "gold.route": policy names */
+    char *note[3];     /* "limit=" + name */
+    rl_show_t show[2]; /* the plan's throttle and quota */
 } rl_plan_t;
 
 enum { PL_THROTTLE = 0, PL_QUOTA, PL_ROUTE };
@@ -110,6 +178,8 @@ static void rt_fini(void *p)
         for (int k = 0; k < 3; k++) {
             free(rt->plans[i].name[k]);
             free(rt->plans[i].note[k]);
+            if (k < 2)
+                show_dispose(&rt->plans[i].show[k]);
         }
     free(rt->plans);
     free(rt->index);
@@ -166,6 +236,9 @@ static int rt_init(const gh_config_t *cfg, void **out)
             if ((pl->name[k] = join(pl->p->name, suffix[k])) == NULL ||
                 (pl->note[k] = join("limit=", pl->name[k])) == NULL)
                 goto fail;
+        if (show_init(&pl->show[PL_THROTTLE], pl->name[PL_THROTTLE], &pl->throttle) < 0 ||
+            show_init(&pl->show[PL_QUOTA], pl->name[PL_QUOTA], &pl->quota) < 0)
+            goto fail;
         uint32_t h = (uint32_t)name_hash(pl->p->name) & rt->mask;
         while (rt->index[h] != 0)
             h = (h + 1) & rt->mask;
@@ -228,6 +301,8 @@ typedef struct {
     const rl_limit_conf_t *c;
     gh_limit_spec_t spec;
     char *note; /* "limit=NAME" */
+    rl_show_t show;
+    const rl_show_t *shown; /* &show, or NULL with headers: false */
     uint32_t limited_id, missing_id, error_id;
 } rl_limit_t;
 
@@ -236,6 +311,7 @@ typedef struct {
     const rl_plan_t *pl;
     int has_throttle;
     gh_limit_spec_t spec; /* the plan's throttle on this route, per consumer */
+    rl_show_t show;
 } rl_plan_route_t;
 
 typedef struct {
@@ -246,6 +322,11 @@ typedef struct {
     int fleet; /* a route limit is decided by the fleet backend */
     rl_plan_route_t *plan_routes;
     size_t num_plan_routes;
+    /* "\r\nRateLimit-Policy: ...\r\n" for a request that met exactly the
+     * route's limits (none skipped, no plan), when all are shown and fixed;
+     * else NULL. Padded for put_chunks. */
+    char *policy_line;
+    size_t policy_line_len;
     uint32_t plan_ids[3]; /* limited by the plan's throttle, quota, route throttle */
     uint32_t forbidden_id, unknown_id, repeated_id;
 } rl_inst_t;
@@ -255,11 +336,45 @@ static void inst_free(void *p)
     rl_inst_t *in = p;
     if (in == NULL)
         return;
-    for (size_t i = 0; i < in->num_limits; i++)
+    for (size_t i = 0; i < in->num_limits; i++) {
         free(in->limits[i].note);
+        show_dispose(&in->limits[i].show);
+    }
     free(in->limits);
+    for (size_t i = 0; i < in->num_plan_routes; i++)
+        show_dispose(&in->plan_routes[i].show);
     free(in->plan_routes);
+    free(in->policy_line);
     free(in);
+}
+
+static int policy_line(rl_inst_t *in)
+{
+    size_t len = 22 + 2; /* "\r\nRateLimit-Policy: " and "\r\n" */
+    for (size_t i = 0; i < in->num_limits; i++) {
+        if (in->limits[i].shown == NULL || in->limits[i].show.policy == NULL)
+            return 0; /* made per request */
+        len += in->limits[i].show.policy_len + 2;
+    }
+    char *line = malloc(len), *p = line;
+    if (line == NULL)
+        return -1;
+    memcpy(p, "\r\nRateLimit-Policy: ", 20);
+    p += 20;
+    for (size_t i = 0; i < in->num_limits; i++) {
+        if (i > 0) {
+            memcpy(p, ", ", 2);
+            p += 2;
+        }
+        memcpy(p, in->limits[i].show.policy, in->limits[i].show.policy_len);
+        p += in->limits[i].show.policy_len;
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    in->policy_line = padded_dup(line, (size_t)(p - line));
+    in->policy_line_len = (size_t)(p - line);
+    free(line);
+    return in->policy_line != NULL ? 0 : -1;
 }
 
 static const char *key_desc(const rl_limit_conf_t *c, char *buf, size_t cap)
@@ -290,8 +405,10 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
         l->spec.quota = l->c->quota;
         l->spec.id = spec_id(l->c->fleet ? "route-fleet" : "route", listener, route->name,
                              l->c->name, &l->spec, key_desc(l->c, desc, sizeof(desc)));
-        if ((l->note = join("limit=", l->c->name)) == NULL)
+        if ((l->note = join("limit=", l->c->name)) == NULL ||
+            show_init(&l->show, l->c->name, &l->spec) < 0)
             goto fail;
+        l->shown = l->c->headers ? &l->show : NULL;
         snprintf(ev, sizeof(ev), "limited:%s", l->c->name);
         l->limited_id = gh_metrics_filter_id("rate_limits", route->name, ev);
         snprintf(ev, sizeof(ev), "missing:%s", l->c->name);
@@ -302,6 +419,8 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
         in->fleet |= l->c->fleet;
     }
     in->repeated_id = gh_metrics_filter_id("rate_limits", route->name, "repeated_key");
+    if (in->num_limits > 0 && policy_line(in) < 0)
+        goto fail;
     if (rt != NULL) {
         in->plan_ids[PL_THROTTLE] =
             gh_metrics_filter_id("rate_limits", route->name, "limited:plan.throttle");
@@ -329,6 +448,8 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
                 x->spec.rate = pr->throttle;
                 x->spec.id = spec_id("plan-route", cfg->plans[i].name, listener, route->name,
                                      &x->spec, "consumer");
+                if (x->has_throttle && show_init(&x->show, x->pl->name[PL_ROUTE], &x->spec) < 0)
+                    goto fail;
             }
     }
     return in;
@@ -344,7 +465,7 @@ typedef struct {
     const gh_limit_spec_t *spec;
     const char *key;
     size_t key_len;
-    const char *name; /* in the RateLimit fields, or NULL: not shown */
+    const rl_show_t *show; /* in the RateLimit fields, or NULL: not shown */
     gh_limit_result_t res;
 } taken_t;
 
@@ -370,65 +491,146 @@ static void refund_all(const run_t *ctx)
                               &ctx->now);
 }
 
-static char *put_u64(char *p, uint64_t v)
+static const char digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+static const uint64_t pow10[20] = {1ULL,
+                                   10ULL,
+                                   100ULL,
+                                   1000ULL,
+                                   10000ULL,
+                                   100000ULL,
+                                   1000000ULL,
+                                   10000000ULL,
+                                   100000000ULL,
+                                   1000000000ULL,
+                                   10000000000ULL,
+                                   100000000000ULL,
+                                   1000000000000ULL,
+                                   10000000000000ULL,
+                                   100000000000000ULL,
+                                   1000000000000000ULL,
+                                   10000000000000000ULL,
+                                   100000000000000000ULL,
+                                   1000000000000000000ULL,
+                                   10000000000000000000ULL};
+
+/* v in decimal, written in place from its last digit, two digits a step
+ * (these run on every limited response). The number of digits comes from
+ * the bit length: log10(2) ~ 1233/4096, then one comparison. */
+static inline char *put_u64_slow(char *p, uint64_t v)
 {
-    char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
+    unsigned bits = 64 - (unsigned)__builtin_clzll(v | 1);
+    unsigned n = (bits * 1233) >> 12;
+    n += v >= pow10[n];
+    if (n == 0)
+        n = 1;
+    char *q = p + n;
+    if (v <= UINT32_MAX) {
+        uint32_t w = (uint32_t)v;
+        while (w >= 100) {
+            uint32_t r = w % 100;
+            w /= 100;
+            q -= 2;
+            q[0] = digits2[2 * r];
+            q[1] = digits2[2 * r + 1];
+        }
+        v = w;
+    } else {
+        while (v >= 100) {
+            unsigned r = (unsigned)(v % 100);
+            v /= 100;
+            q -= 2;
+            q[0] = digits2[2 * r];
+            q[1] = digits2[2 * r + 1];
+        }
+    }
+    if (v >= 10) {
+        q[-2] = digits2[2 * v];
+        q[-1] = digits2[2 * v + 1];
+    } else {
+        q[-1] = (char)('0' + v);
+    }
+    return p + n;
 }
 
-static char *put_str(char *p, const char *s)
+static inline char *put_u64(char *p, uint64_t v)
 {
-    size_t n = strlen(s);
+    if (v < 10) { /* "t" mostly */
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    return put_u64_slow(p, v);
+}
+
+static char *put_mem(char *p, const char *s, size_t n)
+{
     memcpy(p, s, n);
     return p + n;
 }
 
+#define PUT_LIT(p, lit) put_mem((p), (lit), sizeof(lit) - 1)
+
 /* The RateLimit and RateLimit-Policy fields of draft-ietf-httpapi-
- * ratelimit-headers-11 (section 3 and 4), for the limits in t[0..n) that
+ * ratelimit-headers-11 (sections 3 and 4), for the limits in t[0..n) that
  * have a name: Structured Field lists of
  *   RateLimit: "name";r=REMAINING;t=SECONDS
  *   RateLimit-Policy: "name";q=QUOTA;w=WINDOW
- * Names use an alphabet that needs no escaping in an sf-string (conf.c). */
-static void add_fields(gh_stream_t *s, const taken_t *t, size_t n)
+ * Names use an alphabet that needs no escaping in an sf-string (conf.c),
+ * so the lines go out without the per-byte checks of
+ * gh_stream_add_response_header. */
+static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
+                       size_t line_len)
 {
-    char rl[MAX_TAKEN * (RL_MAX_NAME + 2 * RL_MAX_NAME + 64)];
-    char pol[sizeof(rl)];
-    char *p = rl, *q = pol;
-    for (size_t i = 0; i < n; i++) {
-        if (t[i].name == NULL)
-            continue;
-        if (p != rl) {
-            *p++ = ',';
-            *p++ = ' ';
-            *q++ = ',';
-            *q++ = ' ';
-        }
-        *p++ = '"';
-        p = put_str(p, t[i].name);
-        p = put_str(p, "\";r=");
-        p = put_u64(p, t[i].res.remaining);
-        p = put_str(p, ";t=");
-        p = put_u64(p, t[i].res.reset_s);
-        *q++ = '"';
-        q = put_str(q, t[i].name);
-        q = put_str(q, "\";q=");
-        q = put_u64(q, t[i].res.limit);
-        q = put_str(q, ";w=");
-        q = put_u64(q, t[i].res.window_s);
-    }
-    if (p == rl)
+    /* At most: per item, its name piece twice (at most RL_MAX_NAME + 8
+     * bytes with the quotes) and four numbers of at most 20 digits with
+     * separators; the field names; CHUNK of room for the last copy. */
+    size_t max = n * (2 * (RL_MAX_NAME + 8) + 100) + line_len + 64 + CHUNK;
+    char *buf = gh_stream_response_lines_reserve(s, max), *p = buf;
+    size_t shown = 0;
+    /* Out of memory: the fields are left out; they are advice to the
+     * client, not part of the decision. */
+    if (buf == NULL)
         return;
-    /* A field that cannot be added (out of memory) is left out: the
-     * fields are advice to the client, not part of the decision. */
-    gh_stream_add_response_header(s, "RateLimit", 9, rl, (size_t)(p - rl));
-    gh_stream_add_response_header(s, "RateLimit-Policy", 16, pol, (size_t)(q - pol));
+    for (size_t i = 0; i < n; i++) {
+        const rl_show_t *sh = t[i].show;
+        if (sh == NULL)
+            continue;
+        p = shown++ == 0 ? PUT_LIT(p, "RateLimit: ") : PUT_LIT(p, ", ");
+        p = put_chunks(p, sh->item, sh->item_len);
+        p = put_u64(p, t[i].res.remaining);
+        p = PUT_LIT(p, ";t=");
+        p = put_u64(p, t[i].res.reset_s);
+    }
+    if (shown == 0)
+        return;
+    if (line != NULL) {
+        p = put_chunks(p, line, line_len);
+        gh_stream_response_lines_commit(s, (size_t)(p - buf));
+        return;
+    }
+    p = PUT_LIT(p, "\r\nRateLimit-Policy: ");
+    shown = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rl_show_t *sh = t[i].show;
+        if (sh == NULL)
+            continue;
+        if (shown++ > 0)
+            p = PUT_LIT(p, ", ");
+        if (sh->policy != NULL) {
+            p = put_chunks(p, sh->policy, sh->policy_len);
+            continue;
+        }
+        p = put_chunks(p, sh->item, sh->item_len - 2); /* "\"NAME\";" */
+        p = PUT_LIT(p, "q=");
+        p = put_u64(p, t[i].res.limit);
+        p = PUT_LIT(p, ";w=");
+        p = put_u64(p, t[i].res.window_s);
+    }
+    p = PUT_LIT(p, "\r\n");
+    gh_stream_response_lines_commit(s, (size_t)(p - buf));
 }
 
 static void refuse(gh_stream_t *s, run_t *ctx, const taken_t *t, const char *note, uint32_t metric)
@@ -436,8 +638,8 @@ static void refuse(gh_stream_t *s, run_t *ctx, const taken_t *t, const char *not
     char extra[64], detail[160];
     refund_all(ctx);
     ctx->num_taken = 0;
-    if (t->name != NULL)
-        add_fields(s, t, 1);
+    if (t->show != NULL)
+        add_fields(s, t, 1, NULL, 0);
     snprintf(extra, sizeof(extra), "retry-after: %llu\r\n", (unsigned long long)t->res.retry_s);
     snprintf(detail, sizeof(detail), "rate limit '%s' exceeded; retry after %llu s",
              note + 6 /* after "limit=" */, (unsigned long long)t->res.retry_s);
@@ -553,7 +755,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
             t->key_len = 0;
         }
         t->spec = &l->spec;
-        t->name = l->c->headers ? l->c->name : NULL;
+        t->show = l->shown;
         if (!gh_limit_table_take(table, &l->spec, t->key, t->key_len, &ctx->now, &t->res)) {
             refuse(s, ctx, t, l->note, l->limited_id);
             st = GH_FILTER_REPLIED;
@@ -568,18 +770,21 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     if (in->rt != NULL && gh_stream_identity(s)->plan != NULL &&
         (st = run_plan(s, in, ctx)) != GH_FILTER_CONTINUE)
         return st;
-    add_fields(s, ctx->taken, ctx->num_taken);
+    if (ctx->num_taken == in->num_limits)
+        add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len);
+    else
+        add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
     return GH_FILTER_CONTINUE;
 }
 
-static int take_one(gh_stream_t *s, run_t *ctx, const gh_limit_spec_t *spec, const char *name,
+static int take_one(gh_stream_t *s, run_t *ctx, const gh_limit_spec_t *spec, const rl_show_t *show,
                     const char *note, uint32_t metric, const char *key, size_t len)
 {
     taken_t *t = &ctx->taken[ctx->num_taken];
     t->spec = spec;
     t->key = key;
     t->key_len = len;
-    t->name = name;
+    t->show = show;
     if (!gh_limit_table_take(table, spec, key, len, &ctx->now, &t->res)) {
         refuse(s, ctx, t, note, metric);
         return 0;
@@ -620,17 +825,17 @@ static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *c
     const char *cons = id->consumer;
     size_t len = strlen(cons);
     if (pl->p->has_throttle &&
-        !take_one(s, ctx, &pl->throttle, pl->name[PL_THROTTLE], pl->note[PL_THROTTLE],
+        !take_one(s, ctx, &pl->throttle, &pl->show[PL_THROTTLE], pl->note[PL_THROTTLE],
                   in->plan_ids[PL_THROTTLE], cons, len))
         return GH_FILTER_REPLIED;
     if (pr != NULL && pr->has_throttle &&
-        !take_one(s, ctx, &pr->spec, pl->name[PL_ROUTE], pl->note[PL_ROUTE], in->plan_ids[PL_ROUTE],
-                  cons, len))
+        !take_one(s, ctx, &pr->spec, &pr->show, pl->note[PL_ROUTE], in->plan_ids[PL_ROUTE], cons,
+                  len))
         return GH_FILTER_REPLIED;
     if (pl->p->has_quota) {
         if (!in->wall)
             now_wall(&ctx->now);
-        if (!take_one(s, ctx, &pl->quota, pl->name[PL_QUOTA], pl->note[PL_QUOTA],
+        if (!take_one(s, ctx, &pl->quota, &pl->show[PL_QUOTA], pl->note[PL_QUOTA],
                       in->plan_ids[PL_QUOTA], cons, len))
             return GH_FILTER_REPLIED;
     }
