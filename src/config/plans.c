@@ -76,7 +76,7 @@ int gh_config_parse_rate_burst(const gh_yaml_doc_t *doc, const gh_yaml_node_t *m
 {
     const gh_yaml_node_t *v;
     int rc;
-    if ((rc = gh_yaml_require(doc, map, "rate", "a rate limit", &v)) != 0 ||
+    if ((rc = gh_yaml_require(doc, map, "rate", "'throttle'", &v)) != 0 ||
         (rc = gh_config_parse_rate(doc, v, out)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(map, "burst")) != NULL) {
