@@ -303,6 +303,7 @@ typedef struct {
     char *note; /* "limit=NAME" */
     rl_show_t show;
     const rl_show_t *shown; /* &show, or NULL with headers: false */
+    int fleet;              /* decided by the fleet backend */
     uint32_t limited_id, missing_id, error_id;
 } rl_limit_t;
 
@@ -409,6 +410,7 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
             show_init(&l->show, l->c->name, &l->spec) < 0)
             goto fail;
         l->shown = l->c->headers ? &l->show : NULL;
+        l->fleet = l->c->fleet;
         snprintf(ev, sizeof(ev), "limited:%s", l->c->name);
         l->limited_id = gh_metrics_filter_id("rate_limits", route->name, ev);
         snprintf(ev, sizeof(ev), "missing:%s", l->c->name);
@@ -633,7 +635,8 @@ static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *l
     gh_stream_response_lines_commit(s, (size_t)(p - buf));
 }
 
-static void refuse(gh_stream_t *s, run_t *ctx, const taken_t *t, const char *note, uint32_t metric)
+__attribute__((cold, noinline)) static void refuse(gh_stream_t *s, run_t *ctx, const taken_t *t,
+                                                   const char *note, uint32_t metric)
 {
     char extra[64], detail[160];
     refund_all(ctx);
@@ -713,12 +716,103 @@ static int key_of(gh_stream_t *s, const rl_limit_conf_t *c, json_t **claims, con
 
 static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx);
 
+/* ---- fleet limits (ratelimit.h) ---- */
+
+/* A request's fleet batch, with what the decision needs once the backend
+ * answers: the local limits taken (to give back if a fleet limit
+ * refuses). malloc'd, not in the stream: the backend may answer after the
+ * stream ended, and done frees it then. */
+typedef struct {
+    gh_ratelimit_batch_t b;
+    gh_stream_handle_t *h;
+    const rl_inst_t *in; /* read only while the stream (and its snapshot) lives */
+    run_t run;
+    const rl_limit_t *lim[RL_MAX_LIMITS];
+    gh_ratelimit_item_t items[RL_MAX_LIMITS];
+} rl_call_t;
+
+/* The fleet limits' answer (status as done's), with the local limits in
+ * call->run taken already: continue, or the refusal that was sent. */
+static gh_filter_status_t fleet_decide(gh_stream_t *s, rl_call_t *call, int status)
+{
+    run_t *ctx = &call->run;
+    for (size_t i = 0; i < call->b.num_items; i++) {
+        const rl_limit_t *l = call->lim[i];
+        gh_ratelimit_item_t *it = &call->items[i];
+        if (status < 0) {
+            gh_stream_count(s, l->error_id);
+            if (l->c->fail_open)
+                continue; /* on_error: open: the limit passes, unshown */
+            refund_all(ctx);
+            ctx->num_taken = 0;
+            gh_stream_log_note(s, l->note);
+            gh_stream_reply_error(s, 503, "service_unavailable",
+                                  "the rate limit store is unavailable");
+            return GH_FILTER_REPLIED;
+        }
+        taken_t *t = &ctx->taken[ctx->num_taken];
+        t->spec = it->spec;
+        t->key = it->key;
+        t->key_len = it->key_len;
+        t->show = l->shown;
+        t->res = it->res;
+        if (!it->res.allowed) {
+            /* The backend took nothing when one item refused: only the
+             * local limits give their units back. */
+            refuse(s, ctx, t, l->note, l->limited_id);
+            return GH_FILTER_REPLIED;
+        }
+        ctx->num_taken++;
+    }
+    add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
+    return GH_FILTER_CONTINUE;
+}
+
+static void fleet_done(gh_ratelimit_batch_t *b, int status)
+{
+    rl_call_t *call = (rl_call_t *)((char *)b - offsetof(rl_call_t, b));
+    gh_stream_t *s = gh_stream_handle_take(call->h);
+    if (s != NULL && fleet_decide(s, call, status) == GH_FILTER_CONTINUE) {
+        free(call);
+        gh_stream_continue(s);
+        return;
+    }
+    free(call); /* the client left meanwhile, or the request was answered */
+}
+
+/* Hands the fleet limits in call->items to the backend and pauses the
+ * stream until it answers. */
+__attribute__((noinline)) static gh_filter_status_t run_fleet(gh_stream_t *s, rl_call_t *call)
+{
+    const gh_ratelimit_fleet_t *f = rl_fleet();
+    call->b.items = call->items;
+    call->b.now = call->run.now;
+    call->b.loop = gh_stream_loop(s);
+    call->b.done = fleet_done;
+    /* The backend never answers inside take: a take that fails is the
+     * store's error, decided here without pausing. */
+    int rc = f != NULL ? f->take(f->backend, &call->b) : -ENOTSUP;
+    if (rc < 0) {
+        gh_filter_status_t st = fleet_decide(s, call, rc);
+        free(call);
+        return st;
+    }
+    if ((call->h = gh_stream_pause(s)) == NULL) {
+        /* done will find no stream and free the call. */
+        refund_all(&call->run);
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    return GH_FILTER_PAUSE;
+}
+
 static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *vctx)
 {
     const rl_inst_t *in = conf;
     run_t run, *ctx = &run;
     json_t *claims = NULL;
     gh_filter_status_t st = GH_FILTER_CONTINUE;
+    rl_call_t *call = NULL;
     (void)vctx;
     ctx->num_taken = 0;
     ctx->now.mono_ms = gh_stream_now_ms(s);
@@ -728,7 +822,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         const rl_limit_t *l = &in->limits[i];
         taken_t *t = &ctx->taken[ctx->num_taken];
         int k = key_of(s, l->c, &claims, &t->key, &t->key_len);
-        if (k < 0) {
+        if (__builtin_expect(k < 0, 0)) {
             refund_all(ctx);
             ctx->num_taken = 0;
             gh_stream_count(s, in->repeated_id);
@@ -738,7 +832,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
             st = GH_FILTER_REPLIED;
             break;
         }
-        if (k == 0) {
+        if (__builtin_expect(k == 0, 0)) {
             gh_stream_count(s, l->missing_id);
             if (l->c->missing == RL_MISSING_SKIP)
                 continue;
@@ -754,9 +848,26 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
             t->key = "";
             t->key_len = 0;
         }
+        if (__builtin_expect(l->fleet, 0)) {
+            /* Decided after the local limits passed, in one batch. */
+            if (call == NULL && (call = calloc(1, sizeof(*call))) == NULL) {
+                refund_all(ctx);
+                ctx->num_taken = 0;
+                gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+                st = GH_FILTER_REPLIED;
+                break;
+            }
+            gh_ratelimit_item_t *it = &call->items[call->b.num_items];
+            it->spec = &l->spec;
+            it->key = t->key;
+            it->key_len = t->key_len;
+            call->lim[call->b.num_items++] = l;
+            continue;
+        }
         t->spec = &l->spec;
         t->show = l->shown;
-        if (!gh_limit_table_take(table, &l->spec, t->key, t->key_len, &ctx->now, &t->res)) {
+        if (__builtin_expect(
+                !gh_limit_table_take(table, &l->spec, t->key, t->key_len, &ctx->now, &t->res), 0)) {
             refuse(s, ctx, t, l->note, l->limited_id);
             st = GH_FILTER_REPLIED;
             break;
@@ -765,10 +876,18 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (claims != NULL)
         json_decref(claims);
+    if (st == GH_FILTER_CONTINUE && in->rt != NULL && gh_stream_identity(s)->plan != NULL)
+        st = run_plan(s, in, ctx);
+    if (call != NULL) {
+        if (st != GH_FILTER_CONTINUE) {
+            free(call);
+            return st;
+        }
+        call->in = in;
+        call->run = *ctx;
+        return run_fleet(s, call);
+    }
     if (st != GH_FILTER_CONTINUE)
-        return st;
-    if (in->rt != NULL && gh_stream_identity(s)->plan != NULL &&
-        (st = run_plan(s, in, ctx)) != GH_FILTER_CONTINUE)
         return st;
     if (ctx->num_taken == in->num_limits)
         add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len);

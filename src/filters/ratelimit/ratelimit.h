@@ -29,10 +29,13 @@ extern const gh_filter_type_t gh_ratelimit_filter;
  * is a load error.
  */
 typedef struct gh_ratelimit_item_s {
-    const gh_limit_spec_t *spec; /* borrowed from the snapshot, which the batch holds */
-    const char *key;             /* in the batch's memory */
+    /* spec (the limit's id, algorithm and parameters) and key are
+     * borrowed from the stream and its snapshot: read them in take only,
+     * copying into the call what it sends. */
+    const gh_limit_spec_t *spec;
+    const char *key;
     size_t key_len;
-    gh_limit_result_t res; /* the backend's answer */
+    gh_limit_result_t res; /* the backend's answer, written before done */
 } gh_ratelimit_item_t;
 
 typedef struct gh_ratelimit_batch_s gh_ratelimit_batch_t;
