@@ -236,8 +236,11 @@ static int rt_init(const gh_config_t *cfg, void **out)
             if ((pl->name[k] = join(pl->p->name, suffix[k])) == NULL ||
                 (pl->note[k] = join("limit=", pl->name[k])) == NULL)
                 goto fail;
-        if (show_init(&pl->show[PL_THROTTLE], pl->name[PL_THROTTLE], &pl->throttle) < 0 ||
-            show_init(&pl->show[PL_QUOTA], pl->name[PL_QUOTA], &pl->quota) < 0)
+        /* Only what the plan has: an absent throttle's rate is all zeros. */
+        if ((pl->p->has_throttle &&
+             show_init(&pl->show[PL_THROTTLE], pl->name[PL_THROTTLE], &pl->throttle) < 0) ||
+            (pl->p->has_quota &&
+             show_init(&pl->show[PL_QUOTA], pl->name[PL_QUOTA], &pl->quota) < 0))
             goto fail;
         uint32_t h = (uint32_t)name_hash(pl->p->name) & rt->mask;
         while (rt->index[h] != 0)
