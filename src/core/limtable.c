@@ -85,8 +85,7 @@ static inline uint64_t fold_mul(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-static uint64_t key_hash_bytes(const uint64_t k[4], uint64_t id, const unsigned char *p,
-                               size_t len)
+static uint64_t key_hash_bytes(const uint64_t k[4], uint64_t id, const unsigned char *p, size_t len)
 {
     uint64_t h = fold_mul(id ^ k[0], k[1] ^ len);
     size_t i = 0;
@@ -170,16 +169,12 @@ void gh_limit_table_free(gh_limit_table_t *t)
     free(t);
 }
 
-/* The key as the table keeps it: itself, or the digest of a long one
- * (len | KEY_DIGEST). */
-typedef struct {
-    const char *p;
-    uint8_t len;
-} tkey_t;
-
-static uint64_t key_hash(const gh_limit_table_t *t, uint64_t id, const tkey_t *k)
+/* The key as the table keeps it: itself, or the digest of a long one,
+ * passed as (p, len | KEY_DIGEST) by value: a key taken by address would
+ * cost every decision a stack guard. */
+static uint64_t key_hash(const gh_limit_table_t *t, uint64_t id, const char *kp, uint8_t klen)
 {
-    return key_hash_bytes(t->k, id, (const unsigned char *)k->p, k->len & ~KEY_DIGEST);
+    return key_hash_bytes(t->k, id, (const unsigned char *)kp, klen & ~KEY_DIGEST);
 }
 
 static shard_t *shard_of(gh_limit_table_t *t, uint64_t h)
@@ -190,20 +185,20 @@ static shard_t *shard_of(gh_limit_table_t *t, uint64_t h)
 /* Whether the entry holds key k (same length): two 8-byte words, which
  * may overlap, cover keys of 8 to 16 bytes (an IPv4 address, most
  * consumer names) without a call. */
-static inline int key_same(const entry_t *e, const tkey_t *k)
+static inline int key_same(const entry_t *e, const char *kp, uint8_t klen)
 {
-    size_t n = k->len & ~KEY_DIGEST;
-    const unsigned char *a = (const unsigned char *)e->key, *b = (const unsigned char *)k->p;
+    size_t n = klen & ~KEY_DIGEST;
+    const unsigned char *a = (const unsigned char *)e->key, *b = (const unsigned char *)kp;
     if (n >= 8 && n <= 16)
         return load_le64(a) == load_le64(b) && load_le64(a + n - 8) == load_le64(b + n - 8);
     return memcmp(a, b, n) == 0;
 }
 
-static inline entry_t *find(shard_t *sh, uint64_t h, uint64_t id, const tkey_t *k)
+static inline entry_t *find(shard_t *sh, uint64_t h, uint64_t id, const char *kp, uint8_t klen)
 {
     for (uint32_t i = sh->heads[h & sh->mask]; i != 0;) {
         entry_t *e = &sh->entries[i - 1];
-        if (e->hash == h && e->id == id && e->klen == k->len && key_same(e, k))
+        if (e->hash == h && e->id == id && e->klen == klen && key_same(e, kp, klen))
             return e;
         i = e->next;
     }
@@ -269,14 +264,14 @@ static entry_t *evict(shard_t *sh, uint64_t now_ms)
     }
 }
 
-static entry_t *add(shard_t *sh, uint64_t h, uint64_t id, const tkey_t *k,
+static entry_t *add(shard_t *sh, uint64_t h, uint64_t id, const char *kp, uint8_t klen,
                     const gh_limit_spec_t *spec, const gh_limit_now_t *now)
 {
     entry_t *e = sh->used < sh->cap ? &sh->entries[sh->used++] : evict(sh, now->mono_ms);
     e->hash = h;
     e->id = id;
-    e->klen = k->len;
-    memcpy(e->key, k->p, k->len & ~KEY_DIGEST);
+    e->klen = klen;
+    memcpy(e->key, kp, klen & ~KEY_DIGEST);
     e->window = spec->algo == GH_LIMIT_WINDOW;
     if (!e->window) {
         e->s0 = gh_bucket_init(&spec->rate, now->mono_ms);
@@ -293,16 +288,16 @@ static entry_t *add(shard_t *sh, uint64_t h, uint64_t id, const tkey_t *k,
 }
 
 __attribute__((always_inline)) static inline int take(gh_limit_table_t *t,
-                                                      const gh_limit_spec_t *spec, const tkey_t *k,
-                                                      const gh_limit_now_t *now,
+                                                      const gh_limit_spec_t *spec, const char *kp,
+                                                      uint8_t klen, const gh_limit_now_t *now,
                                                       gh_limit_result_t *res)
 {
-    uint64_t h = key_hash(t, spec->id, k);
+    uint64_t h = key_hash(t, spec->id, kp, klen);
     shard_t *sh = shard_of(t, h);
     lock(sh);
-    entry_t *e = find(sh, h, spec->id, k);
+    entry_t *e = find(sh, h, spec->id, kp, klen);
     if (e == NULL)
-        e = add(sh, h, spec->id, k, spec, now);
+        e = add(sh, h, spec->id, kp, klen, spec, now);
     e->used = 1;
     if (spec->algo == GH_LIMIT_BUCKET) {
         gcra_take(&e->s0, &spec->rate, now->mono_ms, res);
@@ -318,13 +313,13 @@ __attribute__((always_inline)) static inline int take(gh_limit_table_t *t,
     return res->allowed;
 }
 
-static void refund(gh_limit_table_t *t, const gh_limit_spec_t *spec, const tkey_t *k,
+static void refund(gh_limit_table_t *t, const gh_limit_spec_t *spec, const char *kp, uint8_t klen,
                    const gh_limit_now_t *now)
 {
-    uint64_t h = key_hash(t, spec->id, k);
+    uint64_t h = key_hash(t, spec->id, kp, klen);
     shard_t *sh = shard_of(t, h);
     lock(sh);
-    entry_t *e = find(sh, h, spec->id, k);
+    entry_t *e = find(sh, h, spec->id, kp, klen);
     if (e != NULL && spec->algo == GH_LIMIT_BUCKET) {
         gh_bucket_refund(&e->s0, &spec->rate);
     } else if (e != NULL) {
@@ -345,12 +340,12 @@ __attribute__((noinline)) static int take_long(gh_limit_table_t *t, const gh_lim
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key, len, d);
-    tkey_t k = {(const char *)d, SHA256_DIGEST_LENGTH | KEY_DIGEST};
+    const uint8_t klen = SHA256_DIGEST_LENGTH | KEY_DIGEST;
     if (give_back) {
-        refund(t, spec, &k, now);
+        refund(t, spec, (const char *)d, klen, now);
         return 0;
     }
-    return take(t, spec, &k, now, res);
+    return take(t, spec, (const char *)d, klen, now, res);
 }
 
 int gh_limit_table_take(gh_limit_table_t *t, const gh_limit_spec_t *spec, const char *key,
@@ -358,8 +353,7 @@ int gh_limit_table_take(gh_limit_table_t *t, const gh_limit_spec_t *spec, const 
 {
     if (len > GH_LIMIT_KEY_INLINE)
         return take_long(t, spec, key, len, now, res, 0);
-    tkey_t k = {key, (uint8_t)len};
-    return take(t, spec, &k, now, res);
+    return take(t, spec, key, (uint8_t)len, now, res);
 }
 
 void gh_limit_table_refund(gh_limit_table_t *t, const gh_limit_spec_t *spec, const char *key,
@@ -369,8 +363,7 @@ void gh_limit_table_refund(gh_limit_table_t *t, const gh_limit_spec_t *spec, con
         take_long(t, spec, key, len, now, NULL, 1);
         return;
     }
-    tkey_t k = {key, (uint8_t)len};
-    refund(t, spec, &k, now);
+    refund(t, spec, key, (uint8_t)len, now);
 }
 
 void gh_limit_table_stats(gh_limit_table_t *t, gh_limit_table_stats_t *out)

@@ -182,6 +182,22 @@ def test_trusted_proxy_forwarded_for_keys_by_the_client(gatehouse, upstream):
     assert [get(g).status for _ in range(3)] == [200, 200, 429]
 
 
+def test_ipv6_clients_are_keyed_by_their_64(gatehouse, upstream):
+    """One subscriber holds a whole /64: every address of it is one key;
+    another /64 is another; an IPv4-mapped address is the IPv4 client; a
+    textual variant of an address is the same address."""
+    up = upstream()
+    g = gatehouse(limits_cfg(up, [{"name": "a", "key": "address", "rate": "2/h"}],
+                             listener={"trusted_proxies": ["127.0.0.1/32"]}))
+
+    def via(client):
+        return get(g, headers=[("X-Forwarded-For", client)]).status
+
+    assert [via("2001:db8:1:2::1"), via("2001:db8:1:2:ffff::9"), via("2001:DB8:1:2:0:0:0:7")] == [200, 200, 429]
+    assert [via("2001:db8:1:3::1"), via("2001:db8:1:3::2"), via("2001:db8:1:3::3")] == [200, 200, 429]
+    assert [via("192.0.2.7"), via("::ffff:192.0.2.7"), via("192.0.2.7")] == [200, 200, 429]
+
+
 # --------------------------------------------------------------------------
 # Header
 

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include <gatehouse/cidr.h>
 #include <gatehouse/config.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/metrics.h>
@@ -561,11 +562,34 @@ static inline char *put_u64_slow(char *p, uint64_t v)
     return p + n;
 }
 
+static inline char *put2(char *p, unsigned v)
+{
+    p[0] = digits2[2 * v];
+    p[1] = digits2[2 * v + 1];
+    return p + 2;
+}
+
+/* Numbers below 100,000 (remaining units and seconds, mostly) without a
+ * loop or a digit count; larger ones by put_u64_slow. */
 static inline char *put_u64(char *p, uint64_t v)
 {
-    if (v < 10) { /* "t" mostly */
+    if (v < 10) {
         *p = (char)('0' + v);
         return p + 1;
+    }
+    if (v < 100)
+        return put2(p, (unsigned)v);
+    if (v < 100000) {
+        unsigned w = (unsigned)v, lo = w % 100, hi = w / 100;
+        if (hi < 10)
+            *p++ = (char)('0' + hi);
+        else if (hi < 100)
+            p = put2(p, hi);
+        else {
+            *p++ = (char)('0' + hi / 100);
+            p = put2(p, hi % 100);
+        }
+        return put2(p, lo);
     }
     return put_u64_slow(p, v);
 }
@@ -586,13 +610,18 @@ static char *put_mem(char *p, const char *s, size_t n)
  * Names use an alphabet that needs no escaping in an sf-string (conf.c),
  * so the lines go out without the per-byte checks of
  * gh_stream_add_response_header. */
+#define ITEM_MAX (11 + RL_MAX_NAME + 5 + 20 + 3 + 20)
+#define POLICY_MAX (2 + RL_MAX_NAME + 3 + 2 + 20 + 3 + 20)
+
 static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
                        size_t line_len)
 {
-    /* At most: per item, its name piece twice (at most RL_MAX_NAME + 8
-     * bytes with the quotes) and four numbers of at most 20 digits with
-     * separators; the field names; CHUNK of room for the last copy. */
-    size_t max = n * (2 * (RL_MAX_NAME + 8) + 100) + line_len + 64 + CHUNK;
+    /* At most, per item: ", " or "RateLimit: ", its name piece (RL_MAX_NAME
+     * + 5 bytes), two numbers of at most 20 digits and ";t=" (ITEM_MAX);
+     * its policy item, or the route's whole line; the other field name and
+     * the line ends; CHUNK of room for the last copy. Small enough for
+     * one route limit to fit the stream's first 256 bytes of fields. */
+    size_t max = n * ITEM_MAX + (line != NULL ? line_len : n * POLICY_MAX) + 24 + 4 + CHUNK;
     char *buf = gh_stream_response_lines_reserve(s, max), *p = buf;
     size_t shown = 0;
     /* Out of memory: the fields are left out; they are advice to the
@@ -654,16 +683,52 @@ __attribute__((cold, noinline)) static void refuse(gh_stream_t *s, run_t *ctx, c
     gh_stream_reply_error_with(s, 429, "rate_limited", detail, extra);
 }
 
+/* The address key of an IPv6 client: its /64, since one subscriber
+ * commonly holds a whole /64 and could otherwise take a fresh bucket with
+ * every address of it (the listener's max_connections_per_address counts
+ * the same way). The key is binary, a 0x06 byte and the 8 bytes of the
+ * prefix, so no IPv4 address text equals it; an IPv4-mapped address is
+ * keyed by its IPv4 text, as the same client over IPv4. */
+__attribute__((noinline)) static int v6_key(gh_stream_t *s, const char *a, const char **key,
+                                            size_t *len)
+{
+    uint8_t ip[16];
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    *key = a;
+    *len = strlen(a);
+    if (gh_ip_parse(a, *len, ip) < 0)
+        return 1; /* not an address: its text */
+    char *k = gh_stream_alloc(s, 16);
+    if (k == NULL)
+        return 0; /* the stream is marked: answered 503, not forwarded */
+    if (memcmp(ip, mapped, sizeof(mapped)) == 0) {
+        int n = snprintf(k, 16, "%u.%u.%u.%u", ip[12], ip[13], ip[14], ip[15]);
+        *len = (size_t)n;
+    } else {
+        k[0] = 0x06;
+        memcpy(k + 1, ip, 8);
+        *len = 9;
+    }
+    *key = k;
+    return 1;
+}
+
 /* The key of limit l for this request: 1 with *key, *len; 0 when the
  * request has none; -1 when it has several (a repeated header). */
 static int key_of(gh_stream_t *s, const rl_limit_conf_t *c, json_t **claims, const char **key,
                   size_t *len)
 {
     switch (c->key) {
-    case RL_KEY_ADDRESS:
-        *key = gh_stream_client_address(s);
-        *len = strlen(*key);
+    case RL_KEY_ADDRESS: {
+        const char *a = gh_stream_client_address(s);
+        /* IPv6 text has a ':' in its first five characters; IPv4 has
+         * none, and at least seven characters. */
+        if (a[0] == ':' || a[1] == ':' || a[2] == ':' || a[3] == ':' || a[4] == ':')
+            return v6_key(s, a, key, len);
+        *key = a;
+        *len = strlen(a);
         return 1;
+    }
     case RL_KEY_ROUTE:
         *key = "";
         *len = 0;

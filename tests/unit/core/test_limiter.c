@@ -432,12 +432,11 @@ static void test_hash_spreads_and_is_keyed(void **state)
     unsigned same = 0;
     for (int i = 0; i < 65536; i++) {
         int n = snprintf(key, sizeof(key), "10.0.%d.%d", i >> 8, i & 255);
-        tkey_t k = {key, (uint8_t)n};
-        uint64_t ha = key_hash(a, 7, &k), hb = key_hash(b, 7, &k);
+        uint64_t ha = key_hash(a, 7, key, (uint8_t)n), hb = key_hash(b, 7, key, (uint8_t)n);
         per_shard[ha >> 58]++;
         same += ha == hb;
         /* The limit id is part of the key. */
-        assert_int_not_equal(ha, key_hash(a, 8, &k));
+        assert_int_not_equal(ha, key_hash(a, 8, key, (uint8_t)n));
     }
     /* Sequential addresses spread over the shards (1024 each expected;
      * the bounds are dozens of standard deviations wide). */
