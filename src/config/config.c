@@ -1323,9 +1323,9 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
-                                       "admin",     "access_log",    "tracing",   "providers",
-                                       "plans",     NULL};
+    static const char *const keys[] = {
+        "workers",    "drain_timeout", "listeners", "clusters", "admin",
+        "access_log", "tracing",       "providers", "plans",    NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;

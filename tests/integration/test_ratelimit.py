@@ -157,7 +157,11 @@ def test_address_limit_answers_429_with_the_draft_fields(gatehouse, upstream, tm
     recs = wait_lines(tmp_path / "access.log", lambda rs: len(rs) >= 4, what="4 log lines")
     assert [x["status"] for x in recs] == [200, 200, 200, 429]
     assert recs[3]["filter"] == "limit=per-address"
-    assert "127.0.0.1" not in json.dumps(metrics(admin_port(cfg)).series(EVENTS))
+    m = metrics(admin_port(cfg))
+    assert "127.0.0.1" not in json.dumps(m.series(EVENTS))
+    assert m.value("gatehouse_rate_limit_capacity") == 131072
+    assert m.value("gatehouse_rate_limit_keys") == 1
+    assert m.value("gatehouse_rate_limit_evictions_total", state="counting") == 0
 
 
 def test_spoofed_forwarded_for_from_untrusted_peer_shares_the_peer_bucket(gatehouse, upstream):

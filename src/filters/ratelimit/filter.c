@@ -304,7 +304,8 @@ static size_t metrics(char *buf, size_t cap, void *arg)
 typedef struct {
     const rl_limit_conf_t *c;
     gh_limit_spec_t spec;
-    char *note; /* "limit=NAME" */
+    char *note;       /* "limit=NAME" */
+    char *error_note; /* "limit=NAME,error": a fleet store error */
     rl_show_t show;
     const rl_show_t *shown; /* &show, or NULL with headers: false */
     int fleet;              /* decided by the fleet backend */
@@ -343,6 +344,7 @@ static void inst_free(void *p)
         return;
     for (size_t i = 0; i < in->num_limits; i++) {
         free(in->limits[i].note);
+        free(in->limits[i].error_note);
         show_dispose(&in->limits[i].show);
     }
     free(in->limits);
@@ -411,6 +413,7 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
         l->spec.id = spec_id(l->c->fleet ? "route-fleet" : "route", listener, route->name,
                              l->c->name, &l->spec, key_desc(l->c, desc, sizeof(desc)));
         if ((l->note = join("limit=", l->c->name)) == NULL ||
+            (l->error_note = join(l->note, ",error")) == NULL ||
             show_init(&l->show, l->c->name, &l->spec) < 0)
             goto fail;
         l->shown = l->c->headers ? &l->show : NULL;
@@ -809,11 +812,11 @@ static gh_filter_status_t fleet_decide(gh_stream_t *s, rl_call_t *call, int stat
         gh_ratelimit_item_t *it = &call->items[i];
         if (status < 0) {
             gh_stream_count(s, l->error_id);
+            gh_stream_log_note(s, l->error_note);
             if (l->c->fail_open)
                 continue; /* on_error: open: the limit passes, unshown */
             refund_all(ctx);
             ctx->num_taken = 0;
-            gh_stream_log_note(s, l->note);
             gh_stream_reply_error(s, 503, "service_unavailable",
                                   "the rate limit store is unavailable");
             return GH_FILTER_REPLIED;
