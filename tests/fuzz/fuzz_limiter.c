@@ -16,7 +16,7 @@ static uint64_t take_u64(const uint8_t **p, size_t *n)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8 && *n > 0; i++, (*p)++, (*n)--)
-        v |= (uint64_t)**p << (8 * i);
+        v |= (uint64_t) * *p << (8 * i);
     return v;
 }
 

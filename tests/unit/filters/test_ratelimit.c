@@ -425,15 +425,13 @@ static void test_plan_routes_and_identities(void **state)
     fixture_t *f = *state;
     char buf[4096];
     /* gold lists orders and catalog: mixed is valid but not allowed. */
-    assert_int_equal(request(f, "/mixed", "x-consumer: alice\r\nx-plan: gold\r\n", buf,
-                             sizeof(buf)),
-                     403);
+    assert_int_equal(
+        request(f, "/mixed", "x-consumer: alice\r\nx-plan: gold\r\n", buf, sizeof(buf)), 403);
     assert_non_null(strstr(buf, "{\"error\":\"forbidden\",\"detail\":\"the API key's usage plan "
                                 "does not include this route\"}"));
     /* A plan the config does not have: refused, not served unlimited. */
-    assert_int_equal(request(f, "/catalog", "x-consumer: alice\r\nx-plan: platinum\r\n", buf,
-                             sizeof(buf)),
-                     403);
+    assert_int_equal(
+        request(f, "/catalog", "x-consumer: alice\r\nx-plan: platinum\r\n", buf, sizeof(buf)), 403);
     assert_non_null(strstr(buf, "usage plan is not configured"));
     /* Plan names are exact. */
     assert_int_equal(status_of(f, "/catalog", "x-consumer: alice\r\nx-plan: Gold\r\n"), 403);
@@ -593,8 +591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plan_throttle_per_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_route_throttle_and_refund, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_routes_and_identities, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plan_quota_and_route_limits_together, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_plan_quota_and_route_limits_together, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_allowed_refused_and_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_errors_open_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_answer_after_the_client_left, setup, teardown),
