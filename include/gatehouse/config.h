@@ -18,6 +18,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <gatehouse/cidr.h>
+#include <gatehouse/limiter.h>
 
 #include <gatehouse/path.h>
 
@@ -380,6 +381,25 @@ typedef struct {
     char *prefix;        /* prefix of every key; default "gatehouse:" */
 } gh_store_conf_t;
 
+/* ---- usage plans (plans:), docs/rate-limits.md ---- */
+
+typedef struct {
+    char *route;      /* a route's name (in any listener) */
+    int has_throttle; /* a throttle per consumer on that route, besides the plan's */
+    gh_rate_t throttle;
+} gh_plan_route_t;
+
+typedef struct {
+    char *name;
+    int has_throttle; /* per consumer, on every route: steady rate and burst */
+    gh_rate_t throttle;
+    int has_quota; /* per consumer: requests per day, week or month */
+    gh_quota_t quota;
+    int restrict_routes; /* `routes:` given: a key of this plan may call only those */
+    gh_plan_route_t *routes;
+    size_t num_routes;
+} gh_plan_t;
+
 typedef struct {
     char *path;                /* the file it came from */
     uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
@@ -401,6 +421,8 @@ typedef struct {
 
     char *state_dir; /* files gatehouse makes (the store); default "state" */
     gh_store_conf_t store;
+    gh_plan_t *plans;
+    size_t num_plans;
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with
@@ -431,6 +453,19 @@ struct gh_yaml_node_s;
 int gh_config_parse_authn(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
                           const gh_config_t *cfg, gh_route_t *r);
 void gh_config_free_authn(gh_authn_conf_t *a);
+
+/* Rates and quotas as `plans:` and `rate_limits:` write them (src/config/
+ * plans.c): a rate ("10/s" or {requests, per}); a map's `rate` and
+ * optional `burst` (default: the rate's requests); a quota {limit, period,
+ * offset}. Errors through gh_yaml_error. */
+int gh_config_parse_rate(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
+                         gh_rate_t *out);
+int gh_config_parse_rate_burst(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *map,
+                               gh_rate_t *out);
+int gh_config_parse_quota(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
+                          gh_quota_t *out);
+/* The plan called name, or NULL. */
+const gh_plan_t *gh_config_plan_find(const gh_config_t *cfg, const char *name);
 
 /* The one check of a header name that an option makes gatehouse set or
  * drop (claims_to_headers, payload_header, direct_response headers, and

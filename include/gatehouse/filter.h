@@ -91,6 +91,13 @@ typedef struct gh_filter_type_s {
     int (*check)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const gh_config_t *cfg,
                  const gh_route_t *route, const void *conf);
     void (*free_conf)(void *conf);
+    /* Whether a route without this type's section still gets the filter:
+     * parse is then called with node NULL (and check with node NULL). Runs
+     * while the route's sections are parsed, after those of the types
+     * before this one (route->filters holds them) and after the top-level
+     * sections. The rate_limits filter uses it to be on every route where
+     * an identity may carry a usage plan. NULL: only with the section. */
+    int (*implied)(const gh_config_t *cfg, const gh_route_t *route);
 
     /* ---- per snapshot ---- */
     /* Main thread: the runtime this type shares over a snapshot (key
@@ -284,6 +291,16 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
  * memory). */
 int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
                                   const char *value, size_t value_len);
+/* The same for whole lines written in place, for a filter that adds
+ * fields to every response (the rate_limits filter's RateLimit fields:
+ * the per-byte checks and a copy cost more than the rest of that filter).
+ * reserve returns room for up to max bytes after the fields added so far
+ * (NULL when out of memory); the caller writes whole lines there
+ * ("name: value\r\n"..., from names and values that pass the rules
+ * above) and commits the bytes it wrote, before any other call that adds
+ * a field. */
+char *gh_stream_response_lines_reserve(gh_stream_t *s, size_t max);
+void gh_stream_response_lines_commit(gh_stream_t *s, size_t used);
 
 /* Per-worker state of a filter type, created on first use by create() on
  * the worker's thread and freed by destroy() when the worker ends. NULL

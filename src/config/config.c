@@ -193,6 +193,7 @@ void gh_config_free(gh_config_t *cfg)
         free(c->endpoints);
     }
     free(cfg->clusters);
+    gh_config_free_plans(cfg);
     gh_config_free_sections(cfg);
     gh_store_conf_dispose(&cfg->store);
     free(cfg->state_dir);
@@ -1059,14 +1060,15 @@ static int parse_route_filters(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r,
     size_t want = 0;
     int rc;
     for (size_t i = 0; types[i] != NULL; i++)
-        if (gh_yaml_map_get(n, types[i]->name) != NULL)
+        if (gh_yaml_map_get(n, types[i]->name) != NULL || types[i]->implied != NULL)
             want++;
     if (want > 0 && (rc = alloc_array(c, want, sizeof(*r->filters), (void **)&r->filters)) != 0)
         return rc;
     for (size_t i = 0; types[i] != NULL; i++) {
         const gh_filter_type_t *t = types[i];
         const gh_yaml_node_t *v = gh_yaml_map_get(n, t->name);
-        if (v == NULL)
+        /* A type may be in a chain without its section: parse gets NULL. */
+        if (v == NULL && (t->implied == NULL || !t->implied(c->cfg, r)))
             continue;
         if (t->phase == GH_PHASE_TERMINAL) {
             if (to != NULL || terminal != NULL)
@@ -1348,7 +1350,7 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
     static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
                                        "admin",     "access_log",    "tracing",   "providers",
-                                       "state_dir", "store",         NULL};
+                                       "state_dir", "store",         "plans",     NULL};
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;
@@ -1374,7 +1376,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0)
         return rc;
     if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0 ||
-        (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0)
+        (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0 ||
+        (rc = gh_config_parse_plans(c->doc, gh_yaml_map_get(root, "plans"), c->cfg)) != 0)
         return rc;
     if ((rc = gh_yaml_require(c->doc, root, "listeners", "the configuration", &listeners)) != 0 ||
         (rc = nonempty_list(c, listeners, "listeners")) != 0 ||
@@ -1387,6 +1390,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         if ((rc = parse_listener(c, l, i)) != 0)
             return rc;
     }
+    if ((rc = gh_config_check_plans(c->doc, gh_yaml_map_get(root, "plans"), c->cfg)) != 0)
+        return rc;
     return check_route_filters(c, listeners);
 }
 

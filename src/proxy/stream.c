@@ -878,27 +878,48 @@ static char *put_field_line(char *o, const char *name, size_t n, const char *val
     return o;
 }
 
-int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
-                                  const char *value, size_t value_len)
+/* Room for len more bytes of response fields (s->res_add) after those
+ * added so far: a pointer to them, or NULL when out of memory. */
+static char *res_add_room(gh_stream_t *s, size_t len)
 {
-    if (response_field_refused(name, name_len, value, value_len))
-        return -1;
-    size_t need = s->res_add_len + field_line_len(name_len, value_len);
+    size_t need = s->res_add_len + len;
     if (need > s->res_add_cap) {
         size_t cap = s->res_add_cap ? s->res_add_cap * 2 : 256;
         while (cap < need)
             cap *= 2;
         char *nb = gh_arena_alloc(&s->arena, cap);
         if (nb == NULL)
-            return -1;
+            return NULL;
         if (s->res_add_len > 0)
             memcpy(nb, s->res_add, s->res_add_len);
         s->res_add = nb;
         s->res_add_cap = cap;
     }
-    put_field_line(s->res_add + s->res_add_len, name, name_len, value, value_len);
-    s->res_add_len = need;
+    return s->res_add + s->res_add_len;
+}
+
+int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
+                                  const char *value, size_t value_len)
+{
+    if (response_field_refused(name, name_len, value, value_len))
+        return -1;
+    size_t len = field_line_len(name_len, value_len);
+    char *o = res_add_room(s, len);
+    if (o == NULL)
+        return -1;
+    put_field_line(o, name, name_len, value, value_len);
+    s->res_add_len += len;
     return 0;
+}
+
+char *gh_stream_response_lines_reserve(gh_stream_t *s, size_t max)
+{
+    return res_add_room(s, max);
+}
+
+void gh_stream_response_lines_commit(gh_stream_t *s, size_t used)
+{
+    s->res_add_len += used;
 }
 
 void gh_stream_reply(gh_stream_t *s, int status, const gh_h1_header_t *headers, size_t num_headers,
