@@ -169,6 +169,8 @@ typedef struct {
     uint64_t remaining;      /* units left after this decision */
     uint64_t reset_ms;       /* bucket: until full again; windows: until the window ends */
     uint64_t retry_after_ms; /* 0 when allowed; GH_REDIS_NEVER when cost > limit */
+    uint64_t next_ms;        /* bucket: until the next whole unit is back (0: full);
+                                windows: as reset_ms */
     uint64_t now_ms;         /* the time the decision used (unix ms) */
 } gh_redis_limit_result_t;
 

@@ -51,7 +51,7 @@
 /* KEYS: one per limit. ARGV: now_ms (0: TIME), cost, then per limit: kind
  * (b, w, m), limit, rate, period_ms, offset_ms. Returns {allowed (all),
  * now_ms, then per limit: allowed (this one), remaining, reset_ms,
- * retry_after_ms (-1: never)}. */
+ * retry_after_ms (-1: never), next_ms}. */
 static const char limit_lua[] =
     "local now = tonumber(ARGV[1])\n"
     "local cost = tonumber(ARGV[2])\n"
@@ -145,7 +145,7 @@ static const char limit_lua[] =
     "local out = {all, now}\n"
     "for i = 1, #ls do\n"
     "  local l = ls[i]\n"
-    "  local remaining, reset, retry\n"
+    "  local remaining, reset, retry, nxt\n"
     "  if l.kind == 'b' then\n"
     "    local credit = l.credit\n"
     "    if all == 1 then credit = credit - l.need end\n"
@@ -162,6 +162,12 @@ static const char limit_lua[] =
     "      redis.call('PEXPIRE', l.k, int(reset + 60000))\n"
     "    end\n"
     "    remaining = floor(credit / l.period)\n"
+    /* Until the next whole unit is back: what a bucket's RateLimit "t"
+     * shows (reset is until it is full). */
+    "    nxt = 0\n"
+    "    if credit < l.cap then\n"
+    "      nxt = ceil((l.period - credit % l.period) / l.rate) + (l.at - now)\n"
+    "    end\n"
     "  else\n"
     "    local used = l.used\n"
     "    if all == 1 and cost > 0 then\n"
@@ -171,6 +177,7 @@ static const char limit_lua[] =
     "    remaining = l.limit - used\n"
     "    if remaining < 0 then remaining = 0 end\n"
     "    reset = l.we - now\n"
+    "    nxt = reset\n"
     "    retry = 0\n"
     "    if not l.ok then\n"
     "      if cost > l.limit then retry = -1 else retry = l.we - now end\n"
@@ -182,6 +189,7 @@ static const char limit_lua[] =
     "  out[#out + 1] = remaining\n"
     "  out[#out + 1] = reset\n"
     "  out[#out + 1] = retry\n"
+    "  out[#out + 1] = nxt\n"
     "end\n"
     "return out\n";
 
@@ -300,22 +308,24 @@ int redis_limit_parse(const struct redisReply *r, int *allowed, gh_redis_limit_r
                       size_t n)
 {
     long long all, now;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 4 * n ||
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 5 * n ||
         as_int(r->element[0], &all) < 0 || as_int(r->element[1], &now) < 0 ||
         (all != 0 && all != 1) || now < 0)
         return -EPROTO;
     int every = 1;
     for (size_t i = 0; i < n; i++) {
-        long long v[4];
-        for (int j = 0; j < 4; j++)
-            if (as_int(r->element[2 + 4 * i + (size_t)j], &v[j]) < 0)
+        long long v[5];
+        for (int j = 0; j < 5; j++)
+            if (as_int(r->element[2 + 5 * i + (size_t)j], &v[j]) < 0)
                 return -EPROTO;
-        if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[3] < -1 || (v[0] == 1) != (v[3] == 0))
+        if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[3] < -1 || (v[0] == 1) != (v[3] == 0) ||
+            v[4] < 0)
             return -EPROTO;
         res[i].allowed = (int)v[0];
         res[i].remaining = (uint64_t)v[1];
         res[i].reset_ms = v[2] > 0 ? (uint64_t)v[2] : 0;
         res[i].retry_after_ms = v[3] < 0 ? GH_REDIS_NEVER : (uint64_t)v[3];
+        res[i].next_ms = (uint64_t)v[4];
         res[i].now_ms = (uint64_t)now;
         every &= res[i].allowed;
     }

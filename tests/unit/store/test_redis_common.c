@@ -206,21 +206,23 @@ static void test_noscript_and_limit_reply(void **state)
     assert_false(redis_reply_is_noscript(&status));
     assert_false(redis_reply_is_noscript(NULL));
 
-    /* {all, now, (allowed, remaining, reset, retry) per limit} */
-    redisReply v[10] = {{.type = REDIS_REPLY_INTEGER, .integer = 0},
+    /* {all, now, (allowed, remaining, reset, retry, next) per limit} */
+    redisReply v[12] = {{.type = REDIS_REPLY_INTEGER, .integer = 0},
                         {.type = REDIS_REPLY_INTEGER, .integer = 1700000000000},
                         {.type = REDIS_REPLY_INTEGER, .integer = 0},
                         {.type = REDIS_REPLY_INTEGER, .integer = 3},
                         {.type = REDIS_REPLY_INTEGER, .integer = 1500},
                         {.type = REDIS_REPLY_INTEGER, .integer = -1},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 500},
                         {.type = REDIS_REPLY_INTEGER, .integer = 1},
                         {.type = REDIS_REPLY_INTEGER, .integer = 7},
                         {.type = REDIS_REPLY_INTEGER, .integer = 900},
-                        {.type = REDIS_REPLY_INTEGER, .integer = 0}};
-    redisReply *el[10];
-    for (int i = 0; i < 10; i++)
+                        {.type = REDIS_REPLY_INTEGER, .integer = 0},
+                        {.type = REDIS_REPLY_INTEGER, .integer = 900}};
+    redisReply *el[12];
+    for (int i = 0; i < 12; i++)
         el[i] = &v[i];
-    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = 10, .element = el};
+    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = 12, .element = el};
     gh_redis_limit_result_t r[2];
     int allowed = -1;
     assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), 0);
@@ -229,13 +231,18 @@ static void test_noscript_and_limit_reply(void **state)
     assert_int_equal(r[0].remaining, 3);
     assert_int_equal(r[0].reset_ms, 1500);
     assert_int_equal(r[0].retry_after_ms, GH_REDIS_NEVER);
+    assert_int_equal(r[0].next_ms, 500);
     assert_int_equal(r[0].now_ms, 1700000000000ull);
     assert_int_equal(r[1].allowed, 1);
     assert_int_equal(r[1].remaining, 7);
     assert_int_equal(r[1].retry_after_ms, 0);
+    assert_int_equal(r[1].next_ms, 900);
     assert_int_equal(r[1].now_ms, 1700000000000ull);
     /* Shapes a broken or foreign script could return. */
     assert_int_equal(redis_limit_parse(&arr, &allowed, r, 1), -EPROTO); /* count */
+    arr.elements = 10; /* the four values per limit of an older script */
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    arr.elements = 12;
     v[0].integer = 1; /* allowed, though one limit refused */
     assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
     v[0].integer = 2;
@@ -246,6 +253,9 @@ static void test_noscript_and_limit_reply(void **state)
     v[5].integer = 0; /* refused with nothing to wait for */
     assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
     v[5].integer = 10;
+    v[6].integer = -1; /* a negative time to the next unit */
+    assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
+    v[6].integer = 500;
     v[3].type = REDIS_REPLY_STRING;
     assert_int_equal(redis_limit_parse(&arr, &allowed, r, 2), -EPROTO);
     v[3].type = REDIS_REPLY_INTEGER;

@@ -118,6 +118,10 @@ static gh_redis_limit_result_t ref_bucket(ref_bucket_t *b, const gh_redis_limit_
         r.retry_after_ms = need > cap
                                ? GH_REDIS_NEVER
                                : ceil_div(need - b->credit, l->rate) + (uint64_t)(b->at - now);
+    /* Until the next whole unit: the part of a unit the credit lacks. */
+    r.next_ms = b->credit >= cap ? 0
+                                 : ceil_div(l->period_ms - b->credit % l->period_ms, l->rate) +
+                                       (uint64_t)(b->at - now);
     r.now_ms = (uint64_t)now;
     if (b->credit >= cap)
         b->has = 0; /* a full bucket is no key */
@@ -177,6 +181,7 @@ static gh_redis_limit_result_t ref_window(ref_window_t *w, const gh_redis_limit_
         w->used[i] += cost;
     r.remaining = w->used[i] >= l->limit ? 0 : l->limit - w->used[i];
     r.reset_ms = (uint64_t)(we - now);
+    r.next_ms = r.reset_ms;
     if (!r.allowed)
         r.retry_after_ms = cost > l->limit ? GH_REDIS_NEVER : (uint64_t)(we - now);
     r.now_ms = (uint64_t)now;
@@ -188,14 +193,16 @@ static void assert_same(const gh_redis_limit_result_t *got, const gh_redis_limit
 {
     if (got->allowed != want->allowed || got->remaining != want->remaining ||
         got->reset_ms != want->reset_ms || got->retry_after_ms != want->retry_after_ms ||
-        got->now_ms != want->now_ms)
-        fail_msg("step %d: got allowed=%d remaining=%llu reset=%llu retry=%llu now=%llu, "
-                 "want allowed=%d remaining=%llu reset=%llu retry=%llu now=%llu",
+        got->next_ms != want->next_ms || got->now_ms != want->now_ms)
+        fail_msg("step %d: got allowed=%d remaining=%llu reset=%llu retry=%llu next=%llu "
+                 "now=%llu, want allowed=%d remaining=%llu reset=%llu retry=%llu next=%llu "
+                 "now=%llu",
                  step, got->allowed, (unsigned long long)got->remaining,
                  (unsigned long long)got->reset_ms, (unsigned long long)got->retry_after_ms,
-                 (unsigned long long)got->now_ms, want->allowed,
+                 (unsigned long long)got->next_ms, (unsigned long long)got->now_ms, want->allowed,
                  (unsigned long long)want->remaining, (unsigned long long)want->reset_ms,
-                 (unsigned long long)want->retry_after_ms, (unsigned long long)want->now_ms);
+                 (unsigned long long)want->retry_after_ms, (unsigned long long)want->next_ms,
+                 (unsigned long long)want->now_ms);
 }
 
 static uint64_t rnd_state = 0x243f6a8885a308d3ull;
