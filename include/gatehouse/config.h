@@ -398,6 +398,8 @@ typedef struct {
     int restrict_routes; /* `routes:` given: a key of this plan may call only those */
     gh_plan_route_t *routes;
     size_t num_routes;
+    int fleet;     /* mode: fleet: counted in the shared store (store.kind: redis) */
+    int fail_open; /* on_error: open: a fleet plan whose store fails lets requests pass */
 } gh_plan_t;
 
 typedef struct {
@@ -464,6 +466,10 @@ int gh_config_parse_rate_burst(const struct gh_yaml_doc_s *doc, const struct gh_
                                gh_rate_t *out);
 int gh_config_parse_quota(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
                           gh_quota_t *out);
+/* Whether a rate (a bucket) or a quota (a window) fits the exact integer
+ * arithmetic of a shared store's decision (`mode: fleet`): NULL when it
+ * does, else why not. Either may be NULL. */
+const char *gh_config_fleet_check(const gh_rate_t *rate, const gh_quota_t *quota);
 /* The plan called name, or NULL. */
 const gh_plan_t *gh_config_plan_find(const gh_config_t *cfg, const char *name);
 

@@ -10,6 +10,8 @@
  *       routes:
  *         orders: {throttle: {rate: 10/s, burst: 20}}
  *         catalog: {}
+ *       mode: fleet          # local (default) or fleet: counters in Redis
+ *       on_error: open       # closed (default) or open: a fleet plan's store fails
  *
  * Plans are parsed before the listeners (so that the rate_limits filter
  * knows, route by route, whether plans exist), and their route names are
@@ -167,6 +169,59 @@ static int plan_routes(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_pla
     return 0;
 }
 
+/* Numbers a shared store decides with exactly: the Redis script computes
+ * in doubles, so every value it keeps stays below 2^52 (docs/redis.md,
+ * gh_redis_limit_check). */
+#define FLEET_EXACT_MAX (1ULL << 52)
+
+const char *gh_config_fleet_check(const gh_rate_t *rate, const gh_quota_t *quota)
+{
+    if (rate != NULL && rate->burst > FLEET_EXACT_MAX / rate->per_ms)
+        return "in fleet mode, the burst times the period in ms must be at most 2^52 "
+               "(4503599627370496)";
+    if (quota != NULL && quota->limit == 0)
+        return "in fleet mode, a quota's limit must be at least 1";
+    if (quota != NULL && quota->limit > FLEET_EXACT_MAX)
+        return "in fleet mode, a quota's limit must be at most 2^52 (4503599627370496)";
+    return NULL;
+}
+
+/* `mode` and `on_error`, as a route's rate limits write them. */
+static int plan_mode(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, gh_config_t *cfg,
+                     gh_plan_t *p)
+{
+    const gh_yaml_node_t *x;
+    if ((x = gh_yaml_map_get(v, "mode")) != NULL) {
+        if (plain_text(x) && strcmp(x->str, "fleet") == 0)
+            p->fleet = 1;
+        else if (!(plain_text(x) && strcmp(x->str, "local") == 0))
+            return gh_yaml_error(doc, x, "'mode' must be local or fleet");
+        if (p->fleet && cfg->store.kind != GH_STORE_REDIS)
+            return gh_yaml_error(doc, x,
+                                 "'mode: fleet' needs a shared store (store.kind: redis); this "
+                                 "config's store is sqlite");
+    }
+    if ((x = gh_yaml_map_get(v, "on_error")) != NULL) {
+        if (plain_text(x) && strcmp(x->str, "open") == 0)
+            p->fail_open = 1;
+        else if (!(plain_text(x) && strcmp(x->str, "closed") == 0))
+            return gh_yaml_error(doc, x, "'on_error' must be closed or open");
+    }
+    if (!p->fleet)
+        return 0;
+    const char *why = NULL;
+    const gh_yaml_node_t *at = NULL;
+    if (p->has_throttle && (why = gh_config_fleet_check(&p->throttle, NULL)) != NULL)
+        at = gh_yaml_map_get(v, "throttle");
+    else if (p->has_quota && (why = gh_config_fleet_check(NULL, &p->quota)) != NULL)
+        at = gh_yaml_map_get(v, "quota");
+    for (size_t j = 0; why == NULL && j < p->num_routes; j++)
+        if (p->routes[j].has_throttle &&
+            (why = gh_config_fleet_check(&p->routes[j].throttle, NULL)) != NULL)
+            at = gh_yaml_map_get(v, "routes");
+    return why != NULL ? gh_yaml_error(doc, at, "%s", why) : 0;
+}
+
 static int plan_name_ok(const char *s, size_t len)
 {
     if (len == 0 || len > MAX_PLAN_NAME)
@@ -182,7 +237,7 @@ static int plan_name_ok(const char *s, size_t len)
 
 int gh_config_parse_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg)
 {
-    static const char *const keys[] = {"throttle", "quota", "routes", NULL};
+    static const char *const keys[] = {"throttle", "quota", "routes", "mode", "on_error", NULL};
     int rc;
     if (n == NULL)
         return 0;
@@ -217,6 +272,8 @@ int gh_config_parse_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_
             p->has_quota = 1;
         }
         if ((x = gh_yaml_map_get(v, "routes")) != NULL && (rc = plan_routes(doc, x, p)) != 0)
+            return rc;
+        if ((rc = plan_mode(doc, v, cfg, p)) != 0)
             return rc;
     }
     return 0;

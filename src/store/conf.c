@@ -150,7 +150,10 @@ int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, co
             kind = GH_STORE_REDIS;
         else
             return gh_yaml_error(doc, n, "store kind must be sqlite or redis, not '%s'", v);
-        if (gh_store_backend_find(kind) == NULL)
+        /* kind: redis also names the Redis of fleet rate limits
+         * (docs/rate-limits.md#fleet-mode), which need no key backend: a
+         * missing one is reported when the keys are first used. */
+        if (gh_store_backend_find(kind) == NULL && kind != GH_STORE_REDIS)
             return gh_yaml_error(doc, n,
                                  "store kind '%s' is not available in this build of gatehouse", v);
         gh_store_conf_dispose(c);

@@ -26,7 +26,7 @@ void gh_ratelimit_fleet_set(const gh_ratelimit_fleet_t *f)
 
 const gh_ratelimit_fleet_t *rl_fleet(void)
 {
-    return fleet;
+    return fleet != NULL ? fleet : &gh_ratelimit_fleet_redis;
 }
 
 void rl_free_conf(void *p)
@@ -132,7 +132,7 @@ static int choice(const gh_yaml_doc_t *doc, const gh_yaml_node_t *map, const cha
 }
 
 static int parse_limit(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, size_t index,
-                       rl_limit_conf_t *l)
+                       const gh_config_t *cfg, rl_limit_conf_t *l)
 {
     static const char *const keys[] = {"name", "key",      "rate",    "burst",   "quota",
                                        "mode", "on_error", "missing", "headers", NULL};
@@ -185,10 +185,16 @@ static int parse_limit(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, size_t
     if ((v = gh_yaml_map_get(n, "headers")) != NULL &&
         (rc = gh_yaml_bool(doc, v, "headers", &l->headers)) != 0)
         return rc;
-    if (l->fleet && rl_fleet() == NULL)
+    if (l->fleet && cfg->store.kind != GH_STORE_REDIS)
         return gh_yaml_error(doc, gh_yaml_map_get(n, "mode"),
-                             "'mode: fleet' needs a shared store (store.kind: redis), which this "
-                             "build does not have yet; use 'mode: local'");
+                             "'mode: fleet' needs a shared store (store.kind: redis); this "
+                             "config's store is sqlite");
+    if (l->fleet) {
+        const char *why = gh_config_fleet_check(l->algo == GH_LIMIT_BUCKET ? &l->rate : NULL,
+                                                l->algo == GH_LIMIT_WINDOW ? &l->quota : NULL);
+        if (why != NULL)
+            return gh_yaml_error(doc, rate != NULL ? rate : quota, "%s", why);
+    }
     if (l->key == RL_KEY_ROUTE && gh_yaml_map_get(n, "missing") != NULL)
         return gh_yaml_error(doc, gh_yaml_map_key(n, "missing"),
                              "'missing' has no meaning for 'key: route'");
@@ -199,7 +205,6 @@ int rl_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg
              void **conf)
 {
     int rc;
-    (void)cfg;
     (void)route;
     rl_conf_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -220,7 +225,7 @@ int rl_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg
     }
     for (const gh_yaml_node_t *item = n->head; item != NULL; item = item->next) {
         rl_limit_conf_t *l = &c->limits[c->num_limits++];
-        if ((rc = parse_limit(doc, item, c->num_limits - 1, l)) != 0)
+        if ((rc = parse_limit(doc, item, c->num_limits - 1, cfg, l)) != 0)
             goto fail;
         for (size_t j = 0; j + 1 < c->num_limits; j++)
             if (strcmp(c->limits[j].name, l->name) == 0) {
@@ -235,14 +240,52 @@ fail:
     return rc;
 }
 
+/* The most fleet limits a request on route can meet from a plan: the
+ * fleet plan (any of them may be the caller's) with the most for it. */
+static size_t plan_fleet_items(const gh_config_t *cfg, const gh_route_t *route, const char **plan)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < cfg->num_plans; i++) {
+        const gh_plan_t *p = &cfg->plans[i];
+        if (!p->fleet)
+            continue;
+        size_t n = (size_t)p->has_throttle + (size_t)p->has_quota;
+        for (size_t j = 0; j < p->num_routes; j++)
+            n += p->routes[j].has_throttle && strcmp(p->routes[j].route, route->name) == 0;
+        if (n > most) {
+            most = n;
+            *plan = p->name;
+        }
+    }
+    return most;
+}
+
 int rl_check(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const gh_config_t *cfg,
              const gh_route_t *route, const void *conf)
 {
     const rl_conf_t *c = conf;
     int authn = 0;
-    (void)cfg;
     for (size_t i = 0; i < route->num_filters; i++)
         authn |= route->filters[i].type->phase == GH_PHASE_AUTHN;
+    /* A request's fleet limits are one decision (one script, all or none),
+     * which holds GH_RATELIMIT_FLEET_MAX limits. */
+    size_t own = 0, from_plan = 0;
+    const char *plan = NULL;
+    for (size_t i = 0; i < c->num_limits; i++)
+        own += (size_t)c->limits[i].fleet;
+    if (authn && cfg->num_plans > 0)
+        from_plan = plan_fleet_items(cfg, route, &plan);
+    if (own + from_plan > GH_RATELIMIT_FLEET_MAX) {
+        if (from_plan > 0)
+            return gh_yaml_error(doc, node,
+                                 "route '%s' has %zu fleet limits, and plan '%s' adds %zu: a "
+                                 "request meets at most %d fleet limits",
+                                 route->name, own, plan, from_plan, GH_RATELIMIT_FLEET_MAX);
+        return gh_yaml_error(doc, node,
+                             "route '%s' has %zu fleet limits: a request meets at most %d fleet "
+                             "limits",
+                             route->name, own, GH_RATELIMIT_FLEET_MAX);
+    }
     for (size_t i = 0; i < c->num_limits; i++) {
         const rl_limit_conf_t *l = &c->limits[i];
         if ((l->key != RL_KEY_CLAIM && l->key != RL_KEY_CONSUMER) || authn)

@@ -13,8 +13,10 @@
  * is (listener, route, name, key, parameters): a reload that leaves a
  * limit as it was keeps its counts; one that changes it starts afresh.
  *
- * Fleet limits (`mode: fleet`) go to a backend after the local ones
- * passed, in one batch, with the stream paused (ratelimit.h).
+ * Fleet limits (`mode: fleet`, a route's or a plan's) go to a backend
+ * after the local ones passed, in one batch, with the stream paused
+ * (ratelimit.h); the backend each instance uses is the one its snapshot
+ * opened for its config's store.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -29,6 +31,7 @@
 #include <gatehouse/cidr.h>
 #include <gatehouse/config.h>
 #include <gatehouse/jwt.h>
+#include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 
 #include "filters/ratelimit/internal.h"
@@ -119,9 +122,10 @@ static int show_init(rl_show_t *sh, const char *name, const gh_limit_spec_t *spe
 typedef struct {
     const gh_plan_t *p;
     gh_limit_spec_t throttle, quota;
-    char *name[3];     /* "gold.throttle", "gold.quota", "gold.route": policy names */
-    char *note[3];     /* "limit=" + name */
-    rl_show_t show[2]; /* the plan's throttle and quota */
+    char *name[3];       /* "gold.throttle", "gold.quota", "gold.route": policy names */
+    char *note[3];       /* "limit=" + name */
+    char *error_note[3]; /* note + ",error": a fleet plan's store failed */
+    rl_show_t show[2];   /* the plan's throttle and quota */
 } rl_plan_t;
 
 enum { PL_THROTTLE = 0, PL_QUOTA, PL_ROUTE };
@@ -131,6 +135,9 @@ typedef struct {
     size_t num_plans;
     uint32_t *index; /* open addressing over plan names: plan index + 1 */
     uint32_t mask;
+    /* With fleet limits: the backend and what it opened for this config. */
+    const gh_ratelimit_fleet_t *fleet;
+    void *fleet_backend;
 } rl_rt_t;
 
 static uint64_t name_hash(const char *s)
@@ -179,11 +186,14 @@ static void rt_fini(void *p)
         for (int k = 0; k < 3; k++) {
             free(rt->plans[i].name[k]);
             free(rt->plans[i].note[k]);
+            free(rt->plans[i].error_note[k]);
             if (k < 2)
                 show_dispose(&rt->plans[i].show[k]);
         }
     free(rt->plans);
     free(rt->index);
+    if (rt->fleet != NULL && rt->fleet->close != NULL && rt->fleet_backend != NULL)
+        rt->fleet->close(rt->fleet_backend);
     free(rt);
 }
 
@@ -201,6 +211,26 @@ static int uses_limits(const gh_config_t *cfg)
     return 0;
 }
 
+static int uses_fleet(const gh_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->num_plans; i++)
+        if (cfg->plans[i].fleet)
+            return 1;
+    for (size_t l = 0; l < cfg->num_listeners; l++)
+        for (size_t r = 0; r < cfg->listeners[l].num_routes; r++) {
+            const gh_route_t *route = &cfg->listeners[l].routes[r];
+            for (size_t f = 0; f < route->num_filters; f++) {
+                const rl_conf_t *c = route->filters[f].conf;
+                if (route->filters[f].type != &gh_ratelimit_filter || c == NULL)
+                    continue;
+                for (size_t i = 0; i < c->num_limits; i++)
+                    if (c->limits[i].fleet)
+                        return 1;
+            }
+        }
+    return 0;
+}
+
 static int rt_init(const gh_config_t *cfg, void **out)
 {
     static const char *const suffix[3] = {".throttle", ".quota", ".route"};
@@ -211,11 +241,31 @@ static int rt_init(const gh_config_t *cfg, void **out)
      * then lives as long as the process (service_free). */
     if (table == NULL && (table = gh_limit_table_new(TABLE_KEYS)) == NULL)
         return -1;
-    if (cfg->num_plans == 0)
+    int fleet = uses_fleet(cfg);
+    if (cfg->num_plans == 0 && !fleet)
         return 0;
     rl_rt_t *rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
         return -1;
+    if (fleet) {
+        /* The backend of this snapshot, for its store: a reload that
+         * changes the store opens another, and requests of the snapshot
+         * before go on with the one they had. */
+        rt->fleet = rl_fleet();
+        rt->fleet_backend = rt->fleet->backend;
+        if (rt->fleet->open != NULL) {
+            char err[256] = "";
+            if ((rt->fleet_backend = rt->fleet->open(cfg, err, sizeof(err))) == NULL) {
+                GH_LOG(GH_LOG_ERROR, "rate_limits", "fleet limits (%s): %s", rt->fleet->name,
+                       err[0] != '\0' ? err : "out of memory");
+                goto fail;
+            }
+        }
+    }
+    if (cfg->num_plans == 0) {
+        *out = rt;
+        return 0;
+    }
     size_t slots = 2;
     while (slots < cfg->num_plans * 2)
         slots <<= 1;
@@ -235,7 +285,8 @@ static int rt_init(const gh_config_t *cfg, void **out)
         pl->quota.id = spec_id("plan", pl->p->name, "quota", "", &pl->quota, "consumer");
         for (int k = 0; k < 3; k++)
             if ((pl->name[k] = join(pl->p->name, suffix[k])) == NULL ||
-                (pl->note[k] = join("limit=", pl->name[k])) == NULL)
+                (pl->note[k] = join("limit=", pl->name[k])) == NULL ||
+                (pl->error_note[k] = join(pl->note[k], ",error")) == NULL)
                 goto fail;
         /* Only what the plan has: an absent throttle's rate is all zeros. */
         if ((pl->p->has_throttle &&
@@ -257,7 +308,7 @@ fail:
 
 static const rl_plan_t *plan_find(const rl_rt_t *rt, const char *name)
 {
-    if (rt == NULL)
+    if (rt == NULL || rt->num_plans == 0)
         return NULL;
     for (uint32_t h = (uint32_t)name_hash(name) & rt->mask; rt->index[h] != 0;
          h = (h + 1) & rt->mask) {
@@ -296,10 +347,24 @@ static size_t metrics(char *buf, size_t cap, void *arg)
                  "gatehouse_rate_limit_evictions_total{state=\"counting\"} %llu\n",
                  (unsigned long long)st.keys, (unsigned long long)st.capacity,
                  (unsigned long long)st.evicted_rest, (unsigned long long)st.evicted_counting);
-    return n < 0 ? 0 : (size_t)n;
+    size_t used = n < 0 ? 0 : (size_t)n;
+    const gh_ratelimit_fleet_t *f = rl_fleet();
+    if (f->metrics != NULL)
+        used += f->metrics(used < cap ? buf + used : NULL, used < cap ? cap - used : 0);
+    return used;
 }
 
 /* ---- per route: the instance ---- */
+
+/* What the filter does with a fleet limit's answer: its names, fields,
+ * counters and on_error. */
+typedef struct {
+    const char *note;       /* "limit=NAME" */
+    const char *error_note; /* "limit=NAME,error": a fleet store error */
+    const rl_show_t *show;  /* in the RateLimit fields, or NULL */
+    uint32_t limited_id, error_id;
+    int fail_open;
+} rl_meta_t;
 
 typedef struct {
     const rl_limit_conf_t *c;
@@ -310,6 +375,7 @@ typedef struct {
     const rl_show_t *shown; /* &show, or NULL with headers: false */
     int fleet;              /* decided by the fleet backend */
     uint32_t limited_id, missing_id, error_id;
+    rl_meta_t meta; /* fleet limits */
 } rl_limit_t;
 
 /* A plan that names this route in its `routes:`. */
@@ -333,8 +399,12 @@ typedef struct {
      * else NULL. Padded for put_chunks. */
     char *policy_line;
     size_t policy_line_len;
-    uint32_t plan_ids[3]; /* limited by the plan's throttle, quota, route throttle */
+    uint32_t plan_ids[3];       /* limited by the plan's throttle, quota, route throttle */
+    uint32_t plan_error_ids[3]; /* their fleet store errors */
     uint32_t forbidden_id, unknown_id, repeated_id;
+    /* The snapshot's fleet backend (rl_rt_t), when it has fleet limits. */
+    const gh_ratelimit_fleet_t *fl;
+    void *fl_backend;
 } rl_inst_t;
 
 static void inst_free(void *p)
@@ -424,6 +494,12 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
         l->missing_id = gh_metrics_filter_id("rate_limits", route->name, ev);
         snprintf(ev, sizeof(ev), "error:%s", l->c->name);
         l->error_id = gh_metrics_filter_id("rate_limits", route->name, ev);
+        l->meta = (rl_meta_t){.note = l->note,
+                              .error_note = l->error_note,
+                              .show = l->shown,
+                              .limited_id = l->limited_id,
+                              .error_id = l->error_id,
+                              .fail_open = l->c->fail_open};
         in->wall |= l->c->algo == GH_LIMIT_WINDOW;
         in->fleet |= l->c->fleet;
     }
@@ -431,6 +507,16 @@ static void *inst_bind(void *rtp, const gh_config_t *cfg, const gh_route_t *rout
     if (in->num_limits > 0 && policy_line(in) < 0)
         goto fail;
     if (rt != NULL) {
+        in->fl = rt->fleet;
+        in->fl_backend = rt->fleet_backend;
+    }
+    if (rt != NULL && rt->num_plans > 0) {
+        in->plan_error_ids[PL_THROTTLE] =
+            gh_metrics_filter_id("rate_limits", route->name, "error:plan.throttle");
+        in->plan_error_ids[PL_QUOTA] =
+            gh_metrics_filter_id("rate_limits", route->name, "error:plan.quota");
+        in->plan_error_ids[PL_ROUTE] =
+            gh_metrics_filter_id("rate_limits", route->name, "error:plan.route");
         in->plan_ids[PL_THROTTLE] =
             gh_metrics_filter_id("rate_limits", route->name, "limited:plan.throttle");
         in->plan_ids[PL_QUOTA] =
@@ -785,8 +871,6 @@ static int key_of(gh_stream_t *s, const rl_limit_conf_t *c, json_t **claims, con
     return 0;
 }
 
-static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx);
-
 /* ---- fleet limits (ratelimit.h) ---- */
 
 /* A request's fleet batch, with what the decision needs once the backend
@@ -796,41 +880,82 @@ static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *c
 typedef struct {
     gh_ratelimit_batch_t b;
     gh_stream_handle_t *h;
-    const rl_inst_t *in; /* read only while the stream (and its snapshot) lives */
     run_t run;
-    const rl_limit_t *lim[RL_MAX_LIMITS];
-    gh_ratelimit_item_t items[RL_MAX_LIMITS];
+    /* meta and spec point into the snapshot: read only while the stream
+     * (which holds it) lives. */
+    rl_meta_t meta[GH_RATELIMIT_FLEET_MAX];
+    gh_ratelimit_item_t items[GH_RATELIMIT_FLEET_MAX];
 } rl_call_t;
+
+static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx,
+                                   rl_call_t **call);
+
+/* Adds a fleet limit to the request's batch (made on its first). 0, or -1
+ * when out of memory (the stream is answered 503) or over the batch's
+ * size (the config check keeps a route within it). */
+static int fleet_add(gh_stream_t *s, run_t *ctx, rl_call_t **callp, const gh_limit_spec_t *spec,
+                     const char *key, size_t key_len, const rl_meta_t *meta)
+{
+    rl_call_t *call = *callp;
+    if (call == NULL && (call = *callp = calloc(1, sizeof(*call))) == NULL) {
+        refund_all(ctx);
+        ctx->num_taken = 0;
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return -1;
+    }
+    if (call->b.num_items == GH_RATELIMIT_FLEET_MAX) {
+        refund_all(ctx);
+        ctx->num_taken = 0;
+        gh_stream_reply_error(s, 503, "service_unavailable", "too many fleet limits");
+        return -1;
+    }
+    gh_ratelimit_item_t *it = &call->items[call->b.num_items];
+    it->spec = spec;
+    it->key = key;
+    it->key_len = key_len;
+    call->meta[call->b.num_items++] = *meta;
+    return 0;
+}
 
 /* The fleet limits' answer (status as done's), with the local limits in
  * call->run taken already: continue, or the refusal that was sent. */
 static gh_filter_status_t fleet_decide(gh_stream_t *s, rl_call_t *call, int status)
 {
     run_t *ctx = &call->run;
-    for (size_t i = 0; i < call->b.num_items; i++) {
-        const rl_limit_t *l = call->lim[i];
-        gh_ratelimit_item_t *it = &call->items[i];
-        if (status < 0) {
-            gh_stream_count(s, l->error_id);
-            gh_stream_log_note(s, l->error_note);
-            if (l->c->fail_open)
-                continue; /* on_error: open: the limit passes, unshown */
-            refund_all(ctx);
-            ctx->num_taken = 0;
-            gh_stream_reply_error(s, 503, "service_unavailable",
-                                  "the rate limit store is unavailable");
-            return GH_FILTER_REPLIED;
+    if (status < 0) {
+        /* The store failed: every limit counts it; the first that fails
+         * closed answers 503, and one that fails open passes, unshown. */
+        const rl_meta_t *closed = NULL;
+        for (size_t i = 0; i < call->b.num_items; i++) {
+            const rl_meta_t *m = &call->meta[i];
+            gh_stream_count(s, m->error_id);
+            if (!m->fail_open && closed == NULL)
+                closed = m;
         }
+        if (closed == NULL) {
+            gh_stream_log_note(s, call->meta[0].error_note);
+            add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
+            return GH_FILTER_CONTINUE;
+        }
+        gh_stream_log_note(s, closed->error_note);
+        refund_all(ctx);
+        ctx->num_taken = 0;
+        gh_stream_reply_error(s, 503, "service_unavailable", "the rate limit store is unavailable");
+        return GH_FILTER_REPLIED;
+    }
+    for (size_t i = 0; i < call->b.num_items; i++) {
+        const rl_meta_t *m = &call->meta[i];
+        gh_ratelimit_item_t *it = &call->items[i];
         taken_t *t = &ctx->taken[ctx->num_taken];
         t->spec = it->spec;
         t->key = it->key;
         t->key_len = it->key_len;
-        t->show = l->shown;
+        t->show = m->show;
         t->res = it->res;
         if (!it->res.allowed) {
             /* The backend took nothing when one item refused: only the
              * local limits give their units back. */
-            refuse(s, ctx, t, l->note, l->limited_id);
+            refuse(s, ctx, t, m->note, m->limited_id);
             return GH_FILTER_REPLIED;
         }
         ctx->num_taken++;
@@ -853,16 +978,27 @@ static void fleet_done(gh_ratelimit_batch_t *b, int status)
 
 /* Hands the fleet limits in call->items to the backend and pauses the
  * stream until it answers. */
-__attribute__((noinline)) static gh_filter_status_t run_fleet(gh_stream_t *s, rl_call_t *call)
+__attribute__((noinline)) static gh_filter_status_t run_fleet(gh_stream_t *s, const rl_inst_t *in,
+                                                              rl_call_t *call)
 {
-    const gh_ratelimit_fleet_t *f = rl_fleet();
+    const gh_ratelimit_fleet_t *f = in->fl;
+    int rc = -ENOTSUP;
     call->b.items = call->items;
     call->b.now = call->run.now;
     call->b.loop = gh_stream_loop(s);
     call->b.done = fleet_done;
+    if (f != NULL) {
+        /* The backend's per-worker state (its Redis client), made on this
+         * worker's first fleet request. */
+        if (f->worker_new != NULL &&
+            (call->b.worker = gh_stream_worker_state(s, &gh_ratelimit_filter, f->worker_new,
+                                                     f->worker_free)) == NULL)
+            rc = -ENOMEM;
+        else
+            rc = f->take(in->fl_backend, &call->b);
+    }
     /* The backend never answers inside take: a take that fails is the
      * store's error, decided here without pausing. */
-    int rc = f != NULL ? f->take(f->backend, &call->b) : -ENOTSUP;
     if (rc < 0) {
         gh_filter_status_t st = fleet_decide(s, call, rc);
         free(call);
@@ -921,18 +1057,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         }
         if (__builtin_expect(l->fleet, 0)) {
             /* Decided after the local limits passed, in one batch. */
-            if (call == NULL && (call = calloc(1, sizeof(*call))) == NULL) {
-                refund_all(ctx);
-                ctx->num_taken = 0;
-                gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+            if (fleet_add(s, ctx, &call, &l->spec, t->key, t->key_len, &l->meta) < 0) {
                 st = GH_FILTER_REPLIED;
                 break;
             }
-            gh_ratelimit_item_t *it = &call->items[call->b.num_items];
-            it->spec = &l->spec;
-            it->key = t->key;
-            it->key_len = t->key_len;
-            call->lim[call->b.num_items++] = l;
             continue;
         }
         t->spec = &l->spec;
@@ -947,16 +1075,16 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (claims != NULL)
         json_decref(claims);
-    if (st == GH_FILTER_CONTINUE && in->rt != NULL && gh_stream_identity(s)->plan != NULL)
-        st = run_plan(s, in, ctx);
+    if (st == GH_FILTER_CONTINUE && in->rt != NULL && in->rt->num_plans > 0 &&
+        gh_stream_identity(s)->plan != NULL)
+        st = run_plan(s, in, ctx, &call);
     if (call != NULL) {
         if (st != GH_FILTER_CONTINUE) {
             free(call);
             return st;
         }
-        call->in = in;
         call->run = *ctx;
-        return run_fleet(s, call);
+        return run_fleet(s, in, call);
     }
     if (st != GH_FILTER_CONTINUE)
         return st;
@@ -983,9 +1111,30 @@ static int take_one(gh_stream_t *s, run_t *ctx, const gh_limit_spec_t *spec, con
     return 1;
 }
 
+/* One of the plan's limits (k: PL_*): taken here, or added to the fleet
+ * batch for a plan with mode: fleet. 1 to go on, 0 when answered. */
+static int plan_take(gh_stream_t *s, const rl_inst_t *in, run_t *ctx, rl_call_t **call,
+                     const rl_plan_t *pl, int k, const gh_limit_spec_t *spec, const rl_show_t *show,
+                     const char *cons, size_t len)
+{
+    if (pl->p->fleet) {
+        rl_meta_t m = {.note = pl->note[k],
+                       .error_note = pl->error_note[k],
+                       .show = show,
+                       .limited_id = in->plan_ids[k],
+                       .error_id = in->plan_error_ids[k],
+                       .fail_open = pl->p->fail_open};
+        return fleet_add(s, ctx, call, spec, cons, len, &m) == 0;
+    }
+    if (k == PL_QUOTA && !in->wall)
+        now_wall(&ctx->now);
+    return take_one(s, ctx, spec, show, pl->note[k], in->plan_ids[k], cons, len);
+}
+
 /* The identity's usage plan: AWS API Gateway's semantics, per consumer
  * (docs/rate-limits.md: a consumer's keys share its counts). */
-static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx)
+static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *ctx,
+                                   rl_call_t **call)
 {
     const gh_identity_t *id = gh_stream_identity(s);
     const rl_plan_t *pl = plan_find(in->rt, id->plan);
@@ -1014,21 +1163,15 @@ static gh_filter_status_t run_plan(gh_stream_t *s, const rl_inst_t *in, run_t *c
     }
     const char *cons = id->consumer;
     size_t len = strlen(cons);
-    if (pl->p->has_throttle &&
-        !take_one(s, ctx, &pl->throttle, &pl->show[PL_THROTTLE], pl->note[PL_THROTTLE],
-                  in->plan_ids[PL_THROTTLE], cons, len))
+    if (pl->p->has_throttle && !plan_take(s, in, ctx, call, pl, PL_THROTTLE, &pl->throttle,
+                                          &pl->show[PL_THROTTLE], cons, len))
         return GH_FILTER_REPLIED;
     if (pr != NULL && pr->has_throttle &&
-        !take_one(s, ctx, &pr->spec, &pr->show, pl->note[PL_ROUTE], in->plan_ids[PL_ROUTE], cons,
-                  len))
+        !plan_take(s, in, ctx, call, pl, PL_ROUTE, &pr->spec, &pr->show, cons, len))
         return GH_FILTER_REPLIED;
-    if (pl->p->has_quota) {
-        if (!in->wall)
-            now_wall(&ctx->now);
-        if (!take_one(s, ctx, &pl->quota, &pl->show[PL_QUOTA], pl->note[PL_QUOTA],
-                      in->plan_ids[PL_QUOTA], cons, len))
-            return GH_FILTER_REPLIED;
-    }
+    if (pl->p->has_quota &&
+        !plan_take(s, in, ctx, call, pl, PL_QUOTA, &pl->quota, &pl->show[PL_QUOTA], cons, len))
+        return GH_FILTER_REPLIED;
     return GH_FILTER_CONTINUE;
 }
 

@@ -163,7 +163,8 @@ static int fleet_take(void *backend, gh_ratelimit_batch_t *b)
     return 0;
 }
 
-static const gh_ratelimit_fleet_t test_fleet = {"testfleet", fleet_take, &fleet};
+static const gh_ratelimit_fleet_t test_fleet = {
+    .name = "testfleet", .take = fleet_take, .backend = &fleet};
 
 static void fleet_release(void)
 {
@@ -176,6 +177,7 @@ static void fleet_release(void)
 /* ---- the worker ---- */
 
 static const char yaml[] =
+    "store: {kind: redis}\n"
     "plans:\n"
     "  gold:\n"
     "    throttle: {rate: 1/h, burst: 3}\n"

@@ -165,6 +165,42 @@ static void test_plans_and_implied(void **state)
     gh_config_free(cfg);
 }
 
+static void test_fleet_mode(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "store: { kind: redis, address: 127.0.0.1:6390, prefix: 'gh:' }\n" HEAD "plans:\n"
+        "  gold: { throttle: { rate: 10/s }, quota: { limit: 5, period: month }, mode: fleet, "
+        "on_error: open }\n"
+        "  free: { quota: { limit: 5, period: day } }\n"
+        "listeners:\n"
+        "  - name: edge\n"
+        "    listen: 127.0.0.1:1\n"
+        "    routes:\n"
+        "      - name: r\n"
+        "        to: app\n"
+        "        authn: corp\n"
+        "        rate_limits: [ { key: route, rate: 1/s, mode: fleet }, { key: address, quota: { "
+        "limit: 4503599627370496, period: week }, mode: fleet, on_error: open } ]\n";
+    gh_config_error_t err;
+    gh_config_t *cfg = load(yaml, &err);
+    if (cfg == NULL)
+        fail_msg("%s", err.msg);
+    const rl_conf_t *c = conf_of(&cfg->listeners[0].routes[0]);
+    assert_int_equal(c->num_limits, 2);
+    assert_true(c->limits[0].fleet);
+    assert_false(c->limits[0].fail_open);
+    assert_true(c->limits[1].fleet);
+    assert_true(c->limits[1].fail_open);
+    const gh_plan_t *g = gh_config_plan_find(cfg, "gold");
+    assert_true(g->fleet);
+    assert_true(g->fail_open);
+    const gh_plan_t *f = gh_config_plan_find(cfg, "free");
+    assert_false(f->fleet);
+    assert_false(f->fail_open);
+    gh_config_free(cfg);
+}
+
 typedef struct {
     const char *yaml;
     const char *want;
@@ -186,6 +222,10 @@ typedef struct {
          "    listen: 127.0.0.1:1\n"                                                               \
          "    routes:\n"                                                                           \
          "      - { name: r, to: app, authn: corp }\n"
+
+/* The same with a Redis store (one line more before). */
+#define RS(limits) "store: { kind: redis }\n" R(limits)
+#define PS(plans) "store: { kind: redis }\n" P(plans)
 
 static const error_case_t cases[] = {
     {R("[]"), NAME ":12:22: 'rate_limits' lists 1 to 16 limits"},
@@ -238,8 +278,40 @@ static const error_case_t cases[] = {
     {R("[ { key: 'claim:a..b', rate: 1/s } ]"),
      NAME ":12:31: 'key': a claim is a name or a dotted path, such as claim:sub or claim:org.id"},
     {R("[ { key: address, rate: 1/s, mode: fleet } ]"),
-     NAME ":12:57: 'mode: fleet' needs a shared store (store.kind: redis), which this build "
-          "does not have yet; use 'mode: local'"},
+     NAME ":12:57: 'mode: fleet' needs a shared store (store.kind: redis); this config's store "
+          "is sqlite"},
+    /* fleet mode with a Redis store: numbers the script computes exactly */
+    {RS("[ { key: address, rate: { requests: 1, per: 366d }, burst: 1000000, mode: fleet } ]"),
+     NAME ":13:46: in fleet mode, the burst times the period in ms must be at most 2^52 "
+          "(4503599627370496)"},
+    {RS("[ { key: address, quota: { limit: 0, period: day }, mode: fleet } ]"),
+     NAME ":13:47: in fleet mode, a quota's limit must be at least 1"},
+    {RS("[ { key: address, quota: { limit: 4503599627370497, period: day }, mode: fleet } ]"),
+     NAME ":13:47: in fleet mode, a quota's limit must be at most 2^52 (4503599627370496)"},
+    {RS("[ { name: a, key: route, rate: 1/s, mode: fleet }, { name: b, key: route, rate: 1/s, "
+        "mode: fleet }, { name: c, key: route, rate: 1/s, mode: fleet }, { name: d, key: route, "
+        "rate: 1/s, mode: fleet }, { name: e, key: route, rate: 1/s, mode: fleet }, { name: f, "
+        "key: route, rate: 1/s, mode: fleet }, { name: g, key: route, rate: 1/s, mode: fleet }, "
+        "{ name: h, key: route, rate: 1/s, mode: fleet }, { name: i, key: route, rate: 1/s, "
+        "mode: fleet } ]"),
+     NAME ":13:22: route 'r' has 9 fleet limits: a request meets at most 8 fleet limits"},
+    {"store: { kind: redis }\n" HEAD "plans:\n"
+     "  g: { throttle: { rate: 1/s }, quota: { limit: 9, period: day }, mode: fleet, routes: "
+     "{ r: { throttle: { rate: 1/s } } } }\n"
+     "  h: { throttle: { rate: 1/s }, mode: fleet }\n"
+     "listeners:\n"
+     "  - name: edge\n"
+     "    listen: 127.0.0.1:1\n"
+     "    routes:\n"
+     "      - name: r\n"
+     "        to: app\n"
+     "        authn: corp\n"
+     "        rate_limits: [ { name: a, key: route, rate: 1/s, mode: fleet }, { name: b, key: "
+     "route, rate: 1/s, mode: fleet }, { name: c, key: route, rate: 1/s, mode: fleet }, { name: "
+     "d, key: route, rate: 1/s, mode: fleet }, { name: e, key: route, rate: 1/s, mode: fleet, "
+     "on_error: open }, { name: f, key: route, rate: 1/s, mode: fleet } ]\n",
+     NAME ":16:22: route 'r' has 6 fleet limits, and plan 'g' adds 3: a request meets at most 8 "
+          "fleet limits"},
     {R("[ { key: address, rate: 1/s, mode: redis } ]"),
      NAME ":12:57: 'mode' must be local or fleet"},
     {R("[ { key: address, rate: 1/s, on_error: ignore } ]"),
@@ -283,6 +355,22 @@ static const error_case_t cases[] = {
      NAME ":6:18: plan 'g' names route 'nope', which no listener has"},
     {P("  g: { routes: { r: { quota: { limit: 1, period: day } } } }\n"),
      NAME ":6:23: unknown key 'quota' in a plan's route"},
+    {P("  g: { quota: { limit: 1, period: day }, mode: fleet }\n"),
+     NAME ":6:48: 'mode: fleet' needs a shared store (store.kind: redis); this config's store "
+          "is sqlite"},
+    {P("  g: { quota: { limit: 1, period: day }, mode: shared }\n"),
+     NAME ":6:48: 'mode' must be local or fleet"},
+    {P("  g: { quota: { limit: 1, period: day }, on_error: ignore }\n"),
+     NAME ":6:52: 'on_error' must be closed or open"},
+    {PS("  g: { quota: { limit: 0, period: day }, mode: fleet }\n"),
+     NAME ":7:15: in fleet mode, a quota's limit must be at least 1"},
+    {PS("  g: { throttle: { rate: { requests: 1, per: 366d }, burst: 1000000 }, mode: fleet }\n"),
+     NAME ":7:18: in fleet mode, the burst times the period in ms must be at most 2^52 "
+          "(4503599627370496)"},
+    {PS("  g: { mode: fleet, routes: { r: { throttle: { rate: { requests: 1, per: 366d }, burst: "
+        "1000000 } } } }\n"),
+     NAME ":7:29: in fleet mode, the burst times the period in ms must be at most 2^52 "
+          "(4503599627370496)"},
 };
 
 static void test_error_case(void **state)
@@ -304,6 +392,7 @@ int main(void)
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_route_limits),
         cmocka_unit_test(test_plans_and_implied),
+        cmocka_unit_test(test_fleet_mode),
     };
     int failed = cmocka_run_group_tests_name("fixed", fixed, NULL, NULL);
     size_t n = sizeof(cases) / sizeof(cases[0]);
