@@ -187,6 +187,14 @@ static const char yaml[] =
     "  silver:\n"
     "    quota: {limit: 2, period: day}\n"
     "  open: {}\n"
+    "  team:\n"
+    "    throttle: {rate: 1/h, burst: 5}\n"
+    "    quota: {limit: 9, period: month}\n"
+    "    routes:\n"
+    "      fleet: {throttle: {rate: 1/h, burst: 4}}\n"
+    "      catalog: {}\n"
+    "    mode: fleet\n"
+    "    on_error: open\n"
     "listeners:\n"
     "  - name: edge\n"
     "    listen: 127.0.0.1:18077\n"
@@ -531,6 +539,56 @@ static void test_fleet_errors_open_and_closed(void **state)
     assert_int_equal(status_of(f, "/fleet", "x-consumer: a\r\nx-tenant: t3\r\n"), 503);
 }
 
+/* A plan with mode: fleet: its limits join the route's fleet limits in
+ * the one batch (after them), fail open as the plan says, and a local
+ * plan stays local. */
+static void test_fleet_plan(void **state)
+{
+    fixture_t *f = *state;
+    char buf[4096], v[512];
+    const char *alice = "x-consumer: alice\r\nx-plan: team\r\nx-tenant: t1\r\n";
+    fleet.mode = FLEET_ALLOW;
+    assert_int_equal(request(f, "/fleet", alice, buf, sizeof(buf)), 200);
+    assert_int_equal(fleet.takes, 1);
+    assert_int_equal(fleet.num_items, 5);
+    assert_string_equal(fleet.keys[0], "alice");     /* shared */
+    assert_string_equal(fleet.keys[1], "127.0.0.1"); /* shared2 */
+    assert_string_equal(fleet.keys[2], "alice");     /* team.throttle */
+    assert_string_equal(fleet.keys[3], "alice");     /* team.route */
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            assert_int_not_equal(fleet.ids[i], fleet.ids[j]);
+    assert_string_equal(field(buf, "RateLimit", v, sizeof(v)),
+                        "\"local\";r=1;t=3600, \"shared\";r=49;t=7, \"shared2\";r=49;t=7, "
+                        "\"team.throttle\";r=49;t=7, \"team.route\";r=49;t=7, "
+                        "\"team.quota\";r=49;t=7");
+    /* The quota (the fifth item) refuses: 429 for it, the local unit back. */
+    fleet.mode = FLEET_REFUSE;
+    fleet.refuse_item = 4;
+    assert_int_equal(request(f, "/fleet", alice, buf, sizeof(buf)), 429);
+    assert_non_null(strstr(buf, "'team.quota' exceeded; retry after 7 s"));
+    fleet.mode = FLEET_ALLOW;
+    assert_int_equal(request(f, "/fleet", alice, buf, sizeof(buf)), 200);
+    assert_non_null(strstr(field(buf, "RateLimit", v, sizeof(v)), "\"local\";r=0;"));
+    /* catalog: only the plan's limits, in fleet mode. The store fails: the
+     * plan fails open, without its fields. */
+    unsigned takes = fleet.takes;
+    fleet.mode = FLEET_ERROR;
+    assert_int_equal(
+        request(f, "/catalog", "x-consumer: bob\r\nx-plan: team\r\n", buf, sizeof(buf)), 200);
+    assert_int_equal(fleet.takes, takes + 1);
+    assert_int_equal(fleet.num_items, 2); /* throttle and quota */
+    assert_string_equal(field(buf, "RateLimit", v, sizeof(v)), "");
+    /* /fleet with the same failure: the route's "shared" fails closed. */
+    assert_int_equal(status_of(f, "/fleet", "x-consumer: bob\r\nx-plan: team\r\nx-tenant: t9\r\n"),
+                     503);
+    /* gold is a local plan: the fleet is not asked. */
+    takes = fleet.takes;
+    fleet.mode = FLEET_ALLOW;
+    assert_int_equal(status_of(f, "/catalog", "x-consumer: carl\r\nx-plan: gold\r\n"), 200);
+    assert_int_equal(fleet.takes, takes);
+}
+
 static void test_fleet_answer_after_the_client_left(void **state)
 {
     fixture_t *f = *state;
@@ -596,6 +654,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plan_quota_and_route_limits_together, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_allowed_refused_and_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_errors_open_and_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_answer_after_the_client_left, setup, teardown),
         cmocka_unit_test(test_put_u64),
     };
