@@ -202,6 +202,7 @@ static const char *const reason_names[FL_REASONS] = {
 
 static uint64_t results[FL_RESULTS];
 static uint64_t reasons[FL_REASONS];
+static uint64_t pending;       /* decisions sent or held, not answered yet */
 static uint64_t last_log_ms;   /* monotonic ms of the last warning; 0: none yet */
 static uint64_t unlogged_errs; /* errors since the last warning */
 
@@ -534,6 +535,7 @@ static void on_reply(int status, int allowed, const gh_redis_limit_result_t *res
 {
     fl_call_t *call = arg;
     gh_ratelimit_batch_t *b = call->b;
+    __atomic_sub_fetch(&pending, 1, __ATOMIC_RELAXED);
     if (status == 0 && (res == NULL || n != call->n))
         status = -EPROTO;
     if (status == 0) {
@@ -558,6 +560,7 @@ static int submit(fl_call_t *call)
 static void call_fail(fl_call_t *call, int status)
 {
     gh_ratelimit_batch_t *b = call->b;
+    __atomic_sub_fetch(&pending, 1, __ATOMIC_RELAXED);
     note_error(call->cl->conf.where, status);
     client_unbusy(call->w, call->cl);
     free(call);
@@ -642,13 +645,16 @@ static int fl_take(void *backend, gh_ratelimit_batch_t *b)
     }
     if ((rc = submit(call)) == 0) {
         cl->busy++;
+        __atomic_add_fetch(&pending, 1, __ATOMIC_RELAXED);
         return 0;
     }
     /* A new client's first connection is not up yet: hold the call for a
      * while rather than fail the first requests of every worker. */
     if (rc == -ENOTCONN && !cl->up && uv_now(b->loop) - cl->born_ms < FL_CONNECT_MS &&
-        w->waiting < conf->max_pending && wait_add(w, call, b->loop) == 0)
+        w->waiting < conf->max_pending && wait_add(w, call, b->loop) == 0) {
+        __atomic_add_fetch(&pending, 1, __ATOMIC_RELAXED);
         return 0;
+    }
 fail:
     free(call);
     note_error(conf != NULL ? conf->where : "?", rc);
@@ -720,8 +726,13 @@ static size_t fl_metrics(char *buf, size_t cap)
         "# HELP gatehouse_rate_limit_fleet_reconnects_total Connection attempts to the fleet "
         "limits' Redis after each connection's first.\n"
         "# TYPE gatehouse_rate_limit_fleet_reconnects_total counter\n"
-        "gatehouse_rate_limit_fleet_reconnects_total %llu\n",
-        (unsigned long long)connected, (unsigned long long)reconnects);
+        "gatehouse_rate_limit_fleet_reconnects_total %llu\n"
+        "# HELP gatehouse_rate_limit_fleet_pending Fleet rate-limit decisions sent to Redis, or "
+        "held for a new connection, and not answered yet.\n"
+        "# TYPE gatehouse_rate_limit_fleet_pending gauge\n"
+        "gatehouse_rate_limit_fleet_pending %llu\n",
+        (unsigned long long)connected, (unsigned long long)reconnects,
+        (unsigned long long)__atomic_load_n(&pending, __ATOMIC_RELAXED));
 #undef PUT
     if (buf != NULL && cap > 0) {
         size_t n = used < cap ? used : cap - 1;

@@ -717,6 +717,8 @@ static void test_metrics_and_log_throttle(void **state)
              (unsigned long long)results[FL_ALLOWED]);
     assert_non_null(strstr(buf, line));
     assert_non_null(strstr(buf, "# TYPE gatehouse_rate_limit_fleet_connections gauge\n"));
+    /* Every call of the cases before was answered, held ones too. */
+    assert_non_null(strstr(buf, "\ngatehouse_rate_limit_fleet_pending 0\n"));
     /* Cut short, as snprintf. */
     char small[16];
     assert_int_equal(fl_metrics(small, sizeof(small)), need);
