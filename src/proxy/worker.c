@@ -405,14 +405,17 @@ static void check_drained(uv_timer_t *t)
 
 /* Closes idle downstream connections, or all of them when forced. Busy
  * ones finish their exchange and then close (keep-alive is off while
- * stopping). */
+ * stopping). Forced, a connection in its lingering close (GH_CONN_CLOSING
+ * with its socket still open) is closed too: left to the final walk, its
+ * socket would be closed without conn_on_close, and the connection (and
+ * the snapshot its view holds) never freed. gh_conn_close does nothing
+ * for one that is closing already. */
 static void close_conns(gh_worker_t *w)
 {
     gh_conn_t *c = w->conns;
     while (c != NULL) {
         gh_conn_t *next = c->next;
-        if (c->state != GH_CONN_CLOSING &&
-            (w->force || (c->state == GH_CONN_HEAD && c->stream == NULL && !c->wpending)))
+        if (w->force || (c->state == GH_CONN_HEAD && c->stream == NULL && !c->wpending))
             gh_conn_close(c);
         c = next;
     }

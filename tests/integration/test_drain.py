@@ -220,3 +220,28 @@ def test_sigterm_right_after_start_exits_zero(gatehouse, upstream):
         g.expect_exit = True
         statuses.append(rc)
     assert statuses == [0] * 8, f"exit statuses after an early SIGTERM: {statuses}"
+
+
+def test_drain_deadline_with_a_lingering_connection(gatehouse, upstream):
+    """A connection in its lingering close (answered during the drain with
+    `connection: close`, its client silent) when the drain deadline passes:
+    closed and freed with the rest. Before the fix the final handle walk
+    closed its socket without freeing it (and the snapshot it held): a
+    leak under the ASan build (GATEHOUSE_BIN=build-asan/gatehouse)."""
+    up = upstream()
+    g = gatehouse(drain_cfg(up, "2s"))
+    a = RawConn(g.port, timeout=30)
+    b = RawConn(g.port, timeout=30)
+    slow = SlowClient(a, "/slow/15")
+    slow.start()
+    b.request("GET", "/slow/0.5")
+    up.wait_requests(2)
+    g.proc.send_signal(signal.SIGTERM)
+    r = b.read_response()  # during the drain: the last on its connection
+    assert r.status == 200 and "close" in [v.lower() for v in r.headers_all("connection")], r
+    # b neither sends nor closes: gatehouse lingers on it past the deadline.
+    rc = g.proc.wait(timeout=15)
+    assert rc == 0, f"exit status {rc}\n{g.stderr_tail()}"
+    slow.join(10)
+    a.close()
+    b.close()
