@@ -11,10 +11,12 @@
 #include "filters/direct/direct.h"
 #include "filters/fault/fault.h"
 #include "filters/jwt/jwt.h"
+#include "filters/policy/policy.h"
 
 /* In phase order (gatehouse/filter.h): a chain runs them in this order. */
 static const gh_filter_type_t *const product[] = {
     &gh_authn_filter,  /* GH_PHASE_AUTHN */
+    &gh_policy_filter, /* GH_PHASE_AUTHZ */
     &gh_fault_filter,  /* GH_PHASE_TRANSFORM */
     &gh_direct_filter, /* GH_PHASE_TERMINAL */
     NULL,
