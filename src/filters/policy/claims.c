@@ -82,6 +82,7 @@ const char *gh_policy_claim_path_parse(const char *s, size_t n, gh_claim_path_t 
     memcpy(p->segs, segs, k * sizeof(*segs));
     memcpy(p->lens, lens, k * sizeof(*lens));
     p->n = k;
+    p->split = k == 1 && (strcmp(segs[0], "scope") == 0 || strcmp(segs[0], "permission") == 0);
     return NULL;
 fail:
     while (k > 0)

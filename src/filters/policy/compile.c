@@ -773,6 +773,8 @@ static int parse_rule(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_poli
             gh_check_t *ck = &r->when.v[r->when.n++];
             if ((rc = parse_condition(doc, e, sec, ck)) != 0)
                 return rc;
+            if (ck->attr == GH_ATTR_CLAIM)
+                pol->has_claims = 1;
         }
         conj_sort(&r->when);
     }
@@ -869,6 +871,8 @@ int gh_policy_parse_section(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
         free(sec);
         return gh_yaml_oom(doc);
     }
+    static uint64_t next_id; /* main thread */
+    sec->id = ++next_id;
     for (const gh_yaml_node_t *k = node->head; k != NULL; k = k->next)
         if ((rc = parse_policy(doc, k, sec, &sec->v[sec->n++])) != 0) {
             gh_policy_free_section(sec);

@@ -15,7 +15,7 @@
 
 #include "filters/policy/internal.h"
 
-int gh_pat_match(const gh_pat_t *pat, const char *v, size_t n)
+static inline int pat_match(const gh_pat_t *pat, const char *v, size_t n)
 {
     switch (pat->kind) {
     case GH_PAT_EXACT:
@@ -30,10 +30,15 @@ int gh_pat_match(const gh_pat_t *pat, const char *v, size_t n)
     return 0;
 }
 
-static int any_pat(const gh_vset_t *vs, const char *v, size_t n)
+int gh_pat_match(const gh_pat_t *pat, const char *v, size_t n)
+{
+    return pat_match(pat, v, n);
+}
+
+static inline int any_pat(const gh_vset_t *vs, const char *v, size_t n)
 {
     for (uint32_t i = 0; i < vs->n; i++)
-        if (gh_pat_match(&vs->pats[i], v, n))
+        if (pat_match(&vs->pats[i], v, n))
             return 1;
     return 0;
 }
@@ -42,15 +47,13 @@ static int any_pat(const gh_vset_t *vs, const char *v, size_t n)
  * space_delimited_claims for "scope" and "permission"). */
 static int any_word(const gh_vset_t *vs, const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && s[i] == ' ')
-            i++;
-        size_t start = i;
-        while (i < n && s[i] != ' ')
-            i++;
-        if (i > start && any_pat(vs, s + start, i - start))
+    const char *e = s + n;
+    while (s < e) {
+        const char *sp = memchr(s, ' ', (size_t)(e - s));
+        const char *end = sp != NULL ? sp : e;
+        if (end > s && any_pat(vs, s, (size_t)(end - s)))
             return 1;
+        s = end + 1;
     }
     return 0;
 }
@@ -147,8 +150,8 @@ static int element_matches(void *arg, const gh_jv_t *el)
  * and "permission" claims split at spaces first (its JWT filter's
  * space_delimited_claims), so that [scope] matches one scope. Anything
  * else (numbers, booleans, objects) matches nothing. */
-static int claim_matches(const gh_policy_section_t *sec, gh_policy_req_t *req, uint32_t k,
-                         const gh_vset_t *vs)
+__attribute__((noinline)) static int
+claim_matches(const gh_policy_section_t *sec, gh_policy_req_t *req, uint32_t k, const gh_vset_t *vs)
 {
     const gh_jv_t *v = claim_of(sec, req, k);
     if (v->kind == GH_JV_ARRAY) {
@@ -161,18 +164,15 @@ static int claim_matches(const gh_policy_section_t *sec, gh_policy_req_t *req, u
     const char *s = string_of(req, v, &n);
     if (s == NULL)
         return 0;
-    const gh_claim_path_t *path = &sec->claims[k];
-    if (path->n == 1 && ((path->lens[0] == 5 && memcmp(path->segs[0], "scope", 5) == 0) ||
-                         (path->lens[0] == 10 && memcmp(path->segs[0], "permission", 10) == 0)))
-        return any_word(vs, s, n);
-    return any_pat(vs, s, n);
+    return sec->claims[k].split ? any_word(vs, s, n) : any_pat(vs, s, n);
 }
 
 /* Request header fields named name: absent, or their values joined with
  * "," (RFC 9110 section 5.3), which is what Envoy matches and what Istio
  * documents (Authorization Policy Normalization, duplicate headers). A
  * presence pattern ("*") matches a field that is there, even empty. */
-static int header_matches(gh_policy_req_t *req, const gh_check_t *c, const gh_vset_t *vs)
+__attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const gh_check_t *c,
+                                                    const gh_vset_t *vs)
 {
     const gh_h1_header_t *first = NULL;
     size_t count = 0, total = 0;
@@ -208,27 +208,38 @@ static int header_matches(gh_policy_req_t *req, const gh_check_t *c, const gh_vs
     return any_pat(vs, joined, o);
 }
 
+__attribute__((noinline)) static int principal_matches(const gh_policy_req_t *req,
+                                                       const gh_vset_t *vs)
+{
+    if (req->issuer == NULL || req->subject == NULL)
+        return 0;
+    size_t il = strlen(req->issuer), sl = strlen(req->subject);
+    for (uint32_t i = 0; i < vs->n; i++)
+        if (pat_match(&vs->principals[i].iss, req->issuer, il) &&
+            pat_match(&vs->principals[i].sub, req->subject, sl))
+            return 1;
+    return 0;
+}
+
+__attribute__((noinline)) static int ip_in(uint8_t *state, uint8_t *ip, const char *text,
+                                           const gh_vset_t *vs)
+{
+    const uint8_t *a = ip_of(state, ip, text);
+    return a != NULL && gh_cidr_list_contains(vs->cidrs, vs->n, a);
+}
+
 /* Whether the request's attribute is one of vs. An attribute the request
  * does not have is none of them. */
-static int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, const gh_check_t *c,
-                   const gh_vset_t *vs)
+static inline int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, const gh_check_t *c,
+                          const gh_vset_t *vs)
 {
-    const uint8_t *ip;
     switch (c->attr) {
     case GH_ATTR_SOURCE_IP:
-        ip = ip_of(&req->peer_state, req->peer_ip, req->peer);
-        return ip != NULL && gh_cidr_list_contains(vs->cidrs, vs->n, ip);
+        return ip_in(&req->peer_state, req->peer_ip, req->peer, vs);
     case GH_ATTR_REMOTE_IP:
-        ip = ip_of(&req->remote_state, req->remote_ip, req->remote);
-        return ip != NULL && gh_cidr_list_contains(vs->cidrs, vs->n, ip);
+        return ip_in(&req->remote_state, req->remote_ip, req->remote, vs);
     case GH_ATTR_PRINCIPAL:
-        if (req->issuer == NULL || req->subject == NULL)
-            return 0;
-        for (uint32_t i = 0; i < vs->n; i++)
-            if (gh_pat_match(&vs->principals[i].iss, req->issuer, strlen(req->issuer)) &&
-                gh_pat_match(&vs->principals[i].sub, req->subject, strlen(req->subject)))
-                return 1;
-        return 0;
+        return principal_matches(req, vs);
     case GH_ATTR_CONSUMER:
         return req->consumer != NULL && any_pat(vs, req->consumer, strlen(req->consumer));
     case GH_ATTR_HOST:

@@ -36,6 +36,7 @@ typedef struct {
     char *no_allow_note, *no_allow_detail, *no_allow_names;
     char *dry_no_allow_note;
     unsigned port;
+    int claims; /* some policy reads claims */
 } inst_t;
 
 /* ---- bind ---- */
@@ -160,6 +161,7 @@ static void *policy_bind(void *rt, const gh_config_t *cfg, const gh_route_t *rou
         } else {
             in->l.allow[in->l.nallow++] = p;
         }
+        in->claims |= p->has_claims;
     }
     if (make_entries(in->l.deny, in->l.ndeny, 0, &in->deny) < 0 ||
         make_entries(in->l.allow, in->l.nallow, 0, &in->allow) < 0 ||
@@ -187,14 +189,57 @@ fail:
 
 /* ---- the request ---- */
 
+/* What the evaluator's callbacks reach: the stream, and the token's
+ * entry in the worker's claims cache (NULL: not cached). */
+typedef struct {
+    gh_stream_t *s;
+    gh_policy_centry_t *e;
+    gh_policy_req_t *req;
+} call_t;
+
 static const char *claims_cb(void *arg, size_t *len)
 {
-    return gh_stream_claims(arg, len);
+    call_t *c = arg;
+    const char *text = gh_stream_claims(c->s, len);
+    if (c->e == NULL || text == NULL)
+        return text;
+    const char *kept = gh_policy_cache_payload(c->e, text, *len);
+    if (kept == NULL) {
+        /* Not kept: the values found in this request's copy must not
+         * outlive it in the cache. */
+        c->req->claim_vals = NULL;
+        c->req->claim_state = NULL;
+        return text;
+    }
+    return kept;
 }
 
 static void *alloc_cb(void *arg, size_t n)
 {
-    return gh_stream_alloc(arg, n);
+    return gh_stream_alloc(((call_t *)arg)->s, n);
+}
+
+/* With a verified token whose claims some policy reads, the worker's
+ * cache entry of that token gives the payload and the values found
+ * before (cache.c). */
+static void use_cache(gh_stream_t *s, const inst_t *in, const gh_identity_t *id,
+                      gh_policy_req_t *req, call_t *c)
+{
+    gh_policy_wcache_t *w =
+        gh_stream_worker_state(s, &gh_policy_filter, gh_policy_cache_new, gh_policy_cache_free);
+    gh_policy_centry_t *e =
+        w != NULL ? gh_policy_cache_get(w, in->sec, id->token, id->token_len) : NULL;
+    if (e == NULL)
+        return;
+    c->e = e;
+    req->claim_vals = e->vals;
+    req->claim_state = e->state;
+    req->nclaim_slots = e->nvals;
+    if (e->payload_state == 1) {
+        req->claims = e->payload;
+        req->claims_len = e->payload_len;
+        req->claims_state = 1;
+    }
 }
 
 static void count(gh_stream_t *s, uint32_t id)
@@ -266,9 +311,12 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     req.consumer = id->consumer;
     req.scopes = id->scopes;
     req.headers = gh_stream_headers(s, &req.nheaders);
+    call_t call = {s, NULL, &req};
     req.claims_fn = claims_cb;
     req.alloc_fn = alloc_cb;
-    req.arg = s;
+    req.arg = &call;
+    if (in->claims && id->token != NULL)
+        use_cache(s, in, id, &req, &call);
     gh_policy_decide(in->sec, &in->l, &req, &d);
 
     if (d.oom) {

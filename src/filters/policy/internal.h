@@ -119,7 +119,8 @@ struct gh_policy_s {
     char *name;
     uint8_t action; /* gh_pol_action_t */
     uint8_t dry_run;
-    uint8_t has_paths; /* some check reads the path (refused where paths are not normalized) */
+    uint8_t has_paths;  /* some check reads the path (refused where paths are not normalized) */
+    uint8_t has_claims; /* some check reads a claim (the claims cache is worth a look-up) */
     gh_rule_t *rules;
     uint32_t nrules; /* 0: matches nothing (Istio: rules not set) */
     uint32_t line, col;
@@ -130,10 +131,15 @@ typedef struct {
     char **segs; /* owned, NUL-terminated */
     uint32_t *lens;
     uint32_t n;
+    /* [scope] or [permission]: a string value is matched word by word, as
+     * Istio has them split at spaces (its JWT filter's
+     * space_delimited_claims) */
+    int split;
 } gh_claim_path_t;
 
 /* The `policies:` section. */
 struct gh_policy_section_s {
+    uint64_t id; /* unique in the process (claims cached per worker are tied to it) */
     gh_policy_t *v;
     size_t n;
     gh_claim_path_t *claims; /* distinct paths read by any policy */
@@ -231,6 +237,40 @@ int gh_policy_matches(const gh_policy_section_t *sec, const gh_policy_t *pol, gh
 
 /* Whether the pattern matches v[0..n) (case-sensitive). */
 int gh_pat_match(const gh_pat_t *pat, const char *v, size_t n);
+
+/* ---- cache.c ---- */
+
+#define GH_POL_CACHE_SLOTS 256
+#define GH_POL_CACHE_MAX_TOKEN 4096
+
+/* One verified token's claims: its decoded payload and the values of the
+ * section's claim paths found in it (state[i] 0: not looked up yet). */
+typedef struct {
+    char *token; /* owned copy, compared whole */
+    size_t token_len, token_cap;
+    char *payload; /* owned, NUL-terminated */
+    size_t payload_len, payload_cap;
+    uint8_t payload_state; /* 0 not decoded yet, 1 have */
+    uint64_t sec_id;
+    gh_jv_t *vals; /* point into payload */
+    uint8_t *state;
+    size_t nvals;
+} gh_policy_centry_t;
+
+typedef struct {
+    gh_policy_centry_t *slots[GH_POL_CACHE_SLOTS];
+} gh_policy_wcache_t;
+
+void *gh_policy_cache_new(void);
+void gh_policy_cache_free(void *w);
+/* The entry of token[0..n) under sec, found or made (its values then not
+ * looked up yet); NULL when the token is too long to cache or out of
+ * memory. Valid until the next call on w. */
+gh_policy_centry_t *gh_policy_cache_get(gh_policy_wcache_t *w, const gh_policy_section_t *sec,
+                                        const char *token, size_t n);
+/* Keeps a copy of the decoded payload text[0..len) in e; returns it, or
+ * NULL when out of memory (e then has none). */
+const char *gh_policy_cache_payload(gh_policy_centry_t *e, const char *text, size_t len);
 
 /* ---- compile.c ---- */
 

@@ -1248,6 +1248,92 @@ static void test_json_against_jansson(void **state)
     }
 }
 
+/* ---- the claims cache ---- */
+
+static int claims_calls;
+
+static const char *counting_claims(void *arg, size_t *len)
+{
+    claims_calls++;
+    return t_claims(arg, len);
+}
+
+static void test_claims_cache(void **state)
+{
+    (void)state;
+    gh_config_t *cfg = load_policies(
+        "  p: {rules: [{when: [{key: \"request.auth.claims[groups]\", values: [admin]}]}]}");
+    const gh_policy_section_t *sec = section(cfg);
+    gh_policy_wcache_t *w = gh_policy_cache_new();
+    const char *tok = "aaaa.bbbb.signature-of-token-one",
+               *tok2 = "aaaa.cccc.signature-of-token-two";
+
+    /* First request: the payload is read once and kept; the second with
+     * the same token reads neither payload nor claim again. */
+    T.claims = "{\"groups\":[\"admin\"]}";
+    claims_calls = 0;
+    for (int round = 0; round < 2; round++) {
+        gh_policy_centry_t *e = gh_policy_cache_get(w, sec, tok, strlen(tok));
+        assert_non_null(e);
+        gh_policy_req_t r = base();
+        r.claims_fn = counting_claims;
+        r.claim_vals = e->vals;
+        r.claim_state = e->state;
+        r.nclaim_slots = e->nvals;
+        if (e->payload_state == 1) {
+            r.claims = e->payload;
+            r.claims_len = e->payload_len;
+            r.claims_state = 1;
+        } else {
+            size_t n = 0;
+            const char *text = counting_claims(&T, &n);
+            r.claims = gh_policy_cache_payload(e, text, n);
+            r.claims_len = n;
+            r.claims_state = 1;
+        }
+        assert_true(gh_policy_matches(sec, find(cfg, "p"), &r));
+        assert_int_equal(e->state[0], 1);
+    }
+    assert_int_equal(claims_calls, 1);
+    T.claims = NULL;
+
+    /* A reload (another section) keeps the payload, forgets the values. */
+    gh_config_t *cfg2 =
+        load_policies("  p: {rules: [{when: [{key: \"request.auth.claims[org]\", values: [x]}]}]}");
+    assert_true(section(cfg2)->id != sec->id);
+    gh_policy_centry_t *e = gh_policy_cache_get(w, section(cfg2), tok, strlen(tok));
+    assert_non_null(e);
+    assert_int_equal(e->payload_state, 1);
+    assert_int_equal(e->state[0], 0);
+    gh_config_free(cfg2);
+
+    /* Another token: a fresh entry with nothing looked up. */
+    gh_policy_centry_t *e2 = gh_policy_cache_get(w, sec, tok2, strlen(tok2));
+    assert_non_null(e2);
+    assert_int_equal(e2->payload_state, 0);
+    assert_int_equal(e2->state[0], 0);
+    assert_memory_equal(e2->token, tok2, strlen(tok2));
+
+    /* Tokens too long to cache are read per request. */
+    char big[GH_POL_CACHE_MAX_TOKEN + 2];
+    memset(big, 'x', sizeof(big));
+    assert_null(gh_policy_cache_get(w, sec, big, sizeof(big)));
+    assert_null(gh_policy_cache_get(w, sec, big, 0));
+
+    /* Every slot filled with distinct tokens, then read back or replaced:
+     * the cache never grows past its slots and never mixes tokens up. */
+    char t[64];
+    for (int i = 0; i < 4 * GH_POL_CACHE_SLOTS; i++) {
+        snprintf(t, sizeof(t), "h.p.sig-%08d-tail", i);
+        gh_policy_centry_t *x = gh_policy_cache_get(w, sec, t, strlen(t));
+        assert_non_null(x);
+        assert_int_equal(x->token_len, strlen(t));
+        assert_memory_equal(x->token, t, strlen(t));
+    }
+    gh_policy_cache_free(w);
+    gh_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1259,6 +1345,7 @@ int main(void)
         cmocka_unit_test(test_normalized_paths),   cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_attachment),         cmocka_unit_test(test_claim_path_parse),
         cmocka_unit_test(test_json_reader),        cmocka_unit_test(test_json_against_jansson),
+        cmocka_unit_test(test_claims_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
