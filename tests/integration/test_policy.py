@@ -283,6 +283,11 @@ def test_path_spellings(gatehouse, upstream, tmp_path):
             c.send(f"GET {target} HTTP/1.1\r\nHost: gatehouse.test\r\n\r\n".encode())
             r = c.read_response()
             assert r.status == 400, f"{target}: {r.status} {r.body[:200]!r}"
+    # The absolute form (RFC 9112 section 3.2.2) is normalized the same way.
+    for target in ("http://gatehouse.test/public/../admin", "http://API.example.com:80//admin/x?q=1"):
+        with RawConn(g.port) as c:
+            c.send(f"GET {target} HTTP/1.1\r\nHost: gatehouse.test\r\n\r\n".encode())
+            expect_denied(c.read_response(), "deny-admin")
     # Case is part of the path (RFC 3986): /ADMIN is not /admin, and the
     # ALLOW of /public/* does not let it through either.
     for target in ("/ADMIN", "/Admin/x", "/PUBLIC/x", "/public/../secret", "/publicx", "/public"):
