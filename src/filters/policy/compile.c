@@ -513,12 +513,13 @@ static int parse_fields(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const
     for (size_t i = 0; i < nf; i++) {
         const gh_yaml_node_t *pk = gh_yaml_map_key(n, fields[i].pos);
         const gh_yaml_node_t *nk = gh_yaml_map_key(n, fields[i].neg);
-        if (pk == NULL && nk == NULL)
+        const gh_yaml_node_t *at = pk != NULL ? pk : nk;
+        if (at == NULL)
             continue;
         gh_check_t *ck = &c->v[c->n++];
         ck->attr = fields[i].attr;
-        ck->line = (pk ? pk : nk)->line;
-        ck->col = (pk ? pk : nk)->col;
+        ck->line = at->line;
+        ck->col = at->col;
         if (pk != NULL) {
             ck->has_values = 1;
             if ((rc = parse_vset(doc, pk->value, fields[i].pos, ck->attr, &ck->values)) != 0)
