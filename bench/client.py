@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Deterministic load helpers for bench/run. Standard library only.
 
-  client.py requests PORT N [CONNS] [--tokens FILE [--from K]]
+  client.py requests PORT N [CONNS] [--tokens FILE [--from K]] [--header LINE]
       Sends exactly N `GET /` requests to 127.0.0.1:PORT over CONNS (default 4)
       persistent keep-alive connections, strictly one request in flight at a
       time (round-robin over the connections), so the proxy does the same work
@@ -10,6 +10,7 @@
       With --tokens, each request carries `Authorization: Bearer TOKEN`: a
       FILE of one line repeats that token; otherwise request i sends line
       K + i (from 0), each line once (exits 2 if FILE has too few lines).
+      With --header, each request also carries LINE ("x-api-key: KEY").
 
   client.py status PORT [TOKEN]
       Sends one `GET /` (with `Authorization: Bearer TOKEN` when given) and
@@ -175,13 +176,16 @@ def cmd_status(port, token):
 def main(argv):
     if len(argv) >= 3 and argv[0] == "requests":
         opts = {}
-        while len(argv) >= 2 and argv[-2] in ("--tokens", "--from"):
+        while len(argv) >= 2 and argv[-2] in ("--tokens", "--from", "--header"):
             opts[argv[-2]] = argv[-1]
             argv = argv[:-2]
         n = int(argv[2])
         reqs = None
         if "--tokens" in opts:
             reqs = load_requests(opts["--tokens"], int(opts.get("--from", 0)), n)
+        if "--header" in opts:
+            line = opts["--header"].encode() + b"\r\n\r\n"
+            reqs = [r[:-2] + line for r in (reqs or [REQ])]
         return cmd_requests(int(argv[1]), n, int(argv[3]) if len(argv) > 3 else 4, reqs)
     if len(argv) in (2, 3) and argv[0] == "status":
         return cmd_status(int(argv[1]), argv[2] if len(argv) == 3 else None)

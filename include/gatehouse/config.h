@@ -154,6 +154,25 @@ typedef struct {
     uint64_t max_token_age_s;
 } gh_jwt_provider_conf_t;
 
+/* providers.apikeys.NAME: API keys kept in the store (docs/api-keys.md). */
+typedef struct {
+    char *name;
+    size_t index;
+    char *header;          /* lower-case field the key is read from, or NULL (query only) */
+    char *query;           /* query parameter the key is read from, or NULL */
+    char *consumer_header; /* set upstream to the key's consumer (client copies dropped), or NULL */
+    size_t consumer_header_len;
+    int forward_key;          /* 0 (default): the key is removed before forwarding */
+    uint64_t cache_ttl_ms;    /* a found key is trusted this long per worker: revocation delay */
+    uint64_t negative_ttl_ms; /* an unknown key is remembered this long per worker */
+    uint32_t cache_entries;   /* per worker */
+    char *realm;              /* for WWW-Authenticate */
+    /* header and query as token locations (names borrowed from above), for
+     * removing the key before forwarding */
+    gh_token_from_t from[2];
+    size_t num_from;
+} gh_apikey_provider_conf_t;
+
 typedef struct {
     int all;                            /* every provider must accept (all:), else any one (any:) */
     int optional;                       /* a missing token passes; an invalid one never does */
@@ -161,6 +180,10 @@ typedef struct {
     size_t num_providers;
     gh_strmatch_t *exempt; /* paths that skip authentication */
     size_t num_exempt;
+    /* API-key providers named by the route, borrowed from config, in the
+     * order written (providers holds the JWT ones). */
+    gh_apikey_provider_conf_t **apikeys;
+    size_t num_apikeys;
 } gh_authn_conf_t;
 
 typedef struct {
@@ -337,6 +360,29 @@ typedef struct {
     int incoming_sampled;       /* GH_TRACE_SAMPLED_FROM_*: whose sampled flag is honoured */
 } gh_tracing_conf_t;
 
+/* store: where API keys and usage counts live (gatehouse/store.h,
+ * docs/config.md#store). Always set: the defaults when the key is absent. */
+typedef enum {
+    GH_STORE_SQLITE = 0,
+    GH_STORE_REDIS,
+} gh_store_kind_t;
+
+typedef struct {
+    gh_store_kind_t kind;
+    uint32_t max_pending;    /* lookups in flight at once; default 1024 */
+    uint64_t usage_flush_ms; /* how often batched usage counts are written; default 1s */
+    /* sqlite */
+    char *path;               /* default "<state_dir>/gatehouse.db" */
+    int path_is_default;      /* its directory (state_dir) is created on first open */
+    char *state_dir;          /* the directory made for a default path */
+    uint64_t busy_timeout_ms; /* wait for another writer's lock; default 5s */
+    /* redis (parsed and checked; its backend comes with the Redis client) */
+    char *address;       /* "host:port"; default "127.0.0.1:6379" */
+    uint64_t timeout_ms; /* per command; default 250ms */
+    uint32_t pool;       /* connections per worker; default 2 */
+    char *prefix;        /* prefix of every key; default "gatehouse:" */
+} gh_store_conf_t;
+
 typedef struct {
     char *path;                /* the file it came from */
     uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
@@ -349,6 +395,8 @@ typedef struct {
 
     gh_jwt_provider_conf_t *jwt_providers;
     size_t num_jwt_providers;
+    gh_apikey_provider_conf_t *apikey_providers;
+    size_t num_apikey_providers;
 
     /* Top-level sections owned by filter types (gh_filter_type_t
      * .parse_section: `policies`), in registry order; each freed by its
@@ -362,6 +410,9 @@ typedef struct {
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;
     gh_tracing_conf_t tracing;
+
+    char *state_dir; /* files gatehouse makes (the store); default "state" */
+    gh_store_conf_t store;
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with

@@ -231,6 +231,7 @@ typedef struct {
     const char *issuer;
     const char *subject;  /* "sub"; the access log's principal */
     const char *consumer; /* API-key consumer */
+    const char *key_id;   /* the API key's public id, or NULL */
     const char *plan;     /* the API key's usage plan, or NULL */
     const char *scopes;   /* space-separated */
     /* The verified JWT (compact JWS, borrowed from the request), or NULL. */
@@ -243,6 +244,10 @@ typedef struct {
 } gh_identity_t;
 
 gh_identity_t *gh_stream_identity(gh_stream_t *s);
+/* For a filter with ctx_size 0 that needs a context only sometimes (a
+ * lookup in flight): from its request callback, makes ctx (from
+ * gh_stream_alloc) what its later callbacks (on_cancel, on_log, ...) get. */
+void gh_stream_set_ctx(gh_stream_t *s, void *ctx);
 /* The verified JWT's claims: its payload as JSON text (not NUL-terminated;
  * valid for the stream's life), decoded once per stream, on first use, so
  * a route whose filters never read claims never pays for it. NULL when no

@@ -8,17 +8,20 @@
 #include <gatehouse/server.h>
 
 #include "server/apply.h"
+#include "cli/apikey.h"
 #include "cli/token.h"
 
-static const char usage_main[] = "usage: gatehouse <command> [options]\n"
-                                 "\n"
-                                 "commands:\n"
-                                 "  serve     run the gateway\n"
-                                 "  validate  check a configuration file and exit\n"
-                                 "  token     mint, jwks, inspect: JWT tools for development\n"
-                                 "  version   print the version\n"
-                                 "\n"
-                                 "'gatehouse <command> --help' describes a command.\n";
+static const char usage_main[] =
+    "usage: gatehouse <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve     run the gateway\n"
+    "  validate  check a configuration file and exit\n"
+    "  token     mint, jwks, inspect: JWT tools for development\n"
+    "  apikey    create, list, show, revoke, rotate, usage, import: API keys\n"
+    "  version   print the version\n"
+    "\n"
+    "'gatehouse <command> --help' describes a command.\n";
 
 static const char usage_serve[] =
     "usage: gatehouse serve -c FILE [--workers N] [--log-level LEVEL]\n"
@@ -148,6 +151,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "token") == 0)
         return gh_cli_token(argc - 2, argv + 2);
+    if (strcmp(cmd, "apikey") == 0)
+        return gh_cli_apikey(argc - 2, argv + 2);
     fprintf(stderr, "gatehouse: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }

@@ -519,19 +519,164 @@ static int mask_query_tokens(const gh_yaml_doc_t *doc, gh_config_t *cfg,
     return 0;
 }
 
+/* A cache time: a duration up to 1h, or 0 ("0", "0s": no caching). */
+static int cache_ttl(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, const char *key,
+                     uint64_t *ms)
+{
+    if (v->kind == GH_YAML_SCALAR && (strcmp(v->str, "0") == 0 || strcmp(v->str, "0s") == 0)) {
+        *ms = 0;
+        return 0;
+    }
+    int rc = gh_yaml_duration(doc, v, key, ms);
+    if (rc == 0 && *ms > 3600000)
+        return gh_yaml_error(doc, v,
+                             "%s is at most 1h (it bounds how late a change in the "
+                             "store, a revocation, takes effect)",
+                             key);
+    return rc;
+}
+
+/* providers.apikeys.NAME (docs/api-keys.md). */
+static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
+                                 gh_apikey_provider_conf_t *p)
+{
+    static const char *const keys[] = {"header",        "query",     "consumer_header",
+                                       "forward_key",   "cache_ttl", "negative_cache_ttl",
+                                       "cache_entries", "realm",     NULL};
+    const gh_yaml_node_t *n = key->value, *v;
+    uint64_t u;
+    int rc;
+    p->cache_ttl_ms = 30000;
+    p->negative_ttl_ms = 5000;
+    p->cache_entries = 10000;
+    if ((rc = dup_str(doc, key->str, &p->name)) != 0)
+        return rc;
+    if (n->kind == GH_YAML_SCALAR && n->len == 0) {
+        /* `keys: {}` written as `keys:` */
+    } else if ((rc = gh_yaml_expect(doc, n, GH_YAML_MAP, "an apikeys provider")) != 0 ||
+               (rc = gh_yaml_check_keys(doc, n, keys, "apikeys provider")) != 0) {
+        return rc;
+    }
+    int map = n->kind == GH_YAML_MAP;
+    const gh_yaml_node_t *h = map ? gh_yaml_map_get(n, "header") : NULL;
+    const gh_yaml_node_t *q = map ? gh_yaml_map_get(n, "query") : NULL;
+    if (h != NULL && (rc = header_name(doc, h, "header", &p->header)) != 0)
+        return rc;
+    if (q != NULL) {
+        if ((rc = str_of(doc, q, "query", &p->query)) != 0)
+            return rc;
+        if (p->query[0] == '\0' || strpbrk(p->query, "&=#%+ ") != NULL)
+            return gh_yaml_error(doc, q, "query '%s' is not a plain parameter name", p->query);
+    }
+    if (h == NULL && q == NULL && (rc = dup_str(doc, "x-api-key", &p->header)) != 0)
+        return rc;
+    if (p->header != NULL)
+        p->from[p->num_from++] = (gh_token_from_t){
+            .kind = GH_TOKEN_FROM_HEADER, .name = p->header, .name_len = strlen(p->header)};
+    if (p->query != NULL)
+        p->from[p->num_from++] = (gh_token_from_t){
+            .kind = GH_TOKEN_FROM_QUERY, .name = p->query, .name_len = strlen(p->query)};
+    if (p->header != NULL) {
+        const char *why = gh_config_header_name_refused(p->header);
+        if (why != NULL && strcmp(p->header, "authorization") != 0)
+            return gh_yaml_error(doc, h, "header '%s' %s", p->header, why);
+    }
+    v = map ? gh_yaml_map_get(n, "consumer_header") : NULL;
+    if (v != NULL) {
+        if (!(v->kind == GH_YAML_SCALAR && (strcmp(v->str, "false") == 0 || v->len == 0)) &&
+            (rc = set_header_name(doc, v, "consumer_header", &p->consumer_header)) != 0)
+            return rc;
+    } else if ((rc = dup_str(doc, "x-consumer", &p->consumer_header)) != 0) {
+        return rc;
+    }
+    p->consumer_header_len = p->consumer_header != NULL ? strlen(p->consumer_header) : 0;
+    if (p->consumer_header != NULL && p->header != NULL &&
+        strcmp(p->consumer_header, p->header) == 0)
+        return gh_yaml_error(doc, v, "consumer_header and header are the same field");
+    if (map && (v = gh_yaml_map_get(n, "forward_key")) != NULL &&
+        (rc = gh_yaml_bool(doc, v, "forward_key", &p->forward_key)) != 0)
+        return rc;
+    if (map && (v = gh_yaml_map_get(n, "cache_ttl")) != NULL &&
+        (rc = cache_ttl(doc, v, "cache_ttl", &p->cache_ttl_ms)) != 0)
+        return rc;
+    if (map && (v = gh_yaml_map_get(n, "negative_cache_ttl")) != NULL &&
+        (rc = cache_ttl(doc, v, "negative_cache_ttl", &p->negative_ttl_ms)) != 0)
+        return rc;
+    if (map && (v = gh_yaml_map_get(n, "cache_entries")) != NULL) {
+        if ((rc = gh_yaml_uint(doc, v, "cache_entries", 0, 10000000, &u)) != 0)
+            return rc;
+        p->cache_entries = (uint32_t)u;
+    }
+    if (map && (v = gh_yaml_map_get(n, "realm")) != NULL) {
+        if ((rc = str_of(doc, v, "realm", &p->realm)) != 0)
+            return rc;
+        if (!realm_is_valid(p->realm))
+            return gh_yaml_error(doc, v,
+                                 "realm may contain only visible ASCII and spaces, "
+                                 "without quotes or backslashes");
+    } else if ((rc = dup_str(doc, "gatehouse", &p->realm)) != 0) {
+        return rc;
+    }
+    return 0;
+}
+
+static int parse_apikey_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                                  gh_config_t *cfg)
+{
+    int rc;
+    if ((rc = gh_yaml_expect(doc, node, GH_YAML_MAP, "providers.apikeys")) != 0)
+        return rc;
+    cfg->apikey_providers = calloc(node->count + 1, sizeof(*cfg->apikey_providers));
+    if (cfg->apikey_providers == NULL)
+        return gh_yaml_oom(doc);
+    for (const gh_yaml_node_t *k = node->head; k != NULL; k = k->next) {
+        gh_apikey_provider_conf_t *p = &cfg->apikey_providers[cfg->num_apikey_providers];
+        p->index = cfg->num_apikey_providers++;
+        if ((rc = parse_apikey_provider(doc, k, p)) != 0)
+            return rc;
+        /* One namespace for the names a route's authn gives. */
+        for (size_t i = 0; i < cfg->num_jwt_providers; i++)
+            if (strcmp(cfg->jwt_providers[i].name, p->name) == 0)
+                return gh_yaml_error(
+                    doc, k, "provider name '%s' is both a jwt and an apikeys provider", p->name);
+        if (p->query != NULL) {
+            gh_jwt_provider_conf_t fake = {0};
+            gh_token_from_t from = {.kind = GH_TOKEN_FROM_QUERY, .name = p->query};
+            fake.from = &from;
+            fake.num_from = 1;
+            if ((rc = mask_query_tokens(doc, cfg, &fake)) != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int parse_jwt_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *jwt,
+                               gh_config_t *cfg);
+
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg)
 {
-    static const char *const keys[] = {"jwt", NULL};
-    const gh_yaml_node_t *jwt;
+    static const char *const keys[] = {"jwt", "apikeys", NULL};
+    const gh_yaml_node_t *jwt, *ak;
     int rc;
     if (node == NULL)
         return 0;
     if ((rc = gh_yaml_expect(doc, node, GH_YAML_MAP, "providers")) != 0 ||
         (rc = gh_yaml_check_keys(doc, node, keys, "providers")) != 0)
         return rc;
-    if ((jwt = gh_yaml_map_get(node, "jwt")) == NULL)
-        return 0;
+    if ((jwt = gh_yaml_map_get(node, "jwt")) != NULL &&
+        (rc = parse_jwt_providers(doc, jwt, cfg)) != 0)
+        return rc;
+    if ((ak = gh_yaml_map_get(node, "apikeys")) != NULL)
+        return parse_apikey_providers(doc, ak, cfg);
+    return 0;
+}
+
+static int parse_jwt_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *jwt,
+                               gh_config_t *cfg)
+{
+    int rc;
     if ((rc = gh_yaml_expect(doc, jwt, GH_YAML_MAP, "providers.jwt")) != 0)
         return rc;
     cfg->jwt_providers = calloc(jwt->count + 1, sizeof(*cfg->jwt_providers));
@@ -564,6 +709,14 @@ static gh_jwt_provider_conf_t *find_provider(const gh_config_t *cfg, const char 
     return NULL;
 }
 
+static gh_apikey_provider_conf_t *find_apikey_provider(const gh_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->num_apikey_providers; i++)
+        if (strcmp(cfg->apikey_providers[i].name, name) == 0)
+            return &cfg->apikey_providers[i];
+    return NULL;
+}
+
 static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
                          gh_authn_conf_t *a)
 {
@@ -571,7 +724,8 @@ static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, cons
     if (n->kind == GH_YAML_MAP || (n->kind == GH_YAML_SEQ && n->count == 0))
         return gh_yaml_error(doc, n, "authn names a provider or a non-empty list of providers");
     a->providers = calloc(cap + 1, sizeof(*a->providers));
-    if (a->providers == NULL)
+    a->apikeys = calloc(cap + 1, sizeof(*a->apikeys));
+    if (a->providers == NULL || a->apikeys == NULL)
         return gh_yaml_oom(doc);
     const gh_yaml_node_t *one = n->kind == GH_YAML_SCALAR ? n : n->head;
     for (; one != NULL; one = n->kind == GH_YAML_SCALAR ? NULL : one->next) {
@@ -580,8 +734,16 @@ static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, cons
         if (rc != 0)
             return rc;
         gh_jwt_provider_conf_t *p = find_provider(cfg, name);
-        if (p == NULL)
-            return gh_yaml_error(doc, one, "authn names unknown provider '%s'", name);
+        if (p == NULL) {
+            gh_apikey_provider_conf_t *k = find_apikey_provider(cfg, name);
+            if (k == NULL)
+                return gh_yaml_error(doc, one, "authn names unknown provider '%s'", name);
+            for (size_t i = 0; i < a->num_apikeys; i++)
+                if (a->apikeys[i] == k)
+                    return gh_yaml_error(doc, one, "provider '%s' is named twice", name);
+            a->apikeys[a->num_apikeys++] = k;
+            continue;
+        }
         for (size_t i = 0; i < a->num_providers; i++)
             if (a->providers[i] == p)
                 return gh_yaml_error(doc, one, "provider '%s' is named twice", name);
@@ -668,6 +830,7 @@ void gh_config_free_authn(gh_authn_conf_t *a)
     if (a == NULL)
         return;
     free(a->providers);
+    free(a->apikeys);
     for (size_t i = 0; i < a->num_exempt; i++) {
         free(a->exempt[i].value);
         if (a->exempt[i].re != NULL)
@@ -714,4 +877,13 @@ void gh_config_free_providers(gh_config_t *cfg)
         free(p->realm);
     }
     free(cfg->jwt_providers);
+    for (size_t i = 0; i < cfg->num_apikey_providers; i++) {
+        gh_apikey_provider_conf_t *k = &cfg->apikey_providers[i];
+        free(k->name);
+        free(k->header);
+        free(k->query);
+        free(k->consumer_header);
+        free(k->realm);
+    }
+    free(cfg->apikey_providers);
 }

@@ -26,6 +26,7 @@
 
 #include "config/sections.h"
 #include <gatehouse/filter.h>
+#include <gatehouse/store.h>
 #include <gatehouse/yaml.h>
 
 #define KIB 1024ULL
@@ -202,6 +203,8 @@ void gh_config_free(gh_config_t *cfg)
             cfg->sections[i].type->free_section(cfg->sections[i].section);
     free(cfg->sections);
     gh_config_free_sections(cfg);
+    gh_store_conf_dispose(&cfg->store);
+    free(cfg->state_dir);
     free(cfg->path);
     free(cfg);
 }
@@ -891,6 +894,13 @@ static const char *provider_sets_field(const gh_route_t *r, const char *name, si
                 gh_field_name_same(p->from[j].name, p->from[j].name_len, name, len))
                 return p->name;
     }
+    for (size_t i = 0; r->authn != NULL && i < r->authn->num_apikeys; i++) {
+        const gh_apikey_provider_conf_t *k = r->authn->apikeys[i];
+        if ((k->header != NULL && gh_field_name_same(k->header, strlen(k->header), name, len)) ||
+            (k->consumer_header != NULL &&
+             gh_field_name_same(k->consumer_header, strlen(k->consumer_header), name, len)))
+            return k->name;
+    }
     return NULL;
 }
 
@@ -1438,11 +1448,26 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     return 0;
 }
 
+/* The directory for files gatehouse makes itself (the store's default
+ * file); relative to the working directory, as every path of the config. */
+static int parse_state_dir(ctx_t *c, const gh_yaml_node_t *n)
+{
+    const char *v = GH_STORE_DEFAULT_STATE_DIR;
+    int rc;
+    if (n != NULL) {
+        if ((rc = gh_yaml_str(c->doc, n, "state_dir", &v)) != 0)
+            return rc;
+        if (v[0] == '\0')
+            return gh_yaml_error(c->doc, n, "state_dir must not be empty");
+    }
+    return dup_mem(c, v, strlen(v), &c->cfg->state_dir);
+}
+
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers",  "drain_timeout", "listeners",
-                                       "clusters", "admin",         "access_log",
-                                       "tracing",  "providers",     NULL};
+    static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
+                                       "admin",     "access_log",    "tracing",   "providers",
+                                       "state_dir", "store",         NULL};
     const char *keys_all[MAX_EXTRA_KEYS + sizeof(keys) / sizeof(keys[0])];
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
@@ -1460,6 +1485,10 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
                            &c->cfg->drain_timeout_ms)) != 0)
         return rc;
     c->cfg->workers = (uint32_t)u;
+    if ((rc = parse_state_dir(c, gh_yaml_map_get(root, "state_dir"))) != 0 ||
+        (rc = gh_store_conf_parse(c->doc, gh_yaml_map_get(root, "store"), c->cfg->state_dir,
+                                  &c->cfg->store)) != 0)
+        return rc;
     if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
         (rc = gh_config_parse_access_log(c->doc, gh_yaml_map_get(root, "access_log"), c->cfg)) !=
             0 ||

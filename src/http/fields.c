@@ -30,6 +30,8 @@ int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn)
 {
     if (an != bn)
         return 0;
+    if (memcmp(a, b, an) == 0) /* the usual spelling: the same bytes */
+        return 1;
     for (size_t i = 0; i < an; i++)
         if (fold(a[i]) != fold(b[i]))
             return 0;

@@ -239,11 +239,23 @@ static int is_trace_field(const gh_h1_header_t *h)
            GH_H1_NAME_IS(h, "traceparent") || LOOSE_PREFIX(h, "x-b3-");
 }
 
+static inline unsigned char fold_name_byte(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c == '_' ? '-' : c;
+}
+
 static int is_filter_dropped(const gh_stream_t *s, const gh_h1_header_t *h)
 {
-    for (unsigned i = 0; i < s->num_hdr_drop; i++)
-        if (gh_field_name_same(h->name, h->name_len, s->hdr_drop[i].name, s->hdr_drop[i].len))
+    /* The first bytes, folded as gh_field_name_same folds, rule most
+     * fields out without a call. */
+    unsigned char c0 = fold_name_byte(h->name_len > 0 ? (unsigned char)h->name[0] : 0);
+    for (unsigned i = 0; i < s->num_hdr_drop; i++) {
+        const struct gh_hdr_drop_s *d = &s->hdr_drop[i];
+        if (h->name_len == d->len && d->len > 0 &&
+            c0 == fold_name_byte((unsigned char)d->name[0]) &&
+            gh_field_name_same(h->name, h->name_len, d->name, d->len))
             return 1;
+    }
     return 0;
 }
 
@@ -459,9 +471,11 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
     }
     o = PUT_LIT(o, " HTTP/1.1\r\n");
     o = put_host(o, s, host);
-    /* Connection options and filters' drops name any field: with either,
-     * every field goes through every check. */
-    int any_name = ct.n > 0 || s->num_hdr_drop > 0;
+    /* Connection options name any field: with them, every field goes
+     * through every check; without, only fields that may be special.
+     * Filters' drops name any field too: each field is matched against
+     * them (by length first). */
+    int any_name = ct.n > 0;
     for (size_t i = 0; i < r->num_headers; i++) {
         const gh_h1_header_t *h = &r->headers[i];
         if (any_name || may_be_special(h)) {
@@ -469,9 +483,9 @@ char *gh_forward_request_head(gh_stream_t *s, size_t *len)
                 continue;
             if ((s->traced || !s->peer_trusted) && is_trace_field(h))
                 continue;
-            if (is_filter_dropped(s, h))
-                continue;
         }
+        if (s->num_hdr_drop > 0 && is_filter_dropped(s, h))
+            continue;
         o = put_header(o, h);
     }
     o = put_forwarding(o, s, host);

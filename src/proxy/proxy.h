@@ -349,6 +349,13 @@ struct gh_stream_s {
     size_t res_add_len, res_add_cap;
     const char *log_note;   /* for the access log's filter field; static or arena */
     gh_stream_t *dead_next; /* the worker's dead list */
+
+    /* Room for the usual few header edits without an arena allocation.
+     * Last in the struct and not zeroed when a stream is taken (stream.c
+     * zeroes up to here): only num_hdr_drop and hdr_add_len entries and
+     * bytes of them are ever read. */
+    struct gh_hdr_drop_s drop_inline[4];
+    char add_inline[192];
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)

@@ -4,6 +4,7 @@
  * local replies, and the end of the exchange (log, release, keep-alive).
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,7 +251,7 @@ static gh_stream_t *stream_take(gh_worker_t *w)
                          : aligned_alloc(16, STREAM_ALLOC_OFF + STREAM_FIRST_BLOCK);
     if (s == NULL)
         return NULL;
-    memset(s, 0, sizeof(*s));
+    memset(s, 0, offsetof(gh_stream_t, drop_inline));
     gh_arena_init_first(&s->arena, 4096, (char *)s + STREAM_ALLOC_OFF, STREAM_FIRST_BLOCK);
     return s;
 }
@@ -1210,6 +1211,12 @@ gh_identity_t *gh_stream_identity(gh_stream_t *s)
     return &s->identity;
 }
 
+void gh_stream_set_ctx(gh_stream_t *s, void *ctx)
+{
+    if (s->next_filter > 0)
+        s->ctx[s->next_filter - 1] = ctx;
+}
+
 const char *gh_stream_client_address(const gh_stream_t *s)
 {
     return s->client;
@@ -1268,6 +1275,11 @@ static int grow_hdr_add(gh_stream_t *s, size_t need)
 {
     if (need <= s->hdr_add_cap)
         return 0;
+    if (s->hdr_add_cap == 0 && need <= sizeof(s->add_inline)) {
+        s->hdr_add = s->add_inline;
+        s->hdr_add_cap = sizeof(s->add_inline);
+        return 0;
+    }
     size_t cap = s->hdr_add_cap ? s->hdr_add_cap * 2 : 256;
     while (cap < need)
         cap *= 2;
@@ -1324,8 +1336,12 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
  * for, which the config bounds. */
 static int append_drop(gh_stream_t *s, const char *lower, size_t len)
 {
+    if (s->hdr_drop_cap == 0) {
+        s->hdr_drop = s->drop_inline;
+        s->hdr_drop_cap = sizeof(s->drop_inline) / sizeof(s->drop_inline[0]);
+    }
     if (s->num_hdr_drop == s->hdr_drop_cap) {
-        unsigned cap = s->hdr_drop_cap ? s->hdr_drop_cap * 2 : 16;
+        unsigned cap = s->hdr_drop_cap * 2;
         struct gh_hdr_drop_s *nd = gh_arena_alloc(&s->arena, cap * sizeof(*nd));
         if (nd == NULL || cap < s->hdr_drop_cap)
             return edit_failed(s);

@@ -5,6 +5,7 @@ The binary is $GATEHOUSE_BIN (default build/gatehouse, relative to the repo).
 $GATEHOUSE_RSS_LIMIT_MIB (default 64) bounds gatehouse's RSS in the streaming
 tests (with GH_SANITIZED=1 and no explicit limit, RSS is not judged);
 $GATEHOUSE_TEST_TIMEOUT (default 120 s) is the per-test safety deadline.
+redis_server / redis_servers start a real redis-server (redis_util.py).
 """
 
 import os
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 from harness import Gatehouse, Upstream  # noqa: E402
+from redis_util import RedisServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +103,29 @@ def proxy(gatehouse, upstream):
         return g, up
 
     return make
+
+
+@pytest.fixture
+def redis_server():
+    """A started redis-server on a free loopback port (redis_util.RedisServer:
+    .port, .url, .cmd(...), .kill(), .restart(), .pause(), .resume()),
+    stopped after the test. Missing redis-server fails the test."""
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def redis_servers():
+    """Factory for more servers or other options:
+    redis_servers("--requirepass", "pw") -> a started RedisServer."""
+    started = []
+
+    def make(*extra_args):
+        srv = RedisServer(*extra_args).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()

@@ -642,3 +642,30 @@ def test_forward_token_false_with_providers_sharing_a_location(gatehouse, upstre
     expect_ok(get(g, "/all", t))
     head = _upstream_head(up, n)
     assert t.encode() not in head, head
+
+
+def test_cached_token_short_path_decides_like_the_general_one(gatehouse, upstream):
+    """A route with one provider reading "Authorization: Bearer" takes a
+    short path for a token already in the cache. Every request it does not
+    take (another spelling, another token sharing the cached one's hash
+    inputs) must be decided as before."""
+    rsa = rsa_key()
+    g = start(gatehouse, upstream(), {"corp": provider(keys=[rsa])})
+    tok = mint(rsa, sub="alice")
+    for _ in range(3):  # the first verifies and caches, the rest hit
+        expect_ok(get(g, "/echo", tok))
+    for spelling in (f"Bearer  {tok}", f"Bearer\t{tok}", f"bearer {tok}", f"BEARER {tok}"):
+        expect_ok(get(g, "/echo", headers=[("Authorization", spelling)]))
+    # Same length, same last 16 bytes (the cache's hash input), one payload
+    # byte changed: the hash matches the cached entry, the token does not.
+    head, payload, sig = tok.split(".")
+    i = len(payload) // 2
+    flipped = payload[:i] + ("A" if payload[i] != "A" else "B") + payload[i + 1:]
+    forged = ".".join((head, flipped, sig))
+    assert len(forged) == len(tok) and forged[-16:] == tok[-16:]
+    for _ in range(2):
+        expect_invalid(get(g, "/echo", forged))
+    # A prefix of the cached token, and the token with a byte appended.
+    assert get(g, "/echo", tok[:-1]).status == 401
+    assert get(g, "/echo", tok + "A").status == 401
+    expect_ok(get(g, "/echo", tok))

@@ -40,42 +40,14 @@ void gh_jwtf_wstate_free(void *p)
     for (size_t i = 0; i < w->nsets * WAYS; i++)
         gh_jwtf_entry_clear(&w->entries[i]);
     free(w->entries);
+    gh_jwtf_ak_cache_free(w);
     gh_jwt_verifier_free(w->verifier);
     free(w);
 }
 
-/* Picks the cache set from the length and the last 16 bytes (the end of
- * the signature), with a per-worker seed. Only a set: equality is a full
- * comparison of the token, so a collision costs a miss, never a wrong
- * answer. Only verified tokens are cached, and two of those that end alike
- * would need the signer to have made them so; a collision only shares one
- * of the four ways of a set. */
-static inline uint64_t token_hash(const wstate_t *w, const char *t, size_t n)
-{
-    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
-    if (n >= 16) {
-        /* Every cacheable token: two words, no loop. */
-        memcpy(&v, t + n - 16, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-        memcpy(&v, t + n - 8, 8);
-        h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-        return h ^ (h >> 29);
-    }
-    v = 0;
-    memcpy(&v, t, n > 8 ? 8 : n);
-    h = (h ^ v) * 0xff51afd7ed558ccdULL;
-    h ^= h >> 32;
-    v = 0;
-    if (n > 8)
-        memcpy(&v, t + 8, n - 8);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
-}
-
 uint64_t gh_jwtf_token_hash(const wstate_t *w, const char *t, size_t n)
 {
-    return token_hash(w, t, n);
+    return gh_jwtf_hash(w, t, n);
 }
 
 int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
@@ -98,21 +70,14 @@ int gh_jwtf_cache_fit(wstate_t *w, uint32_t entries)
 
 entry_t *gh_jwtf_cache_find(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n)
 {
-    if (w->entries == NULL)
-        return NULL;
-    entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
-    for (int i = 0; i < WAYS; i++)
-        if (set[i].token != NULL && set[i].hash == h && set[i].rt_id == rt_id &&
-            set[i].token_len == n && memcmp(set[i].token, t, n) == 0)
-            return &set[i];
-    return NULL;
+    return gh_jwtf_cache_get(w, h, rt_id, t, n);
 }
 
 entry_t *gh_jwtf_cache_lookup(wstate_t *w, uint64_t rt_id, const char *t, size_t n, uint64_t *hash)
 {
-    uint64_t h = token_hash(w, t, n);
+    uint64_t h = gh_jwtf_hash(w, t, n);
     *hash = h;
-    return gh_jwtf_cache_find(w, h, rt_id, t, n);
+    return gh_jwtf_cache_get(w, h, rt_id, t, n);
 }
 
 entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n)

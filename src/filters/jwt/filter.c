@@ -256,15 +256,13 @@ static int exempt(gh_stream_t *s, const gh_authn_conf_t *a)
 /* An `all` route: every location of each provider with forward_token:
  * false (a location shared with a provider that forwards is stripped too:
  * one provider asking for it is enough). */
+static int strip_keys(gh_stream_t *s, const gh_authn_conf_t *a, int with_tokens);
+
+/* Every location of the providers that do not forward their credential,
+ * API keys included: one edit of the target for all of them. */
 static int strip_all(gh_stream_t *s, const gh_authn_conf_t *a)
 {
-    strip_t st;
-    if (gh_jwtf_strip_init(s, a, &st) < 0)
-        return -1;
-    for (size_t i = 0; i < a->num_providers; i++)
-        if (!a->providers[i]->forward_token)
-            gh_jwtf_strip_add_provider(&st, a->providers[i]);
-    return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
+    return strip_keys(s, a, 1);
 }
 
 /* An `any`/`optional` route whose provider `taken` accepted tok: when it
@@ -435,18 +433,134 @@ any_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
     return GH_FILTER_REPLIED;
 }
 
-static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+/* The usual request on the usual route (fc->bearer_only): "Authorization:
+ * Bearer <token>" spelled the common way, and the token in the cache with
+ * the current keys. Returns 1 when it was taken here (the stream answered
+ * 503 if it could not be edited: *st says), 0 to go the general way, which
+ * decides everything this path does not look at (other spellings, a key
+ * set not loaded, a token not cached) and reaches the same result for the
+ * rest: a singleton Authorization holds at most one token, and the one
+ * provider's cached entry is what verify_one would apply. */
+static inline int bearer_cached(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                gh_filter_status_t *st)
 {
-    const gh_authn_filter_conf_t *fc = conf;
+    const gh_h1_header_t *h = gh_stream_authorization(s);
+    if (h == NULL || h->value_len <= 7 || memcmp(h->value, "Bearer ", 7) != 0 ||
+        h->value[7] == ' ' || h->value[7] == '\t')
+        return 0;
+    wstate_t *w =
+        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+    if (w == NULL)
+        return 0;
+    gh_jwt_runtime_t *rt = fc->rt[0];
+    found_t f = {h->value + 7, h->value_len - 7, &rt->conf->from[0]};
+    uint64_t gen = gh_keyring_generation(rt->keyring);
+    entry_t *e = gh_jwtf_cache_get(w, gh_jwtf_hash(w, f.p, f.n), rt->id, f.p, f.n);
+    if (e == NULL || e->gen != gen || gen == 0 || time(NULL) >= e->expires)
+        return 0;
+    if (apply(s, w, rt, e, &f) < 0) {
+        apply_failed(s);
+        *st = GH_FILTER_REPLIED;
+    } else {
+        *st = GH_FILTER_CONTINUE;
+    }
+    return 1;
+}
+
+wstate_t *gh_jwtf_worker(gh_stream_t *s)
+{
+    return gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+}
+
+/* API keys removed before forwarding (forward_key: false), in one edit of
+ * the target with the JWT locations of strip_all when both go. */
+static int strip_keys(gh_stream_t *s, const gh_authn_conf_t *a, int with_tokens)
+{
+    if (!with_tokens) {
+        /* Keys only in fields (the usual case): dropping the fields is all. */
+        int fields_only = 1, r = 0;
+        for (size_t i = 0; i < a->num_apikeys; i++)
+            fields_only &= a->apikeys[i]->query == NULL;
+        for (size_t i = 0; fields_only && i < a->num_apikeys; i++)
+            if (!a->apikeys[i]->forward_key)
+                r |= gh_stream_drop_header_static(s, a->apikeys[i]->header,
+                                                  a->apikeys[i]->from[0].name_len);
+        if (fields_only)
+            return r;
+    }
+    strip_t st;
+    if (gh_jwtf_strip_init(s, a, &st) < 0)
+        return -1;
+    for (size_t i = 0; i < a->num_apikeys; i++)
+        if (!a->apikeys[i]->forward_key)
+            for (size_t j = 0; j < a->apikeys[i]->num_from; j++)
+                gh_jwtf_strip_add(&st, &a->apikeys[i]->from[j]);
+    for (size_t i = 0; with_tokens && i < a->num_providers; i++)
+        if (!a->providers[i]->forward_token)
+            gh_jwtf_strip_add_provider(&st, a->providers[i]);
+    return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
+}
+
+/* The route's API-key providers. Returns 1 with *st when they decided the
+ * request (accepted on an any/optional route, refused, paused for a
+ * lookup), 0 when the JWT providers decide next: on an `all` route after
+ * every key passed, or on an any/optional route without a key. A key that
+ * is there decides on an any/optional route: valid passes, invalid is
+ * refused, whatever token comes with it (docs/api-keys.md). */
+static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w,
+                   gh_jwtf_ak_pending_t *pd, gh_filter_status_t *st)
+{
     const gh_authn_conf_t *a = fc->authn;
-    (void)ctx;
-    /* Headers this route's providers set are dropped whatever happens next,
-     * so a client can never pass them off as gatehouse's. */
-    int dropped = 0;
-    size_t unloaded = 0;
-    for (size_t i = 0; i < a->num_providers; i++) {
-        const gh_jwt_provider_conf_t *p = a->providers[i];
-        if (fc->drops) {
+    *st = GH_FILTER_REPLIED;
+    for (size_t k = 0; k < a->num_apikeys; k++) {
+        int r = gh_jwtf_ak_check(s, fc, w, k, &pd);
+        if (r < 0) {
+            *st = GH_FILTER_PAUSE;
+            return 1;
+        }
+        if (r == GH_AK_MISSING && !a->all)
+            continue;
+        if (r != GH_AK_OK) {
+            gh_jwtf_ak_refuse(s, fc, k, r, NULL);
+            return 1;
+        }
+        if (a->all)
+            continue;
+        if (strip_keys(s, a, 0) < 0) {
+            apply_failed(s);
+            return 1;
+        }
+        *st = GH_FILTER_CONTINUE;
+        return 1;
+    }
+    if (a->num_providers > 0)
+        return 0; /* all: keys passed, tokens next (strip_all takes both); any: tokens decide */
+    if (a->all) {
+        if (strip_keys(s, a, 0) < 0) {
+            apply_failed(s);
+            return 1;
+        }
+        *st = GH_FILTER_CONTINUE;
+        return 1;
+    }
+    if (a->optional) {
+        *st = GH_FILTER_CONTINUE;
+        return 1;
+    }
+    gh_jwtf_ak_refuse(s, fc, 0, GH_AK_MISSING, NULL);
+    return 1;
+}
+
+gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                  gh_jwtf_ak_pending_t *pd)
+{
+    const gh_authn_conf_t *a = fc->authn;
+    if (pd == NULL) {
+        /* Headers this route's providers set are dropped whatever happens
+         * next, so a client can never pass them off as gatehouse's. */
+        int dropped = 0;
+        for (size_t i = 0; fc->drops && i < a->num_providers; i++) {
+            const gh_jwt_provider_conf_t *p = a->providers[i];
             for (size_t j = 0; j < p->num_claims_to_headers; j++)
                 dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
                                                         strlen(p->claims_to_headers[j].header));
@@ -454,27 +568,54 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
                 dropped |=
                     gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
         }
+        for (size_t i = 0; i < a->num_apikeys; i++)
+            if (a->apikeys[i]->consumer_header != NULL)
+                dropped |= gh_stream_drop_header_static(s, a->apikeys[i]->consumer_header,
+                                                        strlen(a->apikeys[i]->consumer_header));
+        if (dropped < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
+        if (a->num_exempt > 0 && exempt(s, a))
+            return GH_FILTER_CONTINUE;
+    }
+    size_t unloaded = 0;
+    for (size_t i = 0; i < a->num_providers; i++)
         unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
-    }
-    if (dropped < 0) {
-        apply_failed(s);
-        return GH_FILTER_REPLIED;
-    }
-    if (a->num_exempt > 0 && exempt(s, a))
-        return GH_FILTER_CONTINUE;
-    if (unloaded > 0 && (a->all || unloaded == a->num_providers))
-        return keys_unavailable(s, fc);
-    wstate_t *w =
-        gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
+    wstate_t *w = gh_jwtf_worker(s);
     if (w == NULL || w->verifier == NULL) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
         return GH_FILTER_REPLIED;
     }
+    gh_filter_status_t st;
+    if (a->num_apikeys > 0 && apikeys(s, fc, w, pd, &st))
+        return st;
+    if (unloaded > 0 && (a->all || unloaded == a->num_providers))
+        return keys_unavailable(s, fc);
     if (a->all)
         return all_providers(s, fc, w);
     if (a->num_providers == 1)
         return one_provider(s, fc, w);
     return any_provider(s, fc, w);
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_authn_filter_conf_t *fc = conf;
+    (void)ctx;
+    gh_filter_status_t st;
+    if (fc->bearer_only && bearer_cached(s, fc, &st))
+        return st;
+    if (fc->key_only && gh_jwtf_ak_fast(s, fc, &st))
+        return st;
+    return gh_jwtf_decide(s, fc, NULL);
+}
+
+static void on_cancel(gh_stream_t *s, const void *conf, void *ctx)
+{
+    (void)s;
+    (void)conf;
+    gh_jwtf_ak_cancel(ctx);
 }
 
 const gh_filter_type_t gh_authn_filter = {
@@ -492,4 +633,5 @@ const gh_filter_type_t gh_authn_filter = {
     .service_free = gh_jwtf_service_free,
     .metrics = gh_keyring_metrics,
     .on_request_headers = on_request_headers,
+    .on_cancel = on_cancel,
 };

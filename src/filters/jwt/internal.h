@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
@@ -22,12 +23,48 @@
 
 typedef struct gh_jwt_runtime_s gh_jwt_runtime_t;
 
+/* apikey.c: why a key passed or not (metrics labels, replies). */
+enum {
+    GH_AK_OK = 0,
+    GH_AK_MISSING,
+    GH_AK_MULTIPLE,
+    GH_AK_MALFORMED,
+    GH_AK_UNKNOWN,
+    GH_AK_REVOKED,
+    GH_AK_DISABLED,
+    GH_AK_EXPIRED,
+    GH_AK_REPLACED,
+    GH_AK_STORE_UNAVAILABLE,
+    GH_AK_BUSY,
+    GH_AK_OUT_OF_MEMORY,
+    GH_AK_REASON_COUNT
+};
+
+/* The snapshot's API-key part: its store and each provider's decision
+ * counters (indexed by provider index, then reason). */
+typedef struct gh_store_s gh_store_t;
+typedef struct {
+    gh_store_t *store; /* a reference; NULL when it could not be opened */
+    uint64_t id;       /* unique per snapshot: cache entries are per store */
+    uint32_t (*ids)[GH_AK_REASON_COUNT];
+} gh_jwtf_ak_runtime_t;
+
+typedef struct gh_jwtf_ak_pending_s gh_jwtf_ak_pending_t;
+
 /* The filter's instance on a route: its authn with the runtimes of its
  * providers (borrowed from the snapshot's runtime). */
 typedef struct {
     const gh_authn_conf_t *authn;
     gh_jwt_runtime_t **rt; /* authn->num_providers entries */
     int drops;             /* some provider sets headers (claims_to_headers, payload_header) */
+    /* The usual route: one provider, its token only in "Authorization:
+     * Bearer", forwarded, nothing to drop or exempt; a cached token then
+     * takes filter.c's short path. */
+    int bearer_only;
+    /* The usual API-key route: one provider reading one field, no token
+     * provider, not `all`, nothing exempt (apikey.c's short path). */
+    int key_only;
+    gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {
@@ -76,8 +113,45 @@ typedef struct {
     int iss_off, sub_off, scopes_off;
 } entry_t;
 
+/* A looked-up API key in a worker's cache (apikey.c). */
+typedef struct {
+    uint64_t hash;
+    uint64_t store_id;
+    uint64_t until_ms; /* trusted until then (the worker's loop time) */
+    char *key;         /* owned: the key as presented */
+    size_t key_len;
+    int found; /* 0: the store has no such key (negative entry) */
+    int enabled;
+    /* Uses not yet counted in the store (a reference held while there are
+     * any): counted in batches, see flush_uses. */
+    gh_store_t *store;
+    uint32_t uses;
+    int64_t revoked_at, expires_at, grace_until;
+    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when revoked; 0: none */
+    char id[13];
+    /* owned: consumer, plan, scopes as NUL-terminated strings back to
+     * back; an offset of -1 is an absent string (consumer is at 0) */
+    char *ident;
+    size_t ident_len, consumer_len;
+    int plan_off, scopes_off;
+    /* owned: "consumer-header: consumer\r\n" of the provider hdr_for */
+    char *hdr;
+    size_t hdr_len;
+    const gh_apikey_provider_conf_t *hdr_for;
+} akentry_t;
+
 typedef struct {
     gh_jwt_verifier_t *verifier;
+    akentry_t *ak; /* ak_nsets * WAYS */
+    size_t ak_nsets;
+    /* Every second, the cached keys' uses go to the store (apikey.c):
+     * those of the entries listed in ak_dirty (an entry may be listed
+     * twice or cleared since: counting zero uses is nothing). */
+    akentry_t **ak_dirty;
+    size_t num_ak_dirty;
+    uv_timer_t ak_timer;
+    int ak_timer_on;
+    unsigned worker_id;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
     uint64_t seed, rng;
@@ -86,7 +160,53 @@ typedef struct {
      * looking the counter up. */
     uint64_t ok_rt_id;
     gh_decision_stats_t *ok_stats;
+    uint64_t ak_ok_id; /* the same for API keys: the runtime's id */
+    gh_decision_stats_t *ak_ok_stats;
 } wstate_t;
+
+/* Picks the cache set from the length and the last 16 bytes (the end of
+ * the signature), with a per-worker seed. Only a set: equality is a full
+ * comparison of the token, so a collision costs a miss, never a wrong
+ * answer. Only verified tokens are cached, and two of those that end alike
+ * would need the signer to have made them so; a collision only shares one
+ * of the four ways of a set. */
+static inline uint64_t gh_jwtf_hash(const wstate_t *w, const char *t, size_t n)
+{
+    uint64_t h = w->seed ^ (n * 0x9E3779B97F4A7C15ULL), v;
+    if (n >= 16) {
+        /* Every cacheable token: two words, no loop. */
+        memcpy(&v, t + n - 16, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        memcpy(&v, t + n - 8, 8);
+        h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+        return h ^ (h >> 29);
+    }
+    v = 0;
+    memcpy(&v, t, n > 8 ? 8 : n);
+    h = (h ^ v) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    v = 0;
+    if (n > 8)
+        memcpy(&v, t + 8, n - 8);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 29);
+}
+
+/* The entry of token t verified by rt_id, or NULL; h is gh_jwtf_hash's.
+ * The hash is compared first: it differs for nearly every other token. */
+static inline entry_t *gh_jwtf_cache_get(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t,
+                                         size_t n)
+{
+    if (w->entries == NULL)
+        return NULL;
+    entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
+    for (int i = 0; i < WAYS; i++)
+        if (set[i].hash == h && set[i].token != NULL && set[i].rt_id == rt_id &&
+            set[i].token_len == n && memcmp(set[i].token, t, n) == 0)
+            return &set[i];
+    return NULL;
+}
 
 void gh_jwtf_entry_clear(entry_t *e);
 void *gh_jwtf_wstate_new(void);
@@ -104,6 +224,36 @@ entry_t *gh_jwtf_cache_lookup(wstate_t *w, uint64_t rt_id, const char *t, size_t
  * (expired, or of an older key set), else a free way, else a random one. */
 entry_t *gh_jwtf_cache_slot(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t, size_t n);
 int gh_jwtf_build_entry(const gh_jwt_runtime_t *rt, const gh_jwt_t *t, entry_t *e);
+
+/* ---- apikey.c ---- */
+
+void gh_jwtf_ak_service_start(uv_loop_t *main_loop);
+void gh_jwtf_ak_service_stop(void);
+void gh_jwtf_ak_service_free(void);
+int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak);
+void gh_jwtf_ak_fini(gh_jwtf_ak_runtime_t *ak);
+size_t gh_jwtf_ak_ready(const gh_jwtf_ak_runtime_t *ak, const gh_config_t *cfg, char *line,
+                        size_t cap);
+const char *gh_jwtf_ak_reason_name(int r);
+int gh_jwtf_ak_reason_status(int r);
+void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k, int r,
+                       const char *why);
+int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const char **key,
+                    size_t *len);
+int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t k,
+                     gh_jwtf_ak_pending_t **pending);
+void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
+int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
+void gh_jwtf_ak_cache_free(wstate_t *w);
+
+/* ---- filter.c ---- */
+
+/* The worker's state of the filter (NULL: out of memory). */
+wstate_t *gh_jwtf_worker(gh_stream_t *s);
+/* The route's decision; pd is the stream's pending lookup (NULL on the
+ * first run), whose answer it now finds. */
+gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                                  gh_jwtf_ak_pending_t *pd);
 
 /* ---- location.c ---- */
 

@@ -233,6 +233,8 @@ int gh_jwtf_strip_init(gh_stream_t *s, const gh_authn_conf_t *a, strip_t *st)
     size_t cap = 0;
     for (size_t i = 0; i < a->num_providers; i++)
         cap += a->providers[i]->num_from;
+    for (size_t i = 0; i < a->num_apikeys; i++)
+        cap += a->apikeys[i]->num_from;
     memset(st, 0, sizeof(*st));
     st->cap = cap;
     st->v = cap > 0 ? gh_stream_alloc(s, cap * sizeof(*st->v)) : NULL;

@@ -93,6 +93,7 @@ void gh_jwtf_count(gh_stream_t *s, const gh_jwt_runtime_t *rt, gh_jwt_reason_t r
 typedef struct {
     const gh_config_t *cfg;
     gh_jwt_runtime_t **rt; /* cfg->num_jwt_providers */
+    gh_jwtf_ak_runtime_t ak;
 } runtimes_t;
 
 int gh_jwtf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
@@ -118,9 +119,10 @@ void gh_jwtf_fini(void *p)
     runtimes_t *r = p;
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->cfg->num_jwt_providers; i++)
+    for (size_t i = 0; r->rt != NULL && i < r->cfg->num_jwt_providers; i++)
         gh_jwtf_runtime_free(r->rt[i]);
     free(r->rt);
+    gh_jwtf_ak_fini(&r->ak);
     free(r);
 }
 
@@ -129,15 +131,15 @@ void gh_jwtf_fini(void *p)
 int gh_jwtf_init(const gh_config_t *cfg, void **out)
 {
     *out = NULL;
-    if (cfg->num_jwt_providers == 0)
+    if (cfg->num_jwt_providers == 0 && cfg->num_apikey_providers == 0)
         return 0;
     runtimes_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -1;
     r->cfg = cfg;
-    r->rt = calloc(cfg->num_jwt_providers, sizeof(*r->rt));
-    if (r->rt == NULL) {
-        free(r);
+    r->rt = calloc(cfg->num_jwt_providers + 1, sizeof(*r->rt));
+    if (r->rt == NULL || gh_jwtf_ak_init(cfg, &r->ak) < 0) {
+        gh_jwtf_fini(r);
         return -1;
     }
     for (size_t i = 0; i < cfg->num_jwt_providers; i++)
@@ -194,6 +196,11 @@ size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap)
         put_line(out, cap, &o, one);
         listed++;
     }
+    char one[128];
+    if (r != NULL && gh_jwtf_ak_ready(&r->ak, r->cfg, one, sizeof(one)) > 0) {
+        put_line(out, cap, &o, one);
+        listed++;
+    }
     return listed;
 }
 
@@ -209,6 +216,7 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
     if (fc == NULL)
         return NULL;
     fc->authn = a;
+    fc->ak = &r->ak;
     fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
     if (fc->rt == NULL) {
         free(fc);
@@ -219,6 +227,14 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
         fc->drops |=
             a->providers[i]->num_claims_to_headers > 0 || a->providers[i]->payload_header != NULL;
     }
+    const gh_jwt_provider_conf_t *p0 = a->num_providers == 1 ? a->providers[0] : NULL;
+    fc->bearer_only = p0 != NULL && a->num_apikeys == 0 && !a->all && a->num_exempt == 0 &&
+                      !fc->drops && p0->forward_token && p0->num_from == 1 &&
+                      p0->from[0].kind == GH_TOKEN_FROM_HEADER && p0->from[0].name_len == 13 &&
+                      memcmp(p0->from[0].name, "authorization", 13) == 0 &&
+                      p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
+    fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && !a->all && a->num_exempt == 0 &&
+                   a->apikeys[0]->query == NULL;
     return fc;
 }
 
@@ -233,15 +249,18 @@ void gh_jwtf_unbind(void *p)
 int gh_jwtf_service_start(uv_loop_t *main_loop)
 {
     gh_keyring_init(main_loop);
+    gh_jwtf_ak_service_start(main_loop);
     return 0;
 }
 
 void gh_jwtf_service_stop(void)
 {
     gh_keyring_shutdown();
+    gh_jwtf_ak_service_stop();
 }
 
 void gh_jwtf_service_free(void)
 {
     gh_keyring_free_all();
+    gh_jwtf_ak_service_free();
 }

@@ -1013,6 +1013,17 @@ static int check_headers(const gh_yaml_doc_t *doc, const gh_policy_route_conf_t 
                                       "(request.auth.claims[...]) instead",
                                       pol->name, ck->name, pv->name, r->name);
                 }
+                for (size_t p = 0; p < r->authn->num_apikeys; p++) {
+                    const gh_apikey_provider_conf_t *ak = r->authn->apikeys[p];
+                    if (ak->consumer_header != NULL &&
+                        gh_field_name_same(ak->consumer_header, strlen(ak->consumer_header),
+                                           ck->name, ck->name_len))
+                        return err_at(doc, ck->line, ck->col,
+                                      "policy '%s' reads request.headers[%s], which provider '%s' "
+                                      "of route '%s' sets to the API key's consumer: the policy "
+                                      "would read the client's own copy; use 'consumers' instead",
+                                      pol->name, ck->name, ak->name, r->name);
+                }
             }
         }
     }

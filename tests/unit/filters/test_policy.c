@@ -1004,6 +1004,22 @@ static void test_attachment(void **state)
     expect_error(y, "of route 'two' sets from the token");
     snprintf(y, sizeof(y), "%s", listener_yaml("", "        policies: [h]\n", "", ""));
     expect_error(y, NULL);
+    /* ... nor one an API-key provider sets to the consumer. */
+    expect_error("policies:\n"
+                 "  c: {rules: [{when: [{key: \"request.headers[X-Consumer]\", values: [a]}]}]}\n"
+                 "providers:\n"
+                 "  apikeys:\n"
+                 "    keys: {header: x-api-key, consumer_header: x-consumer}\n"
+                 "listeners:\n"
+                 "  - name: edge\n"
+                 "    listen: 127.0.0.1:18080\n"
+                 "    routes:\n"
+                 "      - name: r\n"
+                 "        authn: keys\n"
+                 "        policies: [c]\n"
+                 "        to: app\n",
+                 "t.yaml:4:29: policy 'c' reads request.headers[x-consumer], which provider 'keys' "
+                 "of route 'r' sets to the API key's consumer");
     /* Unknown keys of the attachment's neighbours stay errors. */
     snprintf(y, sizeof(y), "%s", listener_yaml("    policy: [a]\n", "", "", ""));
     expect_error(y, "unknown key 'policy' in listener");

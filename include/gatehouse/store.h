@@ -1,0 +1,256 @@
+/*
+ * The store: where API keys (and, next, OAuth clients and revocations) and
+ * their usage counts live, behind one interface with a backend per kind:
+ * SQLite (one file, the embedded default) and Redis (fleets; its backend
+ * comes with the Redis client). Configured by the top-level `store`
+ * section (gh_store_conf_t in gatehouse/config.h, docs/config.md#store).
+ *
+ * Two ways in:
+ *
+ *   - the synchronous API (create, get, list, revoke, rotate, import,
+ *     usage) for the CLI and the main thread (admin API). A call blocks for
+ *     at most the store's timeout (SQLite: busy_timeout, when another
+ *     process holds the write lock). Never call it on a worker.
+ *
+ *   - the asynchronous API for workers: gh_store_key_lookup() of a
+ *     presented key, answered on the caller's loop, cancellable; and
+ *     gh_store_usage_add(), which never blocks (counts are batched and
+ *     written from the loop given to gh_store_start()).
+ *
+ * Every function takes the time (`now`, unix seconds) from its caller
+ * rather than reading the clock, so that expiry and rotation grace are
+ * tested without waiting.
+ *
+ * Errors: int functions return 0 or a negative errno and, when err is not
+ * NULL, a sentence in err->msg. -ENOENT: no such key; -EINVAL: refused
+ * input; -EEXIST, -EALREADY: state conflicts (said in msg); -EIO: the
+ * backend failed; -ENOTSUP: a kind this build has no backend for.
+ *
+ * Internals (the backend table, how SQLite runs lookups on the thread
+ * pool): docs/internals/store.md.
+ */
+#ifndef GATEHOUSE_STORE_H
+#define GATEHOUSE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <gatehouse/apikey.h>
+#include <gatehouse/config.h>
+#include <gatehouse/yaml.h>
+
+typedef struct gh_store_s gh_store_t;
+typedef struct gh_store_req_s gh_store_req_t;
+
+typedef struct {
+    char msg[256];
+} gh_store_error_t;
+
+typedef enum {
+    GH_APIKEY_GENERATED = 0, /* made by gatehouse (gh_ form) */
+    GH_APIKEY_IMPORTED,      /* imported from AWS API Gateway's CSV */
+} gh_apikey_source_t;
+
+/* A key's record: everything but the secret and its hash, which never
+ * leave the store. Strings are NUL-terminated. From the synchronous API
+ * they are the caller's (gh_apikey_dispose); in a lookup callback they are
+ * borrowed for the callback only. */
+typedef struct {
+    char id[GH_APIKEY_ID_LEN + 1];
+    char *consumer;    /* never NULL */
+    char *plan;        /* NULL: no plan */
+    char *scopes;      /* space-separated; "" for none */
+    char *description; /* "" for none */
+    int enabled;       /* 0: disabled (imported with Enabled false) */
+    gh_apikey_source_t source;
+    int64_t created_at;
+    int64_t expires_at;                     /* 0: never */
+    int64_t revoked_at;                     /* 0: not revoked */
+    int64_t grace_until;                    /* rotated: valid until then; 0: not rotated */
+    char replaced_by[GH_APIKEY_ID_LEN + 1]; /* rotated: the new key's id; "" otherwise */
+} gh_apikey_t;
+
+void gh_apikey_dispose(gh_apikey_t *k);
+void gh_apikey_list_free(gh_apikey_t *keys, size_t n);
+
+typedef enum {
+    GH_APIKEY_VALID = 0,
+    GH_APIKEY_REVOKED,  /* revoked (at any time: clocks of hosts differ) */
+    GH_APIKEY_DISABLED, /* enabled is 0 */
+    GH_APIKEY_EXPIRED,  /* expires_at <= now */
+    GH_APIKEY_REPLACED, /* rotated, and its grace is over: grace_until <= now */
+} gh_apikey_state_t;
+
+/* What a key is at now, in the order above (a revoked key is revoked,
+ * whatever else). A key in its rotation grace is VALID. */
+gh_apikey_state_t gh_apikey_state(const gh_apikey_t *k, int64_t now);
+/* "valid", "revoked", "disabled", "expired", "replaced". */
+const char *gh_apikey_state_name(gh_apikey_state_t s);
+/* The first time at which a key that is VALID now stops being valid by
+ * itself (expiry, end of grace), or 0 if never: a bound for caching a
+ * lookup. Revocation is not foreseeable: cache for a bounded time. */
+int64_t gh_apikey_valid_until(const gh_apikey_t *k);
+
+/* ---- configuration ---- */
+
+/* The state directory when the config names none (relative to the
+ * working directory, as every relative path of the config). */
+#define GH_STORE_DEFAULT_STATE_DIR "state"
+
+/* The defaults: sqlite at "<state_dir>/gatehouse.db" (state_dir NULL:
+ * GH_STORE_DEFAULT_STATE_DIR). Returns 0 or -ENOMEM. */
+int gh_store_conf_default(gh_store_conf_t *c, const char *state_dir);
+/* The top-level `store` section (node NULL: absent) into c, which is
+ * always initialised (dispose it, even after an error). Errors go through
+ * gh_yaml_error (file:line:col), among them a kind this build has no
+ * backend for. */
+int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *state_dir,
+                        gh_store_conf_t *c);
+void gh_store_conf_dispose(gh_store_conf_t *c);
+
+/* ---- opening ---- */
+
+enum {
+    GH_STORE_CREATE = 1, /* create the file and its schema when missing (the server) */
+};
+
+/* Opens the store conf describes (conf is copied). SQLite: the file in WAL
+ * mode, its schema created or checked (docs/internals/store.md); a
+ * default path's directory (the state_dir) is created (mode 0700) with
+ * GH_STORE_CREATE; without it a missing file is -ENOENT. Returns 0 and
+ * *out (one reference, the caller's), or an error. -ENOTSUP for a kind
+ * without a backend in this build. */
+int gh_store_open(const gh_store_conf_t *conf, int flags, gh_store_t **out, gh_store_error_t *err);
+/* References: each pending lookup holds one, so a store outlives its
+ * requests. The last unref writes the usage counts still pending
+ * (synchronously) and closes the backend; any thread. */
+gh_store_t *gh_store_ref(gh_store_t *st);
+void gh_store_unref(gh_store_t *st);
+/* The kind's name ("sqlite", "redis") and a description for logs
+ * ("sqlite state/gatehouse.db"). */
+const char *gh_store_kind(const gh_store_t *st);
+const char *gh_store_describe(const gh_store_t *st);
+
+/* Main thread of a server: writes the batched usage counts every
+ * conf->usage_flush_ms from loop (the write itself runs on the thread
+ * pool). Call once; gh_store_stop() stops it and writes what is pending
+ * (the loop must run after it, to close the timer). Without start (the
+ * CLI, tests), counts are written by gh_store_usage_flush() and by the
+ * last unref. Returns 0 or a negative errno. */
+int gh_store_start(gh_store_t *st, uv_loop_t *loop);
+void gh_store_stop(gh_store_t *st);
+
+/* ---- synchronous API: CLI and main thread ---- */
+
+typedef struct {
+    const char *consumer;    /* required */
+    const char *plan;        /* NULL: none */
+    const char *scopes;      /* as given ("a,b"); NULL: none */
+    const char *description; /* NULL: none */
+    int64_t expires_in;      /* seconds from now; 0: never */
+} gh_apikey_spec_t;
+
+/* Makes a key for spec: key_out gets the key itself, to show once (the
+ * store keeps only its hash); rec (may be NULL) its record (dispose it).
+ * -EINVAL when spec is refused. */
+int gh_store_key_create(gh_store_t *st, const gh_apikey_spec_t *spec, int64_t now,
+                        char key_out[GH_APIKEY_LEN + 1], gh_apikey_t *rec, gh_store_error_t *err);
+int gh_store_key_get(gh_store_t *st, const char *id, gh_apikey_t *out, gh_store_error_t *err);
+/* Every key, oldest first; consumer non-NULL keeps that consumer's only.
+ * *keys is the caller's (gh_apikey_list_free). */
+int gh_store_key_list(gh_store_t *st, const char *consumer, gh_apikey_t **keys, size_t *n,
+                      gh_store_error_t *err);
+/* Revokes at now; effective for every reader of the store from then on
+ * (workers that cache lookups: within their cache's bound). -EALREADY
+ * when it was revoked before. */
+int gh_store_key_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err);
+
+typedef struct {
+    int64_t grace;      /* seconds the old key keeps working (0: stops at once) */
+    int64_t expires_in; /* the new key's lifetime in seconds; 0: never;
+                           -1: the old key's (expires_at - created_at), or never */
+} gh_apikey_rotate_t;
+
+/* A new key for the same consumer, plan, scopes and description; the old
+ * key keeps working for opts->grace seconds, then is "replaced". Refused
+ * (-EINVAL) for a revoked key or one rotated before (rotate its
+ * replacement). The check and both writes are one transaction: two
+ * rotations of one key cannot both win. */
+int gh_store_key_rotate(gh_store_t *st, const char *id, const gh_apikey_rotate_t *opts, int64_t now,
+                        char key_out[GH_APIKEY_LEN + 1], gh_apikey_t *rec, gh_store_error_t *err);
+
+/* Imports parsed rows (gatehouse/apikey.h) as one transaction: all of them
+ * or none. A key already in the store (same value) is updated (consumer,
+ * description, plan, enabled), as AWS does on a second import; a revoked
+ * one is an error, so an old file cannot bring a revoked key back. */
+typedef struct {
+    size_t created, updated;
+    gh_apikey_csv_error_t *errors; /* rows the store refused (the first
+                                      GH_APIKEY_CSV_MAX_ERRORS); caller frees */
+    size_t num_errors;             /* in errors[] */
+    size_t total_errors;           /* all of them */
+} gh_store_import_result_t;
+
+/* Returns 0 when every row went in (or would, with dry_run); -EINVAL when
+ * some row was refused (res->errors says which, and nothing was written);
+ * another error when the store failed. */
+int gh_store_key_import(gh_store_t *st, const gh_apikey_csv_row_t *rows, size_t n, int64_t now,
+                        int dry_run, gh_store_import_result_t *res, gh_store_error_t *err);
+
+/* Looks a presented key up synchronously (tests, admin tools): 0 and *out
+ * when a key with its id exists and its hash matches, -ENOENT otherwise.
+ * The state (revoked, expired...) is the caller's to judge. */
+int gh_store_key_find(gh_store_t *st, const gh_apikey_presented_t *p, gh_apikey_t *out,
+                      gh_store_error_t *err);
+
+/* The usage of key id on UTC days from_day to to_day (unix time / 86400),
+ * one count per day into counts[0 .. to_day - from_day] (zeroed first),
+ * including counts not yet written. At most 3660 days. */
+int gh_store_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_t to_day,
+                       uint64_t *counts, gh_store_error_t *err);
+/* Writes the batched counts now (main thread, CLI, tests). */
+int gh_store_usage_flush(gh_store_t *st, gh_store_error_t *err);
+
+/* ---- asynchronous API: workers ---- */
+
+/* The answer to a lookup, on the loop it was started from:
+ *   0        a key with p's id exists and its hash matches p's (compared in
+ *            constant time); key is its record, borrowed for this call
+ *            (copy what you keep). Judge it with gh_apikey_state(key, now).
+ *   -ENOENT  no such key, or the hash differs (key NULL): the same answer,
+ *            so a caller cannot tell an unknown id from a wrong secret.
+ *   other    the store failed (-EIO; -ETIMEDOUT for network backends); key
+ *            NULL. The caller decides (fail closed: 503).
+ * The request is freed after cb returns: drop your pointer to it in cb. */
+typedef void (*gh_store_key_cb)(void *arg, int status, const gh_apikey_t *key);
+
+/* Starts a lookup of p (copied) from a worker. On success returns 0 and
+ * *req; cb(arg, ...) then runs exactly once, later, on loop (never from
+ * inside this call), unless gh_store_req_cancel(*req) is called first.
+ * On failure returns -ENOMEM, or -EAGAIN when conf->max_pending lookups
+ * are in flight already (the queue is bounded); cb never runs. */
+int gh_store_key_lookup(gh_store_t *st, uv_loop_t *loop, const gh_apikey_presented_t *p,
+                        gh_store_key_cb cb, void *arg, gh_store_req_t **req);
+
+/* On the loop's thread, while the request is pending (before cb ran):
+ * cb will not run and arg will not be touched again, whatever the work in
+ * flight does; the request's memory is the store's to free. A filter calls
+ * this from on_cancel (its stream is gone) with arg pointing into the
+ * stream's context. */
+void gh_store_req_cancel(gh_store_req_t *req);
+
+/* Counts n uses of key id at now (its UTC day), from any thread, without
+ * waiting on the store: shard is the caller's worker id (counts are batched
+ * in 8 shards, taken modulo, so workers do not contend). Counts wait in
+ * memory for the next write (gh_store_start's timer, gh_store_usage_flush,
+ * the last unref). At most GH_STORE_USAGE_PENDING_MAX distinct (key, day)
+ * pairs wait per shard; past that, counts of new pairs are dropped and
+ * counted (gh_store_usage_dropped). An id that is not a valid id is
+ * ignored. loop is for network backends that count directly. */
+#define GH_STORE_USAGE_PENDING_MAX 4096u
+void gh_store_usage_add(gh_store_t *st, uv_loop_t *loop, unsigned shard, const char *id,
+                        int64_t now, uint64_t n);
+uint64_t gh_store_usage_dropped(const gh_store_t *st);
+
+#endif

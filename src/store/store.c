@@ -1,0 +1,617 @@
+/*
+ * The store's dispatch (gatehouse/store.h): what every backend shares.
+ * Input is checked here, keys are made and hashed here, and a looked-up
+ * hash is compared here, so a backend cannot get those wrong; a backend
+ * only keeps records (src/store/backend.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <gatehouse/log.h>
+#include <gatehouse/store.h>
+
+#include "store/backend.h"
+
+#define MAX_LIFETIME_S (100LL * 366 * 86400) /* expires_in, grace: sane bounds */
+#define MAX_USAGE_DAYS 3660
+
+/* ---- records ---- */
+
+void gh_apikey_dispose(gh_apikey_t *k)
+{
+    if (k == NULL)
+        return;
+    free(k->consumer);
+    free(k->plan);
+    free(k->scopes);
+    free(k->description);
+    k->consumer = k->plan = k->scopes = k->description = NULL;
+}
+
+void gh_apikey_list_free(gh_apikey_t *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gh_apikey_dispose(&keys[i]);
+    free(keys);
+}
+
+gh_apikey_state_t gh_apikey_state(const gh_apikey_t *k, int64_t now)
+{
+    /* Revoked whatever the time: a gateway whose clock is behind the one
+     * that revoked must not serve the key until it catches up. */
+    if (k->revoked_at != 0)
+        return GH_APIKEY_REVOKED;
+    if (!k->enabled)
+        return GH_APIKEY_DISABLED;
+    if (k->expires_at != 0 && k->expires_at <= now)
+        return GH_APIKEY_EXPIRED;
+    if (k->grace_until != 0 && k->grace_until <= now)
+        return GH_APIKEY_REPLACED;
+    return GH_APIKEY_VALID;
+}
+
+const char *gh_apikey_state_name(gh_apikey_state_t s)
+{
+    switch (s) {
+    case GH_APIKEY_VALID:
+        return "valid";
+    case GH_APIKEY_REVOKED:
+        return "revoked";
+    case GH_APIKEY_DISABLED:
+        return "disabled";
+    case GH_APIKEY_EXPIRED:
+        return "expired";
+    case GH_APIKEY_REPLACED:
+        return "replaced";
+    }
+    return "unknown";
+}
+
+int64_t gh_apikey_valid_until(const gh_apikey_t *k)
+{
+    int64_t t = k->expires_at;
+    if (k->grace_until != 0 && (t == 0 || k->grace_until < t))
+        t = k->grace_until;
+    return t;
+}
+
+int gh_store_fail(gh_store_error_t *err, int rc, const char *fmt, ...)
+{
+    if (err != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (s == NULL)
+        return 0;
+    *out = strdup(s);
+    return *out == NULL ? -ENOMEM : 0;
+}
+
+int gh_store_apikey_copy(gh_apikey_t *dst, const gh_apikey_t *src)
+{
+    *dst = *src;
+    dst->consumer = dst->plan = dst->scopes = dst->description = NULL;
+    if (dup_opt(src->consumer, &dst->consumer) != 0 || dup_opt(src->plan, &dst->plan) != 0 ||
+        dup_opt(src->scopes ? src->scopes : "", &dst->scopes) != 0 ||
+        dup_opt(src->description ? src->description : "", &dst->description) != 0) {
+        gh_apikey_dispose(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- backends ---- */
+
+static const gh_store_backend_t *const backends[] = {
+    &gh_store_sqlite_backend,
+    /* the Redis backend joins here */
+    NULL,
+};
+
+const gh_store_backend_t *gh_store_backend_find(gh_store_kind_t kind)
+{
+    for (size_t i = 0; backends[i] != NULL; i++)
+        if (backends[i]->kind == kind)
+            return backends[i];
+    return NULL;
+}
+
+static int copy_str(const char *s, char **out)
+{
+    return dup_opt(s, out);
+}
+
+static int conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src)
+{
+    *dst = *src;
+    dst->path = dst->state_dir = dst->address = dst->prefix = NULL;
+    if (copy_str(src->path, &dst->path) != 0 || copy_str(src->state_dir, &dst->state_dir) != 0 ||
+        copy_str(src->address, &dst->address) != 0 || copy_str(src->prefix, &dst->prefix) != 0) {
+        gh_store_conf_dispose(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int gh_store_open(const gh_store_conf_t *conf, int flags, gh_store_t **out, gh_store_error_t *err)
+{
+    *out = NULL;
+    const gh_store_backend_t *b = gh_store_backend_find(conf->kind);
+    if (b == NULL)
+        return gh_store_fail(err, -ENOTSUP,
+                             "store kind '%s' is not available in this build of gatehouse",
+                             conf->kind == GH_STORE_REDIS ? "redis" : "sqlite");
+    gh_store_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    st->backend = b;
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->pending, 0);
+    atomic_init(&st->flushing, 0);
+    if (conf_copy(&st->conf, conf) != 0 || (st->usage = gh_usage_batch_new()) == NULL) {
+        gh_store_conf_dispose(&st->conf);
+        free(st);
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    }
+    if (st->conf.kind == GH_STORE_SQLITE)
+        snprintf(st->describe, sizeof(st->describe), "sqlite %s", st->conf.path);
+    else
+        snprintf(st->describe, sizeof(st->describe), "redis %s", st->conf.address);
+    int rc = b->open(st, flags, err);
+    if (rc != 0) {
+        gh_usage_batch_free(st->usage);
+        gh_store_conf_dispose(&st->conf);
+        free(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+gh_store_t *gh_store_ref(gh_store_t *st)
+{
+    atomic_fetch_add(&st->refs, 1);
+    return st;
+}
+
+void gh_store_unref(gh_store_t *st)
+{
+    if (st == NULL || atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    gh_store_error_t err;
+    if (gh_store_usage_flush(st, &err) != 0)
+        GH_LOG(GH_LOG_WARN, "store", "%s: usage counts lost at close: %s", st->describe, err.msg);
+    st->backend->close(st);
+    gh_usage_batch_free(st->usage);
+    gh_store_conf_dispose(&st->conf);
+    free(st);
+}
+
+const char *gh_store_kind(const gh_store_t *st)
+{
+    return st->backend->name;
+}
+
+const char *gh_store_describe(const gh_store_t *st)
+{
+    return st->describe;
+}
+
+/* ---- usage ---- */
+
+void gh_store_usage_add(gh_store_t *st, uv_loop_t *loop, unsigned shard, const char *id,
+                        int64_t now, uint64_t n)
+{
+    (void)loop;
+    if (!gh_apikey_id_valid(id) || now < 0)
+        return;
+    gh_usage_batch_add(st->usage, shard, id, now / 86400, n);
+}
+
+uint64_t gh_store_usage_dropped(const gh_store_t *st)
+{
+    return gh_usage_batch_dropped(st->usage);
+}
+
+int gh_store_usage_flush(gh_store_t *st, gh_store_error_t *err)
+{
+    gh_store_usage_entry_t *e;
+    size_t n;
+    if (gh_usage_batch_take(st->usage, &e, &n) != 0)
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    if (n == 0)
+        return 0;
+    int rc = st->backend->usage_write(st, e, n, err);
+    if (rc != 0)
+        gh_usage_batch_put_back(st->usage, e, n); /* next time */
+    free(e);
+    return rc;
+}
+
+int gh_store_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_t to_day,
+                       uint64_t *counts, gh_store_error_t *err)
+{
+    if (!gh_apikey_id_valid(id))
+        return gh_store_fail(err, -EINVAL, "'%.40s' is not a key id", id ? id : "");
+    if (to_day < from_day || to_day - from_day >= MAX_USAGE_DAYS)
+        return gh_store_fail(err, -EINVAL, "a usage range is 1 to %d days", MAX_USAGE_DAYS);
+    memset(counts, 0, (size_t)(to_day - from_day + 1) * sizeof(*counts));
+    int rc = st->backend->usage_get(st, id, from_day, to_day, counts, err);
+    if (rc != 0)
+        return rc;
+    for (int64_t d = from_day; d <= to_day; d++) {
+        uint64_t p = gh_usage_batch_pending(st->usage, id, d), *c = &counts[d - from_day];
+        *c = p > UINT64_MAX - *c ? UINT64_MAX : *c + p;
+    }
+    return 0;
+}
+
+typedef struct {
+    uv_work_t work;
+    gh_store_t *st;
+} flush_job_t;
+
+static void flush_work(uv_work_t *w)
+{
+    flush_job_t *j = (flush_job_t *)w;
+    gh_store_error_t err;
+    if (gh_store_usage_flush(j->st, &err) != 0)
+        GH_LOG(GH_LOG_WARN, "store",
+               "%s: writing usage counts failed (kept for the next "
+               "write): %s",
+               j->st->describe, err.msg);
+}
+
+static void flush_done(uv_work_t *w, int status)
+{
+    (void)status;
+    flush_job_t *j = (flush_job_t *)w;
+    atomic_store(&j->st->flushing, 0);
+    gh_store_unref(j->st);
+    free(j);
+}
+
+static void flush_tick(uv_timer_t *t)
+{
+    gh_store_t *st = t->data;
+    int idle = 0;
+    /* One write at a time: a slow disk makes the batches bigger, not the
+     * queue of writes longer. */
+    if (!atomic_compare_exchange_strong(&st->flushing, &idle, 1))
+        return;
+    flush_job_t *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        atomic_store(&st->flushing, 0);
+        return;
+    }
+    j->st = gh_store_ref(st);
+    if (uv_queue_work(t->loop, &j->work, flush_work, flush_done) != 0) {
+        atomic_store(&st->flushing, 0);
+        gh_store_unref(st);
+        free(j);
+    }
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    gh_store_t *st = h->data;
+    free(h);
+    gh_store_unref(st);
+}
+
+int gh_store_start(gh_store_t *st, uv_loop_t *loop)
+{
+    if (st->timer != NULL)
+        return -EALREADY;
+    uv_timer_t *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    int rc = uv_timer_init(loop, t);
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    t->data = gh_store_ref(st); /* released in timer_closed */
+    uv_unref((uv_handle_t *)t); /* never keeps the loop alive by itself */
+    rc = uv_timer_start(t, flush_tick, st->conf.usage_flush_ms, st->conf.usage_flush_ms);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)t, timer_closed);
+        return rc;
+    }
+    st->timer = t;
+    st->loop = loop;
+    return 0;
+}
+
+void gh_store_stop(gh_store_t *st)
+{
+    if (st->timer == NULL)
+        return;
+    uv_timer_stop(st->timer);
+    uv_close((uv_handle_t *)st->timer, timer_closed);
+    st->timer = NULL;
+    gh_store_error_t err;
+    if (gh_store_usage_flush(st, &err) != 0)
+        GH_LOG(GH_LOG_WARN, "store", "%s: writing usage counts at stop failed: %s", st->describe,
+               err.msg);
+}
+
+/* ---- lookups (workers) ---- */
+
+int gh_store_key_lookup(gh_store_t *st, uv_loop_t *loop, const gh_apikey_presented_t *p,
+                        gh_store_key_cb cb, void *arg, gh_store_req_t **out)
+{
+    *out = NULL;
+    if (!gh_apikey_id_valid(p->id))
+        return -EINVAL;
+    if (atomic_fetch_add(&st->pending, 1) >= st->conf.max_pending) {
+        atomic_fetch_sub(&st->pending, 1);
+        return -EAGAIN;
+    }
+    gh_store_req_t *req = calloc(1, sizeof(*req) + st->backend->req_size);
+    if (req == NULL) {
+        atomic_fetch_sub(&st->pending, 1);
+        return -ENOMEM;
+    }
+    req->store = gh_store_ref(st);
+    req->cb = cb;
+    req->arg = arg;
+    req->key = *p;
+    int rc = st->backend->key_lookup(st, loop, req);
+    if (rc != 0) {
+        atomic_fetch_sub(&st->pending, 1);
+        free(req);
+        gh_store_unref(st);
+        return rc;
+    }
+    *out = req;
+    return 0;
+}
+
+void gh_store_req_cancel(gh_store_req_t *req)
+{
+    if (req == NULL || req->cancelled)
+        return;
+    req->cancelled = 1;
+    req->arg = NULL;
+    if (req->store->backend->key_lookup_cancel != NULL)
+        req->store->backend->key_lookup_cancel(req);
+}
+
+void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,
+                         const uint8_t *stored_hash)
+{
+    gh_store_t *st = req->store;
+    /* An unknown id and a wrong secret give the same answer, and the
+     * comparison takes the same time wherever the first differing byte is. */
+    if (status == 0 && (rec == NULL || stored_hash == NULL ||
+                        CRYPTO_memcmp(stored_hash, req->key.hash, GH_APIKEY_HASH_LEN) != 0))
+        status = -ENOENT;
+    if (!req->cancelled)
+        req->cb(req->arg, status, status == 0 ? rec : NULL);
+    atomic_fetch_sub(&st->pending, 1);
+    free(req);
+    gh_store_unref(st);
+}
+
+int gh_store_key_find(gh_store_t *st, const gh_apikey_presented_t *p, gh_apikey_t *out,
+                      gh_store_error_t *err)
+{
+    uint8_t hash[GH_APIKEY_HASH_LEN];
+    memset(out, 0, sizeof(*out));
+    if (!gh_apikey_id_valid(p->id))
+        return gh_store_fail(err, -ENOENT, "no such key");
+    int rc = st->backend->key_get(st, p->id, out, hash, err);
+    if (rc != 0)
+        return rc;
+    if (CRYPTO_memcmp(hash, p->hash, GH_APIKEY_HASH_LEN) != 0) {
+        gh_apikey_dispose(out);
+        memset(out, 0, sizeof(*out));
+        return gh_store_fail(err, -ENOENT, "no such key");
+    }
+    return 0;
+}
+
+/* ---- the synchronous API ---- */
+
+static int check_id(const char *id, gh_store_error_t *err)
+{
+    if (gh_apikey_id_valid(id))
+        return 0;
+    return gh_store_fail(err, -EINVAL, "'%.40s' is not a key id (12 characters of a-z and 2-7)",
+                         id ? id : "");
+}
+
+/* The metadata of a new key: checked, scopes normalised into *scopes. */
+static int check_spec(const gh_apikey_spec_t *spec, char **scopes, gh_store_error_t *err)
+{
+    const char *why;
+    *scopes = NULL;
+    if ((why = gh_apikey_check_consumer(spec->consumer)) != NULL)
+        return gh_store_fail(err, -EINVAL, "the consumer %s", why);
+    if (spec->plan != NULL && (why = gh_apikey_check_plan(spec->plan)) != NULL)
+        return gh_store_fail(err, -EINVAL, "the plan %s", why);
+    if ((why = gh_apikey_check_description(spec->description)) != NULL)
+        return gh_store_fail(err, -EINVAL, "the description %s", why);
+    if (spec->expires_in < 0 || spec->expires_in > MAX_LIFETIME_S)
+        return gh_store_fail(err, -EINVAL, "a key's lifetime is 1 second to 100 years");
+    if ((*scopes = gh_apikey_scopes_normalize(spec->scopes, &why)) == NULL)
+        return gh_store_fail(err, -EINVAL, "the scopes: %s", why);
+    return 0;
+}
+
+/* A new native key and its record's id and hash; the caller inserts it. */
+static int make_key(char key[GH_APIKEY_LEN + 1], gh_apikey_t *k, uint8_t *hash,
+                    gh_store_error_t *err)
+{
+    gh_apikey_presented_t p;
+    if (gh_apikey_generate(key) != 0)
+        return gh_store_fail(err, -EIO, "the random generator failed");
+    gh_apikey_present(key, GH_APIKEY_LEN, &p, NULL);
+    memcpy(k->id, p.id, sizeof(k->id));
+    memcpy(hash, p.hash, GH_APIKEY_HASH_LEN);
+    return 0;
+}
+
+/* A new key's id is 60 random bits: a collision with an existing id is
+ * unlikely but possible, and is answered by drawing again. */
+#define ID_ATTEMPTS 4
+
+int gh_store_key_create(gh_store_t *st, const gh_apikey_spec_t *spec, int64_t now,
+                        char key_out[GH_APIKEY_LEN + 1], gh_apikey_t *rec, gh_store_error_t *err)
+{
+    char *scopes;
+    uint8_t hash[GH_APIKEY_HASH_LEN];
+    int rc = check_spec(spec, &scopes, err);
+    if (rec != NULL)
+        memset(rec, 0, sizeof(*rec));
+    if (rc != 0)
+        return rc;
+    gh_apikey_t k = {
+        .consumer = (char *)spec->consumer,
+        .plan = (char *)spec->plan,
+        .scopes = scopes,
+        .description = (char *)(spec->description ? spec->description : ""),
+        .enabled = 1,
+        .source = GH_APIKEY_GENERATED,
+        .created_at = now,
+        .expires_at = spec->expires_in ? now + spec->expires_in : 0,
+    };
+    rc = -EEXIST;
+    for (int i = 0; i < ID_ATTEMPTS && rc == -EEXIST; i++)
+        if ((rc = make_key(key_out, &k, hash, err)) == 0)
+            rc = st->backend->key_insert(st, &k, hash, err);
+    if (rc == 0 && rec != NULL && gh_store_apikey_copy(rec, &k) != 0)
+        rc = gh_store_fail(err, -ENOMEM, "out of memory (the key was made: %s)", k.id);
+    if (rc != 0 && rc != -ENOMEM)
+        OPENSSL_cleanse(key_out, GH_APIKEY_LEN + 1);
+    free(scopes);
+    return rc;
+}
+
+int gh_store_key_get(gh_store_t *st, const char *id, gh_apikey_t *out, gh_store_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = check_id(id, err);
+    return rc != 0 ? rc : st->backend->key_get(st, id, out, NULL, err);
+}
+
+int gh_store_key_list(gh_store_t *st, const char *consumer, gh_apikey_t **keys, size_t *n,
+                      gh_store_error_t *err)
+{
+    *keys = NULL;
+    *n = 0;
+    return st->backend->key_list(st, consumer, keys, n, err);
+}
+
+int gh_store_key_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err)
+{
+    int rc = check_id(id, err);
+    return rc != 0 ? rc : st->backend->key_revoke(st, id, now, err);
+}
+
+int gh_store_key_rotate(gh_store_t *st, const char *id, const gh_apikey_rotate_t *opts, int64_t now,
+                        char key_out[GH_APIKEY_LEN + 1], gh_apikey_t *rec, gh_store_error_t *err)
+{
+    gh_apikey_t old;
+    uint8_t hash[GH_APIKEY_HASH_LEN];
+    int rc;
+    if (rec != NULL)
+        memset(rec, 0, sizeof(*rec));
+    if (opts->grace < 0 || opts->grace > MAX_LIFETIME_S)
+        return gh_store_fail(err, -EINVAL, "the grace period is 0 seconds to 100 years");
+    if (opts->expires_in < -1 || opts->expires_in > MAX_LIFETIME_S)
+        return gh_store_fail(err, -EINVAL, "a key's lifetime is 1 second to 100 years");
+    if ((rc = gh_store_key_get(st, id, &old, err)) != 0)
+        return rc;
+    if (old.revoked_at != 0) {
+        rc = gh_store_fail(err, -EINVAL, "key %s is revoked: it cannot be rotated", id);
+        goto out;
+    }
+    if (old.replaced_by[0] != '\0') {
+        rc = gh_store_fail(err, -EINVAL,
+                           "key %s was rotated already (replaced by %s): rotate that one", id,
+                           old.replaced_by);
+        goto out;
+    }
+    int64_t lifetime = opts->expires_in;
+    if (lifetime == -1)
+        lifetime = old.expires_at > old.created_at ? old.expires_at - old.created_at : 0;
+    gh_apikey_t k = {
+        .consumer = old.consumer,
+        .plan = old.plan,
+        .scopes = old.scopes,
+        .description = old.description,
+        .enabled = old.enabled,
+        .source = GH_APIKEY_GENERATED,
+        .created_at = now,
+        .expires_at = lifetime ? now + lifetime : 0,
+    };
+    rc = -EEXIST;
+    for (int i = 0; i < ID_ATTEMPTS && rc == -EEXIST; i++)
+        if ((rc = make_key(key_out, &k, hash, err)) == 0)
+            rc = st->backend->key_rotate(st, id, now + opts->grace, &k, hash, err);
+    if (rc == -ESTALE)
+        rc = gh_store_fail(err, -EAGAIN,
+                           "key %s was revoked or rotated meanwhile; nothing was changed", id);
+    if (rc == 0 && rec != NULL && gh_store_apikey_copy(rec, &k) != 0)
+        rc = gh_store_fail(err, -ENOMEM, "out of memory (the key was rotated: %s)", k.id);
+    if (rc != 0 && rc != -ENOMEM)
+        OPENSSL_cleanse(key_out, GH_APIKEY_LEN + 1);
+out:
+    gh_apikey_dispose(&old);
+    return rc;
+}
+
+int gh_store_key_import(gh_store_t *st, const gh_apikey_csv_row_t *rows, size_t n, int64_t now,
+                        int dry_run, gh_store_import_result_t *res, gh_store_error_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (n == 0)
+        return 0;
+    gh_store_import_row_t *in = calloc(n, sizeof(*in));
+    if (in == NULL)
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    int rc = 0;
+    /* The rows were checked by the parser; they are checked again here,
+     * since rows may come from elsewhere (the admin API). */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const gh_apikey_csv_row_t *r = &rows[i];
+        gh_apikey_presented_t p;
+        const char *why;
+        if (gh_apikey_present(r->key, r->key_len, &p, &why) != 0)
+            rc = gh_store_fail(err, -EINVAL, "line %u: Key is refused: %s", r->line, why);
+        else if ((why = gh_apikey_check_consumer(r->consumer)) != NULL)
+            rc = gh_store_fail(err, -EINVAL, "line %u: Name %s", r->line, why);
+        else if ((why = gh_apikey_check_description(r->description)) != NULL)
+            rc = gh_store_fail(err, -EINVAL, "line %u: Description %s", r->line, why);
+        else if (r->plan != NULL && (why = gh_apikey_check_plan(r->plan)) != NULL)
+            rc = gh_store_fail(err, -EINVAL, "line %u: the plan %s", r->line, why);
+        if (rc != 0)
+            break;
+        in[i].line = r->line;
+        memcpy(in[i].id, p.id, sizeof(in[i].id));
+        memcpy(in[i].hash, p.hash, sizeof(in[i].hash));
+        in[i].consumer = r->consumer;
+        in[i].description = r->description ? r->description : "";
+        in[i].plan = r->plan;
+        in[i].enabled = r->enabled;
+    }
+    if (rc == 0)
+        rc = st->backend->key_import(st, in, n, now, dry_run, res, err);
+    free(in);
+    return rc;
+}

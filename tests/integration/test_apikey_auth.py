@@ -1,0 +1,277 @@
+"""API keys on requests (providers.apikeys, docs/api-keys.md): where the key
+is read, what a valid key gives the upstream and the access log, every
+refusal (missing, malformed, unknown, revoked, disabled, expired, replaced
+by a rotation, two keys), the key's lifecycle through the CLI while the
+server runs, keys with JWTs (any, all, optional), and a store that cannot
+be opened. Keys are made with the real CLI in the real SQLite store; the
+store file is edited directly (python's sqlite3) only to move a key's
+expiry into the past without waiting."""
+
+import json
+import re
+import sqlite3
+import subprocess
+import time
+
+from harness import echo_of, fetch, free_port, gatehouse_bin, hdr
+from jwt_util import ISS, mint, provider, rsa_key
+from ops_util import read_json_lines, wait_for
+
+KEY_RE = re.compile(r"\bgh_[a-z2-7]{12}_[A-Za-z0-9]{43}\b")
+
+
+def config(up, db, apikeys=None, routes=None, jwt=None, access_log=None, store=True):
+    cfg = {
+        "listeners": [{"name": "edge", "routes": routes or [
+            {"name": "api", "match": {"path": {"prefix": "/"}}, "authn": "keys", "to": "app"}]}],
+        "clusters": {"app": {"endpoints": [f"127.0.0.1:{up.port}"]}},
+        "providers": {"apikeys": apikeys if apikeys is not None else {"keys": {"cache_ttl": "0s",
+                                                                              "negative_cache_ttl": "0s"}}},
+    }
+    if store:
+        cfg["store"] = {"kind": "sqlite", "path": str(db)}
+    if jwt:
+        cfg["providers"]["jwt"] = jwt
+    if access_log:
+        cfg["access_log"] = {"path": str(access_log),
+                             "fields": ["route", "method", "path", "status", "consumer", "principal"]}
+    return cfg
+
+
+def cli(cfg_path, *args, check=True):
+    r = subprocess.run([str(gatehouse_bin()), "apikey", *args, "--config", str(cfg_path)],
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def create(g, consumer, *extra):
+    r = cli(g.config_path, "create", "--consumer", consumer, *extra)
+    m = KEY_RE.search(r.stdout)
+    assert m, r.stdout
+    key = m.group(0)
+    return key, key[3:15]
+
+
+def get(g, target="/echo", key=None, headers=()):
+    hs = list(headers)
+    if key is not None:
+        hs.append(("x-api-key", key))
+    return fetch(g.port, "GET", target, headers=hs)
+
+
+def body(r):
+    return json.loads(r.body)
+
+
+def refused(r, status, code, text):
+    assert r.status == status, (r.status, r.body)
+    b = body(r)
+    assert b["error"] == code, b
+    assert text in b["detail"], b
+    if status == 401:
+        assert hdr(r.headers, "www-authenticate") == ['ApiKey realm="gatehouse"'], r.headers
+
+
+def start(gatehouse, upstream, tmp_path, **kw):
+    up = upstream()
+    g = gatehouse(config(up, tmp_path / "gh.db", **kw))
+    return g, up
+
+
+def test_valid_key_gives_the_consumer_and_is_not_forwarded(gatehouse, upstream, tmp_path):
+    log = tmp_path / "access.log"
+    g, _ = start(gatehouse, upstream, tmp_path, access_log=log)
+    key, kid = create(g, "alice", "--plan", "gold", "--scopes", "orders:read,orders:write")
+    for _ in range(3):
+        r = get(g, key=key, headers=[("x-consumer", "mallory"), ("x_consumer", "mallory")])
+        assert r.status == 200, r.body
+        seen = echo_of(r)["headers"]
+        assert hdr(seen, "x-consumer") == ["alice"], seen
+        assert hdr(seen, "x_consumer") == [], seen
+        assert hdr(seen, "x-api-key") == [], seen
+    lines = wait_for(lambda: (lambda v: v if len(v) >= 3 else None)(read_json_lines(log)), 5, "log lines")
+    assert all(line["consumer"] == "alice" for line in lines), lines
+    text = log.read_text()
+    assert key not in text and key[16:] not in text
+
+
+def test_refusals(gatehouse, upstream, tmp_path):
+    g, _ = start(gatehouse, upstream, tmp_path)
+    key, _ = create(g, "alice")
+    refused(get(g), 401, "missing_api_key", "no API key")
+    refused(get(g, key=""), 401, "missing_api_key", "no API key")
+    unknown = "gh_" + "a" * 12 + "_" + "B" * 43
+    refused(get(g, key=unknown), 401, "invalid_api_key", "unknown API key")
+    # The right id with a wrong secret reads exactly like an unknown key.
+    wrong = key[:16] + ("A" if key[16] != "A" else "B") + key[17:]
+    refused(get(g, key=wrong), 401, "invalid_api_key", "unknown API key")
+    for bad in ("short", key[:10] + " " + key[11:], key + "\xe9", "k" * 129):
+        refused(get(g, key=bad), 401, "invalid_api_key", "malformed API key")
+    # Two fields, equal or not, are refused; one valid key still passes.
+    two = fetch(g.port, "GET", "/echo", headers=[("x-api-key", key), ("x-api-key", key)])
+    refused(two, 401, "invalid_api_key", "more than one")
+    two = fetch(g.port, "GET", "/echo", headers=[("X-Api-Key", key), ("x-api-key", unknown)])
+    refused(two, 401, "invalid_api_key", "more than one")
+    assert get(g, key=key).status == 200
+
+
+def test_lifecycle_while_running(gatehouse, upstream, tmp_path):
+    g, _ = start(gatehouse, upstream, tmp_path)
+    key, kid = create(g, "alice")
+    assert get(g, key=key).status == 200
+    # Rotation with a grace: both keys work; the new one names the consumer.
+    r = cli(g.config_path, "rotate", kid, "--grace", "1h")
+    new = KEY_RE.search(r.stdout).group(0)
+    assert new != key
+    assert get(g, key=key).status == 200
+    assert echo_of(get(g, key=new))["headers"] and hdr(echo_of(get(g, key=new))["headers"],
+                                                       "x-consumer") == ["alice"]
+    # Rotation without a grace: the old key is replaced at once.
+    r = cli(g.config_path, "rotate", new[3:15], "--grace", "0s")
+    newer = KEY_RE.search(r.stdout).group(0)
+    refused(get(g, key=new), 401, "invalid_api_key", "replaced")
+    assert get(g, key=newer).status == 200
+    # Revocation (cache_ttl 0: at the next request).
+    cli(g.config_path, "revoke", newer[3:15])
+    refused(get(g, key=newer), 401, "invalid_api_key", "revoked API key")
+    # Expiry and disabling, written into the store's file.
+    key2, kid2 = create(g, "bob")
+    assert get(g, key=key2).status == 200
+    db = sqlite3.connect(str(tmp_path / "gh.db"), timeout=10)
+    cols = [c[1] for c in db.execute("PRAGMA table_info(api_keys)")]
+    assert "expires_at" in cols and "enabled" in cols, cols
+    db.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?", (int(time.time()) - 5, kid2))
+    db.commit()
+    refused(get(g, key=key2), 401, "invalid_api_key", "expired API key")
+    db.execute("UPDATE api_keys SET expires_at = 0, enabled = 0 WHERE id = ?", (kid2,))
+    db.commit()
+    refused(get(g, key=key2), 401, "invalid_api_key", "disabled API key")
+    db.close()
+
+
+def test_keys_survive_a_restart(gatehouse, upstream, tmp_path):
+    up = upstream()
+    cfg = config(up, tmp_path / "gh.db")
+    g = gatehouse(cfg)
+    key, _ = create(g, "alice")
+    assert get(g, key=key).status == 200
+    assert g.stop() == 0
+    g2 = gatehouse(cfg)
+    assert get(g2, key=key).status == 200
+
+
+def test_cached_key_and_revocation_bound(gatehouse, upstream, tmp_path):
+    """With a cache_ttl, a revocation takes effect once the worker's entry
+    is older than it; negative entries are remembered for
+    negative_cache_ttl (a key created meanwhile waits that long)."""
+    g, _ = start(gatehouse, upstream, tmp_path,
+                 apikeys={"keys": {"cache_ttl": "1s", "negative_cache_ttl": "1s"}})
+    key, kid = create(g, "alice")
+    assert get(g, key=key).status == 200
+    cli(g.config_path, "revoke", kid)
+    t0 = time.monotonic()
+    wait_for(lambda: get(g, key=key).status == 401, 5, "revocation after cache_ttl", interval=0.05)
+    assert time.monotonic() - t0 < 4
+
+
+def test_query_parameter_key(gatehouse, upstream, tmp_path):
+    log = tmp_path / "access.log"
+    up = upstream()
+    cfg = config(up, tmp_path / "gh.db", apikeys={"keys": {"query": "api_key", "header": "x-api-key",
+                                                           "cache_ttl": "0s"}}, access_log=log)
+    cfg["access_log"]["fields"].append("query")
+    g = gatehouse(cfg)
+    key, _ = create(g, "alice")
+    r = get(g, f"/echo?a=1&api_key={key}&b=2")
+    assert r.status == 200, r.body
+    assert echo_of(r)["target"] == "/echo?a=1&b=2", echo_of(r)
+    # The same key in the field and the parameter is one key; two different ones are refused.
+    assert get(g, f"/echo?api_key={key}", key=key).status == 200
+    refused(get(g, f"/echo?api_key={key}", key="gh_" + "a" * 12 + "_" + "B" * 43), 401,
+            "invalid_api_key", "more than one")
+    refused(get(g, f"/echo?api_key={key}&API_KEY={key}"), 401, "invalid_api_key", "more than one")
+    wait_for(lambda: len(read_json_lines(log)) >= 4, 5, "log lines")
+    assert key not in log.read_text()
+
+
+def test_forward_key_true_keeps_it(gatehouse, upstream, tmp_path):
+    g, _ = start(gatehouse, upstream, tmp_path,
+                 apikeys={"keys": {"forward_key": True, "consumer_header": "x-who", "cache_ttl": "0s"}})
+    key, _ = create(g, "alice")
+    seen = echo_of(get(g, key=key, headers=[("x-who", "root")]))["headers"]
+    assert hdr(seen, "x-api-key") == [key] and hdr(seen, "x-who") == ["alice"], seen
+
+
+def test_keys_with_jwts(gatehouse, upstream, tmp_path):
+    rsa = rsa_key()
+    jwt = {"corp": provider(keys=[rsa])}
+    routes = [
+        {"name": "any", "match": {"path": {"prefix": "/any"}}, "authn": {"any": ["corp", "keys"]}, "to": "app"},
+        {"name": "all", "match": {"path": {"prefix": "/all"}}, "authn": {"all": ["keys", "corp"]}, "to": "app"},
+        {"name": "opt", "match": {"path": {"prefix": "/opt"}}, "authn": {"optional": ["keys"]}, "to": "app"},
+    ]
+    g, _ = start(gatehouse, upstream, tmp_path, routes=routes, jwt=jwt)
+    key, _ = create(g, "alice")
+    tok = mint(rsa, sub="svc")
+    bearer = [("Authorization", f"Bearer {tok}")]
+    unknown = "gh_" + "a" * 12 + "_" + "B" * 43
+    # any: either credential; a key that is there decides.
+    assert get(g, "/any", key=key).status == 200
+    assert get(g, "/any", headers=bearer).status == 200
+    assert get(g, "/any").status == 401
+    refused(get(g, "/any", key=unknown, headers=bearer), 401, "invalid_api_key", "unknown")
+    # all: both.
+    r = get(g, "/all", key=key, headers=bearer)
+    assert r.status == 200, r.body
+    seen = echo_of(r)["headers"]
+    assert hdr(seen, "x-consumer") == ["alice"], seen
+    refused(get(g, "/all", headers=bearer), 401, "missing_api_key", "no API key")
+    assert get(g, "/all", key=key).status == 401
+    # optional: nothing passes, an invalid key never does.
+    assert get(g, "/opt").status == 200
+    refused(get(g, "/opt", key=unknown), 401, "invalid_api_key", "unknown")
+    assert get(g, "/opt", key=key).status == 200
+
+
+def test_store_that_cannot_be_opened_is_503_and_not_ready(gatehouse, upstream, tmp_path):
+    up = upstream()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    cfg = config(up, blocker / "gh.db")
+    cfg["admin"] = {"listen": f"127.0.0.1:{free_port()}"}
+    g = gatehouse(cfg)
+    r = get(g, key="gh_" + "a" * 12 + "_" + "B" * 43)
+    assert r.status == 503, r.body
+    assert body(r)["error"] == "service_unavailable"
+    assert "store" in body(r)["detail"]
+
+
+def test_config_errors(gatehouse, tmp_path):
+    import harness
+    bad = [
+        ({"keys": {"header": "content-length"}}, "header 'content-length'"),
+        ({"keys": {"consumer_header": "host"}}, "consumer_header 'host'"),
+        ({"keys": {"query": "a&b"}}, "not a plain parameter name"),
+        ({"keys": {"cache_ttl": "2h"}}, "cache_ttl is at most 1h"),
+        ({"keys": {"bogus": 1}}, "bogus"),
+    ]
+    for apikeys, msg in bad:
+        text = harness.to_yaml({
+            "listeners": [{"name": "e", "listen": "127.0.0.1:1", "routes": [
+                {"match": {"path": {"prefix": "/"}}, "authn": "keys", "direct_response": {"status": 200}}]}],
+            "providers": {"apikeys": apikeys}})
+        p = tmp_path / "bad.yaml"
+        p.write_text(text)
+        r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True, text=True)
+        assert r.returncode != 0 and msg in r.stderr, (apikeys, r.stderr)
+    # A name that is both a jwt and an apikeys provider.
+    text = harness.to_yaml({
+        "listeners": [{"name": "e", "listen": "127.0.0.1:1", "routes": [
+            {"match": {"path": {"prefix": "/"}}, "direct_response": {"status": 200}}]}],
+        "providers": {"jwt": {"k": provider(keys=[rsa_key()])}, "apikeys": {"k": {}}}})
+    p.write_text(text)
+    r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True, text=True)
+    assert r.returncode != 0 and "both a jwt and an apikeys provider" in r.stderr, r.stderr
+    assert ISS
