@@ -176,7 +176,8 @@ def test_each_field(gatehouse, upstream, tmp_path):
     expect_denied(req(g, "/principal"), "allow-alice")
     expect_denied(req(g, "/anon"), "deny-anonymous", "denied by policy deny-anonymous")
     expect_ok(req(g, "/anon", tok()))
-    # consumers: no API keys yet, so no consumer matches
+    # consumers: no API key on this route, so no consumer matches (with
+    # keys: test_api_key_consumers_and_scopes)
     expect_denied(req(g, "/consumer"), "allow-consumer")
 
     # conditions: claims (array element, nested), scopes (scope and scp)
@@ -359,3 +360,35 @@ def test_config_errors(tmp_path):
         assert rc != 0 and want in out, f"want {want!r}, got rc={rc}: {out}"
     rc, out = validate(tmp_path, BASE % ("", "    policies: [ok]", ""))
     assert rc == 0, out
+
+
+def test_api_key_consumers_and_scopes(gatehouse, upstream, tmp_path):
+    """consumers and request.auth.scopes over real API keys (the apikey
+    provider, keys made by the CLI in the SQLite store)."""
+    from test_apikey_auth import config as key_config, create, get as key_get
+
+    up = upstream()
+    routes = [
+        {"name": "acme", "match": {"path": {"prefix": "/acme"}}, "authn": "keys",
+         "policies": ["acme-only"], "to": "app"},
+        {"name": "readers", "match": {"path": {"prefix": "/read"}}, "authn": "keys",
+         "policies": ["no-bob", "readers"], "to": "app"},
+    ]
+    cfg = key_config(up, tmp_path / "gh.db", routes=routes)
+    cfg["policies"] = {
+        "acme-only": pol(rules=[frm(consumers=["acme-*"])]),
+        "no-bob": pol("DENY", [frm(not_consumers=["acme-*", "carol"])]),
+        "readers": pol(rules=[when(("request.auth.scopes", {"values": ["orders.read"]}))]),
+    }
+    g = gatehouse(cfg)
+    acme, _ = create(g, "acme-corp", "--scopes", "orders.read,orders.write")
+    bob, _ = create(g, "bob", "--scopes", "orders.read")
+    carol, _ = create(g, "carol", "--scopes", "orders.write")
+    assert key_get(g, "/acme", acme).status == 200
+    expect_denied(key_get(g, "/acme", bob), "acme-only")
+    assert key_get(g, "/acme").status == 401  # no key: authn refuses before any policy
+    assert key_get(g, "/read", acme).status == 200
+    expect_denied(key_get(g, "/read", bob), "no-bob")
+    expect_denied(key_get(g, "/read", carol), "readers")
+    # A forged consumer header is not the consumer.
+    expect_denied(key_get(g, "/acme", bob, headers=[("x-consumer", "acme-corp")]), "acme-only")
