@@ -396,6 +396,9 @@ static void on_ak_timer(uv_timer_t *t)
  * the cache's last counts go to the store when the state is freed. */
 static void ak_timer_start(gh_stream_t *s, wstate_t *w)
 {
+    /* The loop the lookups run on, for gh_store_loop_end when the worker's
+     * state goes (set before the first lookup, whatever the timer does). */
+    w->loop = gh_stream_loop(s);
     if (w->ak_timer_on)
         return;
     w->worker_id = gh_stream_worker_id(s);

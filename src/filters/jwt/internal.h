@@ -151,6 +151,10 @@ typedef struct {
     size_t num_ak_dirty;
     uv_timer_t ak_timer;
     int ak_timer_on;
+    /* The worker's loop once it looked a key up: when the worker ends
+     * (this state is freed on the main thread after the loop was run out),
+     * gh_store_loop_end(loop) releases the store's connections on it. */
+    uv_loop_t *loop;
     unsigned worker_id;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
