@@ -107,8 +107,8 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
             rc = gh_rs_record(r->element, req->key.id, &rec, hash, &why);
         }
         if (rc == -EIO)
-            GH_LOG(GH_LOG_ERROR, "store", "%s: lookup of key %s: %s",
-                   gh_store_describe(req->store), req->key.id, why ? why : "malformed record");
+            GH_LOG(GH_LOG_ERROR, "store", "%s: lookup of key %s: %s", gh_store_describe(req->store),
+                   req->key.id, why ? why : "malformed record");
     }
     /* finish frees req (and rq with it), and may drop the store's last
      * reference: nothing of either is used after it. */

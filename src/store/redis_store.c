@@ -33,17 +33,17 @@
 #include "store/redis_store.h"
 
 #define SCHEMA_VERSION "1"
-#define SYNC_TIMEOUT_MIN_MS 1000u  /* the CLI's and the admin API's quick calls */
-#define BULK_TIMEOUT_MS 10000u     /* list, import, usage: scripts over many keys */
+#define SYNC_TIMEOUT_MIN_MS 1000u /* the CLI's and the admin API's quick calls */
+#define BULK_TIMEOUT_MS 10000u    /* list, import, usage: scripts over many keys */
 #define CONNECT_TIMEOUT_MIN_MS 1000u
-#define LIST_CHUNK 1000          /* records per call when listing every key */
-#define IMPORT_MAX_ROWS 100000u  /* rows in one import (one script) */
-#define WRITER_TTL_S "86400"     /* how long a writer's last batch number is kept */
+#define LIST_CHUNK 1000         /* records per call when listing every key */
+#define IMPORT_MAX_ROWS 100000u /* rows in one import (one script) */
+#define WRITER_TTL_S "86400"    /* how long a writer's last batch number is kept */
 #define USAGE_MAX "9223372036854775807"
 
 const char *const gh_rs_fields[RF_COUNT] = {
-    "hash",       "consumer",   "plan",       "scopes",      "description", "enabled",
-    "source",     "created_at", "expires_at", "revoked_at",  "grace_until", "replaced_by",
+    "hash",   "consumer",   "plan",       "scopes",     "description", "enabled",
+    "source", "created_at", "expires_at", "revoked_at", "grace_until", "replaced_by",
 };
 
 #define LUA_FIELDS                                                                                 \
@@ -441,7 +441,7 @@ int gh_rs_record(struct redisReply *const *el, const char *id, gh_apikey_t *out,
     }
     out->enabled = en->str[0] == '1';
     out->source = src->len == 10 && memcmp(src->str, "aws-import", 10) == 0 ? GH_APIKEY_IMPORTED
-                                                                             : GH_APIKEY_GENERATED;
+                                                                            : GH_APIKEY_GENERATED;
     if (!is_nil(rb)) {
         memcpy(out->replaced_by, rb->str, GH_APIKEY_ID_LEN);
         out->replaced_by[GH_APIKEY_ID_LEN] = '\0';
@@ -494,8 +494,8 @@ static int io_fail(gh_store_t *st, gh_store_error_t *err, const char *what, int 
         return gh_store_fail(err, -EIO, "%s: %s: no answer from Redis within %llu ms", d, what,
                              (unsigned long long)timeout_ms);
     case -ECONNRESET:
-        return gh_store_fail(err, -EIO,
-                             "%s: %s: the connection to Redis broke before its answer", d, what);
+        return gh_store_fail(err, -EIO, "%s: %s: the connection to Redis broke before its answer",
+                             d, what);
     default:
         return gh_store_fail(err, -EIO, "%s: %s: Redis call failed: %s", d, what, strerror(-rc));
     }
@@ -623,8 +623,8 @@ static int resolve(const char *address, char *host, size_t cap, uint16_t *port,
     const char *ok = inet_ntop(res->ai_family, src, host, (socklen_t)cap);
     freeaddrinfo(res);
     if (ok == NULL)
-        return gh_store_fail(err, -EIO, "store address '%s': cannot use the address of %s",
-                             address, name);
+        return gh_store_fail(err, -EIO, "store address '%s': cannot use the address of %s", address,
+                             name);
     return 0;
 }
 
@@ -653,7 +653,10 @@ static int schema_check(gh_store_t *st, int create, gh_store_error_t *err)
     if (rc != 0) {
         uv_mutex_unlock(&q->slock);
         GH_LOG(GH_LOG_WARN, "store", "%s: Redis is not reachable now (%s); using it when it is",
-               gh_store_describe(st), strerror(-rc));
+               gh_store_describe(st),
+               rc == -ENOTCONN    ? "cannot connect"
+               : rc == -ETIMEDOUT ? "no answer in time"
+                                  : strerror(-rc));
         return 0;
     }
     if (r->type == REDIS_REPLY_NIL && create) {
@@ -1079,8 +1082,8 @@ static int usage_send(gh_store_t *st, const gh_store_usage_entry_t *e, size_t n,
     for (size_t i = 0; i < n; i++)
         arg_fmt(&a, "%llu",
                 (unsigned long long)(e[i].count > INT64_MAX ? (uint64_t)INT64_MAX : e[i].count));
-    int rc = script_on(st, q->bulk, bulk_timeout(q), &s_usage, "usage", (int)n + 1, &a, &r, raw,
-                       err);
+    int rc =
+        script_on(st, q->bulk, bulk_timeout(q), &s_usage, "usage", (int)n + 1, &a, &r, raw, err);
     args_dispose(&a);
     gh_redis_reply_free(r);
     return rc;
@@ -1125,8 +1128,8 @@ static int rs_usage_write(gh_store_t *st, const gh_store_usage_entry_t *e, size_
                 q->doubt = copy;
                 q->num_doubt = n;
                 q->doubt_seq = seq;
-                GH_LOG(GH_LOG_WARN, "store", "%s: %s; the usage counts will be sent again",
-                       gh_store_describe(st), err != NULL ? err->msg : "no answer");
+                GH_LOG(GH_LOG_WARN, "store", "%s; these usage counts will be sent again",
+                       err != NULL ? err->msg : "a usage write got no answer");
                 rc = 0;
             }
         }
@@ -1155,8 +1158,7 @@ static int rs_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_
     int rc = gh_redis_sync_command(q->bulk, (int)a.n, a.v, a.lens, 1u << 1, &r);
     uv_mutex_unlock(&q->block);
     args_dispose(&a);
-    if (rc != 0 || r->type != REDIS_REPLY_ARRAY ||
-        r->elements != (size_t)(to_day - from_day + 1)) {
+    if (rc != 0 || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)(to_day - from_day + 1)) {
         rc = io_fail(st, err, "usage", rc, r, bulk_timeout(q));
         gh_redis_reply_free(r);
         return rc;
