@@ -335,6 +335,8 @@ void gh_rs_loop_end(uv_loop_t *loop)
                    "a loop ended with its store handles open; its Redis client is leaked");
             continue;
         }
+        gh_redis_stats_t s;
+        gh_redis_stats(lc->c, &s);
         gh_redis_close(lc->c); /* in-flight lookups end here with -ESHUTDOWN */
         lc->c = NULL;
         gh_rs_req_t *lists[2] = {lc->done, lc->parked};
@@ -345,5 +347,8 @@ void gh_rs_loop_end(uv_loop_t *loop)
                 gh_store_req_finish(rq->req, i == 0 ? rq->status : -ESHUTDOWN, NULL, NULL);
             }
         free(lc);
+        GH_LOG(GH_LOG_DEBUG, "store",
+               "released the Redis client of a loop that ended (%llu lookups sent on it)",
+               (unsigned long long)s.commands);
     }
 }
