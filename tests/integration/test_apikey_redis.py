@@ -134,6 +134,7 @@ def test_redis_killed_and_restarted(gatehouse, upstream, redis_server):
     # ...and the cached one needs the store again once its cache_ttl is over.
     for g in (g1, g2):
         wait_for(lambda g=g: status(g, cached) == 503, 20, "the cached key's entry to expire")
+        assert "store lookup failed: no connection to the store" in g.stderr, g.stderr_tail()
     # The CLI says what is wrong, and fails.
     r = cli(g1.config_path, "list", check=False)
     assert r.returncode != 0 and "cannot connect to Redis" in r.stderr, (r.returncode, r.stderr)
