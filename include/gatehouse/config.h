@@ -18,6 +18,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <gatehouse/cidr.h>
+#include <gatehouse/limiter.h>
 
 #include <gatehouse/path.h>
 
@@ -189,6 +190,7 @@ typedef struct {
 typedef struct {
     char *name; /* from config, or "listener/#index" when omitted */
     size_t index;
+    size_t listener; /* its listener's index in gh_config_t.listeners */
 
     /* match; a missing part matches everything */
     char **hosts; /* lower-cased; exact "api.example.com" or wildcard "*.example.com" */
@@ -211,8 +213,9 @@ typedef struct {
     gh_authn_conf_t *authn; /* the authn filter's conf, or NULL: no authentication (borrowed) */
 
     /* The sections of registered filter types (gatehouse/filter.h) this
-     * route has, in registry (phase) order; each conf owned here and freed
-     * by its type's free_conf. */
+     * route has, in registry (phase) order, including those it has only
+     * because its listener has them (a type's parse_listener); each conf
+     * owned here and freed by its type's free_conf. */
     struct gh_route_filter_s {
         const struct gh_filter_type_s *type;
         void *conf;
@@ -250,6 +253,11 @@ typedef struct {
     size_t num_trusted_proxies;
     uint32_t max_connections;       /* open client connections per worker; default 10000 */
     uint32_t max_conns_per_address; /* per client address, per worker; default 0 = no limit */
+    /* Sections of filter types that a listener may carry for all its
+     * routes (gh_filter_type_t.parse_listener), in registry order; each
+     * conf owned here and freed by its type's free_conf. */
+    struct gh_route_filter_s *filters;
+    size_t num_filters;
 } gh_listener_conf_t;
 
 typedef enum {
@@ -380,6 +388,25 @@ typedef struct {
     char *prefix;        /* prefix of every key; default "gatehouse:" */
 } gh_store_conf_t;
 
+/* ---- usage plans (plans:), docs/rate-limits.md ---- */
+
+typedef struct {
+    char *route;      /* a route's name (in any listener) */
+    int has_throttle; /* a throttle per consumer on that route, besides the plan's */
+    gh_rate_t throttle;
+} gh_plan_route_t;
+
+typedef struct {
+    char *name;
+    int has_throttle; /* per consumer, on every route: steady rate and burst */
+    gh_rate_t throttle;
+    int has_quota; /* per consumer: requests per day, week or month */
+    gh_quota_t quota;
+    int restrict_routes; /* `routes:` given: a key of this plan may call only those */
+    gh_plan_route_t *routes;
+    size_t num_routes;
+} gh_plan_t;
+
 typedef struct {
     char *path;                /* the file it came from */
     uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
@@ -395,12 +422,23 @@ typedef struct {
     gh_apikey_provider_conf_t *apikey_providers;
     size_t num_apikey_providers;
 
+    /* Top-level sections owned by filter types (gh_filter_type_t
+     * .parse_section: `policies`), in registry order; each freed by its
+     * type's free_section. */
+    struct gh_config_section_s {
+        const struct gh_filter_type_s *type;
+        void *section;
+    } * sections;
+    size_t num_sections;
+
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;
     gh_tracing_conf_t tracing;
 
     char *state_dir; /* files gatehouse makes (the store); default "state" */
     gh_store_conf_t store;
+    gh_plan_t *plans;
+    size_t num_plans;
 } gh_config_t;
 
 /* Loads and validates path. Returns a new tree (caller owns; free with
@@ -431,6 +469,26 @@ struct gh_yaml_node_s;
 int gh_config_parse_authn(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
                           const gh_config_t *cfg, gh_route_t *r);
 void gh_config_free_authn(gh_authn_conf_t *a);
+
+/* Rates and quotas as `plans:` and `rate_limits:` write them (src/config/
+ * plans.c): a rate ("10/s" or {requests, per}); a map's `rate` and
+ * optional `burst` (default: the rate's requests); a quota {limit, period,
+ * offset}. Errors through gh_yaml_error. */
+int gh_config_parse_rate(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
+                         gh_rate_t *out);
+int gh_config_parse_rate_burst(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *map,
+                               gh_rate_t *out);
+int gh_config_parse_quota(const struct gh_yaml_doc_s *doc, const struct gh_yaml_node_s *node,
+                          gh_quota_t *out);
+/* The plan called name, or NULL. */
+const gh_plan_t *gh_config_plan_find(const gh_config_t *cfg, const char *name);
+/* A filter type's top-level section (gh_filter_type_t.parse_section), or
+ * NULL when the type has none or parsed it into NULL. Borrowed. */
+const void *gh_config_section(const gh_config_t *cfg, const struct gh_filter_type_s *type);
+/* The conf a filter type parsed from listener number `listener`
+ * (gh_filter_type_t.parse_listener), or NULL. Borrowed. */
+const void *gh_config_listener_conf(const gh_config_t *cfg, size_t listener,
+                                    const struct gh_filter_type_s *type);
 
 /* The one check of a header name that an option makes gatehouse set or
  * drop (claims_to_headers, payload_header, direct_response headers, and

@@ -295,6 +295,9 @@ json_t *gh_jwt_payload(const gh_jwt_t *t);
  * ("https://example.com/roles") is found too: at each level the longest
  * matching name wins. Borrowed from the token; builds the tree (above). */
 json_t *gh_jwt_claim(const gh_jwt_t *t, const char *path);
+/* The same lookup in any JSON object (claims decoded by someone else: the
+ * rate_limits filter's claim keys). Borrowed from root; NULL when absent. */
+json_t *gh_jwt_json_path(json_t *root, const char *path, size_t len);
 
 /* gh_jwt_claim rendered by gh_jwt_claim_render, without building the tree
  * when path names a top-level string. Returns the length, -ENOENT when the

@@ -339,6 +339,11 @@ static json_t *lookup(json_t *o, const char *path, size_t len, int depth)
     return NULL;
 }
 
+json_t *gh_jwt_json_path(json_t *root, const char *path, size_t len)
+{
+    return lookup(root, path, len, 0);
+}
+
 json_t *gh_jwt_claim(const gh_jwt_t *t, const char *path)
 {
     json_t *tree = gh_jwt_payload(t);

@@ -807,6 +807,12 @@ static void reply_send(gh_stream_t *s, char *buf, size_t len)
 void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
                                 const char *extra)
 {
+    gh_stream_reply_error_members(s, status, code, detail, NULL, 0, extra);
+}
+
+void gh_stream_reply_error_members(gh_stream_t *s, int status, const char *code, const char *detail,
+                                   const char *const *members, size_t n, const char *extra)
+{
     if (reply_begin(s, status, detail) < 0)
         return;
     gh_conn_t *c = s->conn;
@@ -825,8 +831,8 @@ void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, co
         lines[el + s->res_add_len] = '\0';
     }
     size_t len;
-    char *buf = gh_reply_error_build_with(status, code, detail, lines, !c->keep_alive,
-                                          is_head_request(s), &len);
+    char *buf = gh_reply_error_build_members(status, code, detail, members, n, lines,
+                                             !c->keep_alive, is_head_request(s), &len);
     if (buf == NULL) {
         gh_stream_abort(s, "out of memory");
         return;
@@ -878,27 +884,48 @@ static char *put_field_line(char *o, const char *name, size_t n, const char *val
     return o;
 }
 
-int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
-                                  const char *value, size_t value_len)
+/* Room for len more bytes of response fields (s->res_add) after those
+ * added so far: a pointer to them, or NULL when out of memory. */
+static char *res_add_room(gh_stream_t *s, size_t len)
 {
-    if (response_field_refused(name, name_len, value, value_len))
-        return -1;
-    size_t need = s->res_add_len + field_line_len(name_len, value_len);
+    size_t need = s->res_add_len + len;
     if (need > s->res_add_cap) {
         size_t cap = s->res_add_cap ? s->res_add_cap * 2 : 256;
         while (cap < need)
             cap *= 2;
         char *nb = gh_arena_alloc(&s->arena, cap);
         if (nb == NULL)
-            return -1;
+            return NULL;
         if (s->res_add_len > 0)
             memcpy(nb, s->res_add, s->res_add_len);
         s->res_add = nb;
         s->res_add_cap = cap;
     }
-    put_field_line(s->res_add + s->res_add_len, name, name_len, value, value_len);
-    s->res_add_len = need;
+    return s->res_add + s->res_add_len;
+}
+
+int gh_stream_add_response_header(gh_stream_t *s, const char *name, size_t name_len,
+                                  const char *value, size_t value_len)
+{
+    if (response_field_refused(name, name_len, value, value_len))
+        return -1;
+    size_t len = field_line_len(name_len, value_len);
+    char *o = res_add_room(s, len);
+    if (o == NULL)
+        return -1;
+    put_field_line(o, name, name_len, value, value_len);
+    s->res_add_len += len;
     return 0;
+}
+
+char *gh_stream_response_lines_reserve(gh_stream_t *s, size_t max)
+{
+    return res_add_room(s, max);
+}
+
+void gh_stream_response_lines_commit(gh_stream_t *s, size_t used)
+{
+    s->res_add_len += used;
 }
 
 void gh_stream_reply(gh_stream_t *s, int status, const gh_h1_header_t *headers, size_t num_headers,
@@ -1214,6 +1241,17 @@ void gh_stream_set_ctx(gh_stream_t *s, void *ctx)
 const char *gh_stream_client_address(const gh_stream_t *s)
 {
     return s->client;
+}
+
+const char *gh_stream_peer_address(const gh_stream_t *s)
+{
+    return s->conn->peer;
+}
+
+const char *gh_stream_host(const gh_stream_t *s, size_t *len)
+{
+    *len = s->host_len;
+    return s->host != NULL ? s->host : "";
 }
 
 void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,

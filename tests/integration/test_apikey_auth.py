@@ -275,3 +275,50 @@ def test_config_errors(gatehouse, tmp_path):
     r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True, text=True)
     assert r.returncode != 0 and "both a jwt and an apikeys provider" in r.stderr, r.stderr
     assert ISS
+
+
+def test_usage_plans_with_real_keys(gatehouse, upstream, tmp_path):
+    """A key's plan (from its record in the store) is enforced by the
+    rate_limits filter on every authenticated route: its quota per
+    consumer, a rotated key sharing it, its routes (403 elsewhere), and a
+    plan the config does not have (403)."""
+    up = upstream()
+    routes = [
+        {"name": "api", "match": {"path": {"prefix": "/api"}}, "authn": "keys", "to": "app"},
+        {"name": "other", "match": {"path": {"prefix": "/other"}}, "authn": "keys", "to": "app"},
+    ]
+    cfg = config(up, tmp_path / "gh.db", routes=routes)
+    cfg["plans"] = {
+        "bronze": {"quota": {"limit": 3, "period": "day"}},
+        "gold": {"routes": {"api": {}}},
+    }
+    g = gatehouse(cfg)
+    bronze, bid = create(g, "alice", "--plan", "bronze")
+    for _ in range(2):
+        assert get(g, "/api/x", key=bronze).status == 200
+    # A rotated key counts against its consumer's quota, not a fresh one.
+    r = cli(g.config_path, "rotate", bid, "--grace", "1h")
+    newer = KEY_RE.search(r.stdout).group(0)
+    assert get(g, "/other/x", key=newer).status == 200
+    r = get(g, "/api/x", key=bronze)
+    assert r.status == 429, r.body
+    assert body(r)["error"] == "rate_limited"
+    assert int(hdr(r.headers, "retry-after")[0]) > 0
+    assert hdr(r.headers, "ratelimit") and hdr(r.headers, "ratelimit-policy"), r.headers
+    assert get(g, "/api/x", key=newer).status == 429
+    # Another consumer has its own quota.
+    other, _ = create(g, "bob", "--plan", "bronze")
+    assert get(g, "/api/x", key=other).status == 200
+    # A plan's routes: others are 403, valid but not allowed here.
+    gold, _ = create(g, "carol", "--plan", "gold")
+    assert get(g, "/api/x", key=gold).status == 200
+    r = get(g, "/other/x", key=gold)
+    assert r.status == 403, r.body
+    assert body(r)["error"] == "forbidden"
+    # A plan the config does not have: 403, not unlimited.
+    ghost, _ = create(g, "dave", "--plan", "platinum")
+    assert get(g, "/api/x", key=ghost).status == 403
+    # No plan: no plan limits.
+    free, _ = create(g, "erin")
+    for _ in range(5):
+        assert get(g, "/api/x", key=free).status == 200

@@ -315,8 +315,10 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
 {
     e->found = status == 0;
     e->store = e->found && store != NULL ? gh_store_ref(store) : NULL;
-    if (!e->found)
+    if (!e->found) {
+        e->valid_until = 1; /* never valid: the short path leaves it to ak_entry_reason */
         return 0;
+    }
     size_t cn = strlen(k->consumer), pn = k->plan ? strlen(k->plan) : 0,
            sn = k->scopes ? strlen(k->scopes) : 0;
     e->ident_len = cn + 1 + pn + 1 + sn + 1;
@@ -360,8 +362,8 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
     for (int i = 0; i < 2; i++)
         if (ends[i] != 0 && (e->valid_until == 0 || ends[i] < e->valid_until))
             e->valid_until = ends[i];
-    if (k->revoked_at != 0)
-        e->valid_until = 1; /* revoked: over whatever the clock says */
+    if (k->revoked_at != 0 || !k->enabled)
+        e->valid_until = 1; /* revoked or disabled: over whatever the clock says */
     return 0;
 }
 
@@ -638,10 +640,20 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st)
 {
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[0];
-    const char *kv;
-    size_t kn;
-    if (gh_jwtf_ak_find(s, p, &kv, &kn) != 1)
+    /* gh_jwtf_ak_find for one field: exactly one, not empty. */
+    size_t nh, hl = p->from[0].name_len;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh), *kh = NULL;
+    for (size_t i = 0; i < nh; i++) {
+        if (hs[i].name_len != hl || !gh_h1_name_equals(hs[i].name, p->header, hl))
+            continue;
+        if (kh != NULL)
+            return 0;
+        kh = &hs[i];
+    }
+    if (kh == NULL || kh->value_len == 0)
         return 0;
+    const char *kv = kh->value;
+    size_t kn = kh->value_len;
     wstate_t *w = gh_jwtf_worker(s);
     gh_jwtf_ak_runtime_t *ak = fc->ak;
     if (w == NULL || w->ak == NULL || ak->store == NULL)
@@ -650,7 +662,7 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
     if (e == NULL || e->until_ms <= gh_stream_now_ms(s))
         return 0;
     time_t now = time(NULL);
-    if (!e->found || !e->enabled || (e->valid_until != 0 && (int64_t)now >= e->valid_until))
+    if (e->valid_until != 0 && (int64_t)now >= e->valid_until)
         return 0;
     *st = GH_FILTER_REPLIED;
     if ((p->consumer_header != NULL &&

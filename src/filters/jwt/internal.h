@@ -127,7 +127,8 @@ typedef struct {
     gh_store_t *store;
     uint32_t uses;
     int64_t revoked_at, expires_at, grace_until;
-    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when revoked; 0: none */
+    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when not found, revoked or
+                            disabled; 0: none */
     char id[13];
     /* owned: consumer, plan, scopes as NUL-terminated strings back to
      * back; an offset of -1 is an absent string (consumer is at 0) */
