@@ -381,9 +381,9 @@ typedef struct {
     int path_is_default;      /* its directory (state_dir) is created on first open */
     char *state_dir;          /* the directory made for a default path */
     uint64_t busy_timeout_ms; /* wait for another writer's lock; default 5s */
-    /* redis (parsed and checked; its backend comes with the Redis client) */
+    /* redis (src/store/redis_store.c) */
     char *address;       /* "host:port"; default "127.0.0.1:6379" */
-    uint64_t timeout_ms; /* per command; default 250ms */
+    uint64_t timeout_ms; /* per lookup command; default 250ms */
     uint32_t pool;       /* connections per worker; default 2 */
     char *prefix;        /* prefix of every key; default "gatehouse:" */
 } gh_store_conf_t;

@@ -398,6 +398,9 @@ static void on_ak_timer(uv_timer_t *t)
  * the cache's last counts go to the store when the state is freed. */
 static void ak_timer_start(gh_stream_t *s, wstate_t *w)
 {
+    /* The loop the lookups run on, for gh_store_loop_end when the worker's
+     * state goes (set before the first lookup, whatever the timer does). */
+    w->loop = gh_stream_loop(s);
     if (w->ak_timer_on)
         return;
     w->worker_id = gh_stream_worker_id(s);
@@ -422,6 +425,44 @@ struct gh_jwtf_ak_pending_s {
     int have_local;
 };
 
+static const char *lookup_error(int status)
+{
+    switch (status) {
+    case -ENOTCONN:
+        return "no connection to the store (Redis down or unreachable)";
+    case -ETIMEDOUT:
+        return "no answer from the store within its timeout";
+    case -ECONNRESET:
+        return "the connection to the store broke";
+    default:
+        return strerror(-status);
+    }
+}
+
+/* A store that is down fails every lookup: logged once per worker every
+ * 10 s, with how many failed meanwhile, not once per request. */
+static void lookup_failed_log(gh_stream_t *s, const gh_apikey_provider_conf_t *p, int status)
+{
+    wstate_t *w = gh_jwtf_worker(s);
+    uint64_t now = gh_stream_now_ms(s);
+    if (w != NULL && w->ak_fail_logged_ms != 0 && now - w->ak_fail_logged_ms < 10000) {
+        w->ak_fail_quiet++;
+        return;
+    }
+    if (w != NULL && w->ak_fail_quiet > 0)
+        GH_LOG(GH_LOG_WARN, "apikeys",
+               "provider '%s': store lookup failed: %s (and %llu more "
+               "since the last report)",
+               p->name, lookup_error(status), (unsigned long long)w->ak_fail_quiet);
+    else
+        GH_LOG(GH_LOG_WARN, "apikeys", "provider '%s': store lookup failed: %s", p->name,
+               lookup_error(status));
+    if (w != NULL) {
+        w->ak_fail_logged_ms = now;
+        w->ak_fail_quiet = 0;
+    }
+}
+
 static void lookup_done(void *arg, int status, const gh_apikey_t *key)
 {
     gh_jwtf_ak_pending_t *pd = arg;
@@ -433,8 +474,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
     const gh_authn_filter_conf_t *fc = pd->fc;
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[pd->k];
     if (status != 0 && status != -ENOENT) {
-        GH_LOG(GH_LOG_WARN, "apikeys", "provider '%s': store lookup failed: %s", p->name,
-               strerror(-status));
+        lookup_failed_log(s, p, status);
         gh_jwtf_ak_refuse(s, fc, pd->k, GH_AK_STORE_UNAVAILABLE, NULL);
         return;
     }

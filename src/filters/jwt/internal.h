@@ -152,6 +152,12 @@ typedef struct {
     size_t num_ak_dirty;
     uv_timer_t ak_timer;
     int ak_timer_on;
+    /* The worker's loop once it looked a key up: when the worker ends
+     * (this state is freed on the main thread after the loop was run out),
+     * gh_store_loop_end(loop) releases the store's connections on it. */
+    uv_loop_t *loop;
+    /* Failed lookups: when the last was logged, and how many since. */
+    uint64_t ak_fail_logged_ms, ak_fail_quiet;
     unsigned worker_id;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
