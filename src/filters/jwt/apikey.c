@@ -489,6 +489,11 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd)
     pd->handle = NULL;
 }
 
+size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd)
+{
+    return pd != NULL ? pd->k : 0;
+}
+
 /* Applies a valid key's identity and edits. -1: out of memory. */
 static inline int ak_apply(gh_stream_t *s, wstate_t *w, const gh_apikey_provider_conf_t *p,
                            akentry_t *e, gh_store_t *store, uint64_t now)

@@ -512,7 +512,12 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
 {
     const gh_authn_conf_t *a = fc->authn;
     *st = GH_FILTER_REPLIED;
-    for (size_t k = 0; k < a->num_apikeys; k++) {
+    /* Resumed after a lookup: the providers before the one that paused
+     * were decided already (on `all`, accepted and applied: their edits
+     * and counts are not made twice, and without a cache their keys are
+     * not looked up again, which would pause this provider's turn forever;
+     * on any/optional, without a key). */
+    for (size_t k = gh_jwtf_ak_resume_at(pd); k < a->num_apikeys; k++) {
         int r = gh_jwtf_ak_check(s, fc, w, k, &pd);
         if (r < 0) {
             *st = GH_FILTER_PAUSE;

@@ -240,6 +240,9 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
 int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t k,
                      gh_jwtf_ak_pending_t **pending);
 void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
+/* The provider a resumed decision goes on from: the one whose lookup
+ * paused the stream (0 for a NULL pd, a decision not resumed). */
+size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd);
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
 void gh_jwtf_ak_cache_free(wstate_t *w);
 
