@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from harness import echo_of, fetch, free_port, gatehouse_bin, hdr
-from jwt_util import ISS, mint, provider, rsa_key
+from jwt_util import ISS, mint, provider, raw_token, rsa_key
 from ops_util import read_json_lines, wait_for
 
 KEY_RE = re.compile(r"\bgh_[a-z2-7]{12}_[A-Za-z0-9]{43}\b")
@@ -345,3 +345,58 @@ def test_all_route_with_two_key_providers(gatehouse, upstream, tmp_path):
             assert hdr(seen, "x-ca") == ["alice"] and hdr(seen, "x-cb") == ["bob"], seen
         refused(fetch(g.port, "GET", "/echo", headers=[("x-a", a)]), 401, "missing_api_key", "no API key")
         g.stop()
+
+
+def test_all_route_with_two_key_providers(gatehouse, upstream, tmp_path):
+    """`all` with two API-key providers, each key looked up in the store
+    (no cache): the second lookup must not send the first provider back
+    to the store (a request that never ends), and each provider's edits
+    are made once."""
+    up = upstream()
+    routes = [{"name": "all", "match": {"path": {"prefix": "/"}}, "authn": {"all": ["ka", "kb"]}, "to": "app"}]
+    for ttl in ("0s", "30s"):
+        cfg = config(up, tmp_path / f"gh{ttl}.db", routes=routes, apikeys={
+            "ka": {"header": "x-a", "cache_ttl": ttl, "consumer_header": "x-ca"},
+            "kb": {"header": "x-b", "cache_ttl": ttl, "consumer_header": "x-cb"}})
+        g = gatehouse(cfg)
+        a, _ = create(g, "alice")
+        b, _ = create(g, "bob")
+        for _ in range(2):
+            r = fetch(g.port, "GET", "/echo", headers=[("x-a", a), ("x-b", b)], timeout=10)
+            assert r.status == 200, r.body
+            seen = echo_of(r)["headers"]
+            assert hdr(seen, "x-ca") == ["alice"] and hdr(seen, "x-cb") == ["bob"], seen
+        refused(fetch(g.port, "GET", "/echo", headers=[("x-a", a)]), 401, "missing_api_key", "no API key")
+        g.stop()
+
+
+def test_key_decided_route_forwards_no_unverified_token(gatehouse, upstream, tmp_path):
+    """On an any/optional route a key decides, whatever token comes with
+    it: that token was never verified, so it must not reach the upstream,
+    which (forward_token: true) trusts what gatehouse forwards as checked.
+    A forged token beside one's own valid key would otherwise pass as a
+    verified identity."""
+    rsa = rsa_key()
+    jwt = {"corp": provider(keys=[rsa], forward_token=True)}
+    routes = [
+        {"name": "any", "match": {"path": {"prefix": "/any"}}, "authn": {"any": ["corp", "keys"]}, "to": "app"},
+        {"name": "opt", "match": {"path": {"prefix": "/opt"}}, "authn": {"optional": ["keys", "corp"]},
+         "to": "app"},
+    ]
+    g, _ = start(gatehouse, upstream, tmp_path, routes=routes, jwt=jwt)
+    key, _ = create(g, "alice")
+    forged = raw_token({"alg": "RS256", "kid": rsa.kid}, {"iss": ISS, "sub": "admin", "aud": "x"}, b"junk")
+    for target in ("/any", "/opt"):
+        for scheme in ("Bearer", "bearer"):
+            r = get(g, target, key=key, headers=[("Authorization", f"{scheme} {forged}")])
+            assert r.status == 200, r.body
+            seen = echo_of(r)["headers"]
+            assert hdr(seen, "authorization") == [], seen
+            assert hdr(seen, "x-consumer") == ["alice"], seen
+        # Another scheme is no token: it goes on as it came.
+        r = get(g, target, key=key, headers=[("Authorization", "Basic YTpi")])
+        assert hdr(echo_of(r)["headers"], "authorization") == ["Basic YTpi"]
+    # A token that decides (no key) is verified and forwarded as before.
+    tok = mint(rsa, sub="bob")
+    r = get(g, "/any", headers=[("Authorization", f"Bearer {tok}")])
+    assert r.status == 200 and hdr(echo_of(r)["headers"], "authorization") == [f"Bearer {tok}"]

@@ -501,6 +501,37 @@ static int strip_keys(gh_stream_t *s, const gh_authn_conf_t *a, int with_tokens)
     return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
 }
 
+/* An any/optional route that a valid key decided: the keys that are not
+ * forwarded, and every token the JWT providers' locations hold. Those
+ * tokens were never verified (the key decided), so none goes upstream: an
+ * upstream that reads the token (forward_token: true) takes what
+ * gatehouse forwards as checked, and a forged token beside one's own valid
+ * key would pass as a verified identity. */
+static int strip_key_decided(gh_stream_t *s, const gh_authn_conf_t *a)
+{
+    if (a->num_providers == 0)
+        return strip_keys(s, a, 0);
+    strip_t st;
+    if (gh_jwtf_strip_init(s, a, &st) < 0)
+        return -1;
+    for (size_t i = 0; i < a->num_apikeys; i++)
+        if (!a->apikeys[i]->forward_key)
+            for (size_t j = 0; j < a->apikeys[i]->num_from; j++)
+                gh_jwtf_strip_add(&st, &a->apikeys[i]->from[j]);
+    size_t nh;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        for (size_t j = 0; j < p->num_from; j++) {
+            found_t cand = {NULL, 0, &p->from[j]};
+            /* Two tokens there (-1) are no more verified than one. */
+            if (gh_jwtf_find_at(s, hs, nh, &p->from[j], &cand) != 0 || cand.p != NULL)
+                gh_jwtf_strip_add(&st, &p->from[j]);
+        }
+    }
+    return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
+}
+
 /* The route's API-key providers. Returns 1 with *st when they decided the
  * request (accepted on an any/optional route, refused, paused for a
  * lookup), 0 when the JWT providers decide next: on an `all` route after
@@ -531,7 +562,7 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
         }
         if (a->all)
             continue;
-        if (strip_keys(s, a, 0) < 0) {
+        if (strip_key_decided(s, a) < 0) {
             apply_failed(s);
             return 1;
         }
