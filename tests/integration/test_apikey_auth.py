@@ -400,3 +400,38 @@ def test_key_decided_route_forwards_no_unverified_token(gatehouse, upstream, tmp
     tok = mint(rsa, sub="bob")
     r = get(g, "/any", headers=[("Authorization", f"Bearer {tok}")])
     assert r.status == 200 and hdr(echo_of(r)["headers"], "authorization") == [f"Bearer {tok}"]
+
+
+def test_all_route_identity_has_the_tokens_principal(gatehouse, upstream, tmp_path):
+    """`all` with a key and a token: the policies after authn see the
+    token's principal and claims, not only the key's consumer. A DENY on a
+    principal or a claim must not be stepped around by adding a key."""
+    rsa = rsa_key()
+    jwt = {"corp": provider(keys=[rsa])}
+    routes = [
+        {"name": "all", "match": {"path": {"prefix": "/all"}}, "authn": {"all": ["corp", "keys"]},
+         "policies": ["deny-mallory", "deny-banned", "allow-alice-consumer"], "to": "app"},
+        {"name": "rev", "match": {"path": {"prefix": "/rev"}}, "authn": {"all": ["keys", "corp"]},
+         "policies": ["deny-mallory"], "to": "app"},
+    ]
+    up = upstream()
+    log = tmp_path / "access.log"
+    cfg = config(up, tmp_path / "gh.db", routes=routes, jwt=jwt, access_log=log)
+    cfg["policies"] = {
+        "deny-mallory": {"action": "DENY",
+                         "rules": [{"from": [{"source": {"request_principals": [f"{ISS}/mallory"]}}]}]},
+        "deny-banned": {"action": "DENY",
+                        "rules": [{"when": [{"key": "request.auth.claims[role]", "values": ["banned"]}]}]},
+        "allow-alice-consumer": {"action": "ALLOW", "rules": [{"from": [{"source": {"consumers": ["alice"]}}]}]},
+    }
+    g = gatehouse(cfg)
+    key, _ = create(g, "alice")
+    for target in ("/all", "/rev"):
+        r = get(g, target, key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='mallory')}")])
+        assert r.status == 403 and body(r)["policy"] == "deny-mallory", (target, r.status, r.body)
+    r = get(g, "/all", key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='bob', role='banned')}")])
+    assert r.status == 403 and body(r)["policy"] == "deny-banned", r.body
+    r = get(g, "/all", key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='bob', role='user')}")])
+    assert r.status == 200, r.body
+    line = wait_for(lambda: (lambda v: v[-1] if len(v) >= 4 else None)(read_json_lines(log)), 5, "log")
+    assert line["consumer"] == "alice" and line["principal"] == "bob", line

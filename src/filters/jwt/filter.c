@@ -90,8 +90,15 @@ static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt,
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
         return -1;
-    if (id->provider == NULL) {
-        id->provider = rt->conf->name;
+    /* The first token verified gives the principal and the claims. With
+     * `all`, an API key checked before it (keys are checked first) gave
+     * the provider and the scopes, but the token's iss, sub and claims are
+     * still what policies and limits read: without them a DENY on a
+     * principal or a claim would be stepped around by adding a key. */
+    if (id->token == NULL) {
+        int first = id->provider == NULL;
+        if (first)
+            id->provider = rt->conf->name;
         id->token = f->p;
         id->token_len = f->n;
         /* The entry may be evicted while the stream lives: copy. */
@@ -102,7 +109,8 @@ static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt,
             memcpy(b, e->ident, e->ident_len);
             id->issuer = e->iss_off >= 0 ? b + e->iss_off : NULL;
             id->subject = e->sub_off >= 0 ? b + e->sub_off : NULL;
-            id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
+            if (first)
+                id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
         }
     }
     count_ok(s, w, rt);
