@@ -435,3 +435,21 @@ def test_all_route_identity_has_the_tokens_principal(gatehouse, upstream, tmp_pa
     assert r.status == 200, r.body
     line = wait_for(lambda: (lambda v: v[-1] if len(v) >= 4 else None)(read_json_lines(log)), 5, "log")
     assert line["consumer"] == "alice" and line["principal"] == "bob", line
+
+
+def test_key_field_spelled_with_underscores(gatehouse, upstream, tmp_path):
+    """CGI-style upstreams (WSGI, PHP, Rack) read x_api_key as X-Api-Key:
+    the field is compared as they read it, so a second spelling is a second
+    key (refused), never a key gatehouse did not check going upstream with
+    forward_key: true."""
+    g, _ = start(gatehouse, upstream, tmp_path,
+                 apikeys={"keys": {"forward_key": True, "cache_ttl": "0s"}})
+    key, _ = create(g, "alice")
+    other = "gh_" + "a" * 12 + "_" + "B" * 43
+    for name in ("x_api_key", "X_Api-Key", "x-api_key"):
+        refused(fetch(g.port, "GET", "/echo", headers=[("x-api-key", key), (name, other)]),
+                401, "invalid_api_key", "more than one")
+        r = fetch(g.port, "GET", "/echo", headers=[(name, key)])
+        assert r.status == 200, (name, r.body)
+        assert hdr(echo_of(r)["headers"], "x-consumer") == ["alice"]
+

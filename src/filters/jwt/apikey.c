@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <gatehouse/fields.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
@@ -136,7 +137,10 @@ void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t 
 
 /* The key provider p finds in the request: 1 and *key, 0 none, -1 two
  * (two fields, a parameter twice, or different keys in the field and the
- * parameter). An empty field or parameter is no key. */
+ * parameter). An empty field or parameter is no key. Field names are
+ * compared as CGI-style upstreams (WSGI, PHP, Rack) read them, '_' as
+ * '-': "x_api_key" beside "x-api-key" is a second key, which such an
+ * upstream could read instead of the one checked here (forward_key). */
 int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const char **key,
                     size_t *len)
 {
@@ -148,7 +152,7 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
         const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
         size_t hl = p->from[0].name_len;
         for (size_t i = 0; i < nh; i++) {
-            if (!gh_h1_name_is(&hs[i], p->header, hl))
+            if (!gh_field_name_same(hs[i].name, hs[i].name_len, p->header, hl))
                 continue;
             copies++;
             v = hs[i].value;
