@@ -13,6 +13,8 @@
  */
 #include <string.h>
 
+#include <gatehouse/fields.h>
+
 #include "filters/policy/internal.h"
 
 static inline int pat_match(const gh_pat_t *pat, const char *v, size_t n)
@@ -170,7 +172,10 @@ claim_matches(const gh_policy_section_t *sec, gh_policy_req_t *req, uint32_t k, 
 /* Request header fields named name: absent, or their values joined with
  * "," (RFC 9110 section 5.3), which is what Envoy matches and what Istio
  * documents (Authorization Policy Normalization, duplicate headers). A
- * presence pattern ("*") matches a field that is there, even empty. */
+ * presence pattern ("*") matches a field that is there, even empty. Names
+ * are compared as CGI-style upstreams (WSGI, PHP, Rack) read them, '_' as
+ * '-' (gh_field_name_same): "x_debug" reaches such an upstream as
+ * X-Debug, so a DENY on x-debug must see it. */
 __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const gh_check_t *c,
                                                     const gh_vset_t *vs)
 {
@@ -178,7 +183,7 @@ __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const 
     size_t count = 0, total = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const gh_h1_header_t *h = &req->headers[i];
-        if (h->name_len != c->name_len || !gh_h1_name_equals(h->name, c->name, c->name_len))
+        if (!gh_field_name_same(h->name, h->name_len, c->name, c->name_len))
             continue;
         if (first == NULL)
             first = h;
@@ -198,7 +203,7 @@ __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const 
     size_t o = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const gh_h1_header_t *h = &req->headers[i];
-        if (h->name_len != c->name_len || !gh_h1_name_equals(h->name, c->name, c->name_len))
+        if (!gh_field_name_same(h->name, h->name_len, c->name, c->name_len))
             continue;
         if (o > 0)
             joined[o++] = ',';

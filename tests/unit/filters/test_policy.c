@@ -400,6 +400,22 @@ static void test_header_conditions(void **state)
     assert_true(notcond("request.headers[x-role]", "[admin]", r));
     assert_false(notcond("request.headers[x-role]", "[\"*,user\"]", r));
 
+    /* CGI-style upstreams (WSGI, PHP, Rack) read X_Role as X-Role: so
+     * does the condition, or a DENY on the field (its presence above all,
+     * what docs/authorization.md recommends) would be stepped around by
+     * spelling it with '_'. */
+    gh_h1_header_t under[] = {{"X_Role", 6, "admin", 5}};
+    gh_h1_header_t mixed[] = {{"x-role", 6, "user", 4}, {"x_role", 6, "admin", 5}};
+    r.headers = under;
+    r.nheaders = 1;
+    assert_true(cond("request.headers[x-role]", "[\"*\"]", r));
+    assert_true(cond("request.headers[x-role]", "[admin]", r));
+    assert_false(notcond("request.headers[x-role]", "[admin]", r));
+    r.headers = mixed;
+    r.nheaders = 2;
+    assert_true(cond("request.headers[x-role]", "[\"user,admin\"]", r));
+    assert_true(cond("request.headers[x_role]", "[\"*admin\"]", r));
+
     /* "*" is presence: an empty field is there. */
     r.headers = empty;
     r.nheaders = 1;
