@@ -12,6 +12,7 @@
  * (IP addresses, the token's payload, claims) are read once per request.
  */
 #include <string.h>
+#include <strings.h>
 
 #include <gatehouse/fields.h>
 
@@ -233,6 +234,20 @@ __attribute__((noinline)) static int ip_in(uint8_t *state, uint8_t *ip, const ch
     return a != NULL && gh_cidr_list_contains(vs->cidrs, vs->n, a);
 }
 
+/* The method is one of vs (exact names), ASCII case ignored. Methods are
+ * case-sensitive (RFC 9110 section 9.1), but upstreams do not all read
+ * them so: Django and Flask (Werkzeug) upper-case the method, so "delete"
+ * reaches their DELETE handlers and must meet a DENY of DELETE; an ALLOW
+ * of GET then lets through nothing that such an upstream would not take
+ * for GET, and a case-sensitive upstream refuses "get" itself. */
+static int method_in(const gh_vset_t *vs, const char *m, size_t n)
+{
+    for (uint32_t i = 0; i < vs->n; i++)
+        if (vs->pats[i].len == n && strncasecmp(vs->pats[i].s, m, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* Whether the request's attribute is one of vs. An attribute the request
  * does not have is none of them. */
 static inline int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, const gh_check_t *c,
@@ -250,7 +265,7 @@ static inline int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, 
     case GH_ATTR_HOST:
         return req->host_len > 0 && any_pat(vs, req->host, req->host_len);
     case GH_ATTR_METHOD:
-        return any_pat(vs, req->method, req->method_len);
+        return method_in(vs, req->method, req->method_len);
     case GH_ATTR_PATH:
         return any_pat(vs, req->path, req->path_len);
     case GH_ATTR_PORT:
