@@ -453,3 +453,33 @@ def test_key_field_spelled_with_underscores(gatehouse, upstream, tmp_path):
         assert r.status == 200, (name, r.body)
         assert hdr(echo_of(r)["headers"], "x-consumer") == ["alice"]
 
+
+
+def test_each_provider_keeps_its_own_cache_ttl(gatehouse, upstream, tmp_path):
+    """Two providers share each worker's cache of keys: a key one of them
+    cached for a minute must not be served for a minute by the other,
+    whose cache_ttl 0s says "ask the store on every request" (its bound on
+    a revocation), nor a key it found unknown be unknown there longer than
+    its own negative_cache_ttl."""
+    up = upstream()
+    routes = [{"name": "slow", "match": {"path": {"prefix": "/slow"}}, "authn": "ka", "to": "app"},
+              {"name": "fast", "match": {"path": {"prefix": "/fast"}}, "authn": "kb", "to": "app"}]
+    cfg = config(up, tmp_path / "gh.db", routes=routes, apikeys={
+        "ka": {"cache_ttl": "60s", "negative_cache_ttl": "60s"},
+        "kb": {"cache_ttl": "0s", "negative_cache_ttl": "0s"}})
+    g = gatehouse(cfg)
+    key, kid = create(g, "alice")
+    assert get(g, "/slow", key=key).status == 200
+    cli(g.config_path, "revoke", kid)
+    refused(get(g, "/fast", key=key), 401, "invalid_api_key", "revoked API key")
+    assert get(g, "/slow", key=key).status == 200  # its own bound: a minute
+    # A key looked up before it existed (unknown, remembered a minute by
+    # ka), then imported: kb asks the store again at once.
+    aws = "apikey4242abcdefghij0123456789"
+    refused(get(g, "/slow", key=aws), 401, "invalid_api_key", "unknown")
+    csv = tmp_path / "keys.csv"
+    csv.write_text(f"Name,Key\nbob,{aws}\n")
+    cli(g.config_path, "import", str(csv))
+    r = get(g, "/fast", key=aws)
+    assert r.status == 200, r.body
+    refused(get(g, "/slow", key=aws), 401, "invalid_api_key", "unknown")

@@ -117,8 +117,12 @@ typedef struct {
 typedef struct {
     uint64_t hash;
     uint64_t store_id;
-    uint64_t until_ms; /* trusted until then (the worker's loop time) */
-    char *key;         /* owned: the key as presented */
+    /* When the store answered (the worker's loop time): each provider
+     * trusts the answer for its own cache_ttl (negative_cache_ttl), so
+     * that one whose bound on a revocation is shorter never serves an
+     * entry another provider cached for longer. */
+    uint64_t at_ms;
+    char *key; /* owned: the key as presented */
     size_t key_len;
     int found; /* 0: the store has no such key (negative entry) */
     int enabled;
