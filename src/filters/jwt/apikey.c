@@ -7,9 +7,10 @@
  * The cache holds the presented key itself, compared in constant time
  * (a timing difference would tell a prober how much of a cached key it has
  * right), with what the store said about it: the record, or "no such key"
- * (negative caching). An entry is trusted for the provider's cache_ttl
- * (negative_cache_ttl for unknown keys): that is how late a revocation,
- * made by any gatehouse sharing the store, takes effect here. A key's own
+ * (negative caching). An entry is trusted for the cache_ttl
+ * (negative_cache_ttl for unknown keys) of the provider that reads it,
+ * whichever provider's lookup made it: that is how late a revocation,
+ * made by any gatehouse sharing the store, takes effect on its routes. A key's own
  * expiry and rotation grace are judged at every request from the record.
  *
  * A miss pauses the stream; the lookup's answer fills the cache (or, with
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <gatehouse/fields.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
@@ -136,7 +138,10 @@ void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t 
 
 /* The key provider p finds in the request: 1 and *key, 0 none, -1 two
  * (two fields, a parameter twice, or different keys in the field and the
- * parameter). An empty field or parameter is no key. */
+ * parameter). An empty field or parameter is no key. Field names are
+ * compared as CGI-style upstreams (WSGI, PHP, Rack) read them, '_' as
+ * '-': "x_api_key" beside "x-api-key" is a second key, which such an
+ * upstream could read instead of the one checked here (forward_key). */
 int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const char **key,
                     size_t *len)
 {
@@ -148,7 +153,7 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
         const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
         size_t hl = p->from[0].name_len;
         for (size_t i = 0; i < nh; i++) {
-            if (!gh_h1_name_is(&hs[i], p->header, hl))
+            if (!gh_field_name_same(hs[i].name, hs[i].name_len, p->header, hl))
                 continue;
             copies++;
             v = hs[i].value;
@@ -367,6 +372,16 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
     return 0;
 }
 
+/* Whether provider p may still trust the cached answer e at now_ms: for
+ * its own cache_ttl (negative_cache_ttl for an unknown key), whichever
+ * provider's lookup made the entry. */
+static inline int ak_entry_fresh(const akentry_t *e, const gh_apikey_provider_conf_t *p,
+                                 uint64_t now_ms)
+{
+    uint64_t ttl = e->found ? p->cache_ttl_ms : p->negative_ttl_ms;
+    return now_ms < e->at_ms + ttl;
+}
+
 /* What the cached answer says at now (unix seconds). */
 static int ak_entry_reason(const akentry_t *e, int64_t now)
 {
@@ -504,7 +519,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
             e->key_len = kn;
             e->hash = h;
             e->store_id = pd->store_id;
-            e->until_ms = gh_stream_now_ms(s) + ttl;
+            e->at_ms = gh_stream_now_ms(s);
         }
         if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, p) < 0)
             ak_entry_clear(e); /* not cached: only a cost */
@@ -529,6 +544,11 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd)
     if (pd->handle != NULL)
         gh_stream_handle_take(pd->handle);
     pd->handle = NULL;
+}
+
+size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd)
+{
+    return pd != NULL ? pd->k : 0;
 }
 
 /* Applies a valid key's identity and edits. -1: out of memory. */
@@ -591,7 +611,7 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
         e = &pd->local;
     if (e == NULL && w->ak != NULL) {
         akentry_t *c = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
-        if (c != NULL && c->until_ms > gh_stream_now_ms(s))
+        if (c != NULL && ak_entry_fresh(c, p, gh_stream_now_ms(s)))
             e = c;
     }
     if (e != NULL) {
@@ -659,7 +679,7 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
     if (w == NULL || w->ak == NULL || ak->store == NULL)
         return 0;
     akentry_t *e = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
-    if (e == NULL || e->until_ms <= gh_stream_now_ms(s))
+    if (e == NULL || !ak_entry_fresh(e, p, gh_stream_now_ms(s)))
         return 0;
     time_t now = time(NULL);
     if (e->valid_until != 0 && (int64_t)now >= e->valid_until)

@@ -12,6 +12,9 @@
  * (IP addresses, the token's payload, claims) are read once per request.
  */
 #include <string.h>
+#include <strings.h>
+
+#include <gatehouse/fields.h>
 
 #include "filters/policy/internal.h"
 
@@ -170,7 +173,10 @@ claim_matches(const gh_policy_section_t *sec, gh_policy_req_t *req, uint32_t k, 
 /* Request header fields named name: absent, or their values joined with
  * "," (RFC 9110 section 5.3), which is what Envoy matches and what Istio
  * documents (Authorization Policy Normalization, duplicate headers). A
- * presence pattern ("*") matches a field that is there, even empty. */
+ * presence pattern ("*") matches a field that is there, even empty. Names
+ * are compared as CGI-style upstreams (WSGI, PHP, Rack) read them, '_' as
+ * '-' (gh_field_name_same): "x_debug" reaches such an upstream as
+ * X-Debug, so a DENY on x-debug must see it. */
 __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const gh_check_t *c,
                                                     const gh_vset_t *vs)
 {
@@ -178,7 +184,7 @@ __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const 
     size_t count = 0, total = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const gh_h1_header_t *h = &req->headers[i];
-        if (h->name_len != c->name_len || !gh_h1_name_equals(h->name, c->name, c->name_len))
+        if (!gh_field_name_same(h->name, h->name_len, c->name, c->name_len))
             continue;
         if (first == NULL)
             first = h;
@@ -198,7 +204,7 @@ __attribute__((noinline)) static int header_matches(gh_policy_req_t *req, const 
     size_t o = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const gh_h1_header_t *h = &req->headers[i];
-        if (h->name_len != c->name_len || !gh_h1_name_equals(h->name, c->name, c->name_len))
+        if (!gh_field_name_same(h->name, h->name_len, c->name, c->name_len))
             continue;
         if (o > 0)
             joined[o++] = ',';
@@ -228,6 +234,20 @@ __attribute__((noinline)) static int ip_in(uint8_t *state, uint8_t *ip, const ch
     return a != NULL && gh_cidr_list_contains(vs->cidrs, vs->n, a);
 }
 
+/* The method is one of vs (exact names), ASCII case ignored. Methods are
+ * case-sensitive (RFC 9110 section 9.1), but upstreams do not all read
+ * them so: Django and Flask (Werkzeug) upper-case the method, so "delete"
+ * reaches their DELETE handlers and must meet a DENY of DELETE; an ALLOW
+ * of GET then lets through nothing that such an upstream would not take
+ * for GET, and a case-sensitive upstream refuses "get" itself. */
+static int method_in(const gh_vset_t *vs, const char *m, size_t n)
+{
+    for (uint32_t i = 0; i < vs->n; i++)
+        if (vs->pats[i].len == n && strncasecmp(vs->pats[i].s, m, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* Whether the request's attribute is one of vs. An attribute the request
  * does not have is none of them. */
 static inline int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, const gh_check_t *c,
@@ -245,7 +265,7 @@ static inline int attr_in(const gh_policy_section_t *sec, gh_policy_req_t *req, 
     case GH_ATTR_HOST:
         return req->host_len > 0 && any_pat(vs, req->host, req->host_len);
     case GH_ATTR_METHOD:
-        return any_pat(vs, req->method, req->method_len);
+        return method_in(vs, req->method, req->method_len);
     case GH_ATTR_PATH:
         return any_pat(vs, req->path, req->path_len);
     case GH_ATTR_PORT:

@@ -331,8 +331,21 @@ static void test_operations(void **state)
     assert_false(op("methods", "[POST]", r));
     assert_true(op("not_methods", "[POST, DELETE]", r));
     assert_false(op("not_methods", "[GET]", r));
-    r.method = "get"; /* methods are case-sensitive (RFC 9110 section 9.1) */
-    assert_false(op("methods", "[GET]", r));
+    /* Methods are case-sensitive (RFC 9110 section 9.1), but Django and
+     * Flask (Werkzeug) upper-case the method they are given, so "delete"
+     * reaches their DELETE handlers: a DENY of DELETE must see it, and an
+     * ALLOW of GET lets through nothing such an upstream would not take
+     * for GET. Policies compare methods ignoring ASCII case. */
+    r.method = "get";
+    assert_true(op("methods", "[GET]", r));
+    assert_false(op("not_methods", "[GET]", r));
+    r.method = "DeLeTe";
+    r.method_len = 6;
+    assert_true(op("methods", "[DELETE]", r));
+    assert_false(op("methods", "[DELET]", r));
+    assert_true(op("not_methods", "[GET]", r));
+    r.method = "GET";
+    r.method_len = 3;
     r.method = "PURGE";
     r.method_len = 5;
     assert_true(op("methods", "[PURGE]", r));
@@ -399,6 +412,22 @@ static void test_header_conditions(void **state)
     assert_true(cond("request.headers[x-role]", "[\"*user\"]", r));
     assert_true(notcond("request.headers[x-role]", "[admin]", r));
     assert_false(notcond("request.headers[x-role]", "[\"*,user\"]", r));
+
+    /* CGI-style upstreams (WSGI, PHP, Rack) read X_Role as X-Role: so
+     * does the condition, or a DENY on the field (its presence above all,
+     * what docs/authorization.md recommends) would be stepped around by
+     * spelling it with '_'. */
+    gh_h1_header_t under[] = {{"X_Role", 6, "admin", 5}};
+    gh_h1_header_t mixed[] = {{"x-role", 6, "user", 4}, {"x_role", 6, "admin", 5}};
+    r.headers = under;
+    r.nheaders = 1;
+    assert_true(cond("request.headers[x-role]", "[\"*\"]", r));
+    assert_true(cond("request.headers[x-role]", "[admin]", r));
+    assert_false(notcond("request.headers[x-role]", "[admin]", r));
+    r.headers = mixed;
+    r.nheaders = 2;
+    assert_true(cond("request.headers[x-role]", "[\"user,admin\"]", r));
+    assert_true(cond("request.headers[x_role]", "[\"*admin\"]", r));
 
     /* "*" is presence: an empty field is there. */
     r.headers = empty;
