@@ -66,6 +66,7 @@ fuzz: deps-test $(FUZZ_BUILD)/Makefile
 bench: build
 	@scripts/deps bench
 	bench/run
+	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/filters $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -189,6 +189,7 @@ def render_jwt(res, a, ms):
     L.append("| proxy | case | req/s | CPU µs/req | instr/req | of which OpenSSL's signature check "
              "| ÷ HAProxy, same case | ÷ gatehouse plain |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    pol = jwt_metrics(res["gatehouse"], a, "rs-policy") if "gatehouse" in proxies else {}
     for p in proxies:
         for c, label in JWT_CASES:
             m = jm[p][c]
@@ -200,6 +201,11 @@ def render_jwt(res, a, ms):
             sig_s = "–" if sig is None else f"{sig:,.0f}" if sig < 500 else f"{sig / 1000:,.1f}k"
             L.append(f"| {NAMES.get(p, p)} | {label} | {fmt('rps', m.get('rps'))} | "
                      f"{fmt('cpu_us', m.get('cpu_us'))} | {fmt('instr', v)} | {sig_s} | {vs_hp} | {vs_plain} |")
+            if p == "gatehouse" and c == "rs-same" and pol.get("instr"):
+                v = pol["instr"]
+                vs_plain = f"{v / plain:.3f}×" if plain else "–"
+                L.append(f"| {NAMES.get(p, p)} | RS256, same token, policies over its claims | – | – | "
+                         f"{fmt('instr', v)} | 0 | – | {vs_plain} |")
     L.append("")
     L.append("How the JWT figures are taken:")
     L.append("")
@@ -235,6 +241,14 @@ def render_jwt(res, a, ms):
              "outside it (HTTP, base64url, JSON, SHA-256, EVP dispatch) is the rest of its instr/req.")
     L.append("- HAProxy's `jwt_verify` checks the signature only; gatehouse also checks iss, aud, exp, "
              "nbf and iat, and that the key fits the token's alg, so it does more per fresh token.")
+    same = jm.get("gatehouse", {}).get("rs-same", {}).get("instr")
+    if pol.get("instr") and same:
+        L.append(f"- Policies over claims: gatehouse's JWT config has a second listener whose route adds "
+                 f"two authorization policies (an ALLOW of `GET /*` for the issuer's principals with "
+                 f"`scope` holding `orders.read`, a DENY of `jti` values `revoked-*`; "
+                 f"docs/authorization.md); the same callgrind process sends it the RS256 token as in "
+                 f"\"same token\". What the policies add: {pol['instr'] - same:,.0f} instructions per "
+                 f"request (issue 10's bar: at most 1,500).")
     for p in proxies:
         r = res[p]
         for key in (p + "-jwt", p + "-jwt-cg"):
@@ -266,6 +280,9 @@ def render_jwt(res, a, ms):
                 part.append(f"I({a.jwt_n1})={int(r[pre + 'instr_n1']):,} I({a.jwt_n2})={int(r[pre + 'instr_n2']):,}")
             if part:
                 bits.append(f"{c} " + ", ".join(part))
+        if p == "gatehouse" and "jwt:rs-policy:instr_n1" in r:
+            bits.append(f"rs-policy I({a.jwt_n1})={int(r['jwt:rs-policy:instr_n1']):,} "
+                        f"I({a.jwt_n2})={int(r['jwt:rs-policy:instr_n2']):,}")
         if bits:
             raw.append(f"{NAMES.get(p, p)} JWT: " + "; ".join(bits))
     return L, notes, raw

@@ -190,6 +190,7 @@ typedef struct {
 typedef struct {
     char *name; /* from config, or "listener/#index" when omitted */
     size_t index;
+    size_t listener; /* its listener's index in gh_config_t.listeners */
 
     /* match; a missing part matches everything */
     char **hosts; /* lower-cased; exact "api.example.com" or wildcard "*.example.com" */
@@ -212,8 +213,9 @@ typedef struct {
     gh_authn_conf_t *authn; /* the authn filter's conf, or NULL: no authentication (borrowed) */
 
     /* The sections of registered filter types (gatehouse/filter.h) this
-     * route has, in registry (phase) order; each conf owned here and freed
-     * by its type's free_conf. */
+     * route has, in registry (phase) order, including those it has only
+     * because its listener has them (a type's parse_listener); each conf
+     * owned here and freed by its type's free_conf. */
     struct gh_route_filter_s {
         const struct gh_filter_type_s *type;
         void *conf;
@@ -251,6 +253,11 @@ typedef struct {
     size_t num_trusted_proxies;
     uint32_t max_connections;       /* open client connections per worker; default 10000 */
     uint32_t max_conns_per_address; /* per client address, per worker; default 0 = no limit */
+    /* Sections of filter types that a listener may carry for all its
+     * routes (gh_filter_type_t.parse_listener), in registry order; each
+     * conf owned here and freed by its type's free_conf. */
+    struct gh_route_filter_s *filters;
+    size_t num_filters;
 } gh_listener_conf_t;
 
 typedef enum {
@@ -374,9 +381,9 @@ typedef struct {
     int path_is_default;      /* its directory (state_dir) is created on first open */
     char *state_dir;          /* the directory made for a default path */
     uint64_t busy_timeout_ms; /* wait for another writer's lock; default 5s */
-    /* redis (parsed and checked; its backend comes with the Redis client) */
+    /* redis (src/store/redis_store.c) */
     char *address;       /* "host:port"; default "127.0.0.1:6379" */
-    uint64_t timeout_ms; /* per command; default 250ms */
+    uint64_t timeout_ms; /* per lookup command; default 250ms */
     uint32_t pool;       /* connections per worker; default 2 */
     char *prefix;        /* prefix of every key; default "gatehouse:" */
 } gh_store_conf_t;
@@ -416,6 +423,15 @@ typedef struct {
     size_t num_jwt_providers;
     gh_apikey_provider_conf_t *apikey_providers;
     size_t num_apikey_providers;
+
+    /* Top-level sections owned by filter types (gh_filter_type_t
+     * .parse_section: `policies`), in registry order; each freed by its
+     * type's free_section. */
+    struct gh_config_section_s {
+        const struct gh_filter_type_s *type;
+        void *section;
+    } * sections;
+    size_t num_sections;
 
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;
@@ -472,6 +488,13 @@ int gh_config_parse_quota(const struct gh_yaml_doc_s *doc, const struct gh_yaml_
 const char *gh_config_fleet_check(const gh_rate_t *rate, const gh_quota_t *quota);
 /* The plan called name, or NULL. */
 const gh_plan_t *gh_config_plan_find(const gh_config_t *cfg, const char *name);
+/* A filter type's top-level section (gh_filter_type_t.parse_section), or
+ * NULL when the type has none or parsed it into NULL. Borrowed. */
+const void *gh_config_section(const gh_config_t *cfg, const struct gh_filter_type_s *type);
+/* The conf a filter type parsed from listener number `listener`
+ * (gh_filter_type_t.parse_listener), or NULL. Borrowed. */
+const void *gh_config_listener_conf(const gh_config_t *cfg, size_t listener,
+                                    const struct gh_filter_type_s *type);
 
 /* The one check of a header name that an option makes gatehouse set or
  * drop (claims_to_headers, payload_header, direct_response headers, and

@@ -98,6 +98,24 @@ typedef struct gh_filter_type_s {
      * sections. The rate_limits filter uses it to be on every route where
      * an identity may carry a usage plan. NULL: only with the section. */
     int (*implied)(const gh_config_t *cfg, const gh_route_t *route);
+    /* Optional: a top-level section of the config under the key `name`
+     * (the policies' library of named definitions). Parsed once per load,
+     * after clusters and providers and before the listeners, with node
+     * NULL when the key is absent; *section is owned by the config, freed
+     * by free_section, and read back with gh_config_section(). Same error
+     * convention as parse. */
+    int (*parse_section)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                         void **section);
+    void (*free_section)(void *section);
+    /* Optional: the type's section may also be written on a listener,
+     * under the key `name`, for every route of that listener. Parsed into
+     * *conf (owned by the config, freed by free_conf, read back with
+     * gh_config_listener_conf()) before the listener's routes; then every
+     * route of that listener gets the filter in its chain, and parse runs
+     * for each with node NULL when the route has no section of its own
+     * (and check likewise). */
+    int (*parse_listener)(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
+                          gh_listener_conf_t *listener, void **conf);
 
     /* ---- per snapshot ---- */
     /* Main thread: the runtime this type shares over a snapshot (key
@@ -245,6 +263,12 @@ const char *gh_stream_claims(gh_stream_t *s, size_t *len);
 /* The client's address as text ("192.0.2.7", "2001:db8::1"), after the
  * listener's trusted_proxies (docs/http.md); the access log's client. */
 const char *gh_stream_client_address(const gh_stream_t *s);
+/* The direct peer's address as text (the TCP connection's, before any
+ * trusted_proxies), "" when it has none (not an IP socket). */
+const char *gh_stream_peer_address(const gh_stream_t *s);
+/* The request's host as the routing saw it: from the authority or Host,
+ * port and a trailing dot removed, lower-cased (len 0: none). */
+const char *gh_stream_host(const gh_stream_t *s, size_t *len);
 
 /* The request as received: method, path (without query), query (NULL if
  * none), and the header fields (pointers valid for the stream's life). */
@@ -345,6 +369,12 @@ void gh_stream_reply(gh_stream_t *s, int status, const gh_h1_header_t *headers, 
  * may be NULL) and a JSON body {"error": code, "detail": detail}. */
 void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
                                 const char *extra_headers);
+
+/* gh_stream_reply_error_with, with more string members in the JSON body
+ * after "detail": members[0..2n) as name, value pairs (copied, escaped
+ * here), e.g. {"error":"forbidden","detail":"...","policy":"block-admin"}. */
+void gh_stream_reply_error_members(gh_stream_t *s, int status, const char *code, const char *detail,
+                                   const char *const *members, size_t n, const char *extra_headers);
 
 /* Answers the request locally with a JSON error body
  * {"error": code, "detail": detail}. code and detail are copied. */

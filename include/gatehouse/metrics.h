@@ -80,6 +80,9 @@ uint32_t gh_metrics_endpoint_id(const char *cluster, const char *address);
 uint32_t gh_metrics_decision_id(const char *provider, const char *decision, const char *reason);
 /* gatehouse_filter_events_total{filter, route, event}. */
 uint32_t gh_metrics_filter_id(const char *filter, const char *route, const char *event);
+/* gatehouse_policy_decisions_total{policy, action, decision, dry_run}. */
+uint32_t gh_metrics_policy_id(const char *policy, const char *action, const char *decision,
+                              const char *dry_run);
 /* Main thread: the endpoint's values summed over shards. */
 void gh_metrics_endpoint_read(uint32_t id, uint64_t *active_requests, uint64_t *idle_conns);
 
@@ -95,6 +98,7 @@ gh_cluster_stats_t *gh_metrics_cluster(gh_metrics_shard_t *s, uint32_t id);
 gh_endpoint_stats_t *gh_metrics_endpoint(gh_metrics_shard_t *s, uint32_t id);
 gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id);
 gh_counter_stats_t *gh_metrics_filter(gh_metrics_shard_t *s, uint32_t id);
+gh_counter_stats_t *gh_metrics_policy(gh_metrics_shard_t *s, uint32_t id);
 
 /* Single-writer increments that a concurrent reader sees whole. */
 #define GH_STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)

@@ -1,8 +1,9 @@
 /*
  * The store: where API keys (and, next, OAuth clients and revocations) and
  * their usage counts live, behind one interface with a backend per kind:
- * SQLite (one file, the embedded default) and Redis (fleets; its backend
- * comes with the Redis client). Configured by the top-level `store`
+ * SQLite (one file, the embedded default) and Redis (fleets: every
+ * gatehouse in front of one Redis shares keys, revocations and usage
+ * counts). Configured by the top-level `store`
  * section (gh_store_conf_t in gatehouse/config.h, docs/config.md#store).
  *
  * Two ways in:
@@ -10,7 +11,8 @@
  *   - the synchronous API (create, get, list, revoke, rotate, import,
  *     usage) for the CLI and the main thread (admin API). A call blocks for
  *     at most the store's timeout (SQLite: busy_timeout, when another
- *     process holds the write lock). Never call it on a worker.
+ *     process holds the write lock; Redis: the connect timeout plus the
+ *     call's, docs/internals/store.md#redis). Never call it on a worker.
  *
  *   - the asynchronous API for workers: gh_store_key_lookup() of a
  *     presented key, answered on the caller's loop, cancellable; and
@@ -24,7 +26,8 @@
  * Errors: int functions return 0 or a negative errno and, when err is not
  * NULL, a sentence in err->msg. -ENOENT: no such key; -EINVAL: refused
  * input; -EEXIST, -EALREADY: state conflicts (said in msg); -EIO: the
- * backend failed; -ENOTSUP: a kind this build has no backend for.
+ * backend failed (Redis: down, not answering in time, an error answer;
+ * msg says which); -ENOTSUP: a kind this build has no backend for.
  *
  * Internals (the backend table, how SQLite runs lookups on the thread
  * pool): docs/internals/store.md.
@@ -103,8 +106,7 @@ int64_t gh_apikey_valid_until(const gh_apikey_t *k);
 int gh_store_conf_default(gh_store_conf_t *c, const char *state_dir);
 /* The top-level `store` section (node NULL: absent) into c, which is
  * always initialised (dispose it, even after an error). Errors go through
- * gh_yaml_error (file:line:col), among them a kind this build has no
- * backend for. */
+ * gh_yaml_error (file:line:col). */
 int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, const char *state_dir,
                         gh_store_conf_t *c);
 void gh_store_conf_dispose(gh_store_conf_t *c);
@@ -118,9 +120,13 @@ enum {
 /* Opens the store conf describes (conf is copied). SQLite: the file in WAL
  * mode, its schema created or checked (docs/internals/store.md); a
  * default path's directory (the state_dir) is created (mode 0700) with
- * GH_STORE_CREATE; without it a missing file is -ENOENT. Returns 0 and
- * *out (one reference, the caller's), or an error. -ENOTSUP for a kind
- * without a backend in this build. */
+ * GH_STORE_CREATE; without it a missing file is -ENOENT. Redis: the
+ * address's host name is resolved now (-EIO when it does not resolve);
+ * Redis itself need not be up (every call then fails with -EIO until it
+ * is), but when it is, the prefix's schema marker is checked (-EINVAL for
+ * a newer schema or another application's keys) and, with
+ * GH_STORE_CREATE, set. Returns 0 and *out (one reference, the caller's),
+ * or an error. -ENOTSUP for a kind without a backend in this build. */
 int gh_store_open(const gh_store_conf_t *conf, int flags, gh_store_t **out, gh_store_error_t *err);
 /* References: each pending lookup holds one, so a store outlives its
  * requests. The last unref writes the usage counts still pending
@@ -260,8 +266,12 @@ int gh_store_usage_flush(gh_store_t *st, gh_store_error_t *err);
  *            (copy what you keep). Judge it with gh_apikey_state(key, now).
  *   -ENOENT  no such key, or the hash differs (key NULL): the same answer,
  *            so a caller cannot tell an unknown id from a wrong secret.
- *   other    the store failed (-EIO; -ETIMEDOUT for network backends); key
- *            NULL. The caller decides (fail closed: 503).
+ *   other    the store failed; key NULL. The caller decides (fail closed:
+ *            503). SQLite: -EIO, -EBUSY. Redis: -ENOTCONN (no connection
+ *            up: Redis down, answered on the next turn without waiting),
+ *            -ETIMEDOUT (no answer within the store's timeout),
+ *            -ECONNRESET (the connection broke), -EIO (an error answer or
+ *            a malformed record), -ESHUTDOWN (the loop ended).
  * The request is freed after cb returns: drop your pointer to it in cb. */
 typedef void (*gh_store_key_cb)(void *arg, int status, const gh_apikey_t *key);
 
@@ -269,7 +279,12 @@ typedef void (*gh_store_key_cb)(void *arg, int status, const gh_apikey_t *key);
  * *req; cb(arg, ...) then runs exactly once, later, on loop (never from
  * inside this call), unless gh_store_req_cancel(*req) is called first.
  * On failure returns -ENOMEM, or -EAGAIN when conf->max_pending lookups
- * are in flight already (the queue is bounded); cb never runs. */
+ * are in flight already (the queue is bounded); cb never runs.
+ *
+ * A network backend keeps a connection pool per loop, made by the loop's
+ * first lookup: a loop that made lookups must be ended with
+ * gh_store_loop_end once its owner has closed its handles and run it out,
+ * before the loop's memory is reused. */
 int gh_store_key_lookup(gh_store_t *st, uv_loop_t *loop, const gh_apikey_presented_t *p,
                         gh_store_key_cb cb, void *arg, gh_store_req_t **req);
 
@@ -279,6 +294,15 @@ int gh_store_key_lookup(gh_store_t *st, uv_loop_t *loop, const gh_apikey_present
  * this from on_cancel (its stream is gone) with arg pointing into the
  * stream's context. */
 void gh_store_req_cancel(gh_store_req_t *req);
+
+/* A loop that made lookups has ended: its owner closed every handle (a
+ * uv_walk) and ran it until it returned, and no thread runs it any more
+ * (a worker's teardown, on the main thread). Releases what every store
+ * keeps for that loop (the Redis backend's connections) and finishes the
+ * lookups still pending on it with -ESHUTDOWN: callbacks of requests not
+ * cancelled run here, on the calling thread. Stores released before keep
+ * nothing for it. Any thread but the loop's; idempotent. */
+void gh_store_loop_end(uv_loop_t *loop);
 
 /* Counts n uses of key id at now (its UTC day), from any thread, without
  * waiting on the store: shard is the caller's worker id (counts are batched

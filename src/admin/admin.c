@@ -35,6 +35,7 @@
 #include <gatehouse/metrics.h>
 
 #include "admin/apikeys.h"
+#include "proxy/fdlimit.h"
 #include "proxy/proxy.h"
 
 #define ADMIN_RBUF 16384
@@ -49,7 +50,9 @@
 /* Open admin connections. At the cap a new connection evicts the oldest
  * one, whatever it is doing, so a probe always gets in. */
 #define ADMIN_MAX_CONNS 64
-#define ADMIN_RESERVE_RETRY_MS 1000
+/* While the reserve cannot be taken back, accepting waits and this timer
+ * tries again: short, since a probe's own timeout is often a second. */
+#define ADMIN_RESERVE_RETRY_MS 100
 /* A request body: a peer that sends no byte of it for this long is closed
  * (a stall), and the whole body must be in this long after its head. */
 #define ADMIN_BODY_IDLE_MS 5000
@@ -131,6 +134,7 @@ static void admin_maybe_free(gh_admin_t *a)
 
 static void on_listener_readable(uv_poll_t *p, int status, int events);
 
+/* With gh_fdlimit_lock held. */
 static void reserve_take(gh_admin_t *a)
 {
     if (a->reserve_fd < 0)
@@ -142,7 +146,9 @@ static void accepting_resume(gh_admin_t *a)
 {
     if (a->stopping || a->polling)
         return;
+    gh_fdlimit_lock();
     reserve_take(a);
+    gh_fdlimit_unlock();
     if (a->reserve_fd < 0)
         return; /* the retry timer tries again */
     uv_timer_stop(&a->retry);
@@ -209,10 +215,22 @@ static void conn_closed(uv_handle_t *h)
 
 static void conn_close(admin_conn_t *c)
 {
+    gh_admin_t *a = c->admin;
     if (c->closing)
         return;
     c->closing = 1;
+    /* uv_close closes the descriptor at once. While the reserve is out (this
+     * connection may hold its descriptor), the one given back goes straight
+     * into the reserve, under the lock: a worker must not take it between
+     * the two (fdlimit.c). */
+    int refill = a->reserve_fd < 0 && !a->stopping;
+    if (refill)
+        gh_fdlimit_lock();
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    if (refill) {
+        reserve_take(a);
+        gh_fdlimit_unlock();
+    }
     uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
@@ -782,21 +800,35 @@ static admin_conn_t *oldest_open(gh_admin_t *a)
 static int accept_one(gh_admin_t *a)
 {
     int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && a->reserve_fd >= 0) {
+    int err = fd < 0 ? errno : 0;
+    if (err == EMFILE || err == ENFILE) {
         /* Out of descriptors (the data plane's connections hold them):
          * the reserve makes room for this one, then accepting pauses
-         * until a descriptor can be put back in reserve. */
-        close(a->reserve_fd);
-        a->reserve_fd = -1;
-        fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+         * until a descriptor can be put back in reserve. Between the close
+         * and the accept another thread could take the freed descriptor
+         * and keep it (fdlimit.c draws the race): the workers' reserve
+         * steps wait for the lock, and, told that the process ran out, a
+         * worker gives back what its libuv accepted into the last free
+         * descriptors. Then this accept wins, or the retry does. */
+        gh_fdlimit_lock();
+        gh_fdlimit_ran_out();
+        if (a->reserve_fd >= 0) {
+            close(a->reserve_fd);
+            a->reserve_fd = -1;
+            fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            err = fd < 0 ? errno : 0;
+            if (fd < 0)
+                reserve_take(a); /* nothing was pending, or the descriptor went elsewhere */
+        }
+        gh_fdlimit_unlock();
     }
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+    if (err == EMFILE || err == ENFILE) {
         GH_LOG(GH_LOG_WARN, "admin", "out of descriptors: admin connections wait");
         uv_poll_stop(&a->poll);
         a->polling = 0;
         uv_timer_start(&a->retry, on_retry, ADMIN_RESERVE_RETRY_MS, ADMIN_RESERVE_RETRY_MS);
     }
-    return fd < 0 ? -errno : fd;
+    return fd < 0 ? -err : fd;
 }
 
 static void conn_start(gh_admin_t *a, int fd)

@@ -182,6 +182,10 @@ void gh_config_free(gh_config_t *cfg)
             route_dispose(&l->routes[j]);
         free(l->routes);
         free(l->trusted_proxies);
+        for (size_t j = 0; j < l->num_filters; j++)
+            if (l->filters[j].type->free_conf != NULL)
+                l->filters[j].type->free_conf(l->filters[j].conf);
+        free(l->filters);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->num_clusters; i++) {
@@ -194,11 +198,36 @@ void gh_config_free(gh_config_t *cfg)
     }
     free(cfg->clusters);
     gh_config_free_plans(cfg);
+    /* After the routes and listeners, whose confs may borrow from them. */
+    for (size_t i = 0; i < cfg->num_sections; i++)
+        if (cfg->sections[i].type->free_section != NULL)
+            cfg->sections[i].type->free_section(cfg->sections[i].section);
+    free(cfg->sections);
     gh_config_free_sections(cfg);
     gh_store_conf_dispose(&cfg->store);
     free(cfg->state_dir);
     free(cfg->path);
     free(cfg);
+}
+
+const void *gh_config_section(const gh_config_t *cfg, const gh_filter_type_t *type)
+{
+    for (size_t i = 0; i < cfg->num_sections; i++)
+        if (cfg->sections[i].type == type)
+            return cfg->sections[i].section;
+    return NULL;
+}
+
+const void *gh_config_listener_conf(const gh_config_t *cfg, size_t listener,
+                                    const gh_filter_type_t *type)
+{
+    if (listener >= cfg->num_listeners)
+        return NULL;
+    const gh_listener_conf_t *l = &cfg->listeners[listener];
+    for (size_t i = 0; i < l->num_filters; i++)
+        if (l->filters[i].type == type)
+            return l->filters[i].conf;
+    return NULL;
 }
 
 /* ---- name sets ---- */
@@ -1029,6 +1058,16 @@ static int parse_to(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r)
     return 0;
 }
 
+/* Whether the route's listener has a section of type t (parse_listener). */
+static int listener_has(const ctx_t *c, const gh_route_t *r, const gh_filter_type_t *t)
+{
+    const gh_listener_conf_t *l = &c->cfg->listeners[r->listener];
+    for (size_t i = 0; i < l->num_filters; i++)
+        if (l->filters[i].type == t)
+            return 1;
+    return 0;
+}
+
 /* A route key that is neither core nor a filter's section. A key holding
  * a NUL (a YAML escape) is refused before strcmp could read "authn\0x" as
  * authn: gh_yaml_map_get, which compares lengths, would not find it, and
@@ -1060,17 +1099,21 @@ static int parse_route_filters(ctx_t *c, const gh_yaml_node_t *n, gh_route_t *r,
     size_t want = 0;
     int rc;
     for (size_t i = 0; types[i] != NULL; i++)
-        if (gh_yaml_map_get(n, types[i]->name) != NULL || types[i]->implied != NULL)
+        if (gh_yaml_map_get(n, types[i]->name) != NULL || listener_has(c, r, types[i]) ||
+            types[i]->implied != NULL)
             want++;
     if (want > 0 && (rc = alloc_array(c, want, sizeof(*r->filters), (void **)&r->filters)) != 0)
         return rc;
     for (size_t i = 0; types[i] != NULL; i++) {
         const gh_filter_type_t *t = types[i];
         const gh_yaml_node_t *v = gh_yaml_map_get(n, t->name);
-        /* A type may be in a chain without its section: parse gets NULL. */
-        if (v == NULL && (t->implied == NULL || !t->implied(c->cfg, r)))
+        /* A type may be in a chain without its section: a section on the
+         * route's listener puts it on every route of it, and a type may be
+         * implied (rate_limits, for plans). parse then gets the route's own
+         * section, or NULL. */
+        if (v == NULL && !listener_has(c, r, t) && (t->implied == NULL || !t->implied(c->cfg, r)))
             continue;
-        if (t->phase == GH_PHASE_TERMINAL) {
+        if (t->phase == GH_PHASE_TERMINAL && v != NULL) {
             if (to != NULL || terminal != NULL)
                 return gh_yaml_error(c->doc, gh_yaml_map_key(n, t->name),
                                      "route '%s' needs exactly one of 'to' or '%s'", r->name,
@@ -1098,6 +1141,7 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
 
     r->max_body = GIB;
     r->timeout_ms = 15000;
+    r->listener = (size_t)(l - c->cfg->listeners);
     if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "a route")) != 0 ||
         (rc = check_route_keys(c, n)) != 0)
         return rc;
@@ -1234,6 +1278,79 @@ static int parse_path_opts(ctx_t *c, const gh_yaml_node_t *n, gh_path_opts_t *o)
     return 0;
 }
 
+/* keys, then the name of every filter type with a listener section
+ * (sections == 0) or a top-level section (sections == 1), into out
+ * (NULL-terminated). */
+#define MAX_EXTRA_KEYS 32
+static void with_filter_keys(const char *const *keys, const char **out, int sections)
+{
+    const gh_filter_type_t *const *types = gh_filter_types();
+    size_t n = 0;
+    for (; keys[n] != NULL; n++)
+        out[n] = keys[n];
+    for (size_t i = 0, extra = 0; types[i] != NULL && extra < MAX_EXTRA_KEYS; i++)
+        if (sections ? types[i]->parse_section != NULL : types[i]->parse_listener != NULL) {
+            out[n++] = types[i]->name;
+            extra++;
+        }
+    out[n] = NULL;
+}
+
+/* The listener's sections of filter types (parse_listener), read before
+ * its routes, which take them up in parse_route_filters. */
+static int parse_listener_filters(ctx_t *c, const gh_yaml_node_t *n, gh_listener_conf_t *l)
+{
+    const gh_filter_type_t *const *types = gh_filter_types();
+    size_t want = 0;
+    int rc;
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->parse_listener != NULL && gh_yaml_map_get(n, types[i]->name) != NULL)
+            want++;
+    if (want == 0)
+        return 0;
+    if ((rc = alloc_array(c, want, sizeof(*l->filters), (void **)&l->filters)) != 0)
+        return rc;
+    for (size_t i = 0; types[i] != NULL; i++) {
+        const gh_filter_type_t *t = types[i];
+        const gh_yaml_node_t *v = gh_yaml_map_get(n, t->name);
+        void *conf = NULL;
+        if (t->parse_listener == NULL || v == NULL)
+            continue;
+        if ((rc = t->parse_listener(c->doc, v, c->cfg, l, &conf)) != 0)
+            return rc;
+        l->filters[l->num_filters].type = t;
+        l->filters[l->num_filters++].conf = conf;
+    }
+    return 0;
+}
+
+/* The top-level sections of filter types (parse_section), each parsed
+ * whether or not its key is there (node NULL). */
+static int parse_filter_sections(ctx_t *c, const gh_yaml_node_t *root)
+{
+    const gh_filter_type_t *const *types = gh_filter_types();
+    size_t want = 0;
+    int rc;
+    for (size_t i = 0; types[i] != NULL; i++)
+        if (types[i]->parse_section != NULL)
+            want++;
+    if (want == 0)
+        return 0;
+    if ((rc = alloc_array(c, want, sizeof(*c->cfg->sections), (void **)&c->cfg->sections)) != 0)
+        return rc;
+    for (size_t i = 0; types[i] != NULL; i++) {
+        const gh_filter_type_t *t = types[i];
+        void *section = NULL;
+        if (t->parse_section == NULL)
+            continue;
+        if ((rc = t->parse_section(c->doc, gh_yaml_map_get(root, t->name), c->cfg, &section)) != 0)
+            return rc;
+        c->cfg->sections[c->cfg->num_sections].type = t;
+        c->cfg->sections[c->cfg->num_sections++].section = section;
+    }
+    return 0;
+}
+
 static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
 {
     static const char *const keys[] = {"name",
@@ -1253,6 +1370,7 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
                                        "max_connections",
                                        "max_connections_per_address",
                                        NULL};
+    const char *keys_all[MAX_EXTRA_KEYS + sizeof(keys) / sizeof(keys[0])];
     gh_listener_conf_t *l = &c->cfg->listeners[index];
     const gh_yaml_node_t *namenode, *listen, *routes;
     const char *name = NULL;
@@ -1266,8 +1384,9 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
     l->max_headers = 100;
     l->max_uri = 8 * KIB;
 
+    with_filter_keys(keys, keys_all, 0);
     if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "a listener")) != 0 ||
-        (rc = gh_yaml_check_keys(c->doc, n, keys, "listener")) != 0 ||
+        (rc = gh_yaml_check_keys(c->doc, n, keys_all, "listener")) != 0 ||
         (rc = gh_yaml_require(c->doc, n, "name", "listener", &namenode)) != 0 ||
         (rc = check_name(c, namenode, "listener name", &name)) != 0)
         return rc;
@@ -1316,6 +1435,8 @@ static int parse_listener(ctx_t *c, const gh_yaml_node_t *n, size_t index)
         return rc;
     l->max_conns_per_address = (uint32_t)u;
 
+    if ((rc = parse_listener_filters(c, n, l)) != 0)
+        return rc;
     if ((rc = gh_yaml_require(c->doc, n, "routes", what, &routes)) != 0 ||
         (rc = nonempty_list(c, routes, "routes")) != 0 ||
         (rc = alloc_array(c, routes->count, sizeof(gh_route_t), (void **)&l->routes)) != 0)
@@ -1351,6 +1472,7 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
     static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
                                        "admin",     "access_log",    "tracing",   "providers",
                                        "state_dir", "store",         "plans",     NULL};
+    const char *keys_all[MAX_EXTRA_KEYS + sizeof(keys) / sizeof(keys[0])];
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
     int rc;
@@ -1360,7 +1482,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         return gh_yaml_error(c->doc, NULL, "the configuration is empty");
     if (root->kind != GH_YAML_MAP)
         return gh_yaml_error(c->doc, root, "the configuration must be a mapping");
-    if ((rc = gh_yaml_check_keys(c->doc, root, keys, "the configuration")) != 0 ||
+    with_filter_keys(keys, keys_all, 1);
+    if ((rc = gh_yaml_check_keys(c->doc, root, keys_all, "the configuration")) != 0 ||
         (rc = opt_uint(c, root, "workers", 0, MAX_WORKERS, &u)) != 0 ||
         (rc = opt_duration(c, root, "drain_timeout", MAX_DRAIN_TIMEOUT,
                            &c->cfg->drain_timeout_ms)) != 0)
@@ -1377,7 +1500,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
         return rc;
     if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0 ||
         (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0 ||
-        (rc = gh_config_parse_plans(c->doc, gh_yaml_map_get(root, "plans"), c->cfg)) != 0)
+        (rc = gh_config_parse_plans(c->doc, gh_yaml_map_get(root, "plans"), c->cfg)) != 0 ||
+        (rc = parse_filter_sections(c, root)) != 0)
         return rc;
     if ((rc = gh_yaml_require(c->doc, root, "listeners", "the configuration", &listeners)) != 0 ||
         (rc = nonempty_list(c, listeners, "listeners")) != 0 ||

@@ -11,11 +11,13 @@
 #include "filters/direct/direct.h"
 #include "filters/fault/fault.h"
 #include "filters/jwt/jwt.h"
+#include "filters/policy/policy.h"
 #include "filters/ratelimit/ratelimit.h"
 
 /* In phase order (gatehouse/filter.h): a chain runs them in this order. */
 static const gh_filter_type_t *const product[] = {
     &gh_authn_filter,     /* GH_PHASE_AUTHN */
+    &gh_policy_filter,    /* GH_PHASE_AUTHZ */
     &gh_ratelimit_filter, /* GH_PHASE_LIMITS */
     &gh_fault_filter,     /* GH_PHASE_TRANSFORM */
     &gh_direct_filter,    /* GH_PHASE_TERMINAL */

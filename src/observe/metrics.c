@@ -14,21 +14,32 @@
 #define MAX_CHUNKS (GH_METRICS_MAX_IDS / CHUNK)
 #define MAX_SHARDS 1024
 
-enum { K_SERIES = 0, K_ROUTE, K_LISTENER, K_CLUSTER, K_ENDPOINT, K_DECISION, K_FILTER, K_COUNT };
+enum {
+    K_SERIES = 0,
+    K_ROUTE,
+    K_LISTENER,
+    K_CLUSTER,
+    K_ENDPOINT,
+    K_DECISION,
+    K_FILTER,
+    K_POLICY,
+    K_COUNT
+};
 
 static const size_t elem_size[K_COUNT] = {
     sizeof(gh_series_stats_t),  sizeof(gh_route_stats_t),    sizeof(gh_listener_stats_t),
     sizeof(gh_cluster_stats_t), sizeof(gh_endpoint_stats_t), sizeof(gh_decision_stats_t),
-    sizeof(gh_counter_stats_t),
+    sizeof(gh_counter_stats_t), sizeof(gh_counter_stats_t),
 };
 
 struct gh_metrics_shard_s {
     void *chunks[K_COUNT][MAX_CHUNKS]; /* published with release stores */
 };
 
-/* Label sets, main thread only. labels[i] holds up to three names. */
+/* Label sets, main thread only. labels[i] holds up to NL names. */
+#define NL 4
 typedef struct {
-    char *l[3];
+    char *l[NL];
 } labels_t;
 
 static struct {
@@ -57,10 +68,10 @@ static const char *const bounds_text[GH_HIST_BUCKETS] = {
     "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
 };
 
-static uint64_t labels_hash(const char *const v[3])
+static uint64_t labels_hash(const char *const v[NL])
 {
     uint64_t h = 1469598103934665603ULL;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NL; k++) {
         /* A NULL label hashes apart from an empty one. */
         h ^= v[k] == NULL ? 0x100u : 0x200u;
         h *= 1099511628211ULL;
@@ -72,9 +83,9 @@ static uint64_t labels_hash(const char *const v[3])
     return h ^ (h >> 29);
 }
 
-static int labels_equal(const labels_t *t, const char *const v[3])
+static int labels_equal(const labels_t *t, const char *const v[NL])
 {
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NL; k++)
         if (!((v[k] == NULL && t->l[k] == NULL) ||
               (v[k] != NULL && t->l[k] != NULL && strcmp(v[k], t->l[k]) == 0)))
             return 0;
@@ -82,7 +93,7 @@ static int labels_equal(const labels_t *t, const char *const v[3])
 }
 
 /* The slot of v in kind's index: its id + 1, or 0 where it would go. */
-static uint32_t *index_slot(int kind, const char *const v[3])
+static uint32_t *index_slot(int kind, const char *const v[NL])
 {
     uint32_t mask = reg.index_cap[kind] - 1;
     uint32_t j = (uint32_t)labels_hash(v) & mask;
@@ -102,15 +113,15 @@ static int index_grow(int kind)
     reg.index_cap[kind] = cap;
     for (uint32_t i = 0; i < reg.count[kind]; i++) {
         const labels_t *l = &reg.labels[kind][i];
-        const char *v[3] = {l->l[0], l->l[1], l->l[2]};
+        const char *v[NL] = {l->l[0], l->l[1], l->l[2], l->l[3]};
         *index_slot(kind, v) = i + 1;
     }
     return 0;
 }
 
-static uint32_t intern(int kind, const char *a, const char *b, const char *c)
+static uint32_t intern4(int kind, const char *a, const char *b, const char *c, const char *d)
 {
-    const char *v[3] = {a, b, c};
+    const char *v[NL] = {a, b, c, d};
     if (2 * (reg.count[kind] + 1) > reg.index_cap[kind] && index_grow(kind) != 0)
         return UINT32_MAX;
     uint32_t *slot = index_slot(kind, v);
@@ -127,7 +138,7 @@ static uint32_t intern(int kind, const char *a, const char *b, const char *c)
         reg.cap[kind] = cap;
     }
     labels_t *t = &reg.labels[kind][reg.count[kind]];
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NL; k++) {
         t->l[k] = v[k] ? strdup(v[k]) : NULL;
         if (v[k] && t->l[k] == NULL) {
             for (int j = 0; j < k; j++)
@@ -137,6 +148,11 @@ static uint32_t intern(int kind, const char *a, const char *b, const char *c)
     }
     *slot = reg.count[kind] + 1;
     return reg.count[kind]++;
+}
+
+static uint32_t intern(int kind, const char *a, const char *b, const char *c)
+{
+    return intern4(kind, a, b, c, NULL);
 }
 
 uint32_t gh_metrics_series_id(const char *listener, const char *route, const char *cluster)
@@ -172,6 +188,12 @@ uint32_t gh_metrics_decision_id(const char *provider, const char *decision, cons
 uint32_t gh_metrics_filter_id(const char *filter, const char *route, const char *event)
 {
     return intern(K_FILTER, filter, route, event);
+}
+
+uint32_t gh_metrics_policy_id(const char *policy, const char *action, const char *decision,
+                              const char *dry_run)
+{
+    return intern4(K_POLICY, policy, action, decision, dry_run);
 }
 
 gh_metrics_shard_t *gh_metrics_shard_new(void)
@@ -234,6 +256,11 @@ gh_decision_stats_t *gh_metrics_decision(gh_metrics_shard_t *s, uint32_t id)
 gh_counter_stats_t *gh_metrics_filter(gh_metrics_shard_t *s, uint32_t id)
 {
     return get(s, K_FILTER, id);
+}
+
+gh_counter_stats_t *gh_metrics_policy(gh_metrics_shard_t *s, uint32_t id)
+{
+    return get(s, K_POLICY, id);
 }
 
 void gh_hist_observe(gh_hist_t *h, uint64_t us)
@@ -451,12 +478,12 @@ static void render_routes(out_t *o, unsigned ns)
     free(seen);
 }
 
-/* A counter family of three labels over kind k (gh_decision_stats_t and
- * gh_counter_stats_t are both one count). */
-static void render_count3(out_t *o, unsigned ns, int k, const char *name, const char *help,
-                          const char *const label[3])
+/* A counter family of n (3 or 4) labels over kind k (gh_decision_stats_t
+ * and gh_counter_stats_t are both one count). */
+static void render_count(out_t *o, unsigned ns, int k, const char *name, const char *help,
+                         const char *const *label, int n)
 {
-    char a[512], b[512], c[512];
+    char e[NL][512];
     put(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
     for (uint32_t id = 0; id < reg.count[k]; id++) {
         uint64_t v = 0;
@@ -471,26 +498,40 @@ static void render_count3(out_t *o, unsigned ns, int k, const char *name, const 
         if (!any || v == 0)
             continue;
         labels_t *l = &reg.labels[k][id];
-        put(o, "%s{%s=\"%s\",%s=\"%s\",%s=\"%s\"} %llu\n", name, label[0],
-            esc(l->l[0], a, sizeof(a)), label[1], esc(l->l[1], b, sizeof(b)), label[2],
-            esc(l->l[2], c, sizeof(c)), (unsigned long long)v);
+        for (int j = 0; j < n; j++)
+            esc(l->l[j], e[j], sizeof(e[j]));
+        if (n == 3)
+            put(o, "%s{%s=\"%s\",%s=\"%s\",%s=\"%s\"} %llu\n", name, label[0], e[0], label[1], e[1],
+                label[2], e[2], (unsigned long long)v);
+        else
+            put(o, "%s{%s=\"%s\",%s=\"%s\",%s=\"%s\",%s=\"%s\"} %llu\n", name, label[0], e[0],
+                label[1], e[1], label[2], e[2], label[3], e[3], (unsigned long long)v);
     }
 }
 
 static void render_decisions(out_t *o, unsigned ns)
 {
     static const char *const labels[3] = {"provider", "decision", "reason"};
-    render_count3(o, ns, K_DECISION, "gatehouse_auth_decisions_total",
-                  "Authentication decisions by provider, decision and reason.", labels);
+    render_count(o, ns, K_DECISION, "gatehouse_auth_decisions_total",
+                 "Authentication decisions by provider, decision and reason.", labels, 3);
 }
 
 static void render_filter_events(out_t *o, unsigned ns)
 {
     static const char *const labels[3] = {"filter", "route", "event"};
-    render_count3(o, ns, K_FILTER, "gatehouse_filter_events_total",
-                  "Events of filters (fault injection's delays and aborts, ...) by filter, route "
-                  "and event.",
-                  labels);
+    render_count(o, ns, K_FILTER, "gatehouse_filter_events_total",
+                 "Events of filters (fault injection's delays and aborts, ...) by filter, route "
+                 "and event.",
+                 labels, 3);
+}
+
+static void render_policy_decisions(out_t *o, unsigned ns)
+{
+    static const char *const labels[4] = {"policy", "action", "decision", "dry_run"};
+    render_count(o, ns, K_POLICY, "gatehouse_policy_decisions_total",
+                 "Authorization policy decisions by policy, its action, the decision and whether "
+                 "the policy is a dry run.",
+                 labels, 4);
 }
 
 /* One listener family: a counter or gauge of gh_listener_stats_t at
@@ -672,6 +713,7 @@ char *gh_metrics_render(size_t *len)
     render_clusters(&o, ns);
     render_decisions(&o, ns);
     render_filter_events(&o, ns);
+    render_policy_decisions(&o, ns);
     for (int x = 0; x < 8; x++) {
         if (reg.extra[x] == NULL || o.oom)
             continue;
@@ -711,7 +753,7 @@ void gh_metrics_shutdown(void)
     reg.num_shards = 0;
     for (int k = 0; k < K_COUNT; k++) {
         for (uint32_t i = 0; i < reg.count[k]; i++)
-            for (int j = 0; j < 3; j++)
+            for (int j = 0; j < NL; j++)
                 free(reg.labels[k][i].l[j]);
         free(reg.labels[k]);
         reg.labels[k] = NULL;

@@ -8,8 +8,11 @@
  * limit can hold: each client connection may bring one upstream connection,
  * and the process needs some for itself.
  */
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <gatehouse/log.h>
 
@@ -101,4 +104,82 @@ void gh_fdlimit_apply(gh_snapshot_t *snap, unsigned workers)
                "over all listeners (two descriptors each, with its upstream), not the %llu their "
                "max_connections allow; raise the limit (ulimit -n, LimitNOFILE=) to take more",
                (unsigned long long)nofile, workers, snap->conn_cap, (unsigned long long)want);
+}
+
+/* ---- running out all the same ----
+ *
+ * The cap above keeps the data plane PROCESS_HEADROOM descriptors short of
+ * the limit it was computed for. When the limit is lowered under the
+ * running process, or something else holds descriptors, the process runs
+ * out all the same, and then every thread that needs a descriptor (the
+ * admin API for /live, a worker for its reserve or its listener) gets one
+ * by closing a descriptor it holds in reserve and taking the next one
+ * (accept, dup, open). The descriptor table is the process's, so another
+ * thread can take the freed slot in between, and then keep it:
+ *
+ *   main (admin)                       worker
+ *   accept4: EMFILE
+ *   close(reserve)
+ *                                      accept4 on its listener (libuv's
+ *                                      loop, a client waits): the slot,
+ *                                      kept as one more idle connection
+ *   accept4: EMFILE; the reserve is
+ *   gone, every descriptor is taken,
+ *   and /live waits until a client of
+ *   the data plane leaves
+ *
+ * A worker's dup of its listening socket (fd_tick) or its own reserve can
+ * take the slot the same way. libuv's accept loop hides its own EMFILE
+ * (it drops the pending connections with a reserve of its own and keeps
+ * listening), so the worker need not even have seen the limit.
+ *
+ * Two rules close this. The steps that give up a reserve to take a
+ * descriptor run under one process-wide lock, so they never interleave.
+ * libuv's accept cannot take that lock, so once the admin API ran out
+ * (it says so before it gives up its reserve), a worker keeps a connection
+ * it accepted only when GH_FDLIMIT_KEEP descriptors stay free besides it,
+ * and a listener that went down comes back under the same condition;
+ * otherwise the connection is closed and the listener goes down
+ * (worker.c), which gives the taken slot back. A lost race then costs the
+ * admin API one retry, not its reserve for good.
+ * Finding GH_FDLIMIT_CLEAR free ends the check, so that normal operation
+ * pays nothing for it. Upstream and filter connections opened by requests
+ * already accepted are not held back by this. */
+
+static pthread_mutex_t short_lock = PTHREAD_MUTEX_INITIALIZER;
+static int is_short;
+
+void gh_fdlimit_lock(void)
+{
+    pthread_mutex_lock(&short_lock);
+}
+
+void gh_fdlimit_unlock(void)
+{
+    pthread_mutex_unlock(&short_lock);
+}
+
+void gh_fdlimit_ran_out(void)
+{
+    __atomic_store_n(&is_short, 1, __ATOMIC_SEQ_CST);
+}
+
+int gh_fdlimit_is_short(void)
+{
+    return __atomic_load_n(&is_short, __ATOMIC_SEQ_CST);
+}
+
+int gh_fdlimit_room(void)
+{
+    if (!gh_fdlimit_is_short())
+        return 1;
+    int probe[GH_FDLIMIT_CLEAR];
+    int n = 0;
+    while (n < GH_FDLIMIT_CLEAR && (probe[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        close(probe[i]);
+    if (n == GH_FDLIMIT_CLEAR)
+        __atomic_store_n(&is_short, 0, __ATOMIC_SEQ_CST);
+    return n >= GH_FDLIMIT_KEEP;
 }

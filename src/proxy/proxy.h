@@ -505,6 +505,11 @@ char *gh_reply_error_build(int status, const char *code, const char *detail, int
                            int head_only, size_t *len);
 char *gh_reply_error_build_with(int status, const char *code, const char *detail, const char *extra,
                                 int close, int head_only, size_t *len);
+/* The same with more string members in the JSON body after "detail":
+ * members[0..2n) as name, value pairs, escaped here. */
+char *gh_reply_error_build_members(int status, const char *code, const char *detail,
+                                   const char *const *members, size_t n, const char *extra,
+                                   int close, int head_only, size_t *len);
 const char *gh_status_reason(int status);
 
 #endif

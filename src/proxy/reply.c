@@ -138,15 +138,40 @@ char *gh_reply_error_build(int status, const char *code, const char *detail, int
 char *gh_reply_error_build_with(int status, const char *code, const char *detail, const char *extra,
                                 int close, int head_only, size_t *len)
 {
-    char body[640], esc_code[64], esc_detail[512];
+    return gh_reply_error_build_members(status, code, detail, NULL, 0, extra, close, head_only,
+                                        len);
+}
+
+char *gh_reply_error_build_members(int status, const char *code, const char *detail,
+                                   const char *const *members, size_t n, const char *extra,
+                                   int close, int head_only, size_t *len)
+{
+    char body[2048], esc_code[64], esc_detail[512];
     size_t ce = json_escape(esc_code, sizeof(esc_code), code);
     size_t de = json_escape(esc_detail, sizeof(esc_detail), detail ? detail : "");
-    int bl = snprintf(body, sizeof(body), "{\"error\":\"%.*s\",\"detail\":\"%.*s\"}\n", (int)ce,
+    int bl = snprintf(body, sizeof(body), "{\"error\":\"%.*s\",\"detail\":\"%.*s\"", (int)ce,
                       esc_code, (int)de, esc_detail);
     if (bl < 0)
         return NULL;
-    if ((size_t)bl >= sizeof(body))
-        bl = (int)sizeof(body) - 1;
+    /* Each member "name":"value", escaped, cut where the body is full
+     * (the closing "}\n" always fits: 8 bytes are kept for it). */
+    for (size_t i = 0; i < n; i++) {
+        size_t room = sizeof(body) - 8 - (size_t)bl;
+        if (room < 16)
+            break;
+        body[bl++] = ',';
+        body[bl++] = '"';
+        bl += (int)json_escape(body + bl, room / 2, members[2 * i]);
+        body[bl++] = '"';
+        body[bl++] = ':';
+        body[bl++] = '"';
+        room = sizeof(body) - 8 - (size_t)bl;
+        bl += (int)json_escape(body + bl, room, members[2 * i + 1] ? members[2 * i + 1] : "");
+        body[bl++] = '"';
+    }
+    body[bl++] = '}';
+    body[bl++] = '\n';
+    body[bl] = '\0';
     /* RFC 9110 sections 15.3.5 and 15.4.5: a 204 or 304 has no content. */
     if (status == 204 || status == 304) {
         bl = 0;

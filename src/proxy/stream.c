@@ -807,6 +807,12 @@ static void reply_send(gh_stream_t *s, char *buf, size_t len)
 void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, const char *detail,
                                 const char *extra)
 {
+    gh_stream_reply_error_members(s, status, code, detail, NULL, 0, extra);
+}
+
+void gh_stream_reply_error_members(gh_stream_t *s, int status, const char *code, const char *detail,
+                                   const char *const *members, size_t n, const char *extra)
+{
     if (reply_begin(s, status, detail) < 0)
         return;
     gh_conn_t *c = s->conn;
@@ -825,8 +831,8 @@ void gh_stream_reply_error_with(gh_stream_t *s, int status, const char *code, co
         lines[el + s->res_add_len] = '\0';
     }
     size_t len;
-    char *buf = gh_reply_error_build_with(status, code, detail, lines, !c->keep_alive,
-                                          is_head_request(s), &len);
+    char *buf = gh_reply_error_build_members(status, code, detail, members, n, lines,
+                                             !c->keep_alive, is_head_request(s), &len);
     if (buf == NULL) {
         gh_stream_abort(s, "out of memory");
         return;
@@ -1235,6 +1241,17 @@ void gh_stream_set_ctx(gh_stream_t *s, void *ctx)
 const char *gh_stream_client_address(const gh_stream_t *s)
 {
     return s->client;
+}
+
+const char *gh_stream_peer_address(const gh_stream_t *s)
+{
+    return s->conn->peer;
+}
+
+const char *gh_stream_host(const gh_stream_t *s, size_t *len)
+{
+    *len = s->host_len;
+    return s->host != NULL ? s->host : "";
 }
 
 void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,

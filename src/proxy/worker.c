@@ -21,6 +21,7 @@
 
 #include <gatehouse/log.h>
 
+#include "proxy/fdlimit.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 
@@ -127,7 +128,15 @@ static int scratch_fit(gh_worker_t *w, const gh_snapshot_t *snap)
  * descriptors held elsewhere in the process), the listener's handle is
  * closed, which is what ends libuv's loop, and opened again on a dup of
  * its socket once descriptors are free. The socket itself stays open
- * (spare_fd), so its backlog waits rather than being reset. */
+ * (spare_fd), so its backlog waits rather than being reset.
+ *
+ * The admin API needs a descriptor at just those times (/live), and gets
+ * it by closing its reserve; another thread can take the freed one first
+ * (the race is drawn in fdlimit.c). So the reserve steps here run under
+ * gh_fdlimit_lock, and once the process ran out a connection libuv
+ * accepted is kept, and a listener listens again, only with room left
+ * (gh_fdlimit_room); else the listener goes down, which gives back the
+ * descriptor libuv took. */
 
 #define FD_RETRY_MS 100
 #define AERR_LOG_NS 1000000000ull
@@ -186,7 +195,7 @@ static int reserve_open(gh_worker_t *w)
 
 /* Accept errors are logged at most once a second per worker, with how
  * many were not: a client can cause them at will. */
-static void accept_error_log(gh_listener_t *l, int status)
+static void accept_error_log(gh_listener_t *l, const char *what)
 {
     gh_worker_t *w = l->worker;
     uint64_t now = uv_hrtime();
@@ -195,9 +204,18 @@ static void accept_error_log(gh_listener_t *l, int status)
         return;
     }
     GH_LOG(GH_LOG_WARN, "worker", "worker=%u accept on %s: %s (%llu more accept errors not logged)",
-           w->id, l->address, uv_strerror(status), (unsigned long long)w->aerr_unlogged);
+           w->id, l->address, what, (unsigned long long)w->aerr_unlogged);
     w->aerr_logged_ns = now;
     w->aerr_unlogged = 0;
+}
+
+static void count_refused(gh_listener_t *l)
+{
+    gh_worker_t *w = l->worker;
+    gh_listener_stats_t *st =
+        gh_metrics_listener(w->metrics, w->cur->snap->lids[l->li].listener_id);
+    if (st != NULL)
+        GH_STAT_INC(st->conns_refused);
 }
 
 /* The reserve descriptor makes room to accept the oldest pending
@@ -209,17 +227,16 @@ static void refuse_one(gh_listener_t *l)
     uv_os_fd_t lfd;
     if (w->reserve_fd < 0 || uv_fileno((uv_handle_t *)&l->tcp, &lfd) != 0)
         return;
+    gh_fdlimit_lock();
     close(w->reserve_fd);
     w->reserve_fd = -1;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
+    if (fd >= 0)
         close(fd);
-        gh_listener_stats_t *st =
-            gh_metrics_listener(w->metrics, w->cur->snap->lids[l->li].listener_id);
-        if (st != NULL)
-            GH_STAT_INC(st->conns_refused);
-    }
     reserve_open(w);
+    gh_fdlimit_unlock();
+    if (fd >= 0)
+        count_refused(l);
 }
 
 /* Every FD_RETRY_MS while a listener is down: reopens it once the reserve
@@ -228,12 +245,19 @@ static void fd_tick(uv_timer_t *t)
 {
     gh_worker_t *w = t->data;
     int waiting = 0;
+    gh_fdlimit_lock();
     for (gh_listener_t *l = w->listeners; l != NULL && !w->stopping; l = l->next) {
         if (l->down == 0 || l->spare_fd < 0)
             continue;
         int fd = -1, had_reserve = w->reserve_fd >= 0;
         if (l->down == 2 && reserve_open(w) >= 0)
             fd = fcntl(l->spare_fd, F_DUPFD_CLOEXEC, 0);
+        /* Listening again would let libuv accept into the last free
+         * descriptors, which the admin API may be about to need. */
+        if (fd >= 0 && !gh_fdlimit_room()) {
+            close(fd);
+            fd = -1;
+        }
         if (fd < 0) {
             /* A reserve taken now without the socket to go with it would
              * keep a descriptor another thread just freed for itself (the
@@ -248,20 +272,25 @@ static void fd_tick(uv_timer_t *t)
         l->down = 0;
         int r = listener_listen(l, fd);
         if (r < 0) {
-            accept_error_log(l, r);
+            accept_error_log(l, uv_strerror(r));
             l->down = 1;
             uv_close((uv_handle_t *)&l->tcp, listener_closed);
             waiting = 1;
         }
     }
+    gh_fdlimit_unlock();
     if (!waiting)
         uv_timer_stop(t);
 }
 
-static void listener_starved(gh_listener_t *l)
+/* Takes l down until fd_tick finds descriptors for it again. refuse: the
+ * oldest pending connection is refused first (when the connection that
+ * found the process out of descriptors was not taken already). */
+static void listener_starved(gh_listener_t *l, int refuse)
 {
     gh_worker_t *w = l->worker;
-    refuse_one(l);
+    if (refuse)
+        refuse_one(l);
     if (l->spare_fd < 0)
         GH_LOG(GH_LOG_ERROR, "worker",
                "worker=%u stops accepting on %s: out of descriptors and no spare socket", w->id,
@@ -282,13 +311,35 @@ static int accept_starved(int status)
            status == UV_ENOMEM;
 }
 
+/* Whether the connection libuv just accepted may be kept: the common
+ * case is one atomic load. */
+static int room_for_it(void)
+{
+    if (!gh_fdlimit_is_short())
+        return 1;
+    gh_fdlimit_lock();
+    int ok = gh_fdlimit_room();
+    gh_fdlimit_unlock();
+    return ok;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     gh_listener_t *l = server->data;
     if (status < 0) {
-        accept_error_log(l, status);
+        accept_error_log(l, uv_strerror(status));
         if (accept_starved(status))
-            listener_starved(l);
+            listener_starved(l, 1);
+        return;
+    }
+    if (!room_for_it()) {
+        /* The process ran out and this connection took one of the last
+         * descriptors: closing the handle closes it too (libuv holds it
+         * until uv_accept), and the listener stays down until there is
+         * room. */
+        accept_error_log(l, "too few descriptors left, kept for the admin API");
+        count_refused(l);
+        listener_starved(l, 0);
         return;
     }
     gh_conn_accept(l);

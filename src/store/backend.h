@@ -73,6 +73,10 @@ typedef struct gh_store_backend_s {
     /* Optional: the caller cancelled; stop the work if it has not started.
      * gh_store_req_finish still comes, from the loop. */
     void (*key_lookup_cancel)(gh_store_req_t *req);
+    /* Optional, for every store of the kind at once (gh_store_loop_end):
+     * loop ended (its owner closed its handles and ran it out); release
+     * what the backend keeps for it, finishing its pending lookups. */
+    void (*loop_end)(uv_loop_t *loop);
 } gh_store_backend_t;
 
 struct gh_store_s {
@@ -114,7 +118,7 @@ void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec
 
 /* The store section parsed as a store of kind (its `kind` key, if any, is
  * not read again): how gh_store_conf_parse goes on once it has the kind,
- * and a seam for tests of kinds this build has no backend for. c is
+ * and a seam for tests of one kind's keys. c is
  * always initialised (dispose it). */
 int gh_store_conf_parse_kind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                              const char *state_dir, gh_store_kind_t kind, gh_store_conf_t *c);
@@ -123,6 +127,7 @@ int gh_store_conf_parse_kind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *nod
 const gh_store_backend_t *gh_store_backend_find(gh_store_kind_t kind);
 
 extern const gh_store_backend_t gh_store_sqlite_backend;
+extern const gh_store_backend_t gh_store_redis_backend;
 
 /* Formats err->msg (err may be NULL); returns rc. */
 int gh_store_fail(gh_store_error_t *err, int rc, const char *fmt, ...)

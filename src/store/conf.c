@@ -1,8 +1,8 @@
 /*
  * The top-level `store` section (docs/config.md#store) and its defaults.
- * Parsed here, beside the backends, so that the keys a kind takes and the
- * kinds this build has are decided in one place: a kind without a backend
- * is refused at its position in the file, not when the server starts.
+ * Parsed here, beside the backends, so that the keys a kind takes are
+ * decided in one place, and a key of the other kind is refused at its
+ * position in the file, not when the server starts.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -79,8 +79,9 @@ static int set_str(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char
     return 0;
 }
 
-/* "host:port" or "[v6]:port": the syntax only. The Redis client resolves
- * the host when it connects (a fleet's Redis is usually a DNS name). */
+/* "host:port" or "[v6]:port": the syntax only. The Redis store resolves
+ * the host when it opens (a fleet's Redis is usually a DNS name), on the
+ * main thread, never on a worker. */
 static const char *address_refused(const char *a)
 {
     const char *colon;
@@ -150,12 +151,6 @@ int gh_store_conf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, co
             kind = GH_STORE_REDIS;
         else
             return gh_yaml_error(doc, n, "store kind must be sqlite or redis, not '%s'", v);
-        /* kind: redis also names the Redis of fleet rate limits
-         * (docs/rate-limits.md#fleet-mode), which need no key backend: a
-         * missing one is reported when the keys are first used. */
-        if (gh_store_backend_find(kind) == NULL && kind != GH_STORE_REDIS)
-            return gh_yaml_error(doc, n,
-                                 "store kind '%s' is not available in this build of gatehouse", v);
         gh_store_conf_dispose(c);
     }
     return gh_store_conf_parse_kind(doc, node, state_dir, kind, c);

@@ -117,7 +117,7 @@ int gh_store_apikey_copy(gh_apikey_t *dst, const gh_apikey_t *src)
 
 static const gh_store_backend_t *const backends[] = {
     &gh_store_sqlite_backend,
-    /* the Redis backend joins here */
+    &gh_store_redis_backend,
     NULL,
 };
 
@@ -153,7 +153,9 @@ int gh_store_open(const gh_store_conf_t *conf, int flags, gh_store_t **out, gh_s
     if (b == NULL)
         return gh_store_fail(err, -ENOTSUP,
                              "store kind '%s' is not available in this build of gatehouse",
-                             conf->kind == GH_STORE_REDIS ? "redis" : "sqlite");
+                             conf->kind == GH_STORE_REDIS    ? "redis"
+                             : conf->kind == GH_STORE_SQLITE ? "sqlite"
+                                                             : "unknown");
     gh_store_t *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return gh_store_fail(err, -ENOMEM, "out of memory");
@@ -389,6 +391,13 @@ void gh_store_req_cancel(gh_store_req_t *req)
     req->arg = NULL;
     if (req->store->backend->key_lookup_cancel != NULL)
         req->store->backend->key_lookup_cancel(req);
+}
+
+void gh_store_loop_end(uv_loop_t *loop)
+{
+    for (size_t i = 0; backends[i] != NULL; i++)
+        if (backends[i]->loop_end != NULL)
+            backends[i]->loop_end(loop);
 }
 
 void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,

@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from harness import echo_of, fetch, free_port, gatehouse_bin, hdr
-from jwt_util import ISS, mint, provider, rsa_key
+from jwt_util import ISS, mint, provider, raw_token, rsa_key
 from ops_util import read_json_lines, wait_for
 
 KEY_RE = re.compile(r"\bgh_[a-z2-7]{12}_[A-Za-z0-9]{43}\b")
@@ -275,3 +275,211 @@ def test_config_errors(gatehouse, tmp_path):
     r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True, text=True)
     assert r.returncode != 0 and "both a jwt and an apikeys provider" in r.stderr, r.stderr
     assert ISS
+
+
+def test_usage_plans_with_real_keys(gatehouse, upstream, tmp_path):
+    """A key's plan (from its record in the store) is enforced by the
+    rate_limits filter on every authenticated route: its quota per
+    consumer, a rotated key sharing it, its routes (403 elsewhere), and a
+    plan the config does not have (403)."""
+    up = upstream()
+    routes = [
+        {"name": "api", "match": {"path": {"prefix": "/api"}}, "authn": "keys", "to": "app"},
+        {"name": "other", "match": {"path": {"prefix": "/other"}}, "authn": "keys", "to": "app"},
+    ]
+    cfg = config(up, tmp_path / "gh.db", routes=routes)
+    cfg["plans"] = {
+        "bronze": {"quota": {"limit": 3, "period": "day"}},
+        "gold": {"routes": {"api": {}}},
+    }
+    g = gatehouse(cfg)
+    bronze, bid = create(g, "alice", "--plan", "bronze")
+    for _ in range(2):
+        assert get(g, "/api/x", key=bronze).status == 200
+    # A rotated key counts against its consumer's quota, not a fresh one.
+    r = cli(g.config_path, "rotate", bid, "--grace", "1h")
+    newer = KEY_RE.search(r.stdout).group(0)
+    assert get(g, "/other/x", key=newer).status == 200
+    r = get(g, "/api/x", key=bronze)
+    assert r.status == 429, r.body
+    assert body(r)["error"] == "rate_limited"
+    assert int(hdr(r.headers, "retry-after")[0]) > 0
+    assert hdr(r.headers, "ratelimit") and hdr(r.headers, "ratelimit-policy"), r.headers
+    assert get(g, "/api/x", key=newer).status == 429
+    # Another consumer has its own quota.
+    other, _ = create(g, "bob", "--plan", "bronze")
+    assert get(g, "/api/x", key=other).status == 200
+    # A plan's routes: others are 403, valid but not allowed here.
+    gold, _ = create(g, "carol", "--plan", "gold")
+    assert get(g, "/api/x", key=gold).status == 200
+    r = get(g, "/other/x", key=gold)
+    assert r.status == 403, r.body
+    assert body(r)["error"] == "forbidden"
+    # A plan the config does not have: 403, not unlimited.
+    ghost, _ = create(g, "dave", "--plan", "platinum")
+    assert get(g, "/api/x", key=ghost).status == 403
+    # No plan: no plan limits.
+    free, _ = create(g, "erin")
+    for _ in range(5):
+        assert get(g, "/api/x", key=free).status == 200
+
+
+def test_all_route_with_two_key_providers(gatehouse, upstream, tmp_path):
+    """`all` with two API-key providers, each key looked up in the store
+    (no cache): the second lookup must not send the first provider back
+    to the store (a request that never ends), and each provider's edits
+    are made once."""
+    up = upstream()
+    routes = [{"name": "all", "match": {"path": {"prefix": "/"}}, "authn": {"all": ["ka", "kb"]}, "to": "app"}]
+    for ttl in ("0s", "30s"):
+        cfg = config(up, tmp_path / f"gh{ttl}.db", routes=routes, apikeys={
+            "ka": {"header": "x-a", "cache_ttl": ttl, "consumer_header": "x-ca"},
+            "kb": {"header": "x-b", "cache_ttl": ttl, "consumer_header": "x-cb"}})
+        g = gatehouse(cfg)
+        a, _ = create(g, "alice")
+        b, _ = create(g, "bob")
+        for _ in range(2):
+            r = fetch(g.port, "GET", "/echo", headers=[("x-a", a), ("x-b", b)], timeout=10)
+            assert r.status == 200, r.body
+            seen = echo_of(r)["headers"]
+            assert hdr(seen, "x-ca") == ["alice"] and hdr(seen, "x-cb") == ["bob"], seen
+        refused(fetch(g.port, "GET", "/echo", headers=[("x-a", a)]), 401, "missing_api_key", "no API key")
+        g.stop()
+
+
+def test_all_route_with_two_key_providers(gatehouse, upstream, tmp_path):
+    """`all` with two API-key providers, each key looked up in the store
+    (no cache): the second lookup must not send the first provider back
+    to the store (a request that never ends), and each provider's edits
+    are made once."""
+    up = upstream()
+    routes = [{"name": "all", "match": {"path": {"prefix": "/"}}, "authn": {"all": ["ka", "kb"]}, "to": "app"}]
+    for ttl in ("0s", "30s"):
+        cfg = config(up, tmp_path / f"gh{ttl}.db", routes=routes, apikeys={
+            "ka": {"header": "x-a", "cache_ttl": ttl, "consumer_header": "x-ca"},
+            "kb": {"header": "x-b", "cache_ttl": ttl, "consumer_header": "x-cb"}})
+        g = gatehouse(cfg)
+        a, _ = create(g, "alice")
+        b, _ = create(g, "bob")
+        for _ in range(2):
+            r = fetch(g.port, "GET", "/echo", headers=[("x-a", a), ("x-b", b)], timeout=10)
+            assert r.status == 200, r.body
+            seen = echo_of(r)["headers"]
+            assert hdr(seen, "x-ca") == ["alice"] and hdr(seen, "x-cb") == ["bob"], seen
+        refused(fetch(g.port, "GET", "/echo", headers=[("x-a", a)]), 401, "missing_api_key", "no API key")
+        g.stop()
+
+
+def test_key_decided_route_forwards_no_unverified_token(gatehouse, upstream, tmp_path):
+    """On an any/optional route a key decides, whatever token comes with
+    it: that token was never verified, so it must not reach the upstream,
+    which (forward_token: true) trusts what gatehouse forwards as checked.
+    A forged token beside one's own valid key would otherwise pass as a
+    verified identity."""
+    rsa = rsa_key()
+    jwt = {"corp": provider(keys=[rsa], forward_token=True)}
+    routes = [
+        {"name": "any", "match": {"path": {"prefix": "/any"}}, "authn": {"any": ["corp", "keys"]}, "to": "app"},
+        {"name": "opt", "match": {"path": {"prefix": "/opt"}}, "authn": {"optional": ["keys", "corp"]},
+         "to": "app"},
+    ]
+    g, _ = start(gatehouse, upstream, tmp_path, routes=routes, jwt=jwt)
+    key, _ = create(g, "alice")
+    forged = raw_token({"alg": "RS256", "kid": rsa.kid}, {"iss": ISS, "sub": "admin", "aud": "x"}, b"junk")
+    for target in ("/any", "/opt"):
+        for scheme in ("Bearer", "bearer"):
+            r = get(g, target, key=key, headers=[("Authorization", f"{scheme} {forged}")])
+            assert r.status == 200, r.body
+            seen = echo_of(r)["headers"]
+            assert hdr(seen, "authorization") == [], seen
+            assert hdr(seen, "x-consumer") == ["alice"], seen
+        # Another scheme is no token: it goes on as it came.
+        r = get(g, target, key=key, headers=[("Authorization", "Basic YTpi")])
+        assert hdr(echo_of(r)["headers"], "authorization") == ["Basic YTpi"]
+    # A token that decides (no key) is verified and forwarded as before.
+    tok = mint(rsa, sub="bob")
+    r = get(g, "/any", headers=[("Authorization", f"Bearer {tok}")])
+    assert r.status == 200 and hdr(echo_of(r)["headers"], "authorization") == [f"Bearer {tok}"]
+
+
+def test_all_route_identity_has_the_tokens_principal(gatehouse, upstream, tmp_path):
+    """`all` with a key and a token: the policies after authn see the
+    token's principal and claims, not only the key's consumer. A DENY on a
+    principal or a claim must not be stepped around by adding a key."""
+    rsa = rsa_key()
+    jwt = {"corp": provider(keys=[rsa])}
+    routes = [
+        {"name": "all", "match": {"path": {"prefix": "/all"}}, "authn": {"all": ["corp", "keys"]},
+         "policies": ["deny-mallory", "deny-banned", "allow-alice-consumer"], "to": "app"},
+        {"name": "rev", "match": {"path": {"prefix": "/rev"}}, "authn": {"all": ["keys", "corp"]},
+         "policies": ["deny-mallory"], "to": "app"},
+    ]
+    up = upstream()
+    log = tmp_path / "access.log"
+    cfg = config(up, tmp_path / "gh.db", routes=routes, jwt=jwt, access_log=log)
+    cfg["policies"] = {
+        "deny-mallory": {"action": "DENY",
+                         "rules": [{"from": [{"source": {"request_principals": [f"{ISS}/mallory"]}}]}]},
+        "deny-banned": {"action": "DENY",
+                        "rules": [{"when": [{"key": "request.auth.claims[role]", "values": ["banned"]}]}]},
+        "allow-alice-consumer": {"action": "ALLOW", "rules": [{"from": [{"source": {"consumers": ["alice"]}}]}]},
+    }
+    g = gatehouse(cfg)
+    key, _ = create(g, "alice")
+    for target in ("/all", "/rev"):
+        r = get(g, target, key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='mallory')}")])
+        assert r.status == 403 and body(r)["policy"] == "deny-mallory", (target, r.status, r.body)
+    r = get(g, "/all", key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='bob', role='banned')}")])
+    assert r.status == 403 and body(r)["policy"] == "deny-banned", r.body
+    r = get(g, "/all", key=key, headers=[("Authorization", f"Bearer {mint(rsa, sub='bob', role='user')}")])
+    assert r.status == 200, r.body
+    line = wait_for(lambda: (lambda v: v[-1] if len(v) >= 4 else None)(read_json_lines(log)), 5, "log")
+    assert line["consumer"] == "alice" and line["principal"] == "bob", line
+
+
+def test_key_field_spelled_with_underscores(gatehouse, upstream, tmp_path):
+    """CGI-style upstreams (WSGI, PHP, Rack) read x_api_key as X-Api-Key:
+    the field is compared as they read it, so a second spelling is a second
+    key (refused), never a key gatehouse did not check going upstream with
+    forward_key: true."""
+    g, _ = start(gatehouse, upstream, tmp_path,
+                 apikeys={"keys": {"forward_key": True, "cache_ttl": "0s"}})
+    key, _ = create(g, "alice")
+    other = "gh_" + "a" * 12 + "_" + "B" * 43
+    for name in ("x_api_key", "X_Api-Key", "x-api_key"):
+        refused(fetch(g.port, "GET", "/echo", headers=[("x-api-key", key), (name, other)]),
+                401, "invalid_api_key", "more than one")
+        r = fetch(g.port, "GET", "/echo", headers=[(name, key)])
+        assert r.status == 200, (name, r.body)
+        assert hdr(echo_of(r)["headers"], "x-consumer") == ["alice"]
+
+
+
+def test_each_provider_keeps_its_own_cache_ttl(gatehouse, upstream, tmp_path):
+    """Two providers share each worker's cache of keys: a key one of them
+    cached for a minute must not be served for a minute by the other,
+    whose cache_ttl 0s says "ask the store on every request" (its bound on
+    a revocation), nor a key it found unknown be unknown there longer than
+    its own negative_cache_ttl."""
+    up = upstream()
+    routes = [{"name": "slow", "match": {"path": {"prefix": "/slow"}}, "authn": "ka", "to": "app"},
+              {"name": "fast", "match": {"path": {"prefix": "/fast"}}, "authn": "kb", "to": "app"}]
+    cfg = config(up, tmp_path / "gh.db", routes=routes, apikeys={
+        "ka": {"cache_ttl": "60s", "negative_cache_ttl": "60s"},
+        "kb": {"cache_ttl": "0s", "negative_cache_ttl": "0s"}})
+    g = gatehouse(cfg)
+    key, kid = create(g, "alice")
+    assert get(g, "/slow", key=key).status == 200
+    cli(g.config_path, "revoke", kid)
+    refused(get(g, "/fast", key=key), 401, "invalid_api_key", "revoked API key")
+    assert get(g, "/slow", key=key).status == 200  # its own bound: a minute
+    # A key looked up before it existed (unknown, remembered a minute by
+    # ka), then imported: kb asks the store again at once.
+    aws = "apikey4242abcdefghij0123456789"
+    refused(get(g, "/slow", key=aws), 401, "invalid_api_key", "unknown")
+    csv = tmp_path / "keys.csv"
+    csv.write_text(f"Name,Key\nbob,{aws}\n")
+    cli(g.config_path, "import", str(csv))
+    r = get(g, "/fast", key=aws)
+    assert r.status == 200, r.body
+    refused(get(g, "/slow", key=aws), 401, "invalid_api_key", "unknown")

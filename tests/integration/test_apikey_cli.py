@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from harness import gatehouse_bin
+from harness import free_port, gatehouse_bin
 
 KEY_RE = re.compile(r"^gh_([a-z2-7]{12})_[0-9A-Za-z]{43}$")
 
@@ -361,21 +361,22 @@ listeners:
 """)
     create(tmp_path, "--consumer", "b", "--config", str(cfg2))
     assert (tmp_path / "st8" / "gatehouse.db").exists()
-    # both at once; a broken config; a redis store (no backend yet)
+    # both at once; a broken config; a redis store nobody answers for
     p = run("list", "--store", str(db), "-c", str(cfg), cwd=tmp_path)
     assert p.returncode == 2 and b"not both" in p.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text("store: { kind: redis }\nlisteners: []\n")
+    bad.write_text("store: { kind: redis, path: x.db }\nlisteners: []\n")
     p = run("list", "-c", str(bad), cwd=tmp_path)
     assert p.returncode == 1
-    assert p.stderr.decode().startswith(f"{bad}:2:12: "), p.stderr
-    # kind: redis loads (fleet rate limits use it); the keys need its backend
-    bad.write_text("store: { kind: redis }\n"
-                   "listeners:\n"
-                   "  - { name: l, listen: 127.0.0.1:1, routes: [ { direct_response: { status: 200 } } ] }\n")
-    p = run("list", "-c", str(bad), cwd=tmp_path)
-    assert p.returncode == 1
-    assert b"store kind 'redis' is not available in this build" in p.stderr, p.stderr
+    assert p.stderr.decode().startswith(f"{bad}:1:23: 'path' is a key of a sqlite store"), p.stderr
+    gone = tmp_path / "gone.yaml"
+    gone.write_text(f"""\
+store: {{ kind: redis, address: '127.0.0.1:{free_port()}' }}
+listeners:
+  - {{ name: l, listen: 127.0.0.1:1, routes: [ {{ direct_response: {{ status: 200 }} }} ] }}
+""")
+    p = run("list", "-c", str(gone), cwd=tmp_path)
+    assert p.returncode == 1 and b"cannot connect to Redis" in p.stderr, p.stderr
     # reading commands do not make a store
     p = run("list", cwd=tmp_path)
     assert p.returncode == 1 and b"no store at state/gatehouse.db" in p.stderr

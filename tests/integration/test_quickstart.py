@@ -2,9 +2,11 @@
 and examples/quickstart.yaml, copied unchanged into a temp tree and started
 on free loopback ports (GH_QUICKSTART_*_PORT). On first run it makes the
 signing key and, with `gatehouse token jwks`, its JWKS in state/quickstart/;
-the three curls it prints are run exactly as printed (with sh, in that tree)
+the curls it prints are run exactly as printed (with sh, in that tree)
 and their outcomes checked: 401 with a Bearer challenge, 200 with the
-identity headers, a forged identity header dropped. A second run keeps the
+identity headers, a forged identity header dropped, an API key made with
+`gatehouse apikey create` passing with its consumer and then meeting its
+plan's quota. A second run keeps the
 key. The printed block, with the default ports put back, is in README.md."""
 
 import base64
@@ -100,7 +102,7 @@ def start(tree):
 
 
 def steps(banner):
-    """The numbered steps the banner prints: {1: text, 2: text, 3: text},
+    """The numbered steps the banner prints: {1: text, ..., 4: text},
     each the lines (comment and commands) up to the next blank line."""
     found = {}
     lines = banner.splitlines()
@@ -113,7 +115,7 @@ def steps(banner):
                     break
                 block.append(lines[j])
             found[int(m.group(1))] = "\n".join(block) + "\n"
-    assert sorted(found) == [1, 2, 3], banner
+    assert sorted(found) == [1, 2, 3, 4], banner
     return found
 
 
@@ -178,6 +180,11 @@ def run_steps(q):
     assert "x-user: mallory" in s[3], s[3]
     check_identity(second)
     check_identity(third)
+    # Step 4: a key made with the CLI in the store the server reads, its
+    # consumer upstream, then its plan's daily quota of five.
+    out = sh(q.tree, s[4]).decode()
+    assert "x-consumer" in out and "acme" in out, out
+    assert out.rstrip().endswith("200 200 200 200 429"), out
 
 
 def b64u_int(s):
@@ -237,5 +244,6 @@ def test_readme_shows_the_banner(tree, start):
         block = block.replace(f"127.0.0.1:{port}", f"127.0.0.1:{DEFAULTS[name]}")
     block = block.replace(str(gatehouse_bin()), "build/gatehouse")
     block = block.replace("config: state/quickstart/quickstart.yaml", "config: examples/quickstart.yaml")
+    block = block.replace("-c state/quickstart/quickstart.yaml", "-c examples/quickstart.yaml")
     readme = (REPO / "README.md").read_text()
     assert block in readme, block

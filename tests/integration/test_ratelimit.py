@@ -222,12 +222,16 @@ def test_header_key_name_case_value_case_repeats_and_whitespace(gatehouse, upstr
     assert get(g, headers=[("X-Tenant", "b")]).status == 429
     # Two fields: refused, and counted in no bucket (a decoy first field
     # must not put a request in another tenant's bucket, or out of its own).
+    # A '_' spelling is the same field to a CGI-style upstream (WSGI, PHP,
+    # Rack read X_Tenant as X-Tenant): a second field, and alone the key.
     for pair in ([("X-Tenant", "c"), ("X-Tenant", "d")], [("X-Tenant", "a"), ("x-tenant", "zz")],
-                 [("X-Tenant", "e"), ("X-Tenant", "e")]):
+                 [("X-Tenant", "e"), ("X-Tenant", "e")], [("X-Tenant", "f"), ("X_Tenant", "g")],
+                 [("x_tenant", "a"), ("X-Tenant", "h")]):
         r = get(g, headers=pair)
         assert_refusal(r, 400, "bad_request")
-    assert [get(g, headers=[("X-Tenant", t)]).status for t in ("c", "d", "e", "zz")] == [200] * 4
-    assert len(up.complete_requests()) == 9
+    assert [get(g, headers=[("X-Tenant", t)]).status for t in ("c", "d", "e", "zz", "f", "g", "h")] == [200] * 7
+    assert get(g, headers=[("X_TENANT", "a")]).status == 429
+    assert len(up.complete_requests()) == 12
 
 
 def test_missing_key_shared_bucket_skip_and_deny(gatehouse, upstream):

@@ -7,9 +7,10 @@
  * The cache holds the presented key itself, compared in constant time
  * (a timing difference would tell a prober how much of a cached key it has
  * right), with what the store said about it: the record, or "no such key"
- * (negative caching). An entry is trusted for the provider's cache_ttl
- * (negative_cache_ttl for unknown keys): that is how late a revocation,
- * made by any gatehouse sharing the store, takes effect here. A key's own
+ * (negative caching). An entry is trusted for the cache_ttl
+ * (negative_cache_ttl for unknown keys) of the provider that reads it,
+ * whichever provider's lookup made it: that is how late a revocation,
+ * made by any gatehouse sharing the store, takes effect on its routes. A key's own
  * expiry and rotation grace are judged at every request from the record.
  *
  * A miss pauses the stream; the lookup's answer fills the cache (or, with
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <gatehouse/fields.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
@@ -136,7 +138,10 @@ void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t 
 
 /* The key provider p finds in the request: 1 and *key, 0 none, -1 two
  * (two fields, a parameter twice, or different keys in the field and the
- * parameter). An empty field or parameter is no key. */
+ * parameter). An empty field or parameter is no key. Field names are
+ * compared as CGI-style upstreams (WSGI, PHP, Rack) read them, '_' as
+ * '-': "x_api_key" beside "x-api-key" is a second key, which such an
+ * upstream could read instead of the one checked here (forward_key). */
 int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const char **key,
                     size_t *len)
 {
@@ -148,7 +153,7 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
         const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
         size_t hl = p->from[0].name_len;
         for (size_t i = 0; i < nh; i++) {
-            if (!gh_h1_name_is(&hs[i], p->header, hl))
+            if (!gh_field_name_same(hs[i].name, hs[i].name_len, p->header, hl))
                 continue;
             copies++;
             v = hs[i].value;
@@ -315,8 +320,10 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
 {
     e->found = status == 0;
     e->store = e->found && store != NULL ? gh_store_ref(store) : NULL;
-    if (!e->found)
+    if (!e->found) {
+        e->valid_until = 1; /* never valid: the short path leaves it to ak_entry_reason */
         return 0;
+    }
     size_t cn = strlen(k->consumer), pn = k->plan ? strlen(k->plan) : 0,
            sn = k->scopes ? strlen(k->scopes) : 0;
     e->ident_len = cn + 1 + pn + 1 + sn + 1;
@@ -360,9 +367,19 @@ static int ak_entry_fill(akentry_t *e, int status, const gh_apikey_t *k, gh_stor
     for (int i = 0; i < 2; i++)
         if (ends[i] != 0 && (e->valid_until == 0 || ends[i] < e->valid_until))
             e->valid_until = ends[i];
-    if (k->revoked_at != 0)
-        e->valid_until = 1; /* revoked: over whatever the clock says */
+    if (k->revoked_at != 0 || !k->enabled)
+        e->valid_until = 1; /* revoked or disabled: over whatever the clock says */
     return 0;
+}
+
+/* Whether provider p may still trust the cached answer e at now_ms: for
+ * its own cache_ttl (negative_cache_ttl for an unknown key), whichever
+ * provider's lookup made the entry. */
+static inline int ak_entry_fresh(const akentry_t *e, const gh_apikey_provider_conf_t *p,
+                                 uint64_t now_ms)
+{
+    uint64_t ttl = e->found ? p->cache_ttl_ms : p->negative_ttl_ms;
+    return now_ms < e->at_ms + ttl;
 }
 
 /* What the cached answer says at now (unix seconds). */
@@ -396,6 +413,9 @@ static void on_ak_timer(uv_timer_t *t)
  * the cache's last counts go to the store when the state is freed. */
 static void ak_timer_start(gh_stream_t *s, wstate_t *w)
 {
+    /* The loop the lookups run on, for gh_store_loop_end when the worker's
+     * state goes (set before the first lookup, whatever the timer does). */
+    w->loop = gh_stream_loop(s);
     if (w->ak_timer_on)
         return;
     w->worker_id = gh_stream_worker_id(s);
@@ -420,6 +440,44 @@ struct gh_jwtf_ak_pending_s {
     int have_local;
 };
 
+static const char *lookup_error(int status)
+{
+    switch (status) {
+    case -ENOTCONN:
+        return "no connection to the store (Redis down or unreachable)";
+    case -ETIMEDOUT:
+        return "no answer from the store within its timeout";
+    case -ECONNRESET:
+        return "the connection to the store broke";
+    default:
+        return strerror(-status);
+    }
+}
+
+/* A store that is down fails every lookup: logged once per worker every
+ * 10 s, with how many failed meanwhile, not once per request. */
+static void lookup_failed_log(gh_stream_t *s, const gh_apikey_provider_conf_t *p, int status)
+{
+    wstate_t *w = gh_jwtf_worker(s);
+    uint64_t now = gh_stream_now_ms(s);
+    if (w != NULL && w->ak_fail_logged_ms != 0 && now - w->ak_fail_logged_ms < 10000) {
+        w->ak_fail_quiet++;
+        return;
+    }
+    if (w != NULL && w->ak_fail_quiet > 0)
+        GH_LOG(GH_LOG_WARN, "apikeys",
+               "provider '%s': store lookup failed: %s (and %llu more "
+               "since the last report)",
+               p->name, lookup_error(status), (unsigned long long)w->ak_fail_quiet);
+    else
+        GH_LOG(GH_LOG_WARN, "apikeys", "provider '%s': store lookup failed: %s", p->name,
+               lookup_error(status));
+    if (w != NULL) {
+        w->ak_fail_logged_ms = now;
+        w->ak_fail_quiet = 0;
+    }
+}
+
 static void lookup_done(void *arg, int status, const gh_apikey_t *key)
 {
     gh_jwtf_ak_pending_t *pd = arg;
@@ -431,8 +489,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
     const gh_authn_filter_conf_t *fc = pd->fc;
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[pd->k];
     if (status != 0 && status != -ENOENT) {
-        GH_LOG(GH_LOG_WARN, "apikeys", "provider '%s': store lookup failed: %s", p->name,
-               strerror(-status));
+        lookup_failed_log(s, p, status);
         gh_jwtf_ak_refuse(s, fc, pd->k, GH_AK_STORE_UNAVAILABLE, NULL);
         return;
     }
@@ -462,7 +519,7 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
             e->key_len = kn;
             e->hash = h;
             e->store_id = pd->store_id;
-            e->until_ms = gh_stream_now_ms(s) + ttl;
+            e->at_ms = gh_stream_now_ms(s);
         }
         if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, p) < 0)
             ak_entry_clear(e); /* not cached: only a cost */
@@ -487,6 +544,11 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd)
     if (pd->handle != NULL)
         gh_stream_handle_take(pd->handle);
     pd->handle = NULL;
+}
+
+size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd)
+{
+    return pd != NULL ? pd->k : 0;
 }
 
 /* Applies a valid key's identity and edits. -1: out of memory. */
@@ -549,7 +611,7 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
         e = &pd->local;
     if (e == NULL && w->ak != NULL) {
         akentry_t *c = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
-        if (c != NULL && c->until_ms > gh_stream_now_ms(s))
+        if (c != NULL && ak_entry_fresh(c, p, gh_stream_now_ms(s)))
             e = c;
     }
     if (e != NULL) {
@@ -598,19 +660,29 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st)
 {
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[0];
-    const char *kv;
-    size_t kn;
-    if (gh_jwtf_ak_find(s, p, &kv, &kn) != 1)
+    /* gh_jwtf_ak_find for one field: exactly one, not empty. */
+    size_t nh, hl = p->from[0].name_len;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh), *kh = NULL;
+    for (size_t i = 0; i < nh; i++) {
+        if (hs[i].name_len != hl || !gh_h1_name_equals(hs[i].name, p->header, hl))
+            continue;
+        if (kh != NULL)
+            return 0;
+        kh = &hs[i];
+    }
+    if (kh == NULL || kh->value_len == 0)
         return 0;
+    const char *kv = kh->value;
+    size_t kn = kh->value_len;
     wstate_t *w = gh_jwtf_worker(s);
     gh_jwtf_ak_runtime_t *ak = fc->ak;
     if (w == NULL || w->ak == NULL || ak->store == NULL)
         return 0;
     akentry_t *e = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
-    if (e == NULL || e->until_ms <= gh_stream_now_ms(s))
+    if (e == NULL || !ak_entry_fresh(e, p, gh_stream_now_ms(s)))
         return 0;
     time_t now = time(NULL);
-    if (!e->found || !e->enabled || (e->valid_until != 0 && (int64_t)now >= e->valid_until))
+    if (e->valid_until != 0 && (int64_t)now >= e->valid_until)
         return 0;
     *st = GH_FILTER_REPLIED;
     if ((p->consumer_header != NULL &&

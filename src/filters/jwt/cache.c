@@ -10,6 +10,7 @@
 
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
+#include <gatehouse/store.h>
 
 #include "filters/jwt/internal.h"
 
@@ -41,6 +42,8 @@ void gh_jwtf_wstate_free(void *p)
         gh_jwtf_entry_clear(&w->entries[i]);
     free(w->entries);
     gh_jwtf_ak_cache_free(w);
+    if (w->loop != NULL)
+        gh_store_loop_end(w->loop);
     gh_jwt_verifier_free(w->verifier);
     free(w);
 }

@@ -90,8 +90,15 @@ static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt,
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
         return -1;
-    if (id->provider == NULL) {
-        id->provider = rt->conf->name;
+    /* The first token verified gives the principal and the claims. With
+     * `all`, an API key checked before it (keys are checked first) gave
+     * the provider and the scopes, but the token's iss, sub and claims are
+     * still what policies and limits read: without them a DENY on a
+     * principal or a claim would be stepped around by adding a key. */
+    if (id->token == NULL) {
+        int first = id->provider == NULL;
+        if (first)
+            id->provider = rt->conf->name;
         id->token = f->p;
         id->token_len = f->n;
         /* The entry may be evicted while the stream lives: copy. */
@@ -102,7 +109,8 @@ static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt,
             memcpy(b, e->ident, e->ident_len);
             id->issuer = e->iss_off >= 0 ? b + e->iss_off : NULL;
             id->subject = e->sub_off >= 0 ? b + e->sub_off : NULL;
-            id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
+            if (first)
+                id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
         }
     }
     count_ok(s, w, rt);
@@ -501,6 +509,37 @@ static int strip_keys(gh_stream_t *s, const gh_authn_conf_t *a, int with_tokens)
     return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
 }
 
+/* An any/optional route that a valid key decided: the keys that are not
+ * forwarded, and every token the JWT providers' locations hold. Those
+ * tokens were never verified (the key decided), so none goes upstream: an
+ * upstream that reads the token (forward_token: true) takes what
+ * gatehouse forwards as checked, and a forged token beside one's own valid
+ * key would pass as a verified identity. */
+static int strip_key_decided(gh_stream_t *s, const gh_authn_conf_t *a)
+{
+    if (a->num_providers == 0)
+        return strip_keys(s, a, 0);
+    strip_t st;
+    if (gh_jwtf_strip_init(s, a, &st) < 0)
+        return -1;
+    for (size_t i = 0; i < a->num_apikeys; i++)
+        if (!a->apikeys[i]->forward_key)
+            for (size_t j = 0; j < a->apikeys[i]->num_from; j++)
+                gh_jwtf_strip_add(&st, &a->apikeys[i]->from[j]);
+    size_t nh;
+    const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        for (size_t j = 0; j < p->num_from; j++) {
+            found_t cand = {NULL, 0, &p->from[j]};
+            /* Two tokens there (-1) are no more verified than one. */
+            if (gh_jwtf_find_at(s, hs, nh, &p->from[j], &cand) != 0 || cand.p != NULL)
+                gh_jwtf_strip_add(&st, &p->from[j]);
+        }
+    }
+    return st.n > 0 ? gh_jwtf_strip_apply(s, &st) : 0;
+}
+
 /* The route's API-key providers. Returns 1 with *st when they decided the
  * request (accepted on an any/optional route, refused, paused for a
  * lookup), 0 when the JWT providers decide next: on an `all` route after
@@ -512,7 +551,12 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
 {
     const gh_authn_conf_t *a = fc->authn;
     *st = GH_FILTER_REPLIED;
-    for (size_t k = 0; k < a->num_apikeys; k++) {
+    /* Resumed after a lookup: the providers before the one that paused
+     * were decided already (on `all`, accepted and applied: their edits
+     * and counts are not made twice, and without a cache their keys are
+     * not looked up again, which would pause this provider's turn forever;
+     * on any/optional, without a key). */
+    for (size_t k = gh_jwtf_ak_resume_at(pd); k < a->num_apikeys; k++) {
         int r = gh_jwtf_ak_check(s, fc, w, k, &pd);
         if (r < 0) {
             *st = GH_FILTER_PAUSE;
@@ -526,7 +570,7 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
         }
         if (a->all)
             continue;
-        if (strip_keys(s, a, 0) < 0) {
+        if (strip_key_decided(s, a) < 0) {
             apply_failed(s);
             return 1;
         }

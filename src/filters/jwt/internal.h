@@ -117,8 +117,12 @@ typedef struct {
 typedef struct {
     uint64_t hash;
     uint64_t store_id;
-    uint64_t until_ms; /* trusted until then (the worker's loop time) */
-    char *key;         /* owned: the key as presented */
+    /* When the store answered (the worker's loop time): each provider
+     * trusts the answer for its own cache_ttl (negative_cache_ttl), so
+     * that one whose bound on a revocation is shorter never serves an
+     * entry another provider cached for longer. */
+    uint64_t at_ms;
+    char *key; /* owned: the key as presented */
     size_t key_len;
     int found; /* 0: the store has no such key (negative entry) */
     int enabled;
@@ -127,7 +131,8 @@ typedef struct {
     gh_store_t *store;
     uint32_t uses;
     int64_t revoked_at, expires_at, grace_until;
-    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when revoked; 0: none */
+    int64_t valid_until; /* expiry or end of grace, the earlier; 1 when not found, revoked or
+                            disabled; 0: none */
     char id[13];
     /* owned: consumer, plan, scopes as NUL-terminated strings back to
      * back; an offset of -1 is an absent string (consumer is at 0) */
@@ -151,6 +156,12 @@ typedef struct {
     size_t num_ak_dirty;
     uv_timer_t ak_timer;
     int ak_timer_on;
+    /* The worker's loop once it looked a key up: when the worker ends
+     * (this state is freed on the main thread after the loop was run out),
+     * gh_store_loop_end(loop) releases the store's connections on it. */
+    uv_loop_t *loop;
+    /* Failed lookups: when the last was logged, and how many since. */
+    uint64_t ak_fail_logged_ms, ak_fail_quiet;
     unsigned worker_id;
     entry_t *entries; /* nsets * WAYS */
     size_t nsets;
@@ -240,6 +251,9 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
 int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t k,
                      gh_jwtf_ak_pending_t **pending);
 void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
+/* The provider a resumed decision goes on from: the one whose lookup
+ * paused the stream (0 for a NULL pd, a decision not resumed). */
+size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd);
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
 void gh_jwtf_ak_cache_free(wstate_t *w);
 

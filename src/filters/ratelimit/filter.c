@@ -23,13 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <jansson.h>
 
 #include <gatehouse/cidr.h>
 #include <gatehouse/config.h>
+#include <gatehouse/fields.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
@@ -834,10 +834,12 @@ static int key_of(gh_stream_t *s, const rl_limit_conf_t *c, json_t **claims, con
         size_t n, found = 0;
         const gh_h1_header_t *h = gh_stream_headers(s, &n);
         for (size_t i = 0; i < n; i++)
-            if (h[i].name_len == c->arg_len && strncasecmp(h[i].name, c->arg, c->arg_len) == 0) {
+            if (gh_field_name_same(h[i].name, h[i].name_len, c->arg, c->arg_len)) {
                 /* Two fields: which one the upstream reads is not ours to
                  * know, and a decoy first field would put one caller's
-                 * requests in another's bucket. */
+                 * requests in another's bucket. Names are compared as
+                 * CGI-style upstreams read them ('_' as '-'), so
+                 * "X_Tenant" is such a second field. */
                 if (found++)
                     return -1;
                 *key = h[i].value;

@@ -2,8 +2,12 @@
  * The client connection cap per worker derived from RLIMIT_NOFILE
  * (src/proxy/fdlimit.c): two descriptors per connection, a headroom for the
  * process and for each worker, idle pools of all endpoints but the largest,
- * never above the listeners' max_connections, never below one.
+ * never above the listeners' max_connections, never below one. And, once
+ * the admin API ran out of descriptors, the room the data plane must leave
+ * it, probed under a lowered RLIMIT_NOFILE in this process.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -81,11 +87,108 @@ static void test_listeners_add_up_and_other_pools_count(void **state)
     gh_config_free(cfg);
 }
 
+/* ---- room once the admin API ran out ---- */
+
+#define LOW_LIMIT 64
+
+static int filler[LOW_LIMIT];
+static int num_filler;
+
+/* Opens descriptors until the (lowered) limit refuses one. */
+static void fill(void)
+{
+    int fd;
+    while (num_filler < LOW_LIMIT && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        filler[num_filler++] = fd;
+    assert_int_equal(open("/dev/null", O_RDONLY | O_CLOEXEC), -1);
+    assert_int_equal(errno, EMFILE);
+}
+
+/* Leaves exactly n descriptors free. */
+static void leave_free(int n)
+{
+    fill();
+    assert_true(num_filler >= n);
+    for (int i = 0; i < n; i++)
+        close(filler[--num_filler]);
+}
+
+/* How many descriptors are free now (the table is left as it was). */
+static int count_free(void)
+{
+    int fds[LOW_LIMIT], n = 0;
+    while (n < LOW_LIMIT && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return n;
+}
+
+static void test_room_once_the_admin_ran_out(void **state)
+{
+    (void)state;
+    struct rlimit was, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    low = was;
+    low.rlim_cur = LOW_LIMIT;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+
+    /* Not run out: the data plane takes what it finds, and nothing is
+     * probed, even with no descriptor free. */
+    leave_free(0);
+    assert_false(gh_fdlimit_is_short());
+    gh_fdlimit_lock();
+    assert_true(gh_fdlimit_room());
+    gh_fdlimit_unlock();
+
+    gh_fdlimit_lock();
+    gh_fdlimit_ran_out();
+    gh_fdlimit_unlock();
+    assert_true(gh_fdlimit_is_short());
+
+    /* Fewer than GH_FDLIMIT_KEEP free: no room; the probe gives back what
+     * it opened. */
+    for (int n = 0; n < GH_FDLIMIT_KEEP; n++) {
+        leave_free(n);
+        gh_fdlimit_lock();
+        assert_false(gh_fdlimit_room());
+        gh_fdlimit_unlock();
+        assert_int_equal(count_free(), n);
+        assert_true(gh_fdlimit_is_short());
+    }
+    /* GH_FDLIMIT_KEEP up to GH_FDLIMIT_CLEAR - 1 free: room, still short. */
+    for (int n = GH_FDLIMIT_KEEP; n < GH_FDLIMIT_CLEAR; n++) {
+        leave_free(n);
+        gh_fdlimit_lock();
+        assert_true(gh_fdlimit_room());
+        gh_fdlimit_unlock();
+        assert_int_equal(count_free(), n);
+        assert_true(gh_fdlimit_is_short());
+    }
+    /* GH_FDLIMIT_CLEAR free: the process has room again. */
+    leave_free(GH_FDLIMIT_CLEAR);
+    gh_fdlimit_lock();
+    assert_true(gh_fdlimit_room());
+    gh_fdlimit_unlock();
+    assert_false(gh_fdlimit_is_short());
+    assert_int_equal(count_free(), GH_FDLIMIT_CLEAR);
+    /* And then no probe again. */
+    leave_free(0);
+    gh_fdlimit_lock();
+    assert_true(gh_fdlimit_room());
+    gh_fdlimit_unlock();
+
+    while (num_filler > 0)
+        close(filler[--num_filler]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_descriptors_per_connection_after_headroom),
         cmocka_unit_test(test_listeners_add_up_and_other_pools_count),
+        cmocka_unit_test(test_room_once_the_admin_ran_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,12 +83,43 @@ static void test_sqlite(void **state)
     gh_config_free(cfg);
 }
 
+static void test_redis(void **state)
+{
+    (void)state;
+    gh_config_t *cfg = load_ok("store:\n"
+                               "  kind: redis\n"
+                               "  address: '[::1]:6390'\n"
+                               "  timeout: 100ms\n"
+                               "  pool: 4\n"
+                               "  prefix: 'gh:'\n"
+                               "  max_pending: 64\n" LISTENERS);
+    assert_int_equal(cfg->store.kind, GH_STORE_REDIS);
+    assert_string_equal(cfg->store.address, "[::1]:6390");
+    assert_int_equal(cfg->store.timeout_ms, 100);
+    assert_int_equal(cfg->store.pool, 4);
+    assert_string_equal(cfg->store.prefix, "gh:");
+    assert_int_equal(cfg->store.max_pending, 64);
+    gh_config_free(cfg);
+    /* the defaults */
+    cfg = load_ok("store: { kind: redis }\n" LISTENERS);
+    assert_int_equal(cfg->store.kind, GH_STORE_REDIS);
+    assert_string_equal(cfg->store.address, "127.0.0.1:6379");
+    assert_int_equal(cfg->store.timeout_ms, 250);
+    assert_int_equal(cfg->store.pool, 2);
+    assert_string_equal(cfg->store.prefix, "gatehouse:");
+    gh_config_free(cfg);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
     load_err("store: sqlite\n" LISTENERS, "t.yaml:1:8: expected a mapping for store");
     load_err("store: { kind: mysql }\n" LISTENERS,
              "t.yaml:1:16: store kind must be sqlite or redis, not 'mysql'");
+    load_err("store: { kind: Redis }\n" LISTENERS,
+             "t.yaml:1:16: store kind must be sqlite or redis, not 'Redis'");
+    load_err("store: { kind: redis, busy_timeout: 1s }\n" LISTENERS,
+             "t.yaml:1:23: 'busy_timeout' is a key of a sqlite store, and this store is redis");
     load_err("store: { pth: x }\n" LISTENERS, "t.yaml:1:10: unknown key 'pth' in store");
     load_err("store: { path: '' }\n" LISTENERS, "t.yaml:1:16: path must not be empty");
     load_err("store: { address: 127.0.0.1:6379 }\n" LISTENERS,
@@ -106,32 +137,11 @@ static void test_refusals(void **state)
     load_err("state_dir: [a]\n" LISTENERS, "t.yaml:1:12: 'state_dir' must be a string");
 }
 
-static void test_redis_kind_loads(void **state)
-{
-    (void)state;
-    /* kind: redis loads (fleet rate limits use it without a key backend),
-     * with the Redis defaults. */
-    gh_config_t *cfg = load_ok("store: { kind: redis }\n" LISTENERS);
-    assert_int_equal(cfg->store.kind, GH_STORE_REDIS);
-    assert_string_equal(cfg->store.address, "127.0.0.1:6379");
-    assert_string_equal(cfg->store.prefix, "gatehouse:");
-    assert_int_equal(cfg->store.timeout_ms, 250);
-    assert_int_equal(cfg->store.pool, 2);
-    gh_config_free(cfg);
-    cfg = load_ok("store: { kind: redis, address: '[::1]:7000', timeout: 50ms, pool: 3, "
-                  "prefix: 'a:' }\n" LISTENERS);
-    assert_string_equal(cfg->store.address, "[::1]:7000");
-    assert_int_equal(cfg->store.timeout_ms, 50);
-    assert_int_equal(cfg->store.pool, 3);
-    assert_string_equal(cfg->store.prefix, "a:");
-    gh_config_free(cfg);
-}
-
 static void test_redis_keys_are_checked(void **state)
 {
     (void)state;
-    /* The keys of a redis store, every refusal at its position (the parser
-     * is reached through gh_store_conf_parse_kind on a document). */
+    /* Each refusal of a redis store's keys at its position (the parser
+     * is reached through gh_store_conf_parse_kind on a document directly). */
     static const struct {
         const char *yaml, *want;
     } cases[] = {
@@ -160,8 +170,8 @@ static void test_redis_keys_are_checked(void **state)
         gh_yaml_doc_t doc;
         assert_int_equal(
             gh_yaml_doc_init(&doc, "t.yaml", cases[i].yaml, strlen(cases[i].yaml), &err), 0);
-        /* a redis store, as if its backend were built in: the kind key is
-         * left out, and the kind set before the keys are read */
+        /* a redis store: the kind key is left out, and the kind set
+         * before the keys are read */
         gh_store_conf_t c;
         int rc = gh_store_conf_parse_kind(&doc, doc.root, NULL, GH_STORE_REDIS, &c);
         if (cases[i].want == NULL) {
@@ -182,8 +192,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_sqlite),
+        cmocka_unit_test(test_redis),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_redis_kind_loads),
         cmocka_unit_test(test_redis_keys_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,370 @@
+/*
+ * The policies filter (authz phase): on every route its listener or the
+ * route itself attaches policies to, it decides after authentication
+ * whether the request may go on (docs/authorization.md).
+ *
+ * A denial is a 403 whose JSON body names the deciding policy
+ * ({"error":"forbidden","detail":...,"policy":"NAME"}), a note in the
+ * access log's "filter" field (policy=deny:NAME) and a count in
+ * gatehouse_policy_decisions_total. Dry-run policies never change the
+ * outcome: what they would have decided is logged and counted beside it.
+ *
+ * The instance a route runs with is made once per snapshot (bind): the
+ * route's policies split by kind, their metric ids, and the notes and
+ * details of each outcome, so that a request only evaluates and counts.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "filters/policy/internal.h"
+
+typedef struct {
+    uint32_t hit;  /* DENY: it matched; ALLOW: it matched (allowed) */
+    uint32_t miss; /* ALLOW: no ALLOW policy of its set matched (denied) */
+    char *note;    /* "policy=deny:NAME", "policy=allow:NAME" (dry run: "dry_run=...") */
+    char *detail;  /* DENY: the 403's detail */
+} entry_t;
+
+typedef struct {
+    const gh_policy_section_t *sec;
+    gh_policy_lists_t l;
+    entry_t *deny, *allow, *dry_deny, *dry_allow;
+    char *no_allow_note, *no_allow_detail, *no_allow_names;
+    char *dry_no_allow_note;
+    unsigned port;
+    int claims; /* some policy reads claims */
+} inst_t;
+
+/* ---- bind ---- */
+
+static void entries_free(entry_t *e, uint32_t n)
+{
+    for (uint32_t i = 0; e != NULL && i < n; i++) {
+        free(e[i].note);
+        free(e[i].detail);
+    }
+    free(e);
+}
+
+static void policy_unbind(void *p)
+{
+    inst_t *in = p;
+    if (in == NULL)
+        return;
+    free(in->l.deny);
+    free(in->l.allow);
+    free(in->l.dry_deny);
+    free(in->l.dry_allow);
+    entries_free(in->deny, in->l.ndeny);
+    entries_free(in->allow, in->l.nallow);
+    entries_free(in->dry_deny, in->l.ndry_deny);
+    entries_free(in->dry_allow, in->l.ndry_allow);
+    free(in->no_allow_note);
+    free(in->no_allow_detail);
+    free(in->no_allow_names);
+    free(in->dry_no_allow_note);
+    free(in);
+}
+
+static char *fmt(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *s = malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s%s", a, b);
+    return s;
+}
+
+/* The names of n policies joined by ',' (names hold no ','). */
+static char *join_names(const gh_policy_t *const *v, uint32_t n)
+{
+    size_t len = 1;
+    for (uint32_t i = 0; i < n; i++)
+        len += strlen(v[i]->name) + 1;
+    char *s = malloc(len), *o = s;
+    if (s == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t k = strlen(v[i]->name);
+        if (i > 0)
+            *o++ = ',';
+        memcpy(o, v[i]->name, k);
+        o += k;
+    }
+    *o = '\0';
+    return s;
+}
+
+static int make_entries(const gh_policy_t *const *v, uint32_t n, int dry, entry_t **out)
+{
+    const char *dr = dry ? "true" : "false";
+    entry_t *e = calloc(n ? n : 1, sizeof(*e));
+    if (e == NULL)
+        return -1;
+    *out = e;
+    for (uint32_t i = 0; i < n; i++) {
+        const gh_policy_t *p = v[i];
+        int deny = p->action == GH_POL_DENY;
+        const char *action = deny ? "DENY" : "ALLOW";
+        e[i].hit = gh_metrics_policy_id(p->name, action, deny ? "deny" : "allow", dr);
+        e[i].miss = deny ? UINT32_MAX : gh_metrics_policy_id(p->name, action, "deny", dr);
+        e[i].note = fmt(dry ? (deny ? "dry_run=deny:" : "dry_run=allow:")
+                            : (deny ? "policy=deny:" : "policy=allow:"),
+                        p->name);
+        e[i].detail = deny ? fmt("denied by policy ", p->name) : NULL;
+        if (e[i].note == NULL || (deny && e[i].detail == NULL))
+            return -1;
+    }
+    return 0;
+}
+
+static unsigned listener_port(const gh_config_t *cfg, const gh_route_t *r)
+{
+    const struct sockaddr_storage *ss = &cfg->listeners[r->listener].addr;
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void *policy_bind(void *rt, const gh_config_t *cfg, const gh_route_t *route,
+                         const void *conf, const char *listener)
+{
+    const gh_policy_route_conf_t *c = conf;
+    inst_t *in = calloc(1, sizeof(*in));
+    (void)rt;
+    (void)listener;
+    if (in == NULL)
+        return NULL;
+    in->sec = gh_config_section(cfg, &gh_policy_filter);
+    in->port = listener_port(cfg, route);
+    size_t n = c != NULL ? c->n : 0;
+    in->l.deny = calloc(n + 1, sizeof(*in->l.deny));
+    in->l.allow = calloc(n + 1, sizeof(*in->l.allow));
+    in->l.dry_deny = calloc(n + 1, sizeof(*in->l.dry_deny));
+    in->l.dry_allow = calloc(n + 1, sizeof(*in->l.dry_allow));
+    if (in->l.deny == NULL || in->l.allow == NULL || in->l.dry_deny == NULL ||
+        in->l.dry_allow == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const gh_policy_t *p = c->v[i];
+        if (p->dry_run) {
+            if (p->action == GH_POL_DENY)
+                in->l.dry_deny[in->l.ndry_deny++] = p;
+            else
+                in->l.dry_allow[in->l.ndry_allow++] = p;
+        } else if (p->action == GH_POL_DENY) {
+            in->l.deny[in->l.ndeny++] = p;
+        } else {
+            in->l.allow[in->l.nallow++] = p;
+        }
+        in->claims |= p->has_claims;
+    }
+    if (make_entries(in->l.deny, in->l.ndeny, 0, &in->deny) < 0 ||
+        make_entries(in->l.allow, in->l.nallow, 0, &in->allow) < 0 ||
+        make_entries(in->l.dry_deny, in->l.ndry_deny, 1, &in->dry_deny) < 0 ||
+        make_entries(in->l.dry_allow, in->l.ndry_allow, 1, &in->dry_allow) < 0)
+        goto fail;
+    if (in->l.nallow > 0) {
+        if ((in->no_allow_names = join_names(in->l.allow, in->l.nallow)) == NULL ||
+            (in->no_allow_note = fmt("policy=no_allow:", in->no_allow_names)) == NULL ||
+            (in->no_allow_detail = fmt("no ALLOW policy matched: ", in->no_allow_names)) == NULL)
+            goto fail;
+    }
+    if (in->l.ndry_allow > 0) {
+        char *names = join_names(in->l.dry_allow, in->l.ndry_allow);
+        in->dry_no_allow_note = names != NULL ? fmt("dry_run=no_allow:", names) : NULL;
+        free(names);
+        if (in->dry_no_allow_note == NULL)
+            goto fail;
+    }
+    return in;
+fail:
+    policy_unbind(in);
+    return NULL;
+}
+
+/* ---- the request ---- */
+
+/* What the evaluator's callbacks reach: the stream, and the token's
+ * entry in the worker's claims cache (NULL: not cached). */
+typedef struct {
+    gh_stream_t *s;
+    gh_policy_centry_t *e;
+    gh_policy_req_t *req;
+} call_t;
+
+static const char *claims_cb(void *arg, size_t *len)
+{
+    call_t *c = arg;
+    const char *text = gh_stream_claims(c->s, len);
+    if (c->e == NULL || text == NULL)
+        return text;
+    const char *kept = gh_policy_cache_payload(c->e, text, *len);
+    if (kept == NULL) {
+        /* Not kept: the values found in this request's copy must not
+         * outlive it in the cache. */
+        c->req->claim_vals = NULL;
+        c->req->claim_state = NULL;
+        return text;
+    }
+    return kept;
+}
+
+static void *alloc_cb(void *arg, size_t n)
+{
+    return gh_stream_alloc(((call_t *)arg)->s, n);
+}
+
+/* With a verified token whose claims some policy reads, the worker's
+ * cache entry of that token gives the payload and the values found
+ * before (cache.c). */
+static void use_cache(gh_stream_t *s, const inst_t *in, const gh_identity_t *id,
+                      gh_policy_req_t *req, call_t *c)
+{
+    gh_policy_wcache_t *w =
+        gh_stream_worker_state(s, &gh_policy_filter, gh_policy_cache_new, gh_policy_cache_free);
+    gh_policy_centry_t *e =
+        w != NULL ? gh_policy_cache_get(w, in->sec, id->token, id->token_len) : NULL;
+    if (e == NULL)
+        return;
+    c->e = e;
+    req->claim_vals = e->vals;
+    req->claim_state = e->state;
+    req->nclaim_slots = e->nvals;
+    if (e->payload_state == 1) {
+        req->claims = e->payload;
+        req->claims_len = e->payload_len;
+        req->claims_state = 1;
+    }
+}
+
+static void count(gh_stream_t *s, uint32_t id)
+{
+    gh_counter_stats_t *st = gh_metrics_policy(gh_stream_metrics(s), id);
+    if (st != NULL)
+        GH_STAT_INC(st->count);
+}
+
+/* The dry-run outcomes: counted, and their notes appended to the enforced
+ * one (in the stream's arena; a failed allocation only loses the note). */
+static const char *dry_run_note(gh_stream_t *s, const inst_t *in, const gh_policy_decision_t *d,
+                                const char *note)
+{
+    const char *parts[GH_POL_MAX_PER_ROUTE + 2];
+    size_t np = 0, len = 1;
+    if (note != NULL)
+        parts[np++] = note;
+    for (uint32_t i = 0; i < in->l.ndry_deny; i++)
+        if (d->dry_deny_hits & ((uint64_t)1 << i)) {
+            count(s, in->dry_deny[i].hit);
+            parts[np++] = in->dry_deny[i].note;
+        }
+    if (d->dry_allow_outcome == GH_POL_OUT_ALLOW) {
+        count(s, in->dry_allow[d->dry_allow_index].hit);
+        parts[np++] = in->dry_allow[d->dry_allow_index].note;
+    } else if (d->dry_allow_outcome == GH_POL_OUT_NO_ALLOW) {
+        for (uint32_t i = 0; i < in->l.ndry_allow; i++)
+            count(s, in->dry_allow[i].miss);
+        parts[np++] = in->dry_no_allow_note;
+    }
+    if (np == 0 || (np == 1 && note != NULL))
+        return note;
+    for (size_t i = 0; i < np; i++)
+        len += strlen(parts[i]) + 1;
+    char *out = gh_stream_alloc(s, len), *o = out;
+    if (out == NULL)
+        return note;
+    for (size_t i = 0; i < np; i++) {
+        size_t k = strlen(parts[i]);
+        if (i > 0)
+            *o++ = ' ';
+        memcpy(o, parts[i], k);
+        o += k;
+    }
+    *o = '\0';
+    return out;
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const inst_t *in = conf;
+    gh_identity_t *id = gh_stream_identity(s);
+    gh_policy_req_t req;
+    gh_policy_decision_t d;
+    const char *query;
+    size_t query_len;
+    (void)ctx;
+
+    memset(&req, 0, sizeof(req));
+    gh_stream_request_line(s, &req.method, &req.method_len, &req.path, &req.path_len, &query,
+                           &query_len);
+    req.host = gh_stream_host(s, &req.host_len);
+    req.port = in->port;
+    req.peer = gh_stream_peer_address(s);
+    req.remote = gh_stream_client_address(s);
+    req.issuer = id->issuer;
+    req.subject = id->subject;
+    req.consumer = id->consumer;
+    req.scopes = id->scopes;
+    req.headers = gh_stream_headers(s, &req.nheaders);
+    call_t call = {s, NULL, &req};
+    req.claims_fn = claims_cb;
+    req.alloc_fn = alloc_cb;
+    req.arg = &call;
+    if (in->claims && id->token != NULL)
+        use_cache(s, in, id, &req, &call);
+    gh_policy_decide(in->sec, &in->l, &req, &d);
+
+    if (d.oom) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    const char *note = NULL, *detail = NULL, *names = NULL;
+    switch (d.outcome) {
+    case GH_POL_OUT_DENY:
+        count(s, in->deny[d.index].hit);
+        note = in->deny[d.index].note;
+        detail = in->deny[d.index].detail;
+        names = in->l.deny[d.index]->name;
+        break;
+    case GH_POL_OUT_NO_ALLOW:
+        for (uint32_t i = 0; i < in->l.nallow; i++)
+            count(s, in->allow[i].miss);
+        note = in->no_allow_note;
+        detail = in->no_allow_detail;
+        names = in->no_allow_names;
+        break;
+    case GH_POL_OUT_ALLOW:
+        count(s, in->allow[d.index].hit);
+        note = in->allow[d.index].note;
+        break;
+    default:
+        break;
+    }
+    if (in->l.ndry_deny > 0 || in->l.ndry_allow > 0)
+        note = dry_run_note(s, in, &d, note);
+    if (note != NULL)
+        gh_stream_log_note(s, note);
+    if (detail == NULL)
+        return GH_FILTER_CONTINUE;
+    const char *members[2] = {"policy", names};
+    gh_stream_reply_error_members(s, 403, "forbidden", detail, members, 1, NULL);
+    return GH_FILTER_REPLIED;
+}
+
+const gh_filter_type_t gh_policy_filter = {
+    .name = "policies",
+    .phase = GH_PHASE_AUTHZ,
+    .parse = gh_policy_parse_route,
+    .free_conf = gh_policy_free_conf,
+    .parse_section = gh_policy_parse_section,
+    .free_section = gh_policy_free_section,
+    .parse_listener = gh_policy_parse_listener,
+    .bind = policy_bind,
+    .unbind = policy_unbind,
+    .on_request_headers = on_request_headers,
+};
