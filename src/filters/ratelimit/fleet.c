@@ -55,13 +55,16 @@ _Static_assert(GH_RATELIMIT_FLEET_MAX <= GH_REDIS_LIMITS_MAX,
 
 #define FL_VALUE_CLEAR 64 /* longer values are hashed */
 #define FL_KEY_MAX 96     /* "rl:" + 16 + ":" + 2 + ":" + 64, or "rl:" + 16 + ":#:" + 64 */
-#define FL_CONNECT_MS 1000
+#define FL_CONNECT_MIN_MS 1000
 #define FL_WAIT_TICK_MS 5
 #define FL_LOG_EVERY_MS 10000
+#define FL_IDLE_TICK_MS 10000
 
-/* Test hook: the clock sent with every decision; 0, the default, is the
- * Redis server's clock (docs/redis.md#the-rate-limit-script). */
+/* Test hooks: the clock sent with every decision (0, the default, is the
+ * Redis server's clock: docs/redis.md#the-rate-limit-script), and how long
+ * a worker's client may stay without a call before it is closed. */
 static uint64_t fl_clock_ms;
+static uint64_t fl_idle_ms = 60000;
 
 /* ---- per snapshot ---- */
 
@@ -69,16 +72,17 @@ typedef struct {
     char host[INET6_ADDRSTRLEN];
     uint16_t port;
     char prefix[80];
-    uint64_t timeout_ms;
+    uint64_t timeout_ms, connect_ms;
     unsigned pool, max_pending;
     char where[300]; /* the address as configured, for logs */
 } fl_conf_t;
 
 static int conf_same(const fl_conf_t *a, const fl_conf_t *b)
 {
-    return a->port == b->port && a->timeout_ms == b->timeout_ms && a->pool == b->pool &&
-           a->max_pending == b->max_pending && strcmp(a->host, b->host) == 0 &&
-           strcmp(a->prefix, b->prefix) == 0 && strcmp(a->where, b->where) == 0;
+    return a->port == b->port && a->timeout_ms == b->timeout_ms && a->connect_ms == b->connect_ms &&
+           a->pool == b->pool && a->max_pending == b->max_pending &&
+           strcmp(a->host, b->host) == 0 && strcmp(a->prefix, b->prefix) == 0 &&
+           strcmp(a->where, b->where) == 0;
 }
 
 static int no_dns(void)
@@ -173,6 +177,9 @@ static void *fl_open(const gh_config_t *cfg, char *err, size_t cap)
     snprintf(c->where, sizeof(c->where), "%s", st->address);
     snprintf(c->prefix, sizeof(c->prefix), "%s", st->prefix != NULL ? st->prefix : "");
     c->timeout_ms = st->timeout_ms;
+    /* As the store's clients: TCP and the handshake may take the timeout,
+     * at least a second. */
+    c->connect_ms = st->timeout_ms > FL_CONNECT_MIN_MS ? st->timeout_ms : FL_CONNECT_MIN_MS;
     c->pool = st->pool;
     c->max_pending = st->max_pending;
     return c;
@@ -284,6 +291,8 @@ typedef struct {
     unsigned waiting;
     uv_timer_t timer; /* ticks while calls wait; closed by the worker's teardown */
     int timer_ready;
+    uv_timer_t idle; /* closes a client left without calls (unreferenced) */
+    int idle_ready;
     int ending;
 } fl_worker_t;
 
@@ -295,6 +304,7 @@ struct fl_client_s {
     int retired;      /* in w->old */
     int closing;      /* gh_redis_close is running */
     uint64_t born_ms; /* loop time it was made */
+    uint64_t used_ms; /* loop time of its last call */
     fl_client_t *next;
     fl_client_t *reg_prev, *reg_next; /* every live client, for /metrics */
 };
@@ -363,7 +373,7 @@ static fl_client_t *client_new(const fl_conf_t *conf, uv_loop_t *loop, int *rc)
                          .prefix = conf->prefix[0] != '\0' ? conf->prefix : NULL,
                          .pool_size = conf->pool,
                          .max_pending = conf->max_pending,
-                         .connect_timeout_ms = FL_CONNECT_MS,
+                         .connect_timeout_ms = conf->connect_ms,
                          .command_timeout_ms = conf->timeout_ms};
     if ((cl->c = gh_redis_new(loop, &o, err, sizeof(err))) == NULL) {
         GH_LOG(GH_LOG_ERROR, "rate_limits", "fleet limits: redis %s: %s", conf->where,
@@ -372,7 +382,7 @@ static fl_client_t *client_new(const fl_conf_t *conf, uv_loop_t *loop, int *rc)
         *rc = err[0] != '\0' ? -EINVAL : -ENOMEM;
         return NULL;
     }
-    cl->born_ms = uv_now(loop);
+    cl->born_ms = cl->used_ms = uv_now(loop);
     reg_add(cl);
     return cl;
 }
@@ -586,7 +596,7 @@ static void wait_tick(uv_timer_t *t)
             int rc = submit(call); /* in flight now: its busy count goes on */
             if (rc < 0)
                 call_fail(call, rc);
-        } else if (now - cl->born_ms >= FL_CONNECT_MS) {
+        } else if (now - cl->born_ms >= cl->conf.connect_ms) {
             call_fail(call, -ENOTCONN);
         } else {
             *w->wait_tail = call;
@@ -616,6 +626,35 @@ static int wait_add(fl_worker_t *w, fl_call_t *call, uv_loop_t *loop)
     return 0;
 }
 
+/* A worker's client that has had no call for fl_idle_ms is closed (made
+ * again by the next fleet request): after a reload that removed the fleet
+ * limits, or moved them to another store, no worker keeps connections
+ * nobody uses. */
+static void idle_tick(uv_timer_t *t)
+{
+    fl_worker_t *w = t->data;
+    uint64_t now = uv_now(t->loop);
+    if (w->cur != NULL && w->cur->busy == 0 && now - w->cur->used_ms >= fl_idle_ms)
+        client_close(w, w->cur);
+    if (w->cur == NULL && w->old == NULL)
+        uv_timer_stop(t);
+}
+
+static void idle_watch(fl_worker_t *w, uv_loop_t *loop)
+{
+    if (!w->idle_ready) {
+        if (uv_timer_init(loop, &w->idle) != 0)
+            return; /* then clients stay until the worker ends */
+        w->idle.data = w;
+        uv_unref((uv_handle_t *)&w->idle);
+        w->idle_ready = 1;
+    }
+    if (!uv_is_active((uv_handle_t *)&w->idle)) {
+        uint64_t every = fl_idle_ms < FL_IDLE_TICK_MS ? fl_idle_ms : FL_IDLE_TICK_MS;
+        uv_timer_start(&w->idle, idle_tick, every, every);
+    }
+}
+
 static int fl_take(void *backend, gh_ratelimit_batch_t *b)
 {
     const fl_conf_t *conf = backend;
@@ -627,6 +666,8 @@ static int fl_take(void *backend, gh_ratelimit_batch_t *b)
         goto fail;
     if ((cl = client_for(w, conf, b->loop, &rc)) == NULL)
         goto fail;
+    cl->used_ms = uv_now(b->loop);
+    idle_watch(w, b->loop);
     if ((call = malloc(sizeof(*call))) == NULL) {
         rc = -ENOMEM;
         goto fail;
@@ -650,7 +691,7 @@ static int fl_take(void *backend, gh_ratelimit_batch_t *b)
     }
     /* A new client's first connection is not up yet: hold the call for a
      * while rather than fail the first requests of every worker. */
-    if (rc == -ENOTCONN && !cl->up && uv_now(b->loop) - cl->born_ms < FL_CONNECT_MS &&
+    if (rc == -ENOTCONN && !cl->up && uv_now(b->loop) - cl->born_ms < cl->conf.connect_ms &&
         w->waiting < conf->max_pending && wait_add(w, call, b->loop) == 0) {
         __atomic_add_fetch(&pending, 1, __ATOMIC_RELAXED);
         return 0;

@@ -659,6 +659,38 @@ static void test_store_change_on_reload(void **state)
     fl_close(b);
 }
 
+static int no_client(void *arg)
+{
+    return ((fl_worker_t *)arg)->cur == NULL;
+}
+
+/* A client left without calls is closed (a reload removed the fleet
+ * limits: no worker keeps connections nobody uses), and made again by
+ * the next call. */
+static void test_idle_client_is_closed(void **state)
+{
+    (void)state;
+    fl_conf_t *c = conf_with("idle:", 2000, 64);
+    fl_worker_t *w = fl_worker_new();
+    size_t base = registered();
+    fl_idle_ms = 50;
+    tb_t tb;
+    tb.spec[0] = one_per_hour(1);
+    strcpy(tb.keys[0], "k");
+    tb_init(&tb, 1, w, &loop);
+    assert_int_equal(tb_take(&tb, c), 0);
+    assert_int_equal(registered(), base + 1);
+    wait_until(no_client, w);
+    assert_int_equal(registered(), base);
+    tb_init(&tb, 1, w, &loop);
+    assert_int_equal(tb_take(&tb, c), 0); /* held for the new connection, then sent */
+    assert_int_equal(tb.items[0].res.remaining, 998);
+    fl_idle_ms = 60000;
+    worker_teardown(&loop, w);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fl_close(c);
+}
+
 /* The worker ends with calls in flight and held: they end with
  * -ESHUTDOWN when its state is freed, after its loop closed (no use of
  * freed handles: ASan). */
@@ -779,6 +811,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_call_waits_for_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_call_without_a_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_change_on_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_client_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_teardown_with_calls_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_and_log_throttle, setup, teardown),
     };
