@@ -17,21 +17,22 @@ redis-server (redis_util.RedisServer):
 - a reload that changes the store, and one that is refused;
 - metrics and the throttled log line.
 
-Usage plans in fleet mode need API keys, and a fleet's API keys need the
-Redis key store (store.kind: redis), whose backend is not in this build
-yet: plans in fleet mode are tested in-process
-(tests/unit/filters/test_ratelimit.c, test_fleet_plan), and the Redis
-backend's decisions in tests/unit/filters/test_ratelimit_fleet.c."""
+- a usage plan in fleet mode, with real API keys in the same Redis (made
+  with the CLI): its quota is one quota for both gatehouses.
+
+The Redis backend's decisions are compared with the local limiter's in
+tests/unit/filters/test_ratelimit_fleet.c."""
 
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from harness import ConnectionClosed, RawConn, assert_refusal, fetch, free_port, make_config
+from harness import ConnectionClosed, RawConn, assert_refusal, fetch, free_port, gatehouse_bin, make_config
 from ops_util import config_errors, metrics, sighup, wait_for, wait_metric, write_config
 from test_ratelimit import fields
 
@@ -163,6 +164,67 @@ def test_keys_in_redis_are_per_limit_and_not_steerable(gatehouse, upstream, redi
     assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{16}", ids.pop()), keys
     assert any(k.endswith(b":3:a:b:b") for k in keys), keys
     assert sum(1 for k in keys if b":#:" in k) == 2, keys  # the long one and the non-ASCII one
+
+
+# --------------------------------------------------------------------------
+# A usage plan for the fleet, with real API keys
+
+
+KEY_RE = re.compile(r"\bgh_[a-z2-7]{12}_[A-Za-z0-9]{43}\b")
+
+
+def test_fleet_plan_quota_shared_by_two_gatehouses(gatehouse, upstream, redis_server, tmp_path):
+    up = upstream()
+    cfg = make_config([up], routes=[{"name": "api", "match": {"path": {"prefix": "/"}},
+                                      "authn": "keys", "to": "app"}])
+    cfg["providers"] = {"apikeys": {"keys": {}}}
+    cfg["store"] = {"kind": "redis", "address": f"127.0.0.1:{redis_server.port}", "prefix": "gh:"}
+    # Monthly quotas: a test run does not straddle their boundary.
+    cfg["plans"] = {"gold": {"throttle": {"rate": "1/h", "burst": 1000},
+                             "quota": {"limit": 100, "period": "month"}, "mode": "fleet"},
+                    "local": {"quota": {"limit": 100, "period": "month"}}}
+    g1 = gatehouse(cfg, workers=2)
+    g2 = gatehouse(cfg, workers=2)
+
+    def key(plan, consumer):
+        r = subprocess.run([str(gatehouse_bin()), "apikey", "create", "--consumer", consumer,
+                            "--plan", plan, "-c", str(g1.config_path)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return KEY_RE.search(r.stdout).group(0)
+
+    def hammer_key(k):
+        out, lock, start = [], threading.Lock(), threading.Barrier(16)
+
+        def run(port):
+            got = []
+            with RawConn(port, timeout=30) as c:
+                start.wait()
+                for _ in range(10):
+                    c.request("GET", "/x", [("x-api-key", k)])
+                    got.append(c.read_response().status)
+            with lock:
+                out.extend(got)
+
+        ts = [threading.Thread(target=run, args=((g1.port, g2.port)[i % 2],)) for i in range(16)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return out
+
+    # The fleet plan: 100 for both gatehouses together.
+    statuses = hammer_key(key("gold", "alice"))
+    assert statuses.count(200) == 100, sorted(set(statuses))
+    assert statuses.count(429) == 60
+    # Another key of the same consumer shares the quota; another consumer has its own.
+    r = fetch(g2.port, "GET", "/x", headers=[("x-api-key", key("gold", "alice"))])
+    assert r.status == 429 and b"'gold.quota' exceeded" in r.body, r
+    r = fetch(g2.port, "GET", "/x", headers=[("x-api-key", key("gold", "bob"))])
+    assert r.status == 200, r
+    # A local plan: each gatehouse counts its own 100.
+    statuses = hammer_key(key("local", "carol"))
+    assert statuses.count(200) == 160, sorted(set(statuses))
 
 
 # --------------------------------------------------------------------------

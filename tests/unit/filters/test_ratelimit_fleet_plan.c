@@ -7,11 +7,11 @@
  * two processes count local plans apart needs two processes, which
  * tests/integration/test_ratelimit_fleet.py has for route limits.)
  *
- * In-process because a plan needs an identity with a plan, which the
- * API-key provider sets from a key in the store, and a fleet's keys need
- * the Redis key store, whose backend is not in this build yet: a test-only
- * authentication filter ("testid") sets the consumer and the plan from
- * request fields (x-consumer, x-plan), as in test_ratelimit.c.
+ * In-process, with a test-only authentication filter ("testid") that sets
+ * the consumer and the plan from request fields (x-consumer, x-plan), as
+ * in test_ratelimit.c: the plan's path through the filter and the real
+ * backend without the key store. With real API keys in Redis and two
+ * processes: tests/integration/test_ratelimit_fleet.py.
  */
 #include <setjmp.h>
 #include <stdarg.h>
