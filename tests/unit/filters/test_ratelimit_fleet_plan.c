@@ -5,7 +5,7 @@
  * quota and throttle. (They share this process's table of local
  * counters too, so a local plan would count together here as well: that
  * two processes count local plans apart needs two processes, which
- * tests/integration/test_ratelimit_fleet.py has for route limits.)
+ * tests/integration/test_ratelimit_fleet.py has.)
  *
  * In-process, with a test-only authentication filter ("testid") that sets
  * the consumer and the plan from request fields (x-consumer, x-plan), as
