@@ -33,6 +33,9 @@ def config(up, tmp_path, token=True, apikeys=True, store=None, state_dir=None):
     }
     if apikeys:
         cfg["providers"] = {"apikeys": {"keys": {"cache_ttl": "0s", "negative_cache_ttl": "0s"}}}
+        # The plans the keys below name (a key naming a plan the config
+        # does not have is refused).
+        cfg["plans"] = {"gold": {}, "free": {}}
     if token:
         tf = tmp_path / "admin-token"
         tf.write_text(TOKEN + "\n")

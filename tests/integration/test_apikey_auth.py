@@ -83,7 +83,7 @@ def start(gatehouse, upstream, tmp_path, **kw):
 def test_valid_key_gives_the_consumer_and_is_not_forwarded(gatehouse, upstream, tmp_path):
     log = tmp_path / "access.log"
     g, _ = start(gatehouse, upstream, tmp_path, access_log=log)
-    key, kid = create(g, "alice", "--plan", "gold", "--scopes", "orders:read,orders:write")
+    key, kid = create(g, "alice", "--scopes", "orders:read,orders:write")
     for _ in range(3):
         r = get(g, key=key, headers=[("x-consumer", "mallory"), ("x_consumer", "mallory")])
         assert r.status == 200, r.body
@@ -483,3 +483,17 @@ def test_each_provider_keeps_its_own_cache_ttl(gatehouse, upstream, tmp_path):
     r = get(g, "/fast", key=aws)
     assert r.status == 200, r.body
     refused(get(g, "/slow", key=aws), 401, "invalid_api_key", "unknown")
+
+
+def test_key_with_a_plan_and_no_plans_configured(gatehouse, upstream, tmp_path):
+    """A key naming a plan on a gatehouse whose config has no `plans` is
+    refused like a plan the config does not have (403), not served without
+    limits; a key without a plan passes."""
+    g, _ = start(gatehouse, upstream, tmp_path)
+    planned, _ = create(g, "alice", "--plan", "gold")
+    for _ in range(2):  # a lookup, then the cached entry
+        r = get(g, key=planned)
+        assert r.status == 403, r.body
+        assert body(r)["error"] == "forbidden" and "plan" in body(r)["detail"], body(r)
+    free, _ = create(g, "bob")
+    assert get(g, key=free).status == 200

@@ -29,6 +29,7 @@ def config(up, redis, cache_ttl="0s", timeout="250ms"):
             {"name": "api", "match": {"path": {"prefix": "/"}}, "authn": "keys", "to": "app"}]}],
         "clusters": {"app": {"endpoints": [f"127.0.0.1:{up.port}"]}},
         "providers": {"apikeys": {"keys": {"cache_ttl": cache_ttl, "negative_cache_ttl": "0s"}}},
+        "plans": {"gold": {}},
         "store": {"kind": "redis", "address": f"127.0.0.1:{redis.port}", "prefix": PREFIX,
                   "timeout": timeout, "usage_flush": "100ms"},
     }

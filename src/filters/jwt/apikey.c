@@ -96,6 +96,7 @@ static const struct {
     [GH_AK_STORE_UNAVAILABLE] = {"store_unavailable", 503, "the key store is unavailable"},
     [GH_AK_BUSY] = {"store_busy", 503, "too many key lookups in flight"},
     [GH_AK_OUT_OF_MEMORY] = {"out_of_memory", 503, "out of memory"},
+    [GH_AK_PLAN_UNKNOWN] = {"plan_unknown", 403, "the API key's usage plan is not configured"},
 };
 
 const char *gh_jwtf_ak_reason_name(int r)
@@ -129,6 +130,12 @@ void gh_jwtf_ak_refuse(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t 
         snprintf(hdr, sizeof(hdr), "www-authenticate: ApiKey realm=\"%s\"\r\n", p->realm);
         gh_stream_reply_error_with(
             s, 401, r == GH_AK_MISSING ? "missing_api_key" : "invalid_api_key", detail, hdr);
+        return;
+    }
+    if (r == GH_AK_PLAN_UNKNOWN) {
+        /* As the rate_limits filter answers a plan it does not have. */
+        gh_stream_log_note(s, "limit=plan.unknown");
+        gh_stream_reply_error(s, 403, "forbidden", reasons[r].text);
         return;
     }
     gh_stream_reply_error(s, reasons[r].status, "service_unavailable", detail);
@@ -616,6 +623,8 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
     }
     if (e != NULL) {
         int r = ak_entry_reason(e, (int64_t)now);
+        if (r == GH_AK_OK && fc->no_plans && e->plan_off >= 0)
+            r = GH_AK_PLAN_UNKNOWN;
         if (r == GH_AK_OK && ak_apply(s, w, p, e, ak->store, (uint64_t)now) < 0)
             return GH_AK_OUT_OF_MEMORY;
         if (r == GH_AK_OK)
@@ -682,7 +691,8 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
     if (e == NULL || !ak_entry_fresh(e, p, gh_stream_now_ms(s)))
         return 0;
     time_t now = time(NULL);
-    if (e->valid_until != 0 && (int64_t)now >= e->valid_until)
+    if ((e->valid_until != 0 && (int64_t)now >= e->valid_until) ||
+        (fc->no_plans && e->plan_off >= 0))
         return 0;
     *st = GH_FILTER_REPLIED;
     if ((p->consumer_header != NULL &&

@@ -37,6 +37,7 @@ enum {
     GH_AK_STORE_UNAVAILABLE,
     GH_AK_BUSY,
     GH_AK_OUT_OF_MEMORY,
+    GH_AK_PLAN_UNKNOWN, /* the key names a plan and the config has no plans */
     GH_AK_REASON_COUNT
 };
 
@@ -65,6 +66,9 @@ typedef struct {
      * provider, not `all`, nothing exempt (apikey.c's short path). */
     int key_only;
     gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
+    /* The config has no plans: a key naming one is refused here (with
+     * plans, the rate_limits filter refuses a plan it does not have). */
+    int no_plans;
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {

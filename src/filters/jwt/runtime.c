@@ -209,7 +209,6 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
 {
     runtimes_t *r = p;
     const gh_authn_conf_t *a = conf;
-    (void)cfg;
     (void)route;
     (void)listener;
     gh_authn_filter_conf_t *fc = calloc(1, sizeof(*fc));
@@ -233,6 +232,7 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
                       p0->from[0].kind == GH_TOKEN_FROM_HEADER && p0->from[0].name_len == 13 &&
                       memcmp(p0->from[0].name, "authorization", 13) == 0 &&
                       p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
+    fc->no_plans = cfg->num_plans == 0;
     fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && !a->all && a->num_exempt == 0 &&
                    a->apikeys[0]->query == NULL;
     return fc;
