@@ -67,6 +67,7 @@ bench: build
 	@scripts/deps bench
 	bench/run
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/filters $(BUILD)
+	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/fleet $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
