@@ -347,8 +347,9 @@ struct gh_stream_s {
     size_t body_len, body_cap;
     char *res_add; /* arena: response fields from filters, "name: value\r\n"... */
     size_t res_add_len, res_add_cap;
-    const char *log_note;   /* for the access log's filter field; static or arena */
-    gh_stream_t *dead_next; /* the worker's dead list */
+    const char *log_note;     /* for the access log's filter field; static or arena */
+    size_t alloc_inline_used; /* bytes of alloc_inline given out */
+    gh_stream_t *dead_next;   /* the worker's dead list */
 
     /* Room for the usual few header edits without an arena allocation.
      * Last in the struct and not zeroed when a stream is taken (stream.c
@@ -356,6 +357,10 @@ struct gh_stream_s {
      * bytes of them are ever read. */
     struct gh_hdr_drop_s drop_inline[4];
     char add_inline[192];
+    /* gh_stream_alloc's first bytes (alloc_inline_used of them, zeroed
+     * with the rest): a filter's small copy (an identity) costs no arena
+     * call. */
+    _Alignas(16) char alloc_inline[128];
 };
 
 static inline const gh_listener_conf_t *gh_conn_lconf(const gh_conn_t *c)

@@ -1283,6 +1283,13 @@ void gh_stream_header_at(const gh_stream_t *s, size_t i, const char **name, size
 
 void *gh_stream_alloc(gh_stream_t *s, size_t size)
 {
+    size_t at = s->alloc_inline_used;
+    if (size <= sizeof(s->alloc_inline) - at) {
+        /* at is a multiple of 16, and so is what is left: rounding up
+         * stays inside. */
+        s->alloc_inline_used = at + ((size + 15) & ~(size_t)15);
+        return s->alloc_inline + at;
+    }
     void *p = gh_arena_alloc(&s->arena, size);
     /* A filter builds its edits (a Cookie without the token, a target
      * without the token's parameter) in this memory; if it cannot, the

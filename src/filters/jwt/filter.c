@@ -84,8 +84,8 @@ static inline void count_ok(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t 
 
 /* Applies a verified result to the stream. Returns 0, or -1 when a header
  * edit or a copy failed (out of memory): the request must not go on. */
-static inline int apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e,
-                        const found_t *f)
+static inline __attribute__((always_inline)) int
+apply(gh_stream_t *s, wstate_t *w, const gh_jwt_runtime_t *rt, const entry_t *e, const found_t *f)
 {
     gh_identity_t *id = gh_stream_identity(s);
     if (e->hdrs_len > 0 && gh_stream_add_header_lines(s, e->hdrs, e->hdrs_len) < 0)
