@@ -133,6 +133,11 @@ extern const gh_store_backend_t gh_store_redis_backend;
 int gh_store_fail(gh_store_error_t *err, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* One refused import row for res (both backends' key_import): counted,
+ * and its message kept while GH_APIKEY_CSV_MAX_ERRORS allow. 0 or -ENOMEM. */
+int gh_store_import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A deep copy of src into dst; -ENOMEM (dst then holds nothing to free). */
 int gh_store_conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src);
 

@@ -972,26 +972,6 @@ static int rs_key_rotate(gh_store_t *st, const char *old_id, int64_t grace_until
     return rc;
 }
 
-static int import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
-{
-    res->total_errors++;
-    if (res->num_errors >= GH_APIKEY_CSV_MAX_ERRORS)
-        return 0;
-    if (res->errors == NULL &&
-        (res->errors = calloc(GH_APIKEY_CSV_MAX_ERRORS, sizeof(*res->errors))) == NULL)
-        return -ENOMEM;
-    gh_apikey_csv_error_t *e = &res->errors[res->num_errors++];
-    va_list ap;
-    e->line = line;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-    return 0;
-}
-
 static int rs_key_import(gh_store_t *st, const gh_store_import_row_t *rows, size_t n, int64_t now,
                          int dry_run, gh_store_import_result_t *res, gh_store_error_t *err)
 {
@@ -1043,14 +1023,14 @@ static int rs_key_import(gh_store_t *st, const gh_store_import_row_t *rows, size
         }
         const gh_store_import_row_t *row = &rows[ix->integer];
         if (code->integer == 2)
-            rc = import_error(res, row->line,
-                              "this key (id %s) is in the store and revoked: it cannot be "
-                              "imported again",
-                              row->id);
+            rc = gh_store_import_error(res, row->line,
+                                       "this key (id %s) is in the store and revoked: it cannot be "
+                                       "imported again",
+                                       row->id);
         else
-            rc = import_error(res, row->line,
-                              "the key's id %s is taken by another key already in the store",
-                              row->id);
+            rc = gh_store_import_error(
+                res, row->line, "the key's id %s is taken by another key already in the store",
+                row->id);
     }
     if (rc == 0 && res->total_errors != 0)
         rc = gh_store_fail(err, -EINVAL, "%zu rows refused by the store; nothing was imported",

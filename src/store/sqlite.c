@@ -558,26 +558,6 @@ unlock:
     return rc;
 }
 
-static int import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
-{
-    res->total_errors++;
-    if (res->num_errors >= GH_APIKEY_CSV_MAX_ERRORS)
-        return 0;
-    if (res->errors == NULL &&
-        (res->errors = calloc(GH_APIKEY_CSV_MAX_ERRORS, sizeof(*res->errors))) == NULL)
-        return -ENOMEM;
-    gh_apikey_csv_error_t *e = &res->errors[res->num_errors++];
-    va_list ap;
-    e->line = line;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-    return 0;
-}
-
 static int import_row(sqlite3 *db, sqlite3_stmt *find, sqlite3_stmt *upd,
                       const gh_store_import_row_t *r, int64_t now, gh_store_import_result_t *res,
                       gh_store_error_t *err)
@@ -592,14 +572,15 @@ static int import_row(sqlite3 *db, sqlite3_stmt *find, sqlite3_stmt *upd,
         int revoked = sqlite3_column_type(find, 1) != SQLITE_NULL;
         sqlite3_reset(find);
         if (!same)
-            return import_error(res, r->line,
-                                "the key's id %s is taken by another key already in the store",
-                                r->id);
+            return gh_store_import_error(
+                res, r->line, "the key's id %s is taken by another key already in the store",
+                r->id);
         if (revoked)
-            return import_error(res, r->line,
-                                "this key (id %s) is in the store and revoked: it cannot be "
-                                "imported again",
-                                r->id);
+            return gh_store_import_error(
+                res, r->line,
+                "this key (id %s) is in the store and revoked: it cannot be "
+                "imported again",
+                r->id);
         sqlite3_reset(upd);
         sqlite3_bind_text(upd, 1, r->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(upd, 2, r->consumer, -1, SQLITE_STATIC);

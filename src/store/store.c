@@ -91,6 +91,23 @@ int gh_store_fail(gh_store_error_t *err, int rc, const char *fmt, ...)
     return rc;
 }
 
+int gh_store_import_error(gh_store_import_result_t *res, unsigned line, const char *fmt, ...)
+{
+    res->total_errors++;
+    if (res->num_errors >= GH_APIKEY_CSV_MAX_ERRORS)
+        return 0;
+    if (res->errors == NULL &&
+        (res->errors = calloc(GH_APIKEY_CSV_MAX_ERRORS, sizeof(*res->errors))) == NULL)
+        return -ENOMEM;
+    gh_apikey_csv_error_t *e = &res->errors[res->num_errors++];
+    va_list ap;
+    e->line = line;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
 static int dup_opt(const char *s, char **out)
 {
     *out = NULL;
