@@ -179,6 +179,15 @@ typedef struct {
  * limit, rate, period). */
 int gh_redis_limit_check(const gh_redis_limit_t *lim);
 
+/* A store address, "host:port" or "[v6]:port", into what the clients take:
+ * *port, and host as an IP address or "localhost" (a name is looked up
+ * here, on the main thread or in the CLI: a worker loop never waits on
+ * DNS; with GH_CONFIG_NO_DNS set, a name is refused). Returns 0, -EINVAL
+ * (malformed, or a name under GH_CONFIG_NO_DNS) or -EIO (the lookup
+ * failed), with a sentence in err. */
+int gh_redis_resolve(const char *address, char *host, size_t host_cap, uint16_t *port, char *err,
+                     size_t err_cap);
+
 /* status 0: res is the decision; otherwise res is NULL. */
 typedef void (*gh_redis_limit_cb)(int status, const gh_redis_limit_result_t *res, void *arg);
 

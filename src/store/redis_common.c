@@ -2,6 +2,7 @@
  * ids, counters and their /metrics lines. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,4 +390,78 @@ size_t gh_redis_metrics_format(char *buf, size_t cap, const char *const *names,
     }
 #undef EMIT
     return len;
+}
+
+static int no_dns(void)
+{
+    const char *v = getenv("GH_CONFIG_NO_DNS");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+/* host:port or [v6]:port (checked by the store section's parser) into an
+ * address the client takes: an IP address or "localhost". */
+int gh_redis_resolve(const char *address, char *out, size_t out_cap, uint16_t *out_port, char *err,
+                     size_t cap)
+{
+    char host[256];
+    const char *colon, *h = address;
+    size_t hl;
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (close == NULL || close[1] != ':')
+            goto bad;
+        h = address + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        if ((colon = strrchr(address, ':')) == NULL)
+            goto bad;
+        hl = (size_t)(colon - address);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        goto bad;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || port == 0 || port > 65535)
+        goto bad;
+    *out_port = (uint16_t)port;
+    unsigned char bin[16];
+    if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, bin) == 1 ||
+        inet_pton(AF_INET6, host, bin) == 1) {
+        if (hl >= out_cap)
+            goto bad;
+        memcpy(out, host, hl + 1);
+        return 0;
+    }
+    if (no_dns()) {
+        snprintf(err, cap,
+                 "store address '%s': '%s' is a host name, and GH_CONFIG_NO_DNS forbids "
+                 "looking it up",
+                 address, host);
+        return -EINVAL;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, cap, "store address '%s': cannot resolve '%s': %s", address, host,
+                 rc != 0 ? gai_strerror(rc) : "no address");
+        if (res != NULL)
+            freeaddrinfo(res);
+        return -EIO;
+    }
+    const void *a = res->ai_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)res->ai_addr)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+    const char *ok = inet_ntop(res->ai_family, a, out, (socklen_t)out_cap);
+    freeaddrinfo(res);
+    if (ok == NULL) {
+        snprintf(err, cap, "store address '%s': cannot use the address of '%s'", address, host);
+        return -EIO;
+    }
+    return 0;
+bad:
+    snprintf(err, cap, "store address '%s' is not host:port", address);
+    return -EINVAL;
 }

@@ -582,52 +582,6 @@ static int want_int(gh_store_t *st, const char *what, redisReply *r, long long *
 
 /* ---- opening ---- */
 
-/* "host:port" or "[v6]:port" (checked by conf.c) into an address the
- * client takes: a name is looked up now, on the main thread or in the
- * CLI, since a worker loop must never wait on DNS. */
-static int resolve(const char *address, char *host, size_t cap, uint16_t *port,
-                   gh_store_error_t *err)
-{
-    char name[256];
-    const char *colon = strrchr(address, ':');
-    size_t n = colon != NULL ? (size_t)(colon - address) : 0;
-    if (colon == NULL || n == 0 || n >= sizeof(name))
-        return gh_store_fail(err, -EINVAL, "store address '%s' is not host:port", address);
-    memcpy(name, address, n);
-    name[n] = '\0';
-    if (name[0] == '[' && n >= 2 && name[n - 1] == ']') {
-        memmove(name, name + 1, n - 2);
-        name[n - 2] = '\0';
-    }
-    long p = strtol(colon + 1, NULL, 10);
-    if (p < 1 || p > 65535)
-        return gh_store_fail(err, -EINVAL, "store address '%s' has a bad port", address);
-    *port = (uint16_t)p;
-    unsigned char a[16];
-    if (strcmp(name, "localhost") == 0 || inet_pton(AF_INET, name, a) == 1 ||
-        inet_pton(AF_INET6, name, a) == 1) {
-        size_t len = strlen(name); /* an address literal: it fits */
-        if (len >= cap)
-            return gh_store_fail(err, -EINVAL, "store address '%s' is too long", address);
-        memcpy(host, name, len + 1);
-        return 0;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(name, NULL, &hints, &res);
-    if (rc != 0 || res == NULL)
-        return gh_store_fail(err, -EIO, "store address '%s': cannot resolve %s: %s", address, name,
-                             rc != 0 ? gai_strerror(rc) : "no address");
-    const void *src = res->ai_family == AF_INET6
-                          ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                          : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    const char *ok = inet_ntop(res->ai_family, src, host, (socklen_t)cap);
-    freeaddrinfo(res);
-    if (ok == NULL)
-        return gh_store_fail(err, -EIO, "store address '%s': cannot use the address of %s", address,
-                             name);
-    return 0;
-}
-
 static void rs_free(gh_rs_t *q)
 {
     gh_redis_sync_free(q->sync);
@@ -708,9 +662,13 @@ static int rs_open(gh_store_t *st, int flags, gh_store_error_t *err)
         free(q);
         return gh_store_fail(err, -ENOMEM, "out of memory");
     }
-    int rc = resolve(c->address, q->host, sizeof(q->host), &q->opts.port, err);
-    if (rc != 0)
+    char bad[256];
+    int rc =
+        gh_redis_resolve(c->address, q->host, sizeof(q->host), &q->opts.port, bad, sizeof(bad));
+    if (rc != 0) {
+        rc = gh_store_fail(err, rc, "%s", bad);
         goto fail;
+    }
     if ((q->prefix = strdup(c->prefix ? c->prefix : "")) == NULL) {
         rc = gh_store_fail(err, -ENOMEM, "out of memory");
         goto fail;

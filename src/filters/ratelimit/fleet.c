@@ -85,79 +85,6 @@ static int conf_same(const fl_conf_t *a, const fl_conf_t *b)
            strcmp(a->where, b->where) == 0;
 }
 
-static int no_dns(void)
-{
-    const char *v = getenv("GH_CONFIG_NO_DNS");
-    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
-}
-
-/* host:port or [v6]:port (checked by the store section's parser) into an
- * address the client takes: an IP address or "localhost". */
-static int resolve(fl_conf_t *c, const char *address, char *err, size_t cap)
-{
-    char host[256];
-    const char *colon, *h = address;
-    size_t hl;
-    if (address[0] == '[') {
-        const char *close = strchr(address, ']');
-        if (close == NULL || close[1] != ':')
-            goto bad;
-        h = address + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        if ((colon = strrchr(address, ':')) == NULL)
-            goto bad;
-        hl = (size_t)(colon - address);
-    }
-    if (hl == 0 || hl >= sizeof(host))
-        goto bad;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end != '\0' || port == 0 || port > 65535)
-        goto bad;
-    c->port = (uint16_t)port;
-    unsigned char bin[16];
-    if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, bin) == 1 ||
-        inet_pton(AF_INET6, host, bin) == 1) {
-        if (hl >= sizeof(c->host))
-            goto bad;
-        memcpy(c->host, host, hl + 1);
-        return 0;
-    }
-    if (no_dns()) {
-        snprintf(err, cap,
-                 "store address '%s': '%s' is a host name, and GH_CONFIG_NO_DNS forbids "
-                 "looking it up",
-                 address, host);
-        return -EINVAL;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        snprintf(err, cap, "store address '%s': cannot resolve '%s': %s", address, host,
-                 gai_strerror(rc));
-        if (res != NULL)
-            freeaddrinfo(res);
-        return -EINVAL;
-    }
-    const void *a = res->ai_family == AF_INET
-                        ? (const void *)&((const struct sockaddr_in *)res->ai_addr)->sin_addr
-                        : (const void *)&((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
-    const char *ok = inet_ntop(res->ai_family, a, c->host, sizeof(c->host));
-    freeaddrinfo(res);
-    if (ok == NULL) {
-        snprintf(err, cap, "store address '%s': cannot use the address of '%s'", address, host);
-        return -EINVAL;
-    }
-    return 0;
-bad:
-    snprintf(err, cap, "store address '%s' is not host:port", address);
-    return -EINVAL;
-}
-
 static void *fl_open(const gh_config_t *cfg, char *err, size_t cap)
 {
     const gh_store_conf_t *st = &cfg->store;
@@ -170,7 +97,7 @@ static void *fl_open(const gh_config_t *cfg, char *err, size_t cap)
         snprintf(err, cap, "out of memory");
         return NULL;
     }
-    if (resolve(c, st->address, err, cap) < 0) {
+    if (gh_redis_resolve(st->address, c->host, sizeof(c->host), &c->port, err, cap) < 0) {
         free(c);
         return NULL;
     }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <hiredis/hiredis.h>
 
@@ -301,13 +302,47 @@ static void test_noscript_and_limit_reply(void **state)
     assert_int_equal(redis_limit_args(&a, keys, 2, 1, 42), -EINVAL);
 }
 
+/* gh_redis_resolve: what the store and the fleet limiter both open with. */
+static void test_resolve(void **state)
+{
+    (void)state;
+    char host[64], err[256];
+    uint16_t port = 0;
+    assert_int_equal(
+        gh_redis_resolve("127.0.0.1:6379", host, sizeof(host), &port, err, sizeof(err)), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 6379);
+    assert_int_equal(gh_redis_resolve("[::1]:7000", host, sizeof(host), &port, err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 7000);
+    assert_int_equal(gh_redis_resolve("localhost:1", host, sizeof(host), &port, err, sizeof(err)),
+                     0);
+    assert_string_equal(host, "localhost");
+    static const char *const bad[] = {"127.0.0.1",     "127.0.0.1:0", "127.0.0.1:65536",
+                                      "127.0.0.1:63x", ":6379",       "[::1]6379",
+                                      "[::1:6379",     "[]:6379",     "127.0.0.1:-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(gh_redis_resolve(bad[i], host, sizeof(host), &port, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, bad[i]));
+    }
+    /* A name is not looked up under GH_CONFIG_NO_DNS (a worker never
+     * waits on DNS; tests never touch it). */
+    setenv("GH_CONFIG_NO_DNS", "1", 1);
+    assert_int_equal(
+        gh_redis_resolve("redis.example.com:6379", host, sizeof(host), &port, err, sizeof(err)),
+        -EINVAL);
+    assert_non_null(strstr(err, "GH_CONFIG_NO_DNS"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_encoder),
-        cmocka_unit_test(test_handshake),
-        cmocka_unit_test(test_noscript_and_limit_reply),
+        cmocka_unit_test(test_options),   cmocka_unit_test(test_encoder),
+        cmocka_unit_test(test_handshake), cmocka_unit_test(test_noscript_and_limit_reply),
+        cmocka_unit_test(test_resolve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
