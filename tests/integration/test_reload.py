@@ -379,11 +379,15 @@ def test_inflight_on_removed_listener_completes(gatehouse, upstream):
     """A request in flight on a listener that a reload removes still gets its
     whole response."""
     up = upstream()
+    p1 = free_port()
     p2 = free_port()
+    while p2 == p1:  # the kernel may hand the same free port out twice
+        p2 = free_port()
 
     def cfg(tag, with_second):
         c = make_config([up], routes=[probe_route(tag),
                                       {"name": "all", "match": {"path": {"prefix": "/"}}, "to": "app"}])
+        c["listeners"][0]["listen"] = f"127.0.0.1:{p1}"
         if with_second:
             c["listeners"].append({"name": "second", "listen": f"127.0.0.1:{p2}",
                                    "routes": [{"name": "s", "to": "app"}]})
