@@ -293,6 +293,10 @@ struct gh_stream_s {
         size_t len;
     } * hdr_drop; /* in the arena, hdr_drop_cap entries, grown by doubling */
     unsigned num_hdr_drop;
+    /* Bit (len % 64) set for each dropped name's length: a field whose
+     * length has no bit is no drop's, and forward.c passes it on without
+     * comparing names. */
+    uint64_t hdr_drop_lens;
     unsigned tries;
 
     /* Response: upstream -> client. */

@@ -1381,6 +1381,7 @@ static int append_drop(gh_stream_t *s, const char *lower, size_t len)
     s->hdr_drop[s->num_hdr_drop].name = lower;
     s->hdr_drop[s->num_hdr_drop].len = len;
     s->num_hdr_drop++;
+    s->hdr_drop_lens |= UINT64_C(1) << (len % 64);
     return 0;
 }
 

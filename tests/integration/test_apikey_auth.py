@@ -117,6 +117,24 @@ def test_refusals(gatehouse, upstream, tmp_path):
     assert get(g, key=key).status == 200
 
 
+def test_underscore_spelling_is_a_second_key_when_cached(gatehouse, upstream, tmp_path):
+    # The default cache: a key seen once is decided by the short path after
+    # (one provider, one field); a '_' spelling beside it is still a second
+    # key there, as on a miss, and alone it is the key.
+    g, _ = start(gatehouse, upstream, tmp_path, apikeys={"keys": {}})
+    key, _ = create(g, "alice")
+    unknown = "gh_" + "a" * 12 + "_" + "B" * 43
+    for _ in range(2):
+        assert get(g, key=key).status == 200
+        for other in (unknown, key):
+            for first, second in (("x-api-key", "x_api_key"), ("x_api_key", "X-API-KEY")):
+                two = fetch(g.port, "GET", "/echo", headers=[(first, key), (second, other)])
+                refused(two, 401, "invalid_api_key", "more than one")
+        r = fetch(g.port, "GET", "/echo", headers=[("X_API_KEY", key)])
+        assert r.status == 200, r.body
+        assert hdr(echo_of(r)["headers"], "x_api_key") == []
+
+
 def test_lifecycle_while_running(gatehouse, upstream, tmp_path):
     g, _ = start(gatehouse, upstream, tmp_path)
     key, kid = create(g, "alice")
@@ -497,3 +515,20 @@ def test_key_with_a_plan_and_no_plans_configured(gatehouse, upstream, tmp_path):
         assert body(r)["error"] == "forbidden" and "plan" in body(r)["detail"], body(r)
     free, _ = create(g, "bob")
     assert get(g, key=free).status == 200
+
+
+def test_every_one_byte_change_of_a_cached_key_is_refused(gatehouse, upstream, tmp_path):
+    # The cache compares whole keys (sixteen bytes at a time): a key one
+    # byte off anywhere, id or secret, same length, is not the cached key.
+    g, _ = start(gatehouse, upstream, tmp_path, apikeys={"keys": {}})
+    key, _ = create(g, "alice")
+    assert get(g, key=key).status == 200
+    for i in range(len(key)):
+        c = key[i]
+        other = "b" if c != "b" else "c"
+        if i >= 16:
+            other = "Q" if c != "Q" else "R"
+        near = key[:i] + other + key[i + 1:]
+        r = get(g, key=near)
+        assert r.status == 401, (i, r.status, r.body)
+    assert get(g, key=key).status == 200

@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <gatehouse/fields.h>
 #include <gatehouse/log.h>
@@ -210,19 +213,33 @@ int gh_jwtf_ak_find(gh_stream_t *s, const gh_apikey_provider_conf_t *p, const ch
  * share its four ways; equality is a full comparison. */
 #define key_hash gh_jwtf_hash
 
-/* 1 when a[0..n) equals b[0..n), in time that depends on n only. */
+/* 1 when a[0..n) equals b[0..n), in time that depends on n only. Sixteen
+ * bytes at a time where SSE2 is there (a key is 71 bytes: five steps). */
 static int same_secret(const char *a, const char *b, size_t n)
 {
-    uint64_t d = 0, x, y;
     size_t i = 0;
+#ifdef __SSE2__
+    if (n >= 16) {
+        __m128i d16 = _mm_setzero_si128();
+        for (; i + 16 <= n; i += 16)
+            d16 = _mm_or_si128(d16, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(a + i)),
+                                                  _mm_loadu_si128((const __m128i *)(b + i))));
+        if (i < n) /* the tail as the last sixteen bytes, overlapping */
+            d16 = _mm_or_si128(d16, _mm_xor_si128(_mm_loadu_si128((const __m128i *)(a + n - 16)),
+                                                  _mm_loadu_si128((const __m128i *)(b + n - 16))));
+        /* Every byte compared before the one test of the sum. */
+        __asm__ volatile("" : "+x"(d16));
+        return _mm_movemask_epi8(_mm_cmpeq_epi8(d16, _mm_setzero_si128())) == 0xffff;
+    }
+#endif
+    uint64_t d = 0, x, y;
     for (; i + 8 <= n; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         d |= x ^ y;
     }
     if (i < n && n >= 8) {
-        /* The tail as the last eight bytes (overlapping: a key is at
-         * least 20). */
+        /* The tail as the last eight bytes (overlapping). */
         memcpy(&x, a + n - 8, 8);
         memcpy(&y, b + n - 8, 8);
         d |= x ^ y;
@@ -669,11 +686,14 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st)
 {
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[0];
-    /* gh_jwtf_ak_find for one field: exactly one, not empty. */
+    /* gh_jwtf_ak_find for one field: exactly one, not empty, its names
+     * compared as there ('_' as '-': "x_api_key" beside "x-api-key" is a
+     * second key, refused the general way). */
     size_t nh, hl = p->from[0].name_len;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh), *kh = NULL;
     for (size_t i = 0; i < nh; i++) {
-        if (hs[i].name_len != hl || !gh_h1_name_equals(hs[i].name, p->header, hl))
+        if (hs[i].name_len != hl || (!gh_h1_name_equals(hs[i].name, p->header, hl) &&
+                                     !gh_field_name_same(hs[i].name, hl, p->header, hl)))
             continue;
         if (kh != NULL)
             return 0;
