@@ -304,6 +304,14 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len);
 /* The same, borrowing lower: it must outlive the stream (config strings). */
 int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len);
+/* A route's fixed drops, made once when its chain is bound (names
+ * lower-case, borrowed: they must outlive the list) and given to each
+ * stream in one step; the stream borrows the list, which must outlive it
+ * (a bound instance outlives its streams). NULL when out of memory. */
+typedef struct gh_drop_list_s gh_drop_list_t;
+gh_drop_list_t *gh_drop_list_new(const char *const *names, size_t n);
+void gh_drop_list_free(gh_drop_list_t *l);
+int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l);
 /* Adds whole header lines ("name: value\r\n"..., already validated). */
 int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
 

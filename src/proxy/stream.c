@@ -1361,20 +1361,23 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
 /* The drop list has no fixed size: a name past a fixed cap would simply
  * not be dropped, and a forged identity header or a token meant to be
  * removed would reach the upstream. It is bounded by what filters ask
- * for, which the config bounds. */
+ * for, which the config bounds. A stream's list is its own (drop_inline,
+ * then the arena, hdr_drop_cap entries) or, cap 0 with entries, a route's
+ * gh_drop_list_t borrowed whole (gh_stream_drop_list), copied here before
+ * anything is added to it. */
 static int append_drop(gh_stream_t *s, const char *lower, size_t len)
 {
-    if (s->hdr_drop_cap == 0) {
-        s->hdr_drop = s->drop_inline;
-        s->hdr_drop_cap = sizeof(s->drop_inline) / sizeof(s->drop_inline[0]);
-    }
-    if (s->num_hdr_drop == s->hdr_drop_cap) {
-        unsigned cap = s->hdr_drop_cap * 2;
-        struct gh_hdr_drop_s *nd = gh_arena_alloc(&s->arena, cap * sizeof(*nd));
-        if (nd == NULL || cap < s->hdr_drop_cap)
-            return edit_failed(s);
-        if (s->num_hdr_drop > 0)
-            memcpy(nd, s->hdr_drop, s->num_hdr_drop * sizeof(*nd));
+    if (s->num_hdr_drop >= s->hdr_drop_cap) { /* none yet, full, or borrowed */
+        const unsigned inline_cap = sizeof(s->drop_inline) / sizeof(s->drop_inline[0]);
+        unsigned n = s->num_hdr_drop, cap = n < inline_cap ? inline_cap : 2 * n;
+        struct gh_hdr_drop_s *nd = s->drop_inline;
+        if (cap != inline_cap || s->hdr_drop == s->drop_inline) {
+            nd = cap > n ? gh_arena_alloc(&s->arena, cap * sizeof(*nd)) : NULL;
+            if (nd == NULL)
+                return edit_failed(s);
+        }
+        if (n > 0)
+            memcpy(nd, s->hdr_drop, n * sizeof(*nd));
         s->hdr_drop = nd;
         s->hdr_drop_cap = cap;
     }
@@ -1388,6 +1391,51 @@ static int append_drop(gh_stream_t *s, const char *lower, size_t len)
 int gh_stream_drop_header_static(gh_stream_t *s, const char *lower, size_t len)
 {
     return append_drop(s, lower, len);
+}
+
+struct gh_drop_list_s {
+    unsigned n;
+    uint64_t lens; /* as gh_stream_t's hdr_drop_lens */
+    struct gh_hdr_drop_s d[];
+};
+
+gh_drop_list_t *gh_drop_list_new(const char *const *names, size_t n)
+{
+    if (n > UINT32_MAX / 2)
+        return NULL;
+    gh_drop_list_t *l = calloc(1, sizeof(*l) + n * sizeof(l->d[0]));
+    if (l == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        l->d[i].name = names[i];
+        l->d[i].len = strlen(names[i]);
+        l->lens |= UINT64_C(1) << (l->d[i].len % 64);
+    }
+    l->n = (unsigned)n;
+    return l;
+}
+
+void gh_drop_list_free(gh_drop_list_t *l)
+{
+    free(l);
+}
+
+int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
+{
+    if (l == NULL || l->n == 0)
+        return 0;
+    if (s->num_hdr_drop == 0) {
+        /* Borrowed: cap 0 makes append_drop copy it before adding. */
+        s->hdr_drop = (struct gh_hdr_drop_s *)(uintptr_t)l->d;
+        s->num_hdr_drop = l->n;
+        s->hdr_drop_cap = 0;
+        s->hdr_drop_lens |= l->lens;
+        return 0;
+    }
+    for (unsigned i = 0; i < l->n; i++)
+        if (append_drop(s, l->d[i].name, l->d[i].len) < 0)
+            return -1;
+    return 0;
 }
 
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)

@@ -532,3 +532,29 @@ def test_every_one_byte_change_of_a_cached_key_is_refused(gatehouse, upstream, t
         r = get(g, key=near)
         assert r.status == 401, (i, r.status, r.body)
     assert get(g, key=key).status == 200
+
+
+def test_field_names_of_every_length_in_any_case_on_the_cached_path(gatehouse, upstream, tmp_path):
+    # The cached-key path compares the key's field name eight bytes at a
+    # time for names of 8 to 16 bytes; shorter and longer names the plain
+    # way. Every spelling of each (any case, '_' for '-') is the key; a name
+    # one byte off is not.
+    names = ["k9", "api-key", "x-api-k1", "x-gateway-key-01", "x-gateway-key-012", "x-9-0-key"]
+    provs = {f"p{i}": {"header": n} for i, n in enumerate(names)}
+    routes = [{"name": f"r{i}", "match": {"path": {"prefix": f"/r{i}/"}}, "authn": f"p{i}", "to": "app"}
+              for i in range(len(names))]
+    g, _ = start(gatehouse, upstream, tmp_path, apikeys=provs, routes=routes)
+    key, _ = create(g, "alice")
+    for i, n in enumerate(names):
+        spellings = [n, n.upper(), n.title(), n.replace("-", "_"), n.upper().replace("-", "_")]
+        for _ in range(2):
+            for sp in spellings:
+                r = fetch(g.port, "GET", f"/r{i}/echo", headers=[(sp, key)])
+                assert r.status == 200, (n, sp, r.status, r.body)
+                assert hdr(echo_of(r)["headers"], sp) == [], (n, sp)
+            off = n[:-1] + ("q" if n[-1] != "q" else "r")
+            r = fetch(g.port, "GET", f"/r{i}/echo", headers=[(off, key)])
+            refused(r, 401, "missing_api_key", "no API key")
+            off = ("q" if n[0] != "q" else "r") + n[1:]
+            r = fetch(g.port, "GET", f"/r{i}/echo", headers=[(off, key)])
+            refused(r, 401, "missing_api_key", "no API key")

@@ -678,6 +678,23 @@ int gh_jwtf_ak_check(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t 
     return -1;
 }
 
+/* gh_field_name_same(name, n, p->header, n), with the usual spellings
+ * (any ASCII case) first, eight bytes at a time where the route has the
+ * name's words (internal.h). */
+static inline int key_field_is(const gh_authn_filter_conf_t *fc, const gh_apikey_provider_conf_t *p,
+                               const char *name, size_t n)
+{
+    if (fc->ak_name_words) {
+        uint64_t a, b;
+        memcpy(&a, name, 8);
+        memcpy(&b, name + n - 8, 8);
+        if ((a | fc->ak_name_m[0]) == fc->ak_name_w[0] &&
+            (b | fc->ak_name_m[1]) == fc->ak_name_w[1])
+            return 1;
+    }
+    return gh_field_name_same(name, n, p->header, n);
+}
+
 /* The usual API-key route (fc->key_only: one provider reading one field,
  * no token provider, not `all`, nothing exempt) and a key in the cache
  * that is valid now: what gh_jwtf_decide would do for it, without the
@@ -692,8 +709,7 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
     size_t nh, hl = p->from[0].name_len;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh), *kh = NULL;
     for (size_t i = 0; i < nh; i++) {
-        if (hs[i].name_len != hl || (!gh_h1_name_equals(hs[i].name, p->header, hl) &&
-                                     !gh_field_name_same(hs[i].name, hl, p->header, hl)))
+        if (hs[i].name_len != hl || !key_field_is(fc, p, hs[i].name, hl))
             continue;
         if (kh != NULL)
             return 0;
@@ -715,9 +731,7 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
         (fc->no_plans && e->plan_off >= 0))
         return 0;
     *st = GH_FILTER_REPLIED;
-    if ((p->consumer_header != NULL &&
-         gh_stream_drop_header_static(s, p->consumer_header, p->consumer_header_len) < 0) ||
-        (!p->forward_key && gh_stream_drop_header_static(s, p->header, p->from[0].name_len) < 0) ||
+    if (gh_stream_drop_list(s, fc->ak_fast_drops) < 0 ||
         ak_apply(s, w, p, e, ak->store, (uint64_t)now) < 0) {
         gh_jwtf_ak_refuse(s, fc, 0, GH_AK_OUT_OF_MEMORY, NULL);
         return 1;

@@ -602,21 +602,7 @@ gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *
     if (pd == NULL) {
         /* Headers this route's providers set are dropped whatever happens
          * next, so a client can never pass them off as gatehouse's. */
-        int dropped = 0;
-        for (size_t i = 0; fc->drops && i < a->num_providers; i++) {
-            const gh_jwt_provider_conf_t *p = a->providers[i];
-            for (size_t j = 0; j < p->num_claims_to_headers; j++)
-                dropped |= gh_stream_drop_header_static(s, p->claims_to_headers[j].header,
-                                                        strlen(p->claims_to_headers[j].header));
-            if (p->payload_header != NULL)
-                dropped |=
-                    gh_stream_drop_header_static(s, p->payload_header, strlen(p->payload_header));
-        }
-        for (size_t i = 0; i < a->num_apikeys; i++)
-            if (a->apikeys[i]->consumer_header != NULL)
-                dropped |= gh_stream_drop_header_static(s, a->apikeys[i]->consumer_header,
-                                                        strlen(a->apikeys[i]->consumer_header));
-        if (dropped < 0) {
+        if (gh_stream_drop_list(s, fc->set_drops) < 0) {
             apply_failed(s);
             return GH_FILTER_REPLIED;
         }

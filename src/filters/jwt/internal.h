@@ -69,6 +69,18 @@ typedef struct {
     /* The config has no plans: a key naming one is refused here (with
      * plans, the rate_limits filter refuses a plan it does not have). */
     int no_plans;
+    /* The names this route's providers set (claims_to_headers,
+     * payload_header, consumer headers), dropped from every request; and
+     * for key_only, the consumer header with the key's own field unless
+     * it is forwarded (apikey.c's short path). Made at bind, NULL when
+     * empty. */
+    gh_drop_list_t *set_drops, *ak_fast_drops;
+    /* For key_only with a field name of 8 to 16 bytes: its first and last
+     * eight bytes, and 0x20 in each letter's byte, so that (word | mask)
+     * == word of the name compares eight bytes ignoring ASCII case
+     * (apikey.c's short path; other spellings go gh_field_name_same). */
+    int ak_name_words;
+    uint64_t ak_name_w[2], ak_name_m[2];
 } gh_authn_filter_conf_t;
 
 struct gh_jwt_runtime_s {

@@ -204,6 +204,24 @@ size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap)
     return listed;
 }
 
+static int bind_drops(gh_authn_filter_conf_t *fc);
+
+/* fc->ak_name_words and its words (internal.h), for a lower-case name. */
+static void bind_name_words(gh_authn_filter_conf_t *fc, const char *name, size_t len)
+{
+    if (len < 8 || len > 16)
+        return;
+    for (int k = 0; k < 2; k++) {
+        const char *w = name + (k == 0 ? 0 : len - 8);
+        unsigned char m[8];
+        for (int i = 0; i < 8; i++)
+            m[i] = w[i] >= 'a' && w[i] <= 'z' ? 0x20 : 0;
+        memcpy(&fc->ak_name_w[k], w, 8);
+        memcpy(&fc->ak_name_m[k], m, 8);
+    }
+    fc->ak_name_words = 1;
+}
+
 void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
                    const char *listener)
 {
@@ -235,14 +253,62 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
     fc->no_plans = cfg->num_plans == 0;
     fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && !a->all && a->num_exempt == 0 &&
                    a->apikeys[0]->query == NULL;
+    if (fc->key_only)
+        bind_name_words(fc, a->apikeys[0]->header, a->apikeys[0]->from[0].name_len);
+    if (bind_drops(fc) != 0) {
+        gh_jwtf_unbind(fc);
+        return NULL;
+    }
     return fc;
+}
+
+/* fc->set_drops and fc->ak_fast_drops (internal.h). 0, or -1 when out of
+ * memory. */
+static int bind_drops(gh_authn_filter_conf_t *fc)
+{
+    const gh_authn_conf_t *a = fc->authn;
+    size_t n = a->num_apikeys + 2;
+    for (size_t i = 0; i < a->num_providers; i++)
+        n += a->providers[i]->num_claims_to_headers + 1;
+    const char **names = calloc(n, sizeof(*names));
+    if (names == NULL)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < a->num_providers; i++) {
+        const gh_jwt_provider_conf_t *p = a->providers[i];
+        for (size_t j = 0; j < p->num_claims_to_headers; j++)
+            names[k++] = p->claims_to_headers[j].header;
+        if (p->payload_header != NULL)
+            names[k++] = p->payload_header;
+    }
+    for (size_t i = 0; i < a->num_apikeys; i++)
+        if (a->apikeys[i]->consumer_header != NULL)
+            names[k++] = a->apikeys[i]->consumer_header;
+    int rc = 0;
+    if (k > 0 && (fc->set_drops = gh_drop_list_new(names, k)) == NULL)
+        rc = -1;
+    if (rc == 0 && fc->key_only) {
+        const gh_apikey_provider_conf_t *p = a->apikeys[0];
+        k = 0;
+        if (p->consumer_header != NULL)
+            names[k++] = p->consumer_header;
+        if (!p->forward_key)
+            names[k++] = p->header;
+        if (k > 0 && (fc->ak_fast_drops = gh_drop_list_new(names, k)) == NULL)
+            rc = -1;
+    }
+    free(names);
+    return rc;
 }
 
 void gh_jwtf_unbind(void *p)
 {
     gh_authn_filter_conf_t *fc = p;
-    if (fc != NULL)
+    if (fc != NULL) {
         free(fc->rt);
+        gh_drop_list_free(fc->set_drops);
+        gh_drop_list_free(fc->ak_fast_drops);
+    }
     free(fc);
 }
 

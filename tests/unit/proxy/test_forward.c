@@ -279,6 +279,51 @@ static void test_drops_by_length(void **state)
     free(f);
 }
 
+/* A route's drop list is borrowed whole; drops added after it copy it
+ * first (past the inline room too) and leave the route's list as it was. */
+static void test_drop_lists(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"x-a1", "x-b22", "x-c333"};
+    for (size_t listed = 1; listed <= 3; listed++) {
+        gh_drop_list_t *l = gh_drop_list_new(names, listed);
+        assert_non_null(l);
+        for (size_t added = 0; added <= 6; added++) {
+            fixture_t *f = malloc(sizeof(*f));
+            assert_non_null(f);
+            stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\nx-a1: 1\r\nX_B22: 2\r\nx-c333: 3\r\n"
+                           "x-d0: 4\r\nx-d1: 5\r\nx-d2: 6\r\nx-d3: 7\r\nx-d4: 8\r\n"
+                           "x-d5: 9\r\nx-keep: 10\r\n\r\n");
+            static const char *const more[] = {"x-d0", "x-d1", "x-d2", "x-d3", "x-d4", "x-d5"};
+            if (added % 2 == 1) /* a drop before the list too */
+                assert_int_equal(gh_stream_drop_header_static(&f->s, more[0], 4), 0);
+            assert_int_equal(gh_stream_drop_list(&f->s, l), 0);
+            for (size_t i = added % 2; i < added; i++)
+                assert_int_equal(gh_stream_drop_header_static(&f->s, more[i], 4), 0);
+            gh_h1_request_t out = forwarded(f);
+            static const char *const sent[] = {"x-a1", "x_b22", "x-c333"};
+            for (size_t i = 0; i < 3; i++)
+                assert_int_equal(count_fields(&out, sent[i]), i < listed ? 0 : 1);
+            for (size_t i = 0; i < 6; i++)
+                assert_int_equal(count_fields(&out, more[i]), i < added ? 0 : 1);
+            assert_int_equal(count_fields(&out, "x-keep"), 1);
+            gh_arena_dispose(&f->s.arena);
+            free(f);
+        }
+        /* Another stream borrowing the same list sees only its names. */
+        fixture_t *f = malloc(sizeof(*f));
+        assert_non_null(f);
+        stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\nx-d0: 1\r\nx-a1: 2\r\n\r\n");
+        assert_int_equal(gh_stream_drop_list(&f->s, l), 0);
+        gh_h1_request_t out = forwarded(f);
+        assert_int_equal(count_fields(&out, "x-d0"), 1);
+        assert_int_equal(count_fields(&out, "x-a1"), 0);
+        gh_arena_dispose(&f->s.arena);
+        free(f);
+        gh_drop_list_free(l);
+    }
+}
+
 /* A filter's drop and gatehouse's forwarding drops match names the way a
  * CGI-style upstream reads them: '_' is '-'. */
 static void test_drops_match_underscore_spellings(void **state)
@@ -539,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_response_framing),
         cmocka_unit_test(test_special_lens_covers_checks),
         cmocka_unit_test(test_drops_by_length),
+        cmocka_unit_test(test_drop_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
