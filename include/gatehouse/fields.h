@@ -19,6 +19,12 @@ const char *gh_field_owned(const char *name, size_t len);
  * ignored and '_' read as '-' (CGI-style servers read X_User as x-user). */
 int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn);
 
+/* One byte of a name as gh_field_name_same compares it. */
+static inline unsigned char gh_field_name_fold(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c == '_' ? '-' : c;
+}
+
 /* Whether name[0 .. len) starts with the lower-case lit[0 .. lit_len) and
  * goes on after it, compared as gh_field_name_same does ("X_B3_Flags" has
  * the prefix "x-b3-"). */

@@ -19,13 +19,6 @@ static int name_eq(const char *name, size_t len, const char *lit)
     return i == len && lit[i] == '\0';
 }
 
-static char fold(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return (char)(ch | 0x20);
-    return ch == '_' ? '-' : ch;
-}
-
 int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn)
 {
     if (an != bn)
@@ -33,7 +26,7 @@ int gh_field_name_same(const char *a, size_t an, const char *b, size_t bn)
     if (memcmp(a, b, an) == 0) /* the usual spelling: the same bytes */
         return 1;
     for (size_t i = 0; i < an; i++)
-        if (fold(a[i]) != fold(b[i]))
+        if (gh_field_name_fold((unsigned char)a[i]) != gh_field_name_fold((unsigned char)b[i]))
             return 0;
     return 1;
 }

@@ -21,7 +21,10 @@
 
 static void conn_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 
-#define RBUF_STD 65536
+/* The read buffer of a listener with the default max_head (64 KiB, plus
+ * room to see a head is too long): the size the worker keeps free buffers
+ * of. A listener with a larger max_head reads into its own. */
+#define RBUF_STD (64 * 1024 + 4096)
 
 static int rbuf_take(gh_conn_t *c)
 {
@@ -496,7 +499,7 @@ static size_t rbuf_size(const gh_listener_conf_t *l)
     /* The read buffer holds a whole head plus room to see that it is too
      * long, and is the unit of body streaming. */
     size_t cap = l->max_head + 4096;
-    return cap < 65536 ? 65536 : cap;
+    return cap < RBUF_STD ? RBUF_STD : cap;
 }
 
 /* Moves an idle connection (between requests) to the worker's current

@@ -291,7 +291,8 @@ struct gh_stream_s {
     struct gh_hdr_drop_s {
         const char *name;
         size_t len;
-    } * hdr_drop; /* in the arena, hdr_drop_cap entries, grown by doubling */
+        unsigned char c0; /* gh_field_name_fold(name[0]); 0 for an empty name */
+    } * hdr_drop;         /* in the arena, hdr_drop_cap entries, grown by doubling */
     unsigned num_hdr_drop;
     /* Bit (len % 64) set for each dropped name's length: a field whose
      * length has no bit is no drop's, and forward.c passes it on without
@@ -357,10 +358,11 @@ struct gh_stream_s {
 
     /* Room for the usual few header edits without an arena allocation.
      * Last in the struct and not zeroed when a stream is taken (stream.c
-     * zeroes up to here): only num_hdr_drop and hdr_add_len entries and
-     * bytes of them are ever read. */
+     * zeroes up to here): only num_hdr_drop, hdr_add_len and res_add_len
+     * entries and bytes of them are ever read. */
     struct gh_hdr_drop_s drop_inline[4];
     char add_inline[192];
+    char res_inline[256]; /* the same for response fields (RateLimit) */
     /* gh_stream_alloc's first bytes (alloc_inline_used of them, zeroed
      * with the rest): a filter's small copy (an identity) costs no arena
      * call. */

@@ -890,7 +890,12 @@ static char *res_add_room(gh_stream_t *s, size_t len)
 {
     size_t need = s->res_add_len + len;
     if (need > s->res_add_cap) {
-        size_t cap = s->res_add_cap ? s->res_add_cap * 2 : 256;
+        if (s->res_add_cap == 0 && need <= sizeof(s->res_inline)) {
+            s->res_add = s->res_inline;
+            s->res_add_cap = sizeof(s->res_inline);
+            return s->res_add;
+        }
+        size_t cap = s->res_add_cap ? s->res_add_cap * 2 : 512;
         while (cap < need)
             cap *= 2;
         char *nb = gh_arena_alloc(&s->arena, cap);
@@ -1351,8 +1356,13 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
 
 int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
 {
-    if (grow_hdr_add(s, s->hdr_add_len + len) < 0)
+    size_t need = s->hdr_add_len + len;
+    if (s->hdr_add_cap == 0 && need <= sizeof(s->add_inline)) { /* the usual first add */
+        s->hdr_add = s->add_inline;
+        s->hdr_add_cap = sizeof(s->add_inline);
+    } else if (grow_hdr_add(s, need) < 0) {
         return edit_failed(s);
+    }
     memcpy(s->hdr_add + s->hdr_add_len, lines, len);
     s->hdr_add_len += len;
     return 0;
@@ -1383,6 +1393,7 @@ static int append_drop(gh_stream_t *s, const char *lower, size_t len)
     }
     s->hdr_drop[s->num_hdr_drop].name = lower;
     s->hdr_drop[s->num_hdr_drop].len = len;
+    s->hdr_drop[s->num_hdr_drop].c0 = len > 0 ? gh_field_name_fold((unsigned char)lower[0]) : 0;
     s->num_hdr_drop++;
     s->hdr_drop_lens |= UINT64_C(1) << (len % 64);
     return 0;
@@ -1409,6 +1420,7 @@ gh_drop_list_t *gh_drop_list_new(const char *const *names, size_t n)
     for (size_t i = 0; i < n; i++) {
         l->d[i].name = names[i];
         l->d[i].len = strlen(names[i]);
+        l->d[i].c0 = gh_field_name_fold((unsigned char)names[i][0]);
         l->lens |= UINT64_C(1) << (l->d[i].len % 64);
     }
     l->n = (unsigned)n;
