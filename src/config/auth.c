@@ -17,32 +17,6 @@ const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS] = {
 #define HS_BITS ((1u << 10) | (1u << 11) | (1u << 12))
 #define ALL_ALGS ((1u << 13) - 1)
 
-static int dup_str(const gh_yaml_doc_t *doc, const char *s, char **out)
-{
-    *out = strdup(s);
-    return *out == NULL ? gh_yaml_oom(doc) : 0;
-}
-
-static int dup_lower(const gh_yaml_doc_t *doc, const char *s, char **out)
-{
-    int rc = dup_str(doc, s, out);
-    for (char *p = rc == 0 ? *out : NULL; p != NULL && *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    return rc;
-}
-
-static int str_of(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char **out)
-{
-    const char *v;
-    int rc = gh_yaml_str(doc, n, key, &v);
-    if (rc != 0)
-        return rc;
-    if (v[0] == '\0')
-        return gh_yaml_error(doc, n, "%s must not be empty", key);
-    return dup_str(doc, v, out);
-}
-
 /* A realm goes into WWW-Authenticate as a quoted-string (RFC 9110
  * 5.6.4): visible ASCII and spaces only, so no control byte (tab, DEL, CR,
  * LF) or obs-text reaches a client, and no '"' or '\\' that would need
@@ -53,72 +27,6 @@ static int realm_is_valid(const char *s)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\')
             return 0;
     return 1;
-}
-
-static int is_token(const char *s)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if (*s == '\0')
-        return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c && strchr(extra, c))))
-            return 0;
-    }
-    return 1;
-}
-
-static int header_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
-                       char **out)
-{
-    const char *v;
-    int rc = gh_yaml_str(doc, n, key, &v);
-    if (rc != 0)
-        return rc;
-    if (!is_token(v))
-        return gh_yaml_error(doc, n, "%s '%s' is not a valid header name", key, v);
-    return dup_lower(doc, v, out);
-}
-
-/* A header an option makes gatehouse set upstream: a valid name, and not
- * one of the fields gatehouse owns (`sub: content-length` would send two
- * Content-Length fields). */
-static int set_header_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
-                           char **out)
-{
-    int rc = header_name(doc, n, key, out);
-    if (rc != 0)
-        return rc;
-    const char *why = gh_config_header_name_refused(*out);
-    if (why != NULL)
-        return gh_yaml_error(doc, n, "%s '%s' %s", key, *out, why);
-    return 0;
-}
-
-/* A list of strings, or one string. */
-static int str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char ***out,
-                    size_t *count)
-{
-    size_t cap = n->kind == GH_YAML_SEQ ? n->count : 1;
-    if (n->kind == GH_YAML_MAP)
-        return gh_yaml_error(doc, n, "%s must be a string or a list of strings", key);
-    if (n->kind == GH_YAML_SEQ && n->count == 0)
-        return gh_yaml_error(doc, n, "%s must not be an empty list", key);
-    *out = calloc(cap + 1, sizeof(char *));
-    if (*out == NULL)
-        return gh_yaml_oom(doc);
-    if (n->kind == GH_YAML_SCALAR) {
-        *count = 1;
-        return str_of(doc, n, key, &(*out)[0]);
-    }
-    for (const gh_yaml_node_t *it = n->head; it != NULL; it = it->next) {
-        int rc = str_of(doc, it, key, &(*out)[*count]);
-        if (rc != 0)
-            return rc;
-        (*count)++;
-    }
-    return 0;
 }
 
 static int parse_from(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_provider_conf_t *p)
@@ -150,19 +58,19 @@ static int parse_from(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
             return gh_yaml_error(doc, pre, "prefix applies to header locations only");
         if (h != NULL) {
             f->kind = GH_TOKEN_FROM_HEADER;
-            if ((rc = header_name(doc, h, "header", &f->name)) != 0)
+            if ((rc = gh_config_header(doc, h, "header", &f->name)) != 0)
                 return rc;
             if (pre != NULL) {
                 const char *v;
                 if ((rc = gh_yaml_str(doc, pre, "prefix", &v)) != 0 ||
-                    (rc = dup_str(doc, v, &f->prefix)) != 0)
+                    (rc = gh_config_dup(doc, v, &f->prefix)) != 0)
                     return rc;
                 f->prefix_len = strlen(f->prefix);
             }
         } else {
             f->kind = q != NULL ? GH_TOKEN_FROM_QUERY : GH_TOKEN_FROM_COOKIE;
-            if ((rc = str_of(doc, q != NULL ? q : c, q != NULL ? "query" : "cookie", &f->name)) !=
-                0)
+            if ((rc = gh_config_str(doc, q != NULL ? q : c, q != NULL ? "query" : "cookie",
+                                    &f->name)) != 0)
                 return rc;
         }
         f->name_len = strlen(f->name);
@@ -186,7 +94,7 @@ static int parse_required(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         if ((rc = gh_yaml_expect(doc, it, GH_YAML_MAP, "a required claim")) != 0 ||
             (rc = gh_yaml_check_keys(doc, it, keys, "required claim")) != 0 ||
             (rc = gh_yaml_require(doc, it, "claim", "a required claim", &cl)) != 0 ||
-            (rc = str_of(doc, cl, "claim", &r->claim)) != 0)
+            (rc = gh_config_str(doc, cl, "claim", &r->claim)) != 0)
             return rc;
         e = gh_yaml_map_get(it, "exact");
         o = gh_yaml_map_get(it, "one_of");
@@ -200,11 +108,11 @@ static int parse_required(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         const gh_yaml_node_t *v = e ? e : o ? o : ct;
         if (e != NULL && e->kind != GH_YAML_SCALAR)
             return gh_yaml_error(doc, e, "exact takes one value");
-        if ((rc = str_list(doc, v,
-                           e   ? "exact"
-                           : o ? "one_of"
-                               : "contains",
-                           &r->values, &r->num_values)) != 0)
+        if ((rc = gh_config_str_list(doc, v,
+                                     e   ? "exact"
+                                     : o ? "one_of"
+                                         : "contains",
+                                     &r->values, &r->num_values)) != 0)
             return rc;
     }
     return 0;
@@ -221,8 +129,9 @@ static int parse_claims_to_headers(const gh_yaml_doc_t *doc, const gh_yaml_node_
         return gh_yaml_oom(doc);
     for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next) {
         gh_claim_header_t *ch = &p->claims_to_headers[p->num_claims_to_headers++];
-        if ((rc = dup_str(doc, k->str, &ch->claim)) != 0 ||
-            (rc = set_header_name(doc, k->value, "claims_to_headers header", &ch->header)) != 0)
+        if ((rc = gh_config_dup(doc, k->str, &ch->claim)) != 0 ||
+            (rc = gh_config_set_header(doc, k->value, "claims_to_headers header", &ch->header)) !=
+                0)
             return rc;
     }
     return 0;
@@ -287,13 +196,13 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
                              "discovery: true");
     if (in != NULL) {
         p->jwks_source = GH_JWKS_INLINE;
-        rc = str_of(doc, in, "inline", &p->jwks_inline);
+        rc = gh_config_str(doc, in, "inline", &p->jwks_inline);
     } else if (fi != NULL) {
         p->jwks_source = GH_JWKS_FILE;
-        rc = str_of(doc, fi, "file", &p->jwks_file);
+        rc = gh_config_str(doc, fi, "file", &p->jwks_file);
     } else if (ur != NULL) {
         p->jwks_source = GH_JWKS_URI;
-        rc = str_of(doc, ur, "uri", &p->jwks_uri);
+        rc = gh_config_str(doc, ur, "uri", &p->jwks_uri);
         if (rc == 0 && strncmp(p->jwks_uri, "https://", 8) != 0 &&
             strncmp(p->jwks_uri, "http://", 7) != 0)
             rc = gh_yaml_error(doc, ur, "jwks uri must be an https:// URL");
@@ -307,7 +216,7 @@ static int parse_jwks(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_jwt_
         size_t il = strlen(p->issuer);
         snprintf(url, sizeof(url), "%s%s.well-known/openid-configuration", p->issuer,
                  il > 0 && p->issuer[il - 1] == '/' ? "" : "/");
-        rc = dup_str(doc, url, &p->jwks_uri);
+        rc = gh_config_dup(doc, url, &p->jwks_uri);
         if (rc == 0 && strncmp(p->issuer, "https://", 8) != 0 &&
             strncmp(p->issuer, "http://", 7) != 0)
             rc = gh_yaml_error(doc, di, "discovery needs an issuer that is an https:// URL");
@@ -356,7 +265,7 @@ static int parse_audiences(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
         p->audiences_any = 1;
         return 0;
     }
-    return str_list(doc, v, "audiences", &p->audiences, &p->num_audiences);
+    return gh_config_str_list(doc, v, "audiences", &p->audiences, &p->num_audiences);
 }
 
 static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
@@ -390,11 +299,11 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
     p->forward_token = 1;
     p->cache_entries = 10000;
     p->algorithms = ALL_ALGS & ~HS_BITS;
-    if ((rc = dup_str(doc, key->str, &p->name)) != 0 ||
+    if ((rc = gh_config_dup(doc, key->str, &p->name)) != 0 ||
         (rc = gh_yaml_expect(doc, n, GH_YAML_MAP, "a jwt provider")) != 0 ||
         (rc = gh_yaml_check_keys(doc, n, keys, "jwt provider")) != 0 ||
         (rc = gh_yaml_require(doc, n, "issuer", "jwt provider", &v)) != 0 ||
-        (rc = str_of(doc, v, "issuer", &p->issuer)) != 0)
+        (rc = gh_config_str(doc, v, "issuer", &p->issuer)) != 0)
         return rc;
     if ((rc = parse_audiences(doc, n, p)) != 0)
         return rc;
@@ -417,7 +326,8 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
     if ((v = gh_yaml_map_get(n, "exp_optional")) != NULL &&
         (rc = gh_yaml_bool(doc, v, "exp_optional", &p->exp_optional)) != 0)
         return rc;
-    if ((v = gh_yaml_map_get(n, "typ")) != NULL && (rc = str_of(doc, v, "typ", &p->typ)) != 0)
+    if ((v = gh_yaml_map_get(n, "typ")) != NULL &&
+        (rc = gh_config_str(doc, v, "typ", &p->typ)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "required_claims")) != NULL &&
         (rc = parse_required(doc, v, p)) != 0)
@@ -459,19 +369,19 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         (rc = parse_claims_to_headers(doc, v, p)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "payload_header")) != NULL &&
-        (rc = set_header_name(doc, v, "payload_header", &p->payload_header)) != 0)
+        (rc = gh_config_set_header(doc, v, "payload_header", &p->payload_header)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "forward_token")) != NULL &&
         (rc = gh_yaml_bool(doc, v, "forward_token", &p->forward_token)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "realm")) != NULL) {
-        if ((rc = str_of(doc, v, "realm", &p->realm)) != 0)
+        if ((rc = gh_config_str(doc, v, "realm", &p->realm)) != 0)
             return rc;
         if (!realm_is_valid(p->realm))
             return gh_yaml_error(doc, v,
                                  "realm may contain only visible ASCII and spaces, "
                                  "without quotes or backslashes");
-    } else if ((rc = dup_str(doc, "gatehouse", &p->realm)) != 0) {
+    } else if ((rc = gh_config_dup(doc, "gatehouse", &p->realm)) != 0) {
         return rc;
     }
     if ((v = gh_yaml_map_get(n, "cache_entries")) != NULL) {
@@ -549,7 +459,7 @@ static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
     p->cache_ttl_ms = 30000;
     p->negative_ttl_ms = 5000;
     p->cache_entries = 10000;
-    if ((rc = dup_str(doc, key->str, &p->name)) != 0)
+    if ((rc = gh_config_dup(doc, key->str, &p->name)) != 0)
         return rc;
     if (n->kind == GH_YAML_SCALAR && n->len == 0) {
         /* `keys: {}` written as `keys:` */
@@ -560,15 +470,15 @@ static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
     int map = n->kind == GH_YAML_MAP;
     const gh_yaml_node_t *h = map ? gh_yaml_map_get(n, "header") : NULL;
     const gh_yaml_node_t *q = map ? gh_yaml_map_get(n, "query") : NULL;
-    if (h != NULL && (rc = header_name(doc, h, "header", &p->header)) != 0)
+    if (h != NULL && (rc = gh_config_header(doc, h, "header", &p->header)) != 0)
         return rc;
     if (q != NULL) {
-        if ((rc = str_of(doc, q, "query", &p->query)) != 0)
+        if ((rc = gh_config_str(doc, q, "query", &p->query)) != 0)
             return rc;
         if (p->query[0] == '\0' || strpbrk(p->query, "&=#%+ ") != NULL)
             return gh_yaml_error(doc, q, "query '%s' is not a plain parameter name", p->query);
     }
-    if (h == NULL && q == NULL && (rc = dup_str(doc, "x-api-key", &p->header)) != 0)
+    if (h == NULL && q == NULL && (rc = gh_config_dup(doc, "x-api-key", &p->header)) != 0)
         return rc;
     if (p->header != NULL)
         p->from[p->num_from++] = (gh_token_from_t){
@@ -584,9 +494,9 @@ static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
     v = map ? gh_yaml_map_get(n, "consumer_header") : NULL;
     if (v != NULL) {
         if (!(v->kind == GH_YAML_SCALAR && (strcmp(v->str, "false") == 0 || v->len == 0)) &&
-            (rc = set_header_name(doc, v, "consumer_header", &p->consumer_header)) != 0)
+            (rc = gh_config_set_header(doc, v, "consumer_header", &p->consumer_header)) != 0)
             return rc;
-    } else if ((rc = dup_str(doc, "x-consumer", &p->consumer_header)) != 0) {
+    } else if ((rc = gh_config_dup(doc, "x-consumer", &p->consumer_header)) != 0) {
         return rc;
     }
     p->consumer_header_len = p->consumer_header != NULL ? strlen(p->consumer_header) : 0;
@@ -608,13 +518,13 @@ static int parse_apikey_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
         p->cache_entries = (uint32_t)u;
     }
     if (map && (v = gh_yaml_map_get(n, "realm")) != NULL) {
-        if ((rc = str_of(doc, v, "realm", &p->realm)) != 0)
+        if ((rc = gh_config_str(doc, v, "realm", &p->realm)) != 0)
             return rc;
         if (!realm_is_valid(p->realm))
             return gh_yaml_error(doc, v,
                                  "realm may contain only visible ASCII and spaces, "
                                  "without quotes or backslashes");
-    } else if ((rc = dup_str(doc, "gatehouse", &p->realm)) != 0) {
+    } else if ((rc = gh_config_dup(doc, "gatehouse", &p->realm)) != 0) {
         return rc;
     }
     return 0;
@@ -775,7 +685,7 @@ static int parse_exempt(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_au
         m->kind = strcmp(k->str, "exact") == 0    ? GH_MATCH_EXACT
                   : strcmp(k->str, "prefix") == 0 ? GH_MATCH_PREFIX
                                                   : GH_MATCH_REGEX;
-        if ((rc = dup_str(doc, v, &m->value)) != 0)
+        if ((rc = gh_config_dup(doc, v, &m->value)) != 0)
             return rc;
         m->value_len = strlen(v);
         a->num_exempt++;

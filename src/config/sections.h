@@ -32,4 +32,22 @@ int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
 int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                                     gh_listener_conf_t *l);
 
+/* Helpers of the sections' parsers (fields.c). Each returns 0, or the
+ * error of gh_yaml_error/gh_yaml_oom; what they allocate is the caller's. */
+int gh_config_dup(const gh_yaml_doc_t *doc, const char *s, char **out);
+/* The same, ASCII upper case made lower. */
+int gh_config_dup_lower(const gh_yaml_doc_t *doc, const char *s, char **out);
+/* A non-empty string at n, copied. */
+int gh_config_str(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key, char **out);
+/* A header name (an RFC 9110 token), copied lower-case. */
+int gh_config_header(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
+                     char **out);
+/* The same for a header an option makes gatehouse set upstream: not one
+ * of the fields gatehouse owns (gh_config_header_name_refused). */
+int gh_config_set_header(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
+                         char **out);
+/* A string or a non-empty list of them: *out NULL-terminated, *count set. */
+int gh_config_str_list(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const char *key,
+                       char ***out, size_t *count);
+
 #endif
