@@ -59,8 +59,9 @@ gh_aws_creds_t *gh_aws_creds_new(const char *access_key_id, const char *secret_a
  * Borrows env (NULL: the process environment) and profile (NULL: none
  * given). Returns new credentials (gh_aws_creds_free), or NULL with a
  * message in err: none found (it says where it looked), a named profile
- * that exists nowhere, half a key pair, a profile that needs an unsupported
- * provider, an unreadable or malformed file (FILE:LINE: why). */
+ * that exists nowhere, half a key pair, a profile (or AWS_ROLE_ARN with
+ * AWS_WEB_IDENTITY_TOKEN_FILE) that needs an unsupported provider, an
+ * unreadable or malformed file (FILE:LINE: why). */
 gh_aws_creds_t *gh_aws_creds_load(const gh_aws_env_t *env, const char *profile, char *err,
                                   size_t errcap);
 

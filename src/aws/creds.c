@@ -490,6 +490,16 @@ gh_aws_creds_t *gh_aws_creds_load(const gh_aws_env_t *env, const char *profile, 
         gh_aws_creds_t *c = creds_from_env(env, &done, err, errcap);
         if (done)
             return c;
+        /* EKS and other web identity setups: botocore assumes that role
+         * before it looks at any profile, so the files' keys would be
+         * another identity. */
+        if (env_get(env, "AWS_ROLE_ARN") != NULL &&
+            env_get(env, "AWS_WEB_IDENTITY_TOKEN_FILE") != NULL) {
+            seterr(err, errcap,
+                   "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE ask for web identity "
+                   "credentials, which gatehouse does not support (only static keys)");
+            return NULL;
+        }
     }
     profile_t *pr = malloc(sizeof(*pr));
     if (pr == NULL) {

@@ -195,8 +195,7 @@ static void test_env_partial(void **state)
     /* Empty is unset, as in the SDKs. */
     setv("AWS_ACCESS_KEY_ID", "");
     setv("AWS_SECRET_ACCESS_KEY", "");
-    expect_creds(NULL, "AKIAFILE", "S3CRfile", NULL,
-                 source_in("default", "home/.aws/credentials"));
+    expect_creds(NULL, "AKIAFILE", "S3CRfile", NULL, source_in("default", "home/.aws/credentials"));
     /* Malformed values are refused by name, never quoted. */
     setv("AWS_ACCESS_KEY_ID", "AKIA ENV");
     setv("AWS_SECRET_ACCESS_KEY", "S3CRenv");
@@ -469,6 +468,23 @@ static void test_unsupported(void **state)
     expect_creds(NULL, "AKIAC", "S3CRc", NULL, source_in("default", cred));
     write_file(cred, "[default]\n");
     expect_error(NULL, ":2: profile default uses credential_process", NULL);
+    /* Web identity from the environment comes before every profile, unless
+     * the caller names one (botocore then ignores the environment). */
+    setv("AWS_ROLE_ARN", "arn:aws:iam::1:role/r");
+    expect_error(NULL, "uses credential_process", NULL); /* the role alone is not enough */
+    setv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token");
+    expect_error(NULL, "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE ask for web identity", NULL);
+    write_file(cred, "[default]\naws_access_key_id = AKIAC\naws_secret_access_key = S3CRc\n");
+    expect_error(NULL, "ask for web identity", NULL);
+    expect_creds("default", "AKIAC", "S3CRc", NULL, source_in("default", cred));
+    setv("AWS_ACCESS_KEY_ID", "AKIAENV");
+    setv("AWS_SECRET_ACCESS_KEY", "S3CRenv");
+    expect_creds(NULL, "AKIAENV", "S3CRenv", NULL, "environment");
+    setv("AWS_ACCESS_KEY_ID", NULL);
+    setv("AWS_SECRET_ACCESS_KEY", NULL);
+    setv("AWS_ROLE_ARN", NULL);
+    setv("AWS_WEB_IDENTITY_TOKEN_FILE", NULL);
+    write_file(cred, "[default]\n");
     /* Other profiles' settings do not matter. */
     write_file(conf, "[profile other]\nrole_arn = x\n[default]\naws_access_key_id = AKIAF\n"
                      "aws_secret_access_key = S3CRf\n");
