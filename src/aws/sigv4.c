@@ -322,6 +322,9 @@ static int check_request(const gh_aws_sigv4_req_t *req, const gh_aws_creds_t *cr
         if (c < 0x20 || c == 0x7f || c == '?' || c == '#')
             return refuse(out, -EINVAL, "the path holds a control byte, '?' or '#'");
     }
+    if ((req->query == NULL && req->query_len > 0) ||
+        (req->headers == NULL && req->num_headers > 0))
+        return refuse(out, -EINVAL, "a NULL query or header list with a length");
     if (req->query_len > GH_AWS_SIGV4_MAX_QUERY)
         return refuse(out, -E2BIG, "the query is too long");
     for (size_t i = 0; i < req->query_len; i++) {

@@ -593,6 +593,14 @@ static void test_refusals(void **state)
     r = base_req();
     r.payload_len = 1;
     assert_int_equal(sign_rc(&r, c), -EINVAL);
+    r = base_req();
+    r.query_len = 1;
+    assert_int_equal(sign_rc(&r, c), -EINVAL);
+    r = base_req();
+    r.headers = NULL;
+    assert_int_equal(sign_rc(&r, c), -EINVAL);
+    r.num_headers = 0;
+    assert_int_equal(sign_rc(&r, c), -EINVAL); /* no Host */
 
     /* Headers: Host exactly once; the signer's own refused; names tokens;
      * values visible ASCII with blanks. */
