@@ -430,8 +430,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, hdrs, out = e.status, [("x-amzn-ErrorType", e.code)], \
                 json.dumps(msg).encode()
         rec.status = status
-        self._answer(status, hdrs, out)
+        # Recorded before the answer: a client that sends its next request
+        # after reading this answer finds this one recorded first.
         srv._record(rec)
+        self._answer(status, hdrs, out)
 
     def _answer(self, status, hdrs, body):
         self.send_response(status)
