@@ -15,7 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GH_HIST_BUCKETS 13 /* plus +Inf */
+#define GH_HIST_BUCKETS 13             /* plus +Inf */
+#define GH_METRICS_CALLOUT_OUTCOMES 10 /* GH_CALLOUT_OUTCOMES (gatehouse/callout.h) */
 
 typedef struct {
     uint64_t buckets[GH_HIST_BUCKETS + 1]; /* not cumulative; last is +Inf */
@@ -51,6 +52,9 @@ typedef struct {
     uint64_t pending_overflows; /* 503: max_pending requests were waiting already */
     uint64_t pending_timeouts;  /* 503: no connection became free within connect_timeout */
     uint64_t pending;           /* gauge, per shard like conns_active: requests waiting now */
+    /* Filters' own calls to the cluster (gatehouse/callout.h), by outcome:
+     * [0] ok, [-code] for each GH_CALLOUT_E_* code. */
+    uint64_t callouts[GH_METRICS_CALLOUT_OUTCOMES];
 } gh_cluster_stats_t;
 
 /* Authentication decisions by provider and reason. */

@@ -3,6 +3,7 @@
  * See include/gatehouse/metrics.h for the threading rules.
  */
 #include <gatehouse/metrics.h>
+#include <gatehouse/callout.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -603,6 +604,27 @@ static void render_pending(out_t *o, const gh_cluster_stats_t *sums, const char 
     }
 }
 
+/* Filters' calls to clusters (gatehouse/callout.h), for the clusters
+ * that had any: every outcome then, zeros too, so rates can be taken. */
+static void render_callouts(out_t *o, const gh_cluster_stats_t *sums, const char *seen)
+{
+    char a[512];
+    put(o, "# HELP gatehouse_callouts_total Calls filters made to the cluster (authorizers), "
+           "by outcome.\n"
+           "# TYPE gatehouse_callouts_total counter\n");
+    for (uint32_t id = 0; id < reg.count[K_CLUSTER]; id++) {
+        uint64_t any = 0;
+        for (int k = 0; seen[id] && k < GH_CALLOUT_OUTCOMES; k++)
+            any |= sums[id].callouts[k];
+        if (any == 0)
+            continue;
+        const char *name = esc(reg.labels[K_CLUSTER][id].l[0], a, sizeof(a));
+        for (int k = 0; k < GH_CALLOUT_OUTCOMES; k++)
+            put(o, "gatehouse_callouts_total{cluster=\"%s\",outcome=\"%s\"} %llu\n", name,
+                gh_callout_error_name(-k), (unsigned long long)sums[id].callouts[k]);
+    }
+}
+
 static void render_clusters(out_t *o, unsigned ns)
 {
     char a[512], lab[600];
@@ -643,6 +665,8 @@ static void render_clusters(out_t *o, unsigned ns)
             sums[id].pending_overflows += LOAD(st->pending_overflows);
             sums[id].pending_timeouts += LOAD(st->pending_timeouts);
             sums[id].pending += LOAD(st->pending);
+            for (int k = 0; k < GH_CALLOUT_OUTCOMES; k++)
+                sums[id].callouts[k] += LOAD(st->callouts[k]);
         }
     }
     for (int k = 0; k < 6; k++) {
@@ -659,6 +683,7 @@ static void render_clusters(out_t *o, unsigned ns)
         }
     }
     render_pending(o, sums, seen);
+    render_callouts(o, sums, seen);
     put(o, "# HELP gatehouse_upstream_request_duration_seconds Time from sending a request "
            "upstream to the end of its response.\n"
            "# TYPE gatehouse_upstream_request_duration_seconds histogram\n");

@@ -13,7 +13,9 @@
  *     and holds a snapshot reference.
  *   - gh_upconn_t (upstream) is heap-allocated and freed in its close
  *     callback; while a stream uses it, stream->up and up->stream point at
- *     each other; idle, it sits in its pool's list.
+ *     each other; while a callout (callout.c) uses it, call->up and
+ *     up->call do (and up->stream is NULL); idle, it sits in its pool's
+ *     list.
  */
 #ifndef GATEHOUSE_PROXY_INTERNAL_H
 #define GATEHOUSE_PROXY_INTERNAL_H
@@ -210,7 +212,13 @@ struct gh_upconn_s {
     uv_write_t wreq;
     gh_pool_t *pool;
     gh_cluster_stats_t *stats;
-    gh_stream_t *stream; /* NULL while idle or closing */
+    /* The owner of its events: the router's stream, or else (stream NULL)
+     * a callout; both NULL while idle or closing. The router's path tests
+     * stream only, as it always did: a callout's events branch off where
+     * an idle connection's did (upstream.c), so routing pays nothing for
+     * them. */
+    gh_stream_t *stream;
+    struct gh_callout_s *call;
     gh_upconn_t *next_idle;
     char *rbuf;
     size_t rlen, rcap;
@@ -476,6 +484,9 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err);
 void gh_upconn_release(gh_upconn_t *u, int reusable);
 void gh_upconn_close(gh_upconn_t *u);
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);
+/* A callout's write: bufs as gh_sockwrite takes them, completion through
+ * gh_callout_on_write. Returns 0, or < 0 (no completion). */
+int gh_upconn_send(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);
 void gh_upconn_update_reading(gh_upconn_t *u);
 void gh_upconn_arm_timer(gh_upconn_t *u, uint64_t ms);
 void gh_upconn_stop_timer(gh_upconn_t *u);
@@ -499,6 +510,13 @@ void gh_router_request_sent(gh_stream_t *s);
 /* A waiting stream's turn (its pool has room now), or its wait expired. */
 void gh_router_dispatch(gh_stream_t *s);
 void gh_router_wait_expired(gh_stream_t *s);
+
+/* callout.c: the events of a connection a callout owns (upstream.c). */
+void gh_callout_on_connect(struct gh_callout_s *c, int status);
+void gh_callout_on_read(struct gh_callout_s *c, ssize_t nread);
+void gh_callout_on_write(struct gh_callout_s *c, int status);
+/* The connection's own deadline fired: its connect_timeout. */
+void gh_callout_on_timer(struct gh_callout_s *c);
 
 /* observe.c */
 void gh_observe_set_tracer(gh_trace_exporter_t *e);
