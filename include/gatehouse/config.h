@@ -174,6 +174,86 @@ typedef struct {
     size_t num_from;
 } gh_apikey_provider_conf_t;
 
+/* providers.authorizers.NAME: a custom authorizer gatehouse calls, an AWS
+ * API Gateway Lambda authorizer or an Envoy ext_authz service
+ * (docs/authorizers.md). */
+typedef enum {
+    GH_AUTHORIZER_AWS_V2 = 1,     /* HTTP API payload format 2.0 */
+    GH_AUTHORIZER_AWS_V1_TOKEN,   /* REST API TOKEN authorizer */
+    GH_AUTHORIZER_AWS_V1_REQUEST, /* REST API REQUEST authorizer */
+    GH_AUTHORIZER_ENVOY,          /* Envoy's ext_authz HTTP protocol */
+} gh_authorizer_format_t;
+
+typedef enum {
+    GH_AUTHZ_SOURCE_HEADER = 1,
+    GH_AUTHZ_SOURCE_QUERY,
+    GH_AUTHZ_SOURCE_COOKIE,
+} gh_authz_source_kind_t;
+
+/* An identity source: where a value the authorizer needs is read. */
+typedef struct {
+    int kind;   /* gh_authz_source_kind_t */
+    char *name; /* header: lower-case; query parameter and cookie: as written */
+    char *text; /* as written in the config ("$request.header.Authorization") */
+} gh_authz_source_t;
+
+/* A header set upstream from the authorizer's answer. */
+typedef struct {
+    char *header; /* lower-case; never a field gatehouse owns */
+    char *source; /* "principalId", "usageIdentifierKey" or "context.KEY" */
+} gh_authz_header_map_t;
+
+typedef enum {
+    GH_AUTHZ_ON_ERROR_500 = 0, /* API Gateway's answer */
+    GH_AUTHZ_ON_ERROR_503,
+    GH_AUTHZ_ON_ERROR_ALLOW, /* the request goes on without an identity */
+} gh_authz_on_error_t;
+
+typedef struct {
+    char *name;
+    size_t index;
+    int format; /* gh_authorizer_format_t */
+
+    /* The target: exactly one of http (a cluster of the config) and
+     * lambda (the Invoke API, through lambda_endpoint's cluster). */
+    char *cluster;   /* http.cluster */
+    char *path;      /* http.path: where the event is POSTed; envoy: the prefix */
+    char *function;  /* lambda.function: a name, a partial or a full ARN */
+    char *region;    /* lambda.region, from the ARN, or from the environment at load */
+    char *qualifier; /* lambda.qualifier, or NULL */
+    char *endpoint;  /* lambda.endpoint: the cluster answering the Invoke API */
+    char *profile;   /* lambda.profile: the AWS credentials profile, or NULL */
+
+    gh_authz_source_t *sources; /* identity_sources, in order */
+    size_t num_sources;
+    int simple_responses;   /* aws-v2: an answer with isAuthorized is a simple one */
+    char *token_validation; /* aws-v1-token: a regex the token must match, or NULL */
+    void *token_re;         /* its pcre2_code */
+    uint64_t ttl_ms;        /* result cache: 0 (off) to 3600 s, default 300 s */
+    uint32_t cache_entries; /* per worker */
+    uint64_t timeout_ms;    /* one call, default 5 s */
+    size_t max_response;    /* bytes of an answer, default 1 MiB */
+    int on_error;           /* gh_authz_on_error_t */
+    gh_authz_header_map_t *headers;
+    size_t num_headers;
+    char *realm; /* for WWW-Authenticate on 401 */
+
+    /* The API these events describe (method ARNs, requestContext). */
+    char *account_id, *api_id, *stage, *api_region;
+
+    /* envoy: request fields sent to the service (lower-case; authorization,
+     * host and the method/path are always sent), fields of an allowing
+     * answer set upstream, fields of a denying answer passed to the
+     * client, and the request body sent (0: none). */
+    char **allowed_headers;
+    size_t num_allowed_headers;
+    char **upstream_headers;
+    size_t num_upstream_headers;
+    char **client_headers;
+    size_t num_client_headers;
+    size_t max_request_body;
+} gh_authorizer_conf_t;
+
 typedef struct {
     int all;                            /* every provider must accept (all:), else any one (any:) */
     int optional;                       /* a missing token passes; an invalid one never does */
@@ -185,6 +265,9 @@ typedef struct {
      * order written (providers holds the JWT ones). */
     gh_apikey_provider_conf_t **apikeys;
     size_t num_apikeys;
+    /* Authorizers named by the route, borrowed from config, in order. */
+    gh_authorizer_conf_t **authorizers;
+    size_t num_authorizers;
 } gh_authn_conf_t;
 
 typedef struct {
@@ -423,6 +506,8 @@ typedef struct {
     size_t num_jwt_providers;
     gh_apikey_provider_conf_t *apikey_providers;
     size_t num_apikey_providers;
+    gh_authorizer_conf_t *authorizers;
+    size_t num_authorizers;
 
     /* Top-level sections owned by filter types (gh_filter_type_t
      * .parse_section: `policies`), in registry order; each freed by its

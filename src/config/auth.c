@@ -567,8 +567,8 @@ static int parse_jwt_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *j
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg)
 {
-    static const char *const keys[] = {"jwt", "apikeys", NULL};
-    const gh_yaml_node_t *jwt, *ak;
+    static const char *const keys[] = {"jwt", "apikeys", "authorizers", NULL};
+    const gh_yaml_node_t *jwt, *ak, *az;
     int rc;
     if (node == NULL)
         return 0;
@@ -578,8 +578,11 @@ int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *no
     if ((jwt = gh_yaml_map_get(node, "jwt")) != NULL &&
         (rc = parse_jwt_providers(doc, jwt, cfg)) != 0)
         return rc;
-    if ((ak = gh_yaml_map_get(node, "apikeys")) != NULL)
-        return parse_apikey_providers(doc, ak, cfg);
+    if ((ak = gh_yaml_map_get(node, "apikeys")) != NULL &&
+        (rc = parse_apikey_providers(doc, ak, cfg)) != 0)
+        return rc;
+    if ((az = gh_yaml_map_get(node, "authorizers")) != NULL)
+        return gh_config_parse_authorizers(doc, az, cfg);
     return 0;
 }
 
@@ -627,6 +630,14 @@ static gh_apikey_provider_conf_t *find_apikey_provider(const gh_config_t *cfg, c
     return NULL;
 }
 
+static gh_authorizer_conf_t *find_authorizer(const gh_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->num_authorizers; i++)
+        if (strcmp(cfg->authorizers[i].name, name) == 0)
+            return &cfg->authorizers[i];
+    return NULL;
+}
+
 static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
                          gh_authn_conf_t *a)
 {
@@ -635,7 +646,8 @@ static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, cons
         return gh_yaml_error(doc, n, "authn names a provider or a non-empty list of providers");
     a->providers = calloc(cap + 1, sizeof(*a->providers));
     a->apikeys = calloc(cap + 1, sizeof(*a->apikeys));
-    if (a->providers == NULL || a->apikeys == NULL)
+    a->authorizers = calloc(cap + 1, sizeof(*a->authorizers));
+    if (a->providers == NULL || a->apikeys == NULL || a->authorizers == NULL)
         return gh_yaml_oom(doc);
     const gh_yaml_node_t *one = n->kind == GH_YAML_SCALAR ? n : n->head;
     for (; one != NULL; one = n->kind == GH_YAML_SCALAR ? NULL : one->next) {
@@ -644,6 +656,17 @@ static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, cons
         if (rc != 0)
             return rc;
         gh_jwt_provider_conf_t *p = find_provider(cfg, name);
+        gh_authorizer_conf_t *az = p == NULL ? find_authorizer(cfg, name) : NULL;
+        if (az != NULL) {
+            for (size_t i = 0; i < a->num_authorizers; i++)
+                if (a->authorizers[i] == az)
+                    return gh_yaml_error(doc, one, "provider '%s' is named twice", name);
+            a->authorizers[a->num_authorizers++] = az;
+            /* Fail closed until the authn filter calls them. */
+            return gh_yaml_error(doc, one,
+                                 "authn names authorizer '%s': routes cannot use authorizers yet",
+                                 name);
+        }
         if (p == NULL) {
             gh_apikey_provider_conf_t *k = find_apikey_provider(cfg, name);
             if (k == NULL)
@@ -741,6 +764,7 @@ void gh_config_free_authn(gh_authn_conf_t *a)
         return;
     free(a->providers);
     free(a->apikeys);
+    free(a->authorizers);
     for (size_t i = 0; i < a->num_exempt; i++) {
         free(a->exempt[i].value);
         if (a->exempt[i].re != NULL)

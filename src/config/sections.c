@@ -274,6 +274,7 @@ int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
 void gh_config_free_sections(gh_config_t *cfg)
 {
     gh_config_free_providers(cfg);
+    gh_config_free_authorizers(cfg);
     free(cfg->admin.address);
     free(cfg->admin.token_file);
     free(cfg->admin.token_env);

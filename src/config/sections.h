@@ -19,6 +19,10 @@ int gh_config_parse_tracing(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
 int gh_config_parse_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                               gh_config_t *cfg);
 void gh_config_free_providers(gh_config_t *cfg);
+/* providers.authorizers (authorizers.c), after the jwt and apikeys ones. */
+int gh_config_parse_authorizers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
+                                gh_config_t *cfg);
+void gh_config_free_authorizers(gh_config_t *cfg);
 /* plans: parsed before the listeners, their route names checked after. */
 int gh_config_parse_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_check_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
