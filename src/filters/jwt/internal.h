@@ -187,7 +187,11 @@ typedef struct {
      * looking the counter up. */
     uint64_t ok_rt_id;
     gh_decision_stats_t *ok_stats;
-    uint64_t ak_ok_id; /* the same for API keys: the runtime's id */
+    /* The same for API keys: the snapshot's key runtime and the provider
+     * (a snapshot's providers share the runtime's id; each has its own
+     * counter). */
+    uint64_t ak_ok_id;
+    const gh_apikey_provider_conf_t *ak_ok_p;
     gh_decision_stats_t *ak_ok_stats;
 } wstate_t;
 

@@ -1077,6 +1077,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (claims != NULL)
         json_decref(claims);
+    /* The route's precomputed RateLimit-Policy line is right only when the
+     * limits taken are the route's, every one: a plan's limits are taken
+     * after them, and one of the route's may have been skipped. */
+    size_t route_taken = ctx->num_taken;
     if (st == GH_FILTER_CONTINUE && in->rt != NULL && in->rt->num_plans > 0 &&
         gh_stream_identity(s)->plan != NULL)
         st = run_plan(s, in, ctx, &call);
@@ -1090,7 +1094,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (st != GH_FILTER_CONTINUE)
         return st;
-    if (ctx->num_taken == in->num_limits)
+    if (route_taken == in->num_limits && ctx->num_taken == route_taken)
         add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len);
     else
         add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
