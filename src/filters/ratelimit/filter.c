@@ -699,18 +699,25 @@ static char *put_mem(char *p, const char *s, size_t n)
  * Names use an alphabet that needs no escaping in an sf-string (conf.c),
  * so the lines go out without the per-byte checks of
  * gh_stream_add_response_header. */
-#define ITEM_MAX (11 + RL_MAX_NAME + 5 + 20 + 3 + 20)
-#define POLICY_MAX (2 + RL_MAX_NAME + 3 + 2 + 20 + 3 + 20)
-
 static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
                        size_t line_len)
 {
-    /* At most, per item: ", " or "RateLimit: ", its name piece (RL_MAX_NAME
-     * + 5 bytes), two numbers of at most 20 digits and ";t=" (ITEM_MAX);
-     * its policy item, or the route's whole line; the other field name and
-     * the line ends; CHUNK of room for the last copy. Small enough for
-     * one route limit to fit the stream's first 256 bytes of fields. */
-    size_t max = n * ITEM_MAX + (line != NULL ? line_len : n * POLICY_MAX) + 24 + 4 + CHUNK;
+    /* At most, per item shown: ", " or "RateLimit: ", its name piece, two
+     * numbers of at most 20 digits and ";t="; its policy item (", ", the
+     * piece or the name piece with "q=", ";w=" and two numbers), or the
+     * route's whole line once; the other field name and the line ends;
+     * CHUNK of room for the last copy. Counted from the pieces' own
+     * lengths (a plan's names are longer than a route limit's). One route
+     * limit fits the stream's first 256 bytes of fields. */
+    size_t max = 24 + 4 + CHUNK + (line != NULL ? line_len : 0);
+    for (size_t i = 0; i < n; i++) {
+        const rl_show_t *sh = t[i].show;
+        if (sh == NULL)
+            continue;
+        max += 11 + sh->item_len + 20 + 3 + 20;
+        if (line == NULL)
+            max += 2 + (sh->policy != NULL ? sh->policy_len : sh->item_len + 2 + 20 + 3 + 20);
+    }
     char *buf = gh_stream_response_lines_reserve(s, max), *p = buf;
     size_t shown = 0;
     /* Out of memory: the fields are left out; they are advice to the
