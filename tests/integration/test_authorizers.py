@@ -289,3 +289,105 @@ def test_client_leaves_mid_call(gatehouse, upstream, authz):
     srv.handler = simple
     assert get(g, headers=[("authorization", "good")]).status == 200
     assert g.alive()
+
+
+# ---- Lambda targets (the Invoke API, SigV4 checked with botocore) ----
+
+AK, SK, TOKEN = "AKIDAUTHZTEST", "authz/secret/key", "session-token-1"
+
+
+@pytest.fixture
+def lambda_env(monkeypatch, tmp_path):
+    for k in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AK)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SK)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_lambda_authorizer_signed_and_error_mapping(gatehouse, upstream, lambda_env):
+    from aws_lambda_server import LambdaServer
+
+    def handler(event, context):
+        tok = event["headers"].get("authorization")
+        if tok == "unauth":
+            raise Exception("Unauthorized")
+        if tok == "crash":
+            raise ValueError("boom")
+        return {"isAuthorized": tok == "good", "context": {"who": tok}}
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        lam.register("auth", handler, versions={"live": "3"})
+        up = upstream()
+        a = az(simple_responses=True, ttl=0, headers={"x-who": "context.who"})
+        del a["http"]
+        a["lambda"] = {"function": "arn:aws:lambda:us-east-1:123456789012:function:auth",
+                       "qualifier": "live", "endpoint": "lambda-api"}
+        cfg = config(up, 9, {"az": a})
+        cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+        g = gatehouse(cfg)
+        e = echo_of(get(g, headers=[("authorization", "good")]))
+        assert hdr(e["headers"], "x-who") == ["good"]
+        rec = lam.requests[-1]
+        assert rec.verified and rec.access_key == AK and rec.qualifier == "live"
+        assert rec.function == "auth"
+        assert rec.target == ("/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012"
+                              "%3Afunction%3Aauth/invocations?Qualifier=live")
+        assert json.loads(rec.body)["routeArn"] == ARN_PREFIX + "GET/echo"
+        assert get(g, headers=[("authorization", "bad")]).status == 403
+        r = get(g, headers=[("authorization", "unauth")])
+        assert r.status == 401 and body(r)["error"] == "unauthorized"
+        r = get(g, headers=[("authorization", "crash")])
+        assert r.status == 500
+        assert all(x.verified for x in lam.requests), [x.error for x in lam.requests]
+
+
+def test_lambda_wrong_credentials_is_error(gatehouse, upstream, lambda_env):
+    from aws_lambda_server import LambdaServer
+
+    with LambdaServer(credentials={"AKIDOTHER": (SK, None)}) as lam:
+        lam.register("auth", lambda e, c: {"isAuthorized": True})
+        up = upstream()
+        a = az(simple_responses=True, ttl=0, on_error="503")
+        del a["http"]
+        a["lambda"] = {"function": "auth", "region": "us-east-1", "endpoint": "lambda-api"}
+        cfg = config(up, 9, {"az": a})
+        cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+        g = gatehouse(cfg)
+        r = get(g, headers=[("authorization", "good")])
+        assert r.status == 503, r
+        assert lam.requests[-1].error is not None and not lam.requests[-1].verified
+        assert up.complete_requests() == []
+
+
+# ---- envoy ext_authz ----
+
+
+def test_envoy_allow_deny_and_headers(gatehouse, upstream, authz):
+    def h(req):
+        if req.header("authorization") == "good":
+            return (200, [("x-user", "alice"), ("x-other", "no")], b"")
+        return (302, [("location", "https://login.example/"), ("x-secret", "s"),
+                      ("content-type", "text/plain")], b"go login")
+
+    up = upstream()
+    srv = authz(h, raw=True)
+    a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0,
+         "envoy": {"allowed_headers": ["x-tenant"], "upstream_headers": ["x-user"],
+                   "client_headers": ["location"]}}
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    e = echo_of(get(g, "/echo?q=1", headers=[("authorization", "good"), ("x-tenant", "t"),
+                                             ("x-user", "forged"), ("x-not", "n")]))
+    assert hdr(e["headers"], "x-user") == ["alice"]
+    assert hdr(e["headers"], "x-other") == []
+    rq = srv.requests[-1]
+    assert rq.method == "GET" and rq.target == "/check/echo?q=1"
+    assert rq.header("x-tenant") == "t" and rq.header("x-not") is None
+    assert rq.header("host") == "gatehouse.test"
+    r = get(g, headers=[("authorization", "bad")])
+    assert r.status == 302
+    assert r.header("location") == "https://login.example/"
+    assert r.header("x-secret") is None
+    assert r.body == b"go login"
+    assert len(up.complete_requests()) == 1
