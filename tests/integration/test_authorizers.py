@@ -391,3 +391,91 @@ def test_envoy_allow_deny_and_headers(gatehouse, upstream, authz):
     assert r.header("x-secret") is None
     assert r.body == b"go login"
     assert len(up.complete_requests()) == 1
+
+
+# ---- mixes with JWT and API keys ----
+
+
+def test_any_jwt_or_authorizer(gatehouse, upstream, authz):
+    from jwt_util import mint, provider, rsa_key
+
+    k = rsa_key()
+    g, up, srv = start(gatehouse, upstream, authz, simple,
+                       {"az": az(simple_responses=True, ttl=0,
+                                 identity_sources=["$request.header.x-token"])},
+                       routes=[{"name": "api", "match": {"path": {"prefix": "/"}},
+                                "authn": {"any": ["corp", "az"]}, "to": "app"}],
+                       extra={"providers": {"jwt": {"corp": provider(keys=[k])}}})
+    # A valid JWT decides; the authorizer is not asked.
+    assert get(g, headers=[("authorization", "Bearer " + mint(k))]).status == 200
+    assert srv.calls == 0
+    # A bad JWT is refused even with the authorizer's source there.
+    assert get(g, headers=[("authorization", "Bearer x.y.z"), ("x-token", "good")]).status == 401
+    assert srv.calls == 0
+    # No token: the authorizer decides when its source is there.
+    r = get(g, headers=[("x-token", "good")])
+    assert srv.calls == 1 and srv.requests[-1].json()["identitySource"] == ["good"]
+    # simple() reads the authorization header: absent here, so denied.
+    assert r.status == 403
+    assert get(g).status == 401
+    assert srv.calls == 1
+
+
+def test_all_jwt_and_authorizer(gatehouse, upstream, authz):
+    from jwt_util import mint, provider, rsa_key
+
+    k = rsa_key()
+    g, up, srv = start(gatehouse, upstream, authz,
+                       lambda ev: {"isAuthorized": ev["headers"].get("x-token") == "good",
+                                   "context": {"tier": "gold"}},
+                       {"az": az(simple_responses=True, ttl=0,
+                                 identity_sources=["$request.header.x-token"],
+                                 headers={"x-tier": "context.tier"})},
+                       routes=[{"name": "api", "match": {"path": {"prefix": "/"}},
+                                "authn": {"all": ["corp", "az"]}, "to": "app"}],
+                       extra={"providers": {"jwt": {"corp": provider(keys=[k])}}})
+    tok = mint(k)
+    e = echo_of(get(g, headers=[("authorization", "Bearer " + tok), ("x-token", "good")]))
+    assert hdr(e["headers"], "x-tier") == ["gold"]
+    assert get(g, headers=[("authorization", "Bearer " + tok), ("x-token", "bad")]).status == 403
+    assert get(g, headers=[("authorization", "Bearer " + tok)]).status == 401
+    n = srv.calls
+    assert get(g, headers=[("x-token", "good")]).status == 401
+    assert srv.calls == n, "the token is checked before the authorizer is called"
+
+
+# ---- CUSTOM policies ----
+
+
+def test_custom_policy_delegates_matching_requests(gatehouse, upstream, authz):
+    g, up, srv = start(
+        gatehouse, upstream, authz, simple,
+        {"az": az(simple_responses=True, ttl=0)},
+        routes=[{"name": "api", "match": {"path": {"prefix": "/"}}, "policies": ["ext", "no-x"],
+                 "to": "app"}],
+        policies={"ext": {"action": "CUSTOM", "provider": {"name": "az"},
+                          "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]},
+                  "no-x": {"action": "DENY",
+                           "rules": [{"to": [{"operation": {"paths": ["/admin/x"]}}]}]}})
+    # Not matched: no delegation.
+    assert get(g, "/public").status == 200
+    assert srv.calls == 0
+    r = get(g, "/admin/a", headers=[("authorization", "bad")])
+    assert r.status == 403 and body(r)["policy"] == "ext", r
+    assert get(g, "/admin/a", headers=[("authorization", "good")]).status == 200
+    # CUSTOM allowed, then DENY still applies.
+    r = get(g, "/admin/x", headers=[("authorization", "good")])
+    assert r.status == 403 and body(r)["policy"] == "no-x"
+    assert srv.calls == 3
+
+
+def test_custom_policy_dry_run_never_calls(gatehouse, upstream, authz):
+    g, up, srv = start(
+        gatehouse, upstream, authz, simple,
+        {"az": az(simple_responses=True, ttl=0)},
+        routes=[{"name": "api", "match": {"path": {"prefix": "/"}}, "policies": ["ext"],
+                 "to": "app"}],
+        policies={"ext": {"action": "CUSTOM", "provider": "az", "dry_run": True,
+                          "rules": [{}]}})
+    assert get(g, "/admin").status == 200
+    assert srv.calls == 0
