@@ -479,3 +479,27 @@ def test_custom_policy_dry_run_never_calls(gatehouse, upstream, authz):
                           "rules": [{}]}})
     assert get(g, "/admin").status == 200
     assert srv.calls == 0
+
+
+def test_all_api_key_and_authorizer(gatehouse, upstream, authz, tmp_path):
+    """AWS's "API key required" with an authorizer: both must pass."""
+    from test_apikey_auth import create
+
+    up = upstream()
+    srv = authz(simple)
+    cfg = config(up, srv.port, {"az": az(simple_responses=True, ttl=0)},
+                 routes=[{"name": "api", "match": {"path": {"prefix": "/"}},
+                          "authn": {"all": ["keys", "az"]}, "to": "app"}],
+                 extra={"providers": {"apikeys": {"keys": {"cache_ttl": "0s",
+                                                           "negative_cache_ttl": "0s"}}},
+                        "store": {"kind": "sqlite", "path": str(tmp_path / "gh.db")}})
+    g = gatehouse(cfg)
+    key, _ = create(g, "acme")
+    e = echo_of(get(g, headers=[("x-api-key", key), ("authorization", "good")]))
+    assert hdr(e["headers"], "x-api-key") == []  # not forwarded
+    assert srv.calls == 1
+    assert get(g, headers=[("x-api-key", key), ("authorization", "bad")]).status == 403
+    n = srv.calls
+    assert get(g, headers=[("authorization", "good")]).status == 401
+    assert get(g, headers=[("x-api-key", key + "x"), ("authorization", "good")]).status == 401
+    assert srv.calls == n, "the key is checked before the authorizer is called"
