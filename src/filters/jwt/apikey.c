@@ -455,6 +455,7 @@ static void ak_timer_start(gh_stream_t *s, wstate_t *w)
 
 /* A stream's pending lookup, in its arena (the filter's context). */
 struct gh_jwtf_ak_pending_s {
+    int tag; /* GH_JWTF_CTX_AK */
     gh_stream_handle_t *handle;
     gh_store_req_t *req;
     const gh_authn_filter_conf_t *fc;
