@@ -194,6 +194,7 @@ typedef enum {
 typedef struct {
     int kind;   /* gh_authz_source_kind_t */
     char *name; /* header: lower-case; query parameter and cookie: as written */
+    size_t name_len;
     char *text; /* as written in the config ("$request.header.Authorization") */
 } gh_authz_source_t;
 

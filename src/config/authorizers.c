@@ -121,6 +121,8 @@ static int parse_source(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_au
         } else {
             rc = gh_config_dup(doc, name, &src->name);
         }
+        if (rc == 0)
+            src->name_len = strlen(src->name);
         return rc != 0 ? rc : gh_config_dup(doc, v, &src->text);
     }
     return gh_yaml_error(doc, n,
@@ -173,6 +175,7 @@ static int default_sources(const gh_yaml_doc_t *doc, gh_authorizer_conf_t *a)
         return gh_yaml_oom(doc);
     a->num_sources = 1;
     a->sources[0].kind = GH_AUTHZ_SOURCE_HEADER;
+    a->sources[0].name_len = 13;
     int rc = gh_config_dup(doc, "authorization", &a->sources[0].name);
     return rc != 0 ? rc : gh_config_dup(doc, text, &a->sources[0].text);
 }

@@ -36,8 +36,7 @@ int gh_azr_drop_headers(gh_stream_t *s, const gh_azr_t *a)
     return rc < 0 ? -1 : 0;
 }
 
-/* The context as a JSON object text in the stream's arena, or NULL. */
-static const char *context_json(gh_stream_t *s, const gh_authz_result_t *r, size_t *len)
+const char *gh_azr_context_json(gh_stream_t *s, const gh_authz_result_t *r, size_t *len)
 {
     json_t *o = json_object();
     if (o == NULL)
@@ -64,59 +63,43 @@ static const char *context_json(gh_stream_t *s, const gh_authz_result_t *r, size
     return b;
 }
 
-static char *arena_dup(gh_stream_t *s, const char *v)
+/* A copy in the stream's arena: a cached entry's strings may go (the
+ * entry evicted by another request of the worker) before the stream. */
+static const char *arena_copy(gh_stream_t *s, const char *v, size_t n)
 {
-    size_t n = strlen(v);
     char *b = gh_stream_alloc(s, n + 1);
-    if (b != NULL)
-        memcpy(b, v, n + 1);
+    if (b != NULL) {
+        memcpy(b, v, n);
+        b[n] = '\0';
+    }
     return b;
 }
 
 static int apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, int keep_identity)
 {
-    const gh_authorizer_conf_t *c = a->conf;
-    if (o->lines_len > 0 && gh_stream_add_header_lines(s, o->lines, o->lines_len) < 0)
+    const gh_azr_prepared_t *p = &o->allow;
+    if (p->lines_len > 0 && gh_stream_add_header_lines(s, p->lines, p->lines_len) < 0)
         return -2;
-    const gh_authz_result_t *r = o->result;
-    if (r == NULL)
-        return 0;
-    /* Every value is checked before any is set: a malformed answer adds
-     * nothing. */
-    for (size_t i = 0; i < c->num_headers; i++) {
-        const char *v;
-        size_t n;
-        if (gh_authz_result_value(r, c->headers[i].source, &v, &n) < 0)
-            return -1;
-    }
-    for (size_t i = 0; i < c->num_headers; i++) {
-        const char *v;
-        size_t n;
-        if (gh_authz_result_value(r, c->headers[i].source, &v, &n) == 1 &&
-            gh_stream_add_header(s, c->headers[i].header, strlen(c->headers[i].header), v, n) < 0)
-            return -2;
-    }
     if (keep_identity)
         return 0;
     gh_identity_t *id = gh_stream_identity(s);
     if (id->provider == NULL)
-        id->provider = c->name;
-    if (r->principal != NULL) {
-        char *p = arena_dup(s, r->principal);
-        if (p == NULL)
+        id->provider = a->conf->name;
+    if (p->principal != NULL) {
+        const char *v = arena_copy(s, p->principal, strlen(p->principal));
+        if (v == NULL)
             return -2;
         if (id->consumer == NULL)
-            id->consumer = p;
+            id->consumer = v;
         if (id->subject == NULL && id->token == NULL)
-            id->subject = p;
+            id->subject = v;
     }
-    if (id->claims == NULL && id->token == NULL && r->nctx > 0) {
-        size_t n = 0;
-        const char *j = context_json(s, r, &n);
+    if (id->claims == NULL && id->token == NULL && p->claims != NULL) {
+        const char *j = arena_copy(s, p->claims, p->claims_len);
         if (j == NULL)
             return -2;
         id->claims = j;
-        id->claims_len = n;
+        id->claims_len = p->claims_len;
     }
     return 0;
 }

@@ -86,21 +86,37 @@ void gh_azr_count(gh_stream_t *s, const gh_azr_t *a, gh_azr_reason_t r);
 
 /* ---- cache.c ---- */
 
+/* What an allowing answer does to a request, worked out once per answer
+ * (call.c's prepare): the header lines it sets upstream ("name:
+ * value\r\n"..., checked), the principal, the context as a JSON object
+ * text. Each may be NULL. */
+typedef struct {
+    const char *lines;
+    size_t lines_len;
+    const char *principal;
+    const char *claims;
+    size_t claims_len;
+} gh_azr_prepared_t;
+
 /* A cached answer: an aws result (immutable, evaluated per method ARN)
- * or an envoy allow (the header lines it sets upstream). */
+ * or an envoy allow, with what it does to a request (owned copies). */
 typedef struct {
     uint64_t hash, rt_id;
     uint64_t expires_ms;
     char *key; /* owned: the identity-source values, length-prefixed */
     size_t key_len;
     gh_authz_result_t result; /* owned (aws formats) */
-    char *lines;              /* owned (envoy): "name: value\r\n"... */
+    char *lines;              /* owned: the prepared header lines */
     size_t lines_len;
+    char *principal; /* owned, or NULL */
+    char *claims;    /* owned, or NULL */
+    size_t claims_len;
 } gh_azr_centry_t;
 
 typedef struct {
     gh_azr_centry_t *v; /* nsets * GH_AZR_WAYS */
     size_t nsets;
+    uint32_t fit; /* the largest cache_entries the table was sized for */
     uint64_t seed, rng;
 } gh_azr_cache_t;
 
@@ -110,16 +126,23 @@ gh_azr_cache_t *gh_azr_cache_new(uint64_t seed);
 void gh_azr_cache_free(gh_azr_cache_t *c);
 /* Grows the table to hold at least entries (never shrinks). -1: no memory. */
 int gh_azr_cache_fit(gh_azr_cache_t *c, uint32_t entries);
-uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const char *k, size_t n);
-/* The live entry of key k under runtime rt_id at now_ms, or NULL. */
-gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id, const char *k,
-                                  size_t n, uint64_t now_ms);
-/* Stores an entry, taking result (moved: *result is zeroed) or lines
- * (copied). Returns 0, or -1 (out of memory: nothing cached, result
- * still the caller's). */
-int gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id, const char *k, size_t n,
-                     uint64_t expires_ms, gh_authz_result_t *result, const char *lines,
-                     size_t lines_len);
+/* The key of identity-source values v[0..nv): each value's length (8
+ * bytes) then its bytes, so that values cannot run into each other ("a,b"
+ * + "c" is not "a" + "b,c"). The hash and the look-up read the values in
+ * place; gh_azr_cache_key writes the key (put) into k[gh_azr_key_len]. */
+size_t gh_azr_key_len(const gh_authz_str_t *v, size_t nv);
+void gh_azr_cache_key(const gh_authz_str_t *v, size_t nv, char *k);
+uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const gh_authz_str_t *v,
+                           size_t nv);
+/* The live entry of values v under runtime rt_id at now_ms, or NULL. */
+gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
+                                  const gh_authz_str_t *v, size_t nv, uint64_t now_ms);
+/* Stores an entry for values v, taking result (moved: *result is zeroed;
+ * NULL for envoy) and copying what p points to. Returns the entry, or
+ * NULL (out of memory: nothing cached, result still the caller's). */
+gh_azr_centry_t *gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
+                                  const gh_authz_str_t *v, size_t nv, uint64_t expires_ms,
+                                  gh_authz_result_t *result, const gh_azr_prepared_t *p);
 size_t gh_azr_cache_count(const gh_azr_cache_t *c);
 
 /* ---- call.c ---- */
@@ -137,13 +160,11 @@ typedef enum {
 /* What an authorizer decided for one request. Pointers are borrowed:
  * valid during the callback (or the synchronous return) only. */
 typedef struct {
-    int kind;                        /* gh_azr_out_kind_t */
-    int reason;                      /* gh_azr_reason_t */
-    int status;                      /* BAD, ENVOY */
-    const char *why;                 /* a short static reason for the log and the detail */
-    const gh_authz_result_t *result; /* ALLOW (aws) */
-    const char *lines;               /* ALLOW (envoy): header lines to add upstream */
-    size_t lines_len;
+    int kind;                      /* gh_azr_out_kind_t */
+    int reason;                    /* gh_azr_reason_t */
+    int status;                    /* BAD, ENVOY */
+    const char *why;               /* a short static reason for the log and the detail */
+    gh_azr_prepared_t allow;       /* ALLOW: what it does to the request (borrowed) */
     const gh_h1_header_t *headers; /* ENVOY: the service's answer */
     size_t num_headers;
     const char *body;
@@ -170,11 +191,14 @@ void gh_azr_cancel(gh_azr_call_t *c);
 
 /* ---- apply.c ---- */
 
+/* The context of r as a JSON object text in the stream's arena, or NULL
+ * (out of memory). */
+const char *gh_azr_context_json(gh_stream_t *s, const gh_authz_result_t *r, size_t *len);
+
 /* An ALLOW outcome: the identity (principal, context as claims) unless
  * keep_identity, and the configured headers upstream (client copies
- * dropped first). Returns 0, or -1 when a value is not a header value
- * (the answer is malformed: the caller treats it as GH_AZR_OUT_ERROR) or
- * out of memory (-2). */
+ * dropped first). Returns 0, or -2 when out of memory. (An answer whose
+ * values cannot be header values is an ERROR outcome already.) */
 int gh_azr_apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, int keep_identity);
 /* Answers any other outcome (and an ERROR with on_error allow: returns 0
  * without answering, the request goes on without an identity). Returns 1

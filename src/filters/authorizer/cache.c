@@ -29,6 +29,8 @@ static void entry_clear(gh_azr_centry_t *e)
 {
     free(e->key);
     free(e->lines);
+    free(e->principal);
+    free(e->claims);
     gh_authz_result_dispose(&e->result);
     memset(e, 0, sizeof(*e));
 }
@@ -45,11 +47,15 @@ void gh_azr_cache_free(gh_azr_cache_t *c)
 
 int gh_azr_cache_fit(gh_azr_cache_t *c, uint32_t entries)
 {
+    if (entries <= c->fit && c->v != NULL)
+        return 0;
     size_t sets = 1;
     while (sets * GH_AZR_WAYS < entries)
         sets *= 2;
-    if (c->v != NULL && c->nsets >= sets)
+    if (c->v != NULL && c->nsets >= sets) {
+        c->fit = entries > c->fit ? entries : c->fit;
         return 0;
+    }
     gh_azr_centry_t *v = calloc(sets * GH_AZR_WAYS, sizeof(*v));
     if (v == NULL)
         return -1;
@@ -60,22 +66,74 @@ int gh_azr_cache_fit(gh_azr_cache_t *c, uint32_t entries)
     free(c->v);
     c->v = v;
     c->nsets = sets;
+    c->fit = entries;
     return 0;
 }
 
-/* FNV-1a over the values, then a finalizer, all keyed by the worker's
- * seed: values a client chooses land in sets it cannot predict. */
-uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const char *k, size_t n)
+size_t gh_azr_key_len(const gh_authz_str_t *v, size_t nv)
 {
-    uint64_t h = (c->seed ^ 0xcbf29ce484222325ULL) ^ (rt_id * 0x9E3779B97F4A7C15ULL);
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 0x100000001b3ULL;
+    size_t n = 0;
+    for (size_t i = 0; i < nv; i++)
+        n += 8 + v[i].n;
+    return n;
+}
+
+void gh_azr_cache_key(const gh_authz_str_t *v, size_t nv, char *k)
+{
+    for (size_t i = 0; i < nv; i++) {
+        uint64_t l = v[i].n;
+        memcpy(k, &l, 8);
+        memcpy(k + 8, v[i].p, v[i].n);
+        k += 8 + v[i].n;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
+}
+
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    unsigned __int128 r = (unsigned __int128)(h ^ w) * 0x9E3779B97F4A7C15ULL;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* Each value's length, first eight and last sixteen bytes, keyed by the
+ * worker's seed: values a client chooses land in sets it cannot predict,
+ * and equality is a full comparison (values that share those bytes only
+ * share a set's four ways). */
+uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const gh_authz_str_t *v,
+                           size_t nv)
+{
+    uint64_t h = mix(c->seed, rt_id);
+    for (size_t i = 0; i < nv; i++) {
+        const char *p = v[i].p;
+        size_t n = v[i].n;
+        uint64_t a = 0, b = 0, d = 0;
+        if (n >= 16) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + n - 16, 8);
+            memcpy(&d, p + n - 8, 8);
+        } else {
+            memcpy(&a, p, n < 8 ? n : 8);
+            if (n > 8)
+                memcpy(&b, p + 8, n - 8);
+        }
+        h = mix(mix(mix(h, n + a), b), d);
+    }
+    return h ^ (h >> 29);
+}
+
+/* Whether e's key is values v (the form gh_azr_cache_key writes). */
+static int key_is(const gh_azr_centry_t *e, const gh_authz_str_t *v, size_t nv)
+{
+    const char *k = e->key, *end = e->key + e->key_len;
+    for (size_t i = 0; i < nv; i++) {
+        uint64_t l;
+        if ((size_t)(end - k) < 8 + v[i].n)
+            return 0;
+        memcpy(&l, k, 8);
+        if (l != v[i].n || memcmp(k + 8, v[i].p, v[i].n) != 0)
+            return 0;
+        k += 8 + v[i].n;
+    }
+    return k == end;
 }
 
 static gh_azr_centry_t *set_of(gh_azr_cache_t *c, uint64_t h)
@@ -83,16 +141,15 @@ static gh_azr_centry_t *set_of(gh_azr_cache_t *c, uint64_t h)
     return &c->v[(h & (c->nsets - 1)) * GH_AZR_WAYS];
 }
 
-gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id, const char *k,
-                                  size_t n, uint64_t now_ms)
+gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
+                                  const gh_authz_str_t *v, size_t nv, uint64_t now_ms)
 {
     if (c == NULL || c->v == NULL)
         return NULL;
     gh_azr_centry_t *set = set_of(c, h);
     for (int i = 0; i < GH_AZR_WAYS; i++) {
         gh_azr_centry_t *e = &set[i];
-        if (e->key == NULL || e->hash != h || e->rt_id != rt_id || e->key_len != n ||
-            memcmp(e->key, k, n) != 0)
+        if (e->key == NULL || e->hash != h || e->rt_id != rt_id || !key_is(e, v, nv))
             continue;
         if (now_ms >= e->expires_ms) {
             entry_clear(e);
@@ -103,16 +160,26 @@ gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
     return NULL;
 }
 
-int gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id, const char *k, size_t n,
-                     uint64_t expires_ms, gh_authz_result_t *result, const char *lines,
-                     size_t lines_len)
+static char *dup_n(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+gh_azr_centry_t *gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
+                                  const gh_authz_str_t *v, size_t nv, uint64_t expires_ms,
+                                  gh_authz_result_t *result, const gh_azr_prepared_t *p)
 {
     if (c == NULL || c->v == NULL)
-        return -1;
+        return NULL;
     gh_azr_centry_t *set = set_of(c, h), *e = NULL;
     for (int i = 0; i < GH_AZR_WAYS && e == NULL; i++)
         if (set[i].key != NULL && set[i].hash == h && set[i].rt_id == rt_id &&
-            set[i].key_len == n && memcmp(set[i].key, k, n) == 0)
+            key_is(&set[i], v, nv))
             e = &set[i];
     for (int i = 0; i < GH_AZR_WAYS && e == NULL; i++)
         if (set[i].key == NULL)
@@ -124,26 +191,30 @@ int gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id, const char *
         e = &set[c->rng % GH_AZR_WAYS];
     }
     entry_clear(e);
-    char *key = malloc(n ? n : 1), *l = NULL;
-    if (key == NULL || (lines_len > 0 && (l = malloc(lines_len)) == NULL)) {
-        free(key);
-        return -1;
+    size_t n = gh_azr_key_len(v, nv);
+    gh_azr_centry_t ne = {.hash = h, .rt_id = rt_id, .expires_ms = expires_ms, .key_len = n};
+    ne.key = malloc(n ? n : 1);
+    if (ne.key != NULL)
+        gh_azr_cache_key(v, nv, ne.key);
+    int bad = ne.key == NULL;
+    if (p->lines_len > 0 && (ne.lines = dup_n(p->lines, p->lines_len)) == NULL)
+        bad = 1;
+    ne.lines_len = p->lines_len;
+    if (p->principal != NULL && (ne.principal = dup_n(p->principal, strlen(p->principal))) == NULL)
+        bad = 1;
+    if (p->claims != NULL && (ne.claims = dup_n(p->claims, p->claims_len)) == NULL)
+        bad = 1;
+    ne.claims_len = p->claims_len;
+    if (bad) {
+        entry_clear(&ne);
+        return NULL;
     }
-    memcpy(key, k, n);
-    if (lines_len > 0)
-        memcpy(l, lines, lines_len);
-    e->key = key;
-    e->key_len = n;
-    e->hash = h;
-    e->rt_id = rt_id;
-    e->expires_ms = expires_ms;
-    e->lines = l;
-    e->lines_len = lines_len;
     if (result != NULL) {
-        e->result = *result;
+        ne.result = *result;
         memset(result, 0, sizeof(*result));
     }
-    return 0;
+    *e = ne;
+    return e;
 }
 
 size_t gh_azr_cache_count(const gh_azr_cache_t *c)

@@ -56,8 +56,10 @@ struct gh_azr_call_s {
     gh_azr_done_cb cb;
     void *arg;
     char *body; /* malloc'd: the event (aws), freed when the call ends */
-    char *key;  /* the stream's arena: the cache key */
-    size_t key_len;
+    /* The identity-source values (the cache key), pointing into the
+     * request's head, which outlives the call. */
+    gh_authz_str_t vals[16];
+    size_t nv;
     char *arn; /* the stream's arena: the method ARN */
     size_t arn_len;
 };
@@ -71,13 +73,13 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
 {
     size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
-    size_t len = strlen(src->name);
+    size_t len = src->name_len;
     if (src->kind == GH_AUTHZ_SOURCE_HEADER) {
         const char *first = NULL;
         size_t fn = 0, total = 0, count = 0;
         for (size_t i = 0; i < nh; i++)
-            if (gh_field_name_same(hs[i].name, hs[i].name_len, src->name, len) &&
-                hs[i].name_len == len) {
+            if (hs[i].name_len == len && (gh_h1_name_equals(hs[i].name, src->name, len) ||
+                                          gh_field_name_same(hs[i].name, len, src->name, len))) {
                 if (first == NULL) {
                     first = hs[i].value;
                     fn = hs[i].value_len;
@@ -165,14 +167,16 @@ static void outcome(gh_azr_outcome_t *o, int kind, int reason, const char *why)
     o->why = why;
 }
 
-/* A result (fresh or cached) decided for this request's method ARN. */
+/* A result (fresh or cached) decided for this request's method ARN (a
+ * simple answer needs none: arn may be NULL); an allow does what p says. */
 static void decide(gh_azr_outcome_t *o, const gh_authz_result_t *r, const char *arn, size_t arn_len,
-                   int cached)
+                   int cached, const gh_azr_prepared_t *p)
 {
-    gh_authz_decision_t d = gh_authz_result_decide(r, arn, arn_len);
+    gh_authz_decision_t d = r->simple ? (r->authorized ? GH_AUTHZ_ALLOW : GH_AUTHZ_DENY_EXPLICIT)
+                                      : gh_authz_result_decide(r, arn, arn_len);
     if (d == GH_AUTHZ_ALLOW) {
         outcome(o, GH_AZR_OUT_ALLOW, cached ? GH_AZR_ALLOWED_CACHED : GH_AZR_ALLOWED, NULL);
-        o->result = r;
+        o->allow = *p;
         return;
     }
     outcome(o, GH_AZR_OUT_DENY, cached ? GH_AZR_DENIED_CACHED : GH_AZR_DENIED,
@@ -227,6 +231,49 @@ static void count_call(gh_stream_t *s, const gh_azr_t *a, int err)
         gh_stream_count(s, a->call_ids[-err]);
 }
 
+/* What an allowing aws answer does to a request (gh_azr_prepared_t), in
+ * the stream's arena: the configured headers' lines, the principal, the
+ * context as JSON. Returns 0, -1 when a value cannot be a header value
+ * (the answer is malformed), -2 when out of memory. */
+static int prepare(gh_stream_t *s, const gh_authorizer_conf_t *c, const gh_authz_result_t *r,
+                   gh_azr_prepared_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    size_t total = 0;
+    for (size_t i = 0; i < c->num_headers; i++) {
+        const char *v;
+        size_t n;
+        int k = gh_authz_result_value(r, c->headers[i].source, &v, &n);
+        if (k < 0)
+            return -1;
+        if (k == 1)
+            total += strlen(c->headers[i].header) + n + 4;
+    }
+    char *b = total > 0 ? gh_stream_alloc(s, total) : NULL, *w = b;
+    if (total > 0 && b == NULL)
+        return -2;
+    for (size_t i = 0; i < c->num_headers; i++) {
+        const char *v;
+        size_t n, hl = strlen(c->headers[i].header);
+        if (gh_authz_result_value(r, c->headers[i].source, &v, &n) != 1)
+            continue;
+        memcpy(w, c->headers[i].header, hl);
+        memcpy(w + hl, ": ", 2);
+        memcpy(w + hl + 2, v, n);
+        memcpy(w + hl + 2 + n, "\r\n", 2);
+        w += hl + n + 4;
+    }
+    p->lines = b;
+    p->lines_len = (size_t)(w - b);
+    p->principal = r->principal;
+    if (r->nctx > 0) {
+        p->claims = gh_azr_context_json(s, r, &p->claims_len);
+        if (p->claims == NULL)
+            return -2;
+    }
+    return 0;
+}
+
 /* The payload of an aws answer, read into r. */
 static void aws_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_result_t *res,
                        gh_azr_outcome_t *o, gh_authz_result_t *r)
@@ -268,19 +315,27 @@ static void aws_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_result
         outcome(o, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "the authorizer's answer is malformed");
         return;
     }
+    gh_azr_prepared_t p;
+    int k = prepare(s, conf, r, &p);
+    if (k != 0) {
+        if (k == -1)
+            gh_stream_count(s, c->a->bad_answer_id);
+        outcome(o, GH_AZR_OUT_ERROR, GH_AZR_ERROR,
+                k == -1 ? "the authorizer's answer has a value that cannot be a header value"
+                        : "out of memory");
+        return;
+    }
     gh_azr_cache_t *cache = conf->ttl_ms > 0 ? worker_cache(s, c->a) : NULL;
     if (cache != NULL) {
-        uint64_t h = gh_azr_cache_hash(cache, c->a->id, c->key, c->key_len);
-        gh_azr_cache_put(cache, h, c->a->id, c->key, c->key_len, gh_stream_now_ms(s) + conf->ttl_ms,
-                         r, NULL, 0);
-        gh_azr_centry_t *e =
-            gh_azr_cache_get(cache, h, c->a->id, c->key, c->key_len, gh_stream_now_ms(s));
+        uint64_t h = gh_azr_cache_hash(cache, c->a->id, c->vals, c->nv);
+        gh_azr_centry_t *e = gh_azr_cache_put(cache, h, c->a->id, c->vals, c->nv,
+                                              gh_stream_now_ms(s) + conf->ttl_ms, r, &p);
         if (e != NULL) {
-            decide(o, &e->result, c->arn, c->arn_len, 0);
+            decide(o, &e->result, c->arn, c->arn_len, 0, &p);
             return;
         }
     }
-    decide(o, r, c->arn, c->arn_len, 0);
+    decide(o, r, c->arn, c->arn_len, 0, &p);
 }
 
 static int status_2xx(int st)
@@ -343,13 +398,12 @@ static void envoy_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_resu
         w += 2;
     }
     outcome(o, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED, NULL);
-    o->lines = b;
-    o->lines_len = (size_t)(w - b);
-    gh_azr_cache_t *cache = conf->ttl_ms > 0 && c->key != NULL ? worker_cache(s, c->a) : NULL;
+    o->allow.lines = b;
+    o->allow.lines_len = (size_t)(w - b);
+    gh_azr_cache_t *cache = conf->ttl_ms > 0 && c->nv > 0 ? worker_cache(s, c->a) : NULL;
     if (cache != NULL)
-        gh_azr_cache_put(cache, gh_azr_cache_hash(cache, c->a->id, c->key, c->key_len), c->a->id,
-                         c->key, c->key_len, gh_stream_now_ms(s) + conf->ttl_ms, NULL, b,
-                         o->lines_len);
+        gh_azr_cache_put(cache, gh_azr_cache_hash(cache, c->a->id, c->vals, c->nv), c->a->id,
+                         c->vals, c->nv, gh_stream_now_ms(s) + conf->ttl_ms, NULL, &o->allow);
 }
 
 static void on_answer(void *arg, const gh_callout_result_t *res)
@@ -389,26 +443,6 @@ void gh_azr_cancel(gh_azr_call_t *c)
     if (c->handle != NULL)
         gh_stream_handle_take(c->handle);
     c->handle = NULL;
-}
-
-/* The cache key: each value with its length before it, so that values
- * cannot run into each other ("a,b" + "c" is not "a" + "b,c"). */
-static char *make_key(gh_stream_t *s, const gh_authz_str_t *vals, size_t n, size_t *len)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += 8 + vals[i].n;
-    char *k = gh_stream_alloc(s, total ? total : 1), *o = k;
-    if (k == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t l = vals[i].n;
-        memcpy(o, &l, 8);
-        memcpy(o + 8, vals[i].p, vals[i].n);
-        o += 8 + vals[i].n;
-    }
-    *len = total;
-    return k;
 }
 
 static int token_ok(const gh_authorizer_conf_t *c, const char *v, size_t n)
@@ -540,12 +574,62 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
     return NULL;
 }
 
+/* The method ARN of the request into the stream's arena (*arn). 0, or -1
+ * with out saying why not. */
+static int method_arn(gh_stream_t *s, const gh_authz_request_t *view, char **arn, size_t *arn_len,
+                      gh_azr_outcome_t *out)
+{
+    *arn = gh_stream_alloc(s, GH_AUTHZ_MAX_ARN + 1);
+    long an = *arn ? gh_authz_method_arn(view, *arn, GH_AUTHZ_MAX_ARN + 1) : -ENOMEM;
+    if (an >= 0) {
+        *arn_len = (size_t)an;
+        return 0;
+    }
+    outcome(out, an == -E2BIG ? GH_AZR_OUT_BAD : GH_AZR_OUT_ERROR,
+            an == -E2BIG ? GH_AZR_BAD_REQUEST : GH_AZR_ERROR,
+            an == -E2BIG ? "the method ARN is longer than 1600 bytes" : "out of memory");
+    out->status = 414;
+    return -1;
+}
+
+/* A cached answer for values v: 1 with out decided, 0 when there is
+ * none, -1 when out says why not (a method ARN that cannot be made). An
+ * IAM answer is evaluated against this request's method ARN (made into
+ * *arn); a simple one and an envoy allow need none. */
+static int from_cache(gh_stream_t *s, const gh_azr_t *a, const gh_authz_str_t *v, size_t nv,
+                      char **arn, size_t *arn_len, gh_azr_outcome_t *out)
+{
+    gh_azr_cache_t *cache = worker_cache(s, a);
+    if (cache == NULL)
+        return 0;
+    gh_azr_centry_t *e = gh_azr_cache_get(cache, gh_azr_cache_hash(cache, a->id, v, nv), a->id, v,
+                                          nv, gh_stream_now_ms(s));
+    if (e == NULL)
+        return 0;
+    gh_azr_prepared_t p = {e->lines, e->lines_len, e->principal, e->claims, e->claims_len};
+    if (a->conf->format == GH_AUTHORIZER_ENVOY) {
+        outcome(out, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED_CACHED, NULL);
+        out->allow = p;
+        return 1;
+    }
+    if (!e->result.simple) {
+        gh_authz_request_t view;
+        fill_view(s, a->conf, &view);
+        if (method_arn(s, &view, arn, arn_len, out) != 0)
+            return -1;
+    }
+    decide(out, &e->result, *arn, *arn_len, 1, &p);
+    return 1;
+}
+
 int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg,
                  gh_azr_call_t **call, gh_azr_outcome_t *out)
 {
     const gh_authorizer_conf_t *conf = a->conf;
     gh_authz_str_t vals[16];
     size_t nv = conf->num_sources < 16 ? conf->num_sources : 16;
+    char *arn = NULL;
+    size_t arn_len = 0;
     for (size_t i = 0; i < nv; i++) {
         if (!source_value(s, &conf->sources[i], &vals[i].p, &vals[i].n)) {
             outcome(out, GH_AZR_OUT_MISSING, GH_AZR_MISSING, "an identity source is missing");
@@ -564,6 +648,9 @@ int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg
             return 0;
         }
     }
+    if (conf->ttl_ms > 0 && nv > 0 && from_cache(s, a, vals, nv, &arn, &arn_len, out) != 0)
+        return 0;
+    /* A call: its state in the stream's arena. */
     gh_azr_call_t *c = gh_stream_alloc(s, sizeof(*c));
     if (c == NULL) {
         outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
@@ -573,39 +660,17 @@ int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg
     c->a = a;
     c->cb = cb;
     c->arg = arg;
+    c->nv = nv;
+    memcpy(c->vals, vals, nv * sizeof(vals[0]));
+    c->arn = arn;
+    c->arn_len = arn_len;
     gh_authz_request_t view;
     fill_view(s, conf, &view);
-    view.identity = vals;
-    view.nidentity = nv;
-    if (conf->format != GH_AUTHORIZER_ENVOY) {
-        c->arn = gh_stream_alloc(s, GH_AUTHZ_MAX_ARN + 1);
-        long an = c->arn ? gh_authz_method_arn(&view, c->arn, GH_AUTHZ_MAX_ARN + 1) : -ENOMEM;
-        if (an < 0) {
-            outcome(out, an == -E2BIG ? GH_AZR_OUT_BAD : GH_AZR_OUT_ERROR,
-                    an == -E2BIG ? GH_AZR_BAD_REQUEST : GH_AZR_ERROR,
-                    an == -E2BIG ? "the method ARN is longer than 1600 bytes" : "out of memory");
-            out->status = 414;
-            return 0;
-        }
-        c->arn_len = (size_t)an;
-    }
-    if (conf->ttl_ms > 0 && (c->key = make_key(s, vals, nv, &c->key_len)) != NULL) {
-        gh_azr_cache_t *cache = worker_cache(s, a);
-        gh_azr_centry_t *e =
-            cache ? gh_azr_cache_get(cache, gh_azr_cache_hash(cache, a->id, c->key, c->key_len),
-                                     a->id, c->key, c->key_len, gh_stream_now_ms(s))
-                  : NULL;
-        if (e != NULL) {
-            if (conf->format == GH_AUTHORIZER_ENVOY) {
-                outcome(out, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED_CACHED, NULL);
-                out->lines = e->lines;
-                out->lines_len = e->lines_len;
-            } else {
-                decide(out, &e->result, c->arn, c->arn_len, 1);
-            }
-            return 0;
-        }
-    }
+    view.identity = c->vals;
+    view.nidentity = c->nv;
+    if (conf->format != GH_AUTHORIZER_ENVOY && c->arn == NULL &&
+        method_arn(s, &view, &c->arn, &c->arn_len, out) != 0)
+        return 0;
     gh_h1_header_t hs[MAX_ENVOY_HEADERS + 4];
     size_t nh = 0;
     gh_callout_req_t q;

@@ -86,6 +86,15 @@ gh_filter_status_t gh_jwtf_az_all(gh_stream_t *s, const gh_authn_filter_conf_t *
     return ask(s, fc, k, 1);
 }
 
+gh_filter_status_t gh_jwtf_az_one(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
+{
+    if (gh_stream_drop_list(s, fc->set_drops) < 0) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "cannot edit the request");
+        return GH_FILTER_REPLIED;
+    }
+    return ask(s, fc, 0, 0);
+}
+
 gh_filter_status_t gh_jwtf_az_any(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
 {
     const gh_authn_conf_t *a = fc->authn;

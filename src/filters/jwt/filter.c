@@ -682,6 +682,8 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         return st;
     if (fc->key_only && gh_jwtf_ak_fast(s, fc, &st))
         return st;
+    if (fc->az_only)
+        return gh_jwtf_az_one(s, fc);
     return gh_jwtf_decide(s, fc, NULL);
 }
 

@@ -66,6 +66,9 @@ typedef struct {
     /* The usual API-key route: one provider reading one field, no token
      * provider, not `all`, nothing exempt (apikey.c's short path). */
     int key_only;
+    /* The route's authn is one authorizer and nothing else: not `all` or
+     * `optional`, nothing exempt (authz.c's gh_jwtf_az_one). */
+    int az_only;
     gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
     /* The config has no plans: a key naming one is refused here (with
      * plans, the rate_limits filter refuses a plan it does not have). */
@@ -295,6 +298,9 @@ typedef struct gh_jwtf_az_pending_s gh_jwtf_az_pending_t;
 gh_filter_status_t gh_jwtf_az_all(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k);
 /* any/optional without a key or a token: the first authorizer whose
  * identity sources are all there decides; none: optional passes, else 401. */
+/* The route's one authorizer, nothing else (fc->az_only): asked
+ * straight, its missing sources a 401 as on an any route. */
+gh_filter_status_t gh_jwtf_az_one(gh_stream_t *s, const gh_authn_filter_conf_t *fc);
 gh_filter_status_t gh_jwtf_az_any(gh_stream_t *s, const gh_authn_filter_conf_t *fc);
 void gh_jwtf_az_cancel(gh_jwtf_az_pending_t *pd);
 

@@ -268,6 +268,8 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
                       memcmp(p0->from[0].name, "authorization", 13) == 0 &&
                       p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
     fc->no_plans = cfg->num_plans == 0;
+    fc->az_only = a->num_providers == 0 && a->num_apikeys == 0 && a->num_authorizers == 1 &&
+                  !a->all && !a->optional && a->num_exempt == 0;
     fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && a->num_authorizers == 0 &&
                    !a->all && a->num_exempt == 0 && a->apikeys[0]->query == NULL;
     if (fc->key_only)

@@ -22,9 +22,26 @@ static const char ALLOW_A[] =
     "\"Effect\":\"Allow\",\"Action\":\"execute-api:Invoke\",\"Resource\":"
     "\"arn:aws:execute-api:us-east-1:1:api/prod/GET/a*\"}]}}";
 
+/* One identity-source value k. */
+static gh_authz_str_t one(const char *k)
+{
+    return (gh_authz_str_t){k, strlen(k)};
+}
+
 static gh_azr_centry_t *get(gh_azr_cache_t *c, uint64_t rt, const char *k, uint64_t now)
 {
-    return gh_azr_cache_get(c, gh_azr_cache_hash(c, rt, k, strlen(k)), rt, k, strlen(k), now);
+    gh_authz_str_t v = one(k);
+    return gh_azr_cache_get(c, gh_azr_cache_hash(c, rt, &v, 1), rt, &v, 1, now);
+}
+
+static const gh_azr_prepared_t nothing;
+
+static int put(gh_azr_cache_t *c, uint64_t rt, const char *k, uint64_t exp, gh_authz_result_t *r,
+               const gh_azr_prepared_t *p)
+{
+    gh_authz_str_t v = one(k);
+    return gh_azr_cache_put(c, gh_azr_cache_hash(c, rt, &v, 1), rt, &v, 1, exp, r, p) != NULL ? 0
+                                                                                              : -1;
 }
 
 static int put_simple(gh_azr_cache_t *c, uint64_t rt, const char *k, uint64_t exp, int allow)
@@ -33,8 +50,7 @@ static int put_simple(gh_azr_cache_t *c, uint64_t rt, const char *k, uint64_t ex
     const char *why;
     const char *text = allow ? "{\"isAuthorized\":true}" : "{\"isAuthorized\":false}";
     assert_int_equal(gh_authz_response_v2(text, strlen(text), 1, &r, &why), 0);
-    int rc = gh_azr_cache_put(c, gh_azr_cache_hash(c, rt, k, strlen(k)), rt, k, strlen(k), exp, &r,
-                              NULL, 0);
+    int rc = put(c, rt, k, exp, &r, &nothing);
     gh_authz_result_dispose(&r);
     return rc;
 }
@@ -86,8 +102,7 @@ static void test_policy_evaluated_per_arn(void **state)
     gh_authz_result_t r;
     const char *why;
     assert_int_equal(gh_authz_response_v1(ALLOW_A, strlen(ALLOW_A), &r, &why), 0);
-    assert_int_equal(
-        gh_azr_cache_put(c, gh_azr_cache_hash(c, 3, "t", 1), 3, "t", 1, 10, &r, NULL, 0), 0);
+    assert_int_equal(put(c, 3, "t", 10, &r, &nothing), 0);
     assert_null(r.policy); /* moved */
     gh_azr_centry_t *e = get(c, 3, "t", 0);
     assert_non_null(e);
@@ -106,9 +121,12 @@ static void test_bounded(void **state)
     char k[32];
     for (int i = 0; i < 10000; i++) {
         snprintf(k, sizeof(k), "key-%d", i);
-        assert_int_equal(gh_azr_cache_put(c, gh_azr_cache_hash(c, 1, k, strlen(k)), 1, k, strlen(k),
-                                          1000, NULL, "x-a: b\r\n", 8),
-                         0);
+        gh_azr_prepared_t p = {.lines = "x-a: b\r\n",
+                               .lines_len = 8,
+                               .principal = "u",
+                               .claims = "{}",
+                               .claims_len = 2};
+        assert_int_equal(put(c, 1, k, 1000, NULL, &p), 0);
     }
     assert_true(gh_azr_cache_count(c) <= 16);
     /* The last key is there, with its lines. */
@@ -116,9 +134,30 @@ static void test_bounded(void **state)
     assert_non_null(e);
     assert_int_equal(e->lines_len, 8);
     assert_memory_equal(e->lines, "x-a: b\r\n", 8);
+    assert_string_equal(e->principal, "u");
+    assert_int_equal(e->claims_len, 2);
     /* Growing keeps it bounded and usable. */
     assert_int_equal(gh_azr_cache_fit(c, 100), 0);
     assert_int_equal(gh_azr_cache_count(c), 0);
+    gh_azr_cache_free(c);
+}
+
+/* Two values are not their concatenation, nor split elsewhere. */
+static void test_values_do_not_run_together(void **state)
+{
+    (void)state;
+    gh_azr_cache_t *c = gh_azr_cache_new(5);
+    assert_int_equal(gh_azr_cache_fit(c, 64), 0);
+    gh_authz_str_t ab[2] = {{"a,b", 3}, {"c", 1}}, a_bc[2] = {{"a", 1}, {",bc", 3}};
+    gh_authz_str_t abc = {"a,bc", 4};
+    assert_non_null(
+        gh_azr_cache_put(c, gh_azr_cache_hash(c, 1, ab, 2), 1, ab, 2, 100, NULL, &nothing));
+    assert_non_null(gh_azr_cache_get(c, gh_azr_cache_hash(c, 1, ab, 2), 1, ab, 2, 0));
+    /* Even given the same hash, the look-up compares whole values. */
+    uint64_t h = gh_azr_cache_hash(c, 1, ab, 2);
+    assert_null(gh_azr_cache_get(c, h, 1, a_bc, 2, 0));
+    assert_null(gh_azr_cache_get(c, h, 1, &abc, 1, 0));
+    assert_null(gh_azr_cache_get(c, h, 1, ab, 1, 0));
     gh_azr_cache_free(c);
 }
 
@@ -129,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_denials_and_replacement),
         cmocka_unit_test(test_policy_evaluated_per_arn),
         cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_values_do_not_run_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
