@@ -195,6 +195,7 @@ typedef struct {
     int kind;   /* gh_authz_source_kind_t */
     char *name; /* header: lower-case; query parameter and cookie: as written */
     size_t name_len;
+    int authorization; /* the header source Authorization (one field per request) */
     char *text; /* as written in the config ("$request.header.Authorization") */
 } gh_authz_source_t;
 

@@ -121,8 +121,11 @@ static int parse_source(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_au
         } else {
             rc = gh_config_dup(doc, name, &src->name);
         }
-        if (rc == 0)
+        if (rc == 0) {
             src->name_len = strlen(src->name);
+            src->authorization =
+                src->kind == GH_AUTHZ_SOURCE_HEADER && strcmp(src->name, "authorization") == 0;
+        }
         return rc != 0 ? rc : gh_config_dup(doc, v, &src->text);
     }
     return gh_yaml_error(doc, n,
@@ -176,6 +179,7 @@ static int default_sources(const gh_yaml_doc_t *doc, gh_authorizer_conf_t *a)
     a->num_sources = 1;
     a->sources[0].kind = GH_AUTHZ_SOURCE_HEADER;
     a->sources[0].name_len = 13;
+    a->sources[0].authorization = 1;
     int rc = gh_config_dup(doc, "authorization", &a->sources[0].name);
     return rc != 0 ? rc : gh_config_dup(doc, text, &a->sources[0].text);
 }

@@ -183,6 +183,10 @@ typedef void (*gh_azr_done_cb)(void *arg, gh_stream_t *s, const gh_azr_outcome_t
  * arena) is to be cancelled in on_cancel, and cb runs later. */
 int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg,
                  gh_azr_call_t **call, gh_azr_outcome_t *out);
+/* The same without a call: 1 with *out when it decided (a missing
+ * source, an invalid token, a cached answer), 0 when only a call can
+ * (then gh_azr_check makes it). */
+int gh_azr_decided(gh_stream_t *s, const gh_azr_t *a, gh_azr_outcome_t *out);
 /* Whether every identity source of a is in the request (authn `any`:
  * an authorizer is tried when its sources are there). */
 int gh_azr_sources_present(gh_stream_t *s, const gh_azr_t *a);

@@ -44,7 +44,8 @@ static void cache_destroy(void *p)
 static gh_azr_cache_t *worker_cache(gh_stream_t *s, const gh_azr_t *a)
 {
     gh_azr_cache_t *c = gh_stream_worker_state(s, &cache_key, cache_create, cache_destroy);
-    if (c == NULL || gh_azr_cache_fit(c, a->conf->cache_entries) != 0)
+    if (c == NULL || ((c->v == NULL || a->conf->cache_entries > c->fit) &&
+                      gh_azr_cache_fit(c, a->conf->cache_entries) != 0))
         return NULL;
     return c;
 }
@@ -74,6 +75,14 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
     size_t nh;
     const gh_h1_header_t *hs = gh_stream_headers(s, &nh);
     size_t len = src->name_len;
+    if (src->authorization) {
+        /* The stream allows one Authorization field (two are a 400), and
+         * the name has no '-' for a '_' spelling to stand for. */
+        const gh_h1_header_t *h = gh_stream_authorization(s);
+        *v = h != NULL ? h->value : NULL;
+        *n = h != NULL ? h->value_len : 0;
+        return h != NULL && h->value_len > 0;
+    }
     if (src->kind == GH_AUTHZ_SOURCE_HEADER) {
         const char *first = NULL;
         size_t fn = 0, total = 0, count = 0;
@@ -622,6 +631,43 @@ static int from_cache(gh_stream_t *s, const gh_azr_t *a, const gh_authz_str_t *v
     return 1;
 }
 
+/* What can be decided without a call: a missing identity source, a
+ * token that token_validation refuses, an answer in the cache. 1 with out
+ * decided, 0 when a call is needed (vals, *arn hold what was found). */
+static int without_call(gh_stream_t *s, const gh_azr_t *a, gh_authz_str_t *vals, size_t nv,
+                        char **arn, size_t *arn_len, gh_azr_outcome_t *out)
+{
+    const gh_authorizer_conf_t *conf = a->conf;
+    for (size_t i = 0; i < nv; i++) {
+        if (!source_value(s, &conf->sources[i], &vals[i].p, &vals[i].n)) {
+            outcome(out, GH_AZR_OUT_MISSING, GH_AZR_MISSING, "an identity source is missing");
+            return 1;
+        }
+    }
+    if (conf->format == GH_AUTHORIZER_AWS_V1_TOKEN && nv > 0) {
+        int ok = token_ok(conf, vals[0].p, vals[0].n);
+        if (ok == 0) {
+            outcome(out, GH_AZR_OUT_MISSING, GH_AZR_TOKEN_INVALID,
+                    "the token does not match the authorizer's token_validation");
+            return 1;
+        }
+        if (ok < 0) {
+            outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
+            return 1;
+        }
+    }
+    return conf->ttl_ms > 0 && nv > 0 && from_cache(s, a, vals, nv, arn, arn_len, out) != 0;
+}
+
+int gh_azr_decided(gh_stream_t *s, const gh_azr_t *a, gh_azr_outcome_t *out)
+{
+    gh_authz_str_t vals[16];
+    size_t nv = a->conf->num_sources < 16 ? a->conf->num_sources : 16;
+    char *arn = NULL;
+    size_t arn_len = 0;
+    return without_call(s, a, vals, nv, &arn, &arn_len, out);
+}
+
 int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg,
                  gh_azr_call_t **call, gh_azr_outcome_t *out)
 {
@@ -630,25 +676,7 @@ int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg
     size_t nv = conf->num_sources < 16 ? conf->num_sources : 16;
     char *arn = NULL;
     size_t arn_len = 0;
-    for (size_t i = 0; i < nv; i++) {
-        if (!source_value(s, &conf->sources[i], &vals[i].p, &vals[i].n)) {
-            outcome(out, GH_AZR_OUT_MISSING, GH_AZR_MISSING, "an identity source is missing");
-            return 0;
-        }
-    }
-    if (conf->format == GH_AUTHORIZER_AWS_V1_TOKEN && nv > 0) {
-        int ok = token_ok(conf, vals[0].p, vals[0].n);
-        if (ok == 0) {
-            outcome(out, GH_AZR_OUT_MISSING, GH_AZR_TOKEN_INVALID,
-                    "the token does not match the authorizer's token_validation");
-            return 0;
-        }
-        if (ok < 0) {
-            outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
-            return 0;
-        }
-    }
-    if (conf->ttl_ms > 0 && nv > 0 && from_cache(s, a, vals, nv, &arn, &arn_len, out) != 0)
+    if (without_call(s, a, vals, nv, &arn, &arn_len, out))
         return 0;
     /* A call: its state in the stream's arena. */
     gh_azr_call_t *c = gh_stream_alloc(s, sizeof(*c));

@@ -92,6 +92,10 @@ gh_filter_status_t gh_jwtf_az_one(gh_stream_t *s, const gh_authn_filter_conf_t *
         gh_stream_reply_error(s, 503, "service_unavailable", "cannot edit the request");
         return GH_FILTER_REPLIED;
     }
+    /* The usual request, decided from the cache, needs no pending state. */
+    gh_azr_outcome_t o;
+    if (gh_azr_decided(s, fc->az[0], &o))
+        return finish(s, fc, 0, 0, &o);
     return ask(s, fc, 0, 0);
 }
 
