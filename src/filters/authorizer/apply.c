@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include <gatehouse/fields.h>
+#include <gatehouse/metrics.h>
 
 #include "filters/authorizer/authorizer.h"
 
@@ -106,7 +107,20 @@ static int apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, i
 
 static void count(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o)
 {
-    gh_azr_count(s, a, (gh_azr_reason_t)o->reason);
+    gh_azr_cache_t *c = o->cache;
+    uint32_t id = a->decision_ids[o->reason];
+    if (c != NULL && c->memo != NULL && c->memo_id == id) {
+        GH_STAT_INC(*c->memo);
+        return;
+    }
+    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), id);
+    if (d == NULL)
+        return;
+    GH_STAT_INC(d->count);
+    if (c != NULL) {
+        c->memo = &d->count;
+        c->memo_id = id;
+    }
 }
 
 int gh_azr_apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, int keep_identity)

@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <gatehouse/callout.h>
 #include <gatehouse/config.h>
@@ -118,6 +119,10 @@ typedef struct {
     size_t nsets;
     uint32_t fit; /* the largest cache_entries the table was sized for */
     uint64_t seed, rng;
+    /* The worker's counter of the last decision counted from the cache
+     * (metric chunks never move): most requests count the same one. */
+    uint32_t memo_id;
+    uint64_t *memo;
 } gh_azr_cache_t;
 
 #define GH_AZR_WAYS 4
@@ -132,11 +137,82 @@ int gh_azr_cache_fit(gh_azr_cache_t *c, uint32_t entries);
  * place; gh_azr_cache_key writes the key (put) into k[gh_azr_key_len]. */
 size_t gh_azr_key_len(const gh_authz_str_t *v, size_t nv);
 void gh_azr_cache_key(const gh_authz_str_t *v, size_t nv, char *k);
-uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const gh_authz_str_t *v,
-                           size_t nv);
-/* The live entry of values v under runtime rt_id at now_ms, or NULL. */
-gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
-                                  const gh_authz_str_t *v, size_t nv, uint64_t now_ms);
+
+/* Each value's length, first eight and last sixteen bytes, keyed by the
+ * worker's seed: values a client chooses land in sets it cannot predict,
+ * and equality is a full comparison (values that share those bytes only
+ * share a set's four ways). Inline with the look-up: a warm cache is the
+ * usual request. */
+static inline uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id,
+                                         const gh_authz_str_t *v, size_t nv)
+{
+    uint64_t h = c->seed ^ (rt_id * 0x9E3779B97F4A7C15ULL);
+    for (size_t i = 0; i < nv; i++) {
+        const char *p = v[i].p;
+        size_t n = v[i].n;
+        uint64_t a = 0, b = 0;
+        if (n >= 16) {
+            uint64_t d;
+            memcpy(&a, p, 8);
+            memcpy(&b, p + n - 16, 8);
+            memcpy(&d, p + n - 8, 8);
+            a ^= d * 0xc4ceb9fe1a85ec53ULL;
+        } else {
+            memcpy(&a, p, n < 8 ? n : 8);
+            if (n > 8)
+                memcpy(&b, p + 8, n - 8);
+        }
+        h = (h ^ n ^ a) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        h = (h ^ b) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static inline gh_azr_centry_t *gh_azr_cache_set(const gh_azr_cache_t *c, uint64_t h)
+{
+    return &c->v[(h & (c->nsets - 1)) * GH_AZR_WAYS];
+}
+
+/* Whether e's key is values v (the form gh_azr_cache_key writes). */
+static inline int gh_azr_key_is(const gh_azr_centry_t *e, const gh_authz_str_t *v, size_t nv)
+{
+    const char *k = e->key, *end = e->key + e->key_len;
+    for (size_t i = 0; i < nv; i++) {
+        uint64_t l;
+        if ((size_t)(end - k) < 8 + v[i].n)
+            return 0;
+        memcpy(&l, k, 8);
+        if (l != v[i].n || memcmp(k + 8, v[i].p, v[i].n) != 0)
+            return 0;
+        k += 8 + v[i].n;
+    }
+    return k == end;
+}
+
+void gh_azr_cache_expire(gh_azr_centry_t *e);
+
+/* The live entry of values v under runtime rt_id at now_ms, or NULL (an
+ * expired one is dropped). */
+static inline gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
+                                                const gh_authz_str_t *v, size_t nv, uint64_t now_ms)
+{
+    if (c == NULL || c->v == NULL)
+        return NULL;
+    gh_azr_centry_t *set = gh_azr_cache_set(c, h);
+    for (int i = 0; i < GH_AZR_WAYS; i++) {
+        gh_azr_centry_t *e = &set[i];
+        if (e->key == NULL || e->hash != h || e->rt_id != rt_id || !gh_azr_key_is(e, v, nv))
+            continue;
+        if (now_ms >= e->expires_ms) {
+            gh_azr_cache_expire(e);
+            return NULL;
+        }
+        return e;
+    }
+    return NULL;
+}
 /* Stores an entry for values v, taking result (moved: *result is zeroed;
  * NULL for envoy) and copying what p points to. Returns the entry, or
  * NULL (out of memory: nothing cached, result still the caller's). */
@@ -165,6 +241,7 @@ typedef struct {
     int status;                    /* BAD, ENVOY */
     const char *why;               /* a short static reason for the log and the detail */
     gh_azr_prepared_t allow;       /* ALLOW: what it does to the request (borrowed) */
+    gh_azr_cache_t *cache;         /* the worker's cache when decided from it, or NULL */
     const gh_h1_header_t *headers; /* ENVOY: the service's answer */
     size_t num_headers;
     const char *body;

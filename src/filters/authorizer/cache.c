@@ -88,76 +88,9 @@ void gh_azr_cache_key(const gh_authz_str_t *v, size_t nv, char *k)
     }
 }
 
-static uint64_t mix(uint64_t h, uint64_t w)
+void gh_azr_cache_expire(gh_azr_centry_t *e)
 {
-    unsigned __int128 r = (unsigned __int128)(h ^ w) * 0x9E3779B97F4A7C15ULL;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-/* Each value's length, first eight and last sixteen bytes, keyed by the
- * worker's seed: values a client chooses land in sets it cannot predict,
- * and equality is a full comparison (values that share those bytes only
- * share a set's four ways). */
-uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id, const gh_authz_str_t *v,
-                           size_t nv)
-{
-    uint64_t h = mix(c->seed, rt_id);
-    for (size_t i = 0; i < nv; i++) {
-        const char *p = v[i].p;
-        size_t n = v[i].n;
-        uint64_t a = 0, b = 0, d = 0;
-        if (n >= 16) {
-            memcpy(&a, p, 8);
-            memcpy(&b, p + n - 16, 8);
-            memcpy(&d, p + n - 8, 8);
-        } else {
-            memcpy(&a, p, n < 8 ? n : 8);
-            if (n > 8)
-                memcpy(&b, p + 8, n - 8);
-        }
-        h = mix(mix(mix(h, n + a), b), d);
-    }
-    return h ^ (h >> 29);
-}
-
-/* Whether e's key is values v (the form gh_azr_cache_key writes). */
-static int key_is(const gh_azr_centry_t *e, const gh_authz_str_t *v, size_t nv)
-{
-    const char *k = e->key, *end = e->key + e->key_len;
-    for (size_t i = 0; i < nv; i++) {
-        uint64_t l;
-        if ((size_t)(end - k) < 8 + v[i].n)
-            return 0;
-        memcpy(&l, k, 8);
-        if (l != v[i].n || memcmp(k + 8, v[i].p, v[i].n) != 0)
-            return 0;
-        k += 8 + v[i].n;
-    }
-    return k == end;
-}
-
-static gh_azr_centry_t *set_of(gh_azr_cache_t *c, uint64_t h)
-{
-    return &c->v[(h & (c->nsets - 1)) * GH_AZR_WAYS];
-}
-
-gh_azr_centry_t *gh_azr_cache_get(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
-                                  const gh_authz_str_t *v, size_t nv, uint64_t now_ms)
-{
-    if (c == NULL || c->v == NULL)
-        return NULL;
-    gh_azr_centry_t *set = set_of(c, h);
-    for (int i = 0; i < GH_AZR_WAYS; i++) {
-        gh_azr_centry_t *e = &set[i];
-        if (e->key == NULL || e->hash != h || e->rt_id != rt_id || !key_is(e, v, nv))
-            continue;
-        if (now_ms >= e->expires_ms) {
-            entry_clear(e);
-            return NULL;
-        }
-        return e;
-    }
-    return NULL;
+    entry_clear(e);
 }
 
 static char *dup_n(const char *p, size_t n)
@@ -176,10 +109,10 @@ gh_azr_centry_t *gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
 {
     if (c == NULL || c->v == NULL)
         return NULL;
-    gh_azr_centry_t *set = set_of(c, h), *e = NULL;
+    gh_azr_centry_t *set = gh_azr_cache_set(c, h), *e = NULL;
     for (int i = 0; i < GH_AZR_WAYS && e == NULL; i++)
         if (set[i].key != NULL && set[i].hash == h && set[i].rt_id == rt_id &&
-            key_is(&set[i], v, nv))
+            gh_azr_key_is(&set[i], v, nv))
             e = &set[i];
     for (int i = 0; i < GH_AZR_WAYS && e == NULL; i++)
         if (set[i].key == NULL)

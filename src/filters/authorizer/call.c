@@ -41,7 +41,8 @@ static void cache_destroy(void *p)
     gh_azr_cache_free(p);
 }
 
-static gh_azr_cache_t *worker_cache(gh_stream_t *s, const gh_azr_t *a)
+static inline __attribute__((always_inline)) gh_azr_cache_t *worker_cache(gh_stream_t *s,
+                                                                          const gh_azr_t *a)
 {
     gh_azr_cache_t *c = gh_stream_worker_state(s, &cache_key, cache_create, cache_destroy);
     if (c == NULL || ((c->v == NULL || a->conf->cache_entries > c->fit) &&
@@ -168,7 +169,7 @@ int gh_azr_sources_present(gh_stream_t *s, const gh_azr_t *a)
 
 /* ---- outcomes ---- */
 
-static void outcome(gh_azr_outcome_t *o, int kind, int reason, const char *why)
+static inline void outcome(gh_azr_outcome_t *o, int kind, int reason, const char *why)
 {
     memset(o, 0, sizeof(*o));
     o->kind = kind;
@@ -178,8 +179,10 @@ static void outcome(gh_azr_outcome_t *o, int kind, int reason, const char *why)
 
 /* A result (fresh or cached) decided for this request's method ARN (a
  * simple answer needs none: arn may be NULL); an allow does what p says. */
-static void decide(gh_azr_outcome_t *o, const gh_authz_result_t *r, const char *arn, size_t arn_len,
-                   int cached, const gh_azr_prepared_t *p)
+static inline __attribute__((always_inline)) void decide(gh_azr_outcome_t *o,
+                                                         const gh_authz_result_t *r,
+                                                         const char *arn, size_t arn_len,
+                                                         int cached, const gh_azr_prepared_t *p)
 {
     gh_authz_decision_t d = r->simple ? (r->authorized ? GH_AUTHZ_ALLOW : GH_AUTHZ_DENY_EXPLICIT)
                                       : gh_authz_result_decide(r, arn, arn_len);
@@ -605,8 +608,10 @@ static int method_arn(gh_stream_t *s, const gh_authz_request_t *view, char **arn
  * none, -1 when out says why not (a method ARN that cannot be made). An
  * IAM answer is evaluated against this request's method ARN (made into
  * *arn); a simple one and an envoy allow need none. */
-static int from_cache(gh_stream_t *s, const gh_azr_t *a, const gh_authz_str_t *v, size_t nv,
-                      char **arn, size_t *arn_len, gh_azr_outcome_t *out)
+static inline __attribute__((always_inline)) int from_cache(gh_stream_t *s, const gh_azr_t *a,
+                                                            const gh_authz_str_t *v, size_t nv,
+                                                            char **arn, size_t *arn_len,
+                                                            gh_azr_outcome_t *out)
 {
     gh_azr_cache_t *cache = worker_cache(s, a);
     if (cache == NULL)
@@ -619,6 +624,7 @@ static int from_cache(gh_stream_t *s, const gh_azr_t *a, const gh_authz_str_t *v
     if (a->conf->format == GH_AUTHORIZER_ENVOY) {
         outcome(out, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED_CACHED, NULL);
         out->allow = p;
+        out->cache = cache;
         return 1;
     }
     if (!e->result.simple) {
@@ -628,18 +634,32 @@ static int from_cache(gh_stream_t *s, const gh_azr_t *a, const gh_authz_str_t *v
             return -1;
     }
     decide(out, &e->result, *arn, *arn_len, 1, &p);
+    out->cache = cache;
     return 1;
 }
 
 /* What can be decided without a call: a missing identity source, a
  * token that token_validation refuses, an answer in the cache. 1 with out
  * decided, 0 when a call is needed (vals, *arn hold what was found). */
-static int without_call(gh_stream_t *s, const gh_azr_t *a, gh_authz_str_t *vals, size_t nv,
-                        char **arn, size_t *arn_len, gh_azr_outcome_t *out)
+static inline __attribute__((always_inline)) int without_call(gh_stream_t *s, const gh_azr_t *a,
+                                                              gh_authz_str_t *vals, size_t nv,
+                                                              char **arn, size_t *arn_len,
+                                                              gh_azr_outcome_t *out)
 {
     const gh_authorizer_conf_t *conf = a->conf;
     for (size_t i = 0; i < nv; i++) {
-        if (!source_value(s, &conf->sources[i], &vals[i].p, &vals[i].n)) {
+        const gh_authz_source_t *src = &conf->sources[i];
+        if (src->authorization) {
+            /* The stream allows one Authorization field (two are a 400),
+             * and the name has no '-' for a '_' spelling to stand for. */
+            const gh_h1_header_t *h = gh_stream_authorization(s);
+            if (h != NULL && h->value_len > 0) {
+                vals[i].p = h->value;
+                vals[i].n = h->value_len;
+                continue;
+            }
+        }
+        if (!source_value(s, src, &vals[i].p, &vals[i].n)) {
             outcome(out, GH_AZR_OUT_MISSING, GH_AZR_MISSING, "an identity source is missing");
             return 1;
         }

@@ -26,8 +26,9 @@ static gh_filter_status_t ask(gh_stream_t *s, const gh_authn_filter_conf_t *fc, 
                               int chain);
 
 /* The outcome of authorizer k: applied, refused, or the next one asked. */
-static gh_filter_status_t finish(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k,
-                                 int chain, const gh_azr_outcome_t *o)
+static inline __attribute__((always_inline)) gh_filter_status_t
+finish(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k, int chain,
+       const gh_azr_outcome_t *o)
 {
     const gh_azr_t *a = fc->az[k];
     if (o->kind == GH_AZR_OUT_ALLOW) {
