@@ -344,7 +344,7 @@ static const char *default_host(const gh_stream_t *s)
 {
     /* No cluster with endpoints (gh_stream_forwarded for a lambda route):
      * an HTTP/1.0 request without Host gets none. */
-    if (s->cluster == NULL || s->cluster->num_endpoints == 0)
+    if (s->cluster == NULL || s->cluster->endpoints == NULL)
         return s->cluster != NULL && s->cluster->default_host != NULL ? s->cluster->default_host
                                                                       : "";
     return s->cluster->default_host != NULL ? s->cluster->default_host

@@ -633,3 +633,32 @@ def test_authorizer_cannot_call_a_lambda_cluster(tmp_path, aws_env):
         "function": "f", "region": "us-east-1", "endpoint": "fn"}}}}
     rc, out = validate(tmp_path, cfg)
     assert rc == 1 and "lambda cluster" in out, out
+
+
+def test_example_serves(gatehouse, srv, tmp_path):
+    """examples/lambda.yaml, with its endpoint and port replaced, loads and
+    serves each of its routes."""
+    text = (harness.REPO / "examples/lambda.yaml").read_text()
+    text = text.replace("127.0.0.1:9000", f"127.0.0.1:{srv.port}")
+    text = text.replace("127.0.0.1:8080", "127.0.0.1:$PORT").replace("access_log: {}\n", "")
+    srv.region = "eu-west-1"
+    srv.register("hello", lambda e, c: {"statusCode": 200, "body": f"hello {e['version']}"},
+                 versions={"1": "1", "2": "2"})
+    srv.register("legacy", lambda e, c: {"statusCode": 200, "body": f"legacy {e['version']}"},
+                 versions={"live": "3"})
+    g = gatehouse(text)
+    assert fetch(g.port, "GET", "/hello").body == b"hello 2.0"
+    assert fetch(g.port, "GET", "/legacy").body == b"legacy 1.0"
+    assert fetch(g.port, "GET", "/split").body == b"hello 2.0"
+    assert {r.qualifier for r in srv.calls("hello")} >= {None}
+    assert [r.qualifier for r in srv.calls("legacy")] == ["live"]
+    assert_refusal(fetch(g.port, "POST", "/hello", body=b"x" * (256 * 1024 + 1)), 413,
+                   "payload_too_large")
+
+
+def test_http10_without_host(gatehouse, srv):
+    srv.register("fn", echo)
+    g = start(gatehouse, srv)
+    ev = event_of(fetch(g.port, "GET", "/ten", version="HTTP/1.0", host=None))
+    assert "host" not in ev["headers"] and ev["rawPath"] == "/ten"
+    assert ev["requestContext"]["http"]["method"] == "GET"
