@@ -547,6 +547,11 @@ def test_access_log_and_metrics(gatehouse, srv, tmp_path):
     m = fetch(admin, "GET", "/metrics").body.decode()
     assert 'cluster="fn"' in m
     assert 'gatehouse_filter_events_total{filter="lambda",route="fn",event="function_error"} 1' in m
+    view = json.loads(fetch(admin, "GET", "/config", host=f"127.0.0.1:{admin}").body)
+    assert view["clusters"]["fn"] == {"type": "lambda", "lambda": {
+        "function": "fn", "region": "us-east-1", "endpoint": "lambda-api", "payload": "2.0",
+        "max_body": 1048576, "qualifier": None, "profile": None}}
+    assert SK not in json.dumps(view) and AK not in json.dumps(view)
 
 
 # ---- config
@@ -662,3 +667,25 @@ def test_http10_without_host(gatehouse, srv):
     ev = event_of(fetch(g.port, "GET", "/ten", version="HTTP/1.0", host=None))
     assert "host" not in ev["headers"] and ev["rawPath"] == "/ten"
     assert ev["requestContext"]["http"]["method"] == "GET"
+
+
+def test_identity_headers_from_filters_not_from_the_client(gatehouse, srv):
+    """A JWT route: the function gets the verified claim as the header the
+    provider sets, never the client's forged copy of it, and no token when
+    forward_token is off: the event is the forwarded request, not the
+    received one."""
+    import jwt_util
+    key = jwt_util.ec_key(kid="lam-1")
+    srv.register("fn", echo)
+    cfg = lambda_config(srv, route={"authn": "corp"})
+    cfg["providers"] = {"jwt": {"corp": jwt_util.provider(
+        keys=[key], claims_to_headers={"sub": "x-user"}, forward_token=False)}}
+    g = gatehouse(cfg)
+    token = jwt_util.mint(key, sub="alice")
+    r = fetch(g.port, "GET", "/me", headers=[("Authorization", f"Bearer {token}"),
+                                             ("X-User", "admin"), ("x-user", "root")])
+    h = event_of(r)["headers"]
+    assert h["x-user"] == "alice"
+    assert "authorization" not in h
+    assert fetch(g.port, "GET", "/me", headers=[("X-User", "admin")]).status == 401
+    assert len(srv.calls()) == 1
