@@ -272,8 +272,12 @@ static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, 
                               "(JSON) cannot carry");
         return GH_FILTER_REPLIED;
     }
-    if (rc != 0) {
+    if (rc == -ENOMEM) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    if (rc != 0) {
+        gh_stream_reply_error(s, 500, "internal_error", "the Lambda event cannot be built");
         return GH_FILTER_REPLIED;
     }
     /* Lambda's synchronous Invoke takes at most 6 MB of event: a larger one
