@@ -662,10 +662,7 @@ static int add_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, cons
                 if (a->authorizers[i] == az)
                     return gh_yaml_error(doc, one, "provider '%s' is named twice", name);
             a->authorizers[a->num_authorizers++] = az;
-            /* Fail closed until the authn filter calls them. */
-            return gh_yaml_error(doc, one,
-                                 "authn names authorizer '%s': routes cannot use authorizers yet",
-                                 name);
+            continue;
         }
         if (p == NULL) {
             gh_apikey_provider_conf_t *k = find_apikey_provider(cfg, name);

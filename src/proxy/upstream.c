@@ -120,6 +120,8 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     } else {
         uv_read_stop(h);
         u->reading = 0;
+        if (nread == UV_EOF && eof_was_reset(u))
+            nread = UV_ECONNRESET;
     }
     gh_router_on_read(u->stream, nread);
 }

@@ -422,9 +422,14 @@ int gh_redis_resolve(const char *address, char *out, size_t out_cap, uint16_t *o
         goto bad;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end != '\0' || port == 0 || port > 65535)
+    /* Digits only: strtoul would also take a sign and leading blanks
+     * ("-18446744073709551615" is 1 to it). */
+    const char *digits = colon + 1;
+    size_t nd = strspn(digits, "0123456789");
+    if (nd == 0 || digits[nd] != '\0')
+        goto bad;
+    unsigned long port = strtoul(digits, NULL, 10);
+    if (port == 0 || port > 65535)
         goto bad;
     *out_port = (uint16_t)port;
     unsigned char bin[16];

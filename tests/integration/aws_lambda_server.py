@@ -41,7 +41,9 @@ import base64
 import datetime
 import hmac
 import json
+import os
 import re
+import subprocess
 import threading
 import time
 import traceback
@@ -69,6 +71,14 @@ class AwsError(Exception):
     def __init__(self, status, code, message, kind="auth"):
         super().__init__(message)
         self.status, self.code, self.message, self.kind = status, code, message, kind
+
+
+class NodeFunctionError(Exception):
+    """A Node.js handler's error: answer is the runtime's error body."""
+
+    def __init__(self, answer):
+        super().__init__(answer.get("errorMessage", ""))
+        self.answer = answer
 
 
 @dataclass
@@ -130,6 +140,7 @@ class LambdaServer:
         self.now = now or time.time
         self.max_skew = max_skew
         self.functions = {}
+        self._procs = []
         self.requests = []
         # How answers are written: None (one write), "bytewise" (one byte
         # per send, Nagle off: a reader sees them cut everywhere) or
@@ -156,6 +167,13 @@ class LambdaServer:
         return self
 
     def stop(self):
+        for p in self._procs:
+            p.stdin.close()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
@@ -174,6 +192,37 @@ class LambdaServer:
         v = {"$LATEST": "$LATEST"}
         v.update(versions or {})
         self.functions[name] = Function(name, handler, v, raw)
+
+    def register_node(self, name, script, export="handler", versions=None):
+        """A Node.js handler (exports.handler = async (event, context) => ...,
+        or the (event, context, callback) form) in script, run by one node
+        process for this function (lambda_node_runner.js), calls one at a
+        time. Its errors reach the caller as Lambda's Node.js runtime
+        reports them (errorType, errorMessage, trace)."""
+        runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lambda_node_runner.js")
+        proc = subprocess.Popen(["node", runner, str(script), export], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._procs.append(proc)
+        lock = threading.Lock()
+
+        def handler(event, context):
+            req = {"event": event, "context": {
+                "functionName": context.function_name, "functionVersion": context.function_version,
+                "invokedFunctionArn": context.invoked_function_arn,
+                "awsRequestId": context.aws_request_id, "deadlineMs": context._deadline_ms}}
+            with lock:
+                proc.stdin.write(json.dumps(req) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            if not line:
+                raise NodeFunctionError({"errorType": "Runtime.ExitError",
+                                         "errorMessage": "the node process exited", "trace": []})
+            ans = json.loads(line)
+            if "error" in ans:
+                raise NodeFunctionError(ans["error"])
+            return ans["ok"]
+
+        self.register(name, handler, versions)
 
     def arn(self, name, qualifier=None):
         a = f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
@@ -353,6 +402,9 @@ class LambdaServer:
         try:
             result = f.handler(event, ctx)
             out = json.dumps(result).encode()
+        except NodeFunctionError as e:  # as Lambda's Node.js runtime reports it
+            hdrs.append(("X-Amz-Function-Error", "Unhandled"))
+            out = json.dumps(e.answer).encode()
         except Exception as e:  # the function's error, as Lambda's Python runtime reports it
             hdrs.append(("X-Amz-Function-Error", "Unhandled"))
             out = json.dumps({

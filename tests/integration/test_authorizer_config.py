@@ -132,8 +132,10 @@ def test_names_are_one_namespace_with_other_providers(tmp_path):
     assert r.returncode == 1 and "both an apikeys provider and an authorizer" in r.stderr + r.stdout
 
 
-def test_routes_cannot_name_authorizers_until_they_are_enforced(tmp_path):
+def test_routes_name_authorizers(tmp_path):
     r = route("all", "/", "a")
-    r["authn"] = "orders"
-    bad(tmp_path, {"orders": {"format": "aws-v2", "http": HTTP}}, "authorizer", "orders",
-        routes=[r])
+    r["authn"] = {"any": ["orders"]}
+    rc, out = validate(tmp_path, {"orders": {"format": "aws-v2", "http": HTTP}}, routes=[r])
+    assert rc == 0, out
+    r["authn"] = {"any": ["orders", "orders"]}
+    bad(tmp_path, {"orders": {"format": "aws-v2", "http": HTTP}}, "named twice", routes=[r])

@@ -267,3 +267,40 @@ def test_unsigned_extra_header_passes(srv):
     r = send_raw(srv, m, t, h + [("X-Later", "1"), ("User-Agent", "changed")], b)
     assert r.status == 200
 
+
+
+NODE_HANDLERS = r"""
+exports.asyncEcho = async (event, context) => ({ event, name: context.functionName,
+                                                 left: context.getRemainingTimeInMillis() > 0 });
+exports.callbackDeny = (event, context, callback) => { callback("Unauthorized"); };
+exports.callbackAllow = (event, context, callback) => {
+  callback(null, { principalId: "user|a1", context: { tenant: "t1" } });
+};
+exports.throws = async (event) => { throw new TypeError("bad " + event.why); };
+exports.nothing = async () => {};
+"""
+
+
+def test_node_handlers(srv, tmp_path):
+    js = tmp_path / "handlers.js"
+    js.write_text(NODE_HANDLERS)
+    for export in ("asyncEcho", "callbackDeny", "callbackAllow", "throws", "nothing"):
+        srv.register_node("node-" + export.lower(), js, export=export)
+    c = client(srv)
+    for _ in range(2):  # the same node process answers again
+        r = c.invoke(FunctionName="node-asyncecho", Payload=b'{"a": 1}')
+        assert json.loads(r["Payload"].read()) == {"event": {"a": 1}, "name": "node-asyncecho",
+                                                    "left": True}
+    r = c.invoke(FunctionName="node-callbackdeny", Payload=b"{}")
+    assert r["FunctionError"] == "Unhandled"
+    body = json.loads(r["Payload"].read())
+    assert body["errorMessage"] == "Unauthorized" and body["errorType"] == "string"
+    r = c.invoke(FunctionName="node-callbackallow", Payload=b"{}")
+    assert json.loads(r["Payload"].read()) == {"principalId": "user|a1", "context": {"tenant": "t1"}}
+    r = c.invoke(FunctionName="node-throws", Payload=b'{"why": "input"}')
+    body = json.loads(r["Payload"].read())
+    assert r["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "TypeError" and body["errorMessage"] == "bad input"
+    assert any("TypeError" in line for line in body["trace"])
+    r = c.invoke(FunctionName="node-nothing", Payload=b"{}")
+    assert "FunctionError" not in r and json.loads(r["Payload"].read()) is None

@@ -341,7 +341,9 @@ listeners:
 
 def test_config_errors(tmp_path):
     cases = [
-        ("  custom: {action: CUSTOM}", "", "", "policy.yaml:5:20: action CUSTOM is not supported yet"),
+        ("  custom: {action: CUSTOM}", "", "", "policy.yaml:5:11: a CUSTOM policy names its provider"),
+        ("  custom: {action: CUSTOM, provider: {name: nope}}", "", "",
+         "policy.yaml:5:45: provider 'nope' is not an authorizer"),
         ("  m: {rules: [{from: [{source: {principals: [a]}}]}]}", "", "",
          "policy.yaml:5:33: 'principals' (the peer's mTLS identity) is not supported yet"),
         ("  s: {rules: [{when: [{key: connection.sni, values: [a]}]}]}", "", "",

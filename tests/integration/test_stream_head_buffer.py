@@ -11,6 +11,7 @@ import struct
 import time
 
 from harness import RawConn, fetch, make_config
+from ops_util import config_text, wait_for, write_config
 
 
 def test_pipelining_every_split(proxy):
@@ -116,3 +117,48 @@ def test_head_at_buffer_end(proxy):
                 expect = b""  # an unfinished head at EOF: closed unanswered
             assert st == expect, (total, tail, st)
     assert fetch(g.port, "GET", "/echo?after=1").status == 200
+
+
+def test_reload_raising_max_head_on_a_kept_connection(gatehouse, upstream):
+    """A connection opened on a default listener (its buffer one of the
+    worker's standard ones) that a reload gives a larger max_head: its
+    next heads, past the standard buffer and split at its end, are read
+    whole, pipelined with another; a reload back refuses them again."""
+    up = upstream()
+
+    def cfg(tag, max_head=None):
+        routes = [{"name": "probe", "match": {"path": {"exact": "/probe"}},
+                   "direct_response": {"status": 200, "body": tag}},
+                  {"name": "rest", "match": {"path": {"prefix": "/"}}, "to": "app"}]
+        c = make_config([up], routes=routes)
+        if max_head:
+            c["listeners"][0].update({"max_head": max_head, "max_headers": 2000})
+        return c
+
+    def wait_tag(tag):
+        wait_for(lambda: fetch(g.port, "GET", "/probe").body == tag.encode(), 10, f"config {tag}")
+
+    g = gatehouse(cfg("one"))
+    big = [(f"x-h{i}", "v" * 100) for i in range(1000)]  # a 110 KiB head
+    head = RawConn.build("GET", "/echo?big=1", headers=big)
+    with RawConn(g.port) as c:
+        c.request("GET", "/echo?a=1")
+        assert c.read_response().status == 200
+        write_config(g, config_text(g, cfg("two", "200KiB")), "inplace")
+        wait_tag("two")
+        data = head + RawConn.build("GET", "/echo?after=1")
+        for split in (None, 1000, 65536 + 4096 - 1, 65536 + 4096, 65536 + 4096 + 1):
+            if split is None:
+                c.send(data)
+            else:
+                c.send(data[:split])
+                time.sleep(0.02)
+                c.send(data[split:])
+            r = c.read_response()
+            assert r.status == 200, (split, r.status)
+            assert len(r.json()["headers"]) > 1000, split
+            assert c.read_response().status == 200, split
+        write_config(g, config_text(g, cfg("three")), "inplace")
+        wait_tag("three")
+        c.send(head)
+        assert c.read_response().status == 431

@@ -8,6 +8,7 @@ sanitized build, GH_SANITIZED=1, unless that variable is set)."""
 import hashlib
 import socket
 import struct
+import threading
 import time
 
 import h11
@@ -254,3 +255,49 @@ def test_close_delimited_response_reset_is_truncated(gatehouse):
             pass
     c.close()
     lsock.close()
+
+
+def test_close_delimited_response_reset_at_once_is_truncated(gatehouse):
+    """The same with the reset right behind the data (one write, then the
+    reset): libuv may report the end of such a connection as a clean EOF,
+    and a close-delimited body must still not end with the last chunk. (A
+    reset that discards the data before gatehouse reads it looks like no
+    answer: a GET is then retried once, then 502.)"""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                u, _ = lsock.accept()
+            except socket.timeout:
+                continue
+            u.settimeout(10)
+            try:
+                u.recv(65536)
+                u.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                u.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 3000)
+            except OSError:
+                pass
+            u.close()  # RST right behind the bytes
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    g = gatehouse(make_config([lsock.getsockname()[1]]))
+    try:
+        for _ in range(30):
+            c = RawConn(g.port)
+            c.request("GET", "/")
+            while c._recv():
+                pass
+            assert c.eof
+            got = bytes(c.buf)
+            assert not got.endswith(b"0\r\n\r\n"), got[:80] + b"..." + got[-40:]
+            c.close()
+    finally:
+        stop.set()
+        t.join()
+        lsock.close()

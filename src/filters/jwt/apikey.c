@@ -455,6 +455,7 @@ static void ak_timer_start(gh_stream_t *s, wstate_t *w)
 
 /* A stream's pending lookup, in its arena (the filter's context). */
 struct gh_jwtf_ak_pending_s {
+    int tag; /* GH_JWTF_CTX_AK */
     gh_stream_handle_t *handle;
     gh_store_req_t *req;
     const gh_authn_filter_conf_t *fc;
@@ -736,9 +737,10 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
         gh_jwtf_ak_refuse(s, fc, 0, GH_AK_OUT_OF_MEMORY, NULL);
         return 1;
     }
-    if (w->ak_ok_id != ak->id) {
+    if (w->ak_ok_id != ak->id || w->ak_ok_p != p) {
         w->ak_ok_stats = gh_metrics_decision(gh_stream_metrics(s), ak->ids[p->index][GH_AK_OK]);
         w->ak_ok_id = ak->id;
+        w->ak_ok_p = p;
     }
     if (w->ak_ok_stats != NULL)
         GH_STAT_INC(w->ak_ok_stats->count);

@@ -577,8 +577,9 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
         *st = GH_FILTER_CONTINUE;
         return 1;
     }
-    if (a->num_providers > 0)
-        return 0; /* all: keys passed, tokens next (strip_all takes both); any: tokens decide */
+    if (a->num_providers > 0 || a->num_authorizers > 0)
+        return 0; /* all: keys passed, tokens and authorizers next (strip_all takes keys and
+                     tokens); any: tokens or authorizers decide */
     if (a->all) {
         if (strip_keys(s, a, 0) < 0) {
             apply_failed(s);
@@ -593,6 +594,47 @@ static int apikeys(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w
     }
     gh_jwtf_ak_refuse(s, fc, 0, GH_AK_MISSING, NULL);
     return 1;
+}
+
+/* Whether some JWT provider of the route finds a token (or two). */
+static int token_present(gh_stream_t *s, const gh_authn_conf_t *a)
+{
+    for (size_t i = 0; i < a->num_providers; i++) {
+        found_t f;
+        if (gh_jwtf_find_token(s, a->providers[i], &f) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A route that names authorizers, once its keys were decided (on `all`,
+ * every key passed; on any/optional, none was there). `all`: the tokens,
+ * then every authorizer. any/optional: a token decides when there is one
+ * (the JWT providers' own rules), else an authorizer whose identity
+ * sources are there. */
+__attribute__((noinline)) static gh_filter_status_t
+with_authorizers(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, size_t unloaded)
+{
+    const gh_authn_conf_t *a = fc->authn;
+    if (a->all) {
+        if (a->num_providers > 0) {
+            if (unloaded > 0)
+                return keys_unavailable(s, fc);
+            gh_filter_status_t st = all_providers(s, fc, w);
+            if (st != GH_FILTER_CONTINUE)
+                return st;
+        } else if (a->num_apikeys > 0 && strip_keys(s, a, 0) < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
+        return gh_jwtf_az_all(s, fc, 0);
+    }
+    if (a->num_providers > 0 && token_present(s, a)) {
+        if (unloaded == a->num_providers)
+            return keys_unavailable(s, fc);
+        return a->num_providers == 1 ? one_provider(s, fc, w) : any_provider(s, fc, w);
+    }
+    return gh_jwtf_az_any(s, fc);
 }
 
 gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
@@ -620,6 +662,8 @@ gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *
     gh_filter_status_t st;
     if (a->num_apikeys > 0 && apikeys(s, fc, w, pd, &st))
         return st;
+    if (a->num_authorizers > 0)
+        return with_authorizers(s, fc, w, unloaded);
     if (unloaded > 0 && (a->all || unloaded == a->num_providers))
         return keys_unavailable(s, fc);
     if (a->all)
@@ -645,7 +689,10 @@ static void on_cancel(gh_stream_t *s, const void *conf, void *ctx)
 {
     (void)s;
     (void)conf;
-    gh_jwtf_ak_cancel(ctx);
+    if (ctx != NULL && *(const int *)ctx == GH_JWTF_CTX_AZ)
+        gh_jwtf_az_cancel(ctx);
+    else
+        gh_jwtf_ak_cancel(ctx);
 }
 
 const gh_filter_type_t gh_authn_filter = {

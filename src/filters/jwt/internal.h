@@ -17,6 +17,7 @@
 #include <gatehouse/keyring.h>
 #include <gatehouse/metrics.h>
 
+#include "filters/authorizer/authorizer.h"
 #include "filters/jwt/jwt.h"
 
 /* ---- runtime.c ---- */
@@ -81,7 +82,15 @@ typedef struct {
      * (apikey.c's short path; other spellings go gh_field_name_same). */
     int ak_name_words;
     uint64_t ak_name_w[2], ak_name_m[2];
+    /* The route's authorizers (authn->num_authorizers, borrowed from the
+     * snapshot's set). */
+    const gh_azr_t **az;
 } gh_authn_filter_conf_t;
+
+/* The filter's stream context is the pending work of the moment: an API
+ * key lookup (apikey.c) or an authorizer call (authz.c), told apart by
+ * their first member. */
+enum { GH_JWTF_CTX_AK = 0, GH_JWTF_CTX_AZ = 1 };
 
 struct gh_jwt_runtime_s {
     uint64_t id; /* unique per runtime, for cache entries */
@@ -187,7 +196,11 @@ typedef struct {
      * looking the counter up. */
     uint64_t ok_rt_id;
     gh_decision_stats_t *ok_stats;
-    uint64_t ak_ok_id; /* the same for API keys: the runtime's id */
+    /* The same for API keys: the snapshot's key runtime and the provider
+     * (a snapshot's providers share the runtime's id; each has its own
+     * counter). */
+    uint64_t ak_ok_id;
+    const gh_apikey_provider_conf_t *ak_ok_p;
     gh_decision_stats_t *ak_ok_stats;
 } wstate_t;
 
@@ -272,6 +285,18 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
 size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd);
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
 void gh_jwtf_ak_cache_free(wstate_t *w);
+
+/* ---- authz.c ---- */
+
+typedef struct gh_jwtf_az_pending_s gh_jwtf_az_pending_t;
+
+/* `all`: authorizers k.. of the route, each must allow (the request's
+ * keys and tokens passed before). */
+gh_filter_status_t gh_jwtf_az_all(gh_stream_t *s, const gh_authn_filter_conf_t *fc, size_t k);
+/* any/optional without a key or a token: the first authorizer whose
+ * identity sources are all there decides; none: optional passes, else 401. */
+gh_filter_status_t gh_jwtf_az_any(gh_stream_t *s, const gh_authn_filter_conf_t *fc);
+void gh_jwtf_az_cancel(gh_jwtf_az_pending_t *pd);
 
 /* ---- filter.c ---- */
 

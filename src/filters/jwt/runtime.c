@@ -94,6 +94,7 @@ typedef struct {
     const gh_config_t *cfg;
     gh_jwt_runtime_t **rt; /* cfg->num_jwt_providers */
     gh_jwtf_ak_runtime_t ak;
+    gh_azr_set_t *az; /* the config's authorizers, or NULL when it has none */
 } runtimes_t;
 
 int gh_jwtf_parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg,
@@ -123,6 +124,7 @@ void gh_jwtf_fini(void *p)
         gh_jwtf_runtime_free(r->rt[i]);
     free(r->rt);
     gh_jwtf_ak_fini(&r->ak);
+    gh_azr_set_free(r->az);
     free(r);
 }
 
@@ -131,7 +133,7 @@ void gh_jwtf_fini(void *p)
 int gh_jwtf_init(const gh_config_t *cfg, void **out)
 {
     *out = NULL;
-    if (cfg->num_jwt_providers == 0 && cfg->num_apikey_providers == 0)
+    if (cfg->num_jwt_providers == 0 && cfg->num_apikey_providers == 0 && cfg->num_authorizers == 0)
         return 0;
     runtimes_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -139,6 +141,10 @@ int gh_jwtf_init(const gh_config_t *cfg, void **out)
     r->cfg = cfg;
     r->rt = calloc(cfg->num_jwt_providers + 1, sizeof(*r->rt));
     if (r->rt == NULL || gh_jwtf_ak_init(cfg, &r->ak) < 0) {
+        gh_jwtf_fini(r);
+        return -1;
+    }
+    if (cfg->num_authorizers > 0 && (r->az = gh_azr_set_new(cfg)) == NULL) {
         gh_jwtf_fini(r);
         return -1;
     }
@@ -201,6 +207,12 @@ size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap)
         put_line(out, cap, &o, one);
         listed++;
     }
+    char az[1024];
+    size_t naz = r != NULL ? gh_azr_set_ready(r->az, detailed, az, sizeof(az)) : 0;
+    if (naz > 0) {
+        put_line(out, cap, &o, az);
+        listed += naz;
+    }
     return listed;
 }
 
@@ -235,24 +247,29 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
     fc->authn = a;
     fc->ak = &r->ak;
     fc->rt = calloc(a->num_providers + 1, sizeof(*fc->rt));
-    if (fc->rt == NULL) {
+    fc->az = calloc(a->num_authorizers + 1, sizeof(*fc->az));
+    if (fc->rt == NULL || fc->az == NULL || (a->num_authorizers > 0 && r->az == NULL)) {
+        free(fc->rt);
+        free(fc->az);
         free(fc);
         return NULL;
     }
+    for (size_t i = 0; i < a->num_authorizers; i++)
+        fc->az[i] = &r->az->v[a->authorizers[i]->index];
     for (size_t i = 0; i < a->num_providers; i++) {
         fc->rt[i] = r->rt[a->providers[i]->index];
         fc->drops |=
             a->providers[i]->num_claims_to_headers > 0 || a->providers[i]->payload_header != NULL;
     }
     const gh_jwt_provider_conf_t *p0 = a->num_providers == 1 ? a->providers[0] : NULL;
-    fc->bearer_only = p0 != NULL && a->num_apikeys == 0 && !a->all && a->num_exempt == 0 &&
-                      !fc->drops && p0->forward_token && p0->num_from == 1 &&
+    fc->bearer_only = p0 != NULL && a->num_apikeys == 0 && a->num_authorizers == 0 && !a->all &&
+                      a->num_exempt == 0 && !fc->drops && p0->forward_token && p0->num_from == 1 &&
                       p0->from[0].kind == GH_TOKEN_FROM_HEADER && p0->from[0].name_len == 13 &&
                       memcmp(p0->from[0].name, "authorization", 13) == 0 &&
                       p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
     fc->no_plans = cfg->num_plans == 0;
-    fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && !a->all && a->num_exempt == 0 &&
-                   a->apikeys[0]->query == NULL;
+    fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && a->num_authorizers == 0 &&
+                   !a->all && a->num_exempt == 0 && a->apikeys[0]->query == NULL;
     if (fc->key_only)
         bind_name_words(fc, a->apikeys[0]->header, a->apikeys[0]->from[0].name_len);
     if (bind_drops(fc) != 0) {
@@ -268,6 +285,8 @@ static int bind_drops(gh_authn_filter_conf_t *fc)
 {
     const gh_authn_conf_t *a = fc->authn;
     size_t n = a->num_apikeys + 2;
+    for (size_t i = 0; i < a->num_authorizers; i++)
+        n += a->authorizers[i]->num_headers + a->authorizers[i]->num_upstream_headers;
     for (size_t i = 0; i < a->num_providers; i++)
         n += a->providers[i]->num_claims_to_headers + 1;
     const char **names = calloc(n, sizeof(*names));
@@ -284,6 +303,14 @@ static int bind_drops(gh_authn_filter_conf_t *fc)
     for (size_t i = 0; i < a->num_apikeys; i++)
         if (a->apikeys[i]->consumer_header != NULL)
             names[k++] = a->apikeys[i]->consumer_header;
+    /* Headers authorizers set: the client's copies never pass. */
+    for (size_t i = 0; i < a->num_authorizers; i++) {
+        const gh_authorizer_conf_t *z = a->authorizers[i];
+        for (size_t j = 0; j < z->num_headers; j++)
+            names[k++] = z->headers[j].header;
+        for (size_t j = 0; j < z->num_upstream_headers; j++)
+            names[k++] = z->upstream_headers[j];
+    }
     int rc = 0;
     if (k > 0 && (fc->set_drops = gh_drop_list_new(names, k)) == NULL)
         rc = -1;
@@ -306,6 +333,7 @@ void gh_jwtf_unbind(void *p)
     gh_authn_filter_conf_t *fc = p;
     if (fc != NULL) {
         free(fc->rt);
+        free(fc->az);
         gh_drop_list_free(fc->set_drops);
         gh_drop_list_free(fc->ak_fast_drops);
     }

@@ -5,7 +5,8 @@
  *
  *   policies:
  *     orders-read:
- *       action: ALLOW            # ALLOW (default) or DENY
+ *       action: ALLOW            # ALLOW (default), DENY or CUSTOM
+ *       provider: { name: AUTHZ }  # CUSTOM: the authorizer it delegates to
  *       dry_run: false
  *       rules:
  *         - from: [ { source: { request_principals: ["https://login.example.com/alice"] } } ]
@@ -97,10 +98,8 @@ static int check_keys(const gh_yaml_doc_t *doc, const gh_yaml_node_t *map,
                     snprintf(buf, sizeof(buf), " (gatehouse spells it '%s')", allowed[i]);
                     hint = buf;
                 }
-        if (strcmp(k->str, "provider") == 0)
-            hint = " (CUSTOM policies and their provider arrive with the authorizers)";
-        else if (strcmp(k->str, "selector") == 0 || strcmp(k->str, "targetRef") == 0 ||
-                 strcmp(k->str, "targetRefs") == 0)
+        if (strcmp(k->str, "selector") == 0 || strcmp(k->str, "targetRef") == 0 ||
+            strcmp(k->str, "targetRefs") == 0)
             hint = " (a policy applies where it is attached: 'policies: [NAME]' on a listener "
                    "or a route)";
         else if (strcmp(k->str, "spec") == 0 || strcmp(k->str, "metadata") == 0 ||
@@ -799,10 +798,45 @@ static int check_policy_name(const gh_yaml_doc_t *doc, const gh_yaml_node_t *k)
     return 0;
 }
 
-static int parse_policy(const gh_yaml_doc_t *doc, const gh_yaml_node_t *k, gh_policy_section_t *sec,
-                        gh_policy_t *pol)
+/* CUSTOM's provider, as Istio names its extension provider
+ * (`provider: {name: NAME}`), or the name alone: an authorizer of
+ * providers.authorizers. */
+static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
+                          gh_policy_t *pol)
 {
-    static const char *const keys[] = {"action", "dry_run", "rules", NULL};
+    const gh_yaml_node_t *v = gh_yaml_map_get(n, "provider");
+    if (pol->action != GH_POL_CUSTOM) {
+        if (v != NULL)
+            return gh_yaml_error(doc, v, "'provider' is for action CUSTOM");
+        return 0;
+    }
+    if (v == NULL)
+        return gh_yaml_error(doc, n,
+                             "a CUSTOM policy names its provider: 'provider: {name: AUTHORIZER}'");
+    const gh_yaml_node_t *name = v;
+    if (v->kind == GH_YAML_MAP) {
+        static const char *const keys[] = {"name", NULL};
+        int rc = gh_yaml_check_keys(doc, v, keys, "provider");
+        if (rc != 0)
+            return rc;
+        if ((name = gh_yaml_map_get(v, "name")) == NULL)
+            return gh_yaml_error(doc, v, "provider needs 'name'");
+    }
+    if (name->kind != GH_YAML_SCALAR)
+        return gh_yaml_error(doc, name, "provider's name is the name of an authorizer");
+    for (size_t i = 0; i < cfg->num_authorizers; i++)
+        if (strcmp(cfg->authorizers[i].name, name->str) == 0) {
+            pol->provider = i;
+            return 0;
+        }
+    return gh_yaml_error(doc, name, "provider '%s' is not an authorizer (providers.authorizers)",
+                         name->str);
+}
+
+static int parse_policy(const gh_yaml_doc_t *doc, const gh_yaml_node_t *k, gh_policy_section_t *sec,
+                        const gh_config_t *cfg, gh_policy_t *pol)
+{
+    static const char *const keys[] = {"action", "dry_run", "rules", "provider", NULL};
     const gh_yaml_node_t *n = k->value, *v;
     char what[GH_POL_MAX_NAME + 16];
     int rc, b;
@@ -819,22 +853,22 @@ static int parse_policy(const gh_yaml_doc_t *doc, const gh_yaml_node_t *k, gh_po
     pol->action = GH_POL_ALLOW;
     if ((v = gh_yaml_map_get(n, "action")) != NULL) {
         if (v->kind != GH_YAML_SCALAR)
-            return gh_yaml_error(doc, v, "'action' must be ALLOW or DENY");
+            return gh_yaml_error(doc, v, "'action' must be ALLOW, DENY or CUSTOM");
         if (strcasecmp(v->str, "allow") == 0)
             pol->action = GH_POL_ALLOW;
         else if (strcasecmp(v->str, "deny") == 0)
             pol->action = GH_POL_DENY;
         else if (strcasecmp(v->str, "custom") == 0)
-            return gh_yaml_error(doc, v,
-                                 "action CUSTOM is not supported yet: it arrives with the "
-                                 "authorizers (external authorization); use ALLOW or DENY");
+            pol->action = GH_POL_CUSTOM;
         else if (strcasecmp(v->str, "audit") == 0)
             return gh_yaml_error(doc, v,
                                  "action AUDIT is not supported: use 'dry_run: true' to log and "
                                  "count what a policy would decide");
         else
-            return gh_yaml_error(doc, v, "'action' must be ALLOW or DENY");
+            return gh_yaml_error(doc, v, "'action' must be ALLOW, DENY or CUSTOM");
     }
+    if ((rc = parse_provider(doc, n, cfg, pol)) != 0)
+        return rc;
     if ((v = gh_yaml_map_get(n, "dry_run")) != NULL) {
         if ((rc = gh_yaml_bool(doc, v, "dry_run", &b)) != 0)
             return rc;
@@ -859,7 +893,6 @@ int gh_policy_parse_section(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
                             void **out)
 {
     int rc;
-    (void)cfg;
     *out = NULL;
     if (node == NULL)
         return 0;
@@ -875,7 +908,7 @@ int gh_policy_parse_section(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node
     static uint64_t next_id; /* main thread */
     sec->id = ++next_id;
     for (const gh_yaml_node_t *k = node->head; k != NULL; k = k->next)
-        if ((rc = parse_policy(doc, k, sec, &sec->v[sec->n++])) != 0) {
+        if ((rc = parse_policy(doc, k, sec, cfg, &sec->v[sec->n++])) != 0) {
             gh_policy_free_section(sec);
             return rc;
         }

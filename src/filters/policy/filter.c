@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "filters/authorizer/authorizer.h"
 #include "filters/policy/internal.h"
 
 typedef struct {
@@ -37,7 +38,45 @@ typedef struct {
     char *dry_no_allow_note;
     unsigned port;
     int claims; /* some policy reads claims */
+    /* CUSTOM policies (evaluated first; the first that matches delegates
+     * to its authorizer) and the dry-run ones (counted and noted only). */
+    const gh_policy_t **custom, **dry_custom;
+    uint32_t ncustom, ndry_custom;
+    const gh_azr_t **custom_az; /* the authorizer of each custom[i] */
+    uint32_t *custom_allow, *custom_deny, *dry_custom_hit;
+    char **dry_custom_note;
 } inst_t;
+
+/* A CUSTOM policy's call in flight (the stream's context). */
+typedef struct {
+    gh_azr_call_t *call;
+    const inst_t *in;
+    uint32_t i;
+} pending_t;
+
+/* ---- the snapshot's authorizers, for CUSTOM policies ---- */
+
+static int policy_init(const gh_config_t *cfg, void **rt)
+{
+    const gh_policy_section_t *sec = gh_config_section(cfg, &gh_policy_filter);
+    *rt = NULL;
+    int any = 0;
+    for (size_t i = 0; sec != NULL && i < sec->n; i++)
+        any |= sec->v[i].action == GH_POL_CUSTOM;
+    if (!any || cfg->num_authorizers == 0)
+        return 0;
+    return (*rt = gh_azr_set_new(cfg)) != NULL ? 0 : -1;
+}
+
+static void policy_fini(void *rt)
+{
+    gh_azr_set_free(rt);
+}
+
+static size_t policy_ready(const void *rt, int detailed, char *out, size_t cap)
+{
+    return gh_azr_set_ready(rt, detailed, out, cap);
+}
 
 /* ---- bind ---- */
 
@@ -67,6 +106,15 @@ static void policy_unbind(void *p)
     free(in->no_allow_detail);
     free(in->no_allow_names);
     free(in->dry_no_allow_note);
+    free(in->custom);
+    free(in->dry_custom);
+    free(in->custom_az);
+    free(in->custom_allow);
+    free(in->custom_deny);
+    free(in->dry_custom_hit);
+    for (uint32_t i = 0; in->dry_custom_note != NULL && i < in->ndry_custom; i++)
+        free(in->dry_custom_note[i]);
+    free(in->dry_custom_note);
     free(in);
 }
 
@@ -134,8 +182,8 @@ static void *policy_bind(void *rt, const gh_config_t *cfg, const gh_route_t *rou
                          const void *conf, const char *listener)
 {
     const gh_policy_route_conf_t *c = conf;
+    const gh_azr_set_t *az = rt;
     inst_t *in = calloc(1, sizeof(*in));
-    (void)rt;
     (void)listener;
     if (in == NULL)
         return NULL;
@@ -146,11 +194,40 @@ static void *policy_bind(void *rt, const gh_config_t *cfg, const gh_route_t *rou
     in->l.allow = calloc(n + 1, sizeof(*in->l.allow));
     in->l.dry_deny = calloc(n + 1, sizeof(*in->l.dry_deny));
     in->l.dry_allow = calloc(n + 1, sizeof(*in->l.dry_allow));
+    in->custom = calloc(n + 1, sizeof(*in->custom));
+    in->dry_custom = calloc(n + 1, sizeof(*in->dry_custom));
+    in->custom_az = calloc(n + 1, sizeof(*in->custom_az));
+    in->custom_allow = calloc(n + 1, sizeof(*in->custom_allow));
+    in->custom_deny = calloc(n + 1, sizeof(*in->custom_deny));
+    in->dry_custom_hit = calloc(n + 1, sizeof(*in->dry_custom_hit));
+    in->dry_custom_note = calloc(n + 1, sizeof(*in->dry_custom_note));
     if (in->l.deny == NULL || in->l.allow == NULL || in->l.dry_deny == NULL ||
-        in->l.dry_allow == NULL)
+        in->l.dry_allow == NULL || in->custom == NULL || in->dry_custom == NULL ||
+        in->custom_az == NULL || in->custom_allow == NULL || in->custom_deny == NULL ||
+        in->dry_custom_hit == NULL || in->dry_custom_note == NULL)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         const gh_policy_t *p = c->v[i];
+        if (p->action == GH_POL_CUSTOM) {
+            if (p->dry_run) {
+                in->dry_custom_hit[in->ndry_custom] =
+                    gh_metrics_policy_id(p->name, "CUSTOM", "delegate", "true");
+                if ((in->dry_custom_note[in->ndry_custom] = fmt("dry_run=custom:", p->name)) ==
+                    NULL)
+                    goto fail;
+                in->dry_custom[in->ndry_custom++] = p;
+                continue;
+            }
+            if (az == NULL || p->provider >= az->n)
+                goto fail;
+            in->custom_az[in->ncustom] = &az->v[p->provider];
+            in->custom_allow[in->ncustom] =
+                gh_metrics_policy_id(p->name, "CUSTOM", "allow", "false");
+            in->custom_deny[in->ncustom] = gh_metrics_policy_id(p->name, "CUSTOM", "deny", "false");
+            in->custom[in->ncustom++] = p;
+            in->claims |= p->has_claims;
+            continue;
+        }
         if (p->dry_run) {
             if (p->action == GH_POL_DENY)
                 in->l.dry_deny[in->l.ndry_deny++] = p;
@@ -289,34 +366,145 @@ static const char *dry_run_note(gh_stream_t *s, const inst_t *in, const gh_polic
     return out;
 }
 
+static void fill_req(gh_stream_t *s, const inst_t *in, gh_policy_req_t *req, call_t *call)
+{
+    gh_identity_t *id = gh_stream_identity(s);
+    const char *query;
+    size_t query_len;
+    memset(req, 0, sizeof(*req));
+    gh_stream_request_line(s, &req->method, &req->method_len, &req->path, &req->path_len, &query,
+                           &query_len);
+    req->host = gh_stream_host(s, &req->host_len);
+    req->port = in->port;
+    req->peer = gh_stream_peer_address(s);
+    req->remote = gh_stream_client_address(s);
+    req->issuer = id->issuer;
+    req->subject = id->subject;
+    req->consumer = id->consumer;
+    req->scopes = id->scopes;
+    req->headers = gh_stream_headers(s, &req->nheaders);
+    *call = (call_t){s, NULL, req};
+    req->claims_fn = claims_cb;
+    req->alloc_fn = alloc_cb;
+    req->arg = call;
+    if (in->claims && id->token != NULL)
+        use_cache(s, in, id, req, call);
+}
+
+static gh_filter_status_t evaluate(gh_stream_t *s, const inst_t *in);
+
+/* ---- CUSTOM: delegation to an authorizer ---- */
+
+static gh_filter_status_t custom_finish(gh_stream_t *s, const inst_t *in, uint32_t i,
+                                        const gh_azr_outcome_t *o)
+{
+    const gh_azr_t *a = in->custom_az[i];
+    const char *name = in->custom[i]->name;
+    if (o->kind == GH_AZR_OUT_ALLOW) {
+        /* An identity a token or key gave stays; without one, the
+         * authorizer's becomes it. */
+        int rc = gh_azr_apply(s, a, o, gh_stream_identity(s)->provider != NULL);
+        if (rc == -2) {
+            gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+            return GH_FILTER_REPLIED;
+        }
+        if (rc == 0) {
+            count(s, in->custom_allow[i]);
+            return evaluate(s, in);
+        }
+        gh_azr_outcome_t bad = {.kind = GH_AZR_OUT_ERROR,
+                                .reason = GH_AZR_ERROR,
+                                .why = "the authorizer's answer has a value that cannot be a "
+                                       "header value"};
+        if (!gh_azr_refuse(s, a, &bad, name))
+            return evaluate(s, in);
+        count(s, in->custom_deny[i]);
+        return GH_FILTER_REPLIED;
+    }
+    if (gh_azr_refuse(s, a, o, name)) {
+        count(s, in->custom_deny[i]);
+        return GH_FILTER_REPLIED;
+    }
+    return evaluate(s, in); /* on_error: allow */
+}
+
+static void custom_done(void *arg, gh_stream_t *s, const gh_azr_outcome_t *o)
+{
+    pending_t *pd = arg;
+    pd->call = NULL;
+    if (custom_finish(s, pd->in, pd->i, o) == GH_FILTER_CONTINUE)
+        gh_stream_continue(s);
+}
+
+/* Istio's order: CUSTOM first. Dry-run CUSTOM policies that match are
+ * counted and noted (no call); the first enforced one that matches asks
+ * its authorizer, whose denial ends the request and whose allowance lets
+ * DENY and ALLOW decide next. */
+static gh_filter_status_t custom(gh_stream_t *s, const inst_t *in)
+{
+    for (uint32_t i = 0; i < in->ncustom; i++)
+        if (gh_azr_drop_headers(s, in->custom_az[i]) < 0) {
+            gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+            return GH_FILTER_REPLIED;
+        }
+    gh_policy_req_t req;
+    call_t call;
+    fill_req(s, in, &req, &call);
+    for (uint32_t i = 0; i < in->ndry_custom; i++)
+        if (gh_policy_matches(in->sec, in->dry_custom[i], &req)) {
+            count(s, in->dry_custom_hit[i]);
+            gh_stream_log_note(s, in->dry_custom_note[i]);
+        }
+    for (uint32_t i = 0; i < in->ncustom; i++) {
+        if (!gh_policy_matches(in->sec, in->custom[i], &req))
+            continue;
+        if (req.oom)
+            break;
+        pending_t *pd = gh_stream_alloc(s, sizeof(*pd));
+        if (pd == NULL)
+            break;
+        memset(pd, 0, sizeof(*pd));
+        pd->in = in;
+        pd->i = i;
+        gh_stream_set_ctx(s, pd);
+        gh_azr_outcome_t o;
+        if (gh_azr_check(s, in->custom_az[i], custom_done, pd, &pd->call, &o) == 1)
+            return GH_FILTER_PAUSE;
+        return custom_finish(s, in, i, &o);
+    }
+    if (req.oom) {
+        gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    return evaluate(s, in);
+}
+
 static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
 {
     const inst_t *in = conf;
-    gh_identity_t *id = gh_stream_identity(s);
+    (void)ctx;
+    if (in->ncustom > 0 || in->ndry_custom > 0)
+        return custom(s, in);
+    return evaluate(s, in);
+}
+
+static void on_cancel(gh_stream_t *s, const void *conf, void *ctx)
+{
+    pending_t *pd = ctx;
+    (void)s;
+    (void)conf;
+    if (pd != NULL) {
+        gh_azr_cancel(pd->call);
+        pd->call = NULL;
+    }
+}
+
+static gh_filter_status_t evaluate(gh_stream_t *s, const inst_t *in)
+{
     gh_policy_req_t req;
     gh_policy_decision_t d;
-    const char *query;
-    size_t query_len;
-    (void)ctx;
-
-    memset(&req, 0, sizeof(req));
-    gh_stream_request_line(s, &req.method, &req.method_len, &req.path, &req.path_len, &query,
-                           &query_len);
-    req.host = gh_stream_host(s, &req.host_len);
-    req.port = in->port;
-    req.peer = gh_stream_peer_address(s);
-    req.remote = gh_stream_client_address(s);
-    req.issuer = id->issuer;
-    req.subject = id->subject;
-    req.consumer = id->consumer;
-    req.scopes = id->scopes;
-    req.headers = gh_stream_headers(s, &req.nheaders);
-    call_t call = {s, NULL, &req};
-    req.claims_fn = claims_cb;
-    req.alloc_fn = alloc_cb;
-    req.arg = &call;
-    if (in->claims && id->token != NULL)
-        use_cache(s, in, id, &req, &call);
+    call_t call;
+    fill_req(s, in, &req, &call);
     gh_policy_decide(in->sec, &in->l, &req, &d);
 
     if (d.oom) {
@@ -364,7 +552,11 @@ const gh_filter_type_t gh_policy_filter = {
     .parse_section = gh_policy_parse_section,
     .free_section = gh_policy_free_section,
     .parse_listener = gh_policy_parse_listener,
+    .init = policy_init,
+    .fini = policy_fini,
+    .ready = policy_ready,
     .bind = policy_bind,
     .unbind = policy_unbind,
     .on_request_headers = on_request_headers,
+    .on_cancel = on_cancel,
 };

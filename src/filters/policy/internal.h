@@ -113,6 +113,7 @@ typedef struct {
 typedef enum {
     GH_POL_ALLOW = 0,
     GH_POL_DENY,
+    GH_POL_CUSTOM, /* delegated to an authorizer (provider) when it matches */
 } gh_pol_action_t;
 
 struct gh_policy_s {
@@ -123,6 +124,7 @@ struct gh_policy_s {
     uint8_t has_claims; /* some check reads a claim (the claims cache is worth a look-up) */
     gh_rule_t *rules;
     uint32_t nrules; /* 0: matches nothing (Istio: rules not set) */
+    size_t provider; /* CUSTOM: the authorizer's index in the config */
     uint32_t line, col;
 };
 

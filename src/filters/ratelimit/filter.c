@@ -699,18 +699,25 @@ static char *put_mem(char *p, const char *s, size_t n)
  * Names use an alphabet that needs no escaping in an sf-string (conf.c),
  * so the lines go out without the per-byte checks of
  * gh_stream_add_response_header. */
-#define ITEM_MAX (11 + RL_MAX_NAME + 5 + 20 + 3 + 20)
-#define POLICY_MAX (2 + RL_MAX_NAME + 3 + 2 + 20 + 3 + 20)
-
 static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
                        size_t line_len)
 {
-    /* At most, per item: ", " or "RateLimit: ", its name piece (RL_MAX_NAME
-     * + 5 bytes), two numbers of at most 20 digits and ";t=" (ITEM_MAX);
-     * its policy item, or the route's whole line; the other field name and
-     * the line ends; CHUNK of room for the last copy. Small enough for
-     * one route limit to fit the stream's first 256 bytes of fields. */
-    size_t max = n * ITEM_MAX + (line != NULL ? line_len : n * POLICY_MAX) + 24 + 4 + CHUNK;
+    /* At most, per item shown: ", " or "RateLimit: ", its name piece, two
+     * numbers of at most 20 digits and ";t="; its policy item (", ", the
+     * piece or the name piece with "q=", ";w=" and two numbers), or the
+     * route's whole line once; the other field name and the line ends;
+     * CHUNK of room for the last copy. Counted from the pieces' own
+     * lengths (a plan's names are longer than a route limit's). One route
+     * limit fits the stream's first 256 bytes of fields. */
+    size_t max = 24 + 4 + CHUNK + (line != NULL ? line_len : 0);
+    for (size_t i = 0; i < n; i++) {
+        const rl_show_t *sh = t[i].show;
+        if (sh == NULL)
+            continue;
+        max += 11 + sh->item_len + 20 + 3 + 20;
+        if (line == NULL)
+            max += 2 + (sh->policy != NULL ? sh->policy_len : sh->item_len + 2 + 20 + 3 + 20);
+    }
     char *buf = gh_stream_response_lines_reserve(s, max), *p = buf;
     size_t shown = 0;
     /* Out of memory: the fields are left out; they are advice to the
@@ -1077,6 +1084,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (claims != NULL)
         json_decref(claims);
+    /* The route's precomputed RateLimit-Policy line is right only when the
+     * limits taken are the route's, every one: a plan's limits are taken
+     * after them, and one of the route's may have been skipped. */
+    size_t route_taken = ctx->num_taken;
     if (st == GH_FILTER_CONTINUE && in->rt != NULL && in->rt->num_plans > 0 &&
         gh_stream_identity(s)->plan != NULL)
         st = run_plan(s, in, ctx, &call);
@@ -1090,7 +1101,7 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (st != GH_FILTER_CONTINUE)
         return st;
-    if (ctx->num_taken == in->num_limits)
+    if (route_taken == in->num_limits && ctx->num_taken == route_taken)
         add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len);
     else
         add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);

@@ -794,14 +794,14 @@ static void test_compile_errors(void **state)
     (void)state;
     expect_policy_error("{}", NULL);
     expect_policy_error("{action: deny, dry_run: true, rules: [{}]}", NULL);
-    expect_policy_error("{action: CUSTOM}", "t.yaml:4:15: action CUSTOM is not supported yet: it "
-                                            "arrives with the authorizers");
+    expect_policy_error("{action: CUSTOM}", "a CUSTOM policy names its provider");
+    expect_policy_error("{action: CUSTOM, provider: nope}",
+                        "provider 'nope' is not an authorizer (providers.authorizers)");
     expect_policy_error("{action: AUDIT}", "action AUDIT is not supported: use 'dry_run: true'");
-    expect_policy_error("{action: MAYBE}", "t.yaml:4:15: 'action' must be ALLOW or DENY");
-    expect_policy_error("{action: [ALLOW]}", "'action' must be ALLOW or DENY");
+    expect_policy_error("{action: MAYBE}", "t.yaml:4:15: 'action' must be ALLOW, DENY or CUSTOM");
+    expect_policy_error("{action: [ALLOW]}", "'action' must be ALLOW, DENY or CUSTOM");
     expect_policy_error("{dry_run: yes}", "t.yaml:4:16: 'dry_run' must be true or false");
-    expect_policy_error("{provider: {name: x}}",
-                        "t.yaml:4:7: unknown key 'provider' in policy 'p' (CUSTOM policies");
+    expect_policy_error("{provider: {name: x}}", "t.yaml:4:17: 'provider' is for action CUSTOM");
     expect_policy_error("{selector: {}}", "a policy applies where it is attached");
     expect_policy_error("{spec: {}}", "write the fields of an AuthorizationPolicy's spec");
     expect_policy_error("{dryRun: true}", "unknown key 'dryRun' in policy 'p' (gatehouse spells "

@@ -227,6 +227,12 @@ static const char yaml[] =
     "        rate_limits:\n"
     "          - {name: soft, key: address, rate: 50/min, mode: fleet, on_error: open}\n"
     "        direct_response: {status: 200, body: open}\n"
+    "      - name: skip\n"
+    "        match: {path: {exact: /skip}}\n"
+    "        testid: {}\n"
+    "        rate_limits:\n"
+    "          - {name: tenant, key: 'header:x-tenant', rate: 1/h, burst: 5, missing: skip}\n"
+    "        direct_response: {status: 200, body: skip}\n"
     "      - name: public\n"
     "        match: {path: {exact: /public}}\n"
     "        direct_response: {status: 200, body: public}\n";
@@ -483,6 +489,32 @@ static void test_plan_quota_and_route_limits_together(void **state)
     assert_non_null(strstr(buf, "'silver.quota' exceeded"));
 }
 
+/* A route limit skipped (its key is missing) and a plan's limit taken:
+ * as many limits taken as the route has, but not the route's. The
+ * RateLimit-Policy field describes the limits in RateLimit, not the
+ * route's precomputed line (which names the skipped limit and not the
+ * plan's). */
+static void test_plan_limit_beside_a_skipped_route_limit(void **state)
+{
+    fixture_t *f = *state;
+    char buf[4096], v[256];
+    const char *erin = "x-consumer: erin\r\nx-plan: silver\r\n";
+    assert_int_equal(request(f, "/skip", erin, buf, sizeof(buf)), 200);
+    assert_int_equal(strncmp(field(buf, "RateLimit", v, sizeof(v)), "\"silver.quota\";r=1;t=", 21),
+                     0);
+    assert_string_equal(field(buf, "RateLimit-Policy", v, sizeof(v)),
+                        "\"silver.quota\";q=2;w=86400");
+    assert_int_equal(request(f, "/skip", "x-consumer: erin\r\nx-plan: silver\r\nx-tenant: t\r\n",
+                             buf, sizeof(buf)),
+                     200);
+    assert_string_equal(field(buf, "RateLimit-Policy", v, sizeof(v)),
+                        "\"tenant\";q=5;w=18000, \"silver.quota\";q=2;w=86400");
+    /* Without a plan, the route's own line. */
+    assert_int_equal(request(f, "/skip", "x-consumer: carol\r\nx-tenant: t\r\n", buf, sizeof(buf)),
+                     200);
+    assert_string_equal(field(buf, "RateLimit-Policy", v, sizeof(v)), "\"tenant\";q=5;w=18000");
+}
+
 /* ---- fleet ---- */
 
 static void test_fleet_allowed_refused_and_refunds(void **state)
@@ -652,6 +684,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plan_route_throttle_and_refund, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_routes_and_identities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_quota_and_route_limits_together, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_limit_beside_a_skipped_route_limit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_fleet_allowed_refused_and_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_errors_open_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_plan, setup, teardown),

@@ -506,9 +506,10 @@ static void check_variant(const gh_stream_t *s, const char *name, size_t n, int 
     }
 }
 
-static void test_special_lens_covers_checks(void **state)
+/* The lower-case literals of forward.c's source (the names its checks
+ * match, and some that are not names): *n of them, at most max. */
+static void check_literals(char (*lits)[40], size_t max, size_t *n)
 {
-    (void)state;
     char path[4096];
     const char *me = __FILE__, *cut = strstr(me, "tests/unit/proxy/test_forward.c");
     assert_non_null(cut);
@@ -519,26 +520,36 @@ static void test_special_lens_covers_checks(void **state)
     size_t len = fread(src, 1, sizeof(src) - 1, fp);
     fclose(fp);
     src[len] = '\0';
+    *n = 0;
+    for (const char *p = strchr(src, '"'); p != NULL; p = strchr(p + 1, '"')) {
+        const char *q = strchr(p + 1, '"');
+        if (q == NULL)
+            break;
+        size_t k = (size_t)(q - p - 1);
+        if (k > 0 && k < 40 && strspn(p + 1, "abcdefghijklmnopqrstuvwxyz0123456789-") == k &&
+            *n < max) {
+            memcpy(lits[*n], p + 1, k);
+            lits[(*n)++][k] = '\0';
+        }
+        p = q;
+    }
+}
+
+static void test_special_lens_covers_checks(void **state)
+{
+    (void)state;
+    static char lits[256][40];
+    size_t nlits;
+    check_literals(lits, 256, &nlits);
 
     gh_stream_t s[2];
     memset(s, 0, sizeof(s));
     s[0].traced = 1; /* every check on: untrusted peer, traced */
     s[1].peer_trusted = 1;
-    int hits = 0, literals = 0;
-    for (const char *p = strchr(src, '"'); p != NULL; p = strchr(p + 1, '"')) {
-        const char *q = strchr(p + 1, '"');
-        if (q == NULL)
-            break;
-        size_t n = (size_t)(q - p - 1);
-        char lit[64];
-        if (n == 0 || n >= 40 || strspn(p + 1, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
-            p = q;
-            continue;
-        }
-        memcpy(lit, p + 1, n);
-        lit[n] = '\0';
-        literals++;
-        p = q;
+    int hits = 0;
+    for (size_t li = 0; li < nlits; li++) {
+        const char *lit = lits[li];
+        size_t n = strlen(lit);
         /* The literal, upper case, with '_' for '-', and longer (a prefix
          * such as "proxy-" or "x-forwarded-" matches longer names). */
         char v[128];
@@ -558,7 +569,7 @@ static void test_special_lens_covers_checks(void **state)
         }
     }
     /* The scan saw the checks' names (25 exact, 3 prefixes), not nothing. */
-    assert_true(literals >= 28);
+    assert_true(nlits >= 28);
     assert_true(hits >= 100);
     /* And the fields most requests carry take the short way. */
     static const char *const plain[] = {
@@ -570,6 +581,147 @@ static void test_special_lens_covers_checks(void **state)
         assert_false(may_be_special(&h));
         assert_false(slow_special(&s[0], &h));
     }
+}
+
+/* The token characters a field name is made of (RFC 9110 section 5.6.2). */
+static size_t tchars(char *out)
+{
+    size_t n = 0;
+    for (int c = 1; c < 256; c++)
+        if (gh_h1_is_tchar((unsigned char)c))
+            out[n++] = (char)c;
+    return n;
+}
+
+/* Every spelling a checked name can take, not only the uniform ones: each
+ * letter in either case and each '-' as '_' independently (all of them
+ * for names with up to 14 such bytes, 20,000 random ones past that), with
+ * random token tails after prefixes (up to 100 bytes: past the 32 bits of
+ * special_lens and the 64 of the drop mask), and every name of one to
+ * three token characters. Each one a check matches must be one
+ * may_be_special lets through to the checks. */
+static void test_every_spelling_of_checked_names(void **state)
+{
+    (void)state;
+    static char lits[256][40];
+    size_t nlits;
+    check_literals(lits, 256, &nlits);
+    char tc[256];
+    size_t ntc = tchars(tc);
+    gh_stream_t s[2];
+    memset(s, 0, sizeof(s));
+    s[0].traced = 1;
+    s[1].peer_trusted = 1;
+    int hits = 0;
+    for (size_t li = 0; li < nlits; li++) {
+        const char *lit = lits[li];
+        size_t n = strlen(lit), alt[40], nalt = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((lit[i] >= 'a' && lit[i] <= 'z') || lit[i] == '-')
+                alt[nalt++] = i;
+        uint64_t count = nalt <= 14 ? UINT64_C(1) << nalt : 20000;
+        for (uint64_t m = 0; m < count; m++) {
+            uint64_t bits = nalt <= 14 ? m : next_rand();
+            char v[160];
+            memcpy(v, lit, n);
+            for (size_t j = 0; j < nalt; j++)
+                if ((bits >> j) & 1)
+                    v[alt[j]] = lit[alt[j]] == '-' ? '_' : (char)(lit[alt[j]] - 'a' + 'A');
+            size_t tail = (m % 8 == 0) ? (size_t)(next_rand() % 101) : 0;
+            for (size_t i = 0; i < tail; i++)
+                v[n + i] = tc[next_rand() % ntc];
+            for (int k = 0; k < 2; k++)
+                check_variant(&s[k], v, n + tail, &hits);
+        }
+    }
+    for (size_t a = 0; a < ntc; a++)
+        for (size_t b = 0; b <= ntc; b++)
+            for (size_t c = 0; c <= (b < ntc ? ntc : 0); c++) {
+                char v[3] = {tc[a], b < ntc ? tc[b] : 0, c < ntc ? tc[c] : 0};
+                size_t n = b == ntc ? 1 : c == ntc ? 2 : 3;
+                for (int k = 0; k < 2; k++)
+                    check_variant(&s[k], v, n, &hits);
+            }
+    assert_true(hits >= 100000);
+}
+
+/* The drop mask and the in-place compare decide as the plain rule does: a
+ * field goes when gh_field_name_same says it is some drop's name. Drop
+ * names of 1 to 140 bytes from a few letters (so that lengths share mask
+ * bits and names share their first and last eight bytes), as a route's
+ * borrowed list, appended one by one, or both; fields that are the drops
+ * respelled, one byte off at each place, or 64 bytes longer or shorter. */
+static void test_drop_mask_decides_as_the_names(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "aA-_b";
+    fixture_t *f = malloc(sizeof(*f));
+    assert_non_null(f);
+    static char names[12][160];
+    const char *ptrs[12];
+    for (int iter = 0; iter < 400; iter++) {
+        size_t nd = 1 + next_rand() % 12, listed = next_rand() % (nd + 1);
+        for (size_t i = 0; i < nd; i++) {
+            size_t len = (next_rand() & 1) ? 8 + next_rand() % 9 : 1 + next_rand() % 140;
+            /* Lower case, as the drops are given: '_' read as '-'. */
+            for (size_t j = 0; j < len; j++)
+                names[i][j] = "aa-bx"[next_rand() % 5];
+            names[i][len] = '\0';
+            ptrs[i] = names[i];
+        }
+        stream_init(f, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        gh_drop_list_t *l = listed > 0 ? gh_drop_list_new(ptrs, listed) : NULL;
+        assert_true(listed == 0 || l != NULL);
+        if (next_rand() & 1) {
+            assert_int_equal(gh_stream_drop_list(&f->s, l), 0);
+            for (size_t i = listed; i < nd; i++)
+                assert_int_equal(gh_stream_drop_header_static(&f->s, ptrs[i], strlen(ptrs[i])), 0);
+        } else {
+            for (size_t i = listed; i < nd; i++)
+                assert_int_equal(gh_stream_drop_header_static(&f->s, ptrs[i], strlen(ptrs[i])), 0);
+            assert_int_equal(gh_stream_drop_list(&f->s, l), 0);
+        }
+        assert_int_equal(f->s.num_hdr_drop, nd);
+        for (int t = 0; t < 300; t++) {
+            const char *d = names[next_rand() % nd];
+            size_t dl = strlen(d), hl = dl;
+            char h[300];
+            for (size_t j = 0; j < dl; j++) {
+                char c = d[j];
+                if (c == '-' && (next_rand() & 1))
+                    c = '_';
+                else if (c >= 'a' && c <= 'z' && (next_rand() & 1))
+                    c = (char)(c - 'a' + 'A');
+                h[j] = c;
+            }
+            switch (next_rand() % 4) {
+            case 0:
+                break;
+            case 1: /* one byte off */
+                h[next_rand() % dl] = alphabet[next_rand() % 5];
+                break;
+            case 2: /* 64 longer: the same mask bit */
+                for (size_t j = 0; j < 64; j++)
+                    h[dl + j] = alphabet[next_rand() % 5];
+                hl = dl + 64;
+                break;
+            default: /* 64 shorter, when it can be */
+                if (dl > 64)
+                    hl = dl - 64;
+                break;
+            }
+            gh_h1_header_t hh = {h, hl, "v", 1};
+            int want = 0;
+            for (size_t i = 0; i < nd; i++)
+                want |= gh_field_name_same(h, hl, names[i], strlen(names[i]));
+            int got = ((f->s.hdr_drop_lens >> (hl % 64)) & 1) && is_filter_dropped(&f->s, &hh);
+            if (got != want)
+                fail_msg("'%.*s': dropped %d, want %d", (int)hl, h, got, want);
+        }
+        gh_arena_dispose(&f->s.arena);
+        gh_drop_list_free(l);
+    }
+    free(f);
 }
 
 int main(void)
@@ -585,6 +737,8 @@ int main(void)
         cmocka_unit_test(test_special_lens_covers_checks),
         cmocka_unit_test(test_drops_by_length),
         cmocka_unit_test(test_drop_lists),
+        cmocka_unit_test(test_every_spelling_of_checked_names),
+        cmocka_unit_test(test_drop_mask_decides_as_the_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -319,9 +319,22 @@ static void test_resolve(void **state)
     assert_int_equal(gh_redis_resolve("localhost:1", host, sizeof(host), &port, err, sizeof(err)),
                      0);
     assert_string_equal(host, "localhost");
-    static const char *const bad[] = {"127.0.0.1",     "127.0.0.1:0", "127.0.0.1:65536",
-                                      "127.0.0.1:63x", ":6379",       "[::1]6379",
-                                      "[::1:6379",     "[]:6379",     "127.0.0.1:-1"};
+    /* The port is digits only: strtoul alone would take a sign or
+     * leading blanks, and "-18446744073709551615" as port 1. */
+    static const char *const bad[] = {"127.0.0.1",
+                                      "127.0.0.1:0",
+                                      "127.0.0.1:65536",
+                                      "127.0.0.1:63x",
+                                      ":6379",
+                                      "[::1]6379",
+                                      "[::1:6379",
+                                      "[]:6379",
+                                      "127.0.0.1:-1",
+                                      "127.0.0.1:+6379",
+                                      "127.0.0.1: 6379",
+                                      "[::1]:\t6379",
+                                      "127.0.0.1:-18446744073709551615",
+                                      "127.0.0.1:99999999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(gh_redis_resolve(bad[i], host, sizeof(host), &port, err, sizeof(err)),
