@@ -358,9 +358,28 @@ typedef struct {
     uint32_t weight; /* >= 1, default 1 */
 } gh_endpoint_conf_t;
 
+/* clusters.NAME with `type: lambda` (docs/lambda.md): an AWS Lambda
+ * function behind the Invoke API, reached through another cluster. */
+typedef struct {
+    char *function;  /* lambda.function: a name, a partial ARN or a full ARN, as written */
+    char *region;    /* lambda.region, the ARN's, or the AWS environment's or profile's */
+    char *qualifier; /* lambda.qualifier (a version or alias), or NULL */
+    char *endpoint;  /* lambda.endpoint: the name of the cluster that answers the Invoke API */
+    char *profile;   /* lambda.profile, or NULL: the AWS default chain */
+    gh_cluster_t *endpoint_cluster; /* that cluster (an HTTP one), borrowed from config */
+    int payload;                    /* lambda.payload: 2 ("2.0", default) or 1 ("1.0") */
+    uint64_t max_body;              /* request body bytes sent to the function; default 1 MiB */
+    /* Static credentials, loaded with the config on the main thread
+     * (gatehouse/aws.h); owned, immutable, shared by the workers. */
+    struct gh_aws_creds_s *creds;
+} gh_lambda_cluster_t;
+
 struct gh_cluster_s {
     char *name;
     size_t index; /* position in config->clusters */
+    /* type: lambda: the function (owned); num_endpoints is then 0. NULL:
+     * an HTTP cluster (the default type). */
+    gh_lambda_cluster_t *lambda;
     gh_endpoint_conf_t *endpoints;
     size_t num_endpoints;
     uint32_t total_weight;

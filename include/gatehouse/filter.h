@@ -357,6 +357,35 @@ void gh_stream_count(gh_stream_t *s, uint32_t filter_event_id);
  * string, e.g. "fault=delay"); the last one set wins. */
 void gh_stream_log_note(gh_stream_t *s, const char *note);
 
+/* The request as the router would send it upstream, for a terminal
+ * filter that forwards it another way (a lambda cluster's event): the
+ * target after filters' rewrites (gh_stream_set_target) split into path
+ * (normalized) and query (NULL: none), and the header fields after
+ * hop-by-hop removal, the client's forwarding fields replaced by
+ * gatehouse's, filters' drops and adds, Via, X-Request-Id, trace context,
+ * and Content-Length of a buffered body. Everything is in the stream's
+ * arena. 0, or -1 when out of memory or a header edit failed (answer 503:
+ * the request cannot go on as the filters meant it). */
+typedef struct {
+    const char *path;
+    size_t path_len;
+    const char *query;
+    size_t query_len;
+    gh_h1_header_t *headers;
+    size_t num_headers;
+} gh_stream_forwarded_t;
+int gh_stream_forwarded(gh_stream_t *s, gh_stream_forwarded_t *out);
+
+/* For a terminal filter that reaches an upstream itself, not through the
+ * router (a lambda cluster): the route target it chose (an index in
+ * route->targets: the metrics series {listener, route, cluster} and the
+ * cluster's duration histogram count the request), and what the access
+ * log and traces name as the upstream (borrowed: a string that outlives
+ * the stream, such as a config string). begin starts the upstream clock
+ * when the call goes out; end stops it when the whole answer came. */
+void gh_stream_upstream_begin(gh_stream_t *s, size_t target, const char *name);
+void gh_stream_upstream_end(gh_stream_t *s);
+
 /* The stream's arena, for allocations that live as long as the request.
  * NULL when out of memory; the request is then answered 503 rather than
  * forwarded, like a failed header edit (a filter may have meant to build

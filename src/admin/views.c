@@ -127,6 +127,18 @@ char *gh_admin_config_json(const gh_snapshot_t *snap, size_t *len)
         for (size_t j = 0; j < c->num_endpoints; j++)
             json_array_append_new(eps, json_pack("{s:s,s:I}", "address", c->endpoints[j].address,
                                                  "weight", (json_int_t)c->endpoints[j].weight));
+        if (c->lambda != NULL) {
+            /* Where the keys come from, never the keys. */
+            const gh_lambda_cluster_t *l = c->lambda;
+            json_decref(eps);
+            json_object_set_new(
+                cs, c->name,
+                json_pack("{s:s,s:{s:s,s:s,s:s?,s:s,s:s?,s:s,s:I}}", "type", "lambda", "lambda",
+                          "function", l->function, "region", l->region, "qualifier", l->qualifier,
+                          "endpoint", l->endpoint, "profile", l->profile, "payload",
+                          l->payload == 1 ? "1.0" : "2.0", "max_body", (json_int_t)l->max_body));
+            continue;
+        }
         json_object_set_new(
             cs, c->name,
             json_pack("{s:o,s:s,s:I,s:I,s:I}", "endpoints", eps, "lb", lb_names[c->lb],

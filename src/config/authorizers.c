@@ -72,9 +72,17 @@ static int cluster_ref(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const 
                        const char *key, char **out)
 {
     int rc = gh_config_str(doc, n, key, out);
-    if (rc == 0 && cluster_named(cfg, *out) == NULL)
+    if (rc != 0)
+        return rc;
+    const gh_cluster_t *c = cluster_named(cfg, *out);
+    if (c == NULL)
         return gh_yaml_error(doc, n, "%s names unknown cluster '%s'", key, *out);
-    return rc;
+    if (c->lambda != NULL)
+        return gh_yaml_error(doc, n,
+                             "%s '%s' is a lambda cluster: an authorizer that is a Lambda "
+                             "function says so with lambda:",
+                             key, *out);
+    return 0;
 }
 
 /* An identity source in API Gateway's spelling: $request.header.NAME,
@@ -213,100 +221,29 @@ static int parse_http(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const g
     return 0;
 }
 
-/* A Lambda function: a name (1-64 of [A-Za-z0-9_-]), a partial ARN
- * (ACCOUNT:function:NAME) or a full one (arn:aws:lambda:REGION:ACCOUNT:
- * function:NAME[:QUALIFIER]); the full ARN's region is the region. */
-static int parse_function(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
-                          gh_authorizer_conf_t *a)
-{
-    int rc = gh_config_str(doc, n, "lambda.function", &a->function);
-    if (rc != 0)
-        return rc;
-    const char *f = a->function;
-    size_t len = strlen(f);
-    if (len > 170)
-        return gh_yaml_error(doc, n, "lambda.function is at most 170 characters");
-    for (const char *p = f; *p; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == ':'))
-            return gh_yaml_error(doc, n,
-                                 "lambda.function '%s' is not a function name or ARN (letters, "
-                                 "digits, '-', '_', ':')",
-                                 f);
-    if (strncmp(f, "arn:", 4) == 0) {
-        /* arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] */
-        char part[8][80];
-        size_t np = 0, at = 0;
-        for (const char *p = f;; p++) {
-            if (*p == ':' || *p == '\0') {
-                if (np == 8 || at == 0 || at >= sizeof(part[0]))
-                    return gh_yaml_error(doc, n,
-                                         "lambda.function '%s' is not a Lambda function ARN", f);
-                part[np][at] = '\0';
-                np++;
-                at = 0;
-                if (*p == '\0')
-                    break;
-                continue;
-            }
-            if (at + 1 < sizeof(part[0]))
-                part[np < 8 ? np : 7][at] = *p;
-            at++;
-        }
-        if (np < 7 || strcmp(part[2], "lambda") != 0 || strcmp(part[5], "function") != 0)
-            return gh_yaml_error(doc, n,
-                                 "lambda.function '%s' is not a Lambda function ARN "
-                                 "(arn:aws:lambda:REGION:ACCOUNT:function:NAME)",
-                                 f);
-        if (a->region == NULL && (rc = gh_config_dup(doc, part[3], &a->region)) != 0)
-            return rc;
-        if (strcmp(a->region, part[3]) != 0)
-            return gh_yaml_error(doc, n,
-                                 "lambda.function is in region '%s', lambda.region says '%s'",
-                                 part[3], a->region);
-    }
-    return 0;
-}
-
+/* The lambda block's rules are shared with lambda clusters (lambda.c). */
 static int parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
                         gh_authorizer_conf_t *a)
 {
-    static const char *const keys[] = {"function", "region",  "qualifier",
-                                       "endpoint", "profile", NULL};
-    const gh_yaml_node_t *v;
-    int rc;
-    if ((rc = gh_yaml_expect(doc, n, GH_YAML_MAP, "lambda")) != 0 ||
-        (rc = gh_yaml_check_keys(doc, n, keys, "lambda")) != 0)
+    gh_config_lambda_t ref = {0};
+    int rc = gh_config_parse_lambda(doc, n, NULL, &ref);
+    a->function = ref.function;
+    a->region = ref.region;
+    a->qualifier = ref.qualifier;
+    a->endpoint = ref.endpoint;
+    a->profile = ref.profile;
+    if (rc != 0)
         return rc;
-    if ((v = gh_yaml_map_get(n, "region")) != NULL) {
-        if ((rc = gh_config_str(doc, v, "lambda.region", &a->region)) != 0)
-            return rc;
-        if (!gh_aws_name_is_valid(a->region))
-            return gh_yaml_error(doc, v, "lambda.region '%s' is not a region name", a->region);
-    }
-    if ((rc = gh_yaml_require(doc, n, "function", "lambda", &v)) != 0 ||
-        (rc = parse_function(doc, v, a)) != 0)
-        return rc;
-    if ((v = gh_yaml_map_get(n, "qualifier")) != NULL) {
-        if ((rc = gh_config_str(doc, v, "lambda.qualifier", &a->qualifier)) != 0)
-            return rc;
-        for (const char *p = a->qualifier; *p; p++)
-            if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '$'))
-                return gh_yaml_error(doc, v, "lambda.qualifier '%s' is not a version or alias",
-                                     a->qualifier);
-    }
-    if ((v = gh_yaml_map_get(n, "profile")) != NULL &&
-        (rc = gh_config_str(doc, v, "lambda.profile", &a->profile)) != 0)
-        return rc;
-    /* gatehouse does not speak TLS to upstreams yet, so the public
-     * endpoint (https://lambda.REGION.amazonaws.com) cannot be called:
-     * the Invoke API is reached through a cluster (a local endpoint, a
-     * TLS-terminating egress proxy, or a test). */
-    if ((v = gh_yaml_map_get(n, "endpoint")) == NULL)
-        return gh_yaml_error(doc, n,
-                             "lambda needs 'endpoint', a cluster that answers the Invoke API: "
-                             "gatehouse does not call https://lambda.REGION.amazonaws.com itself "
-                             "yet (no TLS to upstreams)");
-    return cluster_ref(doc, v, cfg, "lambda.endpoint", &a->endpoint);
+    const gh_cluster_t *c = cluster_named(cfg, a->endpoint);
+    if (c == NULL)
+        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
+                             "lambda.endpoint names unknown cluster '%s'", a->endpoint);
+    if (c->lambda != NULL)
+        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
+                             "lambda.endpoint '%s' is a lambda cluster: it must be one with "
+                             "endpoints that answer the Invoke API",
+                             a->endpoint);
+    return 0;
 }
 
 static int parse_headers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_authorizer_conf_t *a)

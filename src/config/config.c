@@ -195,6 +195,7 @@ void gh_config_free(gh_config_t *cfg)
         for (size_t j = 0; j < c->num_endpoints; j++)
             free(c->endpoints[j].address);
         free(c->endpoints);
+        gh_config_free_lambda_cluster(c->lambda);
     }
     free(cfg->clusters);
     gh_config_free_plans(cfg);
@@ -587,7 +588,8 @@ static int parse_endpoint(ctx_t *c, const gh_yaml_node_t *n, gh_endpoint_conf_t 
 
 static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, size_t index)
 {
-    static const char *const keys[] = {"endpoints",
+    static const char *const keys[] = {"type",
+                                       "endpoints",
                                        "lb",
                                        "connect_timeout",
                                        "idle_timeout",
@@ -618,8 +620,15 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
         return rc;
     char what[MAX_NAME + 16];
     snprintf(what, sizeof(what), "cluster '%s'", name);
-    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, what)) != 0 ||
-        (rc = gh_yaml_check_keys(c->doc, n, keys, what)) != 0 ||
+    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, what)) != 0)
+        return rc;
+    if ((v = gh_yaml_map_get(n, "type")) != NULL) {
+        if (v->kind == GH_YAML_SCALAR && strcmp(v->str, "lambda") == 0)
+            return gh_config_parse_lambda_cluster(c->doc, n, cl);
+        if (v->kind != GH_YAML_SCALAR || strcmp(v->str, "http") != 0)
+            return gh_yaml_error(c->doc, v, "a cluster's 'type' is http (the default) or lambda");
+    }
+    if ((rc = gh_yaml_check_keys(c->doc, n, keys, what)) != 0 ||
         (rc = gh_yaml_require(c->doc, n, "endpoints", what, &eps)) != 0 ||
         (rc = nonempty_list(c, eps, "endpoints")) != 0)
         return rc;
@@ -703,6 +712,14 @@ static int parse_clusters(ctx_t *c, const gh_yaml_node_t *n)
         if ((rc = name_set_add(c, &c->clusters, cl->name, cl)) < 0)
             return rc;
     }
+    /* A lambda cluster names the cluster that answers the Invoke API,
+     * which may come after it. */
+    i = 0;
+    for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next, i++)
+        if (c->cfg->clusters[i].lambda != NULL &&
+            (rc = gh_config_bind_lambda_cluster(c->doc, k->value, c->cfg, &c->cfg->clusters[i])) !=
+                0)
+            return rc;
     return 0;
 }
 
@@ -1168,6 +1185,14 @@ static int parse_route(ctx_t *c, const gh_yaml_node_t *n, const gh_listener_conf
     to = gh_yaml_map_get(n, "to");
     if (to != NULL && (rc = parse_to(c, to, r)) != 0)
         return rc;
+    /* A lambda route is answered by the lambda filter, an HTTP one by the
+     * router: one request cannot be split between the two. */
+    for (size_t i = 1; i < r->num_targets; i++)
+        if ((r->targets[i].cluster->lambda != NULL) != (r->targets[0].cluster->lambda != NULL))
+            return gh_yaml_error(c->doc, to,
+                                 "route '%s' mixes lambda and HTTP clusters in 'to' ('%s' and "
+                                 "'%s'): split between clusters of one type",
+                                 r->name, r->targets[0].cluster->name, r->targets[i].cluster->name);
     if ((v = gh_yaml_map_get(n, "max_body")) != NULL &&
         (rc = gh_yaml_size(c->doc, v, "max_body", 0, UINT64_MAX, &r->max_body)) != 0)
         return rc;

@@ -23,6 +23,26 @@ void gh_config_free_providers(gh_config_t *cfg);
 int gh_config_parse_authorizers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                                 gh_config_t *cfg);
 void gh_config_free_authorizers(gh_config_t *cfg);
+/* The `lambda:` block of authorizers and lambda clusters (lambda.c):
+ * function (a name or an ARN; a full ARN's region is the region), region,
+ * qualifier, endpoint (a cluster's name, which the caller resolves) and
+ * profile; extra lists more keys the caller reads itself (NULL-terminated,
+ * or NULL). The strings are the caller's, also after an error. */
+typedef struct {
+    char *function, *region, *qualifier, *endpoint, *profile;
+} gh_config_lambda_t;
+int gh_config_parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                           const char *const *extra, gh_config_lambda_t *out);
+void gh_config_lambda_dispose(gh_config_lambda_t *a);
+/* A cluster of type lambda: n is its mapping; sets cl->lambda (freed with
+ * gh_config_free_lambda_cluster, also after an error). bind runs once every
+ * cluster is parsed: it resolves lambda.endpoint, and loads the region
+ * (when the config gives none) and the credentials (main thread). */
+int gh_config_parse_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                                   gh_cluster_t *cl);
+int gh_config_bind_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                                  gh_config_t *cfg, gh_cluster_t *cl);
+void gh_config_free_lambda_cluster(gh_lambda_cluster_t *l);
 /* plans: parsed before the listeners, their route names checked after. */
 int gh_config_parse_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_check_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,

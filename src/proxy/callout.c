@@ -67,7 +67,13 @@ const gh_cluster_t *gh_callout_cluster(const gh_config_t *cfg, const char *name)
 int gh_callout_cluster_check(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
                              const gh_config_t *cfg, const char *what, const char *name)
 {
-    if (gh_callout_cluster(cfg, name) != NULL)
+    const gh_cluster_t *c = gh_callout_cluster(cfg, name);
+    if (c != NULL && c->lambda != NULL)
+        return gh_yaml_error(doc, node,
+                             "%s names cluster '%s', a lambda cluster: a call goes to a cluster "
+                             "with endpoints",
+                             what, name);
+    if (c != NULL)
         return 0;
     return gh_yaml_error(doc, node, "%s names unknown cluster '%s'", what, name ? name : "");
 }

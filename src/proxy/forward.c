@@ -342,6 +342,11 @@ static const gh_h1_header_t *find(const gh_h1_header_t *h, size_t nh, const char
 
 static const char *default_host(const gh_stream_t *s)
 {
+    /* No cluster with endpoints (gh_stream_forwarded for a lambda route):
+     * an HTTP/1.0 request without Host gets none. */
+    if (s->cluster == NULL || s->cluster->endpoints == NULL)
+        return s->cluster != NULL && s->cluster->default_host != NULL ? s->cluster->default_host
+                                                                      : "";
     return s->cluster->default_host != NULL ? s->cluster->default_host
                                             : s->cluster->endpoints[s->endpoint].address;
 }
@@ -606,4 +611,50 @@ char *gh_forward_response_head(gh_stream_t *s, int chunked, int keep_alive, size
     o = PUT_LIT(o, "\r\n");
     *len = (size_t)(o - buf);
     return buf;
+}
+
+/* The forwarded head, read back: gatehouse wrote it, one "name: value"
+ * per line, so splitting at the first ':' and the one space after it gives
+ * each field back as it goes upstream. */
+int gh_stream_forwarded(gh_stream_t *s, gh_stream_forwarded_t *out)
+{
+    size_t len, n = 0;
+    char *head = gh_forward_request_head(s, &len);
+    if (head == NULL)
+        return -1;
+    const char *end = head + len, *p = memchr(head, '\n', len);
+    if (p == NULL)
+        return -1;
+    /* The request line: METHOD SP target SP HTTP/1.1 */
+    const char *t = memchr(head, ' ', (size_t)(p - head));
+    const char *te = t != NULL ? memchr(t + 1, ' ', (size_t)(p - t - 1)) : NULL;
+    if (te == NULL)
+        return -1;
+    t++;
+    const char *q = memchr(t, '?', (size_t)(te - t));
+    out->path = t;
+    out->path_len = (size_t)((q != NULL ? q : te) - t);
+    out->query = q != NULL ? q + 1 : NULL;
+    out->query_len = q != NULL ? (size_t)(te - q - 1) : 0;
+    for (const char *l = p + 1; l < end && *l != '\r';
+         l = (const char *)memchr(l, '\n', (size_t)(end - l)) + 1)
+        n++;
+    out->headers = gh_arena_alloc(&s->arena, (n + 1) * sizeof(*out->headers));
+    if (out->headers == NULL)
+        return -1;
+    out->num_headers = 0;
+    for (const char *l = p + 1; l < end && *l != '\r';) {
+        const char *le = memchr(l, '\r', (size_t)(end - l));
+        const char *c = memchr(l, ':', (size_t)(le - l));
+        gh_h1_header_t *h = &out->headers[out->num_headers];
+        h->name = l;
+        h->name_len = (size_t)(c - l);
+        h->value = c + 2 <= le ? c + 2 : le;
+        h->value_len = (size_t)(le - h->value);
+        /* An HTTP/1.0 request without Host has none here either. */
+        if (!(h->value_len == 0 && GH_H1_NAME_IS(h, "host")))
+            out->num_headers++;
+        l = le + 2;
+    }
+    return 0;
 }

@@ -147,7 +147,8 @@ void gh_observe_end(gh_stream_t *s)
         return;
     const char *upstream = NULL;
     if (s->cluster != NULL && s->up_start_ns != 0)
-        upstream = s->cluster->endpoints[s->endpoint].address;
+        upstream = s->upstream_name != NULL ? s->upstream_name
+                                            : s->cluster->endpoints[s->endpoint].address;
     char ua_joined[UA_JOINED_MAX];
     size_t ua_len = 0;
     const char *ua = user_agents(s, ua_joined, &ua_len);

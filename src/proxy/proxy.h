@@ -284,6 +284,10 @@ struct gh_stream_s {
     const gh_cluster_t *cluster;
     size_t target; /* index in route->targets */
     size_t endpoint;
+    /* What the access log and traces call the upstream when a terminal
+     * filter other than the router reached it (gh_stream_upstream_begin);
+     * NULL: the endpoint's address. */
+    const char *upstream_name;
     uint64_t start_ns;    /* head complete */
     uint64_t up_start_ns; /* request head handed to the upstream */
     uint64_t bytes_in, bytes_out;

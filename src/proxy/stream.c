@@ -1540,3 +1540,19 @@ void gh_stream_log_note(gh_stream_t *s, const char *note)
 {
     s->log_note = note;
 }
+
+void gh_stream_upstream_begin(gh_stream_t *s, size_t target, const char *name)
+{
+    if (s->route == NULL || target >= s->route->num_targets)
+        return;
+    s->target = target;
+    s->cluster = s->route->targets[target].cluster;
+    s->upstream_name = name;
+    s->up_start_ns = uv_hrtime();
+}
+
+void gh_stream_upstream_end(gh_stream_t *s)
+{
+    if (s->up_start_ns != 0)
+        s->res_up_done = 1;
+}

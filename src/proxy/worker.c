@@ -72,7 +72,8 @@ static gh_wsnap_t *wsnap_new(gh_worker_t *w, gh_snapshot_t *snap)
         goto fail;
     for (size_t i = 0; i < cfg->num_clusters; i++) {
         const gh_cluster_t *c = &cfg->clusters[i];
-        ws->pools[i] = calloc(c->num_endpoints, sizeof(gh_pool_t));
+        /* + 1: a lambda cluster has no endpoints, and calloc(0) may be NULL */
+        ws->pools[i] = calloc(c->num_endpoints + 1, sizeof(gh_pool_t));
         if (ws->pools[i] == NULL)
             goto fail;
         for (size_t j = 0; j < c->num_endpoints; j++) {

@@ -142,6 +142,10 @@ class LambdaServer:
         self.functions = {}
         self._procs = []
         self.requests = []
+        # How answers are written: None (one write), "bytewise" (one byte
+        # per send, Nagle off: a reader sees them cut everywhere) or
+        # "chunked" (Transfer-Encoding: chunked, a chunk per 7 bytes).
+        self.answer_mode = None
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         server = self
@@ -488,6 +492,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, hdrs, out)
 
     def _answer(self, status, hdrs, body):
+        mode = self.srv.answer_mode
+        if mode is not None:
+            self._answer_cut(status, hdrs, body, mode)
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
@@ -496,3 +504,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _answer_cut(self, status, hdrs, body, mode):
+        import socket as _socket
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                 "Content-Type: application/json", f"x-amzn-RequestId: {uuid.uuid4()}"]
+        lines += [f"{n}: {v}" for n, v in hdrs]
+        if mode == "chunked":
+            lines.append("Transfer-Encoding: chunked")
+            out = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                           for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+        else:
+            lines.append(f"Content-Length: {len(body)}")
+            out = body
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode() + out
+        self.connection.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        step = 1 if mode == "bytewise" else len(data)
+        for i in range(0, len(data), step):
+            self.connection.sendall(data[i:i + step])
