@@ -350,7 +350,7 @@ void gh_callout_on_connect(gh_callout_t *c, int status)
         int r = send_request(c);
         if (r < 0)
             call_fail(c, GH_CALLOUT_E_RESET, "upstream %s broke while receiving the request: %s",
-                      ep_name(c), uv_strerror(r));
+                      ep_name(c), gh_upconn_why(c->up, r));
         return;
     }
     if (c->pool->stats != NULL)
@@ -359,7 +359,7 @@ void gh_callout_on_connect(gh_callout_t *c, int status)
         call_fail(c, GH_CALLOUT_E_CONNECT, "connect to upstream %s timed out", ep_name(c));
     else
         call_fail(c, GH_CALLOUT_E_CONNECT, "connect to upstream %s failed: %s", ep_name(c),
-                  uv_strerror(status));
+                  gh_upconn_why(c->up, status));
 }
 
 void gh_callout_on_timer(gh_callout_t *c)
@@ -382,7 +382,7 @@ void gh_callout_on_write(gh_callout_t *c, int status)
     if (c->pool->stats != NULL)
         GH_STAT_INC(c->pool->stats->resets);
     call_fail(c, GH_CALLOUT_E_RESET, "upstream %s broke while receiving the request: %s",
-              ep_name(c), uv_strerror(status));
+              ep_name(c), gh_upconn_why(c->up, status));
 }
 
 void gh_callout_on_read(gh_callout_t *c, ssize_t nread)
@@ -410,7 +410,11 @@ void gh_callout_on_read(gh_callout_t *c, ssize_t nread)
         return;
     if (rc == GH_CALLOUT_E_RESET && c->pool->stats != NULL)
         GH_STAT_INC(c->pool->stats->resets);
-    call_fail(c, rc, "upstream %s %s", ep_name(c), gh_resread_why(&c->rr));
+    /* A TLS connection says why it ended (no close_notify, an alert). */
+    const char *tls_why = u->tls != NULL ? gh_uptls_why(u) : NULL;
+    call_fail(c, rc, "upstream %s %s%s%s%s", ep_name(c), gh_resread_why(&c->rr),
+              tls_why != NULL ? " (" : "", tls_why != NULL ? tls_why : "",
+              tls_why != NULL ? ")" : "");
 }
 
 /* ---- the API ---- */
