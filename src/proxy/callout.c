@@ -12,9 +12,9 @@
  * reload cannot free them under it. The request head is the call's own
  * copy; the request body is borrowed (callout.h).
  *
- * TLS to upstreams will be a transport under gh_upconn_t (between the
- * socket and rbuf on reads, before gh_sockwrite on writes): nothing here
- * looks at the socket, only at u->rbuf and gh_upconn_send.
+ * TLS to upstreams is a transport under gh_upconn_t (uptls.c): nothing
+ * here looks at the socket, only at u->rbuf and gh_upconn_send; a TLS
+ * failure's reason comes from gh_upconn_why.
  */
 #include <errno.h>
 #include <stdarg.h>
