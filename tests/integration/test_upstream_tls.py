@@ -345,3 +345,49 @@ def test_unreadable_and_mismatched_certificates_refused(tmp_path, pki):
     rc, out = validate(tmp_path, {"ca_file": pki.ca, "cert_file": pki.client[0], "key_file": pki.client[1],
                                   "sni": "Up.Test", "min_version": "1.3"})
     assert rc == 0, out
+
+
+def test_close_notify_sent_when_an_idle_connection_is_closed(gatehouse, pki):
+    """gatehouse closes a pooled connection at idle_timeout with a
+    close_notify: the server's read ends cleanly (b""), not with an EOF
+    that TLS calls a truncation (SSLEOFError)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*pki.server)
+    # Debian's Python sets this by default: an EOF without close_notify
+    # would then read as a clean end too.
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    seen = {}
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            c.settimeout(10)
+            s = ctx.wrap_socket(c, server_side=True, suppress_ragged_eofs=False)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(65536)
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            try:
+                seen["end"] = s.recv(65536)
+            except ssl.SSLError as e:  # UNEXPECTED_EOF: no close_notify
+                seen["end"] = e
+            s.close()
+        except OSError as e:
+            seen["error"] = e
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        g = gatehouse(make_config([f"localhost:{lsock.getsockname()[1]}"],
+                                  cluster={"tls": {"ca_file": pki.ca}, "idle_timeout": "300ms"}))
+        r = fetch(g.port, "GET", "/echo")
+        assert r.status == 200 and r.body == b"ok", r
+        t.join(15)
+        assert "error" not in seen, seen
+        assert seen.get("end") == b"", f"no close_notify before the close: {seen}"
+    finally:
+        lsock.close()
