@@ -374,6 +374,19 @@ typedef struct {
     struct gh_aws_creds_s *creds;
 } gh_lambda_cluster_t;
 
+/* A cluster's `tls` (docs/tls.md): TLS to its endpoints. The context is
+ * built at load from these settings (certificates read then), shared by
+ * every worker, and freed with the config. */
+typedef struct {
+    char *sni;       /* server name sent and verified; NULL: the endpoint's host when a name */
+    char *ca_file;   /* trust anchors; NULL: OpenSSL's default paths (the system store) */
+    char *cert_file; /* client certificate chain (mTLS), or NULL */
+    char *key_file;  /* its key; set exactly when cert_file is */
+    int verify;      /* 0 only with insecure_skip_verify: true */
+    int min_version; /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+    void *ctx;       /* SSL_CTX, owned */
+} gh_cluster_tls_t;
+
 struct gh_cluster_s {
     char *name;
     size_t index; /* position in config->clusters */
@@ -396,6 +409,7 @@ struct gh_cluster_s {
      * waiting for one of them (default 1024). */
     uint32_t max_connections;
     uint32_t max_pending;
+    gh_cluster_tls_t *tls; /* owned; NULL: plain TCP */
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

@@ -196,6 +196,7 @@ void gh_config_free(gh_config_t *cfg)
             free(c->endpoints[j].address);
         free(c->endpoints);
         gh_config_free_lambda_cluster(c->lambda);
+        gh_config_cluster_tls_free(c->tls);
     }
     free(cfg->clusters);
     gh_config_free_plans(cfg);
@@ -599,6 +600,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "default_host",
                                        "max_connections",
                                        "max_pending",
+                                       "tls",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -666,6 +668,9 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((rc = opt_uint(c, n, "max_pending", 0, 1000000, &u)) != 0)
         return rc;
     cl->max_pending = (uint32_t)u;
+    if ((v = gh_yaml_map_get(n, "tls")) != NULL &&
+        (rc = gh_config_parse_cluster_tls(c->doc, v, &cl->tls)) != 0)
+        return rc;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;

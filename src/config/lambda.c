@@ -123,15 +123,15 @@ int gh_config_parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
     if ((v = gh_yaml_map_get(n, "profile")) != NULL &&
         (rc = gh_config_str(doc, v, "lambda.profile", &a->profile)) != 0)
         return rc;
-    /* gatehouse does not speak TLS to upstreams yet, so the public
-     * endpoint (https://lambda.REGION.amazonaws.com) cannot be called:
-     * the Invoke API is reached through a cluster (a local endpoint, a
-     * TLS-terminating egress proxy, or a test). */
+    /* The Invoke API is reached through a cluster: for AWS itself one
+     * with tls whose endpoint is lambda.REGION.amazonaws.com:443
+     * (docs/tls.md), or a local endpoint, an egress proxy, a test. No
+     * cluster is made implicitly (yet). */
     if ((v = gh_yaml_map_get(n, "endpoint")) == NULL)
         return gh_yaml_error(doc, n,
-                             "lambda needs 'endpoint', a cluster that answers the Invoke API: "
-                             "gatehouse does not call https://lambda.REGION.amazonaws.com itself "
-                             "yet (no TLS to upstreams)");
+                             "lambda needs 'endpoint', a cluster that answers the Invoke API: for "
+                             "AWS, a cluster with tls and the endpoint "
+                             "lambda.REGION.amazonaws.com:443 (docs/tls.md)");
     return gh_config_str(doc, v, "lambda.endpoint", &a->endpoint);
 }
 

@@ -52,6 +52,11 @@ void gh_config_free_sections(gh_config_t *cfg);
 
 /* A cluster's default_host: a valid authority (as in Host), into *out. */
 int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, char **out);
+/* A cluster's tls mapping (tls.c) into *out (allocated, context built);
+ * errors name the key's file:line:col. */
+int gh_config_parse_cluster_tls(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
+                                gh_cluster_tls_t **out);
+void gh_config_cluster_tls_free(gh_cluster_tls_t *tls);
 /* A listener's trusted_proxies: a list of CIDRs (node NULL: none). */
 int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                                     gh_listener_conf_t *l);

@@ -12,9 +12,9 @@
  * reload cannot free them under it. The request head is the call's own
  * copy; the request body is borrowed (callout.h).
  *
- * TLS to upstreams will be a transport under gh_upconn_t (between the
- * socket and rbuf on reads, before gh_sockwrite on writes): nothing here
- * looks at the socket, only at u->rbuf and gh_upconn_send.
+ * TLS to upstreams is a transport under gh_upconn_t (uptls.c): nothing
+ * here looks at the socket, only at u->rbuf and gh_upconn_send; a TLS
+ * failure's reason comes from gh_upconn_why.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -356,7 +356,7 @@ void gh_callout_on_connect(gh_callout_t *c, int status)
         int r = send_request(c);
         if (r < 0)
             call_fail(c, GH_CALLOUT_E_RESET, "upstream %s broke while receiving the request: %s",
-                      ep_name(c), uv_strerror(r));
+                      ep_name(c), gh_upconn_why(c->up, r));
         return;
     }
     if (c->pool->stats != NULL)
@@ -365,7 +365,7 @@ void gh_callout_on_connect(gh_callout_t *c, int status)
         call_fail(c, GH_CALLOUT_E_CONNECT, "connect to upstream %s timed out", ep_name(c));
     else
         call_fail(c, GH_CALLOUT_E_CONNECT, "connect to upstream %s failed: %s", ep_name(c),
-                  uv_strerror(status));
+                  gh_upconn_why(c->up, status));
 }
 
 void gh_callout_on_timer(gh_callout_t *c)
@@ -388,7 +388,7 @@ void gh_callout_on_write(gh_callout_t *c, int status)
     if (c->pool->stats != NULL)
         GH_STAT_INC(c->pool->stats->resets);
     call_fail(c, GH_CALLOUT_E_RESET, "upstream %s broke while receiving the request: %s",
-              ep_name(c), uv_strerror(status));
+              ep_name(c), gh_upconn_why(c->up, status));
 }
 
 void gh_callout_on_read(gh_callout_t *c, ssize_t nread)
@@ -416,7 +416,11 @@ void gh_callout_on_read(gh_callout_t *c, ssize_t nread)
         return;
     if (rc == GH_CALLOUT_E_RESET && c->pool->stats != NULL)
         GH_STAT_INC(c->pool->stats->resets);
-    call_fail(c, rc, "upstream %s %s", ep_name(c), gh_resread_why(&c->rr));
+    /* A TLS connection says why it ended (no close_notify, an alert). */
+    const char *tls_why = u->tls != NULL ? gh_uptls_why(u) : NULL;
+    call_fail(c, rc, "upstream %s %s%s%s%s", ep_name(c), gh_resread_why(&c->rr),
+              tls_why != NULL ? " (" : "", tls_why != NULL ? tls_why : "",
+              tls_why != NULL ? ")" : "");
 }
 
 /* ---- the API ---- */

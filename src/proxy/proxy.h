@@ -99,6 +99,9 @@ struct gh_pool_s {
     uint32_t num_waiting;
     gh_stream_t *wait_head, *wait_tail;
     gh_deadline_t kick;
+    /* TLS clusters (uptls.c): the endpoint's last resumable session, so
+     * that a new connection resumes instead of a full handshake. */
+    struct ssl_session_st *tls_session; /* reference, or NULL */
 };
 
 struct gh_worker_s {
@@ -226,13 +229,19 @@ struct gh_upconn_s {
     unsigned connected : 1;
     unsigned reused : 1;
     unsigned wpending : 1;
+    /* TLS (uptls.c): bytes nobody asked for wait in the TLS layer, or it
+     * ended; never back to the pool. Beside wpending, so that release
+     * tests both at once. */
+    unsigned tls_dirty : 1;
     unsigned reading : 1;
     unsigned closing : 1;
     unsigned handles_open : 2;
     /* Per exchange, for the retry rule (router.c): */
-    unsigned wrote : 1; /* a byte of the request may have reached the upstream */
-    unsigned heard : 1; /* the upstream sent a byte (an interim response counts) */
-    unsigned probe : 1; /* find out exactly whether the first write sent anything */
+    unsigned wrote : 1;  /* a byte of the request may have reached the upstream */
+    unsigned heard : 1;  /* the upstream sent a byte (an interim response counts) */
+    unsigned probe : 1;  /* find out exactly whether the first write sent anything */
+    unsigned is_tls : 1; /* of a cluster with tls: tls is set once TCP connected */
+    struct gh_uptls_s *tls;
 };
 
 struct gh_stream_s {
@@ -502,6 +511,39 @@ void gh_pool_unwait(gh_stream_t *s);
 /* Room for a request now: nobody waiting ahead, and an idle connection or
  * room for a new one. */
 int gh_pool_has_room(const gh_pool_t *p);
+
+/* Owner events for a transport under the connection (uptls.c): what
+ * upstream.c's libuv callbacks do once bytes are plaintext. connected: the
+ * connection is usable (status 0) or failed; deliver: nread plaintext
+ * bytes were put at rbuf + rlen (or the end, < 0), u has an owner; wrote:
+ * the owner's write completed. */
+void gh_upconn_connected(gh_upconn_t *u, int status);
+void gh_upconn_deliver(gh_upconn_t *u, ssize_t nread);
+void gh_upconn_wrote(gh_upconn_t *u, int status);
+/* Why status ended a connect or an exchange: the transport's reason (a
+ * TLS handshake's) when it has one, else uv_strerror(status). Static or
+ * u's; valid until u is closed. */
+const char *gh_upconn_why(const gh_upconn_t *u, int status);
+
+/* uptls.c: TLS to upstreams, under gh_upconn_t (docs/internals/callout.md).
+ * start: the TCP connect of a TLS cluster's connection completed; the
+ * handshake runs, under the connect deadline still, and ends in
+ * gh_upconn_connected. */
+void gh_uptls_start(gh_upconn_t *u);
+/* The owner wants reads again (rbuf has room): reading restarts, and
+ * plaintext that the TLS layer holds is delivered on the next loop turn. */
+void gh_uptls_resume(gh_upconn_t *u);
+/* The owner's write: encrypted now, completion through gh_upconn_wrote.
+ * Returns 0, or < 0 and no completion. */
+int gh_uptls_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs);
+/* From gh_upconn_close, before uv_close: close_notify, best effort. */
+void gh_uptls_close(gh_upconn_t *u);
+/* From the close callback: frees u->tls. */
+void gh_uptls_free(gh_upconn_t *u);
+/* The reason a handshake or the record layer failed, or NULL. */
+const char *gh_uptls_why(const gh_upconn_t *u);
+/* From gh_pool_dispose: the cached session. */
+void gh_uptls_pool_dispose(gh_pool_t *p);
 
 /* router.c */
 extern const gh_filter_type_t gh_router_filter;

@@ -224,7 +224,7 @@ void gh_router_connected(gh_stream_t *s, int status)
         return;
     }
     snprintf(detail, sizeof(detail), "connect to upstream %s failed: %s", s->up->pool->ep->address,
-             uv_strerror(status));
+             gh_upconn_why(s->up, status));
     gh_stream_fail(s, 502, "bad_gateway", detail);
 }
 
@@ -244,7 +244,7 @@ void gh_router_wrote(gh_stream_t *s, int status)
         if (s->up->pool->stats != NULL)
             GH_STAT_INC(s->up->pool->stats->resets);
         snprintf(detail, sizeof(detail), "upstream %s broke while receiving the request: %s",
-                 s->up->pool->ep->address, uv_strerror(status));
+                 s->up->pool->ep->address, gh_upconn_why(s->up, status));
         gh_stream_fail(s, 502, "bad_gateway", detail);
         return;
     }

@@ -22,6 +22,8 @@ static void up_on_close(uv_handle_t *h)
         return;
     if (u->counted)
         GH_STAT_DEC(u->stats->conns_active);
+    if (u->tls != NULL)
+        gh_uptls_free(u);
     free(u->rbuf);
     free(u);
 }
@@ -53,6 +55,8 @@ void gh_upconn_close(gh_upconn_t *u)
     if (p->wait_head != NULL)
         pool_kick_later(p);
     gh_deadline_stop(&u->dl);
+    if (u->tls != NULL)
+        gh_uptls_close(u);
     uv_close((uv_handle_t *)&u->tcp, up_on_close);
 }
 
@@ -126,6 +130,25 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
     gh_router_on_read(u->stream, nread);
 }
 
+/* up_on_read's dispatch for a transport's plaintext (uptls.c). */
+void gh_upconn_deliver(gh_upconn_t *u, ssize_t nread)
+{
+    if (u->stream == NULL) {
+        callout_read(u, nread);
+        return;
+    }
+    if (nread > 0) {
+        u->heard = 1;
+        u->rlen += (size_t)nread;
+        if (u->rlen == u->rcap)
+            gh_upconn_update_reading(u);
+    } else {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = 0;
+    }
+    gh_router_on_read(u->stream, nread);
+}
+
 /* Reading stays on for the whole life of the connection, busy or idle,
  * and stops only when the buffer is full (back-pressure) or at EOF: each
  * stop and restart costs epoll_ctl calls, two or three per request. An
@@ -135,6 +158,12 @@ void gh_upconn_update_reading(gh_upconn_t *u)
     gh_stream_t *s = u->stream;
     int want = u->connected && !u->closing && u->rlen < u->rcap && (s == NULL || !s->up_eof);
     if (want && !u->reading) {
+        /* Only here, where reading restarts: a TLS connection's plaintext
+         * held back while rbuf was full is served then (uptls.c). */
+        if (u->is_tls) {
+            gh_uptls_resume(u);
+            return;
+        }
         if (uv_read_start((uv_stream_t *)&u->tcp, up_alloc, up_on_read) == 0)
             u->reading = 1;
     } else if (!want && u->reading) {
@@ -161,11 +190,8 @@ static void up_on_timer(gh_deadline_t *d)
         gh_router_timeout(u->stream);
 }
 
-static void up_on_connect(uv_connect_t *req, int status)
+void gh_upconn_connected(gh_upconn_t *u, int status)
 {
-    gh_upconn_t *u = req->data;
-    if (u->closing)
-        return;
     gh_deadline_stop(&u->dl);
     if (u->stream == NULL) {
         if (u->call != NULL) {
@@ -184,6 +210,30 @@ static void up_on_connect(uv_connect_t *req, int status)
         uv_tcp_nodelay(&u->tcp, 1);
     }
     gh_router_connected(u->stream, status);
+}
+
+static void up_on_connect(uv_connect_t *req, int status)
+{
+    gh_upconn_t *u = req->data;
+    if (u->closing)
+        return;
+    /* TLS: the handshake comes first, still under connect_timeout. */
+    if (status == 0 && u->is_tls) {
+        uv_tcp_nodelay(&u->tcp, 1);
+        gh_uptls_start(u);
+        return;
+    }
+    gh_upconn_connected(u, status);
+}
+
+const char *gh_upconn_why(const gh_upconn_t *u, int status)
+{
+    if (u != NULL && u->tls != NULL) {
+        const char *why = gh_uptls_why(u);
+        if (why != NULL)
+            return why;
+    }
+    return uv_strerror(status);
 }
 
 /* Whether an idle pooled connection is still open, asked of the kernel:
@@ -262,6 +312,7 @@ gh_upconn_t *gh_upconn_get(gh_pool_t *p, unsigned flags, int *err)
         GH_STAT_INC(p->stats->conns_total);
         GH_STAT_INC(p->stats->conns_active);
     }
+    u->is_tls = c->tls != NULL;
     u->tcp.data = u;
     u->creq.data = u;
     uv_tcp_init(&p->worker->loop, &u->tcp);
@@ -284,8 +335,8 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
         return;
     /* A pool of a view that a reload replaced keeps no idle connections:
      * the view goes once its last stream ends. */
-    if (!reusable || u->wpending || p->num_idle >= p->cluster->max_idle || p->worker->stopping ||
-        p->ws != p->worker->cur) {
+    if (!reusable || u->wpending || u->tls_dirty || p->num_idle >= p->cluster->max_idle ||
+        p->worker->stopping || p->ws != p->worker->cur) {
         gh_upconn_close(u);
         return;
     }
@@ -300,9 +351,8 @@ void gh_upconn_release(gh_upconn_t *u, int reusable)
         pool_kick_later(p);
 }
 
-static void up_on_write(uv_write_t *req, int status)
+void gh_upconn_wrote(gh_upconn_t *u, int status)
 {
-    gh_upconn_t *u = req->data;
     u->wpending = 0;
     if (u->stream == NULL) {
         if (u->call != NULL)
@@ -312,11 +362,17 @@ static void up_on_write(uv_write_t *req, int status)
     gh_router_wrote(u->stream, status);
 }
 
+static void up_on_write(uv_write_t *req, int status)
+{
+    gh_upconn_wrote(req->data, status);
+}
+
 int gh_upconn_send(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 {
     u->wreq.data = u;
     u->wpending = 1;
-    int r = gh_sockwrite(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
+    int r = u->is_tls ? gh_uptls_write(u, bufs, nbufs)
+                      : gh_sockwrite(&u->wreq, (uv_stream_t *)&u->tcp, bufs, nbufs, up_on_write);
     if (r < 0) {
         u->wpending = 0;
         return r;
@@ -331,8 +387,28 @@ int gh_upconn_send(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
  * the first write starts with uv_try_write, whose answer says exactly
  * whether any byte left: uv_write's callback cannot tell a write that
  * failed at once from one that failed half way. */
+/* The router's write on a TLS connection: no probe (the record layer
+ * cannot say which bytes left), so a byte may have left. */
+__attribute__((noinline, cold)) static void tls_write(gh_upconn_t *u, uv_buf_t *bufs,
+                                                      unsigned nbufs)
+{
+    u->wpending = 1;
+    int r = gh_uptls_write(u, bufs, nbufs);
+    if (r < 0) {
+        u->wpending = 0;
+        gh_router_wrote(u->stream, r);
+        return;
+    }
+    u->wrote = 1;
+    gh_upconn_arm_timer(u, u->stream->lconf->body_timeout_ms);
+}
+
 void gh_upconn_write(gh_upconn_t *u, uv_buf_t *bufs, unsigned nbufs)
 {
+    if (u->is_tls) {
+        tls_write(u, bufs, nbufs);
+        return;
+    }
     u->wreq.data = u;
     if (u->probe && !u->wrote) {
         int n = uv_try_write((uv_stream_t *)&u->tcp, bufs, nbufs);
@@ -374,6 +450,7 @@ void gh_pool_dispose(gh_pool_t *p)
     while (p->idle != NULL)
         gh_upconn_close(p->idle);
     gh_deadline_stop(&p->kick);
+    gh_uptls_pool_dispose(p);
 }
 
 /* ---- requests waiting for a connection ----
