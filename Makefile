@@ -68,6 +68,7 @@ bench: build
 	bench/run
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/filters $(BUILD)
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/fleet $(BUILD)
+	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/authz $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
