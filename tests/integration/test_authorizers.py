@@ -503,3 +503,161 @@ def test_all_api_key_and_authorizer(gatehouse, upstream, authz, tmp_path):
     assert get(g, headers=[("authorization", "good")]).status == 401
     assert get(g, headers=[("x-api-key", key + "x"), ("authorization", "good")]).status == 401
     assert srv.calls == n, "the key is checked before the authorizer is called"
+
+
+# ---- Node.js Lambda authorizers, written as AWS's docs show ----
+
+# The TOKEN authorizer of AWS's "Use API Gateway Lambda authorizers" page:
+# callback("Unauthorized") for a 401, callback(null, policy) otherwise
+# (the CommonJS form of the page's example: the local runner require()s).
+NODE_TOKEN = r"""
+exports.handler = function(event, context, callback) {
+    var token = event.authorizationToken;
+    switch (token) {
+        case 'allow':
+            callback(null, generatePolicy('user', 'Allow', event.methodArn));
+            break;
+        case 'deny':
+            callback(null, generatePolicy('user', 'Deny', event.methodArn));
+            break;
+        case 'unauthorized':
+            callback("Unauthorized");   // Return a 401 Unauthorized response
+            break;
+        default:
+            callback("Error: Invalid token"); // Return a 500 Invalid token response
+    }
+};
+
+var generatePolicy = function(principalId, effect, resource) {
+    var authResponse = {};
+    authResponse.principalId = principalId;
+    if (effect && resource) {
+        var policyDocument = {};
+        policyDocument.Version = '2012-10-17';
+        policyDocument.Statement = [];
+        var statementOne = {};
+        statementOne.Action = 'execute-api:Invoke';
+        statementOne.Effect = effect;
+        statementOne.Resource = resource;
+        policyDocument.Statement[0] = statementOne;
+        authResponse.policyDocument = policyDocument;
+    }
+    authResponse.context = {
+        "stringKey": "stringval",
+        "numberKey": 123,
+        "booleanKey": true
+    };
+    return authResponse;
+};
+"""
+
+# A REQUEST authorizer (async form): wildcards in the resources, an
+# explicit Deny for DELETE, context values of the three kinds.
+NODE_REQUEST = r"""
+exports.handler = async (event) => {
+    const h = event.headers || {};
+    const q = event.queryStringParameters || {};
+    if (h.headerauth1 !== 'headerValue1' || q.QueryString1 !== 'queryValue1') {
+        throw new Error("Unauthorized");
+    }
+    const arn = event.methodArn.split(':');
+    const gw = arn[5].split('/');
+    const base = arn.slice(0, 5).join(':') + ':' + gw[0] + '/' + gw[1] + '/';
+    return {
+        principalId: 'user-' + h.headerauth1,
+        policyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+                {Action: 'execute-api:Invoke', Effect: 'Allow', Resource: [base + '*/orders/*']},
+                {Action: 'execute-api:Invoke', Effect: 'Allow', Resource: base + 'GET/item?'},
+                {Action: 'execute-api:*', Effect: 'Deny', Resource: base + 'DELETE/*'},
+            ],
+        },
+        context: {tenant: 't-' + gw[0], quota: 42, admin: false, methodSeen: event.httpMethod},
+    };
+};
+"""
+
+
+def node_authorizer(lam, tmp_path, name, src, fmt, **kw):
+    js = tmp_path / (name + ".js")
+    js.write_text(src)
+    lam.register_node(name, js)
+    a = az(fmt, **kw)
+    del a["http"]
+    a["lambda"] = {"function": name, "region": "us-east-1", "endpoint": "lambda-api"}
+    return a
+
+
+def node_gatehouse(gatehouse, upstream, lam, a):
+    up = upstream()
+    cfg = config(up, 9, {"az": a})
+    cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+    return gatehouse(cfg), up
+
+
+def test_node_token_authorizer_as_in_aws_docs(gatehouse, upstream, lambda_env, tmp_path):
+    from aws_lambda_server import LambdaServer
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        a = node_authorizer(lam, tmp_path, "tokauth", NODE_TOKEN, "aws-v1-token", ttl=0,
+                            headers={"x-s": "context.stringKey", "x-n": "context.numberKey",
+                                     "x-b": "context.booleanKey", "x-p": "principalId"})
+        g, up = node_gatehouse(gatehouse, upstream, lam, a)
+        e = echo_of(get(g, "/orders/1", headers=[("authorization", "allow")]))
+        assert hdr(e["headers"], "x-s") == ["stringval"]
+        assert hdr(e["headers"], "x-n") == ["123"]
+        assert hdr(e["headers"], "x-b") == ["true"]
+        assert hdr(e["headers"], "x-p") == ["user"]
+        ev = json.loads(lam.requests[-1].body)
+        assert ev == {"type": "TOKEN", "authorizationToken": "allow",
+                      "methodArn": ARN_PREFIX + "GET/orders/1"}
+        r = get(g, "/orders/1", headers=[("authorization", "deny")])
+        assert r.status == 403 and body(r)["error"] == "forbidden"
+        r = get(g, "/orders/1", headers=[("authorization", "unauthorized")])
+        assert r.status == 401 and r.header("www-authenticate") is not None
+        r = get(g, "/orders/1", headers=[("authorization", "other")])
+        assert r.status == 500 and body(r)["error"] == "authorizer_error"
+        assert get(g, "/orders/1").status == 401  # missing source: not called
+        assert len(lam.requests) == 4
+        assert all(x.verified for x in lam.requests), [x.error for x in lam.requests]
+        assert len(up.complete_requests()) == 1
+
+
+def test_node_request_authorizer_wildcards_and_deny(gatehouse, upstream, lambda_env, tmp_path):
+    from aws_lambda_server import LambdaServer
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        a = node_authorizer(lam, tmp_path, "reqauth", NODE_REQUEST, "aws-v1-request", ttl="300s",
+                            identity_sources=["method.request.header.HeaderAuth1",
+                                              "method.request.querystring.QueryString1"],
+                            headers={"x-tenant": "context.tenant", "x-quota": "context.quota",
+                                     "x-admin": "context.admin", "x-user": "principalId"})
+        g, up = node_gatehouse(gatehouse, upstream, lam, a)
+        good = [("headerauth1", "headerValue1")]
+        q = "?QueryString1=queryValue1"
+        e = echo_of(get(g, "/v1/orders/7" + q, headers=good))
+        assert hdr(e["headers"], "x-tenant") == ["t-orders"]
+        assert hdr(e["headers"], "x-quota") == ["42"]
+        assert hdr(e["headers"], "x-admin") == ["false"]
+        assert hdr(e["headers"], "x-user") == ["user-headerValue1"]
+        ev = json.loads(lam.requests[-1].body)
+        assert ev["type"] == "REQUEST" and ev["httpMethod"] == "GET"
+        assert ev["methodArn"] == ARN_PREFIX + "GET/v1/orders/7"
+        assert len(lam.requests) == 1
+        # The cached policy, evaluated for each new method ARN.
+        assert get(g, "/x/orders/y" + q, headers=good, method="POST").status == 200
+        assert get(g, "/item" + q, headers=good).status == 403  # '?' needs one character
+        assert get(g, "/items" + q, headers=good).status == 200
+        assert get(g, "/itemss" + q, headers=good).status == 403
+        assert get(g, "/other" + q, headers=good).status == 403  # no statement allows
+        r = get(g, "/v1/orders/7" + q, headers=good, method="DELETE")
+        assert r.status == 403 and "denies" in body(r)["detail"]  # explicit Deny wins
+        assert len(lam.requests) == 1, "decided from the cache"
+        # Another identity: called; the function's "Unauthorized" is a 401.
+        r = get(g, "/v1/orders/7" + q, headers=[("headerauth1", "nope")])
+        assert r.status == 401 and len(lam.requests) == 2
+        # A missing source: 401 without calling.
+        assert get(g, "/v1/orders/7", headers=good).status == 401
+        assert len(lam.requests) == 2
+        assert all(x.verified for x in lam.requests)
