@@ -393,6 +393,92 @@ def test_envoy_allow_deny_and_headers(gatehouse, upstream, authz):
     assert len(up.complete_requests()) == 1
 
 
+def envoy_body_service(req):
+    """An ext_authz service that reads the request body it was sent: it
+    allows a body that says "please" and tells the upstream what it saw."""
+    import hashlib
+    seen = hashlib.sha256(req.body).hexdigest()
+    if b"please" in req.body or (req.method == "GET" and req.body == b""):
+        return (200, [("x-body-sha", seen), ("x-body-len", str(len(req.body)))], b"")
+    return (403, [("content-type", "text/plain")], b"no magic word in " + str(len(req.body)).encode())
+
+
+def envoy_body_az(limit="64"):
+    return {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0,
+            "envoy": {"allowed_headers": ["content-type"], "max_request_body": limit,
+                      "upstream_headers": ["x-body-sha", "x-body-len"]}}
+
+
+def test_envoy_request_body_sent_and_forwarded_unchanged(gatehouse, upstream, authz):
+    import hashlib
+    from harness import RawConn, chunked
+
+    up = upstream()
+    srv = authz(envoy_body_service, raw=True)
+    g = gatehouse(config(up, srv.port, {"az": envoy_body_az()}))
+    data = b'{"ask": "please", "n": 1}'
+    r = fetch(g.port, "POST", "/echo", headers=[("content-type", "application/json"),
+                                                ("x-envoy-auth-partial-body", "true")], body=data)
+    e = echo_of(r)
+    sha = hashlib.sha256(data).hexdigest()
+    assert hdr(e["headers"], "x-body-sha") == [sha]
+    assert e["body"] == data.decode()
+    rq = srv.requests[-1]
+    assert rq.method == "POST" and rq.target == "/check/echo"
+    assert rq.body == data
+    assert rq.header("content-length") == str(len(data))
+    assert rq.header("content-type") == "application/json"
+    # Ours, not the client's copy.
+    assert [v for k, v in rq.headers if k.lower() == "x-envoy-auth-partial-body"] == ["false"]
+    # Chunked, in pieces split at every byte: the service gets the decoded
+    # body whole, the upstream the same bytes (framed with Content-Length).
+    for cut in range(1, len(data)):
+        with RawConn(g.port) as c:
+            raw = c.build("POST", "/echo", [("transfer-encoding", "chunked")],
+                          chunked([data[:cut], data[cut:]]))
+            for i in range(0, len(raw), 7):
+                c.send(raw[i:i + 7])
+            e = echo_of(c.read_response("POST"))
+        assert srv.requests[-1].body == data
+        assert e["body"] == data.decode() and hdr(e["headers"], "x-body-sha") == [sha]
+    # Exactly the limit passes; one byte more is a 413 before any call,
+    # framed by Content-Length or chunked.
+    n = srv.calls
+    at = b"please" + b"x" * 58
+    assert echo_of(fetch(g.port, "POST", "/echo", body=at))["body"] == at.decode()
+    assert srv.requests[-1].body == at and srv.calls == n + 1
+    r = fetch(g.port, "POST", "/echo", body=at + b"x")
+    assert r.status == 413 and body(r)["error"] == "payload_too_large"
+    r = fetch(g.port, "POST", "/echo", headers=[("transfer-encoding", "chunked")],
+              body=chunked([at[:40], at[40:] + b"x"]))
+    assert r.status == 413
+    assert srv.calls == n + 1
+    # The service's refusal reads the body too; a GET has none.
+    r = fetch(g.port, "PUT", "/echo", body=b"rude")
+    assert r.status == 403 and r.body == b"no magic word in 4"
+    e = echo_of(fetch(g.port, "GET", "/echo"))
+    assert srv.requests[-1].body == b"" and hdr(e["headers"], "x-body-len") == ["0"]
+    bodies = [q.body for q in up.complete_requests()]
+    assert bodies.count(b"rude") == 0 and bodies.count(at + b"x") == 0
+
+
+def test_envoy_request_body_for_custom_policy(gatehouse, upstream, authz):
+    up = upstream()
+    srv = authz(envoy_body_service, raw=True)
+    g = gatehouse(config(
+        up, srv.port, {"az": envoy_body_az("1KiB")},
+        routes=[{"name": "api", "match": {"path": {"prefix": "/"}}, "policies": ["ext"],
+                 "to": "app"}],
+        policies={"ext": {"action": "CUSTOM", "provider": "az",
+                          "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}}))
+    e = echo_of(fetch(g.port, "POST", "/echo", body=b"please" * 100))
+    assert srv.requests[-1].body == b"please" * 100
+    assert e["body"] == "please" * 100
+    r = fetch(g.port, "POST", "/echo", body=b"x" * 10)
+    assert r.status == 403 and r.body == b"no magic word in 10"
+    assert fetch(g.port, "POST", "/echo", body=b"please" * 200).status == 413
+
+
 # ---- mixes with JWT and API keys ----
 
 

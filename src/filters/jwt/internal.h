@@ -69,6 +69,11 @@ typedef struct {
     /* The route's authn is one authorizer and nothing else: not `all` or
      * `optional`, nothing exempt (authz.c's gh_jwtf_az_one). */
     int az_only;
+    /* The largest envoy.max_request_body of the route's authorizers (0:
+     * none sends the body): the body is read whole first (413 past it, as
+     * Envoy's ext_authz without allow_partial_message), so that the
+     * service sees it (filter.c's on_request_headers). */
+    size_t az_body;
     gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
     /* The config has no plans: a key naming one is refused here (with
      * plans, the rate_limits filter refuses a plan it does not have). */
