@@ -747,3 +747,61 @@ def test_node_request_authorizer_wildcards_and_deny(gatehouse, upstream, lambda_
         assert get(g, "/v1/orders/7", headers=good).status == 401
         assert len(lam.requests) == 2
         assert all(x.verified for x in lam.requests)
+
+
+# ---- usageIdentifierKey (API key source AUTHORIZER) ----
+
+
+def test_usage_identifier_key_ties_request_to_plan(gatehouse, upstream, lambda_env, tmp_path):
+    """A Python Lambda TOKEN authorizer returns the API key of the caller's
+    usage plan; the plan's quota applies, an unknown, malformed or revoked
+    key is a 403 (usage_key_cache_ttl 0s: revocation takes effect at
+    once, while the authorizer's own answer stays cached)."""
+    from aws_lambda_server import LambdaServer
+    from test_apikey_auth import cli, create
+
+    keys = {}
+
+    def handler(event, context):
+        who = event["authorizationToken"]
+        if who == "nobody":
+            raise Exception("Unauthorized")
+        out = allow_policy("user-" + who, resource=event["methodArn"])
+        out["usageIdentifierKey"] = keys.get(who, who)
+        return out
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        lam.register("usage", handler)
+        up = upstream()
+        a = az("aws-v1-token", ttl="300s", usage_key_cache_ttl="0s",
+               usage_key_negative_cache_ttl="0s", headers={"x-user": "principalId"})
+        del a["http"]
+        a["lambda"] = {"function": "usage", "region": "us-east-1", "endpoint": "lambda-api"}
+        cfg = config(up, 9, {"az": a}, extra={
+            "store": {"kind": "sqlite", "path": str(tmp_path / "gh.db")},
+            "plans": {"bronze": {"quota": {"limit": 3, "period": "day"}}}})
+        cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+        g = gatehouse(cfg)
+        keys["alice"], _ = create(g, "alice", "--plan", "bronze")
+        keys["bob"], bob_id = create(g, "bob", "--plan", "bronze")
+        # A well-formed key the store does not have.
+        keys["ghost"] = keys["bob"][:-4] + ("AAAA" if not keys["bob"].endswith("AAAA") else "BBBB")
+        for _ in range(3):
+            e = echo_of(get(g, headers=[("authorization", "alice")]))
+            assert hdr(e["headers"], "x-user") == ["user-alice"]
+        r = get(g, headers=[("authorization", "alice")])
+        assert r.status == 429 and body(r)["error"] == "rate_limited", r
+        assert len(lam.requests) == 1, "the authorizer's answer is cached"
+        # Bob has his own quota.
+        assert get(g, headers=[("authorization", "bob")]).status == 200
+        for who in ("ghost", "junk"):
+            r = get(g, headers=[("authorization", who)])
+            assert r.status == 403, r
+            assert body(r)["error"] == "forbidden"
+            assert body(r)["detail"] == "invalid usage identifier key"
+        cli(g.config_path, "revoke", bob_id)
+        r = get(g, headers=[("authorization", "bob")])
+        assert r.status == 403 and body(r)["detail"] == "invalid usage identifier key"
+        assert get(g, headers=[("authorization", "nobody")]).status == 401
+        assert len(up.complete_requests()) == 4
+        assert all(x.verified for x in lam.requests)

@@ -184,11 +184,18 @@ static inline __attribute__((always_inline)) void decide(gh_azr_outcome_t *o,
                                                          const char *arn, size_t arn_len,
                                                          int cached, const gh_azr_prepared_t *p)
 {
-    gh_authz_decision_t d = r->simple ? (r->authorized ? GH_AUTHZ_ALLOW : GH_AUTHZ_DENY_EXPLICIT)
-                                      : gh_authz_result_decide(r, arn, arn_len);
-    if (d == GH_AUTHZ_ALLOW) {
+    if (r->simple && r->authorized) {
         outcome(o, GH_AZR_OUT_ALLOW, cached ? GH_AZR_ALLOWED_CACHED : GH_AZR_ALLOWED, NULL);
         o->allow = *p;
+        return;
+    }
+    gh_authz_decision_t d =
+        r->simple ? GH_AUTHZ_DENY_EXPLICIT : gh_authz_result_decide(r, arn, arn_len);
+    if (d == GH_AUTHZ_ALLOW) {
+        /* Only an IAM answer (format 1.0) has a usageIdentifierKey. */
+        outcome(o, GH_AZR_OUT_ALLOW, cached ? GH_AZR_ALLOWED_CACHED : GH_AZR_ALLOWED, NULL);
+        o->allow = *p;
+        o->usage_key = r->usage_key;
         return;
     }
     outcome(o, GH_AZR_OUT_DENY, cached ? GH_AZR_DENIED_CACHED : GH_AZR_DENIED,
