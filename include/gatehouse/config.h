@@ -196,7 +196,7 @@ typedef struct {
     char *name; /* header: lower-case; query parameter and cookie: as written */
     size_t name_len;
     int authorization; /* the header source Authorization (one field per request) */
-    char *text; /* as written in the config ("$request.header.Authorization") */
+    char *text;        /* as written in the config ("$request.header.Authorization") */
 } gh_authz_source_t;
 
 /* A header set upstream from the authorizer's answer. */
@@ -232,6 +232,10 @@ typedef struct {
     char *token_validation; /* aws-v1-token: a regex the token must match, or NULL */
     void *token_re;         /* its pcre2_code */
     uint64_t ttl_ms;        /* result cache: 0 (off) to 3600 s, default 300 s */
+    /* usageIdentifierKey: how long the worker trusts what the store said
+     * about the key (found, unknown), as an apikeys provider's cache_ttl
+     * and negative_cache_ttl (defaults 30 s and 5 s). */
+    uint64_t usage_ttl_ms, usage_negative_ttl_ms;
     uint32_t cache_entries; /* per worker */
     uint64_t timeout_ms;    /* one call, default 5 s */
     size_t max_response;    /* bytes of an answer, default 1 MiB */

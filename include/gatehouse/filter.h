@@ -227,6 +227,10 @@ uint64_t gh_stream_random(gh_stream_t *s);
  * then goes upstream unchanged, framed with Content-Length (a chunked
  * body's trailers are dropped); a request without a body stays without. */
 void gh_stream_buffer_body(gh_stream_t *s, size_t limit);
+/* The request body a filter of the chain buffered (borrowed: the stream's
+ * arena; "" with *len 0 for a request without one), or NULL when no
+ * filter had it read whole (yet). */
+const char *gh_stream_buffered_body(const gh_stream_t *s, size_t *len);
 
 /* ---- what filters may read and change ---- */
 

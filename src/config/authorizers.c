@@ -23,6 +23,8 @@
  *                region: us-east-1 }
  *         envoy: { allowed_headers: [...], upstream_headers: [...],
  *                  client_headers: [...], max_request_body: 0 }
+ *         usage_key_cache_ttl: 30s       # aws-v1 usageIdentifierKey lookups
+ *         usage_key_negative_cache_ttl: 5s
  *
  * Names share one namespace with the jwt and apikeys providers: a route's
  * authn names any of them.
@@ -428,11 +430,16 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
                                        "realm",
                                        "api",
                                        "envoy",
+                                       "usage_key_cache_ttl",
+                                       "usage_key_negative_cache_ttl",
                                        NULL};
     const gh_yaml_node_t *n = key->value, *v, *http, *lambda;
     int rc;
     uint64_t u;
     a->ttl_ms = DEFAULT_TTL_MS;
+    /* As an apikeys provider's cache_ttl and negative_cache_ttl. */
+    a->usage_ttl_ms = 30000;
+    a->usage_negative_ttl_ms = 5000;
     a->cache_entries = 10000;
     a->timeout_ms = DEFAULT_TIMEOUT_MS;
     a->max_response = DEFAULT_MAX_RESPONSE;
@@ -482,6 +489,28 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         if (a->format != GH_AUTHORIZER_AWS_V1_TOKEN)
             return gh_yaml_error(doc, v, "token_validation is for aws-v1-token authorizers");
         if ((rc = parse_token_validation(doc, v, a)) != 0)
+            return rc;
+    }
+    const gh_yaml_node_t *uk = gh_yaml_map_get(n, "usage_key_cache_ttl");
+    if (uk == NULL)
+        uk = gh_yaml_map_get(n, "usage_key_negative_cache_ttl");
+    if (uk != NULL && a->format != GH_AUTHORIZER_AWS_V1_TOKEN &&
+        a->format != GH_AUTHORIZER_AWS_V1_REQUEST)
+        return gh_yaml_error(doc, uk,
+                             "usage_key_cache_ttl and usage_key_negative_cache_ttl are for "
+                             "aws-v1-token and aws-v1-request authorizers (usageIdentifierKey)");
+    if ((v = gh_yaml_map_get(n, "usage_key_cache_ttl")) != NULL) {
+        if (v->kind == GH_YAML_SCALAR && strcmp(v->str, "0s") == 0)
+            a->usage_ttl_ms = 0;
+        else if ((rc = gh_yaml_duration_max(doc, v, "usage_key_cache_ttl", MAX_TTL_MS,
+                                            &a->usage_ttl_ms)) != 0)
+            return rc;
+    }
+    if ((v = gh_yaml_map_get(n, "usage_key_negative_cache_ttl")) != NULL) {
+        if (v->kind == GH_YAML_SCALAR && strcmp(v->str, "0s") == 0)
+            a->usage_negative_ttl_ms = 0;
+        else if ((rc = gh_yaml_duration_max(doc, v, "usage_key_negative_cache_ttl", MAX_TTL_MS,
+                                            &a->usage_negative_ttl_ms)) != 0)
             return rc;
     }
     if ((v = gh_yaml_map_get(n, "ttl")) != NULL) {

@@ -365,6 +365,7 @@ struct gh_stream_s {
     unsigned ended : 1;                /* gh_stream_end ran: freed at the end of the loop turn */
     unsigned buffering : 1;            /* reading the body whole for buffer_filter */
     unsigned body_buffered : 1;        /* the body is body_buf, forwarded with Content-Length */
+    unsigned body_read : 1;            /* a filter's buffering completed (the body may be none) */
     struct gh_stream_handle_s *handle; /* the paused filter's handle, until taken */
     size_t paused_filter;              /* index + 1 of the filter holding handle */
     size_t buffer_filter;              /* index of the filter that asked for the body */

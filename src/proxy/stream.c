@@ -495,6 +495,15 @@ void gh_stream_buffer_body(gh_stream_t *s, size_t limit)
     s->body_limit = limit < BODY_LIMIT_MAX ? limit : BODY_LIMIT_MAX;
 }
 
+const char *gh_stream_buffered_body(const gh_stream_t *s, size_t *len)
+{
+    *len = 0;
+    if (!s->body_read)
+        return NULL;
+    *len = s->body_len;
+    return s->body_buf != NULL ? s->body_buf : "";
+}
+
 /* 413; gh_stream_fail: an upstream connection taken already goes too. */
 static void body_too_large(gh_stream_t *s, uint64_t limit)
 {
@@ -540,6 +549,7 @@ static void body_complete(gh_stream_t *s)
     /* A request that had no body goes on without one (no Content-Length:
      * 0 added to a GET). */
     s->body_buffered = s->req.body != GH_H1_BODY_NONE;
+    s->body_read = 1;
     s->req_body_done = 1;
     s->req_pump.done = 1;
     gh_conn_update_reading(s->conn);

@@ -112,6 +112,14 @@ def test_each_format_loads(tmp_path):
     ({"format": "aws-v2", "http": HTTP, "api": {"account_id": "1:2"}}, ["api.account_id"]),
     ({"format": "aws-v2", "http": HTTP, "realm": 'a"b'}, ["realm"]),
     ({"format": "aws-v2", "http": HTTP, "color": "red"}, ["unknown key", "color"]),
+    ({"format": "aws-v1-token", "http": HTTP, "usage_key_cache_ttl": "0s",
+      "usage_key_negative_cache_ttl": "1h"}, []),
+    ({"format": "aws-v1-token", "http": HTTP, "usage_key_cache_ttl": "2h"}, ["usage_key_cache_ttl"]),
+    ({"format": "aws-v1-token", "http": HTTP, "usage_key_negative_cache_ttl": "-1s"},
+     ["usage_key_negative_cache_ttl"]),
+    ({"format": "aws-v2", "http": HTTP, "usage_key_cache_ttl": "10s"}, ["aws-v1-token"]),
+    ({"format": "envoy", "http": HTTP, "ttl": 0, "usage_key_negative_cache_ttl": "1s"},
+     ["usageIdentifierKey"]),
 ])
 def test_refusals(tmp_path, conf, words):
     if not words:

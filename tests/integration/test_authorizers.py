@@ -393,6 +393,92 @@ def test_envoy_allow_deny_and_headers(gatehouse, upstream, authz):
     assert len(up.complete_requests()) == 1
 
 
+def envoy_body_service(req):
+    """An ext_authz service that reads the request body it was sent: it
+    allows a body that says "please" and tells the upstream what it saw."""
+    import hashlib
+    seen = hashlib.sha256(req.body).hexdigest()
+    if b"please" in req.body or (req.method == "GET" and req.body == b""):
+        return (200, [("x-body-sha", seen), ("x-body-len", str(len(req.body)))], b"")
+    return (403, [("content-type", "text/plain")], b"no magic word in " + str(len(req.body)).encode())
+
+
+def envoy_body_az(limit="64"):
+    return {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0,
+            "envoy": {"allowed_headers": ["content-type"], "max_request_body": limit,
+                      "upstream_headers": ["x-body-sha", "x-body-len"]}}
+
+
+def test_envoy_request_body_sent_and_forwarded_unchanged(gatehouse, upstream, authz):
+    import hashlib
+    from harness import RawConn, chunked
+
+    up = upstream()
+    srv = authz(envoy_body_service, raw=True)
+    g = gatehouse(config(up, srv.port, {"az": envoy_body_az()}))
+    data = b'{"ask": "please", "n": 1}'
+    r = fetch(g.port, "POST", "/echo", headers=[("content-type", "application/json"),
+                                                ("x-envoy-auth-partial-body", "true")], body=data)
+    e = echo_of(r)
+    sha = hashlib.sha256(data).hexdigest()
+    assert hdr(e["headers"], "x-body-sha") == [sha]
+    assert e["body"] == data.decode()
+    rq = srv.requests[-1]
+    assert rq.method == "POST" and rq.target == "/check/echo"
+    assert rq.body == data
+    assert rq.header("content-length") == str(len(data))
+    assert rq.header("content-type") == "application/json"
+    # Ours, not the client's copy.
+    assert [v for k, v in rq.headers if k.lower() == "x-envoy-auth-partial-body"] == ["false"]
+    # Chunked, in pieces split at every byte: the service gets the decoded
+    # body whole, the upstream the same bytes (framed with Content-Length).
+    for cut in range(1, len(data)):
+        with RawConn(g.port) as c:
+            raw = c.build("POST", "/echo", [("transfer-encoding", "chunked")],
+                          chunked([data[:cut], data[cut:]]))
+            for i in range(0, len(raw), 7):
+                c.send(raw[i:i + 7])
+            e = echo_of(c.read_response("POST"))
+        assert srv.requests[-1].body == data
+        assert e["body"] == data.decode() and hdr(e["headers"], "x-body-sha") == [sha]
+    # Exactly the limit passes; one byte more is a 413 before any call,
+    # framed by Content-Length or chunked.
+    n = srv.calls
+    at = b"please" + b"x" * 58
+    assert echo_of(fetch(g.port, "POST", "/echo", body=at))["body"] == at.decode()
+    assert srv.requests[-1].body == at and srv.calls == n + 1
+    r = fetch(g.port, "POST", "/echo", body=at + b"x")
+    assert r.status == 413 and body(r)["error"] == "payload_too_large"
+    r = fetch(g.port, "POST", "/echo", headers=[("transfer-encoding", "chunked")],
+              body=chunked([at[:40], at[40:] + b"x"]))
+    assert r.status == 413
+    assert srv.calls == n + 1
+    # The service's refusal reads the body too; a GET has none.
+    r = fetch(g.port, "PUT", "/echo", body=b"rude")
+    assert r.status == 403 and r.body == b"no magic word in 4"
+    e = echo_of(fetch(g.port, "GET", "/echo"))
+    assert srv.requests[-1].body == b"" and hdr(e["headers"], "x-body-len") == ["0"]
+    bodies = [q.body for q in up.complete_requests()]
+    assert bodies.count(b"rude") == 0 and bodies.count(at + b"x") == 0
+
+
+def test_envoy_request_body_for_custom_policy(gatehouse, upstream, authz):
+    up = upstream()
+    srv = authz(envoy_body_service, raw=True)
+    g = gatehouse(config(
+        up, srv.port, {"az": envoy_body_az("1KiB")},
+        routes=[{"name": "api", "match": {"path": {"prefix": "/"}}, "policies": ["ext"],
+                 "to": "app"}],
+        policies={"ext": {"action": "CUSTOM", "provider": "az",
+                          "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}}))
+    e = echo_of(fetch(g.port, "POST", "/echo", body=b"please" * 100))
+    assert srv.requests[-1].body == b"please" * 100
+    assert e["body"] == "please" * 100
+    r = fetch(g.port, "POST", "/echo", body=b"x" * 10)
+    assert r.status == 403 and r.body == b"no magic word in 10"
+    assert fetch(g.port, "POST", "/echo", body=b"please" * 200).status == 413
+
+
 # ---- mixes with JWT and API keys ----
 
 
@@ -503,3 +589,219 @@ def test_all_api_key_and_authorizer(gatehouse, upstream, authz, tmp_path):
     assert get(g, headers=[("authorization", "good")]).status == 401
     assert get(g, headers=[("x-api-key", key + "x"), ("authorization", "good")]).status == 401
     assert srv.calls == n, "the key is checked before the authorizer is called"
+
+
+# ---- Node.js Lambda authorizers, written as AWS's docs show ----
+
+# The TOKEN authorizer of AWS's "Use API Gateway Lambda authorizers" page:
+# callback("Unauthorized") for a 401, callback(null, policy) otherwise
+# (the CommonJS form of the page's example: the local runner require()s).
+NODE_TOKEN = r"""
+exports.handler = function(event, context, callback) {
+    var token = event.authorizationToken;
+    switch (token) {
+        case 'allow':
+            callback(null, generatePolicy('user', 'Allow', event.methodArn));
+            break;
+        case 'deny':
+            callback(null, generatePolicy('user', 'Deny', event.methodArn));
+            break;
+        case 'unauthorized':
+            callback("Unauthorized");   // Return a 401 Unauthorized response
+            break;
+        default:
+            callback("Error: Invalid token"); // Return a 500 Invalid token response
+    }
+};
+
+var generatePolicy = function(principalId, effect, resource) {
+    var authResponse = {};
+    authResponse.principalId = principalId;
+    if (effect && resource) {
+        var policyDocument = {};
+        policyDocument.Version = '2012-10-17';
+        policyDocument.Statement = [];
+        var statementOne = {};
+        statementOne.Action = 'execute-api:Invoke';
+        statementOne.Effect = effect;
+        statementOne.Resource = resource;
+        policyDocument.Statement[0] = statementOne;
+        authResponse.policyDocument = policyDocument;
+    }
+    authResponse.context = {
+        "stringKey": "stringval",
+        "numberKey": 123,
+        "booleanKey": true
+    };
+    return authResponse;
+};
+"""
+
+# A REQUEST authorizer (async form): wildcards in the resources, an
+# explicit Deny for DELETE, context values of the three kinds.
+NODE_REQUEST = r"""
+exports.handler = async (event) => {
+    const h = event.headers || {};
+    const q = event.queryStringParameters || {};
+    if (h.headerauth1 !== 'headerValue1' || q.QueryString1 !== 'queryValue1') {
+        throw new Error("Unauthorized");
+    }
+    const arn = event.methodArn.split(':');
+    const gw = arn[5].split('/');
+    const base = arn.slice(0, 5).join(':') + ':' + gw[0] + '/' + gw[1] + '/';
+    return {
+        principalId: 'user-' + h.headerauth1,
+        policyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+                {Action: 'execute-api:Invoke', Effect: 'Allow', Resource: [base + '*/orders/*']},
+                {Action: 'execute-api:Invoke', Effect: 'Allow', Resource: base + 'GET/item?'},
+                {Action: 'execute-api:*', Effect: 'Deny', Resource: base + 'DELETE/*'},
+            ],
+        },
+        context: {tenant: 't-' + gw[0], quota: 42, admin: false, methodSeen: event.httpMethod},
+    };
+};
+"""
+
+
+def node_authorizer(lam, tmp_path, name, src, fmt, **kw):
+    js = tmp_path / (name + ".js")
+    js.write_text(src)
+    lam.register_node(name, js)
+    a = az(fmt, **kw)
+    del a["http"]
+    a["lambda"] = {"function": name, "region": "us-east-1", "endpoint": "lambda-api"}
+    return a
+
+
+def node_gatehouse(gatehouse, upstream, lam, a):
+    up = upstream()
+    cfg = config(up, 9, {"az": a})
+    cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+    return gatehouse(cfg), up
+
+
+def test_node_token_authorizer_as_in_aws_docs(gatehouse, upstream, lambda_env, tmp_path):
+    from aws_lambda_server import LambdaServer
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        a = node_authorizer(lam, tmp_path, "tokauth", NODE_TOKEN, "aws-v1-token", ttl=0,
+                            headers={"x-s": "context.stringKey", "x-n": "context.numberKey",
+                                     "x-b": "context.booleanKey", "x-p": "principalId"})
+        g, up = node_gatehouse(gatehouse, upstream, lam, a)
+        e = echo_of(get(g, "/orders/1", headers=[("authorization", "allow")]))
+        assert hdr(e["headers"], "x-s") == ["stringval"]
+        assert hdr(e["headers"], "x-n") == ["123"]
+        assert hdr(e["headers"], "x-b") == ["true"]
+        assert hdr(e["headers"], "x-p") == ["user"]
+        ev = json.loads(lam.requests[-1].body)
+        assert ev == {"type": "TOKEN", "authorizationToken": "allow",
+                      "methodArn": ARN_PREFIX + "GET/orders/1"}
+        r = get(g, "/orders/1", headers=[("authorization", "deny")])
+        assert r.status == 403 and body(r)["error"] == "forbidden"
+        r = get(g, "/orders/1", headers=[("authorization", "unauthorized")])
+        assert r.status == 401 and r.header("www-authenticate") is not None
+        r = get(g, "/orders/1", headers=[("authorization", "other")])
+        assert r.status == 500 and body(r)["error"] == "authorizer_error"
+        assert get(g, "/orders/1").status == 401  # missing source: not called
+        assert len(lam.requests) == 4
+        assert all(x.verified for x in lam.requests), [x.error for x in lam.requests]
+        assert len(up.complete_requests()) == 1
+
+
+def test_node_request_authorizer_wildcards_and_deny(gatehouse, upstream, lambda_env, tmp_path):
+    from aws_lambda_server import LambdaServer
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        a = node_authorizer(lam, tmp_path, "reqauth", NODE_REQUEST, "aws-v1-request", ttl="300s",
+                            identity_sources=["method.request.header.HeaderAuth1",
+                                              "method.request.querystring.QueryString1"],
+                            headers={"x-tenant": "context.tenant", "x-quota": "context.quota",
+                                     "x-admin": "context.admin", "x-user": "principalId"})
+        g, up = node_gatehouse(gatehouse, upstream, lam, a)
+        good = [("headerauth1", "headerValue1")]
+        q = "?QueryString1=queryValue1"
+        e = echo_of(get(g, "/v1/orders/7" + q, headers=good))
+        assert hdr(e["headers"], "x-tenant") == ["t-orders"]
+        assert hdr(e["headers"], "x-quota") == ["42"]
+        assert hdr(e["headers"], "x-admin") == ["false"]
+        assert hdr(e["headers"], "x-user") == ["user-headerValue1"]
+        ev = json.loads(lam.requests[-1].body)
+        assert ev["type"] == "REQUEST" and ev["httpMethod"] == "GET"
+        assert ev["methodArn"] == ARN_PREFIX + "GET/v1/orders/7"
+        assert len(lam.requests) == 1
+        # The cached policy, evaluated for each new method ARN.
+        assert get(g, "/x/orders/y" + q, headers=good, method="POST").status == 200
+        assert get(g, "/item" + q, headers=good).status == 403  # '?' needs one character
+        assert get(g, "/items" + q, headers=good).status == 200
+        assert get(g, "/itemss" + q, headers=good).status == 403
+        assert get(g, "/other" + q, headers=good).status == 403  # no statement allows
+        r = get(g, "/v1/orders/7" + q, headers=good, method="DELETE")
+        assert r.status == 403 and "denies" in body(r)["detail"]  # explicit Deny wins
+        assert len(lam.requests) == 1, "decided from the cache"
+        # Another identity: called; the function's "Unauthorized" is a 401.
+        r = get(g, "/v1/orders/7" + q, headers=[("headerauth1", "nope")])
+        assert r.status == 401 and len(lam.requests) == 2
+        # A missing source: 401 without calling.
+        assert get(g, "/v1/orders/7", headers=good).status == 401
+        assert len(lam.requests) == 2
+        assert all(x.verified for x in lam.requests)
+
+
+# ---- usageIdentifierKey (API key source AUTHORIZER) ----
+
+
+def test_usage_identifier_key_ties_request_to_plan(gatehouse, upstream, lambda_env, tmp_path):
+    """A Python Lambda TOKEN authorizer returns the API key of the caller's
+    usage plan; the plan's quota applies, an unknown, malformed or revoked
+    key is a 403 (usage_key_cache_ttl 0s: revocation takes effect at
+    once, while the authorizer's own answer stays cached)."""
+    from aws_lambda_server import LambdaServer
+    from test_apikey_auth import cli, create
+
+    keys = {}
+
+    def handler(event, context):
+        who = event["authorizationToken"]
+        if who == "nobody":
+            raise Exception("Unauthorized")
+        out = allow_policy("user-" + who, resource=event["methodArn"])
+        out["usageIdentifierKey"] = keys.get(who, who)
+        return out
+
+    with LambdaServer(credentials={AK: (SK, TOKEN)}) as lam:
+        lam.register("usage", handler)
+        up = upstream()
+        a = az("aws-v1-token", ttl="300s", usage_key_cache_ttl="0s",
+               usage_key_negative_cache_ttl="0s", headers={"x-user": "principalId"})
+        del a["http"]
+        a["lambda"] = {"function": "usage", "region": "us-east-1", "endpoint": "lambda-api"}
+        cfg = config(up, 9, {"az": a}, extra={
+            "store": {"kind": "sqlite", "path": str(tmp_path / "gh.db")},
+            "plans": {"bronze": {"quota": {"limit": 3, "period": "day"}}}})
+        cfg["clusters"]["lambda-api"] = {"endpoints": [f"127.0.0.1:{lam.port}"]}
+        g = gatehouse(cfg)
+        keys["alice"], _ = create(g, "alice", "--plan", "bronze")
+        keys["bob"], bob_id = create(g, "bob", "--plan", "bronze")
+        # A well-formed key the store does not have.
+        keys["ghost"] = keys["bob"][:-4] + ("AAAA" if not keys["bob"].endswith("AAAA") else "BBBB")
+        for _ in range(3):
+            e = echo_of(get(g, headers=[("authorization", "alice")]))
+            assert hdr(e["headers"], "x-user") == ["user-alice"]
+        r = get(g, headers=[("authorization", "alice")])
+        assert r.status == 429 and body(r)["error"] == "rate_limited", r
+        assert len(lam.requests) == 1, "the authorizer's answer is cached"
+        # Bob has his own quota.
+        assert get(g, headers=[("authorization", "bob")]).status == 200
+        for who in ("ghost", "junk"):
+            r = get(g, headers=[("authorization", who)])
+            assert r.status == 403, r
+            assert body(r)["error"] == "forbidden"
+            assert body(r)["detail"] == "invalid usage identifier key"
+        cli(g.config_path, "revoke", bob_id)
+        r = get(g, headers=[("authorization", "bob")])
+        assert r.status == 403 and body(r)["detail"] == "invalid usage identifier key"
+        assert get(g, headers=[("authorization", "nobody")]).status == 401
+        assert len(up.complete_requests()) == 4
+        assert all(x.verified for x in lam.requests)

@@ -241,6 +241,7 @@ typedef struct {
     int status;                    /* BAD, ENVOY */
     const char *why;               /* a short static reason for the log and the detail */
     gh_azr_prepared_t allow;       /* ALLOW: what it does to the request (borrowed) */
+    const char *usage_key;         /* ALLOW by an IAM policy: its usageIdentifierKey, or NULL */
     gh_azr_cache_t *cache;         /* the worker's cache when decided from it, or NULL */
     const gh_h1_header_t *headers; /* ENVOY: the service's answer */
     size_t num_headers;

@@ -184,11 +184,18 @@ static inline __attribute__((always_inline)) void decide(gh_azr_outcome_t *o,
                                                          const char *arn, size_t arn_len,
                                                          int cached, const gh_azr_prepared_t *p)
 {
-    gh_authz_decision_t d = r->simple ? (r->authorized ? GH_AUTHZ_ALLOW : GH_AUTHZ_DENY_EXPLICIT)
-                                      : gh_authz_result_decide(r, arn, arn_len);
-    if (d == GH_AUTHZ_ALLOW) {
+    if (r->simple && r->authorized) {
         outcome(o, GH_AZR_OUT_ALLOW, cached ? GH_AZR_ALLOWED_CACHED : GH_AZR_ALLOWED, NULL);
         o->allow = *p;
+        return;
+    }
+    gh_authz_decision_t d =
+        r->simple ? GH_AUTHZ_DENY_EXPLICIT : gh_authz_result_decide(r, arn, arn_len);
+    if (d == GH_AUTHZ_ALLOW) {
+        /* Only an IAM answer (format 1.0) has a usageIdentifierKey. */
+        outcome(o, GH_AZR_OUT_ALLOW, cached ? GH_AZR_ALLOWED_CACHED : GH_AZR_ALLOWED, NULL);
+        o->allow = *p;
+        o->usage_key = r->usage_key;
         return;
     }
     outcome(o, GH_AZR_OUT_DENY, cached ? GH_AZR_DENIED_CACHED : GH_AZR_DENIED,
@@ -573,9 +580,28 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
         const gh_h1_header_t *h = &rh[i];
         if (framing(h->name, h->name_len))
             continue;
+        /* Ours only (below): a client's copy would say what we did not. */
+        if (c->max_request_body > 0 && h->name_len == 25 &&
+            gh_field_name_same(h->name, 25, "x-envoy-auth-partial-body", 25))
+            continue;
         if ((h->name_len == 13 && gh_field_name_same(h->name, 13, "authorization", 13)) ||
             listed(c->allowed_headers, c->num_allowed_headers, h->name, h->name_len))
             hs[(*nh)++] = *h;
+    }
+    /* with_request_body: the buffered body, whole (a longer one was a 413
+     * before: allow_partial_message false), marked as Envoy marks it. A
+     * request gatehouse did not buffer (a CUSTOM policy's call on a route
+     * that reads none) is sent without its body, marked partial. */
+    if (c->max_request_body > 0 && *nh < MAX_ENVOY_HEADERS) {
+        size_t bl = 0;
+        const char *b = gh_stream_buffered_body(s, &bl);
+        int whole = b != NULL && bl <= c->max_request_body;
+        if (whole) {
+            q->body = b;
+            q->body_len = bl;
+        }
+        hs[(*nh)++] = (gh_h1_header_t){"x-envoy-auth-partial-body", 25, whole ? "false" : "true",
+                                       whole ? 5 : 4};
     }
     size_t hl;
     const char *host = gh_stream_header_get(s, "host", &hl);

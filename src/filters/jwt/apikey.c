@@ -42,7 +42,13 @@ static uint64_t next_store_id = 1;
 int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak)
 {
     memset(ak, 0, sizeof(*ak));
-    if (cfg->num_apikey_providers == 0)
+    /* An aws-v1 authorizer's usageIdentifierKey is looked up in the store
+     * too (gh_jwtf_ak_usage). */
+    int usage = 0;
+    for (size_t i = 0; i < cfg->num_authorizers; i++)
+        usage |= cfg->authorizers[i].format == GH_AUTHORIZER_AWS_V1_TOKEN ||
+                 cfg->authorizers[i].format == GH_AUTHORIZER_AWS_V1_REQUEST;
+    if (cfg->num_apikey_providers == 0 && !usage)
         return 0;
     /* The process's current store (gatehouse/store.h), which the server
      * selected for cfg before building this snapshot; the admin API uses
@@ -52,6 +58,8 @@ int gh_jwtf_ak_init(const gh_config_t *cfg, gh_jwtf_ak_runtime_t *ak)
     if (ak->store == NULL)
         GH_LOG(GH_LOG_ERROR, "apikeys", "cannot open the store: %s", err.msg);
     ak->id = next_store_id++;
+    if (cfg->num_apikey_providers == 0)
+        return 0;
     ak->ids = calloc(cfg->num_apikey_providers, sizeof(*ak->ids));
     if (ak->ids == NULL)
         return -1;
@@ -463,7 +471,17 @@ struct gh_jwtf_ak_pending_s {
     size_t k;        /* the provider that asked */
     akentry_t local; /* the answer when the cache holds none */
     int have_local;
+    /* A usageIdentifierKey lookup (gh_jwtf_ak_usage): the authorizer that
+     * named the key, the key (the stream's arena), and who goes on. */
+    const gh_authorizer_conf_t *usage_az;
+    const char *usage_key;
+    size_t usage_key_len;
+    gh_jwtf_ak_usage_cb usage_cb;
+    void *usage_arg;
 };
+
+static void usage_lookup_done(gh_jwtf_ak_pending_t *pd, gh_stream_t *s, int status,
+                              const gh_apikey_t *key);
 
 static const char *lookup_error(int status)
 {
@@ -511,6 +529,10 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
     pd->handle = NULL;
     if (s == NULL)
         return; /* cannot happen: on_cancel cancels the request */
+    if (pd->usage_cb != NULL) {
+        usage_lookup_done(pd, s, status, key);
+        return;
+    }
     const gh_authn_filter_conf_t *fc = pd->fc;
     const gh_apikey_provider_conf_t *p = fc->authn->apikeys[pd->k];
     if (status != 0 && status != -ENOENT) {
@@ -589,6 +611,8 @@ static inline int ak_apply(gh_stream_t *s, wstate_t *w, const gh_apikey_provider
     id->consumer = b;
     id->plan = e->plan_off >= 0 ? b + e->plan_off : NULL;
     id->key_id = b + e->ident_len;
+    if (p == NULL)
+        goto count; /* a usageIdentifierKey: the authorizer's identity otherwise */
     if (id->provider == NULL) {
         id->provider = p->name;
         id->scopes = e->scopes_off >= 0 ? b + e->scopes_off : NULL;
@@ -598,6 +622,7 @@ static inline int ak_apply(gh_stream_t *s, wstate_t *w, const gh_apikey_provider
                          : gh_stream_add_header(s, p->consumer_header, p->consumer_header_len, b,
                                                 e->consumer_len)) < 0)
         return -1;
+count:
     /* A cached key's uses are counted in its entry and reach the store
      * every 64 uses, when the entry goes, and every second (the worker's
      * timer); an answer that is not cached counts at once. */
@@ -746,4 +771,115 @@ int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_
         GH_STAT_INC(w->ak_ok_stats->count);
     *st = GH_FILTER_CONTINUE;
     return 1;
+}
+
+/* ---- usageIdentifierKey (authz.c) ---- */
+
+/* What the store's answer e says of the key at now, applied when valid. */
+static int usage_decide(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w, akentry_t *e,
+                        int64_t now)
+{
+    int r = ak_entry_reason(e, now);
+    if (r == GH_AK_OK && fc->no_plans && e->plan_off >= 0)
+        r = GH_AK_PLAN_UNKNOWN;
+    if (r == GH_AK_OK && ak_apply(s, w, NULL, e, fc->ak->store, (uint64_t)now) < 0)
+        r = GH_AK_OUT_OF_MEMORY;
+    return r;
+}
+
+static void usage_lookup_done(gh_jwtf_ak_pending_t *pd, gh_stream_t *s, int status,
+                              const gh_apikey_t *key)
+{
+    const gh_authorizer_conf_t *az = pd->usage_az;
+    int r;
+    if (status != 0 && status != -ENOENT) {
+        GH_LOG(GH_LOG_WARN, "authorizers", "authorizer '%s': usage key lookup failed: %s", az->name,
+               lookup_error(status));
+        r = GH_AK_STORE_UNAVAILABLE;
+    } else {
+        wstate_t *w = gh_jwtf_worker(s);
+        const char *kv = pd->usage_key;
+        size_t kn = pd->usage_key_len;
+        uint64_t ttl = status == 0 ? az->usage_ttl_ms : az->usage_negative_ttl_ms;
+        if (w != NULL && ttl > 0 && az->cache_entries > 0 &&
+            ak_cache_fit(w, az->cache_entries) == 0) {
+            uint64_t h = key_hash(w, kv, kn);
+            akentry_t *e = ak_cache_slot(w, h, pd->store_id, kv, kn);
+            e->key = malloc(kn);
+            if (e->key != NULL) {
+                memcpy(e->key, kv, kn);
+                e->key_len = kn;
+                e->hash = h;
+                e->store_id = pd->store_id;
+                e->at_ms = gh_stream_now_ms(s);
+            }
+            if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, NULL) < 0)
+                ak_entry_clear(e); /* not cached: only a cost */
+        }
+        akentry_t local;
+        memset(&local, 0, sizeof(local));
+        if (w == NULL || ak_entry_fill(&local, status, key, NULL, NULL) < 0)
+            r = GH_AK_OUT_OF_MEMORY;
+        else
+            r = usage_decide(s, pd->fc, w, &local, (int64_t)time(NULL));
+        ak_entry_clear(&local);
+    }
+    gh_stream_set_ctx(s, NULL);
+    pd->usage_cb(pd->usage_arg, s, r);
+}
+
+int gh_jwtf_ak_usage(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                     const gh_authorizer_conf_t *az, const char *kv, size_t kn,
+                     gh_jwtf_ak_usage_cb cb, void *arg)
+{
+    gh_jwtf_ak_runtime_t *ak = fc->ak;
+    wstate_t *w = gh_jwtf_worker(s);
+    if (ak == NULL || ak->store == NULL)
+        return GH_AK_STORE_UNAVAILABLE;
+    if (w == NULL)
+        return GH_AK_OUT_OF_MEMORY;
+    if (w->ak != NULL) {
+        akentry_t *c = ak_cache_get(w, key_hash(w, kv, kn), ak->id, kv, kn);
+        if (c != NULL && gh_stream_now_ms(s) <
+                             c->at_ms + (c->found ? az->usage_ttl_ms : az->usage_negative_ttl_ms))
+            return usage_decide(s, fc, w, c, (int64_t)time(NULL));
+    }
+    /* A key that cannot be one is unknown without asking (API Gateway:
+     * an invalid usage identifier key is a 403). */
+    gh_apikey_presented_t pk;
+    const char *why;
+    if (gh_apikey_present(kv, kn, &pk, &why) != 0)
+        return GH_AK_UNKNOWN;
+    ak_timer_start(s, w);
+    gh_jwtf_ak_pending_t *pd = gh_stream_alloc(s, sizeof(*pd));
+    char *k = gh_stream_alloc(s, kn);
+    if (pd == NULL || k == NULL)
+        return GH_AK_OUT_OF_MEMORY;
+    memset(pd, 0, sizeof(*pd));
+    memcpy(k, kv, kn);
+    /* gh_apikey_present's view points into kv: read it again from the
+     * copy, which outlives the call. */
+    if (gh_apikey_present(k, kn, &pk, &why) != 0)
+        return GH_AK_UNKNOWN;
+    pd->tag = GH_JWTF_CTX_AK;
+    pd->fc = fc;
+    pd->store_id = ak->id;
+    pd->usage_az = az;
+    pd->usage_key = k;
+    pd->usage_key_len = kn;
+    pd->usage_cb = cb;
+    pd->usage_arg = arg;
+    pd->handle = gh_stream_pause(s);
+    if (pd->handle == NULL)
+        return GH_AK_OUT_OF_MEMORY;
+    gh_stream_set_ctx(s, pd);
+    int rc = gh_store_key_lookup(ak->store, gh_stream_loop(s), &pk, lookup_done, pd, &pd->req);
+    if (rc != 0) {
+        gh_stream_set_ctx(s, NULL);
+        gh_stream_handle_take(pd->handle);
+        pd->handle = NULL;
+        pd->req = NULL;
+        return rc == -EAGAIN ? GH_AK_BUSY : GH_AK_OUT_OF_MEMORY;
+    }
+    return -1;
 }

@@ -684,7 +684,21 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         return st;
     if (fc->az_only)
         return gh_jwtf_az_one(s, fc);
+    if (fc->az_body > 0) {
+        gh_stream_buffer_body(s, fc->az_body);
+        return GH_FILTER_BUFFER;
+    }
     return gh_jwtf_decide(s, fc, NULL);
+}
+
+/* The body an envoy authorizer sends is whole (az_body): decide now. */
+static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, void *ctx,
+                                              const char *body, size_t len)
+{
+    (void)ctx;
+    (void)body;
+    (void)len;
+    return gh_jwtf_decide(s, conf, NULL);
 }
 
 static void on_cancel(gh_stream_t *s, const void *conf, void *ctx)
@@ -712,5 +726,6 @@ const gh_filter_type_t gh_authn_filter = {
     .service_free = gh_jwtf_service_free,
     .metrics = gh_keyring_metrics,
     .on_request_headers = on_request_headers,
+    .on_request_buffered = on_request_buffered,
     .on_cancel = on_cancel,
 };

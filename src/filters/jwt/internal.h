@@ -69,6 +69,11 @@ typedef struct {
     /* The route's authn is one authorizer and nothing else: not `all` or
      * `optional`, nothing exempt (authz.c's gh_jwtf_az_one). */
     int az_only;
+    /* The largest envoy.max_request_body of the route's authorizers (0:
+     * none sends the body): the body is read whole first (413 past it, as
+     * Envoy's ext_authz without allow_partial_message), so that the
+     * service sees it (filter.c's on_request_headers). */
+    size_t az_body;
     gh_jwtf_ak_runtime_t *ak; /* the snapshot's API-key part (borrowed) */
     /* The config has no plans: a key naming one is refused here (with
      * plans, the rate_limits filter refuses a plan it does not have). */
@@ -286,6 +291,17 @@ void gh_jwtf_ak_cancel(gh_jwtf_ak_pending_t *pd);
 /* The provider a resumed decision goes on from: the one whose lookup
  * paused the stream (0 for a NULL pd, a decision not resumed). */
 size_t gh_jwtf_ak_resume_at(const gh_jwtf_ak_pending_t *pd);
+/* usageIdentifierKey: the key kv (borrowed) that authorizer az's answer
+ * names, looked up as an apikeys provider's key (the worker's cache with
+ * az's usage_key_cache_ttl, else the store). A valid key sets the
+ * identity's consumer, plan and key id (what the rate_limits filter keys
+ * by). Returns GH_AK_OK (applied), another reason (not answered), or -1:
+ * the stream paused for the store, and cb runs later with the reason (the
+ * key applied when GH_AK_OK). */
+typedef void (*gh_jwtf_ak_usage_cb)(void *arg, gh_stream_t *s, int reason);
+int gh_jwtf_ak_usage(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
+                     const gh_authorizer_conf_t *az, const char *kv, size_t kn,
+                     gh_jwtf_ak_usage_cb cb, void *arg);
 int gh_jwtf_ak_fast(gh_stream_t *s, const gh_authn_filter_conf_t *fc, gh_filter_status_t *st);
 void gh_jwtf_ak_cache_free(wstate_t *w);
 

@@ -268,8 +268,17 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
                       memcmp(p0->from[0].name, "authorization", 13) == 0 &&
                       p0->from[0].prefix_len == 7 && memcmp(p0->from[0].prefix, "Bearer ", 7) == 0;
     fc->no_plans = cfg->num_plans == 0;
+    for (size_t i = 0; i < a->num_authorizers; i++)
+        if (a->authorizers[i]->format == GH_AUTHORIZER_ENVOY &&
+            a->authorizers[i]->max_request_body > fc->az_body)
+            fc->az_body = a->authorizers[i]->max_request_body;
+    /* A route whose body goes to an authorizer buffers it first, and an
+     * aws-v1 answer may name a usage key: the general way
+     * (on_request_headers, authz.c's finish). */
     fc->az_only = a->num_providers == 0 && a->num_apikeys == 0 && a->num_authorizers == 1 &&
-                  !a->all && !a->optional && a->num_exempt == 0;
+                  !a->all && !a->optional && a->num_exempt == 0 && fc->az_body == 0 &&
+                  a->authorizers[0]->format != GH_AUTHORIZER_AWS_V1_TOKEN &&
+                  a->authorizers[0]->format != GH_AUTHORIZER_AWS_V1_REQUEST;
     fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && a->num_authorizers == 0 &&
                    !a->all && a->num_exempt == 0 && a->apikeys[0]->query == NULL;
     if (fc->key_only)

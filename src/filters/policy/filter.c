@@ -43,6 +43,9 @@ typedef struct {
     const gh_policy_t **custom, **dry_custom;
     uint32_t ncustom, ndry_custom;
     const gh_azr_t **custom_az; /* the authorizer of each custom[i] */
+    /* The largest envoy.max_request_body of those (0: none sends the
+     * body): the body is read whole before the CUSTOM policies run. */
+    size_t az_body;
     uint32_t *custom_allow, *custom_deny, *dry_custom_hit;
     char **dry_custom_note;
 } inst_t;
@@ -221,6 +224,9 @@ static void *policy_bind(void *rt, const gh_config_t *cfg, const gh_route_t *rou
             if (az == NULL || p->provider >= az->n)
                 goto fail;
             in->custom_az[in->ncustom] = &az->v[p->provider];
+            const gh_authorizer_conf_t *ac = az->v[p->provider].conf;
+            if (ac->format == GH_AUTHORIZER_ENVOY && ac->max_request_body > in->az_body)
+                in->az_body = ac->max_request_body;
             in->custom_allow[in->ncustom] =
                 gh_metrics_policy_id(p->name, "CUSTOM", "allow", "false");
             in->custom_deny[in->ncustom] = gh_metrics_policy_id(p->name, "CUSTOM", "deny", "false");
@@ -483,9 +489,23 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
 {
     const inst_t *in = conf;
     (void)ctx;
+    if (in->az_body > 0) {
+        gh_stream_buffer_body(s, in->az_body);
+        return GH_FILTER_BUFFER;
+    }
     if (in->ncustom > 0 || in->ndry_custom > 0)
         return custom(s, in);
     return evaluate(s, in);
+}
+
+/* The body a CUSTOM policy's envoy authorizer sends is whole (az_body). */
+static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, void *ctx,
+                                              const char *body, size_t len)
+{
+    (void)ctx;
+    (void)body;
+    (void)len;
+    return custom(s, conf);
 }
 
 static void on_cancel(gh_stream_t *s, const void *conf, void *ctx)
@@ -558,5 +578,6 @@ const gh_filter_type_t gh_policy_filter = {
     .bind = policy_bind,
     .unbind = policy_unbind,
     .on_request_headers = on_request_headers,
+    .on_request_buffered = on_request_buffered,
     .on_cancel = on_cancel,
 };
