@@ -188,6 +188,10 @@ class Gatehouse:
             if "drain_timeout" not in cfg:
                 # Bounds teardown when a test leaves a stuck connection behind.
                 cfg = {"drain_timeout": "5s", **cfg}
+            if "state_dir" not in cfg:
+                # What a store makes by default (state/gatehouse.db) goes to
+                # the test's directory, never the source tree.
+                cfg = {"state_dir": str(Path(tmp_path) / "state"), **cfg}
             for lst in cfg.get("listeners", [])[:1]:
                 if "listen" not in lst:
                     items = list(lst.items())
