@@ -105,6 +105,31 @@ static json_t *CS(bld_t *b, const char *s)
     return S(b, s, s != NULL ? strlen(s) : 0);
 }
 
+/* The method as API Gateway's events carry it, upper case: Werkzeug
+ * (Flask) and Django upper-case it, so "delete" is DELETE upstream, and an
+ * authorizer must decide on that (an IAM Deny on DELETE, a handler's
+ * httpMethod == "DELETE"). */
+static void upper(char *d, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
+}
+
+static json_t *METHOD(bld_t *b, const gh_authz_request_t *r)
+{
+    if (b->err != 0)
+        return NULL;
+    char *m = malloc(r->method.n + 1);
+    if (m == NULL) {
+        fail(b, -ENOMEM);
+        return NULL;
+    }
+    upper(m, r->method.p != NULL ? r->method.p : "", r->method.n);
+    json_t *v = S(b, m, r->method.n);
+    free(m);
+    return v;
+}
+
 static json_t *OBJ(bld_t *b)
 {
     json_t *v = b->err == 0 ? json_object() : NULL;
@@ -285,7 +310,8 @@ long gh_authz_method_arn(const gh_authz_request_t *r, char *out, size_t cap)
     *p++ = '/';
     APPEND(stage, strlen(stage));
     *p++ = '/';
-    APPEND(r->method.p, r->method.n);
+    upper(p, r->method.p, r->method.n);
+    p += r->method.n;
     *p++ = '/';
     APPEND(path, pn);
 #undef APPEND
@@ -534,7 +560,7 @@ static json_t *http_v2(bld_t *b, const gh_authz_request_t *r)
 {
     json_t *o = OBJ(b);
     gh_authz_str_t ua = user_agent(r), proto = protocol(r);
-    put(b, o, "method", S(b, r->method.p, r->method.n));
+    put(b, o, "method", METHOD(b, r));
     put(b, o, "path", S(b, r->path.p, r->path.n));
     put(b, o, "protocol", S(b, proto.p, proto.n));
     put(b, o, "sourceIp", S(b, r->source_ip.p, r->source_ip.n));
@@ -665,7 +691,7 @@ static json_t *context_v1(bld_t *b, const gh_authz_request_t *r)
     put(b, o, "domainName", S(b, dn.p, dn.n));
     put(b, o, "domainPrefix", S(b, dp.p, dp.n));
     put(b, o, "extendedRequestId", S(b, r->request_id.p, r->request_id.n));
-    put(b, o, "httpMethod", S(b, r->method.p, r->method.n));
+    put(b, o, "httpMethod", METHOD(b, r));
     put(b, o, "identity", identity_v1(b, r));
     put(b, o, "path", S(b, r->path.p, r->path.n));
     put(b, o, "protocol", S(b, proto.p, proto.n));
@@ -686,7 +712,7 @@ static void common_v1(bld_t *b, json_t *o, const gh_authz_request_t *r, int empt
 {
     put(b, o, "resource", r->resource != NULL ? CS(b, r->resource) : S(b, r->path.p, r->path.n));
     put(b, o, "path", S(b, r->path.p, r->path.n));
-    put(b, o, "httpMethod", S(b, r->method.p, r->method.n));
+    put(b, o, "httpMethod", METHOD(b, r));
     json_t *h, *mh;
     headers_v1(b, r, &h, &mh);
     put(b, o, "headers", h);
