@@ -48,3 +48,41 @@ def test_lower_case_method_is_the_method_upstreams_read(gatehouse, upstream, aut
     assert all("/x" in r.json()["methodArn"] and "/GET/" in r.json()["methodArn"] or
                "/DELETE/" in r.json()["methodArn"] for r in srv.requests)
     assert [r.method for r in up.complete_requests()] == ["GET"]
+
+
+def envoy_by_path(req):
+    """An ext_authz service as OPA policies are written: the answer is
+    about the method, the path and the headers, not only the token."""
+    ok = (req.header("authorization") == "alice" and req.method == "GET" and
+          req.target == "/check/public" and req.header("x-tenant") in (None, "t1"))
+    if ok:
+        return (200, [("x-user", "alice")], b"")
+    return (403, [("content-type", "text/plain")], b"no")
+
+
+@pytest.mark.parametrize("second", [
+    ("GET", "/admin", []),
+    ("DELETE", "/public", []),
+    ("GET", "/public?as=admin", []),
+    ("GET", "/public", [("x-tenant", "t2")]),
+])
+def test_envoy_cached_allow_is_not_an_answer_for_another_request(gatehouse, upstream, authz,
+                                                                 second):
+    """A cached envoy allow decides only the request the service was asked
+    about: its method, path, query and allowed headers are part of the key
+    (Envoy itself caches nothing)."""
+    up = upstream()
+    srv = authz(envoy_by_path, raw=True)
+    a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"},
+         "identity_sources": ["$request.header.Authorization"], "ttl": "300s",
+         "envoy": {"allowed_headers": ["x-tenant"], "upstream_headers": ["x-user"]}}
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    tok = [("authorization", "alice")]
+    for _ in range(2):
+        assert fetch(g.port, "GET", "/public", headers=tok + [("x-tenant", "t1")]).status == 200
+    assert srv.calls == 1, "the same request is answered from the cache"
+    m, t, extra = second
+    r = fetch(g.port, m, t, headers=tok + (extra or [("x-tenant", "t1")]))
+    assert r.status == 403, r
+    assert srv.calls == 2
+    assert [(q.method, q.target) for q in up.complete_requests()] == [("GET", "/public")] * 2

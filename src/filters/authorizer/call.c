@@ -25,6 +25,9 @@
 #include "filters/authorizer/authorizer.h"
 
 #define MAX_ENVOY_HEADERS 64
+/* The cache key's values: the identity sources, and for envoy the request
+ * the service is asked about (envoy_key). */
+#define MAX_VALS 17
 
 /* The worker's cache: keyed by this static's address among the workers'
  * filter states (gh_stream_worker_state). */
@@ -60,7 +63,7 @@ struct gh_azr_call_s {
     char *body; /* malloc'd: the event (aws), freed when the call ends */
     /* The identity-source values (the cache key), pointing into the
      * request's head, which outlives the call. */
-    gh_authz_str_t vals[16];
+    gh_authz_str_t vals[MAX_VALS];
     size_t nv;
     char *arn; /* the stream's arena: the method ARN */
     size_t arn_len;
@@ -537,6 +540,19 @@ static int framing(const char *n, size_t l)
     return 0;
 }
 
+/* envoy: whether request field h is sent to the service. */
+static int envoy_sent(const gh_authorizer_conf_t *c, const gh_h1_header_t *h)
+{
+    if (framing(h->name, h->name_len))
+        return 0;
+    /* Ours only (envoy_request): a client's copy would say what we did not. */
+    if (c->max_request_body > 0 && h->name_len == 25 &&
+        gh_field_name_same(h->name, 25, "x-envoy-auth-partial-body", 25))
+        return 0;
+    return (h->name_len == 13 && gh_field_name_same(h->name, 13, "authorization", 13)) ||
+           listed(c->allowed_headers, c->num_allowed_headers, h->name, h->name_len);
+}
+
 /* envoy: the original method and path under http.path, the allowed
  * headers with Authorization, and the request's Host. */
 static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_req_t *q,
@@ -576,18 +592,9 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
     size_t n;
     const gh_h1_header_t *rh = gh_stream_headers(s, &n);
     *nh = 0;
-    for (size_t i = 0; i < n && *nh < MAX_ENVOY_HEADERS; i++) {
-        const gh_h1_header_t *h = &rh[i];
-        if (framing(h->name, h->name_len))
-            continue;
-        /* Ours only (below): a client's copy would say what we did not. */
-        if (c->max_request_body > 0 && h->name_len == 25 &&
-            gh_field_name_same(h->name, 25, "x-envoy-auth-partial-body", 25))
-            continue;
-        if ((h->name_len == 13 && gh_field_name_same(h->name, 13, "authorization", 13)) ||
-            listed(c->allowed_headers, c->num_allowed_headers, h->name, h->name_len))
-            hs[(*nh)++] = *h;
-    }
+    for (size_t i = 0; i < n && *nh < MAX_ENVOY_HEADERS; i++)
+        if (envoy_sent(c, &rh[i]))
+            hs[(*nh)++] = rh[i];
     /* with_request_body: the buffered body, whole (a longer one was a 413
      * before: allow_partial_message false), marked as Envoy marks it. A
      * request gatehouse did not buffer (a CUSTOM policy's call on a route
@@ -610,6 +617,71 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
         q->host_len = hl;
     }
     return NULL;
+}
+
+static char *key_part(char *w, const char *p, size_t n)
+{
+    uint64_t l = n;
+    memcpy(w, &l, 8);
+    if (n > 0)
+        memcpy(w + 8, p, n);
+    return w + 8 + n;
+}
+
+/* envoy: a service answers about the request it is sent (method, path and
+ * query, Host, the headers passed: an OPA policy allows GET /public, not
+ * DELETE /admin), not about the token alone. The cache key's last value is
+ * that request, each part length-prefixed, in the stream's arena, so that
+ * a cached allow answers only the same request. 0, or -1 when out of
+ * memory. */
+static int envoy_key(gh_stream_t *s, const gh_authorizer_conf_t *c, gh_authz_str_t *v)
+{
+    const char *m, *p, *q, *host;
+    size_t ml, pl, ql, hl = 0, n, sent = 0;
+    gh_stream_request_line(s, &m, &ml, &p, &pl, &q, &ql);
+    host = gh_stream_header_get(s, "host", &hl);
+    const gh_h1_header_t *rh = gh_stream_headers(s, &n);
+    /* with_request_body: the body sent, or that it was not (partial). */
+    const char *body = NULL;
+    size_t bl = 0;
+    if (c->max_request_body > 0) {
+        body = gh_stream_buffered_body(s, &bl);
+        if (body == NULL || bl > c->max_request_body)
+            body = NULL, bl = 0;
+    }
+    size_t total = 8 + ml + 8 + pl + 8 + (q ? ql + 1 : 0) + 8 + (host ? hl : 0) + 9 + 8 + bl;
+    for (size_t i = 0; i < n && sent < MAX_ENVOY_HEADERS; i++)
+        if (envoy_sent(c, &rh[i])) {
+            total += 16 + rh[i].name_len + rh[i].value_len;
+            sent++;
+        }
+    char *b = gh_stream_alloc(s, total + 1), *w = b;
+    if (b == NULL)
+        return -1;
+    w = key_part(w, m, ml);
+    w = key_part(w, p, pl);
+    /* "?" and no query at all are two requests. */
+    uint64_t ql8 = q ? ql + 1 : 0;
+    memcpy(w, &ql8, 8);
+    w += 8;
+    if (q != NULL) {
+        *w++ = '?';
+        memcpy(w, q, ql);
+        w += ql;
+    }
+    w = key_part(w, host, host ? hl : 0);
+    sent = 0;
+    for (size_t i = 0; i < n && sent < MAX_ENVOY_HEADERS; i++)
+        if (envoy_sent(c, &rh[i])) {
+            w = key_part(w, rh[i].name, rh[i].name_len);
+            w = key_part(w, rh[i].value, rh[i].value_len);
+            sent++;
+        }
+    w = key_part(w, body != NULL ? "1" : "0", 1);
+    w = key_part(w, body, bl);
+    v->p = b;
+    v->n = (size_t)(w - b);
+    return 0;
 }
 
 /* The method ARN of the request into the stream's arena (*arn). 0, or -1
@@ -668,11 +740,12 @@ static inline __attribute__((always_inline)) int from_cache(gh_stream_t *s, cons
  * token that token_validation refuses, an answer in the cache. 1 with out
  * decided, 0 when a call is needed (vals, *arn hold what was found). */
 static inline __attribute__((always_inline)) int without_call(gh_stream_t *s, const gh_azr_t *a,
-                                                              gh_authz_str_t *vals, size_t nv,
+                                                              gh_authz_str_t *vals, size_t *pnv,
                                                               char **arn, size_t *arn_len,
                                                               gh_azr_outcome_t *out)
 {
     const gh_authorizer_conf_t *conf = a->conf;
+    size_t nv = *pnv;
     for (size_t i = 0; i < nv; i++) {
         const gh_authz_source_t *src = &conf->sources[i];
         if (src->authorization) {
@@ -702,27 +775,36 @@ static inline __attribute__((always_inline)) int without_call(gh_stream_t *s, co
             return 1;
         }
     }
-    return conf->ttl_ms > 0 && nv > 0 && from_cache(s, a, vals, nv, arn, arn_len, out) != 0;
+    if (conf->ttl_ms == 0 || nv == 0)
+        return 0;
+    if (conf->format == GH_AUTHORIZER_ENVOY) {
+        if (envoy_key(s, conf, &vals[nv]) != 0) {
+            outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
+            return 1;
+        }
+        *pnv = ++nv;
+    }
+    return from_cache(s, a, vals, nv, arn, arn_len, out) != 0;
 }
 
 int gh_azr_decided(gh_stream_t *s, const gh_azr_t *a, gh_azr_outcome_t *out)
 {
-    gh_authz_str_t vals[16];
+    gh_authz_str_t vals[MAX_VALS];
     size_t nv = a->conf->num_sources < 16 ? a->conf->num_sources : 16;
     char *arn = NULL;
     size_t arn_len = 0;
-    return without_call(s, a, vals, nv, &arn, &arn_len, out);
+    return without_call(s, a, vals, &nv, &arn, &arn_len, out);
 }
 
 int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg,
                  gh_azr_call_t **call, gh_azr_outcome_t *out)
 {
     const gh_authorizer_conf_t *conf = a->conf;
-    gh_authz_str_t vals[16];
+    gh_authz_str_t vals[MAX_VALS];
     size_t nv = conf->num_sources < 16 ? conf->num_sources : 16;
     char *arn = NULL;
     size_t arn_len = 0;
-    if (without_call(s, a, vals, nv, &arn, &arn_len, out))
+    if (without_call(s, a, vals, &nv, &arn, &arn_len, out))
         return 0;
     /* A call: its state in the stream's arena. */
     gh_azr_call_t *c = gh_stream_alloc(s, sizeof(*c));
@@ -741,7 +823,7 @@ int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg
     gh_authz_request_t view;
     fill_view(s, conf, &view);
     view.identity = c->vals;
-    view.nidentity = c->nv;
+    view.nidentity = conf->num_sources < 16 ? conf->num_sources : 16;
     if (conf->format != GH_AUTHORIZER_ENVOY && c->arn == NULL &&
         method_arn(s, &view, &c->arn, &c->arn_len, out) != 0)
         return 0;
