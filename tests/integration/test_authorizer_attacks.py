@@ -86,3 +86,21 @@ def test_envoy_cached_allow_is_not_an_answer_for_another_request(gatehouse, upst
     assert r.status == 403, r
     assert srv.calls == 2
     assert [(q.method, q.target) for q in up.complete_requests()] == [("GET", "/public")] * 2
+
+
+def test_envoy_is_asked_about_the_method_upstreams_read(gatehouse, upstream, authz):
+    """Envoy's parser refuses a lower-case method, so ext_authz services
+    compare "DELETE"; Werkzeug and Django read "delete" as DELETE."""
+    def h(req):
+        if req.method == "DELETE":
+            return (403, [("content-type", "text/plain")], b"no deletes")
+        return (200, [], b"")
+
+    up = upstream()
+    srv = authz(h, raw=True)
+    a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0}
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    assert fetch(g.port, "GET", "/x").status == 200
+    for m in ("DELETE", "delete", "dElete"):
+        assert fetch(g.port, m, "/x").status == 403, m
+    assert [q.method for q in up.complete_requests()] == ["GET"]

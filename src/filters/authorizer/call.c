@@ -569,14 +569,15 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
     char *t = gh_stream_alloc(s, pre + pl + (qs ? ql + 1 : 0) + 1);
     if (meth == NULL || t == NULL)
         return "out of memory";
-    /* HEAD's answer has no body to frame by: the service is asked with
-     * GET (docs/authorizers.md). */
-    if (ml == 4 && memcmp(m, "HEAD", 4) == 0)
+    /* Upper case: Envoy's parser refuses "delete", so services compare
+     * "DELETE", and Werkzeug and Django read "delete" as DELETE. HEAD's
+     * answer has no body to frame by: the service is asked with GET
+     * (docs/authorizers.md). */
+    for (size_t i = 0; i < ml; i++)
+        meth[i] = (char)(m[i] >= 'a' && m[i] <= 'z' ? m[i] - 32 : m[i]);
+    meth[ml] = '\0';
+    if (ml == 4 && memcmp(meth, "HEAD", 4) == 0)
         memcpy(meth, "GET", 4);
-    else {
-        memcpy(meth, m, ml);
-        meth[ml] = '\0';
-    }
     memcpy(t, c->path, pre);
     memcpy(t + pre, p, pl);
     size_t tl = pre + pl;
