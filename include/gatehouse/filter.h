@@ -273,6 +273,11 @@ const char *gh_stream_peer_address(const gh_stream_t *s);
 /* The request's host as the routing saw it: from the authority or Host,
  * port and a trailing dot removed, lower-cased (len 0: none). */
 const char *gh_stream_host(const gh_stream_t *s, size_t *len);
+/* An absolute-form target's authority ("api.example:8443"), which
+ * replaces the Host field for routing and upstream (RFC 9112 section
+ * 3.2.2), as sent; NULL when the target is not absolute-form. A filter
+ * that tells another service about the request tells it this host. */
+const char *gh_stream_authority(const gh_stream_t *s, size_t *len);
 
 /* The request as received: method, path (without query), query (NULL if
  * none), and the header fields (pointers valid for the stream's life). */

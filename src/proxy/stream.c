@@ -1269,6 +1269,12 @@ const char *gh_stream_host(const gh_stream_t *s, size_t *len)
     return s->host != NULL ? s->host : "";
 }
 
+const char *gh_stream_authority(const gh_stream_t *s, size_t *len)
+{
+    *len = s->authority != NULL ? s->authority_len : 0;
+    return s->authority;
+}
+
 void gh_stream_request_line(const gh_stream_t *s, const char **method, size_t *method_len,
                             const char **path, size_t *path_len, const char **query,
                             size_t *query_len)

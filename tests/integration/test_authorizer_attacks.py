@@ -104,3 +104,70 @@ def test_envoy_is_asked_about_the_method_upstreams_read(gatehouse, upstream, aut
     for m in ("DELETE", "delete", "dElete"):
         assert fetch(g.port, m, "/x").status == 403, m
     assert [q.method for q in up.complete_requests()] == ["GET"]
+
+
+@pytest.mark.parametrize("fmt", ["aws-v2", "envoy"])
+def test_identity_headers_survive_and_forgeries_do_not(gatehouse, upstream, authz, fmt):
+    """The headers an authorizer sets reach the upstream once, with its
+    values: never a client's copy (any spelling), and a Connection option
+    naming them removes neither gatehouse's value nor lets the client's
+    through."""
+    from harness import hdr
+
+    if fmt == "envoy":
+        srv_handler = lambda req: (200, [("x-user", "alice")], b"")  # noqa: E731
+        a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0,
+             "envoy": {"upstream_headers": ["x-user"]}}
+        raw = True
+    else:
+        srv_handler = lambda ev: {"isAuthorized": True, "context": {"u": "alice"}}  # noqa: E731
+        a = az(simple_responses=True, ttl=0, headers={"x-user": "context.u"})
+        raw = False
+    up = upstream()
+    srv = authz(srv_handler, raw=raw)
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    forged = [("authorization", "t"), ("X-User", "root"), ("x_user", "root"), ("X_USER", "root"),
+              ("connection", "x-user, keep-alive")]
+    e = echo_of(fetch(g.port, "GET", "/x", headers=forged))
+    assert hdr(e["headers"], "x-user") == ["alice"], e["headers"]
+    assert not [h for h in e["headers"] if h[0].lower().replace("_", "-") == "x-user" and
+                h[1] != "alice"]
+
+
+def test_authorizers_see_the_host_the_upstream_gets(gatehouse, upstream, authz):
+    """An absolute-form target's authority replaces Host (RFC 9112 section
+    3.2.2) for routing and upstream: the authorizer must be told that host,
+    not the Host field the client also sent."""
+    seen = []
+
+    def h(req):
+        seen.append(req.header("host"))
+        return (200, [], b"") if req.header("host") == "public.example" else \
+            (403, [("content-type", "text/plain")], b"no")
+
+    up = upstream()
+    srv = authz(h, raw=True)
+    a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0}
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    assert fetch(g.port, "GET", "/x", host="public.example").status == 200
+    r = fetch(g.port, "GET", "http://admin.example/x", host="public.example")
+    got = [q.header("host") for q in up.complete_requests()]
+    assert r.status == 403 or got[-1] == seen[-1], (r, seen, got)
+    assert seen[-1] == "admin.example"
+
+
+@pytest.mark.parametrize("fmt", ["aws-v2", "aws-v1-request"])
+def test_aws_events_name_the_host_the_upstream_gets(gatehouse, upstream, authz, fmt):
+    up = upstream()
+    srv = authz(lambda ev: {"isAuthorized": True} if fmt == "aws-v2" else allow_policy("u"))
+    a = az(fmt, ttl=0, identity_sources=["$request.header.Authorization"],
+           **({"simple_responses": True} if fmt == "aws-v2" else {}))
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    r = fetch(g.port, "GET", "http://admin.example:8080/x", host="public.example",
+              headers=[("authorization", "t")])
+    assert r.status == 200, r
+    ev = srv.requests[-1].json()
+    hosts = {k: v for k, v in ev["headers"].items() if k.lower() == "host"}
+    assert list(hosts.values()) == ["admin.example:8080"], ev["headers"]
+    assert ev["requestContext"]["domainName"] == "admin.example"
+    assert up.complete_requests()[-1].header("host") == "admin.example:8080"

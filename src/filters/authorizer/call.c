@@ -217,12 +217,39 @@ static int64_t now_epoch_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void fill_view(gh_stream_t *s, const gh_authorizer_conf_t *c, gh_authz_request_t *r)
+/* The Host the upstream gets: an absolute-form target's authority, else
+ * the Host field (NULL: none). */
+static const char *request_host(gh_stream_t *s, size_t *len)
+{
+    const char *a = gh_stream_authority(s, len);
+    return a != NULL ? a : gh_stream_header_get(s, "host", len);
+}
+
+/* The view of the request; an absolute-form target's authority is its
+ * host, in domainName and in the events' Host field, as the upstream gets
+ * it (the client's own Host field is not what was routed). 0, or -1 when
+ * out of memory. */
+static int fill_view(gh_stream_t *s, const gh_authorizer_conf_t *c, gh_authz_request_t *r)
 {
     memset(r, 0, sizeof(*r));
     gh_stream_request_line(s, &r->method.p, &r->method.n, &r->path.p, &r->path.n, &r->query.p,
                            &r->query.n);
     r->headers = gh_stream_headers(s, &r->nheaders);
+    size_t al;
+    const char *auth = gh_stream_authority(s, &al);
+    if (auth != NULL) {
+        gh_h1_header_t *hs = gh_stream_alloc(s, (r->nheaders + 1) * sizeof(*hs));
+        if (hs == NULL)
+            return -1;
+        memcpy(hs, r->headers, r->nheaders * sizeof(*hs));
+        for (size_t i = 0; i < r->nheaders; i++)
+            if (hs[i].name_len == 4 && gh_field_name_same(hs[i].name, 4, "host", 4)) {
+                hs[i].value = auth;
+                hs[i].value_len = al;
+            }
+        r->headers = hs;
+        r->host = (gh_authz_str_t){auth, al};
+    }
     const char *ip = gh_stream_client_address(s);
     r->source_ip.p = ip;
     r->source_ip.n = strlen(ip);
@@ -236,6 +263,7 @@ static void fill_view(gh_stream_t *s, const gh_authorizer_conf_t *c, gh_authz_re
     r->api_id = c->api_id;
     r->region = c->api_region;
     r->stage = c->stage;
+    return 0;
 }
 
 /* ---- the call ---- */
@@ -612,7 +640,7 @@ static const char *envoy_request(gh_stream_t *s, const gh_azr_t *a, gh_callout_r
                                        whole ? 5 : 4};
     }
     size_t hl;
-    const char *host = gh_stream_header_get(s, "host", &hl);
+    const char *host = request_host(s, &hl);
     if (host != NULL && hl > 0) {
         q->host = host;
         q->host_len = hl;
@@ -640,7 +668,7 @@ static int envoy_key(gh_stream_t *s, const gh_authorizer_conf_t *c, gh_authz_str
     const char *m, *p, *q, *host;
     size_t ml, pl, ql, hl = 0, n, sent = 0;
     gh_stream_request_line(s, &m, &ml, &p, &pl, &q, &ql);
-    host = gh_stream_header_get(s, "host", &hl);
+    host = request_host(s, &hl);
     const gh_h1_header_t *rh = gh_stream_headers(s, &n);
     /* with_request_body: the body sent, or that it was not (partial). */
     const char *body = NULL;
@@ -728,7 +756,10 @@ static inline __attribute__((always_inline)) int from_cache(gh_stream_t *s, cons
     }
     if (!e->result.simple) {
         gh_authz_request_t view;
-        fill_view(s, a->conf, &view);
+        if (fill_view(s, a->conf, &view) != 0) {
+            outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
+            return -1;
+        }
         if (method_arn(s, &view, arn, arn_len, out) != 0)
             return -1;
     }
@@ -822,7 +853,10 @@ int gh_azr_check(gh_stream_t *s, const gh_azr_t *a, gh_azr_done_cb cb, void *arg
     c->arn = arn;
     c->arn_len = arn_len;
     gh_authz_request_t view;
-    fill_view(s, conf, &view);
+    if (fill_view(s, conf, &view) != 0) {
+        outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
+        return 0;
+    }
     view.identity = c->vals;
     view.nidentity = conf->num_sources < 16 ? conf->num_sources : 16;
     if (conf->format != GH_AUTHORIZER_ENVOY && c->arn == NULL &&
