@@ -171,3 +171,115 @@ def test_aws_events_name_the_host_the_upstream_gets(gatehouse, upstream, authz, 
     assert list(hosts.values()) == ["admin.example:8080"], ev["headers"]
     assert ev["requestContext"]["domainName"] == "admin.example"
     assert up.complete_requests()[-1].header("host") == "admin.example:8080"
+
+
+class SplitAuthz:
+    """A raw HTTP/1.1 authorizer service: answers each event with
+    isAuthorized for the token "good" only, written one byte per send
+    (TCP_NODELAY), optionally followed by a second, allowing response
+    nobody asked for (a smuggling attempt into the next pooled call), and
+    any number of 1xx interim responses first."""
+
+    def __init__(self, smuggle=False, interim=0, chunked=False):
+        import socket
+        import threading
+
+        self.smuggle, self.interim, self.chunked = smuggle, interim, chunked
+        self.calls = 0
+        self.conns = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        import json as _json
+        import socket
+
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                n = 0
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        n = int(v)
+                while len(buf) < n:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                ev, buf = _json.loads(buf[:n]), buf[n:]
+                with self.lock:
+                    self.calls += 1
+                ok = ev["identitySource"] == ["good"]
+                body = _json.dumps({"isAuthorized": ok}).encode()
+                out = b"HTTP/1.1 100 Continue\r\n\r\n" * self.interim
+                if self.chunked:
+                    out += (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                            b"transfer-encoding: chunked\r\n\r\n")
+                    out += b"".join(b"%x\r\n%s\r\n" % (1, body[i:i + 1]) for i in range(len(body)))
+                    out += b"0\r\nx-t: 1\r\n\r\n"
+                else:
+                    out += (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                            b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                extra = b""
+                if self.smuggle:
+                    # In the same segment as the answer's last byte: read
+                    # with it, so the connection has unread bytes.
+                    evil = b'{"isAuthorized": true}'
+                    extra = (b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" %
+                             (len(evil), evil))
+                for i in range(len(out) - 1):
+                    c.sendall(out[i:i + 1])
+                c.sendall(out[-1:] + extra)
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", [dict(), dict(smuggle=True), dict(interim=5),
+                                  dict(chunked=True), dict(chunked=True, smuggle=True)])
+def test_callout_answers_split_interim_and_smuggled(gatehouse, upstream, mode):
+    """Every answer written a byte at a time means the same; an extra
+    response after the answer is never read as the next call's answer."""
+    srv = SplitAuthz(**mode)
+    try:
+        up = upstream()
+        g = gatehouse(config(up, srv.port, {"az": az(simple_responses=True, ttl=0)}))
+        for i in range(3):
+            assert fetch(g.port, "GET", "/x", headers=[("authorization", "bad")]).status == 403
+            assert fetch(g.port, "GET", "/x", headers=[("authorization", "good")]).status == 200
+        assert srv.calls == 6, "every request asked the service, each answered once"
+        assert len(up.complete_requests()) == 3
+        if mode.get("smuggle"):
+            assert srv.conns == 6, "a connection with unread bytes is never reused"
+    finally:
+        srv.stop()
