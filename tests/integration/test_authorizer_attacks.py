@@ -2,6 +2,8 @@
 attacker would: requests that mean one thing to the authorizer (or its
 cached answer) and another to the upstream."""
 
+import socket
+
 import pytest
 
 from authz_server import AuthzServer, allow_policy
@@ -283,3 +285,84 @@ def test_callout_answers_split_interim_and_smuggled(gatehouse, upstream, mode):
             assert srv.conns == 6, "a connection with unread bytes is never reused"
     finally:
         srv.stop()
+
+
+# ---- Lambda upstream: results that try to frame the response ----
+
+LAMBDA_RESULTS = [
+    {"statusCode": 204, "body": "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"},
+    {"statusCode": 304, "body": "smuggled"},
+    {"statusCode": "204", "headers": {"content-length": "5"}, "body": "abcde"},
+    {"statusCode": 200, "headers": {"content_length": "0", "transfer_encoding": "chunked"},
+     "body": "x"},
+    {"statusCode": 200, "multiValueHeaders": {"content-length": ["1", "2"]}, "body": "xy"},
+    {"statusCode": 200, "cookies": ["a=1\r\nx-injected: 1"], "body": "x"},
+    {"statusCode": 200, "headers": {"x-a": "1\r\n\r\nHTTP/1.1 200 OK"}, "body": "x"},
+    {"statusCode": 200, "headers": {"x a": "1"}, "body": "x"},
+    {"statusCode": 200, "headers": {"x-a:": "1"}, "body": "x"},
+    {"statusCode": 101, "headers": {"upgrade": "websocket"}, "body": ""},
+    {"statusCode": 100, "body": "x"},
+    {"statusCode": 200, "isBase64Encoded": True, "body": "not base64!"},
+    {"statusCode": 200, "isBase64Encoded": "true", "body": "aGk="},
+]
+
+
+@pytest.mark.parametrize("result", LAMBDA_RESULTS)
+def test_lambda_result_never_frames_the_response(gatehouse, result):
+    """Whatever a function returns, the client reads exactly one response
+    per request, framed by gatehouse (h11 parses it strictly), and the
+    connection's next request gets its own answer."""
+    import h11
+    from test_lambda_upstream import AK, SK, lambda_config
+    from aws_lambda_server import LambdaServer
+    import os
+
+    env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK,
+           "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with LambdaServer(credentials={AK: (SK, None)}) as srv:
+            srv.register("fn", lambda e, c: result if e["rawPath"] == "/evil" else
+                         {"statusCode": 200, "body": "fine"})
+            g = gatehouse(lambda_config(srv))
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+            conn = h11.Connection(h11.CLIENT)
+            got = []
+            for path in ("/evil", "/next"):
+                s.sendall(conn.send(h11.Request(method="GET", target=path,
+                                                headers=[("host", "gatehouse.test")])))
+                s.sendall(conn.send(h11.EndOfMessage()))
+                body = b""
+                while True:
+                    ev = conn.next_event()
+                    if ev is h11.NEED_DATA:
+                        d = s.recv(65536)
+                        conn.receive_data(d)
+                        continue
+                    if isinstance(ev, h11.Response):
+                        status, headers = ev.status_code, ev.headers
+                    elif isinstance(ev, h11.Data):
+                        body += ev.data
+                    elif isinstance(ev, h11.EndOfMessage):
+                        break
+                got.append((status, headers, body))
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    break
+                conn.start_next_cycle()
+            s.close()
+            st, hs, b = got[0]
+            names = [n.lower() for n, _ in hs]
+            assert b"x-injected" not in b"".join(n for n in names)
+            assert names.count(b"content-length") <= 1 and b"transfer-encoding" not in names
+            assert st >= 200
+            if st in (204, 304):
+                assert b == b""
+            if len(got) > 1:
+                assert got[1][0] == 200 and got[1][2] == b"fine"
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
