@@ -366,3 +366,26 @@ def test_lambda_result_never_frames_the_response(gatehouse, result):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_envoy_cached_allow_is_keyed_by_the_body_it_was_shown(gatehouse, upstream, authz):
+    """with max_request_body the service decides on the body (a GraphQL
+    query, a transfer amount): another body is another question."""
+    def h(req):
+        ok = req.header("authorization") == "alice" and req.body == b'{"amount": 1}'
+        return (200, [], b"") if ok else (403, [("content-type", "text/plain")], b"no")
+
+    up = upstream()
+    srv = authz(h, raw=True)
+    a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"},
+         "identity_sources": ["$request.header.Authorization"], "ttl": "300s",
+         "envoy": {"max_request_body": 1024}}
+    g = gatehouse(config(up, srv.port, {"az": a}))
+    tok = [("authorization", "alice"), ("content-type", "application/json")]
+    for _ in range(2):
+        assert fetch(g.port, "POST", "/pay", headers=tok, body=b'{"amount": 1}').status == 200
+    assert srv.calls == 1
+    r = fetch(g.port, "POST", "/pay", headers=tok, body=b'{"amount": 1000000}')
+    assert r.status == 403, r
+    assert srv.calls == 2
+    assert [q.body for q in up.complete_requests()] == [b'{"amount": 1}'] * 2
