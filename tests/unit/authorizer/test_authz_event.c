@@ -201,6 +201,31 @@ static void test_route_arn_of_aws_example(void **state)
     assert_int_equal(gh_authz_method_arn(&r, buf, 10), -ENOBUFS);
 }
 
+/* Werkzeug and Django read "delete" as DELETE: method ARNs and events say
+ * it upper case, so that an IAM Deny on DELETE (and a handler's
+ * httpMethod == "DELETE") applies to it. */
+static void test_method_upper_case(void **state)
+{
+    (void)state;
+    gh_authz_request_t r = a2_request();
+    r.method = STR("dElete");
+    char buf[GH_AUTHZ_MAX_ARN + 1];
+    gh_authz_method_arn(&r, buf, sizeof(buf));
+    assert_string_equal(
+        buf, "arn:aws:execute-api:us-east-1:123456789012:api-id/$default/DELETE/my/path");
+    json_t *ev = build(gh_authz_event_v2, &r);
+    assert_string_equal(sget(ev, "routeArn"), buf);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(ev, "requestContext"), "http"), "method")),
+        "DELETE");
+    json_decref(ev);
+    ev = build(gh_authz_event_v1_request, &r);
+    assert_string_equal(sget(ev, "httpMethod"), "DELETE");
+    assert_string_equal(sget(ev, "methodArn"), buf);
+    json_decref(ev);
+}
+
 static void test_arn_past_aws_limit_is_e2big(void **state)
 {
     (void)state;
@@ -812,6 +837,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v2_authorizer_event_matches_aws_example),
         cmocka_unit_test(test_route_arn_of_aws_example),
+        cmocka_unit_test(test_method_upper_case),
         cmocka_unit_test(test_arn_past_aws_limit_is_e2big),
         cmocka_unit_test(test_missing_config_is_einval),
         cmocka_unit_test(test_v2_absent_parts_left_out),
