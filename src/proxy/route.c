@@ -45,11 +45,15 @@ static int host_match(const gh_route_t *r, const char *h, size_t n)
     return 0;
 }
 
+/* ASCII case ignored: methods are case-sensitive (RFC 9110 section 9.1),
+ * but many upstreams (Flask, Django, Rack) read "delete" as DELETE, so a
+ * route for DELETE with authentication must take "delete" too, not let it
+ * fall through to a route without (as policies' methods match). */
 static int method_match(const gh_route_t *r, const gh_h1_request_t *req)
 {
     for (size_t i = 0; i < r->num_methods; i++) {
         const char *m = r->methods[i];
-        if (strlen(m) == req->method_len && memcmp(m, req->method, req->method_len) == 0)
+        if (strlen(m) == req->method_len && strncasecmp(m, req->method, req->method_len) == 0)
             return 1;
     }
     return 0;

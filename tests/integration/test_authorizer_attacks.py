@@ -389,3 +389,42 @@ def test_envoy_cached_allow_is_keyed_by_the_body_it_was_shown(gatehouse, upstrea
     assert r.status == 403, r
     assert srv.calls == 2
     assert [q.body for q in up.complete_requests()] == [b'{"amount": 1}'] * 2
+
+
+@pytest.mark.parametrize("source,req", [
+    ("$request.querystring.token", lambda v: ("/x?" + "&".join("token=" + t for t in v), [])),
+    ("$request.cookie.session",
+     lambda v: ("/x", [("cookie", "; ".join("session=" + t for t in v))])),
+])
+def test_repeated_query_or_cookie_sources_key_the_cache_by_every_copy(gatehouse, upstream, authz,
+                                                                      source, req):
+    """An authorizer that reads another copy than the first (v1 keeps the
+    last query value, v2 joins them) must not find an answer cached for a
+    request it never saw: every copy is part of the cache key."""
+    up = upstream()
+    seen = []
+
+    def last_copy_decides(ev):
+        seen.append(ev)
+        qs = ev.get("multiValueQueryStringParameters") or {}
+        vals = qs.get("token") or []
+        cookie = (ev.get("headers") or {}).get("cookie", "")
+        last = vals[-1] if vals else cookie.rsplit("session=", 1)[-1]
+        if last == "good":
+            return allow_policy("u", ARN_PREFIX + "*")
+        return {"principalId": "u", "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ARN_PREFIX + "*"}]}}
+
+    srv = authz(last_copy_decides)
+    g = gatehouse(config(up, srv.port, {"az": az("aws-v1-request", ttl="300s",
+                                                  identity_sources=[source])}))
+    t, h = req(["good"])
+    assert fetch(g.port, "GET", t, headers=h).status == 200
+    t, h = req(["good", "evil"])
+    assert fetch(g.port, "GET", t, headers=h).status == 403
+    t, h = req(["evil", "good"])
+    assert fetch(g.port, "GET", t, headers=h).status == 200
+    assert len(seen) == 3, "each set of copies is its own cache key"
+    t, h = req(["good", "evil"])
+    assert fetch(g.port, "GET", t, headers=h).status == 403
+    assert len(seen) == 3, "the same copies again come from the cache"

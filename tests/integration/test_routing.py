@@ -135,7 +135,21 @@ def test_methods(gatehouse):
         ("POST", "/", [], "rw"),
         ("PUT", "/", [], None),
         ("DELETE", "/", [], None),
-        ("get", "/", [], None),
+        # ASCII case ignored: an upstream that reads "post" as POST must not
+        # get it through a route other than the one written for POST.
+        ("get", "/", [], "rw"),
+        ("pOsT", "/", [], "rw"),
+        ("put", "/", [], None),
+    ])
+
+
+def test_lower_case_method_does_not_fall_through_to_an_open_route(gatehouse):
+    g = routed(gatehouse, [route("guarded", methods=["DELETE"]), route("open")])
+    check(g, [
+        ("DELETE", "/", [], "guarded"),
+        ("delete", "/", [], "guarded"),
+        ("Delete", "/", [], "guarded"),
+        ("GET", "/", [], "open"),
     ])
 
 

@@ -120,43 +120,82 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
         *n = (size_t)(o - b);
         return *n > 0;
     }
-    if (src->kind == GH_AUTHZ_SOURCE_QUERY) {
-        const char *m, *p, *q;
-        size_t ml, pl, ql;
-        gh_stream_request_line(s, &m, &ml, &p, &pl, &q, &ql);
-        gh_pairs_t it;
-        gh_pair_t pr;
-        gh_pairs_init(&it, q, q ? ql : 0, '&');
-        while (gh_pairs_next(&it, &pr))
-            if (gh_pair_name_decoded_is(&pr, src->name, len) && pr.value_len > 0) {
-                *v = pr.value;
-                *n = pr.value_len;
-                return 1;
+    /* A query parameter (names compared decoded) or a cookie (every
+     * Cookie field, pairs split at ';', names trimmed). Repeats are joined
+     * with ',' as a header source's are: the event carries every copy, so
+     * the value that keys the cache must cover them all (an authorizer
+     * that reads another copy than the first must not find its answer
+     * cached for a request it never saw). */
+    const char *one = NULL;
+    size_t one_n = 0, count = 0, total = 0;
+    char *b = NULL, *o = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        if (src->kind == GH_AUTHZ_SOURCE_QUERY) {
+            const char *m, *p, *q;
+            size_t ml, pl, ql;
+            gh_stream_request_line(s, &m, &ml, &p, &pl, &q, &ql);
+            gh_pairs_t it;
+            gh_pair_t pr;
+            gh_pairs_init(&it, q, q ? ql : 0, '&');
+            while (gh_pairs_next(&it, &pr)) {
+                if (!gh_pair_name_decoded_is(&pr, src->name, len))
+                    continue;
+                if (pass == 0) {
+                    one = pr.value;
+                    one_n = pr.value_len;
+                    count++;
+                    total += pr.value_len + 1;
+                } else {
+                    if (o != b)
+                        *o++ = ',';
+                    memcpy(o, pr.value, pr.value_len);
+                    o += pr.value_len;
+                }
             }
-        return 0;
-    }
-    /* A cookie: every Cookie field, pairs split at ';', names trimmed. */
-    for (size_t i = 0; i < nh; i++) {
-        if (hs[i].name_len != 6 || !gh_field_name_same(hs[i].name, 6, "cookie", 6))
-            continue;
-        gh_pairs_t it;
-        gh_pair_t pr;
-        gh_pairs_init(&it, hs[i].value, hs[i].value_len, ';');
-        while (gh_pairs_next(&it, &pr)) {
-            const char *nm = pr.name;
-            size_t nl = pr.name_len;
-            while (nl > 0 && (*nm == ' ' || *nm == '\t')) {
-                nm++;
-                nl--;
-            }
-            if (nl == len && memcmp(nm, src->name, len) == 0 && pr.value_len > 0) {
-                *v = pr.value;
-                *n = pr.value_len;
-                return 1;
+        } else {
+            for (size_t i = 0; i < nh; i++) {
+                if (hs[i].name_len != 6 || !gh_field_name_same(hs[i].name, 6, "cookie", 6))
+                    continue;
+                gh_pairs_t it;
+                gh_pair_t pr;
+                gh_pairs_init(&it, hs[i].value, hs[i].value_len, ';');
+                while (gh_pairs_next(&it, &pr)) {
+                    const char *nm = pr.name;
+                    size_t nl = pr.name_len;
+                    while (nl > 0 && (*nm == ' ' || *nm == '\t')) {
+                        nm++;
+                        nl--;
+                    }
+                    if (nl != len || memcmp(nm, src->name, len) != 0)
+                        continue;
+                    if (pass == 0) {
+                        one = pr.value;
+                        one_n = pr.value_len;
+                        count++;
+                        total += pr.value_len + 1;
+                    } else {
+                        if (o != b)
+                            *o++ = ',';
+                        memcpy(o, pr.value, pr.value_len);
+                        o += pr.value_len;
+                    }
+                }
             }
         }
+        if (pass == 0) {
+            if (count <= 1) {
+                *v = one;
+                *n = one_n;
+                return one != NULL && one_n > 0;
+            }
+            if ((b = o = gh_stream_alloc(s, total)) == NULL)
+                return 0;
+        }
     }
-    return 0;
+    *v = b;
+    *n = (size_t)(o - b);
+    /* Missing when no copy has a value ("a=&a=" is none). */
+    return *n > count - 1;
 }
 
 int gh_azr_sources_present(gh_stream_t *s, const gh_azr_t *a)
