@@ -521,6 +521,30 @@ static void lookup_failed_log(gh_stream_t *s, const gh_apikey_provider_conf_t *p
     }
 }
 
+/* Caches the store's answer for key kv on the stream's worker, when ttl
+ * and the table allow (for p, or for an authorizer's usage key when p is
+ * NULL); a failure is only a later look-up's cost. */
+static void cache_answer(gh_stream_t *s, const gh_jwtf_ak_pending_t *pd, const char *kv, size_t kn,
+                         int status, const gh_apikey_t *key, const gh_apikey_provider_conf_t *p,
+                         uint64_t ttl, uint32_t entries)
+{
+    wstate_t *w = gh_jwtf_worker(s);
+    if (w == NULL || ttl == 0 || entries == 0 || ak_cache_fit(w, entries) != 0)
+        return;
+    uint64_t h = key_hash(w, kv, kn);
+    akentry_t *e = ak_cache_slot(w, h, pd->store_id, kv, kn);
+    e->key = malloc(kn);
+    if (e->key != NULL) {
+        memcpy(e->key, kv, kn);
+        e->key_len = kn;
+        e->hash = h;
+        e->store_id = pd->store_id;
+        e->at_ms = gh_stream_now_ms(s);
+    }
+    if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, p) < 0)
+        ak_entry_clear(e);
+}
+
 static void lookup_done(void *arg, int status, const gh_apikey_t *key)
 {
     gh_jwtf_ak_pending_t *pd = arg;
@@ -555,22 +579,8 @@ static void lookup_done(void *arg, int status, const gh_apikey_t *key)
         return;
     }
     pd->have_local = 1;
-    uint64_t ttl = status == 0 ? p->cache_ttl_ms : p->negative_ttl_ms;
-    wstate_t *w = gh_jwtf_worker(s);
-    if (w != NULL && ttl > 0 && p->cache_entries > 0 && ak_cache_fit(w, p->cache_entries) == 0) {
-        uint64_t h = key_hash(w, kv, kn);
-        akentry_t *e = ak_cache_slot(w, h, pd->store_id, kv, kn);
-        e->key = malloc(kn);
-        if (e->key != NULL) {
-            memcpy(e->key, kv, kn);
-            e->key_len = kn;
-            e->hash = h;
-            e->store_id = pd->store_id;
-            e->at_ms = gh_stream_now_ms(s);
-        }
-        if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, p) < 0)
-            ak_entry_clear(e); /* not cached: only a cost */
-    }
+    cache_answer(s, pd, kv, kn, status, key, p, status == 0 ? p->cache_ttl_ms : p->negative_ttl_ms,
+                 p->cache_entries);
     gh_filter_status_t st = gh_jwtf_decide(s, fc, pd);
     if (pd->have_local) {
         ak_entry_clear(&pd->local);
@@ -797,25 +807,9 @@ static void usage_lookup_done(gh_jwtf_ak_pending_t *pd, gh_stream_t *s, int stat
                lookup_error(status));
         r = GH_AK_STORE_UNAVAILABLE;
     } else {
+        cache_answer(s, pd, pd->usage_key, pd->usage_key_len, status, key, NULL,
+                     status == 0 ? az->usage_ttl_ms : az->usage_negative_ttl_ms, az->cache_entries);
         wstate_t *w = gh_jwtf_worker(s);
-        const char *kv = pd->usage_key;
-        size_t kn = pd->usage_key_len;
-        uint64_t ttl = status == 0 ? az->usage_ttl_ms : az->usage_negative_ttl_ms;
-        if (w != NULL && ttl > 0 && az->cache_entries > 0 &&
-            ak_cache_fit(w, az->cache_entries) == 0) {
-            uint64_t h = key_hash(w, kv, kn);
-            akentry_t *e = ak_cache_slot(w, h, pd->store_id, kv, kn);
-            e->key = malloc(kn);
-            if (e->key != NULL) {
-                memcpy(e->key, kv, kn);
-                e->key_len = kn;
-                e->hash = h;
-                e->store_id = pd->store_id;
-                e->at_ms = gh_stream_now_ms(s);
-            }
-            if (e->key == NULL || ak_entry_fill(e, status, key, pd->fc->ak->store, NULL) < 0)
-                ak_entry_clear(e); /* not cached: only a cost */
-        }
         akentry_t local;
         memset(&local, 0, sizeof(local));
         if (w == NULL || ak_entry_fill(&local, status, key, NULL, NULL) < 0)
