@@ -71,6 +71,30 @@ struct gh_azr_call_s {
 
 /* ---- identity sources ---- */
 
+/* The copies of a query or cookie source: counted on the first pass, the
+ * first kept; joined with ',' into b on the second. */
+typedef struct {
+    const char *one;
+    size_t one_n, count, total;
+    char *b, *o;
+} copies_t;
+
+static void copy_seen(copies_t *c, int pass, const char *v, size_t n)
+{
+    if (pass == 0) {
+        if (c->count++ == 0) {
+            c->one = v;
+            c->one_n = n;
+        }
+        c->total += n + 1;
+        return;
+    }
+    if (c->o != c->b)
+        *c->o++ = ',';
+    memcpy(c->o, v, n);
+    c->o += n;
+}
+
 /* The value of source src in the request: 1 and *v, 0 when it is missing
  * or empty (API Gateway: "if a specified identity source is missing, null,
  * or empty"). Repeated header fields are joined with ',' (arena). */
@@ -126,9 +150,7 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
      * the value that keys the cache must cover them all (an authorizer
      * that reads another copy than the first must not find its answer
      * cached for a request it never saw). */
-    const char *one = NULL;
-    size_t one_n = 0, count = 0, total = 0;
-    char *b = NULL, *o = NULL;
+    copies_t cp = {NULL, 0, 0, 0, NULL, NULL};
     for (int pass = 0; pass < 2; pass++) {
         if (src->kind == GH_AUTHZ_SOURCE_QUERY) {
             const char *m, *p, *q;
@@ -138,19 +160,8 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
             gh_pair_t pr;
             gh_pairs_init(&it, q, q ? ql : 0, '&');
             while (gh_pairs_next(&it, &pr)) {
-                if (!gh_pair_name_decoded_is(&pr, src->name, len))
-                    continue;
-                if (pass == 0) {
-                    one = pr.value;
-                    one_n = pr.value_len;
-                    count++;
-                    total += pr.value_len + 1;
-                } else {
-                    if (o != b)
-                        *o++ = ',';
-                    memcpy(o, pr.value, pr.value_len);
-                    o += pr.value_len;
-                }
+                if (gh_pair_name_decoded_is(&pr, src->name, len))
+                    copy_seen(&cp, pass, pr.value, pr.value_len);
             }
         } else {
             for (size_t i = 0; i < nh; i++) {
@@ -166,36 +177,25 @@ static int source_value(gh_stream_t *s, const gh_authz_source_t *src, const char
                         nm++;
                         nl--;
                     }
-                    if (nl != len || memcmp(nm, src->name, len) != 0)
-                        continue;
-                    if (pass == 0) {
-                        one = pr.value;
-                        one_n = pr.value_len;
-                        count++;
-                        total += pr.value_len + 1;
-                    } else {
-                        if (o != b)
-                            *o++ = ',';
-                        memcpy(o, pr.value, pr.value_len);
-                        o += pr.value_len;
-                    }
+                    if (nl == len && memcmp(nm, src->name, len) == 0)
+                        copy_seen(&cp, pass, pr.value, pr.value_len);
                 }
             }
         }
         if (pass == 0) {
-            if (count <= 1) {
-                *v = one;
-                *n = one_n;
-                return one != NULL && one_n > 0;
+            if (cp.count <= 1) {
+                *v = cp.one;
+                *n = cp.one_n;
+                return cp.one != NULL && cp.one_n > 0;
             }
-            if ((b = o = gh_stream_alloc(s, total)) == NULL)
+            if ((cp.b = cp.o = gh_stream_alloc(s, cp.total)) == NULL)
                 return 0;
         }
     }
-    *v = b;
-    *n = (size_t)(o - b);
+    *v = cp.b;
+    *n = (size_t)(cp.o - cp.b);
     /* Missing when no copy has a value ("a=&a=" is none). */
-    return *n > count - 1;
+    return *n > cp.count - 1;
 }
 
 int gh_azr_sources_present(gh_stream_t *s, const gh_azr_t *a)
