@@ -374,8 +374,12 @@ typedef struct {
     int payload;                    /* lambda.payload: 2 ("2.0", default) or 1 ("1.0") */
     uint64_t max_body;              /* request body bytes sent to the function; default 1 MiB */
     /* Static credentials, loaded with the config on the main thread
-     * (gatehouse/aws.h); owned, immutable, shared by the workers. */
+     * (gatehouse/aws.h); owned, immutable, shared by the workers. NULL
+     * when they could not be loaded: creds_error says why, and requests
+     * to the cluster are answered 503 (a config without them still loads,
+     * so that `gatehouse validate` and the CLI work without AWS keys). */
     struct gh_aws_creds_s *creds;
+    char *creds_error;
 } gh_lambda_cluster_t;
 
 /* A cluster's `tls` (docs/tls.md): TLS to its endpoints. The context is

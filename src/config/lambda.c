@@ -228,8 +228,8 @@ int gh_config_bind_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_t
             return gh_yaml_oom(doc);
     }
     l->creds = gh_aws_creds_load(NULL, l->profile, err, sizeof(err));
-    if (l->creds == NULL)
-        return gh_yaml_error(doc, block, "cluster '%s': AWS credentials: %s", cl->name, err);
+    if (l->creds == NULL && (l->creds_error = strdup(err)) == NULL)
+        return gh_yaml_oom(doc);
     return 0;
 }
 
@@ -243,5 +243,6 @@ void gh_config_free_lambda_cluster(gh_lambda_cluster_t *l)
     free(l->endpoint);
     free(l->profile);
     gh_aws_creds_free(l->creds);
+    free(l->creds_error);
     free(l);
 }

@@ -132,6 +132,10 @@ static int bind_target(lambda_target_t *t, const gh_cluster_t *c)
     const gh_lambda_cluster_t *fn = c->lambda;
     t->fn = fn;
     t->endpoint = fn->endpoint_cluster;
+    if (fn->creds == NULL)
+        GH_LOG(GH_LOG_WARN, "lambda",
+               "cluster '%s': no AWS credentials (%s): its requests are answered 503", c->name,
+               fn->creds_error ? fn->creds_error : "not loaded");
     size_t cap = sizeof(INVOKE_PREFIX) + sizeof(INVOKE_SUFFIX) + 3 * strlen(fn->function) +
                  (fn->qualifier != NULL ? 16 + 3 * strlen(fn->qualifier) : 0);
     if ((t->target = malloc(cap)) == NULL)
@@ -305,6 +309,11 @@ static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, 
                                .service = "lambda",
                                .time = (int64_t)time(NULL)};
     gh_aws_sigv4_out_t sig;
+    if (t->fn->creds == NULL) {
+        gh_stream_reply_error(s, 503, "service_unavailable",
+                              "no AWS credentials for the Lambda function (see the log)");
+        return GH_FILTER_REPLIED;
+    }
     if ((rc = gh_aws_sigv4_sign(&sreq, t->fn->creds, &sig)) != 0) {
         GH_LOG(GH_LOG_ERROR, "lambda", "req=%s cannot sign the Invoke call: %s",
                gh_stream_request_id(s), sig.error ? sig.error : "error");
