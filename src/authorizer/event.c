@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include <gatehouse/hex.h>
 #include <gatehouse/pairs.h>
 
 #include "authorizer/authz.h"
@@ -409,17 +410,6 @@ static void headers_v1(bld_t *b, const gh_authz_request_t *r, json_t **single, j
 
 /* ---- query ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent escapes and '+' as a space, as API Gateway decodes query
  * parameters; a '%' without two hex digits stands for itself. out has room
  * for n bytes. */
@@ -430,8 +420,8 @@ static size_t query_decode(const char *s, size_t n, char *out)
         int hi, lo;
         if (s[i] == '+') {
             out[o++] = ' ';
-        } else if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-                   (lo = hexval(s[i + 2])) >= 0) {
+        } else if (s[i] == '%' && i + 2 < n && (hi = gh_hex_value((unsigned char)s[i + 1])) >= 0 &&
+                   (lo = gh_hex_value((unsigned char)s[i + 2])) >= 0) {
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

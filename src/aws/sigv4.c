@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <gatehouse/hex.h>
 #include <gatehouse/aws.h>
 
 #include "aws/creds.h"
@@ -114,17 +115,6 @@ static void put_encoded(sink_t *s, const char *p, size_t n)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static void to_hex(const unsigned char *p, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -159,7 +149,8 @@ static int qenc_next(qenc_t *it)
         return -1;
     unsigned char c = *it->p++;
     if (c == '%') {
-        c = (unsigned char)(hexval(it->p[0]) << 4 | hexval(it->p[1]));
+        c = (unsigned char)(gh_hex_value((unsigned char)it->p[0]) << 4 |
+                            gh_hex_value((unsigned char)it->p[1]));
         it->p += 2;
     }
     if (is_unreserved(c))
@@ -331,8 +322,9 @@ static int check_request(const gh_aws_sigv4_req_t *req, const gh_aws_creds_t *cr
         unsigned char c = (unsigned char)req->query[i];
         if (c <= 0x20 || c == 0x7f || c == '#')
             return refuse(out, -EINVAL, "the query holds a control byte, a space or '#'");
-        if (c == '%' && (i + 2 >= req->query_len || hexval((unsigned char)req->query[i + 1]) < 0 ||
-                         hexval((unsigned char)req->query[i + 2]) < 0))
+        if (c == '%' &&
+            (i + 2 >= req->query_len || gh_hex_value((unsigned char)req->query[i + 1]) < 0 ||
+             gh_hex_value((unsigned char)req->query[i + 2]) < 0))
             return refuse(out, -EINVAL, "the query has a '%' without two hex digits");
     }
     if (req->num_headers > GH_AWS_SIGV4_MAX_HEADERS)

@@ -1,3 +1,4 @@
+#include <gatehouse/hex.h>
 #include <gatehouse/pairs.h>
 
 #include <string.h>
@@ -37,14 +38,6 @@ static char ascii_lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* One byte of a name as the laxest common reader folds it: ASCII case,
  * and PHP's mangling of ' ', '.' and '[' into '_'. */
 static char name_fold(char c)
@@ -61,7 +54,8 @@ static char name_next(const char *raw, size_t len, size_t *i)
     if (c == '+') {
         c = ' ';
     } else if (c == '%' && *i + 2 < len) {
-        int hi = hex_digit(raw[*i + 1]), lo = hex_digit(raw[*i + 2]);
+        int hi = gh_hex_value((unsigned char)raw[*i + 1]),
+            lo = gh_hex_value((unsigned char)raw[*i + 2]);
         if (hi >= 0 && lo >= 0) {
             c = (char)(hi * 16 + lo);
             *i += 2;

@@ -8,6 +8,7 @@
  * already in it. Because a segment never grows when it is decoded, out can
  * be written while in is still being read.
  */
+#include <gatehouse/hex.h>
 #include <gatehouse/path.h>
 
 #include <string.h>
@@ -101,17 +102,6 @@ static int utf8_feed(norm_t *z, unsigned char b)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* RFC 3986 section 2.3. */
 static int is_unreserved(unsigned char c)
 {
@@ -176,8 +166,8 @@ static int read_segment(norm_t *z, seg_t *sg, const char *in, size_t len, size_t
         const char *at = in + *i;
         unsigned char c = (unsigned char)*at;
         if (c == '%') {
-            int h1 = *i + 2 < len ? hex_value(at[1]) : -1;
-            int h2 = *i + 2 < len ? hex_value(at[2]) : -1;
+            int h1 = *i + 2 < len ? gh_hex_value((unsigned char)at[1]) : -1;
+            int h2 = *i + 2 < len ? gh_hex_value((unsigned char)at[2]) : -1;
             if (h1 < 0 || h2 < 0)
                 return refuse(z, "bad percent-encoding in path");
             unsigned char v = (unsigned char)(h1 << 4 | h2);

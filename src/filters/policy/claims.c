@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gatehouse/hex.h>
+
 #include "filters/policy/internal.h"
 
 #define MAX_SEGMENT 256
@@ -174,22 +176,11 @@ static gh_jv_t value_at(const char *p, const char *end)
     return v;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static long hex4(const char *s)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]);
+        int h = gh_hex_value((unsigned char)s[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;
