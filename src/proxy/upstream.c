@@ -82,13 +82,11 @@ static int eof_was_reset(gh_upconn_t *u)
     return err != 0;
 }
 
-/* A callout's read: the same bookkeeping as the router's below. Out of
- * line: inlined, its frame (a stack protector) would cost up_on_read ten
- * instructions on every proxied read. */
-__attribute__((noinline, cold)) static void callout_read(gh_upconn_t *u, ssize_t nread)
+/* A read's bookkeeping, for the router and callouts alike: bytes
+ * counted (reading stops when the buffer is full), or reading stopped at
+ * the end or an error. */
+static inline __attribute__((always_inline)) void took_read(gh_upconn_t *u, ssize_t nread)
 {
-    if (nread == UV_EOF && eof_was_reset(u))
-        nread = UV_ECONNRESET;
     if (nread > 0) {
         u->heard = 1;
         u->rlen += (size_t)nread;
@@ -98,6 +96,16 @@ __attribute__((noinline, cold)) static void callout_read(gh_upconn_t *u, ssize_t
         uv_read_stop((uv_stream_t *)&u->tcp);
         u->reading = 0;
     }
+}
+
+/* A callout's read: the same bookkeeping as the router's below. Out of
+ * line: inlined, its frame (a stack protector) would cost up_on_read ten
+ * instructions on every proxied read. */
+__attribute__((noinline, cold)) static void callout_read(gh_upconn_t *u, ssize_t nread)
+{
+    if (nread == UV_EOF && eof_was_reset(u))
+        nread = UV_ECONNRESET;
+    took_read(u, nread);
     gh_callout_on_read(u->call, nread);
 }
 
@@ -116,17 +124,9 @@ static void up_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         gh_upconn_close(u);
         return;
     }
-    if (nread > 0) {
-        u->heard = 1;
-        u->rlen += (size_t)nread;
-        if (u->rlen == u->rcap)
-            gh_upconn_update_reading(u);
-    } else {
-        uv_read_stop(h);
-        u->reading = 0;
-        if (nread == UV_EOF && eof_was_reset(u))
-            nread = UV_ECONNRESET;
-    }
+    took_read(u, nread);
+    if (nread == UV_EOF && eof_was_reset(u))
+        nread = UV_ECONNRESET;
     gh_router_on_read(u->stream, nread);
 }
 
@@ -137,15 +137,7 @@ void gh_upconn_deliver(gh_upconn_t *u, ssize_t nread)
         callout_read(u, nread);
         return;
     }
-    if (nread > 0) {
-        u->heard = 1;
-        u->rlen += (size_t)nread;
-        if (u->rlen == u->rcap)
-            gh_upconn_update_reading(u);
-    } else {
-        uv_read_stop((uv_stream_t *)&u->tcp);
-        u->reading = 0;
-    }
+    took_read(u, nread);
     gh_router_on_read(u->stream, nread);
 }
 
