@@ -83,7 +83,6 @@ gh_azr_set_t *gh_azr_set_new(const gh_config_t *cfg);
 void gh_azr_set_free(gh_azr_set_t *set);
 /* /ready lines: each Lambda authorizer without credentials. */
 size_t gh_azr_set_ready(const gh_azr_set_t *set, int detailed, char *out, size_t cap);
-void gh_azr_count(gh_stream_t *s, const gh_azr_t *a, gh_azr_reason_t r);
 
 /* ---- cache.c ---- */
 

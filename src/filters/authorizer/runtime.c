@@ -180,10 +180,3 @@ size_t gh_azr_set_ready(const gh_azr_set_t *set, int detailed, char *out, size_t
     }
     return n;
 }
-
-void gh_azr_count(gh_stream_t *s, const gh_azr_t *a, gh_azr_reason_t r)
-{
-    gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), a->decision_ids[r]);
-    if (d != NULL)
-        GH_STAT_INC(d->count);
-}
