@@ -544,6 +544,9 @@ typedef struct {
     size_t num_listeners;
     gh_cluster_t *clusters;
     size_t num_clusters;
+    /* The array's room: the written clusters, then the implicit Lambda
+     * endpoints made while lambda blocks are parsed (docs/lambda.md). */
+    size_t clusters_cap;
 
     gh_jwt_provider_conf_t *jwt_providers;
     size_t num_jwt_providers;

@@ -31,6 +31,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -224,28 +225,22 @@ static int parse_http(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const g
 }
 
 /* The lambda block's rules are shared with lambda clusters (lambda.c). */
-static int parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
+static int parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
                         gh_authorizer_conf_t *a)
 {
     gh_config_lambda_t ref = {0};
+    gh_cluster_t *cl;
+    char owner[96];
     int rc = gh_config_parse_lambda(doc, n, NULL, &ref);
+    snprintf(owner, sizeof(owner), "authorizer '%s'", a->name);
+    if (rc == 0)
+        rc = gh_config_lambda_bind(doc, n, cfg, owner, &ref, &cl);
     a->function = ref.function;
     a->region = ref.region;
     a->qualifier = ref.qualifier;
     a->endpoint = ref.endpoint;
     a->profile = ref.profile;
-    if (rc != 0)
-        return rc;
-    const gh_cluster_t *c = cluster_named(cfg, a->endpoint);
-    if (c == NULL)
-        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
-                             "lambda.endpoint names unknown cluster '%s'", a->endpoint);
-    if (c->lambda != NULL)
-        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
-                             "lambda.endpoint '%s' is a lambda cluster: it must be one with "
-                             "endpoints that answer the Invoke API",
-                             a->endpoint);
-    return 0;
+    return rc;
 }
 
 static int parse_headers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_authorizer_conf_t *a)
@@ -412,8 +407,8 @@ static int parse_token_validation(const gh_yaml_doc_t *doc, const gh_yaml_node_t
     return 0;
 }
 
-static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
-                            const gh_config_t *cfg, gh_authorizer_conf_t *a)
+static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key, gh_config_t *cfg,
+                            gh_authorizer_conf_t *a)
 {
     static const char *const keys[] = {"format",
                                        "http",

@@ -78,14 +78,8 @@ static int lambda_init(gh_azr_t *a)
     char err[512] = "";
     if ((a->target = invoke_target(c, &a->target_len)) == NULL)
         return -1;
-    if (c->region != NULL) {
-        snprintf(a->region, sizeof(a->region), "%s", c->region);
-    } else if (gh_aws_region_load(NULL, c->profile, a->region, sizeof(a->region), err,
-                                  sizeof(err)) != 0) {
-        snprintf(a->region, sizeof(a->region), "us-east-1");
-        GH_LOG(GH_LOG_WARN, "authorizers", "authorizer '%s': no region (%s): signing for us-east-1",
-               c->name, err);
-    }
+    /* Always set: the config refuses a lambda block without a region. */
+    snprintf(a->region, sizeof(a->region), "%s", c->region);
     const char *dh = a->cluster != NULL ? a->cluster->default_host : NULL;
     char host[128];
     if (dh == NULL)
