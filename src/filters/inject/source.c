@@ -89,7 +89,7 @@ static int is_b64token(const char *t, size_t n)
 static void printable(char *out, size_t cap, const char *s, size_t max)
 {
     size_t o = 0;
-    for (size_t i = 0; s[i] != '\0' && i < max && o + 1 < cap; i++)
+    for (size_t i = 0; i < max && s[i] != '\0' && o + 1 < cap; i++)
         out[o++] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
     out[o] = '\0';
 }
