@@ -136,6 +136,20 @@ int gh_config_lambda_bind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *block,
                           const char *owner, gh_config_lambda_t *a, gh_cluster_t **out)
 {
     const gh_yaml_node_t *at = gh_yaml_map_get(block, "endpoint");
+    *out = NULL;
+    if (a->endpoint != NULL) {
+        for (size_t i = 0; i < cfg->num_clusters; i++)
+            if (strcmp(cfg->clusters[i].name, a->endpoint) == 0)
+                *out = &cfg->clusters[i];
+        if (*out == NULL)
+            return gh_yaml_error(doc, at, "lambda.endpoint names unknown cluster '%s'",
+                                 a->endpoint);
+        if ((*out)->lambda != NULL)
+            return gh_yaml_error(doc, at,
+                                 "lambda.endpoint '%s' is a lambda cluster: it must be one with "
+                                 "endpoints that answer the Invoke API",
+                                 a->endpoint);
+    }
     /* The region signs every call and names AWS's endpoint: without one in
      * the config, the AWS environment's or the profile's, read now. */
     if (a->region == NULL) {
@@ -148,26 +162,14 @@ int gh_config_lambda_bind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *block,
         if ((a->region = strdup(region)) == NULL)
             return gh_yaml_oom(doc);
     }
-    if (a->endpoint == NULL) {
-        gh_cluster_t *cl = gh_config_lambda_endpoint(doc, block, cfg, a->region);
-        if (cl == NULL)
-            return -EINVAL;
-        if ((a->endpoint = strdup(cl->name)) == NULL)
-            return gh_yaml_oom(doc);
-        *out = cl;
+    if (*out != NULL)
         return 0;
-    }
-    *out = NULL;
-    for (size_t i = 0; i < cfg->num_clusters; i++)
-        if (strcmp(cfg->clusters[i].name, a->endpoint) == 0)
-            *out = &cfg->clusters[i];
-    if (*out == NULL)
-        return gh_yaml_error(doc, at, "lambda.endpoint names unknown cluster '%s'", a->endpoint);
-    if ((*out)->lambda != NULL)
-        return gh_yaml_error(doc, at,
-                             "lambda.endpoint '%s' is a lambda cluster: it must be one with "
-                             "endpoints that answer the Invoke API",
-                             a->endpoint);
+    gh_cluster_t *cl = gh_config_lambda_endpoint(doc, block, cfg, a->region);
+    if (cl == NULL)
+        return -EINVAL;
+    if ((a->endpoint = strdup(cl->name)) == NULL)
+        return gh_yaml_oom(doc);
+    *out = cl;
     return 0;
 }
 

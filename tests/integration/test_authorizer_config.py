@@ -72,8 +72,13 @@ def test_each_format_loads(tmp_path):
     ({"format": "aws-v2", "http": {"cluster": "authz", "path": "/a b"}}, ["http.path"]),
     ({"format": "envoy", "http": {"cluster": "authz", "path": "/x?y=1"}}, ["prefix", "no query"]),
     ({"format": "envoy", "lambda": LAMBDA}, ["envoy", "lambda"]),
-    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api"}}, []),
-    ({"format": "aws-v2", "lambda": {"function": "auth"}}, ["endpoint", "tls"]),
+    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api",
+                                     "region": "eu-west-1"}}, []),
+    # No region anywhere (config, ARN, environment, profile): refused, as
+    # for lambda clusters; the implicit endpoint is test_lambda_upstream's.
+    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api"}},
+     ["authorizer 'a': no region"]),
+    ({"format": "aws-v2", "lambda": {"function": "auth"}}, ["authorizer 'a': no region"]),
     ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "nope"}}, ["unknown cluster"]),
     ({"format": "aws-v2", "lambda": {"function": "a/b", "endpoint": "lambda-api"}}, ["lambda.function"]),
     ({"format": "aws-v2", "lambda": {"function": "arn:aws:s3:eu-west-1:1:function:x", "endpoint": "lambda-api"}},
