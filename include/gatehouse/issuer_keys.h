@@ -54,6 +54,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include <gatehouse/jwt.h>
@@ -188,6 +189,16 @@ int gh_issuer_keys_prune(const char *dir, int64_t now, int wait, char *err, size
 /* Reads the manifest of dir (no key file is opened): for `keys list` and
  * GET /issuer/keys. -ENOENT when there is none yet. */
 int gh_issuer_keys_list(const char *dir, gh_issuer_manifest_t *out, char *err, size_t cap);
+
+/* The manifest as `keys list --json` and GET /issuer/keys show it:
+ * {"max_token_ttl", "leeway", "keys": [{"kid", "alg", "state" (at now),
+ * "created_at", "publish_at", "sign_from", "sign_until", "retire_at"}]},
+ * times in unix seconds (0: not set). A new reference; NULL when out of
+ * memory. */
+json_t *gh_issuer_keys_json(const gh_issuer_manifest_t *m, int64_t now);
+/* A rotation's result: {"added": key, "previous": key or null, "pruned": n},
+ * each key as above. */
+json_t *gh_issuer_rotate_json(const gh_issuer_rotate_result_t *r, int64_t now);
 
 /* ---- the key set (immutable; any thread) ---- */
 

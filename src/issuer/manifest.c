@@ -469,3 +469,36 @@ out:
     json_decref(doc);
     return text;
 }
+
+/* ---- for people: the CLI and the admin API ---- */
+
+static json_t *key_json(const gh_issuer_key_info_t *k, int64_t now)
+{
+    return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "kid", k->kid, "alg",
+                     gh_jwt_alg_name(k->alg), "state",
+                     gh_issuer_key_state_name(gh_issuer_key_state(k, now)), "created_at",
+                     (json_int_t)k->created_at, "publish_at", (json_int_t)k->publish_at,
+                     "sign_from", (json_int_t)k->sign_from, "sign_until", (json_int_t)k->sign_until,
+                     "retire_at", (json_int_t)k->retire_at);
+}
+
+json_t *gh_issuer_keys_json(const gh_issuer_manifest_t *m, int64_t now)
+{
+    json_t *keys = json_array();
+    json_t *doc = json_pack("{s:I,s:I,s:o}", "max_token_ttl", (json_int_t)m->max_token_ttl,
+                            "leeway", (json_int_t)m->leeway, "keys", keys);
+    for (size_t i = 0; doc != NULL && i < m->n; i++) {
+        if (json_array_append_new(keys, key_json(&m->keys[i], now)) != 0) {
+            json_decref(doc);
+            return NULL;
+        }
+    }
+    return doc;
+}
+
+json_t *gh_issuer_rotate_json(const gh_issuer_rotate_result_t *r, int64_t now)
+{
+    return json_pack("{s:o,s:o,s:I}", "added", key_json(&r->added, now), "previous",
+                     r->has_previous ? key_json(&r->previous, now) : json_null(), "pruned",
+                     (json_int_t)r->pruned);
+}
