@@ -27,6 +27,7 @@ static const char usage[] =
     "usage: gatehouse keys rotate [--alg ES256|RS256|EdDSA] [--bits N] [--lead DURATION]\n"
     "                             [--now] [--json]\n"
     "       gatehouse keys list [--json]\n"
+    "       gatehouse keys jwks\n"
     "       gatehouse keys prune\n"
     "\n"
     "rotate  adds a signing key. It is published in the JWKS at once and signs\n"
@@ -41,7 +42,9 @@ static const char usage[] =
     "        working, and verifiers that cached the JWKS refuse the new key's\n"
     "        tokens until they fetch it again.\n"
     "list    every key with its state now (published, signing, retiring,\n"
-    "        retired) and its times (UTC).\n"
+    "        retired) and its times (UTC); exits 1 when the keys would not load\n"
+    "        (a key file open to others, missing, or not the manifest's key).\n"
+    "jwks    the JWKS published now (public keys only), as the issuer serves it.\n"
     "prune   deletes retired keys now (servers do it when a key retires).\n"
     "\n"
     "Durations: a number and s, m, h, d or w (6m, 1h).\n"
@@ -167,6 +170,8 @@ static int print_json(json_t *j)
     return s == NULL;
 }
 
+static void print_list(const gh_issuer_manifest_t *mp, int64_t now);
+
 static int cmd_list(const opts_t *o, const gh_issuer_keys_conf_t *c, int64_t now)
 {
     gh_issuer_manifest_t m;
@@ -183,8 +188,38 @@ static int cmd_list(const opts_t *o, const gh_issuer_keys_conf_t *c, int64_t now
         fprintf(stderr, "gatehouse keys list: %s\n", err);
         return 1;
     }
+    /* The keys are loaded too, as a server would: a listing that looks
+     * fine over a directory the server refuses would mislead. */
+    gh_issuer_keyset_t *set = gh_issuer_keyset_load(c->dir, now, NULL, &rc, err, sizeof(err));
+    gh_issuer_keyset_unref(set);
     if (o->json)
-        return print_json(gh_issuer_keys_json(&m, now));
+        rc = print_json(gh_issuer_keys_json(&m, now));
+    else
+        print_list(&m, now);
+    if (set == NULL) {
+        fprintf(stderr, "gatehouse keys list: the keys do not load: %s\n", err);
+        return 1;
+    }
+    return rc;
+}
+
+static int cmd_jwks(const gh_issuer_keys_conf_t *c, int64_t now)
+{
+    char err[512];
+    int rc;
+    gh_issuer_keyset_t *set = gh_issuer_keyset_load(c->dir, now, NULL, &rc, err, sizeof(err));
+    if (set == NULL) {
+        fprintf(stderr, "gatehouse keys jwks: %s\n", err);
+        return 1;
+    }
+    printf("%s\n", gh_issuer_keyset_jwks_json(set, now, NULL));
+    gh_issuer_keyset_unref(set);
+    return 0;
+}
+
+static void print_list(const gh_issuer_manifest_t *mp, int64_t now)
+{
+    const gh_issuer_manifest_t m = *mp;
     printf("%-43s  %-5s  %-9s  %-20s  %-20s  %-20s  %s\n", "KID", "ALG", "STATE", "PUBLISHED",
            "SIGNS FROM", "SIGNS UNTIL", "RETIRES");
     for (size_t i = 0; i < m.n; i++) {
@@ -200,7 +235,6 @@ static int cmd_list(const opts_t *o, const gh_issuer_keys_conf_t *c, int64_t now
         put_time(stdout, k->retire_at, 0);
         printf("\n");
     }
-    return 0;
 }
 
 static int cmd_rotate(const opts_t *o, gh_issuer_keys_conf_t *c, int64_t now)
@@ -293,6 +327,7 @@ int gh_cli_keys(int argc, char **argv)
     } cmds[] = {
         {"rotate", O_ALG | O_BITS | O_LEAD | O_NOW | O_JSON},
         {"list", O_JSON},
+        {"jwks", 0},
         {"prune", 0},
     };
     size_t ci = 0;
@@ -317,6 +352,8 @@ int gh_cli_keys(int argc, char **argv)
         r = cmd_rotate(&o, &c, now);
     else if (ci == 1)
         r = cmd_list(&o, &c, now);
+    else if (ci == 2)
+        r = cmd_jwks(&c, now);
     else
         r = cmd_prune(&c, now);
     gh_issuer_keys_conf_dispose(&c);

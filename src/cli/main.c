@@ -20,7 +20,7 @@ static const char usage_main[] =
     "  validate  check a configuration file and exit\n"
     "  token     mint, jwks, inspect: JWT tools for development\n"
     "  apikey    create, list, show, revoke, rotate, usage, import: API keys\n"
-    "  keys      rotate, list, prune: the token issuer's signing keys\n"
+    "  keys      rotate, list, jwks, prune: the token issuer's signing keys\n"
     "  version   print the version\n"
     "\n"
     "'gatehouse <command> --help' describes a command.\n";
