@@ -148,7 +148,7 @@ oom:
 static int periods_make(gh_issuer_keyset_t *s, const gh_issuer_keyset_t *prev, char *err,
                         size_t cap)
 {
-    int64_t cuts[MAX_PERIODS];
+    int64_t cuts[MAX_PERIODS] = {0};
     size_t n = 0;
     for (size_t i = 0; i < s->m.n; i++) {
         const gh_issuer_key_info_t *k = &s->m.keys[i];
