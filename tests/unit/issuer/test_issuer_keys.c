@@ -977,6 +977,72 @@ static void test_watcher_follows_a_rotation_made_elsewhere(void **state)
     gh_issuer_keys_conf_dispose(&c);
 }
 
+typedef struct {
+    gh_issuer_keys_t *k;
+    uv_timer_t tick, limit;
+    int done, timed_out;
+} prune_watch_t;
+
+static void on_prune_tick(uv_timer_t *t)
+{
+    prune_watch_t *w = t->data;
+    gh_issuer_keyset_t *s = gh_issuer_keys_get(w->k);
+    if (gh_issuer_keyset_manifest(s)->n == 1) {
+        w->done = 1;
+        uv_stop(t->loop);
+    }
+    gh_issuer_keyset_unref(s);
+}
+
+static void on_prune_limit(uv_timer_t *t)
+{
+    prune_watch_t *w = t->data;
+    w->timed_out = 1;
+    uv_stop(t->loop);
+}
+
+/* A key that retires while the server runs is deleted by the server (its
+ * timer), and the set it serves drops it: on the wall clock, with the
+ * rotation dated so that the old key retires two seconds from now. */
+static void test_watcher_prunes_a_key_when_it_retires(void **state)
+{
+    (void)state;
+    gh_issuer_keys_conf_t c = conf();
+    char err[512];
+    int64_t real = (int64_t)time(NULL);
+    int64_t then = real + 2 - c.publish_lead - c.max_token_ttl - c.leeway;
+    assert_int_equal(gh_issuer_keys_ensure(&c, then - 10, err, sizeof(err)), 1);
+    gh_issuer_rotate_result_t r = rotate_ok(&c, 0, then);
+    assert_true(r.previous.retire_at > real);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    prune_watch_t w = {0};
+    w.k = gh_issuer_keys_start(&loop, &c, err, sizeof(err));
+    if (w.k == NULL)
+        fail_msg("start: %s", err);
+    gh_issuer_keyset_t *s = gh_issuer_keys_get(w.k);
+    assert_int_equal(gh_issuer_keyset_manifest(s)->n, 2);
+    gh_issuer_keyset_unref(s);
+    uv_timer_init(&loop, &w.tick);
+    uv_timer_init(&loop, &w.limit);
+    w.tick.data = w.limit.data = &w;
+    uv_timer_start(&w.tick, on_prune_tick, 100, 100);
+    uv_timer_start(&w.limit, on_prune_limit, 30000, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_false(w.timed_out);
+    assert_true(w.done);
+    char p[256];
+    key_path(p, sizeof(p), &c, r.previous.kid);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(count_files(c.dir, ".pem"), 1);
+    gh_issuer_keys_stop(w.k);
+    uv_close((uv_handle_t *)&w.tick, NULL);
+    uv_close((uv_handle_t *)&w.limit, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    gh_issuer_keys_conf_dispose(&c);
+}
+
 static void test_watcher_refuses_to_start_without_keys(void **state)
 {
     (void)state;
@@ -1019,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_rotations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watcher_follows_a_rotation_made_elsewhere, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_watcher_prunes_a_key_when_it_retires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watcher_refuses_to_start_without_keys, setup,
                                         teardown),
     };
