@@ -315,3 +315,21 @@ def test_process_scope_usage_key(gatehouse, upstream, authz, tmp_path):
         assert r.status == 403 and json.loads(r.body)["detail"] == "invalid usage identifier key"
     assert calls_to(srv, "/p") == 2
     assert upstream_got(up, "/p/") == 3
+
+
+def test_process_scope_custom_policy(gatehouse, upstream, authz):
+    """A CUSTOM policy's authorizer (the policies filter's runtime) shares
+    its answers across workers too."""
+    g, up, srv = start(gatehouse, upstream, authz, simple,
+                       {"azp": az("/p", "process", simple_responses=True)},
+                       [{"name": "adm", "match": {"path": {"prefix": "/admin"}},
+                         "policies": ["ext"], "to": "app"}],
+                       extra={"policies": {"ext": {"action": "CUSTOM", "provider": {"name": "azp"},
+                                                   "rules": [{"to": [{"operation": {
+                                                       "paths": ["/admin*"]}}]}]}}})
+    conns = spread(g, srv, "probe-1")
+    for c in conns:
+        assert ask(c, "/admin/a", "good").status == 200
+        r = ask(c, "/admin/a", "bad")
+        assert r.status == 403 and json.loads(r.body)["policy"] == "ext", r
+    assert calls_to(srv, "/p") == 2
