@@ -13,7 +13,8 @@
  *         simple_responses: true         # aws-v2
  *         token_validation: "^Bearer "   # aws-v1-token
  *         ttl: 300s                      # 0 to 1h; 0: no cache
- *         cache_entries: 10000           # per worker
+ *         cache_entries: 10000           # per worker (per process with process)
+ *         cache_scope: worker            # worker or process
  *         timeout: 5s
  *         max_response: 1MiB
  *         on_error: 500                  # 500, 503 or allow
@@ -386,6 +387,21 @@ static int parse_on_error(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, int
     return 0;
 }
 
+static int parse_cache_scope(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, int *out)
+{
+    const char *s;
+    int rc = gh_yaml_str(doc, v, "cache_scope", &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "worker") == 0)
+        *out = GH_AUTHZ_CACHE_WORKER;
+    else if (strcmp(s, "process") == 0)
+        *out = GH_AUTHZ_CACHE_PROCESS;
+    else
+        return gh_yaml_error(doc, v, "cache_scope is worker or process");
+    return 0;
+}
+
 static int parse_token_validation(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v,
                                   gh_authorizer_conf_t *a)
 {
@@ -418,6 +434,7 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
                                        "token_validation",
                                        "ttl",
                                        "cache_entries",
+                                       "cache_scope",
                                        "timeout",
                                        "max_response",
                                        "on_error",
@@ -525,6 +542,9 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
             return rc;
         a->cache_entries = (uint32_t)u;
     }
+    if ((v = gh_yaml_map_get(n, "cache_scope")) != NULL &&
+        (rc = parse_cache_scope(doc, v, &a->cache_scope)) != 0)
+        return rc;
     if ((v = gh_yaml_map_get(n, "timeout")) != NULL &&
         (rc = gh_yaml_duration_max(doc, v, "timeout", MAX_TIMEOUT_MS, &a->timeout_ms)) != 0)
         return rc;

@@ -126,6 +126,14 @@ gh_azr_set_t *gh_azr_set_new(const gh_config_t *cfg)
         for (int k = 0; k < GH_CALLOUT_OUTCOMES; k++)
             a->call_ids[k] = gh_metrics_filter_id("authorizer", c->name, gh_callout_error_name(-k));
         a->bad_answer_id = gh_metrics_filter_id("authorizer", c->name, "bad_answer");
+        /* The process's cache is this runtime's: a reload makes a new
+         * one (no answer outlives the config that asked for it) and the
+         * old one goes with its snapshot (gh_azr_set_free). */
+        if (c->cache_scope == GH_AUTHZ_CACHE_PROCESS && c->ttl_ms > 0 &&
+            (a->shared = gh_azr_shared_new(c->cache_entries)) == NULL) {
+            gh_azr_set_free(set);
+            return NULL;
+        }
         int rc;
         if (c->function != NULL) {
             rc = lambda_init(a);
@@ -151,6 +159,7 @@ void gh_azr_set_free(gh_azr_set_t *set)
         free(set->v[i].creds_error);
         free(set->v[i].target);
         free(set->v[i].host);
+        gh_azr_shared_free(set->v[i].shared);
     }
     free(set->v);
     free(set);
