@@ -3,7 +3,6 @@
  * §2.2) and revocation decisions (RFC 7009 §2.1).
  */
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +19,8 @@ void gh_oauth_token_info_dispose(gh_oauth_token_info_t *ti)
 static int date(const gh_jwt_t *t, const char *name, int64_t *out)
 {
     double d;
-    if (gh_jwt_claim_number(t, name, &d) != 0 || !(d >= 0 && d <= GH_JWT_MAX_DATE) || d != floor(d))
+    if (gh_jwt_claim_number(t, name, &d) != 0 || !(d >= 0 && d <= GH_JWT_MAX_DATE) ||
+        d != (double)(int64_t)d)
         return -1;
     *out = (int64_t)d;
     return 0;

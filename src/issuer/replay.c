@@ -85,9 +85,9 @@ int gh_oauth_replay_claim(gh_oauth_replay_t *rc, const char *client_id, size_t c
     memcpy(&h, d + 16, sizeof(h));
     pthread_mutex_lock(&rc->lock);
     slot_t *free_slot = NULL;
-    size_t window = rc->mask + 1 < WINDOW ? rc->mask + 1 : WINDOW;
     int rcode = -ENOSPC;
-    for (size_t i = 0; i < window; i++) {
+    /* The table has at least WINDOW slots (gh_oauth_replay_new). */
+    for (size_t i = 0; i < WINDOW; i++) {
         slot_t *s = &rc->slots[(h + i) & rc->mask];
         if (s->until <= now) {
             if (free_slot == NULL)
