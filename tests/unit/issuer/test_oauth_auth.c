@@ -250,6 +250,19 @@ static void test_assertions(void **state)
     b = jwt_body(hk, GH_JWT_HS256, CLAIMS("\"" ISSUER "\"", JTI));
     assert_int_equal(auth_at(NULL, b, &c, NULL, NOW, NULL), GH_OAUTH_INVALID_CLIENT);
     free(b);
+    /* Even when the client's key set holds that secret (a set parsed
+     * with allow_symmetric): client_secret_jwt is not offered. */
+    char *doc = gh_jwt_signing_key_jwks(hk, "k1", GH_JWT_HS256, NULL, 0);
+    gh_jwks_opts_t sym = {.allow_symmetric = 1};
+    gh_jwks_t *hjwks = gh_jwks_parse(doc, strlen(doc), &sym, NULL, 0);
+    assert_non_null(hjwks);
+    gh_oauth_client_t hc = client("c1", NULL);
+    hc.jwks = hjwks;
+    b = jwt_body(hk, GH_JWT_HS256, CLAIMS("\"" ISSUER "\"", JTI));
+    assert_int_equal(auth_at(NULL, b, &hc, NULL, NOW, NULL), GH_OAUTH_INVALID_CLIENT);
+    free(b);
+    free(doc);
+    gh_jwks_unref(hjwks);
     gh_jwt_signing_key_free(hk);
     /* A client without keys, an unknown client, a secret-only client. */
     gh_oauth_client_t nokeys = client("c1", "s");

@@ -64,6 +64,11 @@ static void test_basic_encoding(void **state)
     assert_string_equal(r.client_id, "client-1");
     assert_string_equal(r.secret, "p@ss:w+rd% \xc3\xa9");
     gh_oauth_request_dispose(&r);
+    /* Both parts are decoded: "client%2D1" is client-1, "s%2Bx" is s+x. */
+    assert_int_equal(oauth_req(T, CT_FORM, "Basic Y2xpZW50JTJEMTpzJTJCeA==", CC, &r, &e), 0);
+    assert_string_equal(r.client_id, "client-1");
+    assert_string_equal(r.secret, "s+x");
+    gh_oauth_request_dispose(&r);
     /* An unencoded '+' is a space, as the RFC's encoding says. */
     assert_int_equal(oauth_req(T, CT_FORM, "Basic Y2xpZW50LTE6YSti", CC, &r, &e), 0);
     assert_string_equal(r.secret, "a b");
