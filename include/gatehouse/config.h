@@ -542,6 +542,24 @@ typedef struct {
     int fail_open; /* on_error: open: a fleet plan whose store fails lets requests pass */
 } gh_plan_t;
 
+/* issuer: the OAuth 2.0 token service (docs/issuer.md). NULL in the
+ * config when the key is absent. Durations in seconds. */
+typedef struct {
+    char *url;                   /* issuer: "iss" of every token; https://HOST[:PORT], no path */
+    uint64_t token_ttl;          /* access token lifetime; default 3600 (60..86400) */
+    int alg;                     /* gh_jwt_alg_t of new signing keys: ES256 (default), RS256, EdDSA */
+    int rsa_bits;                /* 2048 (default), 3072, 4096 */
+    char *default_audience;      /* for clients registered without audiences; NULL: none */
+    uint64_t jwks_max_age;       /* the JWKS's Cache-Control max-age; default 300 */
+    uint64_t publish_lead;       /* a new key's publishing before signing; default 360 */
+    uint64_t leeway;             /* clock skew verifiers allow; default 60 */
+    uint64_t assertion_lifetime; /* longest private_key_jwt assertion; default 300 */
+    uint32_t failed_auth_limit;  /* failed client authentications per minute per client and
+                                    per address before 429; default 10 */
+    uint64_t revocation_poll_ms; /* how often revocations are read from the store; 5 s */
+    uint32_t replay_capacity;    /* assertion jti kept; default 65536 */
+} gh_issuer_conf_t;
+
 typedef struct {
     char *path;                /* the file it came from */
     uint32_t workers;          /* 0 = one per core; the --workers flag overrides */
@@ -574,6 +592,8 @@ typedef struct {
     gh_admin_conf_t admin;
     gh_access_log_conf_t access_log;
     gh_tracing_conf_t tracing;
+
+    gh_issuer_conf_t *issuer; /* owned; NULL: this gatehouse issues no tokens */
 
     char *state_dir; /* files gatehouse makes (the store); default "state" */
     gh_store_conf_t store;

@@ -57,6 +57,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include <gatehouse/config.h>
 #include <gatehouse/jwt.h>
 
 /* RFC 7638 SHA-256 thumbprint in base64url: 43 characters. */
@@ -287,5 +288,30 @@ int gh_issuer_keys_ok(gh_issuer_keys_t *k, const char **why);
 /* Main thread: closes the handles (run the loop after); k is freed in
  * their close callbacks, with its set (workers' references stay valid). */
 void gh_issuer_keys_stop(gh_issuer_keys_t *k);
+
+/* ---- the process's watcher (main thread; src/issuer/current.c) ----
+ *
+ * The server chooses it at each config apply, like the store
+ * (gatehouse/store.h): select makes the watcher the config's `issuer`
+ * section asks for (started, or one already running with the same
+ * settings), commit makes it the running one, rollback forgets a selection
+ * whose config was refused. Filters read gh_issuer_current() while a
+ * snapshot is made. */
+void gh_issuer_current_init(uv_loop_t *main_loop);
+/* 0, or -1 with err ("issuer: the signing keys in DIR do not load: ...").
+ * A config without an issuer section selects none. */
+int gh_issuer_current_select(const gh_config_t *cfg, char *err, size_t cap);
+void gh_issuer_current_commit(void);
+void gh_issuer_current_rollback(void);
+/* The selected watcher (borrowed until gh_issuer_current_stop), or NULL
+ * when the config has no issuer. */
+gh_issuer_keys_t *gh_issuer_current(void);
+/* The running config's key settings (the admin API's /issuer/keys), or
+ * NULL. */
+const gh_issuer_keys_conf_t *gh_issuer_current_conf(void);
+/* SIGHUP and an admin rotation: reload the running watcher's directory. */
+void gh_issuer_current_reload(void);
+void gh_issuer_current_stop(void);
+void gh_issuer_current_free(void);
 
 #endif

@@ -199,6 +199,7 @@ void gh_config_free(gh_config_t *cfg)
         gh_config_cluster_tls_free(c->tls);
     }
     free(cfg->clusters);
+    gh_config_free_issuer(cfg->issuer);
     gh_config_free_plans(cfg);
     /* After the routes and listeners, whose confs may borrow from them. */
     for (size_t i = 0; i < cfg->num_sections; i++)
@@ -1646,7 +1647,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
     static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
                                        "admin",     "access_log",    "tracing",   "providers",
-                                       "state_dir", "store",         "plans",     NULL};
+                                       "state_dir", "store",         "plans",     "issuer",
+                                       NULL};
     const char *keys_all[MAX_EXTRA_KEYS + sizeof(keys) / sizeof(keys[0])];
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;
@@ -1671,7 +1673,8 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
     if ((rc = gh_config_parse_admin(c->doc, gh_yaml_map_get(root, "admin"), c->cfg)) != 0 ||
         (rc = gh_config_parse_access_log(c->doc, gh_yaml_map_get(root, "access_log"), c->cfg)) !=
             0 ||
-        (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0)
+        (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0 ||
+        (rc = gh_config_parse_issuer(c->doc, gh_yaml_map_get(root, "issuer"), c->cfg)) != 0)
         return rc;
     if ((rc = parse_clusters(c, root)) != 0 ||
         (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0 ||

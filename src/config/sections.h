@@ -51,6 +51,9 @@ int gh_config_parse_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_
 int gh_config_bind_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                                   gh_config_t *cfg, gh_cluster_t *cl);
 void gh_config_free_lambda_cluster(gh_lambda_cluster_t *l);
+/* issuer (issuer.c): the token service's settings, into cfg->issuer. */
+int gh_config_parse_issuer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
+void gh_config_free_issuer(gh_issuer_conf_t *is);
 /* plans: parsed before the listeners, their route names checked after. */
 int gh_config_parse_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node, gh_config_t *cfg);
 int gh_config_check_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,

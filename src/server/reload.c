@@ -12,6 +12,7 @@
 
 #include <gatehouse/accesslog.h>
 #include <gatehouse/file.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/store.h>
@@ -211,6 +212,10 @@ void gh_server_reload(server_t *sv, const char *why)
         if (!ok)
             snprintf(reason, sizeof(reason), "out of memory");
     }
+    /* The issuer's keys likewise (a new directory or settings start a
+     * watcher: its first load must work, or the reload is refused). */
+    if (ok)
+        ok = gh_issuer_current_select(cfg, reason, sizeof(reason)) == 0;
     if (ok) {
         snap = gh_snapshot_new(cfg, sv->generation + 1);
         cfg = NULL; /* the snapshot owns it, or gh_snapshot_new freed it */
@@ -221,6 +226,7 @@ void gh_server_reload(server_t *sv, const char *why)
     if (!ok) {
         if (store_selected)
             gh_store_current_rollback();
+        gh_issuer_current_rollback();
         GH_LOG(GH_LOG_ERROR, "config", "reload (%s) refused, still serving generation %llu: %s",
                why, (unsigned long long)sv->generation, reason);
         txn_abort(sv, &t);
@@ -232,6 +238,8 @@ void gh_server_reload(server_t *sv, const char *why)
     gh_fdlimit_apply(snap, sv->num_workers);
     txn_commit(sv, &t, snap);
     gh_store_current_commit();
+    gh_issuer_current_commit();
+    gh_issuer_current_reload(); /* SIGHUP also rereads the key directory */
     gh_stats_reload(1);
     gh_stats_set_generation(sv->generation);
     GH_LOG(GH_LOG_INFO, "config", "reload (%s): generation %llu serving, %zu listeners", why,

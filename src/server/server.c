@@ -12,6 +12,7 @@
 #include <gatehouse/admin.h>
 #include <gatehouse/file.h>
 #include <gatehouse/filter.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/log.h>
 #include <gatehouse/metrics.h>
 #include <gatehouse/server.h>
@@ -54,12 +55,16 @@ int gh_server_run(const gh_server_opts_t *opts)
     /* The store the config names, before the snapshot: the API-key
      * providers' runtimes take it from here (gatehouse/store.h). */
     gh_store_current_init(&sv.loop);
-    if (gh_store_current_select(&cfg->store) == 0)
+    gh_issuer_current_init(&sv.loop);
+    char why[640] = "out of memory";
+    if (gh_store_current_select(&cfg->store) == 0 &&
+        gh_issuer_current_select(cfg, why, sizeof(why)) == 0)
         sv.snap = gh_snapshot_new(cfg, 1);
     else
         gh_config_free(cfg);
     if (sv.snap == NULL) {
-        GH_LOG(GH_LOG_ERROR, "server", "out of memory");
+        GH_LOG(GH_LOG_ERROR, "server", "%s", why);
+        gh_issuer_current_stop();
         free(sv.last_text);
         gh_filter_services_stop();
         gh_store_current_stop();
@@ -67,9 +72,11 @@ int gh_server_run(const gh_server_opts_t *opts)
         uv_loop_close(&sv.loop);
         gh_filter_services_free();
         gh_store_current_free();
+        gh_issuer_current_free();
         return 1;
     }
     gh_store_current_commit();
+    gh_issuer_current_commit();
     gh_stats_set_generation(1);
     gh_fdlimit_apply(sv.snap, sv.num_workers);
     gh_server_workers_exit_init(&sv);
@@ -123,6 +130,7 @@ out_loop:
     close_if_open((uv_handle_t *)&sv.deadline);
     gh_filter_services_stop();
     gh_store_current_stop();
+    gh_issuer_current_stop();
     uv_run(&sv.loop, UV_RUN_DEFAULT);
     uv_loop_close(&sv.loop);
     gh_observe_set_tracer(NULL);
@@ -133,9 +141,9 @@ out_loop:
     gh_snapshot_unref(sv.snap);
     gh_filter_services_free();
     gh_store_current_free();
+    gh_issuer_current_free();
     gh_server_metrics_detach();
     gh_metrics_shutdown();
-    gh_issuer_keys_conf_dispose(&sv.issuer_keys);
     free(sv.last_text);
     return rc;
 }

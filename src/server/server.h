@@ -58,7 +58,6 @@ typedef struct {
     size_t last_len;
 
     gh_admin_t *admin;
-    gh_issuer_keys_conf_t issuer_keys; /* what the admin API's /issuer/keys last asked for */
     char ready_reason[READY_REASONS_MAX * READY_REASON_LEN + 64];
     int serving; /* every worker runs the first snapshot */
     /* Tracers by config: the last is current. One that a reload replaced is
