@@ -9,6 +9,7 @@
 
 #include "server/apply.h"
 #include "cli/apikey.h"
+#include "cli/client.h"
 #include "cli/token.h"
 
 static const char usage_main[] =
@@ -153,6 +154,8 @@ int main(int argc, char **argv)
         return gh_cli_token(argc - 2, argv + 2);
     if (strcmp(cmd, "apikey") == 0)
         return gh_cli_apikey(argc - 2, argv + 2);
+    if (strcmp(cmd, "client") == 0)
+        return gh_cli_client(argc - 2, argv + 2);
     fprintf(stderr, "gatehouse: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }
