@@ -1,5 +1,5 @@
 /*
- * The store: where API keys (and, next, OAuth clients and revocations) and
+ * The store: where API keys, OAuth clients, revoked access tokens and
  * their usage counts live, behind one interface with a backend per kind:
  * SQLite (one file, the embedded default) and Redis (fleets: every
  * gatehouse in front of one Redis shares keys, revocations and usage

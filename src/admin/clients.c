@@ -399,9 +399,9 @@ static void do_revoke(gh_store_t *st, const char *id, const char *body, size_t l
                       gh_admin_reply_t *out)
 {
     static const char *const known[] = {NULL};
-    char why[400];
     int rc;
     if (len > 0) {
+        char why[400];
         json_t *doc = gh_admin_json_object(body, len, known, "revoke", why, sizeof(why), &rc);
         json_decref(doc);
         if (doc == NULL) {

@@ -241,6 +241,7 @@ static char *list_normalize(const char *in, token_check_fn check, size_t max, co
         *why = "out of memory";
         return NULL;
     }
+    out[0] = '\0'; /* the items so far, searched for repeats */
     for (size_t i = 0; i < n;) {
         if (in[i] == ',' || in[i] == ' ') {
             i++;

@@ -217,7 +217,8 @@ int gh_rs_client_record(struct redisReply *const *el, const char *id, gh_client_
      * strictly: a revoked_at or a hash that does not parse must not read
      * as "active" or "no previous secret". */
     const char *m;
-    int cur = 0, prev = 0;
+    int cur = field_hash(el[RC_SECRET_HASH], out->secret_hash);
+    int prev = field_hash(el[RC_PREV_SECRET_HASH], out->prev_secret_hash);
     if (bad)
         *why = "a text field is not a string";
     else if (out->audiences == NULL)
@@ -235,8 +236,7 @@ int gh_rs_client_record(struct redisReply *const *el, const char *id, gh_client_
         *why = "prev_valid_until is not a number";
     else if (field_time(el[RC_SECRET_ROTATED_AT], &out->secret_rotated_at) != 0)
         *why = "secret_rotated_at is not a number";
-    else if ((cur = field_hash(el[RC_SECRET_HASH], out->secret_hash)) < 0 ||
-             (prev = field_hash(el[RC_PREV_SECRET_HASH], out->prev_secret_hash)) < 0)
+    else if (cur < 0 || prev < 0)
         *why = "a secret hash is not 64 hex digits";
     else if (cur != ((out->auth_methods & GH_CLIENT_AUTH_SECRET) != 0))
         *why = "its secret and its methods disagree";
@@ -255,7 +255,7 @@ static int record_fail(gh_store_t *st, gh_store_error_t *err, const char *id, in
                        const char *why)
 {
     if (rc == -ENOENT)
-        return gh_store_fail(err, -ENOENT, "no client %s", id);
+        return gh_store_fail(err, -ENOENT, "no client with id %s", id);
     if (rc == -ENOMEM)
         return gh_store_fail(err, -ENOMEM, "out of memory");
     GH_LOG(GH_LOG_ERROR, "store", "%s: client %s: malformed record: %s", gh_store_describe(st), id,
@@ -410,7 +410,7 @@ int gh_rs_client_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_er
         rc = gh_rs_want_int(st, "revoke client", r, &v, err);
     gh_redis_reply_free(r);
     if (rc == 0 && v < 0)
-        rc = gh_store_fail(err, -ENOENT, "no client %s", id);
+        rc = gh_store_fail(err, -ENOENT, "no client with id %s", id);
     else if (rc == 0 && v == 0)
         rc = gh_store_fail(err, -EALREADY, "client %s was revoked before", id);
     return rc;

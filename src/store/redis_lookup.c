@@ -145,7 +145,7 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
 
 static int send_lookup(gh_rs_req_t *rq)
 {
-    enum { ARGS = 2 + ((int)RF_COUNT > (int)RC_COUNT ? (int)RF_COUNT : (int)RC_COUNT) };
+    enum { ARGS = 2 + (int)RF_COUNT + (int)RC_COUNT }; /* room for either */
     const char *argv[ARGS];
     size_t lens[ARGS];
     char key[8 + GH_CLIENT_ID_LEN + 1];
