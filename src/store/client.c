@@ -363,6 +363,16 @@ char *gh_client_auth_format(unsigned bits, char *buf, size_t cap)
     return buf;
 }
 
+/* The parser's messages may quote the document (a member name, a value):
+ * the sentence goes to terminals and JSON details, so it is made printable
+ * ASCII here. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+}
+
 int gh_client_check_jwks(const char *jwks, size_t len, char *why, size_t cap)
 {
     char err[256];
@@ -382,12 +392,14 @@ int gh_client_check_jwks(const char *jwks, size_t len, char *why, size_t cap)
     gh_jwks_t *set = gh_jwks_parse(jwks, len, &opts, err, sizeof(err));
     if (set == NULL) {
         snprintf(why, cap, "the JWKS is refused: %s", err);
+        printable(why);
         return -EINVAL;
     }
     int rc = 0;
     if (gh_jwks_warning_count(set) > 0) {
         snprintf(why, cap, "the JWKS has a key that cannot verify a client assertion: %s",
                  gh_jwks_warning(set, 0));
+        printable(why);
         rc = -EINVAL;
     }
     gh_jwks_unref(set);

@@ -183,6 +183,12 @@ static void test_jwks(void **state)
     snprintf(trail, sizeof(trail), "%s]", pub);
     assert_int_equal(gh_client_check_jwks(trail, strlen(trail), why, sizeof(why)), -EINVAL);
     assert_int_equal(gh_client_check_jwks(NULL, 0, why, sizeof(why)), -EINVAL);
+    /* the parser's message quotes the document: what reaches a terminal or
+     * a JSON detail is printable ASCII (found by fuzz_admin_clients) */
+    static const char odd[] = "{\"name\":\325\236\335\323\"audi\377nces\":[#x y````\"]}";
+    assert_int_equal(gh_client_check_jwks(odd, strlen(odd), why, sizeof(why)), -EINVAL);
+    for (const char *p = why; *p; p++)
+        assert_true(*p >= 0x20 && *p < 0x7f);
 }
 
 int main(void)
