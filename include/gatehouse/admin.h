@@ -1,7 +1,8 @@
 /*
  * The admin API: its own listener on the main thread's loop, serving
- * /live, /ready, /metrics, /config, /clusters and the API keys of the
- * store under /apikeys (docs/admin.md).
+ * /live, /ready, /metrics, /config, /clusters, the API keys of the
+ * store under /apikeys and the token issuer's signing keys under
+ * /issuer/keys (docs/admin.md).
  *
  * The admin module does not know the server or the filters; it asks
  * through hooks, all called on the main thread.
@@ -13,6 +14,7 @@
 #include <uv.h>
 
 #include <gatehouse/config.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/store.h>
 
 typedef struct {
@@ -30,6 +32,13 @@ typedef struct {
      * May block the main loop for as long as opening the store takes. */
     gh_store_t *(*store)(void *arg, char *why, size_t cap);
     void *arg;
+    /* The token issuer's key settings (the /issuer/keys endpoints),
+     * borrowed until the next call; NULL when this process has no issuer,
+     * with why in why[0..cap). The hook may be NULL (the same). */
+    const gh_issuer_keys_conf_t *(*issuer_keys)(void *arg, char *why, size_t cap);
+    /* Called after a rotation through the admin API, so the process loads
+     * the new keys at once rather than at its next poll. May be NULL. */
+    void (*issuer_keys_rotated)(void *arg);
 } gh_admin_hooks_t;
 
 typedef struct gh_admin_s gh_admin_t;

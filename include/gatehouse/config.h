@@ -211,6 +211,12 @@ typedef enum {
     GH_AUTHZ_ON_ERROR_ALLOW, /* the request goes on without an identity */
 } gh_authz_on_error_t;
 
+/* Who shares an authorizer's answer cache. */
+typedef enum {
+    GH_AUTHZ_CACHE_WORKER = 0, /* each worker its own (the default) */
+    GH_AUTHZ_CACHE_PROCESS,    /* one for every worker of the process */
+} gh_authz_cache_scope_t;
+
 typedef struct {
     char *name;
     size_t index;
@@ -236,7 +242,8 @@ typedef struct {
      * about the key (found, unknown), as an apikeys provider's cache_ttl
      * and negative_cache_ttl (defaults 30 s and 5 s). */
     uint64_t usage_ttl_ms, usage_negative_ttl_ms;
-    uint32_t cache_entries; /* per worker */
+    uint32_t cache_entries; /* per worker, or per process with cache_scope process */
+    int cache_scope;        /* gh_authz_cache_scope_t */
     uint64_t timeout_ms;    /* one call, default 5 s */
     size_t max_response;    /* bytes of an answer, default 1 MiB */
     int on_error;           /* gh_authz_on_error_t */
@@ -544,6 +551,9 @@ typedef struct {
     size_t num_listeners;
     gh_cluster_t *clusters;
     size_t num_clusters;
+    /* The array's room: the written clusters, then the implicit Lambda
+     * endpoints made while lambda blocks are parsed (docs/lambda.md). */
+    size_t clusters_cap;
 
     gh_jwt_provider_conf_t *jwt_providers;
     size_t num_jwt_providers;

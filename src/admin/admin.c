@@ -36,6 +36,7 @@
 
 #include "admin/apikeys.h"
 #include "admin/clients.h"
+#include "admin/issuer_keys.h"
 #include "proxy/fdlimit.h"
 #include "proxy/proxy.h"
 
@@ -118,6 +119,8 @@ struct admin_conn_s {
     gh_admin_ak_route_t route; /* its body and head rules (for /clients too) */
     int clients;               /* a /clients request: croute says which */
     gh_admin_cl_route_t croute;
+    int ik; /* the body being read is an /issuer/keys request's */
+    gh_admin_ik_route_t ik_route;
     int close_after;
     int linger; /* close_after with bytes maybe unread: drain before closing */
     int lingering;
@@ -192,6 +195,7 @@ static void body_release(admin_conn_t *c)
     if (c->store != NULL)
         gh_store_unref(c->store);
     c->store = NULL;
+    c->ik = 0;
     c->body_len = c->body_got = c->head_len = 0;
 }
 
@@ -460,6 +464,48 @@ static void on_continue(uv_write_t *req, int status)
         conn_close(req->data);
 }
 
+/* Reads the rest of a request body of len bytes, avail of which came with
+ * its head (head_len bytes at rbuf); body_done runs once it is in. -1 when
+ * out of memory (nothing started). */
+static int body_read_start(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len, size_t len,
+                           size_t avail)
+{
+    gh_admin_t *a = c->admin;
+    /* The rest of the body is read into a buffer of exactly its size: the
+     * reads stop at its end, so the next request's bytes stay unread. The
+     * head stays where it is, and is parsed again when the body is in. */
+    c->body = malloc(len);
+    if (c->body == NULL)
+        return -1;
+    memcpy(c->body, c->rbuf + head_len, avail);
+    OPENSSL_cleanse(c->rbuf + head_len, avail);
+    c->body_len = len;
+    c->body_got = avail;
+    c->head_len = head_len;
+    c->rlen = head_len;
+    if (!c->ik && c->route.body == GH_AK_BODY_CSV) {
+        c->importing = 1;
+        a->importing = 1;
+    }
+    /* RFC 9110 section 10.1.1: an HTTP/1.0 client's expectation is
+     * ignored; otherwise the client waits for this before sending. */
+    if (req->expect_continue && req->minor_version == 1) {
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
+        c->creq.data = c;
+        if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue) != 0) {
+            conn_close(c);
+            return 0;
+        }
+    }
+    c->body_until = uv_now(c->tcp.loop) + ADMIN_BODY_MS;
+    c->deadline = DL_BODY;
+    body_deadline(c);
+    if (!c->closing && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0)
+        conn_close(c);
+    return 0;
+}
+
 /* The /apikeys request with head req (head_len bytes at rbuf): every check
  * that can refuse it runs before a byte of its body is read, and a refused
  * body is never read: the connection closes after the answer. */
@@ -551,46 +597,118 @@ static void apikeys_start(admin_conn_t *c, const gh_h1_request_t *req, size_t he
         consume(c, head_len + (size_t)len);
         return;
     }
-    /* The rest of the body is read into a buffer of exactly its size: the
-     * reads stop at its end, so the next request's bytes stay unread. The
-     * head stays where it is, and is parsed again when the body is in. */
-    c->body = malloc((size_t)len);
-    if (c->body == NULL) {
+    if (body_read_start(c, req, head_len, (size_t)len, avail) != 0) {
         body_release(c);
         gh_admin_reply_error(&r, 503, "service_unavailable", "out of memory");
         goto refused;
     }
-    memcpy(c->body, c->rbuf + head_len, avail);
-    OPENSSL_cleanse(c->rbuf + head_len, avail);
-    c->body_len = (size_t)len;
-    c->body_got = avail;
-    c->head_len = head_len;
-    c->rlen = head_len;
-    if (c->route.body == GH_AK_BODY_CSV) {
-        c->importing = 1;
-        a->importing = 1;
-    }
-    /* RFC 9110 section 10.1.1: an HTTP/1.0 client's expectation is
-     * ignored; otherwise the client waits for this before sending. */
-    if (req->expect_continue && req->minor_version == 1) {
-        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
-        c->creq.data = c;
-        if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue) != 0) {
-            conn_close(c);
-            return;
-        }
-    }
-    c->body_until = uv_now(c->tcp.loop) + ADMIN_BODY_MS;
-    c->deadline = DL_BODY;
-    body_deadline(c);
-    if (!c->closing && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) != 0)
-        conn_close(c);
     return;
 refused:
     if (extra != NULL && r.body != NULL)
         snprintf(r.extra, sizeof(r.extra), "%s", extra);
     /* A body that was not read is not read now: close after the answer. */
+    if (has_body)
+        c->close_after = c->linger = 1;
+    respond_reply(c, &r, head_only);
+    consume(c, head_len);
+}
+
+/* The token issuer's key settings, or NULL with the answer in *r. */
+static const gh_issuer_keys_conf_t *issuer_conf(admin_conn_t *c, gh_admin_reply_t *r)
+{
+    gh_admin_t *a = c->admin;
+    char why[256] = "this gatehouse issues no tokens";
+    const gh_issuer_keys_conf_t *conf =
+        a->hooks.issuer_keys ? a->hooks.issuer_keys(a->hooks.arg, why, sizeof(why)) : NULL;
+    if (conf == NULL)
+        gh_admin_reply_error(r, 404, "not_found", "no issuer keys here: %s", why);
+    return conf;
+}
+
+/* Runs the /issuer/keys request whose head is req and whose whole body is
+ * body[0..blen). */
+static void issuer_keys_run(admin_conn_t *c, const gh_h1_request_t *req, const char *body,
+                            size_t blen)
+{
+    gh_admin_t *a = c->admin;
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t qlen = q ? req->target_len - (size_t)(q - req->target) - 1 : 0;
+    gh_admin_reply_t r;
+    memset(&r, 0, sizeof(r));
+    const gh_issuer_keys_conf_t *conf = issuer_conf(c, &r);
+    if (conf != NULL && gh_admin_ik_handle(conf, &c->ik_route, q ? q + 1 : "", qlen, body, blen,
+                                           (int64_t)time(NULL), &r) == 1) {
+        GH_LOG(GH_LOG_INFO, "admin", "issuer signing keys rotated through the admin API");
+        if (a->hooks.issuer_keys_rotated != NULL)
+            a->hooks.issuer_keys_rotated(a->hooks.arg);
+    }
+    respond_reply(c, &r, c->ik_route.head);
+}
+
+/* The /issuer/keys request with head req: as apikeys_start, every check
+ * that can refuse it runs before a byte of its body is read. The same
+ * token: a rotation changes which keys every verifier trusts. */
+static void issuer_keys_start(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
+{
+    gh_admin_t *a = c->admin;
+    int has_body = req->body != GH_H1_BODY_NONE;
+    const char *q = memchr(req->target, '?', req->target_len);
+    size_t plen = q ? (size_t)(q - req->target) : req->target_len;
+    int head_only = 0;
+    gh_admin_reply_t r;
+    memset(&r, 0, sizeof(r));
+    if (a->token == NULL) {
+        gh_admin_reply_error(&r, 403, "forbidden",
+                             "the issuer key endpoints need an admin token: set admin.token_file "
+                             "or admin.token_env");
+        goto refused;
+    }
+    if (gh_admin_ik_route(req->method, req->method_len, req->target, plen, &c->ik_route, &r) != 0)
+        goto refused;
+    head_only = c->ik_route.head;
+    if (has_body && c->ik_route.body == GH_AK_BODY_NONE) {
+        gh_admin_reply_error(&r, 400, "bad_request", "this admin request takes no body");
+        goto refused;
+    }
+    if (req->body == GH_H1_BODY_CHUNKED) {
+        gh_admin_reply_error(&r, 411, "length_required",
+                             "send the body with Content-Length (chunked bodies are not read "
+                             "here)");
+        goto refused;
+    }
+    uint64_t len = has_body ? req->content_length : 0;
+    if (len > GH_ADMIN_IK_BODY_MAX) {
+        gh_admin_reply_error(&r, 413, "payload_too_large", "the body is larger than %u bytes",
+                             GH_ADMIN_IK_BODY_MAX);
+        goto refused;
+    }
+    if (len > 0) {
+        const char *ct = NULL;
+        size_t ctn = 0;
+        gh_admin_ak_route_t json_route = {.body = GH_AK_BODY_JSON};
+        if (content_type(req, &ct, &ctn) < 0) {
+            gh_admin_reply_error(&r, 400, "bad_request", "two Content-Type fields");
+            goto refused;
+        }
+        if (gh_admin_ak_check_type(&json_route, ct, ctn, &r) != 0)
+            goto refused;
+    }
+    if (issuer_conf(c, &r) == NULL)
+        goto refused;
+    size_t avail = c->rlen - head_len;
+    if (len <= avail) {
+        issuer_keys_run(c, req, c->rbuf + head_len, (size_t)len);
+        consume(c, head_len + (size_t)len);
+        return;
+    }
+    c->ik = 1;
+    if (body_read_start(c, req, head_len, (size_t)len, avail) != 0) {
+        body_release(c);
+        gh_admin_reply_error(&r, 503, "service_unavailable", "out of memory");
+        goto refused;
+    }
+    return;
+refused:
     if (has_body)
         c->close_after = c->linger = 1;
     respond_reply(c, &r, head_only);
@@ -614,7 +732,10 @@ static void body_done(admin_conn_t *c)
         conn_close(c); /* cannot happen: the same bytes parsed before */
         return;
     }
-    apikeys_run(c, &req, c->body, c->body_len);
+    if (c->ik)
+        issuer_keys_run(c, &req, c->body, c->body_len);
+    else
+        apikeys_run(c, &req, c->body, c->body_len);
     body_release(c);
     c->rlen = 0; /* only the head was left in rbuf */
 }
@@ -646,6 +767,10 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
         apikeys_start(c, req, head_len);
         return;
     }
+    if (gh_admin_ik_is_path(req->target, plen)) {
+        issuer_keys_start(c, req, head_len);
+        return;
+    }
     /* Other admin requests carry no body; one that does is refused rather
      * than skipped, so its bytes never become a second request. */
     if (req->body != GH_H1_BODY_NONE) {
@@ -658,7 +783,7 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
     if (!known) {
         respond_json(c, 404, "Not Found",
                      "{\"error\":\"not_found\",\"detail\":\"admin paths: /live /ready /metrics "
-                     "/config /clusters /apikeys /clients\"}\n",
+                     "/config /clusters /apikeys /clients /issuer/keys\"}\n",
                      NULL, is_head);
         goto consumed;
     }

@@ -13,7 +13,8 @@
  *         simple_responses: true         # aws-v2
  *         token_validation: "^Bearer "   # aws-v1-token
  *         ttl: 300s                      # 0 to 1h; 0: no cache
- *         cache_entries: 10000           # per worker
+ *         cache_entries: 10000           # per worker (per process with process)
+ *         cache_scope: worker            # worker or process
  *         timeout: 5s
  *         max_response: 1MiB
  *         on_error: 500                  # 500, 503 or allow
@@ -31,6 +32,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -224,28 +226,22 @@ static int parse_http(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const g
 }
 
 /* The lambda block's rules are shared with lambda clusters (lambda.c). */
-static int parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
+static int parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
                         gh_authorizer_conf_t *a)
 {
     gh_config_lambda_t ref = {0};
+    gh_cluster_t *cl;
+    char owner[96];
     int rc = gh_config_parse_lambda(doc, n, NULL, &ref);
+    snprintf(owner, sizeof(owner), "authorizer '%s'", a->name);
+    if (rc == 0)
+        rc = gh_config_lambda_bind(doc, n, cfg, owner, &ref, &cl);
     a->function = ref.function;
     a->region = ref.region;
     a->qualifier = ref.qualifier;
     a->endpoint = ref.endpoint;
     a->profile = ref.profile;
-    if (rc != 0)
-        return rc;
-    const gh_cluster_t *c = cluster_named(cfg, a->endpoint);
-    if (c == NULL)
-        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
-                             "lambda.endpoint names unknown cluster '%s'", a->endpoint);
-    if (c->lambda != NULL)
-        return gh_yaml_error(doc, gh_yaml_map_get(n, "endpoint"),
-                             "lambda.endpoint '%s' is a lambda cluster: it must be one with "
-                             "endpoints that answer the Invoke API",
-                             a->endpoint);
-    return 0;
+    return rc;
 }
 
 static int parse_headers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_authorizer_conf_t *a)
@@ -391,6 +387,21 @@ static int parse_on_error(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, int
     return 0;
 }
 
+static int parse_cache_scope(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, int *out)
+{
+    const char *s;
+    int rc = gh_yaml_str(doc, v, "cache_scope", &s);
+    if (rc != 0)
+        return rc;
+    if (strcmp(s, "worker") == 0)
+        *out = GH_AUTHZ_CACHE_WORKER;
+    else if (strcmp(s, "process") == 0)
+        *out = GH_AUTHZ_CACHE_PROCESS;
+    else
+        return gh_yaml_error(doc, v, "cache_scope is worker or process");
+    return 0;
+}
+
 static int parse_token_validation(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v,
                                   gh_authorizer_conf_t *a)
 {
@@ -412,8 +423,8 @@ static int parse_token_validation(const gh_yaml_doc_t *doc, const gh_yaml_node_t
     return 0;
 }
 
-static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
-                            const gh_config_t *cfg, gh_authorizer_conf_t *a)
+static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key, gh_config_t *cfg,
+                            gh_authorizer_conf_t *a)
 {
     static const char *const keys[] = {"format",
                                        "http",
@@ -423,6 +434,7 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
                                        "token_validation",
                                        "ttl",
                                        "cache_entries",
+                                       "cache_scope",
                                        "timeout",
                                        "max_response",
                                        "on_error",
@@ -530,6 +542,9 @@ static int parse_authorizer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
             return rc;
         a->cache_entries = (uint32_t)u;
     }
+    if ((v = gh_yaml_map_get(n, "cache_scope")) != NULL &&
+        (rc = parse_cache_scope(doc, v, &a->cache_scope)) != 0)
+        return rc;
     if ((v = gh_yaml_map_get(n, "timeout")) != NULL &&
         (rc = gh_yaml_duration_max(doc, v, "timeout", MAX_TIMEOUT_MS, &a->timeout_ms)) != 0)
         return rc;

@@ -567,6 +567,128 @@ static int parse_endpoint_address(ctx_t *c, const gh_yaml_node_t *n, gh_endpoint
 
 /* ---- clusters ---- */
 
+static int no_dns(void);
+
+static void cluster_defaults(gh_cluster_t *cl, size_t index)
+{
+    cl->index = index;
+    cl->lb = GH_LB_ROUND_ROBIN;
+    cl->connect_timeout_ms = 2000;
+    cl->idle_timeout_ms = 30000;
+    cl->max_idle = 64;
+    cl->max_response_head = 64 * KIB;
+    cl->max_response_headers = 100;
+    cl->max_connections = 1024;
+    cl->max_pending = 1024;
+}
+
+/* The Lambda endpoint's URL: scheme http or https, an authority, nothing
+ * after but one '/'. Writes "host:port" (the default port added) into hp
+ * and the authority as written into auth; NULL, or why not. */
+static const char *lambda_url(const char *url, int *tls, char *hp, size_t hpsz, char *auth,
+                              size_t authsz)
+{
+    const char *a;
+    if (strncmp(url, "https://", 8) == 0) {
+        *tls = 1;
+        a = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        *tls = 0;
+        a = url + 7;
+    } else {
+        return "must start with http:// or https://";
+    }
+    size_t alen = strcspn(a, "/?#");
+    if (a[alen] != '\0' && strcmp(a + alen, "/") != 0)
+        return "must be a scheme and an authority only (no path, query or fragment)";
+    if (alen == 0 || alen >= authsz || alen + 7 >= hpsz)
+        return "has an empty or too long host";
+    if (memchr(a, '@', alen) != NULL)
+        return "must not carry user information";
+    memcpy(auth, a, alen);
+    auth[alen] = '\0';
+    const char *colon = strrchr(auth, ':');
+    int has_port = colon != NULL && (auth[0] != '[' || colon > strchr(auth, ']'));
+    snprintf(hp, hpsz, has_port ? "%s" : "%s:%s", auth, *tls ? "443" : "80");
+    return NULL;
+}
+
+gh_cluster_t *gh_config_lambda_endpoint(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at,
+                                        gh_config_t *cfg, const char *region)
+{
+    char url[300], hp[300], auth[300], host[NI_MAXHOST], name[320];
+    const char *from = "AWS_ENDPOINT_URL_LAMBDA", *u = getenv(from), *why;
+    int tls, bracketed, rc;
+    uint16_t port;
+    if (u == NULL || u[0] == '\0')
+        u = getenv(from = "AWS_ENDPOINT_URL");
+    if (u == NULL || u[0] == '\0') {
+        from = "AWS's regional endpoint";
+        snprintf(url, sizeof(url), "https://lambda.%s.amazonaws.com", region);
+    } else if (strlen(u) >= sizeof(url)) {
+        gh_yaml_error(doc, at, "%s is too long", from);
+        return NULL;
+    } else {
+        memcpy(url, u, strlen(u) + 1);
+    }
+    if ((why = lambda_url(url, &tls, hp, sizeof(hp), auth, sizeof(auth))) != NULL ||
+        (why = split_hostport(hp, host, sizeof(host), &bracketed, &port)) != NULL) {
+        gh_yaml_error(doc, at, "the Lambda endpoint '%s' (from %s) %s", url, from, why);
+        return NULL;
+    }
+    snprintf(name, sizeof(name), "%s://%s", tls ? "https" : "http", auth);
+    for (size_t i = 0; i < cfg->num_clusters; i++) {
+        gh_cluster_t *cl = &cfg->clusters[i];
+        if (strcmp(cl->name, name) != 0)
+            continue;
+        if (cl->lambda != NULL || cl->num_endpoints != 1 ||
+            strcmp(cl->endpoints[0].address, hp) != 0 || (cl->tls != NULL) != tls) {
+            gh_yaml_error(doc, at,
+                          "a cluster is named '%s', the name of the implicit Lambda endpoint: "
+                          "rename it, or name it in lambda.endpoint",
+                          name);
+            return NULL;
+        }
+        return cl;
+    }
+    if (cfg->num_clusters == cfg->clusters_cap) { /* the pre-count in parse_clusters */
+        gh_yaml_error(doc, at, "internal error: no room for the implicit Lambda endpoint");
+        return NULL;
+    }
+    int flags = bracketed ? AI_NUMERICHOST : 0;
+    if (!bracketed && !is_hostname(host)) {
+        gh_yaml_error(doc, at, "the Lambda endpoint '%s' (from %s) has an invalid host name", url,
+                      from);
+        return NULL;
+    }
+    if (no_dns() && strcmp(host, "localhost") != 0)
+        flags = AI_NUMERICHOST;
+    gh_cluster_t *cl = &cfg->clusters[cfg->num_clusters];
+    memset(cl, 0, sizeof(*cl));
+    cluster_defaults(cl, cfg->num_clusters);
+    cfg->num_clusters++; /* from here on freed with the config */
+    cl->endpoints = calloc(1, sizeof(*cl->endpoints));
+    if (cl->endpoints == NULL || (cl->name = strdup(name)) == NULL ||
+        (cl->default_host = strdup(auth)) == NULL ||
+        (cl->endpoints[0].address = strdup(hp)) == NULL) {
+        gh_yaml_oom(doc);
+        return NULL;
+    }
+    cl->num_endpoints = 1;
+    cl->endpoints[0].weight = 1;
+    cl->total_weight = 1;
+    rc = resolve(host, port, bracketed ? AF_INET6 : AF_UNSPEC, flags, &cl->endpoints[0].addr,
+                 &cl->endpoints[0].addrlen);
+    if (rc != 0) {
+        gh_yaml_error(doc, at, "cannot resolve the Lambda endpoint '%s' (from %s): %s", url, from,
+                      gai_strerror(rc));
+        return NULL;
+    }
+    if (tls && gh_config_cluster_tls_system(doc, at, &cl->tls) != 0)
+        return NULL;
+    return cl;
+}
+
 static int parse_endpoint(ctx_t *c, const gh_yaml_node_t *n, gh_endpoint_conf_t *e)
 {
     static const char *const keys[] = {"address", "weight", NULL};
@@ -609,14 +731,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     size_t i;
     int rc;
 
-    cl->index = index;
-    cl->lb = GH_LB_ROUND_ROBIN;
-    cl->connect_timeout_ms = 2000;
-    cl->idle_timeout_ms = 30000;
-    cl->max_idle = 64;
-    cl->max_response_head = 64 * KIB;
-    cl->max_response_headers = 100;
-
+    cluster_defaults(cl, index);
     if ((rc = check_name(c, key, "cluster name", &name)) != 0 ||
         (rc = dup_mem(c, name, key->len, &cl->name)) != 0)
         return rc;
@@ -660,11 +775,11 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((v = gh_yaml_map_get(n, "default_host")) != NULL &&
         (rc = gh_config_parse_default_host(c->doc, v, &cl->default_host)) != 0)
         return rc;
-    u = 1024;
+    u = cl->max_connections;
     if ((rc = opt_uint(c, n, "max_connections", 1, 1000000, &u)) != 0)
         return rc;
     cl->max_connections = (uint32_t)u;
-    u = 1024;
+    u = cl->max_pending;
     if ((rc = opt_uint(c, n, "max_pending", 0, 1000000, &u)) != 0)
         return rc;
     cl->max_pending = (uint32_t)u;
@@ -698,15 +813,45 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     return rc;
 }
 
-static int parse_clusters(ctx_t *c, const gh_yaml_node_t *n)
+/* How many lambda blocks name no endpoint (a bound on the implicit
+ * endpoint clusters gh_config_lambda_endpoint adds): in lambda clusters and
+ * in providers.authorizers. Malformed sections count 0 (their parsers say
+ * what is wrong). */
+static size_t implicit_lambda_endpoints(const gh_yaml_node_t *root)
 {
+    const gh_yaml_node_t *providers = gh_yaml_map_get(root, "providers");
+    const gh_yaml_node_t *maps[] = {gh_yaml_map_get(root, "clusters"),
+                                    gh_yaml_map_get(providers, "authorizers")};
+    size_t n = 0;
+    for (size_t i = 0; i < 2; i++) {
+        if (maps[i] == NULL || maps[i]->kind != GH_YAML_MAP)
+            continue;
+        for (const gh_yaml_node_t *k = maps[i]->head; k != NULL; k = k->next) {
+            const gh_yaml_node_t *l = gh_yaml_map_get(k->value, "lambda");
+            if (l != NULL && l->kind == GH_YAML_MAP && gh_yaml_map_get(l, "endpoint") == NULL)
+                n++;
+        }
+    }
+    return n;
+}
+
+static int parse_clusters(ctx_t *c, const gh_yaml_node_t *root)
+{
+    const gh_yaml_node_t *n = gh_yaml_map_get(root, "clusters");
+    size_t implicit = implicit_lambda_endpoints(root);
     int rc;
+    if (n != NULL && (rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'clusters'")) != 0)
+        return rc;
+    /* Room for the implicit endpoints too: the array never moves, since
+     * routes, authorizers and lambda clusters point into it. */
+    c->cfg->clusters_cap = (n != NULL ? n->count : 0) + implicit;
+    if (c->cfg->clusters_cap == 0)
+        return 0;
+    if ((rc = alloc_array(c, c->cfg->clusters_cap, sizeof(gh_cluster_t),
+                          (void **)&c->cfg->clusters)) != 0)
+        return rc;
     if (n == NULL)
         return 0;
-    if ((rc = gh_yaml_expect(c->doc, n, GH_YAML_MAP, "'clusters'")) != 0)
-        return rc;
-    if ((rc = alloc_array(c, n->count, sizeof(gh_cluster_t), (void **)&c->cfg->clusters)) != 0)
-        return rc;
     c->cfg->num_clusters = n->count;
     size_t i = 0;
     for (const gh_yaml_node_t *k = n->head; k != NULL; k = k->next, i++) {
@@ -1528,7 +1673,7 @@ static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
             0 ||
         (rc = gh_config_parse_tracing(c->doc, gh_yaml_map_get(root, "tracing"), c->cfg)) != 0)
         return rc;
-    if ((rc = parse_clusters(c, gh_yaml_map_get(root, "clusters"))) != 0 ||
+    if ((rc = parse_clusters(c, root)) != 0 ||
         (rc = gh_config_parse_providers(c->doc, gh_yaml_map_get(root, "providers"), c->cfg)) != 0 ||
         (rc = gh_config_parse_plans(c->doc, gh_yaml_map_get(root, "plans"), c->cfg)) != 0 ||
         (rc = parse_filter_sections(c, root)) != 0)

@@ -18,6 +18,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,16 +124,53 @@ int gh_config_parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
     if ((v = gh_yaml_map_get(n, "profile")) != NULL &&
         (rc = gh_config_str(doc, v, "lambda.profile", &a->profile)) != 0)
         return rc;
-    /* The Invoke API is reached through a cluster: for AWS itself one
-     * with tls whose endpoint is lambda.REGION.amazonaws.com:443
-     * (docs/tls.md), or a local endpoint, an egress proxy, a test. No
-     * cluster is made implicitly (yet). */
-    if ((v = gh_yaml_map_get(n, "endpoint")) == NULL)
-        return gh_yaml_error(doc, n,
-                             "lambda needs 'endpoint', a cluster that answers the Invoke API: for "
-                             "AWS, a cluster with tls and the endpoint "
-                             "lambda.REGION.amazonaws.com:443 (docs/tls.md)");
-    return gh_config_str(doc, v, "lambda.endpoint", &a->endpoint);
+    /* The Invoke API is reached through a cluster: without one named,
+     * AWS's regional endpoint or the AWS_ENDPOINT_URL* one
+     * (gh_config_lambda_bind). */
+    if ((v = gh_yaml_map_get(n, "endpoint")) != NULL)
+        return gh_config_str(doc, v, "lambda.endpoint", &a->endpoint);
+    return 0;
+}
+
+int gh_config_lambda_bind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *block, gh_config_t *cfg,
+                          const char *owner, gh_config_lambda_t *a, gh_cluster_t **out)
+{
+    const gh_yaml_node_t *at = gh_yaml_map_get(block, "endpoint");
+    *out = NULL;
+    if (a->endpoint != NULL) {
+        for (size_t i = 0; i < cfg->num_clusters; i++)
+            if (strcmp(cfg->clusters[i].name, a->endpoint) == 0)
+                *out = &cfg->clusters[i];
+        if (*out == NULL)
+            return gh_yaml_error(doc, at, "lambda.endpoint names unknown cluster '%s'",
+                                 a->endpoint);
+        if ((*out)->lambda != NULL)
+            return gh_yaml_error(doc, at,
+                                 "lambda.endpoint '%s' is a lambda cluster: it must be one with "
+                                 "endpoints that answer the Invoke API",
+                                 a->endpoint);
+    }
+    /* The region signs every call and names AWS's endpoint: without one in
+     * the config, the AWS environment's or the profile's, read now. */
+    if (a->region == NULL) {
+        char region[64], err[512];
+        if (gh_aws_region_load(NULL, a->profile, region, sizeof(region), err, sizeof(err)) != 0)
+            return gh_yaml_error(doc, block,
+                                 "%s: no region for the Lambda function (set lambda.region, or "
+                                 "give a full ARN): %s",
+                                 owner, err);
+        if ((a->region = strdup(region)) == NULL)
+            return gh_yaml_oom(doc);
+    }
+    if (*out != NULL)
+        return 0;
+    gh_cluster_t *cl = gh_config_lambda_endpoint(doc, block, cfg, a->region);
+    if (cl == NULL)
+        return -EINVAL;
+    if ((a->endpoint = strdup(cl->name)) == NULL)
+        return gh_yaml_oom(doc);
+    *out = cl;
+    return 0;
 }
 
 void gh_config_lambda_dispose(gh_config_lambda_t *a)
@@ -201,32 +239,15 @@ int gh_config_bind_lambda_cluster(const gh_yaml_doc_t *doc, const gh_yaml_node_t
                                   gh_config_t *cfg, gh_cluster_t *cl)
 {
     gh_lambda_cluster_t *l = cl->lambda;
-    const gh_yaml_node_t *block = gh_yaml_map_get(n, "lambda");
-    const gh_yaml_node_t *at = gh_yaml_map_get(block, "endpoint");
-    char err[512];
-    for (size_t i = 0; i < cfg->num_clusters; i++)
-        if (strcmp(cfg->clusters[i].name, l->endpoint) == 0)
-            l->endpoint_cluster = &cfg->clusters[i];
-    if (l->endpoint_cluster == NULL)
-        return gh_yaml_error(doc, at, "lambda.endpoint names unknown cluster '%s'", l->endpoint);
-    if (l->endpoint_cluster->lambda != NULL)
-        return gh_yaml_error(doc, at,
-                             "lambda.endpoint '%s' is a lambda cluster: it must be one with "
-                             "endpoints that answer the Invoke API",
-                             l->endpoint);
-    /* The region signs every call: without one in the config, the AWS
-     * environment's or the profile's, read now (main thread). */
-    if (l->region == NULL) {
-        char region[64];
-        int rc = gh_aws_region_load(NULL, l->profile, region, sizeof(region), err, sizeof(err));
-        if (rc != 0)
-            return gh_yaml_error(doc, block,
-                                 "cluster '%s': no region for the Lambda function (set "
-                                 "lambda.region, or give a full ARN): %s",
-                                 cl->name, err);
-        if ((l->region = strdup(region)) == NULL)
-            return gh_yaml_oom(doc);
-    }
+    gh_config_lambda_t ref = {.region = l->region, .endpoint = l->endpoint, .profile = l->profile};
+    char owner[96], err[512];
+    snprintf(owner, sizeof(owner), "cluster '%s'", cl->name);
+    int rc = gh_config_lambda_bind(doc, gh_yaml_map_get(n, "lambda"), cfg, owner, &ref,
+                                   &l->endpoint_cluster);
+    l->region = ref.region;
+    l->endpoint = ref.endpoint;
+    if (rc != 0)
+        return rc;
     l->creds = gh_aws_creds_load(NULL, l->profile, err, sizeof(err));
     if (l->creds == NULL && (l->creds_error = strdup(err)) == NULL)
         return gh_yaml_oom(doc);

@@ -25,7 +25,7 @@ int gh_config_parse_authorizers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *
 void gh_config_free_authorizers(gh_config_t *cfg);
 /* The `lambda:` block of authorizers and lambda clusters (lambda.c):
  * function (a name or an ARN; a full ARN's region is the region), region,
- * qualifier, endpoint (a cluster's name, which the caller resolves) and
+ * qualifier, endpoint (a cluster's name, or none: gh_config_lambda_bind) and
  * profile; extra lists more keys the caller reads itself (NULL-terminated,
  * or NULL). The strings are the caller's, also after an error. */
 typedef struct {
@@ -34,6 +34,14 @@ typedef struct {
 int gh_config_parse_lambda(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                            const char *const *extra, gh_config_lambda_t *out);
 void gh_config_lambda_dispose(gh_config_lambda_t *a);
+/* Once every cluster is parsed: a->region, when the block gave none, from
+ * the AWS environment or profile (none: an error, for authorizers and
+ * clusters alike), and the cluster that answers the Invoke API: the one
+ * a->endpoint names, or the implicit one (gh_config_lambda_endpoint), whose
+ * name then becomes a->endpoint. owner names the block in errors
+ * ("cluster 'orders'"). *out is borrowed from cfg. */
+int gh_config_lambda_bind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *block, gh_config_t *cfg,
+                          const char *owner, gh_config_lambda_t *a, gh_cluster_t **out);
 /* A cluster of type lambda: n is its mapping; sets cl->lambda (freed with
  * gh_config_free_lambda_cluster, also after an error). bind runs once every
  * cluster is parsed: it resolves lambda.endpoint, and loads the region
@@ -50,6 +58,15 @@ int gh_config_check_plans(const gh_yaml_doc_t *doc, const gh_yaml_node_t *node,
 void gh_config_free_plans(gh_config_t *cfg);
 void gh_config_free_sections(gh_config_t *cfg);
 
+/* The cluster that answers Invoke API calls for a lambda block that names
+ * none (config.c): AWS_ENDPOINT_URL_LAMBDA, else AWS_ENDPOINT_URL (the AWS
+ * SDKs' variables; http:// or https://, an authority only), else
+ * https://lambda.REGION.amazonaws.com, verified against the system's
+ * trusted certificates. One cluster per URL, named by it, added to
+ * cfg->clusters (in room parse_clusters left) and borrowed by the caller.
+ * NULL after an error reported at `at`. */
+gh_cluster_t *gh_config_lambda_endpoint(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at,
+                                        gh_config_t *cfg, const char *region);
 /* A cluster's default_host: a valid authority (as in Host), into *out. */
 int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, char **out);
 /* A cluster's tls mapping (tls.c) into *out (allocated, context built);
@@ -57,6 +74,11 @@ int gh_config_parse_default_host(const gh_yaml_doc_t *doc, const gh_yaml_node_t 
 int gh_config_parse_cluster_tls(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                                 gh_cluster_tls_t **out);
 void gh_config_cluster_tls_free(gh_cluster_tls_t *tls);
+/* TLS verified against the system's trusted certificates (OpenSSL's
+ * default paths; SSL_CERT_FILE and SSL_CERT_DIR move them), the server
+ * name from the endpoint: the implicit Lambda endpoint's. */
+int gh_config_cluster_tls_system(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at,
+                                 gh_cluster_tls_t **out);
 /* A listener's trusted_proxies: a list of CIDRs (node NULL: none). */
 int gh_config_parse_trusted_proxies(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
                                     gh_listener_conf_t *l);

@@ -217,3 +217,21 @@ int gh_config_parse_cluster_tls(const gh_yaml_doc_t *doc, const gh_yaml_node_t *
     *out = t;
     return 0;
 }
+
+int gh_config_cluster_tls_system(const gh_yaml_doc_t *doc, const gh_yaml_node_t *at,
+                                 gh_cluster_tls_t **out)
+{
+    gh_cluster_tls_t *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return gh_yaml_oom(doc);
+    t->verify = 1;
+    t->min_version = TLS1_2_VERSION;
+    int rc = build_ctx(doc, at, t);
+    if (rc != 0) {
+        ERR_clear_error();
+        gh_config_cluster_tls_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}

@@ -10,6 +10,7 @@
 
 #include "filters/direct/direct.h"
 #include "filters/fault/fault.h"
+#include "filters/inject/inject.h"
 #include "filters/jwt/jwt.h"
 #include "filters/lambda/lambda.h"
 #include "filters/policy/policy.h"
@@ -21,6 +22,7 @@ static const gh_filter_type_t *const product[] = {
     &gh_policy_filter,    /* GH_PHASE_AUTHZ */
     &gh_ratelimit_filter, /* GH_PHASE_LIMITS */
     &gh_fault_filter,     /* GH_PHASE_TRANSFORM */
+    &gh_inject_filter,    /* GH_PHASE_TRANSFORM: after faults (an aborted request needs no token) */
     &gh_direct_filter,    /* GH_PHASE_TERMINAL */
     &gh_lambda_filter,    /* GH_PHASE_TERMINAL: routes to lambda clusters (implied) */
     NULL,

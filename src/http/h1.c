@@ -651,6 +651,19 @@ static void fields_init(fields_t *f, gh_h1_header_t *headers, size_t max)
     f->host_index = -1;
 }
 
+/* Methods are case-sensitive (RFC 9110 section 9.1) and every registered
+ * one is upper case. Servers behind us disagree on "delete" or "head"
+ * (some read them as DELETE and HEAD), so a method with a lower-case letter
+ * could mean one thing to a route, a policy or the framing of the response
+ * and another to the upstream: refused, as nginx and Envoy do. */
+static int has_lower(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p >= 'a' && *p <= 'z')
+            return 1;
+    return 0;
+}
+
 static int is_method(const char *m, size_t len, const char *lit, size_t lit_len)
 {
     return len == lit_len && memcmp(m, lit, len) == 0;
@@ -731,6 +744,8 @@ static int parse_request_line(ctx_t *c, const char **pp, const gh_h1_limits_t *l
         return more(c);
     if (*p != ' ' || p == method)
         return fail(c, 400, "invalid method");
+    if (has_lower(method, p))
+        return fail(c, 400, "method with lower-case letters");
     req->method = method;
     req->method_len = (size_t)(p - method);
     p++;

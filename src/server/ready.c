@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/store.h>
 
 #include "admin/views.h"
@@ -57,8 +58,23 @@ static gh_store_t *hook_store(void *arg, char *why, size_t cap)
     return st;
 }
 
+/* The issuer's key directory: <state_dir>/issuer of the running config,
+ * with the default rotation settings. (Until the config has an issuer
+ * section, every process answers /issuer/keys for its state directory.) */
+static const gh_issuer_keys_conf_t *hook_issuer_keys(void *arg, char *why, size_t cap)
+{
+    server_t *sv = arg;
+    gh_issuer_keys_conf_dispose(&sv->issuer_keys);
+    if (gh_issuer_keys_conf_init(&sv->issuer_keys, sv->snap->cfg->state_dir) != 0) {
+        snprintf(why, cap, "out of memory");
+        return NULL;
+    }
+    return &sv->issuer_keys;
+}
+
 gh_admin_hooks_t gh_server_admin_hooks(server_t *sv)
 {
-    gh_admin_hooks_t hooks = {hook_ready, hook_config, hook_clusters, hook_store, sv};
+    gh_admin_hooks_t hooks = {hook_ready, hook_config,      hook_clusters, hook_store,
+                              sv,         hook_issuer_keys, NULL};
     return hooks;
 }

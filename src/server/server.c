@@ -135,6 +135,7 @@ out_loop:
     gh_store_current_free();
     gh_server_metrics_detach();
     gh_metrics_shutdown();
+    gh_issuer_keys_conf_dispose(&sv.issuer_keys);
     free(sv.last_text);
     return rc;
 }

@@ -23,6 +23,7 @@
 
 #include <gatehouse/admin.h>
 #include <gatehouse/config.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/trace.h>
 
 #include "proxy/proxy.h"
@@ -57,6 +58,7 @@ typedef struct {
     size_t last_len;
 
     gh_admin_t *admin;
+    gh_issuer_keys_conf_t issuer_keys; /* what the admin API's /issuer/keys last asked for */
     char ready_reason[READY_REASONS_MAX * READY_REASON_LEN + 64];
     int serving; /* every worker runs the first snapshot */
     /* Tracers by config: the last is current. One that a reload replaced is

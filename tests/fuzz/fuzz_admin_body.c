@@ -3,12 +3,15 @@
  * the query strings of every operation, and the routing of /apikeys paths.
  * Checks that a refusal says why in printable ASCII (it goes into a JSON
  * detail and to terminals), that an accepted create has its consumer and
- * scopes without separators inside one, and that a route's id is a key id. */
+ * scopes without separators inside one, and that a route's id is a key id.
+ * Also the body of POST /issuer/keys/rotate (src/admin/issuer_keys.c) and
+ * the routing of /issuer/keys paths. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin/apikeys.h"
+#include "admin/issuer_keys.h"
 
 static void check_why(int rc, const char *why)
 {
@@ -51,6 +54,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     why[0] = '\0';
     check_why(gh_admin_ak_parse_revoke(s, size, why, sizeof(why)), why);
+    gh_admin_ik_rotate_t ik;
+    why[0] = '\0';
+    rc = gh_admin_ik_parse_rotate(s, size, &ik, why, sizeof(why));
+    check_why(rc, why);
+    if (rc == 0 && ((ik.alg != GH_JWT_ALG_UNKNOWN && ik.alg != GH_JWT_ES256 &&
+                     ik.alg != GH_JWT_RS256 && ik.alg != GH_JWT_EDDSA) ||
+                    (ik.bits != 0 && ik.bits != 2048 && ik.bits != 3072 && ik.bits != 4096) ||
+                    ik.lead < -1 || (ik.now && ik.lead >= 0)))
+        abort();
+    char *ikpath = malloc(size + 13);
+    if (ikpath != NULL) {
+        memcpy(ikpath, "/issuer/keys", 12);
+        memcpy(ikpath + 12, s, size);
+        static const char *const ikm[] = {"GET", "HEAD", "POST", "PUT"};
+        for (size_t m = 0; m < 4; m++) {
+            gh_admin_ik_route_t rt;
+            gh_admin_reply_t r;
+            if (!gh_admin_ik_is_path(ikpath, size + 12))
+                break;
+            if (gh_admin_ik_route(ikm[m], strlen(ikm[m]), ikpath, size + 12, &rt, &r) == 0) {
+                if (rt.op != GH_IK_LIST && rt.op != GH_IK_ROTATE)
+                    abort();
+            } else {
+                if (r.body == NULL || (r.status != 404 && r.status != 405))
+                    abort();
+                gh_admin_reply_dispose(&r);
+            }
+        }
+        free(ikpath);
+    }
 
     /* the input as a query string of each operation */
     for (int op = GH_AK_LIST; op <= GH_AK_USAGE; op++) {

@@ -43,6 +43,7 @@ import hmac
 import json
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -131,9 +132,10 @@ class Function:
 
 class LambdaServer:
     def __init__(self, region="us-east-1", account="123456789012", credentials=None, now=None,
-                 max_skew=300):
+                 max_skew=300, tls=None):
         """credentials: {access_key_id: (secret_access_key, session_token or None)}.
-        now: a callable giving the server's time (seconds), for fixed-time tests."""
+        now: a callable giving the server's time (seconds), for fixed-time tests.
+        tls: (cert_file, key_file) to answer over HTTPS, as AWS's endpoint does."""
         self.region = region
         self.account = account
         self.credentials = dict(credentials or {})
@@ -157,6 +159,11 @@ class LambdaServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.endpoint = f"https://127.0.0.1:{self.port}"
         self._thread = None
 
     # -- lifecycle

@@ -35,17 +35,21 @@ def deny_delete(ev):
 @pytest.mark.parametrize("ttl", [0, "300s"])
 def test_lower_case_method_is_the_method_upstreams_read(gatehouse, upstream, authz, ttl):
     """Werkzeug (Flask) and Django upper-case the method: "delete" is
-    DELETE to them, so an IAM Deny on DELETE must match it (fresh and from
-    the cache), and the event says DELETE as API Gateway's would."""
+    DELETE to them, so it must never get around an IAM Deny on DELETE: a
+    method with lower-case letters is refused (400) before the authorizer,
+    and events say methods as API Gateway's do."""
     up = upstream()
     srv = authz(deny_delete)
     g = gatehouse(config(up, srv.port, {"az": az("aws-v1-request", ttl=ttl,
                                                   identity_sources=["$request.header.Authorization"])}))
     tok = [("authorization", "t")]
     assert fetch(g.port, "GET", "/x", headers=tok).status == 200
-    for m in ("DELETE", "delete", "Delete"):
+    assert fetch(g.port, "DELETE", "/x", headers=tok).status == 403
+    calls = len(srv.requests)
+    for m in ("delete", "Delete"):
         r = fetch(g.port, m, "/x", headers=tok)
-        assert r.status == 403, (m, r)
+        assert r.status == 400, (m, r)
+    assert len(srv.requests) == calls, "refused before the authorizer"
     assert all(r.json()["httpMethod"].isupper() for r in srv.requests)
     assert all("/x" in r.json()["methodArn"] and "/GET/" in r.json()["methodArn"] or
                "/DELETE/" in r.json()["methodArn"] for r in srv.requests)
@@ -92,7 +96,8 @@ def test_envoy_cached_allow_is_not_an_answer_for_another_request(gatehouse, upst
 
 def test_envoy_is_asked_about_the_method_upstreams_read(gatehouse, upstream, authz):
     """Envoy's parser refuses a lower-case method, so ext_authz services
-    compare "DELETE"; Werkzeug and Django read "delete" as DELETE."""
+    compare "DELETE"; Werkzeug and Django read "delete" as DELETE: such a
+    method is refused (400) before the service is asked."""
     def h(req):
         if req.method == "DELETE":
             return (403, [("content-type", "text/plain")], b"no deletes")
@@ -103,8 +108,11 @@ def test_envoy_is_asked_about_the_method_upstreams_read(gatehouse, upstream, aut
     a = {"format": "envoy", "http": {"cluster": "authz", "path": "/check"}, "ttl": 0}
     g = gatehouse(config(up, srv.port, {"az": a}))
     assert fetch(g.port, "GET", "/x").status == 200
-    for m in ("DELETE", "delete", "dElete"):
-        assert fetch(g.port, m, "/x").status == 403, m
+    assert fetch(g.port, "DELETE", "/x").status == 403
+    calls = srv.calls
+    for m in ("delete", "dElete"):
+        assert fetch(g.port, m, "/x").status == 400, m
+    assert srv.calls == calls, "refused before the authorizer"
     assert [q.method for q in up.complete_requests()] == ["GET"]
 
 

@@ -72,8 +72,13 @@ def test_each_format_loads(tmp_path):
     ({"format": "aws-v2", "http": {"cluster": "authz", "path": "/a b"}}, ["http.path"]),
     ({"format": "envoy", "http": {"cluster": "authz", "path": "/x?y=1"}}, ["prefix", "no query"]),
     ({"format": "envoy", "lambda": LAMBDA}, ["envoy", "lambda"]),
-    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api"}}, []),
-    ({"format": "aws-v2", "lambda": {"function": "auth"}}, ["endpoint", "tls"]),
+    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api",
+                                     "region": "eu-west-1"}}, []),
+    # No region anywhere (config, ARN, environment, profile): refused, as
+    # for lambda clusters; the implicit endpoint is test_lambda_upstream's.
+    ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "lambda-api"}},
+     ["authorizer 'a': no region"]),
+    ({"format": "aws-v2", "lambda": {"function": "auth"}}, ["authorizer 'a': no region"]),
     ({"format": "aws-v2", "lambda": {"function": "auth", "endpoint": "nope"}}, ["unknown cluster"]),
     ({"format": "aws-v2", "lambda": {"function": "a/b", "endpoint": "lambda-api"}}, ["lambda.function"]),
     ({"format": "aws-v2", "lambda": {"function": "arn:aws:s3:eu-west-1:1:function:x", "endpoint": "lambda-api"}},
@@ -120,6 +125,14 @@ def test_each_format_loads(tmp_path):
     ({"format": "aws-v2", "http": HTTP, "usage_key_cache_ttl": "10s"}, ["aws-v1-token"]),
     ({"format": "envoy", "http": HTTP, "ttl": 0, "usage_key_negative_cache_ttl": "1s"},
      ["usageIdentifierKey"]),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": "process"}, []),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": "worker", "cache_entries": 1}, []),
+    ({"format": "envoy", "http": HTTP, "ttl": 0, "cache_scope": "process"}, []),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": "shared"}, ["cache_scope is worker or process"]),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": "Process"}, ["cache_scope is worker or process"]),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": ""}, ["cache_scope"]),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": ["process"]}, ["cache_scope"]),
+    ({"format": "aws-v2", "http": HTTP, "cache_scope": {"process": True}}, ["cache_scope"]),
 ])
 def test_refusals(tmp_path, conf, words):
     if not words:
@@ -147,3 +160,15 @@ def test_routes_name_authorizers(tmp_path):
     assert rc == 0, out
     r["authn"] = {"any": ["orders", "orders"]}
     bad(tmp_path, {"orders": {"format": "aws-v2", "http": HTTP}}, "named twice", routes=[r])
+
+
+def test_cache_scope_error_names_line_and_column(tmp_path):
+    """The refusal points at the value, file:line:col."""
+    rc, out = validate(tmp_path, {"a": {"format": "aws-v2", "http": HTTP, "cache_scope": "global"}})
+    assert rc == 1, out
+    text = (tmp_path / "gatehouse.yaml").read_text().splitlines()
+    line = next(i for i, l in enumerate(text, 1) if "cache_scope:" in l)
+    col = text[line - 1].index("global") + 1
+    assert f"gatehouse.yaml:{line}:{col}:" in out, out
+    assert "cache_scope is worker or process" in out, out
+

@@ -570,7 +570,6 @@ FAKE = type("S", (), {"port": 9})()
 
 
 @pytest.mark.parametrize("change,words", [
-    (lambda c: c["clusters"]["fn"]["lambda"].pop("endpoint"), ["endpoint", "TLS"]),
     (lambda c: c["clusters"]["fn"]["lambda"].update(endpoint="nope"), ["unknown cluster 'nope'"]),
     (lambda c: c["clusters"]["fn"]["lambda"].update(endpoint="fn"), ["is a lambda cluster"]),
     (lambda c: c["clusters"]["fn"]["lambda"].update(payload="3.0"), ["payload"]),
@@ -641,6 +640,163 @@ def test_no_credentials_is_503(gatehouse, srv, aws_env):
     assert "no AWS credentials" in json.loads(r.body)["detail"]
     assert "no AWS credentials" in g.stderr
     assert srv.requests == [], "nothing unsigned went to the Invoke API"
+
+
+def test_no_credentials_is_not_ready(gatehouse, srv, aws_env):
+    """/ready says which lambda cluster cannot sign (its requests get 503)."""
+    from ops_util import admin_conf, admin_get, admin_port_of, wait_admin
+
+    aws_env.delenv("AWS_ACCESS_KEY_ID")
+    aws_env.delenv("AWS_SECRET_ACCESS_KEY")
+    cfg = lambda_config(srv)
+    cfg["admin"] = admin_conf()
+    g = gatehouse(cfg)
+    port = admin_port_of(cfg)
+    wait_admin(port)
+    r = admin_get(port, "/ready")
+    assert r.status == 503, r
+    reasons = r.json()["reasons"]
+    assert len(reasons) == 1 and reasons[0].startswith("lambda cluster 'fn': no AWS credentials"), r
+    assert fetch(g.port, "GET", "/x").status == 503
+
+
+# ---- the endpoint when lambda.endpoint names none
+
+
+def implicit_config(srv):
+    cfg = lambda_config(srv)
+    del cfg["clusters"]["fn"]["lambda"]["endpoint"]
+    del cfg["clusters"]["lambda-api"]
+    return cfg
+
+
+@pytest.mark.parametrize("var", ["AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL"])
+def test_endpoint_from_the_aws_sdk_variables(gatehouse, srv, aws_env, var):
+    """Without lambda.endpoint the Invoke API is where the AWS SDKs would
+    send it: AWS_ENDPOINT_URL_LAMBDA, else AWS_ENDPOINT_URL; the Host signed
+    is that URL's authority."""
+    aws_env.setenv(var, srv.endpoint + "/")
+    if var == "AWS_ENDPOINT_URL":
+        aws_env.delenv("AWS_ENDPOINT_URL_LAMBDA", raising=False)
+    else:
+        aws_env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # the service one wins
+    srv.register("fn", echo)
+    g = gatehouse(implicit_config(srv))
+    assert event_of(fetch(g.port, "GET", "/x"))["rawPath"] == "/x"
+    rec = only_call(srv)
+    assert rec.header("host") == f"127.0.0.1:{srv.port}"
+
+
+def test_authorizer_and_clusters_share_the_implicit_endpoint(gatehouse, srv, aws_env):
+    """Two lambda clusters and a Lambda authorizer, none naming an endpoint:
+    all reach the one endpoint (one cluster made for the URL)."""
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", srv.endpoint)
+    srv.register("fn", echo)
+    srv.register("fn2", echo)
+    srv.register("az", lambda ev, ctx: {"isAuthorized": ev["headers"].get("authorization") == "ok"})
+    cfg = implicit_config(srv)
+    cfg["clusters"]["fn2"] = {"type": "lambda", "lambda": {"function": "fn2", "region": "us-east-1"}}
+    cfg["listeners"][0]["routes"].insert(0, {"name": "two", "match": {"path": {"prefix": "/two"}},
+                                             "to": "fn2", "authn": "az"})
+    cfg["providers"] = {"authorizers": {"az": {
+        "format": "aws-v2", "simple_responses": True, "ttl": 0,
+        "identity_sources": ["$request.header.Authorization"],
+        "lambda": {"function": "az", "region": "us-east-1"}}}}
+    g = gatehouse(cfg)
+    assert fetch(g.port, "GET", "/one").status == 200
+    assert fetch(g.port, "GET", "/two", headers=[("authorization", "no")]).status == 403
+    assert fetch(g.port, "GET", "/two", headers=[("authorization", "ok")]).status == 200
+    assert [len(srv.calls(f)) for f in ("fn", "fn2", "az")] == [1, 1, 2]
+    assert all(r.verified for r in srv.requests)
+
+
+@pytest.fixture(scope="module")
+def lambda_pki(tmp_path_factory):
+    from tls_util import Pki
+
+    p = Pki(tmp_path_factory.mktemp("pki"))
+    p.server = p.issue("server", dns=("localhost",), ips=("127.0.0.1",))
+    return p
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_endpoint_is_verified_against_the_system_trust(gatehouse, aws_env, lambda_pki,
+                                                             trusted):
+    """An https endpoint (AWS's own is one) is verified against the
+    system's trusted certificates, which OpenSSL's SSL_CERT_FILE moves: a
+    certificate from an unknown CA is refused before anything is sent."""
+    with LambdaServer(credentials={AK: (SK, None)}, tls=lambda_pki.server) as s:
+        s.register("fn", echo)
+        aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", f"https://localhost:{s.port}")
+        if trusted:
+            aws_env.setenv("SSL_CERT_FILE", lambda_pki.ca)
+        else:
+            aws_env.setenv("SSL_CERT_FILE", lambda_pki.other_ca)
+        g = gatehouse(implicit_config(s))
+        r = fetch(g.port, "GET", "/x")
+        if trusted:
+            assert event_of(r)["rawPath"] == "/x"
+            assert only_call(s).header("host") == f"localhost:{s.port}"
+        else:
+            assert r.status == 502, r
+            assert "certificate verify failed" in r.json()["detail"], r.json()
+            assert s.requests == []
+
+
+def test_default_endpoint_is_aws_regional_https(tmp_path, aws_env):
+    """No endpoint anywhere: https://lambda.REGION.amazonaws.com, the region
+    the function's (resolved at load; here DNS is off, so the error shows
+    the URL it would use)."""
+    for v in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
+        aws_env.delenv(v, raising=False)
+    aws_env.setenv("GH_CONFIG_NO_DNS", "1")
+    cfg = implicit_config(FAKE)
+    cfg["clusters"]["fn"]["lambda"]["region"] = "eu-west-3"
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 1, out
+    assert "cannot resolve the Lambda endpoint 'https://lambda.eu-west-3.amazonaws.com'" in out, out
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", "https://127.0.0.1:9443")
+    assert validate(tmp_path, cfg) == (0, validate(tmp_path, cfg)[1])
+
+
+@pytest.mark.parametrize("url,words", [
+    ("ftp://127.0.0.1:1", ["AWS_ENDPOINT_URL_LAMBDA", "http:// or https://"]),
+    ("http://127.0.0.1:1/2015-03-31", ["no path"]),
+    ("http://127.0.0.1:1?x=1", ["no path"]),
+    ("http://user@127.0.0.1:1", ["user information"]),
+    ("http://127.0.0.1:99999", ["port"]),
+    ("http://", ["empty"]),
+    ("http://bad host:1", ["invalid host name"]),
+])
+def test_endpoint_variable_refusals(tmp_path, aws_env, url, words):
+    aws_env.setenv("GH_CONFIG_NO_DNS", "1")
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", url)
+    rc, out = validate(tmp_path, implicit_config(FAKE))
+    assert rc == 1, out
+    assert all(w in out for w in words), out
+
+
+def test_a_cluster_named_like_the_implicit_endpoint_is_refused(tmp_path, aws_env):
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")
+    cfg = implicit_config(FAKE)
+    cfg["clusters"]["http://127.0.0.1:9"] = {"endpoints": ["127.0.0.1:10"]}
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 1 and "the name of the implicit Lambda endpoint" in out, out
+    # The same cluster written out is that cluster.
+    cfg["clusters"]["http://127.0.0.1:9"] = {"endpoints": ["127.0.0.1:9"]}
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 0, out
+
+
+def test_authorizer_needs_a_region_as_clusters_do(tmp_path, aws_env):
+    cfg = lambda_config(FAKE)
+    cfg["providers"] = {"authorizers": {"a": {"format": "aws-v2", "lambda": {
+        "function": "f", "endpoint": "lambda-api"}}}}
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 1 and "authorizer 'a': no region" in out, out
+    aws_env.setenv("AWS_DEFAULT_REGION", "eu-north-1")
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 0, out
 
 
 def test_authorizer_cannot_call_a_lambda_cluster(tmp_path, aws_env):

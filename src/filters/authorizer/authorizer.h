@@ -12,6 +12,9 @@
  *   cache.c    each worker's bounded cache of answers, keyed by authorizer
  *              and identity-source values, with a TTL (time given by the
  *              caller, so the unit tests inject it)
+ *   shared.c   the same for an authorizer with cache_scope process: one
+ *              table per authorizer of the snapshot, read and filled by
+ *              every worker
  *   call.c     one request: identity sources, the event or the ext_authz
  *              request, the callout (HTTP or Lambda Invoke with SigV4),
  *              the answer read into an outcome
@@ -36,6 +39,7 @@
 #include "authorizer/authz.h"
 
 struct gh_aws_creds_s;
+struct gh_azr_shared_s;
 
 /* ---- runtime.c ---- */
 
@@ -69,6 +73,10 @@ typedef struct {
     uint32_t decision_ids[GH_AZR_REASON_COUNT];
     uint32_t call_ids[GH_CALLOUT_OUTCOMES]; /* calls by outcome */
     uint32_t bad_answer_id;                 /* calls whose answer was malformed */
+    /* cache_scope process (and a ttl): the process's cache of this
+     * authorizer's answers (shared.c), owned by the set; NULL: each
+     * worker's cache (cache.c), or none. */
+    struct gh_azr_shared_s *shared;
 } gh_azr_t;
 
 typedef struct gh_azr_set_s {
@@ -219,6 +227,62 @@ gh_azr_centry_t *gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
                                   const gh_authz_str_t *v, size_t nv, uint64_t expires_ms,
                                   gh_authz_result_t *result, const gh_azr_prepared_t *p);
 size_t gh_azr_cache_count(const gh_azr_cache_t *c);
+
+/* ---- shared.c ----
+ *
+ * Ownership: the set (gh_azr_set_t, one per snapshot runtime) owns each
+ * table and frees it with the snapshot; a table owns one reference to
+ * each entry in it; a worker's hold (gh_azr_hold_t) owns one reference
+ * to the entry its last outcome was decided from; an entry owns its
+ * result and its strings, and is freed by its last reference, on
+ * whichever thread drops it. An entry is immutable once in a table: a
+ * worker reads it without the lock while another evicts it. */
+
+typedef struct gh_azr_shared_s gh_azr_shared_t;
+
+typedef struct {
+    uint32_t refs; /* atomic */
+    uint64_t hash;
+    uint64_t expires_ms;      /* on the workers' loop clock (uv_now: monotonic, shared) */
+    gh_authz_result_t result; /* aws formats (moved in); zeroed for envoy */
+    gh_azr_prepared_t p;      /* what an allow does: pointers into data */
+    size_t key_len;           /* the key (gh_azr_cache_key's form) at data */
+    char data[];              /* the key, the lines, the principal, the claims */
+} gh_azr_sentry_t;
+
+/* Main thread. A table of exactly entries slots (4-way sets); NULL when
+ * out of memory. */
+gh_azr_shared_t *gh_azr_shared_new(uint32_t entries);
+/* Any thread, once no worker uses the table (the snapshot's end). */
+void gh_azr_shared_free(gh_azr_shared_t *t);
+/* A keyed hash of every byte of values v (a client cannot aim values at
+ * one set, nor make two values share a hash). */
+uint64_t gh_azr_shared_hash(const gh_azr_shared_t *t, const gh_authz_str_t *v, size_t nv);
+/* The live entry of values v at now_ms with a new reference (the
+ * caller's), or NULL (an expired one is dropped). */
+gh_azr_sentry_t *gh_azr_shared_get(gh_azr_shared_t *t, uint64_t h, const gh_authz_str_t *v,
+                                   size_t nv, uint64_t now_ms);
+/* Stores an entry for values v, taking result (moved: *result is zeroed;
+ * NULL for envoy) and copying what p points to; it replaces the entry of
+ * the same values, else takes an empty or expired slot of the set, else
+ * evicts one at random. Returns the entry with a new reference (the
+ * caller's), or NULL (out of memory: nothing cached, result still the
+ * caller's). */
+gh_azr_sentry_t *gh_azr_shared_put(gh_azr_shared_t *t, uint64_t h, const gh_authz_str_t *v,
+                                   size_t nv, uint64_t now_ms, uint64_t expires_ms,
+                                   gh_authz_result_t *result, const gh_azr_prepared_t *p);
+void gh_azr_sentry_unref(gh_azr_sentry_t *e);
+/* Entries in the table (tests). */
+size_t gh_azr_shared_count(gh_azr_shared_t *t);
+
+/* A worker's hold on the entry its last outcome came from: an outcome
+ * points into the entry (gh_azr_outcome_t's pointers are borrowed until
+ * it is applied, which happens before the worker decides again), so the
+ * worker keeps a reference until its next hold. NULL when out of memory. */
+typedef struct gh_azr_hold_s gh_azr_hold_t;
+gh_azr_hold_t *gh_azr_hold_of(gh_stream_t *s);
+/* Takes e's reference (the caller's) and drops the one held before. */
+void gh_azr_hold_set(gh_azr_hold_t *h, gh_azr_sentry_t *e);
 
 /* ---- call.c ---- */
 

@@ -363,6 +363,24 @@ static int prepare(gh_stream_t *s, const gh_authorizer_conf_t *c, const gh_authz
     return 0;
 }
 
+/* cache_scope process: the answer into the process's cache (shared.c),
+ * the entry held by the worker while the outcome points into it. The
+ * entry, or NULL (out of memory: nothing cached, r still the caller's). */
+static gh_azr_sentry_t *shared_put(gh_stream_t *s, gh_azr_call_t *c, gh_authz_result_t *r,
+                                   const gh_azr_prepared_t *p)
+{
+    gh_azr_shared_t *t = c->a->shared;
+    gh_azr_hold_t *hold = gh_azr_hold_of(s);
+    if (hold == NULL)
+        return NULL;
+    uint64_t now = gh_stream_now_ms(s);
+    gh_azr_sentry_t *e = gh_azr_shared_put(t, gh_azr_shared_hash(t, c->vals, c->nv), c->vals, c->nv,
+                                           now, now + c->a->conf->ttl_ms, r, p);
+    if (e != NULL)
+        gh_azr_hold_set(hold, e);
+    return e;
+}
+
 /* The payload of an aws answer, read into r. */
 static void aws_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_result_t *res,
                        gh_azr_outcome_t *o, gh_authz_result_t *r)
@@ -412,6 +430,11 @@ static void aws_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_result
         outcome(o, GH_AZR_OUT_ERROR, GH_AZR_ERROR,
                 k == -1 ? "the authorizer's answer has a value that cannot be a header value"
                         : "out of memory");
+        return;
+    }
+    if (c->a->shared != NULL) {
+        const gh_azr_sentry_t *e = shared_put(s, c, r, &p);
+        decide(o, e != NULL ? &e->result : r, c->arn, c->arn_len, 0, &p);
         return;
     }
     gh_azr_cache_t *cache = conf->ttl_ms > 0 ? worker_cache(s, c->a) : NULL;
@@ -489,6 +512,10 @@ static void envoy_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_resu
     outcome(o, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED, NULL);
     o->allow.lines = b;
     o->allow.lines_len = (size_t)(w - b);
+    if (c->a->shared != NULL) {
+        shared_put(s, c, NULL, &o->allow);
+        return;
+    }
     gh_azr_cache_t *cache = conf->ttl_ms > 0 && c->nv > 0 ? worker_cache(s, c->a) : NULL;
     if (cache != NULL)
         gh_azr_cache_put(cache, gh_azr_cache_hash(cache, c->a->id, c->vals, c->nv), c->a->id,
@@ -807,6 +834,40 @@ static inline __attribute__((always_inline)) int from_cache(gh_stream_t *s, cons
     return 1;
 }
 
+/* from_cache for cache_scope process: the process's entry, held by the
+ * worker (gh_azr_hold_set) so that the outcome's pointers into it stay
+ * valid while the caller applies it, whatever other workers evict
+ * meanwhile. */
+static __attribute__((noinline)) int from_shared(gh_stream_t *s, const gh_azr_t *a,
+                                                 const gh_authz_str_t *v, size_t nv, char **arn,
+                                                 size_t *arn_len, gh_azr_outcome_t *out)
+{
+    gh_azr_hold_t *hold = gh_azr_hold_of(s);
+    if (hold == NULL)
+        return 0;
+    gh_azr_sentry_t *e = gh_azr_shared_get(a->shared, gh_azr_shared_hash(a->shared, v, nv), v, nv,
+                                           gh_stream_now_ms(s));
+    if (e == NULL)
+        return 0;
+    gh_azr_hold_set(hold, e);
+    if (a->conf->format == GH_AUTHORIZER_ENVOY) {
+        outcome(out, GH_AZR_OUT_ALLOW, GH_AZR_ALLOWED_CACHED, NULL);
+        out->allow = e->p;
+        return 1;
+    }
+    if (!e->result.simple) {
+        gh_authz_request_t view;
+        if (fill_view(s, a->conf, &view) != 0) {
+            outcome(out, GH_AZR_OUT_ERROR, GH_AZR_ERROR, "out of memory");
+            return -1;
+        }
+        if (method_arn(s, &view, arn, arn_len, out) != 0)
+            return -1;
+    }
+    decide(out, &e->result, *arn, *arn_len, 1, &e->p);
+    return 1;
+}
+
 /* What can be decided without a call: a missing identity source, a
  * token that token_validation refuses, an answer in the cache. 1 with out
  * decided, 0 when a call is needed (vals, *arn hold what was found). */
@@ -855,6 +916,8 @@ static inline __attribute__((always_inline)) int without_call(gh_stream_t *s, co
         }
         *pnv = ++nv;
     }
+    if (a->shared != NULL)
+        return from_shared(s, a, vals, nv, arn, arn_len, out) != 0;
     return from_cache(s, a, vals, nv, arn, arn_len, out) != 0;
 }
 

@@ -78,14 +78,8 @@ static int lambda_init(gh_azr_t *a)
     char err[512] = "";
     if ((a->target = invoke_target(c, &a->target_len)) == NULL)
         return -1;
-    if (c->region != NULL) {
-        snprintf(a->region, sizeof(a->region), "%s", c->region);
-    } else if (gh_aws_region_load(NULL, c->profile, a->region, sizeof(a->region), err,
-                                  sizeof(err)) != 0) {
-        snprintf(a->region, sizeof(a->region), "us-east-1");
-        GH_LOG(GH_LOG_WARN, "authorizers", "authorizer '%s': no region (%s): signing for us-east-1",
-               c->name, err);
-    }
+    /* Always set: the config refuses a lambda block without a region. */
+    snprintf(a->region, sizeof(a->region), "%s", c->region);
     const char *dh = a->cluster != NULL ? a->cluster->default_host : NULL;
     char host[128];
     if (dh == NULL)
@@ -132,6 +126,14 @@ gh_azr_set_t *gh_azr_set_new(const gh_config_t *cfg)
         for (int k = 0; k < GH_CALLOUT_OUTCOMES; k++)
             a->call_ids[k] = gh_metrics_filter_id("authorizer", c->name, gh_callout_error_name(-k));
         a->bad_answer_id = gh_metrics_filter_id("authorizer", c->name, "bad_answer");
+        /* The process's cache is this runtime's: a reload makes a new
+         * one (no answer outlives the config that asked for it) and the
+         * old one goes with its snapshot (gh_azr_set_free). */
+        if (c->cache_scope == GH_AUTHZ_CACHE_PROCESS && c->ttl_ms > 0 &&
+            (a->shared = gh_azr_shared_new(c->cache_entries)) == NULL) {
+            gh_azr_set_free(set);
+            return NULL;
+        }
         int rc;
         if (c->function != NULL) {
             rc = lambda_init(a);
@@ -157,6 +159,7 @@ void gh_azr_set_free(gh_azr_set_t *set)
         free(set->v[i].creds_error);
         free(set->v[i].target);
         free(set->v[i].host);
+        gh_azr_shared_free(set->v[i].shared);
     }
     free(set->v);
     free(set);

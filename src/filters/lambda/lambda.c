@@ -573,12 +573,45 @@ static void on_destroy(gh_stream_t *s, const void *conf, void *ctxp)
     ctx->event = NULL;
 }
 
+/* The runtime is the config itself (borrowed): /ready needs only it. */
+static int lambda_init(const gh_config_t *cfg, void **rt)
+{
+    *rt = (void *)cfg;
+    return 0;
+}
+
+/* A lambda cluster whose credentials did not load answers every request
+ * 503: the process is not ready to serve it (as an authorizer without
+ * them). */
+static size_t lambda_ready(const void *rt, int detailed, char *out, size_t cap)
+{
+    const gh_config_t *cfg = rt;
+    size_t n = 0, o = 0;
+    for (size_t i = 0; cfg != NULL && i < cfg->num_clusters; i++) {
+        const gh_lambda_cluster_t *l = cfg->clusters[i].lambda;
+        if (l == NULL || l->creds != NULL)
+            continue;
+        int w = snprintf(out + o, o < cap ? cap - o : 0, "%slambda cluster '%s': %s", n ? "\n" : "",
+                         cfg->clusters[i].name,
+                         detailed && l->creds_error != NULL ? l->creds_error
+                                                            : "no AWS credentials (see the log)");
+        if (w > 0 && o + (size_t)w < cap)
+            o += (size_t)w;
+        else if (o < cap)
+            out[o] = '\0';
+        n++;
+    }
+    return n;
+}
+
 const gh_filter_type_t gh_lambda_filter = {
     .name = "lambda",
     .phase = GH_PHASE_TERMINAL,
     .ctx_size = sizeof(lambda_ctx_t),
     .parse = parse,
     .implied = implied,
+    .init = lambda_init,
+    .ready = lambda_ready,
     .bind = lambda_bind,
     .unbind = lambda_unbind,
     .on_request_headers = on_request_headers,

@@ -126,7 +126,7 @@ static int group_setup(void **state)
     conf.addrlen = sizeof(*sa);
     conf.token = (char *)TOKEN;
     conf.max_import_body = IMPORT_MAX;
-    gh_admin_hooks_t hooks = {hook_ready, hook_json, hook_json, hook_store, NULL};
+    gh_admin_hooks_t hooks = {hook_ready, hook_json, hook_json, hook_store, NULL, NULL, NULL};
     admin = gh_admin_start(&loop, &conf, &hooks);
     if (admin == NULL || uv_async_init(&loop, &stop_async, on_stop) != 0)
         return -1;
