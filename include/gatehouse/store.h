@@ -1,5 +1,5 @@
 /*
- * The store: where API keys (and, next, OAuth clients and revocations) and
+ * The store: where API keys, OAuth clients, revoked access tokens and
  * their usage counts live, behind one interface with a backend per kind:
  * SQLite (one file, the embedded default) and Redis (fleets: every
  * gatehouse in front of one Redis shares keys, revocations and usage
@@ -40,6 +40,7 @@
 #include <uv.h>
 
 #include <gatehouse/apikey.h>
+#include <gatehouse/client.h>
 #include <gatehouse/config.h>
 #include <gatehouse/yaml.h>
 
@@ -316,5 +317,123 @@ void gh_store_loop_end(uv_loop_t *loop);
 void gh_store_usage_add(gh_store_t *st, uv_loop_t *loop, unsigned shard, const char *id,
                         int64_t now, uint64_t n);
 uint64_t gh_store_usage_dropped(const gh_store_t *st);
+
+/* ---- OAuth clients (docs/issuer.md#clients) ----
+ *
+ * The same two ways in as keys: the synchronous calls below for the CLI
+ * and the admin API, gh_store_client_lookup for the token endpoint on a
+ * worker. Errors as above: -ENOENT no such client, -EINVAL refused input
+ * (a malformed id too), -EALREADY a state conflict, -EAGAIN a concurrent
+ * change won, -EIO the backend failed. */
+
+typedef struct {
+    const char *name;      /* required (gh_client_check_name) */
+    const char *scopes;    /* spaces and/or commas; NULL: none */
+    const char *audiences; /* spaces and/or commas; at least one */
+    unsigned auth_methods; /* GH_CLIENT_AUTH_* bits; 0: gh_client_auth_default(jwks != NULL) */
+    const char *jwks;      /* JSON text (gh_client_check_jwks), borrowed; NULL: none.
+                              Required with private_key_jwt, refused without it. */
+    int64_t token_ttl;     /* seconds, 1 to GH_CLIENT_TTL_MAX; 0: the issuer's default */
+} gh_client_spec_t;
+
+/* Registers a client. secret_out gets its secret, to show once (the store
+ * keeps its hash), or "" when its methods need none (private_key_jwt
+ * only); rec (may be NULL) its record (dispose it). */
+int gh_store_client_create(gh_store_t *st, const gh_client_spec_t *spec, int64_t now,
+                           char secret_out[GH_CLIENT_SECRET_LEN + 1], gh_client_t *rec,
+                           gh_store_error_t *err);
+int gh_store_client_get(gh_store_t *st, const char *id, gh_client_t *out, gh_store_error_t *err);
+/* Every client, oldest first; *out is the caller's (gh_client_list_free). */
+int gh_store_client_list(gh_store_t *st, gh_client_t **out, size_t *n, gh_store_error_t *err);
+/* Revokes at now: its secrets and keys stop authenticating for every
+ * reader of the store (workers: on their next lookup). -EALREADY when it
+ * was revoked before. Tokens it holds stay valid until they expire unless
+ * revoked by jti (below). */
+int gh_store_client_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err);
+/* A new secret; the one it replaces keeps working for grace seconds (0 to
+ * GH_CLIENT_GRACE_MAX; 0: stops at once). A secret older than that one
+ * (still in the grace of an earlier rotation) stops at once: at most two
+ * secrets work at any time. -EALREADY for a revoked client, -EINVAL for
+ * one without a secret (private_key_jwt only). Compare-and-set on the
+ * current secret: of two rotations at once, one wins; the other gets
+ * -EAGAIN and changes nothing. */
+int gh_store_client_rotate_secret(gh_store_t *st, const char *id, int64_t grace, int64_t now,
+                                  char secret_out[GH_CLIENT_SECRET_LEN + 1], gh_client_t *rec,
+                                  gh_store_error_t *err);
+
+/* The answer to a client lookup, on the loop it was started from:
+ *   0        c is the client's record, hashes included, borrowed for this
+ *            call. Judge it: gh_client_state (revoked), the methods, and
+ *            gh_client_secret_check for a presented secret.
+ *   -ENOENT  no such client (c NULL).
+ *   other    the store failed, as for key lookups (fail closed: 503 /
+ *            RFC 6749's temporarily_unavailable is not defined for the
+ *            token endpoint: answer 503). c NULL.
+ * The request is freed after cb returns. */
+typedef void (*gh_store_client_cb)(void *arg, int status, const gh_client_t *c);
+
+/* Starts a lookup of client id (copied; gh_client_id_valid, else -EINVAL
+ * at once) from a worker: the same contract as gh_store_key_lookup (cb
+ * once, later, on loop, unless gh_store_req_cancel; -EAGAIN at
+ * conf->max_pending lookups of any kind in flight; -ENOMEM). */
+int gh_store_client_lookup(gh_store_t *st, uv_loop_t *loop, const char *id, gh_store_client_cb cb,
+                           void *arg, gh_store_req_t **req);
+
+/* ---- revoked access tokens (RFC 7009; docs/issuer.md#revocation) ----
+ *
+ * A revocation is (jti, exp): the token with that jti is refused until
+ * exp, after which it is refused anyway and the store forgets it. Every
+ * revocation gets a sequence number, increasing in the order they were
+ * made, so a process keeps up with every other gatehouse sharing the store
+ * by asking only for what came after the last number it saw. */
+
+#define GH_REVOCATION_JTI_MAX 128 /* bytes of printable ASCII (0x21..0x7e) */
+#define GH_REVOCATIONS_MAX 10000  /* entries per gh_store_revocations_since call */
+
+typedef struct {
+    uint64_t seq;
+    int64_t exp;
+    char jti[GH_REVOCATION_JTI_MAX + 1];
+} gh_revocation_t;
+
+/* 1 when jti is 1..128 bytes of printable ASCII without spaces. */
+int gh_revocation_jti_valid(const char *jti);
+
+/* Revokes jti until exp. 0 when recorded; -EALREADY when it was (the
+ * first stands: a jti's exp is the token's); 0 without writing anything
+ * when exp <= now (the token has expired: nothing to refuse); -EINVAL for
+ * a malformed jti or an exp more than GH_REVOCATION_EXP_MAX ahead.
+ * Purges revocations that expired before now, a bounded number per call.
+ * Thread-safe: besides the main thread and the CLI, a worker may run it
+ * on the thread pool (gh_store_revocation_add_async). */
+#define GH_REVOCATION_EXP_MAX (366LL * 86400)
+int gh_store_revocation_add(gh_store_t *st, const char *jti, int64_t exp, int64_t now,
+                            gh_store_error_t *err);
+
+/* The revocations numbered after `after` (0: from the start) that have
+ * not expired at now, oldest first, at most max (1 to GH_REVOCATIONS_MAX)
+ * of those looked at: *out (caller frees; NULL when *n is 0), *n, and
+ * *next, the number to pass next time (the last looked at, expired ones
+ * included, so they are not looked at again). *more is 1 when there may be
+ * more at once (call again with *next before waiting). When the store's
+ * numbers went back (a Redis that lost its data, a file restored from a
+ * backup), after > the last number made: the feed is read from the start
+ * again. Thread-safe; blocks as the synchronous API: a server's poller runs
+ * it on the thread pool, not on a loop. */
+int gh_store_revocations_since(gh_store_t *st, uint64_t after, int64_t now, size_t max,
+                               gh_revocation_t **out, size_t *n, uint64_t *next, int *more,
+                               gh_store_error_t *err);
+
+/* Forgets revocations whose exp <= now: the number forgotten (>= 0), or a
+ * negative errno. gh_store_revocation_add purges too; this is for a timer. */
+int gh_store_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err);
+
+/* gh_store_revocation_add from a worker: run on the libuv thread pool, the
+ * answer (its status) on loop, later, exactly once unless cancelled
+ * (gh_store_req_cancel), as for lookups. Counts against max_pending. */
+typedef void (*gh_store_status_cb)(void *arg, int status);
+int gh_store_revocation_add_async(gh_store_t *st, uv_loop_t *loop, const char *jti, int64_t exp,
+                                  int64_t now, gh_store_status_cb cb, void *arg,
+                                  gh_store_req_t **req);
 
 #endif

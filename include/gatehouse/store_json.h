@@ -53,6 +53,17 @@ json_t *gh_apikey_import_json(const gh_store_import_result_t *res, size_t rows, 
 /* Refused rows: [{line, message}] (line null for the whole file). */
 json_t *gh_apikey_csv_errors_json(const gh_apikey_csv_error_t *e, size_t n);
 
+/* A client's record (client list|show --json, GET /clients): client_id,
+ * name, state (at now), scopes, audiences, auth_methods (arrays), jwks
+ * (the client's public keys as a JSON value, null when none), token_ttl
+ * (seconds, null: the issuer's default), created, revoked,
+ * secret_rotated, previous_secret_until (null unless a previous secret
+ * still works at now), has_secret. Never a hash. */
+json_t *gh_client_json(const gh_client_t *c, int64_t now);
+/* The same with "client_secret" (when secret is not ""), for the one time
+ * it is shown (create, rotate-secret). */
+json_t *gh_client_json_with_secret(const gh_client_t *c, const char *secret, int64_t now);
+
 /* A duration as the CLI and the admin API take it: a whole number and s,
  * m, h, d or w ("90d", "12h", "2w"), or "0". Returns 0 and *out seconds,
  * or -EINVAL. */

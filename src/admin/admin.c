@@ -35,6 +35,7 @@
 #include <gatehouse/metrics.h>
 
 #include "admin/apikeys.h"
+#include "admin/clients.h"
 #include "admin/issuer_keys.h"
 #include "proxy/fdlimit.h"
 #include "proxy/proxy.h"
@@ -112,10 +113,12 @@ struct admin_conn_s {
      * Content-Length) into body; its head stays at rbuf[0..head_len). */
     char *body;
     size_t body_len, body_got, head_len;
-    uint64_t body_until; /* uv_now by which the whole body must be in */
-    int importing;       /* this body is the CSV import (admin->importing) */
-    gh_store_t *store;   /* held for the /apikeys request being read */
-    gh_admin_ak_route_t route;
+    uint64_t body_until;       /* uv_now by which the whole body must be in */
+    int importing;             /* this body is the CSV import (admin->importing) */
+    gh_store_t *store;         /* held for the /apikeys or /clients request being read */
+    gh_admin_ak_route_t route; /* its body and head rules (for /clients too) */
+    int clients;               /* a /clients request: croute says which */
+    gh_admin_cl_route_t croute;
     int ik; /* the body being read is an /issuer/keys request's */
     gh_admin_ik_route_t ik_route;
     int close_after;
@@ -434,8 +437,12 @@ static void apikeys_run(admin_conn_t *c, const gh_h1_request_t *req, const char 
     const char *q = memchr(req->target, '?', req->target_len);
     size_t qlen = q ? req->target_len - (size_t)(q - req->target) - 1 : 0;
     gh_admin_reply_t r;
-    gh_admin_ak_handle(c->store, &c->route, q ? q + 1 : "", qlen, body, blen, (int64_t)time(NULL),
-                       &r);
+    if (c->clients)
+        gh_admin_cl_handle(c->store, &c->croute, q ? q + 1 : "", qlen, body, blen,
+                           (int64_t)time(NULL), &r);
+    else
+        gh_admin_ak_handle(c->store, &c->route, q ? q + 1 : "", qlen, body, blen,
+                           (int64_t)time(NULL), &r);
     respond_reply(c, &r, c->route.head);
 }
 
@@ -516,12 +523,24 @@ static void apikeys_start(admin_conn_t *c, const gh_h1_request_t *req, size_t he
      * admin API (/config and /metrics only show). */
     if (a->token == NULL) {
         gh_admin_reply_error(&r, 403, "forbidden",
-                             "the API-key endpoints need an admin token: set admin.token_file "
-                             "or admin.token_env");
+                             "the API-key and client endpoints need an admin token: set "
+                             "admin.token_file or admin.token_env");
         goto refused;
     }
-    if (gh_admin_ak_route(req->method, req->method_len, req->target, plen, &c->route, &r) != 0)
+    if (c->clients) {
+        /* the client endpoints' rules of bodies are the JSON ones of /apikeys */
+        if (gh_admin_cl_route(req->method, req->method_len, req->target, plen, &c->croute, &r) !=
+            0) {
+            head_only = c->croute.head;
+            goto refused;
+        }
+        memset(&c->route, 0, sizeof(c->route));
+        c->route.body = c->croute.body;
+        c->route.head = c->croute.head;
+    } else if (gh_admin_ak_route(req->method, req->method_len, req->target, plen, &c->route, &r) !=
+               0) {
         goto refused;
+    }
     head_only = c->route.head;
     if (has_body && c->route.body == GH_AK_BODY_NONE) {
         gh_admin_reply_error(&r, 400, "bad_request", "this admin request takes no body");
@@ -743,7 +762,8 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
                      "www-authenticate: Bearer realm=\"gatehouse-admin\"\r\n", is_head);
         goto consumed;
     }
-    if (gh_admin_ak_is_path(req->target, plen)) {
+    if (gh_admin_ak_is_path(req->target, plen) || gh_admin_cl_is_path(req->target, plen)) {
+        c->clients = gh_admin_cl_is_path(req->target, plen);
         apikeys_start(c, req, head_len);
         return;
     }
@@ -763,7 +783,7 @@ static void handle(admin_conn_t *c, const gh_h1_request_t *req, size_t head_len)
     if (!known) {
         respond_json(c, 404, "Not Found",
                      "{\"error\":\"not_found\",\"detail\":\"admin paths: /live /ready /metrics "
-                     "/config /clusters /apikeys /issuer/keys\"}\n",
+                     "/config /clusters /apikeys /clients /issuer/keys\"}\n",
                      NULL, is_head);
         goto consumed;
     }

@@ -10,6 +10,7 @@
  * create with ?dry_run=1 does not create anything).
  */
 #include "admin/apikeys.h"
+#include "admin/clients.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -946,4 +947,17 @@ void gh_admin_ak_handle(gh_store_t *st, const gh_admin_ak_route_t *rt, const cha
         break;
     }
     gh_admin_ak_query_dispose(&q);
+}
+
+/* ---- shared with admin/clients.c (admin/clients.h) ---- */
+
+json_t *gh_admin_json_object(const char *body, size_t len, const char *const *known,
+                             const char *what, char *why, size_t cap, int *rc)
+{
+    return load_object(body, len, known, what, why, cap, rc);
+}
+
+void gh_admin_reply_doc(gh_admin_reply_t *r, int status, json_t *doc)
+{
+    reply_doc(r, status, doc);
 }

@@ -9,6 +9,7 @@
  * has the same file open.
  */
 #include "cli/apikey.h"
+#include "cli/store_open.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -184,59 +185,11 @@ static int parse_duration(const char *s, int64_t *out)
     return gh_apikey_duration_parse(s, out) == 0 ? 0 : -1;
 }
 
-/* The store's configuration as the server would find it. */
-static int load_conf(const opts_t *o, gh_store_conf_t *conf)
-{
-    if (o->config != NULL) {
-        gh_config_error_t err;
-        gh_config_t *cfg = gh_config_load(o->config, &err);
-        if (cfg == NULL) {
-            fprintf(stderr, "%s\n", err.msg);
-            return 1;
-        }
-        *conf = cfg->store;
-        memset(&cfg->store, 0, sizeof(cfg->store)); /* moved */
-        gh_config_free(cfg);
-        return 0;
-    }
-    if (gh_store_conf_default(conf, NULL) != 0) {
-        fprintf(stderr, "gatehouse apikey: out of memory\n");
-        return 1;
-    }
-    if (o->store != NULL) {
-        char *p = strdup(o->store);
-        if (p == NULL) {
-            gh_store_conf_dispose(conf);
-            fprintf(stderr, "gatehouse apikey: out of memory\n");
-            return 1;
-        }
-        free(conf->path);
-        conf->path = p;
-        conf->path_is_default = 0;
-    }
-    return 0;
-}
-
 /* The store, or NULL after saying why; *missing (may be NULL) is set when
  * it does not exist (without GH_STORE_CREATE). */
 static gh_store_t *open_store_or_missing(const opts_t *o, int flags, int *missing)
 {
-    gh_store_conf_t conf;
-    gh_store_error_t err;
-    gh_store_t *st;
-    if (load_conf(o, &conf) != 0)
-        return NULL;
-    int rc = gh_store_open(&conf, flags, &st, &err);
-    gh_store_conf_dispose(&conf);
-    if (rc == -ENOENT && missing != NULL) {
-        *missing = 1;
-        return NULL;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "gatehouse apikey: %s\n", err.msg);
-        return NULL;
-    }
-    return st;
+    return gh_cli_store_open("apikey", o->config, o->store, flags, missing);
 }
 
 static gh_store_t *open_store(const opts_t *o, int flags)
@@ -248,40 +201,18 @@ static gh_store_t *open_store(const opts_t *o, int flags)
 
 static void put_time(FILE *f, int64_t t)
 {
-    char buf[32];
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (t == 0 || gmtime_r(&tt, &tm) == NULL ||
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        fputs(t == 0 ? "-" : "?", f);
-    else
-        fputs(buf, f);
+    gh_cli_put_time(f, t);
 }
 
-/* Text from the store for a terminal: the store checks what it is given,
- * but a file edited by other means could hold escape sequences, which are
- * shown as \xHH rather than run. */
 static void put_safe(FILE *f, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        if (*p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
-            fprintf(f, "\\x%02x", *p);
-        else
-            fputc(*p, f);
-    }
+    gh_cli_put_safe(f, s);
 }
 
 /* Prints j (taken); 1 when it could not (out of memory). */
 static int print_json(json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    if (s != NULL)
-        printf("%s\n", s);
-    else
-        fprintf(stderr, "gatehouse apikey: out of memory\n");
-    free(s);
-    json_decref(j);
-    return s == NULL;
+    return gh_cli_print_json("apikey", j);
 }
 
 static void show_text(const gh_apikey_t *k, int64_t now)

@@ -9,6 +9,7 @@
 
 #include "server/apply.h"
 #include "cli/apikey.h"
+#include "cli/client.h"
 #include "cli/keys.h"
 #include "cli/token.h"
 
@@ -20,6 +21,7 @@ static const char usage_main[] =
     "  validate  check a configuration file and exit\n"
     "  token     mint, jwks, inspect: JWT tools for development\n"
     "  apikey    create, list, show, revoke, rotate, usage, import: API keys\n"
+    "  client    create, list, show, revoke, rotate-secret: OAuth clients\n"
     "  keys      rotate, list, jwks, prune: the token issuer's signing keys\n"
     "  version   print the version\n"
     "\n"
@@ -155,6 +157,8 @@ int main(int argc, char **argv)
         return gh_cli_token(argc - 2, argv + 2);
     if (strcmp(cmd, "apikey") == 0)
         return gh_cli_apikey(argc - 2, argv + 2);
+    if (strcmp(cmd, "client") == 0)
+        return gh_cli_client(argc - 2, argv + 2);
     if (strcmp(cmd, "keys") == 0)
         return gh_cli_keys(argc - 2, argv + 2);
     fprintf(stderr, "gatehouse: unknown command '%s'\n%s", cmd, usage_main);

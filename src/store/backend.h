@@ -67,8 +67,36 @@ typedef struct gh_store_backend_s {
     int (*usage_get)(gh_store_t *st, const char *id, int64_t from_day, int64_t to_day,
                      uint64_t *counts, gh_store_error_t *err);
 
-    /* Worker loop: starts the lookup of req->key.id. 0, or a negative
-     * errno (then gh_store_req_finish is never called). */
+    /* ---- OAuth clients (records with their hashes) ---- */
+    /* Inserts c. -EEXIST when its id is taken. */
+    int (*client_insert)(gh_store_t *st, const gh_client_t *c, gh_store_error_t *err);
+    int (*client_get)(gh_store_t *st, const char *id, gh_client_t *out, gh_store_error_t *err);
+    int (*client_list)(gh_store_t *st, gh_client_t **out, size_t *n, gh_store_error_t *err);
+    /* Sets revoked_at if unset: -ENOENT, -EALREADY. */
+    int (*client_revoke)(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err);
+    /* One transaction: when the client is not revoked and its secret hash
+     * is still old_hash, its secret becomes c->secret_hash, the previous
+     * c->prev_secret_hash until c->prev_valid_until, rotated at
+     * c->secret_rotated_at; otherwise -ESTALE (nothing written). */
+    int (*client_rotate)(gh_store_t *st, const gh_client_t *c, const uint8_t *old_hash,
+                         gh_store_error_t *err);
+
+    /* ---- revocations ---- */
+    /* Records (jti, exp) with the next sequence number and purges what
+     * expired before now: 0, -EALREADY (jti recorded already). */
+    int (*revocation_add)(gh_store_t *st, const char *jti, int64_t exp, int64_t now,
+                          gh_store_error_t *err);
+    /* Entries numbered after `after`, oldest first, at most max looked at;
+     * those with exp <= now are skipped but count for *next. *last_made is
+     * the highest number ever made (0: none). */
+    int (*revocations_since)(gh_store_t *st, uint64_t after, int64_t now, size_t max,
+                             gh_revocation_t *out, size_t *n, uint64_t *next, size_t *looked,
+                             uint64_t *last_made, gh_store_error_t *err);
+    int (*revocations_purge)(gh_store_t *st, int64_t now, gh_store_error_t *err);
+
+    /* Worker loop: starts the lookup of req->key.id (req->kind
+     * GH_STORE_REQ_KEY) or req->client_id (GH_STORE_REQ_CLIENT). 0, or a
+     * negative errno (then gh_store_req_finish is never called). */
     int (*key_lookup)(gh_store_t *st, uv_loop_t *loop, gh_store_req_t *req);
     /* Optional: the caller cancelled; stop the work if it has not started.
      * gh_store_req_finish still comes, from the loop. */
@@ -94,12 +122,22 @@ struct gh_store_s {
     atomic_int flushing;
 };
 
+enum {
+    GH_STORE_REQ_KEY = 0, /* gh_store_key_lookup */
+    GH_STORE_REQ_CLIENT,  /* gh_store_client_lookup */
+    GH_STORE_REQ_REVOKE,  /* gh_store_revocation_add_async (store.c, thread pool) */
+};
+
 struct gh_store_req_s {
     gh_store_t *store; /* a reference */
+    int kind;          /* GH_STORE_REQ_* */
     gh_store_key_cb cb;
+    gh_store_client_cb client_cb;
+    gh_store_status_cb status_cb;
     void *arg;
     int cancelled; /* set and read on the loop's thread only */
     gh_apikey_presented_t key;
+    char client_id[GH_CLIENT_ID_LEN + 1];
     /* the backend's req_size bytes follow, aligned for any type */
     _Alignas(max_align_t) unsigned char backend[];
 };
@@ -112,9 +150,12 @@ static inline void *gh_store_req_backend(gh_store_req_t *req)
 
 /* On the loop that started req: its answer. status 0 with rec and the
  * stored hash (compared here, in constant time), -ENOENT, or a failure.
- * Calls the callback unless cancelled, then frees req. */
+ * Calls the callback unless cancelled, then frees req. Any kind of
+ * request may be finished with a failure this way (rec NULL). */
 void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,
                          const uint8_t *stored_hash);
+/* The same for a client lookup: status 0 with c (borrowed), or not. */
+void gh_store_req_finish_client(gh_store_req_t *req, int status, const gh_client_t *c);
 
 /* The store section parsed as a store of kind (its `kind` key, if any, is
  * not read again): how gh_store_conf_parse goes on once it has the kind,
@@ -143,5 +184,9 @@ int gh_store_conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src);
 
 /* Copies of strings for records (NULL in, NULL out); -ENOMEM. */
 int gh_store_apikey_copy(gh_apikey_t *dst, const gh_apikey_t *src);
+int gh_store_client_copy(gh_client_t *dst, const gh_client_t *src);
+
+/* Revocation purges per write: a bound on the work one add does. */
+#define GH_STORE_PURGE_BATCH 1000
 
 #endif

@@ -94,6 +94,60 @@ json_t *gh_apikey_json_with_key(const gh_apikey_t *k, const char *key, int64_t n
     return o;
 }
 
+/* ---- OAuth clients ---- */
+
+json_t *gh_client_json(const gh_client_t *c, int64_t now)
+{
+    json_t *o = json_object();
+    char methods[64];
+    int ok = o != NULL;
+    if (!ok)
+        return NULL;
+    json_t *jwks = NULL;
+    if (c->jwks != NULL) {
+        /* checked when registered; a record edited by other means that no
+         * longer parses is shown as its text */
+        jwks = json_loads(c->jwks, JSON_REJECT_DUPLICATES, NULL);
+        if (jwks == NULL)
+            jwks = json_string(c->jwks);
+    } else {
+        jwks = json_null();
+    }
+    set(o, "client_id", json_string(c->id), &ok);
+    set(o, "name", str_json(c->name), &ok);
+    set(o, "state", json_string(gh_client_state_name(gh_client_state(c, now))), &ok);
+    set(o, "scopes", scopes_json(c->scopes), &ok);
+    set(o, "audiences", scopes_json(c->audiences), &ok);
+    set(o, "auth_methods",
+        scopes_json(gh_client_auth_format(c->auth_methods, methods, sizeof(methods))), &ok);
+    set(o, "jwks", jwks, &ok);
+    set(o, "token_ttl", c->token_ttl ? json_integer(c->token_ttl) : json_null(), &ok);
+    set(o, "has_secret", json_boolean(c->has_secret), &ok);
+    set(o, "created", time_json(c->created_at), &ok);
+    set(o, "revoked", time_json(c->revoked_at), &ok);
+    set(o, "secret_rotated", time_json(c->secret_rotated_at), &ok);
+    set(o, "previous_secret_until",
+        c->prev_valid_until > now ? time_json(c->prev_valid_until) : json_null(), &ok);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+json_t *gh_client_json_with_secret(const gh_client_t *c, const char *secret, int64_t now)
+{
+    json_t *o = gh_client_json(c, now);
+    int ok = o != NULL;
+    if (ok && secret != NULL && secret[0] != '\0')
+        set(o, "client_secret", json_string(secret), &ok);
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* ---- usage ---- */
 
 static int64_t days_from_civil(int y, unsigned m, unsigned d)

@@ -1,7 +1,7 @@
 /*
- * Key lookups of the Redis store on worker loops: one async client
- * (gatehouse/redis.h) per (store, loop), made on the loop's thread by its
- * first lookup, and the lookups on it (one HMGET each).
+ * Key and client lookups of the Redis store on worker loops: one async
+ * client (gatehouse/redis.h) per (store, loop), made on the loop's thread
+ * by its first lookup, and the lookups on it (one HMGET each).
  *
  * Who closes a loop's client, and on which thread (a client belongs to
  * its loop's thread; libuv handles are never touched from another):
@@ -90,6 +90,28 @@ static void push(gh_rs_req_t **head, gh_rs_req_t **tail, gh_rs_req_t *rq)
 /* Answered on the loop's next turn. */
 static void defer(gh_rs_req_t *rq, int status);
 
+static void on_client_reply(gh_rs_req_t *rq, int status, const struct redisReply *r)
+{
+    gh_store_req_t *req = rq->req;
+    gh_client_t c;
+    const char *why = NULL;
+    int rc = status;
+    if (rc == 0) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != RC_COUNT) {
+            why = r->type == REDIS_REPLY_ERROR ? r->str : "an answer of the wrong shape";
+            rc = -EIO;
+        } else {
+            rc = gh_rs_client_record(r->element, req->client_id, &c, &why);
+        }
+        if (rc == -EIO)
+            GH_LOG(GH_LOG_ERROR, "store", "%s: lookup of client %s: %s",
+                   gh_store_describe(req->store), req->client_id, why ? why : "malformed record");
+    }
+    gh_store_req_finish_client(req, rc, rc == 0 ? &c : NULL);
+    if (rc == 0)
+        gh_client_dispose(&c);
+}
+
 static void on_reply(int status, const struct redisReply *r, void *arg)
 {
     gh_rs_req_t *rq = arg;
@@ -99,6 +121,10 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
     const char *why = NULL;
     int rc = status;
     rq->cmd = NULL;
+    if (req->kind == GH_STORE_REQ_CLIENT) {
+        on_client_reply(rq, status, r);
+        return;
+    }
     if (rc == 0) {
         if (r->type != REDIS_REPLY_ARRAY || r->elements != RF_COUNT) {
             why = r->type == REDIS_REPLY_ERROR ? r->str : "an answer of the wrong shape";
@@ -119,20 +145,34 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
 
 static int send_lookup(gh_rs_req_t *rq)
 {
-    const char *argv[2 + RF_COUNT];
-    size_t lens[2 + RF_COUNT];
-    char key[4 + GH_APIKEY_ID_LEN + 1];
-    memcpy(key, "key:", 4);
-    memcpy(key + 4, rq->req->key.id, GH_APIKEY_ID_LEN + 1);
+    enum { ARGS = 2 + (int)RF_COUNT + (int)RC_COUNT }; /* room for either */
+    const char *argv[ARGS];
+    size_t lens[ARGS];
+    char key[8 + GH_CLIENT_ID_LEN + 1];
+    int n;
     argv[0] = "HMGET";
     lens[0] = 5;
     argv[1] = key;
-    lens[1] = 4 + GH_APIKEY_ID_LEN;
-    for (int i = 0; i < RF_COUNT; i++) {
-        argv[2 + i] = gh_rs_fields[i];
-        lens[2 + i] = strlen(gh_rs_fields[i]);
+    if (rq->req->kind == GH_STORE_REQ_CLIENT) {
+        memcpy(key, "client:", 7);
+        memcpy(key + 7, rq->req->client_id, GH_CLIENT_ID_LEN + 1);
+        lens[1] = 7 + GH_CLIENT_ID_LEN;
+        for (int i = 0; i < RC_COUNT; i++) {
+            argv[2 + i] = gh_rs_client_fields[i];
+            lens[2 + i] = strlen(gh_rs_client_fields[i]);
+        }
+        n = 2 + RC_COUNT;
+    } else {
+        memcpy(key, "key:", 4);
+        memcpy(key + 4, rq->req->key.id, GH_APIKEY_ID_LEN + 1);
+        lens[1] = 4 + GH_APIKEY_ID_LEN;
+        for (int i = 0; i < RF_COUNT; i++) {
+            argv[2 + i] = gh_rs_fields[i];
+            lens[2 + i] = strlen(gh_rs_fields[i]);
+        }
+        n = 2 + RF_COUNT;
     }
-    return gh_redis_command(rq->lc->c, 2 + RF_COUNT, argv, lens, 1u << 1, on_reply, rq, &rq->cmd);
+    return gh_redis_command(rq->lc->c, n, argv, lens, 1u << 1, on_reply, rq, &rq->cmd);
 }
 
 static void on_poke(uv_timer_t *t);

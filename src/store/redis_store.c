@@ -184,6 +184,7 @@ static uv_once_t scripts_once = UV_ONCE_INIT;
 
 static void scripts_init(void)
 {
+    gh_rs_clients_scripts_init();
     gh_redis_script_init(&s_insert, lua_insert);
     gh_redis_script_init(&s_revoke, lua_revoke);
     gh_redis_script_init(&s_rotate, lua_rotate);
@@ -194,14 +195,7 @@ static void scripts_init(void)
 
 /* ---- arguments ---- */
 
-/* A growing argument vector whose strings it owns (numbers, key names). */
-typedef struct {
-    const char **v;
-    size_t *lens;
-    char **own;
-    size_t n, cap, num_own;
-    int oom;
-} args_t;
+typedef gh_rs_args_t args_t;
 
 static void args_dispose(args_t *a)
 {
@@ -1117,6 +1111,82 @@ static int rs_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_
     return 0;
 }
 
+/* ---- for redis_clients.c (redis_store.h) ---- */
+
+void gh_rs_args_dispose(gh_rs_args_t *a)
+{
+    args_dispose(a);
+}
+
+void gh_rs_arg(gh_rs_args_t *a, const char *s, size_t len)
+{
+    arg(a, s, len);
+}
+
+void gh_rs_arg_str(gh_rs_args_t *a, const char *s)
+{
+    arg_str(a, s);
+}
+
+void gh_rs_arg_i64(gh_rs_args_t *a, int64_t v)
+{
+    arg_fmt(a, "%lld", (long long)v);
+}
+
+void gh_rs_arg_key(gh_rs_args_t *a, const char *kind, const char *id)
+{
+    arg_fmt(a, "%s:%s", kind, id);
+}
+
+void gh_rs_hex32(const uint8_t *h, char out[65])
+{
+    hex32(h, out);
+}
+
+int gh_rs_parse_i64(const struct redisReply *r, int64_t *out)
+{
+    return parse_i64(r, out);
+}
+
+int gh_rs_io_fail(gh_store_t *st, gh_store_error_t *err, const char *what, int rc,
+                  const struct redisReply *r, uint64_t timeout_ms)
+{
+    return io_fail(st, err, what, rc, r, timeout_ms);
+}
+
+int gh_rs_quick_cmd(gh_store_t *st, const char *what, gh_rs_args_t *a, struct redisReply **r,
+                    gh_store_error_t *err)
+{
+    return quick_cmd(st, what, a, r, err);
+}
+
+int gh_rs_quick_script(gh_store_t *st, const gh_redis_script_t *s, const char *what, int nkeys,
+                       gh_rs_args_t *a, struct redisReply **r, gh_store_error_t *err)
+{
+    return quick_script(st, s, what, nkeys, a, r, err);
+}
+
+int gh_rs_bulk_script(gh_store_t *st, const gh_redis_script_t *s, const char *what, int nkeys,
+                      gh_rs_args_t *a, struct redisReply **r, gh_store_error_t *err)
+{
+    gh_rs_t *q = impl(st);
+    uv_mutex_lock(&q->block);
+    int rc = script_on(st, q->bulk, bulk_timeout(q), s, what, nkeys, a, r, NULL, err);
+    uv_mutex_unlock(&q->block);
+    return rc;
+}
+
+int gh_rs_want_int(gh_store_t *st, const char *what, struct redisReply *r, long long *v,
+                   gh_store_error_t *err)
+{
+    return want_int(st, what, r, v, err);
+}
+
+const gh_redis_script_t *gh_rs_revoke_script(void)
+{
+    return &s_revoke;
+}
+
 const gh_store_backend_t gh_store_redis_backend = {
     .kind = GH_STORE_REDIS,
     .name = "redis",
@@ -1131,6 +1201,14 @@ const gh_store_backend_t gh_store_redis_backend = {
     .key_import = rs_key_import,
     .usage_write = rs_usage_write,
     .usage_get = rs_usage_get,
+    .client_insert = gh_rs_client_insert,
+    .client_get = gh_rs_client_get,
+    .client_list = gh_rs_client_list,
+    .client_revoke = gh_rs_client_revoke,
+    .client_rotate = gh_rs_client_rotate,
+    .revocation_add = gh_rs_revocation_add,
+    .revocations_since = gh_rs_revocations_since,
+    .revocations_purge = gh_rs_revocations_purge,
     .key_lookup = gh_rs_key_lookup,
     .key_lookup_cancel = gh_rs_key_lookup_cancel,
     .loop_end = gh_rs_loop_end,

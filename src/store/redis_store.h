@@ -69,6 +69,79 @@ typedef struct {
 int gh_rs_record(struct redisReply *const *el, const char *id, gh_apikey_t *out, uint8_t *hash,
                  const char **why);
 
+/* ---- redis_store.c's helpers for redis_clients.c ---- */
+
+/* A growing argument vector whose strings it owns (numbers, key names). */
+typedef struct {
+    const char **v;
+    size_t *lens;
+    char **own;
+    size_t n, cap, num_own;
+    int oom;
+} gh_rs_args_t;
+
+void gh_rs_args_dispose(gh_rs_args_t *a);
+void gh_rs_arg(gh_rs_args_t *a, const char *s, size_t len); /* borrowed */
+void gh_rs_arg_str(gh_rs_args_t *a, const char *s);         /* borrowed */
+void gh_rs_arg_i64(gh_rs_args_t *a, int64_t v);
+void gh_rs_arg_key(gh_rs_args_t *a, const char *kind, const char *id); /* "kind:id" */
+void gh_rs_hex32(const uint8_t *h, char out[65]);
+int gh_rs_parse_i64(const struct redisReply *r, int64_t *out);
+int gh_rs_io_fail(gh_store_t *st, gh_store_error_t *err, const char *what, int rc,
+                  const struct redisReply *r, uint64_t timeout_ms);
+/* A command with its key at argument 1 / a script, on the quick client;
+ * a script on the bulk client (lists). 0 and *r (not an error answer). */
+int gh_rs_quick_cmd(gh_store_t *st, const char *what, gh_rs_args_t *a, struct redisReply **r,
+                    gh_store_error_t *err);
+int gh_rs_quick_script(gh_store_t *st, const gh_redis_script_t *s, const char *what, int nkeys,
+                       gh_rs_args_t *a, struct redisReply **r, gh_store_error_t *err);
+int gh_rs_bulk_script(gh_store_t *st, const gh_redis_script_t *s, const char *what, int nkeys,
+                      gh_rs_args_t *a, struct redisReply **r, gh_store_error_t *err);
+int gh_rs_want_int(gh_store_t *st, const char *what, struct redisReply *r, long long *v,
+                   gh_store_error_t *err);
+/* The revoke script (HSETNX revoked_at on an existing hash), for clients too. */
+const gh_redis_script_t *gh_rs_revoke_script(void);
+
+/* ---- redis_clients.c: OAuth clients and revocations ---- */
+
+/* The fields of a client's hash, in the order every read asks for them. */
+enum {
+    RC_NAME = 0,
+    RC_SCOPES,
+    RC_AUDIENCES,
+    RC_AUTH_METHODS, /* names, space-separated */
+    RC_JWKS,         /* absent: none */
+    RC_TOKEN_TTL,    /* absent: the issuer's default */
+    RC_CREATED_AT,
+    RC_REVOKED_AT,        /* absent: active */
+    RC_SECRET_HASH,       /* 64 lowercase hex digits; absent: no secret */
+    RC_PREV_SECRET_HASH,  /* absent: none */
+    RC_PREV_VALID_UNTIL,  /* absent: none */
+    RC_SECRET_ROTATED_AT, /* absent: never */
+    RC_COUNT
+};
+
+extern const char *const gh_rs_client_fields[RC_COUNT];
+
+void gh_rs_clients_scripts_init(void);
+/* The record of client id from an HMGET's RC_COUNT elements, as
+ * gh_rs_record: 0, -ENOENT, -EIO (*why), -ENOMEM. */
+int gh_rs_client_record(struct redisReply *const *el, const char *id, gh_client_t *out,
+                        const char **why);
+
+int gh_rs_client_insert(gh_store_t *st, const gh_client_t *c, gh_store_error_t *err);
+int gh_rs_client_get(gh_store_t *st, const char *id, gh_client_t *out, gh_store_error_t *err);
+int gh_rs_client_list(gh_store_t *st, gh_client_t **out, size_t *n, gh_store_error_t *err);
+int gh_rs_client_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err);
+int gh_rs_client_rotate(gh_store_t *st, const gh_client_t *c, const uint8_t *old_hash,
+                        gh_store_error_t *err);
+int gh_rs_revocation_add(gh_store_t *st, const char *jti, int64_t exp, int64_t now,
+                         gh_store_error_t *err);
+int gh_rs_revocations_since(gh_store_t *st, uint64_t after, int64_t now, size_t max,
+                            gh_revocation_t *out, size_t *n, uint64_t *next, size_t *looked,
+                            uint64_t *last_made, gh_store_error_t *err);
+int gh_rs_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err);
+
 /* ---- redis_lookup.c ---- */
 
 typedef struct gh_rs_loop_s gh_rs_loop_t;

@@ -18,7 +18,8 @@
  *   stays open, so it sees every write committed before it started and
  *   never holds back a checkpoint.
  *
- * Schema (version 1): docs/internals/store.md.
+ * Schema (version 2; a version 1 file is migrated when opened):
+ * docs/internals/store.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +37,7 @@
 
 #include "store/backend.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define APPLICATION_ID 0x47484b53 /* "GHKS" */
 #define POOL_MAX 64               /* idle read connections kept */
 
@@ -64,6 +65,36 @@ static const char schema_v1[] =
     " PRIMARY KEY (key_id, day)"
     ") WITHOUT ROWID;";
 
+/* Version 2: OAuth clients and revoked access tokens. Added to a version 1
+ * file by the migration (schema_check), and to a new one after schema_v1. */
+static const char schema_v2[] =
+    "CREATE TABLE oauth_clients ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " scopes TEXT NOT NULL DEFAULT '',"
+    " audiences TEXT NOT NULL,"
+    " auth_methods TEXT NOT NULL,"
+    " jwks TEXT,"
+    " token_ttl INTEGER,"
+    " secret_hash BLOB CHECK (secret_hash IS NULL OR length(secret_hash) = 32),"
+    " prev_secret_hash BLOB CHECK (prev_secret_hash IS NULL OR length(prev_secret_hash) = 32),"
+    " prev_valid_until INTEGER,"
+    " secret_rotated_at INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " revoked_at INTEGER"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE token_revocations ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " jti TEXT NOT NULL UNIQUE,"
+    " exp INTEGER NOT NULL,"
+    " revoked_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX token_revocations_exp ON token_revocations (exp);";
+
+#define CLIENT_COLUMNS                                                                             \
+    "id, name, scopes, audiences, auth_methods, jwks, token_ttl, created_at, revoked_at, "         \
+    "secret_hash, prev_secret_hash, prev_valid_until, secret_rotated_at"
+
 #define KEY_COLUMNS                                                                                \
     "id, consumer, plan, scopes, description, enabled, source, created_at, expires_at, "           \
     "revoked_at, grace_until, replaced_by, hash"
@@ -71,6 +102,7 @@ static const char schema_v1[] =
 typedef struct {
     sqlite3 *db;
     sqlite3_stmt *lookup;
+    sqlite3_stmt *client; /* prepared on first use */
 } reader_t;
 
 typedef struct {
@@ -89,6 +121,7 @@ typedef struct {
     gh_store_req_t *req;
     int status;
     gh_apikey_t rec;
+    gh_client_t client;
     uint8_t hash[GH_APIKEY_HASH_LEN];
     char why[256];
 } sq_req_t;
@@ -176,12 +209,25 @@ static int schema_check(sqlite3 *db, const char *path, gh_store_error_t *err)
     }
     if (version == SCHEMA_VERSION && app == APPLICATION_ID)
         goto out;
+    char sql[64];
+    if (version == 1 && app == APPLICATION_ID) {
+        /* Version 1 to 2: tables added, none changed, in this one
+         * transaction: a process that opened the file before (an older
+         * server) goes on reading its keys as before. */
+        if ((rc = exec(db, schema_v2, err, path)) != 0)
+            goto out;
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
+        if ((rc = exec(db, sql, err, path)) != 0)
+            goto out;
+        GH_LOG(GH_LOG_INFO, "store", "%s: store schema migrated from version 1 to %d", path,
+               SCHEMA_VERSION);
+        return exec(db, "COMMIT", err, path);
+    }
     if (version != 0 || tables != 0) {
         rc = gh_store_fail(err, -EINVAL, "%s is not a gatehouse store (it has other tables)", path);
         goto out;
     }
-    char sql[64];
-    if ((rc = exec(db, schema_v1, err, path)) != 0)
+    if ((rc = exec(db, schema_v1, err, path)) != 0 || (rc = exec(db, schema_v2, err, path)) != 0)
         goto out;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
     if ((rc = exec(db, sql, err, path)) != 0)
@@ -226,6 +272,7 @@ static void sq_free(sq_t *q)
 {
     for (size_t i = 0; i < q->num_idle; i++) {
         sqlite3_finalize(q->idle[i]->lookup);
+        sqlite3_finalize(q->idle[i]->client);
         sqlite3_close(q->idle[i]->db);
         free(q->idle[i]);
     }
@@ -717,6 +764,376 @@ static int sq_usage_get(gh_store_t *st, const char *id, int64_t from_day, int64_
     return rc;
 }
 
+/* ---- OAuth clients ---- */
+
+static void bind_hash(sqlite3_stmt *s, int i, const uint8_t *h, int present)
+{
+    if (present)
+        sqlite3_bind_blob(s, i, h, GH_CLIENT_HASH_LEN, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* A hash column into out: zeros (matching no secret) when NULL or not
+ * 32 bytes; returns 1 when it held a hash. */
+static int col_hash(sqlite3_stmt *s, int i, uint8_t *out)
+{
+    const void *h = sqlite3_column_blob(s, i);
+    if (h == NULL || sqlite3_column_bytes(s, i) != GH_CLIENT_HASH_LEN) {
+        memset(out, 0, GH_CLIENT_HASH_LEN);
+        return 0;
+    }
+    memcpy(out, h, GH_CLIENT_HASH_LEN);
+    return 1;
+}
+
+/* The columns of CLIENT_COLUMNS into c (strings new): 0, -ENOMEM, or
+ * -EIO with *why (a value that does not read: refused, never guessed). */
+static int row_to_client(sqlite3_stmt *s, gh_client_t *c, const char **why)
+{
+    memset(c, 0, sizeof(*c));
+    *why = NULL;
+    const unsigned char *id = sqlite3_column_text(s, 0);
+    if (id == NULL || !gh_client_id_valid((const char *)id)) {
+        *why = "the id is not a client id";
+        return -EIO;
+    }
+    memcpy(c->id, id, GH_CLIENT_ID_LEN + 1);
+    c->name = col_dup(s, 1, 0);
+    c->scopes = col_dup(s, 2, 0);
+    c->audiences = col_dup(s, 3, 0);
+    c->jwks = col_dup(s, 5, 1);
+    if (c->name == NULL || c->scopes == NULL || c->audiences == NULL ||
+        (sqlite3_column_type(s, 5) != SQLITE_NULL && c->jwks == NULL)) {
+        gh_client_dispose(c);
+        return -ENOMEM;
+    }
+    const unsigned char *m = sqlite3_column_text(s, 4);
+    if (m == NULL || gh_client_auth_parse((const char *)m, &c->auth_methods, why) != 0 ||
+        c->auth_methods == 0) {
+        *why = "auth_methods does not read";
+        gh_client_dispose(c);
+        return -EIO;
+    }
+    c->token_ttl = sqlite3_column_int64(s, 6);
+    c->created_at = sqlite3_column_int64(s, 7);
+    c->revoked_at = sqlite3_column_int64(s, 8);
+    c->has_secret = col_hash(s, 9, c->secret_hash);
+    col_hash(s, 10, c->prev_secret_hash);
+    c->prev_valid_until = sqlite3_column_int64(s, 11);
+    c->secret_rotated_at = sqlite3_column_int64(s, 12);
+    if (c->has_secret != ((c->auth_methods & GH_CLIENT_AUTH_SECRET) != 0)) {
+        *why = "its secret and its methods disagree";
+        gh_client_dispose(c);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int client_row_fail(gh_store_t *st, gh_store_error_t *err, const char *id, int rc,
+                           const char *why)
+{
+    if (rc == -ENOMEM)
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    GH_LOG(GH_LOG_ERROR, "store", "%s: client %s: malformed record: %s", gh_store_describe(st), id,
+           why);
+    return gh_store_fail(err, -EIO, "%s: client %s: malformed record: %s", gh_store_describe(st),
+                         id, why);
+}
+
+static int sq_client_insert(gh_store_t *st, const gh_client_t *c, gh_store_error_t *err)
+{
+    static const char sql[] =
+        "INSERT INTO oauth_clients (id, name, scopes, audiences, auth_methods, jwks, token_ttl, "
+        "secret_hash, prev_secret_hash, prev_valid_until, secret_rotated_at, created_at, "
+        "revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL, NULL, ?9, NULL)";
+    sq_t *q = impl(st);
+    sqlite3_stmt *s;
+    char methods[64];
+    uv_mutex_lock(&q->wlock);
+    if (sqlite3_prepare_v2(q->w, sql, -1, &s, NULL) != SQLITE_OK) {
+        int rc = db_fail(err, q->w, "insert client");
+        uv_mutex_unlock(&q->wlock);
+        return rc;
+    }
+    sqlite3_bind_text(s, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, c->scopes ? c->scopes : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, c->audiences, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, gh_client_auth_format(c->auth_methods, methods, sizeof(methods)), -1,
+                      SQLITE_STATIC);
+    bind_opt_text(s, 6, c->jwks);
+    bind_opt_int(s, 7, c->token_ttl);
+    bind_hash(s, 8, c->secret_hash, c->has_secret);
+    sqlite3_bind_int64(s, 9, c->created_at);
+    int step = sqlite3_step(s);
+    int ext = sqlite3_extended_errcode(q->w);
+    sqlite3_finalize(s);
+    int rc = 0;
+    if (step != SQLITE_DONE)
+        rc = ext == SQLITE_CONSTRAINT_PRIMARYKEY
+                 ? gh_store_fail(err, -EEXIST, "client id %s is taken", c->id)
+                 : db_fail(err, q->w, "insert client");
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int client_get_locked(gh_store_t *st, sqlite3 *db, const char *id, gh_client_t *out,
+                             gh_store_error_t *err)
+{
+    sqlite3_stmt *s;
+    const char *why;
+    if (sqlite3_prepare_v2(db, "SELECT " CLIENT_COLUMNS " FROM oauth_clients WHERE id = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_fail(err, db, "get client");
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(s), rc;
+    if (step == SQLITE_ROW) {
+        rc = row_to_client(s, out, &why);
+        if (rc != 0)
+            rc = client_row_fail(st, err, id, rc, why);
+    } else if (step == SQLITE_DONE) {
+        rc = gh_store_fail(err, -ENOENT, "no client with id %s", id);
+    } else {
+        rc = db_fail(err, db, "get client");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int sq_client_get(gh_store_t *st, const char *id, gh_client_t *out, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    uv_mutex_lock(&q->wlock);
+    int rc = client_get_locked(st, q->w, id, out, err);
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int sq_client_list(gh_store_t *st, gh_client_t **out, size_t *n, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    sqlite3_stmt *s;
+    gh_client_t *all = NULL;
+    size_t cap = 0, count = 0;
+    int rc = 0, step;
+    uv_mutex_lock(&q->wlock);
+    if (sqlite3_prepare_v2(q->w,
+                           "SELECT " CLIENT_COLUMNS " FROM oauth_clients ORDER BY created_at, id",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "list clients");
+        uv_mutex_unlock(&q->wlock);
+        return rc;
+    }
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            gh_client_t *nc = realloc(all, ncap * sizeof(*nc));
+            if (nc == NULL) {
+                rc = gh_store_fail(err, -ENOMEM, "out of memory");
+                break;
+            }
+            all = nc;
+            cap = ncap;
+        }
+        const char *why;
+        rc = row_to_client(s, &all[count], &why);
+        if (rc != 0) {
+            const unsigned char *id = sqlite3_column_text(s, 0);
+            rc = client_row_fail(st, err, id ? (const char *)id : "?", rc, why);
+            break;
+        }
+        count++;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(err, q->w, "list clients");
+    sqlite3_finalize(s);
+    uv_mutex_unlock(&q->wlock);
+    if (rc != 0) {
+        gh_client_list_free(all, count);
+        return rc;
+    }
+    *out = all;
+    *n = count;
+    return 0;
+}
+
+static int sq_client_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    uv_mutex_lock(&q->wlock);
+    int rc = update_id_int(q->w,
+                           "UPDATE oauth_clients SET revoked_at = ?2 WHERE id = ?1 AND revoked_at "
+                           "IS NULL",
+                           id, now, err);
+    if (rc == 0) {
+        gh_client_t c;
+        rc = client_get_locked(st, q->w, id, &c, err);
+        if (rc == 0) {
+            gh_client_dispose(&c);
+            rc = gh_store_fail(err, -EALREADY, "client %s was revoked before", id);
+        }
+    } else if (rc > 0) {
+        rc = 0;
+    }
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int sq_client_rotate(gh_store_t *st, const gh_client_t *c, const uint8_t *old_hash,
+                            gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    sqlite3_stmt *s;
+    int rc = 0;
+    uv_mutex_lock(&q->wlock);
+    /* One statement: the check (not revoked, the secret still the one
+     * read) and the write are atomic without a transaction of their own. */
+    if (sqlite3_prepare_v2(q->w,
+                           "UPDATE oauth_clients SET secret_hash = ?2, prev_secret_hash = ?3, "
+                           "prev_valid_until = ?4, secret_rotated_at = ?5 WHERE id = ?1 AND "
+                           "revoked_at IS NULL AND secret_hash = ?6",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "rotate client secret");
+        uv_mutex_unlock(&q->wlock);
+        return rc;
+    }
+    sqlite3_bind_text(s, 1, c->id, -1, SQLITE_STATIC);
+    bind_hash(s, 2, c->secret_hash, 1);
+    bind_hash(s, 3, c->prev_secret_hash, c->prev_valid_until != 0);
+    bind_opt_int(s, 4, c->prev_valid_until);
+    bind_opt_int(s, 5, c->secret_rotated_at);
+    bind_hash(s, 6, old_hash, 1);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_fail(err, q->w, "rotate client secret");
+    else if (sqlite3_changes(q->w) != 1)
+        rc = -ESTALE;
+    sqlite3_finalize(s);
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+/* ---- revocations ---- */
+
+/* Deletes at most GH_STORE_PURGE_BATCH revocations expired at now: the
+ * number, or a negative errno. */
+static int purge_locked(sqlite3 *db, int64_t now, gh_store_error_t *err)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db,
+                           "DELETE FROM token_revocations WHERE seq IN (SELECT seq FROM "
+                           "token_revocations WHERE exp <= ?1 ORDER BY exp LIMIT ?2)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_fail(err, db, "purge revocations");
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, GH_STORE_PURGE_BATCH);
+    int step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (step != SQLITE_DONE)
+        return db_fail(err, db, "purge revocations");
+    return sqlite3_changes(db);
+}
+
+static int sq_revocation_add(gh_store_t *st, const char *jti, int64_t exp, int64_t now,
+                             gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    sqlite3_stmt *s = NULL;
+    int rc;
+    uv_mutex_lock(&q->wlock);
+    if ((rc = exec(q->w, "BEGIN IMMEDIATE", err, "revoke token")) != 0)
+        goto unlock;
+    if ((rc = purge_locked(q->w, now, err)) < 0)
+        goto out;
+    rc = 0;
+    if (sqlite3_prepare_v2(q->w,
+                           "INSERT INTO token_revocations (jti, exp, revoked_at) VALUES (?1, ?2, "
+                           "?3) ON CONFLICT (jti) DO NOTHING",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "revoke token");
+        goto out;
+    }
+    sqlite3_bind_text(s, 1, jti, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, exp);
+    sqlite3_bind_int64(s, 3, now);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_fail(err, q->w, "revoke token");
+    else if (sqlite3_changes(q->w) == 0)
+        rc = gh_store_fail(err, -EALREADY, "this token was revoked before");
+out:
+    sqlite3_finalize(s);
+    /* -EALREADY commits the purge: nothing else was written */
+    if (rc == 0 || rc == -EALREADY) {
+        int c = exec(q->w, "COMMIT", err, "revoke token");
+        if (c != 0)
+            rc = c;
+    }
+    if (rc != 0 && rc != -EALREADY)
+        sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+unlock:
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int sq_revocations_since(gh_store_t *st, uint64_t after, int64_t now, size_t max,
+                                gh_revocation_t *out, size_t *n, uint64_t *next, size_t *looked,
+                                uint64_t *last_made, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    sqlite3_stmt *s;
+    int64_t last = 0;
+    int rc = 0, step;
+    *n = *looked = 0;
+    *next = after;
+    uv_mutex_lock(&q->wlock);
+    /* sqlite_sequence keeps the highest number AUTOINCREMENT gave, even
+     * after every row was purged; no row there: none was ever made. */
+    if (pragma_int(q->w,
+                   "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = "
+                   "'token_revocations'), 0)",
+                   &last) != 0) {
+        rc = db_fail(err, q->w, "read revocations");
+        goto unlock;
+    }
+    *last_made = last > 0 ? (uint64_t)last : 0;
+    if (sqlite3_prepare_v2(q->w,
+                           "SELECT seq, jti, exp FROM token_revocations WHERE seq > ?1 ORDER BY "
+                           "seq LIMIT ?2",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "read revocations");
+        goto unlock;
+    }
+    sqlite3_bind_int64(s, 1, after > INT64_MAX ? INT64_MAX : (int64_t)after);
+    sqlite3_bind_int64(s, 2, (int64_t)max);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(s, 0), exp = sqlite3_column_int64(s, 2);
+        const unsigned char *jti = sqlite3_column_text(s, 1);
+        (*looked)++;
+        *next = (uint64_t)seq;
+        if (exp <= now || jti == NULL || !gh_revocation_jti_valid((const char *)jti))
+            continue;
+        gh_revocation_t *e = &out[(*n)++];
+        e->seq = (uint64_t)seq;
+        e->exp = exp;
+        snprintf(e->jti, sizeof(e->jti), "%s", (const char *)jti);
+    }
+    if (step != SQLITE_DONE)
+        rc = db_fail(err, q->w, "read revocations");
+    sqlite3_finalize(s);
+unlock:
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
+static int sq_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    uv_mutex_lock(&q->wlock);
+    int rc = purge_locked(q->w, now, err);
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
 /* ---- lookups on the thread pool ---- */
 
 static reader_t *reader_get(sq_t *q, char *why, size_t cap)
@@ -761,9 +1178,38 @@ static void reader_put(sq_t *q, reader_t *r)
     uv_mutex_unlock(&q->plock);
     if (r != NULL) {
         sqlite3_finalize(r->lookup);
+        sqlite3_finalize(r->client);
         sqlite3_close(r->db);
         free(r);
     }
+}
+
+/* A client's record by id, on a reader. */
+static void client_lookup_work(sq_req_t *lr, reader_t *r)
+{
+    gh_store_req_t *req = lr->req;
+    if (r->client == NULL &&
+        sqlite3_prepare_v3(r->db, "SELECT " CLIENT_COLUMNS " FROM oauth_clients WHERE id = ?1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &r->client, NULL) != SQLITE_OK) {
+        lr->status = -EIO;
+        snprintf(lr->why, sizeof(lr->why), "%s", sqlite3_errmsg(r->db));
+        return;
+    }
+    sqlite3_bind_text(r->client, 1, req->client_id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(r->client);
+    if (step == SQLITE_ROW) {
+        const char *why;
+        lr->status = row_to_client(r->client, &lr->client, &why);
+        if (lr->status != 0)
+            snprintf(lr->why, sizeof(lr->why), "%s", lr->status == -ENOMEM ? "out of memory" : why);
+    } else if (step == SQLITE_DONE) {
+        lr->status = -ENOENT;
+    } else {
+        lr->status = (step & 0xff) == SQLITE_BUSY ? -EBUSY : -EIO;
+        snprintf(lr->why, sizeof(lr->why), "%s", sqlite3_errmsg(r->db));
+    }
+    sqlite3_reset(r->client);
+    sqlite3_clear_bindings(r->client);
 }
 
 static void lookup_work(uv_work_t *w)
@@ -774,6 +1220,11 @@ static void lookup_work(uv_work_t *w)
     reader_t *r = reader_get(q, lr->why, sizeof(lr->why));
     if (r == NULL) {
         lr->status = -EIO;
+        return;
+    }
+    if (req->kind == GH_STORE_REQ_CLIENT) {
+        client_lookup_work(lr, r);
+        reader_put(q, r);
         return;
     }
     sqlite3_bind_text(r->lookup, 1, req->key.id, -1, SQLITE_STATIC);
@@ -799,14 +1250,22 @@ static void lookup_done(uv_work_t *w, int status)
     sq_req_t *lr = w->data;
     gh_store_req_t *req = lr->req;
     gh_apikey_t rec = lr->rec; /* its strings outlive req */
+    gh_client_t client = lr->client;
+    int kind = req->kind;
     uint8_t hash[GH_APIKEY_HASH_LEN];
     int rc = lr->status;
     memcpy(hash, lr->hash, sizeof(hash));
     if (status == UV_ECANCELED)
         rc = -ECANCELED; /* cancelled before it ran: no callback (cancelled is set) */
     else if (rc != 0 && rc != -ENOENT)
-        GH_LOG(GH_LOG_WARN, "store", "%s: lookup of key %s failed: %s",
-               gh_store_describe(req->store), req->key.id, lr->why);
+        GH_LOG(GH_LOG_WARN, "store", "%s: lookup of %s %s failed: %s",
+               gh_store_describe(req->store), kind == GH_STORE_REQ_CLIENT ? "client" : "key",
+               kind == GH_STORE_REQ_CLIENT ? req->client_id : req->key.id, lr->why);
+    if (kind == GH_STORE_REQ_CLIENT) {
+        gh_store_req_finish_client(req, rc, rc == 0 ? &client : NULL);
+        gh_client_dispose(&client); /* zeros unless it was read */
+        return;
+    }
     gh_store_req_finish(req, rc, rc == 0 ? &rec : NULL, rc == 0 ? hash : NULL);
     gh_apikey_dispose(&rec);
 }
@@ -843,6 +1302,14 @@ const gh_store_backend_t gh_store_sqlite_backend = {
     .key_import = sq_key_import,
     .usage_write = sq_usage_write,
     .usage_get = sq_usage_get,
+    .client_insert = sq_client_insert,
+    .client_get = sq_client_get,
+    .client_list = sq_client_list,
+    .client_revoke = sq_client_revoke,
+    .client_rotate = sq_client_rotate,
+    .revocation_add = sq_revocation_add,
+    .revocations_since = sq_revocations_since,
+    .revocations_purge = sq_revocations_purge,
     .key_lookup = sq_key_lookup,
     .key_lookup_cancel = sq_key_lookup_cancel,
 };

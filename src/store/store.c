@@ -370,35 +370,82 @@ void gh_store_stop(gh_store_t *st)
 
 /* ---- lookups (workers) ---- */
 
+/* A request of kind for st, counted against max_pending: NULL with *rc
+ * (-EAGAIN, -ENOMEM). extra: bytes of state after it, at least the
+ * backend's. */
+static gh_store_req_t *req_new(gh_store_t *st, int kind, size_t extra, void *arg, int *rc)
+{
+    if (atomic_fetch_add(&st->pending, 1) >= st->conf.max_pending) {
+        atomic_fetch_sub(&st->pending, 1);
+        *rc = -EAGAIN;
+        return NULL;
+    }
+    if (extra < st->backend->req_size)
+        extra = st->backend->req_size;
+    gh_store_req_t *req = calloc(1, sizeof(*req) + extra);
+    if (req == NULL) {
+        atomic_fetch_sub(&st->pending, 1);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    req->store = gh_store_ref(st);
+    req->kind = kind;
+    req->arg = arg;
+    return req;
+}
+
+/* A request that was never started: no callback. */
+static void req_drop(gh_store_req_t *req)
+{
+    gh_store_t *st = req->store;
+    atomic_fetch_sub(&st->pending, 1);
+    free(req);
+    gh_store_unref(st);
+}
+
 int gh_store_key_lookup(gh_store_t *st, uv_loop_t *loop, const gh_apikey_presented_t *p,
                         gh_store_key_cb cb, void *arg, gh_store_req_t **out)
 {
+    int rc;
     *out = NULL;
     if (!gh_apikey_id_valid(p->id))
         return -EINVAL;
-    if (atomic_fetch_add(&st->pending, 1) >= st->conf.max_pending) {
-        atomic_fetch_sub(&st->pending, 1);
-        return -EAGAIN;
-    }
-    gh_store_req_t *req = calloc(1, sizeof(*req) + st->backend->req_size);
-    if (req == NULL) {
-        atomic_fetch_sub(&st->pending, 1);
-        return -ENOMEM;
-    }
-    req->store = gh_store_ref(st);
+    gh_store_req_t *req = req_new(st, GH_STORE_REQ_KEY, 0, arg, &rc);
+    if (req == NULL)
+        return rc;
     req->cb = cb;
-    req->arg = arg;
     req->key = *p;
-    int rc = st->backend->key_lookup(st, loop, req);
+    rc = st->backend->key_lookup(st, loop, req);
     if (rc != 0) {
-        atomic_fetch_sub(&st->pending, 1);
-        free(req);
-        gh_store_unref(st);
+        req_drop(req);
         return rc;
     }
     *out = req;
     return 0;
 }
+
+int gh_store_client_lookup(gh_store_t *st, uv_loop_t *loop, const char *id, gh_store_client_cb cb,
+                           void *arg, gh_store_req_t **out)
+{
+    int rc;
+    *out = NULL;
+    if (!gh_client_id_valid(id))
+        return -EINVAL;
+    gh_store_req_t *req = req_new(st, GH_STORE_REQ_CLIENT, 0, arg, &rc);
+    if (req == NULL)
+        return rc;
+    req->client_cb = cb;
+    memcpy(req->client_id, id, GH_CLIENT_ID_LEN + 1);
+    rc = st->backend->key_lookup(st, loop, req);
+    if (rc != 0) {
+        req_drop(req);
+        return rc;
+    }
+    *out = req;
+    return 0;
+}
+
+static void revoke_job_cancel(gh_store_req_t *req);
 
 void gh_store_req_cancel(gh_store_req_t *req)
 {
@@ -406,7 +453,9 @@ void gh_store_req_cancel(gh_store_req_t *req)
         return;
     req->cancelled = 1;
     req->arg = NULL;
-    if (req->store->backend->key_lookup_cancel != NULL)
+    if (req->kind == GH_STORE_REQ_REVOKE)
+        revoke_job_cancel(req);
+    else if (req->store->backend->key_lookup_cancel != NULL)
         req->store->backend->key_lookup_cancel(req);
 }
 
@@ -417,20 +466,48 @@ void gh_store_loop_end(uv_loop_t *loop)
             backends[i]->loop_end(loop);
 }
 
-void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,
-                         const uint8_t *stored_hash)
+/* The callback of req's kind, unless cancelled; then req is freed. */
+static void req_deliver(gh_store_req_t *req, int status, const gh_apikey_t *rec,
+                        const gh_client_t *c)
 {
     gh_store_t *st = req->store;
-    /* An unknown id and a wrong secret give the same answer, and the
-     * comparison takes the same time wherever the first differing byte is. */
-    if (status == 0 && (rec == NULL || stored_hash == NULL ||
-                        CRYPTO_memcmp(stored_hash, req->key.hash, GH_APIKEY_HASH_LEN) != 0))
-        status = -ENOENT;
-    if (!req->cancelled)
-        req->cb(req->arg, status, status == 0 ? rec : NULL);
+    if (!req->cancelled) {
+        switch (req->kind) {
+        case GH_STORE_REQ_KEY:
+            req->cb(req->arg, status, status == 0 ? rec : NULL);
+            break;
+        case GH_STORE_REQ_CLIENT:
+            req->client_cb(req->arg, status, status == 0 ? c : NULL);
+            break;
+        default:
+            req->status_cb(req->arg, status);
+            break;
+        }
+    }
     atomic_fetch_sub(&st->pending, 1);
     free(req);
     gh_store_unref(st);
+}
+
+void gh_store_req_finish(gh_store_req_t *req, int status, const gh_apikey_t *rec,
+                         const uint8_t *stored_hash)
+{
+    /* An unknown id and a wrong secret give the same answer, and the
+     * comparison takes the same time wherever the first differing byte is. */
+    if (req->kind == GH_STORE_REQ_KEY && status == 0 &&
+        (rec == NULL || stored_hash == NULL ||
+         CRYPTO_memcmp(stored_hash, req->key.hash, GH_APIKEY_HASH_LEN) != 0))
+        status = -ENOENT;
+    if (req->kind == GH_STORE_REQ_CLIENT && status == 0)
+        status = -EIO; /* a client's answer comes through gh_store_req_finish_client */
+    req_deliver(req, status, rec, NULL);
+}
+
+void gh_store_req_finish_client(gh_store_req_t *req, int status, const gh_client_t *c)
+{
+    if (status == 0 && c == NULL)
+        status = -EIO;
+    req_deliver(req, status, NULL, c);
 }
 
 int gh_store_key_find(gh_store_t *st, const gh_apikey_presented_t *p, gh_apikey_t *out,
@@ -640,4 +717,337 @@ int gh_store_key_import(gh_store_t *st, const gh_apikey_csv_row_t *rows, size_t 
         rc = st->backend->key_import(st, in, n, now, dry_run, res, err);
     free(in);
     return rc;
+}
+
+/* ---- OAuth clients ---- */
+
+int gh_store_client_copy(gh_client_t *dst, const gh_client_t *src)
+{
+    *dst = *src;
+    dst->name = dst->scopes = dst->audiences = dst->jwks = NULL;
+    if (dup_opt(src->name, &dst->name) != 0 ||
+        dup_opt(src->scopes ? src->scopes : "", &dst->scopes) != 0 ||
+        dup_opt(src->audiences ? src->audiences : "", &dst->audiences) != 0 ||
+        dup_opt(src->jwks, &dst->jwks) != 0) {
+        gh_client_dispose(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int check_client_id(const char *id, gh_store_error_t *err)
+{
+    if (gh_client_id_valid(id))
+        return 0;
+    char shown[48];
+    size_t n = 0;
+    /* the id as given, printable ASCII only, cut: it may be anything */
+    for (const char *p = id ? id : ""; *p != '\0' && n < 40; p++)
+        shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+    shown[n] = '\0';
+    return gh_store_fail(err, -EINVAL,
+                         "'%s' is not a client id (ghc_ and 16 characters of a-z and 2-7)", shown);
+}
+
+/* What a new client is registered with, checked and normalised into c
+ * (its strings new, the spec's jwks borrowed). */
+static int check_client_spec(const gh_client_spec_t *spec, gh_client_t *c, gh_store_error_t *err)
+{
+    const char *why;
+    char buf[320];
+    memset(c, 0, sizeof(*c));
+    if ((why = gh_client_check_name(spec->name)) != NULL)
+        return gh_store_fail(err, -EINVAL, "the name %s", why);
+    if (spec->token_ttl < 0 || spec->token_ttl > GH_CLIENT_TTL_MAX)
+        return gh_store_fail(err, -EINVAL,
+                             "a client's token lifetime is 1 second to 1 day (0: the issuer's)");
+    unsigned methods = spec->auth_methods;
+    if (methods & ~(unsigned)GH_CLIENT_AUTH_ALL)
+        return gh_store_fail(err, -EINVAL, "unknown authentication method bits");
+    if (methods == 0)
+        methods = gh_client_auth_default(spec->jwks != NULL);
+    if ((methods & GH_CLIENT_AUTH_PRIVATE_KEY_JWT) && spec->jwks == NULL)
+        return gh_store_fail(err, -EINVAL,
+                             "private_key_jwt needs the client's public keys (a JWKS)");
+    if (!(methods & GH_CLIENT_AUTH_PRIVATE_KEY_JWT) && spec->jwks != NULL)
+        return gh_store_fail(err, -EINVAL,
+                             "a JWKS is only for private_key_jwt, which the methods do not "
+                             "include");
+    if (spec->jwks != NULL &&
+        gh_client_check_jwks(spec->jwks, strlen(spec->jwks), buf, sizeof(buf)) != 0)
+        return gh_store_fail(err, -EINVAL, "%s", buf);
+    if ((c->scopes = gh_client_scopes_normalize(spec->scopes, &why)) == NULL)
+        return gh_store_fail(err, -EINVAL, "the scopes: %s", why);
+    if ((c->audiences = gh_client_audiences_normalize(spec->audiences, &why)) == NULL) {
+        free(c->scopes);
+        c->scopes = NULL;
+        return gh_store_fail(err, -EINVAL, "the audiences: %s", why);
+    }
+    c->name = (char *)spec->name;
+    c->jwks = (char *)spec->jwks;
+    c->auth_methods = methods;
+    c->token_ttl = spec->token_ttl;
+    c->has_secret = (methods & GH_CLIENT_AUTH_SECRET) != 0;
+    return 0;
+}
+
+/* A new secret into c (its hash) and out; "" for a client without one. */
+static int make_secret(gh_client_t *c, char out[GH_CLIENT_SECRET_LEN + 1], gh_store_error_t *err)
+{
+    out[0] = '\0';
+    if (!c->has_secret)
+        return 0;
+    if (gh_client_secret_generate(out) != 0)
+        return gh_store_fail(err, -EIO, "the random generator failed");
+    gh_client_secret_hash(out, GH_CLIENT_SECRET_LEN, c->secret_hash);
+    return 0;
+}
+
+int gh_store_client_create(gh_store_t *st, const gh_client_spec_t *spec, int64_t now,
+                           char secret_out[GH_CLIENT_SECRET_LEN + 1], gh_client_t *rec,
+                           gh_store_error_t *err)
+{
+    gh_client_t c;
+    if (rec != NULL)
+        memset(rec, 0, sizeof(*rec));
+    secret_out[0] = '\0';
+    int rc = check_client_spec(spec, &c, err);
+    if (rc != 0)
+        return rc;
+    c.created_at = now;
+    rc = -EEXIST;
+    for (int i = 0; i < ID_ATTEMPTS && rc == -EEXIST; i++) {
+        if (gh_client_id_generate(c.id) != 0 || make_secret(&c, secret_out, err) != 0) {
+            rc = gh_store_fail(err, -EIO, "the random generator failed");
+            break;
+        }
+        rc = st->backend->client_insert(st, &c, err);
+    }
+    if (rc == 0 && rec != NULL && gh_store_client_copy(rec, &c) != 0)
+        rc = gh_store_fail(err, -ENOMEM, "out of memory (the client was made: %s)", c.id);
+    if (rc != 0 && rc != -ENOMEM)
+        OPENSSL_cleanse(secret_out, GH_CLIENT_SECRET_LEN + 1);
+    free(c.scopes);
+    free(c.audiences);
+    OPENSSL_cleanse(c.secret_hash, sizeof(c.secret_hash));
+    return rc;
+}
+
+int gh_store_client_get(gh_store_t *st, const char *id, gh_client_t *out, gh_store_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = check_client_id(id, err);
+    return rc != 0 ? rc : st->backend->client_get(st, id, out, err);
+}
+
+int gh_store_client_list(gh_store_t *st, gh_client_t **out, size_t *n, gh_store_error_t *err)
+{
+    *out = NULL;
+    *n = 0;
+    return st->backend->client_list(st, out, n, err);
+}
+
+int gh_store_client_revoke(gh_store_t *st, const char *id, int64_t now, gh_store_error_t *err)
+{
+    int rc = check_client_id(id, err);
+    return rc != 0 ? rc : st->backend->client_revoke(st, id, now, err);
+}
+
+int gh_store_client_rotate_secret(gh_store_t *st, const char *id, int64_t grace, int64_t now,
+                                  char secret_out[GH_CLIENT_SECRET_LEN + 1], gh_client_t *rec,
+                                  gh_store_error_t *err)
+{
+    gh_client_t c;
+    uint8_t old[GH_CLIENT_HASH_LEN];
+    if (rec != NULL)
+        memset(rec, 0, sizeof(*rec));
+    secret_out[0] = '\0';
+    if (grace < 0 || grace > GH_CLIENT_GRACE_MAX)
+        return gh_store_fail(err, -EINVAL, "the grace period is 0 seconds to 30 days");
+    int rc = gh_store_client_get(st, id, &c, err);
+    if (rc != 0)
+        return rc;
+    if (c.revoked_at != 0) {
+        rc =
+            gh_store_fail(err, -EALREADY, "client %s is revoked: its secret cannot be rotated", id);
+        goto out;
+    }
+    if (!c.has_secret) {
+        rc = gh_store_fail(err, -EINVAL,
+                           "client %s has no secret (it authenticates with private_key_jwt only)",
+                           id);
+        goto out;
+    }
+    memcpy(old, c.secret_hash, sizeof(old));
+    if (make_secret(&c, secret_out, err) != 0) {
+        rc = -EIO;
+        goto out;
+    }
+    /* The secret replaced keeps working for the grace; one replaced
+     * before it (in an earlier grace) is dropped now. */
+    if (grace > 0) {
+        memcpy(c.prev_secret_hash, old, sizeof(old));
+        c.prev_valid_until = now + grace;
+    } else {
+        memset(c.prev_secret_hash, 0, sizeof(c.prev_secret_hash));
+        c.prev_valid_until = 0;
+    }
+    c.secret_rotated_at = now;
+    rc = st->backend->client_rotate(st, &c, old, err);
+    if (rc == -ESTALE)
+        rc = gh_store_fail(err, -EAGAIN,
+                           "client %s was revoked or its secret rotated meanwhile; nothing was "
+                           "changed",
+                           id);
+    if (rc == 0 && rec != NULL && gh_store_client_copy(rec, &c) != 0)
+        rc = gh_store_fail(err, -ENOMEM, "out of memory (the secret was rotated: %s)", id);
+    if (rc != 0 && rc != -ENOMEM)
+        OPENSSL_cleanse(secret_out, GH_CLIENT_SECRET_LEN + 1);
+out:
+    OPENSSL_cleanse(old, sizeof(old));
+    gh_client_dispose(&c);
+    return rc;
+}
+
+/* ---- revocations ---- */
+
+int gh_revocation_jti_valid(const char *jti)
+{
+    size_t n = jti ? strnlen(jti, GH_REVOCATION_JTI_MAX + 1) : 0;
+    if (n == 0 || n > GH_REVOCATION_JTI_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)jti[i] < 0x21 || (unsigned char)jti[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int check_revocation(const char *jti, int64_t exp, int64_t now, gh_store_error_t *err)
+{
+    if (!gh_revocation_jti_valid(jti))
+        return gh_store_fail(err, -EINVAL,
+                             "a jti is 1 to 128 characters of printable ASCII without spaces");
+    if (exp > now && exp - now > GH_REVOCATION_EXP_MAX)
+        return gh_store_fail(err, -EINVAL, "the token's exp is more than a year ahead");
+    return 0;
+}
+
+int gh_store_revocation_add(gh_store_t *st, const char *jti, int64_t exp, int64_t now,
+                            gh_store_error_t *err)
+{
+    int rc = check_revocation(jti, exp, now, err);
+    if (rc != 0)
+        return rc;
+    if (exp <= now)
+        return 0; /* expired: refused anyway, nothing to remember */
+    return st->backend->revocation_add(st, jti, exp, now, err);
+}
+
+int gh_store_revocations_since(gh_store_t *st, uint64_t after, int64_t now, size_t max,
+                               gh_revocation_t **out, size_t *n, uint64_t *next, int *more,
+                               gh_store_error_t *err)
+{
+    *out = NULL;
+    *n = 0;
+    *next = after;
+    *more = 0;
+    if (max < 1 || max > GH_REVOCATIONS_MAX)
+        return gh_store_fail(err, -EINVAL, "a revocation read takes 1 to %d entries",
+                             GH_REVOCATIONS_MAX);
+    gh_revocation_t *e = calloc(max, sizeof(*e));
+    if (e == NULL)
+        return gh_store_fail(err, -ENOMEM, "out of memory");
+    size_t got = 0, looked = 0;
+    uint64_t last = 0, nx = after;
+    int rc = st->backend->revocations_since(st, after, now, max, e, &got, &nx, &looked, &last, err);
+    if (rc == 0 && last < after) {
+        /* The numbers went back: this store is not the one the caller
+         * read before (restored, or a Redis that lost its data). What it
+         * holds now is read from the start; what the caller knew stays
+         * refused on its side until it expires. */
+        GH_LOG(GH_LOG_WARN, "store",
+               "%s: the revocation feed restarted (last number %llu, the reader had %llu); "
+               "reading it from the start",
+               st->describe, (unsigned long long)last, (unsigned long long)after);
+        got = looked = 0;
+        nx = 0;
+        rc = st->backend->revocations_since(st, 0, now, max, e, &got, &nx, &looked, &last, err);
+    }
+    if (rc != 0) {
+        free(e);
+        return rc;
+    }
+    if (got == 0) {
+        free(e);
+        e = NULL;
+    }
+    *out = e;
+    *n = got;
+    *next = nx;
+    *more = looked == max;
+    return 0;
+}
+
+int gh_store_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err)
+{
+    return st->backend->revocations_purge(st, now, err);
+}
+
+/* A revocation from a worker: the synchronous call on the thread pool. */
+typedef struct {
+    uv_work_t work;
+    gh_store_req_t *req;
+    char jti[GH_REVOCATION_JTI_MAX + 1];
+    int64_t exp, now;
+    int status;
+} revoke_job_t;
+
+static void revoke_work(uv_work_t *w)
+{
+    revoke_job_t *j = w->data;
+    gh_store_error_t err;
+    j->status = gh_store_revocation_add(j->req->store, j->jti, j->exp, j->now, &err);
+    if (j->status != 0 && j->status != -EALREADY)
+        GH_LOG(GH_LOG_WARN, "store", "%s: revoking a token failed: %s",
+               gh_store_describe(j->req->store), err.msg);
+}
+
+static void revoke_done(uv_work_t *w, int status)
+{
+    revoke_job_t *j = w->data;
+    req_deliver(j->req, status == UV_ECANCELED ? -ECANCELED : j->status, NULL, NULL);
+}
+
+static void revoke_job_cancel(gh_store_req_t *req)
+{
+    revoke_job_t *j = gh_store_req_backend(req);
+    /* Succeeds only while queued; a running job finishes, its answer dropped. */
+    uv_cancel((uv_req_t *)&j->work);
+}
+
+int gh_store_revocation_add_async(gh_store_t *st, uv_loop_t *loop, const char *jti, int64_t exp,
+                                  int64_t now, gh_store_status_cb cb, void *arg,
+                                  gh_store_req_t **out)
+{
+    int rc;
+    *out = NULL;
+    if (check_revocation(jti, exp, now, NULL) != 0)
+        return -EINVAL;
+    gh_store_req_t *req = req_new(st, GH_STORE_REQ_REVOKE, sizeof(revoke_job_t), arg, &rc);
+    if (req == NULL)
+        return rc;
+    req->status_cb = cb;
+    revoke_job_t *j = gh_store_req_backend(req);
+    j->req = req;
+    j->work.data = j;
+    snprintf(j->jti, sizeof(j->jti), "%s", jti);
+    j->exp = exp;
+    j->now = now;
+    rc = uv_queue_work(loop, &j->work, revoke_work, revoke_done);
+    if (rc != 0) {
+        req_drop(req);
+        return rc;
+    }
+    *out = req;
+    return 0;
 }

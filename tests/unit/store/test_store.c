@@ -26,6 +26,8 @@
 #include "store/backend.h"
 #include "store_cases.h"
 
+#include "client_cases.h"
+
 static char dir[] = "/tmp/gh-store-XXXXXX";
 static char path[256];
 
@@ -82,14 +84,16 @@ static gh_store_t *open_again(void)
     return open_at(path, 0, 0);
 }
 
-/* Every column of every row of both tables, as bytes. */
+/* Every column of every row of every table, as bytes. */
 static void raw_lacks(const char *needle, size_t n)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
-    const char *q[] = {"SELECT * FROM api_keys", "SELECT * FROM api_key_usage"};
+    const char *q[] = {"SELECT * FROM api_keys", "SELECT * FROM api_key_usage",
+                       "SELECT * FROM oauth_clients", "SELECT * FROM token_revocations"};
+    int all = 0;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    for (size_t t = 0; t < 2; t++) {
+    for (size_t t = 0; t < sizeof(q) / sizeof(q[0]); t++) {
         assert_int_equal(sqlite3_prepare_v2(db, q[t], -1, &s, NULL), SQLITE_OK);
         int rows = 0;
         while (sqlite3_step(s) == SQLITE_ROW) {
@@ -101,10 +105,10 @@ static void raw_lacks(const char *needle, size_t n)
                     assert_null(memmem(v, (size_t)len, needle, n));
             }
         }
-        if (t == 0)
-            assert_true(rows > 0); /* the check looked at something */
+        all += rows;
         sqlite3_finalize(s);
     }
+    assert_true(all > 0); /* the check looked at something */
     sqlite3_close(db);
 }
 
@@ -120,7 +124,7 @@ static void test_file_mode_wal_and_schema(void **state)
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *s;
     const char *q[][2] = {{"PRAGMA journal_mode", "wal"},
-                          {"PRAGMA user_version", "1"},
+                          {"PRAGMA user_version", "2"},
                           {"PRAGMA application_id", "1195920211"}};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(sqlite3_prepare_v2(db, q[i][0], -1, &s, NULL), SQLITE_OK);
@@ -134,6 +138,74 @@ static void test_file_mode_wal_and_schema(void **state)
     gh_store_unref(again);
     assert_string_equal(gh_store_kind(st), "sqlite");
     assert_non_null(strstr(gh_store_describe(st), path));
+}
+
+/* A store file of schema version 1 (before OAuth clients), as an older
+ * gatehouse made it, with a key in it: opened, it becomes version 2 in
+ * one transaction, its key still found, clients and revocations usable. */
+static void test_migration_from_version_1(void **state)
+{
+    (void)state;
+    char p[300];
+    snprintf(p, sizeof(p), "%s/v1.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    static const char v1[] =
+        "PRAGMA journal_mode = WAL;"
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY NOT NULL, hash BLOB NOT NULL CHECK "
+        "(length(hash) = 32), consumer TEXT NOT NULL, plan TEXT, scopes TEXT NOT NULL DEFAULT '', "
+        "description TEXT NOT NULL DEFAULT '', enabled INTEGER NOT NULL DEFAULT 1, source TEXT NOT "
+        "NULL CHECK (source IN ('generated', 'aws-import')), created_at INTEGER NOT NULL, "
+        "expires_at INTEGER, revoked_at INTEGER, grace_until INTEGER, replaced_by TEXT) WITHOUT "
+        "ROWID;"
+        "CREATE INDEX api_keys_consumer ON api_keys (consumer);"
+        "CREATE TABLE api_key_usage (key_id TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER "
+        "NOT NULL, PRIMARY KEY (key_id, day)) WITHOUT ROWID;"
+        "PRAGMA user_version = 1;"
+        "PRAGMA application_id = 1195920211;";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    /* a key made by the version-1 gatehouse: gh_ + id + secret */
+    char key[GH_APIKEY_LEN + 1];
+    gh_apikey_presented_t pk;
+    assert_int_equal(gh_apikey_generate(key), 0);
+    assert_int_equal(gh_apikey_present(key, strlen(key), &pk, NULL), 0);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO api_keys (id, hash, consumer, source, "
+                                        "created_at) VALUES (?1, ?2, 'old', 'generated', 1)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, pk.id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, pk.hash, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+
+    gh_store_t *old = open_at(p, 0, 0); /* the CLI's open migrates too */
+    gh_apikey_t k;
+    gh_store_error_t err;
+    assert_int_equal(gh_store_key_find(old, &pk, &k, &err), 0);
+    assert_string_equal(k.consumer, "old");
+    gh_apikey_dispose(&k);
+    gh_client_spec_t spec = {"migrated", NULL, "x", 0, NULL, 0};
+    char secret[GH_CLIENT_SECRET_LEN + 1];
+    gh_client_t c;
+    assert_int_equal(gh_store_client_create(old, &spec, T0, secret, &c, &err), 0);
+    assert_int_equal(gh_store_revocation_add(old, "j", T0 + 10, T0, &err), 0);
+    gh_store_unref(old);
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 2);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    /* and again: nothing to migrate */
+    old = open_at(p, 0, 0);
+    gh_client_t got;
+    assert_int_equal(gh_store_client_get(old, c.id, &got, &err), 0);
+    gh_client_dispose(&got);
+    gh_store_unref(old);
+    gh_client_dispose(&c);
 }
 
 static void test_open_refusals(void **state)
@@ -164,7 +236,7 @@ static void test_open_refusals(void **state)
     gh_store_t *s = open_at(p, GH_STORE_CREATE, 0);
     gh_store_unref(s);
     assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_null(open_at(p, 0, -EINVAL));
     /* not a regular file */
@@ -241,7 +313,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path_makes_state_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_waits_for_the_write_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
         STORE_CASES(setup, teardown),
+        CLIENT_CASES(setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,8 @@
 #include "store/redis_store.h"
 #include "store_cases.h"
 
+#include "client_cases.h"
+
 static rs_t srv;
 static char prefix[32];
 static redisContext *raw; /* the test's own view of Redis */
@@ -834,10 +836,188 @@ static void test_import_limit(void **state)
     free(keys);
 }
 
+/* ---- OAuth clients and revocations in Redis ---- */
+
+static void test_client_data_model(void **state)
+{
+    (void)state;
+    char secret[GH_CLIENT_SECRET_LEN + 1];
+    gh_client_t rec;
+    gh_store_error_t err;
+    gh_client_spec_t spec = {"Orders", "a b", "https://x/y", 0, NULL, 600};
+    assert_int_equal(gh_store_client_create(st, &spec, T0, secret, &rec, &err), 0);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", rec.secret_hash[i]);
+    redisReply *r = rq("HGETALL %sclient:%s", prefix, rec.id);
+    const char *want[][2] = {
+        {"name", "Orders"},           {"scopes", "a b"},
+        {"audiences", "https://x/y"}, {"auth_methods", "client_secret_basic client_secret_post"},
+        {"created_at", "1700000000"}, {"token_ttl", "600"},
+        {"secret_hash", hex}};
+    assert_int_equal(r->elements, 2 * (sizeof(want) / sizeof(want[0])));
+    for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+        int found = 0;
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+            if (strcmp(r->element[i]->str, want[w][0]) == 0) {
+                assert_string_equal(r->element[i + 1]->str, want[w][1]);
+                found = 1;
+            }
+        if (!found)
+            fail_msg("field %s missing", want[w][0]);
+    }
+    freeReplyObject(r);
+    r = rq("ZSCORE %sclients %s", prefix, rec.id);
+    assert_string_equal(r->str, "1700000000");
+    freeReplyObject(r);
+    char s1[GH_CLIENT_SECRET_LEN + 1];
+    assert_int_equal(gh_store_client_rotate_secret(st, rec.id, 60, T0 + 5, s1, NULL, &err), 0);
+    r = rq("HMGET %sclient:%s prev_secret_hash prev_valid_until secret_rotated_at", prefix, rec.id);
+    assert_string_equal(r->element[0]->str, hex);
+    assert_string_equal(r->element[1]->str, "1700000065");
+    assert_string_equal(r->element[2]->str, "1700000005");
+    freeReplyObject(r);
+    /* grace 0 removes the previous secret's fields */
+    assert_int_equal(gh_store_client_rotate_secret(st, rec.id, 0, T0 + 6, s1, NULL, &err), 0);
+    r = rq("HEXISTS %sclient:%s prev_secret_hash", prefix, rec.id);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    /* revocations: a number each, two sorted sets */
+    assert_int_equal(gh_store_revocation_add(st, "j1", T0 + 100, T0, &err), 0);
+    assert_int_equal(gh_store_revocation_add(st, "j2", T0 + 10, T0, &err), 0);
+    r = rq("GET %srevoked-seq", prefix);
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    r = rq("ZSCORE %srevoked j2", prefix);
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    r = rq("ZSCORE %srevoked-exp j2", prefix);
+    assert_string_equal(r->str, "1700000010");
+    freeReplyObject(r);
+    /* an add purges what expired, from both sets */
+    assert_int_equal(gh_store_revocation_add(st, "j3", T0 + 100, T0 + 10, &err), 0);
+    r = rq("ZCARD %srevoked", prefix);
+    assert_int_equal(r->integer, 2);
+    freeReplyObject(r);
+    r = rq("ZSCORE %srevoked-exp j2", prefix);
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    raw_lacks(secret + 8, 20);
+    raw_lacks(s1 + 8, 20);
+    gh_client_dispose(&rec);
+}
+
+static void test_client_malformed_records(void **state)
+{
+    (void)state;
+    char secret[GH_CLIENT_SECRET_LEN + 1];
+    gh_client_t rec, got;
+    gh_store_error_t err;
+    client_new("a", NULL, "x", NULL, T0, secret, &rec);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    /* A field that decides whether a client authenticates and does not
+     * read is a failure, for the CLI and for lookups: never "active",
+     * never "no previous secret". */
+    const char *bad[][2] = {
+        {"revoked_at", "12abc"},
+        {"revoked_at", ""},
+        {"revoked_at", "0"},
+        {"revoked_at", "-5"},
+        {"auth_methods", "magic"},
+        {"auth_methods", ""},
+        {"auth_methods", "private_key_jwt"}, /* but it has a secret */
+        {"secret_hash", "nothex"},
+        {"prev_secret_hash", "zz"},
+        {"prev_valid_until", "1e9"},
+        {"token_ttl", "x"},
+        {"created_at", "99999999999999999999"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *old = NULL;
+        redisReply *o = rq("HGET %sclient:%s %s", prefix, rec.id, bad[i][0]);
+        if (o->type == REDIS_REPLY_STRING)
+            old = strdup(o->str);
+        freeReplyObject(o);
+        rdo("HSET %sclient:%s %s %s", prefix, rec.id, bad[i][0], bad[i][1]);
+        if (gh_store_client_get(st, rec.id, &got, &err) != -EIO)
+            fail_msg("case %zu: %s=%s read as a record", i, bad[i][0], bad[i][1]);
+        canswer_t a = {0};
+        canswer_t *one[] = {&a, NULL};
+        gh_store_req_t *r;
+        assert_int_equal(gh_store_client_lookup(st, &loop, rec.id, on_client, &a, &r), 0);
+        run_until(&loop, canswered, one);
+        if (a.status != -EIO)
+            fail_msg("case %zu: lookup %d", i, a.status);
+        if (old != NULL)
+            rdo("HSET %sclient:%s %s %s", prefix, rec.id, bad[i][0], old);
+        else
+            rdo("HDEL %sclient:%s %s", prefix, rec.id, bad[i][0]);
+        free(old);
+    }
+    assert_int_equal(gh_store_client_get(st, rec.id, &got, &err), 0);
+    gh_client_dispose(&got);
+    /* a key of another type where a record belongs */
+    rdo("DEL %sclient:%s", prefix, rec.id);
+    rdo("SET %sclient:%s x", prefix, rec.id);
+    assert_int_equal(gh_store_client_get(st, rec.id, &got, &err), -EIO);
+    assert_non_null(strstr(err.msg, "WRONGTYPE"));
+    rdo("DEL %sclient:%s", prefix, rec.id);
+    assert_int_equal(gh_store_client_get(st, rec.id, &got, &err), -ENOENT);
+    /* the listing of a client whose record is gone skips it */
+    gh_client_t *all;
+    size_t n;
+    assert_int_equal(gh_store_client_list(st, &all, &n, &err), 0);
+    assert_int_equal(n, 0);
+    gh_client_list_free(all, n);
+    loop_done(&loop);
+    gh_client_dispose(&rec);
+}
+
+static void test_client_lookup_redis_down(void **state)
+{
+    (void)state;
+    int fd;
+    int port = closed_port(&fd);
+    gh_store_conf_t c = conf_at(port, prefix, 200);
+    gh_store_t *down = open_conf(&c, GH_STORE_CREATE, 0, NULL);
+    gh_store_error_t err;
+    char secret[GH_CLIENT_SECRET_LEN + 1];
+    gh_client_spec_t spec = {"a", NULL, "x", 0, NULL, 0};
+    assert_int_equal(gh_store_client_create(down, &spec, T0, secret, NULL, &err), -EIO);
+    assert_string_equal(secret, "");
+    assert_int_equal(gh_store_revocation_add(down, "j", T0 + 5, T0, &err), -EIO);
+    gh_revocation_t *e;
+    size_t n;
+    uint64_t next;
+    int more;
+    assert_int_equal(gh_store_revocations_since(down, 5, T0, 10, &e, &n, &next, &more, &err), -EIO);
+    assert_int_equal(next, 5); /* the cursor stays */
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < 2; i++) {
+        canswer_t a = {0};
+        canswer_t *one[] = {&a, NULL};
+        gh_store_req_t *r;
+        assert_int_equal(
+            gh_store_client_lookup(down, &loop, "ghc_aaaaaaaaaaaaaaaa", on_client, &a, &r), 0);
+        assert_int_equal(a.calls, 0);
+        run_until(&loop, canswered, one);
+        assert_int_equal(a.status, -ENOTCONN);
+    }
+    gh_store_unref(down);
+    loop_done(&loop);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_CASES(setup, teardown),
+        CLIENT_CASES(setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_data_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_malformed_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_lookup_redis_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefixes_are_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),
