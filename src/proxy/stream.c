@@ -1474,14 +1474,17 @@ int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
     return append_drop(s, copy, len);
 }
 
-void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
-                             void (*destroy)(void *))
+/* The first use of type's state on worker w: made in the first free slot
+ * (slots are never freed before the worker ends). Kept apart from the
+ * look-up, which every request of a route with a cache makes, so that the
+ * look-up is a leaf that saves no registers. */
+__attribute__((noinline)) static void *worker_state_new(gh_worker_t *w,
+                                                        const gh_filter_type_t *type,
+                                                        void *(*create)(void),
+                                                        void (*destroy)(void *))
 {
-    gh_worker_t *w = s->conn->worker;
     size_t n = sizeof(w->fstate) / sizeof(w->fstate[0]);
     for (size_t i = 0; i < n; i++) {
-        if (w->fstate[i].type == type)
-            return w->fstate[i].state;
         if (w->fstate[i].type == NULL) {
             void *st = create();
             if (st == NULL)
@@ -1493,6 +1496,17 @@ void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void 
         }
     }
     return NULL;
+}
+
+void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
+                             void (*destroy)(void *))
+{
+    gh_worker_t *w = s->conn->worker;
+    size_t n = sizeof(w->fstate) / sizeof(w->fstate[0]);
+    for (size_t i = 0; i < n; i++)
+        if (w->fstate[i].type == type)
+            return w->fstate[i].state;
+    return worker_state_new(w, type, create, destroy);
 }
 
 const gh_h1_header_t *gh_stream_authorization(const gh_stream_t *s)
