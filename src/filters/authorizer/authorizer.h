@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <gatehouse/callout.h>
+#include <gatehouse/ct.h>
 #include <gatehouse/config.h>
 #include <gatehouse/filter.h>
 
@@ -157,9 +158,15 @@ static inline uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id
             memcpy(&d, p + n - 8, 8);
             a ^= d * 0xc4ceb9fe1a85ec53ULL;
         } else {
-            memcpy(&a, p, n < 8 ? n : 8);
-            if (n > 8)
-                memcpy(&b, p + 8, n - 8);
+            /* Byte by byte (the words memcpy would fill, little endian):
+             * a memcpy of a variable length into a local would put it in
+             * memory and a stack canary in every caller. */
+            for (size_t j = 0; j < n; j++) {
+                if (j < 8)
+                    a |= (uint64_t)(unsigned char)p[j] << (8 * j);
+                else
+                    b |= (uint64_t)(unsigned char)p[j] << (8 * (j - 8));
+            }
         }
         h = (h ^ n ^ a) * 0xff51afd7ed558ccdULL;
         h ^= h >> 32;
@@ -174,7 +181,9 @@ static inline gh_azr_centry_t *gh_azr_cache_set(const gh_azr_cache_t *c, uint64_
     return &c->v[(h & (c->nsets - 1)) * GH_AZR_WAYS];
 }
 
-/* Whether e's key is values v (the form gh_azr_cache_key writes). */
+/* Whether e's key is values v (the form gh_azr_cache_key writes). The
+ * values (tokens, mostly) in constant time: a prober who matched the hash
+ * must not learn from the time how much of a cached one he has right. */
 static inline int gh_azr_key_is(const gh_azr_centry_t *e, const gh_authz_str_t *v, size_t nv)
 {
     const char *k = e->key, *end = e->key + e->key_len;
@@ -183,7 +192,7 @@ static inline int gh_azr_key_is(const gh_azr_centry_t *e, const gh_authz_str_t *
         if ((size_t)(end - k) < 8 + v[i].n)
             return 0;
         memcpy(&l, k, 8);
-        if (l != v[i].n || memcmp(k + 8, v[i].p, v[i].n) != 0)
+        if (l != v[i].n || !gh_ct_equal(k + 8, v[i].p, v[i].n))
             return 0;
         k += 8 + v[i].n;
     }
