@@ -1388,7 +1388,7 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
     return 0;
 }
 
-int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
+static inline int add_lines(gh_stream_t *s, const char *lines, size_t len)
 {
     size_t need = s->hdr_add_len + len;
     if (s->hdr_add_cap == 0 && need <= sizeof(s->add_inline)) { /* the usual first add */
@@ -1400,6 +1400,11 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
     memcpy(s->hdr_add + s->hdr_add_len, lines, len);
     s->hdr_add_len += len;
     return 0;
+}
+
+int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
+{
+    return add_lines(s, lines, len);
 }
 
 /* The drop list has no fixed size: a name past a fixed cap would simply
@@ -1466,7 +1471,7 @@ void gh_drop_list_free(gh_drop_list_t *l)
     free(l);
 }
 
-int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
+static inline int drop_list(gh_stream_t *s, const gh_drop_list_t *l)
 {
     if (l == NULL || l->n == 0)
         return 0;
@@ -1482,6 +1487,19 @@ int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
         if (append_drop(s, l->d[i].name, l->d[i].len) < 0)
             return -1;
     return 0;
+}
+
+int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
+{
+    return drop_list(s, l);
+}
+
+int gh_stream_replace_headers(gh_stream_t *s, const gh_drop_list_t *l, const char *lines,
+                              size_t len)
+{
+    if (drop_list(s, l) < 0)
+        return -1;
+    return len > 0 ? add_lines(s, lines, len) : 0;
 }
 
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
