@@ -323,6 +323,11 @@ void gh_drop_list_free(gh_drop_list_t *l);
 int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l);
 /* Adds whole header lines ("name: value\r\n"..., already validated). */
 int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len);
+/* gh_stream_drop_list(s, l) then gh_stream_add_header_lines(s, lines,
+ * len) in one call (l may be NULL, len 0): a decision from a cache that
+ * replaces the client's copies of the fields it sets. */
+int gh_stream_replace_headers(gh_stream_t *s, const gh_drop_list_t *l, const char *lines,
+                              size_t len);
 
 /* A field added to the response the client gets, whether it comes from
  * the upstream or is a local reply (RateLimit, Retry-After). The name must

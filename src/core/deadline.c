@@ -66,9 +66,14 @@ int gh_deadline_start(gh_deadlines_t *ds, gh_deadline_t *d, uint64_t ms, gh_dead
 {
     gh_deadline_list_t *l = NULL;
     gh_deadline_stop(d);
+    /* Durations are unique among the lists: the first match is the one.
+     * The lists made first (connections', upstreams') are the most used;
+     * a list made later (an authorizer's call timeout) costs them nothing. */
     for (size_t i = 0; i < ds->num_lists; i++)
-        if (ds->lists[i].ms == ms)
+        if (ds->lists[i].ms == ms) {
             l = &ds->lists[i];
+            break;
+        }
     if (l == NULL) {
         /* Lists move when the array grows: fix the back pointers. */
         gh_deadline_list_t *nl = realloc(ds->lists, (ds->num_lists + 1) * sizeof(*nl));

@@ -191,6 +191,24 @@ static int upgrade_is_h2c_only(const gh_stream_t *s)
     return 1;
 }
 
+/* Whether a field name is "authorization" in any case. Its letters are
+ * all there is to compare, and a byte b has b | 0x20 == L for a lower-case
+ * letter L only when b is L or its upper case: two overlapping words, each
+ * with bit 5 set in every byte, decide it exactly. Every request carrying
+ * a token has such a name (a general compare cost about fifty
+ * instructions). */
+static inline int is_authorization(const gh_h1_header_t *h)
+{
+    if (h->name_len != 13)
+        return 0;
+    uint64_t a, b, lo, hi;
+    memcpy(&a, h->name, 8);
+    memcpy(&b, h->name + 5, 8);
+    memcpy(&lo, "authoriz", 8);
+    memcpy(&hi, "rization", 8);
+    return (((a | 0x2020202020202020ULL) ^ lo) | ((b | 0x2020202020202020ULL) ^ hi)) == 0;
+}
+
 /* What the parser leaves to the proxy: the target's form and authority,
  * the Host value, credentials that must be singletons, and methods or
  * upgrades gatehouse cannot carry. */
@@ -219,7 +237,7 @@ static int check_request(gh_stream_t *s)
     for (size_t i = 0; i < r->num_headers; i++) {
         /* RFC 9110 section 11.6.2 allows one Authorization. With two, a
          * filter may check one while the upstream reads the other. */
-        if (!GH_H1_NAME_IS(&r->headers[i], "authorization"))
+        if (!is_authorization(&r->headers[i]))
             continue;
         if (s->auth_index >= 0)
             return refuse(s, 400, "more than one Authorization field");
@@ -1370,7 +1388,7 @@ int gh_stream_add_header(gh_stream_t *s, const char *name, size_t name_len, cons
     return 0;
 }
 
-int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
+static inline int add_lines(gh_stream_t *s, const char *lines, size_t len)
 {
     size_t need = s->hdr_add_len + len;
     if (s->hdr_add_cap == 0 && need <= sizeof(s->add_inline)) { /* the usual first add */
@@ -1382,6 +1400,11 @@ int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
     memcpy(s->hdr_add + s->hdr_add_len, lines, len);
     s->hdr_add_len += len;
     return 0;
+}
+
+int gh_stream_add_header_lines(gh_stream_t *s, const char *lines, size_t len)
+{
+    return add_lines(s, lines, len);
 }
 
 /* The drop list has no fixed size: a name past a fixed cap would simply
@@ -1448,7 +1471,7 @@ void gh_drop_list_free(gh_drop_list_t *l)
     free(l);
 }
 
-int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
+static inline int drop_list(gh_stream_t *s, const gh_drop_list_t *l)
 {
     if (l == NULL || l->n == 0)
         return 0;
@@ -1466,6 +1489,19 @@ int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
     return 0;
 }
 
+int gh_stream_drop_list(gh_stream_t *s, const gh_drop_list_t *l)
+{
+    return drop_list(s, l);
+}
+
+int gh_stream_replace_headers(gh_stream_t *s, const gh_drop_list_t *l, const char *lines,
+                              size_t len)
+{
+    if (drop_list(s, l) < 0)
+        return -1;
+    return len > 0 ? add_lines(s, lines, len) : 0;
+}
+
 int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
 {
     char *copy = gh_arena_memdup(&s->arena, lower, len);
@@ -1474,14 +1510,17 @@ int gh_stream_drop_header(gh_stream_t *s, const char *lower, size_t len)
     return append_drop(s, copy, len);
 }
 
-void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
-                             void (*destroy)(void *))
+/* The first use of type's state on worker w: made in the first free slot
+ * (slots are never freed before the worker ends). Kept apart from the
+ * look-up, which every request of a route with a cache makes, so that the
+ * look-up is a leaf that saves no registers. */
+__attribute__((noinline)) static void *worker_state_new(gh_worker_t *w,
+                                                        const gh_filter_type_t *type,
+                                                        void *(*create)(void),
+                                                        void (*destroy)(void *))
 {
-    gh_worker_t *w = s->conn->worker;
     size_t n = sizeof(w->fstate) / sizeof(w->fstate[0]);
     for (size_t i = 0; i < n; i++) {
-        if (w->fstate[i].type == type)
-            return w->fstate[i].state;
         if (w->fstate[i].type == NULL) {
             void *st = create();
             if (st == NULL)
@@ -1493,6 +1532,17 @@ void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void 
         }
     }
     return NULL;
+}
+
+void *gh_stream_worker_state(gh_stream_t *s, const gh_filter_type_t *type, void *(*create)(void),
+                             void (*destroy)(void *))
+{
+    gh_worker_t *w = s->conn->worker;
+    size_t n = sizeof(w->fstate) / sizeof(w->fstate[0]);
+    for (size_t i = 0; i < n; i++)
+        if (w->fstate[i].type == type)
+            return w->fstate[i].state;
+    return worker_state_new(w, type, create, destroy);
 }
 
 const gh_h1_header_t *gh_stream_authorization(const gh_stream_t *s)

@@ -119,6 +119,34 @@ def test_v2_cache_hits_and_denials_cached(gatehouse, upstream, authz):
     assert srv.calls == 3
 
 
+def test_cached_answers_give_the_identity_a_call_gives(gatehouse, upstream, authz):
+    """A cached simple allow (the one-authorizer route's short path) leaves
+    the same identity as the call did: its context is the claims a policy
+    reads, per token, however often the cache answers; what the cache
+    cannot decide (a denial) is still refused."""
+    def handler(ev):
+        tok = ev["headers"].get("authorization", "")
+        return {"isAuthorized": tok != "bad",
+                "context": {"tenant": "t1" if tok == "good" else "t2"}}
+
+    g, up, srv = start(
+        gatehouse, upstream, authz, handler,
+        {"az": az(simple_responses=True, ttl="300s", headers={"x-tenant": "context.tenant"})},
+        routes=[{"name": "api", "match": {"path": {"prefix": "/"}}, "authn": "az",
+                 "policies": ["t1-only"], "to": "app"}],
+        policies={"t1-only": {"rules": [{"when": [{"key": "request.auth.claims[tenant]",
+                                                   "values": ["t1"]}]}]}})
+    for _ in range(3):
+        e = echo_of(get(g, headers=[("authorization", "good"), ("x-tenant", "t1")]))
+        assert hdr(e["headers"], "x-tenant") == ["t1"]
+        r = get(g, headers=[("authorization", "other"), ("x-tenant", "t1")])
+        assert r.status == 403 and body(r)["policy"] == "t1-only", r
+        r = get(g, headers=[("authorization", "bad")])
+        assert r.status == 403 and body(r)["authorizer"] == "az", r
+    assert srv.calls == 3
+    assert len(up.complete_requests()) == 3
+
+
 def test_ttl_expiry_calls_again(gatehouse, upstream, authz):
     g, up, srv = start(gatehouse, upstream, authz, simple,
                        {"az": az(simple_responses=True, ttl="1s")})

@@ -309,6 +309,34 @@ def test_two_authorization_fields_refused_without_authn(proxy, pair):
     refused(g, up, raw, 400, "bad_request")
 
 
+@pytest.mark.parametrize("pair", [
+    ("AUTHORIZATION", "authorization"),
+    ("aUtHoRiZaTiOn", "Authorization"),
+    ("authorizatioN", "AUTHORIZATION"),
+])
+def test_two_authorization_fields_in_any_case_refused(proxy, pair):
+    """The singleton check reads the name in any ASCII case (two words
+    compared with bit 5 set: every spelling must still count)."""
+    g, up = proxy()
+    raw = RawConn.build("GET", "/echo", host="a",
+                        headers=[(pair[0], "Bearer a"), (pair[1], "Basic YWRtaW46YWRtaW4=")])
+    refused(g, up, raw, 400, "bad_request")
+
+
+@pytest.mark.parametrize("name", ["authorizatiom", "Authorisation", "authorization_",
+                                  "authorizatio~", "authorizationn", "Authorizatio"])
+def test_names_near_authorization_are_not_it(proxy, name):
+    """Thirteen-byte names one bit away from "authorization" (and names one
+    byte longer or shorter) are other fields: beside an Authorization they
+    are forwarded, not refused as a second one."""
+    g, up = proxy()
+    r = fetch(g.port, "GET", "/echo", [("Authorization", "Bearer a"), (name, "x")])
+    assert r.status == 200, r
+    got = up.complete_requests()[-1]
+    names = [n.lower() for n, _ in got.headers]
+    assert name.lower() in names and names.count("authorization") == 1, got.headers
+
+
 def test_valid_bearer_and_basic_refused_on_authn_route(gatehouse, upstream):
     """Bearer <valid> + Basic admin:admin used to be authenticated on the
     Bearer token while the upstream received the Basic one."""

@@ -105,14 +105,10 @@ static int apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, i
     return 0;
 }
 
-static void count(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o)
+/* Counts decision id, remembering its counter in c (may be NULL) for the
+ * next request decided from the cache. */
+__attribute__((noinline)) static void count_id(gh_stream_t *s, gh_azr_cache_t *c, uint32_t id)
 {
-    gh_azr_cache_t *c = o->cache;
-    uint32_t id = a->decision_ids[o->reason];
-    if (c != NULL && c->memo != NULL && c->memo_id == id) {
-        GH_STAT_INC(*c->memo);
-        return;
-    }
     gh_decision_stats_t *d = gh_metrics_decision(gh_stream_metrics(s), id);
     if (d == NULL)
         return;
@@ -121,6 +117,16 @@ static void count(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o)
         c->memo = &d->count;
         c->memo_id = id;
     }
+}
+
+static void count(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o)
+{
+    gh_azr_cache_t *c = o->cache;
+    uint32_t id = a->decision_ids[o->reason];
+    if (c != NULL && c->memo != NULL && c->memo_id == id)
+        GH_STAT_INC(*c->memo);
+    else
+        count_id(s, c, id);
 }
 
 int gh_azr_apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, int keep_identity)
@@ -132,6 +138,67 @@ int gh_azr_apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, i
                                                                  : "authorizer=allow");
     }
     return rc;
+}
+
+int gh_azr_is_bearer_cached(const gh_azr_t *a)
+{
+    const gh_authorizer_conf_t *c = a->conf;
+    return c->ttl_ms > 0 && c->num_sources == 1 && c->sources[0].authorization &&
+           c->format != GH_AUTHORIZER_ENVOY && c->format != GH_AUTHORIZER_AWS_V1_TOKEN;
+}
+
+/* What gh_azr_check (without_call, from_cache, decide) and gh_azr_apply
+ * do for this request, in one frame: the Authorization value is the key's
+ * one value, as without_call takes it; a simple allow needs no method ARN
+ * (decide); an IAM answer, a denial and a miss go the general way before
+ * anything is changed. */
+int gh_azr_apply_cached(gh_stream_t *s, const gh_azr_t *a, const gh_drop_list_t *l)
+{
+    const gh_h1_header_t *h = gh_stream_authorization(s);
+    if (h == NULL || h->value_len == 0)
+        return 0;
+    gh_azr_cache_t *c = gh_azr_worker_cache(s, a);
+    if (c == NULL)
+        return 0;
+    gh_authz_str_t v = {h->value, h->value_len};
+    gh_azr_centry_t *e =
+        gh_azr_cache_get(c, gh_azr_cache_hash(c, a->id, &v, 1), a->id, &v, 1, gh_stream_now_ms(s));
+    if (e == NULL || !e->result.simple || !e->result.authorized)
+        return 0;
+    if (gh_stream_replace_headers(s, l, e->lines, e->lines_len) < 0)
+        return -2;
+    /* As apply (keep_identity 0), the principal and the context copied
+     * into the stream in one piece: the entry may be evicted first. */
+    gh_identity_t *id = gh_stream_identity(s);
+    if (id->provider == NULL)
+        id->provider = a->conf->name;
+    int claims = id->claims == NULL && id->token == NULL && e->claims != NULL;
+    size_t pn = e->principal != NULL ? e->principal_len + 1 : 0;
+    size_t n = pn + (claims ? e->claims_len + 1 : 0);
+    if (n > 0) {
+        char *b = gh_stream_alloc(s, n);
+        if (b == NULL)
+            return -2;
+        if (pn > 0) {
+            memcpy(b, e->principal, pn);
+            if (id->consumer == NULL)
+                id->consumer = b;
+            if (id->subject == NULL && id->token == NULL)
+                id->subject = b;
+        }
+        if (claims) {
+            memcpy(b + pn, e->claims, e->claims_len + 1);
+            id->claims = b + pn;
+            id->claims_len = e->claims_len;
+        }
+    }
+    uint32_t did = a->decision_ids[GH_AZR_ALLOWED_CACHED];
+    if (c->memo != NULL && c->memo_id == did)
+        GH_STAT_INC(*c->memo);
+    else
+        count_id(s, c, did);
+    gh_stream_log_note(s, "authorizer=allow_cached");
+    return 1;
 }
 
 /* The envoy service's answer, passed on. */

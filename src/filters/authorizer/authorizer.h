@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include <gatehouse/callout.h>
+#include <gatehouse/ct.h>
 #include <gatehouse/config.h>
 #include <gatehouse/filter.h>
 
@@ -117,7 +118,8 @@ typedef struct {
     char *lines;              /* owned: the prepared header lines */
     size_t lines_len;
     char *principal; /* owned, or NULL */
-    char *claims;    /* owned, or NULL */
+    size_t principal_len;
+    char *claims; /* owned, or NULL */
     size_t claims_len;
 } gh_azr_centry_t;
 
@@ -138,6 +140,25 @@ gh_azr_cache_t *gh_azr_cache_new(uint64_t seed);
 void gh_azr_cache_free(gh_azr_cache_t *c);
 /* Grows the table to hold at least entries (never shrinks). -1: no memory. */
 int gh_azr_cache_fit(gh_azr_cache_t *c, uint32_t entries);
+
+/* The worker's cache is its filter state (gh_stream_worker_state) under
+ * this key, made by gh_azr_cache_create with a seed of its own. */
+extern const gh_filter_type_t gh_azr_cache_type;
+void *gh_azr_cache_create(void);
+void gh_azr_cache_destroy(void *p);
+
+/* The cache of the stream's worker, sized for a's cache_entries; NULL when
+ * out of memory. Inline: a warm cache is the usual request. */
+static inline __attribute__((always_inline)) gh_azr_cache_t *gh_azr_worker_cache(gh_stream_t *s,
+                                                                                 const gh_azr_t *a)
+{
+    gh_azr_cache_t *c =
+        gh_stream_worker_state(s, &gh_azr_cache_type, gh_azr_cache_create, gh_azr_cache_destroy);
+    if (c == NULL || ((c->v == NULL || a->conf->cache_entries > c->fit) &&
+                      gh_azr_cache_fit(c, a->conf->cache_entries) != 0))
+        return NULL;
+    return c;
+}
 /* The key of identity-source values v[0..nv): each value's length (8
  * bytes) then its bytes, so that values cannot run into each other ("a,b"
  * + "c" is not "a" + "b,c"). The hash and the look-up read the values in
@@ -165,9 +186,15 @@ static inline uint64_t gh_azr_cache_hash(const gh_azr_cache_t *c, uint64_t rt_id
             memcpy(&d, p + n - 8, 8);
             a ^= d * 0xc4ceb9fe1a85ec53ULL;
         } else {
-            memcpy(&a, p, n < 8 ? n : 8);
-            if (n > 8)
-                memcpy(&b, p + 8, n - 8);
+            /* Byte by byte (the words memcpy would fill, little endian):
+             * a memcpy of a variable length into a local would put it in
+             * memory and a stack canary in every caller. */
+            for (size_t j = 0; j < n; j++) {
+                if (j < 8)
+                    a |= (uint64_t)(unsigned char)p[j] << (8 * j);
+                else
+                    b |= (uint64_t)(unsigned char)p[j] << (8 * (j - 8));
+            }
         }
         h = (h ^ n ^ a) * 0xff51afd7ed558ccdULL;
         h ^= h >> 32;
@@ -182,7 +209,9 @@ static inline gh_azr_centry_t *gh_azr_cache_set(const gh_azr_cache_t *c, uint64_
     return &c->v[(h & (c->nsets - 1)) * GH_AZR_WAYS];
 }
 
-/* Whether e's key is values v (the form gh_azr_cache_key writes). */
+/* Whether e's key is values v (the form gh_azr_cache_key writes). The
+ * values (tokens, mostly) in constant time: a prober who matched the hash
+ * must not learn from the time how much of a cached one he has right. */
 static inline int gh_azr_key_is(const gh_azr_centry_t *e, const gh_authz_str_t *v, size_t nv)
 {
     const char *k = e->key, *end = e->key + e->key_len;
@@ -191,7 +220,7 @@ static inline int gh_azr_key_is(const gh_azr_centry_t *e, const gh_authz_str_t *
         if ((size_t)(end - k) < 8 + v[i].n)
             return 0;
         memcpy(&l, k, 8);
-        if (l != v[i].n || memcmp(k + 8, v[i].p, v[i].n) != 0)
+        if (l != v[i].n || !gh_ct_equal(k + 8, v[i].p, v[i].n))
             return 0;
         k += 8 + v[i].n;
     }
@@ -352,5 +381,20 @@ int gh_azr_refuse(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, 
 /* The drops of a's headers (client copies) onto the stream, before any
  * decision. -1: out of memory. */
 int gh_azr_drop_headers(gh_stream_t *s, const gh_azr_t *a);
+
+/* Whether a's answers can be taken by gh_azr_apply_cached: cached (a
+ * ttl), its one identity source the Authorization field, no
+ * token_validation, not envoy (whose key is the request asked about). */
+int gh_azr_is_bearer_cached(const gh_azr_t *a);
+/* The usual request of a route whose one authorizer a is
+ * gh_azr_is_bearer_cached: a non-empty Authorization whose simple allow
+ * (isAuthorized true) is in the worker's cache. Then it does what
+ * gh_azr_check's outcome and gh_azr_apply would: the drops l (the route's
+ * client copies of the fields it sets) and the entry's header lines, the
+ * identity, the decision counted and noted. Returns 1 then, 0 when the
+ * general way must decide (the stream untouched: no Authorization, not
+ * cached, a denial, an IAM policy to evaluate), -2 when an edit could not
+ * be made (out of memory: the request must not go on). */
+int gh_azr_apply_cached(gh_stream_t *s, const gh_azr_t *a, const gh_drop_list_t *l);
 
 #endif

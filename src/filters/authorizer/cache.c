@@ -12,8 +12,23 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "filters/authorizer/authorizer.h"
+
+/* Keyed by this static's address among the workers' filter states. */
+const gh_filter_type_t gh_azr_cache_type = {.name = "authorizer-cache"};
+
+void *gh_azr_cache_create(void)
+{
+    uint64_t seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&seed;
+    return gh_azr_cache_new(seed);
+}
+
+void gh_azr_cache_destroy(void *p)
+{
+    gh_azr_cache_free(p);
+}
 
 gh_azr_cache_t *gh_azr_cache_new(uint64_t seed)
 {
@@ -133,7 +148,8 @@ gh_azr_centry_t *gh_azr_cache_put(gh_azr_cache_t *c, uint64_t h, uint64_t rt_id,
     if (p->lines_len > 0 && (ne.lines = dup_n(p->lines, p->lines_len)) == NULL)
         bad = 1;
     ne.lines_len = p->lines_len;
-    if (p->principal != NULL && (ne.principal = dup_n(p->principal, strlen(p->principal))) == NULL)
+    ne.principal_len = p->principal != NULL ? strlen(p->principal) : 0;
+    if (p->principal != NULL && (ne.principal = dup_n(p->principal, ne.principal_len)) == NULL)
         bad = 1;
     if (p->claims != NULL && (ne.claims = dup_n(p->claims, p->claims_len)) == NULL)
         bad = 1;

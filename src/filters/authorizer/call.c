@@ -29,31 +29,6 @@
  * the service is asked about (envoy_key). */
 #define MAX_VALS 17
 
-/* The worker's cache: keyed by this static's address among the workers'
- * filter states (gh_stream_worker_state). */
-static const gh_filter_type_t cache_key = {.name = "authorizer-cache"};
-
-static void *cache_create(void)
-{
-    uint64_t seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&seed;
-    return gh_azr_cache_new(seed);
-}
-
-static void cache_destroy(void *p)
-{
-    gh_azr_cache_free(p);
-}
-
-static inline __attribute__((always_inline)) gh_azr_cache_t *worker_cache(gh_stream_t *s,
-                                                                          const gh_azr_t *a)
-{
-    gh_azr_cache_t *c = gh_stream_worker_state(s, &cache_key, cache_create, cache_destroy);
-    if (c == NULL || ((c->v == NULL || a->conf->cache_entries > c->fit) &&
-                      gh_azr_cache_fit(c, a->conf->cache_entries) != 0))
-        return NULL;
-    return c;
-}
-
 struct gh_azr_call_s {
     const gh_azr_t *a;
     gh_stream_handle_t *handle;
@@ -437,7 +412,7 @@ static void aws_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_result
         decide(o, e != NULL ? &e->result : r, c->arn, c->arn_len, 0, &p);
         return;
     }
-    gh_azr_cache_t *cache = conf->ttl_ms > 0 ? worker_cache(s, c->a) : NULL;
+    gh_azr_cache_t *cache = conf->ttl_ms > 0 ? gh_azr_worker_cache(s, c->a) : NULL;
     if (cache != NULL) {
         uint64_t h = gh_azr_cache_hash(cache, c->a->id, c->vals, c->nv);
         gh_azr_centry_t *e = gh_azr_cache_put(cache, h, c->a->id, c->vals, c->nv,
@@ -516,7 +491,7 @@ static void envoy_answer(gh_stream_t *s, gh_azr_call_t *c, const gh_callout_resu
         shared_put(s, c, NULL, &o->allow);
         return;
     }
-    gh_azr_cache_t *cache = conf->ttl_ms > 0 && c->nv > 0 ? worker_cache(s, c->a) : NULL;
+    gh_azr_cache_t *cache = conf->ttl_ms > 0 && c->nv > 0 ? gh_azr_worker_cache(s, c->a) : NULL;
     if (cache != NULL)
         gh_azr_cache_put(cache, gh_azr_cache_hash(cache, c->a->id, c->vals, c->nv), c->a->id,
                          c->vals, c->nv, gh_stream_now_ms(s) + conf->ttl_ms, NULL, &o->allow);
@@ -806,7 +781,7 @@ static inline __attribute__((always_inline)) int from_cache(gh_stream_t *s, cons
                                                             char **arn, size_t *arn_len,
                                                             gh_azr_outcome_t *out)
 {
-    gh_azr_cache_t *cache = worker_cache(s, a);
+    gh_azr_cache_t *cache = gh_azr_worker_cache(s, a);
     if (cache == NULL)
         return 0;
     gh_azr_centry_t *e = gh_azr_cache_get(cache, gh_azr_cache_hash(cache, a->id, v, nv), a->id, v,

@@ -443,36 +443,36 @@ any_provider(gh_stream_t *s, const gh_authn_filter_conf_t *fc, wstate_t *w)
 
 /* The usual request on the usual route (fc->bearer_only): "Authorization:
  * Bearer <token>" spelled the common way, and the token in the cache with
- * the current keys. Returns 1 when it was taken here (the stream answered
- * 503 if it could not be edited: *st says), 0 to go the general way, which
- * decides everything this path does not look at (other spellings, a key
- * set not loaded, a token not cached) and reaches the same result for the
- * rest: a singleton Authorization holds at most one token, and the one
- * provider's cached entry is what verify_one would apply. */
-static inline int bearer_cached(gh_stream_t *s, const gh_authn_filter_conf_t *fc,
-                                gh_filter_status_t *st)
+ * the current keys. Returns the filter's status when it was taken here
+ * (REPLIED: the stream answered 503, it could not be edited), -1 to go the
+ * general way, which decides everything this path does not look at (other
+ * spellings, a key set not loaded, a token not cached) and reaches the
+ * same result for the rest: a singleton Authorization holds at most one
+ * token, and the one provider's cached entry is what verify_one would
+ * apply. */
+static inline int bearer_cached(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
 {
     const gh_h1_header_t *h = gh_stream_authorization(s);
     if (h == NULL || h->value_len <= 7 || memcmp(h->value, "Bearer ", 7) != 0 ||
         h->value[7] == ' ' || h->value[7] == '\t')
-        return 0;
+        return -1;
     wstate_t *w =
         gh_stream_worker_state(s, &gh_authn_filter, gh_jwtf_wstate_new, gh_jwtf_wstate_free);
     if (w == NULL)
-        return 0;
+        return -1;
     gh_jwt_runtime_t *rt = fc->rt[0];
     found_t f = {h->value + 7, h->value_len - 7, &rt->conf->from[0]};
-    uint64_t gen = gh_keyring_generation(rt->keyring);
     entry_t *e = gh_jwtf_cache_get(w, gh_jwtf_hash(w, f.p, f.n), rt->id, f.p, f.n);
-    if (e == NULL || e->gen != gen || gen == 0 || time(NULL) >= e->expires)
-        return 0;
+    if (e == NULL)
+        return -1;
+    uint64_t gen = gh_keyring_generation(rt->keyring);
+    if (e->gen != gen || gen == 0 || time(NULL) >= e->expires)
+        return -1;
     if (apply(s, w, rt, e, &f) < 0) {
         apply_failed(s);
-        *st = GH_FILTER_REPLIED;
-    } else {
-        *st = GH_FILTER_CONTINUE;
+        return GH_FILTER_REPLIED;
     }
-    return 1;
+    return GH_FILTER_CONTINUE;
 }
 
 wstate_t *gh_jwtf_worker(gh_stream_t *s)
@@ -673,13 +673,11 @@ gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *
     return any_provider(s, fc, w);
 }
 
-static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+/* Every route but bearer_only's, and an az_fast request not cached. */
+__attribute__((noinline)) static gh_filter_status_t other_route(gh_stream_t *s,
+                                                                const gh_authn_filter_conf_t *fc)
 {
-    const gh_authn_filter_conf_t *fc = conf;
-    (void)ctx;
     gh_filter_status_t st;
-    if (fc->bearer_only && bearer_cached(s, fc, &st))
-        return st;
     if (fc->key_only && gh_jwtf_ak_fast(s, fc, &st))
         return st;
     if (fc->az_only)
@@ -689,6 +687,30 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
         return GH_FILTER_BUFFER;
     }
     return gh_jwtf_decide(s, fc, NULL);
+}
+
+/* The two usual requests first, in a frame of their own (nothing whose
+ * address is taken): a cached bearer token, a cached authorizer answer. */
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *ctx)
+{
+    const gh_authn_filter_conf_t *fc = conf;
+    (void)ctx;
+    if (fc->bearer_only) {
+        /* No key, no authorizer, no body to buffer: the general way is
+         * gh_jwtf_decide. */
+        int st = bearer_cached(s, fc);
+        return st >= 0 ? (gh_filter_status_t)st : gh_jwtf_decide(s, fc, NULL);
+    }
+    if (fc->az_fast) {
+        int r = gh_azr_apply_cached(s, fc->az[0], fc->set_drops);
+        if (r > 0)
+            return GH_FILTER_CONTINUE;
+        if (r < 0) {
+            apply_failed(s);
+            return GH_FILTER_REPLIED;
+        }
+    }
+    return other_route(s, fc);
 }
 
 /* The body an envoy authorizer sends is whole (az_body): decide now. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <gatehouse/ct.h>
 #include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/keyring.h>
@@ -69,6 +70,10 @@ typedef struct {
     /* The route's authn is one authorizer and nothing else: not `all` or
      * `optional`, nothing exempt (authz.c's gh_jwtf_az_one). */
     int az_only;
+    /* az_only, and the authorizer's answers are cached by the
+     * Authorization field alone (gh_azr_is_bearer_cached): a cached allow
+     * takes gh_azr_apply_cached (filter.c's on_request_headers). */
+    int az_fast;
     /* The largest envoy.max_request_body of the route's authorizers (0:
      * none sends the body): the body is read whole first (413 past it, as
      * Envoy's ext_authz without allow_partial_message), so that the
@@ -230,19 +235,28 @@ static inline uint64_t gh_jwtf_hash(const wstate_t *w, const char *t, size_t n)
         h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
         return h ^ (h >> 29);
     }
+    /* Short ones byte by byte (the words memcpy would fill, little
+     * endian): a memcpy of a variable length into v would put v in memory
+     * and a stack canary in every caller. */
+    uint64_t u = 0;
     v = 0;
-    memcpy(&v, t, n > 8 ? 8 : n);
+    for (size_t i = 0; i < n; i++) {
+        if (i < 8)
+            v |= (uint64_t)(unsigned char)t[i] << (8 * i);
+        else
+            u |= (uint64_t)(unsigned char)t[i] << (8 * (i - 8));
+    }
     h = (h ^ v) * 0xff51afd7ed558ccdULL;
     h ^= h >> 32;
-    v = 0;
-    if (n > 8)
-        memcpy(&v, t + 8, n - 8);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
+    h = (h ^ u) * 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 29);
 }
 
 /* The entry of token t verified by rt_id, or NULL; h is gh_jwtf_hash's.
- * The hash is compared first: it differs for nearly every other token. */
+ * The hash is compared first: it differs for nearly every other token.
+ * The token itself in constant time: a cached token is someone's
+ * credential, and a prober who made one end alike (the hash) must not
+ * learn from the time how much of the rest he has right. */
 static inline entry_t *gh_jwtf_cache_get(wstate_t *w, uint64_t h, uint64_t rt_id, const char *t,
                                          size_t n)
 {
@@ -251,7 +265,7 @@ static inline entry_t *gh_jwtf_cache_get(wstate_t *w, uint64_t h, uint64_t rt_id
     entry_t *set = &w->entries[(h & (w->nsets - 1)) * WAYS];
     for (int i = 0; i < WAYS; i++)
         if (set[i].hash == h && set[i].token != NULL && set[i].rt_id == rt_id &&
-            set[i].token_len == n && memcmp(set[i].token, t, n) == 0)
+            set[i].token_len == n && gh_ct_equal(set[i].token, t, n))
             return &set[i];
     return NULL;
 }

@@ -279,6 +279,7 @@ void *gh_jwtf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, con
                   !a->all && !a->optional && a->num_exempt == 0 && fc->az_body == 0 &&
                   a->authorizers[0]->format != GH_AUTHORIZER_AWS_V1_TOKEN &&
                   a->authorizers[0]->format != GH_AUTHORIZER_AWS_V1_REQUEST;
+    fc->az_fast = fc->az_only && gh_azr_is_bearer_cached(fc->az[0]);
     fc->key_only = a->num_providers == 0 && a->num_apikeys == 1 && a->num_authorizers == 0 &&
                    !a->all && a->num_exempt == 0 && a->apikeys[0]->query == NULL;
     if (fc->key_only)

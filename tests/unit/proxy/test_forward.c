@@ -324,6 +324,65 @@ static void test_drop_lists(void **state)
     }
 }
 
+/* gh_stream_replace_headers forwards byte for byte what
+ * gh_stream_drop_list then gh_stream_add_header_lines do: the listed
+ * client copies gone in any spelling (a drop made before it kept), the
+ * lines there once, with NULL lists and no lines too. */
+static void test_replace_headers(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"x-a1", "x-b22", "x-c333"};
+    static const char *const lines[] = {"", "x-a1: set\r\n", "x-a1: set\r\nx-new: n\r\n"};
+    static const char raw[] = "GET / HTTP/1.1\r\nHost: a\r\nx-a1: 1\r\nX_B22: 2\r\nX-C333: 3\r\n"
+                              "x-d0: 4\r\nx-keep: k\r\n\r\n";
+    for (size_t listed = 0; listed <= 3; listed++) {
+        gh_drop_list_t *l = listed > 0 ? gh_drop_list_new(names, listed) : NULL;
+        assert_true(listed == 0 || l != NULL);
+        for (size_t before = 0; before <= 1; before++) {
+            for (size_t k = 0; k < 3; k++) {
+                size_t len = strlen(lines[k]);
+                fixture_t *f = malloc(sizeof(*f)), *g = malloc(sizeof(*g));
+                assert_non_null(f);
+                assert_non_null(g);
+                stream_init(f, raw);
+                stream_init(g, raw);
+                if (before) {
+                    assert_int_equal(gh_stream_drop_header_static(&f->s, "x-d0", 4), 0);
+                    assert_int_equal(gh_stream_drop_header_static(&g->s, "x-d0", 4), 0);
+                }
+                assert_int_equal(gh_stream_replace_headers(&f->s, l, lines[k], len), 0);
+                assert_int_equal(gh_stream_drop_list(&g->s, l), 0);
+                if (len > 0)
+                    assert_int_equal(gh_stream_add_header_lines(&g->s, lines[k], len), 0);
+                size_t fl, gl;
+                char *fh = gh_forward_request_head(&f->s, &fl);
+                char *gh = gh_forward_request_head(&g->s, &gl);
+                assert_non_null(fh);
+                assert_non_null(gh);
+                assert_int_equal(fl, gl);
+                assert_memory_equal(fh, gh, fl);
+                gh_h1_request_t out = forwarded(f);
+                assert_int_equal(count_fields(&out, "x-a1"), (listed >= 1 ? 0 : 1) + (k > 0));
+                assert_int_equal(count_fields(&out, "x_b22"), listed >= 2 ? 0 : 1);
+                assert_int_equal(count_fields(&out, "x-c333"), listed >= 3 ? 0 : 1);
+                assert_int_equal(count_fields(&out, "x-new"), k == 2);
+                assert_int_equal(count_fields(&out, "x-d0"), before ? 0 : 1);
+                assert_int_equal(count_fields(&out, "x-keep"), 1);
+                if (listed >= 1 && k > 0) {
+                    for (size_t i = 0; i < out.num_headers; i++)
+                        if (gh_h1_name_is(&out.headers[i], "x-a1", 4))
+                            assert_memory_equal(out.headers[i].value, "set", 3);
+                }
+                gh_arena_dispose(&f->s.arena);
+                gh_arena_dispose(&g->s.arena);
+                free(f);
+                free(g);
+            }
+        }
+        gh_drop_list_free(l);
+    }
+}
+
 /* A filter's drop and gatehouse's forwarding drops match names the way a
  * CGI-style upstream reads them: '_' is '-'. */
 static void test_drops_match_underscore_spellings(void **state)
@@ -737,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_special_lens_covers_checks),
         cmocka_unit_test(test_drops_by_length),
         cmocka_unit_test(test_drop_lists),
+        cmocka_unit_test(test_replace_headers),
         cmocka_unit_test(test_every_spelling_of_checked_names),
         cmocka_unit_test(test_drop_mask_decides_as_the_names),
     };
