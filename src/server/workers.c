@@ -11,6 +11,7 @@
 
 #include <gatehouse/admin.h>
 #include <gatehouse/filter.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/log.h>
 #include <gatehouse/store.h>
 
@@ -28,6 +29,7 @@ static void on_worker_exit(uv_async_t *a)
     sv->admin = NULL;
     gh_filter_services_stop();
     gh_store_current_stop();
+    gh_issuer_current_stop();
     close_if_open((uv_handle_t *)&sv->exited);
     close_if_open((uv_handle_t *)&sv->deadline);
     close_if_open((uv_handle_t *)&sv->sigterm);

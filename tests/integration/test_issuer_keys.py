@@ -219,7 +219,7 @@ def test_concurrent_first_rotations_make_one_first_key(tmp_path):
 # ---- the admin API ----
 
 
-def start(gatehouse, upstream, tmp_path, token=True):
+def start(gatehouse, upstream, tmp_path, token=True, issuer=True):
     up = upstream()
     cfg = {
         "listeners": [{"name": "edge", "routes": [{"match": {"path": {"prefix": "/"}}, "to": "app"}]}],
@@ -227,6 +227,8 @@ def start(gatehouse, upstream, tmp_path, token=True):
         "admin": {"listen": f"127.0.0.1:{free_port()}"},
         "state_dir": str(tmp_path / "state"),
     }
+    if issuer:
+        cfg["issuer"] = {"issuer": "http://127.0.0.1:8080"}
     if token:
         tf = tmp_path / "admin-token"
         tf.write_text(TOKEN + "\n")
@@ -259,20 +261,21 @@ def refused(r, status, code, text=""):
 
 def test_admin_rotate_and_list(gatehouse, upstream, tmp_path):
     g = start(gatehouse, upstream, tmp_path)
-    refused(admin(g, "GET", "/issuer/keys"), 404, "not_found", "no issuer keys yet")
-    r = admin(g, "POST", "/issuer/keys/rotate")
-    assert r.status == 201, r.body
-    first = json.loads(r.body)
-    assert first["previous"] is None and first["added"]["state"] == "signing"
+    # The server made the first key when it started (the config has an issuer).
+    r = admin(g, "GET", "/issuer/keys")
+    assert r.status == 200, r.body
+    lst = json.loads(r.body)
+    assert [k["state"] for k in lst["keys"]] == ["signing"]
+    first = lst["keys"][0]
     r = admin(g, "POST", "/issuer/keys/rotate", {"alg": "EdDSA", "lead": "10m"})
     assert r.status == 201, r.body
     second = json.loads(r.body)
     assert second["added"]["alg"] == "EdDSA" and second["added"]["state"] == "published"
-    assert second["previous"]["kid"] == first["added"]["kid"]
+    assert second["previous"]["kid"] == first["kid"]
     r = admin(g, "GET", "/issuer/keys")
     assert r.status == 200 and r.header("cache-control") == "no-store"
     lst = json.loads(r.body)
-    assert [k["kid"] for k in lst["keys"]] == [first["added"]["kid"], second["added"]["kid"]]
+    assert [k["kid"] for k in lst["keys"]] == [first["kid"], second["added"]["kid"]]
     assert [k["state"] for k in lst["keys"]] == ["signing", "published"]
     # The CLI sees the same directory, and the admin API what the CLI did.
     cli = json.loads(keys(tmp_path, "list", "--json").stdout)
@@ -294,7 +297,7 @@ def test_admin_refusals(gatehouse, upstream, tmp_path):
     assert r.status == 401
     r = admin(g, "POST", "/issuer/keys/rotate", token="wrong")
     assert r.status == 401
-    assert not (tmp_path / "state" / "issuer").exists()
+    assert len(manifest(tmp_path)["keys"]) == 1, "only the key the server made at start"
     refused(admin(g, "GET", "/issuer/keys/rotate"), 405, "method_not_allowed")
     refused(admin(g, "DELETE", "/issuer/keys"), 405, "method_not_allowed")
     refused(admin(g, "GET", "/issuer/keys/x"), 404, "not_found")
@@ -318,7 +321,7 @@ def test_admin_refusals(gatehouse, upstream, tmp_path):
     refused(admin(g, "POST", "/issuer/keys/rotate?now=1"), 400, "bad_request", "no query")
     refused(admin(g, "GET", "/issuer/keys", body="{}"), 400, "bad_request", "no body")
     # Nothing of that made a key.
-    assert not (tmp_path / "state" / "issuer" / "keys.json").exists()
+    assert len(manifest(tmp_path)["keys"]) == 1
     # A body split across reads is read whole (Content-Length, no chunking).
     from harness import RawConn
     with RawConn(g.admin) as c:
@@ -330,11 +333,18 @@ def test_admin_refusals(gatehouse, upstream, tmp_path):
         c.send(body[3:])
         r = c.read_response()
         assert r.status == 201, r.body
-    assert len(manifest(tmp_path)["keys"]) == 1
+    assert len(manifest(tmp_path)["keys"]) == 2
+
+
+def test_admin_without_an_issuer_section_has_no_keys(gatehouse, upstream, tmp_path):
+    g = start(gatehouse, upstream, tmp_path, issuer=False)
+    refused(admin(g, "GET", "/issuer/keys"), 404, "not_found", "no issuer section")
+    refused(admin(g, "POST", "/issuer/keys/rotate"), 404, "not_found", "no issuer section")
+    assert not (tmp_path / "state" / "issuer").exists()
 
 
 def test_admin_without_token_is_forbidden(gatehouse, upstream, tmp_path):
-    g = start(gatehouse, upstream, tmp_path, token=False)
+    g = start(gatehouse, upstream, tmp_path, token=False, issuer=False)
     refused(admin(g, "POST", "/issuer/keys/rotate", token=None), 403, "forbidden", "admin token")
     refused(admin(g, "GET", "/issuer/keys", token=None), 403, "forbidden")
     assert not (tmp_path / "state" / "issuer").exists()
