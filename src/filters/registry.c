@@ -11,6 +11,7 @@
 #include "filters/direct/direct.h"
 #include "filters/fault/fault.h"
 #include "filters/inject/inject.h"
+#include "filters/issuer/internal.h"
 #include "filters/jwt/jwt.h"
 #include "filters/lambda/lambda.h"
 #include "filters/policy/policy.h"
@@ -25,6 +26,7 @@ static const gh_filter_type_t *const product[] = {
     &gh_inject_filter,    /* GH_PHASE_TRANSFORM: after faults (an aborted request needs no token) */
     &gh_direct_filter,    /* GH_PHASE_TERMINAL */
     &gh_lambda_filter,    /* GH_PHASE_TERMINAL: routes to lambda clusters (implied) */
+    &gh_issuer_filter,    /* GH_PHASE_TERMINAL: the token service's endpoints */
     NULL,
 };
 

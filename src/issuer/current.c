@@ -17,6 +17,7 @@
 
 #include <gatehouse/issuer_keys.h>
 #include <gatehouse/log.h>
+#include <gatehouse/revoked.h>
 
 typedef struct watcher_s {
     struct watcher_s *next;
@@ -27,10 +28,12 @@ typedef struct watcher_s {
 static uv_loop_t *loop;
 static watcher_t *all;
 static watcher_t *current, *selected;
+static uint64_t selected_poll_ms;
 
 void gh_issuer_current_init(uv_loop_t *main_loop)
 {
     loop = main_loop;
+    gh_revoked_init(main_loop);
 }
 
 static int same_conf(const gh_issuer_keys_conf_t *a, const gh_issuer_keys_conf_t *b)
@@ -43,8 +46,10 @@ static int same_conf(const gh_issuer_keys_conf_t *a, const gh_issuer_keys_conf_t
 int gh_issuer_current_select(const gh_config_t *cfg, char *err, size_t cap)
 {
     selected = NULL;
+    selected_poll_ms = 0;
     if (cfg->issuer == NULL)
         return 0;
+    selected_poll_ms = cfg->issuer->revocation_poll_ms;
     const gh_issuer_conf_t *is = cfg->issuer;
     gh_issuer_keys_conf_t c;
     if (gh_issuer_keys_conf_init(&c, cfg->state_dir) != 0) {
@@ -91,6 +96,7 @@ int gh_issuer_current_select(const gh_config_t *cfg, char *err, size_t cap)
 void gh_issuer_current_commit(void)
 {
     current = selected;
+    gh_revoked_configure(current != NULL ? selected_poll_ms : 0);
 }
 
 gh_issuer_keys_t *gh_issuer_current(void)
@@ -118,6 +124,7 @@ void gh_issuer_current_rollback(void)
 
 void gh_issuer_current_stop(void)
 {
+    gh_revoked_stop();
     for (watcher_t *w = all; w != NULL; w = w->next)
         if (w->keys != NULL) {
             gh_issuer_keys_stop(w->keys); /* freed in its close callbacks */
@@ -134,4 +141,5 @@ void gh_issuer_current_free(void)
         all = next;
     }
     current = selected = NULL;
+    gh_revoked_free();
 }

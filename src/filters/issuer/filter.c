@@ -1,0 +1,700 @@
+/*
+ * The issuer filter (docs/issuer.md): a route with `issuer: {}` serves the
+ * OAuth 2.0 token service of the config's `issuer` section.
+ *
+ *   POST /oauth2/token                        client credentials (RFC 6749 4.4)
+ *   POST /oauth2/introspect                   RFC 7662
+ *   POST /oauth2/revoke                       RFC 7009
+ *   GET  /oauth2/jwks                         the published keys
+ *   GET  /.well-known/oauth-authorization-server   RFC 8414
+ *   GET  /.well-known/openid-configuration         the same, for OIDC readers
+ *
+ * A POST's body is buffered (at most 32 KiB), read by the I/O-free core
+ * (src/issuer/issuer.h), the client looked up in the store
+ * (gh_store_client_lookup, on the worker's loop), authenticated, and the
+ * answer built. Nothing blocks a worker: the store call is async, signing
+ * is a CPU step. Failed client authentications are counted per client id
+ * and per address (throttle.c) and refused with 429 past the limit.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include <gatehouse/client.h>
+#include <gatehouse/issuer_keys.h>
+#include <gatehouse/log.h>
+#include <gatehouse/revoked.h>
+#include <gatehouse/store.h>
+
+#include "filters/issuer/internal.h"
+#include "issuer/issuer.h"
+
+enum { EP_NONE = 0, EP_TOKEN, EP_INTROSPECT, EP_REVOKE, EP_JWKS, EP_META, EP_OIDC };
+
+/* Events counted per route (gatehouse_filter_events_total{filter="issuer"}). */
+enum {
+    EV_ISSUED = 0,
+    EV_INTROSPECTED,
+    EV_REVOKED,
+    EV_REFUSED,   /* any RFC 6749 error answer */
+    EV_THROTTLED, /* 429: too many failed authentications */
+    EV_COUNT
+};
+static const char *const event_names[EV_COUNT] = {"token_issued", "introspected", "revoked",
+                                                  "refused", "throttled"};
+
+/* The per-snapshot runtime (NULL without an issuer section). */
+typedef struct {
+    const gh_issuer_conf_t *is;
+    gh_issuer_keys_t *keys; /* borrowed: the process's watcher */
+    gh_store_t *store;      /* a reference, or NULL: store_error says why */
+    char store_error[256];
+    char *token_endpoint; /* is->url + "/oauth2/token" */
+    char *meta, *oidc;    /* the discovery documents */
+    size_t meta_len, oidc_len;
+    char max_age[48]; /* the JWKS's Cache-Control */
+} isf_rt_t;
+
+typedef struct {
+    const isf_rt_t *rt;
+    uint32_t ev[EV_COUNT];
+} isf_inst_t;
+
+typedef struct {
+    const isf_inst_t *in;
+    int ep;
+    int has_req;
+    gh_oauth_request_t req;
+    gh_stream_handle_t *h;
+    gh_store_req_t *sreq;
+    int64_t now;
+} isf_ctx_t;
+
+/* The process's assertion replay cache: across snapshots, so that a reload
+ * does not forget which assertions were used. Made by the first snapshot
+ * with an issuer (main thread), freed at exit. */
+static gh_oauth_replay_t *replay;
+
+/* ---- config ---- */
+
+static int parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
+                 gh_route_t *route, void **conf)
+{
+    static const char *const keys[] = {NULL};
+    int rc;
+    (void)cfg;
+    (void)route;
+    (void)conf;
+    if ((rc = gh_yaml_expect(doc, n, GH_YAML_MAP, "'issuer' on a route")) != 0 ||
+        (rc = gh_yaml_check_keys(doc, n, keys, "'issuer' on a route")) != 0)
+        return rc;
+    return 0;
+}
+
+static int check(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const gh_config_t *cfg,
+                 const gh_route_t *route, const void *conf)
+{
+    (void)conf;
+    if (cfg->issuer == NULL)
+        return gh_yaml_error(doc, n,
+                             "route '%s' serves the token endpoint: the configuration needs a "
+                             "top-level 'issuer' section",
+                             route->name);
+    return 0;
+}
+
+/* ---- per snapshot ---- */
+
+static char *discovery(const gh_issuer_conf_t *is, int oidc, size_t *len)
+{
+    static const char *const paths[4] = {"/oauth2/token", "/oauth2/jwks", "/oauth2/introspect",
+                                         "/oauth2/revoke"};
+    char u[4][600];
+    for (int i = 0; i < 4; i++)
+        snprintf(u[i], sizeof(u[i]), "%s%s", is->url, paths[i]);
+    const char *alg = gh_jwt_alg_name((gh_jwt_alg_t)is->alg);
+    /* RFC 8414 section 2; response_types_supported is required there and
+     * empty here: this server has no authorization endpoint. */
+    json_t *doc = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:[s],s:[],s:[sss],s:[ssss],s:[sss],s:[sss],"
+        "s:[s]}",
+        "issuer", is->url, "token_endpoint", u[0], "jwks_uri", u[1], "introspection_endpoint", u[2],
+        "revocation_endpoint", u[3], "grant_types_supported", "client_credentials",
+        "response_types_supported", "token_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "private_key_jwt", "token_endpoint_auth_signing_alg_values_supported",
+        "ES256", "RS256", "PS256", "EdDSA", "introspection_endpoint_auth_methods_supported",
+        "client_secret_basic", "client_secret_post", "private_key_jwt",
+        "revocation_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
+        "private_key_jwt", "access_token_signing_alg_values_supported", alg);
+    if (doc != NULL && oidc) {
+        json_object_set_new(doc, "subject_types_supported", json_pack("[s]", "public"));
+        json_object_set_new(doc, "id_token_signing_alg_values_supported", json_pack("[s]", alg));
+    }
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    *len = text != NULL ? strlen(text) : 0;
+    return text;
+}
+
+static void isf_fini(void *p)
+{
+    isf_rt_t *rt = p;
+    if (rt == NULL)
+        return;
+    gh_store_unref(rt->store);
+    free(rt->token_endpoint);
+    free(rt->meta);
+    free(rt->oidc);
+    free(rt);
+}
+
+static int isf_init(const gh_config_t *cfg, void **out)
+{
+    *out = NULL;
+    if (cfg->issuer == NULL)
+        return 0;
+    isf_rt_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return -1;
+    rt->is = cfg->issuer;
+    rt->keys = gh_issuer_current();
+    if (replay == NULL)
+        replay = gh_oauth_replay_new(cfg->issuer->replay_capacity);
+    gh_store_error_t err = {""};
+    gh_store_t *st = gh_store_current_get(&err);
+    if (st != NULL)
+        rt->store = gh_store_ref(st);
+    else
+        snprintf(rt->store_error, sizeof(rt->store_error), "%s", err.msg);
+    snprintf(rt->max_age, sizeof(rt->max_age), "public, max-age=%llu",
+             (unsigned long long)cfg->issuer->jwks_max_age);
+    size_t n = strlen(cfg->issuer->url) + sizeof("/oauth2/token");
+    if (replay == NULL || (rt->token_endpoint = malloc(n)) == NULL ||
+        (rt->meta = discovery(cfg->issuer, 0, &rt->meta_len)) == NULL ||
+        (rt->oidc = discovery(cfg->issuer, 1, &rt->oidc_len)) == NULL) {
+        isf_fini(rt);
+        return -1;
+    }
+    snprintf(rt->token_endpoint, n, "%s/oauth2/token", cfg->issuer->url);
+    *out = rt;
+    return 0;
+}
+
+static size_t isf_ready(const void *p, int detailed, char *out, size_t cap)
+{
+    const isf_rt_t *rt = p;
+    const char *why = NULL;
+    if (rt == NULL)
+        return 0;
+    if (rt->keys == NULL)
+        why = "no signing keys";
+    else if (!gh_issuer_keys_ok(rt->keys, &why))
+        ; /* why set: an older set still serves */
+    else if (rt->store == NULL)
+        why = rt->store_error;
+    if (why == NULL)
+        return 0;
+    snprintf(out, cap, "issuer: %s", detailed ? why : "see the log");
+    return 1;
+}
+
+static void *isf_bind(void *p, const gh_config_t *cfg, const gh_route_t *route, const void *conf,
+                      const char *listener)
+{
+    (void)cfg;
+    (void)conf;
+    (void)listener;
+    isf_inst_t *in = calloc(1, sizeof(*in));
+    if (in == NULL)
+        return NULL;
+    in->rt = p;
+    for (int i = 0; i < EV_COUNT; i++)
+        in->ev[i] = gh_metrics_filter_id("issuer", route->name, event_names[i]);
+    return in;
+}
+
+static void isf_unbind(void *in)
+{
+    free(in);
+}
+
+static void isf_service_free(void)
+{
+    gh_oauth_replay_free(replay);
+    replay = NULL;
+}
+
+/* ---- replies ---- */
+
+static void reply_error(gh_stream_t *s, const isf_inst_t *in, const gh_oauth_error_t *e)
+{
+    gh_oauth_reply_t r;
+    gh_oauth_reply_error(e, "gatehouse", &r);
+    gh_stream_count(s, in->ev[EV_REFUSED]);
+    gh_stream_log_note(s, gh_oauth_code_name(e->code));
+    gh_stream_reply(s, r.status, r.headers, r.nheaders, r.body, r.body_len);
+}
+
+static void reply_json(gh_stream_t *s, const char *body, size_t len)
+{
+    size_t nh;
+    const gh_h1_header_t *hs = gh_oauth_json_headers(&nh);
+    gh_stream_reply(s, 200, hs, nh, body, len);
+}
+
+static void fail_with(gh_stream_t *s, const isf_inst_t *in, gh_oauth_code_t code, int status,
+                      const char *desc)
+{
+    gh_oauth_error_t e;
+    gh_oauth_fail(&e, code, "%s", desc);
+    if (status != 0)
+        e.status = status;
+    reply_error(s, in, &e);
+}
+
+/* ---- the GET endpoints ---- */
+
+static void serve_get(gh_stream_t *s, const isf_inst_t *in, int ep)
+{
+    const isf_rt_t *rt = in->rt;
+    if (ep == EP_JWKS) {
+        gh_issuer_keyset_t *set = gh_issuer_keys_get(rt->keys);
+        size_t len = 0;
+        const char *doc = gh_issuer_keyset_jwks_json(set, (int64_t)time(NULL), &len);
+        gh_h1_header_t hs[] = {{"Content-Type", 12, "application/json", 16},
+                               {"Cache-Control", 13, rt->max_age, strlen(rt->max_age)}};
+        gh_stream_reply(s, 200, hs, 2, doc, len);
+        gh_issuer_keyset_unref(set);
+        return;
+    }
+    gh_h1_header_t hs[] = {{"Content-Type", 12, "application/json", 16},
+                           {"Cache-Control", 13, rt->max_age, strlen(rt->max_age)}};
+    if (ep == EP_META)
+        gh_stream_reply(s, 200, hs, 2, rt->meta, rt->meta_len);
+    else
+        gh_stream_reply(s, 200, hs, 2, rt->oidc, rt->oidc_len);
+}
+
+static int endpoint_of(const char *p, size_t n)
+{
+    static const struct {
+        const char *path;
+        int ep;
+    } map[] = {
+        {"/oauth2/token", EP_TOKEN},
+        {"/oauth2/introspect", EP_INTROSPECT},
+        {"/oauth2/revoke", EP_REVOKE},
+        {"/oauth2/jwks", EP_JWKS},
+        {"/.well-known/jwks.json", EP_JWKS},
+        {"/.well-known/oauth-authorization-server", EP_META},
+        {"/.well-known/openid-configuration", EP_OIDC},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strlen(map[i].path) == n && memcmp(map[i].path, p, n) == 0)
+            return map[i].ep;
+    return EP_NONE;
+}
+
+static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *vctx)
+{
+    const isf_inst_t *in = conf;
+    isf_ctx_t *ctx = vctx;
+    const char *m, *path, *q;
+    size_t ml, pl, ql;
+    gh_stream_request_line(s, &m, &ml, &path, &pl, &q, &ql);
+    int ep = endpoint_of(path, pl);
+    ctx->in = in;
+    ctx->ep = ep;
+    if (ep == EP_NONE) {
+        gh_stream_reply_error(s, 404, "not_found",
+                              "the token service serves /oauth2/token, /oauth2/introspect, "
+                              "/oauth2/revoke, /oauth2/jwks and /.well-known/"
+                              "oauth-authorization-server");
+        return GH_FILTER_REPLIED;
+    }
+    int is_get = (ml == 3 && memcmp(m, "GET", 3) == 0) || (ml == 4 && memcmp(m, "HEAD", 4) == 0);
+    if (ep >= EP_JWKS) {
+        if (!is_get) {
+            gh_h1_header_t allow = {"Allow", 5, "GET, HEAD", 9};
+            gh_stream_reply(s, 405, &allow, 1, NULL, 0);
+            return GH_FILTER_REPLIED;
+        }
+        serve_get(s, in, ep);
+        return GH_FILTER_REPLIED;
+    }
+    if (!(ml == 4 && memcmp(m, "POST", 4) == 0)) {
+        fail_with(s, in, GH_OAUTH_INVALID_REQUEST, 405, "the token service takes POST");
+        return GH_FILTER_REPLIED;
+    }
+    gh_stream_buffer_body(s, GH_OAUTH_MAX_BODY);
+    return GH_FILTER_BUFFER;
+}
+
+/* ---- the POST endpoints ---- */
+
+/* Splits a space-separated list (copied into buf) into v. */
+static size_t split(const char *list, char *buf, size_t cap, const char **v, size_t max)
+{
+    size_t n = 0;
+    snprintf(buf, cap, "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t != NULL && n < max;
+         t = strtok_r(NULL, " ", &save))
+        v[n++] = t;
+    return n;
+}
+
+typedef struct {
+    gh_oauth_client_t v;
+    const char *scopes[GH_CLIENT_SCOPES_MAX];
+    const char *auds[GH_CLIENT_AUDIENCES_MAX];
+    char sbuf[GH_CLIENT_SCOPES_MAX * (GH_CLIENT_SCOPE_MAX + 1) + 1];
+    char abuf[GH_CLIENT_AUDIENCES_MAX * (GH_CLIENT_AUDIENCE_MAX + 1) + 1];
+    gh_jwks_t *jwks;
+} view_t;
+
+/* The issuer's view of a store record (borrowed for the callback). 0, or
+ * -1 when the record's keys do not parse (a server error: the store
+ * checked them when the client was registered). */
+static int view_of(const gh_client_t *c, int64_t now, view_t *out)
+{
+    gh_oauth_client_t *v = &out->v;
+    memset(v, 0, sizeof(*v));
+    out->jwks = NULL;
+    v->id = c->id;
+    v->status = gh_client_state(c, now) == GH_CLIENT_REVOKED ? GH_OAUTH_CLIENT_REVOKED
+                                                             : GH_OAUTH_CLIENT_ACTIVE;
+    v->auth_methods = c->auth_methods; /* the same bits (client.h, issuer.h) */
+    v->grant_types = GH_OAUTH_GRANT_CLIENT_CREDENTIALS;
+    v->has_secret = c->has_secret;
+    memcpy(v->secret_hash, c->secret_hash, sizeof(v->secret_hash));
+    memcpy(v->previous_hash, c->prev_secret_hash, sizeof(v->previous_hash));
+    v->previous_valid_until = c->prev_valid_until;
+    v->nscopes = split(c->scopes, out->sbuf, sizeof(out->sbuf), out->scopes, GH_CLIENT_SCOPES_MAX);
+    v->scopes = out->scopes;
+    v->naudiences =
+        split(c->audiences, out->abuf, sizeof(out->abuf), out->auds, GH_CLIENT_AUDIENCES_MAX);
+    v->audiences = out->auds;
+    if (c->jwks != NULL) {
+        char err[256];
+        gh_jwks_opts_t opts = {0};
+        out->jwks = gh_jwks_parse(c->jwks, strlen(c->jwks), &opts, err, sizeof(err));
+        if (out->jwks == NULL)
+            return -1;
+        v->jwks = out->jwks;
+    }
+    return 0;
+}
+
+static void count_failure(gh_stream_t *s, const isf_ctx_t *ctx, int64_t now)
+{
+    const char *addr = gh_stream_client_address(s);
+    gh_isf_throttle_fail('a', addr, strlen(addr), now);
+    if (ctx->has_req && ctx->req.client_id != NULL)
+        gh_isf_throttle_fail('c', ctx->req.client_id, ctx->req.client_id_len, now);
+}
+
+static void issue(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec, const view_t *cv)
+{
+    const isf_rt_t *rt = ctx->in->rt;
+    gh_oauth_error_t err;
+    gh_oauth_grant_t g;
+    if (gh_oauth_grant(&ctx->req, &cv->v, rt->is->default_audience, &g, &err) != 0) {
+        reply_error(s, ctx->in, &err);
+        return;
+    }
+    gh_issuer_keyset_t *set = gh_issuer_keys_get(rt->keys);
+    gh_issuer_signer_t sg;
+    if (gh_issuer_keyset_signer(set, ctx->now, &sg) != 0) {
+        gh_issuer_keyset_unref(set);
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "no signing key is valid yet (clocks of the hosts sharing the keys differ)");
+        return;
+    }
+    int64_t life = (int64_t)rt->is->token_ttl;
+    if (rec->token_ttl > 0 && rec->token_ttl < life)
+        life = rec->token_ttl; /* a client's own lifetime only shortens */
+    if (sg.max_exp != 0 && ctx->now + life > sg.max_exp)
+        life = sg.max_exp - ctx->now;
+    gh_oauth_mint_conf_t mc = {.issuer = rt->is->url,
+                               .key = sg.key,
+                               .alg = sg.alg,
+                               .kid = sg.kid,
+                               .lifetime = life > 0 ? life : 1};
+    gh_oauth_token_t tok;
+    int rc = gh_oauth_mint(&mc, &g, ctx->now, NULL, &tok, &err);
+    gh_issuer_keyset_unref(set);
+    if (rc != 0) {
+        reply_error(s, ctx->in, &err);
+        return;
+    }
+    gh_stream_count(s, ctx->in->ev[EV_ISSUED]);
+    gh_stream_log_note(s, "issuer=token_issued");
+    reply_json(s, tok.body, tok.body_len);
+    gh_oauth_token_dispose(&tok);
+}
+
+/* Reads tok as one of ours at now into *ti (dispose it). -1: out of memory. */
+static int inspect(const isf_rt_t *rt, const char *tok, size_t len, int64_t now,
+                   gh_oauth_token_info_t *ti)
+{
+    memset(ti, 0, sizeof(*ti));
+    gh_issuer_keyset_t *set = gh_issuer_keys_get(rt->keys);
+    gh_jwks_t *keys = gh_issuer_keyset_jwks(set, now);
+    int rc = 0;
+    if (keys != NULL) {
+        gh_oauth_inspect_conf_t ic = {keys, rt->is->url, (int64_t)rt->is->leeway, NULL};
+        rc = gh_oauth_token_inspect(&ic, tok, len, now, ti);
+    }
+    gh_issuer_keyset_unref(set);
+    return rc == 0 ? 0 : -1;
+}
+
+static void introspect(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
+{
+    gh_oauth_token_info_t ti;
+    char *body = NULL;
+    size_t len = 0;
+    if (inspect(ctx->in->rt, ctx->req.token, ctx->req.token_len, ctx->now, &ti) != 0) {
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
+        return;
+    }
+    int revoked = ti.ours && ti.jti != NULL && gh_revoked_has(ti.jti, strlen(ti.jti), ctx->now);
+    int rc = gh_oauth_introspection_body(&ti, revoked, &cv->v, &body, &len);
+    gh_oauth_token_info_dispose(&ti);
+    if (rc != 0) {
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
+        return;
+    }
+    gh_stream_count(s, ctx->in->ev[EV_INTROSPECTED]);
+    reply_json(s, body, len);
+    free(body);
+}
+
+static void revoked_stored(void *arg, int status)
+{
+    isf_ctx_t *ctx = arg;
+    ctx->sreq = NULL;
+    gh_stream_t *s = gh_stream_handle_take(ctx->h);
+    ctx->h = NULL;
+    if (s == NULL)
+        return;
+    if (status != 0 && status != -EALREADY) {
+        /* Known revoked here already; the others would not learn it. */
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "the revocation could not be stored; try again");
+        return;
+    }
+    gh_stream_count(s, ctx->in->ev[EV_REVOKED]);
+    gh_h1_header_t hs[] = {{"Cache-Control", 13, "no-store", 8}};
+    gh_stream_reply(s, 200, hs, 1, NULL, 0);
+}
+
+/* 1 when the stream paused for the store write. */
+static int revoke_token(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
+{
+    const isf_rt_t *rt = ctx->in->rt;
+    gh_oauth_token_info_t ti;
+    gh_oauth_error_t err;
+    gh_oauth_revocation_t rv;
+    if (inspect(rt, ctx->req.token, ctx->req.token_len, ctx->now, &ti) != 0) {
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
+        return 0;
+    }
+    if (gh_oauth_revocation_decide(&ctx->req, &ti, &cv->v, (int64_t)rt->is->leeway, ctx->now, &rv,
+                                   &err) != 0) {
+        gh_oauth_token_info_dispose(&ti);
+        reply_error(s, ctx->in, &err);
+        return 0;
+    }
+    if (!rv.revoke) {
+        gh_oauth_token_info_dispose(&ti);
+        gh_h1_header_t hs[] = {{"Cache-Control", 13, "no-store", 8}};
+        gh_stream_reply(s, 200, hs, 1, NULL, 0);
+        return 0;
+    }
+    /* Refused here at once; everywhere else once the store has it. */
+    gh_revoked_add(rv.jti, strlen(rv.jti), rv.until);
+    ctx->h = gh_stream_pause(s);
+    int rc = ctx->h != NULL
+                 ? gh_store_revocation_add_async(rt->store, gh_stream_loop(s), rv.jti, rv.until,
+                                                 ctx->now, revoked_stored, ctx, &ctx->sreq)
+                 : -ENOMEM;
+    gh_oauth_token_info_dispose(&ti);
+    if (rc != 0) {
+        gh_stream_handle_take(ctx->h);
+        ctx->h = NULL;
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "the revocation could not be stored; try again");
+        return 0;
+    }
+    return 1;
+}
+
+/* The client's record is in (or not): authenticate, then the endpoint. */
+static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
+{
+    const isf_rt_t *rt = ctx->in->rt;
+    gh_oauth_error_t err;
+    gh_oauth_auth_result_t res;
+    view_t *cv = gh_stream_alloc(s, sizeof(*cv));
+    if (cv == NULL) {
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
+        return;
+    }
+    if (rec != NULL && view_of(rec, ctx->now, cv) != 0) {
+        gh_jwks_unref(cv->jwks);
+        fail_with(s, ctx->in, GH_OAUTH_SERVER_ERROR, 500,
+                  "the client's registered keys do not load");
+        return;
+    }
+    gh_oauth_auth_conf_t ac = {.token_endpoint = rt->token_endpoint,
+                               .issuer = rt->is->url,
+                               .skew = (int64_t)rt->is->leeway,
+                               .max_assertion_lifetime = (int64_t)rt->is->assertion_lifetime,
+                               .verifier = NULL,
+                               .replay = replay};
+    if (gh_oauth_client_authenticate(&ctx->req, rec != NULL ? &cv->v : NULL, &ac, ctx->now, &res,
+                                     &err) != 0) {
+        if (err.code == GH_OAUTH_INVALID_CLIENT)
+            count_failure(s, ctx, ctx->now);
+        gh_jwks_unref(cv->jwks);
+        reply_error(s, ctx->in, &err);
+        return;
+    }
+    if (ctx->ep == EP_TOKEN)
+        issue(s, ctx, rec, cv);
+    else if (ctx->ep == EP_INTROSPECT)
+        introspect(s, ctx, cv);
+    else
+        revoke_token(s, ctx, cv);
+    gh_jwks_unref(cv->jwks);
+}
+
+static void on_client(void *arg, int status, const gh_client_t *c)
+{
+    isf_ctx_t *ctx = arg;
+    ctx->sreq = NULL;
+    gh_stream_t *s = gh_stream_handle_take(ctx->h);
+    ctx->h = NULL;
+    if (s == NULL)
+        return;
+    if (status != 0 && status != -ENOENT) {
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "the client store cannot be read; try again");
+        return;
+    }
+    /* The time is taken again: a slow store must not stretch a token. */
+    ctx->now = (int64_t)time(NULL);
+    with_client(s, ctx, status == 0 ? c : NULL);
+}
+
+static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, void *vctx,
+                                              const char *body, size_t len)
+{
+    const isf_inst_t *in = conf;
+    const isf_rt_t *rt = in->rt;
+    isf_ctx_t *ctx = vctx;
+    gh_oauth_error_t err;
+    const char *m, *path, *q;
+    size_t ml, pl, ql, nh;
+    gh_stream_request_line(s, &m, &ml, &path, &pl, &q, &ql);
+    gh_oauth_http_t http = {m, ml, gh_stream_headers(s, &nh), 0, body, len};
+    http.nheaders = nh;
+    gh_oauth_endpoint_t ep = ctx->ep == EP_TOKEN        ? GH_OAUTH_TOKEN
+                             : ctx->ep == EP_INTROSPECT ? GH_OAUTH_INTROSPECT
+                                                        : GH_OAUTH_REVOKE;
+    ctx->now = (int64_t)time(NULL);
+    if (gh_oauth_request_parse(ep, &http, &ctx->req, &err) != 0) {
+        if (err.code == GH_OAUTH_INVALID_CLIENT)
+            count_failure(s, ctx, ctx->now);
+        reply_error(s, in, &err);
+        return GH_FILTER_REPLIED;
+    }
+    ctx->has_req = 1;
+    const char *addr = gh_stream_client_address(s);
+    uint64_t wait =
+        gh_isf_throttle_blocked('a', addr, strlen(addr), rt->is->failed_auth_limit, ctx->now);
+    if (wait == 0)
+        wait = gh_isf_throttle_blocked('c', ctx->req.client_id, ctx->req.client_id_len,
+                                       rt->is->failed_auth_limit, ctx->now);
+    if (wait > 0) {
+        char ra[24];
+        int k = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)wait);
+        gh_stream_add_response_header(s, "Retry-After", 11, ra, (size_t)k);
+        gh_stream_count(s, in->ev[EV_THROTTLED]);
+        fail_with(s, in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 429,
+                  "too many failed client authentications from this client or address; retry "
+                  "later");
+        return GH_FILTER_REPLIED;
+    }
+    if (rt->store == NULL) {
+        fail_with(s, in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "the client store is not open");
+        return GH_FILTER_REPLIED;
+    }
+    /* An id gatehouse never makes is nobody: no store call, the same
+     * answer (and the same hashing) as for an unknown one. */
+    if (!gh_client_id_valid_n(ctx->req.client_id, ctx->req.client_id_len)) {
+        with_client(s, ctx, NULL);
+        return GH_FILTER_REPLIED;
+    }
+    ctx->h = gh_stream_pause(s);
+    if (ctx->h == NULL) {
+        fail_with(s, in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
+        return GH_FILTER_REPLIED;
+    }
+    int rc = gh_store_client_lookup(rt->store, gh_stream_loop(s), ctx->req.client_id, on_client,
+                                    ctx, &ctx->sreq);
+    if (rc != 0) {
+        gh_stream_handle_take(ctx->h);
+        ctx->h = NULL;
+        fail_with(s, in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  rc == -EAGAIN ? "too many client lookups in flight; try again"
+                                : "the client store cannot be read; try again");
+        return GH_FILTER_REPLIED;
+    }
+    return GH_FILTER_PAUSE;
+}
+
+static void on_cancel(gh_stream_t *s, const void *conf, void *vctx)
+{
+    isf_ctx_t *ctx = vctx;
+    (void)s;
+    (void)conf;
+    if (ctx->sreq != NULL)
+        gh_store_req_cancel(ctx->sreq);
+    ctx->sreq = NULL;
+    gh_stream_handle_take(ctx->h);
+    ctx->h = NULL;
+}
+
+static void on_destroy(gh_stream_t *s, const void *conf, void *vctx)
+{
+    isf_ctx_t *ctx = vctx;
+    (void)s;
+    (void)conf;
+    if (ctx->has_req)
+        gh_oauth_request_dispose(&ctx->req);
+    ctx->has_req = 0;
+}
+
+const gh_filter_type_t gh_issuer_filter = {
+    .name = "issuer",
+    .phase = GH_PHASE_TERMINAL,
+    .ctx_size = sizeof(isf_ctx_t),
+    .parse = parse,
+    .check = check,
+    .init = isf_init,
+    .fini = isf_fini,
+    .ready = isf_ready,
+    .bind = isf_bind,
+    .unbind = isf_unbind,
+    .service_free = isf_service_free,
+    .on_request_headers = on_request_headers,
+    .on_request_buffered = on_request_buffered,
+    .on_cancel = on_cancel,
+    .on_destroy = on_destroy,
+};
