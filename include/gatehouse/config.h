@@ -109,6 +109,7 @@ typedef enum {
     GH_JWKS_FILE,
     GH_JWKS_URI,
     GH_JWKS_DISCOVERY, /* jwks_uri from the issuer's well-known document */
+    GH_JWKS_SELF,      /* issuer: self: the issuer section's keys (gatehouse/issuer_keys.h) */
 } gh_jwks_source_t;
 
 #define GH_CONFIG_JWT_ALGS                                                                         \

@@ -70,6 +70,7 @@ typedef enum {
     GH_JWT_TOO_OLD,
     GH_JWT_WRONG_TYP,
     GH_JWT_INSUFFICIENT_CLAIMS,
+    GH_JWT_REVOKED, /* issuer: self: revoked through the token service (RFC 7009) */
     GH_JWT_OUT_OF_MEMORY,
     GH_JWT_REASON_COUNT
 } gh_jwt_reason_t;

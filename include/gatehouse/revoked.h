@@ -33,6 +33,10 @@ int gh_revoked_has(const char *jti, size_t len, int64_t now);
 /* Any thread: what this process itself revoked, known at once (the store
  * write is the caller's). 0, or -ENOMEM / -ENOSPC (the set is full). */
 int gh_revoked_add(const char *jti, size_t len, int64_t exp);
+/* Any thread: bumped each time a jti becomes known revoked, so caches of
+ * verified tokens can be emptied (a revocation is rare; a check per cached
+ * use would not be). */
+uint64_t gh_revoked_generation(void);
 /* Main thread: entries known, polls done, and the last poll's error ("" when it worked). */
 void gh_revoked_status(size_t *entries, uint64_t *polls, const char **error);
 

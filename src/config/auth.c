@@ -269,7 +269,7 @@ static int parse_audiences(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n,
 }
 
 static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
-                          gh_jwt_provider_conf_t *p)
+                          const gh_config_t *cfg, gh_jwt_provider_conf_t *p)
 {
     static const char *const keys[] = {"issuer",
                                        "audiences",
@@ -305,6 +305,27 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         (rc = gh_yaml_require(doc, n, "issuer", "jwt provider", &v)) != 0 ||
         (rc = gh_config_str(doc, v, "issuer", &p->issuer)) != 0)
         return rc;
+    /* issuer: self is gatehouse's own token service (docs/issuer.md): its
+     * keys come from the key directory, not a JWKS, and its tokens are
+     * checked against the revoked ones. */
+    if (strcmp(p->issuer, "self") == 0) {
+        if (cfg->issuer == NULL)
+            return gh_yaml_error(doc, v,
+                                 "issuer: self names this gatehouse's token service: the "
+                                 "configuration needs a top-level 'issuer' section");
+        if (gh_yaml_map_get(n, "jwks") != NULL)
+            return gh_yaml_error(doc, gh_yaml_map_key(n, "jwks"),
+                                 "issuer: self takes its keys from the issuer's key directory: "
+                                 "no jwks");
+        if (gh_yaml_map_get(n, "allow_symmetric") != NULL)
+            return gh_yaml_error(doc, gh_yaml_map_key(n, "allow_symmetric"),
+                                 "issuer: self signs with asymmetric keys only");
+        free(p->issuer);
+        p->issuer = NULL;
+        if ((rc = gh_config_dup(doc, cfg->issuer->url, &p->issuer)) != 0)
+            return rc;
+        p->jwks_source = GH_JWKS_SELF;
+    }
     if ((rc = parse_audiences(doc, n, p)) != 0)
         return rc;
     if ((v = gh_yaml_map_get(n, "clock_skew")) != NULL) {
@@ -343,8 +364,9 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         return gh_yaml_error(doc, gh_yaml_map_get(n, "algorithms"),
                              "HS256/384/512 need allow_symmetric: true and an inline or file "
                              "JWKS holding the shared key");
-    if ((rc = gh_yaml_require(doc, n, "jwks", "jwt provider", &v)) != 0 ||
-        (rc = parse_jwks(doc, v, p)) != 0)
+    if (p->jwks_source != GH_JWKS_SELF &&
+        ((rc = gh_yaml_require(doc, n, "jwks", "jwt provider", &v)) != 0 ||
+         (rc = parse_jwks(doc, v, p)) != 0))
         return rc;
     /* A shared secret fetched over the network would be a secret on the
      * wire and in every cache on the way. */
@@ -598,7 +620,8 @@ static int parse_jwt_providers(const gh_yaml_doc_t *doc, const gh_yaml_node_t *j
     for (const gh_yaml_node_t *k = jwt->head; k != NULL; k = k->next) {
         gh_jwt_provider_conf_t *p = &cfg->jwt_providers[cfg->num_jwt_providers];
         p->index = cfg->num_jwt_providers++;
-        if ((rc = parse_provider(doc, k, p)) != 0 || (rc = mask_query_tokens(doc, cfg, p)) != 0)
+        if ((rc = parse_provider(doc, k, cfg, p)) != 0 ||
+            (rc = mask_query_tokens(doc, cfg, p)) != 0)
             return rc;
         /* RFC 8725 section 3.8: the token's issuer picks the provider; two
          * providers that could both claim a token make that ambiguous. */

@@ -57,6 +57,7 @@ static struct {
     char err[256];
 } job;
 static uint64_t polls;
+static uint64_t generation; /* atomic */
 static char last_error[256];
 
 /* ---- the table ---- */
@@ -141,7 +142,13 @@ static int add_locked(const char *jti, size_t len, int64_t exp, int64_t now)
     memcpy(copy, jti, len);
     copy[len] = '\0';
     put(&tab, (entry_t){h, exp, copy, len});
+    __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
     return 0;
+}
+
+uint64_t gh_revoked_generation(void)
+{
+    return __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
 }
 
 int gh_revoked_has(const char *jti, size_t len, int64_t now)

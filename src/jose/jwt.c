@@ -51,6 +51,7 @@ static const struct {
     [GH_JWT_TOO_OLD] = {"token too old", 401},
     [GH_JWT_WRONG_TYP] = {"wrong typ", 401},
     [GH_JWT_INSUFFICIENT_CLAIMS] = {"insufficient claims", 403},
+    [GH_JWT_REVOKED] = {"revoked", 401},
     [GH_JWT_OUT_OF_MEMORY] = {"out of memory", 503},
 };
 

@@ -486,6 +486,8 @@ static void start(gh_keyring_t *k)
     case GH_JWKS_DISCOVERY:
         fetch_start(k);
         break;
+    case GH_JWKS_SELF: /* never acquired: the JWT filter reads the issuer's keys */
+        break;
     }
 }
 

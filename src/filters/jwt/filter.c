@@ -26,6 +26,8 @@
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
 
+#include <gatehouse/revoked.h>
+
 #include "filters/jwt/internal.h"
 
 /* ---- refusals ---- */
@@ -142,12 +144,20 @@ typedef struct {
 static int verify_fresh(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
                         int must_match_issuer, deferred_t *d, uint64_t h, time_t now);
 
+/* issuer: self: the token's jti was revoked (RFC 7009) and is not expired. */
+static int revoked(const gh_jwt_t *t, time_t now)
+{
+    size_t len = 0;
+    const char *jti = gh_jwt_claim_string(t, "jti", &len);
+    return jti != NULL && gh_revoked_has(jti, len, (int64_t)now);
+}
+
 static int verify_one(gh_stream_t *s, wstate_t *w, gh_jwt_runtime_t *rt, const found_t *f,
                       int must_match_issuer, deferred_t *d)
 {
     uint64_t h;
     time_t now = time(NULL);
-    uint64_t gen = gh_keyring_generation(rt->keyring);
+    uint64_t gen = gh_jwtf_keys_generation(rt);
     entry_t *e = gh_jwtf_cache_lookup(w, rt->id, f->p, f->n, &h);
     if (e != NULL && e->gen == gen && gen != 0 && now < e->expires)
         return apply(s, w, rt, e, f) < 0 ? apply_failed(s) : 0;
@@ -183,7 +193,10 @@ __attribute__((noinline)) static int verify_fresh(gh_stream_t *s, wstate_t *w, g
         refuse(s, rt, GH_JWT_ALG_NOT_ALLOWED, name);
         return 401;
     }
-    gh_jwks_t *keys = gh_keyring_get(rt->keyring);
+    /* For issuer: self the generation moves with revocations too: taken
+     * before the revocation check, so one made meanwhile empties the entry. */
+    uint64_t self_gen = rt->self != NULL ? gh_jwtf_self_generation(rt) : 0;
+    gh_jwks_t *keys = gh_jwtf_keys_get(rt);
     if (keys == NULL) {
         snprintf(detail, sizeof(detail),
                  "provider '%s' has no keys yet (see /ready and the log for why)", p->name);
@@ -192,12 +205,16 @@ __attribute__((noinline)) static int verify_fresh(gh_stream_t *s, wstate_t *w, g
         return 503;
     }
     rc = gh_jwt_verifier_verify(w->verifier, &t, keys, &reason);
-    gen = gh_jwks_generation(keys);
+    gen = rt->self != NULL ? self_gen : gh_jwks_generation(keys);
     gh_jwks_unref(keys);
-    if (rc == -ENOKEY)
+    if (rc == -ENOKEY && rt->keyring != NULL)
         gh_keyring_request_refresh(rt->keyring);
     if (rc == 0)
         rc = gh_jwt_check_claims(&t, &rt->policy, (int64_t)now, &reason, detail, sizeof(detail));
+    if (rc == 0 && rt->self != NULL && revoked(&t, now)) {
+        reason = GH_JWT_REVOKED;
+        rc = -1;
+    }
     if (rc < 0) {
         gh_jwt_dispose(&t);
         /* Another provider with the same issuer may still take the token
@@ -345,7 +362,7 @@ keys_unavailable(gh_stream_t *s, const gh_authn_filter_conf_t *fc)
     const gh_authn_conf_t *a = fc->authn;
     char detail[256];
     size_t i = 0;
-    while (i + 1 < a->num_providers && gh_keyring_generation(fc->rt[i]->keyring) != 0)
+    while (i + 1 < a->num_providers && gh_jwtf_keys_generation(fc->rt[i]) != 0)
         i++;
     snprintf(detail, sizeof(detail),
              "provider '%s' has no keys yet (see /ready and the log for why)",
@@ -465,7 +482,7 @@ static inline int bearer_cached(gh_stream_t *s, const gh_authn_filter_conf_t *fc
     entry_t *e = gh_jwtf_cache_get(w, gh_jwtf_hash(w, f.p, f.n), rt->id, f.p, f.n);
     if (e == NULL)
         return -1;
-    uint64_t gen = gh_keyring_generation(rt->keyring);
+    uint64_t gen = gh_jwtf_keys_generation(rt);
     if (e->gen != gen || gen == 0 || time(NULL) >= e->expires)
         return -1;
     if (apply(s, w, rt, e, &f) < 0) {
@@ -653,7 +670,7 @@ gh_filter_status_t gh_jwtf_decide(gh_stream_t *s, const gh_authn_filter_conf_t *
     }
     size_t unloaded = 0;
     for (size_t i = 0; i < a->num_providers; i++)
-        unloaded += gh_keyring_generation(fc->rt[i]->keyring) == 0;
+        unloaded += gh_jwtf_keys_generation(fc->rt[i]) == 0;
     wstate_t *w = gh_jwtf_worker(s);
     if (w == NULL || w->verifier == NULL) {
         gh_stream_reply_error(s, 503, "service_unavailable", "out of memory");

@@ -15,6 +15,7 @@
 #include <gatehouse/ct.h>
 #include <gatehouse/filter.h>
 #include <gatehouse/jwt.h>
+#include <gatehouse/issuer_keys.h>
 #include <gatehouse/keyring.h>
 #include <gatehouse/metrics.h>
 
@@ -108,7 +109,8 @@ enum { GH_JWTF_CTX_AK = 0, GH_JWTF_CTX_AZ = 1 };
 struct gh_jwt_runtime_s {
     uint64_t id; /* unique per runtime, for cache entries */
     const gh_jwt_provider_conf_t *conf;
-    gh_keyring_t *keyring;
+    gh_keyring_t *keyring;  /* NULL for issuer: self */
+    gh_issuer_keys_t *self; /* issuer: self: the process's key watcher (borrowed), else NULL */
     gh_jwt_claims_policy_t policy;
     gh_jwt_claim_req_t *reqs;
     uint32_t decision_ids[GH_JWT_REASON_COUNT];
@@ -372,5 +374,22 @@ int gh_jwtf_strip_init(gh_stream_t *s, const gh_authn_conf_t *a, strip_t *st);
 void gh_jwtf_strip_add(strip_t *st, const gh_token_from_t *from);
 void gh_jwtf_strip_add_provider(strip_t *st, const gh_jwt_provider_conf_t *p);
 int gh_jwtf_strip_apply(gh_stream_t *s, const strip_t *st);
+
+/* The provider's keys, wherever they come from (runtime.c): a keyring's,
+ * or for issuer: self the issuer's published keys, whose generation also
+ * moves with every revocation (so a revoked token leaves the verified-token
+ * cache at once). */
+uint64_t gh_jwtf_self_generation(const gh_jwt_runtime_t *rt);
+gh_jwks_t *gh_jwtf_self_keys(const gh_jwt_runtime_t *rt);
+
+static inline uint64_t gh_jwtf_keys_generation(const gh_jwt_runtime_t *rt)
+{
+    return rt->keyring != NULL ? gh_keyring_generation(rt->keyring) : gh_jwtf_self_generation(rt);
+}
+
+static inline gh_jwks_t *gh_jwtf_keys_get(const gh_jwt_runtime_t *rt)
+{
+    return rt->keyring != NULL ? gh_keyring_get(rt->keyring) : gh_jwtf_self_keys(rt);
+}
 
 #endif

@@ -10,10 +10,33 @@
 
 #include <gatehouse/metrics.h>
 #include <gatehouse/pairs.h>
+#include <gatehouse/revoked.h>
 
 #include "filters/jwt/internal.h"
 
 /* ---- runtime ---- */
+
+uint64_t gh_jwtf_self_generation(const gh_jwt_runtime_t *rt)
+{
+    gh_issuer_keyset_t *set = gh_issuer_keys_get(rt->self);
+    gh_jwks_t *keys = gh_issuer_keyset_jwks(set, (int64_t)time(NULL));
+    uint64_t g = keys != NULL ? gh_jwks_generation(keys) : 0;
+    gh_issuer_keyset_unref(set);
+    if (g == 0)
+        return 0; /* no key published: nothing verifies */
+    g ^= gh_revoked_generation() * 0x9e3779b97f4a7c15ULL;
+    return g != 0 ? g : 1;
+}
+
+gh_jwks_t *gh_jwtf_self_keys(const gh_jwt_runtime_t *rt)
+{
+    gh_issuer_keyset_t *set = gh_issuer_keys_get(rt->self);
+    gh_jwks_t *keys = gh_issuer_keyset_jwks(set, (int64_t)time(NULL));
+    if (keys != NULL)
+        gh_jwks_ref(keys);
+    gh_issuer_keyset_unref(set);
+    return keys;
+}
 
 static uint64_t next_runtime_id; /* atomic */
 
@@ -24,9 +47,12 @@ gh_jwt_runtime_t *gh_jwtf_runtime_new(const gh_jwt_provider_conf_t *p)
         return NULL;
     rt->id = __atomic_add_fetch(&next_runtime_id, 1, __ATOMIC_RELAXED);
     rt->conf = p;
-    rt->keyring = gh_keyring_acquire(p);
+    if (p->jwks_source == GH_JWKS_SELF)
+        rt->self = gh_issuer_current();
+    else
+        rt->keyring = gh_keyring_acquire(p);
     rt->reqs = calloc(p->num_required_claims + 1, sizeof(*rt->reqs));
-    if (rt->keyring == NULL || rt->reqs == NULL) {
+    if ((rt->keyring == NULL && rt->self == NULL) || rt->reqs == NULL) {
         gh_jwtf_runtime_free(rt);
         return NULL;
     }
@@ -180,7 +206,14 @@ size_t gh_jwtf_ready(const void *p, int detailed, char *out, size_t cap)
     size_t listed = 0, more = 0, o = 0;
     for (size_t i = 0; r != NULL && i < r->cfg->num_jwt_providers; i++) {
         const char *why;
-        if (gh_keyring_ready(r->rt[i]->keyring, &why))
+        int ok;
+        if (r->rt[i]->keyring != NULL) {
+            ok = gh_keyring_ready(r->rt[i]->keyring, &why);
+        } else {
+            ok = gh_jwtf_self_generation(r->rt[i]) != 0;
+            why = "the issuer has no signing key published yet";
+        }
+        if (ok)
             continue;
         if (listed == READY_LINES_MAX) {
             more++;
