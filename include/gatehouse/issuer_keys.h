@@ -1,5 +1,5 @@
 /*
- * The token issuer's signing keys and their rotation (docs/issuer-keys.md
+ * The token issuer's signing keys and their rotation (docs/issuer.md#keys-and-rotation
  * for operators, with the timeline; docs/internals/issuer-keys.md for how).
  *
  * The keys live in a directory of the state directory (<state_dir>/issuer):
