@@ -69,6 +69,7 @@ bench: build
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/filters $(BUILD)
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/fleet $(BUILD)
 	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/authz $(BUILD)
+	BENCH_OUT=$${BENCH_OUT:-docs/performance.md} bench/issuer $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -11,6 +11,8 @@
       FILE of one line repeats that token; otherwise request i sends line
       K + i (from 0), each line once (exits 2 if FILE has too few lines).
       With --header, each request also carries LINE ("x-api-key: KEY").
+      With --post BODY, each request is `POST /oauth2/token` with BODY as an
+      application/x-www-form-urlencoded body (bench/issuer's token rows).
 
   client.py status PORT [TOKEN]
       Sends one `GET /` (with `Authorization: Bearer TOKEN` when given) and
@@ -176,14 +178,22 @@ def cmd_status(port, token):
 def main(argv):
     if len(argv) >= 3 and argv[0] == "requests":
         opts = {}
-        while len(argv) >= 2 and argv[-2] in ("--tokens", "--from", "--header"):
+        while len(argv) >= 2 and argv[-2] in ("--tokens", "--from", "--header", "--post"):
             opts[argv[-2]] = argv[-1]
             argv = argv[:-2]
         n = int(argv[2])
         reqs = None
         if "--tokens" in opts:
             reqs = load_requests(opts["--tokens"], int(opts.get("--from", 0)), n)
-        if "--header" in opts:
+        if "--post" in opts:
+            body = opts["--post"].encode()
+            reqs = [b"POST /oauth2/token HTTP/1.1\r\nHost: bench\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body]
+            if "--header" in opts:
+                reqs = [reqs[0].replace(b"\r\n\r\n", b"\r\n" + opts["--header"].encode() +
+                                        b"\r\n\r\n", 1)]
+        elif "--header" in opts:
             line = opts["--header"].encode() + b"\r\n\r\n"
             reqs = [r[:-2] + line for r in (reqs or [REQ])]
         return cmd_requests(int(argv[1]), n, int(argv[3]) if len(argv) > 3 else 4, reqs)
