@@ -248,3 +248,54 @@ def test_secret_from_the_environment(gatehouse, upstream, key, idp, tmp_path, mo
     g = outbound(gatehouse, svc.port, inj)
     wait_token(g)
     assert fetch(g.port, "GET", "/x").status == 200
+
+
+def test_tokens_from_gatehouses_own_issuer(gatehouse, upstream, tmp_path):
+    """The whole of issue 12's injection path with gatehouse at both ends:
+    gatehouse B runs the token service and protects the service with
+    `issuer: self`; gatehouse A injects tokens it gets from B's token
+    endpoint for a caller that sends nothing."""
+    import subprocess
+
+    from harness import free_port, gatehouse_bin, to_yaml
+
+    up = upstream()
+    port_b = free_port()
+    state = tmp_path / "state-b"
+    cfg_b = {"state_dir": str(state),
+             "issuer": {"issuer": f"http://127.0.0.1:{port_b}"},
+             "providers": {"jwt": {"self": {"issuer": "self", "audiences": [AUD],
+                                            "claims_to_headers": {"client_id": "x-caller"}}}},
+             "listeners": [{"name": "b", "listen": f"127.0.0.1:{port_b}", "routes": [
+                 {"name": "oauth", "match": {"path": {"prefix": "/oauth2/"}}, "issuer": {}},
+                 {"name": "api", "match": {"path": {"prefix": "/"}}, "authn": "self",
+                  "to": "app"}]}],
+             "clusters": {"app": {"endpoints": [f"127.0.0.1:{up.port}"]}}}
+    cb = tmp_path / "b.yaml"
+    cb.write_text(to_yaml(cfg_b) + "\n")
+    out = subprocess.run([str(gatehouse_bin()), "client", "create", "-c", str(cb), "--name",
+                          "legacy", "--scopes", "orders.read", "--audiences", AUD],
+                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    creds = dict(line.split("=", 1) for line in out.stdout.split())
+    gatehouse(cfg_b)
+    sec = tmp_path / "legacy-secret"
+    sec.write_text(creds["client_secret"] + "\n")
+    inj = {"token_url": f"http://127.0.0.1:{port_b}/oauth2/token", "insecure_http": True,
+           "client_id": creds["client_id"], "client_secret_file": str(sec),
+           "scopes": ["orders.read"], "audience": AUD}
+    a = outbound(gatehouse, port_b, inj)
+    wait_token(a)
+    for _ in range(5):
+        r = fetch(a.port, "GET", "/orders/7")
+        assert r.status == 200, r
+    reqs = up.complete_requests()
+    assert len(reqs) >= 5
+    assert all(q.header("x-caller") == creds["client_id"] for q in reqs)
+    tok = reqs[-1].header("authorization")[7:]
+    hdr = pyjwt.get_unverified_header(tok)
+    assert hdr["typ"] == "at+jwt" and hdr["alg"] == "ES256"
+    claims = pyjwt.decode(tok, options={"verify_signature": False})
+    assert claims["iss"] == f"http://127.0.0.1:{port_b}" and claims["scope"] == "orders.read"
+    # Straight to B without credentials: refused, so the token did the work.
+    assert fetch(port_b, "GET", "/orders/7").status == 401
