@@ -426,6 +426,9 @@ struct gh_cluster_s {
     uint32_t max_connections;
     uint32_t max_pending;
     gh_cluster_tls_t *tls; /* owned; NULL: plain TCP */
+    /* It has an `inject` section (docs/inject.md): routes to it get the
+     * inject filter, which parses the section itself. */
+    int has_inject;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

@@ -724,6 +724,7 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
                                        "max_connections",
                                        "max_pending",
                                        "tls",
+                                       "inject",
                                        NULL};
     static const char *const lbs[] = {"round_robin", "least_request", "random"};
     const gh_yaml_node_t *n = key->value, *eps, *v;
@@ -787,6 +788,8 @@ static int parse_cluster(ctx_t *c, const gh_yaml_node_t *key, gh_cluster_t *cl, 
     if ((v = gh_yaml_map_get(n, "tls")) != NULL &&
         (rc = gh_config_parse_cluster_tls(c->doc, v, &cl->tls)) != 0)
         return rc;
+    /* The inject filter's, read when a route to this cluster is parsed. */
+    cl->has_inject = gh_yaml_map_get(n, "inject") != NULL;
 
     if ((rc = alloc_array(c, eps->count, sizeof(*cl->endpoints), (void **)&cl->endpoints)) != 0)
         return rc;

@@ -299,3 +299,46 @@ def test_tokens_from_gatehouses_own_issuer(gatehouse, upstream, tmp_path):
     assert claims["iss"] == f"http://127.0.0.1:{port_b}" and claims["scope"] == "orders.read"
     # Straight to B without credentials: refused, so the token did the work.
     assert fetch(port_b, "GET", "/orders/7").status == 401
+
+
+def test_inject_on_a_cluster(gatehouse, upstream, key, idp, tmp_path):
+    """`inject` written on a cluster: every route to it injects, a route's
+    own section wins, and routes elsewhere carry nothing."""
+    svc, up = protected(gatehouse, upstream, key)
+    other = upstream()
+    inj = inject_conf(idp, tmp_path)
+    cfg = {"listeners": [{"name": "out", "routes": [
+        {"name": "own", "match": {"path": {"prefix": "/own"}},
+         "inject": dict(inj, scopes=["x"]), "to": "svc"},
+        {"name": "plain", "match": {"path": {"prefix": "/other"}}, "to": "other"},
+        {"name": "via", "match": {"path": {"prefix": "/"}}, "to": "svc"}]}],
+        "clusters": {"svc": {"endpoints": [f"127.0.0.1:{svc.port}"], "inject": inj},
+                     "other": {"endpoints": [f"127.0.0.1:{other.port}"]}}}
+    g = gatehouse(cfg)
+    wait_token(g)
+    assert fetch(g.port, "GET", "/orders").status == 200
+    wait_for(lambda: fetch(g.port, "GET", "/own").status == 200)
+    scopes = [pyjwt.decode(q.header("authorization")[7:], options={"verify_signature": False})[
+        "scope"] for q in up.complete_requests()]
+    assert "orders.read" in scopes and "x" in scopes
+    assert fetch(g.port, "GET", "/other", headers=[("authorization", "Bearer mine")]).status == 200
+    assert other.complete_requests()[-1].header("authorization") == "Bearer mine"
+
+
+@pytest.mark.parametrize("second", [None, {"scopes": ["x"]}])
+def test_split_between_clusters_must_inject_alike(tmp_path, idp, second):
+    inj = inject_conf(idp, tmp_path)
+    c2 = {"endpoints": ["127.0.0.1:10"]}
+    if second is not None:
+        c2["inject"] = dict(inj, **second)
+    cfg = {"listeners": [{"name": "out", "listen": f"127.0.0.1:{free_port()}", "routes": [
+        {"name": "r", "match": {"path": {"prefix": "/"}},
+         "to": [{"cluster": "a", "weight": 1}, {"cluster": "b", "weight": 1}]}]}],
+        "clusters": {"a": {"endpoints": ["127.0.0.1:9"], "inject": inj}, "b": c2}}
+    p = tmp_path / "g.yaml"
+    p.write_text(to_yaml(cfg) + "\n")
+    import subprocess
+    r = subprocess.run([str(gatehouse_bin()), "validate", "-c", str(p)], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "route 'r' splits its requests between clusters" in r.stdout + r.stderr

@@ -11,6 +11,9 @@
  *     audience: https://orders.internal          # and/or resource: (RFC 8707)
  *     timeout: 5s
  *
+ * The same section may be written on a cluster: every route to it then
+ * gets the filter (a route's own section wins).
+ *
  * The request's own Authorization fields are removed and
  * "Authorization: Bearer TOKEN" is set, TOKEN the current one of the
  * route's token source (source.h). Without a usable token the request is
@@ -235,11 +238,22 @@ static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, inject_
     return 0;
 }
 
-static int parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
-                 gh_route_t *route, void **conf)
+static int same(const char *a, const char *b)
 {
-    (void)cfg;
-    (void)route;
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_conf(const inject_conf_t *a, const inject_conf_t *b)
+{
+    return same(a->token_url, b->token_url) && same(a->client_id, b->client_id) &&
+           same(a->client_secret, b->client_secret) && same(a->scope, b->scope) &&
+           same(a->audience, b->audience) && same(a->resource, b->resource) &&
+           a->secret_post == b->secret_post && a->insecure_http == b->insecure_http &&
+           a->timeout_ms == b->timeout_ms;
+}
+
+static int parse_one(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, inject_conf_t **out)
+{
     inject_conf_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return gh_yaml_oom(doc);
@@ -248,7 +262,68 @@ static int parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t 
         free_conf(c);
         return rc;
     }
-    *conf = c;
+    *out = c;
+    return 0;
+}
+
+/* A route to clusters with `inject` (implied, n NULL): the clusters'
+ * sections, which must say the same thing: a request must not get one
+ * credential or another by the draw of a weighted split. */
+static int parse_from_clusters(const gh_yaml_doc_t *doc, const gh_route_t *route, void **conf)
+{
+    const gh_yaml_node_t *clusters = gh_yaml_map_get(doc->root, "clusters");
+    inject_conf_t *first = NULL;
+    for (size_t i = 0; i < route->num_targets; i++) {
+        const gh_cluster_t *cl = route->targets[i].cluster;
+        const gh_yaml_node_t *n = gh_yaml_map_get(gh_yaml_map_get(clusters, cl->name), "inject");
+        inject_conf_t *c = NULL;
+        int rc;
+        if (n == NULL)
+            rc = gh_yaml_error(doc, gh_yaml_map_get(clusters, cl->name),
+                               "route '%s' splits its requests between clusters with and "
+                               "without 'inject': give every one of them the same inject, or "
+                               "put inject on the route",
+                               route->name);
+        else if ((rc = parse_one(doc, n, &c)) == 0 && first != NULL && !same_conf(first, c))
+            rc = gh_yaml_error(doc, n,
+                               "route '%s' splits its requests between clusters whose 'inject' "
+                               "differ: give them the same, or put inject on the route",
+                               route->name);
+        if (rc != 0) {
+            free_conf(c);
+            free_conf(first);
+            return rc;
+        }
+        if (first == NULL)
+            first = c;
+        else
+            free_conf(c);
+    }
+    *conf = first;
+    return 0;
+}
+
+static int parse(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg,
+                 gh_route_t *route, void **conf)
+{
+    (void)cfg;
+    if (n == NULL)
+        return parse_from_clusters(doc, route, conf);
+    inject_conf_t *c = NULL;
+    int rc = parse_one(doc, n, &c);
+    if (rc == 0)
+        *conf = c;
+    return rc;
+}
+
+/* A route whose clusters have `inject` gets the filter (a route's own
+ * section wins over theirs). */
+static int implied(const gh_config_t *cfg, const gh_route_t *route)
+{
+    (void)cfg;
+    for (size_t i = 0; i < route->num_targets; i++)
+        if (route->targets[i].cluster->has_inject)
+            return 1;
     return 0;
 }
 
@@ -376,6 +451,7 @@ const gh_filter_type_t gh_inject_filter = {
     .phase = GH_PHASE_TRANSFORM,
     .parse = parse,
     .free_conf = free_conf,
+    .implied = implied,
     .init = inject_init,
     .fini = inject_fini,
     .ready = inject_ready,
