@@ -8,6 +8,7 @@ import pytest
 from authz_server import AuthzServer
 from harness import fetch
 from test_authorizers import az
+from test_lambda_upstream import FAKE, aws_env, implicit_config, validate  # noqa: F401
 
 
 @pytest.fixture
@@ -72,3 +73,31 @@ def test_process_scope_leaves_the_worker_cache_alone(gatehouse, upstream, authz)
     assert calls_to(srv, "/ap") == 1, "the process cache answers its own requests"
     assert fetch(g.port, "GET", "/w/2", headers=tok).status == 200
     assert calls_to(srv, "/aw") == 1, "the worker's cached answer is still there"
+
+
+# ---- the implicit Lambda endpoint
+
+
+@pytest.mark.parametrize("ignore,regional", [
+    ("true", True), ("TRUE", True), ("True", True),
+    ("false", False), ("", False), ("1", False), ("yes", False),
+])
+def test_ignore_configured_endpoint_urls_means_aws(tmp_path, aws_env, ignore, regional):  # noqa: F811
+    """AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true (any case, as the SDKs read
+    it) turns AWS_ENDPOINT_URL_LAMBDA and AWS_ENDPOINT_URL off: the SDKs then
+    call AWS's regional endpoint, and gatehouse, whose events carry clients'
+    tokens and bodies, must not send them to the URL the variables name.
+    (DNS is off, so the regional endpoint shows as the URL that cannot be
+    resolved.)"""
+    aws_env.setenv("GH_CONFIG_NO_DNS", "1")
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")
+    aws_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")
+    aws_env.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", ignore)
+    cfg = implicit_config(FAKE)
+    cfg["clusters"]["fn"]["lambda"]["region"] = "eu-west-3"
+    rc, out = validate(tmp_path, cfg)
+    if regional:
+        assert rc == 1, out
+        assert "'https://lambda.eu-west-3.amazonaws.com'" in out, out
+    else:
+        assert rc == 0, out
