@@ -425,6 +425,10 @@ struct gh_cluster_s {
     uint32_t max_connections;
     uint32_t max_pending;
     gh_cluster_tls_t *tls; /* owned; NULL: plain TCP */
+    /* Made for a Lambda endpoint URL (gh_config_lambda_endpoint), not
+     * written: no key of the config names it, so that what a name means
+     * does not hang on which lambda block came first. */
+    int implicit;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

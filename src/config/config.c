@@ -674,6 +674,7 @@ gh_cluster_t *gh_config_lambda_endpoint(const gh_yaml_doc_t *doc, const gh_yaml_
     gh_cluster_t *cl = &cfg->clusters[cfg->num_clusters];
     memset(cl, 0, sizeof(*cl));
     cluster_defaults(cl, cfg->num_clusters);
+    cl->implicit = 1;
     cfg->num_clusters++; /* from here on freed with the config */
     cl->endpoints = calloc(1, sizeof(*cl->endpoints));
     if (cl->endpoints == NULL || (cl->name = strdup(name)) == NULL ||

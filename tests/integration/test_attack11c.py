@@ -101,3 +101,43 @@ def test_ignore_configured_endpoint_urls_means_aws(tmp_path, aws_env, ignore, re
         assert "'https://lambda.eu-west-3.amazonaws.com'" in out, out
     else:
         assert rc == 0, out
+
+
+def _named_implicit(where):
+    """A config whose fn cluster makes the implicit endpoint
+    http://127.0.0.1:9 and whose other block names that URL as a cluster:
+    a lambda cluster before fn or after it, an authorizer's lambda.endpoint
+    or its http.cluster."""
+    url = "http://127.0.0.1:9"
+    cfg = implicit_config(FAKE)
+    other = {"type": "lambda", "lambda": {"function": "g", "region": "us-east-1", "endpoint": url}}
+    if where == "cluster_before":
+        cfg["clusters"] = {"other": other, **cfg["clusters"]}
+    elif where == "cluster_after":
+        cfg["clusters"]["other"] = other
+    else:
+        a = {"format": "aws-v2", "ttl": 0}
+        if where == "authorizer_lambda":
+            a["lambda"] = {"function": "az", "region": "us-east-1", "endpoint": url}
+        else:
+            a["http"] = {"cluster": url, "path": "/az"}
+        cfg["providers"] = {"authorizers": {"az": a}}
+    return cfg
+
+
+@pytest.mark.parametrize("where", ["cluster_before", "cluster_after", "authorizer_lambda",
+                                   "authorizer_http"])
+def test_the_implicit_endpoint_is_named_by_no_key(tmp_path, aws_env, where):  # noqa: F811
+    """The cluster made for the endpoint URL is not one the config can
+    name (as routes cannot): lambda.endpoint naming it was refused when
+    the block came before the one that made it and accepted after, so a
+    config's meaning hung on the order of its clusters."""
+    aws_env.setenv("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")
+    rc, out = validate(tmp_path, _named_implicit(where))
+    assert rc == 1, out
+    assert "names unknown cluster 'http://127.0.0.1:9'" in out, out
+    # Written out, the same cluster is one (and the implicit one is it).
+    cfg = _named_implicit(where)
+    cfg["clusters"]["http://127.0.0.1:9"] = {"endpoints": ["127.0.0.1:9"]}
+    rc, out = validate(tmp_path, cfg)
+    assert rc == 0, out
