@@ -141,3 +141,64 @@ def test_the_implicit_endpoint_is_named_by_no_key(tmp_path, aws_env, where):  # 
     cfg["clusters"]["http://127.0.0.1:9"] = {"endpoints": ["127.0.0.1:9"]}
     rc, out = validate(tmp_path, cfg)
     assert rc == 0, out
+
+
+# ---- the short path against the general way, and both scopes
+
+
+def _three_routes(up, port):
+    """/t0/ asks every time (ttl 0: the general way), /tw/ caches per
+    worker (the short path, gh_azr_apply_cached), /tp/ caches for the
+    process; one simple aws-v2 authorizer each, mapping context.u and
+    context.n to headers."""
+    routes, azs = [], {}
+    for name, kw in (("t0", {"ttl": 0}), ("tw", {"ttl": "300s"}),
+                     ("tp", {"ttl": "300s", "cache_scope": "process"})):
+        azs[name] = az(simple_responses=True, headers={"x-user": "context.u",
+                                                       "x-consumer-id": "context.n"}, **kw)
+        routes.append({"name": name, "match": {"path": {"prefix": f"/{name}/"}},
+                       "authn": name, "to": "app"})
+    return {"listeners": [{"name": "edge", "routes": routes}],
+            "clusters": {"app": {"endpoints": [f"127.0.0.1:{up.port}"]},
+                         "authz": {"endpoints": [f"127.0.0.1:{port}"]}},
+            "providers": {"authorizers": azs}}
+
+
+FORGED = [[], [("X-User", "root")], [("x_user", "root")], [("X_USER", "r"), ("x-user", "r2")],
+          [("X_Consumer_Id", "0")], [("connection", "x-user, x-consumer-id")]]
+AUTHS = [("authorization", "good1"), ("AUTHORIZATION", "good1"), ("aUTHORIZATIOn", "bad"),
+         ("Authorization", "good-" + "x" * 700)]
+
+
+def test_short_path_general_way_and_process_scope_agree(gatehouse, upstream, authz):
+    """The same request, cached or not, per worker or per process, reaches
+    the upstream with the same fields: the authorizer's values once, never
+    a client's copy in any spelling (a Connection option naming them
+    removes neither); denials the same."""
+    def h(ev):
+        tok = ev["headers"]["authorization"]
+        return {"isAuthorized": tok.startswith("good"), "context": {"u": "u-" + tok[:9], "n": 7}}
+
+    up = upstream()
+    srv = authz(h)
+    g = gatehouse(_three_routes(up, srv.port))
+    for auth in AUTHS:
+        for forged in FORGED:
+            seen = []
+            for rt in ("t0", "tw", "tp"):
+                for _ in range(2):  # the second from the cache on tw and tp
+                    r = fetch(g.port, "GET", f"/{rt}/x", headers=[auth] + forged)
+                    if r.status != 200:
+                        seen.append((r.status, None))
+                        continue
+                    got = sorted((k.lower(), v) for k, v in r.json()["headers"]
+                                 if k.lower().replace("_", "-") in ("x-user", "x-consumer-id"))
+                    seen.append((200, got))
+            ok = auth[1].startswith("good")
+            want = (200, [("x-consumer-id", "7"), ("x-user", "u-" + auth[1][:9])]) if ok \
+                else (403, None)
+            assert seen == [want] * 6, (auth, forged, seen)
+    # t0 asks every time; tw and tp once per distinct token (good1 is
+    # spelled two ways).
+    tokens = len({v for _, v in AUTHS})
+    assert calls_to(srv, "/authorize") == len(AUTHS) * len(FORGED) * 2 + 2 * tokens
