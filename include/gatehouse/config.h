@@ -429,6 +429,10 @@ struct gh_cluster_s {
     /* It has an `inject` section (docs/inject.md): routes to it get the
      * inject filter, which parses the section itself. */
     int has_inject;
+    /* Made for a Lambda endpoint URL (gh_config_lambda_endpoint), not
+     * written: no key of the config names it, so that what a name means
+     * does not hang on which lambda block came first. */
+    int implicit;
 };
 
 /* admin: the admin API's own listener. Off unless the key is present. */

@@ -64,10 +64,12 @@ static const struct {
     {"envoy", GH_AUTHORIZER_ENVOY},
 };
 
+/* A cluster written in the config (an implicit Lambda endpoint's is named
+ * by no key: config.h's implicit). */
 static const gh_cluster_t *cluster_named(const gh_config_t *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->num_clusters; i++)
-        if (strcmp(cfg->clusters[i].name, name) == 0)
+        if (!cfg->clusters[i].implicit && strcmp(cfg->clusters[i].name, name) == 0)
             return &cfg->clusters[i];
     return NULL;
 }

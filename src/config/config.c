@@ -619,9 +619,16 @@ gh_cluster_t *gh_config_lambda_endpoint(const gh_yaml_doc_t *doc, const gh_yaml_
 {
     char url[300], hp[300], auth[300], host[NI_MAXHOST], name[320];
     const char *from = "AWS_ENDPOINT_URL_LAMBDA", *u = getenv(from), *why;
+    const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
     int tls, bracketed, rc;
     uint16_t port;
-    if (u == NULL || u[0] == '\0')
+    /* AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true ("true" in any case, as
+     * the SDKs read it) turns the endpoint variables off: where it is set
+     * the SDKs call AWS itself, and so must gatehouse, whose events carry
+     * the clients' tokens and the requests' bodies. */
+    if (ignore != NULL && strcasecmp(ignore, "true") == 0)
+        u = NULL;
+    else if (u == NULL || u[0] == '\0')
         u = getenv(from = "AWS_ENDPOINT_URL");
     if (u == NULL || u[0] == '\0') {
         from = "AWS's regional endpoint";
@@ -667,6 +674,7 @@ gh_cluster_t *gh_config_lambda_endpoint(const gh_yaml_doc_t *doc, const gh_yaml_
     gh_cluster_t *cl = &cfg->clusters[cfg->num_clusters];
     memset(cl, 0, sizeof(*cl));
     cluster_defaults(cl, cfg->num_clusters);
+    cl->implicit = 1;
     cfg->num_clusters++; /* from here on freed with the config */
     cl->endpoints = calloc(1, sizeof(*cl->endpoints));
     if (cl->endpoints == NULL || (cl->name = strdup(name)) == NULL ||

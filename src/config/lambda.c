@@ -139,7 +139,7 @@ int gh_config_lambda_bind(const gh_yaml_doc_t *doc, const gh_yaml_node_t *block,
     *out = NULL;
     if (a->endpoint != NULL) {
         for (size_t i = 0; i < cfg->num_clusters; i++)
-            if (strcmp(cfg->clusters[i].name, a->endpoint) == 0)
+            if (!cfg->clusters[i].implicit && strcmp(cfg->clusters[i].name, a->endpoint) == 0)
                 *out = &cfg->clusters[i];
         if (*out == NULL)
             return gh_yaml_error(doc, at, "lambda.endpoint names unknown cluster '%s'",

@@ -191,24 +191,6 @@ static int upgrade_is_h2c_only(const gh_stream_t *s)
     return 1;
 }
 
-/* Whether a field name is "authorization" in any case. Its letters are
- * all there is to compare, and a byte b has b | 0x20 == L for a lower-case
- * letter L only when b is L or its upper case: two overlapping words, each
- * with bit 5 set in every byte, decide it exactly. Every request carrying
- * a token has such a name (a general compare cost about fifty
- * instructions). */
-static inline int is_authorization(const gh_h1_header_t *h)
-{
-    if (h->name_len != 13)
-        return 0;
-    uint64_t a, b, lo, hi;
-    memcpy(&a, h->name, 8);
-    memcpy(&b, h->name + 5, 8);
-    memcpy(&lo, "authoriz", 8);
-    memcpy(&hi, "rization", 8);
-    return (((a | 0x2020202020202020ULL) ^ lo) | ((b | 0x2020202020202020ULL) ^ hi)) == 0;
-}
-
 /* What the parser leaves to the proxy: the target's form and authority,
  * the Host value, credentials that must be singletons, and methods or
  * upgrades gatehouse cannot carry. */
@@ -237,7 +219,7 @@ static int check_request(gh_stream_t *s)
     for (size_t i = 0; i < r->num_headers; i++) {
         /* RFC 9110 section 11.6.2 allows one Authorization. With two, a
          * filter may check one while the upstream reads the other. */
-        if (!is_authorization(&r->headers[i]))
+        if (!gh_field_is_authorization(r->headers[i].name, r->headers[i].name_len))
             continue;
         if (s->auth_index >= 0)
             return refuse(s, 400, "more than one Authorization field");

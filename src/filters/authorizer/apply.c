@@ -140,11 +140,17 @@ int gh_azr_apply(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, i
     return rc;
 }
 
+/* Not with cache_scope process: its answers are in the process's table
+ * (from_shared), never in the worker's cache that gh_azr_apply_cached
+ * reads, and sizing the worker's cache for its cache_entries would both
+ * allocate up to a million entries per worker for nothing and, growing,
+ * drop every answer the worker cached for its other authorizers. */
 int gh_azr_is_bearer_cached(const gh_azr_t *a)
 {
     const gh_authorizer_conf_t *c = a->conf;
-    return c->ttl_ms > 0 && c->num_sources == 1 && c->sources[0].authorization &&
-           c->format != GH_AUTHORIZER_ENVOY && c->format != GH_AUTHORIZER_AWS_V1_TOKEN;
+    return c->ttl_ms > 0 && a->shared == NULL && c->num_sources == 1 &&
+           c->sources[0].authorization && c->format != GH_AUTHORIZER_ENVOY &&
+           c->format != GH_AUTHORIZER_AWS_V1_TOKEN;
 }
 
 /* What gh_azr_check (without_call, from_cache, decide) and gh_azr_apply

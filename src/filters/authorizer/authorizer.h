@@ -383,8 +383,9 @@ int gh_azr_refuse(gh_stream_t *s, const gh_azr_t *a, const gh_azr_outcome_t *o, 
 int gh_azr_drop_headers(gh_stream_t *s, const gh_azr_t *a);
 
 /* Whether a's answers can be taken by gh_azr_apply_cached: cached (a
- * ttl), its one identity source the Authorization field, no
- * token_validation, not envoy (whose key is the request asked about). */
+ * ttl) in the worker's cache (not cache_scope process), its one identity
+ * source the Authorization field, no token_validation, not envoy (whose
+ * key is the request asked about). */
 int gh_azr_is_bearer_cached(const gh_azr_t *a);
 /* The usual request of a route whose one authorizer a is
  * gh_azr_is_bearer_cached: a non-empty Authorization whose simple allow

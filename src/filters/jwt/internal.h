@@ -71,9 +71,10 @@ typedef struct {
     /* The route's authn is one authorizer and nothing else: not `all` or
      * `optional`, nothing exempt (authz.c's gh_jwtf_az_one). */
     int az_only;
-    /* az_only, and the authorizer's answers are cached by the
-     * Authorization field alone (gh_azr_is_bearer_cached): a cached allow
-     * takes gh_azr_apply_cached (filter.c's on_request_headers). */
+    /* az_only, and the authorizer's answers are cached in the worker's
+     * cache by the Authorization field alone (gh_azr_is_bearer_cached): a
+     * cached allow takes gh_azr_apply_cached (filter.c's
+     * on_request_headers). */
     int az_fast;
     /* The largest envoy.max_request_body of the route's authorizers (0:
      * none sends the body): the body is read whole first (413 past it, as
