@@ -118,18 +118,24 @@ static char *discovery(const gh_issuer_conf_t *is, int oidc, size_t *len)
         snprintf(u[i], sizeof(u[i]), "%s%s", is->url, paths[i]);
     const char *alg = gh_jwt_alg_name((gh_jwt_alg_t)is->alg);
     /* RFC 8414 section 2; response_types_supported is required there and
-     * empty here: this server has no authorization endpoint. */
+     * empty here: this server has no authorization endpoint. Each endpoint
+     * that lists private_key_jwt MUST list the assertion algorithms too
+     * (section 2, for the token, revocation and introspection endpoints
+     * alike): the same ones, since one check serves all three. */
     json_t *doc = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:[s],s:[],s:[sss],s:[ssss],s:[sss],s:[sss],"
-        "s:[s]}",
+        "{s:s,s:s,s:s,s:s,s:s,s:[s],s:[],s:[sss],s:[ssss],s:[sss],s:[ssss],s:[sss],"
+        "s:[ssss],s:[s]}",
         "issuer", is->url, "token_endpoint", u[0], "jwks_uri", u[1], "introspection_endpoint", u[2],
         "revocation_endpoint", u[3], "grant_types_supported", "client_credentials",
         "response_types_supported", "token_endpoint_auth_methods_supported", "client_secret_basic",
         "client_secret_post", "private_key_jwt", "token_endpoint_auth_signing_alg_values_supported",
         "ES256", "RS256", "PS256", "EdDSA", "introspection_endpoint_auth_methods_supported",
         "client_secret_basic", "client_secret_post", "private_key_jwt",
-        "revocation_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
-        "private_key_jwt", "access_token_signing_alg_values_supported", alg);
+        "introspection_endpoint_auth_signing_alg_values_supported", "ES256", "RS256", "PS256",
+        "EdDSA", "revocation_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "private_key_jwt",
+        "revocation_endpoint_auth_signing_alg_values_supported", "ES256", "RS256", "PS256", "EdDSA",
+        "access_token_signing_alg_values_supported", alg);
     if (doc != NULL && oidc) {
         json_object_set_new(doc, "subject_types_supported", json_pack("[s]", "public"));
         json_object_set_new(doc, "id_token_signing_alg_values_supported", json_pack("[s]", alg));
