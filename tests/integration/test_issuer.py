@@ -290,3 +290,73 @@ def test_a_jwt_provider_with_discovery_verifies_issued_tokens(gatehouse, up, tmp
                           headers={"typ": "at+jwt",
                                    "kid": pyjwt.get_unverified_header(at)["kid"]})
     expect_invalid(api(g2, forged), "signature")
+
+
+# --------------------------------------------------------------------------
+# Rotation (docs/issuer-keys.md: the timeline)
+
+
+def kid_of(tok):
+    return pyjwt.get_unverified_header(tok)["kid"]
+
+
+def kids(g):
+    return {k["kid"] for k in jwks(g)["keys"]}
+
+
+def key_times(g):
+    r = cli("keys", "list", "--json", "-c", str(g.config_path))
+    return {k["kid"]: k for k in json.loads(r.stdout)["keys"]}
+
+
+def test_rotation_tokens_before_during_and_after_verify_everywhere(gatehouse, up):
+    """Two gatehouses on one state directory; a rotation by the CLI with a
+    short lead (the JWKS max-age is 1s here, so a 3s lead is allowed)."""
+    iss = {"publish_lead": "3s", "jwks_max_age": "1s"}
+    g = start(gatehouse, up, issuer=iss)
+    g2 = start(gatehouse, up, issuer=dict(iss, issuer=g.url))
+    cid, secret = create_client(g)
+    r = fetch(g.port, "GET", "/oauth2/jwks")
+    assert r.header("cache-control") == "public, max-age=1", r
+    before = token(g, cid, secret)["access_token"]
+    k1 = kid_of(before)
+    assert kids(g) == kids(g2) == {k1}
+
+    # No --lead: the CLI takes the config's publish_lead, as the server does.
+    k2 = cli("keys", "rotate", "-c", str(g.config_path)).stdout.strip()
+    times = key_times(g)
+    assert times[k2]["sign_from"] - times[k2]["publish_at"] == 3, times[k2]
+    # Published at once (each server notices within a second) ...
+    wait_for(lambda: kids(g) == kids(g2) == {k1, k2}, 10, "both keys published at both")
+    # ... and not signing yet: tokens issued now are the old key's.
+    during = [token(gx, cid, secret) for gx in (g, g2)]
+    during = [t["access_token"] for t in during]
+    for t in during:
+        claims = pyjwt.decode(t, options={"verify_signature": False})
+        assert claims["iat"] < times[k2]["sign_from"], "the test was too slow to see the lead"
+        assert kid_of(t) == k1, (kid_of(t), k1, k2)
+    # After the lead the new key signs, at both.
+    wait_for(lambda: kid_of(token(g, cid, secret)["access_token"]) == k2, 15, "the new key signs")
+    wait_for(lambda: kid_of(token(g2, cid, secret)["access_token"]) == k2, 15, "the new key signs")
+    after = token(g, cid, secret)["access_token"]
+    assert kids(g) == {k1, k2}, "the old key stays published until its tokens expired"
+    for t in [before, *during, after]:
+        for gx in (g, g2):
+            verify(t, jwks(gx), g.url, cid)
+            assert api(gx, t).status == 200, (kid_of(t), gx.port)
+    listed = key_times(g)
+    assert listed[k1]["state"] == "retiring" and listed[k2]["state"] == "signing", listed
+    assert listed[k1]["retire_at"] >= listed[k2]["sign_from"] + 3600, "the old key outlives its tokens"
+
+    # An emergency rotation (--now) stops every older key's tokens at both
+    # gatehouses (their verified-token caches held them) and the new key signs.
+    k3 = cli("keys", "rotate", "-c", str(g.config_path), "--now").stdout.strip()
+    wait_for(lambda: kids(g) == kids(g2) == {k3}, 10, "only the new key published")
+    for t in [before, *during, after]:
+        for gx in (g, g2):
+            wait_for(lambda: api(gx, t).status == 401, 10, "old tokens refused")
+            expect_invalid(api(gx, t))
+    now = token(g, cid, secret)["access_token"]
+    assert kid_of(now) == k3
+    verify(now, jwks(g2), g.url, cid)
+    assert api(g, now).status == 200 and api(g2, now).status == 200
