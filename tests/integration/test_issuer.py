@@ -48,7 +48,7 @@ from oauthlib.oauth2 import BackendApplicationClient
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from requests_oauthlib import OAuth2Session
 
-from harness import RawConn, Upstream, fetch, free_port
+from harness import RawConn, Upstream, assert_refusal, fetch, free_port
 from issuer_util import (AUD, FORM, GRANT, SCOPES, api, basic, cli, create_client, expect_error,
                          expect_token_reply, jwks, post, start, start_standalone, token, verify)
 from jwt_util import expect_invalid
@@ -360,3 +360,451 @@ def test_rotation_tokens_before_during_and_after_verify_everywhere(gatehouse, up
     assert kid_of(now) == k3
     verify(now, jwks(g2), g.url, cid)
     assert api(g, now).status == 200 and api(g2, now).status == 200
+
+
+# --------------------------------------------------------------------------
+# One token service for the error cases and the attacks below (the throttle
+# is out of the way: its own tests have their own servers).
+
+
+class Svc:
+    pass
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    d = tmp_path_factory.mktemp("issuer-svc")
+    up = Upstream(name="svc-up")
+    g = start_standalone(d, up, "gh", issuer={"failed_auth_limit": 100000}, workers=2)
+    s = Svc()
+    s.g, s.up, s.dir = g, up, d
+    s.cid, s.secret = create_client(g)
+    s.basic_cid, s.basic_secret = create_client(g, "--auth-methods", "client_secret_basic")
+    s.other_cid, s.other_secret = create_client(g, name="other")
+    s.gone_cid, s.gone_secret = create_client(g, name="gone")
+    cli("client", "revoke", s.gone_cid, "-c", str(g.config_path))
+    s.key = ec.generate_private_key(ec.SECP256R1())
+    s.jwt_cid, _ = create_client(g, "--jwks", str(jwk_file(d, s.key.public_key(), "c1", "ES256")),
+                                 name="keyed")
+    # Keys and a secret: for HS256-with-the-secret.
+    s.both_cid, s.both_secret = create_client(
+        g, "--jwks", str(jwk_file(d, s.key.public_key(), "c2", "ES256")),
+        "--auth-methods", "client_secret_basic private_key_jwt", name="both")
+    yield s
+    rc = g.stop(timeout=15)
+    up.stop()
+    assert rc == 0, g.stderr_tail(40)
+    for secret in (s.secret, s.basic_secret, s.other_secret, s.gone_secret, s.both_secret):
+        assert secret not in g.stderr, "a client secret in the log"
+
+
+def still_serves(s):
+    """A fresh, valid request still gets its own correct answer."""
+    t = token(s.g, s.cid, s.secret)
+    verify(t["access_token"], jwks(s.g), s.g.url, s.cid)
+
+
+def tok(s, extra=""):
+    return token(s.g, s.cid, s.secret, extra)["access_token"]
+
+
+def b64(raw):
+    return base64.b64encode(raw if isinstance(raw, bytes) else raw.encode("utf-8")).decode()
+
+
+def raw_basic(raw):
+    return [("Authorization", "Basic " + b64(raw))]
+
+
+# (id, request(s) -> Response, status, error, words in error_description)
+ERRORS = [
+    # invalid_client (401, with a Basic challenge)
+    ("unknown-id-basic", lambda s: post(s.g, "/oauth2/token", GRANT, auth=("ghc_aaaaaaaaaaaaaaaa", s.secret)),
+     401, "invalid_client", "authentication failed"),
+    ("unknown-id-post", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                               ("client_id", "ghc_aaaaaaaaaaaaaaaa"),
+                                                               ("client_secret", s.secret)]),
+     401, "invalid_client", "authentication failed"),
+    ("wrong-secret-basic", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.cid, s.other_secret)),
+     401, "invalid_client", "authentication failed"),
+    ("wrong-secret-post", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                                 ("client_id", s.cid),
+                                                                 ("client_secret", s.secret[:-1])]),
+     401, "invalid_client", "authentication failed"),
+    ("secret-of-a-keys-only-client", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.jwt_cid, s.secret)),
+     401, "invalid_client", "authentication failed"),
+    ("revoked-client", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.gone_cid, s.gone_secret)),
+     401, "invalid_client", "revoked"),
+    ("method-not-allowed", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                                  ("client_id", s.basic_cid),
+                                                                  ("client_secret", s.basic_secret)]),
+     401, "invalid_client", "may not use client_secret_post"),
+    ("no-authentication", lambda s: post(s.g, "/oauth2/token", GRANT + "&client_id=" + s.cid),
+     401, "invalid_client", "required"),
+    ("bearer-scheme", lambda s: post(s.g, "/oauth2/token", GRANT, headers=[("Authorization", "Bearer x")]),
+     401, "invalid_client", "Basic"),
+    ("basic-not-base64", lambda s: post(s.g, "/oauth2/token", GRANT, headers=[("Authorization", "Basic a*b=")]),
+     401, "invalid_client", "malformed"),
+    ("basic-no-colon", lambda s: post(s.g, "/oauth2/token", GRANT, headers=raw_basic(s.cid)),
+     401, "invalid_client", "malformed"),
+    ("basic-empty-secret", lambda s: post(s.g, "/oauth2/token", GRANT, headers=raw_basic(s.cid + ":")),
+     401, "invalid_client", "empty"),
+    # client ids with odd bytes
+    ("id-nul-basic", lambda s: post(s.g, "/oauth2/token", GRANT, headers=raw_basic(s.cid + "\0x:" + s.secret)),
+     401, "invalid_client", "malformed"),
+    ("id-pct00-basic", lambda s: post(s.g, "/oauth2/token", GRANT, headers=raw_basic(s.cid + "%00:" + s.secret)),
+     401, "invalid_client", "malformed"),
+    ("id-crlf-basic", lambda s: post(s.g, "/oauth2/token", GRANT,
+                                     headers=raw_basic(s.cid + "\r\nX-Injected: 1:" + s.secret)),
+     401, "invalid_client", "malformed"),
+    ("id-unicode-basic", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.cid + "\u00e9", s.secret)),
+     401, "invalid_client", "malformed client_id"),
+    ("id-10k-basic", lambda s: post(s.g, "/oauth2/token", GRANT, auth=("g" * 10240, s.secret)),
+     401, "invalid_client", "too long"),
+    ("id-nul-post", lambda s: post(s.g, "/oauth2/token", GRANT + f"&client_id={s.cid}%00&client_secret={s.secret}"),
+     400, "invalid_request", "control character"),
+    ("id-crlf-post", lambda s: post(s.g, "/oauth2/token", GRANT + f"&client_id={s.cid}%0D%0A&client_secret={s.secret}"),
+     400, "invalid_request", "control character"),
+    ("id-unicode-post", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                               ("client_id", "ghc_\u0430aaaaaaaaaaaaaaa"),
+                                                               ("client_secret", s.secret)]),
+     401, "invalid_client", "malformed client_id"),
+    ("id-10k-post", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                           ("client_id", "g" * 10240),
+                                                           ("client_secret", s.secret)]),
+     401, "invalid_client", "malformed client_id"),
+    ("id-with-colon-post", lambda s: post(s.g, "/oauth2/token", [("grant_type", "client_credentials"),
+                                                                  ("client_id", s.cid + ":x"),
+                                                                  ("client_secret", s.secret)]),
+     401, "invalid_client", "malformed client_id"),
+    ("id-other-case", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.cid.upper(), s.secret)),
+     401, "invalid_client", "authentication failed"),
+    # invalid_request (400)
+    ("no-grant-type", lambda s: post(s.g, "/oauth2/token", "scope=orders.read", auth=(s.cid, s.secret)),
+     400, "invalid_request", "grant_type is missing"),
+    ("empty-grant-type", lambda s: post(s.g, "/oauth2/token", "grant_type=", auth=(s.cid, s.secret)),
+     400, "invalid_request", "grant_type is missing"),
+    ("request-error-before-client", lambda s: post(s.g, "/oauth2/token", "scope=x",
+                                                   auth=("ghc_aaaaaaaaaaaaaaaa", "nope")),
+     400, "invalid_request", "grant_type is missing"),
+    ("grant-type-twice", lambda s: post(s.g, "/oauth2/token", GRANT + "&" + GRANT, auth=(s.cid, s.secret)),
+     400, "invalid_request", "grant_type is repeated"),
+    ("scope-twice", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=orders.read&scope=orders.read",
+                                   auth=(s.cid, s.secret)),
+     400, "invalid_request", "scope is repeated"),
+    ("client-id-twice", lambda s: post(s.g, "/oauth2/token", GRANT + f"&client_id={s.cid}&client_id={s.cid}"
+                                       f"&client_secret={s.secret}"),
+     400, "invalid_request", "client_id is repeated"),
+    ("basic-and-post", lambda s: post(s.g, "/oauth2/token", GRANT + f"&client_id={s.cid}&client_secret={s.secret}",
+                                      auth=(s.cid, s.secret)),
+     400, "invalid_request", "more than one"),
+    ("basic-and-assertion", lambda s: post(s.g, "/oauth2/token", GRANT + "&client_assertion_type=" +
+                                           quote(ASSERTION_TYPE, safe="") + "&client_assertion=a.b.c",
+                                           auth=(s.cid, s.secret)),
+     400, "invalid_request", "more than one"),
+    ("client-id-not-basic", lambda s: post(s.g, "/oauth2/token", GRANT + "&client_id=" + s.other_cid,
+                                           auth=(s.cid, s.secret)),
+     400, "invalid_request", "does not match"),
+    ("secret-without-id", lambda s: post(s.g, "/oauth2/token", GRANT + "&client_secret=" + s.secret),
+     400, "invalid_request", "without client_id"),
+    ("assertion-without-type", lambda s: post(s.g, "/oauth2/token", GRANT + "&client_assertion=a.b.c"),
+     400, "invalid_request", "go together"),
+    ("no-content-type", lambda s: post(s.g, "/oauth2/token", GRANT, ctype=None, auth=(s.cid, s.secret)),
+     400, "invalid_request", "Content-Type is missing"),
+    ("json", lambda s: post(s.g, "/oauth2/token", '{"grant_type":"client_credentials"}',
+                            ctype="application/json", auth=(s.cid, s.secret)),
+     400, "invalid_request", "x-www-form-urlencoded"),
+    ("two-content-types", lambda s: post(s.g, "/oauth2/token", GRANT, auth=(s.cid, s.secret),
+                                         headers=[("Content-Type", FORM)]),
+     400, "invalid_request", "Content-Type is repeated"),
+    ("bad-percent", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=%zz", auth=(s.cid, s.secret)),
+     400, "invalid_request", "percent"),
+    ("get", lambda s: fetch(s.g.port, "GET", "/oauth2/token?grant_type=client_credentials",
+                            headers=[basic(s.cid, s.secret)]),
+     405, "invalid_request", "POST"),
+    ("put", lambda s: post(s.g, "/oauth2/token", GRANT) if False else
+     fetch(s.g.port, "PUT", "/oauth2/token", headers=[("Content-Type", FORM), basic(s.cid, s.secret)],
+           body=GRANT),
+     405, "invalid_request", "POST"),
+    ("introspect-get", lambda s: fetch(s.g.port, "GET", "/oauth2/introspect"), 405, "invalid_request", "POST"),
+    ("introspect-no-token", lambda s: post(s.g, "/oauth2/introspect", "token_type_hint=access_token",
+                                           auth=(s.cid, s.secret)),
+     400, "invalid_request", "token is missing"),
+    ("revoke-token-twice", lambda s: post(s.g, "/oauth2/revoke", "token=a&token=b", auth=(s.cid, s.secret)),
+     400, "invalid_request", "token is repeated"),
+    # invalid_scope
+    ("scope-not-granted", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=orders.read+admin",
+                                         auth=(s.cid, s.secret)),
+     400, "invalid_scope", None),
+    ("scope-other-case", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=Orders.Read",
+                                        auth=(s.cid, s.secret)),
+     400, "invalid_scope", None),
+    ("scope-two-spaces", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=orders.read++orders.write",
+                                        auth=(s.cid, s.secret)),
+     400, "invalid_scope", "malformed"),
+    ("scope-quote", lambda s: post(s.g, "/oauth2/token", GRANT + "&scope=%22orders.read%22",
+                                   auth=(s.cid, s.secret)),
+     400, "invalid_scope", "malformed"),
+    # unauthorized_client: RFC 7009 section 2.1, another client's token
+    ("revoke-others-token", lambda s: post(s.g, "/oauth2/revoke", "token=" + tok(s),
+                                           auth=(s.other_cid, s.other_secret)),
+     400, "unauthorized_client", "not issued to this client"),
+    ("revoke-unknown-hint", lambda s: post(s.g, "/oauth2/revoke", "token_type_hint=id_token&token=" + tok(s),
+                                           auth=(s.cid, s.secret)),
+     400, "unsupported_token_type", None),
+    # unsupported_grant_type
+    ("password", lambda s: post(s.g, "/oauth2/token", "grant_type=password&username=u&password=p",
+                                auth=(s.cid, s.secret)),
+     400, "unsupported_grant_type", None),
+    ("authorization-code", lambda s: post(s.g, "/oauth2/token", "grant_type=authorization_code&code=c"
+                                          "&redirect_uri=https%3A%2F%2Fa.test%2Fcb", auth=(s.cid, s.secret)),
+     400, "unsupported_grant_type", None),
+    ("refresh-token", lambda s: post(s.g, "/oauth2/token", "grant_type=refresh_token&refresh_token=r",
+                                     auth=(s.cid, s.secret)),
+     400, "unsupported_grant_type", None),
+    ("grant-other-case", lambda s: post(s.g, "/oauth2/token", "grant_type=Client_Credentials",
+                                        auth=(s.cid, s.secret)),
+     400, "unsupported_grant_type", None),
+    ("jwt-bearer-grant", lambda s: post(s.g, "/oauth2/token", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+                                        "grant-type%3Ajwt-bearer&assertion=a.b.c", auth=(s.cid, s.secret)),
+     400, "unsupported_grant_type", None),
+    # invalid_target (RFC 8707)
+    ("unknown-audience", lambda s: post(s.g, "/oauth2/token", GRANT + "&audience=https%3A%2F%2Fother.test",
+                                        auth=(s.cid, s.secret)),
+     400, "invalid_target", None),
+    ("unknown-resource", lambda s: post(s.g, "/oauth2/token", GRANT + "&resource=https%3A%2F%2Forders.test%2F",
+                                        auth=(s.cid, s.secret)),
+     400, "invalid_target", None),
+    ("resource-not-a-uri", lambda s: post(s.g, "/oauth2/token", GRANT + "&resource=orders",
+                                          auth=(s.cid, s.secret)),
+     400, "invalid_target", "absolute URI"),
+    ("resource-fragment", lambda s: post(s.g, "/oauth2/token", GRANT + "&resource=https%3A%2F%2Forders.test%23x",
+                                         auth=(s.cid, s.secret)),
+     400, "invalid_target", "absolute URI"),
+    ("one-known-one-unknown", lambda s: post(s.g, "/oauth2/token", GRANT + "&audience=https%3A%2F%2Forders.test"
+                                             "&audience=https%3A%2F%2Fother.test", auth=(s.cid, s.secret)),
+     400, "invalid_target", None),
+]
+
+
+@pytest.mark.parametrize("case", ERRORS, ids=[c[0] for c in ERRORS])
+def test_rfc6749_error_answers(svc, case):
+    _, send, status, code, says = case
+    expect_error(send(svc), status, code, says)
+    still_serves(svc)
+
+
+def test_two_authorization_fields_never_reach_the_endpoint(svc):
+    """The HTTP layer refuses them for every route (400, and the connection
+    closed) before the token service could answer invalid_client."""
+    r = post(svc.g, "/oauth2/token", GRANT, auth=(svc.cid, svc.secret),
+             headers=[basic(svc.cid, svc.secret)])
+    assert_refusal(r, 400, "bad_request")
+    assert r.header("connection") == "close"
+    still_serves(svc)
+
+
+def test_oauthlib_reads_the_errors_as_their_codes(svc, insecure_ok):
+    """The same answers as a client library reads them: its error class."""
+    def fetch_with(scope=None, secret=svc.secret):
+        s = OAuth2Session(client=BackendApplicationClient(client_id=svc.cid, scope=scope))
+        return s.fetch_token(svc.g.token_url, client_id=svc.cid, client_secret=secret)
+
+    with pytest.raises(oauth_errors.InvalidClientError):
+        fetch_with(secret=svc.other_secret)
+    with pytest.raises(oauth_errors.InvalidScopeError):
+        fetch_with(scope=["admin"])
+    assert fetch_with(scope=["orders.write"])["scope"] == ["orders.write"]
+
+
+# --------------------------------------------------------------------------
+# Attacks: repeated parameters, content types, sizes, splits
+
+
+def spellings(name):
+    """The name %-encoded in several ways (the same name once decoded), and
+    near misses that decode to another name."""
+    same = {name, f"%{ord(name[0]):02x}{name[1:]}", "".join(f"%{ord(c):02X}" for c in name),
+            name.replace("_", "%5f"), f"{name[:-1]}%{ord(name[-1]):02X}"}
+    other = {name + "+", name.upper(), name + "%00", "+" + name, name.replace("_", "-"),
+             name + "%20", name[:-1]}
+    return sorted(same) + sorted(other)
+
+
+REPEATABLE = [
+    # (endpoint, name, value, the rest of a request that works, auth)
+    ("token", "grant_type", "client_credentials", "scope=orders.read", "basic"),
+    ("token", "scope", "orders.read", GRANT, "basic"),
+    ("token", "client_id", "CID", GRANT, "basic"),
+    ("token", "client_secret", "SECRET", GRANT + "&client_id=CID", None),
+    ("token", "audience", AUD, GRANT, "basic"),
+    ("token", "resource", AUD, GRANT, "basic"),
+    ("introspect", "token", "TOKEN", "", "basic"),
+    ("introspect", "token_type_hint", "access_token", "token=TOKEN", "basic"),
+    ("revoke", "token_type_hint", "access_token", "token=TOKEN", "basic"),
+]
+
+
+@pytest.mark.parametrize("case", REPEATABLE, ids=[f"{c[0]}-{c[1]}" for c in REPEATABLE])
+def test_repeated_parameters_in_every_spelling(svc, case):
+    """Python's form parser is the oracle: when it reads a parameter the
+    endpoint reads twice, the answer is invalid_request (RFC 6749 section
+    3.2), unless the parameter is a list (audience, resource: RFC 8707)."""
+    ep, name, value, rest, auth = case
+    t = tok(svc)
+    subst = {"CID": svc.cid, "SECRET": svc.secret, "TOKEN": t}
+    for k, v in subst.items():
+        value, rest = value.replace(k, v), rest.replace(k, v)
+    for sp in spellings(name):
+        body = "&".join(x for x in (rest, f"{name}={quote(value, safe='')}",
+                                    f"{sp}={quote(value, safe='')}") if x)
+        pairs = parse_qs(body)
+        r = post(svc.g, "/oauth2/" + ep, body, auth=(svc.cid, svc.secret) if auth else None)
+        if len(pairs.get(name, [])) > 1 and name not in ("audience", "resource"):
+            expect_error(r, 400, "invalid_request", f"{name} is repeated")
+        else:
+            assert r.status == 200, (sp, body, r)
+    still_serves(svc)
+
+
+@pytest.mark.parametrize("ctype,body,ok", [
+    ("application/x-www-form-urlencoded; charset=utf-8", None, True),
+    ("Application/X-WWW-Form-URLEncoded;Charset=\"UTF-8\"", None, True),
+    ("application/x-www-form-urlencoded ; charset=UTF-8 ;", None, True),
+    ("application/x-www-form-urlencoded; charset=latin1", None, False),
+    ("application/x-www-form-urlencoded; charset=ISO-8859-1", None, False),
+    ("application/x-www-form-urlencoded; charset=utf-8; charset=utf-8", None, False),
+    ("application/x-www-form-urlencoded; charset=\"utf-8", None, False),
+    ("application/x-www-form-urlencoded, application/json", None, False),
+    ("application/x-www-form-urlencodedx", None, False),
+    ("application/x-www-form-urlencoded\tx", None, False),
+    ("multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"grant_type\""
+     "\r\n\r\nclient_credentials\r\n--b--\r\n", False),
+    ("application/json", '{"grant_type": "client_credentials"}', False),
+    ("text/plain", None, False),
+    ("", None, False),
+])
+def test_content_types(svc, ctype, body, ok):
+    r = post(svc.g, "/oauth2/token", body or GRANT, ctype=ctype, auth=(svc.cid, svc.secret))
+    if ok:
+        expect_token_reply(r)
+    else:
+        expect_error(r, 400, "invalid_request")
+    still_serves(svc)
+
+
+def padded(size, s):
+    """A valid token request body of exactly size bytes (an ignored pad)."""
+    body = GRANT + "&scope=orders.read"
+    i = 0
+    while len(body) < size:
+        pad = f"&pad{i}="
+        body += pad + "x" * min(16000, size - len(body) - len(pad))
+        i += 1
+    assert len(body) == size
+    return body
+
+
+def test_bodies_up_to_32k_are_read_and_over_it_refused(svc):
+    hs = [("Content-Type", FORM), basic(svc.cid, svc.secret)]
+    r = fetch(svc.g.port, "POST", "/oauth2/token", headers=hs, body=padded(32768, svc))
+    assert expect_token_reply(r)["scope"] == "orders.read"
+    r = fetch(svc.g.port, "POST", "/oauth2/token", headers=hs, body=padded(32769, svc))
+    expect_error(r, 413, "invalid_request", "too large")
+    # Chunked: the same bound, but the body's size is known only once it
+    # passed the bound, and the refusal is the stream's own (gatehouse's
+    # generic 413, docs/http.md), not the token service's.
+    for size, ok in ((32768, True), (32769, False)):
+        body = padded(size, svc).encode()
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
+                          for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+        r = fetch(svc.g.port, "POST", "/oauth2/token",
+                  headers=hs + [("Transfer-Encoding", "chunked")], body=chunks)
+        if ok:
+            expect_token_reply(r)
+        else:
+            assert_refusal(r, 413, "payload_too_large")
+            assert r.header("connection") == "close"
+    still_serves(svc)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_over_large_body_is_never_read_as_a_request(svc, framing):
+    """A 413 on a connection whose body was not read: the body (which here
+    holds whole requests) must not be taken for the next request: the
+    connection closes, with no answer to what the body holds."""
+    smuggled = (b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\n\r\n" * 700)[:33000]
+    hs = [("Content-Type", FORM), basic(svc.cid, svc.secret)]
+    if framing == "chunked":
+        hs.append(("Transfer-Encoding", "chunked"))
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    else:
+        body = smuggled
+    with RawConn(svc.g.port) as c:
+        c.request("POST", "/oauth2/token", hs, body)
+        r = c.read_response("POST")
+        if framing == "chunked":
+            assert_refusal(r, 413, "payload_too_large")
+        else:
+            expect_error(r, 413, "invalid_request")
+        # Closed: the body, never read, cannot be taken for requests.
+        assert c.is_closed(), "the connection stays open after an unread body"
+        assert not c.buf
+    still_serves(svc)
+
+
+@pytest.mark.parametrize("length", [32769, 1 << 20, 1 << 40])
+def test_a_declared_body_over_32k_is_refused_without_waiting_for_it(svc, length):
+    """Only the head and a few bytes are sent: the answer must not wait for
+    the rest. Past the route's own bound (1 GiB) the stream refuses before
+    any filter, with gatehouse's generic 413."""
+    with RawConn(svc.g.port) as c:
+        c.send(RawConn.build("POST", "/oauth2/token",
+                             [("Content-Type", FORM), basic(svc.cid, svc.secret),
+                              ("Content-Length", str(length))]) + GRANT.encode())
+        r = c.read_response("POST")
+        if length > 1 << 30:
+            assert_refusal(r, 413, "payload_too_large")
+        else:
+            expect_error(r, 413, "invalid_request", "too large")
+        assert c.is_closed(), "the unread body would be read as requests"
+    still_serves(svc)
+
+
+@pytest.mark.parametrize("size", [0, 2000, 30000])
+def test_requests_split_across_reads(svc, size):
+    """One connection, the same request sent in two pieces cut at a handful
+    of places (in the request line, at the end of the head, across a %XX,
+    in the body), then a byte at a time, then two pipelined: each answered
+    alone and alike."""
+    body = GRANT + "&scope=orders.read&audience=" + quote(AUD, safe="")
+    if size:
+        body += "&pad=" + "x%41" * (size // 4)
+    req = RawConn.build("POST", "/oauth2/token", [("Content-Type", FORM), basic(svc.cid, svc.secret)],
+                        body=body)
+    he = req.index(b"\r\n\r\n") + 4
+    pct = req.index(b"%3A", he)
+    cuts = sorted({1, 5, he // 2, he - 3, he - 2, he - 1, he, he + 1, pct + 1, pct + 2,
+                   (he + len(req)) // 2, len(req) - 1})
+
+    def check(r):
+        doc = expect_token_reply(r)
+        c = verify(doc["access_token"], keys, svc.g.url, svc.cid, scope="orders.read")
+        assert c["aud"] == AUD
+
+    keys = jwks(svc.g)
+    with RawConn(svc.g.port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for k in cuts:
+            c.send(req[:k])
+            time.sleep(0.01)
+            c.send(req[k:])
+            check(c.read_response("POST"))
+        if size <= 2000:
+            for i in range(len(req)):
+                c.send(req[i:i + 1])
+            check(c.read_response("POST"))
+        c.send(req + req)
+        check(c.read_response("POST"))
+        check(c.read_response("POST"))
+    still_serves(svc)
