@@ -808,3 +808,201 @@ def test_requests_split_across_reads(svc, size):
         check(c.read_response("POST"))
         check(c.read_response("POST"))
     still_serves(svc)
+
+
+# --------------------------------------------------------------------------
+# Attacks: client assertions (private_key_jwt, RFC 7523)
+
+
+def assertion(s, key=None, alg="ES256", cid=None, headers=None, **over):
+    """A client assertion signed by PyJWT (claims overridden by keyword,
+    None to leave one out)."""
+    cid = cid or s.jwt_cid
+    now = int(time.time())
+    c = {"iss": cid, "sub": cid, "aud": s.g.token_url, "iat": now, "exp": now + 60,
+         "jti": uuid.uuid4().hex}
+    c.update(over)
+    c = {k: v for k, v in c.items() if v is not None}
+    return pyjwt.encode(c, key if key is not None else s.key, algorithm=alg,
+                        headers=headers if headers is not None else {"kid": "c1"})
+
+
+def with_assertion(s, a, path="/oauth2/token", extra=GRANT):
+    return post(s.g, path, f"{extra}&client_assertion_type={quote(ASSERTION_TYPE, safe='')}"
+                f"&client_assertion={a}")
+
+
+def test_a_client_assertion_is_good_once(svc):
+    a = assertion(svc)
+    expect_token_reply(with_assertion(svc, a))
+    # The same assertion again, on new connections (either worker), at any
+    # endpoint: refused for its whole lifetime.
+    for path, extra in (("/oauth2/token", GRANT), ("/oauth2/token", GRANT),
+                        ("/oauth2/introspect", "token=x")):
+        expect_error(with_assertion(svc, a, path, extra), 401, "invalid_client", "jti was used before")
+    # Its jti in a new assertion (another signature): still refused.
+    jti = pyjwt.decode(a, options={"verify_signature": False})["jti"]
+    expect_error(with_assertion(svc, assertion(svc, jti=jti, exp=int(time.time()) + 90)), 401,
+                 "invalid_client", "jti was used before")
+    # A refused assertion does not use its jti up.
+    jti = uuid.uuid4().hex
+    expect_error(with_assertion(svc, assertion(svc, jti=jti, aud="https://other.test/token")), 401,
+                 "invalid_client")
+    expect_token_reply(with_assertion(svc, assertion(svc, jti=jti)))
+    # The issuer identifier is an audience too (RFC 7523 section 3).
+    expect_token_reply(with_assertion(svc, assertion(svc, aud=svc.g.url)))
+
+
+def now_s():
+    return int(time.time())
+
+
+BAD_ASSERTIONS = [
+    ("aud-of-another-server", lambda s: assertion(s, aud="https://login.other.test/oauth2/token"), "aud"),
+    ("aud-the-introspection-url", lambda s: assertion(s, aud=s.g.introspect_url), "aud"),
+    ("no-aud", lambda s: assertion(s, aud=None), "aud"),
+    ("expired", lambda s: assertion(s, iat=now_s() - 600, exp=now_s() - 300), "expired"),
+    ("no-exp", lambda s: assertion(s, exp=None), None),
+    ("exp-too-far", lambda s: assertion(s, exp=now_s() + 3 * 3600), "too far ahead"),
+    ("not-yet-valid", lambda s: assertion(s, nbf=now_s() + 600, exp=now_s() + 700), None),
+    ("issued-in-the-future", lambda s: assertion(s, iat=now_s() + 600, exp=now_s() + 700), None),
+    ("no-jti", lambda s: assertion(s, jti=None), "jti"),
+    ("empty-jti", lambda s: assertion(s, jti=""), "jti"),
+    ("number-jti", lambda s: assertion(s, jti=12345), "jti"),
+    ("long-jti", lambda s: assertion(s, jti="j" * 300), "jti"),
+    ("iss-not-sub", lambda s: assertion(s, sub=s.cid), "iss and sub"),
+    ("iss-another-client", lambda s: assertion(s, iss=s.cid, sub=s.cid), None),
+    ("hs256-with-the-secret", lambda s: assertion(s, key=s.both_secret, alg="HS256", cid=s.both_cid),
+     "symmetric"),
+    ("another-key-same-kid", lambda s: assertion(s, key=ec.generate_private_key(ec.SECP256R1())),
+     "signature"),
+    ("alg-none", lambda s: pyjwt.encode({"iss": s.jwt_cid, "sub": s.jwt_cid, "aud": s.g.token_url,
+                                         "exp": now_s() + 60, "jti": uuid.uuid4().hex}, None,
+                                        algorithm="none"), None),
+    ("not-a-jwt", lambda s: "not.a.jwt", None),
+    ("unknown-client", lambda s: assertion(s, cid="ghc_aaaaaaaaaaaaaaaa"), "authentication failed"),
+    ("odd-client-id", lambda s: assertion(s, cid="ghc_\u00e9\u0000x"), None),
+]
+
+
+@pytest.mark.parametrize("case", BAD_ASSERTIONS, ids=[c[0] for c in BAD_ASSERTIONS])
+def test_bad_client_assertions_are_invalid_client(svc, case):
+    _, make, says = case
+    expect_error(with_assertion(svc, make(svc)), 401, "invalid_client", says)
+    still_serves(svc)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "EdDSA"])
+def test_each_advertised_assertion_algorithm_works(gatehouse, up, tmp_path, alg):
+    """token_endpoint_auth_signing_alg_values_supported says what works."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    g = start(gatehouse, up)
+    meta = json.loads(fetch(g.port, "GET", "/.well-known/oauth-authorization-server").body)
+    assert alg in meta["token_endpoint_auth_signing_alg_values_supported"]
+    key = {"ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+           "EdDSA": ed25519.Ed25519PrivateKey.generate}.get(
+        alg, lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))()
+    cid, _ = create_client(g, "--jwks", str(jwk_file(tmp_path, key.public_key(), "k", alg)))
+    s = Svc()
+    s.g, s.key, s.jwt_cid = g, key, cid
+    a = assertion(s, alg=alg, headers={"kid": "k"})
+    t = expect_token_reply(with_assertion(s, a))
+    verify(t["access_token"], jwks(g), g.url, cid)
+    expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+
+
+# --------------------------------------------------------------------------
+# Attacks: the failed-authentication throttle, on a frozen wall clock
+
+
+@pytest.fixture
+def frozen(monkeypatch, tmp_path):
+    """set(text): gatehouse's wall clock (and the CLI's) stands at text
+    ("YYYY-MM-DD hh:mm:ss", UTC) from its next call on; the monotonic clock
+    runs (as in test_ratelimit.py)."""
+    if not FAKETIME_LIB.exists():
+        pytest.fail(f"{FAKETIME_LIB} missing: run scripts/deps test (package faketime)")
+    stamp = tmp_path / "faketime"
+
+    def set_time(text):
+        stamp.write_text(text + "\n")
+
+    set_time("2026-12-06 00:00:10")
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("LD_PRELOAD", str(FAKETIME_LIB))
+    monkeypatch.setenv("FAKETIME_TIMESTAMP_FILE", str(stamp))
+    monkeypatch.setenv("FAKETIME_NO_CACHE", "1")
+    monkeypatch.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+    return set_time
+
+
+def unknown_id(i):
+    return "ghc_" + "abcdefghijklmnopqrstuvwxyz234567"[i % 32] * 16
+
+
+def expect_throttled(r, retry_after):
+    expect_error(r, 429, "temporarily_unavailable", "too many failed")
+    assert r.header("retry-after") == str(retry_after), r
+
+
+def test_throttle_per_address(gatehouse, up, frozen):
+    g = start(gatehouse, up, issuer={"failed_auth_limit": 3}, workers=2)
+    cid, secret = create_client(g)
+    a = "127.0.0.2"
+    # Three failures from one address, each with another client id (so
+    # that no id reaches the limit), at different endpoints.
+    expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(0), "x"), source=a), 401, "invalid_client")
+    expect_error(post(g, "/oauth2/introspect", "token=x", auth=(unknown_id(1), "x"), source=a), 401,
+                 "invalid_client")
+    expect_error(post(g, "/oauth2/token", GRANT, headers=[("Authorization", "Basic !!")], source=a), 401,
+                 "invalid_client")
+    # The address is refused now, even with good credentials, until the
+    # minute ends (the clock stands at :10, so 50 s).
+    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 50)
+    expect_throttled(post(g, "/oauth2/revoke", "token=x", auth=(cid, secret), source=a), 50)
+    # Another address is not, nor is the client.
+    token(g, cid, secret, source="127.0.0.3")
+    frozen("2026-12-06 00:00:59")
+    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 1)
+    frozen("2026-12-06 00:01:00")
+    token(g, cid, secret, source=a)
+
+
+def test_throttle_per_client_id(gatehouse, up, frozen):
+    g = start(gatehouse, up, issuer={"failed_auth_limit": 3}, workers=2)
+    cid, secret = create_client(g)
+    other, other_secret = create_client(g, name="other")
+    for i, a in enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4")):
+        r = post(g, "/oauth2/token", [("grant_type", "client_credentials"), ("client_id", cid),
+                                      ("client_secret", f"wrong-{i}")], source=a)
+        expect_error(r, 401, "invalid_client")
+    # The client is refused from a fresh address, by either method; another
+    # client from there is not.
+    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source="127.0.0.5"), 50)
+    expect_throttled(post(g, "/oauth2/token", GRANT + f"&client_id={cid}&client_secret={secret}",
+                          source="127.0.0.5"), 50)
+    token(g, other, other_secret, source="127.0.0.5")
+    frozen("2026-12-06 00:01:00")
+    token(g, cid, secret, source="127.0.0.5")
+    assert secret not in g.stderr
+
+
+def test_throttle_counts_failed_authentications_only(gatehouse, up, frozen):
+    g = start(gatehouse, up, issuer={"failed_auth_limit": 3})
+    cid, secret = create_client(g)
+    a = "127.0.0.2"
+    for _ in range(10):  # successes are not counted
+        token(g, cid, secret, source=a)
+    for _ in range(5):  # nor malformed requests, nor other refusals
+        expect_error(post(g, "/oauth2/token", "scope=x", auth=(cid, secret), source=a), 400,
+                     "invalid_request")
+        expect_error(post(g, "/oauth2/token", GRANT + "&scope=admin", auth=(cid, secret), source=a),
+                     400, "invalid_scope")
+    for i in range(2):
+        expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(i), "x"), source=a), 401,
+                     "invalid_client")
+    token(g, cid, secret, source=a)  # two failures: under the limit
+    expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(2), "x"), source=a), 401,
+                 "invalid_client")
+    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 50)

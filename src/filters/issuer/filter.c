@@ -575,6 +575,9 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
         fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
         return;
     }
+    /* gh_stream_alloc does not zero, and without a record view_of does not
+     * run: every path below unrefs jwks. */
+    cv->jwks = NULL;
     if (rec != NULL && view_of(rec, ctx->now, cv) != 0) {
         gh_jwks_unref(cv->jwks);
         fail_with(s, ctx->in, GH_OAUTH_SERVER_ERROR, 500,
