@@ -264,7 +264,7 @@ static void on_timer(uv_timer_t *t)
         schedule();
         return;
     }
-    job.st = gh_store_ref(st);
+    job.st = st; /* gh_store_current_get's reference: poll_done drops it */
     job.now = (int64_t)time(NULL);
     job.running = 1;
     if (uv_queue_work(loop, &job.work, poll_work, poll_done) != 0) {

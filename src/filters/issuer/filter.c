@@ -171,10 +171,9 @@ static int isf_init(const gh_config_t *cfg, void **out)
     if (replay == NULL)
         replay = gh_oauth_replay_new(cfg->issuer->replay_capacity);
     gh_store_error_t err = {""};
-    gh_store_t *st = gh_store_current_get(&err);
-    if (st != NULL)
-        rt->store = gh_store_ref(st);
-    else
+    /* A new reference already (store.h): isf_fini drops it. */
+    rt->store = gh_store_current_get(&err);
+    if (rt->store == NULL)
         snprintf(rt->store_error, sizeof(rt->store_error), "%s", err.msg);
     snprintf(rt->max_age, sizeof(rt->max_age), "public, max-age=%llu",
              (unsigned long long)cfg->issuer->jwks_max_age);
