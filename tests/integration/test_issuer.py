@@ -1107,3 +1107,21 @@ def test_a_replayed_assertion_is_refused_across_the_fleet(gatehouse, up, tmp_pat
     expect_token_reply(with_assertion(s, a))
     s.g = g2
     expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+
+
+def test_a_revoked_token_stays_refused_while_any_jwt_filter_would_take_it(gatehouse, up, frozen):
+    """A JWT filter may allow up to 5 minutes of clock skew past exp
+    (clock_skew), more than the issuer's leeway (60s): the revocation must
+    be kept until no filter takes the token any more."""
+    g = start(gatehouse, up, jwt={"clock_skew": "5m"})
+    cid, secret = create_client(g, "--ttl", "10s")
+    kept, gone = (token(g, cid, secret)["access_token"] for _ in range(2))
+    assert api(g, gone).status == 200
+    assert post(g, "/oauth2/revoke", "token=" + gone, auth=(cid, secret)).status == 200
+    expect_invalid(api(g, gone), "revoked")
+    frozen("2026-12-06 00:01:30")  # exp (00:00:20) + 70 s: past exp + leeway
+    assert api(g, kept).status == 200, "within the filter's clock_skew"
+    expect_invalid(api(g, gone), "revoked")
+    frozen("2026-12-06 00:05:21")  # exp + 301 s: past every filter's skew
+    expect_invalid(api(g, kept), "expired")
+    expect_invalid(api(g, gone))

@@ -533,8 +533,13 @@ static int revoke_token(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
         fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
         return 0;
     }
-    if (gh_oauth_revocation_decide(&ctx->req, &ti, &cv->v, (int64_t)rt->is->leeway, ctx->now, &rv,
-                                   &err) != 0) {
+    /* Kept until no JWT filter takes the token any more: an `issuer: self`
+     * provider may allow more skew past exp (clock_skew, at most
+     * GH_JWT_MAX_CLOCK_SKEW) than the issuer's leeway. */
+    int64_t keep = (int64_t)rt->is->leeway;
+    if (keep < GH_JWT_MAX_CLOCK_SKEW)
+        keep = GH_JWT_MAX_CLOCK_SKEW;
+    if (gh_oauth_revocation_decide(&ctx->req, &ti, &cv->v, keep, ctx->now, &rv, &err) != 0) {
         gh_oauth_token_info_dispose(&ti);
         reply_error(s, ctx->in, &err);
         return 0;
