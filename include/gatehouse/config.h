@@ -116,13 +116,18 @@ typedef enum {
     13 /* RS256..512, PS256..512, ES256..512, EdDSA, HS256..512 (bit order) */
 extern const char *const gh_jwt_alg_names[GH_CONFIG_JWT_ALGS];
 
+/* The most clock skew a JWT provider may allow past exp (clock_skew),
+ * seconds: also how long past its exp a revoked token of the local issuer
+ * stays known (src/filters/issuer), so that no provider takes it again. */
+#define GH_JWT_MAX_CLOCK_SKEW 300
+
 typedef struct {
     char *name;
     size_t index;
     char *issuer;
     char **audiences;
     size_t num_audiences;
-    uint64_t clock_skew_s; /* default 60 */
+    uint64_t clock_skew_s; /* default 60, at most GH_JWT_MAX_CLOCK_SKEW */
     int exp_optional;      /* default 0: exp is required */
     char *typ;             /* required "typ" header, e.g. "at+jwt"; NULL = any */
     gh_claim_req_t *required_claims;

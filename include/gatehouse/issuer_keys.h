@@ -96,6 +96,12 @@ typedef struct {
 /* The defaults, with dir "<state_dir>/issuer" (state_dir NULL: the store's
  * default, "state"). Returns 0 or -ENOMEM. */
 int gh_issuer_keys_conf_init(gh_issuer_keys_conf_t *c, const char *state_dir);
+/* The settings a server running cfg uses: its state directory and, when it
+ * has an `issuer` section, the section's alg, rsa_bits, jwks_max_age,
+ * publish_lead, token_ttl and leeway (the defaults without one). For the
+ * server and for `gatehouse keys -c FILE`, so that a rotation made by the
+ * CLI keeps the lead and max-age the server publishes. 0 or -ENOMEM. */
+int gh_issuer_keys_conf_from_config(gh_issuer_keys_conf_t *c, const gh_config_t *cfg);
 void gh_issuer_keys_conf_dispose(gh_issuer_keys_conf_t *c);
 /* Whether c may be used: a supported alg and RSA size, values within the
  * bounds above, publish_lead >= jwks_max_age (a verifier that cached the

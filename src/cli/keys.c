@@ -125,20 +125,23 @@ static int parse(int argc, char **argv, opts_t *o)
     return -1;
 }
 
-/* The settings as the server would have them. */
+/* The settings as the server would have them: with a config, its issuer
+ * section's too (a rotation with another lead or max-age than the server
+ * publishes would break the timeline). */
 static int load_conf(const opts_t *o, gh_issuer_keys_conf_t *c)
 {
-    const char *state_dir = o->state_dir;
     gh_config_t *cfg = NULL;
+    int rc;
     if (o->config != NULL) {
         gh_config_error_t err;
         if ((cfg = gh_config_load(o->config, &err)) == NULL) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        state_dir = cfg->state_dir;
+        rc = gh_issuer_keys_conf_from_config(c, cfg);
+    } else {
+        rc = gh_issuer_keys_conf_init(c, o->state_dir);
     }
-    int rc = gh_issuer_keys_conf_init(c, state_dir);
     gh_config_free(cfg);
     if (rc != 0) {
         fprintf(stderr, "gatehouse keys: out of memory\n");

@@ -332,7 +332,7 @@ static int parse_provider(const gh_yaml_doc_t *doc, const gh_yaml_node_t *key,
         uint64_t ms;
         if ((rc = gh_yaml_duration(doc, v, "clock_skew", &ms)) != 0)
             return rc;
-        if (ms > 300000)
+        if (ms > GH_JWT_MAX_CLOCK_SKEW * 1000)
             return gh_yaml_error(doc, v, "clock_skew is at most 5m");
         p->clock_skew_s = ms / 1000;
     }

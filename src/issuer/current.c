@@ -11,6 +11,7 @@
  * Changed settings are rare (a new state_dir, alg or lifetime), so the
  * handful of idle watchers this keeps is bounded by the reloads that did.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,22 @@ static int same_conf(const gh_issuer_keys_conf_t *a, const gh_issuer_keys_conf_t
            a->max_token_ttl == b->max_token_ttl && a->leeway == b->leeway;
 }
 
+int gh_issuer_keys_conf_from_config(gh_issuer_keys_conf_t *c, const gh_config_t *cfg)
+{
+    if (gh_issuer_keys_conf_init(c, cfg->state_dir) != 0)
+        return -ENOMEM;
+    const gh_issuer_conf_t *is = cfg->issuer;
+    if (is == NULL)
+        return 0;
+    c->alg = (gh_jwt_alg_t)is->alg;
+    c->rsa_bits = is->rsa_bits;
+    c->jwks_max_age = (int64_t)is->jwks_max_age;
+    c->publish_lead = (int64_t)is->publish_lead;
+    c->max_token_ttl = (int64_t)is->token_ttl;
+    c->leeway = (int64_t)is->leeway;
+    return 0;
+}
+
 int gh_issuer_current_select(const gh_config_t *cfg, char *err, size_t cap)
 {
     selected = NULL;
@@ -50,18 +67,11 @@ int gh_issuer_current_select(const gh_config_t *cfg, char *err, size_t cap)
     if (cfg->issuer == NULL)
         return 0;
     selected_poll_ms = cfg->issuer->revocation_poll_ms;
-    const gh_issuer_conf_t *is = cfg->issuer;
     gh_issuer_keys_conf_t c;
-    if (gh_issuer_keys_conf_init(&c, cfg->state_dir) != 0) {
+    if (gh_issuer_keys_conf_from_config(&c, cfg) != 0) {
         snprintf(err, cap, "issuer: out of memory");
         return -1;
     }
-    c.alg = (gh_jwt_alg_t)is->alg;
-    c.rsa_bits = is->rsa_bits;
-    c.jwks_max_age = (int64_t)is->jwks_max_age;
-    c.publish_lead = (int64_t)is->publish_lead;
-    c.max_token_ttl = (int64_t)is->token_ttl;
-    c.leeway = (int64_t)is->leeway;
     char why[512];
     if (gh_issuer_keys_conf_check(&c, why, sizeof(why)) != 0) {
         snprintf(err, cap, "issuer: %s", why);

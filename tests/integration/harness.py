@@ -403,12 +403,16 @@ def close_all_conns():
 
 
 class RawConn:
-    def __init__(self, port, timeout=DEFAULT_TIMEOUT, rcvbuf=None, host="127.0.0.1"):
+    def __init__(self, port, timeout=DEFAULT_TIMEOUT, rcvbuf=None, host="127.0.0.1", source=None):
+        """source: the local address to connect from (another loopback
+        address, 127.0.0.2, is another client to gatehouse)."""
         self.port = port
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.buf = bytearray()
@@ -670,8 +674,8 @@ def send_in_background(sock, size, block=65536):
 
 
 def fetch(port, method="GET", target="/", headers=(), body=None, version="HTTP/1.1",
-          host="gatehouse.test", timeout=DEFAULT_TIMEOUT):
-    with RawConn(port, timeout=timeout) as c:
+          host="gatehouse.test", timeout=DEFAULT_TIMEOUT, source=None):
+    with RawConn(port, timeout=timeout, source=source) as c:
         c.request(method, target, headers, body, version, host)
         return c.read_response(method)
 

@@ -118,18 +118,24 @@ static char *discovery(const gh_issuer_conf_t *is, int oidc, size_t *len)
         snprintf(u[i], sizeof(u[i]), "%s%s", is->url, paths[i]);
     const char *alg = gh_jwt_alg_name((gh_jwt_alg_t)is->alg);
     /* RFC 8414 section 2; response_types_supported is required there and
-     * empty here: this server has no authorization endpoint. */
+     * empty here: this server has no authorization endpoint. Each endpoint
+     * that lists private_key_jwt MUST list the assertion algorithms too
+     * (section 2, for the token, revocation and introspection endpoints
+     * alike): the same ones, since one check serves all three. */
     json_t *doc = json_pack(
-        "{s:s,s:s,s:s,s:s,s:s,s:[s],s:[],s:[sss],s:[ssss],s:[sss],s:[sss],"
-        "s:[s]}",
+        "{s:s,s:s,s:s,s:s,s:s,s:[s],s:[],s:[sss],s:[ssss],s:[sss],s:[ssss],s:[sss],"
+        "s:[ssss],s:[s]}",
         "issuer", is->url, "token_endpoint", u[0], "jwks_uri", u[1], "introspection_endpoint", u[2],
         "revocation_endpoint", u[3], "grant_types_supported", "client_credentials",
         "response_types_supported", "token_endpoint_auth_methods_supported", "client_secret_basic",
         "client_secret_post", "private_key_jwt", "token_endpoint_auth_signing_alg_values_supported",
         "ES256", "RS256", "PS256", "EdDSA", "introspection_endpoint_auth_methods_supported",
         "client_secret_basic", "client_secret_post", "private_key_jwt",
-        "revocation_endpoint_auth_methods_supported", "client_secret_basic", "client_secret_post",
-        "private_key_jwt", "access_token_signing_alg_values_supported", alg);
+        "introspection_endpoint_auth_signing_alg_values_supported", "ES256", "RS256", "PS256",
+        "EdDSA", "revocation_endpoint_auth_methods_supported", "client_secret_basic",
+        "client_secret_post", "private_key_jwt",
+        "revocation_endpoint_auth_signing_alg_values_supported", "ES256", "RS256", "PS256", "EdDSA",
+        "access_token_signing_alg_values_supported", alg);
     if (doc != NULL && oidc) {
         json_object_set_new(doc, "subject_types_supported", json_pack("[s]", "public"));
         json_object_set_new(doc, "id_token_signing_alg_values_supported", json_pack("[s]", alg));
@@ -165,10 +171,9 @@ static int isf_init(const gh_config_t *cfg, void **out)
     if (replay == NULL)
         replay = gh_oauth_replay_new(cfg->issuer->replay_capacity);
     gh_store_error_t err = {""};
-    gh_store_t *st = gh_store_current_get(&err);
-    if (st != NULL)
-        rt->store = gh_store_ref(st);
-    else
+    /* A new reference already (store.h): isf_fini drops it. */
+    rt->store = gh_store_current_get(&err);
+    if (rt->store == NULL)
         snprintf(rt->store_error, sizeof(rt->store_error), "%s", err.msg);
     snprintf(rt->max_age, sizeof(rt->max_age), "public, max-age=%llu",
              (unsigned long long)cfg->issuer->jwks_max_age);
@@ -299,6 +304,23 @@ static int endpoint_of(const char *p, size_t n)
     return EP_NONE;
 }
 
+/* 1 when Content-Length says more than GH_OAUTH_MAX_BODY (the codec
+ * checked its syntax: one field of digits). */
+static int declared_too_large(const gh_stream_t *s)
+{
+    size_t n;
+    const char *v = gh_stream_header_get(s, "content-length", &n);
+    uint64_t len = 0;
+    if (v == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9' || len > GH_OAUTH_MAX_BODY)
+            return len > GH_OAUTH_MAX_BODY;
+        len = len * 10 + (uint64_t)(v[i] - '0');
+    }
+    return len > GH_OAUTH_MAX_BODY;
+}
+
 static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, void *vctx)
 {
     const isf_inst_t *in = conf;
@@ -328,6 +350,13 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     }
     if (!(ml == 4 && memcmp(m, "POST", 4) == 0)) {
         fail_with(s, in, GH_OAUTH_INVALID_REQUEST, 405, "the token service takes POST");
+        return GH_FILTER_REPLIED;
+    }
+    /* A declared length over the bound is answered here, as RFC 6749
+     * section 5.2 asks, before any of it is read: the stream's own 413
+     * (when a chunked body grows past it) is gatehouse's generic refusal. */
+    if (declared_too_large(s)) {
+        fail_with(s, in, GH_OAUTH_INVALID_REQUEST, 413, "the body is too large");
         return GH_FILTER_REPLIED;
     }
     gh_stream_buffer_body(s, GH_OAUTH_MAX_BODY);
@@ -504,8 +533,13 @@ static int revoke_token(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
         fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
         return 0;
     }
-    if (gh_oauth_revocation_decide(&ctx->req, &ti, &cv->v, (int64_t)rt->is->leeway, ctx->now, &rv,
-                                   &err) != 0) {
+    /* Kept until no JWT filter takes the token any more: an `issuer: self`
+     * provider may allow more skew past exp (clock_skew, at most
+     * GH_JWT_MAX_CLOCK_SKEW) than the issuer's leeway. */
+    int64_t keep = (int64_t)rt->is->leeway;
+    if (keep < GH_JWT_MAX_CLOCK_SKEW)
+        keep = GH_JWT_MAX_CLOCK_SKEW;
+    if (gh_oauth_revocation_decide(&ctx->req, &ti, &cv->v, keep, ctx->now, &rv, &err) != 0) {
         gh_oauth_token_info_dispose(&ti);
         reply_error(s, ctx->in, &err);
         return 0;
@@ -545,6 +579,9 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
         fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503, "out of memory");
         return;
     }
+    /* gh_stream_alloc does not zero, and without a record view_of does not
+     * run: every path below unrefs jwks. */
+    cv->jwks = NULL;
     if (rec != NULL && view_of(rec, ctx->now, cv) != 0) {
         gh_jwks_unref(cv->jwks);
         fail_with(s, ctx->in, GH_OAUTH_SERVER_ERROR, 500,
