@@ -566,9 +566,13 @@ typedef struct {
     uint64_t jwks_max_age;       /* the JWKS's Cache-Control max-age; default 300 */
     uint64_t publish_lead;       /* a new key's publishing before signing; default 360 */
     uint64_t leeway;             /* clock skew verifiers allow; default 60 */
-    uint64_t assertion_lifetime; /* longest private_key_jwt assertion; default 300 */
-    uint32_t failed_auth_limit;  /* failed client authentications per minute per client and
-                                    per address before 429; default 10 */
+    uint64_t assertion_lifetime; /* longest private_key_jwt assertion; default 3600 */
+    uint32_t failed_auth_limit;  /* failed client authentications per minute per client id
+                                    and address before 429 (an address alone: ten times);
+                                    default 10 */
+    char **introspectors;        /* client ids that may introspect any token (resource
+                                    servers); others only their own */
+    size_t num_introspectors;
     uint64_t revocation_poll_ms; /* how often revocations are read from the store; 5 s */
     uint32_t replay_capacity;    /* assertion jti kept; default 65536 */
 } gh_issuer_conf_t;

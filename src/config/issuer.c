@@ -13,12 +13,14 @@
  *     leeway: 60s
  *     assertion_lifetime: 5m
  *     failed_auth_limit: 10
+ *     introspectors: [ghc_...]
  *     revocation_poll: 5s
  *     replay_capacity: 65536
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include <gatehouse/client.h>
 #include <gatehouse/config.h>
 #include <gatehouse/jwt.h>
 #include <gatehouse/yaml.h>
@@ -33,6 +35,9 @@ void gh_config_free_issuer(gh_issuer_conf_t *is)
         return;
     free(is->url);
     free(is->default_audience);
+    for (size_t i = 0; i < is->num_introspectors; i++)
+        free(is->introspectors[i]);
+    free(is->introspectors);
     free(is);
 }
 
@@ -80,7 +85,7 @@ static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_issu
 {
     static const char *const keys[] = {
         "issuer",          "token_ttl",       "alg",    "rsa_bits",           "default_audience",
-        "jwks_max_age",    "publish_lead",    "leeway", "assertion_lifetime", "failed_auth_limit",
+        "jwks_max_age",    "publish_lead",    "leeway", "assertion_lifetime", "failed_auth_limit", "introspectors",
         "revocation_poll", "replay_capacity", NULL};
     const gh_yaml_node_t *v;
     uint64_t u;
@@ -91,7 +96,7 @@ static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_issu
     is->jwks_max_age = 300;
     is->publish_lead = 360;
     is->leeway = 60;
-    is->assertion_lifetime = 300;
+    is->assertion_lifetime = 3600; /* authlib's default lifetime, Okta's bound */
     is->failed_auth_limit = 10;
     is->revocation_poll_ms = 5000;
     is->replay_capacity = 65536;
@@ -144,6 +149,17 @@ static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_issu
         if ((rc = gh_yaml_uint(doc, v, "failed_auth_limit", 1, 100000, &u)) != 0)
             return rc;
         is->failed_auth_limit = (uint32_t)u;
+    }
+    if ((v = gh_yaml_map_get(n, "introspectors")) != NULL) {
+        if ((rc = gh_config_str_list(doc, v, "introspectors", &is->introspectors,
+                                     &is->num_introspectors)) != 0)
+            return rc;
+        for (size_t i = 0; i < is->num_introspectors; i++)
+            if (!gh_client_id_valid(is->introspectors[i]))
+                return gh_yaml_error(doc, v,
+                                     "introspectors: '%s' is not a client id (ghc_ and 16 of "
+                                     "a-z2-7)",
+                                     is->introspectors[i]);
     }
     if ((v = gh_yaml_map_get(n, "revocation_poll")) != NULL &&
         (rc = gh_yaml_duration_max(doc, v, "revocation_poll", 60000, &is->revocation_poll_ms)) != 0)

@@ -948,16 +948,19 @@ def expect_throttled(r, retry_after):
 
 
 def test_throttle_per_address(gatehouse, up, frozen):
+    """An address that failed ten times the limit (it may speak for many
+    clients) is refused, right credentials or not, until the minute ends."""
     g = start(gatehouse, up, issuer={"failed_auth_limit": 3}, workers=2)
     cid, secret = create_client(g)
     a = "127.0.0.2"
-    # Three failures from one address, each with another client id (so
-    # that no id reaches the limit), at different endpoints.
-    expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(0), "x"), source=a), 401, "invalid_client")
-    expect_error(post(g, "/oauth2/introspect", "token=x", auth=(unknown_id(1), "x"), source=a), 401,
-                 "invalid_client")
-    expect_error(post(g, "/oauth2/token", GRANT, headers=[("Authorization", "Basic !!")], source=a), 401,
-                 "invalid_client")
+    # 30 failures from one address, each with another client id (so that no
+    # pair reaches the limit), at different endpoints.
+    for i in range(29):
+        expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(i), "x"), source=a), 401,
+                     "invalid_client")
+    token(g, cid, secret, source=a)  # 29: under the address's limit of 30
+    expect_error(post(g, "/oauth2/token", GRANT, headers=[("Authorization", "Basic !!")],
+                      source=a), 401, "invalid_client")
     # The address is refused now, even with good credentials, until the
     # minute ends (the clock stands at :10, so 50 s).
     expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 50)
@@ -970,22 +973,32 @@ def test_throttle_per_address(gatehouse, up, frozen):
     token(g, cid, secret, source=a)
 
 
-def test_throttle_per_client_id(gatehouse, up, frozen):
+def test_throttle_per_client_and_address(gatehouse, up, frozen):
+    """A client id guessed at from one address is refused there at the
+    limit; the same client from another address is not (a client id is
+    public: a limit on the id alone would let anyone lock it out)."""
     g = start(gatehouse, up, issuer={"failed_auth_limit": 3}, workers=2)
     cid, secret = create_client(g)
     other, other_secret = create_client(g, name="other")
-    for i, a in enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4")):
+    a = "127.0.0.2"
+    for i in range(3):
         r = post(g, "/oauth2/token", [("grant_type", "client_credentials"), ("client_id", cid),
                                       ("client_secret", f"wrong-{i}")], source=a)
         expect_error(r, 401, "invalid_client")
-    # The client is refused from a fresh address, by either method; another
-    # client from there is not.
-    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source="127.0.0.5"), 50)
+    # The pair is refused, by either method; another client from that
+    # address is not, nor this client from another address.
+    expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 50)
     expect_throttled(post(g, "/oauth2/token", GRANT + f"&client_id={cid}&client_secret={secret}",
-                          source="127.0.0.5"), 50)
-    token(g, other, other_secret, source="127.0.0.5")
-    frozen("2026-12-06 00:01:00")
+                          source=a), 50)
+    token(g, other, other_secret, source=a)
     token(g, cid, secret, source="127.0.0.5")
+    # Failures spread over addresses lock no one out.
+    for i, b in enumerate(("127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9")):
+        expect_error(post(g, "/oauth2/token", GRANT, auth=(other, f"bad-{i}"), source=b), 401,
+                     "invalid_client")
+    token(g, other, other_secret, source="127.0.0.10")
+    frozen("2026-12-06 00:01:00")
+    token(g, cid, secret, source=a)
     assert secret not in g.stderr
 
 
@@ -1001,10 +1014,10 @@ def test_throttle_counts_failed_authentications_only(gatehouse, up, frozen):
         expect_error(post(g, "/oauth2/token", GRANT + "&scope=admin", auth=(cid, secret), source=a),
                      400, "invalid_scope")
     for i in range(2):
-        expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(i), "x"), source=a), 401,
+        expect_error(post(g, "/oauth2/token", GRANT, auth=(cid, f"wrong-{i}"), source=a), 401,
                      "invalid_client")
     token(g, cid, secret, source=a)  # two failures: under the limit
-    expect_error(post(g, "/oauth2/token", GRANT, auth=(unknown_id(2), "x"), source=a), 401,
+    expect_error(post(g, "/oauth2/token", GRANT, auth=(cid, "wrong-2"), source=a), 401,
                  "invalid_client")
     expect_throttled(post(g, "/oauth2/token", GRANT, auth=(cid, secret), source=a), 50)
 
@@ -1125,3 +1138,33 @@ def test_a_revoked_token_stays_refused_while_any_jwt_filter_would_take_it(gateho
     frozen("2026-12-06 00:05:21")  # exp + 301 s: past every filter's skew
     expect_invalid(api(g, kept), "expired")
     expect_invalid(api(g, gone))
+
+
+def test_introspectors_may_introspect_every_token(gatehouse, up):
+    """A resource server introspects tokens issued to other clients once the
+    issuer lists it in `introspectors` (RFC 7662's usual caller); others see
+    only their own."""
+    from issuer_util import issuer_config
+    from ops_util import config_text, sighup, wait_for, write_config
+
+    g = start(gatehouse, up)
+    cid, secret = create_client(g)
+    rs, rs_secret = create_client(g, name="resource-server")
+    t = token(g, cid, secret)["access_token"]
+    r = post(g, "/oauth2/introspect", "token=" + t, auth=(rs, rs_secret))
+    assert json.loads(r.body) == {"active": False}, r
+    port = int(g.url.rsplit(":", 1)[1])
+    import re
+    state = re.search(r"^state_dir: (.+)$", g.config_text, re.M).group(1).strip('"')
+    cfg = issuer_config(port, up, issuer={"introspectors": [rs]}, state_dir=state)
+    write_config(g, config_text(g, cfg))
+    sighup(g)
+    wait_for(lambda: "generation 2 serving" in g.stderr)
+    r = post(g, "/oauth2/introspect", "token=" + t, auth=(rs, rs_secret))
+    doc = json.loads(r.body)
+    assert doc.get("active") is True and doc["client_id"] == cid, (r, g.stderr[-2000:])
+    # The token's own client still may; a third client still may not.
+    assert json.loads(post(g, "/oauth2/introspect", "token=" + t, auth=(cid, secret)).body)["active"]
+    third, third_secret = create_client(g, name="third")
+    r = post(g, "/oauth2/introspect", "token=" + t, auth=(third, third_secret))
+    assert json.loads(r.body) == {"active": False}, r

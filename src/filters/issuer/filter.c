@@ -14,7 +14,8 @@
  * (gh_store_client_lookup, on the worker's loop), authenticated, and the
  * answer built. Nothing blocks a worker: the store call is async, signing
  * is a CPU step. Failed client authentications are counted per client id
- * and per address (throttle.c) and refused with 429 past the limit.
+ * with this address and per address (throttle.c), refused with 429 past
+ * the limit.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -388,7 +389,7 @@ typedef struct {
 /* The issuer's view of a store record (borrowed for the callback). 0, or
  * -1 when the record's keys do not parse (a server error: the store
  * checked them when the client was registered). */
-static int view_of(const gh_client_t *c, int64_t now, view_t *out)
+static int view_of(const gh_issuer_conf_t *is, const gh_client_t *c, int64_t now, view_t *out)
 {
     gh_oauth_client_t *v = &out->v;
     memset(v, 0, sizeof(*v));
@@ -402,6 +403,9 @@ static int view_of(const gh_client_t *c, int64_t now, view_t *out)
     memcpy(v->secret_hash, c->secret_hash, sizeof(v->secret_hash));
     memcpy(v->previous_hash, c->prev_secret_hash, sizeof(v->previous_hash));
     v->previous_valid_until = c->prev_valid_until;
+    for (size_t i = 0; i < is->num_introspectors; i++)
+        if (strcmp(is->introspectors[i], c->id) == 0)
+            v->may_introspect = 1;
     v->nscopes = split(c->scopes, out->sbuf, sizeof(out->sbuf), out->scopes, GH_CLIENT_SCOPES_MAX);
     v->scopes = out->scopes;
     v->naudiences =
@@ -418,12 +422,34 @@ static int view_of(const gh_client_t *c, int64_t now, view_t *out)
     return 0;
 }
 
+/* The throttle's keys: the client's address alone ('a'), and the client
+ * id asked for together with the address ('p'). Not the client id alone:
+ * client ids are public (every token names its client), and a limit on
+ * the id alone would let anyone lock a client out. An address speaks for
+ * every client behind it (a NAT, a sidecar host): its limit is ten times
+ * a pair's. */
+#define ADDRESS_FACTOR 10u
+
+static size_t pair_key(const isf_ctx_t *ctx, const char *addr, char *buf, size_t cap)
+{
+    size_t n = ctx->req.client_id_len, a = strlen(addr);
+    if (n + 1 + a > cap)
+        return 0;
+    memcpy(buf, ctx->req.client_id, n);
+    buf[n] = '\0';
+    memcpy(buf + n + 1, addr, a);
+    return n + 1 + a;
+}
+
 static void count_failure(gh_stream_t *s, const isf_ctx_t *ctx, int64_t now)
 {
     const char *addr = gh_stream_client_address(s);
+    char key[GH_OAUTH_MAX_CLIENT_ID + 80];
+    size_t n;
     gh_isf_throttle_fail('a', addr, strlen(addr), now);
-    if (ctx->has_req && ctx->req.client_id != NULL)
-        gh_isf_throttle_fail('c', ctx->req.client_id, ctx->req.client_id_len, now);
+    if (ctx->has_req && ctx->req.client_id != NULL &&
+        (n = pair_key(ctx, addr, key, sizeof(key))) > 0)
+        gh_isf_throttle_fail('p', key, n, now);
 }
 
 static void issue(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec, const view_t *cv)
@@ -582,7 +608,7 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
     /* gh_stream_alloc does not zero, and without a record view_of does not
      * run: every path below unrefs jwks. */
     cv->jwks = NULL;
-    if (rec != NULL && view_of(rec, ctx->now, cv) != 0) {
+    if (rec != NULL && view_of(rt->is, rec, ctx->now, cv) != 0) {
         gh_jwks_unref(cv->jwks);
         fail_with(s, ctx->in, GH_OAUTH_SERVER_ERROR, 500,
                   "the client's registered keys do not load");
@@ -653,11 +679,12 @@ static gh_filter_status_t on_request_buffered(gh_stream_t *s, const void *conf, 
     }
     ctx->has_req = 1;
     const char *addr = gh_stream_client_address(s);
-    uint64_t wait =
-        gh_isf_throttle_blocked('a', addr, strlen(addr), rt->is->failed_auth_limit, ctx->now);
-    if (wait == 0)
-        wait = gh_isf_throttle_blocked('c', ctx->req.client_id, ctx->req.client_id_len,
-                                       rt->is->failed_auth_limit, ctx->now);
+    char key[GH_OAUTH_MAX_CLIENT_ID + 80];
+    size_t kn = pair_key(ctx, addr, key, sizeof(key));
+    uint64_t wait = gh_isf_throttle_blocked('a', addr, strlen(addr),
+                                            rt->is->failed_auth_limit * ADDRESS_FACTOR, ctx->now);
+    if (wait == 0 && kn > 0)
+        wait = gh_isf_throttle_blocked('p', key, kn, rt->is->failed_auth_limit, ctx->now);
     if (wait > 0) {
         char ra[24];
         int k = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)wait);
