@@ -12,6 +12,7 @@
 #include <gatehouse/file.h>
 #include <gatehouse/log.h>
 #include <gatehouse/redact.h>
+#include <gatehouse/sink.h>
 
 enum { K_IDLE = 0, K_FETCHING };
 
@@ -75,30 +76,6 @@ static uint64_t wall_ms(void)
 
 /* ---- fetching (thread pool) ---- */
 
-typedef struct {
-    char *buf;
-    size_t len;
-    int too_big;
-} sink_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    sink_t *s = arg;
-    size_t k = size * n;
-    if (s->len + k > GH_JWKS_MAX_DOC) {
-        s->too_big = 1;
-        return 0;
-    }
-    char *nb = realloc(s->buf, s->len + k + 1);
-    if (nb == NULL)
-        return 0;
-    memcpy(nb + s->len, p, k);
-    s->buf = nb;
-    s->len += k;
-    s->buf[s->len] = '\0';
-    return k;
-}
-
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -146,7 +123,7 @@ static size_t err_url(char *err, size_t cap, const char *url)
 }
 
 /* GET url into *out; returns 0 or -1 with err. */
-static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *max_age, char *err,
+static int http_get(const gh_keyring_t *k, const char *url, gh_sink_t *out, long *max_age, char *err,
                     size_t cap)
 {
     CURL *c = curl_easy_init();
@@ -166,7 +143,7 @@ static int http_get(const gh_keyring_t *k, const char *url, sink_t *out, long *m
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "gatehouse/" GH_VERSION);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gh_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, max_age);
@@ -235,7 +212,7 @@ static int jwks_uri_usable(const char *url, const char *ju, int insecure, char *
  * keys. */
 static int read_metadata(gh_keyring_t *k, const char *url, char **jwks_uri, char *err, size_t cap)
 {
-    sink_t doc = {NULL, 0, 0};
+    gh_sink_t doc = {NULL, 0, GH_JWKS_MAX_DOC, 0};
     long unused = -1;
     if (http_get(k, url, &doc, &unused, err, cap) < 0) {
         free(doc.buf);
@@ -285,7 +262,7 @@ static int discover(gh_keyring_t *k, char **jwks_uri, char *err, size_t cap)
 static void fetch_work(uv_work_t *w)
 {
     gh_keyring_t *k = w->data;
-    sink_t s = {NULL, 0, 0};
+    gh_sink_t s = {NULL, 0, GH_JWKS_MAX_DOC, 0};
     int rc;
     k->max_age = -1;
     k->fetch_err[0] = '\0';

@@ -26,6 +26,7 @@
 
 #include <gatehouse/log.h>
 #include <gatehouse/redact.h>
+#include <gatehouse/sink.h>
 
 #define MAX_ANSWER (64 * 1024)
 #define MAX_TOKEN (16 * 1024)
@@ -154,30 +155,6 @@ int gh_tsrc_parse_answer(long status, const char *body, size_t len, uint64_t def
 
 /* ---- fetching (thread pool) ---- */
 
-typedef struct {
-    char *buf;
-    size_t len;
-    int too_big;
-} sink_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
-{
-    sink_t *s = arg;
-    size_t k = size * n;
-    if (s->len + k > MAX_ANSWER) {
-        s->too_big = 1;
-        return 0;
-    }
-    char *nb = realloc(s->buf, s->len + k + 1);
-    if (nb == NULL)
-        return 0;
-    memcpy(nb + s->len, p, k);
-    s->buf = nb;
-    s->len += k;
-    s->buf[s->len] = '\0';
-    return k;
-}
-
 static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
     (void)arg;
@@ -252,7 +229,7 @@ static void fetch_work(uv_work_t *w)
 {
     gh_tsrc_t *t = w->data;
     char ebuf[CURL_ERROR_SIZE] = "", *body = NULL, *authz = NULL;
-    sink_t out = {NULL, 0, 0};
+    gh_sink_t out = {NULL, 0, MAX_ANSWER, 0};
     struct curl_slist *hs = NULL;
     long status = 0;
     t->job_token = NULL;
@@ -277,7 +254,7 @@ static void fetch_work(uv_work_t *w)
     curl_easy_setopt(c, CURLOPT_USERAGENT, "gatehouse/" GH_VERSION);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gh_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
     CURLcode r = curl_easy_perform(c);
