@@ -1,9 +1,9 @@
 /*
- * The store: where API keys, OAuth clients, revoked access tokens and
- * their usage counts live, behind one interface with a backend per kind:
- * SQLite (one file, the embedded default) and Redis (fleets: every
- * gatehouse in front of one Redis shares keys, revocations and usage
- * counts). Configured by the top-level `store`
+ * The store: where API keys, OAuth clients, revoked access tokens,
+ * claimed client assertions and usage counts live, behind one interface
+ * with a backend per kind: SQLite (one file, the embedded default) and
+ * Redis (fleets: every gatehouse in front of one Redis shares keys,
+ * revocations, claims and usage counts). Configured by the top-level `store`
  * section (gh_store_conf_t in gatehouse/config.h, docs/config.md#store).
  *
  * Two ways in:
@@ -435,5 +435,44 @@ typedef void (*gh_store_status_cb)(void *arg, int status);
 int gh_store_revocation_add_async(gh_store_t *st, uv_loop_t *loop, const char *jti, int64_t exp,
                                   int64_t now, gh_store_status_cb cb, void *arg,
                                   gh_store_req_t **req);
+
+/* ---- client-assertion claims (RFC 7523 section 3; docs/issuer.md) ----
+ *
+ * A private_key_jwt client assertion must be taken once: its jti (per
+ * client) is claimed in the store until the assertion stops being valid,
+ * so that every gatehouse sharing the store refuses it a second time. */
+
+#define GH_STORE_JTI_MAX 256             /* bytes of printable ASCII (0x20..0x7e) */
+#define GH_STORE_JTI_UNTIL_MAX (86400LL) /* until - now at most: a day */
+
+/* 1 when jti is 1..GH_STORE_JTI_MAX bytes of printable ASCII (spaces
+ * allowed). */
+int gh_store_jti_valid(const char *jti);
+
+/* Claims (client_id, jti) until `until` (unix seconds, the assertion's
+ * exp plus the leeway allowed on it). 0 when newly claimed (also when a
+ * claim of it had passed: re-claimed); -EEXIST when it was claimed before
+ * and until has not passed (a replay); 0 without writing anything when
+ * until <= now (the assertion is dead: nothing could replay it); -EINVAL
+ * for a malformed client id (gh_client_id_valid) or jti, or an until more
+ * than GH_STORE_JTI_UNTIL_MAX ahead; -EIO (-EBUSY: SQLite's write lock)
+ * when the backend failed: the claim may or may not have been made, so a
+ * caller answers as for a replay or fails closed, never as claimed.
+ * Claims that passed are forgotten: SQLite purges a bounded number
+ * (GH_STORE_PURGE_BATCH) per call, Redis expires each by itself. The
+ * synchronous call blocks as the synchronous API; thread-safe. */
+int gh_store_jti_claim(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                       int64_t now, gh_store_error_t *err);
+
+/* gh_store_jti_claim from a worker: the answer (its status as above, or
+ * -ENOTCONN, -ETIMEDOUT, -ECONNRESET, -ESHUTDOWN from Redis as for
+ * lookups) on loop, later, exactly once unless cancelled
+ * (gh_store_req_cancel). SQLite runs it on the libuv thread pool; Redis
+ * sends one SET NX PX on the loop's connection. client_id and jti are
+ * copied. Returns 0 and *req, or -EINVAL (bad input, as above), -EAGAIN
+ * (max_pending requests in flight), -ENOMEM; cb never runs then. */
+int gh_store_jti_claim_async(gh_store_t *st, uv_loop_t *loop, const char *client_id,
+                             const char *jti, int64_t until, int64_t now, gh_store_status_cb cb,
+                             void *arg, gh_store_req_t **req);
 
 #endif

@@ -94,6 +94,20 @@ typedef struct gh_store_backend_s {
                              uint64_t *last_made, gh_store_error_t *err);
     int (*revocations_purge)(gh_store_t *st, int64_t now, gh_store_error_t *err);
 
+    /* ---- client-assertion claims ---- */
+    /* Claims (client_id, jti) until `until` (> now), both checked by
+     * store.c: 0 when new or when the claim there had passed at now,
+     * -EEXIST when it is live. A backend that does not expire claims by
+     * itself purges up to GH_STORE_PURGE_BATCH passed ones first. */
+    int (*jti_claim)(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                     int64_t now, gh_store_error_t *err);
+    /* Optional, worker loop: starts the claim of req (kind
+     * GH_STORE_REQ_CLAIM: req->client_id, req->jti, req->until, req->now)
+     * without the thread pool, as key_lookup does (and key_lookup_cancel
+     * cancels it); finished with gh_store_req_finish(req, status, NULL,
+     * NULL). NULL: store.c runs jti_claim on the thread pool. */
+    int (*jti_claim_start)(gh_store_t *st, uv_loop_t *loop, gh_store_req_t *req);
+
     /* Worker loop: starts the lookup of req->key.id (req->kind
      * GH_STORE_REQ_KEY) or req->client_id (GH_STORE_REQ_CLIENT). 0, or a
      * negative errno (then gh_store_req_finish is never called). */
@@ -126,6 +140,7 @@ enum {
     GH_STORE_REQ_KEY = 0, /* gh_store_key_lookup */
     GH_STORE_REQ_CLIENT,  /* gh_store_client_lookup */
     GH_STORE_REQ_REVOKE,  /* gh_store_revocation_add_async (store.c, thread pool) */
+    GH_STORE_REQ_CLAIM,   /* gh_store_jti_claim_async (jti_claim_start, or the thread pool) */
 };
 
 struct gh_store_req_s {
@@ -136,8 +151,12 @@ struct gh_store_req_s {
     gh_store_status_cb status_cb;
     void *arg;
     int cancelled; /* set and read on the loop's thread only */
+    int on_pool;   /* store.c's own job on the thread pool (cancelled with uv_cancel) */
     gh_apikey_presented_t key;
     char client_id[GH_CLIENT_ID_LEN + 1];
+    /* GH_STORE_REQ_CLAIM: the claim of (client_id, jti) until, made at now */
+    char jti[GH_STORE_JTI_MAX + 1];
+    int64_t until, now;
     /* the backend's req_size bytes follow, aligned for any type */
     _Alignas(max_align_t) unsigned char backend[];
 };
@@ -186,7 +205,8 @@ int gh_store_conf_copy(gh_store_conf_t *dst, const gh_store_conf_t *src);
 int gh_store_apikey_copy(gh_apikey_t *dst, const gh_apikey_t *src);
 int gh_store_client_copy(gh_client_t *dst, const gh_client_t *src);
 
-/* Revocation purges per write: a bound on the work one add does. */
+/* Revocation and claim purges per write: a bound on the work one write
+ * does. */
 #define GH_STORE_PURGE_BATCH 1000
 
 #endif

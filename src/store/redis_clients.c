@@ -8,12 +8,16 @@
  *   revoked-seq      the last revocation number made (INCR)
  *   revoked          a sorted set of revoked jtis by their number
  *   revoked-exp      the same jtis by their exp (purging)
+ *   jti:CID:JTI      a claimed client-assertion jti of client CID: a
+ *                    string (the claim's until), expiring with the claim
  *
  * As for keys, every write that checks something first is one Lua script.
  * The two revocation sets are written together by one script, so a reader
  * never sees a jti in one and not in the other. The numbers come from one
  * INCR inside the script that adds the jti: they increase in the order
  * revocations were made, across every gatehouse writing to this Redis.
+ * A claim is one SET NX PX, atomic by itself: of two gatehouses claiming
+ * one jti at once, one gets OK, the other nil.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -557,4 +561,51 @@ int gh_rs_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err)
         rc = gh_rs_want_int(st, "purge revocations", r, &v, err);
     gh_redis_reply_free(r);
     return rc == 0 ? (int)v : rc;
+}
+
+/* ---- client-assertion claims ---- */
+
+size_t gh_rs_claim_key(char out[GH_RS_CLAIM_KEY_MAX], const char *client_id, const char *jti)
+{
+    /* A client id is of fixed length without ':', so the key reads one
+     * way only, whatever bytes the jti holds. */
+    int n = snprintf(out, GH_RS_CLAIM_KEY_MAX, "jti:%s:%s", client_id, jti);
+    return n > 0 && n < GH_RS_CLAIM_KEY_MAX ? (size_t)n : 0;
+}
+
+int gh_rs_claim_status(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_NIL)
+        return -EEXIST;
+    if (r->type == REDIS_REPLY_STATUS && r->len == 2 && memcmp(r->str, "OK", 2) == 0)
+        return 0;
+    return -EIO;
+}
+
+int gh_rs_jti_claim(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                    int64_t now, gh_store_error_t *err)
+{
+    gh_rs_args_t a = {0};
+    char key[GH_RS_CLAIM_KEY_MAX];
+    redisReply *r;
+    size_t kl = gh_rs_claim_key(key, client_id, jti);
+    if (kl == 0)
+        return gh_store_fail(err, -EINVAL, "a claimed jti is too long");
+    gh_rs_arg_str(&a, "SET");
+    gh_rs_arg(&a, key, kl);
+    gh_rs_arg_i64(&a, until);
+    gh_rs_arg_str(&a, "NX");
+    gh_rs_arg_str(&a, "PX");
+    gh_rs_arg_i64(&a, (until - now) * 1000);
+    int rc = gh_rs_quick_cmd(st, "claim jti", &a, &r, err);
+    gh_rs_args_dispose(&a);
+    if (rc != 0)
+        return rc;
+    rc = gh_rs_claim_status(r);
+    if (rc == -EEXIST)
+        gh_store_fail(err, rc, "this client assertion was used before");
+    else if (rc != 0)
+        rc = gh_rs_io_fail(st, err, "claim jti", 0, r, 0);
+    gh_redis_reply_free(r);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * Key and client lookups of the Redis store on worker loops: one async
  * client (gatehouse/redis.h) per (store, loop), made on the loop's thread
- * by its first lookup, and the lookups on it (one HMGET each).
+ * by its first lookup, and the lookups on it (one HMGET each); client-
+ * assertion claims (one SET NX PX each) take the same path.
  *
  * Who closes a loop's client, and on which thread (a client belongs to
  * its loop's thread; libuv handles are never touched from another):
@@ -112,6 +113,17 @@ static void on_client_reply(gh_rs_req_t *rq, int status, const struct redisReply
         gh_client_dispose(&c);
 }
 
+static void on_claim_reply(gh_rs_req_t *rq, int status, const struct redisReply *r)
+{
+    gh_store_req_t *req = rq->req;
+    int rc = status;
+    if (rc == 0 && (rc = gh_rs_claim_status(r)) == -EIO)
+        GH_LOG(GH_LOG_ERROR, "store", "%s: claim of a client assertion of %s: %s",
+               gh_store_describe(req->store), req->client_id,
+               r->type == REDIS_REPLY_ERROR ? r->str : "an answer of the wrong shape");
+    gh_store_req_finish(req, rc, NULL, NULL);
+}
+
 static void on_reply(int status, const struct redisReply *r, void *arg)
 {
     gh_rs_req_t *rq = arg;
@@ -123,6 +135,10 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
     rq->cmd = NULL;
     if (req->kind == GH_STORE_REQ_CLIENT) {
         on_client_reply(rq, status, r);
+        return;
+    }
+    if (req->kind == GH_STORE_REQ_CLAIM) {
+        on_claim_reply(rq, status, r);
         return;
     }
     if (rc == 0) {
@@ -143,8 +159,26 @@ static void on_reply(int status, const struct redisReply *r, void *arg)
         gh_apikey_dispose(&rec);
 }
 
+/* SET key until NX PX ttl: atomic, so of two gatehouses claiming one jti
+ * at once exactly one gets OK. The time to live is taken from the claim's
+ * now, not the time of sending: a parked claim lives a little longer. */
+static int send_claim(gh_rs_req_t *rq)
+{
+    gh_store_req_t *req = rq->req;
+    char key[GH_RS_CLAIM_KEY_MAX], until[24], ttl[24];
+    const char *argv[6] = {"SET", key, until, "NX", "PX", ttl};
+    size_t lens[6] = {3, 0, 0, 2, 2, 0};
+    if ((lens[1] = gh_rs_claim_key(key, req->client_id, req->jti)) == 0)
+        return -EINVAL;
+    lens[2] = (size_t)snprintf(until, sizeof(until), "%lld", (long long)req->until);
+    lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)(req->until - req->now) * 1000);
+    return gh_redis_command(rq->lc->c, 6, argv, lens, 1u << 1, on_reply, rq, &rq->cmd);
+}
+
 static int send_lookup(gh_rs_req_t *rq)
 {
+    if (rq->req->kind == GH_STORE_REQ_CLAIM)
+        return send_claim(rq);
     enum { ARGS = 2 + (int)RF_COUNT + (int)RC_COUNT }; /* room for either */
     const char *argv[ARGS];
     size_t lens[ARGS];

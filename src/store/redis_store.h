@@ -142,6 +142,16 @@ int gh_rs_revocations_since(gh_store_t *st, uint64_t after, int64_t now, size_t 
                             uint64_t *last_made, gh_store_error_t *err);
 int gh_rs_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *err);
 
+/* A claim's key (without the prefix): "jti:CID:JTI"; its length, or 0
+ * when it does not fit. The claim is SET key until NX PX (until - now) *
+ * 1000, and gh_rs_claim_status reads its answer: 0 (OK), -EEXIST (nil:
+ * the key was there), -EIO (anything else). */
+#define GH_RS_CLAIM_KEY_MAX (4 + GH_CLIENT_ID_LEN + 1 + GH_STORE_JTI_MAX + 1)
+size_t gh_rs_claim_key(char out[GH_RS_CLAIM_KEY_MAX], const char *client_id, const char *jti);
+int gh_rs_claim_status(const struct redisReply *r);
+int gh_rs_jti_claim(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                    int64_t now, gh_store_error_t *err);
+
 /* ---- redis_lookup.c ---- */
 
 typedef struct gh_rs_loop_s gh_rs_loop_t;

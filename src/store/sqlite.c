@@ -18,7 +18,7 @@
  *   stays open, so it sees every write committed before it started and
  *   never holds back a checkpoint.
  *
- * Schema (version 2; a version 1 file is migrated when opened):
+ * Schema (version 3; a version 1 or 2 file is migrated when opened):
  * docs/internals/store.md.
  */
 #include <errno.h>
@@ -37,7 +37,7 @@
 
 #include "store/backend.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define APPLICATION_ID 0x47484b53 /* "GHKS" */
 #define POOL_MAX 64               /* idle read connections kept */
 
@@ -90,6 +90,19 @@ static const char schema_v2[] =
     " revoked_at INTEGER NOT NULL"
     ");"
     "CREATE INDEX token_revocations_exp ON token_revocations (exp);";
+
+/* Version 3: claimed client-assertion jtis (gh_store_jti_claim). */
+static const char schema_v3[] = "CREATE TABLE jti_claims ("
+                                " client_id TEXT NOT NULL,"
+                                " jti TEXT NOT NULL,"
+                                " until INTEGER NOT NULL,"
+                                " claimed_at INTEGER NOT NULL,"
+                                " UNIQUE (client_id, jti)"
+                                ");"
+                                "CREATE INDEX jti_claims_until ON jti_claims (until);";
+
+/* The steps from version i - 1 to i, at [i - 1]; a new file runs them all. */
+static const char *const schema_steps[SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
 
 #define CLIENT_COLUMNS                                                                             \
     "id, name, scopes, audiences, auth_methods, jwks, token_ttl, created_at, revoked_at, "         \
@@ -210,25 +223,27 @@ static int schema_check(sqlite3 *db, const char *path, gh_store_error_t *err)
     if (version == SCHEMA_VERSION && app == APPLICATION_ID)
         goto out;
     char sql[64];
-    if (version == 1 && app == APPLICATION_ID) {
-        /* Version 1 to 2: tables added, none changed, in this one
+    if (version >= 1 && app == APPLICATION_ID) {
+        /* Each step adds tables and changes none, all in this one
          * transaction: a process that opened the file before (an older
-         * server) goes on reading its keys as before. */
-        if ((rc = exec(db, schema_v2, err, path)) != 0)
-            goto out;
+         * server) goes on reading what it knows as before. */
+        for (int64_t v = version; v < SCHEMA_VERSION; v++)
+            if ((rc = exec(db, schema_steps[v], err, path)) != 0)
+                goto out;
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
         if ((rc = exec(db, sql, err, path)) != 0)
             goto out;
-        GH_LOG(GH_LOG_INFO, "store", "%s: store schema migrated from version 1 to %d", path,
-               SCHEMA_VERSION);
+        GH_LOG(GH_LOG_INFO, "store", "%s: store schema migrated from version %lld to %d", path,
+               (long long)version, SCHEMA_VERSION);
         return exec(db, "COMMIT", err, path);
     }
     if (version != 0 || tables != 0) {
         rc = gh_store_fail(err, -EINVAL, "%s is not a gatehouse store (it has other tables)", path);
         goto out;
     }
-    if ((rc = exec(db, schema_v1, err, path)) != 0 || (rc = exec(db, schema_v2, err, path)) != 0)
-        goto out;
+    for (int v = 0; v < SCHEMA_VERSION; v++)
+        if ((rc = exec(db, schema_steps[v], err, path)) != 0)
+            goto out;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
     if ((rc = exec(db, sql, err, path)) != 0)
         goto out;
@@ -1134,6 +1149,69 @@ static int sq_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *e
     return rc;
 }
 
+/* ---- client-assertion claims ---- */
+
+static int sq_jti_claim(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                        int64_t now, gh_store_error_t *err)
+{
+    sq_t *q = impl(st);
+    sqlite3_stmt *s = NULL;
+    int rc;
+    uv_mutex_lock(&q->wlock);
+    if ((rc = exec(q->w, "BEGIN IMMEDIATE", err, "claim jti")) != 0)
+        goto unlock;
+    /* At most GH_STORE_PURGE_BATCH passed claims, oldest first: a bound
+     * on one claim's work; claims come at least as fast as they pass. */
+    if (sqlite3_prepare_v2(q->w,
+                           "DELETE FROM jti_claims WHERE rowid IN (SELECT rowid FROM jti_claims "
+                           "WHERE until <= ?1 ORDER BY until LIMIT ?2)",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "purge jti claims");
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int(s, 2, GH_STORE_PURGE_BATCH);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        rc = db_fail(err, q->w, "purge jti claims");
+        goto out;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    /* The unique (client_id, jti) decides: a new pair goes in; a pair
+     * whose claim passed (not purged yet) is claimed again; a live one
+     * changes nothing, and is the replay. */
+    if (sqlite3_prepare_v2(q->w,
+                           "INSERT INTO jti_claims (client_id, jti, until, claimed_at) VALUES "
+                           "(?1, ?2, ?3, ?4) ON CONFLICT (client_id, jti) DO UPDATE SET until = "
+                           "excluded.until, claimed_at = excluded.claimed_at WHERE "
+                           "jti_claims.until <= excluded.claimed_at",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_fail(err, q->w, "claim jti");
+        goto out;
+    }
+    sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, jti, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, until);
+    sqlite3_bind_int64(s, 4, now);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_fail(err, q->w, "claim jti");
+    else if (sqlite3_changes(q->w) == 0)
+        rc = gh_store_fail(err, -EEXIST, "this client assertion was used before");
+out:
+    sqlite3_finalize(s);
+    /* -EEXIST commits the purge: nothing else was written */
+    if (rc == 0 || rc == -EEXIST) {
+        int c = exec(q->w, "COMMIT", err, "claim jti");
+        if (c != 0)
+            rc = c;
+    }
+    if (rc != 0 && rc != -EEXIST)
+        sqlite3_exec(q->w, "ROLLBACK", NULL, NULL, NULL);
+unlock:
+    uv_mutex_unlock(&q->wlock);
+    return rc;
+}
+
 /* ---- lookups on the thread pool ---- */
 
 static reader_t *reader_get(sq_t *q, char *why, size_t cap)
@@ -1310,6 +1388,7 @@ const gh_store_backend_t gh_store_sqlite_backend = {
     .revocation_add = sq_revocation_add,
     .revocations_since = sq_revocations_since,
     .revocations_purge = sq_revocations_purge,
+    .jti_claim = sq_jti_claim,
     .key_lookup = sq_key_lookup,
     .key_lookup_cancel = sq_key_lookup_cancel,
 };

@@ -445,7 +445,7 @@ int gh_store_client_lookup(gh_store_t *st, uv_loop_t *loop, const char *id, gh_s
     return 0;
 }
 
-static void revoke_job_cancel(gh_store_req_t *req);
+static void pool_job_cancel(gh_store_req_t *req);
 
 void gh_store_req_cancel(gh_store_req_t *req)
 {
@@ -453,8 +453,8 @@ void gh_store_req_cancel(gh_store_req_t *req)
         return;
     req->cancelled = 1;
     req->arg = NULL;
-    if (req->kind == GH_STORE_REQ_REVOKE)
-        revoke_job_cancel(req);
+    if (req->on_pool)
+        pool_job_cancel(req);
     else if (req->store->backend->key_lookup_cancel != NULL)
         req->store->backend->key_lookup_cancel(req);
 }
@@ -993,36 +993,60 @@ int gh_store_revocations_purge(gh_store_t *st, int64_t now, gh_store_error_t *er
     return st->backend->revocations_purge(st, now, err);
 }
 
-/* A revocation from a worker: the synchronous call on the thread pool. */
+/* A write from a worker (a revocation, a claim on a backend without its
+ * own async path): the synchronous call on the thread pool. */
 typedef struct {
     uv_work_t work;
     gh_store_req_t *req;
-    char jti[GH_REVOCATION_JTI_MAX + 1];
-    int64_t exp, now;
+    char jti[GH_REVOCATION_JTI_MAX + 1]; /* a revocation's (a claim's is req->jti) */
+    int64_t exp;                         /* a revocation's */
     int status;
-} revoke_job_t;
+} pool_job_t;
 
-static void revoke_work(uv_work_t *w)
+static void pool_work(uv_work_t *w)
 {
-    revoke_job_t *j = w->data;
+    pool_job_t *j = w->data;
+    gh_store_req_t *req = j->req;
     gh_store_error_t err;
-    j->status = gh_store_revocation_add(j->req->store, j->jti, j->exp, j->now, &err);
+    if (req->kind == GH_STORE_REQ_CLAIM) {
+        j->status =
+            gh_store_jti_claim(req->store, req->client_id, req->jti, req->until, req->now, &err);
+        if (j->status != 0 && j->status != -EEXIST)
+            GH_LOG(GH_LOG_WARN, "store", "%s: claiming a client assertion of %s failed: %s",
+                   gh_store_describe(req->store), req->client_id, err.msg);
+        return;
+    }
+    j->status = gh_store_revocation_add(req->store, j->jti, j->exp, req->now, &err);
     if (j->status != 0 && j->status != -EALREADY)
         GH_LOG(GH_LOG_WARN, "store", "%s: revoking a token failed: %s",
-               gh_store_describe(j->req->store), err.msg);
+               gh_store_describe(req->store), err.msg);
 }
 
-static void revoke_done(uv_work_t *w, int status)
+static void pool_done(uv_work_t *w, int status)
 {
-    revoke_job_t *j = w->data;
+    pool_job_t *j = w->data;
     req_deliver(j->req, status == UV_ECANCELED ? -ECANCELED : j->status, NULL, NULL);
 }
 
-static void revoke_job_cancel(gh_store_req_t *req)
+static void pool_job_cancel(gh_store_req_t *req)
 {
-    revoke_job_t *j = gh_store_req_backend(req);
+    pool_job_t *j = gh_store_req_backend(req);
     /* Succeeds only while queued; a running job finishes, its answer dropped. */
     uv_cancel((uv_req_t *)&j->work);
+}
+
+/* Queues req (its job's fields set) on loop's thread pool: 0, or the
+ * failure (req dropped, no callback). */
+static int pool_start(uv_loop_t *loop, gh_store_req_t *req)
+{
+    pool_job_t *j = gh_store_req_backend(req);
+    j->req = req;
+    j->work.data = j;
+    req->on_pool = 1;
+    int rc = uv_queue_work(loop, &j->work, pool_work, pool_done);
+    if (rc != 0)
+        req_drop(req);
+    return rc;
 }
 
 int gh_store_revocation_add_async(gh_store_t *st, uv_loop_t *loop, const char *jti, int64_t exp,
@@ -1033,19 +1057,83 @@ int gh_store_revocation_add_async(gh_store_t *st, uv_loop_t *loop, const char *j
     *out = NULL;
     if (check_revocation(jti, exp, now, NULL) != 0)
         return -EINVAL;
-    gh_store_req_t *req = req_new(st, GH_STORE_REQ_REVOKE, sizeof(revoke_job_t), arg, &rc);
+    gh_store_req_t *req = req_new(st, GH_STORE_REQ_REVOKE, sizeof(pool_job_t), arg, &rc);
     if (req == NULL)
         return rc;
     req->status_cb = cb;
-    revoke_job_t *j = gh_store_req_backend(req);
-    j->req = req;
-    j->work.data = j;
+    req->now = now;
+    pool_job_t *j = gh_store_req_backend(req);
     snprintf(j->jti, sizeof(j->jti), "%s", jti);
     j->exp = exp;
-    j->now = now;
-    rc = uv_queue_work(loop, &j->work, revoke_work, revoke_done);
-    if (rc != 0) {
-        req_drop(req);
+    if ((rc = pool_start(loop, req)) != 0)
+        return rc;
+    *out = req;
+    return 0;
+}
+
+/* ---- client-assertion claims ---- */
+
+int gh_store_jti_valid(const char *jti)
+{
+    size_t n = jti ? strnlen(jti, GH_STORE_JTI_MAX + 1) : 0;
+    if (n == 0 || n > GH_STORE_JTI_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)jti[i] < 0x20 || (unsigned char)jti[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int check_claim(const char *client_id, const char *jti, int64_t until, int64_t now,
+                       gh_store_error_t *err)
+{
+    if (!gh_client_id_valid(client_id))
+        return gh_store_fail(err, -EINVAL, "'%.40s' is not a client id",
+                             client_id ? client_id : "");
+    if (!gh_store_jti_valid(jti))
+        return gh_store_fail(err, -EINVAL, "a claimed jti is 1 to %d characters of printable ASCII",
+                             GH_STORE_JTI_MAX);
+    if (until > now && until - now > GH_STORE_JTI_UNTIL_MAX)
+        return gh_store_fail(err, -EINVAL, "a claim lasts at most a day");
+    return 0;
+}
+
+int gh_store_jti_claim(gh_store_t *st, const char *client_id, const char *jti, int64_t until,
+                       int64_t now, gh_store_error_t *err)
+{
+    int rc = check_claim(client_id, jti, until, now, err);
+    if (rc != 0)
+        return rc;
+    if (until <= now)
+        return 0; /* dead already: nothing could replay it */
+    return st->backend->jti_claim(st, client_id, jti, until, now, err);
+}
+
+int gh_store_jti_claim_async(gh_store_t *st, uv_loop_t *loop, const char *client_id,
+                             const char *jti, int64_t until, int64_t now, gh_store_status_cb cb,
+                             void *arg, gh_store_req_t **out)
+{
+    int rc;
+    *out = NULL;
+    if (check_claim(client_id, jti, until, now, NULL) != 0)
+        return -EINVAL;
+    gh_store_req_t *req = req_new(st, GH_STORE_REQ_CLAIM, sizeof(pool_job_t), arg, &rc);
+    if (req == NULL)
+        return rc;
+    req->status_cb = cb;
+    memcpy(req->client_id, client_id, GH_CLIENT_ID_LEN + 1);
+    snprintf(req->jti, sizeof(req->jti), "%s", jti);
+    req->until = until;
+    req->now = now;
+    /* A dead claim (until <= now) takes the thread pool, which answers 0
+     * without a store call: never an answer from inside this call. */
+    if (st->backend->jti_claim_start != NULL && until > now) {
+        rc = st->backend->jti_claim_start(st, loop, req);
+        if (rc != 0) {
+            req_drop(req);
+            return rc;
+        }
+    } else if ((rc = pool_start(loop, req)) != 0) {
         return rc;
     }
     *out = req;

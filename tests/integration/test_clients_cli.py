@@ -274,7 +274,7 @@ def test_config_finds_the_store_and_a_version_1_file_is_migrated(tmp_path):
     assert json.loads(out)["client_id"] == cid
     refused("show", cid, cwd=tmp_path, says="no store")  # the default store is another one
     with sqlite3.connect(db) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
         assert c.execute("SELECT consumer FROM api_keys").fetchone()[0] == "old"
     p = subprocess.run([str(gatehouse_bin()), "apikey", "list", "--json", "-c", str(cfg)],
                        capture_output=True, cwd=tmp_path, timeout=30)

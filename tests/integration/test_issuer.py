@@ -26,9 +26,11 @@ assertion would be flaky on a shared machine): src/issuer/auth.c compares
 with CRYPTO_memcmp, always against two hashes."""
 
 import base64
+import calendar
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -1108,18 +1110,151 @@ def test_head_and_other_paths_keep_the_connection_framed(svc):
         assert "keys" in json.loads(c.read_response("GET").body)
 
 
-@pytest.mark.xfail(strict=True, reason="the replay cache is per process: a second gatehouse sharing "
-                   "the store takes an assertion the first already took (needs a jti claim in the store)")
-def test_a_replayed_assertion_is_refused_across_the_fleet(gatehouse, up, tmp_path):
-    g = start(gatehouse, up)
-    g2 = start(gatehouse, up, issuer={"issuer": g.url})
+def keyed_fleet(gatehouse, up, tmp_path, **kw):
+    """Two issuer gatehouses sharing the store (and the keys) and one
+    private_key_jwt client: (g, g2, s) with s ready for fa()."""
+    g = start(gatehouse, up, **kw)
+    kw["issuer"] = {"issuer": g.url, **kw.get("issuer", {})}
+    g2 = start(gatehouse, up, **kw)
     s = Svc()
     s.g, s.key = g, ec.generate_private_key(ec.SECP256R1())
     s.jwt_cid, _ = create_client(g, "--jwks", str(jwk_file(tmp_path, s.key.public_key(), "c1", "ES256")))
-    a = assertion(s)
+    s.aud = g.token_url  # the fleet's one token endpoint (g2's issuer is g's)
+    return g, g2, s
+
+
+def fa(s, **over):
+    """A client assertion for the fleet's token endpoint."""
+    return assertion(s, **{"aud": s.aud, **over})
+
+
+def test_a_replayed_assertion_is_refused_across_the_fleet(gatehouse, up, tmp_path):
+    """The in-process replay cache cannot see another gatehouse's: the jti
+    is claimed in the store they share (SQLite here)."""
+    g, g2, s = keyed_fleet(gatehouse, up, tmp_path)
+    a = fa(s)
     expect_token_reply(with_assertion(s, a))
     s.g = g2
     expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+    # The other way round, and at the other endpoints: an assertion is
+    # good once, anywhere.
+    b = fa(s)
+    expect_token_reply(with_assertion(s, b))
+    s.g = g
+    for path, extra in (("/oauth2/token", GRANT), ("/oauth2/introspect", "token=x"),
+                        ("/oauth2/revoke", "token=x")):
+        expect_error(with_assertion(s, b, path, extra), 401, "invalid_client", "jti was used before")
+    c = fa(s)
+    assert with_assertion(s, c, "/oauth2/introspect", "token=x").status == 200
+    s.g = g2
+    expect_error(with_assertion(s, c), 401, "invalid_client", "jti was used before")
+    # A jti that is not printable ASCII is claimed too (by its digest).
+    for jti in ("caf\u00e9-" + uuid.uuid4().hex, "tab\there", "x" * 256):
+        d = fa(s, jti=jti)
+        s.g = g
+        expect_token_reply(with_assertion(s, d))
+        s.g = g2
+        expect_error(with_assertion(s, d), 401, "invalid_client", "jti was used before")
+    # Another client's jti of the same text is its own.
+    other, _ = create_client(g, "--jwks", str(jwk_file(tmp_path, s.key.public_key(), "c1", "ES256")),
+                             name="other")
+    e = fa(s)
+    expect_token_reply(with_assertion(s, e))
+    jti = pyjwt.decode(e, options={"verify_signature": False})["jti"]
+    expect_token_reply(with_assertion(s, fa(s, cid=other, jti=jti)))
+    assert jti not in g.stderr + g2.stderr
+
+
+def test_a_fleet_claim_lasts_the_assertions_lifetime(gatehouse, up, tmp_path, frozen):
+    """A claim holds until the assertion's exp + leeway (60s), on the
+    gatehouses' clock: a jti is refused everywhere until then, even in a
+    new assertion, and may be used again after."""
+    g, g2, s = keyed_fleet(gatehouse, up, tmp_path)
+    t0 = calendar.timegm(time.strptime("2026-12-06 00:00:10", "%Y-%m-%d %H:%M:%S"))
+    jti = uuid.uuid4().hex
+    expect_token_reply(with_assertion(s, fa(s, jti=jti, iat=t0, exp=t0 + 60)))
+    s.g = g2
+    frozen("2026-12-06 00:02:10")  # t0 + 120 = exp + leeway: the old assertion still counts
+    expect_error(with_assertion(s, fa(s, jti=jti, iat=t0 + 120, exp=t0 + 180)), 401,
+                 "invalid_client", "jti was used before")
+    # Past it the jti is free again. (At g2 the refused assertion holds
+    # it in g2's own cache until that assertion's end: the in-process
+    # check comes first and remembers what it saw.)
+    frozen("2026-12-06 00:02:11")
+    s.g = g
+    expect_token_reply(with_assertion(s, fa(s, jti=jti, iat=t0 + 121, exp=t0 + 181)))
+    s.g = g2
+    expect_error(with_assertion(s, fa(s, jti=jti, iat=t0 + 121, exp=t0 + 181)), 401,
+                 "invalid_client", "jti was used before")
+
+
+def test_a_claim_the_store_cannot_write_fails_closed(gatehouse, up, tmp_path):
+    """SQLite's write lock held by another process past busy_timeout: the
+    token request is refused with 503 (never a token without the claim),
+    the assertion is spent; once the store writes again, a new one works.
+    A client secret needs no claim and is not held up."""
+    g, g2, s = keyed_fleet(gatehouse, up, tmp_path, store={"busy_timeout": "1s"})
+    cid, secret = create_client(g)
+    db = sqlite3.connect(tmp_path / "state" / "gatehouse.db", isolation_level=None, timeout=10)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        a = fa(s)
+        expect_error(with_assertion(s, a), 503, "temporarily_unavailable",
+                     "could not be recorded")
+        token(g, cid, secret)
+        # The client leaves while its claim waits for the lock: nothing
+        # breaks (on_cancel drops the claim's answer).
+        with RawConn(g.port) as c:
+            body = (f"{GRANT}&client_assertion_type={quote(ASSERTION_TYPE, safe='')}"
+                    f"&client_assertion={fa(s)}").encode()
+            c.send(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: " + FORM.encode() +
+                   b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.1)  # well within busy_timeout: gone while its claim waits
+        wait_for(lambda: g.stderr.count("claiming a client assertion") == 2, 20,
+                 "the abandoned request's claim failed on the lock")
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+    expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+    expect_token_reply(with_assertion(s, fa(s)))
+    # Spent at g only: the store never had it and no token was issued for
+    # it, so the fleet takes it once more (at g2), and then never again.
+    s.g = g2
+    expect_token_reply(with_assertion(s, a))
+    expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+    s.g = g
+    expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+
+
+def test_a_replayed_assertion_is_refused_across_a_redis_fleet(gatehouse, up, tmp_path, redis_server):
+    """Two gatehouses on one Redis: the claim is one SET NX PX there,
+    expiring with the assertion; Redis refusing the write fails closed."""
+    store = {"kind": "redis", "address": f"127.0.0.1:{redis_server.port}", "prefix": "ghj:"}
+    g, g2, s = keyed_fleet(gatehouse, up, tmp_path, store=store)
+    a = fa(s)
+    expect_token_reply(with_assertion(s, a))
+    jti = pyjwt.decode(a, options={"verify_signature": False})["jti"]
+    key = f"ghj:jti:{s.jwt_cid}:{jti}"
+    exp = pyjwt.decode(a, options={"verify_signature": False})["exp"]
+    assert redis_server.cmd("GET", key) == str(exp + 60 + 1).encode()
+    assert 0 < redis_server.cmd("PTTL", key) <= (60 + 60 + 1) * 1000
+    s.g = g2
+    expect_error(with_assertion(s, a), 401, "invalid_client", "jti was used before")
+    b = fa(s)
+    expect_token_reply(with_assertion(s, b))
+    s.g = g
+    expect_error(with_assertion(s, b), 401, "invalid_client", "jti was used before")
+    # Redis refuses the claim's write (an ACL without SET): 503, no token;
+    # the lookup (HMGET) still works, so it is the claim that failed.
+    redis_server.cmd("ACL", "SETUSER", "default", "-set")
+    c = fa(s)
+    expect_error(with_assertion(s, c), 503, "temporarily_unavailable", "could not be recorded")
+    redis_server.cmd("ACL", "SETUSER", "default", "+set")
+    expect_error(with_assertion(s, c), 401, "invalid_client", "jti was used before")
+    s.g = g2
+    expect_token_reply(with_assertion(s, c))  # never claimed in Redis: g2 takes it once
+    expect_error(with_assertion(s, c), 401, "invalid_client", "jti was used before")
+    expect_token_reply(with_assertion(s, fa(s)))
 
 
 def test_a_revoked_token_stays_refused_while_any_jwt_filter_would_take_it(gatehouse, up, frozen):

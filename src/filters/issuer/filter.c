@@ -11,11 +11,12 @@
  *
  * A POST's body is buffered (at most 32 KiB), read by the I/O-free core
  * (src/issuer/issuer.h), the client looked up in the store
- * (gh_store_client_lookup, on the worker's loop), authenticated, and the
- * answer built. Nothing blocks a worker: the store call is async, signing
- * is a CPU step. Failed client authentications are counted per client id
- * with this address and per address (throttle.c), refused with 429 past
- * the limit.
+ * (gh_store_client_lookup, on the worker's loop), authenticated, a client
+ * assertion's jti claimed in the store (gh_store_jti_claim_async: once
+ * for the whole fleet), and the answer built. Nothing blocks a worker: the
+ * store calls are async, signing is a CPU step. Failed client
+ * authentications are counted per client id with this address and per
+ * address (throttle.c), refused with 429 past the limit.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/sha.h>
 
 #include <gatehouse/client.h>
 #include <gatehouse/issuer_keys.h>
@@ -65,6 +67,8 @@ typedef struct {
     uint32_t ev[EV_COUNT];
 } isf_inst_t;
 
+typedef struct view_s view_t;
+
 typedef struct {
     const isf_inst_t *in;
     int ep;
@@ -73,6 +77,10 @@ typedef struct {
     gh_stream_handle_t *h;
     gh_store_req_t *sreq;
     int64_t now;
+    /* Authenticated, waiting for the jti claim: the client's view (from
+     * gh_stream_alloc, its keys already dropped) and token lifetime. */
+    view_t *cv;
+    int64_t token_ttl;
 } isf_ctx_t;
 
 /* The process's assertion replay cache: across snapshots, so that a reload
@@ -377,14 +385,15 @@ static size_t split(const char *list, char *buf, size_t cap, const char **v, siz
     return n;
 }
 
-typedef struct {
+struct view_s {
     gh_oauth_client_t v;
     const char *scopes[GH_CLIENT_SCOPES_MAX];
     const char *auds[GH_CLIENT_AUDIENCES_MAX];
     char sbuf[GH_CLIENT_SCOPES_MAX * (GH_CLIENT_SCOPE_MAX + 1) + 1];
     char abuf[GH_CLIENT_AUDIENCES_MAX * (GH_CLIENT_AUDIENCE_MAX + 1) + 1];
+    char id[GH_CLIENT_ID_LEN + 1]; /* v.id: the view outlives the record */
     gh_jwks_t *jwks;
-} view_t;
+};
 
 /* The issuer's view of a store record (borrowed for the callback). 0, or
  * -1 when the record's keys do not parse (a server error: the store
@@ -394,7 +403,8 @@ static int view_of(const gh_issuer_conf_t *is, const gh_client_t *c, int64_t now
     gh_oauth_client_t *v = &out->v;
     memset(v, 0, sizeof(*v));
     out->jwks = NULL;
-    v->id = c->id;
+    snprintf(out->id, sizeof(out->id), "%s", c->id);
+    v->id = out->id;
     v->status = gh_client_state(c, now) == GH_CLIENT_REVOKED ? GH_OAUTH_CLIENT_REVOKED
                                                              : GH_OAUTH_CLIENT_ACTIVE;
     v->auth_methods = c->auth_methods; /* the same bits (client.h, issuer.h) */
@@ -452,7 +462,7 @@ static void count_failure(gh_stream_t *s, const isf_ctx_t *ctx, int64_t now)
         gh_isf_throttle_fail('p', key, n, now);
 }
 
-static void issue(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec, const view_t *cv)
+static void issue(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
 {
     const isf_rt_t *rt = ctx->in->rt;
     gh_oauth_error_t err;
@@ -470,8 +480,8 @@ static void issue(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec, const 
         return;
     }
     int64_t life = (int64_t)rt->is->token_ttl;
-    if (rec->token_ttl > 0 && rec->token_ttl < life)
-        life = rec->token_ttl; /* a client's own lifetime only shortens */
+    if (ctx->token_ttl > 0 && ctx->token_ttl < life)
+        life = ctx->token_ttl; /* a client's own lifetime only shortens */
     if (sg.max_exp != 0 && ctx->now + life > sg.max_exp)
         life = sg.max_exp - ctx->now;
     gh_oauth_mint_conf_t mc = {.issuer = rt->is->url,
@@ -594,7 +604,103 @@ static int revoke_token(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
     return 1;
 }
 
-/* The client's record is in (or not): authenticate, then the endpoint. */
+/* The client is authenticated (and its assertion, if any, claimed). */
+static void answer(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
+{
+    if (ctx->ep == EP_TOKEN)
+        issue(s, ctx, cv);
+    else if (ctx->ep == EP_INTROSPECT)
+        introspect(s, ctx, cv);
+    else
+        revoke_token(s, ctx, cv);
+}
+
+/* The jti as the store takes it (gh_store_jti_valid): printable ASCII as
+ * it is; any other bytes (UTF-8, controls: a jti is any JSON string) as
+ * "sha256:" and the hex digest of them, so that every jti can be claimed.
+ * A client that sends that very text as a jti can only refuse its own
+ * other assertion: claims are per client. */
+static void store_jti(const char *jti, size_t len, char out[GH_STORE_JTI_MAX + 1])
+{
+    int plain = len > 0 && len <= GH_STORE_JTI_MAX;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = (unsigned char)jti[i] >= 0x20 && (unsigned char)jti[i] <= 0x7e;
+    if (plain) {
+        memcpy(out, jti, len);
+        out[len] = '\0';
+        return;
+    }
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)jti, len, d);
+    memcpy(out, "sha256:", 7);
+    for (size_t i = 0; i < sizeof(d); i++)
+        snprintf(out + 7 + 2 * i, 3, "%02x", d[i]);
+}
+
+static void on_claimed(void *arg, int status)
+{
+    isf_ctx_t *ctx = arg;
+    ctx->sreq = NULL;
+    gh_stream_t *s = gh_stream_handle_take(ctx->h);
+    ctx->h = NULL;
+    view_t *cv = ctx->cv;
+    ctx->cv = NULL;
+    if (s == NULL)
+        return;
+    if (status == -EEXIST) {
+        /* Another gatehouse of the fleet took this assertion: the answer
+         * the in-process cache gives for one taken here. */
+        count_failure(s, ctx, ctx->now);
+        fail_with(s, ctx->in, GH_OAUTH_INVALID_CLIENT, 0,
+                  "client assertion: this jti was used before");
+        return;
+    }
+    if (status != 0) {
+        /* Fail closed: without the claim the assertion could be taken
+         * again elsewhere. The jti is spent here either way (the
+         * in-process cache has it): the client makes a new assertion. */
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "the client assertion could not be recorded; try again with a new one");
+        return;
+    }
+    /* The time is taken again: a slow store must not stretch a token. */
+    ctx->now = (int64_t)time(NULL);
+    answer(s, ctx, cv);
+}
+
+/* Claims res's jti in the store for the whole fleet before answering:
+ * 1 when the stream paused for it, 0 when it answered (a failure). cv
+ * (from gh_stream_alloc) is kept for on_claimed; its keys are dropped. */
+static int claim(gh_stream_t *s, isf_ctx_t *ctx, view_t *cv, const gh_oauth_auth_result_t *res)
+{
+    const isf_rt_t *rt = ctx->in->rt;
+    char jti[GH_STORE_JTI_MAX + 1];
+    store_jti(res->jti, res->jti_len, jti);
+    gh_jwks_unref(cv->jwks);
+    cv->jwks = NULL;
+    cv->v.jwks = NULL;
+    ctx->cv = cv;
+    ctx->h = gh_stream_pause(s);
+    int rc = ctx->h != NULL
+                 ? gh_store_jti_claim_async(rt->store, gh_stream_loop(s), cv->id, jti,
+                                            res->jti_until, ctx->now, on_claimed, ctx, &ctx->sreq)
+                 : -ENOMEM;
+    if (rc != 0) {
+        gh_stream_handle_take(ctx->h);
+        ctx->h = NULL;
+        ctx->cv = NULL;
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  rc == -EAGAIN ? "too many store requests in flight; try again with a new "
+                                  "client assertion"
+                                : "the client assertion could not be recorded; try again with a "
+                                  "new one");
+        return 0;
+    }
+    return 1;
+}
+
+/* The client's record is in (or not): authenticate, claim an assertion's
+ * jti, then the endpoint. */
 static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
 {
     const isf_rt_t *rt = ctx->in->rt;
@@ -620,6 +726,7 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
                                .max_assertion_lifetime = (int64_t)rt->is->assertion_lifetime,
                                .verifier = NULL,
                                .replay = replay};
+    ctx->token_ttl = rec != NULL ? rec->token_ttl : 0;
     if (gh_oauth_client_authenticate(&ctx->req, rec != NULL ? &cv->v : NULL, &ac, ctx->now, &res,
                                      &err) != 0) {
         if (err.code == GH_OAUTH_INVALID_CLIENT)
@@ -628,12 +735,14 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
         reply_error(s, ctx->in, &err);
         return;
     }
-    if (ctx->ep == EP_TOKEN)
-        issue(s, ctx, rec, cv);
-    else if (ctx->ep == EP_INTROSPECT)
-        introspect(s, ctx, cv);
-    else
-        revoke_token(s, ctx, cv);
+    if (res.jti != NULL) {
+        /* The in-process cache (inside authenticate) refused a replay at
+         * this gatehouse already, without a store call; the store's claim
+         * refuses one at any other sharing the store. */
+        claim(s, ctx, cv, &res);
+        return;
+    }
+    answer(s, ctx, cv);
     gh_jwks_unref(cv->jwks);
 }
 
@@ -733,6 +842,7 @@ static void on_cancel(gh_stream_t *s, const void *conf, void *vctx)
     ctx->sreq = NULL;
     gh_stream_handle_take(ctx->h);
     ctx->h = NULL;
+    ctx->cv = NULL; /* the stream's memory: freed with it */
 }
 
 static void on_destroy(gh_stream_t *s, const void *conf, void *vctx)

@@ -4,12 +4,19 @@
  * is registered with), get, list, revoke, rotate-secret with its grace
  * (the time moved across it), the compare-and-set of a rotation, ids with
  * odd bytes, the asynchronous lookup (answers, cancellation, a revocation
- * by another store seen), and the revocation feed (numbers, cursor,
- * expiry, purging, paging, a feed that restarts, the async add).
+ * by another store seen), the revocation feed (numbers, cursor,
+ * expiry, purging, paging, a feed that restarts, the async add), and
+ * client-assertion claims (a replay refused, per client, seen by another
+ * store, claimed again once passed, bad input, the async claim).
  *
  * Included after store_cases.h (which has the store `st`, the loop
  * helpers and the backend hooks) by test_store.c and test_store_redis.c;
- * they list CLIENT_CASES(setup, teardown).
+ * they list CLIENT_CASES(setup, teardown) and define one more hook:
+ *
+ *   static void claims_pass(int64_t t);  what the backend does by itself
+ *       once time t has come to the claims whose until <= t (SQLite:
+ *       nothing, the caller's now decides; Redis: each expires by its
+ *       own TTL, which the test cannot wait for under an injected clock).
  */
 #ifndef GH_TEST_CLIENT_CASES_H
 #define GH_TEST_CLIENT_CASES_H
@@ -712,6 +719,212 @@ static void test_revocation_async(void **state)
     free(e);
 }
 
+/* ---- client-assertion claims ---- */
+
+static void claims_pass(int64_t t);
+
+#define CID_A "ghc_aaaaaaaaaaaaaaaa"
+#define CID_B "ghc_bbbbbbbbbbbbbbbb"
+
+static int claim_at(gh_store_t *s, const char *cid, const char *jti, int64_t until, int64_t now)
+{
+    gh_store_error_t err = {""};
+    int rc = gh_store_jti_claim(s, cid, jti, until, now, &err);
+    if (rc != 0 && rc != -EEXIST && rc != -EINVAL)
+        fail_msg("claim: %d %s", rc, err.msg);
+    if (rc == -EEXIST)
+        assert_non_null(strstr(err.msg, "used before"));
+    return rc;
+}
+
+static void test_jti_claims(void **state)
+{
+    (void)state;
+    assert_int_equal(claim_at(st, CID_A, "j-1", T0 + 60, T0), 0);
+    /* the replay, within the claim's life, on a second store of the same
+     * backing too (another gatehouse of the fleet) */
+    assert_int_equal(claim_at(st, CID_A, "j-1", T0 + 60, T0), -EEXIST);
+    assert_int_equal(claim_at(st, CID_A, "j-1", T0 + 90, T0 + 59), -EEXIST);
+    gh_store_t *other = open_again();
+    assert_int_equal(claim_at(other, CID_A, "j-1", T0 + 70, T0 + 10), -EEXIST);
+    assert_int_equal(claim_at(other, CID_A, "j-2", T0 + 70, T0 + 10), 0);
+    assert_int_equal(claim_at(st, CID_A, "j-2", T0 + 70, T0 + 11), -EEXIST);
+    gh_store_unref(other);
+    /* per client: another client's jti of the same text is its own */
+    assert_int_equal(claim_at(st, CID_B, "j-1", T0 + 60, T0), 0);
+    assert_int_equal(claim_at(st, CID_B, "j-1", T0 + 60, T0), -EEXIST);
+    /* jtis that differ in case, by a trailing space, or that prefix
+     * another, are other jtis */
+    assert_int_equal(claim_at(st, CID_A, "J-1", T0 + 60, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "j-1 ", T0 + 60, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "j-", T0 + 60, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "j-1:x", T0 + 60, T0), 0);
+    /* the claim passes at its until: the jti may be claimed again (a new
+     * assertion of the same jti after the old one expired) */
+    claims_pass(T0 + 60);
+    assert_int_equal(claim_at(st, CID_A, "j-1", T0 + 120, T0 + 60), 0);
+    assert_int_equal(claim_at(st, CID_A, "j-1", T0 + 120, T0 + 61), -EEXIST);
+    assert_int_equal(claim_at(st, CID_B, "j-1", T0 + 120, T0 + 60), 0);
+    /* j-2 (until T0 + 70) is still live */
+    assert_int_equal(claim_at(st, CID_A, "j-2", T0 + 130, T0 + 69), -EEXIST);
+    /* a dead claim (until <= now) writes nothing: nothing could replay it */
+    assert_int_equal(claim_at(st, CID_A, "dead", T0, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "dead", T0 - 5, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "dead", T0 + 10, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "dead", T0 + 10, T0), -EEXIST);
+    /* the longest claim there may be */
+    assert_int_equal(claim_at(st, CID_A, "far", T0 + GH_STORE_JTI_UNTIL_MAX, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, "far", T0 + GH_STORE_JTI_UNTIL_MAX, T0 + 1), -EEXIST);
+}
+
+static void test_jti_claim_refusals(void **state)
+{
+    (void)state;
+    char jti[GH_STORE_JTI_MAX + 2];
+    memset(jti, 'j', sizeof(jti) - 1);
+    jti[sizeof(jti) - 1] = '\0'; /* 257 bytes */
+    const char *bad_jti[] = {"", "a\nb", "a\tb", "caf\xc3\xa9", "\x01", "\x7f", "\xff", jti, NULL};
+    for (size_t i = 0; i < sizeof(bad_jti) / sizeof(bad_jti[0]); i++)
+        if (claim_at(st, CID_A, bad_jti[i], T0 + 10, T0) != -EINVAL)
+            fail_msg("jti %zu was not refused", i);
+    jti[GH_STORE_JTI_MAX] = '\0'; /* exactly 256: fine */
+    assert_int_equal(claim_at(st, CID_A, jti, T0 + 10, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, jti, T0 + 10, T0), -EEXIST);
+    /* every printable byte, the space and ':' included */
+    char all[0x7f - 0x20 + 1];
+    for (int c = 0x20; c < 0x7f; c++)
+        all[c - 0x20] = (char)c;
+    all[sizeof(all) - 1] = '\0';
+    assert_int_equal(claim_at(st, CID_A, all, T0 + 10, T0), 0);
+    assert_int_equal(claim_at(st, CID_A, all, T0 + 10, T0), -EEXIST);
+    assert_int_equal(claim_at(st, CID_A, " ", T0 + 10, T0), 0);
+    const char *bad_cid[] = {"",
+                             NULL,
+                             "ghc_aaaaaaaaaaaaaaa",   /* short */
+                             "ghc_aaaaaaaaaaaaaaaaa", /* long */
+                             "ghc_AAAAAAAAAAAAAAAA",  /* case */
+                             "ghc_aaaaaaaaaaaaaaa1",  /* not base32 */
+                             "ghk_aaaaaaaaaaaaaaaa",  /* prefix */
+                             "ghc_aaaaaaaaaaaaaaa:"};
+    for (size_t i = 0; i < sizeof(bad_cid) / sizeof(bad_cid[0]); i++)
+        if (claim_at(st, bad_cid[i], "j", T0 + 10, T0) != -EINVAL)
+            fail_msg("client id %zu was not refused", i);
+    /* more than a day ahead */
+    assert_int_equal(claim_at(st, CID_A, "j", T0 + GH_STORE_JTI_UNTIL_MAX + 1, T0), -EINVAL);
+    assert_true(gh_store_jti_valid("x"));
+    assert_false(gh_store_jti_valid(NULL));
+    /* nothing refused was claimed */
+    assert_int_equal(claim_at(st, CID_A, "j", T0 + 10, T0), 0);
+}
+
+static void test_jti_claim_async(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int f1 = 0, f2 = 0, f3 = 0, f4 = 0, f5 = 0;
+    gh_store_req_t *r;
+    status_calls = 0;
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, CID_A, "a-1", T0 + 60, T0, on_status, &f1, &r), 0);
+    assert_non_null(r);
+    assert_int_equal(f1, 0); /* never from inside the call */
+    run_until(&loop, flag_set, &f1);
+    assert_int_equal(status_last, 0);
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, CID_A, "a-1", T0 + 60, T0 + 1, on_status, &f2, &r), 0);
+    run_until(&loop, flag_set, &f2);
+    assert_int_equal(status_last, -EEXIST);
+    /* what the synchronous API claimed, the async one sees, and back */
+    assert_int_equal(claim_at(st, CID_A, "s-1", T0 + 60, T0), 0);
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, CID_A, "s-1", T0 + 60, T0, on_status, &f3, &r), 0);
+    run_until(&loop, flag_set, &f3);
+    assert_int_equal(status_last, -EEXIST);
+    assert_int_equal(claim_at(st, CID_A, "a-1", T0 + 60, T0 + 2), -EEXIST);
+    /* a dead claim: 0, still on a later turn */
+    assert_int_equal(gh_store_jti_claim_async(st, &loop, CID_A, "d-1", T0, T0, on_status, &f4, &r),
+                     0);
+    assert_int_equal(f4, 0);
+    run_until(&loop, flag_set, &f4);
+    assert_int_equal(status_last, 0);
+    /* refused input: no request, no callback */
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, CID_A, "bad\njti", T0 + 60, T0, on_status, &f5, &r),
+        -EINVAL);
+    assert_null(r);
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, "ghc_x", "j", T0 + 60, T0, on_status, &f5, &r),
+        -EINVAL);
+    assert_null(r);
+    assert_int_equal(gh_store_jti_claim_async(st, &loop, CID_A, "j",
+                                              T0 + GH_STORE_JTI_UNTIL_MAX + 1, T0, on_status, &f5,
+                                              &r),
+                     -EINVAL);
+    assert_null(r);
+    /* cancelled at once: no callback, freed by the loop's end */
+    assert_int_equal(
+        gh_store_jti_claim_async(st, &loop, CID_A, "c-1", T0 + 60, T0, on_status, &f5, &r), 0);
+    gh_store_req_cancel(r);
+    loop_done(&loop);
+    assert_int_equal(f5, 0);
+    assert_int_equal(status_calls, 4);
+    assert_int_equal(atomic_load(&st->pending), 0);
+}
+
+typedef struct {
+    int calls;
+    int status;
+} tally_t;
+
+static void on_tally(void *arg, int status)
+{
+    tally_t *t = arg;
+    t->calls++;
+    t->status = status;
+}
+
+static int all_tallied(void *arg)
+{
+    tally_t *t = arg;
+    for (; t->status != 1; t++) /* status 1 ends the array */
+        if (t->calls == 0)
+            return 0;
+    return 1;
+}
+
+/* Many claims of one jti at once, from two stores on one backing (two
+ * gatehouses) and both APIs: exactly one wins, every other is a replay. */
+static void test_jti_claim_race_has_one_winner(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    gh_store_t *other = open_again();
+    tally_t t[N + 1] = {{0, 0}};
+    t[N].status = 1;
+    gh_store_req_t *r;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(gh_store_jti_claim_async(i % 2 ? other : st, &loop, CID_A, "race", T0 + 60,
+                                                  T0, on_tally, &t[i], &r),
+                         0);
+    int sync_rc = claim_at(other, CID_A, "race", T0 + 60, T0);
+    run_until(&loop, all_tallied, t);
+    int wins = sync_rc == 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(t[i].calls, 1);
+        if (t[i].status == 0)
+            wins++;
+        else if (t[i].status != -EEXIST)
+            fail_msg("claim %d: %d", i, t[i].status);
+    }
+    assert_int_equal(wins, 1);
+    loop_done(&loop);
+    gh_store_unref(other);
+    assert_int_equal(claim_at(st, CID_A, "race", T0 + 60, T0), -EEXIST);
+}
+
 #define CLIENT_CASES(setup, teardown)                                                              \
     cmocka_unit_test_setup_teardown(test_client_create_and_get, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_client_create_refusals, setup, teardown),             \
@@ -725,6 +938,10 @@ static void test_revocation_async(void **state)
         cmocka_unit_test_setup_teardown(test_client_async_lookup, setup, teardown),                \
         cmocka_unit_test_setup_teardown(test_revocations, setup, teardown),                        \
         cmocka_unit_test_setup_teardown(test_revocation_paging_and_restart, setup, teardown),      \
-        cmocka_unit_test_setup_teardown(test_revocation_async, setup, teardown)
+        cmocka_unit_test_setup_teardown(test_revocation_async, setup, teardown),                   \
+        cmocka_unit_test_setup_teardown(test_jti_claims, setup, teardown),                         \
+        cmocka_unit_test_setup_teardown(test_jti_claim_refusals, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_jti_claim_async, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_jti_claim_race_has_one_winner, setup, teardown)
 
 #endif

@@ -2,8 +2,9 @@
  * src/store/store.c with the SQLite backend (src/store/sqlite.c), on
  * temporary files: the cases every backend passes (store_cases.h), and
  * SQLite's own: the file's mode, WAL and schema, refusals of files that are
- * not a gatehouse store, the default path's state directory, and a writer
- * that waits for another process's write lock.
+ * not a gatehouse store, the default path's state directory, a writer
+ * that waits for another process's write lock, the migrations from
+ * schema versions 1 and 2, and the purge of passed jti claims.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -84,13 +85,38 @@ static gh_store_t *open_again(void)
     return open_at(path, 0, 0);
 }
 
+/* The caller's now decides whether a claim has passed: nothing to do. */
+static void claims_pass(int64_t t)
+{
+    (void)t;
+}
+
+static int64_t count_rows(const char *p, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+static int64_t user_version(const char *p)
+{
+    return count_rows(p, "PRAGMA user_version");
+}
+
 /* Every column of every row of every table, as bytes. */
 static void raw_lacks(const char *needle, size_t n)
 {
     sqlite3 *db;
     sqlite3_stmt *s;
     const char *q[] = {"SELECT * FROM api_keys", "SELECT * FROM api_key_usage",
-                       "SELECT * FROM oauth_clients", "SELECT * FROM token_revocations"};
+                       "SELECT * FROM oauth_clients", "SELECT * FROM token_revocations",
+                       "SELECT * FROM jti_claims"};
     int all = 0;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     for (size_t t = 0; t < sizeof(q) / sizeof(q[0]); t++) {
@@ -124,7 +150,7 @@ static void test_file_mode_wal_and_schema(void **state)
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *s;
     const char *q[][2] = {{"PRAGMA journal_mode", "wal"},
-                          {"PRAGMA user_version", "2"},
+                          {"PRAGMA user_version", "3"},
                           {"PRAGMA application_id", "1195920211"}};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(sqlite3_prepare_v2(db, q[i][0], -1, &s, NULL), SQLITE_OK);
@@ -141,8 +167,9 @@ static void test_file_mode_wal_and_schema(void **state)
 }
 
 /* A store file of schema version 1 (before OAuth clients), as an older
- * gatehouse made it, with a key in it: opened, it becomes version 2 in
- * one transaction, its key still found, clients and revocations usable. */
+ * gatehouse made it, with a key in it: opened, it becomes version 3 in
+ * one transaction, its key still found, clients, revocations and claims
+ * usable. */
 static void test_migration_from_version_1(void **state)
 {
     (void)state;
@@ -192,13 +219,10 @@ static void test_migration_from_version_1(void **state)
     gh_client_t c;
     assert_int_equal(gh_store_client_create(old, &spec, T0, secret, &c, &err), 0);
     assert_int_equal(gh_store_revocation_add(old, "j", T0 + 10, T0, &err), 0);
+    assert_int_equal(gh_store_jti_claim(old, c.id, "j", T0 + 10, T0, &err), 0);
+    assert_int_equal(gh_store_jti_claim(old, c.id, "j", T0 + 10, T0, &err), -EEXIST);
     gh_store_unref(old);
-    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(s, 0), 2);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    assert_int_equal(user_version(p), 3);
     /* and again: nothing to migrate */
     old = open_at(p, 0, 0);
     gh_client_t got;
@@ -206,6 +230,166 @@ static void test_migration_from_version_1(void **state)
     gh_client_dispose(&got);
     gh_store_unref(old);
     gh_client_dispose(&c);
+}
+
+/* A file of schema version 2 (clients and revocations, before jti
+ * claims), as the gatehouse before made it: opened, it gains the claims
+ * table and version 3, and nothing in it changes. */
+static void test_migration_from_version_2(void **state)
+{
+    (void)state;
+    char p[300];
+    snprintf(p, sizeof(p), "%s/v2.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    /* version 2's schema as it was written (src/store/sqlite.c before
+     * version 3), and a client and a revocation in it */
+    static const char v2[] =
+        "PRAGMA journal_mode = WAL;"
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY NOT NULL, hash BLOB NOT NULL CHECK "
+        "(length(hash) = 32), consumer TEXT NOT NULL, plan TEXT, scopes TEXT NOT NULL DEFAULT '', "
+        "description TEXT NOT NULL DEFAULT '', enabled INTEGER NOT NULL DEFAULT 1, source TEXT NOT "
+        "NULL CHECK (source IN ('generated', 'aws-import')), created_at INTEGER NOT NULL, "
+        "expires_at INTEGER, revoked_at INTEGER, grace_until INTEGER, replaced_by TEXT) WITHOUT "
+        "ROWID;"
+        "CREATE INDEX api_keys_consumer ON api_keys (consumer);"
+        "CREATE TABLE api_key_usage (key_id TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER "
+        "NOT NULL, PRIMARY KEY (key_id, day)) WITHOUT ROWID;"
+        "CREATE TABLE oauth_clients (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, scopes "
+        "TEXT NOT NULL DEFAULT '', audiences TEXT NOT NULL, auth_methods TEXT NOT NULL, jwks "
+        "TEXT, token_ttl INTEGER, secret_hash BLOB CHECK (secret_hash IS NULL OR "
+        "length(secret_hash) = 32), prev_secret_hash BLOB CHECK (prev_secret_hash IS NULL OR "
+        "length(prev_secret_hash) = 32), prev_valid_until INTEGER, secret_rotated_at INTEGER, "
+        "created_at INTEGER NOT NULL, revoked_at INTEGER) WITHOUT ROWID;"
+        "CREATE TABLE token_revocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, jti TEXT NOT NULL "
+        "UNIQUE, exp INTEGER NOT NULL, revoked_at INTEGER NOT NULL);"
+        "CREATE INDEX token_revocations_exp ON token_revocations (exp);"
+        "INSERT INTO oauth_clients (id, name, audiences, auth_methods, created_at) VALUES "
+        "('ghc_aaaaaaaaaaaaaaaa', 'old', 'x', 'private_key_jwt', 1);"
+        "INSERT INTO token_revocations (jti, exp, revoked_at) VALUES ('r1', 1700000100, 1);"
+        "PRAGMA user_version = 2;"
+        "PRAGMA application_id = 1195920211;";
+    assert_int_equal(sqlite3_exec(db, v2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(count_rows(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'jti_claims'"),
+                     0);
+
+    gh_store_t *old = open_at(p, 0, 0); /* the CLI's open migrates too */
+    assert_int_equal(user_version(p), 3);
+    assert_int_equal(count_rows(p, "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                                   "('jti_claims', 'jti_claims_until')"),
+                     2);
+    gh_store_error_t err;
+    gh_client_t c;
+    assert_int_equal(gh_store_client_get(old, "ghc_aaaaaaaaaaaaaaaa", &c, &err), 0);
+    assert_string_equal(c.name, "old");
+    gh_client_dispose(&c);
+    gh_revocation_t *e;
+    size_t n;
+    uint64_t next;
+    int more;
+    assert_int_equal(gh_store_revocations_since(old, 0, T0, 10, &e, &n, &next, &more, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].jti, "r1");
+    free(e);
+    assert_int_equal(gh_store_jti_claim(old, "ghc_aaaaaaaaaaaaaaaa", "a", T0 + 10, T0, &err), 0);
+    assert_int_equal(gh_store_jti_claim(old, "ghc_aaaaaaaaaaaaaaaa", "a", T0 + 10, T0, &err),
+                     -EEXIST);
+    gh_store_unref(old);
+    /* and again: nothing to migrate, the claim kept */
+    old = open_at(p, 0, 0);
+    assert_int_equal(gh_store_jti_claim(old, "ghc_aaaaaaaaaaaaaaaa", "a", T0 + 10, T0 + 1, &err),
+                     -EEXIST);
+    gh_store_unref(old);
+    assert_int_equal(user_version(p), 3);
+}
+
+/* Passed claims are deleted by later claims, GH_STORE_PURGE_BATCH at
+ * most per claim (replays included), oldest first; live ones stay. */
+static void test_jti_claims_purged(void **state)
+{
+    (void)state;
+    gh_store_error_t err;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO jti_claims (client_id, jti, until, "
+                                        "claimed_at) VALUES ('ghc_aaaaaaaaaaaaaaaa', ?1, ?2, ?3)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    /* GH_STORE_PURGE_BATCH + 5 passed at T0 + 100, the last 5 passing
+     * latest; one live until T0 + 500 */
+    for (int i = 0; i < GH_STORE_PURGE_BATCH + 6; i++) {
+        char jti[32];
+        snprintf(jti, sizeof(jti), "old-%d", i);
+        sqlite3_bind_text(s, 1, jti, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, i == GH_STORE_PURGE_BATCH + 5 ? T0 + 500 : T0 + i / 10);
+        sqlite3_bind_int64(s, 3, T0 - 60);
+        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_reset(s);
+    }
+    sqlite3_finalize(s);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    const char *all = "SELECT count(*) FROM jti_claims";
+    const char *passed = "SELECT count(*) FROM jti_claims WHERE until <= 1700000100";
+    assert_int_equal(count_rows(path, all), GH_STORE_PURGE_BATCH + 6);
+    /* one claim purges a batch, oldest first; of a jti whose claim passed
+     * but is not purged yet (the batch was used up), the row is claimed
+     * again in place */
+    assert_int_equal(
+        gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "old-1004", T0 + 600, T0 + 100, &err), 0);
+    assert_int_equal(count_rows(path, passed), 4); /* old-1000 to 1003 */
+    assert_int_equal(count_rows(path, "SELECT min(until) FROM jti_claims"), T0 + 100);
+    assert_int_equal(count_rows(path, "SELECT until FROM jti_claims WHERE jti = 'old-1004'"),
+                     T0 + 600);
+    /* a replay purges too, and is still refused */
+    assert_int_equal(
+        gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "old-1005", T0 + 600, T0 + 100, &err),
+        -EEXIST);
+    assert_int_equal(count_rows(path, passed), 0);
+    assert_int_equal(count_rows(path, all), 2);
+    assert_int_equal(
+        gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "new", T0 + 600, T0 + 100, &err), 0);
+    assert_int_equal(count_rows(path, all), 3);
+    assert_int_equal(
+        gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "old-1004", T0 + 600, T0 + 101, &err),
+        -EEXIST);
+}
+
+/* Another process holds the write lock longer than busy_timeout: a claim
+ * fails (-EBUSY), synchronous or not, never reads as claimed. */
+static void test_jti_claim_under_a_held_write_lock(void **state)
+{
+    (void)state;
+    gh_store_error_t err;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    gh_store_conf_t c = conf_for(path);
+    c.busy_timeout_ms = 50;
+    gh_store_t *impatient;
+    assert_int_equal(gh_store_open(&c, 0, &impatient, &err), 0);
+    gh_store_conf_dispose(&c);
+    assert_int_equal(gh_store_jti_claim(impatient, "ghc_aaaaaaaaaaaaaaaa", "j", T0 + 10, T0, &err),
+                     -EBUSY);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tally_t t[2] = {{0, 0}, {0, 1}};
+    gh_store_req_t *req;
+    assert_int_equal(gh_store_jti_claim_async(impatient, &loop, "ghc_aaaaaaaaaaaaaaaa", "j",
+                                              T0 + 10, T0, on_tally, &t[0], &req),
+                     0);
+    run_until(&loop, all_tallied, t);
+    assert_int_equal(t[0].status, -EBUSY);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    assert_int_equal(gh_store_jti_claim(impatient, "ghc_aaaaaaaaaaaaaaaa", "j", T0 + 10, T0, &err),
+                     0);
+    gh_store_unref(impatient);
+    loop_done(&loop);
 }
 
 static void test_open_refusals(void **state)
@@ -236,7 +420,7 @@ static void test_open_refusals(void **state)
     gh_store_t *s = open_at(p, GH_STORE_CREATE, 0);
     gh_store_unref(s);
     assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_null(open_at(p, 0, -EINVAL));
     /* not a regular file */
@@ -314,6 +498,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_path_makes_state_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_waits_for_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jti_claims_purged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jti_claim_under_a_held_write_lock, setup, teardown),
         STORE_CASES(setup, teardown),
         CLIENT_CASES(setup, teardown),
     };

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -133,6 +134,24 @@ static void raw_lacks(const char *needle, size_t n)
         assert_false(has(v, needle, n));
         freeReplyObject(v);
         freeReplyObject(t);
+    }
+    freeReplyObject(keys);
+}
+
+/* Redis forgets a claim by its TTL, on its own clock: under the injected
+ * clock, the claims whose until has come are dropped here as their
+ * expiry would (test_jti_claim_data_model checks the TTL, and
+ * test_jti_claim_expires_in_redis a real expiry). */
+static void claims_pass(int64_t t)
+{
+    redisReply *keys = rq("KEYS %sjti:*", prefix);
+    assert_int_equal(keys->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *v = rq("GET %b", keys->element[i]->str, keys->element[i]->len);
+        assert_int_equal(v->type, REDIS_REPLY_STRING);
+        if (strtoll(v->str, NULL, 10) <= t)
+            rdo("DEL %b", keys->element[i]->str, keys->element[i]->len);
+        freeReplyObject(v);
     }
     freeReplyObject(keys);
 }
@@ -907,6 +926,130 @@ static void test_client_data_model(void **state)
     gh_client_dispose(&rec);
 }
 
+/* ---- client-assertion claims in Redis ---- */
+
+static void test_jti_claim_data_model(void **state)
+{
+    (void)state;
+    gh_store_error_t err;
+    assert_int_equal(gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "j 1:x", T0 + 300, T0, &err),
+                     0);
+    char k[128];
+    snprintf(k, sizeof(k), "%sjti:ghc_aaaaaaaaaaaaaaaa:j 1:x", prefix);
+    redisReply *r = rq("GET %s", k); /* an argument: not split at its space */
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "1700000300");
+    freeReplyObject(r);
+    /* expires with the claim: (until - now) seconds from when it was made */
+    r = rq("PTTL %s", k);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_true(r->integer > 0 && r->integer <= 300000);
+    freeReplyObject(r);
+    /* the async claim the same */
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tally_t t[2] = {{0, 0}, {0, 1}};
+    gh_store_req_t *req;
+    assert_int_equal(gh_store_jti_claim_async(st, &loop, "ghc_aaaaaaaaaaaaaaaa", "a", T0 + 30, T0,
+                                              on_tally, &t[0], &req),
+                     0);
+    run_until(&loop, all_tallied, t);
+    assert_int_equal(t[0].status, 0);
+    r = rq("PTTL %sjti:ghc_aaaaaaaaaaaaaaaa:a", prefix);
+    assert_true(r->integer > 0 && r->integer <= 30000);
+    freeReplyObject(r);
+    /* a claim's key held by something else reads as claimed: refused,
+     * never taken as new */
+    rdo("HSET %sjti:ghc_aaaaaaaaaaaaaaaa:h f v", prefix);
+    assert_int_equal(gh_store_jti_claim(st, "ghc_aaaaaaaaaaaaaaaa", "h", T0 + 30, T0, &err),
+                     -EEXIST);
+    /* other prefixes are other fleets */
+    char p2[40];
+    snprintf(p2, sizeof(p2), "%sother:", prefix);
+    gh_store_conf_t c = conf_at(srv.port, p2, 5000);
+    gh_store_t *o = open_conf(&c, GH_STORE_CREATE, 0, NULL);
+    assert_int_equal(gh_store_jti_claim(o, "ghc_aaaaaaaaaaaaaaaa", "a", T0 + 30, T0, &err), 0);
+    gh_store_unref(o);
+    loop_done(&loop);
+}
+
+static int claim_real(gh_store_t *s, const char *jti, int64_t life)
+{
+    gh_store_error_t err;
+    int64_t now = (int64_t)time(NULL);
+    return gh_store_jti_claim(s, "ghc_aaaaaaaaaaaaaaaa", jti, now + life, now, &err);
+}
+
+/* On the real clock: a one-second claim is gone after Redis expired it,
+ * and the jti may be claimed again. */
+static void test_jti_claim_expires_in_redis(void **state)
+{
+    (void)state;
+    assert_int_equal(claim_real(st, "short", 1), 0);
+    assert_int_equal(claim_real(st, "long", 3600), 0);
+    int rc, tries = 0;
+    while ((rc = claim_real(st, "short", 1)) == -EEXIST && tries++ < 1000)
+        rs_sleep_ms(10);
+    assert_int_equal(rc, 0);
+    assert_int_equal(claim_real(st, "long", 3600), -EEXIST);
+}
+
+static void test_jti_claim_redis_down_or_stopped(void **state)
+{
+    (void)state;
+    int fd;
+    gh_store_error_t err;
+    gh_store_conf_t c = conf_at(closed_port(&fd), prefix, 200);
+    gh_store_t *down = open_conf(&c, GH_STORE_CREATE, 0, NULL);
+    assert_int_equal(gh_store_jti_claim(down, "ghc_aaaaaaaaaaaaaaaa", "j", T0 + 30, T0, &err),
+                     -EIO);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < 2; i++) {
+        tally_t t[2] = {{0, 0}, {0, 1}};
+        gh_store_req_t *req;
+        assert_int_equal(gh_store_jti_claim_async(down, &loop, "ghc_aaaaaaaaaaaaaaaa", "j", T0 + 30,
+                                                  T0, on_tally, &t[0], &req),
+                         0);
+        assert_int_equal(t[0].calls, 0);
+        run_until(&loop, all_tallied, t);
+        assert_int_equal(t[0].status, -ENOTCONN);
+    }
+    gh_store_unref(down);
+    close(fd);
+    /* accepts, never answers: the claim's timeout answers (and the claim
+     * may have been made: the caller fails closed) */
+    c = conf_here();
+    c.timeout_ms = 100;
+    gh_store_t *s = open_conf(&c, 0, 0, NULL);
+    tally_t t[2] = {{0, 0}, {0, 1}};
+    gh_store_req_t *req;
+    assert_int_equal(gh_store_jti_claim_async(s, &loop, "ghc_aaaaaaaaaaaaaaaa", "warm", T0 + 30, T0,
+                                              on_tally, &t[0], &req),
+                     0);
+    run_until(&loop, all_tallied, t);
+    assert_int_equal(t[0].status, 0);
+    rs_pause(&srv);
+    t[0].calls = 0;
+    assert_int_equal(gh_store_jti_claim_async(s, &loop, "ghc_aaaaaaaaaaaaaaaa", "j2", T0 + 30, T0,
+                                              on_tally, &t[0], &req),
+                     0);
+    run_until(&loop, all_tallied, t);
+    assert_int_equal(t[0].status, -ETIMEDOUT);
+    assert_int_equal(gh_store_jti_claim(s, "ghc_aaaaaaaaaaaaaaaa", "j3", T0 + 30, T0, &err), -EIO);
+    assert_non_null(strstr(err.msg, "no answer from Redis within"));
+    /* cancelled while Redis does not answer: no callback */
+    t[0].calls = 0;
+    assert_int_equal(gh_store_jti_claim_async(s, &loop, "ghc_aaaaaaaaaaaaaaaa", "j4", T0 + 30, T0,
+                                              on_tally, &t[0], &req),
+                     0);
+    gh_store_req_cancel(req);
+    rs_resume(&srv);
+    gh_store_unref(s);
+    loop_done(&loop);
+    assert_int_equal(t[0].calls, 0);
+}
+
 static void test_client_malformed_records(void **state)
 {
     (void)state;
@@ -1018,6 +1161,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_data_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_malformed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_lookup_redis_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jti_claim_data_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jti_claim_expires_in_redis, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jti_claim_redis_down_or_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefixes_are_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_records, setup, teardown),
