@@ -1,0 +1,68 @@
+"""Attacks on the token service (issue 12) that found something, each with
+the fix it led to (the rest of what was tried is in the branch's report):
+
+- a reload that moves a gatehouse to another store kept reading that
+  store's revocations after the sequence number it had reached in the old
+  one: a token revoked early in the new store was taken for good;
+- a client secret (or an assertion, or a token) that a client put in the
+  query string was written to the access log;
+- failed client authentications of unrelated (client, address) pairs that
+  landed in a victim's throttle slot locked the victim out.
+"""
+
+import signal
+
+from harness import free_port, to_yaml
+from issuer_util import api, create_client, decorate, issuer_config, post, token
+from ops_util import wait_for
+
+
+def revoke(g, cid, secret, tok):
+    r = post(g, "/oauth2/revoke", "token=" + tok, auth=(cid, secret))
+    assert r.status == 200, r
+
+
+def test_a_reload_to_another_store_reads_its_revocations_from_the_start(gatehouse, upstream,
+                                                                       tmp_path):
+    """Two gatehouses share the keys and the issuer identifier. B revokes in
+    store S1 until A's cursor is at 5, then both move to S2, where B had
+    revoked T first (number 1) and five more after it. A must refuse T."""
+    up = upstream()
+    state = tmp_path / "shared"
+    ports = {"a": free_port(), "b": free_port()}
+
+    def cfg(name, db):
+        c = issuer_config(ports[name], up, state_dir=state,
+                          issuer={"issuer": f"http://127.0.0.1:{ports['a']}"})
+        c["store"] = {"kind": "sqlite", "path": str(tmp_path / db)}
+        return c
+
+    a = decorate(gatehouse(cfg("a", "s1.db")), f"http://127.0.0.1:{ports['a']}")
+    b = gatehouse(cfg("b", "s1.db"))
+    cid, secret = create_client(a)
+    # B's revocations in S1, learnt by A's poll: A's cursor reaches 5.
+    s1 = [token(b, cid, secret)["access_token"] for _ in range(5)]
+    for t in s1:
+        revoke(b, cid, secret, t)
+    wait_for(lambda: api(a, s1[-1]).status == 401, timeout=15)
+
+    def move(g, name, db):
+        before = g.stderr.count("reload (SIGHUP): generation")
+        g.config_path.write_text(to_yaml({"workers": 1, "drain_timeout": "5s", **cfg(name, db)}))
+        g.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: g.stderr.count("reload (SIGHUP): generation") > before, timeout=15)
+
+    move(b, "b", "s2.db")
+    cid2, secret2 = create_client(b)
+    t = token(b, cid2, secret2)["access_token"]
+    revoke(b, cid2, secret2, t)  # number 1 in S2
+    for _ in range(5):
+        revoke(b, cid2, secret2, token(b, cid2, secret2)["access_token"])
+    assert api(a, t).status == 200  # A still reads S1, where t is not revoked
+    move(a, "a", "s2.db")
+    # A has polled S2 once it refuses a token revoked there after the move.
+    u = token(b, cid2, secret2)["access_token"]
+    revoke(b, cid2, secret2, u)
+    wait_for(lambda: api(a, u).status == 401, timeout=15)
+    r = api(a, t)
+    assert r.status == 401 and "revoked" in (r.header("www-authenticate") or ""), r
