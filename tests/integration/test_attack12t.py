@@ -10,10 +10,12 @@ the fix it led to (the rest of what was tried is in the branch's report):
   landed in a victim's throttle slot locked the victim out.
 """
 
+import json
 import signal
 
 from harness import free_port, to_yaml
-from issuer_util import api, create_client, decorate, issuer_config, post, token
+from issuer_util import (GRANT, api, create_client, decorate, issuer_config, post, start,
+                         token)
 from ops_util import wait_for
 
 
@@ -66,3 +68,25 @@ def test_a_reload_to_another_store_reads_its_revocations_from_the_start(gatehous
     wait_for(lambda: api(a, u).status == 401, timeout=15)
     r = api(a, t)
     assert r.status == 401 and "revoked" in (r.header("www-authenticate") or ""), r
+
+
+def test_credentials_in_the_query_never_reach_the_access_log(gatehouse, upstream, tmp_path):
+    """A client that puts its secret, its assertion or a token in the query
+    (RFC 6749 section 2.3.1 says not to; the endpoints ignore it) does not
+    have it written to the access log, in any spelling of the name."""
+    log = tmp_path / "access.log"
+    g = start(gatehouse, upstream(), access_log={"path": str(log)})
+    cid, secret = create_client(g)
+    tok = token(g, cid, secret)["access_token"]
+    post(g, f"/oauth2/token?client_secret={secret}", GRANT, auth=(cid, secret))
+    post(g, f"/oauth2/token?client%5Fsecret={secret}&x=1", GRANT, auth=(cid, secret))
+    post(g, f"/oauth2/token?client_assertion={tok}", GRANT, auth=(cid, secret))
+    post(g, f"/oauth2/introspect?token={tok}", "token=" + tok, auth=(cid, secret))
+    post(g, f"/oauth2/revoke?TOKEN={tok}", "token=" + tok, auth=(cid, secret))
+    wait_for(lambda: log.exists() and log.read_text().count('"path":"/oauth2/') >= 6, timeout=10)
+    text = log.read_text()
+    assert secret not in text and tok not in text and tok.split(".")[2] not in text
+    queries = [json.loads(l)["query"] for l in text.splitlines() if "/oauth2/" in l]
+    assert "client_secret=[redacted]" in queries, queries
+    assert "client%5Fsecret=[redacted]&x=1" in queries, queries
+    assert "TOKEN=[redacted]" in queries, queries
