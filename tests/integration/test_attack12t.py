@@ -11,9 +11,13 @@ the fix it led to (the rest of what was tried is in the branch's report):
 """
 
 import json
+import os
 import signal
+import subprocess
 
-from harness import free_port, to_yaml
+import pytest
+
+from harness import free_port, gatehouse_bin, to_yaml
 from issuer_util import (GRANT, api, create_client, decorate, issuer_config, post, start,
                          token)
 from ops_util import wait_for
@@ -90,3 +94,32 @@ def test_credentials_in_the_query_never_reach_the_access_log(gatehouse, upstream
     assert "client_secret=[redacted]" in queries, queries
     assert "client%5Fsecret=[redacted]&x=1" in queries, queries
     assert "TOKEN=[redacted]" in queries, queries
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_keys_owned_by_another_user_are_refused(gatehouse, upstream, tmp_path):
+    """As ssh's StrictModes: a key directory, manifest or key file that
+    another user owns is that user's to change (to put its own key in and
+    mint tokens), mode bits or not. gatehouse (here root) refuses it; files
+    of root or of the user gatehouse runs as are taken."""
+    def keys(*args):
+        return subprocess.run([str(gatehouse_bin()), "keys", *args, "--state-dir",
+                               str(tmp_path / "state")], capture_output=True, text=True,
+                              timeout=60)
+
+    kid = keys("rotate").stdout.strip()
+    d = tmp_path / "state" / "issuer"
+    nobody = 65534
+    for path in (d, d / "keys.json", d / f"{kid}.pem"):
+        os.chown(path, nobody, -1)
+        r = keys("jwks")
+        assert r.returncode == 1 and "belongs to uid 65534" in r.stderr, (path, r.stderr)
+        os.chown(path, 0, -1)
+        assert keys("jwks").returncode == 0
+    os.chown(d / f"{kid}.pem", nobody, -1)
+    port = free_port()
+    cfg = issuer_config(port, upstream(), state_dir=tmp_path / "state")
+    g = gatehouse(cfg, wait=False)
+    g.expect_exit = True
+    assert g.proc.wait(timeout=30) != 0
+    assert "belongs to uid 65534" in g.stderr, g.stderr_tail()
