@@ -1,13 +1,17 @@
 """Attacks on the token service (issue 12) that found something, each with
-the fix it led to (the rest of what was tried is in the branch's report):
+the fix it led to (the branch's report lists what else was tried):
 
 - a reload that moves a gatehouse to another store kept reading that
   store's revocations after the sequence number it had reached in the old
   one: a token revoked early in the new store was taken for good;
 - a client secret (or an assertion, or a token) that a client put in the
   query string was written to the access log;
-- failed client authentications of unrelated (client, address) pairs that
-  landed in a victim's throttle slot locked the victim out.
+- a key directory, manifest or key file owned by another user was loaded
+  (that user could put its own key there and mint tokens).
+
+In-process tests beside these: tests/unit/filters/test_issuer_throttle.c
+(others' failures locked out clients that never failed) and
+tests/unit/config/test_config.c (http:// issuers on "localhost.example").
 """
 
 import json
