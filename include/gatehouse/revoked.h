@@ -12,6 +12,8 @@
  *
  * A store that cannot be read keeps what was known (logged, and said by
  * gh_revoked_status); expired entries are dropped as polls go by.
+ * A poll that finds another store than the last one (a reload changed the
+ * `store` section) reads that store's feed from its start.
  */
 #ifndef GATEHOUSE_REVOKED_H
 #define GATEHOUSE_REVOKED_H

@@ -17,6 +17,7 @@
  *     revocation_poll: 5s
  *     replay_capacity: 65536
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,29 @@ void gh_config_free_issuer(gh_issuer_conf_t *is)
     free(is);
 }
 
+/* 1 when h[0..n) (HOST[:PORT]) names this host's loopback: "localhost",
+ * an IPv4 address in 127.0.0.0/8 or [::1], the whole host and nothing more
+ * ("localhost.example.com" and "127.0.0.1.example.com" are anyone's). */
+static int loopback_host(const char *h, size_t n)
+{
+    const char *colon = h[0] == '[' ? memchr(h, ']', n) : memchr(h, ':', n);
+    size_t hl = colon == NULL ? n : (size_t)(colon - h) + (h[0] == '[');
+    if (hl < n && h[hl] != ':')
+        return 0;
+    for (size_t i = hl + 1; i < n; i++)
+        if (h[i] < '0' || h[i] > '9')
+            return 0;
+    char host[64];
+    if (hl == 0 || hl >= sizeof(host))
+        return 0;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    struct in_addr a4;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return 1;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
 /* https://HOST[:PORT] (http:// only for loopback hosts, for tests and
  * sidecars): discovery documents put the endpoints under it. */
 static int check_url(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, const char *u)
@@ -56,8 +80,7 @@ static int check_url(const gh_yaml_doc_t *doc, const gh_yaml_node_t *v, const ch
         return gh_yaml_error(doc, v,
                              "issuer is a scheme and a host (and port) only: no path, query, "
                              "fragment or user information");
-    if (skip == 7 && strncmp(h, "127.", 4) != 0 && strncmp(h, "localhost", 9) != 0 &&
-        strncmp(h, "[::1]", 5) != 0)
+    if (skip == 7 && !loopback_host(h, n))
         return gh_yaml_error(doc, v,
                              "issuer is http:// on a host that is not loopback: tokens and "
                              "client secrets would cross the network in the clear");
@@ -83,10 +106,20 @@ static int opt_secs(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, const cha
 
 static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_issuer_conf_t *is)
 {
-    static const char *const keys[] = {
-        "issuer",          "token_ttl",       "alg",    "rsa_bits",           "default_audience",
-        "jwks_max_age",    "publish_lead",    "leeway", "assertion_lifetime", "failed_auth_limit", "introspectors",
-        "revocation_poll", "replay_capacity", NULL};
+    static const char *const keys[] = {"issuer",
+                                       "token_ttl",
+                                       "alg",
+                                       "rsa_bits",
+                                       "default_audience",
+                                       "jwks_max_age",
+                                       "publish_lead",
+                                       "leeway",
+                                       "assertion_lifetime",
+                                       "failed_auth_limit",
+                                       "introspectors",
+                                       "revocation_poll",
+                                       "replay_capacity",
+                                       NULL};
     const gh_yaml_node_t *v;
     uint64_t u;
     int rc;
@@ -172,6 +205,31 @@ static int parse_into(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_issu
     return 0;
 }
 
+/* RFC 6749 section 2.3.1 keeps credentials out of the request URI, but a
+ * client may put them there all the same (the endpoints ignore them): the
+ * access log must not write them. The issuer's credential-bearing
+ * parameters join access_log.secret_query (parsed before this section). */
+static int mask_credentials(const gh_yaml_doc_t *doc, gh_config_t *cfg)
+{
+    static const char *const names[] = {"client_secret", "client_assertion", "token"};
+    gh_access_log_conf_t *l = &cfg->access_log;
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        int have = 0;
+        for (size_t j = 0; j < l->num_secret_query; j++)
+            have |= strcmp(l->secret_query[j], names[k]) == 0;
+        if (have)
+            continue;
+        char **v = realloc(l->secret_query, (l->num_secret_query + 2) * sizeof(char *));
+        if (v == NULL)
+            return gh_yaml_oom(doc);
+        l->secret_query = v;
+        if ((v[l->num_secret_query] = strdup(names[k])) == NULL)
+            return gh_yaml_oom(doc);
+        v[++l->num_secret_query] = NULL;
+    }
+    return 0;
+}
+
 int gh_config_parse_issuer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh_config_t *cfg)
 {
     if (n == NULL)
@@ -185,5 +243,5 @@ int gh_config_parse_issuer(const gh_yaml_doc_t *doc, const gh_yaml_node_t *n, gh
         return rc;
     }
     cfg->issuer = is;
-    return 0;
+    return mask_credentials(doc, cfg);
 }

@@ -36,6 +36,14 @@
 
 /* ---- reading ---- */
 
+/* As ssh's StrictModes: a key file, the manifest or the directory owned by
+ * another user than the one gatehouse runs as (or root) is that user's to
+ * change, mode bits or not. */
+static int owner_ok(const struct stat *st)
+{
+    return st->st_uid == geteuid() || st->st_uid == 0;
+}
+
 int gh_issuer_dir_open(const char *dir, char *err, size_t cap)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -53,6 +61,14 @@ int gh_issuer_dir_open(const char *dir, char *err, size_t cap)
     }
     /* Whoever may write the directory may put their own key and manifest
      * in it, and have their tokens accepted. */
+    if (!owner_ok(&st)) {
+        close(fd);
+        gh_issuer_seterr(err, cap,
+                         "the key directory %s belongs to uid %u, not to the user gatehouse runs "
+                         "as (uid %u) or root: that user could put its own keys in it",
+                         dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EACCES;
+    }
     if (st.st_mode & 022) {
         close(fd);
         gh_issuer_seterr(err, cap,
@@ -83,6 +99,14 @@ static char *read_checked(int dirfd, const char *dir, const char *name, size_t m
     if (!S_ISREG(st.st_mode)) {
         *rc = -EINVAL;
         gh_issuer_seterr(err, cap, "%s/%s is not a regular file", dir, name);
+        goto out;
+    }
+    if (!owner_ok(&st)) {
+        *rc = -EACCES;
+        gh_issuer_seterr(err, cap,
+                         "%s/%s belongs to uid %u, not to the user gatehouse runs as "
+                         "(uid %u) or root",
+                         dir, name, (unsigned)st.st_uid, (unsigned)geteuid());
         goto out;
     }
     if (st.st_mode & forbidden) {

@@ -48,8 +48,13 @@ static uint64_t poll_ms;
 static struct {
     uv_work_t work;
     int running;
+    /* The store polled last, kept referenced between polls: the cursor is
+     * a number in its feed only. Another store (a reload that changed the
+     * `store` section) numbers its own revocations, and those at or below
+     * the cursor would never be read: the cursor starts again at 0. Held,
+     * not only compared, so that a new store cannot take its address. */
     gh_store_t *st;
-    uint64_t cursor; /* the store's last sequence number seen */
+    uint64_t cursor; /* st's last sequence number seen */
     gh_revocation_t *got;
     size_t n;
     int64_t now;
@@ -215,8 +220,10 @@ static void poll_done(uv_work_t *w, int status)
 {
     (void)w;
     job.running = 0;
-    gh_store_unref(job.st);
-    job.st = NULL;
+    if (stopping) {
+        gh_store_unref(job.st);
+        job.st = NULL;
+    }
     polls++;
     if (status != 0 || job.rc != 0) {
         const char *e = status != 0 ? "cancelled" : job.err;
@@ -265,13 +272,17 @@ static void on_timer(uv_timer_t *t)
         schedule();
         return;
     }
-    job.st = st; /* gh_store_current_get's reference: poll_done drops it */
+    if (st != job.st) {
+        gh_store_unref(job.st);
+        job.st = st; /* gh_store_current_get's reference, kept until the store changes */
+        job.cursor = 0;
+    } else {
+        gh_store_unref(st);
+    }
     job.now = (int64_t)time(NULL);
     job.running = 1;
     if (uv_queue_work(loop, &job.work, poll_work, poll_done) != 0) {
         job.running = 0;
-        gh_store_unref(job.st);
-        job.st = NULL;
         schedule();
     }
 }
@@ -328,8 +339,12 @@ void gh_revoked_stop(void)
     if (!timer_on || stopping)
         return;
     stopping = 1;
-    if (job.running)
-        uv_cancel((uv_req_t *)&job.work);
+    if (job.running) {
+        uv_cancel((uv_req_t *)&job.work); /* poll_done drops the store */
+    } else {
+        gh_store_unref(job.st);
+        job.st = NULL;
+    }
     uv_close((uv_handle_t *)&timer, closed);
 }
 
@@ -344,5 +359,7 @@ void gh_revoked_free(void)
     timer_on = 0;
     stopping = 0;
     poll_ms = 0;
+    gh_store_unref(job.st);
+    job.st = NULL;
     job.cursor = 0;
 }

@@ -586,8 +586,15 @@ static int revoke_token(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
         gh_stream_reply(s, 200, hs, 1, NULL, 0);
         return 0;
     }
-    /* Refused here at once; everywhere else once the store has it. */
-    gh_revoked_add(rv.jti, strlen(rv.jti), rv.until);
+    /* Refused here at once; everywhere else once the store has it. A set
+     * that cannot take it (2^20 live revocations, or no memory) would
+     * leave the token good: say so, never 200. */
+    if (gh_revoked_add(rv.jti, strlen(rv.jti), rv.until) != 0) {
+        gh_oauth_token_info_dispose(&ti);
+        fail_with(s, ctx->in, GH_OAUTH_TEMPORARILY_UNAVAILABLE, 503,
+                  "the token cannot be revoked now: the revoked-token set is full");
+        return 0;
+    }
     ctx->h = gh_stream_pause(s);
     int rc = ctx->h != NULL
                  ? gh_store_revocation_add_async(rt->store, gh_stream_loop(s), rv.jti, rv.until,

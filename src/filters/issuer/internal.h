@@ -11,9 +11,9 @@
 extern const gh_filter_type_t gh_issuer_filter;
 
 /* Seconds until the key (kind 'a' an address, 'p' a client id and an
- * address) may try
- * again, or 0 when it may now: refused once it failed `limit` times in the
- * current minute. Any thread. */
+ * address) may try again, or 0 when it may now: refused once it failed
+ * `limit` times in the current minute (its own failures only, never
+ * another key's). Any thread. */
 uint64_t gh_isf_throttle_blocked(char kind, const char *k, size_t n, uint32_t limit, int64_t now);
 /* Counts one failed authentication of the key at now. Any thread. */
 void gh_isf_throttle_fail(char kind, const char *k, size_t n, int64_t now);

@@ -1002,6 +1002,60 @@ static void test_error_case(void **state)
         fail_msg("for:\n%s\nwant: %s\ngot:  %s", c->yaml, c->want, err.msg);
 }
 
+/* The issuer's http:// is for this host's loopback only: the whole host
+ * must be localhost, 127.0.0.0/8 or [::1], not a name that starts so. */
+static void test_issuer_http_only_on_loopback(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "http://localhost", "http://localhost:8080", "http://127.0.0.1:9/",  "http://127.255.0.1",
+        "http://[::1]",     "http://[::1]:80",       "https://a.example.com"};
+    static const char *const refused[] = {
+        "http://localhost.evil.example", "http://127.evil.example", "http://127.0.0.1.nip.io",
+        "http://[::1].evil.example",     "http://128.0.0.1",        "http://127.1:80",
+        "http://localhost:80x",          "http://localhostx",       "http://[::1]x:80"};
+    char yaml[512];
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]) + sizeof(refused) / sizeof(refused[0]); i++) {
+        int good = i < sizeof(ok) / sizeof(ok[0]);
+        const char *u = good ? ok[i] : refused[i - sizeof(ok) / sizeof(ok[0])];
+        snprintf(yaml, sizeof(yaml),
+                 "issuer: { issuer: \"%s\" }\n"
+                 "listeners: [ { name: a, listen: 127.0.0.1:1, routes: [ { issuer: {} } ] } ]\n",
+                 u);
+        gh_config_error_t err;
+        memset(&err, 0, sizeof(err));
+        gh_config_t *cfg = load(yaml, &err);
+        if (good && cfg == NULL)
+            fail_msg("%s refused: %s", u, err.msg);
+        if (!good && cfg != NULL)
+            fail_msg("%s accepted", u);
+        if (!good && strstr(err.msg, "not loopback") == NULL)
+            fail_msg("%s: %s", u, err.msg);
+        gh_config_free(cfg);
+    }
+}
+
+/* The issuer's credential parameters are masked in the access log's
+ * query, beside the operator's own names, each once. */
+static void test_issuer_masks_credentials_in_the_access_log(void **state)
+{
+    (void)state;
+    gh_config_t *cfg =
+        load_ok("access_log: { secret_query: [api_key, token] }\n"
+                "issuer: { issuer: \"https://a.example\" }\n"
+                "listeners: [ { name: a, listen: 127.0.0.1:1, routes: [ { issuer: {} } ] } ]\n");
+    static const char *const want[] = {"api_key", "token", "client_secret", "client_assertion"};
+    const gh_access_log_conf_t *l = &cfg->access_log;
+    assert_int_equal(l->num_secret_query, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(l->secret_query[i], want[i]);
+    assert_null(l->secret_query[4]);
+    gh_config_free(cfg);
+    cfg = load_ok("listeners: [ { name: a, listen: 127.0.0.1:1, routes: [ { to: app } ] } ]\n" C);
+    assert_int_equal(cfg->access_log.num_secret_query, 0);
+    gh_config_free(cfg);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
@@ -1018,6 +1072,8 @@ int main(void)
         cmocka_unit_test(test_node_and_size_caps),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_issuer_http_only_on_loopback),
+        cmocka_unit_test(test_issuer_masks_credentials_in_the_access_log),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
     enum { NERR = sizeof(error_cases) / sizeof(error_cases[0]) };
