@@ -399,7 +399,8 @@ typedef struct {
      * else NULL. Padded for put_chunks. */
     char *policy_line;
     size_t policy_line_len;
-    uint32_t plan_ids[3];       /* limited by the plan's throttle, quota, route throttle */
+    size_t fields_room;   /* add_fields' room for exactly the route's limits with policy_line */
+    uint32_t plan_ids[3]; /* limited by the plan's throttle, quota, route throttle */
     uint32_t plan_error_ids[3]; /* their fleet store errors */
     uint32_t forbidden_id, unknown_id, repeated_id;
     /* The snapshot's fleet backend (rl_rt_t), when it has fleet limits. */
@@ -424,6 +425,8 @@ static void inst_free(void *p)
     free(in->policy_line);
     free(in);
 }
+
+static size_t fields_room(const rl_show_t *const *shows, size_t n, size_t line_len, int with_line);
 
 static int policy_line(rl_inst_t *in)
 {
@@ -451,7 +454,14 @@ static int policy_line(rl_inst_t *in)
     in->policy_line = padded_dup(line, (size_t)(p - line));
     in->policy_line_len = (size_t)(p - line);
     free(line);
-    return in->policy_line != NULL ? 0 : -1;
+    if (in->policy_line == NULL)
+        return -1;
+    const rl_show_t *shows[MAX_TAKEN];
+    size_t n = 0;
+    for (size_t i = 0; i < in->num_limits && n < MAX_TAKEN; i++)
+        shows[n++] = in->limits[i].shown;
+    in->fields_room = n == in->num_limits ? fields_room(shows, n, in->policy_line_len, 1) : 0;
+    return 0;
 }
 
 static const char *key_desc(const rl_limit_conf_t *c, char *buf, size_t cap)
@@ -699,26 +709,38 @@ static char *put_mem(char *p, const char *s, size_t n)
  * Names use an alphabet that needs no escaping in an sf-string (conf.c),
  * so the lines go out without the per-byte checks of
  * gh_stream_add_response_header. */
-static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
-                       size_t line_len)
+/* At most, per item shown: ", " or "RateLimit: ", its name piece, two
+ * numbers of at most 20 digits and ";t="; its policy item (", ", the piece
+ * or the name piece with "q=", ";w=" and two numbers), or the route's whole
+ * line once; the other field name and the line ends; CHUNK of room for the
+ * last copy. Counted from the pieces' own lengths (a plan's names are
+ * longer than a route limit's). One route limit fits the stream's first
+ * 256 bytes of fields. */
+static size_t fields_room(const rl_show_t *const *shows, size_t n, size_t line_len, int with_line)
 {
-    /* At most, per item shown: ", " or "RateLimit: ", its name piece, two
-     * numbers of at most 20 digits and ";t="; its policy item (", ", the
-     * piece or the name piece with "q=", ";w=" and two numbers), or the
-     * route's whole line once; the other field name and the line ends;
-     * CHUNK of room for the last copy. Counted from the pieces' own
-     * lengths (a plan's names are longer than a route limit's). One route
-     * limit fits the stream's first 256 bytes of fields. */
-    size_t max = 24 + 4 + CHUNK + (line != NULL ? line_len : 0);
+    size_t max = 24 + 4 + CHUNK + (with_line ? line_len : 0);
     for (size_t i = 0; i < n; i++) {
-        const rl_show_t *sh = t[i].show;
+        const rl_show_t *sh = shows[i];
         if (sh == NULL)
             continue;
         max += 11 + sh->item_len + 20 + 3 + 20;
-        if (line == NULL)
+        if (!with_line)
             max += 2 + (sh->policy != NULL ? sh->policy_len : sh->item_len + 2 + 20 + 3 + 20);
     }
-    char *buf = gh_stream_response_lines_reserve(s, max), *p = buf;
+    return max;
+}
+
+/* room: fields_room's answer when known (the route's own limits), else 0. */
+static void add_fields(gh_stream_t *s, const taken_t *t, size_t n, const char *line,
+                       size_t line_len, size_t room)
+{
+    if (room == 0) {
+        const rl_show_t *shows[MAX_TAKEN];
+        for (size_t i = 0; i < n; i++)
+            shows[i] = t[i].show;
+        room = fields_room(shows, n, line_len, line != NULL);
+    }
+    char *buf = gh_stream_response_lines_reserve(s, room), *p = buf;
     size_t shown = 0;
     /* Out of memory: the fields are left out; they are advice to the
      * client, not part of the decision. */
@@ -770,7 +792,7 @@ __attribute__((cold, noinline)) static void refuse(gh_stream_t *s, run_t *ctx, c
     refund_all(ctx);
     ctx->num_taken = 0;
     if (t->show != NULL)
-        add_fields(s, t, 1, NULL, 0);
+        add_fields(s, t, 1, NULL, 0, 0);
     snprintf(extra, sizeof(extra), "retry-after: %llu\r\n", (unsigned long long)t->res.retry_s);
     snprintf(detail, sizeof(detail), "rate limit '%s' exceeded; retry after %llu s",
              note + 6 /* after "limit=" */, (unsigned long long)t->res.retry_s);
@@ -943,7 +965,7 @@ static gh_filter_status_t fleet_decide(gh_stream_t *s, rl_call_t *call, int stat
         }
         if (closed == NULL) {
             gh_stream_log_note(s, call->meta[0].error_note);
-            add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
+            add_fields(s, ctx->taken, ctx->num_taken, NULL, 0, 0);
             return GH_FILTER_CONTINUE;
         }
         gh_stream_log_note(s, closed->error_note);
@@ -969,7 +991,7 @@ static gh_filter_status_t fleet_decide(gh_stream_t *s, rl_call_t *call, int stat
         }
         ctx->num_taken++;
     }
-    add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
+    add_fields(s, ctx->taken, ctx->num_taken, NULL, 0, 0);
     return GH_FILTER_CONTINUE;
 }
 
@@ -1102,9 +1124,10 @@ static gh_filter_status_t on_request_headers(gh_stream_t *s, const void *conf, v
     if (st != GH_FILTER_CONTINUE)
         return st;
     if (route_taken == in->num_limits && ctx->num_taken == route_taken)
-        add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len);
+        add_fields(s, ctx->taken, ctx->num_taken, in->policy_line, in->policy_line_len,
+                   in->fields_room);
     else
-        add_fields(s, ctx->taken, ctx->num_taken, NULL, 0);
+        add_fields(s, ctx->taken, ctx->num_taken, NULL, 0, 0);
     return GH_FILTER_CONTINUE;
 }
 
