@@ -558,14 +558,14 @@ typedef struct {
 /* issuer: the OAuth 2.0 token service (docs/issuer.md). NULL in the
  * config when the key is absent. Durations in seconds. */
 typedef struct {
-    char *url;                   /* issuer: "iss" of every token; https://HOST[:PORT], no path */
-    uint64_t token_ttl;          /* access token lifetime; default 3600 (60..86400) */
-    int alg;                     /* gh_jwt_alg_t of new signing keys: ES256 (default), RS256, EdDSA */
-    int rsa_bits;                /* 2048 (default), 3072, 4096 */
-    char *default_audience;      /* for clients registered without audiences; NULL: none */
-    uint64_t jwks_max_age;       /* the JWKS's Cache-Control max-age; default 300 */
-    uint64_t publish_lead;       /* a new key's publishing before signing; default 360 */
-    uint64_t leeway;             /* clock skew verifiers allow; default 60 */
+    char *url;              /* issuer: "iss" of every token; https://HOST[:PORT], no path */
+    uint64_t token_ttl;     /* access token lifetime; default 3600 (60..86400) */
+    int alg;                /* gh_jwt_alg_t of new signing keys: ES256 (default), RS256, EdDSA */
+    int rsa_bits;           /* 2048 (default), 3072, 4096 */
+    char *default_audience; /* for clients registered without audiences; NULL: none */
+    uint64_t jwks_max_age;  /* the JWKS's Cache-Control max-age; default 300 */
+    uint64_t publish_lead;  /* a new key's publishing before signing; default 360 */
+    uint64_t leeway;        /* clock skew verifiers allow; default 60 */
     uint64_t assertion_lifetime; /* longest private_key_jwt assertion; default 3600 */
     uint32_t failed_auth_limit;  /* failed client authentications per minute per client id
                                     and address before 429 (an address alone: ten times);

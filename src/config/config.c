@@ -1656,10 +1656,9 @@ static int parse_state_dir(ctx_t *c, const gh_yaml_node_t *n)
 
 static int parse_root(ctx_t *c, const gh_yaml_node_t *root)
 {
-    static const char *const keys[] = {"workers",   "drain_timeout", "listeners", "clusters",
-                                       "admin",     "access_log",    "tracing",   "providers",
-                                       "state_dir", "store",         "plans",     "issuer",
-                                       NULL};
+    static const char *const keys[] = {
+        "workers",   "drain_timeout", "listeners", "clusters", "admin",  "access_log", "tracing",
+        "providers", "state_dir",     "store",     "plans",    "issuer", NULL};
     const char *keys_all[MAX_EXTRA_KEYS + sizeof(keys) / sizeof(keys[0])];
     const gh_yaml_node_t *listeners;
     uint64_t u = 0;

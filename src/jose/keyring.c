@@ -123,8 +123,8 @@ static size_t err_url(char *err, size_t cap, const char *url)
 }
 
 /* GET url into *out; returns 0 or -1 with err. */
-static int http_get(const gh_keyring_t *k, const char *url, gh_sink_t *out, long *max_age, char *err,
-                    size_t cap)
+static int http_get(const gh_keyring_t *k, const char *url, gh_sink_t *out, long *max_age,
+                    char *err, size_t cap)
 {
     CURL *c = curl_easy_init();
     char ebuf[CURL_ERROR_SIZE] = "";

@@ -76,8 +76,7 @@ static void hook_issuer_keys_rotated(void *arg)
 
 gh_admin_hooks_t gh_server_admin_hooks(server_t *sv)
 {
-    gh_admin_hooks_t hooks = {hook_ready,       hook_config,   hook_clusters,
-                              hook_store,       sv,            hook_issuer_keys,
-                              hook_issuer_keys_rotated};
+    gh_admin_hooks_t hooks = {hook_ready, hook_config,      hook_clusters,           hook_store,
+                              sv,         hook_issuer_keys, hook_issuer_keys_rotated};
     return hooks;
 }

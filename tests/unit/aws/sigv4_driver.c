@@ -31,7 +31,8 @@ static int unhex(const char *s, char **out, size_t *len)
         return -1;
     char *b = malloc(n / 2 + 1);
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = gh_hex_value((unsigned char)s[2 * i]), lo = gh_hex_value((unsigned char)s[2 * i + 1]);
+        int hi = gh_hex_value((unsigned char)s[2 * i]),
+            lo = gh_hex_value((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(b);
             return -1;
