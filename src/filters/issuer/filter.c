@@ -539,12 +539,20 @@ static void introspect(gh_stream_t *s, isf_ctx_t *ctx, const view_t *cv)
     free(body);
 }
 
-static void revoked_stored(void *arg, int status)
+/* A store call the stream paused for has answered: the call is over, and
+ * the stream, if it is still there, is the caller's to go on with. */
+static gh_stream_t *resumed(isf_ctx_t *ctx)
 {
-    isf_ctx_t *ctx = arg;
     ctx->sreq = NULL;
     gh_stream_t *s = gh_stream_handle_take(ctx->h);
     ctx->h = NULL;
+    return s;
+}
+
+static void revoked_stored(void *arg, int status)
+{
+    isf_ctx_t *ctx = arg;
+    gh_stream_t *s = resumed(ctx);
     if (s == NULL)
         return;
     if (status != 0 && status != -EALREADY) {
@@ -647,9 +655,7 @@ static void store_jti(const char *jti, size_t len, char out[GH_STORE_JTI_MAX + 1
 static void on_claimed(void *arg, int status)
 {
     isf_ctx_t *ctx = arg;
-    ctx->sreq = NULL;
-    gh_stream_t *s = gh_stream_handle_take(ctx->h);
-    ctx->h = NULL;
+    gh_stream_t *s = resumed(ctx);
     view_t *cv = ctx->cv;
     ctx->cv = NULL;
     if (s == NULL)
@@ -756,9 +762,7 @@ static void with_client(gh_stream_t *s, isf_ctx_t *ctx, const gh_client_t *rec)
 static void on_client(void *arg, int status, const gh_client_t *c)
 {
     isf_ctx_t *ctx = arg;
-    ctx->sreq = NULL;
-    gh_stream_t *s = gh_stream_handle_take(ctx->h);
-    ctx->h = NULL;
+    gh_stream_t *s = resumed(ctx);
     if (s == NULL)
         return;
     if (status != 0 && status != -ENOENT) {
